@@ -1,0 +1,247 @@
+//! The one place where errors the gateway itself produces become HTTP responses.
+//!
+//! Which error type belongs where:
+//! - `config::ConfigError`: start-up and `guichet check`; never reaches HTTP.
+//! - `store::StoreError`: the store; services map it to `GatewayError::StoreUnavailable`.
+//! - `proxy::ProxyError`: the forwarding phases, tagged with its side (client, upstream,
+//!   internal); converted into `GatewayError` here.
+//! - `GatewayError`: everything that is answered to a client. API clients get
+//!   `application/problem+json` (RFC 9457); browsers get a short page in plain French.
+//!   The cause is never put in the body: it travels in an `ErrorCause` response extension
+//!   that the request-logging middleware writes to the log.
+
+use askama::Template;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// What a client is told went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayError {
+    /// The request is malformed; it was not forwarded.
+    BadRequest(&'static str),
+    /// No route matches the request.
+    NoRoute,
+    /// A path under the reserved prefix that the gateway does not serve.
+    NotFound,
+    /// The client stopped sending its body for longer than the idle timeout.
+    RequestTimeout,
+    /// The request body is larger than the route accepts.
+    PayloadTooLarge { limit: u64 },
+    /// The request head is larger than `server.max_header_bytes`.
+    HeadersTooLarge,
+    /// The upstream refused, reset or broke the exchange.
+    BadGateway,
+    /// The upstream did not answer in time.
+    GatewayTimeout,
+    /// The store cannot be reached.
+    StoreUnavailable,
+    /// A bug or an exhausted resource on our side.
+    Internal,
+}
+
+/// The cause behind an error response, for the log only.
+#[derive(Debug, Clone)]
+pub struct ErrorCause(pub String);
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NoRoute | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::BadGateway => StatusCode::BAD_GATEWAY,
+            Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable machine-readable code; part of the API contract.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad-request",
+            Self::NoRoute => "no-route",
+            Self::NotFound => "not-found",
+            Self::RequestTimeout => "request-timeout",
+            Self::PayloadTooLarge { .. } => "payload-too-large",
+            Self::HeadersTooLarge => "headers-too-large",
+            Self::BadGateway => "upstream-unavailable",
+            Self::GatewayTimeout => "upstream-timeout",
+            Self::StoreUnavailable => "store-unavailable",
+            Self::Internal => "internal-error",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "Malformed request",
+            Self::NoRoute => "No application at this address",
+            Self::NotFound => "Not found",
+            Self::RequestTimeout => "The request body stopped arriving",
+            Self::PayloadTooLarge { .. } => "Request body too large",
+            Self::HeadersTooLarge => "Request headers too large",
+            Self::BadGateway => "The application is unavailable",
+            Self::GatewayTimeout => "The application did not answer in time",
+            Self::StoreUnavailable => "The gateway's store is unavailable",
+            Self::Internal => "Internal error",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::BadRequest(why) => format!("The request was refused and not forwarded: {why}."),
+            Self::PayloadTooLarge { limit } => format!("The body exceeds the limit of {limit} bytes for this address."),
+            Self::HeadersTooLarge => "The request line and headers exceed the configured limit.".to_owned(),
+            other => format!("{}.", other.title()),
+        }
+    }
+
+    /// (title, explanation, what to do) in plain French for the browser page.
+    fn french(&self) -> (&'static str, String, &'static str) {
+        const RETRY: &str = "Réessayez dans quelques minutes. Si cela continue, contactez votre mairie.";
+        const BACK: &str = "Revenez à la page précédente et réessayez.";
+        match self {
+            Self::BadRequest(_) => ("Demande incorrecte", "Votre navigateur a envoyé une demande que nous ne pouvons pas lire.".into(), BACK),
+            Self::NoRoute | Self::NotFound => ("Page introuvable", "Cette adresse ne correspond à aucun service.".into(), "Vérifiez l'adresse ou revenez à l'accueil."),
+            Self::PayloadTooLarge { limit } => (
+                "Envoi trop gros",
+                format!("Ce que vous envoyez est trop gros. La limite est de {}.", human_size(*limit)),
+                "Envoyez un fichier plus petit, ou en plusieurs fois.",
+            ),
+            Self::RequestTimeout => ("Envoi interrompu", "Votre envoi s'est arrêté en cours de route.".into(), BACK),
+            Self::HeadersTooLarge => ("Demande trop grande", "Votre navigateur a envoyé trop d'informations avec la demande.".into(), "Fermez le navigateur, rouvrez-le, puis réessayez."),
+            Self::BadGateway => ("Service indisponible", "Le service de la mairie ne répond pas pour le moment.".into(), RETRY),
+            Self::GatewayTimeout => ("Service trop lent", "Le service de la mairie a mis trop de temps à répondre.".into(), RETRY),
+            Self::StoreUnavailable | Self::Internal => ("Erreur technique", "Un problème technique nous empêche de répondre.".into(), RETRY),
+        }
+    }
+
+    /// Renders as HTML for browsers (`html`, see [`wants_html`]) or as problem+json, tagging
+    /// the response with `cause` for the log.
+    pub fn respond(&self, html: bool, request_id: Option<&str>, cause: Option<String>) -> Response {
+        let mut resp = if html { self.html(request_id) } else { self.problem(request_id) };
+        if let Some(c) = cause {
+            resp.extensions_mut().insert(ErrorCause(c));
+        }
+        resp
+    }
+
+    fn problem(&self, request_id: Option<&str>) -> Response {
+        let body = Problem {
+            r#type: format!("urn:guichet:problem:{}", self.code()),
+            title: self.title(),
+            status: self.status().as_u16(),
+            detail: self.detail(),
+            request_id,
+        };
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        let mut resp = (self.status(), json).into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        resp
+    }
+
+    fn html(&self, request_id: Option<&str>) -> Response {
+        let (title, explanation, next_step) = self.french();
+        let page = ErrorPage { title, explanation: &explanation, next_step, status: self.status().as_u16(), request_id };
+        let body = page.render().unwrap_or_else(|_| format!("{} — {title}", self.status().as_u16()));
+        let mut resp = (self.status(), body).into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+}
+
+impl IntoResponse for GatewayError {
+    /// Without the request at hand, answer the API form.
+    fn into_response(self) -> Response {
+        self.problem(None)
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    r#type: String,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    explanation: &'a str,
+    next_step: &'a str,
+    status: u16,
+    request_id: Option<&'a str>,
+}
+
+/// Browsers ask for HTML first; API clients ask for JSON or nothing in particular.
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let html = accept.find("text/html");
+    let json = accept.find("json");
+    match (html, json) {
+        (Some(h), Some(j)) => h < j,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+fn human_size(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if bytes >= MIB { format!("{} Mo", bytes / MIB) } else { format!("{} Ko", bytes.div_ceil(1024)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(v: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_static(v));
+        h
+    }
+
+    #[test]
+    fn every_error_maps_to_its_status_and_code() {
+        let cases = [
+            (GatewayError::BadRequest("x"), 400, "bad-request"),
+            (GatewayError::NoRoute, 404, "no-route"),
+            (GatewayError::NotFound, 404, "not-found"),
+            (GatewayError::RequestTimeout, 408, "request-timeout"),
+            (GatewayError::PayloadTooLarge { limit: 1 }, 413, "payload-too-large"),
+            (GatewayError::HeadersTooLarge, 431, "headers-too-large"),
+            (GatewayError::BadGateway, 502, "upstream-unavailable"),
+            (GatewayError::GatewayTimeout, 504, "upstream-timeout"),
+            (GatewayError::StoreUnavailable, 503, "store-unavailable"),
+            (GatewayError::Internal, 500, "internal-error"),
+        ];
+        for (e, status, code) in cases {
+            assert_eq!(e.status().as_u16(), status);
+            assert_eq!(e.code(), code);
+        }
+    }
+
+    #[test]
+    fn browsers_get_french_html_and_api_clients_problem_json() {
+        let e = GatewayError::BadGateway;
+        let html = e.respond(wants_html(&accept("text/html,application/xhtml+xml,*/*;q=0.8")), Some("r1"), None);
+        assert_eq!(html.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        let api = e.respond(wants_html(&accept("application/json")), Some("r1"), Some("refused".into()));
+        assert_eq!(api.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert!(api.extensions().get::<ErrorCause>().is_some());
+        assert!(!wants_html(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn sizes_read_in_french_units() {
+        assert_eq!(human_size(10 * 1024 * 1024), "10 Mo");
+        assert_eq!(human_size(1500), "2 Ko");
+    }
+}

@@ -1,0 +1,84 @@
+//! Prometheus metrics, served on the admin listener only (never on the public one).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::store::PoolState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamErrorLabels {
+    pub route: String,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub state: &'static str,
+}
+
+/// Every metric the gateway exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: Family<RouteLabels, Histogram>,
+    pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    pub in_flight: Gauge,
+    pub store_connections: Family<PoolLabels, Gauge>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs … ~26 s: proxy hops are sub-millisecond, slow upstreams are seconds.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 19))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("guichet");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
+        let in_flight = Gauge::default();
+        let store_connections = Family::<PoolLabels, Gauge>::default();
+        registry.register("http_requests", "Requests answered, by route, method and status", requests.clone());
+        registry.register("http_request_duration_seconds", "Time to answer a request's head, by route", latency.clone());
+        registry.register("upstream_errors", "Failed exchanges with upstreams, by route and kind", upstream_errors.clone());
+        registry.register("http_requests_in_flight", "Requests being answered now", in_flight.clone());
+        registry.register("store_connections", "Store pool connections, by state", store_connections.clone());
+        Self { registry, requests, latency, upstream_errors, in_flight, store_connections }
+    }
+
+    /// The text exposition format, with the store pool sampled now.
+    pub fn encode(&self, pool: PoolState) -> String {
+        let idle = i64::from(pool.idle);
+        let busy = i64::from(pool.size).saturating_sub(idle);
+        self.store_connections.get_or_create(&PoolLabels { state: "idle" }).set(idle);
+        self.store_connections.get_or_create(&PoolLabels { state: "busy" }).set(busy);
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,56 @@
+//! The per-request context: what the phases learn about a request, in the order they learn it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::routing::Route;
+
+/// Who is asking. Sign-in (a later phase) replaces `Anonymous` with a citizen or an agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Identity {
+    #[default]
+    Anonymous,
+}
+
+/// What the decide phase concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Forward to the route's upstream.
+    Forward,
+}
+
+#[derive(Debug)]
+pub struct RequestContext {
+    pub request_id: Arc<str>,
+    pub peer: SocketAddr,
+    pub tls: bool,
+    /// The client prefers HTML: gateway errors are rendered as a French page.
+    pub wants_html: bool,
+    /// Host the client addressed (with port, as sent).
+    pub host: String,
+    pub route: Option<Arc<Route>>,
+    pub identity: Identity,
+    pub decision: Option<Decision>,
+    /// The request asked to switch protocols (WebSocket…).
+    pub upgrade: bool,
+}
+
+impl RequestContext {
+    pub fn new(request_id: Arc<str>, peer: SocketAddr, tls: bool, wants_html: bool) -> Self {
+        Self {
+            request_id,
+            peer,
+            tls,
+            wants_html,
+            host: String::new(),
+            route: None,
+            identity: Identity::Anonymous,
+            decision: None,
+            upgrade: false,
+        }
+    }
+
+    pub fn route_name(&self) -> Option<&Arc<str>> {
+        self.route.as_ref().map(|r| &r.name)
+    }
+}

@@ -1,0 +1,87 @@
+//! Errors of the forwarding phases, tagged with the side at fault so each maps to the right
+//! status (client → 4xx, upstream → 502/504, internal → 500) and metric.
+
+use crate::error::GatewayError;
+
+/// Which side of the exchange failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Upstream,
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("malformed request: {0}")]
+    BadRequest(&'static str),
+    #[error("request head of {size} bytes exceeds {limit}")]
+    HeadersTooLarge { size: usize, limit: usize },
+    #[error("request body exceeds {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("client body idle for longer than the timeout")]
+    ClientIdle,
+    #[error("no route matches")]
+    NoRoute,
+    #[error("cannot connect to upstream: {0}")]
+    Connect(String),
+    #[error("connecting to upstream timed out")]
+    ConnectTimeout,
+    #[error("upstream response head timed out")]
+    ResponseTimeout,
+    #[error("upstream exchange failed: {0}")]
+    Exchange(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ProxyError {
+    pub fn side(&self) -> Side {
+        match self {
+            Self::BadRequest(_) | Self::HeadersTooLarge { .. } | Self::BodyTooLarge { .. } | Self::ClientIdle | Self::NoRoute => {
+                Side::Client
+            }
+            Self::Connect(_) | Self::ConnectTimeout | Self::ResponseTimeout | Self::Exchange(_) => Side::Upstream,
+            Self::Internal(_) => Side::Internal,
+        }
+    }
+
+    /// Label for the `upstream_errors` metric (upstream-side errors only).
+    pub fn upstream_kind(&self) -> Option<&'static str> {
+        match self {
+            Self::Connect(_) => Some("connect"),
+            Self::ConnectTimeout => Some("connect_timeout"),
+            Self::ResponseTimeout => Some("response_timeout"),
+            Self::Exchange(_) => Some("exchange"),
+            _ => None,
+        }
+    }
+
+    pub fn to_gateway(&self) -> GatewayError {
+        match self {
+            Self::BadRequest(why) => GatewayError::BadRequest(why),
+            Self::HeadersTooLarge { .. } => GatewayError::HeadersTooLarge,
+            Self::BodyTooLarge { limit } => GatewayError::PayloadTooLarge { limit: *limit },
+            Self::ClientIdle => GatewayError::RequestTimeout,
+            Self::NoRoute => GatewayError::NoRoute,
+            Self::Connect(_) | Self::Exchange(_) => GatewayError::BadGateway,
+            Self::ConnectTimeout | Self::ResponseTimeout => GatewayError::GatewayTimeout,
+            Self::Internal(_) => GatewayError::Internal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sides_map_to_statuses() {
+        assert_eq!(ProxyError::Connect("refused".into()).to_gateway().status(), 502);
+        assert_eq!(ProxyError::ConnectTimeout.to_gateway().status(), 504);
+        assert_eq!(ProxyError::ResponseTimeout.to_gateway().status(), 504);
+        assert_eq!(ProxyError::BodyTooLarge { limit: 1 }.to_gateway().status(), 413);
+        assert_eq!(ProxyError::HeadersTooLarge { size: 2, limit: 1 }.side(), Side::Client);
+        assert_eq!(ProxyError::Internal("x".into()).side(), Side::Internal);
+    }
+}

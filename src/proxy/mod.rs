@@ -1,0 +1,13 @@
+//! Forwarding to the applications behind the gateway, as named phases (see `pipeline`).
+
+pub mod body;
+pub mod context;
+pub mod error;
+pub mod headers;
+pub mod pipeline;
+pub mod upstream;
+
+pub use context::RequestContext;
+pub use error::ProxyError;
+pub use pipeline::{Proxy, RouteLabel};
+pub use upstream::Upstreams;

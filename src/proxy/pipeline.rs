@@ -1,0 +1,364 @@
+//! The proxy as named phases around one per-request context (the pingora idea):
+//!
+//! `receive → route → identify → decide → upstream_request → forward → response_filter → log`
+//!
+//! Each phase reads what earlier ones put in the [`RequestContext`] and may end the request
+//! with a [`ProxyError`]. Sign-in, policy, consent and field encryption plug in as phases here
+//! (see docs/ARCHITECTURE.md) without touching forwarding.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::Response;
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery};
+use http::{Method, Request, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use ipnet::IpNet;
+use percent_encoding::percent_decode_str;
+use tokio::sync::oneshot;
+
+use super::body::{BodyError, GuardedBody, find_body_error};
+use super::context::{Decision, Identity, RequestContext};
+use super::error::ProxyError;
+use super::headers::{self, Hop};
+use super::upstream::{UpstreamClient, Upstreams};
+use crate::error::wants_html;
+use crate::metrics::{Metrics, UpstreamErrorLabels};
+use crate::routing::{self, Route, RouteTable};
+use crate::server::{ConnMeta, RequestId};
+
+static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
+/// Names the route in response extensions, for the metrics and the request log.
+#[derive(Debug, Clone)]
+pub struct RouteLabel(pub Arc<str>);
+
+/// Everything the proxy phases need, built once from the validated configuration.
+#[derive(Debug)]
+pub struct Proxy {
+    routes: RouteTable,
+    upstreams: Upstreams,
+    trusted_proxies: Vec<IpNet>,
+    max_header_bytes: usize,
+    metrics: Arc<Metrics>,
+}
+
+/// A request ready to go upstream, with what the later phases need to finish it.
+struct Outbound {
+    request: Request<Body>,
+    client_upgrade: Option<OnUpgrade>,
+    body_sent: Option<oneshot::Receiver<()>>,
+}
+
+impl Proxy {
+    pub fn new(
+        routes: RouteTable,
+        upstreams: Upstreams,
+        trusted_proxies: Vec<IpNet>,
+        max_header_bytes: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { routes, upstreams, trusted_proxies, max_header_bytes, metrics }
+    }
+
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    /// Runs every phase; gateway errors become responses here.
+    pub async fn handle(&self, req: Request<Body>) -> Response {
+        let conn = req.extensions().get::<ConnMeta>().copied().unwrap_or_default();
+        let id = req.extensions().get::<RequestId>().map_or_else(|| Arc::from("-"), |r| r.0.clone());
+        let mut ctx = RequestContext::new(id, conn.peer, conn.tls, wants_html(req.headers()));
+        let mut resp = match self.run(&mut ctx, req).await {
+            Ok(r) => r,
+            Err(e) => self.fail(&ctx, &e),
+        };
+        log(&ctx, &mut resp);
+        resp
+    }
+
+    async fn run(&self, ctx: &mut RequestContext, req: Request<Body>) -> Result<Response, ProxyError> {
+        self.receive(ctx, &req)?;
+        let route = self.route(ctx, req.uri().path())?;
+        identify(ctx, &req);
+        decide(ctx)?;
+        let client = self.upstreams.get(&route.name).ok_or_else(|| ProxyError::Internal("no client for route".into()))?;
+        let out = self.upstream_request(ctx, &route, req)?;
+        let client_upgrade = out.client_upgrade;
+        let resp = forward(client, &route, out.request, out.body_sent).await?;
+        response_filter(&route, resp, client_upgrade)
+    }
+
+    /// Phase 1: is this a request we can read and may forward at all?
+    fn receive(&self, ctx: &mut RequestContext, req: &Request<Body>) -> Result<(), ProxyError> {
+        let size = headers::head_size(req.method(), req.uri(), req.headers());
+        if size > self.max_header_bytes {
+            return Err(ProxyError::HeadersTooLarge { size, limit: self.max_header_bytes });
+        }
+        if req.method() == Method::CONNECT {
+            return Err(ProxyError::BadRequest("the CONNECT method is not supported"));
+        }
+        ctx.host = host_of(req)?;
+        check_path(req.uri().path())?;
+        ctx.upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
+        Ok(())
+    }
+
+    /// Phase 2: which application is this for?
+    fn route(&self, ctx: &mut RequestContext, path: &str) -> Result<Arc<Route>, ProxyError> {
+        let host = host_without_port(&ctx.host);
+        let route = self.routes.find(Some(host), path).cloned().ok_or(ProxyError::NoRoute)?;
+        ctx.route = Some(route.clone());
+        Ok(route)
+    }
+
+    /// Phase 5: the request as the upstream will see it.
+    fn upstream_request(&self, ctx: &RequestContext, route: &Route, mut req: Request<Body>) -> Result<Outbound, ProxyError> {
+        if content_length(req.headers()).is_some_and(|n| n > route.max_body_bytes) {
+            return Err(ProxyError::BodyTooLarge { limit: route.max_body_bytes });
+        }
+        let client_upgrade = ctx.upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let path_and_query = route.upstream_path_and_query(parts.uri.path(), parts.uri.query());
+        parts.uri = upstream_uri(route, &path_and_query)?;
+        parts.version = Version::HTTP_11;
+        let h = &mut parts.headers;
+        headers::strip_hop_by_hop(h, ctx.upgrade);
+        headers::strip_reserved(h);
+        // The gateway already answered `Expect: 100-continue` to the client.
+        h.remove(header::EXPECT);
+        merge_cookies(h);
+        headers::set_forwarded(h, Hop { peer: ctx.peer, tls: ctx.tls, host: &ctx.host }, &self.trusted_proxies);
+        if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+            h.insert(&X_REQUEST_ID, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(route.upstream.authority.as_str()) {
+            h.insert(header::HOST, v);
+        }
+        let (body, body_sent) = if http_body::Body::is_end_stream(&body) {
+            (Body::empty(), None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            (Body::new(GuardedBody::new(body, Some(route.max_body_bytes), route.timeouts.idle_body, Some(tx))), Some(rx))
+        };
+        Ok(Outbound { request: Request::from_parts(parts, body), client_upgrade, body_sent })
+    }
+
+    fn fail(&self, ctx: &RequestContext, e: &ProxyError) -> Response {
+        if let (Some(kind), Some(route)) = (e.upstream_kind(), ctx.route_name()) {
+            self.metrics.upstream_errors.get_or_create(&UpstreamErrorLabels { route: route.to_string(), kind }).inc();
+        }
+        e.to_gateway().respond(ctx.wants_html, Some(&ctx.request_id), Some(e.to_string()))
+    }
+}
+
+/// Phase 3: who is asking. Without sign-in configured, everyone is anonymous.
+fn identify(ctx: &mut RequestContext, _req: &Request<Body>) {
+    ctx.identity = Identity::Anonymous;
+}
+
+/// Phase 4: may this request go through? Without policies, every routed request may.
+fn decide(ctx: &mut RequestContext) -> Result<(), ProxyError> {
+    ctx.decision = Some(Decision::Forward);
+    Ok(())
+}
+
+/// Phase 6: send and wait for the response head. The head timeout starts once the request
+/// body has been sent, so a slow upload is governed by the idle timeout alone.
+async fn forward(
+    client: &UpstreamClient,
+    route: &Route,
+    req: Request<Body>,
+    body_sent: Option<oneshot::Receiver<()>>,
+) -> Result<Response<Incoming>, ProxyError> {
+    let limit = route.timeouts.response_headers;
+    let head_deadline = async move {
+        if let Some(rx) = body_sent {
+            if rx.await.is_err() {
+                // The body failed; the request future reports why.
+                std::future::pending::<()>().await;
+            }
+        }
+        tokio::time::sleep(limit).await;
+    };
+    tokio::select! {
+        r = client.request(req) => r.map_err(classify),
+        () = head_deadline => Err(ProxyError::ResponseTimeout),
+    }
+}
+
+/// Phase 7: the response as the client will see it.
+fn response_filter(route: &Route, mut resp: Response<Incoming>, client_upgrade: Option<OnUpgrade>) -> Result<Response, ProxyError> {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(ProxyError::Exchange("upstream switched protocols unasked".into()));
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+        let (mut parts, _) = resp.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, true);
+        return Ok(Response::from_parts(parts, Body::empty()));
+    }
+    let (mut parts, body) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, false);
+    let body = GuardedBody::new(body, None, route.timeouts.idle_body, None);
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// Phase 8: label the response for the request log and metrics (written by the server's
+/// observe middleware, which sees every request, proxied or not).
+fn log(ctx: &RequestContext, resp: &mut Response) {
+    if let Some(name) = ctx.route_name() {
+        resp.extensions_mut().insert(RouteLabel(name.clone()));
+    }
+}
+
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
+    match tokio::try_join!(client, upstream) {
+        Ok((c, u)) => {
+            let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+            if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                tracing::debug!(error = %e, "upgraded connection ended with an error");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "protocol upgrade failed"),
+    }
+}
+
+fn classify(e: hyper_util::client::legacy::Error) -> ProxyError {
+    if let Some(b) = find_body_error(&e) {
+        return match b {
+            BodyError::TooLarge { limit } => ProxyError::BodyTooLarge { limit: *limit },
+            BodyError::Idle(_) => ProxyError::ClientIdle,
+            BodyError::Inner(_) => ProxyError::BadRequest("the request body was interrupted"),
+        };
+    }
+    if e.is_connect() {
+        if has_timed_out(&e) {
+            return ProxyError::ConnectTimeout;
+        }
+        return ProxyError::Connect(error_chain(&e));
+    }
+    ProxyError::Exchange(error_chain(&e))
+}
+
+fn has_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// "a: b: c" from an error and its sources (hyper errors carry no request data).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        out.push_str(": ");
+        out.push_str(&err.to_string());
+        cur = err.source();
+    }
+    out
+}
+
+fn host_of(req: &Request<Body>) -> Result<String, ProxyError> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Err(ProxyError::BadRequest("the request has several Host headers")),
+        (Some(h), None) => {
+            let s = h.to_str().map_err(|_| ProxyError::BadRequest("the Host header is not valid"))?;
+            s.parse::<Authority>().map_err(|_| ProxyError::BadRequest("the Host header is not valid"))?;
+            if s.contains('@') {
+                return Err(ProxyError::BadRequest("the Host header is not valid"));
+            }
+            Ok(s.to_owned())
+        }
+        (None, _) => req
+            .uri()
+            .authority()
+            .map(ToString::to_string)
+            .ok_or(ProxyError::BadRequest("the request has no Host header")),
+    }
+}
+
+fn host_without_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// Refuses paths that would reach something other than what their prefix says: dot segments
+/// (raw or percent-encoded) could climb out of a route's prefix once the upstream decodes
+/// them, and an encoded form of the reserved prefix must not be forwarded either.
+fn check_path(path: &str) -> Result<(), ProxyError> {
+    if !path.starts_with('/') {
+        return Err(ProxyError::BadRequest("the request target must be a path"));
+    }
+    let decoded = percent_decode_str(path).decode_utf8_lossy();
+    if decoded.split(['/', '\\']).any(|seg| seg == "." || seg == "..") {
+        return Err(ProxyError::BadRequest("the path contains . or .. segments"));
+    }
+    if decoded.contains('\0') {
+        return Err(ProxyError::BadRequest("the path contains a NUL character"));
+    }
+    if routing::is_reserved(&decoded) {
+        return Err(ProxyError::BadRequest("the path names the gateway's reserved prefix"));
+    }
+    Ok(())
+}
+
+fn content_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+fn upstream_uri(route: &Route, path_and_query: &str) -> Result<Uri, ProxyError> {
+    let pq = PathAndQuery::try_from(path_and_query).map_err(|_| ProxyError::BadRequest("the request target is not valid"))?;
+    Uri::builder()
+        .scheme(route.upstream.scheme.clone())
+        .authority(route.upstream.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|e| ProxyError::Internal(e.to_string()))
+}
+
+/// HTTP/2 clients may split `Cookie` into several fields; HTTP/1.1 wants one (RFC 9113 §8.2.3).
+fn merge_cookies(h: &mut http::HeaderMap) {
+    if h.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined = h.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes).collect::<Vec<_>>().join(&b"; "[..]);
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        h.insert(header::COOKIE, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_that_climb_or_hide_the_reserved_prefix_are_refused() {
+        for bad in ["/a/../b", "/a/%2e%2E/b", "/./x", "/%2Eguichet/health/live", "/a\\..\\b", "/x%00"] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
+        for good in ["/", "/a/b.c", "/a..b/", "/%20x", "/.well-known/x"] {
+            assert!(check_path(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn host_port_is_removed() {
+        assert_eq!(host_without_port("mairie.fr:8080"), "mairie.fr");
+        assert_eq!(host_without_port("[::1]:80"), "::1");
+        assert_eq!(host_without_port("mairie.fr"), "mairie.fr");
+    }
+}

@@ -1,0 +1,157 @@
+//! Bytes in: listeners, TLS termination, HTTP/1.1 and HTTP/2 connections, graceful shutdown.
+
+pub mod middleware;
+pub mod router;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+pub use middleware::RequestId;
+
+/// Facts about the connection a request arrived on, put in every request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnMeta {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+impl Default for ConnMeta {
+    fn default() -> Self {
+        Self { peer: SocketAddr::from(([0, 0, 0, 0], 0)), tls: false }
+    }
+}
+
+/// Limits applied while reading requests off the wire.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Configured `server.max_header_bytes`; the wire parser gets headroom above it so the
+    /// receive phase can answer 431 with a proper body.
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+}
+
+/// Accepts connections until `shutdown` turns true, then lets in-flight requests finish for
+/// at most `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    limits: ConnLimits,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let builder = Arc::new(http_builder(limits));
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let meta = ConnMeta { peer, tls: tls.is_some() };
+                let svc = service(router.clone(), meta);
+                let builder = builder.clone();
+                match tls.clone() {
+                    None => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc).into_owned();
+                        spawn_conn(graceful.watch(conn));
+                    }
+                    Some(acceptor) => {
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let Ok(Ok(stream)) = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp)).await else {
+                                tracing::debug!("TLS handshake failed or timed out");
+                                return;
+                            };
+                            serve_tls_conn(&builder, stream, svc, watcher).await;
+                        });
+                    }
+                }
+            }
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown grace period over; closing remaining connections");
+    }
+}
+
+async fn serve_tls_conn<S>(
+    builder: &Builder<TokioExecutor>,
+    stream: S,
+    svc: impl hyper::service::Service<http::Request<Incoming>, Response = axum::response::Response, Error = Infallible, Future: Send + 'static>
+        + Send
+        + Clone
+        + 'static,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+fn spawn_conn<F, E>(conn: F)
+where
+    F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    });
+}
+
+fn http_builder(limits: ConnLimits) -> Builder<TokioExecutor> {
+    let mut b = Builder::new(TokioExecutor::new());
+    let wire_limit = (limits.max_header_bytes + 16 * 1024).max(8192);
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(wire_limit)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(wire_limit).unwrap_or(u32::MAX))
+        .max_concurrent_streams(250);
+    b
+}
+
+/// The router as a hyper service, with the connection's facts added to each request.
+fn service(
+    router: Router,
+    meta: ConnMeta,
+) -> impl hyper::service::Service<http::Request<Incoming>, Response = axum::response::Response, Error = Infallible, Future: Send + 'static>
++ Clone
++ Send
++ 'static {
+    hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        req.extensions_mut().insert(meta);
+        router.clone().oneshot(req.map(axum::body::Body::new))
+    })
+}

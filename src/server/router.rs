@@ -1,0 +1,50 @@
+//! The single composition root: the gateway's own endpoints under `/.guichet/`, the proxy as
+//! the fallback for everything else. Layer order is written here and nowhere else.
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+
+use crate::app::AppState;
+use crate::error::{GatewayError, wants_html};
+use crate::health;
+use crate::server::RequestId;
+
+/// The public listener's router.
+pub fn public(state: AppState) -> Router {
+    let own = Router::new()
+        .route("/.guichet/health/live", get(health::live))
+        .route("/.guichet/health/ready", get(health::ready))
+        // Nothing under the reserved prefix is ever proxied, even paths we do not serve.
+        .route("/.guichet", any(reserved_not_found))
+        .route("/.guichet/{*rest}", any(reserved_not_found))
+        // Innermost on our own pages: security headers.
+        .layer(axum::middleware::from_fn(super::middleware::own_pages_security_headers));
+    own.fallback(proxy)
+        // Outermost: request id, span, log line and metrics for every request.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), super::middleware::observe))
+        .with_state(state)
+}
+
+/// The admin listener's router (metrics only; bind it to loopback or a management network).
+pub fn admin(state: AppState) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(state)
+}
+
+async fn proxy(State(app): State<AppState>, req: Request) -> Response {
+    app.proxy.handle(req).await
+}
+
+async fn reserved_not_found(req: Request) -> Response {
+    let id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    GatewayError::NotFound.respond(wants_html(req.headers()), id.as_deref(), None)
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    let body = app.metrics.encode(app.store.pool_state());
+    Response::builder()
+        .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(body.into())
+        .unwrap_or_else(|_| GatewayError::Internal.into_response())
+}
