@@ -58,7 +58,8 @@ impl Application {
     /// listeners. Port 0 is allowed; read the real ports with `public_addr`/`admin_addr`.
     pub async fn build(config: Validated, deps: Deps) -> anyhow::Result<Self> {
         let s = &config.settings;
-        let store_opts = StoreOptions { max_connections: s.store.max_connections, acquire_timeout: s.store.acquire_timeout };
+        let store_opts =
+            StoreOptions { max_connections: s.store.max_connections, acquire_timeout: s.store.acquire_timeout };
         let store = Store::connect(&config.store_url, &store_opts).await.context("cannot open the store")?;
         if s.store.migrate_on_start {
             let n = store.migrate().await.context("cannot migrate the store")?;
@@ -86,7 +87,8 @@ impl Application {
             true => Some(bind(s.admin.listen, "admin.listen").await?),
             false => None,
         };
-        let app = Arc::new(App { settings: config.settings, store, proxy, metrics, clock: deps.clock, random: deps.random });
+        let app =
+            Arc::new(App { settings: config.settings, store, proxy, metrics, clock: deps.clock, random: deps.random });
         let (shutdown, _) = watch::channel(false);
         Ok(Self { app, public, admin, tls, shutdown })
     }
@@ -118,8 +120,7 @@ impl Application {
         };
         let grace = s.shutdown_grace;
         let public_router = server::router::public(self.app.clone());
-        let public =
-            server::serve(self.public, self.tls, public_router, limits, self.shutdown.subscribe(), grace);
+        let public = server::serve(self.public, self.tls, public_router, limits, self.shutdown.subscribe(), grace);
         match self.admin {
             Some(admin) => {
                 let admin_router = server::router::admin(self.app.clone());

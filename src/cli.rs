@@ -70,7 +70,11 @@ fn check(path: Option<PathBuf>) -> ExitCode {
         Ok(v) => {
             let n = v.routes.iter().count();
             let file = path.map_or_else(|| "embedded defaults".to_owned(), |p| p.display().to_string());
-            let _ = writeln!(std::io::stdout(), "{file}: configuration is valid ({n} route{}).", if n == 1 { "" } else { "s" });
+            let _ = writeln!(
+                std::io::stdout(),
+                "{file}: configuration is valid ({n} route{}).",
+                if n == 1 { "" } else { "s" }
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -101,7 +105,8 @@ async fn migrate(path: Option<PathBuf>) -> anyhow::Result<()> {
     let opts = StoreOptions { max_connections: 1, acquire_timeout: s.acquire_timeout };
     let store = Store::connect(&config.store_url, &opts).await.context("cannot open the store")?;
     let n = store.migrate().await?;
-    let _ = writeln!(std::io::stdout(), "{} store: {n} migration(s) applied; schema is up to date.", store.engine().name());
+    let _ =
+        writeln!(std::io::stdout(), "{} store: {n} migration(s) applied; schema is up to date.", store.engine().name());
     Ok(())
 }
 

@@ -104,18 +104,36 @@ impl GatewayError {
         const RETRY: &str = "Réessayez dans quelques minutes. Si cela continue, contactez votre mairie.";
         const BACK: &str = "Revenez à la page précédente et réessayez.";
         match self {
-            Self::BadRequest(_) => ("Demande incorrecte", "Votre navigateur a envoyé une demande que nous ne pouvons pas lire.".into(), BACK),
-            Self::NoRoute | Self::NotFound => ("Page introuvable", "Cette adresse ne correspond à aucun service.".into(), "Vérifiez l'adresse ou revenez à l'accueil."),
+            Self::BadRequest(_) => (
+                "Demande incorrecte",
+                "Votre navigateur a envoyé une demande que nous ne pouvons pas lire.".into(),
+                BACK,
+            ),
+            Self::NoRoute | Self::NotFound => (
+                "Page introuvable",
+                "Cette adresse ne correspond à aucun service.".into(),
+                "Vérifiez l'adresse ou revenez à l'accueil.",
+            ),
             Self::PayloadTooLarge { limit } => (
                 "Envoi trop gros",
                 format!("Ce que vous envoyez est trop gros. La limite est de {}.", human_size(*limit)),
                 "Envoyez un fichier plus petit, ou en plusieurs fois.",
             ),
             Self::RequestTimeout => ("Envoi interrompu", "Votre envoi s'est arrêté en cours de route.".into(), BACK),
-            Self::HeadersTooLarge => ("Demande trop grande", "Votre navigateur a envoyé trop d'informations avec la demande.".into(), "Fermez le navigateur, rouvrez-le, puis réessayez."),
-            Self::BadGateway => ("Service indisponible", "Le service de la mairie ne répond pas pour le moment.".into(), RETRY),
-            Self::GatewayTimeout => ("Service trop lent", "Le service de la mairie a mis trop de temps à répondre.".into(), RETRY),
-            Self::StoreUnavailable | Self::Internal => ("Erreur technique", "Un problème technique nous empêche de répondre.".into(), RETRY),
+            Self::HeadersTooLarge => (
+                "Demande trop grande",
+                "Votre navigateur a envoyé trop d'informations avec la demande.".into(),
+                "Fermez le navigateur, rouvrez-le, puis réessayez.",
+            ),
+            Self::BadGateway => {
+                ("Service indisponible", "Le service de la mairie ne répond pas pour le moment.".into(), RETRY)
+            }
+            Self::GatewayTimeout => {
+                ("Service trop lent", "Le service de la mairie a mis trop de temps à répondre.".into(), RETRY)
+            }
+            Self::StoreUnavailable | Self::Internal => {
+                ("Erreur technique", "Un problème technique nous empêche de répondre.".into(), RETRY)
+            }
         }
     }
 
@@ -145,7 +163,8 @@ impl GatewayError {
 
     fn html(&self, request_id: Option<&str>) -> Response {
         let (title, explanation, next_step) = self.french();
-        let page = ErrorPage { title, explanation: &explanation, next_step, status: self.status().as_u16(), request_id };
+        let page =
+            ErrorPage { title, explanation: &explanation, next_step, status: self.status().as_u16(), request_id };
         let body = page.render().unwrap_or_else(|_| format!("{} — {title}", self.status().as_u16()));
         let mut resp = (self.status(), body).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));

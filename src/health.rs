@@ -25,7 +25,10 @@ pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
         }
         Err(_) => {
             tracing::warn!("readiness: store check timed out");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "checks": { "store": "timeout" } })))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable", "checks": { "store": "timeout" } })),
+            )
         }
     }
 }

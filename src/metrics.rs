@@ -63,8 +63,16 @@ impl Metrics {
         let in_flight = Gauge::default();
         let store_connections = Family::<PoolLabels, Gauge>::default();
         registry.register("http_requests", "Requests answered, by route, method and status", requests.clone());
-        registry.register("http_request_duration_seconds", "Time to answer a request's head, by route", latency.clone());
-        registry.register("upstream_errors", "Failed exchanges with upstreams, by route and kind", upstream_errors.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer a request's head, by route",
+            latency.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Failed exchanges with upstreams, by route and kind",
+            upstream_errors.clone(),
+        );
         registry.register("http_requests_in_flight", "Requests being answered now", in_flight.clone());
         registry.register("store_connections", "Store pool connections, by state", store_connections.clone());
         Self { registry, requests, latency, upstream_errors, in_flight, store_connections }

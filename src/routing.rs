@@ -40,7 +40,8 @@ impl Upstream {
     /// Parses an upstream base URL, explaining what is wrong in plain words.
     pub fn parse(url: &str, ca_file: Option<PathBuf>) -> Result<Self, String> {
         let uri: Uri = url.parse().map_err(|e| format!("`{url}` is not a valid URL ({e})"))?;
-        let scheme = uri.scheme().cloned().ok_or_else(|| format!("`{url}` has no scheme: write http:// or https://"))?;
+        let scheme =
+            uri.scheme().cloned().ok_or_else(|| format!("`{url}` has no scheme: write http:// or https://"))?;
         if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
             return Err(format!("`{url}` must start with http:// or https://"));
         }
@@ -81,7 +82,8 @@ impl Route {
         }
         let prefix = normalise_prefix(&s.path_prefix);
         if is_reserved(&prefix) || (prefix.len() > 1 && RESERVED_PREFIX.starts_with(&format!("{prefix}/"))) {
-            errors.push(("path_prefix", format!("`{}` is inside the reserved prefix {RESERVED_PREFIX}", s.path_prefix)));
+            errors
+                .push(("path_prefix", format!("`{}` is inside the reserved prefix {RESERVED_PREFIX}", s.path_prefix)));
         }
         let host = s.host.as_ref().map(|h| h.trim().to_ascii_lowercase());
         if let Some(h) = &host {
@@ -89,9 +91,8 @@ impl Route {
                 errors.push(("host", format!("`{h}` is not a valid host name")));
             }
         }
-        let upstream = Upstream::parse(&s.upstream, s.upstream_ca_file.clone())
-            .map_err(|e| errors.push(("upstream", e)))
-            .ok();
+        let upstream =
+            Upstream::parse(&s.upstream, s.upstream_ca_file.clone()).map_err(|e| errors.push(("upstream", e))).ok();
         for (key, d) in [
             ("timeouts.connect", s.timeouts.connect),
             ("timeouts.response_headers", s.timeouts.response_headers),
@@ -178,12 +179,18 @@ impl RouteTable {
         for (a, (i, ra)) in routes.iter().enumerate() {
             for (j, rb) in routes.iter().skip(a + 1) {
                 if ra.name == rb.name {
-                    errors.push((format!("routes[{j}].name"), format!("`{}` is already the name of routes[{i}]", rb.name)));
+                    errors.push((
+                        format!("routes[{j}].name"),
+                        format!("`{}` is already the name of routes[{i}]", rb.name),
+                    ));
                 }
                 if ra.host == rb.host && ra.prefix == rb.prefix {
                     errors.push((
                         format!("routes[{j}].path_prefix"),
-                        format!("duplicate route: routes[{i}] already matches the same host and path prefix `{}`", rb.prefix),
+                        format!(
+                            "duplicate route: routes[{i}] already matches the same host and path prefix `{}`",
+                            rb.prefix
+                        ),
                     ));
                 }
             }

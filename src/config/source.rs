@@ -69,8 +69,7 @@ where
         if let Err(e) = toml::from_str::<Settings>(&text) {
             return Err(ConfigError::single(file_error(path, &text, &e)));
         }
-        table = toml::from_str::<Table>(&text)
-            .map_err(|e| ConfigError::single(file_error(path, &text, &e)))?;
+        table = toml::from_str::<Table>(&text).map_err(|e| ConfigError::single(file_error(path, &text, &e)))?;
         index_file(path, &text, &mut source);
         source.file = Some(path.to_owned());
     }
@@ -114,11 +113,7 @@ fn index_file(path: &Path, text: &str, source: &mut SourceMap) {
 fn walk_table(table: &toml_edit::Table, prefix: &str, add: &mut impl FnMut(String, usize)) {
     for (k, item) in table.iter() {
         let key = if prefix.is_empty() { k.to_owned() } else { format!("{prefix}.{k}") };
-        let offset = table
-            .key(k)
-            .and_then(toml_edit::Key::span)
-            .or_else(|| item.span())
-            .map(|s| s.start);
+        let offset = table.key(k).and_then(toml_edit::Key::span).or_else(|| item.span()).map(|s| s.start);
         if let Some(o) = offset {
             add(key.clone(), o);
         }
@@ -161,21 +156,15 @@ where
     I: IntoIterator<Item = (String, String)>,
 {
     let mut applied = Vec::new();
-    let mut vars: Vec<(String, String)> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !ENV_NOT_SETTINGS.contains(&k.as_str()))
-        .collect();
+    let mut vars: Vec<(String, String)> =
+        env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && !ENV_NOT_SETTINGS.contains(&k.as_str())).collect();
     vars.sort();
     for (var, raw) in vars {
         let Some(rest) = var.strip_prefix(ENV_PREFIX) else { continue };
         let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
         let value = parse_env_value(&raw);
         let key = set_path(table, &path, value).map_err(|message| {
-            ConfigError::single(Problem {
-                key: path.join("."),
-                origin: Origin::Env { var: var.clone() },
-                message,
-            })
+            ConfigError::single(Problem { key: path.join("."), origin: Origin::Env { var: var.clone() }, message })
         })?;
         source.keys.insert(key, Origin::Env { var: var.clone() });
         applied.push(var);
@@ -186,10 +175,7 @@ where
 /// Values are read as TOML when they parse as such (numbers, booleans, arrays), else as text.
 fn parse_env_value(raw: &str) -> Value {
     let doc = format!("v = {raw}");
-    toml::from_str::<Table>(&doc)
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| Value::String(raw.to_owned()))
+    toml::from_str::<Table>(&doc).ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| Value::String(raw.to_owned()))
 }
 
 fn set_path(table: &mut Table, path: &[String], value: Value) -> Result<String, String> {
@@ -214,9 +200,7 @@ fn set_in_value(target: &mut Value, path: &[String], value: Value) -> Result<Str
         Value::Array(items) => {
             let i: usize = first.parse().map_err(|_| format!("`{first}` is not an index into a list"))?;
             let len = items.len();
-            let slot = items
-                .get_mut(i)
-                .ok_or_else(|| format!("index {i} is past the end of a list of {len}"))?;
+            let slot = items.get_mut(i).ok_or_else(|| format!("index {i} is past the end of a list of {len}"))?;
             Ok(format!("[{i}]{}", set_in_value(slot, rest, value)?))
         }
         Value::Table(t) => {

@@ -38,9 +38,11 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn side(&self) -> Side {
         match self {
-            Self::BadRequest(_) | Self::HeadersTooLarge { .. } | Self::BodyTooLarge { .. } | Self::ClientIdle | Self::NoRoute => {
-                Side::Client
-            }
+            Self::BadRequest(_)
+            | Self::HeadersTooLarge { .. }
+            | Self::BodyTooLarge { .. }
+            | Self::ClientIdle
+            | Self::NoRoute => Side::Client,
             Self::Connect(_) | Self::ConnectTimeout | Self::ResponseTimeout | Self::Exchange(_) => Side::Upstream,
             Self::Internal(_) => Side::Internal,
         }

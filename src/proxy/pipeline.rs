@@ -86,7 +86,8 @@ impl Proxy {
         let route = self.route(ctx, req.uri().path())?;
         identify(ctx, &req);
         decide(ctx)?;
-        let client = self.upstreams.get(&route.name).ok_or_else(|| ProxyError::Internal("no client for route".into()))?;
+        let client =
+            self.upstreams.get(&route.name).ok_or_else(|| ProxyError::Internal("no client for route".into()))?;
         let out = self.upstream_request(ctx, &route, req)?;
         let client_upgrade = out.client_upgrade;
         let resp = forward(client, &route, out.request, out.body_sent).await?;
@@ -117,7 +118,12 @@ impl Proxy {
     }
 
     /// Phase 5: the request as the upstream will see it.
-    fn upstream_request(&self, ctx: &RequestContext, route: &Route, mut req: Request<Body>) -> Result<Outbound, ProxyError> {
+    fn upstream_request(
+        &self,
+        ctx: &RequestContext,
+        route: &Route,
+        mut req: Request<Body>,
+    ) -> Result<Outbound, ProxyError> {
         if content_length(req.headers()).is_some_and(|n| n > route.max_body_bytes) {
             return Err(ProxyError::BodyTooLarge { limit: route.max_body_bytes });
         }
@@ -143,7 +149,10 @@ impl Proxy {
             (Body::empty(), None)
         } else {
             let (tx, rx) = oneshot::channel();
-            (Body::new(GuardedBody::new(body, Some(route.max_body_bytes), route.timeouts.idle_body, Some(tx))), Some(rx))
+            (
+                Body::new(GuardedBody::new(body, Some(route.max_body_bytes), route.timeouts.idle_body, Some(tx))),
+                Some(rx),
+            )
         };
         Ok(Outbound { request: Request::from_parts(parts, body), client_upgrade, body_sent })
     }
@@ -192,7 +201,11 @@ async fn forward(
 }
 
 /// Phase 7: the response as the client will see it.
-fn response_filter(route: &Route, mut resp: Response<Incoming>, client_upgrade: Option<OnUpgrade>) -> Result<Response, ProxyError> {
+fn response_filter(
+    route: &Route,
+    mut resp: Response<Incoming>,
+    client_upgrade: Option<OnUpgrade>,
+) -> Result<Response, ProxyError> {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
             return Err(ProxyError::Exchange("upstream switched protocols unasked".into()));
@@ -321,7 +334,8 @@ fn content_length(h: &http::HeaderMap) -> Option<u64> {
 }
 
 fn upstream_uri(route: &Route, path_and_query: &str) -> Result<Uri, ProxyError> {
-    let pq = PathAndQuery::try_from(path_and_query).map_err(|_| ProxyError::BadRequest("the request target is not valid"))?;
+    let pq = PathAndQuery::try_from(path_and_query)
+        .map_err(|_| ProxyError::BadRequest("the request target is not valid"))?;
     Uri::builder()
         .scheme(route.upstream.scheme.clone())
         .authority(route.upstream.authority.clone())

@@ -53,7 +53,8 @@ fn client_for(route: &Route) -> Result<UpstreamClient, TlsError> {
     } else {
         tls::client_config_without_roots()?
     };
-    let connector = HttpsConnectorBuilder::new().with_tls_config(tls_config).https_or_http().enable_http1().wrap_connector(http);
+    let connector =
+        HttpsConnectorBuilder::new().with_tls_config(tls_config).https_or_http().enable_http1().wrap_connector(http);
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE)
         .pool_timer(TokioTimer::new())

@@ -54,7 +54,10 @@ pub async fn observe(State(app): State<AppState>, mut req: Request, next: Next) 
         .unwrap_or_else(|| "unmatched".to_owned());
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
-    app.metrics.requests.get_or_create(&RequestLabels { route: route.clone(), method: method.to_string(), status }).inc();
+    app.metrics
+        .requests
+        .get_or_create(&RequestLabels { route: route.clone(), method: method.to_string(), status })
+        .inc();
     app.metrics.latency.get_or_create(&RouteLabels { route: route.clone() }).observe(elapsed.as_secs_f64());
     span.record("route", route.as_str());
     let _enter = span.enter();
@@ -82,7 +85,10 @@ pub async fn own_pages_security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     for (name, value) in [
-        ("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+        (
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
         ("x-content-type-options", "nosniff"),
         ("referrer-policy", "no-referrer"),
         ("x-frame-options", "DENY"),

@@ -56,6 +56,10 @@ pub async fn serve(
 ) {
     let builder = Arc::new(http_builder(limits));
     let graceful = GracefulShutdown::new();
+    let stop = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    tokio::pin!(stop);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -89,7 +93,7 @@ pub async fn serve(
                     }
                 }
             }
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            () = &mut stop => break,
         }
     }
     drop(listener);
@@ -101,10 +105,14 @@ pub async fn serve(
 async fn serve_tls_conn<S>(
     builder: &Builder<TokioExecutor>,
     stream: S,
-    svc: impl hyper::service::Service<http::Request<Incoming>, Response = axum::response::Response, Error = Infallible, Future: Send + 'static>
-        + Send
-        + Clone
-        + 'static,
+    svc: impl hyper::service::Service<
+        http::Request<Incoming>,
+        Response = axum::response::Response,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Send
+    + Clone
+    + 'static,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -146,8 +154,12 @@ fn http_builder(limits: ConnLimits) -> Builder<TokioExecutor> {
 fn service(
     router: Router,
     meta: ConnMeta,
-) -> impl hyper::service::Service<http::Request<Incoming>, Response = axum::response::Response, Error = Infallible, Future: Send + 'static>
-+ Clone
+) -> impl hyper::service::Service<
+    http::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
 + Send
 + 'static {
     hyper::service::service_fn(move |mut req: http::Request<Incoming>| {

@@ -191,8 +191,9 @@ impl Store {
 
 fn ensure_parent_dir(file: &Path) -> Result<(), StoreError> {
     match file.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
-            .map_err(|source| StoreError::DataDir { path: dir.to_owned(), source }),
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_owned(), source })
+        }
         _ => Ok(()),
     }
 }

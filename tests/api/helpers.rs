@@ -1,0 +1,347 @@
+//! The test harness: `spawn_app` starts the real gateway (same build path as `serve`) on port
+//! 0 with a fresh store, in front of a real in-process HTTP upstream that records what it
+//! receives.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ws::{Message, WebSocketUpgrade};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use futures_util::StreamExt;
+use guichet::app::{AppState, Application, Deps};
+use guichet::clock::{FixedClock, SystemRandom};
+use guichet::config::{Loaded, RouteSettings, Settings, TimeoutSettings};
+use secrecy::SecretString;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Which store engine a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates `mod NAME { sqlite(), postgres() }` running `NAME(Backend)` on both engines.
+/// The PostgreSQL variant is reported as ignored, with the reason, when TEST_DATABASE_URL
+/// was not set at build time.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await;
+            }
+            #[tokio::test]
+            #[cfg_attr(not(guichet_pg_tests), ignore = "PostgreSQL store test: set TEST_DATABASE_URL to run it")]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await;
+            }
+        }
+    )*};
+}
+
+pub fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if std::env::var_os("TEST_LOG").is_some() {
+            guichet::telemetry::init(&guichet::config::LogSettings {
+                format: guichet::config::LogFormat::Pretty,
+                level: "debug".into(),
+            });
+        }
+    });
+}
+
+/// A store URL for a fresh, empty store on `backend`: a new SQLite file, or a new schema in
+/// the TEST_DATABASE_URL database.
+pub async fn fresh_store_url(backend: Backend, dir: &std::path::Path) -> SecretString {
+    match backend {
+        Backend::Sqlite => SecretString::from(format!("sqlite://{}", dir.join("guichet.db").display())),
+        Backend::Postgres => {
+            let base = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL must be set for PostgreSQL tests");
+            let schema = format!("t_{}", guichet::clock::random_hex::<8>(&SystemRandom::new()).unwrap());
+            let admin = sqlx::PgPool::connect(&base).await.expect("cannot reach TEST_DATABASE_URL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&admin).await.unwrap();
+            admin.close().await;
+            let sep = if base.contains('?') { '&' } else { '?' };
+            SecretString::from(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+        }
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub state: AppState,
+    pub upstream: TestUpstream,
+    pub client: reqwest::Client,
+    pub clock: FixedClock,
+    shutdown: watch::Sender<bool>,
+    pub dir: TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Builds a test application; by default one route `app` at `/` to the test upstream.
+pub struct TestAppBuilder {
+    backend: Backend,
+    tweak: Vec<Box<dyn FnOnce(&mut Settings, SocketAddr)>>,
+    default_route: bool,
+}
+
+pub fn spawn_app() -> TestAppBuilder {
+    TestAppBuilder { backend: Backend::Sqlite, tweak: Vec::new(), default_route: true }
+}
+
+impl TestAppBuilder {
+    pub fn backend(mut self, b: Backend) -> Self {
+        self.backend = b;
+        self
+    }
+
+    /// Changes the settings before start; gets the test upstream's address.
+    pub fn with(mut self, f: impl FnOnce(&mut Settings, SocketAddr) + 'static) -> Self {
+        self.tweak.push(Box::new(f));
+        self
+    }
+
+    pub fn without_default_route(mut self) -> Self {
+        self.default_route = false;
+        self
+    }
+
+    pub async fn start(self) -> TestApp {
+        init();
+        let upstream = TestUpstream::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut loaded = Loaded::defaults();
+        let s = &mut loaded.settings;
+        s.data_dir = dir.path().to_owned();
+        s.server.listen = "127.0.0.1:0".parse().unwrap();
+        s.admin.listen = "127.0.0.1:0".parse().unwrap();
+        s.server.shutdown_grace = Duration::from_secs(1);
+        if self.default_route {
+            s.routes.push(route("app", "/", &format!("http://{}", upstream.addr)));
+        }
+        for f in self.tweak {
+            f(s, upstream.addr);
+        }
+        let mut config = loaded.validate().expect("test configuration must be valid");
+        config.store_url = fresh_store_url(self.backend, dir.path()).await;
+        let clock = FixedClock::at(time::macros::datetime!(2026-11-28 12:00 UTC));
+        let deps = Deps { clock: Arc::new(clock.clone()), random: Arc::new(SystemRandom::new()) };
+        let app = Application::build(config, deps).await.expect("the gateway must start");
+        let addr = app.public_addr();
+        let admin = app.admin_addr();
+        let state = app.state();
+        let shutdown = app.shutdown_handle();
+        tokio::spawn(app.run_until_stopped());
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        TestApp { addr, admin, state, upstream, client, clock, shutdown, dir }
+    }
+}
+
+pub fn route(name: &str, prefix: &str, upstream: &str) -> RouteSettings {
+    RouteSettings {
+        name: name.into(),
+        host: None,
+        path_prefix: prefix.into(),
+        upstream: upstream.into(),
+        strip_prefix: false,
+        upstream_ca_file: None,
+        timeouts: TimeoutSettings::default(),
+        max_body_bytes: None,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// The admin listener's /metrics text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.admin.unwrap());
+        self.client.get(url).send().await.unwrap().text().await.unwrap()
+    }
+
+    /// Sends raw bytes on a new connection and returns everything the gateway answers.
+    pub async fn raw(&self, request: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// One request as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+}
+
+/// A real HTTP server standing for the application behind the gateway.
+#[derive(Clone)]
+pub struct TestUpstream {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl TestUpstream {
+    pub async fn start() -> Self {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route("/count", any(count_body))
+            .route("/download/{bytes}", get(download))
+            .route("/slow", any(slow))
+            .route("/stall-body", get(stall_body))
+            .route("/hop", get(hop_headers))
+            .route("/ws", get(ws_echo))
+            .fallback(echo)
+            .layer(axum::middleware::from_fn_with_state(received.clone(), record))
+            .with_state(received.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { addr, received }
+    }
+
+    /// Every request received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn hits(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+
+    pub fn last(&self) -> Received {
+        self.received().last().cloned().expect("the upstream received nothing")
+    }
+}
+
+type Log = Arc<Mutex<Vec<Received>>>;
+
+async fn record(State(log): State<Log>, req: Request, next: axum::middleware::Next) -> Response {
+    let r = Received {
+        method: req.method().to_string(),
+        path_and_query: req.uri().path_and_query().map(ToString::to_string).unwrap_or_default(),
+        headers: req.headers().clone(),
+    };
+    log.lock().unwrap().push(r);
+    next.run(req).await
+}
+
+/// Answers with the request's method, path and headers as JSON.
+async fn echo(req: Request) -> Response {
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .keys()
+        .map(|k| {
+            let vals: Vec<String> =
+                req.headers().get_all(k).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+            (k.as_str().to_owned(), serde_json::json!(vals))
+        })
+        .collect();
+    let body = serde_json::json!({
+        "method": req.method().as_str(),
+        "path": req.uri().path_and_query().map(ToString::to_string),
+        "headers": headers,
+    });
+    axum::Json(body).into_response()
+}
+
+/// Reads the body as a stream and answers how many bytes arrived.
+async fn count_body(req: Request) -> Response {
+    let mut stream = req.into_body().into_data_stream();
+    let mut n: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(c) => n += c.len() as u64,
+            Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+        }
+    }
+    axum::Json(serde_json::json!({ "bytes": n })).into_response()
+}
+
+/// Streams `bytes` zero bytes in 64 KiB chunks.
+async fn download(Path(bytes): Path<u64>) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    let chunk = bytes::Bytes::from(vec![0u8; CHUNK]);
+    let full = bytes / CHUNK as u64;
+    let rest = usize::try_from(bytes % CHUNK as u64).unwrap();
+    let stream = futures_util::stream::iter((0..full).map(move |_| Ok::<_, std::io::Error>(chunk.clone())))
+        .chain(futures_util::stream::iter((rest > 0).then(|| Ok(bytes::Bytes::from(vec![0u8; rest])))));
+    Response::builder().header("content-length", bytes).body(Body::from_stream(stream)).unwrap()
+}
+
+async fn slow() -> &'static str {
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    "too late"
+}
+
+/// Sends a first chunk, then nothing.
+async fn stall_body() -> Response {
+    let stream = futures_util::stream::once(async { Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"first")) })
+        .chain(futures_util::stream::pending());
+    Response::new(Body::from_stream(stream))
+}
+
+/// A response carrying hop-by-hop headers the gateway must not pass on.
+async fn hop_headers() -> Response {
+    Response::builder()
+        .header("connection", "x-private-hop")
+        .header("x-private-hop", "secret")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-authenticate", "Basic")
+        .header("trailer", "x-checksum")
+        .header("x-end-to-end", "kept")
+        .body(Body::from("hop"))
+        .unwrap()
+}
+
+async fn ws_echo(ws: WebSocketUpgrade) -> Response {
+    ws.on_upgrade(|mut socket| async move {
+        while let Some(Ok(msg)) = socket.recv().await {
+            let reply = match msg {
+                Message::Text(t) => Message::Text(format!("echo: {}", t.as_str()).into()),
+                Message::Binary(b) => Message::Binary(b),
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if socket.send(reply).await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// An address where nothing listens.
+pub async fn closed_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    drop(l);
+    a
+}

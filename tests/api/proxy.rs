@@ -1,0 +1,290 @@
+//! Forwarding behaviour: headers, routes, errors the gateway produces.
+
+use std::time::Duration;
+
+use crate::helpers::{closed_port, route, spawn_app};
+
+#[tokio::test]
+async fn forwards_method_path_and_query_to_the_upstream() {
+    let app = spawn_app().start().await;
+    let resp = app.client.post(app.url("/dossiers/42?tri=date")).body("x").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let got = app.upstream.last();
+    assert_eq!(got.method, "POST");
+    assert_eq!(got.path_and_query, "/dossiers/42?tri=date");
+    assert_eq!(got.headers["host"], app.upstream.addr.to_string());
+    assert!(resp.headers().contains_key("x-request-id"));
+    assert_eq!(got.headers["x-request-id"], resp.headers()["x-request-id"]);
+}
+
+#[tokio::test]
+async fn reserved_x_guichet_headers_never_reach_the_upstream_whatever_their_case() {
+    let app = spawn_app().start().await;
+    let raw = format!(
+        "GET /echo HTTP/1.1\r\nHost: {}\r\nX-Guichet-Subject: forged\r\nx-GUICHET-claim-email: a@b.fr\r\n\
+         X-Guichet-Assertion: eyJ\r\nx-guichet-purpose: spoof\r\nX-Guichetless: kept\r\nConnection: close\r\n\r\n",
+        app.addr
+    );
+    let answer = app.raw(raw.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let got = app.upstream.last();
+    let reserved: Vec<_> = got.headers.keys().filter(|k| k.as_str().starts_with("x-guichet-")).collect();
+    assert!(reserved.is_empty(), "reserved headers reached the upstream: {reserved:?}");
+    assert_eq!(got.headers["x-guichetless"], "kept");
+}
+
+#[tokio::test]
+async fn hop_by_hop_request_headers_are_removed() {
+    let app = spawn_app().start().await;
+    let raw = format!(
+        "GET /echo HTTP/1.1\r\nHost: {}\r\nConnection: keep-alive, X-Hop-Secret\r\nX-Hop-Secret: 1\r\n\
+         Keep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: Basic eA==\r\nUpgrade: h2c\r\nX-End: kept\r\n\r\n",
+        app.addr
+    );
+    let answer = app.raw(raw.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let h = app.upstream.last().headers;
+    for gone in ["x-hop-secret", "keep-alive", "te", "proxy-authorization", "upgrade"] {
+        assert!(!h.contains_key(gone), "{gone} reached the upstream");
+    }
+    assert_ne!(
+        h.get("connection").map(|v| v.to_str().unwrap().to_ascii_lowercase()),
+        Some("keep-alive, x-hop-secret".into())
+    );
+    assert_eq!(h["x-end"], "kept");
+}
+
+#[tokio::test]
+async fn hop_by_hop_response_headers_are_removed() {
+    let app = spawn_app().start().await;
+    let resp = app.get("/hop").await;
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers();
+    for gone in ["x-private-hop", "keep-alive", "proxy-authenticate", "trailer"] {
+        assert!(!h.contains_key(gone), "{gone} reached the client");
+    }
+    assert_eq!(h["x-end-to-end"], "kept");
+}
+
+#[tokio::test]
+async fn forwarded_headers_from_an_untrusted_client_are_replaced() {
+    let app = spawn_app().start().await;
+    app.client
+        .get(app.url("/echo"))
+        .header("x-forwarded-for", "203.0.113.66")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "evil.example")
+        .header("forwarded", "for=203.0.113.66")
+        .send()
+        .await
+        .unwrap();
+    let h = app.upstream.last().headers;
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], app.addr.to_string());
+    let fwd = h["forwarded"].to_str().unwrap();
+    assert!(fwd.starts_with("for=127.0.0.1;proto=http;host="), "{fwd}");
+    assert!(!fwd.contains("203.0.113.66"));
+}
+
+#[tokio::test]
+async fn forwarded_headers_from_a_trusted_proxy_are_kept_and_extended() {
+    let app = spawn_app().with(|s, _| s.server.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()]).start().await;
+    app.client
+        .get(app.url("/echo"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-proto", "https")
+        .header("forwarded", "for=203.0.113.7;proto=https")
+        .header("x-request-id", "front-proxy-id-1")
+        .send()
+        .await
+        .unwrap();
+    let h = app.upstream.last().headers;
+    assert_eq!(h["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert!(h["forwarded"].to_str().unwrap().starts_with("for=203.0.113.7;proto=https, for=127.0.0.1"));
+    assert_eq!(h["x-request-id"], "front-proxy-id-1");
+}
+
+#[tokio::test]
+async fn an_untrusted_client_cannot_choose_the_request_id() {
+    let app = spawn_app().start().await;
+    let resp = app.client.get(app.url("/echo")).header("x-request-id", "chosen-by-attacker").send().await.unwrap();
+    assert_ne!(resp.headers()["x-request-id"], "chosen-by-attacker");
+    assert_ne!(app.upstream.last().headers["x-request-id"], "chosen-by-attacker");
+}
+
+#[tokio::test]
+async fn routes_match_by_host_and_longest_prefix_and_can_strip_it() {
+    let app = spawn_app()
+        .without_default_route()
+        .with(|s, up| {
+            let base = format!("http://{up}");
+            s.routes.push(route("root", "/", &base));
+            let mut api = route("api", "/api", &format!("{base}/v2"));
+            api.strip_prefix = true;
+            s.routes.push(api);
+            let mut hosted = route("hosted", "/", &format!("{base}/hosted"));
+            hosted.host = Some("cantine.mairie.test".into());
+            s.routes.push(hosted);
+        })
+        .start()
+        .await;
+    app.get("/api/users?x=1").await;
+    assert_eq!(app.upstream.last().path_and_query, "/v2/users?x=1");
+    app.get("/apiary").await;
+    assert_eq!(app.upstream.last().path_and_query, "/apiary");
+    app.client.get(app.url("/menu")).header("host", "Cantine.Mairie.test:8080").send().await.unwrap();
+    assert_eq!(app.upstream.last().path_and_query, "/hosted/menu");
+}
+
+#[tokio::test]
+async fn no_route_is_a_404_problem() {
+    let app = spawn_app().without_default_route().start().await;
+    let resp = app.get("/anything").await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["type"], "urn:guichet:problem:no-route");
+    assert_eq!(body["status"], 404);
+}
+
+#[tokio::test]
+async fn upstream_down_is_a_502_problem_for_apis_and_a_french_page_for_browsers() {
+    let dead = closed_port().await;
+    let app = spawn_app()
+        .without_default_route()
+        .with(move |s, _| s.routes.push(route("dead", "/", &format!("http://{dead}"))))
+        .start()
+        .await;
+    let resp = app.get("/x").await;
+    assert_eq!(resp.status(), 502);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["type"], "urn:guichet:problem:upstream-unavailable");
+    assert!(body["request_id"].is_string());
+
+    let resp = app.client.get(app.url("/x")).header("accept", "text/html,*/*;q=0.8").send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("lang=\"fr\""));
+    assert!(page.contains("Service indisponible"), "{page}");
+}
+
+#[tokio::test]
+async fn a_slow_upstream_is_a_504() {
+    let app = spawn_app().with(|s, _| s.routes[0].timeouts.response_headers = Duration::from_millis(300)).start().await;
+    let started = std::time::Instant::now();
+    let resp = app.get("/slow").await;
+    assert_eq!(resp.status(), 504);
+    assert!(started.elapsed() < Duration::from_secs(5), "the timeout did not fire");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["type"], "urn:guichet:problem:upstream-timeout");
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_connect_times_out_as_504() {
+    // 192.0.2.0/24 (TEST-NET-1) is never routed; with no network here the connect either hangs
+    // (timeout → 504) or fails at once (→ 502). Both are gateway errors; never a hang.
+    let app = spawn_app()
+        .without_default_route()
+        .with(|s, _| {
+            let mut r = route("blackhole", "/", "http://192.0.2.1:81");
+            r.timeouts.connect = Duration::from_millis(200);
+            s.routes.push(r);
+        })
+        .start()
+        .await;
+    let resp = tokio::time::timeout(Duration::from_secs(5), app.get("/")).await.expect("the gateway hung");
+    assert!(resp.status() == 504 || resp.status() == 502, "{}", resp.status());
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431_and_are_not_forwarded() {
+    let app = spawn_app().start().await;
+    let big = "a".repeat(40 * 1024);
+    let resp = app.client.get(app.url("/echo")).header("x-big", big).send().await.unwrap();
+    assert_eq!(resp.status(), 431);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    assert_eq!(app.upstream.hits(), 0);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_gets_413_and_is_not_forwarded() {
+    let app = spawn_app().with(|s, _| s.routes[0].max_body_bytes = Some(1000)).start().await;
+    let resp = app.client.post(app.url("/count")).body(vec![b'x'; 1001]).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("1000 bytes"));
+    assert_eq!(app.upstream.hits(), 0);
+}
+
+#[tokio::test]
+async fn malformed_requests_get_400_and_never_reach_the_upstream() {
+    let app = spawn_app().start().await;
+    let host = app.addr;
+    let cases = [
+        format!("GET /echo HTTP/1.1\r\nHost: {host}\r\nHost: other.example\r\nConnection: close\r\n\r\n"),
+        "GET /echo HTTP/1.1\r\nConnection: close\r\n\r\n".to_owned(),
+        format!("GET /a/%2e%2e/admin HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        format!("GET /%2Eguichet/health/live HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        "THIS IS NOT HTTP\r\n\r\n".to_owned(),
+        format!("CONNECT {host} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    ];
+    for raw in &cases {
+        let answer = app.raw(raw.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "for {raw:?} got {answer:?}");
+    }
+    assert_eq!(app.upstream.hits(), 0, "a malformed request reached the upstream");
+    let answer = app.raw(cases[0].as_bytes()).await;
+    assert!(answer.contains("application/problem+json"), "{answer}");
+}
+
+#[tokio::test]
+async fn nothing_under_the_reserved_prefix_is_proxied() {
+    let app = spawn_app().start().await;
+    for path in ["/.guichet/unknown", "/.guichet", "/.guichet/api/v1/x?y=1"] {
+        let resp = app.get(path).await;
+        assert_eq!(resp.status(), 404, "{path}");
+    }
+    assert_eq!(app.upstream.hits(), 0);
+}
+
+#[tokio::test]
+async fn upstream_errors_pass_through_unchanged() {
+    let app = spawn_app().start().await;
+    let resp = app.get("/download/notanumber").await;
+    assert_eq!(resp.status(), 400);
+    assert_ne!(resp.headers().get("content-type").map(|v| v.to_str().unwrap()), Some("application/problem+json"));
+}
+
+#[tokio::test]
+async fn http2_cleartext_clients_are_served() {
+    let app = spawn_app().start().await;
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let resp = h2.get(app.url("/echo")).header("cookie", "a=1").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(app.upstream.last().headers["host"], app.upstream.addr.to_string());
+}
+
+#[tokio::test]
+async fn conflicting_body_framing_is_reframed_never_passed_on() {
+    // Content-Length plus Transfer-Encoding is the request-smuggling shape. The wire parser
+    // lets chunked win (RFC 9112 §6.3) and the gateway re-frames every body it forwards, so
+    // the upstream never sees the conflict and the bytes after the last chunk are not glued
+    // onto the forwarded request.
+    let app = spawn_app().start().await;
+    let raw = format!(
+        "POST /count HTTP/1.1\r\nHost: {}\r\nContent-Length: 60\r\nTransfer-Encoding: chunked\r\n\r\n\
+         3\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        app.addr
+    );
+    let answer = app.raw(raw.as_bytes()).await;
+    assert!(answer.contains("{\"bytes\":3}"), "{answer}");
+    let first = &app.upstream.received()[0];
+    assert_eq!(first.path_and_query, "/count");
+    let both = first.headers.contains_key("content-length") && first.headers.contains_key("transfer-encoding");
+    assert!(!both, "the upstream received conflicting framing");
+}

@@ -1,0 +1,213 @@
+//! Bodies stream through the gateway: constant memory for huge transfers (checked on the real
+//! binary), body limits enforced while streaming, and stalled bodies cut by the idle timeout.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use crate::helpers::{TestUpstream, init, spawn_app};
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const CHUNK: usize = 64 * 1024;
+
+/// A stream of `total` zero bytes in 64 KiB chunks (the same chunk shared, so the test process
+/// itself stays small).
+fn zeros(total: u64) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static {
+    let chunk = Bytes::from(vec![0u8; CHUNK]);
+    let full = total / CHUNK as u64;
+    let rest = usize::try_from(total % CHUNK as u64).unwrap();
+    let tail = (rest > 0).then(|| chunk.slice(..rest));
+    futures_util::stream::iter((0..full).map(move |_| Ok(chunk.clone())).chain(tail.map(Ok)))
+}
+
+/// The gateway binary running as a child process; killed when dropped, even if the test fails.
+struct Gateway {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    /// Starts `guichet serve` with a configuration routing `/` to `upstream`, and waits until
+    /// it answers its liveness probe.
+    async fn start(dir: &Path, upstream: SocketAddr) -> Self {
+        let addr = free_port();
+        let config = dir.join("guichet.toml");
+        let data_dir = dir.join("data");
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let toml = format!(
+            r#"version = 1
+data_dir = {data_dir:?}
+
+[server]
+listen = "{addr}"
+max_body_bytes = 2147483648
+
+[admin]
+enabled = false
+
+[log]
+level = "warn"
+
+[[routes]]
+name = "app"
+path_prefix = "/"
+upstream = "http://{upstream}"
+"#,
+            data_dir = data_dir.display().to_string(),
+        );
+        std::fs::write(&config, toml).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_guichet"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env_remove("GUICHET_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut gw = Self { child, addr };
+        gw.wait_until_live().await;
+        gw
+    }
+
+    async fn wait_until_live(&mut self) {
+        let client = reqwest::Client::new();
+        let url = format!("http://{}/.guichet/health/live", self.addr);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("the gateway exited before answering: {status}");
+            }
+            if let Ok(r) = client.get(&url).timeout(Duration::from_secs(1)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "the gateway did not answer {url} within 10 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Peak resident memory of the gateway process so far, in bytes.
+    fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("no VmHWM in /proc/<pid>/status");
+        let kb: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().unwrap();
+        kb * KIB
+    }
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn half_a_gigabyte_each_way_streams_through_the_real_binary_in_flat_memory() {
+    const TOTAL: u64 = 512 * MIB;
+    const PEAK_LIMIT: u64 = 96 * MIB;
+    init();
+    let upstream = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(dir.path(), upstream.addr).await;
+    let client = reqwest::Client::new();
+    let baseline = gw.peak_rss();
+
+    // Upload without Content-Length: the gateway cannot know the size in advance.
+    let resp = client
+        .post(format!("http://{}/count", gw.addr))
+        .body(reqwest::Body::wrap_stream(zeros(TOTAL)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let counted: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(counted["bytes"], TOTAL, "the upstream must receive every byte");
+    let got = upstream.last();
+    assert!(got.headers.get("content-length").is_none(), "the upload was streamed, not measured first");
+    let after_upload = gw.peak_rss();
+
+    let resp = client.get(format!("http://{}/download/{TOTAL}", gw.addr)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let mut received: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        assert!(chunk.iter().all(|b| *b == 0));
+        received += chunk.len() as u64;
+    }
+    assert_eq!(received, TOTAL, "the client must receive every byte");
+    let peak = gw.peak_rss();
+
+    assert!(
+        peak < PEAK_LIMIT,
+        "gateway peak RSS {} MiB (start {} MiB, after upload {} MiB) exceeds {} MiB: bodies are buffered",
+        peak / MIB,
+        baseline / MIB,
+        after_upload / MIB,
+        PEAK_LIMIT / MIB
+    );
+}
+
+#[tokio::test]
+async fn chunked_upload_over_the_route_limit_is_refused_with_413() {
+    let app = spawn_app().with(|s, _| s.routes[0].max_body_bytes = Some(MIB)).start().await;
+
+    let resp =
+        app.client.post(app.url("/count")).body(reqwest::Body::wrap_stream(zeros(2 * MIB))).send().await.unwrap();
+
+    assert_eq!(resp.status(), 413);
+}
+
+#[tokio::test]
+async fn chunked_upload_at_the_route_limit_passes() {
+    let app = spawn_app().with(|s, _| s.routes[0].max_body_bytes = Some(MIB)).start().await;
+
+    let resp = app.client.post(app.url("/count")).body(reqwest::Body::wrap_stream(zeros(MIB))).send().await.unwrap();
+
+    assert_eq!(resp.status(), 200);
+    let counted: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(counted["bytes"], MIB);
+}
+
+#[tokio::test]
+async fn declared_content_length_over_the_limit_is_refused_before_reaching_the_upstream() {
+    let app = spawn_app().with(|s, _| s.routes[0].max_body_bytes = Some(MIB)).start().await;
+
+    let resp = app.client.post(app.url("/count")).body(vec![0u8; 2 * MIB as usize]).send().await.unwrap();
+
+    assert_eq!(resp.status(), 413);
+    assert_eq!(app.upstream.hits(), 0, "the upstream must not be contacted for an oversized declared body");
+}
+
+#[tokio::test]
+async fn stalled_response_body_is_cut_by_the_idle_timeout() {
+    let app = spawn_app().with(|s, _| s.routes[0].timeouts.idle_body = Duration::from_millis(300)).start().await;
+    let started = Instant::now();
+
+    let resp = app.get("/stall-body").await;
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.expect("no first chunk");
+    assert_eq!(first.unwrap().unwrap(), "first");
+
+    let end = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("the gateway kept the stalled response open instead of cutting it");
+    assert!(matches!(end, Some(Err(_))), "a cut body must end in an error, not look complete: {end:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
