@@ -92,3 +92,14 @@ async fn websocket_sessions_are_independent() {
     a.close(None).await.unwrap();
     b.close(None).await.unwrap();
 }
+
+#[tokio::test]
+async fn tmp_direct_close() {
+    let up = crate::helpers::TestUpstream::start().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", up.addr)).await.unwrap();
+    ws.send(Message::text("x")).await.unwrap();
+    assert_eq!(next(&mut ws).await.unwrap().unwrap(), Message::text("echo: x"));
+    ws.close(None).await.unwrap();
+    let m = next(&mut ws).await;
+    panic!("direct: {m:?}");
+}
