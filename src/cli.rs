@@ -12,10 +12,18 @@ use crate::config::{ConfigError, Loaded, Validated};
 use crate::store::{Store, StoreOptions};
 use crate::{demo, telemetry};
 
+const EXAMPLES: &str = "Examples:
+  guichet demo                                       try everything locally, no set-up
+  guichet check --config /etc/guichet/guichet.toml   list every configuration problem
+  guichet migrate --config /etc/guichet/guichet.toml create or upgrade the store
+  guichet serve --config /etc/guichet/guichet.toml   run the gateway
+
+Documentation: README.md and docs/configuration.md";
+
 /// Guichet — a privacy and consent gateway for the online services of French local
 /// authorities. It sits in front of the town hall's web applications.
 #[derive(Debug, Parser)]
-#[command(name = "guichet", version, propagate_version = true)]
+#[command(name = "guichet", version, propagate_version = true, after_help = EXAMPLES)]
 pub struct Cli {
     /// Configuration file (TOML). Without it, the embedded defaults are used.
     /// Any setting can also be given as GUICHET_<SECTION>__<KEY>, e.g. GUICHET_SERVER__LISTEN.

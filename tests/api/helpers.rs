@@ -85,9 +85,8 @@ pub struct TestApp {
     pub state: AppState,
     pub upstream: TestUpstream,
     pub client: reqwest::Client,
-    pub clock: FixedClock,
     shutdown: watch::Sender<bool>,
-    pub dir: TempDir,
+    _dir: TempDir,
 }
 
 impl Drop for TestApp {
@@ -97,9 +96,11 @@ impl Drop for TestApp {
 }
 
 /// Builds a test application; by default one route `app` at `/` to the test upstream.
+type Tweak = Box<dyn FnOnce(&mut Settings, SocketAddr)>;
+
 pub struct TestAppBuilder {
     backend: Backend,
-    tweak: Vec<Box<dyn FnOnce(&mut Settings, SocketAddr)>>,
+    tweak: Vec<Tweak>,
     default_route: bool,
 }
 
@@ -143,7 +144,7 @@ impl TestAppBuilder {
         let mut config = loaded.validate().expect("test configuration must be valid");
         config.store_url = fresh_store_url(self.backend, dir.path()).await;
         let clock = FixedClock::at(time::macros::datetime!(2026-11-28 12:00 UTC));
-        let deps = Deps { clock: Arc::new(clock.clone()), random: Arc::new(SystemRandom::new()) };
+        let deps = Deps { clock: Arc::new(clock), random: Arc::new(SystemRandom::new()) };
         let app = Application::build(config, deps).await.expect("the gateway must start");
         let addr = app.public_addr();
         let admin = app.admin_addr();
@@ -151,8 +152,14 @@ impl TestAppBuilder {
         let shutdown = app.shutdown_handle();
         tokio::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        TestApp { addr, admin, state, upstream, client, clock, shutdown, dir }
+        TestApp { addr, admin, state, upstream, client, shutdown, _dir: dir }
     }
+}
+
+/// An app whose only route sends everything to `upstream` (tests with a special upstream).
+pub async fn spawn_app_before(upstream: SocketAddr) -> TestApp {
+    let base = format!("http://{upstream}");
+    spawn_app().without_default_route().with(move |s, _| s.routes.push(route("special", "/", &base))).start().await
 }
 
 pub fn route(name: &str, prefix: &str, upstream: &str) -> RouteSettings {
@@ -328,7 +335,8 @@ async fn ws_echo(ws: WebSocketUpgrade) -> Response {
             let reply = match msg {
                 Message::Text(t) => Message::Text(format!("echo: {}", t.as_str()).into()),
                 Message::Binary(b) => Message::Binary(b),
-                Message::Close(_) => break,
+                // The next recv() answers the close frame and ends the stream.
+                Message::Close(_) => continue,
                 _ => continue,
             };
             if socket.send(reply).await.is_err() {

@@ -1,5 +1,8 @@
 //! The one integration-test binary. Each module covers one area through `helpers::spawn_app`.
 
+// Test helpers are ordinary functions, which clippy's allow-*-in-tests settings do not cover.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod helpers;
 
 mod config;

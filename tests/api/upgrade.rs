@@ -7,7 +7,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_before};
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -38,16 +38,6 @@ async fn websocket_text_and_binary_messages_are_echoed_through_the_gateway() {
         assert_eq!(next(&mut ws).await.unwrap().unwrap(), Message::text(format!("echo: m{i}")));
     }
 
-    ws.close(None).await.unwrap();
-    // After our close, the session ends: the peer's close frame or the end of the stream, and
-    // no further data.
-    loop {
-        match next(&mut ws).await {
-            None | Some(Ok(Message::Close(_))) => break,
-            Some(Ok(other)) => panic!("unexpected message after close: {other:?}"),
-            Some(Err(e)) => panic!("the session did not close cleanly: {e}"),
-        }
-    }
     // Only the upgrade request went over HTTP.
     assert_eq!(app.upstream.hits(), 1);
 }
@@ -93,13 +83,69 @@ async fn websocket_sessions_are_independent() {
     b.close(None).await.unwrap();
 }
 
+/// A WebSocket echo upstream that completes the closing handshake (the shared test upstream
+/// drops the socket on a close frame without answering it), and closes by itself with code
+/// 1000 and reason "bye" when sent the text "close".
+async fn closing_ws_upstream() -> std::net::SocketAddr {
+    use axum::extract::ws::{CloseFrame, Message as AxMessage, WebSocketUpgrade};
+    let app = axum::Router::new().route(
+        "/ws",
+        axum::routing::get(|ws: WebSocketUpgrade| async move {
+            ws.on_upgrade(|mut socket| async move {
+                // After a client close, the next recv sends tungstenite's queued close reply
+                // and ends the stream.
+                while let Some(Ok(msg)) = socket.recv().await {
+                    let reply = match msg {
+                        AxMessage::Text(t) if t.as_str() == "close" => {
+                            AxMessage::Close(Some(CloseFrame { code: 1000, reason: "bye".into() }))
+                        }
+                        AxMessage::Text(t) => AxMessage::Text(format!("echo: {}", t.as_str()).into()),
+                        _ => continue,
+                    };
+                    if socket.send(reply).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
 #[tokio::test]
-async fn tmp_direct_close() {
-    let up = crate::helpers::TestUpstream::start().await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", up.addr)).await.unwrap();
-    ws.send(Message::text("x")).await.unwrap();
-    assert_eq!(next(&mut ws).await.unwrap().unwrap(), Message::text("echo: x"));
+async fn client_close_completes_the_closing_handshake_through_the_gateway() {
+    let upstream = closing_ws_upstream().await;
+    let app = spawn_app_before(upstream).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", app.addr)).await.unwrap();
+    ws.send(Message::text("hi")).await.unwrap();
+    assert_eq!(next(&mut ws).await.unwrap().unwrap(), Message::text("echo: hi"));
+
     ws.close(None).await.unwrap();
-    let m = next(&mut ws).await;
-    panic!("direct: {m:?}");
+
+    // The upstream's close reply travels back through the tunnel, then the stream ends.
+    assert!(matches!(next(&mut ws).await, Some(Ok(Message::Close(_)))), "no close reply from the upstream");
+    assert!(next(&mut ws).await.is_none(), "the session must end after the closing handshake");
+}
+
+#[tokio::test]
+async fn upstream_close_frame_reaches_the_client_with_its_code_and_reason() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let upstream = closing_ws_upstream().await;
+    let app = spawn_app_before(upstream).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", app.addr)).await.unwrap();
+
+    ws.send(Message::text("close")).await.unwrap();
+
+    match next(&mut ws).await {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(frame.code, CloseCode::Normal);
+            assert_eq!(frame.reason.as_str(), "bye");
+        }
+        other => panic!("expected the upstream's close frame, got {other:?}"),
+    }
+    // tungstenite answers the close; the session then ends without error.
+    assert!(matches!(next(&mut ws).await, None | Some(Ok(Message::Close(_)))));
 }
