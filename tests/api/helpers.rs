@@ -3,8 +3,11 @@
 //! receives.
 
 use std::net::SocketAddr;
+use std::path::{Path as FsPath, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
@@ -352,4 +355,112 @@ pub async fn closed_port() -> SocketAddr {
     let a = l.local_addr().unwrap();
     drop(l);
     a
+}
+
+/// The gateway binary running as a child process; killed when dropped, even if the test fails.
+pub struct GatewayProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    log_path: PathBuf,
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl GatewayProcess {
+    /// Starts `guichet serve` with a configuration routing `/` to `upstream`, JSON logs at
+    /// `log_level` captured in a file, and waits until it answers its liveness probe.
+    pub async fn start(dir: &FsPath, upstream: SocketAddr, log_level: &str) -> Self {
+        let addr = free_port();
+        let config = dir.join("guichet.toml");
+        let data_dir = dir.join("data");
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let toml = format!(
+            r#"version = 1
+data_dir = {data_dir:?}
+
+[server]
+listen = "{addr}"
+max_body_bytes = 2147483648
+
+[admin]
+enabled = false
+
+[log]
+format = "json"
+level = "{log_level}"
+
+[[routes]]
+name = "app"
+path_prefix = "/"
+upstream = "http://{upstream}"
+"#,
+            data_dir = data_dir.display().to_string(),
+        );
+        std::fs::write(&config, toml).unwrap();
+        let log_path = dir.join("gateway.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_guichet"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env_remove("GUICHET_CONFIG")
+            .stdin(Stdio::null())
+            .env_remove("GUICHET_LOG")
+            .env_remove("RUST_LOG")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut gw = Self { child, addr, log_path };
+        gw.wait_until_live().await;
+        gw
+    }
+
+    pub async fn wait_until_live(&mut self) {
+        let client = reqwest::Client::new();
+        let url = format!("http://{}/.guichet/health/live", self.addr);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("the gateway exited before answering: {status}");
+            }
+            if let Ok(r) = client.get(&url).timeout(Duration::from_secs(1)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "the gateway did not answer {url} within 10 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Peak resident memory of the gateway process so far, in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("no VmHWM in /proc/<pid>/status");
+        let kb: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().unwrap();
+        kb * 1024
+    }
+
+    /// Everything the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Stops the process (SIGKILL) and waits for it.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
 }

@@ -1,15 +1,12 @@
 //! Bodies stream through the gateway: constant memory for huge transfers (checked on the real
 //! binary), body limits enforced while streaming, and stalled bodies cut by the idle timeout.
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use crate::helpers::{TestUpstream, init, spawn_app};
+use crate::helpers::{GatewayProcess, TestUpstream, init, spawn_app};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -25,97 +22,6 @@ fn zeros(total: u64) -> impl futures_util::Stream<Item = Result<Bytes, std::io::
     futures_util::stream::iter((0..full).map(move |_| Ok(chunk.clone())).chain(tail.map(Ok)))
 }
 
-/// The gateway binary running as a child process; killed when dropped, even if the test fails.
-struct Gateway {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Gateway {
-    /// Starts `guichet serve` with a configuration routing `/` to `upstream`, and waits until
-    /// it answers its liveness probe.
-    async fn start(dir: &Path, upstream: SocketAddr) -> Self {
-        let addr = free_port();
-        let config = dir.join("guichet.toml");
-        let data_dir = dir.join("data");
-        std::fs::create_dir_all(&data_dir).unwrap();
-        let toml = format!(
-            r#"version = 1
-data_dir = {data_dir:?}
-
-[server]
-listen = "{addr}"
-max_body_bytes = 2147483648
-
-[admin]
-enabled = false
-
-[log]
-level = "warn"
-
-[[routes]]
-name = "app"
-path_prefix = "/"
-upstream = "http://{upstream}"
-"#,
-            data_dir = data_dir.display().to_string(),
-        );
-        std::fs::write(&config, toml).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_guichet"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .env_remove("GUICHET_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut gw = Self { child, addr };
-        gw.wait_until_live().await;
-        gw
-    }
-
-    async fn wait_until_live(&mut self) {
-        let client = reqwest::Client::new();
-        let url = format!("http://{}/.guichet/health/live", self.addr);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("the gateway exited before answering: {status}");
-            }
-            if let Ok(r) = client.get(&url).timeout(Duration::from_secs(1)).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "the gateway did not answer {url} within 10 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Peak resident memory of the gateway process so far, in bytes.
-    fn peak_rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("no VmHWM in /proc/<pid>/status");
-        let kb: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().unwrap();
-        kb * KIB
-    }
-}
-
-/// A port nothing listens on right now.
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn half_a_gigabyte_each_way_streams_through_the_real_binary_in_flat_memory() {
     const TOTAL: u64 = 512 * MIB;
@@ -123,7 +29,7 @@ async fn half_a_gigabyte_each_way_streams_through_the_real_binary_in_flat_memory
     init();
     let upstream = TestUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let gw = Gateway::start(dir.path(), upstream.addr).await;
+    let gw = GatewayProcess::start(dir.path(), upstream.addr, "warn").await;
     let client = reqwest::Client::new();
     let baseline = gw.peak_rss();
 
