@@ -12,6 +12,9 @@ use crate::config::{ConfigError, Loaded, Validated};
 use crate::store::{Store, StoreOptions};
 use crate::{demo, telemetry};
 
+const CONFIG_HELP: &str = "Configuration file (TOML). Without it, the embedded defaults are used. \
+Any setting can also be given as GUICHET_<SECTION>__<KEY>, e.g. GUICHET_SERVER__LISTEN.";
+
 const EXAMPLES: &str = "Examples:
   guichet demo                                       try everything locally, no set-up
   guichet check --config /etc/guichet/guichet.toml   list every configuration problem
@@ -25,9 +28,8 @@ Documentation: README.md and docs/configuration.md";
 #[derive(Debug, Parser)]
 #[command(name = "guichet", version, propagate_version = true, after_help = EXAMPLES)]
 pub struct Cli {
-    /// Configuration file (TOML). Without it, the embedded defaults are used.
-    /// Any setting can also be given as GUICHET_<SECTION>__<KEY>, e.g. GUICHET_SERVER__LISTEN.
-    #[arg(long, short, global = true, env = "GUICHET_CONFIG", value_name = "FILE")]
+    /// Configuration file (TOML).
+    #[arg(long, short, global = true, env = "GUICHET_CONFIG", value_name = "FILE", help = CONFIG_HELP)]
     pub config: Option<PathBuf>,
 
     #[command(subcommand)]
