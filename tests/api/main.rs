@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod browser;
 mod config;
 mod health;
 mod logging;

@@ -1,0 +1,80 @@
+// The demo, as a newcomer sees it: accessible pages that work without JavaScript, and the
+// town-hall application showing exactly what the gateway sent it.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startDemo, launchBrowser, accessibilityViolations, describe } from './harness.mjs';
+
+const out = join(dirname(fileURLToPath(import.meta.url)), 'out');
+let demo;
+let browser;
+let context;
+
+before(async () => {
+  mkdirSync(out, { recursive: true });
+  demo = await startDemo();
+  browser = await launchBrowser();
+  // Every page must work without JavaScript.
+  context = await browser.newContext({ javaScriptEnabled: false, locale: 'fr-FR' });
+});
+
+after(async () => {
+  await browser?.close();
+  demo?.stop();
+});
+
+async function open(path) {
+  const page = await context.newPage();
+  const resp = await page.goto(`${demo.base}${path}`);
+  return { page, resp };
+}
+
+async function assertAccessible(page) {
+  // The pages run without JavaScript; axe needs it, so check the same URL in a JS-enabled tab.
+  const jsContext = await browser.newContext({ locale: 'fr-FR', bypassCSP: true });
+  const probe = await jsContext.newPage();
+  await probe.goto(page.url());
+  const violations = await accessibilityViolations(probe);
+  await jsContext.close();
+  assert.deepEqual(violations, [], describe(violations));
+}
+
+test('the home page is French, accessible and reached through the gateway', async () => {
+  const { page, resp } = await open('/');
+  assert.equal(resp.status(), 200);
+  assert.ok(resp.headers()['x-request-id'], 'the gateway adds X-Request-Id');
+  assert.equal(await page.getAttribute('html', 'lang'), 'fr');
+  assert.equal(await page.locator('h1').count(), 1);
+  await page.screenshot({ path: join(out, 'home.png'), fullPage: true });
+  await assertAccessible(page);
+});
+
+test('a canteen registration submitted without JavaScript shows what the application received', async () => {
+  const { page } = await open('/cantine');
+  await assertAccessible(page);
+  // Filling by label also proves every input has a label bound to it.
+  await page.getByLabel("Prénom(s) de l'enfant").fill('Zoé');
+  await page.getByLabel("Nom de famille de l'enfant").fill('Martin');
+  await page.getByLabel("Date de naissance de l'enfant").fill('2018-04-02');
+  await page.getByLabel('École').selectOption({ index: 1 });
+  await page.getByLabel('Votre adresse e-mail').fill('parent@example.fr');
+  await Promise.all([page.waitForURL(/\/cantine\/\d+$/), page.getByRole('button', { name: /Envoyer/ }).click()]);
+  assert.match(page.url(), /\/cantine\/\d+$/);
+  const text = await page.locator('body').innerText();
+  assert.match(text, /Zoé/);
+  assert.match(text, /x-forwarded-for/i, 'the record page lists the headers the application received');
+  assert.match(text, /x-request-id/i);
+  await page.screenshot({ path: join(out, 'cantine-record.png'), fullPage: true });
+  await assertAccessible(page);
+});
+
+test('gateway error pages are plain French and accessible', async () => {
+  const { page, resp } = await open('/.guichet/page-inexistante');
+  assert.equal(resp.status(), 404);
+  assert.match(await page.locator('h1').innerText(), /Page introuvable/);
+  assert.match(await page.locator('body').innerText(), /Que faire/);
+  await page.screenshot({ path: join(out, 'error-404.png') });
+  await assertAccessible(page);
+});
