@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::app::{Application, Deps};
-use crate::config::{Loaded, RouteSettings, TimeoutSettings};
+use crate::config::{Loaded, RouteAccess, RouteSettings, TimeoutSettings};
 use crate::telemetry;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -52,6 +52,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         upstream_ca_file: None,
         timeouts: TimeoutSettings::default(),
         max_body_bytes: None,
+        access: RouteAccess::Public,
+        min_acr: None,
+        roles: Vec::new(),
+        claims: Vec::new(),
+        api: false,
     });
     let config = loaded.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     telemetry::init(&config.settings.log);

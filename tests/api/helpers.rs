@@ -19,7 +19,7 @@ use axum::routing::{any, get};
 use futures_util::StreamExt;
 use guichet::app::{AppState, Application, Deps};
 use guichet::clock::{FixedClock, SystemRandom};
-use guichet::config::{Loaded, RouteSettings, Settings, TimeoutSettings};
+use guichet::config::{Loaded, RouteAccess, RouteSettings, Settings, TimeoutSettings};
 use secrecy::SecretString;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -175,6 +175,11 @@ pub fn route(name: &str, prefix: &str, upstream: &str) -> RouteSettings {
         upstream_ca_file: None,
         timeouts: TimeoutSettings::default(),
         max_body_bytes: None,
+        access: RouteAccess::Public,
+        min_acr: None,
+        roles: Vec::new(),
+        claims: Vec::new(),
+        api: false,
     }
 }
 
