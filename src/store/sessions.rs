@@ -128,6 +128,13 @@ impl<'a> Sessions<'a> {
         Ok(row)
     }
 
+    /// How many sessions are live (not revoked, not past their absolute timeout).
+    pub async fn count_live(&self, now: OffsetDateTime) -> Result<i64, StoreError> {
+        let sql = "SELECT COUNT(*) FROM auth_sessions WHERE revoked_at IS NULL AND expires_at > $1";
+        let n = with_pool!(self.store.db(), p => sqlx::query_scalar(sql).bind(now).fetch_one(p).await?);
+        Ok(n)
+    }
+
     /// Deletes expired sign-ins and logouts under way, and sessions past their absolute
     /// timeout (kept a day for support questions).
     pub async fn purge(&self, now: OffsetDateTime) -> Result<(), StoreError> {
