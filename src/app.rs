@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::Auth;
 use crate::clock::{Clock, Random, SystemClock, SystemRandom};
 use crate::config::{Settings, Validated};
 use crate::metrics::Metrics;
@@ -23,6 +24,7 @@ use crate::tls;
 pub struct App {
     pub settings: Settings,
     pub store: Store,
+    pub auth: Arc<Auth>,
     pub proxy: Proxy,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
@@ -67,6 +69,11 @@ impl Application {
                 tracing::info!(applied = n, engine = store.engine().name(), "store migrated");
             }
         }
+        let auth = Arc::new(
+            Auth::build(&config, store.clone(), deps.clock.clone(), deps.random.clone())
+                .await
+                .context("cannot prepare sign-in")?,
+        );
         let metrics = Arc::new(Metrics::new());
         let upstreams = Upstreams::build(&config.routes).context("cannot prepare upstream TLS")?;
         let proxy = Proxy::new(
@@ -75,7 +82,8 @@ impl Application {
             s.server.trusted_proxies.clone(),
             s.server.max_header_bytes,
             metrics.clone(),
-        );
+        )
+        .with_auth(auth.clone());
         let tls = match &s.server.tls {
             Some(t) => Some(TlsAcceptor::from(Arc::new(
                 tls::server_config(&t.cert, &t.key, &t.min_version).context("cannot set up TLS")?,
@@ -87,8 +95,15 @@ impl Application {
             true => Some(bind(s.admin.listen, "admin.listen").await?),
             false => None,
         };
-        let app =
-            Arc::new(App { settings: config.settings, store, proxy, metrics, clock: deps.clock, random: deps.random });
+        let app = Arc::new(App {
+            settings: config.settings,
+            store,
+            auth,
+            proxy,
+            metrics,
+            clock: deps.clock,
+            random: deps.random,
+        });
         let (shutdown, _) = watch::channel(false);
         Ok(Self { app, public, admin, tls, shutdown })
     }

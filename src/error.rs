@@ -38,6 +38,14 @@ pub enum GatewayError {
     StoreUnavailable,
     /// A bug or an exhausted resource on our side.
     Internal,
+    /// The route needs a signed-in citizen (or agent) and the request has none, or one below
+    /// the route's eIDAS level: browsers are sent to sign in, APIs get 401.
+    SignInRequired { agent: bool, acr: Option<u8>, return_to: String },
+    /// Signed in, but not as someone this route admits (wrong role, agent on a citizen route…).
+    Forbidden(&'static str),
+    /// A sign-in did not complete: the provider refused or cancelled it, or a check failed.
+    /// No session was created.
+    SignInFailed { agent: bool, cancelled: bool },
 }
 
 /// The cause behind an error response, for the log only.
@@ -56,6 +64,8 @@ impl GatewayError {
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::SignInRequired { .. } | Self::SignInFailed { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -72,6 +82,9 @@ impl GatewayError {
             Self::GatewayTimeout => "upstream-timeout",
             Self::StoreUnavailable => "store-unavailable",
             Self::Internal => "internal-error",
+            Self::SignInRequired { .. } => "sign-in-required",
+            Self::Forbidden(_) => "forbidden",
+            Self::SignInFailed { .. } => "sign-in-failed",
         }
     }
 
@@ -87,6 +100,9 @@ impl GatewayError {
             Self::GatewayTimeout => "The application did not answer in time",
             Self::StoreUnavailable => "The gateway's store is unavailable",
             Self::Internal => "Internal error",
+            Self::SignInRequired { .. } => "Sign-in required",
+            Self::Forbidden(_) => "Access denied",
+            Self::SignInFailed { .. } => "Sign-in failed",
         }
     }
 
@@ -95,6 +111,7 @@ impl GatewayError {
             Self::BadRequest(why) => format!("The request was refused and not forwarded: {why}."),
             Self::PayloadTooLarge { limit } => format!("The body exceeds the limit of {limit} bytes for this address."),
             Self::HeadersTooLarge => "The request line and headers exceed the configured limit.".to_owned(),
+            Self::Forbidden(why) => format!("Access denied: {why}."),
             other => format!("{}.", other.title()),
         }
     }
@@ -134,13 +151,37 @@ impl GatewayError {
             Self::StoreUnavailable | Self::Internal => {
                 ("Erreur technique", "Un problème technique nous empêche de répondre.".into(), RETRY)
             }
+            Self::SignInRequired { .. } => (
+                "Connexion nécessaire",
+                "Vous devez vous connecter pour voir cette page.".into(),
+                "Connectez-vous, puis vous reviendrez ici.",
+            ),
+            Self::Forbidden(_) => (
+                "Accès refusé",
+                "Vous êtes connecté, mais cette page n'est pas pour votre compte.".into(),
+                "Si vous pensez que c'est une erreur, déconnectez-vous puis reconnectez-vous avec le bon compte.",
+            ),
+            Self::SignInFailed { cancelled: true, .. } => (
+                "Connexion annulée",
+                "La connexion n'a pas abouti. Vous l'avez peut-être annulée.".into(),
+                "Vous pouvez réessayer. Rien n'a été enregistré.",
+            ),
+            Self::SignInFailed { cancelled: false, .. } => (
+                "La connexion n'a pas marché",
+                "Nous n'avons pas pu vérifier votre identité. Rien n'a été enregistré.".into(),
+                "Réessayez. Si cela continue, contactez votre mairie.",
+            ),
         }
     }
 
     /// Renders as HTML for browsers (`html`, see [`wants_html`]) or as problem+json, tagging
     /// the response with `cause` for the log.
     pub fn respond(&self, html: bool, request_id: Option<&str>, cause: Option<String>) -> Response {
-        let mut resp = if html { self.html(request_id) } else { self.problem(request_id) };
+        let mut resp = match self {
+            Self::SignInRequired { agent, acr, return_to } if html => sign_in_redirect(*agent, *acr, return_to),
+            _ if html => self.html(request_id),
+            _ => self.problem(request_id),
+        };
         if let Some(c) = cause {
             resp.extensions_mut().insert(ErrorCause(c));
         }
@@ -163,8 +204,19 @@ impl GatewayError {
 
     fn html(&self, request_id: Option<&str>) -> Response {
         let (title, explanation, next_step) = self.french();
-        let page =
-            ErrorPage { title, explanation: &explanation, next_step, status: self.status().as_u16(), request_id };
+        let retry = match self {
+            Self::SignInFailed { agent: false, .. } => Some(crate::auth::CITIZEN_LOGIN_PATH),
+            Self::SignInFailed { agent: true, .. } => Some(crate::auth::AGENT_LOGIN_PATH),
+            _ => None,
+        };
+        let page = ErrorPage {
+            title,
+            explanation: &explanation,
+            next_step,
+            status: self.status().as_u16(),
+            request_id,
+            retry,
+        };
         let body = page.render().unwrap_or_else(|_| format!("{} — {title}", self.status().as_u16()));
         let mut resp = (self.status(), body).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
@@ -198,6 +250,26 @@ struct ErrorPage<'a> {
     next_step: &'a str,
     status: u16,
     request_id: Option<&'a str>,
+    /// A "try again" link (failed sign-in).
+    retry: Option<&'a str>,
+}
+
+/// Sends a browser to sign in, remembering where it was going (`retour`) and the eIDAS
+/// level the route needs (`niveau`).
+fn sign_in_redirect(agent: bool, acr: Option<u8>, return_to: &str) -> Response {
+    let start = if agent { crate::auth::AGENT_LOGIN_PATH } else { crate::auth::CITIZEN_LOGIN_PATH };
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("retour", return_to);
+    if let Some(level) = acr {
+        q.append_pair("niveau", &format!("eidas{level}"));
+    }
+    let location = format!("{start}?{}", q.finish());
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// Browsers ask for HTML first; API clients ask for JSON or nothing in particular.
@@ -240,6 +312,9 @@ mod tests {
             (GatewayError::GatewayTimeout, 504, "upstream-timeout"),
             (GatewayError::StoreUnavailable, 503, "store-unavailable"),
             (GatewayError::Internal, 500, "internal-error"),
+            (GatewayError::SignInRequired { agent: false, acr: None, return_to: "/".into() }, 401, "sign-in-required"),
+            (GatewayError::Forbidden("role"), 403, "forbidden"),
+            (GatewayError::SignInFailed { agent: false, cancelled: true }, 401, "sign-in-failed"),
         ];
         for (e, status, code) in cases {
             assert_eq!(e.status().as_u16(), status);
@@ -256,6 +331,23 @@ mod tests {
         assert_eq!(api.headers()[header::CONTENT_TYPE], "application/problem+json");
         assert!(api.extensions().get::<ErrorCause>().is_some());
         assert!(!wants_html(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn sign_in_required_redirects_browsers_and_answers_apis_401() {
+        let e = GatewayError::SignInRequired { agent: true, acr: Some(2), return_to: "/a?b=1".into() };
+        let page = e.respond(true, None, None);
+        assert_eq!(page.status(), 303);
+        assert_eq!(page.headers()[header::LOCATION], "/.guichet/agent/connexion?retour=%2Fa%3Fb%3D1&niveau=eidas2");
+        let api = e.respond(false, None, None);
+        assert_eq!(api.status(), 401);
+        assert_eq!(api.headers()[header::CONTENT_TYPE], "application/problem+json");
+    }
+
+    #[test]
+    fn failed_sign_in_page_offers_to_try_again() {
+        let resp = GatewayError::SignInFailed { agent: false, cancelled: true }.respond(true, Some("r"), None);
+        assert_eq!(resp.status(), 401);
     }
 
     #[test]

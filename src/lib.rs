@@ -17,7 +17,8 @@ pub mod tls;
 pub mod health;
 pub mod server;
 
-// 2. Which application the request is for, and forwarding to it (as phases).
+// 2. Which application the request is for, who is asking, and forwarding (as phases).
+pub mod auth;
 pub mod proxy;
 pub mod routing;
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::Uri;
 use http::uri::{Authority, Scheme};
 
-use crate::config::{RouteSettings, TimeoutSettings};
+use crate::config::{RouteAccess, RouteSettings, TimeoutSettings};
 
 /// Reserved prefix: everything under it is served by the gateway itself, never proxied.
 pub const RESERVED_PREFIX: &str = "/.guichet/";
@@ -24,6 +24,23 @@ pub struct Route {
     pub strip_prefix: bool,
     pub timeouts: TimeoutSettings,
     pub max_body_bytes: u64,
+    // Sign-in (issue 3).
+    pub access: RouteAccess,
+    /// eIDAS level required on a citizen route (1, 2 or 3).
+    pub min_acr: Option<u8>,
+    pub roles: Vec<String>,
+    pub claims: Vec<Arc<str>>,
+    pub api: bool,
+}
+
+/// The eIDAS level of an `acr` value (`eidas1` → 1); `None` for anything else.
+pub fn acr_level(acr: &str) -> Option<u8> {
+    match acr {
+        "eidas1" => Some(1),
+        "eidas2" => Some(2),
+        "eidas3" => Some(3),
+        _ => None,
+    }
 }
 
 /// Where a route forwards to.
@@ -105,6 +122,8 @@ impl Route {
         if s.max_body_bytes == Some(0) {
             errors.push(("max_body_bytes", "must be at least 1".to_owned()));
         }
+        let min_acr = s.min_acr.as_deref().and_then(acr_level);
+        errors.extend(check_access(s));
         match upstream {
             Some(upstream) if errors.is_empty() => Ok(Self {
                 name: Arc::from(s.name.as_str()),
@@ -114,6 +133,11 @@ impl Route {
                 strip_prefix: s.strip_prefix,
                 timeouts: s.timeouts,
                 max_body_bytes: s.max_body_bytes.unwrap_or(default_max_body),
+                access: s.access,
+                min_acr,
+                roles: s.roles.clone(),
+                claims: s.claims.iter().map(|c| Arc::from(c.as_str())).collect(),
+                api: s.api,
             }),
             _ => Err(errors),
         }
@@ -146,6 +170,51 @@ impl Route {
         }
         out
     }
+}
+
+/// Claims a route may pass upstream: the FranceConnect identity pivot and ProConnect's.
+pub const KNOWN_CLAIMS: &[&str] = &[
+    "given_name",
+    "family_name",
+    "birthdate",
+    "gender",
+    "birthplace",
+    "birthcountry",
+    "preferred_username",
+    "email",
+    "usual_name",
+    "uid",
+    "siret",
+    "siren",
+    "organizational_unit",
+    "belonging_population",
+    "phone",
+    "idp_id",
+];
+
+fn check_access(s: &RouteSettings) -> Vec<(&'static str, String)> {
+    let mut errors = Vec::new();
+    if let Some(a) = &s.min_acr {
+        if acr_level(a).is_none() {
+            errors.push(("min_acr", format!("`{a}` is not an eIDAS level: use eidas1, eidas2 or eidas3")));
+        }
+        if s.access != RouteAccess::Citizen {
+            errors.push(("min_acr", "only applies to a route with access = \"citizen\"".to_owned()));
+        }
+    }
+    if !s.roles.is_empty() && s.access != RouteAccess::Agent {
+        errors.push(("roles", "only applies to a route with access = \"agent\"".to_owned()));
+    }
+    if !s.claims.is_empty() && s.access == RouteAccess::Public {
+        errors
+            .push(("claims", "a public route receives no identity: set access to \"citizen\" or \"agent\"".to_owned()));
+    }
+    for c in &s.claims {
+        if !KNOWN_CLAIMS.contains(&c.as_str()) {
+            errors.push(("claims", format!("`{c}` is not a known identity claim ({})", KNOWN_CLAIMS.join(", "))));
+        }
+    }
+    errors
 }
 
 fn normalise_prefix(p: &str) -> String {
@@ -239,6 +308,11 @@ mod tests {
             upstream_ca_file: None,
             timeouts: TimeoutSettings::default(),
             max_body_bytes: None,
+            access: RouteAccess::Public,
+            min_acr: None,
+            roles: Vec::new(),
+            claims: Vec::new(),
+            api: false,
         }
     }
 

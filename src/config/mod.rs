@@ -42,6 +42,9 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(default)]
     pub routes: Vec<RouteSettings>,
+    /// Sign-in of citizens and agents, sessions, identity sent to upstreams.
+    #[serde(default)]
+    pub auth: AuthSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +69,10 @@ pub struct ServerSettings {
     /// How long in-flight requests may take to finish on shutdown.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// The address citizens type, e.g. `https://demarches.mairie.example.fr` (no path). Sign-in
+    /// redirect URIs are built from it; required when a sign-in provider is configured.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,6 +158,120 @@ pub struct RouteSettings {
     /// Overrides `server.max_body_bytes` for this route.
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
+    // --- Sign-in (issue 3): who may use this route and what it learns about them. ---
+    /// `public` (default), `citizen` (signed-in citizen) or `agent` (signed-in agent with a role).
+    #[serde(default)]
+    pub access: RouteAccess,
+    /// Lowest eIDAS level accepted on a `citizen` route (`eidas1` < `eidas2` < `eidas3`).
+    #[serde(default)]
+    pub min_acr: Option<String>,
+    /// Agent roles allowed on an `agent` route (any one suffices; empty: any agent role).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Identity claims passed to this upstream as `X-Guichet-Claim-*` and in the assertion.
+    #[serde(default)]
+    pub claims: Vec<String>,
+    /// An API: unauthenticated requests get 401 problem+json instead of a sign-in redirect.
+    #[serde(default)]
+    pub api: bool,
+}
+
+/// Who may use a route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteAccess {
+    #[default]
+    Public,
+    Citizen,
+    Agent,
+}
+
+/// `[auth]`: sessions, pseudonyms, assertions and the two sign-in providers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// A session ends after this long without a request.
+    #[serde(default = "default_session_idle", with = "humantime_serde")]
+    pub session_idle_timeout: Duration,
+    /// A session ends this long after sign-in, whatever the activity.
+    #[serde(default = "default_session_absolute", with = "humantime_serde")]
+    pub session_absolute_timeout: Duration,
+    /// Name of the session cookie; must start with `__Host-`.
+    #[serde(default = "default_cookie_name")]
+    pub cookie_name: String,
+    /// Secret key of the per-upstream pseudonyms (at least 32 characters). Changing it changes
+    /// every pseudonym. Default: generated once and kept in the store.
+    #[serde(default)]
+    pub pseudonym_key: Option<SecretString>,
+    /// File holding `pseudonym_key` instead.
+    #[serde(default)]
+    pub pseudonym_key_file: Option<PathBuf>,
+    /// PEM file (PKCS#8, EC P-256) of the key signing `X-Guichet-Assertion`. Default: a key
+    /// generated at start (fine for one instance; give a file when running several).
+    #[serde(default)]
+    pub assertion_key_file: Option<PathBuf>,
+    /// Lifetime of an assertion.
+    #[serde(default = "default_assertion_lifetime", with = "humantime_serde")]
+    pub assertion_lifetime: Duration,
+    /// Clock difference tolerated with the providers on `exp`/`iat`.
+    #[serde(default = "default_clock_skew", with = "humantime_serde")]
+    pub clock_skew: Duration,
+    /// ID tokens issued longer ago than this are refused.
+    #[serde(default = "default_max_token_age", with = "humantime_serde")]
+    pub max_token_age: Duration,
+    /// Citizens' provider (FranceConnect v2 style).
+    #[serde(default)]
+    pub citizen: Option<ProviderSettings>,
+    /// Agents' provider (ProConnect style).
+    #[serde(default)]
+    pub agent: Option<ProviderSettings>,
+    /// How agents get roles: every matching rule grants its role.
+    #[serde(default)]
+    pub agent_roles: Vec<RoleRule>,
+}
+
+/// One OpenID Connect provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    /// Issuer URL, exactly as the provider writes it (discovery at `/.well-known/openid-configuration`).
+    pub issuer: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<SecretString>,
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// `client_secret_post` (FranceConnect's) or `client_secret_basic`.
+    #[serde(default = "default_auth_method")]
+    pub auth_method: String,
+    /// Scopes asked; `openid` is always sent.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// `acr_values` sent when the route asks for nothing higher.
+    #[serde(default = "default_acr")]
+    pub acr: String,
+    /// Send `prompt=login`.
+    #[serde(default)]
+    pub prompt_login: bool,
+    /// Userinfo must be a signed JWT (FranceConnect v2, ProConnect); plain JSON is refused.
+    #[serde(default = "default_true")]
+    pub userinfo_signed: bool,
+}
+
+/// Grants `role` to agents whose claims match every non-empty condition.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleRule {
+    pub role: String,
+    /// `siret` claim is one of these.
+    #[serde(default)]
+    pub siret: Vec<String>,
+    /// `email` ends with `@` + one of these domains.
+    #[serde(default)]
+    pub email_domains: Vec<String>,
+    /// `uid` claim is one of these.
+    #[serde(default)]
+    pub uids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -188,7 +309,7 @@ macro_rules! default_from_serde {
         }
     )*};
 }
-default_from_serde!(Settings, ServerSettings, AdminSettings, StoreSettings, LogSettings);
+default_from_serde!(Settings, ServerSettings, AdminSettings, StoreSettings, LogSettings, AuthSettings);
 
 fn default_version() -> u32 {
     CONFIG_VERSION
@@ -228,6 +349,33 @@ fn default_log_format() -> LogFormat {
 }
 fn default_log_level() -> String {
     "info".to_owned()
+}
+fn default_session_idle() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn default_session_absolute() -> Duration {
+    Duration::from_secs(12 * 3600)
+}
+fn default_cookie_name() -> String {
+    "__Host-guichet-session".to_owned()
+}
+fn default_assertion_lifetime() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_clock_skew() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_token_age() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_auth_method() -> String {
+    "client_secret_post".to_owned()
+}
+fn default_scopes() -> Vec<String> {
+    vec!["openid".to_owned()]
+}
+fn default_acr() -> String {
+    "eidas1".to_owned()
 }
 fn default_prefix() -> String {
     "/".to_owned()
@@ -276,4 +424,13 @@ pub struct Validated {
     pub settings: Settings,
     pub store_url: SecretString,
     pub routes: crate::routing::RouteTable,
+    pub auth_secrets: AuthSecrets,
+}
+
+/// Sign-in secrets, read from the settings or their `*_file` variants.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSecrets {
+    pub pseudonym_key: Option<SecretString>,
+    pub citizen_client_secret: Option<SecretString>,
+    pub agent_client_secret: Option<SecretString>,
 }

@@ -3,7 +3,7 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use super::problems::{ConfigError, Problem};
-use super::{CONFIG_VERSION, Loaded, Validated};
+use super::{AuthSecrets, CONFIG_VERSION, Loaded, ProviderSettings, RouteAccess, Validated};
 use crate::routing::RouteTable;
 use crate::tls;
 
@@ -59,9 +59,10 @@ pub(super) fn validate(loaded: &Loaded) -> Result<Validated, ConfigError> {
             }
         }
     }
+    let auth_secrets = validate_auth(loaded, &mut problems);
     match (store_url, routes) {
         (Some(store_url), Some(routes)) if problems.is_empty() => {
-            Ok(Validated { settings: s.clone(), store_url, routes })
+            Ok(Validated { settings: s.clone(), store_url, routes, auth_secrets })
         }
         _ => Err(ConfigError { problems }),
     }
@@ -88,4 +89,161 @@ fn store_url(loaded: &Loaded) -> Result<SecretString, Problem> {
         return Err(src.problem(key, format!("unsupported store `{scheme}:`; use sqlite://PATH or postgres://…")));
     }
     Ok(SecretString::from(url))
+}
+
+/// `[auth]`, `server.public_url` and the routes' access settings, which only make sense
+/// together (a citizen route needs a citizen provider, a provider needs a public URL).
+fn validate_auth(loaded: &Loaded, problems: &mut Vec<Problem>) -> AuthSecrets {
+    let s = &loaded.settings;
+    let src = &loaded.source;
+    let a = &s.auth;
+    if !a.cookie_name.starts_with("__Host-") || a.cookie_name.len() <= "__Host-".len() {
+        problems.push(src.problem("auth.cookie_name", "must start with `__Host-` (a cookie bound to this exact host)"));
+    }
+    if !a.cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        problems.push(src.problem("auth.cookie_name", "may only hold letters, digits, `-` and `_`"));
+    }
+    for (key, d) in [
+        ("auth.session_idle_timeout", a.session_idle_timeout),
+        ("auth.session_absolute_timeout", a.session_absolute_timeout),
+        ("auth.assertion_lifetime", a.assertion_lifetime),
+        ("auth.max_token_age", a.max_token_age),
+    ] {
+        if d.is_zero() {
+            problems.push(src.problem(key, "must be longer than zero"));
+        }
+    }
+    if a.session_idle_timeout > a.session_absolute_timeout {
+        problems.push(src.problem("auth.session_idle_timeout", "must not exceed auth.session_absolute_timeout"));
+    }
+    if let Some(path) = &a.assertion_key_file {
+        if let Err(e) = crate::auth::assertion::AssertionKey::from_pem_file(path) {
+            problems.push(src.problem("auth.assertion_key_file", e.to_string()));
+        }
+    }
+    let pseudonym_key =
+        secret_or_file(loaded, "auth.pseudonym_key", a.pseudonym_key.as_ref(), a.pseudonym_key_file.as_ref())
+            .map_err(|p| problems.push(p))
+            .ok()
+            .flatten();
+    if pseudonym_key.as_ref().is_some_and(|k| k.expose_secret().len() < 32) {
+        problems.push(src.problem("auth.pseudonym_key", "must be at least 32 characters long"));
+    }
+    let any_provider = a.citizen.is_some() || a.agent.is_some();
+    match &s.server.public_url {
+        Some(u) => {
+            if let Err(m) = check_public_url(u) {
+                problems.push(src.problem("server.public_url", m));
+            }
+        }
+        None if any_provider => {
+            problems.push(src.problem("server.public_url", "is required when a sign-in provider is configured"));
+        }
+        None => {}
+    }
+    let citizen_client_secret = a.citizen.as_ref().and_then(|p| validate_provider(loaded, "auth.citizen", p, problems));
+    let agent_client_secret = a.agent.as_ref().and_then(|p| validate_provider(loaded, "auth.agent", p, problems));
+    for (i, rule) in a.agent_roles.iter().enumerate() {
+        if rule.role.trim().is_empty() {
+            problems.push(src.problem(&format!("auth.agent_roles[{i}].role"), "must not be empty"));
+        }
+        if rule.siret.is_empty() && rule.email_domains.is_empty() && rule.uids.is_empty() {
+            problems.push(src.problem(
+                &format!("auth.agent_roles[{i}]"),
+                "needs at least one condition (siret, email_domains or uids), or it would grant the role to every agent",
+            ));
+        }
+    }
+    for (i, r) in s.routes.iter().enumerate() {
+        let missing = match r.access {
+            RouteAccess::Citizen if a.citizen.is_none() => Some("auth.citizen"),
+            RouteAccess::Agent if a.agent.is_none() => Some("auth.agent"),
+            _ => None,
+        };
+        if let Some(section) = missing {
+            problems.push(src.problem(&format!("routes[{i}].access"), format!("needs a [{section}] provider")));
+        }
+        for role in &r.roles {
+            if !a.agent_roles.iter().any(|rule| &rule.role == role) {
+                problems.push(src.problem(
+                    &format!("routes[{i}].roles"),
+                    format!("no rule in auth.agent_roles grants the role `{role}`"),
+                ));
+            }
+        }
+    }
+    AuthSecrets { pseudonym_key, citizen_client_secret, agent_client_secret }
+}
+
+fn validate_provider(
+    loaded: &Loaded,
+    key: &str,
+    p: &ProviderSettings,
+    problems: &mut Vec<Problem>,
+) -> Option<SecretString> {
+    let src = &loaded.source;
+    if let Err(m) = crate::auth::oidc::check_issuer(&p.issuer) {
+        problems.push(src.problem(&format!("{key}.issuer"), m));
+    }
+    if p.client_id.trim().is_empty() {
+        problems.push(src.problem(&format!("{key}.client_id"), "must not be empty"));
+    }
+    if !matches!(p.auth_method.as_str(), "client_secret_post" | "client_secret_basic") {
+        problems.push(src.problem(
+            &format!("{key}.auth_method"),
+            format!("`{}` is not supported: use client_secret_post or client_secret_basic", p.auth_method),
+        ));
+    }
+    if crate::routing::acr_level(&p.acr).is_none() {
+        problems.push(
+            src.problem(&format!("{key}.acr"), format!("`{}` is not an eIDAS level (eidas1, eidas2, eidas3)", p.acr)),
+        );
+    }
+    let secret = secret_or_file(
+        loaded,
+        &format!("{key}.client_secret"),
+        p.client_secret.as_ref(),
+        p.client_secret_file.as_ref(),
+    )
+    .map_err(|e| problems.push(e))
+    .ok()
+    .flatten();
+    if secret.is_none() {
+        problems.push(src.problem(&format!("{key}.client_secret"), "is required (or client_secret_file)"));
+    }
+    secret
+}
+
+/// A secret given inline or in a file (never both); the file's trailing newline is ignored.
+fn secret_or_file(
+    loaded: &Loaded,
+    key: &str,
+    inline: Option<&SecretString>,
+    file: Option<&std::path::PathBuf>,
+) -> Result<Option<SecretString>, Problem> {
+    let src = &loaded.source;
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            Err(src.problem(&format!("{key}_file"), format!("give either {key} or {key}_file, not both")))
+        }
+        (Some(v), None) => Ok(Some(v.clone())),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|v| Some(SecretString::from(v.trim_end().to_owned())))
+            .map_err(|e| src.problem(&format!("{key}_file"), format!("cannot read {}: {e}", path.display()))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn check_public_url(u: &str) -> Result<(), String> {
+    let url = url::Url::parse(u).map_err(|e| format!("`{u}` is not a valid URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("`{u}` must start with https:// (or http:// on loopback)"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(format!("`{u}` must be an origin only, without path, query or credentials"));
+    }
+    if url.scheme() == "http" && !url.host_str().is_some_and(crate::auth::is_loopback_host) {
+        return Err(format!("`{u}`: plain http is only allowed on loopback; use https://"));
+    }
+    Ok(())
 }

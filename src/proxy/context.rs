@@ -3,13 +3,27 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::auth::session::Session;
 use crate::routing::Route;
 
-/// Who is asking. Sign-in (a later phase) replaces `Anonymous` with a citizen or an agent.
+/// Who is asking, as the identify phase found from the session cookie.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Identity {
     #[default]
     Anonymous,
+    /// A citizen signed in through the citizens' provider (FranceConnect style).
+    Citizen(Arc<Session>),
+    /// A municipal agent signed in through the agents' provider (ProConnect style).
+    Agent(Arc<Session>),
+}
+
+impl Identity {
+    pub fn session(&self) -> Option<&Arc<Session>> {
+        match self {
+            Self::Anonymous => None,
+            Self::Citizen(s) | Self::Agent(s) => Some(s),
+        }
+    }
 }
 
 /// What the decide phase concluded.

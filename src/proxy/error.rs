@@ -33,6 +33,9 @@ pub enum ProxyError {
     Exchange(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Sign-in required, refused, or the session store failed (identify/authorize phases).
+    #[error("access: {1}")]
+    Access(GatewayError, &'static str),
 }
 
 impl ProxyError {
@@ -44,7 +47,8 @@ impl ProxyError {
             | Self::ClientIdle
             | Self::NoRoute => Side::Client,
             Self::Connect(_) | Self::ConnectTimeout | Self::ResponseTimeout | Self::Exchange(_) => Side::Upstream,
-            Self::Internal(_) => Side::Internal,
+            Self::Internal(_) | Self::Access(GatewayError::StoreUnavailable, _) => Side::Internal,
+            Self::Access(..) => Side::Client,
         }
     }
 
@@ -69,6 +73,7 @@ impl ProxyError {
             Self::Connect(_) | Self::Exchange(_) => GatewayError::BadGateway,
             Self::ConnectTimeout | Self::ResponseTimeout => GatewayError::GatewayTimeout,
             Self::Internal(_) => GatewayError::Internal,
+            Self::Access(e, _) => e.clone(),
         }
     }
 }

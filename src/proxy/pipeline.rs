@@ -25,7 +25,10 @@ use super::context::{Decision, Identity, RequestContext};
 use super::error::ProxyError;
 use super::headers::{self, Hop};
 use super::upstream::{UpstreamClient, Upstreams};
-use crate::error::wants_html;
+use crate::auth::Auth;
+use crate::auth::session::Kind;
+use crate::config::RouteAccess;
+use crate::error::{GatewayError, wants_html};
 use crate::metrics::{Metrics, UpstreamErrorLabels};
 use crate::routing::{self, Route, RouteTable};
 use crate::server::{ConnMeta, RequestId};
@@ -44,6 +47,7 @@ pub struct Proxy {
     trusted_proxies: Vec<IpNet>,
     max_header_bytes: usize,
     metrics: Arc<Metrics>,
+    auth: Option<Arc<Auth>>,
 }
 
 /// A request ready to go upstream, with what the later phases need to finish it.
@@ -61,7 +65,14 @@ impl Proxy {
         max_header_bytes: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { routes, upstreams, trusted_proxies, max_header_bytes, metrics }
+        Self { routes, upstreams, trusted_proxies, max_header_bytes, metrics, auth: None }
+    }
+
+    /// Enables the identify and authorize phases (without it everyone is anonymous and only
+    /// public routes work).
+    pub fn with_auth(mut self, auth: Arc<Auth>) -> Self {
+        self.auth = Some(auth);
+        self
     }
 
     pub fn routes(&self) -> &RouteTable {
@@ -84,7 +95,8 @@ impl Proxy {
     async fn run(&self, ctx: &mut RequestContext, req: Request<Body>) -> Result<Response, ProxyError> {
         self.receive(ctx, &req)?;
         let route = self.route(ctx, req.uri().path())?;
-        identify(ctx, &req);
+        self.identify(ctx, req.headers()).await?;
+        authorize(ctx, &route, req.uri())?;
         decide(ctx)?;
         let client =
             self.upstreams.get(&route.name).ok_or_else(|| ProxyError::Internal("no client for route".into()))?;
@@ -135,9 +147,13 @@ impl Proxy {
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h, ctx.upgrade);
         headers::strip_reserved(h);
+        self.add_identity(ctx, route, h)?;
         // The gateway already answered `Expect: 100-continue` to the client.
         h.remove(header::EXPECT);
         merge_cookies(h);
+        if let Some(auth) = &self.auth {
+            crate::auth::strip_own_cookies(h, &auth.settings.cookie_name);
+        }
         headers::set_forwarded(h, Hop { peer: ctx.peer, tls: ctx.tls, host: &ctx.host }, &self.trusted_proxies);
         if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
             h.insert(&X_REQUEST_ID, v);
@@ -157,6 +173,38 @@ impl Proxy {
         Ok(Outbound { request: Request::from_parts(parts, body), client_upgrade, body_sent })
     }
 
+    /// Phase 3: who is asking, from the session cookie (cache first, store when stale).
+    async fn identify(&self, ctx: &mut RequestContext, headers: &http::HeaderMap) -> Result<(), ProxyError> {
+        ctx.identity = Identity::Anonymous;
+        let Some(auth) = &self.auth else { return Ok(()) };
+        let session = auth.identify(headers).await.map_err(|e| {
+            tracing::warn!(error = %e, "cannot read the session");
+            ProxyError::Access(GatewayError::StoreUnavailable, "session store unavailable")
+        })?;
+        if let Some(s) = session {
+            ctx.identity = match s.kind {
+                Kind::Citizen => Identity::Citizen(s),
+                Kind::Agent => Identity::Agent(s),
+            };
+        }
+        Ok(())
+    }
+
+    /// Adds `X-Guichet-Subject`, the allowed `X-Guichet-Claim-*` and `X-Guichet-Assertion`
+    /// on protected routes (public routes learn nothing about who is asking). Runs after
+    /// `strip_reserved`, so nothing a client sent under these names survives.
+    fn add_identity(&self, ctx: &RequestContext, route: &Route, h: &mut http::HeaderMap) -> Result<(), ProxyError> {
+        let (Some(auth), Some(session)) = (&self.auth, ctx.identity.session()) else { return Ok(()) };
+        if route.access == RouteAccess::Public {
+            return Ok(());
+        }
+        let identity = auth.identity_headers(session, route).map_err(|e| ProxyError::Internal(e.to_string()))?;
+        for (name, value) in &identity.headers {
+            h.insert(name.clone(), value.clone());
+        }
+        Ok(())
+    }
+
     fn fail(&self, ctx: &RequestContext, e: &ProxyError) -> Response {
         if let (Some(kind), Some(route)) = (e.upstream_kind(), ctx.route_name()) {
             self.metrics.upstream_errors.get_or_create(&UpstreamErrorLabels { route: route.to_string(), kind }).inc();
@@ -165,9 +213,40 @@ impl Proxy {
     }
 }
 
-/// Phase 3: who is asking. Without sign-in configured, everyone is anonymous.
-fn identify(ctx: &mut RequestContext, _req: &Request<Body>) {
-    ctx.identity = Identity::Anonymous;
+/// Phase 3b: may this person use this route at all? Public routes admit everyone; citizen
+/// routes a citizen at the route's eIDAS level; agent routes an agent holding one of the
+/// route's roles. API routes answer 401 rather than sending to the sign-in page.
+fn authorize(ctx: &mut RequestContext, route: &Route, uri: &Uri) -> Result<(), ProxyError> {
+    if route.api {
+        ctx.wants_html = false;
+    }
+    let sign_in = |agent: bool, acr: Option<u8>| {
+        let return_to = uri.path_and_query().map_or_else(|| "/".to_owned(), ToString::to_string);
+        ProxyError::Access(GatewayError::SignInRequired { agent, acr, return_to }, "sign-in required")
+    };
+    let forbidden = |why: &'static str| ProxyError::Access(GatewayError::Forbidden(why), why);
+    match (route.access, &ctx.identity) {
+        (RouteAccess::Public, _) => Ok(()),
+        (RouteAccess::Citizen, Identity::Citizen(s)) => {
+            let need = route.min_acr.unwrap_or(1);
+            match routing::acr_level(&s.acr) {
+                Some(level) if level >= need => Ok(()),
+                _ => Err(sign_in(false, Some(need))),
+            }
+        }
+        (RouteAccess::Citizen, Identity::Agent(_)) => Err(forbidden("this page is for citizens, not agents")),
+        (RouteAccess::Citizen, Identity::Anonymous) => Err(sign_in(false, route.min_acr)),
+        (RouteAccess::Agent, Identity::Agent(s)) => {
+            let allowed = if route.roles.is_empty() {
+                !s.roles.is_empty()
+            } else {
+                s.roles.iter().any(|r| route.roles.contains(r))
+            };
+            if allowed { Ok(()) } else { Err(forbidden("the agent has none of the roles this route requires")) }
+        }
+        (RouteAccess::Agent, Identity::Citizen(_)) => Err(forbidden("this page is for agents")),
+        (RouteAccess::Agent, Identity::Anonymous) => Err(sign_in(true, None)),
+    }
 }
 
 /// Phase 4: may this request go through? Without policies, every routed request may.

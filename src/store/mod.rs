@@ -15,6 +15,7 @@ macro_rules! with_pool {
 }
 
 mod meta;
+mod sessions;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -26,6 +27,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use meta::Meta;
+pub use sessions::{PendingLogin, SessionRow, Sessions};
 
 /// What went wrong talking to the store. Never carries query parameters (they may be
 /// personal data), only the engine's error kind.
@@ -186,6 +188,10 @@ impl Store {
 
     pub fn meta(&self) -> Meta<'_> {
         Meta::new(self)
+    }
+
+    pub fn sessions(&self) -> Sessions<'_> {
+        Sessions::new(self)
     }
 }
 

@@ -19,7 +19,7 @@ use axum::routing::{any, get};
 use futures_util::StreamExt;
 use guichet::app::{AppState, Application, Deps};
 use guichet::clock::{FixedClock, SystemRandom};
-use guichet::config::{Loaded, RouteSettings, Settings, TimeoutSettings};
+use guichet::config::{Loaded, RouteAccess, RouteSettings, Settings, TimeoutSettings};
 use secrecy::SecretString;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -83,6 +83,8 @@ pub async fn fresh_store_url(backend: Backend, dir: &std::path::Path) -> SecretS
 }
 
 pub struct TestApp {
+    /// The injected clock: tests move time with `advance`.
+    pub clock: FixedClock,
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
     pub state: AppState,
@@ -147,7 +149,7 @@ impl TestAppBuilder {
         let mut config = loaded.validate().expect("test configuration must be valid");
         config.store_url = fresh_store_url(self.backend, dir.path()).await;
         let clock = FixedClock::at(time::macros::datetime!(2026-11-28 12:00 UTC));
-        let deps = Deps { clock: Arc::new(clock), random: Arc::new(SystemRandom::new()) };
+        let deps = Deps { clock: Arc::new(clock.clone()), random: Arc::new(SystemRandom::new()) };
         let app = Application::build(config, deps).await.expect("the gateway must start");
         let addr = app.public_addr();
         let admin = app.admin_addr();
@@ -155,7 +157,67 @@ impl TestAppBuilder {
         let shutdown = app.shutdown_handle();
         tokio::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        TestApp { addr, admin, state, upstream, client, shutdown, _dir: dir }
+        TestApp { clock, addr, admin, state, upstream, client, shutdown, _dir: dir }
+    }
+}
+
+impl TestAppBuilder {
+    /// Signs citizens in through the provider at `issuer` (see `oidc_mock`), and adds the
+    /// citizen routes `/prive` and `/autre` (two upstream names), `/fort` (eidas2) and the
+    /// API route `/api`.
+    pub fn with_citizen_provider(self, issuer: String) -> Self {
+        self.with(move |s, up| {
+            s.server.public_url = Some("http://127.0.0.1".into());
+            s.auth.citizen = Some(provider(&issuer));
+            let up = format!("http://{up}");
+            let claims = vec!["given_name".to_owned(), "family_name".to_owned(), "birthdate".to_owned()];
+            let mut prive = route("prive", "/prive", &up);
+            prive.access = RouteAccess::Citizen;
+            prive.claims = claims;
+            let mut autre = route("autre", "/autre", &up);
+            autre.access = RouteAccess::Citizen;
+            let mut fort = route("fort", "/fort", &up);
+            fort.access = RouteAccess::Citizen;
+            fort.min_acr = Some("eidas2".into());
+            let mut api = route("api", "/api", &up);
+            api.access = RouteAccess::Citizen;
+            api.api = true;
+            s.routes.extend([prive, autre, fort, api]);
+        })
+    }
+
+    /// Signs agents in through the provider at `issuer`; `/agents` needs the role
+    /// `etat-civil` (SIRET 21750001600019 and an `@mairie.example.fr` email).
+    pub fn with_agent_provider(self, issuer: String) -> Self {
+        self.with(move |s, up| {
+            s.server.public_url = Some("http://127.0.0.1".into());
+            s.auth.agent = Some(provider(&issuer));
+            s.auth.agent_roles.push(guichet::config::RoleRule {
+                role: "etat-civil".into(),
+                siret: vec!["21750001600019".into()],
+                email_domains: vec!["mairie.example.fr".into()],
+                uids: vec![],
+            });
+            let mut agents = route("agents", "/agents", &format!("http://{up}"));
+            agents.access = RouteAccess::Agent;
+            agents.roles = vec!["etat-civil".into()];
+            agents.claims = vec!["usual_name".into(), "email".into()];
+            s.routes.push(agents);
+        })
+    }
+}
+
+fn provider(issuer: &str) -> guichet::config::ProviderSettings {
+    guichet::config::ProviderSettings {
+        issuer: issuer.to_owned(),
+        client_id: crate::oidc_mock::CLIENT_ID.into(),
+        client_secret: Some(SecretString::from(crate::oidc_mock::CLIENT_SECRET)),
+        client_secret_file: None,
+        auth_method: "client_secret_post".into(),
+        scopes: vec!["openid".into(), "identite_pivot".into()],
+        acr: "eidas1".into(),
+        prompt_login: false,
+        userinfo_signed: true,
     }
 }
 
@@ -175,6 +237,11 @@ pub fn route(name: &str, prefix: &str, upstream: &str) -> RouteSettings {
         upstream_ca_file: None,
         timeouts: TimeoutSettings::default(),
         max_body_bytes: None,
+        access: RouteAccess::Public,
+        min_acr: None,
+        roles: Vec::new(),
+        claims: Vec::new(),
+        api: false,
     }
 }
 

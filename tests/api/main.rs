@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod helpers;
+mod oidc_mock;
 
+mod auth;
 mod browser;
 mod config;
 mod health;

@@ -1,0 +1,375 @@
+//! Who is asking: citizens signed in through a FranceConnect-style provider, agents through a
+//! ProConnect-style one, server-side sessions, and the identity handed to upstreams
+//! (per-upstream pseudonym, allowed claims, signed assertion). See docs/authentication.md.
+
+pub mod assertion;
+pub mod claims;
+pub mod http;
+pub mod jose;
+pub mod oidc;
+pub mod pseudonym;
+pub mod routes;
+pub mod session;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use ::http::header::{HeaderMap, HeaderName, HeaderValue};
+use anyhow::Context as _;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use secrecy::{ExposeSecret as _, SecretString};
+use time::OffsetDateTime;
+
+use self::assertion::{AssertionFacts, AssertionKey};
+use self::oidc::{Provider, ProviderInit};
+use self::pseudonym::Pseudonyms;
+use self::session::{Kind, Session, SessionService};
+use crate::clock::{Clock, Random, random_hex};
+use crate::config::{AuthSettings, Validated};
+use crate::routing::Route;
+use crate::store::Store;
+
+/// Path of the citizen sign-in start; `?retour=` carries the same-origin path to come back to.
+pub const CITIZEN_LOGIN_PATH: &str = "/.guichet/connexion";
+pub const AGENT_LOGIN_PATH: &str = "/.guichet/agent/connexion";
+pub const CITIZEN_CALLBACK_PATH: &str = "/.guichet/oidc/callback";
+pub const AGENT_CALLBACK_PATH: &str = "/.guichet/oidc/agent/callback";
+pub const LOGOUT_PATH: &str = "/.guichet/deconnexion";
+pub const LOGOUT_CALLBACK_PATH: &str = "/.guichet/oidc/logout-callback";
+/// Cookie binding a sign-in under way to the browser that started it (holds the `state`).
+pub const LOGIN_COOKIE: &str = "__Host-guichet-login";
+
+pub static X_GUICHET_SUBJECT: HeaderName = HeaderName::from_static("x-guichet-subject");
+pub static X_GUICHET_ASSERTION: HeaderName = HeaderName::from_static("x-guichet-assertion");
+const CLAIM_HEADER_PREFIX: &str = "x-guichet-claim-";
+/// Prefix of an encoded claim value (RFC 8187 `ext-value` syntax).
+pub const ENCODED_VALUE_PREFIX: &str = "utf-8''";
+/// Cached assertions are signed again when they have less than this left.
+const ASSERTION_RENEW_BEFORE: time::Duration = time::Duration::seconds(30);
+const MAX_CACHED_ASSERTIONS: usize = 50_000;
+
+/// Identity headers by (session id hash, route name).
+type AssertionCache = HashMap<(String, Arc<str>), Arc<IdentityHeaders>>;
+
+/// The identity headers of one session on one route, signed once and cached.
+#[derive(Debug)]
+pub struct IdentityHeaders {
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    expires_at: OffsetDateTime,
+}
+
+/// The sign-in service shared by the proxy phases and the `/.guichet/` handlers.
+#[derive(Debug)]
+pub struct Auth {
+    pub settings: AuthSettings,
+    pub sessions: SessionService,
+    pub citizen: Option<Provider>,
+    pub agent: Option<Provider>,
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Random>,
+    /// The gateway's own origin (`server.public_url`): issuer of assertions.
+    pub public_url: String,
+    pseudonyms: Pseudonyms,
+    key: AssertionKey,
+    assertions: Mutex<AssertionCache>,
+}
+
+impl Auth {
+    pub async fn build(
+        config: &Validated,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Random>,
+    ) -> anyhow::Result<Self> {
+        let a = &config.settings.auth;
+        let public_url = config.settings.server.public_url.clone().unwrap_or_default();
+        let key = match &a.assertion_key_file {
+            Some(path) => AssertionKey::from_pem_file(path)?,
+            None => AssertionKey::generate()?,
+        };
+        let pseudonym_key = match &config.auth_secrets.pseudonym_key {
+            Some(k) => k.clone(),
+            None => stored_pseudonym_key(&store, clock.as_ref(), random.as_ref()).await?,
+        };
+        let http = http::HttpClient::new()?;
+        let provider = |kind: Kind, p: &Option<crate::config::ProviderSettings>, secret: &Option<SecretString>| {
+            let (Some(p), Some(secret)) = (p, secret) else { return None };
+            let callback = if kind == Kind::Citizen { CITIZEN_CALLBACK_PATH } else { AGENT_CALLBACK_PATH };
+            Some(Provider::new(
+                ProviderInit {
+                    kind,
+                    settings: p.clone(),
+                    client_secret: secret.clone(),
+                    redirect_uri: format!("{public_url}{callback}"),
+                    post_logout_redirect_uri: format!("{public_url}{LOGOUT_CALLBACK_PATH}"),
+                    skew: a.clock_skew,
+                    max_age: a.max_token_age,
+                },
+                http.clone(),
+            ))
+        };
+        let citizen = provider(Kind::Citizen, &a.citizen, &config.auth_secrets.citizen_client_secret);
+        let agent = provider(Kind::Agent, &a.agent, &config.auth_secrets.agent_client_secret);
+        let sessions = SessionService::new(
+            store.clone(),
+            clock.clone(),
+            random.clone(),
+            a.session_idle_timeout,
+            a.session_absolute_timeout,
+        );
+        Ok(Self {
+            settings: a.clone(),
+            sessions,
+            citizen,
+            agent,
+            store,
+            clock,
+            random,
+            public_url,
+            pseudonyms: Pseudonyms::new(pseudonym_key.expose_secret().as_bytes()),
+            key,
+            assertions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn provider(&self, kind: Kind) -> Option<&Provider> {
+        match kind {
+            Kind::Citizen => self.citizen.as_ref(),
+            Kind::Agent => self.agent.as_ref(),
+        }
+    }
+
+    /// The session named by the request's cookie, if live.
+    pub async fn identify(&self, headers: &HeaderMap) -> Result<Option<Arc<Session>>, session::SessionError> {
+        match cookie_value(headers, &self.settings.cookie_name) {
+            Some(v) => self.sessions.resolve(v).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The public keys upstreams verify assertions with.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.key.jwks()
+    }
+
+    /// `X-Guichet-Subject`, `X-Guichet-Claim-*` and `X-Guichet-Assertion` for `session` on
+    /// `route`, from the cache while the assertion has more than 30 s left.
+    pub fn identity_headers(&self, session: &Session, route: &Route) -> Result<Arc<IdentityHeaders>, jose::JwsError> {
+        let now = self.clock.now();
+        let cache_key = (session.id_hash.clone(), route.name.clone());
+        if let Some(h) = self.assertions.lock().ok().and_then(|c| c.get(&cache_key).cloned()) {
+            if h.expires_at - now > ASSERTION_RENEW_BEFORE {
+                return Ok(h);
+            }
+        }
+        let built = Arc::new(self.build_identity_headers(session, route, now)?);
+        if let Ok(mut c) = self.assertions.lock() {
+            if c.len() >= MAX_CACHED_ASSERTIONS {
+                c.retain(|_, h| h.expires_at - now > ASSERTION_RENEW_BEFORE);
+                if c.len() >= MAX_CACHED_ASSERTIONS {
+                    c.clear();
+                }
+            }
+            c.insert(cache_key, built.clone());
+        }
+        Ok(built)
+    }
+
+    fn build_identity_headers(
+        &self,
+        session: &Session,
+        route: &Route,
+        now: OffsetDateTime,
+    ) -> Result<IdentityHeaders, jose::JwsError> {
+        let subject = self.pseudonyms.for_route(session, &route.name);
+        let mut headers = Vec::with_capacity(route.claims.len() + 2);
+        let mut allowed = serde_json::Map::new();
+        for name in &route.claims {
+            let Some(value) = session.claims.get(name.as_ref()) else { continue };
+            if let (Ok(n), Ok(v)) = (claim_header_name(name), HeaderValue::from_str(&encode_claim_value(value))) {
+                headers.push((n, v));
+            }
+            allowed.insert(name.to_string(), serde_json::Value::String(value.clone()));
+        }
+        let expires_at = (now + session::to_time(self.settings.assertion_lifetime)).min(session.expires_at);
+        let facts = AssertionFacts {
+            issuer: &self.public_url,
+            route: &route.name,
+            subject: &subject,
+            kind: session.kind.as_str(),
+            acr: &session.acr,
+            roles: &session.roles,
+            claims: &allowed,
+            now,
+            expires_at,
+        };
+        let token = self.key.sign(&assertion::claims(&facts))?;
+        if let Ok(v) = HeaderValue::from_str(&subject) {
+            headers.push((X_GUICHET_SUBJECT.clone(), v));
+        }
+        if let Ok(v) = HeaderValue::from_str(&token) {
+            headers.push((X_GUICHET_ASSERTION.clone(), v));
+        }
+        Ok(IdentityHeaders { headers, expires_at })
+    }
+}
+
+/// The pseudonym key kept in the store when none is configured: generated once, shared by
+/// every instance on the same store, so pseudonyms survive restarts.
+async fn stored_pseudonym_key(store: &Store, clock: &dyn Clock, random: &dyn Random) -> anyhow::Result<SecretString> {
+    let fresh = random_hex::<32>(random)?;
+    let key = store
+        .meta()
+        .get_or_init("auth.pseudonym_key", &fresh, clock.now())
+        .await
+        .context("cannot read the pseudonym key from the store")?;
+    Ok(SecretString::from(key))
+}
+
+/// `given_name` → `x-guichet-claim-given-name` (underscores are dropped by some servers).
+fn claim_header_name(claim: &str) -> Result<HeaderName, ::http::header::InvalidHeaderName> {
+    HeaderName::from_bytes(format!("{CLAIM_HEADER_PREFIX}{}", claim.replace('_', "-")).as_bytes())
+}
+
+/// Characters left as they are in an encoded value (RFC 8187 `attr-char`).
+const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// Claim values are sent as they are when they are printable ASCII without surrounding
+/// spaces; otherwise (accents, control characters…) as `utf-8''` followed by the
+/// percent-encoded UTF-8 bytes (RFC 8187). A plain value that happens to start with `utf-8''`
+/// is encoded too, so decoding is never ambiguous.
+pub fn encode_claim_value(v: &str) -> String {
+    let plain = v.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && v.trim() == v
+        && !v.to_ascii_lowercase().starts_with(ENCODED_VALUE_PREFIX);
+    if plain { v.to_owned() } else { format!("{ENCODED_VALUE_PREFIX}{}", utf8_percent_encode(v, ATTR_CHAR)) }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Removes the gateway's own cookies from what goes upstream: an application must never see
+/// (and so never leak) a session id.
+pub fn strip_own_cookies(headers: &mut HeaderMap, session_cookie: &str) {
+    let Some(v) = headers.get(::http::header::COOKIE).and_then(|v| v.to_str().ok()) else { return };
+    let kept: Vec<&str> = v
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            name != session_cookie && name != LOGIN_COOKIE
+        })
+        .collect();
+    if kept.is_empty() {
+        headers.remove(::http::header::COOKIE);
+    } else if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+        headers.insert(::http::header::COOKIE, v);
+    }
+}
+
+/// `Set-Cookie` for a `__Host-` cookie: Secure, HttpOnly, SameSite=Lax (sent on the
+/// provider's top-level redirect back), whole site. `max_age` `None`: until the browser closes.
+pub fn set_cookie(name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
+    let age = max_age.map(|s| format!("; Max-Age={s}")).unwrap_or_default();
+    HeaderValue::from_str(&format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax{age}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+}
+
+pub fn clear_cookie(name: &str) -> HeaderValue {
+    set_cookie(name, "", Some(0))
+}
+
+/// A return path that stays on this site: one leading `/`, never `//`, `/\`, a scheme, a
+/// backslash or a control character, in raw or percent-decoded form, and never the
+/// gateway's own pages.
+pub fn safe_return_path(p: &str) -> Option<&str> {
+    if p.len() > 2048 {
+        return None;
+    }
+    let decoded = percent_decode_str(p).decode_utf8().ok()?;
+    for form in [p, decoded.as_ref()] {
+        let rest = form.strip_prefix('/')?;
+        if rest.starts_with(['/', '\\'])
+            || form.contains('\\')
+            || form.chars().any(char::is_control)
+            || crate::routing::is_reserved(form)
+        {
+            return None;
+        }
+    }
+    Some(p)
+}
+
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_paths_stay_on_site() {
+        for ok in ["/", "/demarches?x=1", "/a/b%20c"] {
+            assert_eq!(safe_return_path(ok), Some(ok), "{ok}");
+        }
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example/",
+            "evil",
+            "/%2F%2Fevil.example",
+            "/%2fevil.example",
+            "%2F%2Fevil.example",
+            "/%5Cevil.example",
+            "/\\/evil.example",
+            "/.guichet/deconnexion",
+            "/a\nb",
+            "",
+        ] {
+            assert_eq!(safe_return_path(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn claim_values_are_encoded_when_not_plain_ascii() {
+        assert_eq!(encode_claim_value("DUBOIS"), "DUBOIS");
+        assert_eq!(encode_claim_value("Hélène"), "utf-8''H%C3%A9l%C3%A8ne");
+        assert_eq!(encode_claim_value("utf-8''x"), "utf-8''utf-8%27%27x");
+        assert_eq!(encode_claim_value(" a"), "utf-8''%20a");
+        assert_eq!(claim_header_name("given_name").unwrap(), "x-guichet-claim-given-name");
+    }
+
+    #[test]
+    fn own_cookies_never_go_upstream() {
+        let mut h = HeaderMap::new();
+        h.insert(::http::header::COOKIE, HeaderValue::from_static("a=1; __Host-s=secret; __Host-guichet-login=x; b=2"));
+        strip_own_cookies(&mut h, "__Host-s");
+        assert_eq!(h[::http::header::COOKIE], "a=1; b=2");
+        assert_eq!(cookie_value(&h, "b"), Some("2"));
+    }
+}

@@ -1,0 +1,292 @@
+//! Server-side sessions. The browser holds only a random opaque id (32 bytes, hex) in a
+//! `__Host-` cookie; the store keeps its SHA-256. A bounded in-process cache keeps the store
+//! off the hot path: an entry is trusted for at most [`REVALIDATE_AFTER`], then read again, so
+//! a session revoked on another instance stops working here within that delay (< 2 s).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use crate::clock::{Clock, Random, RandomError, hex, random_hex};
+use crate::store::{SessionRow, Store, StoreError};
+
+/// How long a cached session is trusted before it is read from the store again.
+pub const REVALIDATE_AFTER: Duration = Duration::from_secs(1);
+/// Most sessions kept in the cache; beyond, stale entries (then all) are dropped.
+const MAX_CACHED: usize = 50_000;
+
+/// Who signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Citizen,
+    Agent,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Citizen => "citizen",
+            Self::Agent => "agent",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "citizen" => Some(Self::Citizen),
+            "agent" => Some(Self::Agent),
+            _ => None,
+        }
+    }
+}
+
+/// A live session, as the proxy phases see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id_hash: String,
+    pub kind: Kind,
+    pub issuer: String,
+    /// The provider's pairwise `sub`: the account key (never the email).
+    pub subject: String,
+    pub provider_sid: Option<String>,
+    pub acr: String,
+    /// Validated identity claims. Personal data: never logged.
+    pub claims: BTreeMap<String, String>,
+    pub roles: Vec<String>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// What a successful sign-in establishes.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub kind: Kind,
+    pub issuer: String,
+    pub subject: String,
+    pub provider_sid: Option<String>,
+    pub acr: String,
+    pub claims: BTreeMap<String, String>,
+    pub roles: Vec<String>,
+    pub id_token: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    #[error("stored session is corrupt")]
+    Corrupt,
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    session: Arc<Session>,
+    last_seen: OffsetDateTime,
+    checked: Instant,
+}
+
+#[derive(Debug)]
+pub struct SessionService {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn Random>,
+    idle: time::Duration,
+    absolute: time::Duration,
+    cache: Mutex<HashMap<String, Cached>>,
+}
+
+/// SHA-256 of a cookie value, hex: what the store and the cache are keyed by.
+pub fn hash_id(cookie_value: &str) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, cookie_value.as_bytes()).as_ref())
+}
+
+/// A session id is exactly 64 lowercase hex characters; anything else is not worth a lookup.
+fn well_formed(v: &str) -> bool {
+    v.len() == 64 && v.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl SessionService {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Random>,
+        idle: Duration,
+        absolute: Duration,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            random,
+            idle: to_time(idle),
+            absolute: to_time(absolute),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Creates a session with a fresh id; returns the cookie value and the session.
+    pub async fn create(&self, new: NewSession) -> Result<(String, Arc<Session>), SessionError> {
+        let id = random_hex::<32>(self.random.as_ref())?;
+        let now = self.clock.now();
+        let row = SessionRow {
+            id_hash: hash_id(&id),
+            kind: new.kind.as_str().to_owned(),
+            issuer: new.issuer,
+            subject: new.subject,
+            provider_sid: new.provider_sid,
+            acr: new.acr,
+            claims: serde_json::to_string(&new.claims).map_err(|_| SessionError::Corrupt)?,
+            roles: serde_json::to_string(&new.roles).map_err(|_| SessionError::Corrupt)?,
+            id_token: new.id_token,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + self.absolute,
+            revoked_at: None,
+        };
+        self.store.sessions().insert(&row).await?;
+        let session = Arc::new(from_row(&row)?);
+        self.remember(&row.id_hash, session.clone(), now);
+        Ok((id, session))
+    }
+
+    /// The live session behind a cookie value, if any. Served from the cache when the entry
+    /// was checked less than [`REVALIDATE_AFTER`] ago; the store is written only to record
+    /// activity, at most once per a quarter of the idle timeout (capped at one minute).
+    pub async fn resolve(&self, cookie_value: &str) -> Result<Option<Arc<Session>>, SessionError> {
+        if !well_formed(cookie_value) {
+            return Ok(None);
+        }
+        let id_hash = hash_id(cookie_value);
+        let now = self.clock.now();
+        let cached = self.cached(&id_hash);
+        let entry = match cached {
+            Some(c) if c.checked.elapsed() < REVALIDATE_AFTER => c,
+            _ => match self.load(&id_hash).await? {
+                Some(c) => c,
+                None => {
+                    self.forget(&id_hash);
+                    return Ok(None);
+                }
+            },
+        };
+        if now >= entry.session.expires_at || now - entry.last_seen > self.idle {
+            self.forget(&id_hash);
+            self.store.sessions().revoke(&id_hash, now).await?;
+            return Ok(None);
+        }
+        if now - entry.last_seen >= self.touch_interval() {
+            self.store.sessions().touch(&id_hash, now).await?;
+            self.update(&id_hash, Cached { last_seen: now, ..entry.clone() });
+        }
+        Ok(Some(entry.session))
+    }
+
+    /// Ends a session (logout, sign-in over it, admin); returns its stored row when it
+    /// existed, so logout can still send the provider its `id_token_hint`.
+    pub async fn revoke(&self, cookie_value: &str) -> Result<Option<SessionRow>, SessionError> {
+        if !well_formed(cookie_value) {
+            return Ok(None);
+        }
+        let id_hash = hash_id(cookie_value);
+        self.forget(&id_hash);
+        let row = self.store.sessions().get(&id_hash).await?;
+        self.store.sessions().revoke(&id_hash, self.clock.now()).await?;
+        Ok(row)
+    }
+
+    /// Ends the sessions a provider's back-channel logout names; returns how many.
+    pub async fn revoke_provider_sessions(
+        &self,
+        issuer: &str,
+        subject: Option<&str>,
+        sid: Option<&str>,
+    ) -> Result<u64, SessionError> {
+        let n = self.store.sessions().revoke_by_subject(issuer, subject, sid, self.clock.now()).await?;
+        if let Ok(mut c) = self.cache.lock() {
+            c.retain(|_, e| {
+                let s = &e.session;
+                !(s.issuer == issuer
+                    && subject.is_none_or(|x| x == s.subject)
+                    && sid.is_none_or(|x| s.provider_sid.as_deref() == Some(x)))
+            });
+        }
+        Ok(n)
+    }
+
+    fn touch_interval(&self) -> time::Duration {
+        let quarter: time::Duration = self.idle / 4;
+        quarter.min(time::Duration::minutes(1))
+    }
+
+    async fn load(&self, id_hash: &str) -> Result<Option<Cached>, SessionError> {
+        let Some(row) = self.store.sessions().get(id_hash).await? else { return Ok(None) };
+        if row.revoked_at.is_some() {
+            return Ok(None);
+        }
+        let session = Arc::new(from_row(&row)?);
+        let entry = Cached { session, last_seen: row.last_seen_at, checked: Instant::now() };
+        self.update(id_hash, entry.clone());
+        Ok(Some(entry))
+    }
+
+    fn cached(&self, id_hash: &str) -> Option<Cached> {
+        self.cache.lock().ok()?.get(id_hash).cloned()
+    }
+
+    fn remember(&self, id_hash: &str, session: Arc<Session>, now: OffsetDateTime) {
+        self.update(id_hash, Cached { session, last_seen: now, checked: Instant::now() });
+    }
+
+    fn update(&self, id_hash: &str, entry: Cached) {
+        if let Ok(mut c) = self.cache.lock() {
+            if c.len() >= MAX_CACHED {
+                c.retain(|_, e| e.checked.elapsed() < REVALIDATE_AFTER);
+                if c.len() >= MAX_CACHED {
+                    c.clear();
+                }
+            }
+            c.insert(id_hash.to_owned(), entry);
+        }
+    }
+
+    fn forget(&self, id_hash: &str) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(id_hash);
+        }
+    }
+}
+
+fn from_row(row: &SessionRow) -> Result<Session, SessionError> {
+    Ok(Session {
+        id_hash: row.id_hash.clone(),
+        kind: Kind::parse(&row.kind).ok_or(SessionError::Corrupt)?,
+        issuer: row.issuer.clone(),
+        subject: row.subject.clone(),
+        provider_sid: row.provider_sid.clone(),
+        acr: row.acr.clone(),
+        claims: serde_json::from_str(&row.claims).map_err(|_| SessionError::Corrupt)?,
+        roles: serde_json::from_str(&row.roles).map_err(|_| SessionError::Corrupt)?,
+        created_at: row.created_at,
+        expires_at: row.expires_at,
+    })
+}
+
+pub fn to_time(d: Duration) -> time::Duration {
+    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_64_hex_ids_are_looked_up() {
+        assert!(well_formed(&"a".repeat(64)));
+        assert!(!well_formed(&"A".repeat(64)));
+        assert!(!well_formed("abc"));
+        assert_eq!(hash_id("x").len(), 64);
+    }
+}

@@ -1,0 +1,149 @@
+//! Sign-in sessions and the sign-ins and logouts under way. Ids arrive here already hashed:
+//! the store never sees a value a browser could present.
+
+use time::OffsetDateTime;
+
+use super::{Store, StoreError};
+
+/// One session as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id_hash: String,
+    pub kind: String,
+    pub issuer: String,
+    pub subject: String,
+    pub provider_sid: Option<String>,
+    pub acr: String,
+    pub claims: String,
+    pub roles: String,
+    pub id_token: String,
+    pub created_at: OffsetDateTime,
+    pub last_seen_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// A sign-in under way.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PendingLogin {
+    pub state_hash: String,
+    pub kind: String,
+    pub nonce: String,
+    pub pkce_verifier: Option<String>,
+    pub return_to: String,
+    pub acr: String,
+    pub expires_at: OffsetDateTime,
+}
+
+pub struct Sessions<'a> {
+    store: &'a Store,
+}
+
+const SESSION_COLUMNS: &str = "id_hash, kind, issuer, subject, provider_sid, acr, claims, roles, id_token, \
+                               created_at, last_seen_at, expires_at, revoked_at";
+
+impl<'a> Sessions<'a> {
+    pub(super) fn new(store: &'a Store) -> Self {
+        Self { store }
+    }
+
+    pub async fn insert(&self, s: &SessionRow) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO auth_sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        );
+        with_pool!(self.store.db(), p => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&s.id_hash).bind(&s.kind).bind(&s.issuer).bind(&s.subject).bind(&s.provider_sid)
+            .bind(&s.acr).bind(&s.claims).bind(&s.roles).bind(&s.id_token)
+            .bind(s.created_at).bind(s.last_seen_at).bind(s.expires_at).bind(s.revoked_at)
+            .execute(p).await.map(drop)?);
+        Ok(())
+    }
+
+    pub async fn get(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM auth_sessions WHERE id_hash = $1");
+        let row = with_pool!(self.store.db(), p => sqlx::query_as::<_, SessionRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id_hash).fetch_optional(p).await?);
+        Ok(row)
+    }
+
+    /// Records activity (for the idle timeout).
+    pub async fn touch(&self, id_hash: &str, at: OffsetDateTime) -> Result<(), StoreError> {
+        let sql = "UPDATE auth_sessions SET last_seen_at = $2 WHERE id_hash = $1 AND revoked_at IS NULL";
+        with_pool!(self.store.db(), p => sqlx::query(sql).bind(id_hash).bind(at).execute(p).await.map(drop)?);
+        Ok(())
+    }
+
+    /// Ends one session; returns whether it was live.
+    pub async fn revoke(&self, id_hash: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
+        let sql = "UPDATE auth_sessions SET revoked_at = $2 WHERE id_hash = $1 AND revoked_at IS NULL";
+        let n =
+            with_pool!(self.store.db(), p => sqlx::query(sql).bind(id_hash).bind(at).execute(p).await?.rows_affected());
+        Ok(n > 0)
+    }
+
+    /// Ends every live session of a provider's subject, or only those of one provider session
+    /// (`sid`) when given (back-channel logout); returns how many.
+    pub async fn revoke_by_subject(
+        &self,
+        issuer: &str,
+        subject: Option<&str>,
+        sid: Option<&str>,
+        at: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let sql = "UPDATE auth_sessions SET revoked_at = $4 WHERE issuer = $1 AND revoked_at IS NULL \
+                   AND ($2 IS NULL OR subject = $2) AND ($3 IS NULL OR provider_sid = $3)";
+        let n = with_pool!(self.store.db(), p => sqlx::query(sql)
+            .bind(issuer).bind(subject).bind(sid).bind(at).execute(p).await?.rows_affected());
+        Ok(n)
+    }
+
+    pub async fn insert_pending_login(&self, l: &PendingLogin) -> Result<(), StoreError> {
+        let sql = "INSERT INTO auth_pending_logins (state_hash, kind, nonce, pkce_verifier, return_to, acr, expires_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        with_pool!(self.store.db(), p => sqlx::query(sql)
+            .bind(&l.state_hash).bind(&l.kind).bind(&l.nonce).bind(&l.pkce_verifier)
+            .bind(&l.return_to).bind(&l.acr).bind(l.expires_at).execute(p).await.map(drop)?);
+        Ok(())
+    }
+
+    /// Takes (reads and deletes) a sign-in under way: a state, and so its nonce, works once.
+    pub async fn take_pending_login(&self, state_hash: &str) -> Result<Option<PendingLogin>, StoreError> {
+        let sql = "DELETE FROM auth_pending_logins WHERE state_hash = $1 \
+                   RETURNING state_hash, kind, nonce, pkce_verifier, return_to, acr, expires_at";
+        let row = with_pool!(self.store.db(), p => sqlx::query_as::<_, PendingLogin>(sql)
+            .bind(state_hash).fetch_optional(p).await?);
+        Ok(row)
+    }
+
+    pub async fn insert_pending_logout(&self, state_hash: &str, expires_at: OffsetDateTime) -> Result<(), StoreError> {
+        let sql = "INSERT INTO auth_pending_logouts (state_hash, expires_at) VALUES ($1, $2)";
+        with_pool!(self.store.db(), p => sqlx::query(sql).bind(state_hash).bind(expires_at).execute(p).await.map(drop)?);
+        Ok(())
+    }
+
+    /// Takes a logout under way; returns its expiry when it existed.
+    pub async fn take_pending_logout(&self, state_hash: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        let sql = "DELETE FROM auth_pending_logouts WHERE state_hash = $1 RETURNING expires_at";
+        let row = with_pool!(self.store.db(), p => sqlx::query_scalar(sql).bind(state_hash).fetch_optional(p).await?);
+        Ok(row)
+    }
+
+    /// How many sessions are live (not revoked, not past their absolute timeout).
+    pub async fn count_live(&self, now: OffsetDateTime) -> Result<i64, StoreError> {
+        let sql = "SELECT COUNT(*) FROM auth_sessions WHERE revoked_at IS NULL AND expires_at > $1";
+        let n = with_pool!(self.store.db(), p => sqlx::query_scalar(sql).bind(now).fetch_one(p).await?);
+        Ok(n)
+    }
+
+    /// Deletes expired sign-ins and logouts under way, and sessions past their absolute
+    /// timeout (kept a day for support questions).
+    pub async fn purge(&self, now: OffsetDateTime) -> Result<(), StoreError> {
+        let day_ago = now - time::Duration::days(1);
+        with_pool!(self.store.db(), p => {
+            sqlx::query("DELETE FROM auth_pending_logins WHERE expires_at < $1").bind(now).execute(p).await?;
+            sqlx::query("DELETE FROM auth_pending_logouts WHERE expires_at < $1").bind(now).execute(p).await?;
+            sqlx::query("DELETE FROM auth_sessions WHERE expires_at < $1").bind(day_ago).execute(p).await.map(drop)?
+        });
+        Ok(())
+    }
+}
