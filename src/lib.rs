@@ -21,6 +21,9 @@ pub mod server;
 pub mod proxy;
 pub mod routing;
 
+// 4. What may pass: processing activities, their register and notices.
+pub mod policy;
+
 // 10. Persistence (only services call it).
 pub mod store;
 

@@ -239,6 +239,7 @@ mod tests {
             upstream_ca_file: None,
             timeouts: TimeoutSettings::default(),
             max_body_bytes: None,
+            no_personal_data: false,
         }
     }
 

@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 pub use problems::{ConfigError, Problem};
 pub use source::SourceMap;
+pub(crate) use source::{line_col, walk_table};
 
 /// The only configuration format version this binary understands.
 pub const CONFIG_VERSION: u32 = 1;
@@ -42,6 +43,21 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(default)]
     pub routes: Vec<RouteSettings>,
+    #[serde(default)]
+    pub policy: PolicySettings,
+}
+
+/// Where the processing-activity files are, and whether to follow their changes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySettings {
+    /// Directory of policy files (`*.toml`, one activity each), relative to the working
+    /// directory unless absolute.
+    #[serde(default = "default_policy_dir")]
+    pub dir: PathBuf,
+    /// Reload the policies when a file in `dir` changes (SIGHUP always reloads).
+    #[serde(default = "default_true")]
+    pub watch: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,6 +167,10 @@ pub struct RouteSettings {
     /// Overrides `server.max_body_bytes` for this route.
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
+    /// Explicitly declared public-without-personal-data: requests no activity claims are
+    /// forwarded instead of denied (see docs/policies.md).
+    #[serde(default)]
+    pub no_personal_data: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -188,7 +208,7 @@ macro_rules! default_from_serde {
         }
     )*};
 }
-default_from_serde!(Settings, ServerSettings, AdminSettings, StoreSettings, LogSettings);
+default_from_serde!(Settings, ServerSettings, AdminSettings, StoreSettings, LogSettings, PolicySettings);
 
 fn default_version() -> u32 {
     CONFIG_VERSION
@@ -228,6 +248,9 @@ fn default_log_format() -> LogFormat {
 }
 fn default_log_level() -> String {
     "info".to_owned()
+}
+fn default_policy_dir() -> PathBuf {
+    PathBuf::from("policies")
 }
 fn default_prefix() -> String {
     "/".to_owned()

@@ -52,6 +52,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         upstream_ca_file: None,
         timeouts: TimeoutSettings::default(),
         max_body_bytes: None,
+        no_personal_data: false,
     });
     let config = loaded.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     telemetry::init(&config.settings.log);

@@ -175,6 +175,7 @@ pub fn route(name: &str, prefix: &str, upstream: &str) -> RouteSettings {
         upstream_ca_file: None,
         timeouts: TimeoutSettings::default(),
         max_body_bytes: None,
+        no_personal_data: false,
     }
 }
 
