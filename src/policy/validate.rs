@@ -354,3 +354,95 @@ fn check_coverage(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::TimeoutSettings;
+    use crate::policy::load::{PolicySource, load};
+
+    fn route(name: &str, prefix: &str, no_personal_data: bool) -> RouteSettings {
+        RouteSettings {
+            name: name.into(),
+            host: None,
+            path_prefix: prefix.into(),
+            upstream: "http://127.0.0.1:1".into(),
+            strip_prefix: false,
+            upstream_ca_file: None,
+            timeouts: TimeoutSettings::default(),
+            max_body_bytes: None,
+            no_personal_data,
+        }
+    }
+
+    fn check(rule: &str, routes: &[RouteSettings]) -> String {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policies").join(rule);
+        let table = RouteTable::compile(routes, 1024).unwrap();
+        load(&PolicySource::Dir(dir), &table, routes).unwrap_err().to_string()
+    }
+
+    /// Every rule: its fixture fails with a message naming the file, the line and the fix.
+    #[test]
+    fn each_rule_has_a_failing_fixture_with_its_message() {
+        let cases = [
+            ("unknown-key", "a.toml:6:1: unknown field `colour`"),
+            ("version", "a.toml:2:1: version 2 is not supported"),
+            ("one-basis", "a.toml:19:1: purpose `p` has 2 legal bases (public_task, consent)"),
+            ("no-basis", "a.toml:16:1: purpose `p` has no legal basis"),
+            ("legal-reference", "add `legal_reference`, the text of law it rests on"),
+            ("legitimate-interest", "which a public authority may not use for its tasks"),
+            ("consent-optional", "rests on consent, so it must be optional"),
+            ("consent-notice", "has no consent notice"),
+            ("retention", "category `c` has no retention"),
+            ("retention-duration", "`three years` is not a duration"),
+            ("field-category", "names the category `sante`, which is not declared"),
+            ("route-pattern", "`*` may only be the last segment"),
+            ("route-overlap", "no route may be claimed by two activities"),
+            ("duplicate-id", "the activity id `essai` is already used"),
+        ];
+        for (rule, expected) in cases {
+            let shown = check(rule, &[]);
+            assert!(shown.contains(expected), "{rule}: expected `{expected}` in:\n{shown}");
+            assert!(shown.contains(&format!("{rule}/")), "{rule}: the file is named:\n{shown}");
+        }
+    }
+
+    #[test]
+    fn every_configured_route_needs_an_activity_or_a_declaration() {
+        let routes = [route("essai", "/essai", false), route("api", "/api", false), route("accueil", "/", true)];
+        let shown = check("route-coverage", &routes);
+        assert!(
+            shown.contains("the configured route `api` (routes[1]) is covered by no processing activity"),
+            "{shown}"
+        );
+        assert!(!shown.contains("`essai`") && !shown.contains("`accueil`"), "{shown}");
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policies");
+        let files: Vec<_> = ["legal-reference", "retention", "field-category"]
+            .iter()
+            .map(|r| crate::policy::SourceFile {
+                name: format!("{r}.toml"),
+                text: std::fs::read_to_string(dir.join(r).join("a.toml")).unwrap().replace("essai", r),
+            })
+            .collect();
+        let err = load(&PolicySource::Memory(files), &RouteTable::default(), &[]).unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn an_activity_without_fields_passes_nothing_personal() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policies/route-coverage/a.toml");
+        let text = std::fs::read_to_string(dir).unwrap();
+        let without_fields = text
+            .replace("[[fields]]\nname = \"nom\"\ncategory = \"c\"\nin = [\"form\"]\nprotection = \"encrypt\"\n", "");
+        let file = crate::policy::SourceFile { name: "a.toml".into(), text: without_fields };
+        let set = load(&PolicySource::Memory(vec![file]), &RouteTable::default(), &[]).unwrap();
+        let r = set.routes.first().unwrap();
+        assert!(r.processing.fields.is_empty());
+    }
+}
