@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-use crate::app::{Application, Deps};
+use crate::app::{Application, Deps, spawn_policy_reloader};
 use crate::config::{Loaded, RouteSettings, TimeoutSettings};
+use crate::policy::PolicySource;
 use crate::telemetry;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -43,20 +44,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     s.data_dir = opts.data_dir.clone();
     s.server.listen = opts.listen;
     s.admin.listen = opts.admin_listen;
-    s.routes.push(RouteSettings {
-        name: "mairie".into(),
-        host: None,
-        path_prefix: "/".into(),
-        upstream: format!("http://{townhall}"),
-        strip_prefix: false,
-        upstream_ca_file: None,
-        timeouts: TimeoutSettings::default(),
-        max_body_bytes: None,
-        no_personal_data: false,
-    });
+    s.routes.extend(demo_routes(&format!("http://{townhall}")));
     let config = loaded.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     telemetry::init(&config.settings.log);
-    let app = Application::build(config, Deps::default()).await?;
+    // `./policies` when it exists (edit it and see the reload), else the embedded examples.
+    let source = PolicySource::DirOrEmbedded(config.settings.policy.dir.clone());
+    let app = Application::build_with_policies(config, Deps::default(), source).await?;
     let url = format!("http://{}/", app.public_addr());
     let mut out = std::io::stdout();
     let _ = writeln!(out, "\nGuichet demo is running.\n");
@@ -67,12 +60,38 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     }
     let _ = writeln!(out, "  Data directory: {}\n\nPress Ctrl-C to stop.\n", opts.data_dir.display());
     let stop = app.shutdown_handle();
+    let _reloader = spawn_policy_reloader(app.state(), stop.subscribe());
     tokio::spawn(async move {
         crate::cli::shutdown_signal().await;
         let _ = stop.send(true);
     });
     app.run_until_stopped().await;
     Ok(())
+}
+
+/// The demo's routes, all to the town-hall application. Deny by default stays meaningful:
+/// `/cantine`, `/etat-civil` and `/api` carry personal data and only what an activity claims
+/// passes (`/api/echo` is refused); `accueil` (`/`: the home page and the `/recu` diagnostic
+/// page of the demo) is declared without personal data. A real `/recu`-like back-office
+/// listing records would be an activity route reserved to agents.
+pub fn demo_routes(upstream: &str) -> Vec<RouteSettings> {
+    let route = |name: &str, prefix: &str, no_personal_data: bool| RouteSettings {
+        name: name.into(),
+        host: None,
+        path_prefix: prefix.into(),
+        upstream: upstream.to_owned(),
+        strip_prefix: false,
+        upstream_ca_file: None,
+        timeouts: TimeoutSettings::default(),
+        max_body_bytes: None,
+        no_personal_data,
+    };
+    vec![
+        route("accueil", "/", true),
+        route("cantine", "/cantine", false),
+        route("etat-civil", "/etat-civil", false),
+        route("api", "/api", false),
+    ]
 }
 
 /// Starts the demonstration application on a free loopback port.

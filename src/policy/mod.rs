@@ -6,6 +6,7 @@ pub mod engine;
 pub mod load;
 pub mod model;
 pub mod notice;
+pub mod pages;
 pub mod register;
 pub mod validate;
 

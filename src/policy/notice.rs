@@ -326,3 +326,25 @@ mod tests {
         assert!(!legal.iter().any(|r| r.contains("opposition")));
     }
 }
+
+#[derive(askama::Template)]
+#[template(path = "policy/notice.html")]
+struct NoticePage<'a> {
+    n: &'a Notice,
+}
+
+#[derive(askama::Template)]
+#[template(path = "policy/notice_index.html")]
+struct IndexPage<'a> {
+    notices: &'a [Notice],
+}
+
+/// The notice as an accessible French page (no JavaScript).
+pub fn to_html(n: &Notice) -> Result<String, askama::Error> {
+    askama::Template::render(&NoticePage { n })
+}
+
+/// The index of every activity's notice.
+pub fn index_html(notices: &[Notice]) -> Result<String, askama::Error> {
+    askama::Template::render(&IndexPage { notices })
+}

@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use axum::body::Body;
 use axum::response::Response;
 use http::header::{self, HeaderValue};
@@ -27,10 +29,12 @@ use super::headers::{self, Hop};
 use super::upstream::{UpstreamClient, Upstreams};
 use crate::error::wants_html;
 use crate::metrics::{Metrics, UpstreamErrorLabels};
+use crate::policy::{self, PolicySet, RequestFacts};
 use crate::routing::{self, Route, RouteTable};
 use crate::server::{ConnMeta, RequestId};
 
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+static X_GUICHET_PURPOSE: header::HeaderName = header::HeaderName::from_static("x-guichet-purpose");
 
 /// Names the route in response extensions, for the metrics and the request log.
 #[derive(Debug, Clone)]
@@ -44,6 +48,8 @@ pub struct Proxy {
     trusted_proxies: Vec<IpNet>,
     max_header_bytes: usize,
     metrics: Arc<Metrics>,
+    /// The active policy set; swapped whole on reload, so a request keeps the set it loaded.
+    policies: Arc<ArcSwap<PolicySet>>,
 }
 
 /// A request ready to go upstream, with what the later phases need to finish it.
@@ -60,8 +66,9 @@ impl Proxy {
         trusted_proxies: Vec<IpNet>,
         max_header_bytes: usize,
         metrics: Arc<Metrics>,
+        policies: Arc<ArcSwap<PolicySet>>,
     ) -> Self {
-        Self { routes, upstreams, trusted_proxies, max_header_bytes, metrics }
+        Self { routes, upstreams, trusted_proxies, max_header_bytes, metrics, policies }
     }
 
     pub fn routes(&self) -> &RouteTable {
@@ -85,7 +92,7 @@ impl Proxy {
         self.receive(ctx, &req)?;
         let route = self.route(ctx, req.uri().path())?;
         identify(ctx, &req);
-        decide(ctx)?;
+        self.decide(ctx, &req)?;
         let client =
             self.upstreams.get(&route.name).ok_or_else(|| ProxyError::Internal("no client for route".into()))?;
         let out = self.upstream_request(ctx, &route, req)?;
@@ -117,6 +124,26 @@ impl Proxy {
         Ok(route)
     }
 
+    /// Phase 4: which activity and purpose the request serves (policy engine); requests no
+    /// activity claims are denied unless their route is declared without personal data.
+    /// Consent (a later issue) is checked here too.
+    fn decide(&self, ctx: &mut RequestContext, req: &Request<Body>) -> Result<(), ProxyError> {
+        let set = self.policies.load();
+        let route = ctx.route_name().map_or("", |n| &**n);
+        let facts = RequestFacts {
+            route,
+            host: Some(host_without_port(&ctx.host)),
+            path: req.uri().path(),
+            method: req.method(),
+        };
+        ctx.decision = Some(match policy::decide(&set, &facts) {
+            policy::Decision::Processing(p) => Decision::Processing(p),
+            policy::Decision::Public => Decision::Public,
+            policy::Decision::Deny => return Err(ProxyError::NoProcessingActivity),
+        });
+        Ok(())
+    }
+
     /// Phase 5: the request as the upstream will see it.
     fn upstream_request(
         &self,
@@ -135,6 +162,10 @@ impl Proxy {
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h, ctx.upgrade);
         headers::strip_reserved(h);
+        // Only after the strip: a client cannot choose the purpose the upstream sees.
+        if let Some(p) = ctx.decision.as_ref().and_then(Decision::processing) {
+            h.insert(&X_GUICHET_PURPOSE, p.header.clone());
+        }
         // The gateway already answered `Expect: 100-continue` to the client.
         h.remove(header::EXPECT);
         merge_cookies(h);
@@ -168,12 +199,6 @@ impl Proxy {
 /// Phase 3: who is asking. Without sign-in configured, everyone is anonymous.
 fn identify(ctx: &mut RequestContext, _req: &Request<Body>) {
     ctx.identity = Identity::Anonymous;
-}
-
-/// Phase 4: may this request go through? Without policies, every routed request may.
-fn decide(ctx: &mut RequestContext) -> Result<(), ProxyError> {
-    ctx.decision = Some(Decision::Forward);
-    Ok(())
 }
 
 /// Phase 6: send and wait for the response head. The head timeout starts once the request
