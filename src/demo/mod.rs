@@ -109,3 +109,25 @@ pub async fn start_townhall() -> anyhow::Result<SocketAddr> {
 fn is_loopback(ip: IpAddr) -> bool {
     ip.is_loopback()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{self, Decision, RequestFacts};
+    use crate::routing::RouteTable;
+
+    #[test]
+    fn the_embedded_examples_cover_the_demo_routes_and_deny_the_rest() {
+        let routes = demo_routes("http://127.0.0.1:1");
+        let table = RouteTable::compile(&routes, 1024).unwrap();
+        let source = PolicySource::Memory(policy::load::embedded_examples());
+        let set = policy::load(&source, &table, &routes).unwrap();
+        let decide = |route: &str, path: &str| {
+            policy::decide(&set, &RequestFacts { route, host: None, path, method: &http::Method::POST })
+        };
+        assert!(matches!(decide("cantine", "/cantine"), Decision::Processing(p) if &*p.activity == "cantine"));
+        assert!(matches!(decide("api", "/api/demandes"), Decision::Processing(p) if &*p.activity == "etat-civil"));
+        assert_eq!(decide("api", "/api/echo"), Decision::Deny);
+        assert_eq!(decide("accueil", "/recu"), Decision::Public);
+    }
+}
