@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -13,7 +14,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::Auth;
 use crate::clock::{Clock, Random, SystemClock, SystemRandom};
 use crate::config::{Settings, Validated};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReloadLabels};
+use crate::policy::{self, PolicyError, PolicySet, PolicySource};
 use crate::proxy::{Proxy, Upstreams};
 use crate::server::{self, ConnLimits};
 use crate::store::{Store, StoreOptions};
@@ -29,6 +31,33 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Random>,
+    /// The active processing activities, shared with the proxy; replaced whole on reload.
+    pub policies: Arc<ArcSwap<PolicySet>>,
+    /// Where the policies are read from, again on each reload.
+    pub policy_source: PolicySource,
+}
+
+impl App {
+    /// Reads, validates and applies the policy set again. An invalid set is refused and the
+    /// active one stays; either way the outcome is logged and counted. Requests already in
+    /// flight keep the set they started with.
+    pub fn reload_policies(&self) -> Result<(), PolicyError> {
+        let outcome = policy::load(&self.policy_source, self.proxy.routes(), &self.settings.routes);
+        let label = if outcome.is_ok() { "applied" } else { "refused" };
+        self.metrics.policy_reloads.get_or_create(&ReloadLabels { outcome: label }).inc();
+        match outcome {
+            Ok(set) => {
+                tracing::info!(activities = set.activities.len(), "policies reloaded");
+                self.policies.store(Arc::new(set));
+                Ok(())
+            }
+            Err(e) => {
+                // Problems name files, lines and keys of the policies, never request data.
+                tracing::warn!(problems = %e, "new policies refused; the previous ones stay active");
+                Err(e)
+            }
+        }
+    }
 }
 
 pub type AppState = Arc<App>;
@@ -59,7 +88,20 @@ impl Application {
     /// Opens the store (migrating it when configured), builds the services and binds the
     /// listeners. Port 0 is allowed; read the real ports with `public_addr`/`admin_addr`.
     pub async fn build(config: Validated, deps: Deps) -> anyhow::Result<Self> {
+        let source = PolicySource::Dir(config.settings.policy.dir.clone());
+        Self::build_with_policies(config, deps, source).await
+    }
+
+    /// Like [`build`](Self::build), reading the policies from `policy_source` (the demo
+    /// falls back to the embedded examples). Refuses to build on an invalid policy set.
+    pub async fn build_with_policies(
+        config: Validated,
+        deps: Deps,
+        policy_source: PolicySource,
+    ) -> anyhow::Result<Self> {
         let s = &config.settings;
+        let policies = policy::load(&policy_source, &config.routes, &s.routes).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let policies = Arc::new(ArcSwap::from_pointee(policies));
         let store_opts =
             StoreOptions { max_connections: s.store.max_connections, acquire_timeout: s.store.acquire_timeout };
         let store = Store::connect(&config.store_url, &store_opts).await.context("cannot open the store")?;
@@ -82,6 +124,7 @@ impl Application {
             s.server.trusted_proxies.clone(),
             s.server.max_header_bytes,
             metrics.clone(),
+            policies.clone(),
         )
         .with_auth(auth.clone());
         let tls = match &s.server.tls {
@@ -103,6 +146,8 @@ impl Application {
             metrics,
             clock: deps.clock,
             random: deps.random,
+            policies,
+            policy_source,
         });
         let (shutdown, _) = watch::channel(false);
         Ok(Self { app, public, admin, tls, shutdown })
@@ -150,3 +195,85 @@ impl Application {
 async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (`{key}`)"))
 }
+
+/// How long file events are gathered before one reload: an editor's save is several events.
+const RELOAD_DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Reloads the policies on SIGHUP and, when `policy.watch` is on, when a file in the policy
+/// directory changes; stops when `shutdown` turns true. `serve` and `demo` start it; tests
+/// call [`App::reload_policies`] directly, or this function when they test the watching.
+pub fn spawn_policy_reloader(app: AppState, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let watcher = match (app.settings.policy.watch, app.policy_source.dir()) {
+        (true, Some(dir)) if dir.is_dir() => watch_dir(dir, tx.clone()),
+        _ => None,
+    };
+    spawn_sighup_forwarder(tx, shutdown.clone());
+    tokio::spawn(async move {
+        // Dropped when the task ends, which stops the watcher's thread.
+        let _watcher = watcher;
+        loop {
+            tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                }
+                got = rx.recv() => {
+                    if got.is_none() {
+                        break;
+                    }
+                    tokio::time::sleep(RELOAD_DEBOUNCE).await;
+                    while rx.try_recv().is_ok() {}
+                    // Refusals are logged and counted by reload_policies itself.
+                    let _ = app.reload_policies();
+                }
+            }
+        }
+    })
+}
+
+fn watch_dir(dir: &std::path::Path, tx: tokio::sync::mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let handler = move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.send(());
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the policy directory; reload with SIGHUP");
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+        tracing::warn!(error = %e, "cannot watch the policy directory; reload with SIGHUP");
+        return None;
+    }
+    Some(watcher)
+}
+
+#[cfg(unix)]
+fn spawn_sighup_forwarder(tx: tokio::sync::mpsc::UnboundedSender<()>, mut shutdown: watch::Receiver<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; policies reload on file change only");
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                got = hup.recv() => {
+                    if got.is_none() || tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_sighup_forwarder(_tx: tokio::sync::mpsc::UnboundedSender<()>, _shutdown: watch::Receiver<bool>) {}

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `migrate`, `demo`.
+//! The command line: `serve`, `check`, `migrate`, `demo`, `policy check|register`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::app::{Application, Deps};
+use crate::app::{Application, Deps, spawn_policy_reloader};
 use crate::config::{ConfigError, Loaded, Validated};
+use crate::policy::{self, PolicySet, PolicySource, register};
 use crate::store::{Store, StoreOptions};
 use crate::{demo, telemetry};
 
@@ -20,6 +21,8 @@ const EXAMPLES: &str = "Examples:
   guichet check --config /etc/guichet/guichet.toml   list every configuration problem
   guichet migrate --config /etc/guichet/guichet.toml create or upgrade the store
   guichet serve --config /etc/guichet/guichet.toml   run the gateway
+  guichet policy check --dir policies                check the processing-activity files
+  guichet policy register --format ods --output registre.ods
 
 Documentation: README.md and docs/configuration.md";
 
@@ -48,6 +51,43 @@ pub enum Command {
     /// Try Guichet on this machine with no set-up: an embedded store, a demonstration
     /// town-hall application behind the gateway, everything on 127.0.0.1.
     Demo(demo::DemoOptions),
+    /// Processing activities (policies/): check them, or produce the Art. 30 register.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check the policy files against the rules and the configured routes; lists every
+    /// problem with file and line. Exits 0 when valid, 1 otherwise.
+    Check(PolicyArgs),
+    /// Write the register of processing activities (Art. 30) or a CNIL PIA export.
+    Register {
+        #[command(flatten)]
+        args: PolicyArgs,
+        #[arg(long, value_enum, default_value = "html")]
+        format: RegisterFormat,
+        /// Write to this file instead of standard output (required for ods).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PolicyArgs {
+    /// Policy directory; default: `policy.dir` of the configuration.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RegisterFormat {
+    Json,
+    Csv,
+    Html,
+    Ods,
+    /// JSON for the CNIL PIA software, one pre-filled PIA per activity.
+    Pia,
 }
 
 /// Runs the command and returns the process exit code.
@@ -57,6 +97,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve => serve(cli.config).await,
         Command::Migrate => migrate(cli.config).await,
         Command::Demo(opts) => demo::run(opts).await,
+        Command::Policy(PolicyCommand::Check(args)) => return policy_check(cli.config, &args),
+        Command::Policy(PolicyCommand::Register { args, format, output }) => {
+            policy_register(cli.config, &args, format, output)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,22 +120,76 @@ fn load(path: Option<PathBuf>) -> Result<Validated, ConfigError> {
 }
 
 fn check(path: Option<PathBuf>) -> ExitCode {
-    match load(path.clone()) {
-        Ok(v) => {
-            let n = v.routes.iter().count();
-            let file = path.map_or_else(|| "embedded defaults".to_owned(), |p| p.display().to_string());
-            let _ = writeln!(
-                std::io::stdout(),
-                "{file}: configuration is valid ({n} route{}).",
-                if n == 1 { "" } else { "s" }
-            );
-            ExitCode::SUCCESS
-        }
+    let v = match load(path.clone()) {
+        Ok(v) => v,
         Err(e) => {
             let _ = write!(std::io::stderr(), "{e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(set) = load_policies(&v, None) else { return ExitCode::FAILURE };
+    let n = v.routes.iter().count();
+    let file = path.map_or_else(|| "embedded defaults".to_owned(), |p| p.display().to_string());
+    let _ = writeln!(
+        std::io::stdout(),
+        "{file}: configuration is valid ({n} route{}, {} processing activit{}).",
+        if n == 1 { "" } else { "s" },
+        set.activities.len(),
+        if set.activities.len() == 1 { "y" } else { "ies" }
+    );
+    ExitCode::SUCCESS
+}
+
+/// Loads and validates the policies for a valid configuration, printing every problem.
+fn load_policies(config: &Validated, dir: Option<&PathBuf>) -> Option<PolicySet> {
+    let dir = dir.cloned().unwrap_or_else(|| config.settings.policy.dir.clone());
+    match policy::load(&PolicySource::Dir(dir), &config.routes, &config.settings.routes) {
+        Ok(set) => Some(set),
+        Err(e) => {
+            let _ = write!(std::io::stderr(), "{e}");
+            None
         }
     }
+}
+
+fn policy_check(path: Option<PathBuf>, args: &PolicyArgs) -> ExitCode {
+    let v = match load(path) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = write!(std::io::stderr(), "{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match load_policies(&v, args.dir.as_ref()) {
+        Some(set) => {
+            let _ = writeln!(std::io::stdout(), "policies are valid ({} processing activities).", set.activities.len());
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::FAILURE,
+    }
+}
+
+fn policy_register(
+    path: Option<PathBuf>,
+    args: &PolicyArgs,
+    format: RegisterFormat,
+    output: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let set = load_policies(&config, args.dir.as_ref()).ok_or_else(|| anyhow::anyhow!("the policies are not valid"))?;
+    let bytes = match format {
+        RegisterFormat::Json => register::to_json(&set)?.into_bytes(),
+        RegisterFormat::Csv => register::to_csv(&set)?.into_bytes(),
+        RegisterFormat::Html => register::to_html(&set)?.into_bytes(),
+        RegisterFormat::Pia => register::to_pia(&set)?.into_bytes(),
+        RegisterFormat::Ods => register::to_ods(&set)?,
+    };
+    match output {
+        Some(file) => std::fs::write(&file, bytes).with_context(|| format!("cannot write {}", file.display()))?,
+        None if matches!(format, RegisterFormat::Ods) => anyhow::bail!("--format ods needs --output FILE"),
+        None => std::io::stdout().write_all(&bytes)?,
+    }
+    Ok(())
 }
 
 async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -100,6 +198,7 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let app = Application::build(config, Deps::default()).await?;
     tracing::info!(listen = %app.public_addr(), admin = ?app.admin_addr(), "guichet is serving");
     let stop = app.shutdown_handle();
+    let _reloader = spawn_policy_reloader(app.state(), stop.subscribe());
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");

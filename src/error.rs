@@ -22,6 +22,9 @@ pub enum GatewayError {
     BadRequest(&'static str),
     /// No route matches the request.
     NoRoute,
+    /// No processing activity covers the request, and its route is not declared without
+    /// personal data: denied by default.
+    NoProcessingActivity,
     /// A path under the reserved prefix that the gateway does not serve.
     NotFound,
     /// The client stopped sending its body for longer than the idle timeout.
@@ -57,6 +60,7 @@ impl GatewayError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NoRoute | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NoProcessingActivity => StatusCode::FORBIDDEN,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -74,6 +78,7 @@ impl GatewayError {
         match self {
             Self::BadRequest(_) => "bad-request",
             Self::NoRoute => "no-route",
+            Self::NoProcessingActivity => "no-processing-activity",
             Self::NotFound => "not-found",
             Self::RequestTimeout => "request-timeout",
             Self::PayloadTooLarge { .. } => "payload-too-large",
@@ -92,6 +97,7 @@ impl GatewayError {
         match self {
             Self::BadRequest(_) => "Malformed request",
             Self::NoRoute => "No application at this address",
+            Self::NoProcessingActivity => "No processing activity covers this request",
             Self::NotFound => "Not found",
             Self::RequestTimeout => "The request body stopped arriving",
             Self::PayloadTooLarge { .. } => "Request body too large",
@@ -130,6 +136,13 @@ impl GatewayError {
                 "Page introuvable",
                 "Cette adresse ne correspond à aucun service.".into(),
                 "Vérifiez l'adresse ou revenez à l'accueil.",
+            ),
+            Self::NoProcessingActivity => (
+                "Ce service n'est pas disponible",
+                "Cette adresse ne correspond à aucun service déclaré par la mairie. Pour protéger vos données, \
+                 nous n'avons rien transmis."
+                    .into(),
+                "Vérifiez l'adresse ou revenez à l'accueil. Si cela continue, contactez votre mairie.",
             ),
             Self::PayloadTooLarge { limit } => (
                 "Envoi trop gros",
@@ -304,6 +317,7 @@ mod tests {
         let cases = [
             (GatewayError::BadRequest("x"), 400, "bad-request"),
             (GatewayError::NoRoute, 404, "no-route"),
+            (GatewayError::NoProcessingActivity, 403, "no-processing-activity"),
             (GatewayError::NotFound, 404, "not-found"),
             (GatewayError::RequestTimeout, 408, "request-timeout"),
             (GatewayError::PayloadTooLarge { limit: 1 }, 413, "payload-too-large"),

@@ -22,6 +22,9 @@ pub mod auth;
 pub mod proxy;
 pub mod routing;
 
+// 4. What may pass: processing activities, their register and notices.
+pub mod policy;
+
 // 10. Persistence (only services call it).
 pub mod store;
 

@@ -28,6 +28,12 @@ pub struct UpstreamErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `applied` or `refused`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
     pub state: &'static str,
 }
@@ -41,6 +47,7 @@ pub struct Metrics {
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
     pub in_flight: Gauge,
     pub store_connections: Family<PoolLabels, Gauge>,
+    pub policy_reloads: Family<ReloadLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -75,7 +82,13 @@ impl Metrics {
         );
         registry.register("http_requests_in_flight", "Requests being answered now", in_flight.clone());
         registry.register("store_connections", "Store pool connections, by state", store_connections.clone());
-        Self { registry, requests, latency, upstream_errors, in_flight, store_connections }
+        let policy_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy set reloads (SIGHUP or file change), by outcome: applied or refused",
+            policy_reloads.clone(),
+        );
+        Self { registry, requests, latency, upstream_errors, in_flight, store_connections, policy_reloads }
     }
 
     /// The text exposition format, with the store pool sampled now.

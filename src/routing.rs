@@ -299,21 +299,7 @@ mod tests {
     use super::*;
 
     fn settings(name: &str, host: Option<&str>, prefix: &str, upstream: &str) -> RouteSettings {
-        RouteSettings {
-            name: name.into(),
-            host: host.map(Into::into),
-            path_prefix: prefix.into(),
-            upstream: upstream.into(),
-            strip_prefix: false,
-            upstream_ca_file: None,
-            timeouts: TimeoutSettings::default(),
-            max_body_bytes: None,
-            access: RouteAccess::Public,
-            min_acr: None,
-            roles: Vec::new(),
-            claims: Vec::new(),
-            api: false,
-        }
+        RouteSettings { host: host.map(Into::into), ..RouteSettings::new(name, prefix, upstream) }
     }
 
     #[test]

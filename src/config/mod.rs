@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 pub use problems::{ConfigError, Problem};
 pub use source::SourceMap;
+pub(crate) use source::{line_col, walk_table};
 
 /// The only configuration format version this binary understands.
 pub const CONFIG_VERSION: u32 = 1;
@@ -45,6 +46,21 @@ pub struct Settings {
     /// Sign-in of citizens and agents, sessions, identity sent to upstreams.
     #[serde(default)]
     pub auth: AuthSettings,
+    #[serde(default)]
+    pub policy: PolicySettings,
+}
+
+/// Where the processing-activity files are, and whether to follow their changes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySettings {
+    /// Directory of policy files (`*.toml`, one activity each), relative to the working
+    /// directory unless absolute.
+    #[serde(default = "default_policy_dir")]
+    pub dir: PathBuf,
+    /// Reload the policies when a file in `dir` changes (SIGHUP always reloads).
+    #[serde(default = "default_true")]
+    pub watch: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -158,6 +174,10 @@ pub struct RouteSettings {
     /// Overrides `server.max_body_bytes` for this route.
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
+    /// Explicitly declared public-without-personal-data: requests no activity claims are
+    /// forwarded instead of denied (see docs/policies.md).
+    #[serde(default)]
+    pub no_personal_data: bool,
     // --- Sign-in (issue 3): who may use this route and what it learns about them. ---
     /// `public` (default), `citizen` (signed-in citizen) or `agent` (signed-in agent with a role).
     #[serde(default)]
@@ -274,6 +294,18 @@ pub struct RoleRule {
     pub uids: Vec<String>,
 }
 
+impl RouteSettings {
+    /// A route with every optional key at its default (public, no limits beyond the server's).
+    pub fn new(name: &str, path_prefix: &str, upstream: &str) -> Self {
+        let mut t = toml::Table::new();
+        t.insert("name".into(), name.into());
+        t.insert("path_prefix".into(), path_prefix.into());
+        t.insert("upstream".into(), upstream.into());
+        // Defaults live in the serde attributes; deserialising keeps them in one place.
+        t.try_into().unwrap_or_else(|_| unreachable!("name, prefix and upstream are all a route needs"))
+    }
+}
+
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutSettings {
@@ -309,7 +341,7 @@ macro_rules! default_from_serde {
         }
     )*};
 }
-default_from_serde!(Settings, ServerSettings, AdminSettings, StoreSettings, LogSettings, AuthSettings);
+default_from_serde!(Settings, ServerSettings, AdminSettings, StoreSettings, LogSettings, AuthSettings, PolicySettings);
 
 fn default_version() -> u32 {
     CONFIG_VERSION
@@ -376,6 +408,9 @@ fn default_scopes() -> Vec<String> {
 }
 fn default_acr() -> String {
     "eidas1".to_owned()
+}
+fn default_policy_dir() -> PathBuf {
+    PathBuf::from("policies")
 }
 fn default_prefix() -> String {
     "/".to_owned()

@@ -93,7 +93,7 @@ fn file_error(path: &Path, text: &str, e: &toml::de::Error) -> Problem {
     }
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let column = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
@@ -110,7 +110,7 @@ fn index_file(path: &Path, text: &str, source: &mut SourceMap) {
     walk_table(doc.as_table(), "", &mut add);
 }
 
-fn walk_table(table: &toml_edit::Table, prefix: &str, add: &mut impl FnMut(String, usize)) {
+pub(crate) fn walk_table(table: &toml_edit::Table, prefix: &str, add: &mut impl FnMut(String, usize)) {
     for (k, item) in table.iter() {
         let key = if prefix.is_empty() { k.to_owned() } else { format!("{prefix}.{k}") };
         let offset = table.key(k).and_then(toml_edit::Key::span).or_else(|| item.span()).map(|s| s.start);

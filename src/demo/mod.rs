@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-use crate::app::{Application, Deps};
-use crate::config::{Loaded, ProviderSettings, RoleRule, RouteAccess, RouteSettings, TimeoutSettings};
+use crate::app::{Application, Deps, spawn_policy_reloader};
+use crate::config::{Loaded, ProviderSettings, RoleRule, RouteAccess, RouteSettings};
+use crate::policy::PolicySource;
 use crate::telemetry;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -50,30 +51,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     s.server.public_url = Some(public_url);
     s.admin.listen = opts.admin_listen;
     configure_sign_in(s, &idp);
-    let upstream = format!("http://{townhall}");
-    let claims = |c: &[&str]| c.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    s.routes.push(demo_route("mairie", "/", &upstream, RouteAccess::Public, Vec::new()));
-    s.routes.push(demo_route(
-        "cantine",
-        "/cantine",
-        &upstream,
-        RouteAccess::Citizen,
-        claims(&["given_name", "family_name"]),
-    ));
-    s.routes.push(demo_route(
-        "etat-civil",
-        "/etat-civil",
-        &upstream,
-        RouteAccess::Citizen,
-        claims(&["given_name", "family_name", "birthdate", "birthplace", "birthcountry"]),
-    ));
-    let mut back_office =
-        demo_route("back-office", "/recu", &upstream, RouteAccess::Agent, claims(&["usual_name", "email"]));
-    back_office.roles = vec!["etat-civil".into()];
-    s.routes.push(back_office);
+    s.routes.extend(demo_routes(&format!("http://{townhall}")));
     let config = loaded.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     telemetry::init(&config.settings.log);
-    let app = Application::build(config, deps).await?;
+    // `./policies` when it exists (edit it and see the reload), else the embedded examples.
+    let source = PolicySource::DirOrEmbedded(config.settings.policy.dir.clone());
+    let app = Application::build_with_policies(config, deps, source).await?;
     let url = format!("http://{}/", app.public_addr());
     let mut out = std::io::stdout();
     let _ = writeln!(out, "\nGuichet demo is running.\n");
@@ -87,12 +70,42 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     }
     let _ = writeln!(out, "  Data directory: {}\n\nPress Ctrl-C to stop.\n", opts.data_dir.display());
     let stop = app.shutdown_handle();
+    let _reloader = spawn_policy_reloader(app.state(), stop.subscribe());
     tokio::spawn(async move {
         crate::cli::shutdown_signal().await;
         let _ = stop.send(true);
     });
     app.run_until_stopped().await;
     Ok(())
+}
+
+/// The demo's routes, all to the town-hall application. Deny by default stays meaningful:
+/// `/cantine`, `/etat-civil` and `/api` carry personal data and only what an activity claims
+/// passes (`/api/echo` is refused); `accueil` (`/`: the home page and the `/recu` diagnostic
+/// page of the demo) is declared without personal data. A real `/recu`-like back-office
+/// listing records would be an activity route reserved to agents.
+pub fn demo_routes(upstream: &str) -> Vec<RouteSettings> {
+    let claims = |c: &[&str]| c.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let mut accueil = demo_route("accueil", "/", upstream, RouteAccess::Public, Vec::new());
+    accueil.no_personal_data = true;
+    let cantine =
+        demo_route("cantine", "/cantine", upstream, RouteAccess::Citizen, claims(&["given_name", "family_name"]));
+    let etat_civil = demo_route(
+        "etat-civil",
+        "/etat-civil",
+        upstream,
+        RouteAccess::Citizen,
+        claims(&["given_name", "family_name", "birthdate", "birthplace", "birthcountry"]),
+    );
+    let mut api = demo_route("api", "/api", upstream, RouteAccess::Citizen, claims(&["given_name", "family_name"]));
+    api.api = true;
+    // The demo's "what the application received" page, for agents. It lists stored records, so
+    // calling it "no personal data" is a demo compromise (docs/policies.md).
+    let mut back_office =
+        demo_route("back-office", "/recu", upstream, RouteAccess::Agent, claims(&["usual_name", "email"]));
+    back_office.roles = vec!["etat-civil".into()];
+    back_office.no_personal_data = true;
+    vec![accueil, cantine, etat_civil, api, back_office]
 }
 
 /// Starts the demonstration application on a free loopback port.
@@ -137,23 +150,32 @@ fn configure_sign_in(s: &mut crate::config::Settings, idp: &idp::DemoIdp) {
 }
 
 fn demo_route(name: &str, prefix: &str, upstream: &str, access: RouteAccess, claims: Vec<String>) -> RouteSettings {
-    RouteSettings {
-        name: name.into(),
-        host: None,
-        path_prefix: prefix.into(),
-        upstream: upstream.into(),
-        strip_prefix: false,
-        upstream_ca_file: None,
-        timeouts: TimeoutSettings::default(),
-        max_body_bytes: None,
-        access,
-        min_acr: None,
-        roles: Vec::new(),
-        claims,
-        api: false,
-    }
+    RouteSettings { access, claims, ..RouteSettings::new(name, prefix, upstream) }
 }
 
 fn is_loopback(ip: IpAddr) -> bool {
     ip.is_loopback()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{self, Decision, RequestFacts};
+    use crate::routing::RouteTable;
+
+    #[test]
+    fn the_embedded_examples_cover_the_demo_routes_and_deny_the_rest() {
+        let routes = demo_routes("http://127.0.0.1:1");
+        let table = RouteTable::compile(&routes, 1024).unwrap();
+        let source = PolicySource::Memory(policy::load::embedded_examples());
+        let set = policy::load(&source, &table, &routes).unwrap();
+        let decide = |route: &str, path: &str| {
+            policy::decide(&set, &RequestFacts { route, host: None, path, method: &http::Method::POST })
+        };
+        assert!(matches!(decide("cantine", "/cantine"), Decision::Processing(p) if &*p.activity == "cantine"));
+        assert!(matches!(decide("api", "/api/demandes"), Decision::Processing(p) if &*p.activity == "etat-civil"));
+        assert_eq!(decide("api", "/api/echo"), Decision::Deny);
+        assert_eq!(decide("accueil", "/"), Decision::Public);
+        assert_eq!(decide("back-office", "/recu"), Decision::Public);
+    }
 }

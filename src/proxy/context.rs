@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::auth::session::Session;
+use crate::policy::Processing;
 use crate::routing::Route;
 
 /// Who is asking, as the identify phase found from the session cookie.
@@ -26,11 +27,24 @@ impl Identity {
     }
 }
 
-/// What the decide phase concluded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the decide phase concluded; later phases (consent, field encryption, audit) read it.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// Forward to the route's upstream.
-    Forward,
+    /// Forward: the request serves this purpose of this activity (its legal basis and
+    /// declared fields travel with it).
+    Processing(Arc<Processing>),
+    /// Forward: no activity claims the request and its route is declared without personal data.
+    Public,
+}
+
+impl Decision {
+    /// The activity and purpose served, when there is one.
+    pub fn processing(&self) -> Option<&Processing> {
+        match self {
+            Self::Processing(p) => Some(p),
+            Self::Public => None,
+        }
+    }
 }
 
 #[derive(Debug)]

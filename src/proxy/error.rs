@@ -23,6 +23,8 @@ pub enum ProxyError {
     ClientIdle,
     #[error("no route matches")]
     NoRoute,
+    #[error("no processing activity covers the request and its route is not declared without personal data")]
+    NoProcessingActivity,
     #[error("cannot connect to upstream: {0}")]
     Connect(String),
     #[error("connecting to upstream timed out")]
@@ -45,7 +47,8 @@ impl ProxyError {
             | Self::HeadersTooLarge { .. }
             | Self::BodyTooLarge { .. }
             | Self::ClientIdle
-            | Self::NoRoute => Side::Client,
+            | Self::NoRoute
+            | Self::NoProcessingActivity => Side::Client,
             Self::Connect(_) | Self::ConnectTimeout | Self::ResponseTimeout | Self::Exchange(_) => Side::Upstream,
             Self::Internal(_) | Self::Access(GatewayError::StoreUnavailable, _) => Side::Internal,
             Self::Access(..) => Side::Client,
@@ -70,6 +73,7 @@ impl ProxyError {
             Self::BodyTooLarge { limit } => GatewayError::PayloadTooLarge { limit: *limit },
             Self::ClientIdle => GatewayError::RequestTimeout,
             Self::NoRoute => GatewayError::NoRoute,
+            Self::NoProcessingActivity => GatewayError::NoProcessingActivity,
             Self::Connect(_) | Self::Exchange(_) => GatewayError::BadGateway,
             Self::ConnectTimeout | Self::ResponseTimeout => GatewayError::GatewayTimeout,
             Self::Internal(_) => GatewayError::Internal,
@@ -90,5 +94,7 @@ mod tests {
         assert_eq!(ProxyError::BodyTooLarge { limit: 1 }.to_gateway().status(), 413);
         assert_eq!(ProxyError::HeadersTooLarge { size: 2, limit: 1 }.side(), Side::Client);
         assert_eq!(ProxyError::Internal("x".into()).side(), Side::Internal);
+        assert_eq!(ProxyError::NoProcessingActivity.side(), Side::Client);
+        assert_eq!(ProxyError::NoProcessingActivity.to_gateway(), GatewayError::NoProcessingActivity);
     }
 }

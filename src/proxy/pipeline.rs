@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use axum::body::Body;
 use axum::response::Response;
 use http::header::{self, HeaderValue};
@@ -30,10 +32,12 @@ use crate::auth::session::Kind;
 use crate::config::RouteAccess;
 use crate::error::{GatewayError, wants_html};
 use crate::metrics::{Metrics, UpstreamErrorLabels};
+use crate::policy::{self, PolicySet, RequestFacts};
 use crate::routing::{self, Route, RouteTable};
 use crate::server::{ConnMeta, RequestId};
 
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+static X_GUICHET_PURPOSE: header::HeaderName = header::HeaderName::from_static("x-guichet-purpose");
 
 /// Names the route in response extensions, for the metrics and the request log.
 #[derive(Debug, Clone)]
@@ -48,6 +52,8 @@ pub struct Proxy {
     max_header_bytes: usize,
     metrics: Arc<Metrics>,
     auth: Option<Arc<Auth>>,
+    /// The active policy set; swapped whole on reload, so a request keeps the set it loaded.
+    policies: Arc<ArcSwap<PolicySet>>,
 }
 
 /// A request ready to go upstream, with what the later phases need to finish it.
@@ -64,8 +70,9 @@ impl Proxy {
         trusted_proxies: Vec<IpNet>,
         max_header_bytes: usize,
         metrics: Arc<Metrics>,
+        policies: Arc<ArcSwap<PolicySet>>,
     ) -> Self {
-        Self { routes, upstreams, trusted_proxies, max_header_bytes, metrics, auth: None }
+        Self { routes, upstreams, trusted_proxies, max_header_bytes, metrics, policies, auth: None }
     }
 
     /// Enables the identify and authorize phases (without it everyone is anonymous and only
@@ -97,7 +104,7 @@ impl Proxy {
         let route = self.route(ctx, req.uri().path())?;
         self.identify(ctx, req.headers()).await?;
         authorize(ctx, &route, req.uri())?;
-        decide(ctx)?;
+        self.decide(ctx, &req)?;
         let client =
             self.upstreams.get(&route.name).ok_or_else(|| ProxyError::Internal("no client for route".into()))?;
         let out = self.upstream_request(ctx, &route, req)?;
@@ -129,6 +136,26 @@ impl Proxy {
         Ok(route)
     }
 
+    /// Phase 4: which activity and purpose the request serves (policy engine); requests no
+    /// activity claims are denied unless their route is declared without personal data.
+    /// Consent (a later issue) is checked here too.
+    fn decide(&self, ctx: &mut RequestContext, req: &Request<Body>) -> Result<(), ProxyError> {
+        let set = self.policies.load();
+        let route = ctx.route_name().map_or("", |n| &**n);
+        let facts = RequestFacts {
+            route,
+            host: Some(host_without_port(&ctx.host)),
+            path: req.uri().path(),
+            method: req.method(),
+        };
+        ctx.decision = Some(match policy::decide(&set, &facts) {
+            policy::Decision::Processing(p) => Decision::Processing(p),
+            policy::Decision::Public => Decision::Public,
+            policy::Decision::Deny => return Err(ProxyError::NoProcessingActivity),
+        });
+        Ok(())
+    }
+
     /// Phase 5: the request as the upstream will see it.
     fn upstream_request(
         &self,
@@ -147,6 +174,10 @@ impl Proxy {
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h, ctx.upgrade);
         headers::strip_reserved(h);
+        // Only after the strip: a client cannot choose the purpose the upstream sees.
+        if let Some(p) = ctx.decision.as_ref().and_then(Decision::processing) {
+            h.insert(&X_GUICHET_PURPOSE, p.header.clone());
+        }
         self.add_identity(ctx, route, h)?;
         // The gateway already answered `Expect: 100-continue` to the client.
         h.remove(header::EXPECT);
@@ -247,12 +278,6 @@ fn authorize(ctx: &mut RequestContext, route: &Route, uri: &Uri) -> Result<(), P
         (RouteAccess::Agent, Identity::Citizen(_)) => Err(forbidden("this page is for agents")),
         (RouteAccess::Agent, Identity::Anonymous) => Err(sign_in(true, None)),
     }
-}
-
-/// Phase 4: may this request go through? Without policies, every routed request may.
-fn decide(ctx: &mut RequestContext) -> Result<(), ProxyError> {
-    ctx.decision = Some(Decision::Forward);
-    Ok(())
 }
 
 /// Phase 6: send and wait for the response head. The head timeout starts once the request

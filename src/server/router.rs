@@ -17,6 +17,8 @@ pub fn public(state: AppState) -> Router {
         .route("/.guichet/health/live", get(health::live))
         .route("/.guichet/health/ready", get(health::ready))
         .merge(crate::auth::routes::routes())
+        // Citizen notices and the DPO register (protected by the DPO role once sign-in lands).
+        .merge(crate::policy::pages::routes())
         // Nothing under the reserved prefix is ever proxied, even paths we do not serve.
         .route("/.guichet", any(reserved_not_found))
         .route("/.guichet/{*rest}", any(reserved_not_found))

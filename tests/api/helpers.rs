@@ -19,7 +19,7 @@ use axum::routing::{any, get};
 use futures_util::StreamExt;
 use guichet::app::{AppState, Application, Deps};
 use guichet::clock::{FixedClock, SystemRandom};
-use guichet::config::{Loaded, RouteAccess, RouteSettings, Settings, TimeoutSettings};
+use guichet::config::{Loaded, RouteAccess, RouteSettings, Settings};
 use secrecy::SecretString;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -90,6 +90,8 @@ pub struct TestApp {
     pub state: AppState,
     pub upstream: TestUpstream,
     pub client: reqwest::Client,
+    /// The policy directory the app reads (empty unless `with_policies` wrote files).
+    pub policies_dir: PathBuf,
     shutdown: watch::Sender<bool>,
     _dir: TempDir,
 }
@@ -107,10 +109,18 @@ pub struct TestAppBuilder {
     backend: Backend,
     tweak: Vec<Tweak>,
     default_route: bool,
+    policies: Vec<(String, String)>,
+    policy_watch: bool,
 }
 
 pub fn spawn_app() -> TestAppBuilder {
-    TestAppBuilder { backend: Backend::Sqlite, tweak: Vec::new(), default_route: true }
+    TestAppBuilder {
+        backend: Backend::Sqlite,
+        tweak: Vec::new(),
+        default_route: true,
+        policies: Vec::new(),
+        policy_watch: false,
+    }
 }
 
 impl TestAppBuilder {
@@ -130,6 +140,18 @@ impl TestAppBuilder {
         self
     }
 
+    /// Writes these policy files (name, TOML text) into the app's policy directory.
+    pub fn with_policies(mut self, files: &[(&str, &str)]) -> Self {
+        self.policies.extend(files.iter().map(|(n, t)| ((*n).to_owned(), (*t).to_owned())));
+        self
+    }
+
+    /// Starts the policy reloader (SIGHUP and file watching), as `serve` does.
+    pub fn with_policy_watch(mut self) -> Self {
+        self.policy_watch = true;
+        self
+    }
+
     pub async fn start(self) -> TestApp {
         init();
         let upstream = TestUpstream::start().await;
@@ -140,7 +162,15 @@ impl TestAppBuilder {
         s.server.listen = "127.0.0.1:0".parse().unwrap();
         s.admin.listen = "127.0.0.1:0".parse().unwrap();
         s.server.shutdown_grace = Duration::from_secs(1);
+        let policies_dir = dir.path().join("policies");
+        std::fs::create_dir_all(&policies_dir).unwrap();
+        for (name, text) in &self.policies {
+            std::fs::write(policies_dir.join(name), text).unwrap();
+        }
+        s.policy.dir = policies_dir.clone();
         if self.default_route {
+            // Declared without personal data, so tests that are not about policies forward
+            // everything; activities still claim what they cover.
             s.routes.push(route("app", "/", &format!("http://{}", upstream.addr)));
         }
         for f in self.tweak {
@@ -155,9 +185,12 @@ impl TestAppBuilder {
         let admin = app.admin_addr();
         let state = app.state();
         let shutdown = app.shutdown_handle();
+        if self.policy_watch {
+            guichet::app::spawn_policy_reloader(state.clone(), shutdown.subscribe());
+        }
         tokio::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        TestApp { clock, addr, admin, state, upstream, client, shutdown, _dir: dir }
+        TestApp { clock, addr, admin, state, upstream, client, policies_dir, shutdown, _dir: dir }
     }
 }
 
@@ -227,22 +260,10 @@ pub async fn spawn_app_before(upstream: SocketAddr) -> TestApp {
     spawn_app().without_default_route().with(move |s, _| s.routes.push(route("special", "/", &base))).start().await
 }
 
+/// A route to `upstream`, declared without personal data so that tests not about policies
+/// forward everything; policy tests set `no_personal_data = false`.
 pub fn route(name: &str, prefix: &str, upstream: &str) -> RouteSettings {
-    RouteSettings {
-        name: name.into(),
-        host: None,
-        path_prefix: prefix.into(),
-        upstream: upstream.into(),
-        strip_prefix: false,
-        upstream_ca_file: None,
-        timeouts: TimeoutSettings::default(),
-        max_body_bytes: None,
-        access: RouteAccess::Public,
-        min_acr: None,
-        roles: Vec::new(),
-        claims: Vec::new(),
-        api: false,
-    }
+    RouteSettings { no_personal_data: true, ..RouteSettings::new(name, prefix, upstream) }
 }
 
 impl TestApp {
@@ -461,12 +482,17 @@ enabled = false
 format = "json"
 level = "{log_level}"
 
+[policy]
+dir = {policy_dir:?}
+
 [[routes]]
 name = "app"
 path_prefix = "/"
 upstream = "http://{upstream}"
+no_personal_data = true
 "#,
             data_dir = data_dir.display().to_string(),
+            policy_dir = dir.join("policies").display().to_string(),
         );
         std::fs::write(&config, toml).unwrap();
         let log_path = dir.join("gateway.log");

@@ -1,0 +1,329 @@
+//! The schema of one policy file: one processing activity (*traitement*). Every key is
+//! documented in docs/policies.md; unknown keys are refused.
+
+use serde::{Deserialize, Serialize};
+
+/// The only policy format version this binary understands.
+pub const POLICY_VERSION: u32 = 1;
+
+/// One processing activity, as written in its file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityFile {
+    pub version: u32,
+    /// Stable identifier: lowercase letters, digits and `-`; used in URLs and headers.
+    pub id: String,
+    /// Short name, in French, as the register shows it.
+    pub name: String,
+    /// What the activity is for, in plain French, for citizens.
+    pub description: String,
+    pub controller: Controller,
+    pub dpo: Contact,
+    #[serde(default)]
+    pub purposes: Vec<Purpose>,
+    /// Categories of data subjects (*personnes concernées*), in French.
+    #[serde(default)]
+    pub data_subjects: Vec<String>,
+    #[serde(default)]
+    pub categories: Vec<Category>,
+    #[serde(default)]
+    pub fields: Vec<Field>,
+    #[serde(default)]
+    pub recipients: Vec<Recipient>,
+    /// Transfers outside the European Union; normally none.
+    #[serde(default)]
+    pub transfers: Vec<Transfer>,
+    /// Required when a purpose rests on consent.
+    #[serde(default)]
+    pub consent: Option<ConsentNotice>,
+    /// General description of the Art. 32 security measures.
+    #[serde(default)]
+    pub security_measures: Vec<String>,
+    #[serde(default)]
+    pub routes: Vec<RouteRule>,
+    /// The application's rights endpoint, for later rights propagation.
+    #[serde(default)]
+    pub rights_endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Controller {
+    pub organisation: String,
+    #[serde(default)]
+    pub kind: ControllerKind,
+    pub address: String,
+    pub contact: String,
+    /// Joint controllers, if any (Art. 26).
+    #[serde(default)]
+    pub joint_controllers: Vec<String>,
+    /// Representative (Art. 27), rarely relevant for a French authority.
+    #[serde(default)]
+    pub representative: Option<String>,
+}
+
+/// Public authorities may not rest their tasks on legitimate interests (Art. 6(1), last
+/// subparagraph).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControllerKind {
+    #[default]
+    PublicAuthority,
+    Private,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    pub name: String,
+    pub contact: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Purpose {
+    pub id: String,
+    /// The purpose in plain French ("Inscrire votre enfant à la cantine").
+    pub description: String,
+    /// Exactly one basis of Art. 6(1). A list is accepted only to explain why it is refused.
+    #[serde(default)]
+    pub legal_basis: Option<BasisChoice>,
+    /// The EU or French text a legal obligation or public task rests on (Art. 6(3)).
+    #[serde(default)]
+    pub legal_reference: Option<String>,
+    /// The citizen may refuse without losing anything (required for consent).
+    #[serde(default)]
+    pub optional: bool,
+    /// How to get the service without this purpose (required for consent).
+    #[serde(default)]
+    pub alternative: Option<String>,
+    /// What happens if the citizen does not give the data (Art. 13(2)(e)).
+    #[serde(default)]
+    pub if_not_provided: Option<String>,
+}
+
+/// One basis, or several written by mistake (refused by validation with a clear message).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum BasisChoice {
+    One(LegalBasis),
+    Several(Vec<LegalBasis>),
+}
+
+/// The six legal bases of Art. 6(1) a–f.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegalBasis {
+    Consent,
+    Contract,
+    LegalObligation,
+    VitalInterests,
+    PublicTask,
+    LegitimateInterests,
+}
+
+impl LegalBasis {
+    /// The letter of Art. 6(1).
+    pub fn letter(self) -> char {
+        match self {
+            Self::Consent => 'a',
+            Self::Contract => 'b',
+            Self::LegalObligation => 'c',
+            Self::VitalInterests => 'd',
+            Self::PublicTask => 'e',
+            Self::LegitimateInterests => 'f',
+        }
+    }
+
+    /// The name the CNIL model uses.
+    pub fn french(self) -> &'static str {
+        match self {
+            Self::Consent => "Consentement",
+            Self::Contract => "Contrat",
+            Self::LegalObligation => "Obligation légale",
+            Self::VitalInterests => "Sauvegarde des intérêts vitaux",
+            Self::PublicTask => "Mission d'intérêt public",
+            Self::LegitimateInterests => "Intérêt légitime",
+        }
+    }
+
+    /// Bases that must rest on a text of law (Art. 6(3)).
+    pub fn needs_legal_reference(self) -> bool {
+        matches!(self, Self::LegalObligation | Self::PublicTask)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Consent => "consent",
+            Self::Contract => "contract",
+            Self::LegalObligation => "legal_obligation",
+            Self::VitalInterests => "vital_interests",
+            Self::PublicTask => "public_task",
+            Self::LegitimateInterests => "legitimate_interests",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Category {
+    pub id: String,
+    /// Name in French ("Identité de l'enfant").
+    pub name: String,
+    /// Special-category data (Art. 9): health, religion…
+    #[serde(default)]
+    pub special: bool,
+    #[serde(default)]
+    pub retention: Option<Retention>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// How long the data stays in the active base: `"3 years"`, `"6 months"`, `"30 days"`.
+    pub active: String,
+    /// The event the duration counts from.
+    pub from: RetentionStart,
+    /// Name of the event an upstream reports, when `from = "event"` (`"radiation"`).
+    #[serde(default)]
+    pub event: Option<String>,
+    /// The event in plain French, as the notice says it ("votre radiation des listes").
+    #[serde(default)]
+    pub event_label: Option<String>,
+    /// Time in intermediate archive (restricted access), if any.
+    #[serde(default)]
+    pub intermediate: Option<String>,
+    /// What happens at the end.
+    pub then: RetentionEnd,
+    /// Where the duration comes from (a référentiel, a text); shown in the register.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetentionStart {
+    Collection,
+    LastActivity,
+    CaseClosed,
+    Event,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetentionEnd {
+    Destroy,
+    Anonymise,
+    /// Public archives: an elimination list goes to the archivist instead of deletion.
+    ArchiveReview,
+}
+
+/// Where a field is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldLocation {
+    /// A form field (`application/x-www-form-urlencoded` or multipart), by name.
+    Form,
+    /// A JSON body, by JSON pointer (`/child/name`); `name` becomes `/name` when no pointer.
+    Json,
+    Query,
+    Header,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    #[default]
+    Request,
+    Response,
+    Both,
+}
+
+/// What the field-encryption phase does with the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protection {
+    Encrypt,
+    Pseudonymize,
+    Pass,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Field {
+    pub name: String,
+    /// Id of the category the field carries.
+    pub category: String,
+    #[serde(rename = "in")]
+    pub locations: Vec<FieldLocation>,
+    /// JSON pointer, when it differs from `/name`.
+    #[serde(default)]
+    pub json_pointer: Option<String>,
+    #[serde(default)]
+    pub direction: Direction,
+    pub protection: Protection,
+    /// Agent roles that may see the value in clear. Empty: nobody (privacy by default).
+    #[serde(default)]
+    pub visible_to: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecipientKind {
+    Internal,
+    Processor,
+    Authority,
+    Other,
+}
+
+impl RecipientKind {
+    pub fn french(self) -> &'static str {
+        match self {
+            Self::Internal => "Destinataire interne",
+            Self::Processor => "Sous-traitant",
+            Self::Authority => "Autre autorité",
+            Self::Other => "Autre destinataire",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipient {
+    pub name: String,
+    pub kind: RecipientKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transfer {
+    pub country: String,
+    pub recipient: String,
+    /// The safeguard (adequacy decision, standard clauses…) and where its document is.
+    pub safeguard: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentNotice {
+    /// The text shown when asking for consent, in plain French.
+    pub text: String,
+    /// Version of the text; a consent proof records it.
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRule {
+    /// Match only this host (case-insensitive, port ignored). Absent: any host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// `/exact/path`, `/with/{param}/segments`, `/prefix/*` (the path and everything under it).
+    pub path: String,
+    /// Methods covered. Absent: every method.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Which purpose requests on this route serve; optional when there is one purpose.
+    #[serde(default)]
+    pub purpose: Option<String>,
+}

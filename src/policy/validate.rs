@@ -1,0 +1,437 @@
+//! The rules a policy set must follow before anything is enforced. Each rule has a failing
+//! fixture under `tests/fixtures/policies/<rule>/` and a test expecting its message.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use http::{HeaderValue, Method};
+
+use super::engine::{CompiledRoute, PathPattern, PolicySet, Processing};
+use super::load::Parsed;
+use super::model::{
+    ActivityFile, BasisChoice, ControllerKind, FieldLocation, LegalBasis, POLICY_VERSION, RetentionStart,
+};
+use super::notice::Period;
+use super::{PolicyError, PolicyProblem};
+use crate::config::RouteSettings;
+use crate::routing::RouteTable;
+
+const BASES: &str = "consent, contract, legal_obligation, vital_interests, public_task, legitimate_interests";
+
+/// Checks every rule on every file and returns all problems at once, or the compiled set.
+pub fn validate(
+    parsed: &[Parsed],
+    routes: &RouteTable,
+    settings: &[RouteSettings],
+    origin: &str,
+) -> Result<PolicySet, PolicyError> {
+    let mut problems = Vec::new();
+    let mut compiled: Vec<(usize, CompiledRoute, String)> = Vec::new();
+    let mut ids = HashSet::new();
+    for (i, p) in parsed.iter().enumerate() {
+        if !ids.insert(p.activity.id.as_str()) {
+            problems
+                .push(p.problem("id", format!("the activity id `{}` is already used by another file", p.activity.id)));
+        }
+        check_activity(p, &mut problems);
+        compiled.extend(compile_routes(p, &mut problems).into_iter().map(|(r, key)| (i, r, key)));
+    }
+    check_overlaps(parsed, &compiled, &mut problems);
+    check_coverage(&compiled, routes, settings, origin, &mut problems);
+    if !problems.is_empty() {
+        return Err(PolicyError { problems });
+    }
+    let mut activities: Vec<Arc<ActivityFile>> = parsed.iter().map(|p| Arc::new(p.activity.clone())).collect();
+    activities.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(PolicySet {
+        activities,
+        routes: compiled.into_iter().map(|(_, r, _)| r).collect(),
+        public_routes: settings.iter().filter(|r| r.no_personal_data).map(|r| Arc::from(r.name.as_str())).collect(),
+    })
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn check_activity(p: &Parsed, problems: &mut Vec<PolicyProblem>) {
+    let a = &p.activity;
+    if a.version != POLICY_VERSION {
+        problems.push(p.problem(
+            "version",
+            format!("version {} is not supported; this binary reads policy version {POLICY_VERSION}", a.version),
+        ));
+    }
+    if !is_identifier(&a.id) {
+        problems.push(p.problem("id", format!("the id `{}` must use only lowercase letters, digits and -", a.id)));
+    }
+    if a.purposes.is_empty() {
+        problems.push(p.problem("id", "the activity declares no purpose: add at least one [[purposes]]"));
+    }
+    check_purposes(p, problems);
+    check_categories(p, problems);
+    check_fields(p, problems);
+}
+
+fn check_purposes(p: &Parsed, problems: &mut Vec<PolicyProblem>) {
+    let a = &p.activity;
+    let mut seen = HashSet::new();
+    for (i, purpose) in a.purposes.iter().enumerate() {
+        let key = format!("purposes[{i}]");
+        let id = &purpose.id;
+        if !is_identifier(id) {
+            problems.push(p.problem(
+                &format!("{key}.id"),
+                format!("the purpose id `{id}` must use only lowercase letters, digits and -"),
+            ));
+        }
+        if !seen.insert(id.as_str()) {
+            problems.push(p.problem(&format!("{key}.id"), format!("the purpose id `{id}` is used twice")));
+        }
+        let basis = match &purpose.legal_basis {
+            None => {
+                problems.push(p.problem(
+                    &key,
+                    format!("purpose `{id}` has no legal basis: add `legal_basis`, one of {BASES} (Art. 6(1))"),
+                ));
+                continue;
+            }
+            Some(BasisChoice::Several(list)) if list.len() != 1 => {
+                let names: Vec<&str> = list.iter().map(|b| b.as_str()).collect();
+                problems.push(p.problem(
+                    &format!("{key}.legal_basis"),
+                    format!(
+                        "purpose `{id}` has {} legal bases ({}): a purpose rests on exactly one basis of Art. 6(1); \
+                         split it into several purposes",
+                        list.len(),
+                        names.join(", ")
+                    ),
+                ));
+                continue;
+            }
+            Some(BasisChoice::Several(list)) => match list.first() {
+                Some(b) => *b,
+                None => continue,
+            },
+            Some(BasisChoice::One(b)) => *b,
+        };
+        let has_reference = purpose.legal_reference.as_deref().is_some_and(|r| !r.trim().is_empty());
+        if basis.needs_legal_reference() && !has_reference {
+            problems.push(p.problem(
+                &format!("{key}.legal_basis"),
+                format!(
+                    "purpose `{id}` rests on {} (Art. 6(1)({})): add `legal_reference`, the text of law it rests on \
+                     (Art. 6(3)), for example \"Code de l'éducation, art. L131-13\"",
+                    basis.as_str(),
+                    basis.letter()
+                ),
+            ));
+        }
+        if basis == LegalBasis::LegitimateInterests && a.controller.kind == ControllerKind::PublicAuthority {
+            problems.push(p.problem(
+                &format!("{key}.legal_basis"),
+                format!(
+                    "purpose `{id}` rests on legitimate interests (Art. 6(1)(f)), which a public authority may not use \
+                     for its tasks: use public_task or legal_obligation with its legal_reference"
+                ),
+            ));
+        }
+        if basis == LegalBasis::Consent {
+            let has_alternative = purpose.alternative.as_deref().is_some_and(|t| !t.trim().is_empty());
+            if !purpose.optional || !has_alternative {
+                problems.push(p.problem(
+                    &key,
+                    format!(
+                        "purpose `{id}` rests on consent, so it must be optional: set `optional = true` and describe in \
+                         `alternative` how to get the service without it (Recital 43)"
+                    ),
+                ));
+            }
+            if a.consent.is_none() {
+                problems.push(p.problem(
+                    &key,
+                    format!(
+                        "purpose `{id}` rests on consent but the activity has no consent notice: add [consent] with \
+                         `text` and `version`"
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+fn check_categories(p: &Parsed, problems: &mut Vec<PolicyProblem>) {
+    let mut seen = HashSet::new();
+    for (i, c) in p.activity.categories.iter().enumerate() {
+        let key = format!("categories[{i}]");
+        if !seen.insert(c.id.as_str()) {
+            problems.push(p.problem(&format!("{key}.id"), format!("the category id `{}` is used twice", c.id)));
+        }
+        let Some(r) = &c.retention else {
+            problems.push(p.problem(
+                &key,
+                format!(
+                    "category `{}` has no retention: add [categories.retention] with `active`, `from` and `then` \
+                     (Art. 5(1)(e))",
+                    c.id
+                ),
+            ));
+            continue;
+        };
+        for (sub, value) in [("active", Some(&r.active)), ("intermediate", r.intermediate.as_ref())] {
+            if let Some(Err(e)) = value.map(|v| Period::parse(v)) {
+                problems.push(p.problem(&format!("{key}.retention.{sub}"), format!("category `{}`: {e}", c.id)));
+            }
+        }
+        let named = |v: &Option<String>| v.as_deref().is_some_and(|t| !t.trim().is_empty());
+        if r.from == RetentionStart::Event && (!named(&r.event) || !named(&r.event_label)) {
+            problems.push(p.problem(
+                &format!("{key}.retention.from"),
+                format!(
+                    "category `{}` counts its retention from an event: name it in `event` and say it in plain French \
+                     in `event_label` (\"votre radiation des listes\")",
+                    c.id
+                ),
+            ));
+        }
+    }
+}
+
+fn check_fields(p: &Parsed, problems: &mut Vec<PolicyProblem>) {
+    let categories: HashSet<&str> = p.activity.categories.iter().map(|c| c.id.as_str()).collect();
+    for (i, f) in p.activity.fields.iter().enumerate() {
+        let key = format!("fields[{i}]");
+        if !categories.contains(f.category.as_str()) {
+            problems.push(p.problem(
+                &format!("{key}.category"),
+                format!(
+                    "field `{}` names the category `{}`, which is not declared in [[categories]]: every field belongs \
+                     to a declared category",
+                    f.name, f.category
+                ),
+            ));
+        }
+        if f.locations.is_empty() {
+            problems
+                .push(p.problem(&format!("{key}.in"), format!("field `{}` says nowhere where it is carried", f.name)));
+        }
+        let bad_pointer = f.json_pointer.as_deref().is_some_and(|ptr| !ptr.starts_with('/'));
+        if bad_pointer || (f.json_pointer.is_some() && !f.locations.contains(&FieldLocation::Json)) {
+            problems.push(p.problem(
+                &format!("{key}.json_pointer"),
+                format!("field `{}`: `json_pointer` starts with / and only applies to a field carried in json", f.name),
+            ));
+        }
+    }
+}
+
+/// One `Processing` per purpose, then every route rule compiled with the purpose it serves.
+fn compile_routes(p: &Parsed, problems: &mut Vec<PolicyProblem>) -> Vec<(CompiledRoute, String)> {
+    let a = &p.activity;
+    let fields: Arc<[super::model::Field]> = Arc::from(a.fields.clone());
+    let processings: Vec<Arc<Processing>> = a
+        .purposes
+        .iter()
+        .filter_map(|purpose| {
+            let basis = match &purpose.legal_basis {
+                Some(BasisChoice::One(b)) => *b,
+                Some(BasisChoice::Several(l)) if l.len() == 1 => *l.first()?,
+                _ => return None,
+            };
+            let header = HeaderValue::from_str(&format!("{}/{}", a.id, purpose.id)).ok()?;
+            Some(Arc::new(Processing {
+                activity: Arc::from(a.id.as_str()),
+                purpose: Arc::from(purpose.id.as_str()),
+                legal_basis: basis,
+                consent_required: basis == LegalBasis::Consent,
+                fields: fields.clone(),
+                header,
+            }))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (i, r) in a.routes.iter().enumerate() {
+        let key = format!("routes[{i}]");
+        let pattern = PathPattern::parse(&r.path).map_err(|e| problems.push(p.problem(&format!("{key}.path"), e))).ok();
+        let methods = match &r.methods {
+            None => Some(None),
+            Some(list) => list
+                .iter()
+                .map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some)
+                .map_err(|_| problems.push(p.problem(&format!("{key}.methods"), "a method name is not valid")))
+                .ok(),
+        };
+        let processing = match (&r.purpose, processings.as_slice()) {
+            (None, [only]) => Some(only.clone()),
+            (None, _) if a.purposes.len() > 1 => {
+                problems.push(p.problem(&key, "the activity has several purposes: say which one in `purpose`"));
+                None
+            }
+            (None, _) => None,
+            (Some(id), _) => {
+                let found = processings.iter().find(|x| *x.purpose == **id).cloned();
+                if found.is_none() && a.purposes.iter().all(|x| x.id != *id) {
+                    problems.push(
+                        p.problem(&format!("{key}.purpose"), format!("`{id}` is not a purpose of this activity")),
+                    );
+                }
+                found
+            }
+        };
+        let host = r.host.as_ref().map(|h| h.trim().to_ascii_lowercase().into_boxed_str());
+        if let (Some(pattern), Some(methods), Some(processing)) = (pattern, methods, processing) {
+            out.push((CompiledRoute { host, pattern, methods, processing }, key));
+        }
+    }
+    out
+}
+
+fn check_overlaps(parsed: &[Parsed], compiled: &[(usize, CompiledRoute, String)], problems: &mut Vec<PolicyProblem>) {
+    for (n, (i, a, key_a)) in compiled.iter().enumerate() {
+        for (j, b, key_b) in compiled.iter().skip(n + 1) {
+            if !a.overlaps(b) {
+                continue;
+            }
+            let (Some(pa), Some(pb)) = (parsed.get(*i), parsed.get(*j)) else { continue };
+            let path_a = pa.activity.routes.get(index_of(key_a)).map_or("?", |r| r.path.as_str());
+            let path_b = pb.activity.routes.get(index_of(key_b)).map_or("?", |r| r.path.as_str());
+            problems.push(pb.problem(
+                &format!("{key_b}.path"),
+                format!(
+                    "the route `{path_b}` of activity `{}` overlaps the route `{path_a}` of activity `{}` \
+                     ({}:{}): no route may be claimed by two activities, one request serves one purpose",
+                    pb.activity.id,
+                    pa.activity.id,
+                    pa.name,
+                    pa.index.locate(&format!("{key_a}.path")).0
+                ),
+            ));
+        }
+    }
+}
+
+fn index_of(key: &str) -> usize {
+    key.trim_start_matches("routes[").trim_end_matches(']').parse().unwrap_or(usize::MAX)
+}
+
+/// Every configured route is either reached by an activity rule or declared without personal
+/// data. An activity rule reaches a route when the route table sends the rule's fixed part there.
+fn check_coverage(
+    compiled: &[(usize, CompiledRoute, String)],
+    routes: &RouteTable,
+    settings: &[RouteSettings],
+    origin: &str,
+    problems: &mut Vec<PolicyProblem>,
+) {
+    let hosts: Vec<Option<&str>> =
+        std::iter::once(None).chain(routes.iter().filter_map(|r| r.host.as_deref()).map(Some)).collect();
+    let mut reached: HashSet<&str> = HashSet::new();
+    for (_, rule, _) in compiled {
+        let sample = rule.pattern.sample_path();
+        let tried: Vec<Option<&str>> = match &rule.host {
+            Some(h) => vec![Some(&**h)],
+            None => hosts.clone(),
+        };
+        for h in tried {
+            if let Some(r) = routes.find(h, &sample) {
+                reached.insert(&*r.name);
+            }
+        }
+    }
+    for (i, r) in settings.iter().enumerate() {
+        if !r.no_personal_data && !reached.contains(r.name.as_str()) {
+            problems.push(PolicyProblem {
+                location: None,
+                message: format!(
+                    "the configured route `{}` (routes[{i}]) is covered by no processing activity in {origin}: add a \
+                     [[routes]] rule to the activity it serves, or set `no_personal_data = true` on the route if it \
+                     carries no personal data",
+                    r.name
+                ),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::policy::load::{PolicySource, load};
+
+    fn route(name: &str, prefix: &str, no_personal_data: bool) -> RouteSettings {
+        RouteSettings { no_personal_data, ..RouteSettings::new(name, prefix, "http://127.0.0.1:1") }
+    }
+
+    fn check(rule: &str, routes: &[RouteSettings]) -> String {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policies").join(rule);
+        let table = RouteTable::compile(routes, 1024).unwrap();
+        load(&PolicySource::Dir(dir), &table, routes).unwrap_err().to_string()
+    }
+
+    /// Every rule: its fixture fails with a message naming the file, the line and the fix.
+    #[test]
+    fn each_rule_has_a_failing_fixture_with_its_message() {
+        let cases = [
+            ("unknown-key", "a.toml:6:1: unknown field `colour`"),
+            ("version", "a.toml:2:1: version 2 is not supported"),
+            ("one-basis", "a.toml:19:1: purpose `p` has 2 legal bases (public_task, consent)"),
+            ("no-basis", "a.toml:16:1: purpose `p` has no legal basis"),
+            ("legal-reference", "add `legal_reference`, the text of law it rests on"),
+            ("legitimate-interest", "which a public authority may not use for its tasks"),
+            ("consent-optional", "rests on consent, so it must be optional"),
+            ("consent-notice", "has no consent notice"),
+            ("retention", "category `c` has no retention"),
+            ("retention-duration", "`three years` is not a duration"),
+            ("field-category", "names the category `sante`, which is not declared"),
+            ("route-pattern", "`*` may only be the last segment"),
+            ("route-overlap", "no route may be claimed by two activities"),
+            ("duplicate-id", "the activity id `essai` is already used"),
+        ];
+        for (rule, expected) in cases {
+            let shown = check(rule, &[]);
+            assert!(shown.contains(expected), "{rule}: expected `{expected}` in:\n{shown}");
+            assert!(shown.contains(&format!("{rule}/")), "{rule}: the file is named:\n{shown}");
+        }
+    }
+
+    #[test]
+    fn every_configured_route_needs_an_activity_or_a_declaration() {
+        let routes = [route("essai", "/essai", false), route("api", "/api", false), route("accueil", "/", true)];
+        let shown = check("route-coverage", &routes);
+        assert!(
+            shown.contains("the configured route `api` (routes[1]) is covered by no processing activity"),
+            "{shown}"
+        );
+        assert!(!shown.contains("`essai`") && !shown.contains("`accueil`"), "{shown}");
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policies");
+        let files: Vec<_> = ["legal-reference", "retention", "field-category"]
+            .iter()
+            .map(|r| crate::policy::SourceFile {
+                name: format!("{r}.toml"),
+                text: std::fs::read_to_string(dir.join(r).join("a.toml")).unwrap().replace("essai", r),
+            })
+            .collect();
+        let err = load(&PolicySource::Memory(files), &RouteTable::default(), &[]).unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn an_activity_without_fields_passes_nothing_personal() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policies/route-coverage/a.toml");
+        let text = std::fs::read_to_string(dir).unwrap();
+        let without_fields = text
+            .replace("[[fields]]\nname = \"nom\"\ncategory = \"c\"\nin = [\"form\"]\nprotection = \"encrypt\"\n", "");
+        let file = crate::policy::SourceFile { name: "a.toml".into(), text: without_fields };
+        let set = load(&PolicySource::Memory(vec![file]), &RouteTable::default(), &[]).unwrap();
+        let r = set.routes.first().unwrap();
+        assert!(r.processing.fields.is_empty());
+    }
+}

@@ -1,0 +1,71 @@
+//! The Art. 30 register, from the example policies: snapshots of JSON, CSV and HTML, the ODS
+//! and PIA exports, and the DPO page.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::helpers::spawn_app;
+
+fn register(format: &str) -> Vec<u8> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["policy", "register", "--format", format, "--dir"])
+        .arg(root.join("policies"))
+        .env_remove("GUICHET_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+#[test]
+fn json_csv_and_html_match_their_snapshots() {
+    insta::assert_snapshot!("register_json", String::from_utf8(register("json")).unwrap());
+    insta::assert_snapshot!("register_csv", String::from_utf8(register("csv")).unwrap());
+    insta::assert_snapshot!("register_html", String::from_utf8(register("html")).unwrap());
+}
+
+#[test]
+fn the_register_has_exactly_the_fields_of_article_30() {
+    let json: serde_json::Value = serde_json::from_slice(&register("json")).unwrap();
+    let entries = json["registre_des_activites_de_traitement"].as_array().unwrap();
+    assert_eq!(entries.len(), 6);
+    let keys: Vec<&str> = entries[0].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys.len(), 12, "{keys:?}");
+}
+
+#[test]
+fn ods_and_pia_exports_are_produced() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("registre.ods");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["policy", "register", "--format", "ods", "--dir"])
+        .arg(root.join("policies"))
+        .arg("--output")
+        .arg(&file)
+        .env_remove("GUICHET_CONFIG")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(&bytes[..2], b"PK", "an ODS file is a zip archive");
+    let pia: serde_json::Value = serde_json::from_slice(&register("pia")).unwrap();
+    let first = &pia.as_array().unwrap()[0];
+    let refs: Vec<u64> =
+        first["answers"].as_array().unwrap().iter().map(|a| a["reference_to"].as_u64().unwrap()).collect();
+    for q in [121, 122, 211, 212, 215, 221, 222, 223, 224, 225] {
+        assert!(refs.contains(&q), "question {q} is pre-filled");
+    }
+}
+
+#[tokio::test]
+async fn the_dpo_page_shows_the_register() {
+    let cantine = include_str!("../../policies/cantine.toml");
+    let app = spawn_app().with_policies(&[("cantine.toml", cantine)]).start().await;
+    let resp = app.get("/.guichet/dpo/registre").await;
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("<caption>Inscription à la cantine scolaire"));
+    assert!(html.contains("<th scope=\"row\">Délais d&#39;effacement (f)</th>") || html.contains("Délais d"), "{html}");
+}
