@@ -51,8 +51,13 @@ test('the home page is French, accessible and reached through the gateway', asyn
   await assertAccessible(page);
 });
 
-test('a canteen registration submitted without JavaScript shows what the application received', async () => {
+test('a citizen signs in with the demo provider and the application receives only a pseudonym and allowed claims', async () => {
   const { page } = await open('/cantine');
+  // Not signed in: the gateway sends the browser to the demonstration identity provider.
+  assert.match(await page.locator('body').innerText(), /Démonstration/);
+  await page.screenshot({ path: join(out, 'idp-pick-list.png'), fullPage: true });
+  await assertAccessible(page);
+  await Promise.all([page.waitForURL(/\/cantine$/), page.getByRole('button', { name: /Angela DUBOIS/ }).click()]);
   await assertAccessible(page);
   // Filling by label also proves every input has a label bound to it.
   await page.getByLabel("Prénom(s) de l'enfant").fill('Zoé');
@@ -66,6 +71,10 @@ test('a canteen registration submitted without JavaScript shows what the applica
   assert.match(text, /Zoé/);
   assert.match(text, /x-forwarded-for/i, 'the record page lists the headers the application received');
   assert.match(text, /x-request-id/i);
+  assert.match(text, /x-guichet-subject/i, 'the application receives a pseudonym');
+  assert.match(text, /x-guichet-claim-given-name/i, 'and the claims this route allows');
+  assert.doesNotMatch(text, /x-guichet-claim-birthdate/i, 'but not the others');
+  assert.doesNotMatch(text, /guichet-session/i, "the gateway's session cookie never reaches the application");
   await page.screenshot({ path: join(out, 'cantine-record.png'), fullPage: true });
   await assertAccessible(page);
 });
