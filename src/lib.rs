@@ -21,6 +21,9 @@ pub mod server;
 pub mod proxy;
 pub mod routing;
 
+// 7. What happened: the tamper-evident journal.
+pub mod audit;
+
 // 10. Persistence (only services call it).
 pub mod store;
 
