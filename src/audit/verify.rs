@@ -149,12 +149,11 @@ impl Walk<'_> {
     }
 
     fn entry(&mut self, row: &EntryRow) -> Result<(), Break> {
-        if row.seq != self.expected {
-            return Err(if self.expected > self.head.seq {
-                Break::BeyondHead { seq: row.seq, head: self.head.seq }
-            } else {
-                Break::Gap { after: self.expected - 1 }
-            });
+        if row.seq != self.expected && self.expected <= self.head.seq {
+            return Err(Break::Gap { after: self.expected - 1 });
+        }
+        if row.seq > self.head.seq {
+            return Err(Break::BeyondHead { seq: row.seq, head: self.head.seq });
         }
         self.checkpoints_before(row.seq)?;
         let hash = chain::next_hash(&self.prev, row.seq, &row.body);

@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod audit;
 mod config;
 mod health;
 mod logging;
