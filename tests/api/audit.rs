@@ -276,7 +276,83 @@ async fn the_gateway_journals_its_start_and_flushes_queued_events(backend: Backe
     assert!(report.is_intact(), "{}", report.summary());
 }
 
+/// A configuration file for the real binary on the store at `url`.
+fn write_config(dir: &std::path::Path, url: &SecretString) -> std::path::PathBuf {
+    use secrecy::ExposeSecret;
+    let path = dir.join("guichet.toml");
+    let toml = format!(
+        "version = 1\ndata_dir = {data:?}\n\n[store]\nurl = {url:?}\n\n[admin]\nenabled = false\n\n[log]\nlevel = \"warn\"\n",
+        data = dir.join("data").display().to_string(),
+        url = url.expose_secret(),
+    );
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+fn guichet(config: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"));
+    c.args(args).arg("--config").arg(config).env_remove("GUICHET_CONFIG").env_remove("RUST_LOG");
+    c
+}
+
+fn verify_with_the_binary(config: &std::path::Path) -> String {
+    let out = guichet(config, &["audit", "verify"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "verify failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+async fn acknowledged_entries_survive_a_sigkill_mid_burst(backend: Backend) {
+    use std::io::BufRead as _;
+    crate::helpers::init();
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::helpers::fresh_store_url(backend, dir.path()).await;
+    let config = write_config(dir.path(), &url);
+    let mut child = guichet(&config, &["audit", "selftest-burst", "10000000", "--concurrency", "16"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut acked = BTreeSet::new();
+    while acked.len() < 3000 {
+        let line = lines.recv_timeout(Duration::from_secs(30)).expect("the burst stopped acknowledging");
+        acked.insert(line.strip_prefix("acked ").unwrap().parse::<i64>().unwrap());
+    }
+    child.kill().unwrap(); // SIGKILL: no flush, no shutdown
+    let status = child.wait().unwrap();
+    assert!(status.code().is_none(), "the burst must have been killed mid-way, not finished: {status}");
+    reader.join().unwrap();
+    // Lines written before the kill are acknowledgements too.
+    acked.extend(lines.try_iter().map(|l| l.strip_prefix("acked ").unwrap().parse::<i64>().unwrap()));
+
+    assert!(verify_with_the_binary(&config).contains("intact"));
+    let store = Store::connect(&url, &guichet::store::StoreOptions::default()).await.unwrap();
+    let mut present = BTreeSet::new();
+    loop {
+        let page = store.audit().entries_after(present.last().copied().unwrap_or(0), 5000).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        present.extend(page.iter().map(|e| e.seq));
+    }
+    let lost: Vec<_> = acked.difference(&present).take(5).collect();
+    assert!(lost.is_empty(), "acknowledged entries lost after SIGKILL: {lost:?}…");
+
+    // After the crash the chain goes on from where it stopped.
+    let again = guichet(&config, &["audit", "selftest-burst", "20"]).output().unwrap();
+    assert!(again.status.success());
+    assert!(verify_with_the_binary(&config).contains("intact"));
+}
+
 crate::on_both_stores!(
+    acknowledged_entries_survive_a_sigkill_mid_burst,
     an_intact_journal_verifies,
     an_altered_body_is_detected_at_its_entry,
     an_altered_query_column_is_detected,
