@@ -382,3 +382,55 @@ fn retention_is_bounded_to_six_to_twelve_months_unless_justified() {
     assert!(problems("3years", None).contains("justification"));
     assert_eq!(problems("3years", Some("contrôle interne, délibération 2021-122")), "");
 }
+
+/// Not a pass/fail test (timings flake on shared machines): prints what batching costs the
+/// caller and what the writer sustains. Run with
+/// `cargo test --release --test api journal_throughput -- --ignored --nocapture`.
+async fn journal_throughput(backend: Backend) {
+    // Below the queue's capacity, so `record` never waits for the writer here.
+    const N: usize = 10_000;
+    let j = Journal::start(backend, 1000).await;
+    let events: Vec<AuditEvent> = (0..N).map(|i| sign_in(i, &j.clock)).collect();
+    let started = std::time::Instant::now();
+    for e in events {
+        j.audit.record(e).await.unwrap();
+    }
+    let enqueued = started.elapsed();
+    j.audit.flush().await.unwrap();
+    let committed = started.elapsed();
+
+    let audit = Arc::new(j.audit);
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let (audit, clock) = (audit.clone(), j.clock.clone());
+        tasks.spawn(async move {
+            for k in 0..200 {
+                audit.append_sync(sign_in(i * 1000 + k, &clock)).await.unwrap();
+            }
+        });
+    }
+    tasks.join_all().await;
+    let sync = started.elapsed();
+    eprintln!(
+        "{backend:?}: record(): {:.2} µs per call on the caller's side; writer: {:.0} entries/s batched; \
+         append_sync, 64 concurrent callers: {:.0} entries/s, {:.2} ms per acknowledged append",
+        enqueued.as_secs_f64() * 1e6 / N as f64,
+        N as f64 / committed.as_secs_f64(),
+        12_800.0 / sync.as_secs_f64(),
+        sync.as_secs_f64() * 1e3 / 200.0,
+    );
+}
+
+mod journal_throughput {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "measurement, run by hand (docs/performance.md)"]
+    async fn sqlite() {
+        super::journal_throughput(crate::helpers::Backend::Sqlite).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "measurement, run by hand (docs/performance.md)"]
+    async fn postgres() {
+        super::journal_throughput(crate::helpers::Backend::Postgres).await;
+    }
+}
