@@ -11,9 +11,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::audit::{Audit, AuditEvent, Operation, Signer, SinkSettings};
 use crate::auth::Auth;
 use crate::clock::{Clock, Random, SystemClock, SystemRandom};
-use crate::config::{Settings, Validated};
+use crate::config::{AuditSettings, Settings, Validated};
 use crate::metrics::{Metrics, ReloadLabels};
 use crate::policy::{self, PolicyError, PolicySet, PolicySource};
 use crate::proxy::{Proxy, Upstreams};
@@ -27,6 +28,7 @@ pub struct App {
     pub settings: Settings,
     pub store: Store,
     pub auth: Arc<Auth>,
+    pub audit: Audit,
     pub proxy: Proxy,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
@@ -116,6 +118,7 @@ impl Application {
                 .await
                 .context("cannot prepare sign-in")?,
         );
+        let audit = start_audit(&store, s, deps.clock.clone()).await?;
         let metrics = Arc::new(Metrics::new());
         let upstreams = Upstreams::build(&config.routes).context("cannot prepare upstream TLS")?;
         let proxy = Proxy::new(
@@ -142,6 +145,7 @@ impl Application {
             settings: config.settings,
             store,
             auth,
+            audit,
             proxy,
             metrics,
             clock: deps.clock,
@@ -179,6 +183,7 @@ impl Application {
             tls_handshake_timeout: Duration::from_secs(10),
         };
         let grace = s.shutdown_grace;
+        let pruning = tokio::spawn(prune_periodically(self.app.clone(), self.shutdown.subscribe()));
         let public_router = server::router::public(self.app.clone());
         let public = server::serve(self.public, self.tls, public_router, limits, self.shutdown.subscribe(), grace);
         match self.admin {
@@ -188,6 +193,53 @@ impl Application {
                 tokio::join!(public, admin);
             }
             None => public.await,
+        }
+        pruning.abort();
+        // Requests are finished: commit what they queued before the process ends.
+        self.app.audit.shutdown().await;
+    }
+}
+
+/// The writer's settings from `[audit]`.
+pub fn sink_settings(a: &AuditSettings) -> SinkSettings {
+    SinkSettings {
+        batch_max_entries: a.batch_max_entries,
+        batch_max_delay: a.batch_max_delay,
+        checkpoint_every_entries: i64::from(a.checkpoint_every_entries),
+        checkpoint_every: a.checkpoint_every,
+    }
+}
+
+/// Loads (or creates) the checkpoint key, starts the journal writer and journals the start.
+async fn start_audit(store: &Store, s: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Audit> {
+    let key_path = s.audit.signing_key_path(&s.data_dir);
+    let (signer, generated) = Signer::load_or_generate(&key_path)?;
+    if generated {
+        tracing::warn!(path = %key_path.display(), key_id = signer.key_id(),
+            "generated the audit signing key; back it up and share it with every instance");
+    }
+    let now = clock.now();
+    let audit = Audit::start(store.clone(), signer, clock, sink_settings(&s.audit));
+    audit
+        .append_sync(AuditEvent::system(Operation::ConfigLoaded, now))
+        .await
+        .context("cannot write the audit journal")?;
+    Ok(audit)
+}
+
+/// Applies the journal's retention every `prune_every` until shutdown.
+async fn prune_periodically(app: AppState, mut stop: watch::Receiver<bool>) {
+    let r = &app.settings.audit.retention;
+    let mut tick = tokio::time::interval(r.prune_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = crate::audit::retention::prune(&app.store, &app.audit, app.clock.as_ref(), r.keep).await {
+                    tracing::warn!(error = %e, "audit journal pruning failed; will retry");
+                }
+            }
+            _ = stop.changed() => return,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `migrate`, `demo`, `policy check|register`.
+//! The command line: `serve`, `check`, `migrate`, `demo`, `policy check|register`, `audit`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::app::{Application, Deps, spawn_policy_reloader};
+use std::sync::Arc;
+
+use crate::app::{Application, Deps, sink_settings, spawn_policy_reloader};
+use crate::audit::{self, Audit, AuditEvent, Ident, Operation, Signer};
+use crate::clock::{Clock as _, SystemClock};
 use crate::config::{ConfigError, Loaded, Validated};
 use crate::policy::{self, PolicySet, PolicySource, register};
 use crate::store::{Store, StoreOptions};
@@ -23,6 +27,7 @@ const EXAMPLES: &str = "Examples:
   guichet serve --config /etc/guichet/guichet.toml   run the gateway
   guichet policy check --dir policies                check the processing-activity files
   guichet policy register --format ods --output registre.ods
+  guichet audit verify --config /etc/guichet/guichet.toml  check the audit journal
 
 Documentation: README.md and docs/configuration.md";
 
@@ -51,6 +56,11 @@ pub enum Command {
     /// Try Guichet on this machine with no set-up: an embedded store, a demonstration
     /// town-hall application behind the gateway, everything on 127.0.0.1.
     Demo(demo::DemoOptions),
+    /// The tamper-evident audit journal.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Processing activities (policies/): check them, or produce the Art. 30 register.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -90,6 +100,24 @@ pub enum RegisterFormat {
     Pia,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Re-check every entry's hash and every checkpoint's signature; name the first broken
+    /// entry. Exits 0 when the journal is intact, 1 otherwise.
+    Verify,
+    /// Remove the entries older than `audit.retention.keep` now (`serve` also does it every
+    /// `audit.retention.prune_every`).
+    Prune,
+    /// Diagnostic: append N acknowledged entries, COUNT at a time, printing each
+    /// acknowledged sequence number as soon as it is committed. Used by the crash test.
+    #[command(hide = true)]
+    SelftestBurst {
+        n: u32,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+}
+
 /// Runs the command and returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
@@ -100,6 +128,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Policy(PolicyCommand::Check(args)) => return policy_check(cli.config, &args),
         Command::Policy(PolicyCommand::Register { args, format, output }) => {
             policy_register(cli.config, &args, format, output)
+        }
+        Command::Audit { command: AuditCommand::Verify } => return audit_verify(cli.config).await,
+        Command::Audit { command: AuditCommand::Prune } => audit_prune(cli.config).await,
+        Command::Audit { command: AuditCommand::SelftestBurst { n, concurrency } } => {
+            audit_selftest_burst(cli.config, n, concurrency).await
         }
     };
     match result {
@@ -208,15 +241,101 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens the configured store for a one-off command.
+async fn open_store(config: &Validated, max_connections: u32) -> anyhow::Result<Store> {
+    let opts = StoreOptions { max_connections, acquire_timeout: config.settings.store.acquire_timeout };
+    Store::connect(&config.store_url, &opts).await.context("cannot open the store")
+}
+
 async fn migrate(path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let s = &config.settings.store;
-    let opts = StoreOptions { max_connections: 1, acquire_timeout: s.acquire_timeout };
-    let store = Store::connect(&config.store_url, &opts).await.context("cannot open the store")?;
+    let store = open_store(&config, 1).await?;
     let n = store.migrate().await?;
     let _ =
         writeln!(std::io::stdout(), "{} store: {n} migration(s) applied; schema is up to date.", store.engine().name());
     Ok(())
+}
+
+async fn audit_verify(path: Option<PathBuf>) -> ExitCode {
+    let result = async {
+        let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let s = &config.settings;
+        let key = s.audit.signing_key_path(&s.data_dir);
+        let verifier = Signer::load(&key)?.verifier();
+        let store = open_store(&config, 2).await?;
+        Ok::<_, anyhow::Error>(audit::verify::verify(&store, &verifier).await?)
+    };
+    match result.await {
+        Ok(report) => {
+            let _ = writeln!(std::io::stdout(), "{}", report.summary());
+            if report.is_intact() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "guichet: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Opens the store and starts a journal writer, as `serve` would, for a one-off command.
+async fn start_audit(path: Option<PathBuf>) -> anyhow::Result<(Validated, Store, Audit)> {
+    let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = open_store(&config, config.settings.store.max_connections).await?;
+    if config.settings.store.migrate_on_start {
+        store.migrate().await?;
+    }
+    let s = &config.settings;
+    let (signer, _) = Signer::load_or_generate(&s.audit.signing_key_path(&s.data_dir))?;
+    let audit = Audit::start(store.clone(), signer, Arc::new(SystemClock), sink_settings(&s.audit));
+    Ok((config, store, audit))
+}
+
+async fn audit_prune(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let (config, store, audit) = start_audit(path).await?;
+    let keep = config.settings.audit.retention.keep;
+    let pruned = audit::retention::prune(&store, &audit, &SystemClock, keep).await;
+    audit.shutdown().await;
+    let line = match pruned? {
+        Some(p) => format!("pruned {} entries; the journal now starts after entry {}.", p.entries, p.anchor_seq),
+        None => "nothing to prune: no signed checkpoint is older than the retention window.".to_owned(),
+    };
+    let _ = writeln!(std::io::stdout(), "{line}");
+    Ok(())
+}
+
+/// Appends `n` acknowledged diagnostic entries, `concurrency` at a time, and prints
+/// `acked SEQ` for each once its commit returned: a crash test kills the process mid-way and
+/// checks that every printed number survived.
+async fn audit_selftest_burst(path: Option<PathBuf>, n: u32, concurrency: usize) -> anyhow::Result<()> {
+    let (_, _, audit) = start_audit(path).await?;
+    let audit = Arc::new(audit);
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let permit = permits.clone().acquire_owned().await?;
+        let audit = audit.clone();
+        tasks.spawn(async move {
+            let mut e = AuditEvent::system(Operation::Diagnostic, SystemClock.now());
+            e.request_id = Ident::new(format!("selftest-{i}")).ok();
+            let seq = audit.append_sync(e).await;
+            drop(permit);
+            seq
+        });
+        while let Some(done) = tasks.try_join_next() {
+            print_acked(done??)?;
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        print_acked(done??)?;
+    }
+    audit.shutdown().await;
+    Ok(())
+}
+
+fn print_acked(seq: i64) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "acked {seq}")?;
+    out.flush()
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -24,6 +24,8 @@ pub mod routing;
 
 // 4. What may pass: processing activities, their register and notices.
 pub mod policy;
+// 7. What happened: the tamper-evident journal.
+pub mod audit;
 
 // 10. Persistence (only services call it).
 pub mod store;

@@ -42,6 +42,8 @@ pub struct Settings {
     #[serde(default)]
     pub log: LogSettings,
     #[serde(default)]
+    pub audit: AuditSettings,
+    #[serde(default)]
     pub routes: Vec<RouteSettings>,
     /// Sign-in of citizens and agents, sessions, identity sent to upstreams.
     #[serde(default)]
@@ -149,6 +151,57 @@ pub struct LogSettings {
     #[serde(default = "default_log_level")]
     pub level: String,
 }
+
+/// The audit journal (docs/audit.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Most entries the writer puts in one transaction.
+    #[serde(default = "default_audit_batch_entries")]
+    pub batch_max_entries: usize,
+    /// Longest a queued (not acknowledged) entry waits for its batch to fill.
+    #[serde(default = "default_audit_batch_delay", with = "humantime_serde")]
+    pub batch_max_delay: Duration,
+    /// A signed checkpoint every this many entries…
+    #[serde(default = "default_audit_checkpoint_entries")]
+    pub checkpoint_every_entries: u32,
+    /// …and at least this often while entries arrive.
+    #[serde(default = "default_audit_checkpoint_every", with = "humantime_serde")]
+    pub checkpoint_every: Duration,
+    /// Ed25519 PKCS#8 key (DER or PEM) signing checkpoints. Default:
+    /// `<data_dir>/audit-signing-key.p8`, generated on first start when missing.
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub retention: AuditRetentionSettings,
+}
+
+/// How long the journal is kept (R46).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditRetentionSettings {
+    /// Between 6 and 12 months; longer needs `justification`.
+    #[serde(default = "default_audit_keep", with = "humantime_serde")]
+    pub keep: Duration,
+    /// Why the journal is kept longer than 12 months (legal obligation, threat level…).
+    #[serde(default)]
+    pub justification: Option<String>,
+    /// How often `serve` prunes.
+    #[serde(default = "default_audit_prune_every", with = "humantime_serde")]
+    pub prune_every: Duration,
+}
+
+impl AuditSettings {
+    /// The signing key file, defaulting beside (never inside) the store.
+    pub fn signing_key_path(&self, data_dir: &Path) -> PathBuf {
+        self.signing_key_file.clone().unwrap_or_else(|| data_dir.join("audit-signing-key.p8"))
+    }
+}
+
+/// Six months as humantime counts them (30.44 days each), the bottom of the CNIL window.
+pub const AUDIT_KEEP_MIN: Duration = Duration::from_secs(6 * 2_630_016);
+/// Twelve months, the top of the window without a justification.
+pub const AUDIT_KEEP_MAX: Duration = Duration::from_secs(12 * 2_630_016);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -341,7 +394,17 @@ macro_rules! default_from_serde {
         }
     )*};
 }
-default_from_serde!(Settings, ServerSettings, AdminSettings, StoreSettings, LogSettings, AuthSettings, PolicySettings);
+default_from_serde!(
+    Settings,
+    ServerSettings,
+    AdminSettings,
+    StoreSettings,
+    LogSettings,
+    AuditSettings,
+    AuditRetentionSettings,
+    AuthSettings,
+    PolicySettings
+);
 
 fn default_version() -> u32 {
     CONFIG_VERSION
@@ -411,6 +474,24 @@ fn default_acr() -> String {
 }
 fn default_policy_dir() -> PathBuf {
     PathBuf::from("policies")
+}
+fn default_audit_batch_entries() -> usize {
+    256
+}
+fn default_audit_batch_delay() -> Duration {
+    Duration::from_millis(20)
+}
+fn default_audit_checkpoint_entries() -> u32 {
+    1000
+}
+fn default_audit_checkpoint_every() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_audit_keep() -> Duration {
+    AUDIT_KEEP_MIN
+}
+fn default_audit_prune_every() -> Duration {
+    Duration::from_secs(3600)
 }
 fn default_prefix() -> String {
     "/".to_owned()

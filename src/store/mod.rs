@@ -14,6 +14,7 @@ macro_rules! with_pool {
     };
 }
 
+mod audit;
 mod meta;
 mod sessions;
 
@@ -26,6 +27,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use audit::{AuditRepo, CheckpointRow, EntryRow, Extension, HeadRow, Pruned};
 pub use meta::Meta;
 pub use sessions::{PendingLogin, SessionRow, Sessions};
 
@@ -192,6 +194,10 @@ impl Store {
 
     pub fn sessions(&self) -> Sessions<'_> {
         Sessions::new(self)
+    }
+
+    pub fn audit(&self) -> AuditRepo<'_> {
+        AuditRepo::new(self)
     }
 }
 

@@ -557,3 +557,31 @@ pub fn free_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
+
+/// A fresh, migrated store on `backend`, its URL (to open a second connection to the same
+/// store) and the directory holding it.
+pub async fn open_migrated_store(backend: Backend) -> (guichet::store::Store, SecretString, TempDir) {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_store_url(backend, dir.path()).await;
+    let store = guichet::store::Store::connect(&url, &guichet::store::StoreOptions::default()).await.unwrap();
+    store.migrate().await.unwrap();
+    (store, url, dir)
+}
+
+/// Runs one SQL statement directly against the store at `url`, bypassing the gateway: what an
+/// intruder with database access could do.
+pub async fn raw_sql(url: &SecretString, sql: &str) {
+    use secrecy::ExposeSecret;
+    let url = url.expose_secret();
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query(sql).execute(&pool).await.unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query(sql).execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+}

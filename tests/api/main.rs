@@ -6,6 +6,7 @@
 mod helpers;
 mod oidc_mock;
 
+mod audit;
 mod auth;
 mod browser;
 mod config;

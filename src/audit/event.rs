@@ -1,0 +1,263 @@
+//! What the journal records: typed events, never free text. Every string an event carries is
+//! an [`Ident`] (letters, digits and `.`, `-`, `_`, `:` only, at most 128 characters), so a
+//! name, an e-mail address or a sentence cannot slip into the journal in clear: people appear
+//! only as pseudonymous subject ids or agent ids.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// Longest identifier accepted in an event.
+pub const IDENT_MAX: usize = 128;
+
+/// An identifier safe to journal (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Ident(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a journal identifier: 1 to {IDENT_MAX} characters among A-Z a-z 0-9 . - _ :")]
+pub struct BadIdent;
+
+impl Ident {
+    pub fn new(s: impl Into<String>) -> Result<Self, BadIdent> {
+        let s = s.into();
+        let ok = !s.is_empty()
+            && s.len() <= IDENT_MAX
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'));
+        if ok { Ok(Self(s)) } else { Err(BadIdent) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Ident {
+    type Error = BadIdent;
+    fn try_from(s: String) -> Result<Self, BadIdent> {
+        Self::new(s)
+    }
+}
+
+impl From<Ident> for String {
+    fn from(i: Ident) -> Self {
+        i.0
+    }
+}
+
+impl std::fmt::Display for Ident {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who acted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    /// A citizen, by the pseudonymous subject id.
+    Citizen,
+    /// A municipal agent (or the DPO), by the agent id of their identity provider.
+    Agent,
+    /// The gateway itself (start-up, scheduled jobs, command line).
+    System,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub kind: ActorKind,
+    pub id: Ident,
+}
+
+impl Actor {
+    /// The gateway acting on its own.
+    pub fn system() -> Self {
+        Self { kind: ActorKind::System, id: Ident("guichet".to_owned()) }
+    }
+}
+
+/// How a consent or a request reached the gateway (R5: "how").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Online,
+    Counter,
+    Phone,
+    Post,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Denied,
+    Failure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyAction {
+    Generate,
+    Rotate,
+    Destroy,
+}
+
+/// What happened, with the facts each kind needs (all identifiers, no values).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Operation {
+    SignIn {
+        acr: Option<Ident>,
+    },
+    SignOut,
+    ConsentGiven {
+        channel: Channel,
+        notice_version: Ident,
+        notice_sha256: Ident,
+        policy_version: Ident,
+    },
+    ConsentWithdrawn {
+        channel: Channel,
+        policy_version: Ident,
+    },
+    /// Personal fields shown in clear to an agent: the field names, never the values.
+    Reveal {
+        fields: Vec<Ident>,
+    },
+    PolicyReload {
+        policy_version: Ident,
+    },
+    ConfigLoaded,
+    KeyOperation {
+        action: KeyAction,
+        key_id: Ident,
+    },
+    AdminAction {
+        action: Ident,
+    },
+    DpoAction {
+        action: Ident,
+    },
+    RightsRequest {
+        right: Ident,
+        stage: Ident,
+    },
+    /// Retention removed the journal up to and including `up_to_seq`.
+    JournalPruned {
+        up_to_seq: u64,
+    },
+    /// Written only by the diagnostic command `guichet audit selftest-burst`.
+    Diagnostic,
+}
+
+impl Operation {
+    /// The name stored beside the entry, for the DPO's queries.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::SignIn { .. } => "sign_in",
+            Self::SignOut => "sign_out",
+            Self::ConsentGiven { .. } => "consent_given",
+            Self::ConsentWithdrawn { .. } => "consent_withdrawn",
+            Self::Reveal { .. } => "reveal",
+            Self::PolicyReload { .. } => "policy_reload",
+            Self::ConfigLoaded => "config_loaded",
+            Self::KeyOperation { .. } => "key_operation",
+            Self::AdminAction { .. } => "admin_action",
+            Self::DpoAction { .. } => "dpo_action",
+            Self::RightsRequest { .. } => "rights_request",
+            Self::JournalPruned { .. } => "journal_pruned",
+            Self::Diagnostic => "diagnostic",
+        }
+    }
+}
+
+/// One journal event (R45: author, time, kind of operation, reference to the data concerned).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEvent {
+    pub operation: Operation,
+    pub actor: Actor,
+    pub role: Ident,
+    /// Processing activity (policy id) concerned, if any.
+    pub activity: Option<Ident>,
+    pub purpose: Option<Ident>,
+    /// Pseudonymous subject id of the citizen whose data is concerned, if any.
+    pub subject: Option<Ident>,
+    pub outcome: Outcome,
+    pub request_id: Option<Ident>,
+    /// UTC, from `App::clock`, kept to the microsecond (both stores hold microseconds).
+    #[serde(with = "unix_micros")]
+    pub at: OffsetDateTime,
+}
+
+impl AuditEvent {
+    /// An event by the gateway itself, with no subject.
+    pub fn system(operation: Operation, at: OffsetDateTime) -> Self {
+        Self {
+            operation,
+            actor: Actor::system(),
+            role: Ident("system".to_owned()),
+            activity: None,
+            purpose: None,
+            subject: None,
+            outcome: Outcome::Success,
+            request_id: None,
+            at: truncate_to_micros(at),
+        }
+    }
+
+    /// Microseconds since the Unix epoch, as stored and encoded.
+    pub fn at_micros(&self) -> i64 {
+        to_micros(self.at)
+    }
+}
+
+pub fn to_micros(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+pub fn from_micros(us: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok()
+}
+
+fn truncate_to_micros(t: OffsetDateTime) -> OffsetDateTime {
+    from_micros(to_micros(t)).unwrap_or(t)
+}
+
+/// Times are encoded as an integer number of microseconds: no formatting choices to drift.
+mod unix_micros {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::OffsetDateTime;
+
+    pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(super::to_micros(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        let us = i64::deserialize(d)?;
+        super::from_micros(us).ok_or_else(|| serde::de::Error::custom("time out of range"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idents_refuse_what_could_carry_personal_data_in_clear() {
+        assert!(Ident::new("pseudo_3f2a:1").is_ok());
+        for bad in ["", "Jean Dupont", "jean@example.fr", "é", &"a".repeat(IDENT_MAX + 1)] {
+            assert!(Ident::new(bad).is_err(), "{bad:?} must be refused");
+        }
+        assert!(serde_json::from_str::<Ident>("\"a b\"").is_err());
+    }
+
+    #[test]
+    fn events_round_trip_through_json_to_the_microsecond() {
+        let at = time::macros::datetime!(2026-11-28 12:00:00.123456789 UTC);
+        let e = AuditEvent::system(Operation::ConfigLoaded, at);
+        assert_eq!(e.at, time::macros::datetime!(2026-11-28 12:00:00.123456 UTC));
+        let back: AuditEvent = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+        assert_eq!(back, e);
+    }
+}

@@ -1,0 +1,112 @@
+//! The tamper-evident journal of security- and privacy-relevant events (R45–R47): sign-in
+//! and sign-out, consent, reveals, policy reloads, key operations, admin, DPO and rights
+//! actions. Not one entry per proxied request: per-request facts go to logs and metrics.
+//!
+//! - [`event`]: what an entry says (typed, pseudonymous, no free text);
+//! - [`chain`]: canonical encoding and SHA-256 chaining;
+//! - [`checkpoint`]: Ed25519-signed checkpoints and the signing key;
+//! - [`sink`]: the single batching writer per process;
+//! - [`verify`]: re-checks everything and names the first break;
+//! - [`retention`]: pruning to the configured window, anchored on a checkpoint.
+//!
+//! Design and guarantees: `docs/audit.md`. The consent ledger reuses this mechanism.
+
+pub mod chain;
+pub mod checkpoint;
+pub mod event;
+pub mod retention;
+pub mod sink;
+pub mod verify;
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use checkpoint::{KeyError, Signer, Verifier};
+pub use event::{Actor, ActorKind, AuditEvent, Channel, Ident, KeyAction, Operation, Outcome};
+pub use sink::SinkSettings;
+pub use verify::{Break, Report};
+
+use crate::clock::Clock;
+use crate::store::{Store, StoreError};
+
+/// Events waiting for the writer before `record` makes its callers wait.
+const QUEUE_CAPACITY: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("cannot encode the audit event: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("the audit journal writer has stopped")]
+    Closed,
+    #[error("cannot write the audit journal: {0}")]
+    Store(#[source] Arc<StoreError>),
+}
+
+/// The journal service: queue events, or append and wait for the commit.
+#[derive(Debug)]
+pub struct Audit {
+    tx: mpsc::Sender<sink::Command>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    verifier: Verifier,
+}
+
+impl Audit {
+    /// Starts the writer task on the current runtime.
+    pub fn start(store: Store, signer: Signer, clock: Arc<dyn Clock>, settings: SinkSettings) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let verifier = signer.verifier();
+        let writer = sink::Writer { store, signer: Arc::new(signer), clock, settings };
+        let task = tokio::spawn(writer.run(rx));
+        Self { tx, task: Mutex::new(Some(task)), verifier }
+    }
+
+    /// Queues `event` for the next batch and returns without waiting for the store.
+    pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        let entry = pending(&event)?;
+        self.tx.send(sink::Command::Append { entry, ack: None }).await.map_err(|_| AuditError::Closed)
+    }
+
+    /// Appends `event` and returns its sequence number once it is committed. For actions
+    /// acknowledged to a person (consent, withdrawal): they must never be lost.
+    pub async fn append_sync(&self, event: AuditEvent) -> Result<i64, AuditError> {
+        let entry = pending(&event)?;
+        let (ack, done) = oneshot::channel();
+        self.tx.send(sink::Command::Append { entry, ack: Some(ack) }).await.map_err(|_| AuditError::Closed)?;
+        done.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Returns once everything queued before the call is committed (or given up).
+    pub async fn flush(&self) -> Result<(), AuditError> {
+        let (w, done) = oneshot::channel();
+        self.tx.send(sink::Command::Flush(w)).await.map_err(|_| AuditError::Closed)?;
+        done.await.map_err(|_| AuditError::Closed)
+    }
+
+    /// Commits everything queued and stops the writer; later appends fail with `Closed`.
+    pub async fn shutdown(&self) {
+        let (w, done) = oneshot::channel();
+        if self.tx.send(sink::Command::Shutdown(w)).await.is_ok() {
+            let _ = done.await;
+        }
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    /// The public key checkpoints are checked against.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+}
+
+fn pending(event: &AuditEvent) -> Result<sink::Pending, AuditError> {
+    Ok(sink::Pending {
+        at_us: event.at_micros(),
+        operation: event.operation.name(),
+        subject: event.subject.as_ref().map(|s| s.as_str().to_owned()),
+        body: chain::canonical_body(event)?,
+    })
+}

@@ -1,0 +1,242 @@
+//! The one writer per process. Every append goes through a channel to a single task that
+//! groups what arrives into one transaction (up to `batch_max_entries`, or `batch_max_delay`
+//! after the first entry), so callers never wait for a store write of their own:
+//!
+//! - [`Audit::record`](super::Audit::record) only queues the event (it waits only when the
+//!   queue is full). Such entries can be lost if the process dies before the batch commits:
+//!   at most what arrived during the last `batch_max_delay`.
+//! - [`Audit::append_sync`](super::Audit::append_sync) returns once the entry is committed,
+//!   with its sequence number. The writer commits at once when such an entry is waiting
+//!   (group commit: it takes along whatever else is already queued), so acknowledged
+//!   actions — consent, withdrawal — are never lost.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::AuditError;
+use super::chain::{self, Hash};
+use super::checkpoint::{Signed, Signer};
+use super::event::to_micros;
+use crate::clock::Clock;
+use crate::store::{CheckpointRow, EntryRow, Extension, HeadRow, Store};
+
+/// How many times a failed batch is retried before its entries are given up.
+const COMMIT_ATTEMPTS: u32 = 3;
+
+/// The writer's tuning, from `[audit]`.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkSettings {
+    pub batch_max_entries: usize,
+    pub batch_max_delay: Duration,
+    pub checkpoint_every_entries: i64,
+    pub checkpoint_every: Duration,
+}
+
+/// An event already encoded, waiting for its sequence number.
+#[derive(Debug, Clone)]
+pub(super) struct Pending {
+    pub at_us: i64,
+    pub operation: &'static str,
+    pub subject: Option<String>,
+    pub body: String,
+}
+
+pub(super) type Ack = oneshot::Sender<Result<i64, AuditError>>;
+
+pub(super) enum Command {
+    Append {
+        entry: Pending,
+        ack: Option<Ack>,
+    },
+    /// Commit everything queued before it, then answer.
+    Flush(oneshot::Sender<()>),
+    /// Commit everything queued, answer, and stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// What one round of the writer collected.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<Pending>,
+    acks: Vec<(usize, Ack)>,
+    waiters: Vec<oneshot::Sender<()>>,
+    stop: bool,
+}
+
+impl Batch {
+    /// Someone is waiting for this batch: commit without waiting for more.
+    fn is_urgent(&self) -> bool {
+        !self.acks.is_empty() || !self.waiters.is_empty() || self.stop
+    }
+
+    fn add(&mut self, cmd: Command) {
+        match cmd {
+            Command::Append { entry, ack } => {
+                if let Some(ack) = ack {
+                    self.acks.push((self.entries.len(), ack));
+                }
+                self.entries.push(entry);
+            }
+            Command::Flush(w) => self.waiters.push(w),
+            Command::Shutdown(w) => {
+                self.waiters.push(w);
+                self.stop = true;
+            }
+        }
+    }
+}
+
+pub(super) struct Writer {
+    pub store: Store,
+    pub signer: Arc<Signer>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: SinkSettings,
+}
+
+impl Writer {
+    pub async fn run(self, mut rx: mpsc::Receiver<Command>) {
+        let mut tick = tokio::time::interval(self.settings.checkpoint_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    if self.collect_and_commit(cmd, &mut rx).await {
+                        break;
+                    }
+                }
+                _ = tick.tick() => self.checkpoint_if_due().await,
+            }
+        }
+    }
+
+    /// Gathers a batch starting with `first`, commits it and answers everyone waiting on it.
+    /// Returns whether the writer must stop.
+    async fn collect_and_commit(&self, first: Command, rx: &mut mpsc::Receiver<Command>) -> bool {
+        let mut batch = Batch::default();
+        batch.add(first);
+        let deadline = Instant::now() + self.settings.batch_max_delay;
+        while batch.entries.len() < self.settings.batch_max_entries || batch.stop {
+            let next = if batch.is_urgent() {
+                rx.try_recv().ok()
+            } else {
+                tokio::select! {
+                    cmd = rx.recv() => cmd,
+                    () = tokio::time::sleep_until(deadline) => None,
+                }
+            };
+            match next {
+                Some(cmd) => batch.add(cmd),
+                None => break,
+            }
+            if batch.stop && batch.entries.len() >= self.settings.batch_max_entries {
+                // Shutting down with a long queue: commit in batches of the usual size.
+                self.commit(std::mem::take(&mut batch.entries), std::mem::take(&mut batch.acks)).await;
+            }
+        }
+        self.commit(batch.entries, batch.acks).await;
+        for w in batch.waiters {
+            let _ = w.send(());
+        }
+        batch.stop
+    }
+
+    async fn commit(&self, entries: Vec<Pending>, acks: Vec<(usize, Ack)>) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut attempt = 1;
+        let result = loop {
+            match self.append(&entries).await {
+                Ok(first_seq) => break Ok(first_seq),
+                Err(e) if attempt < COMMIT_ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "audit journal write failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        match result {
+            Ok(first_seq) => {
+                for (i, ack) in acks {
+                    let _ = ack.send(Ok(first_seq + i64::try_from(i).unwrap_or(i64::MAX)));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, lost = entries.len() - acks.len(), refused = acks.len(),
+                    "audit journal write failed; entries not written");
+                let e = Arc::new(e);
+                for (_, ack) in acks {
+                    let _ = ack.send(Err(AuditError::Store(e.clone())));
+                }
+            }
+        }
+    }
+
+    /// Appends `entries` after the head; returns the first one's sequence number.
+    async fn append(&self, entries: &[Pending]) -> Result<i64, crate::store::StoreError> {
+        let now_us = to_micros(self.clock.now());
+        let ext = self.store.audit().append(|head| self.extend(head, entries, now_us)).await?;
+        Ok(ext.entries.first().map_or(ext.head.seq, |e| e.seq))
+    }
+
+    /// Writes a checkpoint of the head when the last one is older than `checkpoint_every`
+    /// and entries came after it.
+    async fn checkpoint_if_due(&self) {
+        let now_us = to_micros(self.clock.now());
+        if let Err(e) = self.store.audit().append(|head| self.extend(head, &[], now_us)).await {
+            tracing::warn!(error = %e, "audit checkpoint failed; will retry");
+        }
+    }
+
+    /// The pure part of an append: numbers, hashes and checkpoints after `head`.
+    fn extend(&self, head: &HeadRow, entries: &[Pending], now_us: i64) -> Extension {
+        // A head that does not parse means the table was tampered with; chaining on zeros keeps
+        // writing possible and `audit verify` reports the break.
+        let mut prev: Hash = chain::parse_hash(&head.hash).unwrap_or([0; 32]);
+        let mut next = head.clone();
+        let mut rows = Vec::with_capacity(entries.len());
+        let mut checkpoints = Vec::new();
+        for e in entries {
+            next.seq += 1;
+            prev = chain::next_hash(&prev, next.seq, &e.body);
+            rows.push(EntryRow {
+                seq: next.seq,
+                at_us: e.at_us,
+                operation: e.operation.to_owned(),
+                subject: e.subject.clone(),
+                body: e.body.clone(),
+                hash: chain::hash_hex(&prev),
+            });
+            if next.seq % self.settings.checkpoint_every_entries.max(1) == 0 {
+                checkpoints.push(self.checkpoint(&mut next, prev, now_us));
+            }
+        }
+        let every_us = i64::try_from(self.settings.checkpoint_every.as_micros()).unwrap_or(i64::MAX);
+        let stale = now_us.saturating_sub(next.checkpoint_at_us) >= every_us;
+        if next.seq > next.checkpoint_seq && stale {
+            checkpoints.push(self.checkpoint(&mut next, prev, now_us));
+        }
+        next.hash = chain::hash_hex(&prev);
+        Extension { entries: rows, checkpoints, head: next }
+    }
+
+    fn checkpoint(&self, head: &mut HeadRow, hash: Hash, now_us: i64) -> CheckpointRow {
+        head.checkpoint_number += 1;
+        head.checkpoint_seq = head.seq;
+        head.checkpoint_at_us = now_us;
+        let signed = Signed { number: head.checkpoint_number, seq: head.seq, hash, at_us: now_us };
+        CheckpointRow {
+            number: signed.number,
+            seq: signed.seq,
+            hash: chain::hash_hex(&hash),
+            at_us: now_us,
+            key_id: self.signer.key_id().to_owned(),
+            signature: crate::clock::hex(&self.signer.sign(&signed)),
+        }
+    }
+}
