@@ -33,6 +33,7 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Random>,
+    pub request_ids: crate::server::middleware::RequestIds,
     /// The active processing activities, shared with the proxy; replaced whole on reload.
     pub policies: Arc<ArcSwap<PolicySet>>,
     /// Where the policies are read from, again on each reload.
@@ -148,6 +149,8 @@ impl Application {
             audit,
             proxy,
             metrics,
+            request_ids: crate::server::middleware::RequestIds::new(deps.random.as_ref())
+                .context("cannot seed request ids")?,
             clock: deps.clock,
             random: deps.random,
             policies,

@@ -30,13 +30,15 @@ pub struct GuardedBody<B> {
     limit: Option<u64>,
     seen: u64,
     idle: Duration,
-    deadline: Pin<Box<Sleep>>,
+    /// Armed only when the inner body makes us wait: most bodies are ready at once, and a
+    /// timer per body would cost a timer-wheel registration on every response.
+    deadline: Option<Pin<Box<Sleep>>>,
     done: Option<oneshot::Sender<()>>,
 }
 
 impl<B> GuardedBody<B> {
     pub fn new(inner: B, limit: Option<u64>, idle: Duration, done: Option<oneshot::Sender<()>>) -> Self {
-        Self { inner, limit, seen: 0, idle, deadline: Box::pin(tokio::time::sleep(idle)), done }
+        Self { inner, limit, seen: 0, idle, deadline: None, done }
     }
 
     fn finish(&mut self) {
@@ -64,8 +66,9 @@ where
                         return Poll::Ready(Some(Err(BodyError::TooLarge { limit })));
                     }
                 }
-                let next = Instant::now() + this.idle;
-                this.deadline.as_mut().reset(next);
+                if let Some(d) = this.deadline.as_mut() {
+                    d.as_mut().reset(Instant::now() + this.idle);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Inner(e.into())))),
@@ -74,7 +77,9 @@ where
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                ready!(this.deadline.as_mut().poll(cx));
+                let idle = this.idle;
+                let deadline = this.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                ready!(deadline.as_mut().poll(cx));
                 Poll::Ready(Some(Err(BodyError::Idle(this.idle))))
             }
         }

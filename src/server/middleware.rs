@@ -13,8 +13,8 @@ use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::clock::random_hex;
-use crate::error::{ErrorCause, GatewayError};
-use crate::metrics::{RequestLabels, RouteLabels};
+use crate::error::ErrorCause;
+use crate::metrics::{Label, RequestLabels, RouteLabels, method_label};
 use crate::proxy::RouteLabel;
 use crate::server::ConnMeta;
 
@@ -29,37 +29,26 @@ pub async fn observe(State(app): State<AppState>, mut req: Request, next: Next) 
     let started = Instant::now();
     let peer = req.extensions().get::<ConnMeta>().map(|m| m.peer.ip());
     let trusted = peer.is_some_and(|ip| app.settings.server.trusted_proxies.iter().any(|n| n.contains(&ip)));
-    let id = match incoming_id(&req).filter(|_| trusted) {
-        Some(id) => id,
-        None => match random_hex::<16>(app.random.as_ref()) {
-            Ok(id) => id,
-            Err(e) => return GatewayError::Internal.respond(false, None, Some(e.to_string())),
-        },
+    let id: Arc<str> = match incoming_id(&req).filter(|_| trusted) {
+        Some(id) => Arc::from(id),
+        None => app.request_ids.next(),
     };
-    let id: Arc<str> = Arc::from(id);
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
-    let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let matched = req.extensions().get::<MatchedPath>().map(|m| Arc::<str>::from(m.as_str()));
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = tracing::field::Empty);
 
     app.metrics.in_flight.inc();
     let mut resp = next.run(req).instrument(span.clone()).await;
     app.metrics.in_flight.dec();
 
-    let route = resp
-        .extensions()
-        .get::<RouteLabel>()
-        .map(|r| r.0.to_string())
-        .or(matched)
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = resp.extensions().get::<RouteLabel>().map(|r| r.0.clone()).or(matched).unwrap_or_else(unmatched);
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
-    app.metrics
-        .requests
-        .get_or_create(&RequestLabels { route: route.clone(), method: method.to_string(), status })
-        .inc();
-    app.metrics.latency.get_or_create(&RouteLabels { route: route.clone() }).observe(elapsed.as_secs_f64());
-    span.record("route", route.as_str());
+    let labels = RequestLabels { route: Label(route.clone()), method: method_label(&method), status };
+    app.metrics.requests.get_or_create(&labels).inc();
+    app.metrics.latency.get_or_create(&RouteLabels { route: Label(route.clone()) }).observe(elapsed.as_secs_f64());
+    span.record("route", &*route);
     let _enter = span.enter();
     let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     match resp.extensions().get::<ErrorCause>() {
@@ -70,6 +59,30 @@ pub async fn observe(State(app): State<AppState>, mut req: Request, next: Next) 
         resp.headers_mut().insert(&X_REQUEST_ID, v);
     }
     resp
+}
+
+fn unmatched() -> Arc<str> {
+    static UNMATCHED: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    UNMATCHED.get_or_init(|| Arc::from("unmatched")).clone()
+}
+
+/// Request ids: a random per-process prefix and a counter. Unique across instances without a
+/// system call per request; they are references for support, not secrets.
+#[derive(Debug)]
+pub struct RequestIds {
+    prefix: String,
+    counter: std::sync::atomic::AtomicU64,
+}
+
+impl RequestIds {
+    pub fn new(random: &dyn crate::clock::Random) -> Result<Self, crate::clock::RandomError> {
+        Ok(Self { prefix: random_hex::<8>(random)?, counter: std::sync::atomic::AtomicU64::new(0) })
+    }
+
+    pub fn next(&self) -> Arc<str> {
+        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Arc::from(format!("{}{n:016x}", self.prefix))
+    }
 }
 
 /// An id set by a trusted front proxy, when it is short and made of safe characters.
