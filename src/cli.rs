@@ -1,13 +1,18 @@
-//! The command line: `serve`, `check`, `migrate`, `demo`, `policy check|register`.
+//! The command line: `serve`, `check`, `migrate`, `demo`, `policy check|register`,
+//! `sessions revoke`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::app::{Application, Deps, spawn_policy_reloader};
+use crate::auth::Auth;
+use crate::auth::session::RevokeTarget;
+use crate::clock::{SystemClock, SystemRandom};
 use crate::config::{ConfigError, Loaded, Validated};
 use crate::policy::{self, PolicySet, PolicySource, register};
 use crate::store::{Store, StoreOptions};
@@ -23,6 +28,7 @@ const EXAMPLES: &str = "Examples:
   guichet serve --config /etc/guichet/guichet.toml   run the gateway
   guichet policy check --dir policies                check the processing-activity files
   guichet policy register --format ods --output registre.ods
+  guichet sessions revoke --subject 3f2a…            end one person's sessions everywhere
 
 Documentation: README.md and docs/configuration.md";
 
@@ -54,6 +60,37 @@ pub enum Command {
     /// Processing activities (policies/): check them, or produce the Art. 30 register.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Sign-in sessions kept in the store.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// End sessions: one person's, or all. Running gateways sharing the store stop
+    /// honouring them within 2 seconds.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct RevokeArgs {
+    /// The person: the identity provider's `sub` (internal account id), or the pseudonym an
+    /// application received in X-Guichet-Subject on any configured route.
+    #[arg(long, value_name = "ID")]
+    pub subject: Option<String>,
+    /// Every session, citizens' and agents'.
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl RevokeArgs {
+    fn target(&self) -> RevokeTarget {
+        match &self.subject {
+            Some(id) if !self.all => RevokeTarget::Subject(id.clone()),
+            _ => RevokeTarget::All,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +138,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Policy(PolicyCommand::Register { args, format, output }) => {
             policy_register(cli.config, &args, format, output)
         }
+        Command::Sessions(SessionsCommand::Revoke(args)) => sessions_revoke(cli.config, &args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -208,14 +246,30 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A one-connection store for the one-shot commands.
+async fn open_store(config: &Validated) -> anyhow::Result<Store> {
+    let opts = StoreOptions { max_connections: 1, acquire_timeout: config.settings.store.acquire_timeout };
+    Store::connect(&config.store_url, &opts).await.context("cannot open the store")
+}
+
 async fn migrate(path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let s = &config.settings.store;
-    let opts = StoreOptions { max_connections: 1, acquire_timeout: s.acquire_timeout };
-    let store = Store::connect(&config.store_url, &opts).await.context("cannot open the store")?;
+    let store = open_store(&config).await?;
     let n = store.migrate().await?;
     let _ =
         writeln!(std::io::stdout(), "{} store: {n} migration(s) applied; schema is up to date.", store.engine().name());
+    Ok(())
+}
+
+/// Ends sessions in the store. The pseudonym key comes from the same place as for `serve`
+/// (configuration or store), so a pseudonym an application reports matches.
+async fn sessions_revoke(path: Option<PathBuf>, args: &RevokeArgs) -> anyhow::Result<()> {
+    let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = open_store(&config).await?;
+    let auth = Auth::build(&config, store, Arc::new(SystemClock), Arc::new(SystemRandom::new())).await?;
+    let routes: Vec<Arc<str>> = config.routes.iter().map(|r| r.name.clone()).collect();
+    let n = auth.revoke_sessions(&args.target(), &routes).await.context("cannot revoke the sessions")?;
+    let _ = writeln!(std::io::stdout(), "{n} session{} revoked.", if n == 1 { "" } else { "s" });
     Ok(())
 }
 

@@ -92,6 +92,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The policy directory the app reads (empty unless `with_policies` wrote files).
     pub policies_dir: PathBuf,
+    /// The store's URL, for a second process on the same store (the CLI).
+    pub store_url: String,
     shutdown: watch::Sender<bool>,
     _dir: TempDir,
 }
@@ -178,6 +180,7 @@ impl TestAppBuilder {
         }
         let mut config = loaded.validate().expect("test configuration must be valid");
         config.store_url = fresh_store_url(self.backend, dir.path()).await;
+        let store_url = secrecy::ExposeSecret::expose_secret(&config.store_url).to_owned();
         let clock = FixedClock::at(time::macros::datetime!(2026-11-28 12:00 UTC));
         let deps = Deps { clock: Arc::new(clock.clone()), random: Arc::new(SystemRandom::new()) };
         let app = Application::build(config, deps).await.expect("the gateway must start");
@@ -190,7 +193,7 @@ impl TestAppBuilder {
         }
         tokio::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        TestApp { clock, addr, admin, state, upstream, client, policies_dir, shutdown, _dir: dir }
+        TestApp { clock, addr, admin, state, upstream, client, policies_dir, store_url, shutdown, _dir: dir }
     }
 }
 
