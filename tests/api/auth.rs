@@ -40,7 +40,7 @@ pub fn cookie(r: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 pub const SESSION: &str = "__Host-guichet-session";
-const LOGIN: &str = "__Host-guichet-login";
+pub const LOGIN: &str = "__Host-guichet-login";
 
 struct Started {
     params: HashMap<String, String>,

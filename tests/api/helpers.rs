@@ -466,6 +466,11 @@ impl GatewayProcess {
     /// Starts `guichet serve` with a configuration routing `/` to `upstream`, JSON logs at
     /// `log_level` captured in a file, and waits until it answers its liveness probe.
     pub async fn start(dir: &FsPath, upstream: SocketAddr, log_level: &str) -> Self {
+        Self::start_with(dir, upstream, log_level, "").await
+    }
+
+    /// Like [`start`](Self::start), with `extra` TOML (sections and routes) appended.
+    pub async fn start_with(dir: &FsPath, upstream: SocketAddr, log_level: &str, extra: &str) -> Self {
         let addr = free_port();
         let config = dir.join("guichet.toml");
         let data_dir = dir.join("data");
@@ -476,6 +481,7 @@ data_dir = {data_dir:?}
 
 [server]
 listen = "{addr}"
+public_url = "http://127.0.0.1"
 max_body_bytes = 2147483648
 
 [admin]
@@ -493,6 +499,8 @@ name = "app"
 path_prefix = "/"
 upstream = "http://{upstream}"
 no_personal_data = true
+
+{extra}
 "#,
             data_dir = data_dir.display().to_string(),
             policy_dir = dir.join("policies").display().to_string(),
