@@ -372,6 +372,33 @@ async fn authorize_request_follows_franceconnect_rules() {
     assert_eq!(s.params["code_challenge_method"], "S256");
 }
 
+#[tokio::test]
+async fn the_client_authenticates_with_client_secret_post_by_default_or_basic() {
+    let (_app, mock, _) = accepted_with(Faults::default()).await;
+    assert_eq!(mock.last_client_auth(), Some("post"));
+    let mock = MockProvider::start().await;
+    let app = spawn_app()
+        .with_citizen_provider(mock.issuer())
+        .with(|s, _| s.auth.citizen.as_mut().unwrap().auth_method = "client_secret_basic".into())
+        .start()
+        .await;
+    assert_eq!(sign_in(&app, &mock).await.status(), 303, "sign-in with client_secret_basic");
+    assert_eq!(mock.last_client_auth(), Some("basic"));
+}
+
+#[tokio::test]
+async fn prompt_login_is_sent_only_when_configured() {
+    let (app, _mock) = setup(Faults::default()).await;
+    assert!(!start(&app, "/.guichet/connexion").await.params.contains_key("prompt"));
+    let mock = MockProvider::start().await;
+    let app = spawn_app()
+        .with_citizen_provider(mock.issuer())
+        .with(|s, _| s.auth.citizen.as_mut().unwrap().prompt_login = true)
+        .start()
+        .await;
+    assert_eq!(start(&app, "/.guichet/connexion").await.params["prompt"], "login");
+}
+
 pub async fn signed_in_request(app: &TestApp, session: &str, path: &str) -> reqwest::Response {
     app.client
         .get(app.url(path))
