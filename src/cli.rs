@@ -1,17 +1,19 @@
-//! The command line: `serve`, `check`, `migrate`, `demo`, `policy check|register`, `audit`.
+//! The command line: `serve`, `check`, `migrate`, `demo`, `policy check|register`, `audit`,
+//! `sessions revoke`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use std::sync::Arc;
-
 use crate::app::{Application, Deps, sink_settings, spawn_policy_reloader};
 use crate::audit::{self, Audit, AuditEvent, Ident, Operation, Signer};
-use crate::clock::{Clock as _, SystemClock};
+use crate::auth::Auth;
+use crate::auth::session::RevokeTarget;
+use crate::clock::{Clock as _, SystemClock, SystemRandom};
 use crate::config::{ConfigError, Loaded, Validated};
 use crate::policy::{self, PolicySet, PolicySource, register};
 use crate::store::{Store, StoreOptions};
@@ -28,6 +30,7 @@ const EXAMPLES: &str = "Examples:
   guichet policy check --dir policies                check the processing-activity files
   guichet policy register --format ods --output registre.ods
   guichet audit verify --config /etc/guichet/guichet.toml  check the audit journal
+  guichet sessions revoke --subject 3f2a…            end one person's sessions everywhere
 
 Documentation: README.md and docs/configuration.md";
 
@@ -64,6 +67,37 @@ pub enum Command {
     /// Processing activities (policies/): check them, or produce the Art. 30 register.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Sign-in sessions kept in the store.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// End sessions: one person's, or all. Running gateways sharing the store stop
+    /// honouring them within 2 seconds.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct RevokeArgs {
+    /// The person: the identity provider's `sub` (internal account id), or the pseudonym an
+    /// application received in X-Guichet-Subject on any configured route.
+    #[arg(long, value_name = "ID")]
+    pub subject: Option<String>,
+    /// Every session, citizens' and agents'.
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl RevokeArgs {
+    fn target(&self) -> RevokeTarget {
+        match &self.subject {
+            Some(id) if !self.all => RevokeTarget::Subject(id.clone()),
+            _ => RevokeTarget::All,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +168,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Audit { command: AuditCommand::SelftestBurst { n, concurrency } } => {
             audit_selftest_burst(cli.config, n, concurrency).await
         }
+        Command::Sessions(SessionsCommand::Revoke(args)) => sessions_revoke(cli.config, &args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -336,6 +371,18 @@ fn print_acked(seq: i64) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "acked {seq}")?;
     out.flush()
+}
+
+/// Ends sessions in the store. The pseudonym key comes from the same place as for `serve`
+/// (configuration or store), so a pseudonym an application reports matches.
+async fn sessions_revoke(path: Option<PathBuf>, args: &RevokeArgs) -> anyhow::Result<()> {
+    let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = open_store(&config, 1).await?;
+    let auth = Auth::build(&config, store, Arc::new(SystemClock), Arc::new(SystemRandom::new())).await?;
+    let routes: Vec<Arc<str>> = config.routes.iter().map(|r| r.name.clone()).collect();
+    let n = auth.revoke_sessions(&args.target(), &routes).await.context("cannot revoke the sessions")?;
+    let _ = writeln!(std::io::stdout(), "{n} session{} revoked.", if n == 1 { "" } else { "s" });
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

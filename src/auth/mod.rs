@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use self::assertion::{AssertionFacts, AssertionKey};
 use self::oidc::{Provider, ProviderInit};
 use self::pseudonym::Pseudonyms;
-use self::session::{Kind, Session, SessionService};
+use self::session::{Kind, RevokeTarget, Session, SessionError, SessionService};
 use crate::clock::{Clock, Random, random_hex};
 use crate::config::{AuthSettings, Validated};
 use crate::routing::Route;
@@ -146,6 +146,23 @@ impl Auth {
         match cookie_value(headers, &self.settings.cookie_name) {
             Some(v) => self.sessions.resolve(v).await,
             None => Ok(None),
+        }
+    }
+
+    /// Ends the sessions an operator names: all, or one person's, known by the provider's
+    /// `sub` or by the pseudonym an upstream received on any of `routes` (an application's
+    /// staff only ever see the pseudonym). Other instances notice within
+    /// [`session::REVALIDATE_AFTER`].
+    pub async fn revoke_sessions(&self, target: &RevokeTarget, routes: &[Arc<str>]) -> Result<u64, SessionError> {
+        match target {
+            RevokeTarget::All => self.sessions.revoke_all().await,
+            RevokeTarget::Subject(id) => {
+                self.sessions
+                    .revoke_where(|s| {
+                        s.subject == *id || routes.iter().any(|route| self.pseudonyms.for_route(s, route) == *id)
+                    })
+                    .await
+            }
         }
     }
 
@@ -302,9 +319,12 @@ pub fn clear_cookie(name: &str) -> HeaderValue {
     set_cookie(name, "", Some(0))
 }
 
+/// The gateway's own pages a sign-in may come back to (they check the session themselves).
+const RETURNABLE_OWN_PAGES: &[&str] = &[crate::policy::pages::REGISTER_PATH];
+
 /// A return path that stays on this site: one leading `/`, never `//`, `/\`, a scheme, a
 /// backslash or a control character, in raw or percent-decoded form, and never the
-/// gateway's own pages.
+/// gateway's own pages but those in [`RETURNABLE_OWN_PAGES`].
 pub fn safe_return_path(p: &str) -> Option<&str> {
     if p.len() > 2048 {
         return None;
@@ -315,7 +335,7 @@ pub fn safe_return_path(p: &str) -> Option<&str> {
         if rest.starts_with(['/', '\\'])
             || form.contains('\\')
             || form.chars().any(char::is_control)
-            || crate::routing::is_reserved(form)
+            || (crate::routing::is_reserved(form) && !RETURNABLE_OWN_PAGES.contains(&form))
         {
             return None;
         }
@@ -334,7 +354,7 @@ mod tests {
 
     #[test]
     fn return_paths_stay_on_site() {
-        for ok in ["/", "/demarches?x=1", "/a/b%20c"] {
+        for ok in ["/", "/demarches?x=1", "/a/b%20c", "/.guichet/dpo/registre"] {
             assert_eq!(safe_return_path(ok), Some(ok), "{ok}");
         }
         for bad in [
@@ -348,6 +368,7 @@ mod tests {
             "/%5Cevil.example",
             "/\\/evil.example",
             "/.guichet/deconnexion",
+            "/.guichet/dpo/registre/../../deconnexion",
             "/a\nb",
             "",
         ] {

@@ -42,6 +42,15 @@ impl Kind {
     }
 }
 
+/// Which sessions an operator ends (`guichet sessions revoke`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeTarget {
+    All,
+    /// One person: the provider's `sub` (the internal account key) or a pseudonym an
+    /// upstream received in `X-Guichet-Subject`.
+    Subject(String),
+}
+
 /// A live session, as the proxy phases see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -214,6 +223,30 @@ impl SessionService {
             });
         }
         Ok(n)
+    }
+
+    /// Ends every live session (admin); returns how many.
+    pub async fn revoke_all(&self) -> Result<u64, SessionError> {
+        if let Ok(mut c) = self.cache.lock() {
+            c.clear();
+        }
+        Ok(self.store.sessions().revoke_all(self.clock.now()).await?)
+    }
+
+    /// Ends the live sessions `matches` selects (admin); returns how many. Rows that no
+    /// longer parse are left to expire: they cannot be resolved anyway.
+    pub async fn revoke_where(&self, matches: impl Fn(&Session) -> bool) -> Result<u64, SessionError> {
+        let now = self.clock.now();
+        let mut ended = 0;
+        for row in self.store.sessions().list_live(now).await? {
+            if from_row(&row).is_ok_and(|s| matches(&s)) {
+                self.forget(&row.id_hash);
+                if self.store.sessions().revoke(&row.id_hash, now).await? {
+                    ended += 1;
+                }
+            }
+        }
+        Ok(ended)
     }
 
     fn touch_interval(&self) -> time::Duration {

@@ -301,6 +301,9 @@ pub struct AuthSettings {
     /// How agents get roles: every matching rule grants its role.
     #[serde(default)]
     pub agent_roles: Vec<RoleRule>,
+    /// The agent role that opens the DPO's register page (`/.guichet/dpo/registre`).
+    #[serde(default = "default_dpo_role")]
+    pub dpo_role: String,
 }
 
 /// One OpenID Connect provider.
@@ -451,6 +454,10 @@ fn default_session_idle() -> Duration {
 fn default_session_absolute() -> Duration {
     Duration::from_secs(12 * 3600)
 }
+fn default_dpo_role() -> String {
+    "dpo".to_owned()
+}
+
 fn default_cookie_name() -> String {
     "__Host-guichet-session".to_owned()
 }

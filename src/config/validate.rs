@@ -132,6 +132,9 @@ fn validate_auth(loaded: &Loaded, problems: &mut Vec<Problem>) -> AuthSecrets {
     if pseudonym_key.as_ref().is_some_and(|k| k.expose_secret().len() < 32) {
         problems.push(src.problem("auth.pseudonym_key", "must be at least 32 characters long"));
     }
+    if a.dpo_role.trim().is_empty() {
+        problems.push(src.problem("auth.dpo_role", "must not be empty (the DPO's register page would admit no one)"));
+    }
     let any_provider = a.citizen.is_some() || a.agent.is_some();
     match &s.server.public_url {
         Some(u) => {

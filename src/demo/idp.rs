@@ -112,6 +112,14 @@ fn agents() -> Vec<Person> {
             DEMO_SIRET,
         ),
         a(
+            "nadia",
+            "Nadia BERGER, déléguée à la protection des données (rôle dpo)",
+            "Nadia",
+            "BERGER",
+            "nadia.berger@mairie-demo.fr",
+            DEMO_SIRET,
+        ),
+        a(
             "externe",
             "Inès FAURE, autre administration (aucun rôle)",
             "Inès",

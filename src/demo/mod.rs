@@ -63,6 +63,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let _ = writeln!(out, "  Open {url} in your browser.");
     let _ = writeln!(out, "  Citizen pages: {url}cantine, {url}etat-civil (sign in with a test citizen)");
     let _ = writeln!(out, "  Agent back-office: {url}recu (sign in with a test agent)");
+    let _ = writeln!(out, "  DPO register: {url}.guichet/dpo/registre (sign in as Nadia BERGER, role dpo)");
     let _ = writeln!(out, "  Demonstration identity provider: {}", idp.citizen_issuer);
     let _ = writeln!(out, "  Demo town-hall application (behind the gateway): http://{townhall}/");
     if let Some(admin) = app.admin_addr() {
@@ -140,6 +141,12 @@ fn configure_sign_in(s: &mut crate::config::Settings, idp: &idp::DemoIdp) {
         siret: vec![idp::DEMO_SIRET.into()],
         email_domains: vec![idp::DEMO_DOMAIN.into()],
         uids: vec!["lucie".into()],
+    });
+    s.auth.agent_roles.push(RoleRule {
+        role: "dpo".into(),
+        siret: vec![idp::DEMO_SIRET.into()],
+        email_domains: vec![idp::DEMO_DOMAIN.into()],
+        uids: vec!["nadia".into()],
     });
     s.auth.agent_roles.push(RoleRule {
         role: "agent".into(),

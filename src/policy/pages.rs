@@ -1,23 +1,27 @@
 //! The gateway's own policy pages: citizen notices under `/.guichet/informations` and the
-//! DPO's register at `/.guichet/dpo/registre` (DPO-role protected once sign-in lands).
+//! DPO's register at `/.guichet/dpo/registre`, for agents holding `auth.dpo_role` only.
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::notice::{self, Notice};
 use super::register;
-use crate::app::AppState;
+use crate::app::{App, AppState};
+use crate::auth::session::Kind;
 use crate::error::{GatewayError, wants_html};
 use crate::server::RequestId;
+
+/// The DPO's register page; also a sign-in return path (see `auth::safe_return_path`).
+pub const REGISTER_PATH: &str = "/.guichet/dpo/registre";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/.guichet/informations", get(index))
         .route("/.guichet/informations/{activity}", get(activity_notice))
-        .route("/.guichet/dpo/registre", get(registre))
+        .route(REGISTER_PATH, get(registre))
 }
 
 fn html(body: String) -> Response {
@@ -64,9 +68,25 @@ async fn activity_notice(State(app): State<AppState>, Path(activity): Path<Strin
 }
 
 async fn registre(State(app): State<AppState>, req: Request) -> Response {
+    if let Err(e) = dpo_only(&app, req.headers()).await {
+        let rid = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+        return e.respond(wants_html(req.headers()), rid.as_deref(), None);
+    }
     let set = app.policies.load();
     match register::to_html(&set) {
         Ok(body) => html(body),
         Err(e) => internal(&req, e.to_string()),
+    }
+}
+
+/// The register describes every processing activity of the town hall: only its DPO (an
+/// agent holding `auth.dpo_role`) reads it here. A browser without a session is sent to the
+/// agents' sign-in and back; other clients get 401; anyone else signed in, 403.
+async fn dpo_only(app: &App, headers: &HeaderMap) -> Result<(), GatewayError> {
+    let session = app.auth.identify(headers).await.map_err(|_| GatewayError::StoreUnavailable)?;
+    match session {
+        None => Err(GatewayError::SignInRequired { agent: true, acr: None, return_to: REGISTER_PATH.to_owned() }),
+        Some(s) if s.kind == Kind::Agent && s.roles.contains(&app.auth.settings.dpo_role) => Ok(()),
+        Some(_) => Err(GatewayError::Forbidden("the register is for the data protection officer")),
     }
 }

@@ -97,6 +97,22 @@ impl<'a> Sessions<'a> {
         Ok(n)
     }
 
+    /// Every live session (not revoked, not past its absolute timeout): what the admin
+    /// command searches when it is given a pseudonym, which only the HMAC can match.
+    pub async fn list_live(&self, now: OffsetDateTime) -> Result<Vec<SessionRow>, StoreError> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM auth_sessions WHERE revoked_at IS NULL AND expires_at > $1");
+        let rows = with_pool!(self.store.db(), p => sqlx::query_as::<_, SessionRow>(sqlx::AssertSqlSafe(sql))
+            .bind(now).fetch_all(p).await?);
+        Ok(rows)
+    }
+
+    /// Ends every live session (admin `--all`); returns how many.
+    pub async fn revoke_all(&self, at: OffsetDateTime) -> Result<u64, StoreError> {
+        let sql = "UPDATE auth_sessions SET revoked_at = $1 WHERE revoked_at IS NULL";
+        let n = with_pool!(self.store.db(), p => sqlx::query(sql).bind(at).execute(p).await?.rows_affected());
+        Ok(n)
+    }
+
     pub async fn insert_pending_login(&self, l: &PendingLogin) -> Result<(), StoreError> {
         let sql = "INSERT INTO auth_pending_logins (state_hash, kind, nonce, pkce_verifier, return_to, acr, expires_at) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7)";

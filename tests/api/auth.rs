@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use guichet::auth::jose::{self, JwkSet, PINNED_ALGS};
+use guichet::auth::session::RevokeTarget;
 use guichet::clock::Clock as _;
 use serde_json::{Value, json};
 
@@ -32,14 +33,14 @@ fn set_cookies(r: &reqwest::Response) -> Vec<String> {
 }
 
 /// The value a response sets for cookie `name` (empty when it clears it).
-fn cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+pub fn cookie(r: &reqwest::Response, name: &str) -> Option<String> {
     set_cookies(r)
         .iter()
         .find_map(|c| c.strip_prefix(&format!("{name}=")).map(|v| v.split(';').next().unwrap().to_owned()))
 }
 
-const SESSION: &str = "__Host-guichet-session";
-const LOGIN: &str = "__Host-guichet-login";
+pub const SESSION: &str = "__Host-guichet-session";
+pub const LOGIN: &str = "__Host-guichet-login";
 
 struct Started {
     params: HashMap<String, String>,
@@ -371,7 +372,34 @@ async fn authorize_request_follows_franceconnect_rules() {
     assert_eq!(s.params["code_challenge_method"], "S256");
 }
 
-async fn signed_in_request(app: &TestApp, session: &str, path: &str) -> reqwest::Response {
+#[tokio::test]
+async fn the_client_authenticates_with_client_secret_post_by_default_or_basic() {
+    let (_app, mock, _) = accepted_with(Faults::default()).await;
+    assert_eq!(mock.last_client_auth(), Some("post"));
+    let mock = MockProvider::start().await;
+    let app = spawn_app()
+        .with_citizen_provider(mock.issuer())
+        .with(|s, _| s.auth.citizen.as_mut().unwrap().auth_method = "client_secret_basic".into())
+        .start()
+        .await;
+    assert_eq!(sign_in(&app, &mock).await.status(), 303, "sign-in with client_secret_basic");
+    assert_eq!(mock.last_client_auth(), Some("basic"));
+}
+
+#[tokio::test]
+async fn prompt_login_is_sent_only_when_configured() {
+    let (app, _mock) = setup(Faults::default()).await;
+    assert!(!start(&app, "/.guichet/connexion").await.params.contains_key("prompt"));
+    let mock = MockProvider::start().await;
+    let app = spawn_app()
+        .with_citizen_provider(mock.issuer())
+        .with(|s, _| s.auth.citizen.as_mut().unwrap().prompt_login = true)
+        .start()
+        .await;
+    assert_eq!(start(&app, "/.guichet/connexion").await.params["prompt"], "login");
+}
+
+pub async fn signed_in_request(app: &TestApp, session: &str, path: &str) -> reqwest::Response {
     app.client
         .get(app.url(path))
         .header("accept", "text/html")
@@ -609,13 +637,80 @@ async fn a_revoked_session_stops_working_on_another_instance_within_two_seconds(
     assert_eq!(signed_in_request(&app, &session, "/prive").await.status(), 303);
 }
 
+// --- Admin revocation (`guichet sessions revoke`). ---
+
+#[tokio::test]
+async fn an_operator_revokes_a_person_by_the_pseudonym_an_application_saw() {
+    let (app, mock, session) = accepted_with(Faults::default()).await;
+    let other = cookie(&sign_in_at(&app, &mock, "/.guichet/connexion", "sub-other").await, SESSION).unwrap();
+    assert_eq!(signed_in_request(&app, &session, "/autre").await.status(), 200);
+    let pseudonym = app.upstream.last().headers["x-guichet-subject"].to_str().unwrap().to_owned();
+    let routes: Vec<Arc<str>> = app.state.proxy.routes().iter().map(|r| r.name.clone()).collect();
+    let target = RevokeTarget::Subject(pseudonym);
+    assert_eq!(app.state.auth.revoke_sessions(&target, &routes).await.unwrap(), 1);
+    assert_eq!(signed_in_request(&app, &session, "/prive").await.status(), 303, "ends at once here");
+    assert_eq!(signed_in_request(&app, &other, "/prive").await.status(), 200, "others keep theirs");
+    let unknown = RevokeTarget::Subject("0".repeat(64));
+    assert_eq!(app.state.auth.revoke_sessions(&unknown, &routes).await.unwrap(), 0);
+}
+
+/// Runs `guichet sessions revoke ARGS` as an operator would, on `app`'s store.
+fn revoke_command(app: &TestApp, args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("guichet.toml");
+    let toml = format!(
+        "version = 1\ndata_dir = {data:?}\n\n[store]\nurl = {url:?}\n\n[[routes]]\nname = \"app\"\n\
+         path_prefix = \"/\"\nupstream = \"http://127.0.0.1:9\"\nno_personal_data = true\n",
+        data = dir.path().display().to_string(),
+        url = app.store_url,
+    );
+    std::fs::write(&config, toml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["sessions", "revoke", "--config"])
+        .arg(&config)
+        .args(args)
+        .env_remove("GUICHET_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn the_revoke_command_ends_sessions_on_running_instances_within_two_seconds(backend: Backend) {
+    let mock = MockProvider::start().await;
+    let app = spawn_app().backend(backend).with_citizen_provider(mock.issuer()).start().await;
+    let angela = cookie(&sign_in(&app, &mock).await, SESSION).unwrap();
+    let other = cookie(&sign_in_at(&app, &mock, "/.guichet/connexion", "sub-other").await, SESSION).unwrap();
+    assert_eq!(signed_in_request(&app, &angela, "/prive").await.status(), 200);
+    // By the internal id (the provider's `sub`), from another process.
+    assert_eq!(revoke_command(&app, &["--subject", "sub-angela"]), "1 session revoked.\n");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(signed_in_request(&app, &angela, "/prive").await.status(), 303);
+    assert_eq!(signed_in_request(&app, &other, "/prive").await.status(), 200);
+    // Everyone.
+    assert_eq!(revoke_command(&app, &["--all"]), "1 session revoked.\n");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(signed_in_request(&app, &other, "/prive").await.status(), 303);
+    assert_eq!(live_sessions(&app).await, 0);
+}
+
+crate::on_both_stores!(the_revoke_command_ends_sessions_on_running_instances_within_two_seconds);
+
+#[test]
+fn the_revoke_command_needs_exactly_one_target() {
+    for args in [&["sessions", "revoke"][..], &["sessions", "revoke", "--all", "--subject", "x"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_guichet")).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?} is a usage error");
+    }
+}
+
 // --- Agents. ---
 
-fn agent_info(siret: &str, email: &str) -> Value {
+pub fn agent_info(siret: &str, email: &str) -> Value {
     json!({ "given_name": "Lucie", "usual_name": "MARTIN", "email": email, "uid": "agent-1", "siret": siret, "idp_id": "fia1" })
 }
 
-async fn agent_sign_in(app: &TestApp, mock: &MockProvider, info: Value, cookies: &str) -> reqwest::Response {
+pub async fn agent_sign_in(app: &TestApp, mock: &MockProvider, info: Value, cookies: &str) -> reqwest::Response {
     let r = app.get("/.guichet/agent/connexion?retour=/agents").await;
     assert_eq!(r.status(), 303);
     let url = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();

@@ -127,3 +127,53 @@ fn the_shipped_example_configuration_is_valid() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn every_auth_problem_is_reported_with_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"version = 1
+
+[auth]
+cookie_name = "session"
+session_idle_timeout = "13h"
+pseudonym_key = "short"
+dpo_role = " "
+
+[auth.citizen]
+issuer = "http://idp.example.fr/api/v2"
+client_id = "guichet"
+auth_method = "client_secret_jwt"
+acr = "eidas9"
+
+[[auth.agent_roles]]
+role = "etat-civil"
+
+[[routes]]
+name = "agents"
+path_prefix = "/agents"
+upstream = "http://127.0.0.1:3000"
+access = "agent"
+roles = ["dpo"]
+"#;
+    let path = write(&dir, text);
+    let err = Loaded::load(Some(&path), no_env()).unwrap().validate().unwrap_err();
+    let shown = err.to_string();
+    let file = path.display().to_string();
+    for (line, key) in [
+        (4, "auth.cookie_name"),
+        (5, "auth.session_idle_timeout"),
+        (6, "auth.pseudonym_key"),
+        (7, "auth.dpo_role"),
+        (10, "auth.citizen.issuer"),
+        (12, "auth.citizen.auth_method"),
+        (13, "auth.citizen.acr"),
+        (22, "routes[0].access"),
+        (23, "routes[0].roles"),
+    ] {
+        assert!(shown.contains(&format!("{file}:{line}:1: key `{key}`")), "{key} at line {line}:\n{shown}");
+    }
+    for key in ["server.public_url", "auth.citizen.client_secret", "auth.agent_roles[0]"] {
+        assert!(shown.contains(&format!("key `{key}`")), "{key}:\n{shown}");
+    }
+    assert!(!shown.contains("short"), "secrets are never shown: {shown}");
+}

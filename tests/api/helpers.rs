@@ -92,6 +92,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The policy directory the app reads (empty unless `with_policies` wrote files).
     pub policies_dir: PathBuf,
+    /// The store's URL, for a second process on the same store (the CLI).
+    pub store_url: String,
     shutdown: watch::Sender<bool>,
     _dir: TempDir,
 }
@@ -178,6 +180,7 @@ impl TestAppBuilder {
         }
         let mut config = loaded.validate().expect("test configuration must be valid");
         config.store_url = fresh_store_url(self.backend, dir.path()).await;
+        let store_url = secrecy::ExposeSecret::expose_secret(&config.store_url).to_owned();
         let clock = FixedClock::at(time::macros::datetime!(2026-11-28 12:00 UTC));
         let deps = Deps { clock: Arc::new(clock.clone()), random: Arc::new(SystemRandom::new()) };
         let app = Application::build(config, deps).await.expect("the gateway must start");
@@ -190,7 +193,7 @@ impl TestAppBuilder {
         }
         tokio::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        TestApp { clock, addr, admin, state, upstream, client, policies_dir, shutdown, _dir: dir }
+        TestApp { clock, addr, admin, state, upstream, client, policies_dir, store_url, shutdown, _dir: dir }
     }
 }
 
@@ -463,6 +466,11 @@ impl GatewayProcess {
     /// Starts `guichet serve` with a configuration routing `/` to `upstream`, JSON logs at
     /// `log_level` captured in a file, and waits until it answers its liveness probe.
     pub async fn start(dir: &FsPath, upstream: SocketAddr, log_level: &str) -> Self {
+        Self::start_with(dir, upstream, log_level, "").await
+    }
+
+    /// Like [`start`](Self::start), with `extra` TOML (sections and routes) appended.
+    pub async fn start_with(dir: &FsPath, upstream: SocketAddr, log_level: &str, extra: &str) -> Self {
         let addr = free_port();
         let config = dir.join("guichet.toml");
         let data_dir = dir.join("data");
@@ -473,6 +481,7 @@ data_dir = {data_dir:?}
 
 [server]
 listen = "{addr}"
+public_url = "http://127.0.0.1"
 max_body_bytes = 2147483648
 
 [admin]
@@ -490,6 +499,8 @@ name = "app"
 path_prefix = "/"
 upstream = "http://{upstream}"
 no_personal_data = true
+
+{extra}
 "#,
             data_dir = data_dir.display().to_string(),
             policy_dir = dir.join("policies").display().to_string(),

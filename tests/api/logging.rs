@@ -1,7 +1,15 @@
 //! Nothing personal reaches the logs: run the real binary at debug level with JSON logs and
 //! look for the secrets a request carried.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use guichet::clock::{Clock as _, SystemClock};
+use serde_json::json;
+
+use crate::auth::{LOGIN, SESSION, cookie};
 use crate::helpers::{GatewayProcess, TestUpstream, init};
+use crate::oidc_mock::{CLIENT_ID, CLIENT_SECRET, Faults, MockProvider};
 
 #[tokio::test]
 async fn query_strings_cookies_authorization_paths_and_bodies_are_never_logged() {
@@ -42,5 +50,109 @@ async fn query_strings_cookies_authorization_paths_and_bodies_are_never_logged()
     }
     for line in log.lines().filter(|l| l.starts_with('{')) {
         serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
+}
+
+/// A citizen provider and a citizen route `/prive` receiving three claims.
+fn sign_in_config(issuer: &str, upstream: std::net::SocketAddr) -> String {
+    format!(
+        r#"[auth.citizen]
+issuer = "{issuer}"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+scopes = ["openid", "identite_pivot"]
+
+[[routes]]
+name = "prive"
+path_prefix = "/prive"
+upstream = "http://{upstream}"
+no_personal_data = true
+access = "citizen"
+claims = ["given_name", "family_name", "birthdate"]
+"#
+    )
+}
+
+/// The real binary runs on the system clock: the mock's tokens must carry real times.
+fn real_time_tokens() -> Faults {
+    Faults {
+        id_tweak: Some(Arc::new(|c| {
+            let now = SystemClock.now().unix_timestamp();
+            c.insert("iat".into(), json!(now));
+            c.insert("auth_time".into(), json!(now));
+            c.insert("exp".into(), json!(now + 60));
+        })),
+        ..Faults::default()
+    }
+}
+
+#[tokio::test]
+async fn identity_claims_session_ids_tokens_and_assertions_are_never_logged() {
+    init();
+    let upstream = TestUpstream::start().await;
+    let mock = MockProvider::start().await;
+    mock.set_faults(real_time_tokens());
+    let dir = tempfile::tempdir().unwrap();
+    let extra = sign_in_config(&mock.issuer(), upstream.addr);
+    let mut gw = GatewayProcess::start_with(dir.path(), upstream.addr, "debug", &extra).await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let base = format!("http://{}", gw.addr);
+
+    // Sign in: start, the provider's code, the callback.
+    let r = client.get(format!("{base}/.guichet/connexion?retour=/prive")).send().await.unwrap();
+    let login = cookie(&r, LOGIN).unwrap();
+    let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let params: HashMap<String, String> = authorize.query_pairs().into_owned().collect();
+    let userinfo = json!({
+        "given_name": "Zéphirine Ombeline", "family_name": "QUENEHERVE", "birthdate": "1931-07-13",
+        "gender": "female", "birthplace": "2A115", "birthcountry": "99100", "email": "zephirine.q@example.fr"
+    });
+    let code = mock.issue_code(&params, "sub-zephirine-7731", userinfo);
+    let r = client
+        .get(format!("{base}/.guichet/oidc/callback?code={code}&state={}", params["state"]))
+        .header("cookie", format!("{LOGIN}={login}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "sign-in must succeed: {:?}", r.text().await);
+    let session = cookie(&r, SESSION).unwrap();
+
+    // A signed-in request: the upstream gets the identity headers.
+    let r = client.get(format!("{base}/prive/dossier")).header("cookie", format!("{SESSION}={session}")).send().await;
+    assert_eq!(r.unwrap().status(), 200);
+    let assertion = upstream.last().headers["x-guichet-assertion"].to_str().unwrap().to_owned();
+    let pseudonym = upstream.last().headers["x-guichet-subject"].to_str().unwrap().to_owned();
+
+    // Logout: the redirect carries the ID token as `id_token_hint`.
+    let r = client.get(format!("{base}/.guichet/deconnexion")).header("cookie", format!("{SESSION}={session}")).send();
+    let r = r.await.unwrap();
+    let end = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let q: HashMap<String, String> = end.query_pairs().into_owned().collect();
+    let id_token = q["id_token_hint"].clone();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    gw.stop();
+
+    let log = gw.log();
+    assert!(log.contains("\"signed in\""), "the sign-in was not logged at all:\n{log}");
+    assert!(log.contains("\"route\":\"prive\""), "the signed-in request was not logged at all:\n{log}");
+    for secret in [
+        "Zéphirine",
+        "Z\\u00e9phirine",
+        "QUENEHERVE",
+        "1931-07-13",
+        "2A115",
+        "zephirine.q",
+        "sub-zephirine-7731",
+        &pseudonym,
+        &session,
+        &login,
+        &params["state"],
+        &params["nonce"],
+        &code,
+        &q["state"],
+        &id_token,
+        &assertion,
+    ] {
+        assert!(!log.contains(secret), "`{secret}` reached the log:\n{log}");
     }
 }

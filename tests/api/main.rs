@@ -11,6 +11,7 @@ mod auth;
 mod browser;
 mod config;
 mod health;
+mod interop;
 mod logging;
 mod metrics;
 mod notice;

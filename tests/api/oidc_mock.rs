@@ -98,6 +98,8 @@ struct Inner {
     jwks_fetches: Mutex<u32>,
     /// The code verifier received at the token endpoint, if any.
     last_code_verifier: Mutex<Option<String>>,
+    /// How the client authenticated at the token endpoint last: `post` or `basic`.
+    last_client_auth: Mutex<Option<&'static str>>,
 }
 
 #[derive(Clone)]
@@ -139,6 +141,7 @@ impl MockProvider {
             tokens: Mutex::new(HashMap::new()),
             jwks_fetches: Mutex::new(0),
             last_code_verifier: Mutex::new(None),
+            last_client_auth: Mutex::new(None),
         });
         let app = Router::new()
             .route("/api/v2/.well-known/openid-configuration", get(discovery))
@@ -160,6 +163,10 @@ impl MockProvider {
 
     pub fn jwks_fetches(&self) -> u32 {
         *self.inner.jwks_fetches.lock().unwrap()
+    }
+
+    pub fn last_client_auth(&self) -> Option<&'static str> {
+        *self.inner.last_client_auth.lock().unwrap()
     }
 
     pub fn last_code_verifier(&self) -> Option<String> {
@@ -272,12 +279,32 @@ async fn jwks(State(inner): State<Arc<Inner>>) -> Response {
     axum::Json(json!({ "keys": keys })).into_response()
 }
 
-async fn token(State(inner): State<Arc<Inner>>, Form(form): Form<HashMap<String, String>>) -> Response {
-    if form.get("client_id").map(String::as_str) != Some(&inner.client_id)
-        || form.get("client_secret").map(String::as_str) != Some(&inner.client_secret)
-    {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "invalid_client"}))).into_response();
+/// `client_secret_post` (id and secret in the form) or `client_secret_basic` (RFC 6749
+/// §2.3.1: each form-urlencoded, then HTTP Basic); `None` when neither matches.
+fn client_auth(inner: &Inner, headers: &HeaderMap, form: &HashMap<String, String>) -> Option<&'static str> {
+    use base64::Engine as _;
+    let posted = form.get("client_id").map(String::as_str) == Some(&inner.client_id)
+        && form.get("client_secret").map(String::as_str) == Some(&inner.client_secret);
+    if posted {
+        return Some("post");
     }
+    let basic = headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Basic ")?;
+    let raw = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(basic).ok()?).ok()?;
+    let (id, secret) = raw.split_once(':')?;
+    let decode = |v: &str| url::form_urlencoded::parse(format!("v={v}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    let matches = decode(id)? == inner.client_id && decode(secret)? == inner.client_secret;
+    (matches && !form.contains_key("client_secret")).then_some("basic")
+}
+
+async fn token(
+    State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let Some(method) = client_auth(&inner, &headers, &form) else {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "invalid_client"}))).into_response();
+    };
+    *inner.last_client_auth.lock().unwrap() = Some(method);
     let Some(grant) = form.get("code").and_then(|c| inner.grants.lock().unwrap().remove(c)) else {
         return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"}))).into_response();
     };

@@ -4,7 +4,13 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::helpers::spawn_app;
+use guichet::config::RoleRule;
+
+use crate::auth::{SESSION, agent_info, agent_sign_in, cookie, signed_in_request};
+use crate::helpers::{TestApp, spawn_app};
+use crate::oidc_mock::MockProvider;
+
+const REGISTER: &str = "/.guichet/dpo/registre";
 
 fn register(format: &str) -> Vec<u8> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -59,13 +65,59 @@ fn ods_and_pia_exports_are_produced() {
     }
 }
 
-#[tokio::test]
-async fn the_dpo_page_shows_the_register() {
+/// A gateway with the cantine policy and agents signing in at `agents`; agents whose email
+/// is at `dpo.example.fr` get the `dpo` role.
+async fn app_with_a_dpo(agents: &MockProvider) -> TestApp {
     let cantine = include_str!("../../policies/cantine.toml");
-    let app = spawn_app().with_policies(&[("cantine.toml", cantine)]).start().await;
-    let resp = app.get("/.guichet/dpo/registre").await;
+    spawn_app()
+        .with_policies(&[("cantine.toml", cantine)])
+        .with_agent_provider(agents.issuer())
+        .with(|s, _| {
+            s.auth.agent_roles.push(RoleRule {
+                role: "dpo".into(),
+                siret: vec![],
+                email_domains: vec!["dpo.example.fr".into()],
+                uids: vec![],
+            });
+        })
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn the_dpo_page_shows_the_register_to_the_dpo_only() {
+    let agents = MockProvider::start().await;
+    let app = app_with_a_dpo(&agents).await;
+    // A browser without a session goes to the agents' sign-in, and will come back here.
+    let r = app.client.get(app.url(REGISTER)).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/.guichet/agent/connexion?retour=%2F.guichet%2Fdpo%2Fregistre");
+    // Other clients without a session: 401 problem+json.
+    let r = app.client.get(app.url(REGISTER)).header("accept", "application/json").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // An agent without the role: 403.
+    let r = agent_sign_in(&app, &agents, agent_info("21750001600019", "lucie@mairie.example.fr"), "").await;
+    let clerk = cookie(&r, SESSION).unwrap();
+    assert_eq!(signed_in_request(&app, &clerk, REGISTER).await.status(), 403);
+    // The DPO reads the register.
+    let r = agent_sign_in(&app, &agents, agent_info("21750001600019", "delegue@dpo.example.fr"), "").await;
+    let dpo = cookie(&r, SESSION).unwrap();
+    let resp = signed_in_request(&app, &dpo, REGISTER).await;
     assert_eq!(resp.status(), 200);
     let html = resp.text().await.unwrap();
     assert!(html.contains("<caption>Inscription à la cantine scolaire"));
     assert!(html.contains("<th scope=\"row\">Délais d&#39;effacement (f)</th>") || html.contains("Délais d"), "{html}");
+}
+
+#[tokio::test]
+async fn the_dpo_role_is_configurable() {
+    let agents = MockProvider::start().await;
+    let app = spawn_app()
+        .with_agent_provider(agents.issuer())
+        .with(|s, _| s.auth.dpo_role = "etat-civil".into())
+        .start()
+        .await;
+    let r = agent_sign_in(&app, &agents, agent_info("21750001600019", "lucie@mairie.example.fr"), "").await;
+    let agent = cookie(&r, SESSION).unwrap();
+    assert_eq!(signed_in_request(&app, &agent, REGISTER).await.status(), 200);
 }

@@ -16,16 +16,28 @@ after(async () => {
   demo?.stop();
 });
 
-/** Opens `path` with JavaScript off (how citizens may browse), then audits it with axe. */
-async function visitAccessible(path) {
+/**
+ * Opens `path` with JavaScript off (how citizens may browse), then audits it with axe. With
+ * `signInAs`, the page first sends to the demonstration provider's pick-list, where the
+ * button named `signInAs` signs in and comes back to `path`.
+ */
+async function visitAccessible(path, { signInAs } = {}) {
   const noJs = await browser.newContext({ javaScriptEnabled: false, locale: 'fr-FR' });
   const page = await noJs.newPage();
-  const resp = await page.goto(`${demo.base}${path}`);
+  let resp = await page.goto(`${demo.base}${path}`);
+  if (signInAs) {
+    assert.match(await page.locator('body').innerText(), /Démonstration/, 'sent to the demo provider');
+    [resp] = await Promise.all([
+      page.waitForResponse((r) => r.url() === `${demo.base}${path}`),
+      page.getByRole('button', { name: signInAs }).click(),
+    ]);
+  }
   assert.equal(resp.status(), 200, path);
   assert.equal(await page.getAttribute('html', 'lang'), 'fr');
   assert.equal(await page.locator('h1').count(), 1, `${path} has one h1`);
   const text = await page.locator('body').innerText();
-  const audit = await browser.newContext({ bypassCSP: true });
+  // The audit context shares the session, if any.
+  const audit = await browser.newContext({ bypassCSP: true, storageState: await noJs.storageState() });
   const probe = await audit.newPage();
   await probe.goto(`${demo.base}${path}`);
   const violations = await accessibilityViolations(probe);
@@ -48,7 +60,7 @@ test('a notice tells the citizen, in plain French, why, how long, and their righ
   assert.match(text, /conserv/i);
 });
 
-test('the DPO register page is accessible', async () => {
-  const text = await visitAccessible('/.guichet/dpo/registre');
+test('the DPO register page is accessible, to the DPO signed in as an agent', async () => {
+  const text = await visitAccessible('/.guichet/dpo/registre', { signInAs: /Nadia BERGER/ });
   assert.match(text, /registre/i);
 });
