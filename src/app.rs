@@ -11,7 +11,8 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::clock::{Clock, Random, SystemClock, SystemRandom};
-use crate::config::{Settings, Validated};
+use crate::config::{KeysSettings, Settings, Validated};
+use crate::crypto::{Keyring, Vault};
 use crate::metrics::Metrics;
 use crate::proxy::{Proxy, Upstreams};
 use crate::server::{self, ConnLimits};
@@ -23,6 +24,8 @@ use crate::tls;
 pub struct App {
     pub settings: Settings,
     pub store: Store,
+    /// Field encryption, pseudonyms and crypto-shredding; `None` without a `[keys]` section.
+    pub crypto: Option<Arc<Vault>>,
     pub proxy: Proxy,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
@@ -67,6 +70,10 @@ impl Application {
                 tracing::info!(applied = n, engine = store.engine().name(), "store migrated");
             }
         }
+        let crypto = match &s.keys {
+            Some(k) => Some(Arc::new(open_vault(k, &store, &deps).await?)),
+            None => None,
+        };
         let metrics = Arc::new(Metrics::new());
         let upstreams = Upstreams::build(&config.routes).context("cannot prepare upstream TLS")?;
         let proxy = Proxy::new(
@@ -87,8 +94,15 @@ impl Application {
             true => Some(bind(s.admin.listen, "admin.listen").await?),
             false => None,
         };
-        let app =
-            Arc::new(App { settings: config.settings, store, proxy, metrics, clock: deps.clock, random: deps.random });
+        let app = Arc::new(App {
+            settings: config.settings,
+            store,
+            crypto,
+            proxy,
+            metrics,
+            clock: deps.clock,
+            random: deps.random,
+        });
         let (shutdown, _) = watch::channel(false);
         Ok(Self { app, public, admin, tls, shutdown })
     }
@@ -130,6 +144,15 @@ impl Application {
             None => public.await,
         }
     }
+}
+
+/// Opens the keyring (refusing to start when it cannot) and re-destroys the keys listed in
+/// tombstones, in case the store was restored from a backup older than a shred.
+async fn open_vault(k: &KeysSettings, store: &Store, deps: &Deps) -> anyhow::Result<Vault> {
+    let keyring = Keyring::open(k).context("cannot open the keyring (`keys` section)")?;
+    let vault = Vault::new(keyring, store.clone(), k, deps.clock.clone(), deps.random.clone());
+    vault.reconcile().await.context("cannot reconcile destroyed data keys with the store")?;
+    Ok(vault)
 }
 
 async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `migrate`, `demo`.
+//! The command line: `serve`, `check`, `migrate`, `demo`, `keys`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::app::{Application, Deps};
 use crate::config::{ConfigError, Loaded, Validated};
+use crate::crypto::{Keyring, Vault, admin};
 use crate::store::{Store, StoreOptions};
 use crate::{demo, telemetry};
 
@@ -20,6 +21,7 @@ const EXAMPLES: &str = "Examples:
   guichet check --config /etc/guichet/guichet.toml   list every configuration problem
   guichet migrate --config /etc/guichet/guichet.toml create or upgrade the store
   guichet serve --config /etc/guichet/guichet.toml   run the gateway
+  guichet keys init --config /etc/guichet/guichet.toml   create the field-encryption keyring
 
 Documentation: README.md and docs/configuration.md";
 
@@ -48,6 +50,36 @@ pub enum Command {
     /// Try Guichet on this machine with no set-up: an embedded store, a demonstration
     /// town-hall application behind the gateway, everything on 127.0.0.1.
     Demo(demo::DemoOptions),
+    /// Manage the field-encryption keys given by the `[keys]` section.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create the keyring (and the age identity file, if missing). Refuses to overwrite.
+    Init,
+    /// Show KEK versions and how many data keys each one wraps.
+    Status,
+    /// Add a KEK version and re-wrap every data key under it, in batches.
+    Rotate {
+        /// Do not add a version: finish re-wrapping under the current one (after an interruption).
+        #[arg(long)]
+        resume: bool,
+        /// Data keys re-wrapped per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
+    /// Remove an old KEK version from the keyring; refused while a data key still uses it.
+    Retire {
+        /// The version to retire.
+        version: u32,
+    },
+    /// Destroy again every data key listed in a tombstone (run after restoring a store
+    /// backup; `serve` does it at start).
+    Reconcile,
 }
 
 /// Runs the command and returns the process exit code.
@@ -57,6 +89,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve => serve(cli.config).await,
         Command::Migrate => migrate(cli.config).await,
         Command::Demo(opts) => demo::run(opts).await,
+        Command::Keys { action } => keys(cli.config, action).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,6 +151,39 @@ async fn migrate(path: Option<PathBuf>) -> anyhow::Result<()> {
     let _ =
         writeln!(std::io::stdout(), "{} store: {n} migration(s) applied; schema is up to date.", store.engine().name());
     Ok(())
+}
+
+async fn keys(path: Option<PathBuf>, action: KeysCommand) -> anyhow::Result<()> {
+    let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let k = config.settings.keys.clone().context("the configuration has no `[keys]` section")?;
+    let deps = Deps::default();
+    let mut out = std::io::stdout();
+    if let KeysCommand::Init = action {
+        return Ok(admin::init(&k, deps.random.as_ref(), deps.clock.now(), &mut out)?);
+    }
+    let s = &config.settings.store;
+    let opts = StoreOptions { max_connections: 2, acquire_timeout: s.acquire_timeout };
+    let store = Store::connect(&config.store_url, &opts).await.context("cannot open the store")?;
+    if s.migrate_on_start {
+        store.migrate().await.context("cannot migrate the store")?;
+    }
+    match action {
+        KeysCommand::Init => Ok(()),
+        KeysCommand::Rotate { resume, batch } => {
+            admin::rotate(&k, store, deps.clock, deps.random, resume, batch, &mut out).await.map(drop)?;
+            Ok(())
+        }
+        KeysCommand::Retire { version } => Ok(admin::retire(&k, &store, version, &mut out).await?),
+        KeysCommand::Status | KeysCommand::Reconcile => {
+            let keyring = Keyring::open(&k).context("cannot open the keyring")?;
+            let vault = Vault::new(keyring, store, &k, deps.clock, deps.random);
+            match action {
+                KeysCommand::Status => admin::status(&vault, &mut out).await?,
+                _ => admin::reconcile(&vault, &mut out).await?,
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -21,6 +21,9 @@ pub mod server;
 pub mod proxy;
 pub mod routing;
 
+// 5. How protected data is sealed (field encryption, pseudonyms, crypto-shredding).
+pub mod crypto;
+
 // 10. Persistence (only services call it).
 pub mod store;
 

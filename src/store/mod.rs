@@ -14,6 +14,7 @@ macro_rules! with_pool {
     };
 }
 
+mod keys;
 mod meta;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use keys::{DataKeyRow, Keys, Tombstone};
 pub use meta::Meta;
 
 /// What went wrong talking to the store. Never carries query parameters (they may be
@@ -186,6 +188,10 @@ impl Store {
 
     pub fn meta(&self) -> Meta<'_> {
         Meta::new(self)
+    }
+
+    pub fn keys(&self) -> Keys<'_> {
+        Keys::new(self)
     }
 }
 
