@@ -74,8 +74,9 @@ pub enum KeysCommand {
     },
     /// Remove an old KEK version from the keyring; refused while a data key still uses it.
     Retire {
-        /// The version to retire.
-        version: u32,
+        /// The KEK version to retire.
+        #[arg(value_name = "VERSION", id = "kek_version")]
+        kek_version: u32,
     },
     /// Destroy again every data key listed in a tombstone (run after restoring a store
     /// backup; `serve` does it at start).
@@ -173,7 +174,7 @@ async fn keys(path: Option<PathBuf>, action: KeysCommand) -> anyhow::Result<()> 
             admin::rotate(&k, store, deps.clock, deps.random, resume, batch, &mut out).await.map(drop)?;
             Ok(())
         }
-        KeysCommand::Retire { version } => Ok(admin::retire(&k, &store, version, &mut out).await?),
+        KeysCommand::Retire { kek_version } => Ok(admin::retire(&k, &store, kek_version, &mut out).await?),
         KeysCommand::Status | KeysCommand::Reconcile => {
             let keyring = Keyring::open(&k).context("cannot open the keyring")?;
             let vault = Vault::new(keyring, store, &k, deps.clock, deps.random);

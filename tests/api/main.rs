@@ -7,6 +7,7 @@ mod helpers;
 
 mod config;
 mod health;
+mod keys;
 mod logging;
 mod metrics;
 mod proxy;
