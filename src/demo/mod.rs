@@ -6,13 +6,15 @@ pub mod townhall;
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::app::{Application, Deps};
-use crate::config::{Loaded, RouteSettings, TimeoutSettings};
+use crate::clock::{Clock as _, SystemClock, SystemRandom};
+use crate::config::{KeysSettings, Loaded, RouteSettings, TimeoutSettings};
+use crate::crypto::admin;
 use crate::telemetry;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -53,6 +55,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         timeouts: TimeoutSettings::default(),
         max_body_bytes: None,
     });
+    s.keys = Some(demo_keys(&opts.data_dir)?);
     let config = loaded.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     telemetry::init(&config.settings.log);
     let app = Application::build(config, Deps::default()).await?;
@@ -72,6 +75,18 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     });
     app.run_until_stopped().await;
     Ok(())
+}
+
+/// The demo's keyring, in its data directory, created on first run. A real installation
+/// keeps the keyring and its identity apart from the store (docs/cryptography.md).
+fn demo_keys(dir: &Path) -> anyhow::Result<KeysSettings> {
+    let mut k = KeysSettings::at(dir.join("keyring.age"));
+    k.identity_file = Some(dir.join("keyring-identity.txt"));
+    if !k.keyring.exists() {
+        admin::init(&k, &SystemRandom::new(), SystemClock.now(), &mut std::io::sink())
+            .context("cannot create the demo keyring")?;
+    }
+    Ok(k)
 }
 
 /// Starts the demonstration application on a free loopback port.
