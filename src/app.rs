@@ -14,7 +14,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::audit::{Audit, AuditEvent, Operation, Signer, SinkSettings};
 use crate::auth::Auth;
 use crate::clock::{Clock, Random, SystemClock, SystemRandom};
-use crate::config::{AuditSettings, Settings, Validated};
+use crate::config::{AuditSettings, KeysSettings, Settings, Validated};
+use crate::crypto::{Keyring, Vault};
 use crate::metrics::{Metrics, ReloadLabels};
 use crate::policy::{self, PolicyError, PolicySet, PolicySource};
 use crate::proxy::{Proxy, Upstreams};
@@ -29,6 +30,8 @@ pub struct App {
     pub store: Store,
     pub auth: Arc<Auth>,
     pub audit: Audit,
+    /// Field encryption, pseudonyms and crypto-shredding; `None` without a `[keys]` section.
+    pub crypto: Option<Arc<Vault>>,
     pub proxy: Proxy,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
@@ -120,6 +123,10 @@ impl Application {
                 .context("cannot prepare sign-in")?,
         );
         let audit = start_audit(&store, s, deps.clock.clone()).await?;
+        let crypto = match &s.keys {
+            Some(k) => Some(Arc::new(open_vault(k, &store, &deps).await?)),
+            None => None,
+        };
         let metrics = Arc::new(Metrics::new());
         let upstreams = Upstreams::build(&config.routes).context("cannot prepare upstream TLS")?;
         let proxy = Proxy::new(
@@ -147,6 +154,7 @@ impl Application {
             store,
             auth,
             audit,
+            crypto,
             proxy,
             metrics,
             request_ids: crate::server::middleware::RequestIds::new(deps.random.as_ref())
@@ -245,6 +253,15 @@ async fn prune_periodically(app: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
     }
+}
+
+/// Opens the keyring (refusing to start when it cannot) and re-destroys the keys listed in
+/// tombstones, in case the store was restored from a backup older than a shred.
+async fn open_vault(k: &KeysSettings, store: &Store, deps: &Deps) -> anyhow::Result<Vault> {
+    let keyring = Keyring::open(k).context("cannot open the keyring (`keys` section)")?;
+    let vault = Vault::new(keyring, store.clone(), k, deps.clock.clone(), deps.random.clone());
+    vault.reconcile().await.context("cannot reconcile destroyed data keys with the store")?;
+    Ok(vault)
 }
 
 async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {

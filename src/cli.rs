@@ -1,5 +1,5 @@
 //! The command line: `serve`, `check`, `migrate`, `demo`, `policy check|register`, `audit`,
-//! `sessions revoke`.
+//! `sessions revoke`, `keys`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -15,6 +15,7 @@ use crate::auth::Auth;
 use crate::auth::session::RevokeTarget;
 use crate::clock::{Clock as _, SystemClock, SystemRandom};
 use crate::config::{ConfigError, Loaded, Validated};
+use crate::crypto::{Keyring, Vault, admin};
 use crate::policy::{self, PolicySet, PolicySource, register};
 use crate::store::{Store, StoreOptions};
 use crate::{demo, telemetry};
@@ -31,6 +32,7 @@ const EXAMPLES: &str = "Examples:
   guichet policy register --format ods --output registre.ods
   guichet audit verify --config /etc/guichet/guichet.toml  check the audit journal
   guichet sessions revoke --subject 3f2a…            end one person's sessions everywhere
+  guichet keys init --config /etc/guichet/guichet.toml   create the field-encryption keyring
 
 Documentation: README.md and docs/configuration.md";
 
@@ -59,6 +61,11 @@ pub enum Command {
     /// Try Guichet on this machine with no set-up: an embedded store, a demonstration
     /// town-hall application behind the gateway, everything on 127.0.0.1.
     Demo(demo::DemoOptions),
+    /// Manage the field-encryption keys given by the `[keys]` section.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
     /// The tamper-evident audit journal.
     Audit {
         #[command(subcommand)]
@@ -152,6 +159,32 @@ pub enum AuditCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create the keyring (and the age identity file, if missing). Refuses to overwrite.
+    Init,
+    /// Show KEK versions and how many data keys each one wraps.
+    Status,
+    /// Add a KEK version and re-wrap every data key under it, in batches.
+    Rotate {
+        /// Do not add a version: finish re-wrapping under the current one (after an interruption).
+        #[arg(long)]
+        resume: bool,
+        /// Data keys re-wrapped per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
+    /// Remove an old KEK version from the keyring; refused while a data key still uses it.
+    Retire {
+        /// The KEK version to retire.
+        #[arg(value_name = "VERSION", id = "kek_version")]
+        kek_version: u32,
+    },
+    /// Destroy again every data key listed in a tombstone (run after restoring a store
+    /// backup; `serve` does it at start).
+    Reconcile,
+}
+
 /// Runs the command and returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
@@ -169,6 +202,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             audit_selftest_burst(cli.config, n, concurrency).await
         }
         Command::Sessions(SessionsCommand::Revoke(args)) => sessions_revoke(cli.config, &args).await,
+        Command::Keys { action } => keys(cli.config, action).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -383,6 +417,38 @@ async fn sessions_revoke(path: Option<PathBuf>, args: &RevokeArgs) -> anyhow::Re
     let n = auth.revoke_sessions(&args.target(), &routes).await.context("cannot revoke the sessions")?;
     let _ = writeln!(std::io::stdout(), "{n} session{} revoked.", if n == 1 { "" } else { "s" });
     Ok(())
+}
+
+async fn keys(path: Option<PathBuf>, action: KeysCommand) -> anyhow::Result<()> {
+    let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let k = config.settings.keys.clone().context("the configuration has no `[keys]` section")?;
+    let deps = Deps::default();
+    let mut out = std::io::stdout();
+    if let KeysCommand::Init = action {
+        return Ok(admin::init(&k, deps.random.as_ref(), deps.clock.now(), &mut out)?);
+    }
+    let s = &config.settings.store;
+    let store = open_store(&config, 2).await?;
+    if s.migrate_on_start {
+        store.migrate().await.context("cannot migrate the store")?;
+    }
+    match action {
+        KeysCommand::Init => Ok(()),
+        KeysCommand::Rotate { resume, batch } => {
+            admin::rotate(&k, store, deps.clock, deps.random, resume, batch, &mut out).await.map(drop)?;
+            Ok(())
+        }
+        KeysCommand::Retire { kek_version } => Ok(admin::retire(&k, &store, kek_version, &mut out).await?),
+        KeysCommand::Status | KeysCommand::Reconcile => {
+            let keyring = Keyring::open(&k).context("cannot open the keyring")?;
+            let vault = Vault::new(keyring, store, &k, deps.clock, deps.random);
+            match action {
+                KeysCommand::Status => admin::status(&vault, &mut out).await?,
+                _ => admin::reconcile(&vault, &mut out).await?,
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -24,6 +24,8 @@ pub mod routing;
 
 // 4. What may pass: processing activities, their register and notices.
 pub mod policy;
+// 5. How protected data is sealed (field encryption, pseudonyms, crypto-shredding).
+pub mod crypto;
 // 7. What happened: the tamper-evident journal.
 pub mod audit;
 

@@ -45,6 +45,9 @@ pub struct Settings {
     pub audit: AuditSettings,
     #[serde(default)]
     pub routes: Vec<RouteSettings>,
+    /// Field encryption keys. Absent: no field is encrypted and `serve` opens no keyring.
+    #[serde(default)]
+    pub keys: Option<KeysSettings>,
     /// Sign-in of citizens and agents, sessions, identity sent to upstreams.
     #[serde(default)]
     pub auth: AuthSettings,
@@ -63,6 +66,59 @@ pub struct PolicySettings {
     /// Reload the policies when a file in `dir` changes (SIGHUP always reloads).
     #[serde(default = "default_true")]
     pub watch: bool,
+}
+
+/// Where the keyring is and how to open it (see `docs/cryptography.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysSettings {
+    /// The age-encrypted keyring file holding the KEKs (created by `guichet keys init`).
+    pub keyring: PathBuf,
+    /// age X25519 identity file (`AGE-SECRET-KEY-1…`) that opens the keyring.
+    #[serde(default)]
+    pub identity_file: Option<PathBuf>,
+    /// Passphrase that opens the keyring instead of an identity. Secret.
+    #[serde(default)]
+    pub passphrase: Option<SecretString>,
+    /// File holding the passphrase instead.
+    #[serde(default)]
+    pub passphrase_file: Option<PathBuf>,
+    /// Append-only list of destroyed data keys, kept outside the store so that a restored
+    /// store backup learns them again. Default: the keyring path with `.tombstones` added.
+    #[serde(default)]
+    pub tombstones_file: Option<PathBuf>,
+    /// How many unwrapped data keys stay in memory.
+    #[serde(default = "default_key_cache_size")]
+    pub cache_size: usize,
+    /// How long an unwrapped data key may be used before the store is asked again (bounds how
+    /// long another instance keeps a key that was shredded elsewhere).
+    #[serde(default = "default_key_cache_ttl", with = "humantime_serde")]
+    pub cache_ttl: Duration,
+}
+
+impl KeysSettings {
+    /// Settings for the keyring at `keyring` with every other key at its default (no way to
+    /// open it yet: set `identity_file` or a passphrase).
+    pub fn at(keyring: PathBuf) -> Self {
+        Self {
+            keyring,
+            identity_file: None,
+            passphrase: None,
+            passphrase_file: None,
+            tombstones_file: None,
+            cache_size: default_key_cache_size(),
+            cache_ttl: default_key_cache_ttl(),
+        }
+    }
+
+    /// The tombstone file actually used.
+    pub fn tombstones_path(&self) -> PathBuf {
+        self.tombstones_file.clone().unwrap_or_else(|| {
+            let mut p = self.keyring.as_os_str().to_owned();
+            p.push(".tombstones");
+            PathBuf::from(p)
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -409,6 +465,12 @@ default_from_serde!(
     PolicySettings
 );
 
+fn default_key_cache_size() -> usize {
+    10_000
+}
+fn default_key_cache_ttl() -> Duration {
+    Duration::from_secs(60)
+}
 fn default_version() -> u32 {
     CONFIG_VERSION
 }

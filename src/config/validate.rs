@@ -4,7 +4,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::problems::{ConfigError, Problem};
 use super::{
-    AUDIT_KEEP_MAX, AUDIT_KEEP_MIN, AuthSecrets, CONFIG_VERSION, Loaded, ProviderSettings, RouteAccess, Validated,
+    AUDIT_KEEP_MAX, AUDIT_KEEP_MIN, AuthSecrets, CONFIG_VERSION, KeysSettings, Loaded, ProviderSettings, RouteAccess,
+    Validated,
 };
 use crate::routing::RouteTable;
 use crate::tls;
@@ -47,6 +48,9 @@ pub(super) fn validate(loaded: &Loaded) -> Result<Validated, ConfigError> {
         problems.push(src.problem("store.max_connections", "must be at least 1"));
     }
     audit(loaded, &mut problems);
+    if let Some(k) = &s.keys {
+        problems.extend(keys_problems(k, src));
+    }
     let store_url = store_url(loaded).map_err(|p| problems.push(p)).ok();
     let routes = match RouteTable::compile(&s.routes, s.server.max_body_bytes) {
         Ok(t) => Some(t),
@@ -69,6 +73,36 @@ pub(super) fn validate(loaded: &Loaded) -> Result<Validated, ConfigError> {
         }
         _ => Err(ConfigError { problems }),
     }
+}
+
+/// The keyring and identity files may not exist yet (`guichet keys init` creates them), so
+/// only their declaration is checked here; `serve` refuses to start if they cannot be opened.
+fn keys_problems(k: &KeysSettings, src: &super::SourceMap) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if k.keyring.as_os_str().is_empty() {
+        problems.push(src.problem("keys.keyring", "must name the keyring file"));
+    }
+    let ways = [k.identity_file.is_some(), k.passphrase.is_some(), k.passphrase_file.is_some()];
+    match ways.iter().filter(|w| **w).count() {
+        0 => problems.push(src.problem(
+            "keys",
+            "give how to open the keyring: `identity_file` (age X25519 identity) or `passphrase` / `passphrase_file`",
+        )),
+        1 => {}
+        _ => problems.push(
+            src.problem("keys.identity_file", "give only one of `identity_file`, `passphrase` and `passphrase_file`"),
+        ),
+    }
+    if k.cache_size == 0 {
+        problems.push(src.problem("keys.cache_size", "must be at least 1"));
+    }
+    if k.cache_ttl.is_zero() {
+        problems.push(src.problem("keys.cache_ttl", "must be longer than 0s"));
+    }
+    if k.tombstones_path() == k.keyring {
+        problems.push(src.problem("keys.tombstones_file", "must differ from keys.keyring"));
+    }
+    problems
 }
 
 fn store_url(loaded: &Loaded) -> Result<SecretString, Problem> {

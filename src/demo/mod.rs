@@ -7,13 +7,15 @@ pub mod townhall;
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::app::{Application, Deps, spawn_policy_reloader};
-use crate::config::{Loaded, ProviderSettings, RoleRule, RouteAccess, RouteSettings};
+use crate::clock::{Clock as _, SystemClock, SystemRandom};
+use crate::config::{KeysSettings, Loaded, ProviderSettings, RoleRule, RouteAccess, RouteSettings};
+use crate::crypto::admin;
 use crate::policy::PolicySource;
 use crate::telemetry;
 
@@ -52,6 +54,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     s.admin.listen = opts.admin_listen;
     configure_sign_in(s, &idp);
     s.routes.extend(demo_routes(&format!("http://{townhall}")));
+    s.keys = Some(demo_keys(&opts.data_dir)?);
     let config = loaded.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     telemetry::init(&config.settings.log);
     // `./policies` when it exists (edit it and see the reload), else the embedded examples.
@@ -107,6 +110,18 @@ pub fn demo_routes(upstream: &str) -> Vec<RouteSettings> {
     back_office.roles = vec!["etat-civil".into()];
     back_office.no_personal_data = true;
     vec![accueil, cantine, etat_civil, api, back_office]
+}
+
+/// The demo's keyring, in its data directory, created on first run. A real installation
+/// keeps the keyring and its identity apart from the store (docs/cryptography.md).
+fn demo_keys(dir: &Path) -> anyhow::Result<KeysSettings> {
+    let mut k = KeysSettings::at(dir.join("keyring.age"));
+    k.identity_file = Some(dir.join("keyring-identity.txt"));
+    if !k.keyring.exists() {
+        admin::init(&k, &SystemRandom::new(), SystemClock.now(), &mut std::io::sink())
+            .context("cannot create the demo keyring")?;
+    }
+    Ok(k)
 }
 
 /// Starts the demonstration application on a free loopback port.

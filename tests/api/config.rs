@@ -177,3 +177,35 @@ roles = ["dpo"]
     }
     assert!(!shown.contains("short"), "secrets are never shown: {shown}");
 }
+
+#[test]
+fn keys_problems_are_reported_with_key_and_line_and_the_section_stays_optional() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"version = 1
+
+[keys]
+keyring = "/etc/guichet/keyring.age"
+identity_file = "/etc/guichet/identity.txt"
+passphrase = "do-not-print-me"
+cache_size = 0
+"#;
+    let path = write(&dir, text);
+    let err = Loaded::load(Some(&path), no_env()).unwrap().validate().unwrap_err();
+    let shown = err.to_string();
+    let file = path.display().to_string();
+    assert!(shown.contains(&format!("{file}:5:1: key `keys.identity_file`: give only one")), "{shown}");
+    assert!(shown.contains(&format!("{file}:7:1: key `keys.cache_size`")), "{shown}");
+    assert!(!shown.contains("do-not-print-me"));
+    assert!(!format!("{:?}", Loaded::load(Some(&path), no_env()).unwrap()).contains("do-not-print-me"));
+
+    let none = write(&dir, "version = 1\n[keys]\nkeyring = \"k.age\"\n");
+    let err = Loaded::load(Some(&none), no_env()).unwrap().validate().unwrap_err().to_string();
+    assert!(err.contains("key `keys`: give how to open the keyring"), "{err}");
+
+    let env = vec![("GUICHET_KEYS__IDENTITY_FILE".to_owned(), "/run/secrets/identity".to_owned())];
+    let ok = Loaded::load(Some(&none), env).unwrap().validate().unwrap();
+    let keys = ok.settings.keys.unwrap();
+    assert_eq!(keys.identity_file.as_deref(), Some(std::path::Path::new("/run/secrets/identity")));
+    assert_eq!(keys.tombstones_path(), std::path::PathBuf::from("k.age.tombstones"));
+    assert!(Loaded::defaults().validate().unwrap().settings.keys.is_none());
+}

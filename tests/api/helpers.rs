@@ -596,3 +596,15 @@ pub async fn raw_sql(url: &SecretString, sql: &str) {
         pool.close().await;
     }
 }
+
+/// A keyring and its age identity in `dir`, made through the same public functions as
+/// `guichet keys init` (test keys live only in the test's temporary directory).
+pub fn test_keys(dir: &FsPath) -> guichet::config::KeysSettings {
+    let mut k = guichet::config::KeysSettings::at(dir.join("keyring.age"));
+    let identity = dir.join("keyring-identity.txt");
+    let at = time::macros::datetime!(2026-11-28 12:00 UTC);
+    guichet::crypto::keyring::write_new_identity(&identity, at).unwrap();
+    k.identity_file = Some(identity);
+    guichet::crypto::Keyring::generate(&SystemRandom::new(), at).unwrap().create(&k).unwrap();
+    k
+}

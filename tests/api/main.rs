@@ -12,6 +12,7 @@ mod browser;
 mod config;
 mod health;
 mod interop;
+mod keys;
 mod logging;
 mod metrics;
 mod notice;

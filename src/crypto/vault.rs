@@ -1,0 +1,385 @@
+//! The crypto service the gateway holds (`App::crypto`): data keys per (subject, activity),
+//! created on first use, wrapped in the store, unwrapped into a bounded cache; sealing and
+//! opening field tokens; pseudonyms and blind indexes; crypto-shredding and reconciliation.
+
+use std::num::NonZeroUsize;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lru::LruCache;
+use time::OffsetDateTime;
+use tokio::io::AsyncWriteExt as _;
+use zeroize::Zeroizing;
+
+use super::keyring::{KeyError, Keyring};
+use super::mac;
+use super::secret::Key256;
+use super::token::{self, FieldContext, KeyId, TokenError};
+use crate::clock::{Clock, Random, RandomError};
+use crate::config::KeysSettings;
+use crate::store::{DataKeyRow, Store, StoreError, Tombstone};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    /// The token's data key was destroyed (crypto-shredding) or never existed here.
+    #[error("the data key of this token no longer exists")]
+    KeyGone,
+    #[error("activity, field and subject must be non-empty and free of control characters")]
+    InvalidName,
+    #[error("cannot use the tombstone file {path}: {source}")]
+    Tombstones { path: PathBuf, source: std::io::Error },
+}
+
+/// An unwrapped data key with who it belongs to, as cached.
+#[derive(Clone)]
+struct Entry {
+    key_id: KeyId,
+    subject: String,
+    activity: String,
+    key: Key256,
+    loaded_at: OffsetDateTime,
+}
+
+/// Unwrapped keys by key id, and key ids by owner. Both bounded; evicted keys are zeroized
+/// when dropped (`Key256`).
+struct Cache {
+    by_id: LruCache<String, Entry>,
+    by_owner: LruCache<(String, String), String>,
+}
+
+/// What `shred` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shredded {
+    /// The key existed and is destroyed; its tombstone was written.
+    Destroyed { key_id: String },
+    /// The pair had no key: nothing was ever sealed for it, or it was shredded before.
+    NoKey,
+}
+
+/// What `reconcile` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Keys found in the store although a tombstone lists them (e.g. after a restore), now destroyed.
+    pub redestroyed: u64,
+    /// Tombstones known on one side only (file or store), now written to the other.
+    pub tombstones_restored: u64,
+}
+
+pub struct Vault {
+    keyring: Keyring,
+    store: Store,
+    cache: Mutex<Cache>,
+    ttl: Duration,
+    tombstones: PathBuf,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn Random>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault").field("keyring", &self.keyring).finish_non_exhaustive()
+    }
+}
+
+fn check_name(s: &str) -> Result<(), CryptoError> {
+    if s.is_empty() || s.chars().any(char::is_control) { Err(CryptoError::InvalidName) } else { Ok(()) }
+}
+
+fn check_ctx(ctx: &FieldContext<'_>) -> Result<(), CryptoError> {
+    check_name(ctx.activity)?;
+    check_name(ctx.field)?;
+    check_name(ctx.subject)
+}
+
+impl Vault {
+    pub fn new(
+        keyring: Keyring,
+        store: Store,
+        settings: &KeysSettings,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Random>,
+    ) -> Self {
+        let cap = NonZeroUsize::new(settings.cache_size).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            keyring,
+            store,
+            cache: Mutex::new(Cache { by_id: LruCache::new(cap), by_owner: LruCache::new(cap) }),
+            ttl: settings.cache_ttl,
+            tombstones: settings.tombstones_path(),
+            clock,
+            random,
+        }
+    }
+
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// Seals `value` in `ctx`, creating the (subject, activity) data key on first use.
+    pub async fn seal(&self, ctx: &FieldContext<'_>, value: &str) -> Result<String, CryptoError> {
+        check_ctx(ctx)?;
+        let e = self.key_for_owner(ctx.subject, ctx.activity).await?;
+        Ok(token::seal(&e.key, &e.key_id, ctx, value, self.random.as_ref())?)
+    }
+
+    /// Opens a token in `ctx`. Fails when the token was made for another field, subject or
+    /// activity, was altered, or its key was shredded.
+    pub async fn open(&self, ctx: &FieldContext<'_>, tok: &str) -> Result<Zeroizing<String>, CryptoError> {
+        check_ctx(ctx)?;
+        let parsed = token::parse(tok)?;
+        let e = self.key_by_id(&parsed.key_id).await?.ok_or(CryptoError::KeyGone)?;
+        Ok(token::open(&e.key, &parsed, ctx)?)
+    }
+
+    /// Whose token this is (subject, activity), for the reveal phase: it then decides, from
+    /// the policy, which of the activity's fields to try and whether the viewer may see it.
+    pub async fn owner_of(&self, tok: &str) -> Result<Option<(String, String)>, CryptoError> {
+        let parsed = token::parse(tok)?;
+        Ok(self.key_by_id(&parsed.key_id).await?.map(|e| (e.subject, e.activity)))
+    }
+
+    /// The irreversible pseudonym of a value (HMAC-SHA-256 under the pseudonymize key).
+    pub fn pseudonymize(&self, activity: &str, field: &str, value: &str) -> String {
+        mac::pseudonymize(self.keyring.pseudonymize_key(), activity, field, value)
+    }
+
+    /// The blind index of a value (HMAC-SHA-256 under the blind-index key).
+    pub fn blind_index(&self, activity: &str, field: &str, value: &str) -> String {
+        mac::blind_index(self.keyring.blind_index_key(), activity, field, value)
+    }
+
+    /// The cached data key of (subject, activity), from the store or newly created. Returned
+    /// as a clone whose bytes are zeroized when the caller drops it.
+    async fn key_for_owner(&self, subject: &str, activity: &str) -> Result<Entry, CryptoError> {
+        if let Some(e) = self.cached_owner(subject, activity) {
+            return Ok(e);
+        }
+        let row = match self.store.keys().find_by_owner(subject, activity).await? {
+            Some(row) => row,
+            None => self.create_key(subject, activity).await?,
+        };
+        self.remember(&row)
+    }
+
+    async fn key_by_id(&self, key_id: &KeyId) -> Result<Option<Entry>, CryptoError> {
+        if let Some(e) = self.cached_id(key_id.as_str()) {
+            return Ok(Some(e));
+        }
+        match self.store.keys().find_by_id(key_id.as_str()).await? {
+            Some(row) => self.remember(&row).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn create_key(&self, subject: &str, activity: &str) -> Result<DataKeyRow, CryptoError> {
+        let rng = self.random.as_ref();
+        let key_id = KeyId::generate(rng)?;
+        let key = Key256::generate(rng)?;
+        let (version, wrapped) = self.keyring.wrap(&key_id, subject, activity, &key, rng)?;
+        let row = DataKeyRow {
+            key_id: key_id.to_string(),
+            subject: subject.to_owned(),
+            activity: activity.to_owned(),
+            kek_version: i64::from(version),
+            wrapped,
+            created_at: self.clock.now(),
+        };
+        if self.store.keys().insert_if_absent(&row).await? {
+            return Ok(row);
+        }
+        // Another request or instance created it first: use theirs.
+        self.store.keys().find_by_owner(subject, activity).await?.ok_or(CryptoError::KeyGone)
+    }
+
+    /// Unwraps a stored row and caches it.
+    fn remember(&self, row: &DataKeyRow) -> Result<Entry, CryptoError> {
+        let e = self.unwrap_row(row)?;
+        if let Ok(mut c) = self.cache.lock() {
+            c.by_owner.put((e.subject.clone(), e.activity.clone()), row.key_id.clone());
+            c.by_id.put(row.key_id.clone(), e.clone());
+        }
+        Ok(e)
+    }
+
+    fn fresh(&self, e: &Entry) -> bool {
+        self.clock.now() - e.loaded_at < self.ttl
+    }
+
+    fn cached_id(&self, key_id: &str) -> Option<Entry> {
+        let mut c = self.cache.lock().ok()?;
+        let e = c.by_id.get(key_id)?.clone();
+        if self.fresh(&e) {
+            Some(e)
+        } else {
+            c.by_id.pop(key_id);
+            None
+        }
+    }
+
+    fn cached_owner(&self, subject: &str, activity: &str) -> Option<Entry> {
+        let key_id = {
+            let mut c = self.cache.lock().ok()?;
+            c.by_owner.get(&(subject.to_owned(), activity.to_owned()))?.clone()
+        };
+        self.cached_id(&key_id)
+    }
+
+    fn evict(&self, key_id: &str) {
+        if let Ok(mut c) = self.cache.lock() {
+            if let Some(e) = c.by_id.pop(key_id) {
+                c.by_owner.pop(&(e.subject.clone(), e.activity.clone()));
+            }
+        }
+    }
+
+    /// Crypto-shredding: destroys the data key of (subject, activity). Every token sealed
+    /// under it, wherever it was copied, can no longer be opened. The tombstone (key id and
+    /// activity only) goes first to the file outside the store, then to the store in the same
+    /// transaction as the deletion, so a crash in between is finished by `reconcile`.
+    pub async fn shred(&self, subject: &str, activity: &str) -> Result<Shredded, CryptoError> {
+        check_name(subject)?;
+        check_name(activity)?;
+        let Some(row) = self.store.keys().find_by_owner(subject, activity).await? else {
+            return Ok(Shredded::NoKey);
+        };
+        let t = Tombstone { key_id: row.key_id.clone(), activity: row.activity.clone(), shredded_at: self.clock.now() };
+        append_tombstones(&self.tombstones, std::slice::from_ref(&t)).await?;
+        self.store.keys().shred(&t).await?;
+        self.evict(&row.key_id);
+        tracing::info!(activity = %row.activity, key_id = %row.key_id, "data key destroyed");
+        Ok(Shredded::Destroyed { key_id: row.key_id })
+    }
+
+    /// Re-destroys every key that a tombstone lists, from the file or the store, and makes
+    /// both lists whole again. `serve` runs it at start; `guichet keys reconcile` on demand.
+    pub async fn reconcile(&self) -> Result<Reconciled, CryptoError> {
+        let in_file = read_tombstones(&self.tombstones).await?;
+        let in_store = self.store.keys().tombstones().await?;
+        let mut report = Reconciled::default();
+        let missing_from_file: Vec<Tombstone> =
+            in_store.iter().filter(|t| !in_file.iter().any(|f| f.key_id == t.key_id)).cloned().collect();
+        append_tombstones(&self.tombstones, &missing_from_file).await?;
+        report.tombstones_restored += missing_from_file.len() as u64;
+        for t in &in_file {
+            let known = in_store.iter().any(|s| s.key_id == t.key_id);
+            // `shred` inserts the tombstone (if missing) and deletes the key, if present.
+            if self.store.keys().shred(t).await? {
+                report.redestroyed += 1;
+            }
+            if !known {
+                report.tombstones_restored += 1;
+            }
+            self.evict(&t.key_id);
+        }
+        if report != Reconciled::default() {
+            tracing::warn!(
+                redestroyed = report.redestroyed,
+                tombstones_restored = report.tombstones_restored,
+                "keys reconciled with their tombstones (was the store restored from a backup?)"
+            );
+        }
+        Ok(report)
+    }
+
+    /// How many data keys each KEK version wraps.
+    pub async fn usage(&self) -> Result<Vec<(u32, u64)>, CryptoError> {
+        let rows = self.store.keys().count_by_kek_version().await?;
+        Ok(rows
+            .into_iter()
+            .map(|(v, n)| (u32::try_from(v).unwrap_or(u32::MAX), u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+
+    /// Re-wraps every data key not under the current KEK, `batch` keys per transaction, and
+    /// calls `progress(done, remaining_at_start)` after each committed batch; `Break` stops
+    /// there. Interrupted, it resumes where it stopped: rows record their KEK version.
+    pub async fn rewrap_all(
+        &self,
+        batch: usize,
+        mut progress: impl FnMut(u64, u64) -> ControlFlow<()>,
+    ) -> Result<u64, CryptoError> {
+        let current = self.keyring.current_version();
+        let total: u64 = self.usage().await?.iter().filter(|(v, _)| *v != current).map(|(_, n)| n).sum();
+        let limit = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
+        let mut done = 0u64;
+        loop {
+            let rows = self.store.keys().not_wrapped_by(i64::from(current), limit).await?;
+            if rows.is_empty() {
+                return Ok(done);
+            }
+            let mut updates = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let e = self.unwrap_row(row)?;
+                let (to, wrapped) =
+                    self.keyring.wrap(&e.key_id, &row.subject, &row.activity, &e.key, self.random.as_ref())?;
+                updates.push((row.key_id.clone(), row.kek_version, i64::from(to), wrapped));
+            }
+            done += self.store.keys().rewrap(&updates).await?;
+            if progress(done, total).is_break() {
+                return Ok(done);
+            }
+        }
+    }
+
+    fn unwrap_row(&self, row: &DataKeyRow) -> Result<Entry, CryptoError> {
+        let key_id = KeyId::parse(&row.key_id).ok_or(TokenError::Malformed)?;
+        let version = u32::try_from(row.kek_version).map_err(|_| KeyError::UnknownVersion(u32::MAX))?;
+        let key = self.keyring.unwrap(version, &key_id, &row.subject, &row.activity, &row.wrapped)?;
+        Ok(Entry {
+            key_id,
+            subject: row.subject.clone(),
+            activity: row.activity.clone(),
+            key,
+            loaded_at: self.clock.now(),
+        })
+    }
+}
+
+/// One line per tombstone: `key_id<TAB>activity<TAB>RFC 3339 time`. Appended and synced, so an
+/// acknowledged shred survives a crash.
+async fn append_tombstones(path: &Path, ts: &[Tombstone]) -> Result<(), CryptoError> {
+    if ts.is_empty() {
+        return Ok(());
+    }
+    let err = |source| CryptoError::Tombstones { path: path.to_owned(), source };
+    let mut text = String::new();
+    for t in ts {
+        let at = t.shredded_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        text.push_str(&format!("{}\t{}\t{at}\n", t.key_id, t.activity));
+    }
+    let mut opts = tokio::fs::OpenOptions::new();
+    opts.append(true).create(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(path).await.map_err(err)?;
+    f.write_all(text.as_bytes()).await.map_err(err)?;
+    f.sync_all().await.map_err(err)
+}
+
+async fn read_tombstones(path: &Path) -> Result<Vec<Tombstone>, CryptoError> {
+    let text = match tokio::fs::read_to_string(path).await {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(CryptoError::Tombstones { path: path.to_owned(), source }),
+    };
+    Ok(text.lines().filter_map(parse_tombstone).collect())
+}
+
+fn parse_tombstone(line: &str) -> Option<Tombstone> {
+    let mut parts = line.split('\t');
+    let key_id = KeyId::parse(parts.next()?)?;
+    let activity = parts.next().filter(|a| !a.is_empty())?;
+    let at = parts.next()?;
+    let shredded_at = OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(Tombstone { key_id: key_id.to_string(), activity: activity.to_owned(), shredded_at })
+}
