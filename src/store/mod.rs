@@ -15,6 +15,7 @@ macro_rules! with_pool {
 }
 
 mod audit;
+mod consent;
 mod meta;
 mod sessions;
 
@@ -28,6 +29,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use audit::{AuditRepo, CheckpointRow, EntryRow, Extension, HeadRow, Pruned};
+pub use consent::{ConsentRepo, ConsentRow};
 pub use meta::Meta;
 pub use sessions::{PendingLogin, SessionRow, Sessions};
 
@@ -198,6 +200,10 @@ impl Store {
 
     pub fn audit(&self) -> AuditRepo<'_> {
         AuditRepo::new(self)
+    }
+
+    pub fn consent(&self) -> ConsentRepo<'_> {
+        ConsentRepo::new(self)
     }
 }
 
