@@ -320,13 +320,7 @@ fn sign_in_redirect(agent: bool, acr: Option<u8>, return_to: &str) -> Response {
     if let Some(level) = acr {
         q.append_pair("niveau", &format!("eidas{level}"));
     }
-    let location = format!("{start}?{}", q.finish());
-    let mut resp = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    see_other(&format!("{start}?{}", q.finish()))
 }
 
 /// Browsers ask for HTML first; API clients ask for JSON or nothing in particular.

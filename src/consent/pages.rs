@@ -17,6 +17,7 @@ use serde::Deserialize;
 use super::{ConsentError, ConsentPurpose, Recorder, State as ConsentState, consent_purposes, find_purpose};
 use crate::app::{App, AppState};
 use crate::audit::{Actor, ActorKind, Channel, Ident, IdentityCheck};
+use crate::auth::routes::{page, redirect};
 use crate::auth::session::{Kind, Session};
 use crate::clock::random_hex;
 use crate::error::GatewayError;
@@ -413,21 +414,4 @@ fn error_page(e: &ConsentError) -> Response {
         _ => GatewayError::Internal,
     };
     g.respond(true, None, Some(e.to_string()))
-}
-
-fn page(status: StatusCode, t: &impl Template) -> Response {
-    let body = t.render().unwrap_or_default();
-    let mut resp = (status, body).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-fn redirect(location: &str) -> Response {
-    let mut resp = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::from_str(location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
 }

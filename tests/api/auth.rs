@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::helpers::{Backend, TestApp, spawn_app};
 use crate::oidc_mock::{Faults, MockProvider, Sig};
 
-fn angela() -> Value {
+pub(crate) fn angela() -> Value {
     json!({
         "given_name": "Angela Claire Louise", "family_name": "DUBOIS", "birthdate": "1962-08-24",
         "gender": "female", "birthplace": "75107", "birthcountry": "99100", "email": "angela@example.fr"
@@ -27,19 +27,19 @@ async fn setup(faults: Faults) -> (TestApp, MockProvider) {
 }
 
 /// `Set-Cookie` values of a response.
-fn set_cookies(r: &reqwest::Response) -> Vec<String> {
+pub(crate) fn set_cookies(r: &reqwest::Response) -> Vec<String> {
     r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect()
 }
 
 /// The value a response sets for cookie `name` (empty when it clears it).
-fn cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+pub(crate) fn cookie(r: &reqwest::Response, name: &str) -> Option<String> {
     set_cookies(r)
         .iter()
         .find_map(|c| c.strip_prefix(&format!("{name}=")).map(|v| v.split(';').next().unwrap().to_owned()))
 }
 
-const SESSION: &str = "__Host-guichet-session";
-const LOGIN: &str = "__Host-guichet-login";
+pub(crate) const SESSION: &str = "__Host-guichet-session";
+pub(crate) const LOGIN: &str = "__Host-guichet-login";
 
 struct Started {
     params: HashMap<String, String>,
@@ -61,7 +61,7 @@ async fn callback(app: &TestApp, query: &str, cookies: &str) -> reqwest::Respons
 }
 
 /// The whole sign-in: start, the provider's code, the callback. Returns the callback response.
-async fn sign_in_at(app: &TestApp, mock: &MockProvider, start_path: &str, sub: &str) -> reqwest::Response {
+pub(crate) async fn sign_in_at(app: &TestApp, mock: &MockProvider, start_path: &str, sub: &str) -> reqwest::Response {
     let s = start(app, start_path).await;
     let code = mock.issue_code(&s.params, sub, angela());
     let q = format!("code={code}&state={}", s.params["state"]);
@@ -371,7 +371,7 @@ async fn authorize_request_follows_franceconnect_rules() {
     assert_eq!(s.params["code_challenge_method"], "S256");
 }
 
-async fn signed_in_request(app: &TestApp, session: &str, path: &str) -> reqwest::Response {
+pub(crate) async fn signed_in_request(app: &TestApp, session: &str, path: &str) -> reqwest::Response {
     app.client
         .get(app.url(path))
         .header("accept", "text/html")
@@ -611,11 +611,11 @@ async fn a_revoked_session_stops_working_on_another_instance_within_two_seconds(
 
 // --- Agents. ---
 
-fn agent_info(siret: &str, email: &str) -> Value {
+pub(crate) fn agent_info(siret: &str, email: &str) -> Value {
     json!({ "given_name": "Lucie", "usual_name": "MARTIN", "email": email, "uid": "agent-1", "siret": siret, "idp_id": "fia1" })
 }
 
-async fn agent_sign_in(app: &TestApp, mock: &MockProvider, info: Value, cookies: &str) -> reqwest::Response {
+pub(crate) async fn agent_sign_in(app: &TestApp, mock: &MockProvider, info: Value, cookies: &str) -> reqwest::Response {
     let r = app.get("/.guichet/agent/connexion?retour=/agents").await;
     assert_eq!(r.status(), 303);
     let url = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
