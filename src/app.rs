@@ -15,6 +15,7 @@ use crate::audit::{Audit, AuditEvent, Operation, Signer, SinkSettings};
 use crate::auth::Auth;
 use crate::clock::{Clock, Random, SystemClock, SystemRandom};
 use crate::config::{AuditSettings, KeysSettings, Settings, Validated};
+use crate::consent::ConsentService;
 use crate::crypto::{Keyring, Vault};
 use crate::metrics::{Metrics, ReloadLabels};
 use crate::policy::{self, PolicyError, PolicySet, PolicySource};
@@ -32,6 +33,8 @@ pub struct App {
     pub audit: Audit,
     /// Field encryption, pseudonyms and crypto-shredding; `None` without a `[keys]` section.
     pub crypto: Option<Arc<Vault>>,
+    /// The consent ledger (recorded through `audit`), shared with the proxy's consent phase.
+    pub consent: Arc<ConsentService>,
     pub proxy: Proxy,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
@@ -54,6 +57,7 @@ impl App {
         match outcome {
             Ok(set) => {
                 tracing::info!(activities = set.activities.len(), "policies reloaded");
+                self.journal_policy_reload(&set);
                 self.policies.store(Arc::new(set));
                 Ok(())
             }
@@ -64,6 +68,24 @@ impl App {
             }
         }
     }
+}
+
+impl App {
+    /// Journals an applied policy reload with the new set's version (queued, not awaited).
+    fn journal_policy_reload(&self, set: &PolicySet) {
+        let Ok(version) = crate::audit::Ident::new(policy_set_version(set)) else { return };
+        let event = AuditEvent::system(Operation::PolicyReload { policy_version: version }, self.clock.now());
+        if let Err(e) = self.audit.try_record(event) {
+            tracing::warn!(error = %e, "cannot journal the policy reload");
+        }
+    }
+}
+
+/// The version of a whole policy set: the first 16 hex digits of the SHA-256 over its
+/// activities' versions (`consent::policy_version`), in id order.
+pub fn policy_set_version(set: &PolicySet) -> String {
+    let joined: Vec<String> = set.activities.iter().map(|a| crate::consent::policy_version(a)).collect();
+    crate::consent::sha256_hex(&joined.join(",")).chars().take(16).collect()
 }
 
 pub type AppState = Arc<App>;
@@ -127,6 +149,7 @@ impl Application {
             Some(k) => Some(Arc::new(open_vault(k, &store, &deps).await?)),
             None => None,
         };
+        let consent = Arc::new(ConsentService::new(store.clone(), deps.clock.clone()));
         let metrics = Arc::new(Metrics::new());
         let upstreams = Upstreams::build(&config.routes).context("cannot prepare upstream TLS")?;
         let proxy = Proxy::new(
@@ -137,7 +160,8 @@ impl Application {
             metrics.clone(),
             policies.clone(),
         )
-        .with_auth(auth.clone());
+        .with_auth(auth.clone())
+        .with_consent(consent.clone());
         let tls = match &s.server.tls {
             Some(t) => Some(TlsAcceptor::from(Arc::new(
                 tls::server_config(&t.cert, &t.key, &t.min_version).context("cannot set up TLS")?,
@@ -155,6 +179,7 @@ impl Application {
             auth,
             audit,
             crypto,
+            consent,
             proxy,
             metrics,
             request_ids: crate::server::middleware::RequestIds::new(deps.random.as_ref())

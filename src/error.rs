@@ -46,6 +46,10 @@ pub enum GatewayError {
     SignInRequired { agent: bool, acr: Option<u8>, return_to: String },
     /// Signed in, but not as someone this route admits (wrong role, agent on a citizen route…).
     Forbidden(&'static str),
+    /// The request serves a purpose that rests on consent, and the citizen has not given it
+    /// (or withdrew it): browsers are sent to the consent page and brought back to
+    /// `return_to` (same origin) after giving it; APIs get 403 with a link to that page.
+    ConsentRequired { activity: String, purpose: String, return_to: String },
     /// A sign-in did not complete: the provider refused or cancelled it, or a check failed.
     /// No session was created.
     SignInFailed { agent: bool, cancelled: bool },
@@ -69,7 +73,7 @@ impl GatewayError {
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::SignInRequired { .. } | Self::SignInFailed { .. } => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::ConsentRequired { .. } => StatusCode::FORBIDDEN,
         }
     }
 
@@ -90,6 +94,7 @@ impl GatewayError {
             Self::SignInRequired { .. } => "sign-in-required",
             Self::Forbidden(_) => "forbidden",
             Self::SignInFailed { .. } => "sign-in-failed",
+            Self::ConsentRequired { .. } => "consent-required",
         }
     }
 
@@ -109,6 +114,7 @@ impl GatewayError {
             Self::SignInRequired { .. } => "Sign-in required",
             Self::Forbidden(_) => "Access denied",
             Self::SignInFailed { .. } => "Sign-in failed",
+            Self::ConsentRequired { .. } => "Consent required",
         }
     }
 
@@ -118,6 +124,10 @@ impl GatewayError {
             Self::PayloadTooLarge { limit } => format!("The body exceeds the limit of {limit} bytes for this address."),
             Self::HeadersTooLarge => "The request line and headers exceed the configured limit.".to_owned(),
             Self::Forbidden(why) => format!("Access denied: {why}."),
+            Self::ConsentRequired { activity, purpose, .. } => format!(
+                "This request serves the purpose `{purpose}` of `{activity}`, which needs the citizen's consent; \
+                 it can be given at the consent page."
+            ),
             other => format!("{}.", other.title()),
         }
     }
@@ -174,6 +184,11 @@ impl GatewayError {
                 "Vous êtes connecté, mais cette page n'est pas pour votre compte.".into(),
                 "Si vous pensez que c'est une erreur, déconnectez-vous puis reconnectez-vous avec le bon compte.",
             ),
+            Self::ConsentRequired { .. } => (
+                "Votre accord est nécessaire",
+                "Ce service n'est proposé que si vous êtes d'accord.".into(),
+                "Donnez votre accord sur la page « Vos accords », ou continuez sans ce service.",
+            ),
             Self::SignInFailed { cancelled: true, .. } => (
                 "Connexion annulée",
                 "La connexion n'a pas abouti. Vous l'avez peut-être annulée.".into(),
@@ -192,6 +207,7 @@ impl GatewayError {
     pub fn respond(&self, html: bool, request_id: Option<&str>, cause: Option<String>) -> Response {
         let mut resp = match self {
             Self::SignInRequired { agent, acr, return_to } if html => sign_in_redirect(*agent, *acr, return_to),
+            Self::ConsentRequired { return_to, .. } if html => see_other(&consent_url(return_to)),
             _ if html => self.html(request_id),
             _ => self.problem(request_id),
         };
@@ -208,10 +224,19 @@ impl GatewayError {
             status: self.status().as_u16(),
             detail: self.detail(),
             request_id,
+            consent_url: match self {
+                Self::ConsentRequired { return_to, .. } => Some(consent_url(return_to)),
+                _ => None,
+            },
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut resp = (self.status(), json).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(link) =
+            body.consent_url.as_deref().and_then(|u| HeaderValue::from_str(&format!("<{u}>; rel=\"consent\"")).ok())
+        {
+            resp.headers_mut().insert(header::LINK, link);
+        }
         resp
     }
 
@@ -253,6 +278,25 @@ struct Problem<'a> {
     detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
+    /// Where the citizen gives the consent a `consent-required` problem is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consent_url: Option<String>,
+}
+
+/// The consent page, coming back to `return_to` afterwards.
+fn consent_url(return_to: &str) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("retour", return_to);
+    format!("{}?{}", crate::consent::pages::CONSENT_PATH, q.finish())
+}
+
+fn see_other(location: &str) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 #[derive(Template)]
@@ -276,13 +320,7 @@ fn sign_in_redirect(agent: bool, acr: Option<u8>, return_to: &str) -> Response {
     if let Some(level) = acr {
         q.append_pair("niveau", &format!("eidas{level}"));
     }
-    let location = format!("{start}?{}", q.finish());
-    let mut resp = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    see_other(&format!("{start}?{}", q.finish()))
 }
 
 /// Browsers ask for HTML first; API clients ask for JSON or nothing in particular.
@@ -329,6 +367,7 @@ mod tests {
             (GatewayError::SignInRequired { agent: false, acr: None, return_to: "/".into() }, 401, "sign-in-required"),
             (GatewayError::Forbidden("role"), 403, "forbidden"),
             (GatewayError::SignInFailed { agent: false, cancelled: true }, 401, "sign-in-failed"),
+            (consent_required(), 403, "consent-required"),
         ];
         for (e, status, code) in cases {
             assert_eq!(e.status().as_u16(), status);
@@ -356,6 +395,28 @@ mod tests {
         let api = e.respond(false, None, None);
         assert_eq!(api.status(), 401);
         assert_eq!(api.headers()[header::CONTENT_TYPE], "application/problem+json");
+    }
+
+    fn consent_required() -> GatewayError {
+        GatewayError::ConsentRequired {
+            activity: "lettre-information".into(),
+            purpose: "envoi".into(),
+            return_to: "/lettre-information/".into(),
+        }
+    }
+
+    #[test]
+    fn consent_required_redirects_browsers_and_answers_apis_403_with_a_link() {
+        let page = consent_required().respond(true, None, None);
+        assert_eq!(page.status(), 303);
+        assert_eq!(page.headers()[header::LOCATION], "/.guichet/consentement/?retour=%2Flettre-information%2F");
+        let api = consent_required().respond(false, Some("r1"), None);
+        assert_eq!(api.status(), 403);
+        assert_eq!(api.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(
+            api.headers()[header::LINK],
+            "</.guichet/consentement/?retour=%2Flettre-information%2F>; rel=\"consent\""
+        );
     }
 
     #[test]

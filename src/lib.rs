@@ -22,6 +22,9 @@ pub mod auth;
 pub mod proxy;
 pub mod routing;
 
+// 3. What citizens agreed to: the consent ledger (checked right after the policy decision).
+pub mod consent;
+
 // 4. What may pass: processing activities, their register and notices.
 pub mod policy;
 // 5. How protected data is sealed (field encryption, pseudonyms, crypto-shredding).

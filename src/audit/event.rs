@@ -86,6 +86,40 @@ pub enum Channel {
     Post,
 }
 
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Counter => "counter",
+            Self::Phone => "phone",
+            Self::Post => "post",
+        }
+    }
+}
+
+/// How the citizen behind a consent event was identified (R5: "who", without collecting
+/// more than needed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityCheck {
+    /// Signed in through the citizens' identity provider (online channel).
+    SignIn,
+    /// A one-time code the signed-in citizen generated and read out to the agent.
+    OneTimeCode,
+    /// The one-time code, and the agent also saw an identity document (counter).
+    OneTimeCodeAndDocument,
+}
+
+impl IdentityCheck {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SignIn => "sign_in",
+            Self::OneTimeCode => "one_time_code",
+            Self::OneTimeCodeAndDocument => "one_time_code_and_document",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -110,14 +144,19 @@ pub enum Operation {
         acr: Option<Ident>,
     },
     SignOut,
+    /// The actor is the citizen (online) or the agent who recorded it (assisted channels).
     ConsentGiven {
         channel: Channel,
+        identified_by: IdentityCheck,
         notice_version: Ident,
         notice_sha256: Ident,
         policy_version: Ident,
     },
     ConsentWithdrawn {
         channel: Channel,
+        identified_by: IdentityCheck,
+        notice_version: Ident,
+        notice_sha256: Ident,
         policy_version: Ident,
     },
     /// Personal fields shown in clear to an agent: the field names, never the values.

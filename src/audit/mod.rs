@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use checkpoint::{KeyError, Signer, Verifier};
-pub use event::{Actor, ActorKind, AuditEvent, Channel, Ident, KeyAction, Operation, Outcome};
+pub use event::{Actor, ActorKind, AuditEvent, Channel, Ident, IdentityCheck, KeyAction, Operation, Outcome};
 pub use sink::SinkSettings;
 pub use verify::{Break, Report};
 
@@ -68,6 +68,13 @@ impl Audit {
         self.tx.send(sink::Command::Append { entry, ack: None }).await.map_err(|_| AuditError::Closed)
     }
 
+    /// Like [`record`](Self::record), from code that cannot wait (policy reloads): fails with
+    /// `Closed` when the queue is full rather than waiting.
+    pub fn try_record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        let entry = pending(&event)?;
+        self.tx.try_send(sink::Command::Append { entry, ack: None }).map_err(|_| AuditError::Closed)
+    }
+
     /// Appends `event` and returns its sequence number once it is committed. For actions
     /// acknowledged to a person (consent, withdrawal): they must never be lost.
     pub async fn append_sync(&self, event: AuditEvent) -> Result<i64, AuditError> {
@@ -108,5 +115,22 @@ fn pending(event: &AuditEvent) -> Result<sink::Pending, AuditError> {
         operation: event.operation.name(),
         subject: event.subject.as_ref().map(|s| s.as_str().to_owned()),
         body: chain::canonical_body(event)?,
+        consent: consent_key(event),
+    })
+}
+
+/// The ledger row a consent event makes; `None` for every other event (and for a consent
+/// event missing its subject, activity or purpose, which the consent service never builds).
+fn consent_key(event: &AuditEvent) -> Option<sink::ConsentKey> {
+    let given = match event.operation {
+        Operation::ConsentGiven { .. } => true,
+        Operation::ConsentWithdrawn { .. } => false,
+        _ => return None,
+    };
+    Some(sink::ConsentKey {
+        subject: event.subject.as_ref()?.as_str().to_owned(),
+        activity: event.activity.as_ref()?.as_str().to_owned(),
+        purpose: event.purpose.as_ref()?.as_str().to_owned(),
+        given,
     })
 }

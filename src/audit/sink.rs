@@ -21,7 +21,7 @@ use super::chain::{self, Hash};
 use super::checkpoint::{Signed, Signer};
 use super::event::to_micros;
 use crate::clock::Clock;
-use crate::store::{CheckpointRow, EntryRow, Extension, HeadRow, Store};
+use crate::store::{CheckpointRow, ConsentRow, EntryRow, Extension, HeadRow, Store};
 
 /// How many times a failed batch is retried before its entries are given up.
 const COMMIT_ATTEMPTS: u32 = 3;
@@ -42,6 +42,17 @@ pub(super) struct Pending {
     pub operation: &'static str,
     pub subject: Option<String>,
     pub body: String,
+    /// Set for consent events: they are also written to the consent ledger.
+    pub consent: Option<ConsentKey>,
+}
+
+/// Which ledger row a consent event makes.
+#[derive(Debug, Clone)]
+pub(super) struct ConsentKey {
+    pub subject: String,
+    pub activity: String,
+    pub purpose: String,
+    pub given: bool,
 }
 
 pub(super) type Ack = oneshot::Sender<Result<i64, AuditError>>;
@@ -200,6 +211,7 @@ impl Writer {
         let mut prev: Hash = chain::parse_hash(&head.hash).unwrap_or([0; 32]);
         let mut next = head.clone();
         let mut rows = Vec::with_capacity(entries.len());
+        let mut consents = Vec::new();
         let mut checkpoints = Vec::new();
         for e in entries {
             next.seq += 1;
@@ -212,6 +224,18 @@ impl Writer {
                 body: e.body.clone(),
                 hash: chain::hash_hex(&prev),
             });
+            if let Some(k) = &e.consent {
+                consents.push(ConsentRow {
+                    seq: next.seq,
+                    subject: k.subject.clone(),
+                    activity: k.activity.clone(),
+                    purpose: k.purpose.clone(),
+                    given: i64::from(k.given),
+                    at_us: e.at_us,
+                    body: e.body.clone(),
+                    hash: chain::hash_hex(&prev),
+                });
+            }
             if next.seq % self.settings.checkpoint_every_entries.max(1) == 0 {
                 checkpoints.push(self.checkpoint(&mut next, prev, now_us));
             }
@@ -222,7 +246,7 @@ impl Writer {
             checkpoints.push(self.checkpoint(&mut next, prev, now_us));
         }
         next.hash = chain::hash_hex(&prev);
-        Extension { entries: rows, checkpoints, head: next }
+        Extension { entries: rows, consents, checkpoints, head: next }
     }
 
     fn checkpoint(&self, head: &mut HeadRow, hash: Hash, now_us: i64) -> CheckpointRow {

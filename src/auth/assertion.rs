@@ -64,7 +64,13 @@ impl AssertionKey {
     }
 
     pub fn sign(&self, claims: &Value) -> Result<String, JwsError> {
-        jose::sign_es256(&self.pair, &self.kid, "guichet-assertion+jwt", claims, &ring::rand::SystemRandom::new())
+        self.sign_typed("guichet-assertion+jwt", claims)
+    }
+
+    /// Signs `claims` with another `typ` (consent receipts), so one kind of token can never
+    /// be mistaken for the other.
+    pub fn sign_typed(&self, typ: &str, claims: &Value) -> Result<String, JwsError> {
+        jose::sign_es256(&self.pair, &self.kid, typ, claims, &ring::rand::SystemRandom::new())
     }
 }
 

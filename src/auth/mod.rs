@@ -37,6 +37,8 @@ pub const CITIZEN_CALLBACK_PATH: &str = "/.guichet/oidc/callback";
 pub const AGENT_CALLBACK_PATH: &str = "/.guichet/oidc/agent/callback";
 pub const LOGOUT_PATH: &str = "/.guichet/deconnexion";
 pub const LOGOUT_CALLBACK_PATH: &str = "/.guichet/oidc/logout-callback";
+/// The pseudonym context of the consent ledger (route names cannot start with `.`).
+const CONSENT_PSEUDONYM_CONTEXT: &str = ".guichet-consent";
 /// Cookie binding a sign-in under way to the browser that started it (holds the `state`).
 pub const LOGIN_COOKIE: &str = "__Host-guichet-login";
 
@@ -164,6 +166,28 @@ impl Auth {
                     .await
             }
         }
+    }
+
+    /// The citizen's pseudonym in the consent ledger: the per-upstream pseudonym of a name no
+    /// route can have, so it is stable for a person and joins with no application's.
+    pub fn consent_subject(&self, session: &Session) -> String {
+        self.pseudonyms.for_route(session, CONSENT_PSEUDONYM_CONTEXT)
+    }
+
+    /// The CSRF token of `session`'s forms: a keyed tag of the session id (synchronizer token
+    /// bound to the session, nothing stored; see docs/consent.md).
+    pub fn csrf_token(&self, session: &Session) -> String {
+        self.pseudonyms.tag(&["guichet-csrf-v1", &session.id_hash])
+    }
+
+    /// True when `token` is `session`'s CSRF token (constant-time comparison).
+    pub fn csrf_ok(&self, session: &Session, token: &str) -> bool {
+        oidc::constant_time_eq(self.csrf_token(session).as_bytes(), token.as_bytes())
+    }
+
+    /// Signs a consent receipt with the assertion key (verifiable at `/.guichet/jwks.json`).
+    pub fn sign_receipt(&self, claims: &serde_json::Value) -> Result<String, jose::JwsError> {
+        self.key.sign_typed("guichet-consent-receipt+jwt", claims)
     }
 
     /// The public keys upstreams verify assertions with.

@@ -27,4 +27,14 @@ impl Pseudonyms {
         }
         hex(ctx.sign().as_ref())
     }
+
+    /// A keyed tag over length-prefixed `parts` (CSRF tokens): unforgeable without the key.
+    pub fn tag(&self, parts: &[&str]) -> String {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        for part in parts {
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part.as_bytes());
+        }
+        hex(ctx.sign().as_ref())
+    }
 }

@@ -17,7 +17,11 @@ use super::{
     AGENT_CALLBACK_PATH, AGENT_LOGIN_PATH, Auth, CITIZEN_CALLBACK_PATH, CITIZEN_LOGIN_PATH, LOGIN_COOKIE,
     LOGOUT_CALLBACK_PATH, LOGOUT_PATH, claims, clear_cookie, cookie_value, safe_return_path, set_cookie,
 };
-use crate::app::AppState;
+use std::sync::Arc;
+
+use super::session::Session;
+use crate::app::{App, AppState};
+use crate::audit::{Actor, ActorKind, AuditEvent, Ident, Operation};
 use crate::clock::random_hex;
 use crate::error::GatewayError;
 use crate::routing::acr_level;
@@ -133,7 +137,7 @@ async fn callback_citizen(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    callback(&app.auth, Kind::Citizen, &headers, &q).await
+    callback(&app, Kind::Citizen, &headers, &q).await
 }
 
 async fn callback_agent(
@@ -141,13 +145,15 @@ async fn callback_agent(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    callback(&app.auth, Kind::Agent, &headers, &q).await
+    callback(&app, Kind::Agent, &headers, &q).await
 }
 
-async fn callback(auth: &Auth, kind: Kind, headers: &HeaderMap, q: &HashMap<String, String>) -> Response {
+async fn callback(app: &App, kind: Kind, headers: &HeaderMap, q: &HashMap<String, String>) -> Response {
+    let auth = &app.auth;
     let old_session = cookie_value(headers, &auth.settings.cookie_name).map(str::to_owned);
     let mut resp = match finish(auth, kind, headers, q).await {
-        Ok((cookie, return_to)) => {
+        Ok((cookie, return_to, session)) => {
+            journal(app, &session, Operation::SignIn { acr: Ident::new(session.acr.clone()).ok() }).await;
             // A new id at every sign-in (no fixation), and never two identities in one
             // browser: whatever session was there ends now.
             if let Some(old) = old_session {
@@ -172,7 +178,7 @@ async fn finish(
     kind: Kind,
     headers: &HeaderMap,
     q: &HashMap<String, String>,
-) -> Result<(String, String), SignInError> {
+) -> Result<(String, String, Arc<Session>), SignInError> {
     let provider = auth.provider(kind).ok_or(SignInError::NoProvider)?;
     let state = q.get("state").ok_or(SignInError::StateMismatch)?;
     let bound = cookie_value(headers, LOGIN_COOKIE).ok_or(SignInError::StateMismatch)?;
@@ -210,9 +216,30 @@ async fn finish(
         roles,
         id_token: id.raw,
     };
-    let (cookie, _) = auth.sessions.create(new).await?;
+    let (cookie, session) = auth.sessions.create(new).await?;
     tracing::info!(kind = kind.as_str(), "signed in");
-    Ok((cookie, pending.return_to))
+    Ok((cookie, pending.return_to, session))
+}
+
+/// Journals a sign-in or sign-out under the person's pseudonymous id (citizens: their consent
+/// pseudonym; agents: their agent id), queued with the next batch.
+async fn journal(app: &App, session: &Session, operation: Operation) {
+    let (kind, id, role) = match session.kind {
+        Kind::Citizen => (ActorKind::Citizen, app.auth.consent_subject(session), "citizen".to_owned()),
+        Kind::Agent => (
+            ActorKind::Agent,
+            crate::consent::pages::agent_ident(session),
+            session.roles.first().cloned().unwrap_or_else(|| "agent".to_owned()),
+        ),
+    };
+    let (Ok(id), Ok(role)) = (Ident::new(id), Ident::new(role)) else { return };
+    let mut event = AuditEvent::system(operation, app.clock.now());
+    event.actor = Actor { kind, id: id.clone() };
+    event.role = role;
+    event.subject = Some(id);
+    if let Err(e) = app.audit.record(event).await {
+        tracing::warn!(error = %e, "cannot journal the sign-in or sign-out");
+    }
 }
 
 /// RP-initiated logout: the local session ends first, whatever happens next; then the
@@ -221,6 +248,9 @@ async fn finish(
 async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
     let auth = &app.auth;
     let mut target = LOGGED_OUT_PATH.to_owned();
+    if let Ok(Some(session)) = auth.identify(&headers).await {
+        journal(&app, &session, Operation::SignOut).await;
+    }
     if let Some(cookie) = cookie_value(&headers, &auth.settings.cookie_name) {
         match provider_logout_url(auth, cookie).await {
             Ok(Some(url)) => target = url,
@@ -321,7 +351,7 @@ struct LoggedOut {
     confirmed: bool,
 }
 
-fn page(status: StatusCode, t: &impl Template) -> Response {
+pub(crate) fn page(status: StatusCode, t: &impl Template) -> Response {
     let body = t.render().unwrap_or_default();
     let mut resp = (status, body).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
@@ -329,7 +359,7 @@ fn page(status: StatusCode, t: &impl Template) -> Response {
     resp
 }
 
-fn redirect(location: &str) -> Response {
+pub(crate) fn redirect(location: &str) -> Response {
     let mut resp = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(location) {
         resp.headers_mut().insert(header::LOCATION, v);

@@ -53,6 +53,23 @@ pub struct Settings {
     pub auth: AuthSettings,
     #[serde(default)]
     pub policy: PolicySettings,
+    /// Consent ledger and its assisted channel (docs/consent.md).
+    #[serde(default)]
+    pub consent: ConsentSettings,
+}
+
+/// The consent ledger's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentSettings {
+    /// Agent roles (from `[[auth.agent_roles]]`) allowed to record a consent or a withdrawal
+    /// for a citizen at the counter, on the phone or by post.
+    #[serde(default = "default_consent_assisted_roles")]
+    pub assisted_roles: Vec<String>,
+}
+
+fn default_consent_assisted_roles() -> Vec<String> {
+    vec!["accueil".to_owned()]
 }
 
 /// Where the processing-activity files are, and whether to follow their changes.
@@ -462,7 +479,8 @@ default_from_serde!(
     AuditSettings,
     AuditRetentionSettings,
     AuthSettings,
-    PolicySettings
+    PolicySettings,
+    ConsentSettings
 );
 
 fn default_key_cache_size() -> usize {

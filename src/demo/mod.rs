@@ -53,6 +53,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     s.server.public_url = Some(public_url);
     s.admin.listen = opts.admin_listen;
     configure_sign_in(s, &idp);
+    // The demo's agents may record consents at the counter (assisted channel).
+    s.consent.assisted_roles = vec!["agent".into(), "etat-civil".into()];
     s.routes.extend(demo_routes(&format!("http://{townhall}")));
     s.keys = Some(demo_keys(&opts.data_dir)?);
     let config = loaded.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -65,6 +67,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let _ = writeln!(out, "\nGuichet demo is running.\n");
     let _ = writeln!(out, "  Open {url} in your browser.");
     let _ = writeln!(out, "  Citizen pages: {url}cantine, {url}etat-civil (sign in with a test citizen)");
+    let _ = writeln!(
+        out,
+        "  Newsletter (asks for consent): {url}lettre-information/ — your consents: {url}.guichet/consentement/"
+    );
     let _ = writeln!(out, "  Agent back-office: {url}recu (sign in with a test agent)");
     let _ = writeln!(out, "  DPO register: {url}.guichet/dpo/registre (sign in as Nadia BERGER, role dpo)");
     let _ = writeln!(out, "  Demonstration identity provider: {}", idp.citizen_issuer);
@@ -109,7 +115,10 @@ pub fn demo_routes(upstream: &str) -> Vec<RouteSettings> {
         demo_route("back-office", "/recu", upstream, RouteAccess::Agent, claims(&["usual_name", "email"]));
     back_office.roles = vec!["etat-civil".into()];
     back_office.no_personal_data = true;
-    vec![accueil, cantine, etat_civil, api, back_office]
+    // The newsletter rests on consent (policies/lettre-information.toml): the consent phase
+    // sends citizens to `/.guichet/consentement/` until they agree.
+    let lettre = demo_route("lettre-information", "/lettre-information", upstream, RouteAccess::Citizen, Vec::new());
+    vec![accueil, cantine, etat_civil, api, back_office, lettre]
 }
 
 /// The demo's keyring, in its data directory, created on first run. A real installation
@@ -199,5 +208,7 @@ mod tests {
         assert_eq!(decide("api", "/api/echo"), Decision::Deny);
         assert_eq!(decide("accueil", "/"), Decision::Public);
         assert_eq!(decide("back-office", "/recu"), Decision::Public);
+        assert!(matches!(decide("lettre-information", "/lettre-information/"),
+            Decision::Processing(p) if p.consent_required));
     }
 }

@@ -44,6 +44,9 @@ pub fn router() -> Router {
         .route("/", get(home))
         .route("/recu", get(received))
         .route("/api/echo", any(echo))
+        // The newsletter (consent-based): the gateway only lets through citizens who agreed.
+        .route("/lettre-information", get(newsletter))
+        .route("/lettre-information/", get(newsletter))
         .merge(service_routes::<CanteenRegistration>())
         .merge(service_routes::<CertificateRequest>())
         .fallback(not_found)
@@ -614,6 +617,14 @@ fn json_error(status: StatusCode, message: &str) -> Response {
 // ---------------------------------------------------------------------------------------------
 // HTML handlers
 // ---------------------------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "demo/lettre.html")]
+struct NewsletterPage;
+
+async fn newsletter() -> Response {
+    render_html(StatusCode::OK, &NewsletterPage)
+}
 
 async fn home(headers: HeaderMap) -> Response {
     render_html(StatusCode::OK, &HomePage { page: Page::new("Mairie de Démoville", Section::Home, &headers) })

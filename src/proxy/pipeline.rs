@@ -30,6 +30,7 @@ use super::upstream::{UpstreamClient, Upstreams};
 use crate::auth::Auth;
 use crate::auth::session::Kind;
 use crate::config::RouteAccess;
+use crate::consent::ConsentService;
 use crate::error::{GatewayError, wants_html};
 use crate::metrics::{Metrics, UpstreamErrorLabels};
 use crate::policy::{self, PolicySet, RequestFacts};
@@ -54,6 +55,7 @@ pub struct Proxy {
     auth: Option<Arc<Auth>>,
     /// The active policy set; swapped whole on reload, so a request keeps the set it loaded.
     policies: Arc<ArcSwap<PolicySet>>,
+    consent: Option<Arc<ConsentService>>,
 }
 
 /// A request ready to go upstream, with what the later phases need to finish it.
@@ -72,13 +74,20 @@ impl Proxy {
         metrics: Arc<Metrics>,
         policies: Arc<ArcSwap<PolicySet>>,
     ) -> Self {
-        Self { routes, upstreams, trusted_proxies, max_header_bytes, metrics, policies, auth: None }
+        Self { routes, upstreams, trusted_proxies, max_header_bytes, metrics, policies, auth: None, consent: None }
     }
 
     /// Enables the identify and authorize phases (without it everyone is anonymous and only
     /// public routes work).
     pub fn with_auth(mut self, auth: Arc<Auth>) -> Self {
         self.auth = Some(auth);
+        self
+    }
+
+    /// Enables the consent phase. Without it (or without sign-in) a purpose resting on
+    /// consent is never served: nobody can have given it.
+    pub fn with_consent(mut self, consent: Arc<ConsentService>) -> Self {
+        self.consent = Some(consent);
         self
     }
 
@@ -105,6 +114,7 @@ impl Proxy {
         self.identify(ctx, req.headers()).await?;
         authorize(ctx, &route, req.uri())?;
         self.decide(ctx, &req)?;
+        self.check_consent(ctx, req.uri()).await?;
         let client =
             self.upstreams.get(&route.name).ok_or_else(|| ProxyError::Internal("no client for route".into()))?;
         let out = self.upstream_request(ctx, &route, req)?;
@@ -154,6 +164,46 @@ impl Proxy {
             policy::Decision::Deny => return Err(ProxyError::NoProcessingActivity),
         });
         Ok(())
+    }
+
+    /// Phase 4b: a purpose resting on consent is served only with a current consent of the
+    /// citizen asking (from the cache, re-read from the store after 1 s at most). Anyone
+    /// else is refused: anonymous people are sent to sign in, agents are forbidden.
+    async fn check_consent(&self, ctx: &RequestContext, uri: &Uri) -> Result<(), ProxyError> {
+        let Some(p) = ctx.decision.as_ref().and_then(Decision::processing).filter(|p| p.consent_required) else {
+            return Ok(());
+        };
+        let return_to = uri.path_and_query().map_or_else(|| "/".to_owned(), ToString::to_string);
+        let session = match &ctx.identity {
+            Identity::Citizen(s) => s,
+            Identity::Anonymous => {
+                let e = GatewayError::SignInRequired { agent: false, acr: None, return_to };
+                return Err(ProxyError::Access(e, "consent needs a signed-in citizen"));
+            }
+            Identity::Agent(_) => {
+                let e = GatewayError::Forbidden("this purpose rests on a citizen's own consent");
+                return Err(ProxyError::Access(e, "agent on a consent purpose"));
+            }
+        };
+        let (Some(auth), Some(consent)) = (&self.auth, &self.consent) else {
+            return Err(ProxyError::Internal("consent purpose without the consent service".into()));
+        };
+        let set = self.policies.load();
+        let version = set.activity(&p.activity).and_then(|a| a.consent.as_ref()).map_or("", |c| c.version.as_str());
+        let subject = auth.consent_subject(session);
+        let state = consent.state(&subject, &p.activity, &p.purpose, version).await.map_err(|e| {
+            tracing::warn!(error = %e, "cannot read the consent ledger");
+            ProxyError::Access(GatewayError::StoreUnavailable, "consent ledger unavailable")
+        })?;
+        if state.allows() {
+            return Ok(());
+        }
+        let e = GatewayError::ConsentRequired {
+            activity: p.activity.to_string(),
+            purpose: p.purpose.to_string(),
+            return_to,
+        };
+        Err(ProxyError::Access(e, "consent not given"))
     }
 
     /// Phase 5: the request as the upstream will see it.

@@ -19,6 +19,8 @@ pub fn public(state: AppState) -> Router {
         .merge(crate::auth::routes::routes())
         // Citizen notices and the DPO register (protected by the DPO role once sign-in lands).
         .merge(crate::policy::pages::routes())
+        // Citizens' consent page, receipts, and the agents' assisted-channel form.
+        .merge(crate::consent::pages::routes())
         // Nothing under the reserved prefix is ever proxied, even paths we do not serve.
         .route("/.guichet", any(reserved_not_found))
         .route("/.guichet/{*rest}", any(reserved_not_found))

@@ -50,6 +50,9 @@ pub struct CheckpointRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Extension {
     pub entries: Vec<EntryRow>,
+    /// Consent ledger rows for the consent entries among `entries`, written in the same
+    /// transaction (docs/consent.md).
+    pub consents: Vec<super::ConsentRow>,
     pub checkpoints: Vec<CheckpointRow>,
     pub head: HeadRow,
 }
@@ -107,6 +110,13 @@ impl<'a> AuditRepo<'a> {
                         .push_bind(&e.body).push_bind(&e.hash);
                 });
                 q.build().execute(&mut *tx).await?;
+            }
+            for c in &ext.consents {
+                sqlx::query("INSERT INTO consent_event (seq, subject, activity, purpose, given, at_us, body, hash) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                    .bind(c.seq).bind(&c.subject).bind(&c.activity).bind(&c.purpose).bind(c.given).bind(c.at_us)
+                    .bind(&c.body).bind(&c.hash)
+                    .execute(&mut *tx).await?;
             }
             for c in &ext.checkpoints {
                 sqlx::query("INSERT INTO audit_checkpoint (number, seq, hash, at_us, key_id, signature) \

@@ -15,6 +15,7 @@ macro_rules! with_pool {
 }
 
 mod audit;
+mod consent;
 mod keys;
 mod meta;
 mod sessions;
@@ -29,6 +30,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use audit::{AuditRepo, CheckpointRow, EntryRow, Extension, HeadRow, Pruned};
+pub use consent::{ConsentRepo, ConsentRow};
 pub use keys::{DataKeyRow, Keys, Tombstone};
 pub use meta::Meta;
 pub use sessions::{PendingLogin, SessionRow, Sessions};
@@ -204,6 +206,10 @@ impl Store {
 
     pub fn keys(&self) -> Keys<'_> {
         Keys::new(self)
+    }
+
+    pub fn consent(&self) -> ConsentRepo<'_> {
+        ConsentRepo::new(self)
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::helpers::{Backend, TestApp, spawn_app};
 use crate::oidc_mock::{Faults, MockProvider, Sig};
 
-fn angela() -> Value {
+pub(crate) fn angela() -> Value {
     json!({
         "given_name": "Angela Claire Louise", "family_name": "DUBOIS", "birthdate": "1962-08-24",
         "gender": "female", "birthplace": "75107", "birthcountry": "99100", "email": "angela@example.fr"
@@ -28,7 +28,7 @@ async fn setup(faults: Faults) -> (TestApp, MockProvider) {
 }
 
 /// `Set-Cookie` values of a response.
-fn set_cookies(r: &reqwest::Response) -> Vec<String> {
+pub(crate) fn set_cookies(r: &reqwest::Response) -> Vec<String> {
     r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect()
 }
 
@@ -62,7 +62,7 @@ async fn callback(app: &TestApp, query: &str, cookies: &str) -> reqwest::Respons
 }
 
 /// The whole sign-in: start, the provider's code, the callback. Returns the callback response.
-async fn sign_in_at(app: &TestApp, mock: &MockProvider, start_path: &str, sub: &str) -> reqwest::Response {
+pub(crate) async fn sign_in_at(app: &TestApp, mock: &MockProvider, start_path: &str, sub: &str) -> reqwest::Response {
     let s = start(app, start_path).await;
     let code = mock.issue_code(&s.params, sub, angela());
     let q = format!("code={code}&state={}", s.params["state"]);
@@ -662,7 +662,7 @@ fn revoke_command(app: &TestApp, args: &[&str]) -> String {
         "version = 1\ndata_dir = {data:?}\n\n[store]\nurl = {url:?}\n\n[[routes]]\nname = \"app\"\n\
          path_prefix = \"/\"\nupstream = \"http://127.0.0.1:9\"\nno_personal_data = true\n",
         data = dir.path().display().to_string(),
-        url = app.store_url,
+        url = secrecy::ExposeSecret::expose_secret(&app.store_url),
     );
     std::fs::write(&config, toml).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))

@@ -92,8 +92,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The policy directory the app reads (empty unless `with_policies` wrote files).
     pub policies_dir: PathBuf,
-    /// The store's URL, for a second process on the same store (the CLI).
-    pub store_url: String,
+    /// The store this instance uses (to start another instance on it).
+    pub store_url: SecretString,
     shutdown: watch::Sender<bool>,
     _dir: TempDir,
 }
@@ -113,6 +113,7 @@ pub struct TestAppBuilder {
     default_route: bool,
     policies: Vec<(String, String)>,
     policy_watch: bool,
+    store_url: Option<SecretString>,
 }
 
 pub fn spawn_app() -> TestAppBuilder {
@@ -122,6 +123,7 @@ pub fn spawn_app() -> TestAppBuilder {
         default_route: true,
         policies: Vec::new(),
         policy_watch: false,
+        store_url: None,
     }
 }
 
@@ -145,6 +147,12 @@ impl TestAppBuilder {
     /// Writes these policy files (name, TOML text) into the app's policy directory.
     pub fn with_policies(mut self, files: &[(&str, &str)]) -> Self {
         self.policies.extend(files.iter().map(|(n, t)| ((*n).to_owned(), (*t).to_owned())));
+        self
+    }
+
+    /// Uses this store instead of a fresh one (several instances on one store).
+    pub fn with_store_url(mut self, url: SecretString) -> Self {
+        self.store_url = Some(url);
         self
     }
 
@@ -179,8 +187,11 @@ impl TestAppBuilder {
             f(s, upstream.addr);
         }
         let mut config = loaded.validate().expect("test configuration must be valid");
-        config.store_url = fresh_store_url(self.backend, dir.path()).await;
-        let store_url = secrecy::ExposeSecret::expose_secret(&config.store_url).to_owned();
+        config.store_url = match self.store_url {
+            Some(url) => url,
+            None => fresh_store_url(self.backend, dir.path()).await,
+        };
+        let store_url = config.store_url.clone();
         let clock = FixedClock::at(time::macros::datetime!(2026-11-28 12:00 UTC));
         let deps = Deps { clock: Arc::new(clock.clone()), random: Arc::new(SystemRandom::new()) };
         let app = Application::build(config, deps).await.expect("the gateway must start");

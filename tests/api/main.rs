@@ -10,6 +10,7 @@ mod audit;
 mod auth;
 mod browser;
 mod config;
+mod consent;
 mod health;
 mod interop;
 mod keys;

@@ -1,0 +1,417 @@
+//! `/.guichet/consentement/`: the citizen's consent page (one control per purpose, nothing
+//! pre-selected, giving and withdrawing one button each), receipts, one-time codes for the
+//! assisted channel, and the agents' form. Server-rendered, no JavaScript. Every form carries
+//! the session's CSRF token (`Auth::csrf_token`); a POST without it is refused before anything
+//! is read or recorded.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::{ConsentError, ConsentPurpose, Recorder, State as ConsentState, consent_purposes, find_purpose};
+use crate::app::{App, AppState};
+use crate::audit::{Actor, ActorKind, Channel, Ident, IdentityCheck};
+use crate::auth::routes::{page, redirect};
+use crate::auth::session::{Kind, Session};
+use crate::clock::random_hex;
+use crate::error::GatewayError;
+use crate::server::RequestId;
+
+pub const CONSENT_PATH: &str = "/.guichet/consentement/";
+const AGENT_PATH: &str = "/.guichet/consentement/agent";
+/// How long a one-time code for the assisted channel stays valid.
+const CODE_LIFETIME: time::Duration = time::Duration::minutes(15);
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/.guichet/consentement", get(show).post(choose))
+        .route(CONSENT_PATH, get(show).post(choose))
+        .route("/.guichet/consentement/recu/{seq}", get(receipt))
+        .route("/.guichet/consentement/code", axum::routing::post(new_code))
+        .route(AGENT_PATH, get(agent_form).post(agent_record))
+}
+
+/// One purpose as the page shows it.
+struct PurposeView {
+    activity: String,
+    activity_name: String,
+    purpose: String,
+    description: String,
+    notice_text: String,
+    notice_version: String,
+    alternative: String,
+    given: bool,
+    since: Option<String>,
+    /// Sequence number of the latest event, for its receipt.
+    last_seq: Option<i64>,
+}
+
+struct HistoryLine {
+    seq: i64,
+    what: &'static str,
+    activity: String,
+    when: String,
+}
+
+#[derive(Template)]
+#[template(path = "consent/page.html")]
+struct ConsentPage<'a> {
+    purposes: &'a [PurposeView],
+    history: &'a [HistoryLine],
+    csrf: &'a str,
+    return_to: &'a str,
+    code: Option<&'a str>,
+    done: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "consent/agent.html")]
+struct AgentPage<'a> {
+    purposes: &'a [ConsentPurpose],
+    csrf: &'a str,
+    message: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "consent/sign_in.html")]
+struct SignInFirst;
+
+#[derive(Deserialize)]
+struct ShowQuery {
+    retour: Option<String>,
+    fait: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceForm {
+    jeton: Option<String>,
+    activite: String,
+    finalite: String,
+    choix: String,
+    retour: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    jeton: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AgentForm {
+    jeton: Option<String>,
+    code: String,
+    activite_finalite: String,
+    choix: String,
+    canal: String,
+    verification: String,
+}
+
+fn request_id(headers: &HeaderMap, ext: Option<&RequestId>) -> Option<Ident> {
+    let _ = headers;
+    ext.and_then(|r| Ident::new(r.0.to_string()).ok())
+}
+
+async fn session_of(app: &App, headers: &HeaderMap, kind: Kind) -> Result<Option<Arc<Session>>, Response> {
+    match app.auth.identify(headers).await {
+        Ok(s) => Ok(s.filter(|s| s.kind == kind)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the session");
+            Err(GatewayError::StoreUnavailable.respond(true, None, None))
+        }
+    }
+}
+
+async fn show(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<ShowQuery>) -> Response {
+    let session = match session_of(&app, &headers, Kind::Citizen).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return page(StatusCode::OK, &SignInFirst),
+        Err(r) => return r,
+    };
+    let return_to = q.retour.as_deref().and_then(crate::auth::safe_return_path).unwrap_or("");
+    render_citizen_page(&app, &session, return_to, None, q.fait.as_deref()).await
+}
+
+async fn render_citizen_page(
+    app: &App,
+    session: &Session,
+    return_to: &str,
+    code: Option<&str>,
+    done: Option<&str>,
+) -> Response {
+    let subject = app.auth.consent_subject(session);
+    let set = app.policies.load();
+    let result = async {
+        let rows = app.consent.history(&subject).await?;
+        let events = app.consent.reload(&subject).await?;
+        let now = app.clock.now();
+        let purposes: Vec<PurposeView> = consent_purposes(&set.activities)
+            .into_iter()
+            .map(|p| {
+                let st = super::state::current(&events, &p.activity.id, &p.purpose, &p.notice_version, now);
+                let decl = p.activity.purposes.iter().find(|d| d.id == p.purpose);
+                let last = rows.iter().rev().find(|r| r.activity == p.activity.id && r.purpose == p.purpose);
+                PurposeView {
+                    activity: p.activity.id.clone(),
+                    activity_name: p.activity.name.clone(),
+                    purpose: p.purpose.clone(),
+                    description: decl.map(|d| d.description.clone()).unwrap_or_default(),
+                    notice_text: p.notice_text.clone(),
+                    notice_version: p.notice_version.clone(),
+                    alternative: decl.and_then(|d| d.alternative.clone()).unwrap_or_default(),
+                    given: matches!(st, ConsentState::Given { .. }),
+                    since: last.and_then(|r| super::time_of(r.at_us)).map(french_time),
+                    last_seq: last.map(|r| r.seq),
+                }
+            })
+            .collect();
+        let history: Vec<HistoryLine> = rows
+            .iter()
+            .rev()
+            .map(|r| HistoryLine {
+                seq: r.seq,
+                what: if r.given != 0 { "Accord donné" } else { "Accord retiré" },
+                activity: set.activity(&r.activity).map_or_else(|| r.activity.clone(), |a| a.name.clone()),
+                when: super::time_of(r.at_us).map(french_time).unwrap_or_default(),
+            })
+            .collect();
+        Ok::<_, ConsentError>((purposes, history))
+    }
+    .await;
+    match result {
+        Ok((purposes, history)) => {
+            let csrf = app.auth.csrf_token(session);
+            page(
+                StatusCode::OK,
+                &ConsentPage { purposes: &purposes, history: &history, csrf: &csrf, return_to, code, done },
+            )
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+async fn choose(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    rid: Option<axum::Extension<RequestId>>,
+    Form(f): Form<ChoiceForm>,
+) -> Response {
+    let session = match session_of(&app, &headers, Kind::Citizen).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return GatewayError::Forbidden("sign in first").respond(true, None, None),
+        Err(r) => return r,
+    };
+    if !f.jeton.as_deref().is_some_and(|t| app.auth.csrf_ok(&session, t)) {
+        tracing::warn!("consent form refused: missing or wrong CSRF token");
+        return GatewayError::Forbidden("the form is out of date; reload the page").respond(true, None, None);
+    }
+    let given = match f.choix.as_str() {
+        "donner" => true,
+        "retirer" => false,
+        _ => return GatewayError::BadRequest("unknown choice").respond(true, None, None),
+    };
+    let set = app.policies.load();
+    let Some(purpose) = find_purpose(&set.activities, &f.activite, &f.finalite) else {
+        return GatewayError::BadRequest("unknown purpose").respond(true, None, None);
+    };
+    let subject = app.auth.consent_subject(&session);
+    let by = Recorder {
+        actor: Actor {
+            kind: ActorKind::Citizen,
+            id: match Ident::new(subject.clone()) {
+                Ok(i) => i,
+                Err(_) => return GatewayError::Internal.respond(true, None, None),
+            },
+        },
+        role: Ident::new("citizen").unwrap_or_else(|_| Actor::system().id),
+        channel: Channel::Online,
+        identified_by: IdentityCheck::SignIn,
+        request_id: request_id(&headers, rid.as_deref()),
+    };
+    match app.consent.record(&app.audit, &subject, &purpose, given, by).await {
+        Ok(seq) => {
+            let back = f.retour.as_deref().and_then(crate::auth::safe_return_path).filter(|_| given);
+            let target = back.map_or_else(|| format!("{CONSENT_PATH}?fait={seq}"), ToOwned::to_owned);
+            redirect(&target)
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+async fn receipt(State(app): State<AppState>, headers: HeaderMap, Path(seq): Path<i64>) -> Response {
+    let session = match session_of(&app, &headers, Kind::Citizen).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return GatewayError::Forbidden("sign in first").respond(true, None, None),
+        Err(r) => return r,
+    };
+    let subject = app.auth.consent_subject(&session);
+    let row = match app.store.consent().event(seq).await {
+        Ok(Some(r)) if r.subject == subject => r,
+        Ok(_) => return GatewayError::NotFound.respond(true, None, None),
+        Err(e) => return error_page(&e.into()),
+    };
+    let set = app.policies.load();
+    let Some(activity) = set.activity(&row.activity) else { return GatewayError::NotFound.respond(true, None, None) };
+    let signed = super::receipt::claims(&row, activity, &app.auth.public_url)
+        .map_err(|e| e.to_string())
+        .and_then(|c| app.auth.sign_receipt(&c).map_err(|e| e.to_string()));
+    match signed {
+        Ok(jws) => {
+            let mut resp = (StatusCode::OK, jws).into_response();
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jose"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"recu-consentement-{seq}.jws\"")) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            resp
+        }
+        Err(cause) => GatewayError::Internal.respond(true, None, Some(cause)),
+    }
+}
+
+/// A citizen asks for a code to read out to an agent (counter, phone).
+async fn new_code(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<CodeForm>) -> Response {
+    let session = match session_of(&app, &headers, Kind::Citizen).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return GatewayError::Forbidden("sign in first").respond(true, None, None),
+        Err(r) => return r,
+    };
+    if !f.jeton.as_deref().is_some_and(|t| app.auth.csrf_ok(&session, t)) {
+        return GatewayError::Forbidden("the form is out of date; reload the page").respond(true, None, None);
+    }
+    let code = match random_hex::<4>(app.random.as_ref()) {
+        Ok(c) => c.to_ascii_uppercase(),
+        Err(_) => return GatewayError::Internal.respond(true, None, None),
+    };
+    let subject = app.auth.consent_subject(&session);
+    if let Err(e) = app.consent.new_code(&subject, &code, CODE_LIFETIME).await {
+        return error_page(&e);
+    }
+    render_citizen_page(&app, &session, "", Some(&code), None).await
+}
+
+/// The agent may record consents for citizens: signed in as an agent with an assisted role.
+fn assisted_agent(app: &App, session: &Session) -> bool {
+    session.roles.iter().any(|r| app.settings.consent.assisted_roles.contains(r))
+}
+
+async fn agent_session(app: &App, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
+    match session_of(app, headers, Kind::Agent).await? {
+        Some(s) if assisted_agent(app, &s) => Ok(s),
+        Some(_) => {
+            Err(GatewayError::Forbidden("the agent has no role allowing to record consents").respond(true, None, None))
+        }
+        None => {
+            Err(GatewayError::SignInRequired { agent: true, acr: None, return_to: "/".into() }
+                .respond(true, None, None))
+        }
+    }
+}
+
+async fn agent_form(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let session = match agent_session(&app, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let set = app.policies.load();
+    let purposes = consent_purposes(&set.activities);
+    let csrf = app.auth.csrf_token(&session);
+    page(StatusCode::OK, &AgentPage { purposes: &purposes, csrf: &csrf, message: None })
+}
+
+async fn agent_record(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    rid: Option<axum::Extension<RequestId>>,
+    Form(f): Form<AgentForm>,
+) -> Response {
+    let session = match agent_session(&app, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !f.jeton.as_deref().is_some_and(|t| app.auth.csrf_ok(&session, t)) {
+        return GatewayError::Forbidden("the form is out of date; reload the page").respond(true, None, None);
+    }
+    let channel = match f.canal.as_str() {
+        "counter" => Channel::Counter,
+        "phone" => Channel::Phone,
+        "post" => Channel::Post,
+        _ => return GatewayError::BadRequest("unknown channel").respond(true, None, None),
+    };
+    let identified_by = match f.verification.as_str() {
+        "code" => IdentityCheck::OneTimeCode,
+        "code_et_piece" => IdentityCheck::OneTimeCodeAndDocument,
+        _ => return GatewayError::BadRequest("unknown identity check").respond(true, None, None),
+    };
+    let given = f.choix == "donner";
+    let set = app.policies.load();
+    let (activity, purpose) = f.activite_finalite.split_once('/').unwrap_or_default();
+    let Some(purpose) = find_purpose(&set.activities, activity, purpose) else {
+        return GatewayError::BadRequest("unknown purpose").respond(true, None, None);
+    };
+    let purposes = consent_purposes(&set.activities);
+    let csrf = app.auth.csrf_token(&session);
+    let subject = match app.consent.redeem_code(&f.code).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            let msg =
+                "Ce code n'est pas valable (inconnu, déjà utilisé ou expiré). Demandez un nouveau code à la personne.";
+            return page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &AgentPage { purposes: &purposes, csrf: &csrf, message: Some(msg) },
+            );
+        }
+        Err(e) => return error_page(&e),
+    };
+    let Ok(agent_id) = Ident::new(agent_ident(&session)) else {
+        return GatewayError::Internal.respond(true, None, None);
+    };
+    let role = session
+        .roles
+        .iter()
+        .find(|r| app.settings.consent.assisted_roles.contains(r))
+        .and_then(|r| Ident::new(r.clone()).ok())
+        .unwrap_or_else(|| Actor::system().id);
+    let by = Recorder {
+        actor: Actor { kind: ActorKind::Agent, id: agent_id },
+        role,
+        channel,
+        identified_by,
+        request_id: request_id(&headers, rid.as_deref()),
+    };
+    match app.consent.record(&app.audit, &subject, &purpose, given, by).await {
+        Ok(_) => {
+            let msg = if given { "L'accord est enregistré." } else { "Le retrait est enregistré." };
+            page(StatusCode::OK, &AgentPage { purposes: &purposes, csrf: &csrf, message: Some(msg) })
+        }
+        Err(e) => error_page(&e),
+    }
+}
+
+/// The agent's id in the journal: the provider's `sub` when it is a journal identifier, else
+/// its SHA-256 (never a name or an e-mail address).
+pub fn agent_ident(session: &Session) -> String {
+    match Ident::new(format!("agent:{}", session.subject)) {
+        Ok(i) => i.to_string(),
+        Err(_) => format!("agent:{}", super::sha256_hex(&session.subject)),
+    }
+}
+
+/// `28/11/2026 à 12:00 (heure UTC)`.
+fn french_time(t: time::OffsetDateTime) -> String {
+    format!("{:02}/{:02}/{} à {:02}:{:02} (heure UTC)", t.day(), u8::from(t.month()), t.year(), t.hour(), t.minute())
+}
+
+fn error_page(e: &ConsentError) -> Response {
+    let g = match e {
+        ConsentError::Store(_) | ConsentError::Audit(_) => GatewayError::StoreUnavailable,
+        _ => GatewayError::Internal,
+    };
+    g.respond(true, None, Some(e.to_string()))
+}
