@@ -47,6 +47,12 @@ pub struct App {
 }
 
 impl App {
+    /// Deletes sign-ins and logouts that were never finished and sessions long past their
+    /// absolute timeout, as of the injected clock (run periodically by `serve`).
+    pub async fn purge_expired_sign_ins(&self) -> Result<(), crate::store::StoreError> {
+        self.store.sessions().purge(self.clock.now()).await
+    }
+
     /// Reads, validates and applies the policy set again. An invalid set is refused and the
     /// active one stays; either way the outcome is logged and counted. Requests already in
     /// flight keep the set they started with.
@@ -263,7 +269,8 @@ async fn start_audit(store: &Store, s: &Settings, clock: Arc<dyn Clock>) -> anyh
     Ok(audit)
 }
 
-/// Applies the journal's retention every `prune_every` until shutdown.
+/// Applies the journal's retention and forgets expired sign-ins every `prune_every` until
+/// shutdown.
 async fn prune_periodically(app: AppState, mut stop: watch::Receiver<bool>) {
     let r = &app.settings.audit.retention;
     let mut tick = tokio::time::interval(r.prune_every);
@@ -273,6 +280,9 @@ async fn prune_periodically(app: AppState, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {
                 if let Err(e) = crate::audit::retention::prune(&app.store, &app.audit, app.clock.as_ref(), r.keep).await {
                     tracing::warn!(error = %e, "audit journal pruning failed; will retry");
+                }
+                if let Err(e) = app.purge_expired_sign_ins().await {
+                    tracing::warn!(error = %e, "purging expired sign-ins failed; will retry");
                 }
             }
             _ = stop.changed() => return,

@@ -760,3 +760,42 @@ async fn agents_get_roles_from_rules_and_one_browser_holds_one_identity() {
     assert_eq!(signed_in_request(&app, &agent, "/agents").await.status(), 303, "the agent session ended");
     assert_eq!(signed_in_request(&app, &citizen, "/agents").await.status(), 403);
 }
+
+// --- Housekeeping: what expired is deleted, not merely ignored. ---
+
+/// Rows in `table`, counted straight in the store.
+async fn rows(app: &TestApp, table: &str) -> i64 {
+    let url = secrecy::ExposeSecret::expose_secret(&app.store_url).to_owned();
+    let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
+    if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        n
+    } else {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        n
+    }
+}
+
+async fn expired_sign_ins_and_sessions_are_purged(backend: Backend) {
+    let mock = MockProvider::start().await;
+    let app = spawn_app().backend(backend).with_citizen_provider(mock.issuer()).start().await;
+    assert_eq!(sign_in(&app, &mock).await.status(), 303);
+    start(&app, "/.guichet/connexion").await; // a sign-in left unfinished
+    assert!(rows(&app, "auth_sessions").await > 0);
+    assert!(rows(&app, "auth_pending_logins").await > 0);
+
+    app.state.purge_expired_sign_ins().await.unwrap();
+    assert_eq!(rows(&app, "auth_sessions").await, 1, "a live session is kept");
+
+    // Past the absolute timeout (12 h) and the day kept for support questions.
+    app.clock.advance(time::Duration::hours(12) + time::Duration::days(1) + time::Duration::minutes(1));
+    app.state.purge_expired_sign_ins().await.unwrap();
+    assert_eq!(rows(&app, "auth_sessions").await, 0);
+    assert_eq!(rows(&app, "auth_pending_logins").await, 0);
+}
+
+crate::on_both_stores!(expired_sign_ins_and_sessions_are_purged);
