@@ -56,6 +56,20 @@ fn ods_and_pia_exports_are_produced() {
     assert!(status.success());
     let bytes = std::fs::read(&file).unwrap();
     assert_eq!(&bytes[..2], b"PK", "an ODS file is a zip archive");
+    // Read it back: a first page listing the activities, then one sheet per activity, as in
+    // the CNIL model.
+    let wb = spreadsheet_ods::read_ods_buf(&bytes).expect("a readable OpenDocument spreadsheet");
+    assert_eq!(wb.num_sheets(), 7, "the index page and one sheet per example activity");
+    let index = wb.sheet(0);
+    assert_eq!(index.name(), "Registre");
+    let listed: Vec<String> =
+        (6u32..12).filter_map(|row| index.value(row, 0).as_str_opt().map(str::to_owned)).collect();
+    assert!(listed.iter().any(|r| r == "cantine"), "{listed:?}");
+    let cantine = (0..wb.num_sheets()).map(|i| wb.sheet(i)).find(|s| s.name() == "cantine").expect("a cantine sheet");
+    let labels: Vec<String> =
+        (0u32..30).filter_map(|row| cantine.value(row, 0).as_str_opt().map(str::to_owned)).collect();
+    assert!(labels.iter().any(|l| l.contains("Finalité")), "{labels:?}");
+    assert!(labels.iter().any(|l| l.contains("effacement")), "{labels:?}");
     let pia: serde_json::Value = serde_json::from_slice(&register("pia")).unwrap();
     let first = &pia.as_array().unwrap()[0];
     let refs: Vec<u64> =
