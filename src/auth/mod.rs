@@ -348,7 +348,7 @@ const RETURNABLE_OWN_PAGES: &[&str] = &[crate::policy::pages::REGISTER_PATH];
 
 /// A return path that stays on this site: one leading `/`, never `//`, `/\`, a scheme, a
 /// backslash or a control character, in raw or percent-decoded form, and never the
-/// gateway's own pages but those in [`RETURNABLE_OWN_PAGES`].
+/// gateway's own pages but those in `RETURNABLE_OWN_PAGES`.
 pub fn safe_return_path(p: &str) -> Option<&str> {
     if p.len() > 2048 {
         return None;
