@@ -19,6 +19,7 @@ use crate::consent::ConsentService;
 use crate::crypto::{Keyring, Vault};
 use crate::metrics::{Metrics, ReloadLabels};
 use crate::policy::{self, PolicyError, PolicySet, PolicySource};
+use crate::proxy::fields::{DEFAULT_TRANSFORM_MAX_BYTES, FieldSettings};
 use crate::proxy::{Proxy, Upstreams};
 use crate::server::{self, ConnLimits};
 use crate::store::{Store, StoreOptions};
@@ -161,7 +162,11 @@ impl Application {
             policies.clone(),
         )
         .with_auth(auth.clone())
-        .with_consent(consent.clone());
+        .with_consent(consent.clone())
+        .with_fields(FieldSettings {
+            vault: crypto.clone(),
+            transform_max_bytes: s.keys.as_ref().map_or(DEFAULT_TRANSFORM_MAX_BYTES, |k| k.transform_max_bytes),
+        });
         let tls = match &s.server.tls {
             Some(t) => Some(TlsAcceptor::from(Arc::new(
                 tls::server_config(&t.cert, &t.key, &t.min_version).context("cannot set up TLS")?,

@@ -111,6 +111,11 @@ pub struct KeysSettings {
     /// long another instance keeps a key that was shredded elsewhere).
     #[serde(default = "default_key_cache_ttl", with = "humantime_serde")]
     pub cache_ttl: Duration,
+    /// Largest request body the field-protection phase buffers to rewrite declared fields
+    /// (bodies of routes that declare no field stream and are not limited by this). A larger
+    /// body on a route with declared fields is refused (413), never forwarded unprotected.
+    #[serde(default = "default_transform_max_bytes")]
+    pub transform_max_bytes: u64,
 }
 
 impl KeysSettings {
@@ -125,6 +130,7 @@ impl KeysSettings {
             tombstones_file: None,
             cache_size: default_key_cache_size(),
             cache_ttl: default_key_cache_ttl(),
+            transform_max_bytes: default_transform_max_bytes(),
         }
     }
 
@@ -482,6 +488,10 @@ default_from_serde!(
     PolicySettings,
     ConsentSettings
 );
+
+fn default_transform_max_bytes() -> u64 {
+    crate::proxy::fields::DEFAULT_TRANSFORM_MAX_BYTES
+}
 
 fn default_key_cache_size() -> usize {
     10_000

@@ -1,6 +1,6 @@
 //! The proxy as named phases around one per-request context (the pingora idea):
 //!
-//! `receive → route → identify → decide → upstream_request → forward → response_filter → log`
+//! `receive → route → identify → decide → protect → upstream_request → forward → response_filter → log`
 //!
 //! Each phase reads what earlier ones put in the [`RequestContext`] and may end the request
 //! with a [`ProxyError`]. Sign-in, policy, consent and field encryption plug in as phases here
@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 use super::body::{BodyError, GuardedBody, find_body_error};
 use super::context::{Decision, Identity, RequestContext};
 use super::error::ProxyError;
+use super::fields::{self, DEFAULT_TRANSFORM_MAX_BYTES, FieldSettings, Owner, Protector};
 use super::headers::{self, Hop};
 use super::upstream::{UpstreamClient, Upstreams};
 use crate::auth::Auth;
@@ -56,6 +57,9 @@ pub struct Proxy {
     /// The active policy set; swapped whole on reload, so a request keeps the set it loaded.
     policies: Arc<ArcSwap<PolicySet>>,
     consent: Option<Arc<ConsentService>>,
+    /// Field protection: the vault (absent without `[keys]`, then declared fields fail
+    /// closed) and the transform limit.
+    fields: FieldSettings,
 }
 
 /// A request ready to go upstream, with what the later phases need to finish it.
@@ -74,7 +78,25 @@ impl Proxy {
         metrics: Arc<Metrics>,
         policies: Arc<ArcSwap<PolicySet>>,
     ) -> Self {
-        Self { routes, upstreams, trusted_proxies, max_header_bytes, metrics, policies, auth: None, consent: None }
+        let fields = FieldSettings { vault: None, transform_max_bytes: DEFAULT_TRANSFORM_MAX_BYTES };
+        Self {
+            routes,
+            upstreams,
+            trusted_proxies,
+            max_header_bytes,
+            metrics,
+            policies,
+            auth: None,
+            consent: None,
+            fields,
+        }
+    }
+
+    /// Enables field protection with this vault and transform limit. Without it, a request
+    /// carrying a field to encrypt or pseudonymize is refused (fail closed).
+    pub fn with_fields(mut self, fields: FieldSettings) -> Self {
+        self.fields = fields;
+        self
     }
 
     /// Enables the identify and authorize phases (without it everyone is anonymous and only
@@ -117,6 +139,7 @@ impl Proxy {
         self.check_consent(ctx, req.uri()).await?;
         let client =
             self.upstreams.get(&route.name).ok_or_else(|| ProxyError::Internal("no client for route".into()))?;
+        let req = self.protect(ctx, &route, req).await?;
         let out = self.upstream_request(ctx, &route, req)?;
         let client_upgrade = out.client_upgrade;
         let resp = forward(client, &route, out.request, out.body_sent).await?;
@@ -204,6 +227,35 @@ impl Proxy {
             return_to,
         };
         Err(ProxyError::Access(e, "consent not given"))
+    }
+
+    /// Phase 4c: the activity's declared personal fields become tokens before anything is
+    /// forwarded (`fields` module). Requests with nothing to transform pass untouched, their
+    /// bodies still streaming.
+    async fn protect(
+        &self,
+        ctx: &RequestContext,
+        route: &Route,
+        req: Request<Body>,
+    ) -> Result<Request<Body>, ProxyError> {
+        let Some(p) = ctx.decision.as_ref().and_then(Decision::processing) else { return Ok(req) };
+        let fields = fields::request_fields(&p.fields);
+        if fields.is_empty() {
+            return Ok(req);
+        }
+        let owner = match (&ctx.identity, &self.auth) {
+            (Identity::Citizen(s), Some(auth)) => Owner::Citizen(auth.field_subject(s)),
+            (Identity::Agent(_), _) => Owner::Agent,
+            _ => Owner::Anonymous,
+        };
+        let protector = Protector {
+            vault: self.fields.vault.as_deref(),
+            activity: &p.activity,
+            owner,
+            max_bytes: route.max_body_bytes.min(self.fields.transform_max_bytes),
+            idle: route.timeouts.idle_body,
+        };
+        protector.protect(&fields, req).await
     }
 
     /// Phase 5: the request as the upstream will see it.

@@ -1,0 +1,181 @@
+//! Personal fields end to end: the protect phase turns declared fields into tokens before
+//! the upstream sees them, fails closed (nothing forwarded) when it cannot, and leaves routes
+//! without declared fields streaming.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use guichet::config::RouteAccess;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+
+use crate::auth::{SESSION, cookie, sign_in_at};
+use crate::helpers::{TestApp, TestAppBuilder, route, spawn_app, test_keys};
+use crate::oidc_mock::MockProvider;
+
+const CANTINE: &str = include_str!("../../policies/cantine.toml");
+
+/// An application that keeps every request body it receives and answers with the last one
+/// (as `text/html`), standing for a town-hall application storing what it is sent.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    bodies: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Recorder {
+    pub async fn start(&self) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().fallback(keep).with_state(self.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr
+    }
+
+    /// How many requests arrived.
+    pub fn hits(&self) -> usize {
+        self.bodies.lock().unwrap().len()
+    }
+
+    /// The last body received, and its path.
+    pub fn last(&self) -> (String, String) {
+        self.bodies.lock().unwrap().last().cloned().expect("the application received nothing")
+    }
+}
+
+async fn keep(State(r): State<Recorder>, req: Request) -> Response {
+    let path = req.uri().path_and_query().map(ToString::to_string).unwrap_or_default();
+    let bytes = axum::body::to_bytes(req.into_body(), usize::MAX).await.unwrap();
+    let body = String::from_utf8_lossy(&bytes).into_owned();
+    let stored = {
+        let mut b = r.bodies.lock().unwrap();
+        b.push((path, body));
+        // What a GET shows: the last record posted.
+        b.iter().rev().find(|(_, body)| !body.is_empty()).map(|(_, body)| body.clone()).unwrap_or_default()
+    };
+    ([("content-type", "text/html; charset=utf-8")], stored).into_response()
+}
+
+pub struct Setup {
+    pub app: TestApp,
+    pub mock: MockProvider,
+    pub recorder: Recorder,
+    _keys: Option<TempDir>,
+}
+
+/// A gateway with the cantine policy at `/cantine` (public route, so anonymous requests
+/// reach the protect phase), the recorder behind it, and a keyring unless `keys` is false.
+async fn setup_with(keys: bool, tweak: impl FnOnce(TestAppBuilder) -> TestAppBuilder) -> Setup {
+    let mock = MockProvider::start().await;
+    let recorder = Recorder::default();
+    let up = recorder.start().await;
+    let dir = keys.then(|| tempfile::tempdir().unwrap());
+    let keyring = dir.as_ref().map(|d| test_keys(d.path()));
+    let builder = spawn_app().with_citizen_provider(mock.issuer()).with_policies(&[("cantine.toml", CANTINE)]).with(
+        move |s, _| {
+            let mut cantine = route("cantine", "/cantine", &format!("http://{up}"));
+            cantine.access = RouteAccess::Public;
+            cantine.no_personal_data = false;
+            s.routes.push(cantine);
+            s.keys = keyring;
+        },
+    );
+    let app = tweak(builder).start().await;
+    Setup { app, mock, recorder, _keys: dir }
+}
+
+async fn setup() -> Setup {
+    setup_with(true, |b| b).await
+}
+
+async fn citizen(s: &Setup, sub: &str) -> String {
+    let r = sign_in_at(&s.app, &s.mock, "/.guichet/connexion?retour=/prive", sub).await;
+    cookie(&r, SESSION).expect("session cookie")
+}
+
+async fn post(s: &Setup, session: Option<&str>, path: &str, content_type: &str, body: String) -> reqwest::Response {
+    let mut req = s.app.client.post(s.app.url(path)).header("content-type", content_type).body(body);
+    if let Some(session) = session {
+        req = req.header("cookie", format!("{SESSION}={session}"));
+    }
+    req.send().await.unwrap()
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+#[tokio::test]
+async fn declared_form_fields_reach_the_upstream_as_tokens() {
+    let s = setup().await;
+    let angela = citizen(&s, "sub-angela").await;
+    let body = form(&[("child_given_names", "Léa Marie"), ("school", "Jules Ferry"), ("diet", "sans porc")]);
+    let r = post(&s, Some(&angela), "/cantine/inscription", FORM, body).await;
+    assert_eq!(r.status(), 200);
+    let (_, stored) = s.recorder.last();
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(stored.as_bytes()).into_owned().collect();
+    assert!(pairs[0].1.starts_with("gch1."), "{stored}");
+    assert_eq!(pairs[1], ("school".to_owned(), "Jules Ferry".to_owned()), "pass fields stay in clear");
+    assert!(pairs[2].1.starts_with("gch1."));
+    assert!(!stored.contains("porc") && !stored.contains("L%C3%A9a"), "{stored}");
+}
+
+#[tokio::test]
+async fn declared_json_fields_reach_the_upstream_as_tokens() {
+    let s = setup().await;
+    let angela = citizen(&s, "sub-angela").await;
+    let body = serde_json::json!({"child_family_name": "Dupont", "school": "Jules Ferry", "other": 1}).to_string();
+    let r = post(&s, Some(&angela), "/cantine/inscription", "application/json", body).await;
+    assert_eq!(r.status(), 200);
+    let (_, stored) = s.recorder.last();
+    let doc: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert!(doc["child_family_name"].as_str().unwrap().starts_with("gch1."), "{stored}");
+    assert_eq!(doc["school"], "Jules Ferry");
+    assert_eq!(doc["other"], 1);
+    assert!(!stored.contains("Dupont"));
+}
+
+#[tokio::test]
+async fn requests_that_cannot_be_protected_are_refused_and_nothing_is_forwarded() {
+    let s = setup_with(true, |b| b.with(|s, _| s.keys.as_mut().unwrap().transform_max_bytes = 1024)).await;
+    let angela = citizen(&s, "sub-angela").await;
+    let cases = [
+        ("application/json", "{\"child_family_name\": ".to_owned(), 422, "malformed JSON"),
+        ("application/json", "{\"child_family_name\": {\"a\": 1}}".to_owned(), 422, "object for a value"),
+        ("multipart/form-data; boundary=x", "--x--".to_owned(), 422, "unreadable body type"),
+        (FORM, form(&[("child_family_name", &"x".repeat(2000))]), 413, "over the transform limit"),
+    ];
+    for (ct, body, status, why) in cases {
+        let r = post(&s, Some(&angela), "/cantine/inscription", ct, body).await;
+        assert_eq!(r.status(), status, "{why}");
+    }
+    // Anonymous: encrypted fields need the citizen they belong to.
+    let r = post(&s, None, "/cantine/inscription", FORM, form(&[("diet", "sans porc")])).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(s.recorder.hits(), 0, "nothing was forwarded");
+}
+
+#[tokio::test]
+async fn without_a_keyring_declared_fields_fail_closed() {
+    let s = setup_with(false, |b| b).await;
+    let angela = citizen(&s, "sub-angela").await;
+    let r = post(&s, Some(&angela), "/cantine/inscription", FORM, form(&[("diet", "sans porc")])).await;
+    assert_eq!(r.status(), 503);
+    let problem: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:guichet:problem:protection-unavailable");
+    // A request carrying no body still passes: there is nothing to protect.
+    assert_eq!(s.app.client.get(s.app.url("/cantine/")).send().await.unwrap().status(), 200);
+    assert_eq!(s.recorder.hits(), 1, "only the request without fields was forwarded");
+}
+
+#[tokio::test]
+async fn bodies_of_routes_without_declared_fields_stream_past_the_transform_limit() {
+    let s = setup_with(true, |b| b.with(|s, _| s.keys.as_mut().unwrap().transform_max_bytes = 1024)).await;
+    let r = s.app.client.post(s.app.url("/count")).body(vec![b'a'; 256 * 1024]).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["bytes"], 256 * 1024);
+}
