@@ -31,7 +31,7 @@ pub struct App {
     pub settings: Settings,
     pub store: Store,
     pub auth: Arc<Auth>,
-    pub audit: Audit,
+    pub audit: Arc<Audit>,
     /// Field encryption, pseudonyms and crypto-shredding; `None` without a `[keys]` section.
     pub crypto: Option<Arc<Vault>>,
     /// The consent ledger (recorded through `audit`), shared with the proxy's consent phase.
@@ -145,7 +145,7 @@ impl Application {
                 .await
                 .context("cannot prepare sign-in")?,
         );
-        let audit = start_audit(&store, s, deps.clock.clone()).await?;
+        let audit = Arc::new(start_audit(&store, s, deps.clock.clone()).await?);
         let crypto = match &s.keys {
             Some(k) => Some(Arc::new(open_vault(k, &store, &deps).await?)),
             None => None,
@@ -166,6 +166,8 @@ impl Application {
         .with_fields(FieldSettings {
             vault: crypto.clone(),
             transform_max_bytes: s.keys.as_ref().map_or(DEFAULT_TRANSFORM_MAX_BYTES, |k| k.transform_max_bytes),
+            audit: Some(audit.clone()),
+            clock: deps.clock.clone(),
         });
         let tls = match &s.server.tls {
             Some(t) => Some(TlsAcceptor::from(Arc::new(

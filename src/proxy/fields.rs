@@ -312,11 +312,15 @@ fn plain_text(v: &Value) -> Result<Option<String>, ProxyError> {
     }
 }
 
-/// Shared handle kept by the proxy.
+/// What the proxy needs to protect and reveal fields.
 #[derive(Debug, Clone)]
 pub struct FieldSettings {
+    /// Absent without `[keys]`: declared fields then fail closed and nothing is revealed.
     pub vault: Option<Arc<Vault>>,
     pub transform_max_bytes: u64,
+    /// Where reveals to agents are journaled.
+    pub audit: Option<Arc<crate::audit::Audit>>,
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 #[cfg(test)]

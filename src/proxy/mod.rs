@@ -6,6 +6,7 @@ pub mod error;
 pub mod fields;
 pub mod headers;
 pub mod pipeline;
+pub mod reveal;
 pub mod upstream;
 
 pub use context::RequestContext;

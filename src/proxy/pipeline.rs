@@ -27,6 +27,7 @@ use super::context::{Decision, Identity, RequestContext};
 use super::error::ProxyError;
 use super::fields::{self, DEFAULT_TRANSFORM_MAX_BYTES, FieldSettings, Owner, Protector};
 use super::headers::{self, Hop};
+use super::reveal::{Revealer, TextKind, Viewer};
 use super::upstream::{UpstreamClient, Upstreams};
 use crate::auth::Auth;
 use crate::auth::session::Kind;
@@ -78,7 +79,12 @@ impl Proxy {
         metrics: Arc<Metrics>,
         policies: Arc<ArcSwap<PolicySet>>,
     ) -> Self {
-        let fields = FieldSettings { vault: None, transform_max_bytes: DEFAULT_TRANSFORM_MAX_BYTES };
+        let fields = FieldSettings {
+            vault: None,
+            transform_max_bytes: DEFAULT_TRANSFORM_MAX_BYTES,
+            audit: None,
+            clock: Arc::new(crate::clock::SystemClock),
+        };
         Self {
             routes,
             upstreams,
@@ -143,7 +149,7 @@ impl Proxy {
         let out = self.upstream_request(ctx, &route, req)?;
         let client_upgrade = out.client_upgrade;
         let resp = forward(client, &route, out.request, out.body_sent).await?;
-        response_filter(&route, resp, client_upgrade)
+        response_filter(&route, resp, client_upgrade, self.revealer(ctx))
     }
 
     /// Phase 1: is this a request we can read and may forward at all?
@@ -239,6 +245,11 @@ impl Proxy {
         req: Request<Body>,
     ) -> Result<Request<Body>, ProxyError> {
         let Some(p) = ctx.decision.as_ref().and_then(Decision::processing) else { return Ok(req) };
+        let mut req = req;
+        if !p.fields.is_empty() {
+            // The reveal phase reads response text: ask the upstream not to compress it.
+            req.headers_mut().remove(header::ACCEPT_ENCODING);
+        }
         let fields = fields::request_fields(&p.fields);
         if fields.is_empty() {
             return Ok(req);
@@ -256,6 +267,25 @@ impl Proxy {
             idle: route.timeouts.idle_body,
         };
         protector.protect(&fields, req).await
+    }
+
+    /// What the reveal part of `response_filter` needs, on routes of an activity with
+    /// declared fields when a keyring is configured.
+    fn revealer(&self, ctx: &RequestContext) -> Option<Revealer> {
+        let p = match ctx.decision.as_ref()? {
+            Decision::Processing(p) if !p.fields.is_empty() => p.clone(),
+            _ => return None,
+        };
+        let vault = self.fields.vault.clone()?;
+        let viewer = match (&ctx.identity, &self.auth) {
+            (Identity::Citizen(s), Some(auth)) => Viewer::Citizen(auth.field_subject(s)),
+            (Identity::Agent(s), _) => {
+                Viewer::Agent { id: crate::consent::pages::agent_ident(s), roles: s.roles.clone() }
+            }
+            _ => Viewer::Anonymous,
+        };
+        let f = &self.fields;
+        Some(Revealer::new(vault, f.audit.clone(), f.clock.clone(), p, viewer, ctx.request_id.clone()))
     }
 
     /// Phase 5: the request as the upstream will see it.
@@ -411,6 +441,7 @@ fn response_filter(
     route: &Route,
     mut resp: Response<Incoming>,
     client_upgrade: Option<OnUpgrade>,
+    revealer: Option<Revealer>,
 ) -> Result<Response, ProxyError> {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -425,6 +456,11 @@ fn response_filter(
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
     let body = GuardedBody::new(body, None, route.timeouts.idle_body, None);
+    if let Some((revealer, kind)) = revealer.zip(TextKind::of(&parts.headers)) {
+        // Values and placeholders differ in length from tokens: the body is re-framed.
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Ok(Response::from_parts(parts, revealer.body(kind, body)));
+    }
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 

@@ -11,7 +11,7 @@ use guichet::config::RouteAccess;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 
-use crate::auth::{SESSION, cookie, sign_in_at};
+use crate::auth::{SESSION, agent_info, agent_sign_in, cookie, sign_in_at};
 use crate::helpers::{TestApp, TestAppBuilder, route, spawn_app, test_keys};
 use crate::oidc_mock::MockProvider;
 
@@ -50,39 +50,61 @@ async fn keep(State(r): State<Recorder>, req: Request) -> Response {
     let body = String::from_utf8_lossy(&bytes).into_owned();
     let stored = {
         let mut b = r.bodies.lock().unwrap();
-        b.push((path, body));
+        b.push((path.clone(), body));
         // What a GET shows: the last record posted.
         b.iter().rev().find(|(_, body)| !body.is_empty()).map(|(_, body)| body.clone()).unwrap_or_default()
     };
+    if path.ends_with("/morceaux") {
+        // The record streamed in 7-byte chunks: tokens arrive split across chunks.
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
+            stored.into_bytes().chunks(7).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
+        let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
+        return ([("content-type", "text/plain")], body).into_response();
+    }
     ([("content-type", "text/html; charset=utf-8")], stored).into_response()
 }
 
 pub struct Setup {
     pub app: TestApp,
     pub mock: MockProvider,
+    pub agents: MockProvider,
     pub recorder: Recorder,
     _keys: Option<TempDir>,
 }
 
 /// A gateway with the cantine policy at `/cantine` (public route, so anonymous requests
-/// reach the protect phase), the recorder behind it, and a keyring unless `keys` is false.
+/// reach the protect phase) and its agents' pages at `/dossiers`, the recorder behind both,
+/// and a keyring unless `keys` is false. Agents at `ecole.example.fr` get `agent-scolaire`.
 async fn setup_with(keys: bool, tweak: impl FnOnce(TestAppBuilder) -> TestAppBuilder) -> Setup {
     let mock = MockProvider::start().await;
+    let agents = MockProvider::start().await;
+    let policy = CANTINE.replace("path = \"/api/inscriptions\"", "path = \"/dossiers/*\"");
     let recorder = Recorder::default();
     let up = recorder.start().await;
     let dir = keys.then(|| tempfile::tempdir().unwrap());
     let keyring = dir.as_ref().map(|d| test_keys(d.path()));
-    let builder = spawn_app().with_citizen_provider(mock.issuer()).with_policies(&[("cantine.toml", CANTINE)]).with(
-        move |s, _| {
+    let builder = spawn_app()
+        .with_citizen_provider(mock.issuer())
+        .with_agent_provider(agents.issuer())
+        .with_policies(&[("cantine.toml", &policy)])
+        .with(move |s, _| {
             let mut cantine = route("cantine", "/cantine", &format!("http://{up}"));
             cantine.access = RouteAccess::Public;
             cantine.no_personal_data = false;
-            s.routes.push(cantine);
+            let mut dossiers = route("dossiers", "/dossiers", &format!("http://{up}"));
+            dossiers.access = RouteAccess::Agent;
+            dossiers.no_personal_data = false;
+            s.routes.extend([cantine, dossiers]);
+            s.auth.agent_roles.push(guichet::config::RoleRule {
+                role: "agent-scolaire".into(),
+                siret: vec![],
+                email_domains: vec!["ecole.example.fr".into()],
+                uids: vec![],
+            });
             s.keys = keyring;
-        },
-    );
+        });
     let app = tweak(builder).start().await;
-    Setup { app, mock, recorder, _keys: dir }
+    Setup { app, mock, agents, recorder, _keys: dir }
 }
 
 async fn setup() -> Setup {
@@ -178,4 +200,53 @@ async fn bodies_of_routes_without_declared_fields_stream_past_the_transform_limi
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["bytes"], 256 * 1024);
+}
+
+async fn agent(s: &Setup, email: &str) -> String {
+    let r = agent_sign_in(&s.app, &s.agents, agent_info("21750001600019", email), "").await;
+    cookie(&r, SESSION).expect("agent session cookie")
+}
+
+async fn page(s: &Setup, session: &str, path: &str) -> String {
+    let r = s.app.client.get(s.app.url(path)).header("cookie", format!("{SESSION}={session}")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn tokens_are_revealed_to_exactly_the_allowed_viewers() {
+    let s = setup().await;
+    let angela = citizen(&s, "sub-angela").await;
+    let body = form(&[("child_given_names", "Lea <3"), ("diet", "sans porc")]);
+    assert_eq!(post(&s, Some(&angela), "/cantine/inscription", FORM, body).await.status(), 200);
+    let (_, stored) = s.recorder.last();
+    assert!(!stored.contains("Lea") && stored.contains("gch1."), "the application stores tokens: {stored}");
+
+    // The citizen sees her own values (HTML-escaped).
+    let own = page(&s, &angela, "/cantine/recu").await;
+    assert!(own.contains("child_given_names=Lea &lt;3") && own.contains("diet=sans porc"), "{own}");
+    // Tokens split across chunks of a streamed response are found too.
+    let streamed = page(&s, &angela, "/cantine/morceaux").await;
+    assert!(streamed.contains("child_given_names=Lea <3") && streamed.contains("diet=sans porc"), "{streamed}");
+    // Another citizen sees placeholders.
+    let bob = citizen(&s, "sub-bob").await;
+    let other = page(&s, &bob, "/cantine/recu").await;
+    assert!(other.contains("child_given_names=[donnée protégée]") && !other.contains("Lea"), "{other}");
+    // The school agent sees the child's name, not the diet (kept for the central kitchen).
+    let school = agent(&s, "paul@ecole.example.fr").await;
+    let seen = page(&s, &school, "/dossiers/1").await;
+    assert!(seen.contains("child_given_names=Lea &lt;3") && seen.contains("diet=[donnée protégée]"), "{seen}");
+    // Another agent sees neither.
+    let clerk = agent(&s, "lucie@mairie.example.fr").await;
+    let hidden = page(&s, &clerk, "/dossiers/1").await;
+    assert!(!hidden.contains("Lea") && !hidden.contains("porc"), "{hidden}");
+
+    // The reveal to the school agent is journaled once, with no value in it.
+    s.app.state.audit.flush().await.unwrap();
+    let entries = s.app.state.store.audit().entries_after(0, 1000).await.unwrap();
+    let reveals: Vec<_> = entries.iter().filter(|e| e.operation == "reveal").collect();
+    assert_eq!(reveals.len(), 1, "{reveals:?}");
+    assert!(reveals[0].body.contains("child_given_names") && reveals[0].body.contains("cantine"));
+    assert!(reveals[0].subject.as_deref().is_some_and(|sub| sub.len() == 64), "a subject pseudonym");
+    assert!(entries.iter().all(|e| !e.body.contains("Lea") && !e.body.contains("sub-angela")));
 }
