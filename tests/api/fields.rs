@@ -12,7 +12,7 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 
 use crate::auth::{SESSION, agent_info, agent_sign_in, cookie, sign_in_at};
-use crate::helpers::{TestApp, TestAppBuilder, route, spawn_app, test_keys};
+use crate::helpers::{TestApp, TestAppBuilder, raw_sql, route, spawn_app, test_keys};
 use crate::oidc_mock::MockProvider;
 
 const CANTINE: &str = include_str!("../../policies/cantine.toml");
@@ -64,6 +64,11 @@ async fn keep(State(r): State<Recorder>, req: Request) -> Response {
     ([("content-type", "text/html; charset=utf-8")], stored).into_response()
 }
 
+/// The cantine policy with its agents' route at `/dossiers/*`.
+fn agents_policy() -> String {
+    CANTINE.replace("path = \"/api/inscriptions\"", "path = \"/dossiers/*\"")
+}
+
 pub struct Setup {
     pub app: TestApp,
     pub mock: MockProvider,
@@ -78,7 +83,7 @@ pub struct Setup {
 async fn setup_with(keys: bool, tweak: impl FnOnce(TestAppBuilder) -> TestAppBuilder) -> Setup {
     let mock = MockProvider::start().await;
     let agents = MockProvider::start().await;
-    let policy = CANTINE.replace("path = \"/api/inscriptions\"", "path = \"/dossiers/*\"");
+    let policy = agents_policy();
     let recorder = Recorder::default();
     let up = recorder.start().await;
     let dir = keys.then(|| tempfile::tempdir().unwrap());
@@ -191,6 +196,33 @@ async fn without_a_keyring_declared_fields_fail_closed() {
     // A request carrying no body still passes: there is nothing to protect.
     assert_eq!(s.app.client.get(s.app.url("/cantine/")).send().await.unwrap().status(), 200);
     assert_eq!(s.recorder.hits(), 1, "only the request without fields was forwarded");
+}
+
+#[tokio::test]
+async fn a_key_store_failure_refuses_the_request_and_forwards_nothing() {
+    let s = setup().await;
+    let angela = citizen(&s, "sub-angela").await;
+    // The key table disappears (a broken store); sessions still work from their table.
+    raw_sql(&s.app.store_url, "DROP TABLE guichet_data_keys").await;
+    let r = post(&s, Some(&angela), "/cantine/inscription", FORM, form(&[("diet", "sans porc")])).await;
+    assert_eq!(r.status(), 503);
+    let problem: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:guichet:problem:store-unavailable");
+    assert_eq!(s.recorder.hits(), 0);
+}
+
+#[tokio::test]
+async fn declared_query_parameters_are_protected_too() {
+    let policy = agents_policy().replace(
+        "[[fields]]\nname = \"diet\"",
+        "[[fields]]\nname = \"q\"\ncategory = \"identite-enfant\"\nin = [\"query\"]\nprotection = \"pseudonymize\"\n\n[[fields]]\nname = \"diet\"",
+    );
+    assert!(policy.contains("name = \"q\""));
+    let s = setup_with(true, move |b| b.with_policies(&[("cantine.toml", &policy)])).await;
+    let r = s.app.client.get(s.app.url("/cantine/recherche?q=Dupont&page=2")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let (path, _) = s.recorder.last();
+    assert!(path.starts_with("/cantine/recherche?q=gchp1.") && path.ends_with("&page=2"), "{path}");
 }
 
 #[tokio::test]
