@@ -77,6 +77,18 @@ test('a citizen signs in with the demo provider and the application receives onl
   assert.doesNotMatch(text, /guichet-session/i, "the gateway's session cookie never reaches the application");
   await page.screenshot({ path: join(out, 'cantine-record.png'), fullPage: true });
   await assertAccessible(page);
+
+  // The application itself stored tokens: its diagnostic page (declared without personal
+  // data, so the gateway reveals nothing there) shows them to an agent, never the values.
+  const agentContext = await browser.newContext({ javaScriptEnabled: false, locale: 'fr-FR' });
+  const back = await agentContext.newPage();
+  await back.goto(`${demo.base}/recu`);
+  await Promise.all([back.waitForURL(/\/recu$/), back.getByRole('button', { name: /Lucie MARTIN/ }).click()]);
+  const stored = await back.locator('body').innerText();
+  assert.match(stored, /gch1\./, 'the application stored field tokens');
+  assert.doesNotMatch(stored, /Zoé|parent@example\.fr/, 'and never the values in clear');
+  await back.screenshot({ path: join(out, 'recu-tokens.png'), fullPage: true });
+  await agentContext.close();
 });
 
 test('gateway error pages are plain French and accessible', async () => {
