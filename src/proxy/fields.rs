@@ -97,11 +97,19 @@ impl Protector<'_> {
         Ok(Request::from_parts(parts, Body::from(rewritten)))
     }
 
+    fn vault(&self) -> Result<&Vault, ProxyError> {
+        self.vault.ok_or_else(|| refuse(GatewayError::ProtectionUnavailable, "no keyring configured for fields"))
+    }
+
+    /// The blind index of a searchable field's value (exact-match search; no subject needed,
+    /// so an agent's search works).
+    fn index(&self, field: &Field, value: &str) -> Result<String, ProxyError> {
+        Ok(self.vault()?.blind_index(self.activity, &field.name, value))
+    }
+
     /// The protected form of one value of `field`.
     async fn value(&self, field: &Field, value: &str) -> Result<String, ProxyError> {
-        let vault = || {
-            self.vault.ok_or_else(|| refuse(GatewayError::ProtectionUnavailable, "no keyring configured for fields"))
-        };
+        let vault = || self.vault();
         match field.protection {
             Protection::Pass => Ok(value.to_owned()),
             Protection::Pseudonymize => Ok(vault()?.pseudonymize(self.activity, &field.name, value)),
@@ -160,18 +168,31 @@ impl Protector<'_> {
         bytes: &[u8],
     ) -> Result<Option<String>, ProxyError> {
         std::str::from_utf8(bytes).map_err(|_| shape("URL-encoded data is not valid UTF-8"))?;
-        let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(bytes).into_owned().collect();
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(bytes).into_owned().collect();
+        let mut out = Vec::with_capacity(pairs.len());
         let mut changed = false;
-        for (name, value) in &mut pairs {
-            if let Some(f) = fields.iter().find(|f| f.name == *name && f.locations.contains(&at)) {
-                *value = self.value(f, value).await?;
-                changed = true;
+        for (name, value) in pairs {
+            let Some(f) = fields.iter().find(|f| f.name == name && f.locations.contains(&at)) else {
+                out.push((name, value));
+                continue;
+            };
+            changed = true;
+            if f.searchable && at == FieldLocation::Query {
+                // A search: the upstream compares it with the index it stored.
+                let index = self.index(f, &value)?;
+                out.push((name, index));
+                continue;
+            }
+            let index = f.searchable.then(|| self.index(f, &value)).transpose()?;
+            out.push((name.clone(), self.value(f, &value).await?));
+            if let Some(index) = index {
+                out.push((index_name(&name), index));
             }
         }
         if !changed {
             return Ok(None);
         }
-        Ok(Some(url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&pairs).finish()))
+        Ok(Some(url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&out).finish()))
     }
 
     async fn protect_form(&self, fields: &[&Field], bytes: &Bytes) -> Result<Bytes, ProxyError> {
@@ -195,6 +216,10 @@ impl Protector<'_> {
                 if let Some(slot) = doc.pointer_mut(&at) {
                     *slot = Value::String(protected);
                     changed = true;
+                }
+                if f.searchable {
+                    let index = self.index(f, &clear)?;
+                    put_beside(&mut doc, &at, index)?;
                 }
             }
         }
@@ -255,6 +280,25 @@ fn crypto_error(e: CryptoError) -> ProxyError {
             tracing::warn!(error = %other, "cannot protect a personal field");
             refuse(GatewayError::ProtectionUnavailable, "field key unavailable")
         }
+    }
+}
+
+/// The member or form field carrying a searchable field's blind index.
+fn index_name(name: &str) -> String {
+    format!("{name}_index")
+}
+
+/// Puts `index` beside the value at the concrete pointer `at`, as the member
+/// `<member>_index` of the same object (an array element has no name to put it beside).
+fn put_beside(doc: &mut Value, at: &str, index: String) -> Result<(), ProxyError> {
+    let (parent, last) = at.rsplit_once('/').ok_or_else(|| shape("a searchable field has no place in the JSON"))?;
+    let member = last.replace("~1", "/").replace("~0", "~");
+    match doc.pointer_mut(parent) {
+        Some(Value::Object(m)) => {
+            m.insert(index_name(&member), Value::String(index));
+            Ok(())
+        }
+        _ => Err(shape("a searchable field must be a member of a JSON object")),
     }
 }
 

@@ -282,3 +282,40 @@ async fn tokens_are_revealed_to_exactly_the_allowed_viewers() {
     assert!(reveals[0].subject.as_deref().is_some_and(|sub| sub.len() == 64), "a subject pseudonym");
     assert!(entries.iter().all(|e| !e.body.contains("Lea") && !e.body.contains("sub-angela")));
 }
+
+#[tokio::test]
+async fn searchable_fields_carry_a_blind_index_that_an_agents_search_is_rewritten_to() {
+    let policy = agents_policy().replace(
+        "name = \"child_family_name\"\ncategory = \"identite-enfant\"\nin = [\"form\", \"json\"]\nprotection = \"encrypt\"",
+        "name = \"child_family_name\"\ncategory = \"identite-enfant\"\nin = [\"form\", \"json\", \"query\"]\nprotection = \"encrypt\"\nsearchable = true",
+    );
+    assert!(policy.contains("searchable = true"));
+    let s = setup_with(true, move |b| b.with_policies(&[("cantine.toml", &policy)])).await;
+    let angela = citizen(&s, "sub-angela").await;
+    let r = post(&s, Some(&angela), "/cantine/inscription", FORM, form(&[("child_family_name", "Dupont")])).await;
+    assert_eq!(r.status(), 200);
+    let (_, stored) = s.recorder.last();
+    let pairs: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(stored.as_bytes()).into_owned().collect();
+    assert!(pairs["child_family_name"].starts_with("gch1."));
+    let index = pairs["child_family_name_index"].clone();
+    assert!(index.starts_with("gchb1."), "{stored}");
+    // JSON bodies get the same index beside the token.
+    let body = serde_json::json!({"child_family_name": "Dupont"}).to_string();
+    assert_eq!(post(&s, Some(&angela), "/cantine/inscription", "application/json", body).await.status(), 200);
+    let doc: serde_json::Value = serde_json::from_str(&s.recorder.last().1).unwrap();
+    assert_eq!(doc["child_family_name_index"], index.as_str());
+    // An agent searching by the name: the upstream receives the index, not the name.
+    let school = agent(&s, "paul@ecole.example.fr").await;
+    let r = s
+        .app
+        .client
+        .get(s.app.url("/dossiers/recherche?child_family_name=Dupont"))
+        .header("cookie", format!("{SESSION}={school}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (path, _) = s.recorder.last();
+    assert_eq!(path, format!("/dossiers/recherche?child_family_name={index}"));
+}
