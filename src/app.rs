@@ -41,6 +41,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Random>,
     pub request_ids: crate::server::middleware::RequestIds,
+    /// Calls per minute of each batch-reveal client (`POST /.guichet/api/v1/reveal`).
+    pub reveal_limiter: crate::crypto::batch::RateLimiter,
     /// The active processing activities, shared with the proxy; replaced whole on reload.
     pub policies: Arc<ArcSwap<PolicySet>>,
     /// Where the policies are read from, again on each reload.
@@ -191,6 +193,7 @@ impl Application {
             metrics,
             request_ids: crate::server::middleware::RequestIds::new(deps.random.as_ref())
                 .context("cannot seed request ids")?,
+            reveal_limiter: crate::crypto::batch::RateLimiter::default(),
             clock: deps.clock,
             random: deps.random,
             policies,

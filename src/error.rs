@@ -60,6 +60,10 @@ pub enum GatewayError {
     /// A declared personal field could not be protected because the gateway's keys are
     /// unavailable (no keyring configured, key unusable). Nothing was forwarded.
     ProtectionUnavailable,
+    /// A back-office client's credential is missing or unknown (batch reveal API).
+    ClientUnauthorized,
+    /// Too many calls from one client in the current minute.
+    RateLimited,
 }
 
 /// The cause behind an error response, for the log only.
@@ -83,6 +87,8 @@ impl GatewayError {
             Self::Forbidden(_) | Self::ConsentRequired { .. } => StatusCode::FORBIDDEN,
             Self::FieldNotProtectable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::ProtectionUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ClientUnauthorized => StatusCode::UNAUTHORIZED,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -106,6 +112,8 @@ impl GatewayError {
             Self::ConsentRequired { .. } => "consent-required",
             Self::FieldNotProtectable(_) => "field-not-protectable",
             Self::ProtectionUnavailable => "protection-unavailable",
+            Self::ClientUnauthorized => "client-unauthorized",
+            Self::RateLimited => "rate-limited",
         }
     }
 
@@ -128,6 +136,8 @@ impl GatewayError {
             Self::ConsentRequired { .. } => "Consent required",
             Self::FieldNotProtectable(_) => "A personal field could not be protected",
             Self::ProtectionUnavailable => "Personal-field protection is unavailable",
+            Self::ClientUnauthorized => "Unknown client credential",
+            Self::RateLimited => "Too many requests",
         }
     }
 
@@ -223,6 +233,10 @@ impl GatewayError {
                     .into(),
                 RETRY,
             ),
+            Self::ClientUnauthorized => {
+                ("Accès refusé", "Cette adresse est réservée aux traitements automatiques de la mairie.".into(), BACK)
+            }
+            Self::RateLimited => ("Trop de demandes", "Trop de demandes ont été faites en peu de temps.".into(), RETRY),
             Self::SignInFailed { cancelled: true, .. } => (
                 "Connexion annulée",
                 "La connexion n'a pas abouti. Vous l'avez peut-être annulée.".into(),
@@ -412,6 +426,8 @@ mod tests {
             (consent_required(), 403, "consent-required"),
             (GatewayError::FieldNotProtectable("malformed JSON"), 422, "field-not-protectable"),
             (GatewayError::ProtectionUnavailable, 503, "protection-unavailable"),
+            (GatewayError::ClientUnauthorized, 401, "client-unauthorized"),
+            (GatewayError::RateLimited, 429, "rate-limited"),
         ];
         for (e, status, code) in cases {
             assert_eq!(e.status().as_u16(), status);

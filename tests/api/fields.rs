@@ -319,3 +319,47 @@ async fn searchable_fields_carry_a_blind_index_that_an_agents_search_is_rewritte
     let (path, _) = s.recorder.last();
     assert_eq!(path, format!("/dossiers/recherche?child_family_name={index}"));
 }
+
+#[tokio::test]
+async fn batch_jobs_get_clear_values_for_a_declared_purpose_rate_limited_and_journaled() {
+    const TOKEN: &str = "courrier-0123456789abcdef";
+    let s = setup_with(true, |b| {
+        b.with(|s, _| {
+            s.keys.as_mut().unwrap().reveal_clients.push(guichet::config::RevealClient {
+                name: "courrier".into(),
+                token_sha256: guichet::consent::sha256_hex(TOKEN),
+                activity: "cantine".into(),
+                purposes: vec!["inscription".into()],
+                fields: vec!["child_given_names".into()],
+                per_minute: 3,
+            });
+        })
+    })
+    .await;
+    let angela = citizen(&s, "sub-angela").await;
+    let body = form(&[("child_given_names", "Lea"), ("diet", "sans porc")]);
+    assert_eq!(post(&s, Some(&angela), "/cantine/inscription", FORM, body).await.status(), 200);
+    let (_, stored) = s.recorder.last();
+    let pairs: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(stored.as_bytes()).into_owned().collect();
+    let call = |bearer: &'static str, purpose: &'static str, field: &'static str, token: String| {
+        let body = serde_json::json!({"purpose": purpose, "items": [{"field": field, "token": token}]});
+        s.app.client.post(s.app.url("/.guichet/api/v1/reveal")).bearer_auth(bearer).json(&body).send()
+    };
+    let name = pairs["child_given_names"].clone();
+    assert_eq!(call("wrong", "inscription", "child_given_names", name.clone()).await.unwrap().status(), 401);
+    let r = call(TOKEN, "inscription", "child_given_names", name.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["values"][0]["value"], "Lea");
+    // A field the job may not reveal, or a purpose it may not declare: refused.
+    assert_eq!(call(TOKEN, "inscription", "diet", pairs["diet"].clone()).await.unwrap().status(), 403);
+    assert_eq!(call(TOKEN, "facturation", "child_given_names", name.clone()).await.unwrap().status(), 403);
+    // Three calls a minute (refused ones count too): the fourth is refused.
+    assert_eq!(call(TOKEN, "inscription", "child_given_names", name).await.unwrap().status(), 429);
+    // The reveal is in the journal, under the job's name, without the value.
+    let entries = s.app.state.store.audit().entries_after(0, 1000).await.unwrap();
+    let reveal = entries.iter().find(|e| e.operation == "reveal").expect("a reveal entry");
+    assert!(reveal.body.contains("batch:courrier") && reveal.body.contains("child_given_names"), "{}", reveal.body);
+    assert!(entries.iter().all(|e| !e.body.contains("Lea")));
+}
