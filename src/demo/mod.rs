@@ -113,7 +113,7 @@ pub fn demo_routes(upstream: &str) -> Vec<RouteSettings> {
     // calling it "no personal data" is a demo compromise (docs/policies.md).
     let mut back_office =
         demo_route("back-office", "/recu", upstream, RouteAccess::Agent, claims(&["usual_name", "email"]));
-    back_office.roles = vec!["etat-civil".into()];
+    back_office.roles = vec!["etat-civil".into(), "agent-scolaire".into()];
     back_office.no_personal_data = true;
     // The newsletter rests on consent (policies/lettre-information.toml): the consent phase
     // sends citizens to `/.guichet/consentement/` until they agree.
@@ -167,6 +167,12 @@ fn configure_sign_in(s: &mut crate::config::Settings, idp: &idp::DemoIdp) {
         uids: vec!["lucie".into()],
     });
     s.auth.agent_roles.push(RoleRule {
+        role: "agent-scolaire".into(),
+        siret: vec![idp::DEMO_SIRET.into()],
+        email_domains: vec![idp::DEMO_DOMAIN.into()],
+        uids: vec!["sophie".into()],
+    });
+    s.auth.agent_roles.push(RoleRule {
         role: "dpo".into(),
         siret: vec![idp::DEMO_SIRET.into()],
         email_domains: vec![idp::DEMO_DOMAIN.into()],
@@ -208,6 +214,8 @@ mod tests {
         assert_eq!(decide("api", "/api/echo"), Decision::Deny);
         assert_eq!(decide("accueil", "/"), Decision::Public);
         assert_eq!(decide("back-office", "/recu"), Decision::Public);
+        // The canteen's back-office list is claimed by its activity: the gateway reveals there.
+        assert!(matches!(decide("back-office", "/recu/cantine"), Decision::Processing(p) if &*p.activity == "cantine"));
         assert!(matches!(decide("lettre-information", "/lettre-information/"),
             Decision::Processing(p) if p.consent_required));
     }
