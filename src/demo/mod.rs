@@ -71,7 +71,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         out,
         "  Newsletter (asks for consent): {url}lettre-information/ — your consents: {url}.guichet/consentement/"
     );
-    let _ = writeln!(out, "  Agent back-office: {url}recu (sign in with a test agent)");
+    let _ =
+        writeln!(out, "  Agent back-office: {url}recu (the tokens the application stored; sign in with a test agent)");
+    let _ = writeln!(
+        out,
+        "  Canteen registrations: {url}recu/cantine (Sophie LEROY sees the values, Lucie MARTIN the placeholder)"
+    );
     let _ = writeln!(out, "  DPO register: {url}.guichet/dpo/registre (sign in as Nadia BERGER, role dpo)");
     let _ = writeln!(out, "  Demonstration identity provider: {}", idp.citizen_issuer);
     let _ = writeln!(out, "  Demo town-hall application (behind the gateway): http://{townhall}/");
