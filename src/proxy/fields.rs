@@ -51,6 +51,8 @@ pub struct Protector<'a> {
     /// `keys.transform_max_bytes`.
     pub max_bytes: u64,
     pub idle: std::time::Duration,
+    /// Where an anonymous sender comes back to after signing in.
+    pub return_to: String,
 }
 
 fn refuse(e: GatewayError, why: &'static str) -> ProxyError {
@@ -123,7 +125,8 @@ impl Protector<'_> {
                         return Err(refuse(e, "agent sent an encrypted field"));
                     }
                     Owner::Anonymous => {
-                        let e = GatewayError::SignInRequired { agent: false, acr: None, return_to: "/".to_owned() };
+                        let e =
+                            GatewayError::SignInRequired { agent: false, acr: None, return_to: self.return_to.clone() };
                         return Err(refuse(e, "anonymous request carries an encrypted field"));
                     }
                 };
