@@ -19,6 +19,7 @@ use crate::consent::ConsentService;
 use crate::crypto::{Keyring, Vault};
 use crate::metrics::{Metrics, ReloadLabels};
 use crate::policy::{self, PolicyError, PolicySet, PolicySource};
+use crate::proxy::fields::{DEFAULT_TRANSFORM_MAX_BYTES, FieldSettings};
 use crate::proxy::{Proxy, Upstreams};
 use crate::server::{self, ConnLimits};
 use crate::store::{Store, StoreOptions};
@@ -30,7 +31,7 @@ pub struct App {
     pub settings: Settings,
     pub store: Store,
     pub auth: Arc<Auth>,
-    pub audit: Audit,
+    pub audit: Arc<Audit>,
     /// Field encryption, pseudonyms and crypto-shredding; `None` without a `[keys]` section.
     pub crypto: Option<Arc<Vault>>,
     /// The consent ledger (recorded through `audit`), shared with the proxy's consent phase.
@@ -40,6 +41,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Random>,
     pub request_ids: crate::server::middleware::RequestIds,
+    /// Calls per minute of each batch-reveal client (`POST /.guichet/api/v1/reveal`).
+    pub reveal_limiter: crate::crypto::batch::RateLimiter,
     /// The active processing activities, shared with the proxy; replaced whole on reload.
     pub policies: Arc<ArcSwap<PolicySet>>,
     /// Where the policies are read from, again on each reload.
@@ -150,7 +153,7 @@ impl Application {
                 .await
                 .context("cannot prepare sign-in")?,
         );
-        let audit = start_audit(&store, s, deps.clock.clone()).await?;
+        let audit = Arc::new(start_audit(&store, s, deps.clock.clone()).await?);
         let crypto = match &s.keys {
             Some(k) => Some(Arc::new(open_vault(k, &store, &deps).await?)),
             None => None,
@@ -167,7 +170,13 @@ impl Application {
             policies.clone(),
         )
         .with_auth(auth.clone())
-        .with_consent(consent.clone());
+        .with_consent(consent.clone())
+        .with_fields(FieldSettings {
+            vault: crypto.clone(),
+            transform_max_bytes: s.keys.as_ref().map_or(DEFAULT_TRANSFORM_MAX_BYTES, |k| k.transform_max_bytes),
+            audit: Some(audit.clone()),
+            clock: deps.clock.clone(),
+        });
         let tls = match &s.server.tls {
             Some(t) => Some(TlsAcceptor::from(Arc::new(
                 tls::server_config(&t.cert, &t.key, &t.min_version).context("cannot set up TLS")?,
@@ -190,6 +199,7 @@ impl Application {
             metrics,
             request_ids: crate::server::middleware::RequestIds::new(deps.random.as_ref())
                 .context("cannot seed request ids")?,
+            reveal_limiter: crate::crypto::batch::RateLimiter::default(),
             clock: deps.clock,
             random: deps.random,
             policies,

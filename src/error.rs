@@ -53,6 +53,17 @@ pub enum GatewayError {
     /// A sign-in did not complete: the provider refused or cancelled it, or a check failed.
     /// No session was created.
     SignInFailed { agent: bool, cancelled: bool },
+    /// A declared personal field could not be protected because of what the client sent
+    /// (malformed JSON, a value of an unexpected shape, an unreadable body type). Nothing
+    /// was forwarded.
+    FieldNotProtectable(&'static str),
+    /// A declared personal field could not be protected because the gateway's keys are
+    /// unavailable (no keyring configured, key unusable). Nothing was forwarded.
+    ProtectionUnavailable,
+    /// A back-office client's credential is missing or unknown (batch reveal API).
+    ClientUnauthorized,
+    /// Too many calls from one client in the current minute.
+    RateLimited,
 }
 
 /// The cause behind an error response, for the log only.
@@ -74,6 +85,10 @@ impl GatewayError {
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::SignInRequired { .. } | Self::SignInFailed { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::ConsentRequired { .. } => StatusCode::FORBIDDEN,
+            Self::FieldNotProtectable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::ProtectionUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ClientUnauthorized => StatusCode::UNAUTHORIZED,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -95,6 +110,10 @@ impl GatewayError {
             Self::Forbidden(_) => "forbidden",
             Self::SignInFailed { .. } => "sign-in-failed",
             Self::ConsentRequired { .. } => "consent-required",
+            Self::FieldNotProtectable(_) => "field-not-protectable",
+            Self::ProtectionUnavailable => "protection-unavailable",
+            Self::ClientUnauthorized => "client-unauthorized",
+            Self::RateLimited => "rate-limited",
         }
     }
 
@@ -115,6 +134,10 @@ impl GatewayError {
             Self::Forbidden(_) => "Access denied",
             Self::SignInFailed { .. } => "Sign-in failed",
             Self::ConsentRequired { .. } => "Consent required",
+            Self::FieldNotProtectable(_) => "A personal field could not be protected",
+            Self::ProtectionUnavailable => "Personal-field protection is unavailable",
+            Self::ClientUnauthorized => "Unknown client credential",
+            Self::RateLimited => "Too many requests",
         }
     }
 
@@ -124,6 +147,13 @@ impl GatewayError {
             Self::PayloadTooLarge { limit } => format!("The body exceeds the limit of {limit} bytes for this address."),
             Self::HeadersTooLarge => "The request line and headers exceed the configured limit.".to_owned(),
             Self::Forbidden(why) => format!("Access denied: {why}."),
+            Self::FieldNotProtectable(why) => {
+                format!("A declared personal field could not be protected, so nothing was forwarded: {why}.")
+            }
+            Self::ProtectionUnavailable => {
+                "The gateway cannot protect the personal fields of this request now, so nothing was forwarded."
+                    .to_owned()
+            }
             Self::ConsentRequired { activity, purpose, .. } => format!(
                 "This request serves the purpose `{purpose}` of `{activity}`, which needs the citizen's consent; \
                  it can be given at the consent page."
@@ -189,6 +219,24 @@ impl GatewayError {
                 "Ce service n'est proposé que si vous êtes d'accord.".into(),
                 "Donnez votre accord sur la page « Vos accords », ou continuez sans ce service.",
             ),
+            Self::FieldNotProtectable(_) => (
+                "Envoi non transmis",
+                "Une information personnelle de votre envoi n'a pas pu être protégée. Pour protéger vos données, \
+                 nous n'avons rien transmis."
+                    .into(),
+                BACK,
+            ),
+            Self::ProtectionUnavailable => (
+                "Service momentanément indisponible",
+                "Nous ne pouvons pas protéger vos informations personnelles pour le moment. Pour protéger vos \
+                 données, nous n'avons rien transmis."
+                    .into(),
+                RETRY,
+            ),
+            Self::ClientUnauthorized => {
+                ("Accès refusé", "Cette adresse est réservée aux traitements automatiques de la mairie.".into(), BACK)
+            }
+            Self::RateLimited => ("Trop de demandes", "Trop de demandes ont été faites en peu de temps.".into(), RETRY),
             Self::SignInFailed { cancelled: true, .. } => (
                 "Connexion annulée",
                 "La connexion n'a pas abouti. Vous l'avez peut-être annulée.".into(),
@@ -351,6 +399,14 @@ mod tests {
     }
 
     #[test]
+    fn field_errors_say_nothing_was_forwarded() {
+        for e in [GatewayError::FieldNotProtectable("malformed JSON"), GatewayError::ProtectionUnavailable] {
+            assert!(e.detail().contains("nothing was forwarded"), "{}", e.detail());
+            assert!(e.french().1.contains("rien transmis"));
+        }
+    }
+
+    #[test]
     fn every_error_maps_to_its_status_and_code() {
         let cases = [
             (GatewayError::BadRequest("x"), 400, "bad-request"),
@@ -368,6 +424,10 @@ mod tests {
             (GatewayError::Forbidden("role"), 403, "forbidden"),
             (GatewayError::SignInFailed { agent: false, cancelled: true }, 401, "sign-in-failed"),
             (consent_required(), 403, "consent-required"),
+            (GatewayError::FieldNotProtectable("malformed JSON"), 422, "field-not-protectable"),
+            (GatewayError::ProtectionUnavailable, 503, "protection-unavailable"),
+            (GatewayError::ClientUnauthorized, 401, "client-unauthorized"),
+            (GatewayError::RateLimited, 429, "rate-limited"),
         ];
         for (e, status, code) in cases {
             assert_eq!(e.status().as_u16(), status);

@@ -39,6 +39,8 @@ pub const LOGOUT_PATH: &str = "/.guichet/deconnexion";
 pub const LOGOUT_CALLBACK_PATH: &str = "/.guichet/oidc/logout-callback";
 /// The pseudonym context of the consent ledger (route names cannot start with `.`).
 const CONSENT_PSEUDONYM_CONTEXT: &str = ".guichet-consent";
+/// Context of the field-owner pseudonym (leading dot: no route name can take it).
+const FIELD_PSEUDONYM_CONTEXT: &str = ".guichet-fields";
 /// Cookie binding a sign-in under way to the browser that started it (holds the `state`).
 pub const LOGIN_COOKIE: &str = "__Host-guichet-login";
 
@@ -172,6 +174,14 @@ impl Auth {
     /// route can have, so it is stable for a person and joins with no application's.
     pub fn consent_subject(&self, session: &Session) -> String {
         self.pseudonyms.for_route(session, CONSENT_PSEUDONYM_CONTEXT)
+    }
+
+    /// The subject that owns a citizen's encrypted fields (data keys, tokens' associated
+    /// data): a keyed pseudonym of the provider account, stable across sessions and devices,
+    /// never the provider's `sub` itself, so the key table and the journal hold no identifier
+    /// an upstream or the provider could link directly. Journal-safe (hex).
+    pub fn field_subject(&self, session: &Session) -> String {
+        self.pseudonyms.for_route(session, FIELD_PSEUDONYM_CONTEXT)
     }
 
     /// The CSRF token of `session`'s forms: a keyed tag of the session id (synchronizer token

@@ -111,6 +111,37 @@ pub struct KeysSettings {
     /// long another instance keeps a key that was shredded elsewhere).
     #[serde(default = "default_key_cache_ttl", with = "humantime_serde")]
     pub cache_ttl: Duration,
+    /// Largest request body the field-protection phase buffers to rewrite declared fields
+    /// (bodies of routes that declare no field stream and are not limited by this). A larger
+    /// body on a route with declared fields is refused (413), never forwarded unprotected.
+    #[serde(default = "default_transform_max_bytes")]
+    pub transform_max_bytes: u64,
+    /// Back-office batch jobs allowed to get clear values from `POST /.guichet/api/v1/reveal`.
+    #[serde(default)]
+    pub reveal_clients: Vec<RevealClient>,
+}
+
+/// One batch job (printing letters, sending mail) allowed to reveal fields of one activity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevealClient {
+    /// Journal identifier of the job (letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// Hex SHA-256 of the bearer token the job sends: the configuration never holds the token.
+    pub token_sha256: String,
+    /// The processing activity whose fields it may reveal.
+    pub activity: String,
+    /// The purposes it may declare; each must be a purpose of the activity.
+    pub purposes: Vec<String>,
+    /// The fields it may reveal (names of the activity's encrypted fields).
+    pub fields: Vec<String>,
+    /// Calls allowed per minute.
+    #[serde(default = "default_reveal_per_minute")]
+    pub per_minute: u32,
+}
+
+fn default_reveal_per_minute() -> u32 {
+    60
 }
 
 impl KeysSettings {
@@ -125,6 +156,8 @@ impl KeysSettings {
             tombstones_file: None,
             cache_size: default_key_cache_size(),
             cache_ttl: default_key_cache_ttl(),
+            transform_max_bytes: default_transform_max_bytes(),
+            reveal_clients: Vec::new(),
         }
     }
 
@@ -482,6 +515,10 @@ default_from_serde!(
     PolicySettings,
     ConsentSettings
 );
+
+fn default_transform_max_bytes() -> u64 {
+    crate::proxy::fields::DEFAULT_TRANSFORM_MAX_BYTES
+}
 
 fn default_key_cache_size() -> usize {
     10_000

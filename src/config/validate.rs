@@ -102,6 +102,25 @@ fn keys_problems(k: &KeysSettings, src: &super::SourceMap) -> Vec<Problem> {
     if k.tombstones_path() == k.keyring {
         problems.push(src.problem("keys.tombstones_file", "must differ from keys.keyring"));
     }
+    if k.transform_max_bytes == 0 {
+        problems.push(src.problem("keys.transform_max_bytes", "must be at least 1"));
+    }
+    for (i, c) in k.reveal_clients.iter().enumerate() {
+        let key = |field: &str| format!("keys.reveal_clients[{i}].{field}");
+        if crate::audit::Ident::new(c.name.clone()).is_err() {
+            problems.push(src.problem(&key("name"), "must be 1 to 128 letters, digits, `.`, `-`, `_` or `:`"));
+        }
+        let hex = c.token_sha256.len() == 64 && c.token_sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex {
+            problems.push(src.problem(&key("token_sha256"), "must be the 64 hex digits of the token's SHA-256"));
+        }
+        if c.purposes.is_empty() || c.fields.is_empty() {
+            problems.push(src.problem(&key("purposes"), "name at least one purpose and one field"));
+        }
+        if c.per_minute == 0 {
+            problems.push(src.problem(&key("per_minute"), "must be at least 1"));
+        }
+    }
     problems
 }
 

@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod aead;
+pub mod batch;
 pub mod keyring;
 pub mod mac;
 pub mod scan;

@@ -112,6 +112,14 @@ fn agents() -> Vec<Person> {
             DEMO_SIRET,
         ),
         a(
+            "sophie",
+            "Sophie LEROY, service scolaire (rôle agent-scolaire)",
+            "Sophie",
+            "LEROY",
+            "sophie.leroy@mairie-demo.fr",
+            DEMO_SIRET,
+        ),
+        a(
             "nadia",
             "Nadia BERGER, déléguée à la protection des données (rôle dpo)",
             "Nadia",

@@ -71,7 +71,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         out,
         "  Newsletter (asks for consent): {url}lettre-information/ — your consents: {url}.guichet/consentement/"
     );
-    let _ = writeln!(out, "  Agent back-office: {url}recu (sign in with a test agent)");
+    let _ =
+        writeln!(out, "  Agent back-office: {url}recu (the tokens the application stored; sign in with a test agent)");
+    let _ = writeln!(
+        out,
+        "  Canteen registrations: {url}recu/cantine (Sophie LEROY sees the values, Lucie MARTIN the placeholder)"
+    );
     let _ = writeln!(out, "  DPO register: {url}.guichet/dpo/registre (sign in as Nadia BERGER, role dpo)");
     let _ = writeln!(out, "  Demonstration identity provider: {}", idp.citizen_issuer);
     let _ = writeln!(out, "  Demo town-hall application (behind the gateway): http://{townhall}/");
@@ -113,7 +118,7 @@ pub fn demo_routes(upstream: &str) -> Vec<RouteSettings> {
     // calling it "no personal data" is a demo compromise (docs/policies.md).
     let mut back_office =
         demo_route("back-office", "/recu", upstream, RouteAccess::Agent, claims(&["usual_name", "email"]));
-    back_office.roles = vec!["etat-civil".into()];
+    back_office.roles = vec!["etat-civil".into(), "agent-scolaire".into()];
     back_office.no_personal_data = true;
     // The newsletter rests on consent (policies/lettre-information.toml): the consent phase
     // sends citizens to `/.guichet/consentement/` until they agree.
@@ -167,6 +172,12 @@ fn configure_sign_in(s: &mut crate::config::Settings, idp: &idp::DemoIdp) {
         uids: vec!["lucie".into()],
     });
     s.auth.agent_roles.push(RoleRule {
+        role: "agent-scolaire".into(),
+        siret: vec![idp::DEMO_SIRET.into()],
+        email_domains: vec![idp::DEMO_DOMAIN.into()],
+        uids: vec!["sophie".into()],
+    });
+    s.auth.agent_roles.push(RoleRule {
         role: "dpo".into(),
         siret: vec![idp::DEMO_SIRET.into()],
         email_domains: vec![idp::DEMO_DOMAIN.into()],
@@ -208,6 +219,8 @@ mod tests {
         assert_eq!(decide("api", "/api/echo"), Decision::Deny);
         assert_eq!(decide("accueil", "/"), Decision::Public);
         assert_eq!(decide("back-office", "/recu"), Decision::Public);
+        // The canteen's back-office list is claimed by its activity: the gateway reveals there.
+        assert!(matches!(decide("back-office", "/recu/cantine"), Decision::Processing(p) if &*p.activity == "cantine"));
         assert!(matches!(decide("lettre-information", "/lettre-information/"),
             Decision::Processing(p) if p.consent_required));
     }

@@ -43,6 +43,9 @@ pub fn router() -> Router {
     Router::new()
         .route("/", get(home))
         .route("/recu", get(received))
+        // The canteen's back-office list: claimed by the canteen activity, so the gateway
+        // reveals its tokens to the school service and shows placeholders to other agents.
+        .route("/recu/cantine", get(received_kind::<CanteenRegistration>))
         .route("/api/echo", any(echo))
         // The newsletter (consent-based): the gateway only lets through citizens who agreed.
         .route("/lettre-information", get(newsletter))
@@ -688,6 +691,15 @@ async fn received(State(state): State<SharedState>, headers: HeaderMap) -> Respo
     let lists = vec![record_list(&canteen), record_list(&civil_status)];
     let page = Page::new("Ce que l'application a reçu", Section::Received, &headers);
     render_html(StatusCode::OK, &ReceivedPage { page, lists, max_records: MAX_RECORDS_PER_KIND })
+}
+
+async fn received_kind<K: Kind>(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+    let records = lock(K::store(&state)).newest_first();
+    let page = Page::new(K::SERVICE.list_title, Section::Received, &headers);
+    render_html(
+        StatusCode::OK,
+        &ReceivedPage { page, lists: vec![record_list(&records)], max_records: MAX_RECORDS_PER_KIND },
+    )
 }
 
 fn record_list<K: Kind>(records: &[Stored<K>]) -> RecordList<'_> {

@@ -265,6 +265,10 @@ pub struct Field {
     /// Agent roles that may see the value in clear. Empty: nobody (privacy by default).
     #[serde(default)]
     pub visible_to: Vec<String>,
+    /// Exact-match search on an encrypted field: the gateway sends a blind index (`gchb1.`)
+    /// beside the token (`<name>_index`) and rewrites a query parameter of this name into it.
+    #[serde(default)]
+    pub searchable: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -222,6 +222,16 @@ fn check_fields(p: &Parsed, problems: &mut Vec<PolicyProblem>) {
                 format!("field `{}`: `json_pointer` starts with / and only applies to a field carried in json", f.name),
             ));
         }
+        if f.searchable && f.protection != super::model::Protection::Encrypt {
+            problems.push(p.problem(
+                &format!("{key}.searchable"),
+                format!(
+                    "field `{}`: `searchable` applies to encrypted fields only (a pseudonym is already comparable, \
+                     a passed value is in clear)",
+                    f.name
+                ),
+            ));
+        }
     }
 }
 
@@ -433,5 +443,20 @@ mod tests {
         let set = load(&PolicySource::Memory(vec![file]), &RouteTable::default(), &[]).unwrap();
         let r = set.routes.first().unwrap();
         assert!(r.processing.fields.is_empty());
+    }
+
+    #[test]
+    fn only_encrypted_fields_can_be_searchable() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policies/route-coverage/a.toml");
+        let text = std::fs::read_to_string(dir).unwrap();
+        let load_with = |protection: &str| {
+            let text = text
+                .replace("protection = \"encrypt\"\n", &format!("protection = \"{protection}\"\nsearchable = true\n"));
+            let file = crate::policy::SourceFile { name: "a.toml".into(), text };
+            load(&PolicySource::Memory(vec![file]), &RouteTable::default(), &[])
+        };
+        assert!(load_with("encrypt").is_ok());
+        let err = load_with("pseudonymize").unwrap_err();
+        assert!(err.to_string().contains("`searchable` applies to encrypted fields only"), "{err}");
     }
 }

@@ -38,6 +38,9 @@ pub enum ProxyError {
     /// Sign-in required, refused, or the session store failed (identify/authorize phases).
     #[error("access: {1}")]
     Access(GatewayError, &'static str),
+    /// A declared personal field could not be protected (protect phase): nothing forwarded.
+    #[error("field protection: {1}")]
+    Fields(GatewayError, &'static str),
 }
 
 impl ProxyError {
@@ -50,8 +53,10 @@ impl ProxyError {
             | Self::NoRoute
             | Self::NoProcessingActivity => Side::Client,
             Self::Connect(_) | Self::ConnectTimeout | Self::ResponseTimeout | Self::Exchange(_) => Side::Upstream,
-            Self::Internal(_) | Self::Access(GatewayError::StoreUnavailable, _) => Side::Internal,
-            Self::Access(..) => Side::Client,
+            Self::Internal(_)
+            | Self::Access(GatewayError::StoreUnavailable, _)
+            | Self::Fields(GatewayError::StoreUnavailable | GatewayError::ProtectionUnavailable, _) => Side::Internal,
+            Self::Access(..) | Self::Fields(..) => Side::Client,
         }
     }
 
@@ -77,7 +82,7 @@ impl ProxyError {
             Self::Connect(_) | Self::Exchange(_) => GatewayError::BadGateway,
             Self::ConnectTimeout | Self::ResponseTimeout => GatewayError::GatewayTimeout,
             Self::Internal(_) => GatewayError::Internal,
-            Self::Access(e, _) => e.clone(),
+            Self::Access(e, _) | Self::Fields(e, _) => e.clone(),
         }
     }
 }
@@ -96,5 +101,9 @@ mod tests {
         assert_eq!(ProxyError::Internal("x".into()).side(), Side::Internal);
         assert_eq!(ProxyError::NoProcessingActivity.side(), Side::Client);
         assert_eq!(ProxyError::NoProcessingActivity.to_gateway(), GatewayError::NoProcessingActivity);
+        let keys = ProxyError::Fields(GatewayError::ProtectionUnavailable, "no keyring");
+        assert_eq!((keys.side(), keys.to_gateway().status().as_u16()), (Side::Internal, 503));
+        let shape = ProxyError::Fields(GatewayError::FieldNotProtectable("x"), "shape");
+        assert_eq!((shape.side(), shape.to_gateway().status().as_u16()), (Side::Client, 422));
     }
 }

@@ -3,8 +3,10 @@
 pub mod body;
 pub mod context;
 pub mod error;
+pub mod fields;
 pub mod headers;
 pub mod pipeline;
+pub mod reveal;
 pub mod upstream;
 
 pub use context::RequestContext;

@@ -1,6 +1,6 @@
 //! The proxy as named phases around one per-request context (the pingora idea):
 //!
-//! `receive → route → identify → decide → upstream_request → forward → response_filter → log`
+//! `receive → route → identify → decide → protect → upstream_request → forward → response_filter → log`
 //!
 //! Each phase reads what earlier ones put in the [`RequestContext`] and may end the request
 //! with a [`ProxyError`]. Sign-in, policy, consent and field encryption plug in as phases here
@@ -25,7 +25,9 @@ use tokio::sync::oneshot;
 use super::body::{BodyError, GuardedBody, find_body_error};
 use super::context::{Decision, Identity, RequestContext};
 use super::error::ProxyError;
+use super::fields::{self, DEFAULT_TRANSFORM_MAX_BYTES, FieldSettings, Owner, Protector};
 use super::headers::{self, Hop};
+use super::reveal::{Revealer, TextKind, Viewer};
 use super::upstream::{UpstreamClient, Upstreams};
 use crate::auth::Auth;
 use crate::auth::session::Kind;
@@ -56,6 +58,9 @@ pub struct Proxy {
     /// The active policy set; swapped whole on reload, so a request keeps the set it loaded.
     policies: Arc<ArcSwap<PolicySet>>,
     consent: Option<Arc<ConsentService>>,
+    /// Field protection: the vault (absent without `[keys]`, then declared fields fail
+    /// closed) and the transform limit.
+    fields: FieldSettings,
 }
 
 /// A request ready to go upstream, with what the later phases need to finish it.
@@ -74,7 +79,30 @@ impl Proxy {
         metrics: Arc<Metrics>,
         policies: Arc<ArcSwap<PolicySet>>,
     ) -> Self {
-        Self { routes, upstreams, trusted_proxies, max_header_bytes, metrics, policies, auth: None, consent: None }
+        let fields = FieldSettings {
+            vault: None,
+            transform_max_bytes: DEFAULT_TRANSFORM_MAX_BYTES,
+            audit: None,
+            clock: Arc::new(crate::clock::SystemClock),
+        };
+        Self {
+            routes,
+            upstreams,
+            trusted_proxies,
+            max_header_bytes,
+            metrics,
+            policies,
+            auth: None,
+            consent: None,
+            fields,
+        }
+    }
+
+    /// Enables field protection with this vault and transform limit. Without it, a request
+    /// carrying a field to encrypt or pseudonymize is refused (fail closed).
+    pub fn with_fields(mut self, fields: FieldSettings) -> Self {
+        self.fields = fields;
+        self
     }
 
     /// Enables the identify and authorize phases (without it everyone is anonymous and only
@@ -117,10 +145,11 @@ impl Proxy {
         self.check_consent(ctx, req.uri()).await?;
         let client =
             self.upstreams.get(&route.name).ok_or_else(|| ProxyError::Internal("no client for route".into()))?;
+        let req = self.protect(ctx, &route, req).await?;
         let out = self.upstream_request(ctx, &route, req)?;
         let client_upgrade = out.client_upgrade;
         let resp = forward(client, &route, out.request, out.body_sent).await?;
-        response_filter(&route, resp, client_upgrade)
+        response_filter(&route, resp, client_upgrade, self.revealer(ctx))
     }
 
     /// Phase 1: is this a request we can read and may forward at all?
@@ -204,6 +233,60 @@ impl Proxy {
             return_to,
         };
         Err(ProxyError::Access(e, "consent not given"))
+    }
+
+    /// Phase 4c: the activity's declared personal fields become tokens before anything is
+    /// forwarded (`fields` module). Requests with nothing to transform pass untouched, their
+    /// bodies still streaming.
+    async fn protect(
+        &self,
+        ctx: &RequestContext,
+        route: &Route,
+        req: Request<Body>,
+    ) -> Result<Request<Body>, ProxyError> {
+        let Some(p) = ctx.decision.as_ref().and_then(Decision::processing) else { return Ok(req) };
+        let mut req = req;
+        if !p.fields.is_empty() {
+            // The reveal phase reads response text: ask the upstream not to compress it.
+            req.headers_mut().remove(header::ACCEPT_ENCODING);
+        }
+        let fields = fields::request_fields(&p.fields);
+        if fields.is_empty() {
+            return Ok(req);
+        }
+        let owner = match (&ctx.identity, &self.auth) {
+            (Identity::Citizen(s), Some(auth)) => Owner::Citizen(auth.field_subject(s)),
+            (Identity::Agent(_), _) => Owner::Agent,
+            _ => Owner::Anonymous,
+        };
+        let protector = Protector {
+            vault: self.fields.vault.as_deref(),
+            activity: &p.activity,
+            owner,
+            max_bytes: route.max_body_bytes.min(self.fields.transform_max_bytes),
+            idle: route.timeouts.idle_body,
+            return_to: req.uri().path_and_query().map_or_else(|| "/".to_owned(), ToString::to_string),
+        };
+        protector.protect(&fields, req).await
+    }
+
+    /// What the reveal part of `response_filter` needs, on routes of an activity with
+    /// declared fields when a keyring is configured.
+    fn revealer(&self, ctx: &RequestContext) -> Option<Revealer> {
+        let p = match ctx.decision.as_ref()? {
+            Decision::Processing(p) if !p.fields.is_empty() => p.clone(),
+            _ => return None,
+        };
+        let vault = self.fields.vault.clone()?;
+        let viewer = match (&ctx.identity, &self.auth) {
+            (Identity::Citizen(s), Some(auth)) => Viewer::Citizen(auth.field_subject(s)),
+            (Identity::Agent(s), _) => {
+                Viewer::Agent { id: crate::consent::pages::agent_ident(s), roles: s.roles.clone() }
+            }
+            _ => Viewer::Anonymous,
+        };
+        let f = &self.fields;
+        Some(Revealer::new(vault, f.audit.clone(), f.clock.clone(), p, viewer, ctx.request_id.clone()))
     }
 
     /// Phase 5: the request as the upstream will see it.
@@ -359,6 +442,7 @@ fn response_filter(
     route: &Route,
     mut resp: Response<Incoming>,
     client_upgrade: Option<OnUpgrade>,
+    revealer: Option<Revealer>,
 ) -> Result<Response, ProxyError> {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -373,6 +457,11 @@ fn response_filter(
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
     let body = GuardedBody::new(body, None, route.timeouts.idle_body, None);
+    if let Some((revealer, kind)) = revealer.zip(TextKind::of(&parts.headers)) {
+        // Values and placeholders differ in length from tokens: the body is re-framed.
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Ok(Response::from_parts(parts, revealer.body(kind, body)));
+    }
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 

@@ -21,6 +21,8 @@ pub fn public(state: AppState) -> Router {
         .merge(crate::policy::pages::routes())
         // Citizens' consent page, receipts, and the agents' assisted-channel form.
         .merge(crate::consent::pages::routes())
+        // Clear values for back-office batch jobs (bearer token per job, journaled).
+        .merge(crate::crypto::batch::routes())
         // Nothing under the reserved prefix is ever proxied, even paths we do not serve.
         .route("/.guichet", any(reserved_not_found))
         .route("/.guichet/{*rest}", any(reserved_not_found))

@@ -11,6 +11,7 @@ mod auth;
 mod browser;
 mod config;
 mod consent;
+mod fields;
 mod health;
 mod interop;
 mod keys;

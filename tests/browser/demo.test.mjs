@@ -77,7 +77,33 @@ test('a citizen signs in with the demo provider and the application receives onl
   assert.doesNotMatch(text, /guichet-session/i, "the gateway's session cookie never reaches the application");
   await page.screenshot({ path: join(out, 'cantine-record.png'), fullPage: true });
   await assertAccessible(page);
+
+  // The application itself stored tokens: its diagnostic page (declared without personal
+  // data, so the gateway reveals nothing there) shows them to an agent, never the values.
+  const stored = await asAgent('/recu', /Lucie MARTIN/, 'recu-tokens.png');
+  assert.match(stored, /gch1\./, 'the application stored field tokens');
+  assert.doesNotMatch(stored, /Zoé|parent@example\.fr/, 'and never the values in clear');
+  // The canteen's back-office list: the school service sees the child's name through the
+  // gateway; the civil-status agent, whose role the policy does not list, sees placeholders.
+  const school = await asAgent('/recu/cantine', /Sophie LEROY/, 'recu-cantine-scolaire.png');
+  assert.match(school, /Zoé/);
+  assert.doesNotMatch(school, /gch1\./);
+  const other = await asAgent('/recu/cantine', /Lucie MARTIN/, 'recu-cantine-autre-agent.png');
+  assert.match(other, /\[donnée protégée\]/);
+  assert.doesNotMatch(other, /Zoé|gch1\./);
 });
+
+/** Signs in at the demo provider as the agent named `who` and returns the text of `path`. */
+async function asAgent(path, who, screenshot) {
+  const agentContext = await browser.newContext({ javaScriptEnabled: false, locale: 'fr-FR' });
+  const page = await agentContext.newPage();
+  await page.goto(`${demo.base}${path}`);
+  await Promise.all([page.waitForURL((u) => u.pathname === path), page.getByRole('button', { name: who }).click()]);
+  const text = await page.locator('body').innerText();
+  await page.screenshot({ path: join(out, screenshot), fullPage: true });
+  await agentContext.close();
+  return text;
+}
 
 test('gateway error pages are plain French and accessible', async () => {
   const { page, resp } = await open('/.guichet/page-inexistante');

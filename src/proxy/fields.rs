@@ -1,0 +1,414 @@
+//! Phase `protect` (between consent and `upstream_request`): the personal fields the matched
+//! activity declares are replaced, before anything reaches the upstream, by `gch1.` tokens
+//! (`encrypt`), `gchp1.` pseudonyms (`pseudonymize`), or left as they are (`pass`).
+//!
+//! Where values are found: query parameters and headers by name, URL-encoded form fields by
+//! name, JSON bodies by JSON pointer (RFC 6901, `/name` when the policy gives none) where a
+//! `*` segment means "every element of this array" (`/children/*/name`) and a number the
+//! element at that index (`/children/0/name`).
+//!
+//! Fail closed: when a declared field cannot be protected (malformed JSON, a value of an
+//! unexpected shape, a body over the transform limit, an unreadable body type, no keyring, the
+//! store down) the request is refused and nothing is forwarded. Routes whose activity declares
+//! no field to transform are not touched: their bodies keep streaming.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{Request, Uri};
+use http_body_util::{BodyExt as _, Limited};
+use serde_json::Value;
+
+use super::body::{BodyError, GuardedBody};
+use super::error::ProxyError;
+use crate::crypto::token::TokenError;
+use crate::crypto::{CryptoError, FieldContext, Vault};
+use crate::error::GatewayError;
+use crate::policy::model::{Direction, Field, FieldLocation, Protection};
+
+/// `keys.transform_max_bytes` by default (and without a `[keys]` section).
+pub const DEFAULT_TRANSFORM_MAX_BYTES: u64 = 1024 * 1024;
+
+/// Who the encrypted values belong to, as the identify phase found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// A signed-in citizen, by their field pseudonym (`Auth::field_subject`).
+    Citizen(String),
+    /// An agent: encrypted fields are keyed to a citizen, whom an agent request does not name.
+    Agent,
+    Anonymous,
+}
+
+/// Everything the protect phase needs for one request.
+pub struct Protector<'a> {
+    pub vault: Option<&'a Vault>,
+    pub activity: &'a str,
+    pub owner: Owner,
+    /// The body limit of this request's transform: the smaller of the route's body limit and
+    /// `keys.transform_max_bytes`.
+    pub max_bytes: u64,
+    pub idle: std::time::Duration,
+    /// Where an anonymous sender comes back to after signing in.
+    pub return_to: String,
+}
+
+fn refuse(e: GatewayError, why: &'static str) -> ProxyError {
+    ProxyError::Fields(e, why)
+}
+
+fn shape(why: &'static str) -> ProxyError {
+    refuse(GatewayError::FieldNotProtectable(why), why)
+}
+
+/// The declared fields the request side must transform (`pass` fields need nothing).
+pub fn request_fields(fields: &[Field]) -> Vec<&Field> {
+    fields.iter().filter(|f| f.direction != Direction::Response && f.protection != Protection::Pass).collect()
+}
+
+fn located(fields: &[&Field], at: FieldLocation) -> bool {
+    fields.iter().any(|f| f.locations.contains(&at))
+}
+
+impl Protector<'_> {
+    /// Runs the phase: query, headers, then the body. Returns the request to forward.
+    pub async fn protect(&self, fields: &[&Field], req: Request<Body>) -> Result<Request<Body>, ProxyError> {
+        let (mut parts, body) = req.into_parts();
+        if located(fields, FieldLocation::Query) {
+            self.protect_query(fields, &mut parts).await?;
+        }
+        if located(fields, FieldLocation::Header) {
+            self.protect_headers(fields, &mut parts).await?;
+        }
+        let in_body = located(fields, FieldLocation::Json) || located(fields, FieldLocation::Form);
+        if !in_body || http_body::Body::is_end_stream(&body) {
+            return Ok(Request::from_parts(parts, body));
+        }
+        let kind = BodyKind::of(&parts.headers).ok_or_else(|| {
+            shape("the body type cannot be read for its declared personal fields (JSON or URL-encoded form only)")
+        })?;
+        let bytes = self.buffer(&parts.headers, body).await?;
+        let rewritten = match kind {
+            BodyKind::Json => self.protect_json(fields, &bytes).await?,
+            BodyKind::Form => self.protect_form(fields, &bytes).await?,
+        };
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
+        Ok(Request::from_parts(parts, Body::from(rewritten)))
+    }
+
+    fn vault(&self) -> Result<&Vault, ProxyError> {
+        self.vault.ok_or_else(|| refuse(GatewayError::ProtectionUnavailable, "no keyring configured for fields"))
+    }
+
+    /// The blind index of a searchable field's value (exact-match search; no subject needed,
+    /// so an agent's search works).
+    fn index(&self, field: &Field, value: &str) -> Result<String, ProxyError> {
+        Ok(self.vault()?.blind_index(self.activity, &field.name, value))
+    }
+
+    /// The protected form of one value of `field`.
+    async fn value(&self, field: &Field, value: &str) -> Result<String, ProxyError> {
+        let vault = || self.vault();
+        match field.protection {
+            Protection::Pass => Ok(value.to_owned()),
+            Protection::Pseudonymize => Ok(vault()?.pseudonymize(self.activity, &field.name, value)),
+            Protection::Encrypt => {
+                let subject = match &self.owner {
+                    Owner::Citizen(s) => s.as_str(),
+                    Owner::Agent => {
+                        let e = GatewayError::Forbidden(
+                            "encrypted personal fields can only be sent by the citizen they belong to",
+                        );
+                        return Err(refuse(e, "agent sent an encrypted field"));
+                    }
+                    Owner::Anonymous => {
+                        let e =
+                            GatewayError::SignInRequired { agent: false, acr: None, return_to: self.return_to.clone() };
+                        return Err(refuse(e, "anonymous request carries an encrypted field"));
+                    }
+                };
+                let ctx = FieldContext { activity: self.activity, field: &field.name, subject };
+                vault()?.seal(&ctx, value).await.map_err(crypto_error)
+            }
+        }
+    }
+
+    async fn protect_query(&self, fields: &[&Field], parts: &mut Parts) -> Result<(), ProxyError> {
+        let Some(query) = parts.uri.query() else { return Ok(()) };
+        let Some(rewritten) = self.protect_pairs(fields, FieldLocation::Query, query.as_bytes()).await? else {
+            return Ok(());
+        };
+        let path = parts.uri.path();
+        let pq = if rewritten.is_empty() { path.to_owned() } else { format!("{path}?{rewritten}") };
+        let mut uri = parts.uri.clone().into_parts();
+        uri.path_and_query = Some(pq.parse().map_err(|_| ProxyError::BadRequest("the query cannot be rewritten"))?);
+        parts.uri = Uri::from_parts(uri).map_err(|_| ProxyError::BadRequest("the query cannot be rewritten"))?;
+        Ok(())
+    }
+
+    async fn protect_headers(&self, fields: &[&Field], parts: &mut Parts) -> Result<(), ProxyError> {
+        for f in fields.iter().filter(|f| f.locations.contains(&FieldLocation::Header)) {
+            let Ok(name) = header::HeaderName::from_bytes(f.name.as_bytes()) else { continue };
+            let Some(v) = parts.headers.get(&name) else { continue };
+            let v = v.to_str().map_err(|_| shape("a personal header is not plain ASCII"))?.to_owned();
+            let protected = self.value(f, &v).await?;
+            let hv =
+                HeaderValue::from_str(&protected).map_err(|_| shape("a personal header cannot carry its token"))?;
+            parts.headers.insert(name, hv);
+        }
+        Ok(())
+    }
+
+    /// Rewrites URL-encoded `name=value` pairs (query or form); `None` when no declared field
+    /// is present (the original bytes are kept as sent).
+    async fn protect_pairs(
+        &self,
+        fields: &[&Field],
+        at: FieldLocation,
+        bytes: &[u8],
+    ) -> Result<Option<String>, ProxyError> {
+        std::str::from_utf8(bytes).map_err(|_| shape("URL-encoded data is not valid UTF-8"))?;
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(bytes).into_owned().collect();
+        let mut out = Vec::with_capacity(pairs.len());
+        let mut changed = false;
+        for (name, value) in pairs {
+            let Some(f) = fields.iter().find(|f| f.name == name && f.locations.contains(&at)) else {
+                out.push((name, value));
+                continue;
+            };
+            changed = true;
+            if f.searchable && at == FieldLocation::Query {
+                // A search: the upstream compares it with the index it stored.
+                let index = self.index(f, &value)?;
+                out.push((name, index));
+                continue;
+            }
+            let index = f.searchable.then(|| self.index(f, &value)).transpose()?;
+            out.push((name.clone(), self.value(f, &value).await?));
+            if let Some(index) = index {
+                out.push((index_name(&name), index));
+            }
+        }
+        if !changed {
+            return Ok(None);
+        }
+        Ok(Some(url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&out).finish()))
+    }
+
+    async fn protect_form(&self, fields: &[&Field], bytes: &Bytes) -> Result<Bytes, ProxyError> {
+        Ok(match self.protect_pairs(fields, FieldLocation::Form, bytes).await? {
+            Some(text) => Bytes::from(text),
+            None => bytes.clone(),
+        })
+    }
+
+    async fn protect_json(&self, fields: &[&Field], bytes: &Bytes) -> Result<Bytes, ProxyError> {
+        let mut doc: Value = serde_json::from_slice(bytes).map_err(|_| shape("the JSON body is malformed"))?;
+        let mut changed = false;
+        for f in fields.iter().filter(|f| f.locations.contains(&FieldLocation::Json)) {
+            let segments =
+                pointer_segments(&json_pointer(f)).ok_or_else(|| shape("a declared JSON pointer is invalid"))?;
+            let mut targets = Vec::new();
+            find_targets(&doc, &segments, String::new(), &mut targets)?;
+            for at in targets {
+                let Some(clear) = doc.pointer(&at).map(plain_text).transpose()?.flatten() else { continue };
+                let protected = self.value(f, &clear).await?;
+                if let Some(slot) = doc.pointer_mut(&at) {
+                    *slot = Value::String(protected);
+                    changed = true;
+                }
+                if f.searchable {
+                    let index = self.index(f, &clear)?;
+                    put_beside(&mut doc, &at, index)?;
+                }
+            }
+        }
+        if !changed {
+            return Ok(bytes.clone());
+        }
+        serde_json::to_vec(&doc).map(Bytes::from).map_err(|e| ProxyError::Internal(e.to_string()))
+    }
+
+    /// Reads the whole body, refusing it above the transform limit without forwarding a byte.
+    async fn buffer(&self, headers: &http::HeaderMap, body: Body) -> Result<Bytes, ProxyError> {
+        let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_bytes) {
+            return Err(ProxyError::BodyTooLarge { limit: self.max_bytes });
+        }
+        let limit = usize::try_from(self.max_bytes).unwrap_or(usize::MAX);
+        let guarded = GuardedBody::new(body, None, self.idle, None);
+        match Limited::new(guarded, limit).collect().await {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                Err(ProxyError::BodyTooLarge { limit: self.max_bytes })
+            }
+            Err(e) if matches!(e.downcast_ref::<BodyError>(), Some(BodyError::Idle(_))) => Err(ProxyError::ClientIdle),
+            Err(_) => Err(ProxyError::BadRequest("the request body could not be read")),
+        }
+    }
+}
+
+/// The body types whose fields the phase can find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Json,
+    Form,
+}
+
+impl BodyKind {
+    fn of(headers: &http::HeaderMap) -> Option<Self> {
+        let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if essence == "application/json" || essence.ends_with("+json") {
+            Some(Self::Json)
+        } else if essence == "application/x-www-form-urlencoded" {
+            Some(Self::Form)
+        } else {
+            None
+        }
+    }
+}
+
+fn crypto_error(e: CryptoError) -> ProxyError {
+    match e {
+        CryptoError::Store(err) => {
+            tracing::warn!(error = %err, "cannot reach the key store to protect a field");
+            refuse(GatewayError::StoreUnavailable, "key store unavailable")
+        }
+        CryptoError::Token(TokenError::TooLong) => shape("a personal value is longer than 8 KiB"),
+        other => {
+            tracing::warn!(error = %other, "cannot protect a personal field");
+            refuse(GatewayError::ProtectionUnavailable, "field key unavailable")
+        }
+    }
+}
+
+/// The member or form field carrying a searchable field's blind index.
+fn index_name(name: &str) -> String {
+    format!("{name}_index")
+}
+
+/// Puts `index` beside the value at the concrete pointer `at`, as the member
+/// `<member>_index` of the same object (an array element has no name to put it beside).
+fn put_beside(doc: &mut Value, at: &str, index: String) -> Result<(), ProxyError> {
+    let (parent, last) = at.rsplit_once('/').ok_or_else(|| shape("a searchable field has no place in the JSON"))?;
+    let member = last.replace("~1", "/").replace("~0", "~");
+    match doc.pointer_mut(parent) {
+        Some(Value::Object(m)) => {
+            m.insert(index_name(&member), Value::String(index));
+            Ok(())
+        }
+        _ => Err(shape("a searchable field must be a member of a JSON object")),
+    }
+}
+
+fn json_pointer(f: &Field) -> String {
+    f.json_pointer.clone().unwrap_or_else(|| format!("/{}", escape_segment(&f.name)))
+}
+
+/// The unescaped segments of an RFC 6901 pointer (`~1` is `/`, `~0` is `~`).
+fn pointer_segments(pointer: &str) -> Option<Vec<String>> {
+    let rest = pointer.strip_prefix('/')?;
+    Some(rest.split('/').map(|s| s.replace("~1", "/").replace("~0", "~")).collect())
+}
+
+fn escape_segment(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+/// The concrete pointers (no `*`) of every value the declared `segments` reach in `v`. An
+/// absent member is not an error (the field was not sent); a path that runs into a value of
+/// the wrong kind is, because the client's data does not have the declared shape.
+fn find_targets(v: &Value, segments: &[String], at: String, out: &mut Vec<String>) -> Result<(), ProxyError> {
+    let Some((seg, rest)) = segments.split_first() else {
+        out.push(at);
+        return Ok(());
+    };
+    match v {
+        Value::Object(m) => match m.get(seg) {
+            Some(child) => find_targets(child, rest, format!("{at}/{}", escape_segment(seg)), out),
+            None => Ok(()),
+        },
+        Value::Array(items) if seg == "*" => {
+            for (i, item) in items.iter().enumerate() {
+                find_targets(item, rest, format!("{at}/{i}"), out)?;
+            }
+            Ok(())
+        }
+        Value::Array(items) => match seg.parse::<usize>().ok().and_then(|i| items.get(i).map(|item| (i, item))) {
+            Some((i, item)) => find_targets(item, rest, format!("{at}/{i}"), out),
+            None if seg.parse::<usize>().is_ok() => Ok(()),
+            None => Err(shape("an array where the declared path names a member")),
+        },
+        Value::Null => Ok(()),
+        _ => Err(shape("a plain value where the declared path expects an object or array")),
+    }
+}
+
+/// The text to protect at a declared place: strings as they are, numbers and booleans as
+/// their JSON text (the upstream then stores a string token there), `null` left alone.
+fn plain_text(v: &Value) -> Result<Option<String>, ProxyError> {
+    match v {
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Number(_) | Value::Bool(_) => Ok(Some(v.to_string())),
+        Value::Null => Ok(None),
+        Value::Object(_) | Value::Array(_) => Err(shape("an object or array where a personal value is expected")),
+    }
+}
+
+/// What the proxy needs to protect and reveal fields.
+#[derive(Debug, Clone)]
+pub struct FieldSettings {
+    /// Absent without `[keys]`: declared fields then fail closed and nothing is revealed.
+    pub vault: Option<Arc<Vault>>,
+    pub transform_max_bytes: u64,
+    /// Where reveals to agents are journaled.
+    pub audit: Option<Arc<crate::audit::Audit>>,
+    pub clock: Arc<dyn crate::clock::Clock>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn targets(doc: &Value, pointer: &str) -> Result<Vec<String>, ProxyError> {
+        let mut out = Vec::new();
+        find_targets(doc, &pointer_segments(pointer).unwrap(), String::new(), &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn pointers_reach_nested_members_and_every_array_element() {
+        let doc = json!({"child": {"name": "A"}, "kids": [{"name": "B"}, {"name": "C"}, {}], "a/b": "x"});
+        assert_eq!(targets(&doc, "/child/name").unwrap(), ["/child/name"]);
+        assert_eq!(targets(&doc, "/kids/*/name").unwrap(), ["/kids/0/name", "/kids/1/name"]);
+        assert_eq!(targets(&doc, "/kids/1/name").unwrap(), ["/kids/1/name"]);
+        assert_eq!(targets(&doc, "/a~1b").unwrap(), ["/a~1b"]);
+        assert!(targets(&doc, "/missing/name").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_path_through_the_wrong_kind_of_value_is_refused() {
+        let doc = json!({"child": "A", "kids": [1]});
+        assert!(targets(&doc, "/child/name").is_err());
+        assert!(targets(&doc, "/kids/name").is_err());
+        assert!(plain_text(&json!({"first": "A"})).is_err());
+        assert_eq!(plain_text(&json!(42)).unwrap().as_deref(), Some("42"));
+        assert_eq!(plain_text(&Value::Null).unwrap(), None);
+    }
+
+    #[test]
+    fn body_kinds_by_content_type() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(BodyKind::of(&h), None);
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        assert_eq!(BodyKind::of(&h), Some(BodyKind::Json));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+        assert_eq!(BodyKind::of(&h), Some(BodyKind::Form));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("multipart/form-data; boundary=x"));
+        assert_eq!(BodyKind::of(&h), None);
+    }
+}
