@@ -89,6 +89,15 @@ impl Protector<'_> {
         let kind = BodyKind::of(&parts.headers).ok_or_else(|| {
             shape("the body type cannot be read for its declared personal fields (JSON or URL-encoded form only)")
         })?;
+        // A field declared for forms must not slip through in clear inside a JSON body (and
+        // the reverse): the body type must be one the activity declares its fields for.
+        let declared_here = match kind {
+            BodyKind::Json => located(fields, FieldLocation::Json),
+            BodyKind::Form => located(fields, FieldLocation::Form),
+        };
+        if !declared_here {
+            return Err(shape("the body type is not one the activity declares its personal fields for"));
+        }
         let bytes = self.buffer(&parts.headers, body).await?;
         let rewritten = match kind {
             BodyKind::Json => self.protect_json(fields, &bytes).await?,

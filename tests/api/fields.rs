@@ -81,9 +81,13 @@ pub struct Setup {
 /// reach the protect phase) and its agents' pages at `/dossiers`, the recorder behind both,
 /// and a keyring unless `keys` is false. Agents at `ecole.example.fr` get `agent-scolaire`.
 async fn setup_with(keys: bool, tweak: impl FnOnce(TestAppBuilder) -> TestAppBuilder) -> Setup {
+    setup_for(keys, agents_policy(), tweak).await
+}
+
+/// Like `setup_with`, with the given cantine policy text.
+async fn setup_for(keys: bool, policy: String, tweak: impl FnOnce(TestAppBuilder) -> TestAppBuilder) -> Setup {
     let mock = MockProvider::start().await;
     let agents = MockProvider::start().await;
-    let policy = agents_policy();
     let recorder = Recorder::default();
     let up = recorder.start().await;
     let dir = keys.then(|| tempfile::tempdir().unwrap());
@@ -183,6 +187,24 @@ async fn requests_that_cannot_be_protected_are_refused_and_nothing_is_forwarded(
     let r = post(&s, None, "/cantine/inscription", FORM, form(&[("diet", "sans porc")])).await;
     assert_eq!(r.status(), 401);
     assert_eq!(s.recorder.hits(), 0, "nothing was forwarded");
+}
+
+#[tokio::test]
+async fn a_field_declared_for_forms_cannot_slip_through_in_a_json_body() {
+    let forms_only = agents_policy().replace("in = [\"form\", \"json\"]", "in = [\"form\"]");
+    assert!(!forms_only.contains("\"json\"]"), "the fixture must declare form fields only");
+    let s = setup_for(true, forms_only, |b| b).await;
+    let angela = citizen(&s, "sub-angela").await;
+    let body = serde_json::json!({"diet": "sans porc"}).to_string();
+    let r = post(&s, Some(&angela), "/cantine/inscription", "application/json", body).await;
+    assert_eq!(r.status(), 422);
+    let problem: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:guichet:problem:field-not-protectable");
+    assert_eq!(s.recorder.hits(), 0, "nothing was forwarded");
+    // The declared form still works.
+    let r = post(&s, Some(&angela), "/cantine/inscription", FORM, form(&[("diet", "sans porc")])).await;
+    assert_eq!(r.status(), 200);
+    assert!(!s.recorder.last().1.contains("porc"));
 }
 
 #[tokio::test]
