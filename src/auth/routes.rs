@@ -191,7 +191,10 @@ async fn finish(
         return Err(SignInError::UnknownState);
     }
     if let Some(error) = q.get("error") {
-        return Err(SignInError::Provider(error.chars().take(64).collect()));
+        // The code reaches the log: keep OAuth's error-code alphabet only, so a crafted
+        // callback cannot write arbitrary text (or a person's data) there.
+        let code: String = error.chars().take(64).filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        return Err(SignInError::Provider(code));
     }
     let code = q.get("code").ok_or(SignInError::NoCode)?;
     let tokens = provider.exchange(code, pending.pkce_verifier.as_deref()).await?;

@@ -52,7 +52,7 @@ pub enum RevokeTarget {
 }
 
 /// A live session, as the proxy phases see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Session {
     pub id_hash: String,
     pub kind: Kind,
@@ -69,7 +69,7 @@ pub struct Session {
 }
 
 /// What a successful sign-in establishes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewSession {
     pub kind: Kind,
     pub issuer: String,
@@ -79,6 +79,25 @@ pub struct NewSession {
     pub claims: BTreeMap<String, String>,
     pub roles: Vec<String>,
     pub id_token: String,
+}
+
+// Sessions hold the account key, identity claims and the ID token: `Debug` shows only what
+// is safe in a log line.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("kind", &self.kind)
+            .field("acr", &self.acr)
+            .field("roles", &self.roles)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSession").field("kind", &self.kind).field("acr", &self.acr).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -314,6 +333,27 @@ pub fn to_time(d: Duration) -> time::Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_hides_the_account_key_claims_and_tokens() {
+        let at = time::macros::datetime!(2026-11-28 12:00 UTC);
+        let s = Session {
+            id_hash: "h".into(),
+            kind: Kind::Citizen,
+            issuer: "https://idp".into(),
+            subject: "SUB-SECRET".into(),
+            provider_sid: Some("SID-SECRET".into()),
+            acr: "eidas1".into(),
+            claims: BTreeMap::from([("family_name".to_owned(), "DUBOIS".to_owned())]),
+            roles: vec![],
+            created_at: at,
+            expires_at: at,
+        };
+        let shown = format!("{s:?}");
+        for secret in ["SUB-SECRET", "SID-SECRET", "DUBOIS"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
 
     #[test]
     fn only_64_hex_ids_are_looked_up() {

@@ -202,11 +202,12 @@ impl Proxy {
         let Some(p) = ctx.decision.as_ref().and_then(Decision::processing).filter(|p| p.consent_required) else {
             return Ok(());
         };
-        let return_to = uri.path_and_query().map_or_else(|| "/".to_owned(), ToString::to_string);
+        // Only refusals need it: built on demand, not on every allowed request.
+        let return_to = || uri.path_and_query().map_or_else(|| "/".to_owned(), ToString::to_string);
         let session = match &ctx.identity {
             Identity::Citizen(s) => s,
             Identity::Anonymous => {
-                let e = GatewayError::SignInRequired { agent: false, acr: None, return_to };
+                let e = GatewayError::SignInRequired { agent: false, acr: None, return_to: return_to() };
                 return Err(ProxyError::Access(e, "consent needs a signed-in citizen"));
             }
             Identity::Agent(_) => {
@@ -230,7 +231,7 @@ impl Proxy {
         let e = GatewayError::ConsentRequired {
             activity: p.activity.to_string(),
             purpose: p.purpose.to_string(),
-            return_to,
+            return_to: return_to(),
         };
         Err(ProxyError::Access(e, "consent not given"))
     }
