@@ -236,6 +236,8 @@ impl Application {
         };
         let grace = s.shutdown_grace;
         let pruning = tokio::spawn(prune_periodically(self.app.clone(), self.shutdown.subscribe()));
+        // Keys destroyed on other instances leave this one's cache within a second or two.
+        let shreds = self.app.crypto.clone().map(|v| tokio::spawn(v.watch_shreds(self.shutdown.subscribe())));
         let public_router = server::router::public(self.app.clone());
         let public = server::serve(self.public, self.tls, public_router, limits, self.shutdown.subscribe(), grace);
         match self.admin {
@@ -247,6 +249,9 @@ impl Application {
             None => public.await,
         }
         pruning.abort();
+        if let Some(shreds) = shreds {
+            shreds.abort();
+        }
         // Requests are finished: commit what they queued before the process ends.
         self.app.audit.shutdown().await;
     }

@@ -1,6 +1,14 @@
 //! The crypto service the gateway holds (`App::crypto`): data keys per (subject, activity),
 //! created on first use, wrapped in the store, unwrapped into a bounded cache; sealing and
 //! opening field tokens; pseudonyms and blind indexes; crypto-shredding and reconciliation.
+//!
+//! A shred on one instance reaches every other instance sharing the store within
+//! [`SHRED_VISIBLE_WITHIN`]: each shred sets a random *shred generation* in the store (same
+//! transaction as the deletion); every vault reads it about once a second
+//! ([`Vault::watch_shreds`], a background task) and empties its key cache when it changed. The
+//! cache is trusted only for [`CACHE_TRUSTED_FOR`] after the start of the last successful read;
+//! past that (task late or stopped, store unreachable), the next use reads the generation
+//! first, so the bound holds without a store query per request.
 
 use std::num::NonZeroUsize;
 use std::ops::ControlFlow;
@@ -11,13 +19,15 @@ use std::time::Duration;
 use lru::LruCache;
 use time::OffsetDateTime;
 use tokio::io::AsyncWriteExt as _;
+use tokio::sync::watch;
+use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use super::keyring::{KeyError, Keyring};
 use super::mac;
 use super::secret::Key256;
 use super::token::{self, FieldContext, KeyId, TokenError};
-use crate::clock::{Clock, Random, RandomError};
+use crate::clock::{Clock, Random, RandomError, random_hex};
 use crate::config::KeysSettings;
 use crate::store::{DataKeyRow, Store, StoreError, Tombstone};
 
@@ -38,6 +48,8 @@ pub enum CryptoError {
     InvalidName,
     #[error("cannot use the tombstone file {path}: {source}")]
     Tombstones { path: PathBuf, source: std::io::Error },
+    #[error("the data key cache is unusable (a thread panicked while holding it)")]
+    CachePoisoned,
 }
 
 /// An unwrapped data key with who it belongs to, as cached.
@@ -50,11 +62,38 @@ struct Entry {
     loaded_at: OffsetDateTime,
 }
 
+/// How often [`Vault::watch_shreds`] reads the shred generation.
+pub const SHRED_POLL_EVERY: Duration = Duration::from_secs(1);
+/// How long the key cache is trusted after the start of the last successful generation read.
+pub const CACHE_TRUSTED_FOR: Duration = Duration::from_millis(1500);
+/// The promise: a key destroyed on one instance is used by no instance sharing the store
+/// after this delay (the trust window plus the time of one store read).
+pub const SHRED_VISIBLE_WITHIN: Duration = Duration::from_secs(2);
+
 /// Unwrapped keys by key id, and key ids by owner. Both bounded; evicted keys are zeroized
 /// when dropped (`Key256`).
 struct Cache {
     by_id: LruCache<String, Entry>,
     by_owner: LruCache<(String, String), String>,
+    /// The shred generation last read from the store (`Some(None)`: read, no shred yet).
+    generation: Option<Option<String>>,
+    /// When the last successful read of the generation started.
+    checked: Option<Instant>,
+    /// Bumped whenever the cache is emptied: a key read from the store before a clear is not
+    /// cached after it (it may be the key a concurrent shred just destroyed).
+    epoch: u64,
+}
+
+impl Cache {
+    fn clear(&mut self) {
+        self.by_id.clear();
+        self.by_owner.clear();
+        self.epoch = self.epoch.wrapping_add(1);
+    }
+
+    fn trusted(&self) -> bool {
+        self.checked.is_some_and(|at| at.elapsed() < CACHE_TRUSTED_FOR)
+    }
 }
 
 /// What `shred` did.
@@ -79,6 +118,8 @@ pub struct Vault {
     keyring: Keyring,
     store: Store,
     cache: Mutex<Cache>,
+    /// One generation read at a time (the watcher, or a request finding the cache untrusted).
+    checking: tokio::sync::Mutex<()>,
     ttl: Duration,
     tombstones: PathBuf,
     clock: Arc<dyn Clock>,
@@ -113,7 +154,14 @@ impl Vault {
         Self {
             keyring,
             store,
-            cache: Mutex::new(Cache { by_id: LruCache::new(cap), by_owner: LruCache::new(cap) }),
+            cache: Mutex::new(Cache {
+                by_id: LruCache::new(cap),
+                by_owner: LruCache::new(cap),
+                generation: None,
+                checked: None,
+                epoch: 0,
+            }),
+            checking: tokio::sync::Mutex::new(()),
             ttl: settings.cache_ttl,
             tombstones: settings.tombstones_path(),
             clock,
@@ -161,6 +209,7 @@ impl Vault {
     /// The cached data key of (subject, activity), from the store or newly created. Returned
     /// as a clone whose bytes are zeroized when the caller drops it.
     async fn key_for_owner(&self, subject: &str, activity: &str) -> Result<Entry, CryptoError> {
+        let epoch = self.trust_cache().await?;
         if let Some(e) = self.cached_owner(subject, activity) {
             return Ok(e);
         }
@@ -168,16 +217,89 @@ impl Vault {
             Some(row) => row,
             None => self.create_key(subject, activity).await?,
         };
-        self.remember(&row)
+        self.remember(&row, epoch)
     }
 
     async fn key_by_id(&self, key_id: &KeyId) -> Result<Option<Entry>, CryptoError> {
+        let epoch = self.trust_cache().await?;
         if let Some(e) = self.cached_id(key_id.as_str()) {
             return Ok(Some(e));
         }
         match self.store.keys().find_by_id(key_id.as_str()).await? {
-            Some(row) => self.remember(&row).map(Some),
+            Some(row) => self.remember(&row, epoch).map(Some),
             None => Ok(None),
+        }
+    }
+
+    /// Makes sure the cache reflects every shred older than [`SHRED_VISIBLE_WITHIN`]: when the
+    /// last generation read is too old, reads it now. Returns the cache epoch to remember keys
+    /// under.
+    async fn trust_cache(&self) -> Result<u64, CryptoError> {
+        if let Some(epoch) = self.trusted_epoch() {
+            return Ok(epoch);
+        }
+        let _one = self.checking.lock().await;
+        // Another task may have read it while this one waited.
+        if let Some(epoch) = self.trusted_epoch() {
+            return Ok(epoch);
+        }
+        self.read_generation().await?;
+        Ok(self.trusted_epoch().unwrap_or(u64::MAX))
+    }
+
+    fn trusted_epoch(&self) -> Option<u64> {
+        let c = self.cache.lock().ok()?;
+        c.trusted().then_some(c.epoch)
+    }
+
+    /// Reads the shred generation and empties the cache when it changed (a key was destroyed
+    /// on some instance, or the store was restored). Returns whether it changed.
+    pub async fn check_shreds(&self) -> Result<bool, CryptoError> {
+        let _one = self.checking.lock().await;
+        self.read_generation().await
+    }
+
+    async fn read_generation(&self) -> Result<bool, CryptoError> {
+        let started = Instant::now();
+        let current = self.store.keys().shred_generation().await?;
+        let mut c = self.cache.lock().map_err(|_| CryptoError::CachePoisoned)?;
+        let changed = c.generation.as_ref() != Some(&current);
+        if changed {
+            c.clear();
+            c.generation = Some(current);
+        }
+        c.checked = Some(c.checked.map_or(started, |at| at.max(started)));
+        Ok(changed)
+    }
+
+    /// Reads the shred generation every [`SHRED_POLL_EVERY`] until `stop` turns true, so that
+    /// keys destroyed on other instances leave this one's cache. `serve` runs it.
+    pub async fn watch_shreds(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(SHRED_POLL_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => match self.check_shreds().await {
+                    Ok(changed) => {
+                        if changed {
+                            tracing::debug!("shred generation changed: data key cache emptied");
+                        }
+                        if failing {
+                            tracing::info!("the shred generation can be read again");
+                        }
+                        failing = false;
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(error = %e,
+                                "cannot read the shred generation; cached data keys are not used until it can");
+                        }
+                        failing = true;
+                    }
+                },
+                _ = stop.changed() => return,
+            }
         }
     }
 
@@ -201,12 +323,15 @@ impl Vault {
         self.store.keys().find_by_owner(subject, activity).await?.ok_or(CryptoError::KeyGone)
     }
 
-    /// Unwraps a stored row and caches it.
-    fn remember(&self, row: &DataKeyRow) -> Result<Entry, CryptoError> {
+    /// Unwraps a stored row and caches it, unless the cache was emptied since `epoch` (when
+    /// the row was read): then a shred may have destroyed it meanwhile, and it is used once.
+    fn remember(&self, row: &DataKeyRow, epoch: u64) -> Result<Entry, CryptoError> {
         let e = self.unwrap_row(row)?;
         if let Ok(mut c) = self.cache.lock() {
-            c.by_owner.put((e.subject.clone(), e.activity.clone()), row.key_id.clone());
-            c.by_id.put(row.key_id.clone(), e.clone());
+            if c.epoch == epoch && c.trusted() {
+                c.by_owner.put((e.subject.clone(), e.activity.clone()), row.key_id.clone());
+                c.by_id.put(row.key_id.clone(), e.clone());
+            }
         }
         Ok(e)
     }
@@ -254,10 +379,16 @@ impl Vault {
         };
         let t = Tombstone { key_id: row.key_id.clone(), activity: row.activity.clone(), shredded_at: self.clock.now() };
         append_tombstones(&self.tombstones, std::slice::from_ref(&t)).await?;
-        self.store.keys().shred(&t).await?;
+        self.store.keys().shred(&t, &self.new_generation()?).await?;
         self.evict(&row.key_id);
         tracing::info!(activity = %row.activity, key_id = %row.key_id, "data key destroyed");
         Ok(Shredded::Destroyed { key_id: row.key_id })
+    }
+
+    /// A fresh random shred generation (128 bits, hex): never equal to an earlier one, even
+    /// after the store was restored to an older generation.
+    fn new_generation(&self) -> Result<String, CryptoError> {
+        Ok(random_hex::<16>(self.random.as_ref())?)
     }
 
     /// Re-destroys every key that a tombstone lists, from the file or the store, and makes
@@ -273,7 +404,7 @@ impl Vault {
         for t in &in_file {
             let known = in_store.iter().any(|s| s.key_id == t.key_id);
             // `shred` inserts the tombstone (if missing) and deletes the key, if present.
-            if self.store.keys().shred(t).await? {
+            if self.store.keys().shred(t, &self.new_generation()?).await? {
                 report.redestroyed += 1;
             }
             if !known {

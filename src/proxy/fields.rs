@@ -180,6 +180,11 @@ impl Protector<'_> {
         bytes: &[u8],
     ) -> Result<Option<String>, ProxyError> {
         std::str::from_utf8(bytes).map_err(|_| shape("URL-encoded data is not valid UTF-8"))?;
+        if bytes.contains(&b';') {
+            // Some frameworks split pairs on `;` too: `a=1;name=Dupont` would reach them as a
+            // `name` the gateway never saw. Browsers always encode it (`%3B`).
+            return Err(shape("a raw `;` in URL-encoded data is ambiguous (encode it as %3B)"));
+        }
         let pairs: Vec<(String, String)> = url::form_urlencoded::parse(bytes).into_owned().collect();
         let mut out = Vec::with_capacity(pairs.len());
         let mut changed = false;

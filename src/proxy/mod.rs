@@ -3,6 +3,7 @@
 pub mod body;
 pub mod context;
 pub mod error;
+pub mod escape;
 pub mod fields;
 pub mod headers;
 pub mod pipeline;

@@ -3,7 +3,8 @@
 //! value when the viewer may see it — the citizen it belongs to, or an agent holding a role
 //! the field's `visible_to` lists — and by [`PLACEHOLDER`] otherwise. The body keeps
 //! streaming: the scanner holds back at most one token's length between chunks, so a token
-//! split across chunks is still found. Every reveal to an agent is journaled (agent, field,
+//! split across chunks is still found. Values and the placeholder are written for where they
+//! land (`proxy::escape`: JSON strings, HTML text and attributes, CSV fields, charsets). Every reveal to an agent is journaled (agent, field,
 //! subject pseudonym, activity, purpose, time), never the value.
 
 use std::collections::HashSet;
@@ -12,8 +13,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use http::HeaderMap;
-use http::header;
+use zeroize::Zeroizing;
+
+pub use super::escape::TextKind;
+use super::escape::Writer;
 
 use crate::audit::{Actor, ActorKind, Audit, AuditEvent, Ident, Operation, Outcome};
 use crate::clock::Clock;
@@ -38,60 +41,6 @@ pub enum Viewer {
     Anonymous,
 }
 
-/// How a revealed value must be escaped to stay inert in the response's syntax.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TextKind {
-    Json,
-    Html,
-    /// Plain text and CSV: inserted as is.
-    Plain,
-}
-
-impl TextKind {
-    /// The text kinds the reveal phase scans; `None` for anything else (images, PDFs,
-    /// compressed bodies), which pass untouched.
-    pub fn of(headers: &HeaderMap) -> Option<Self> {
-        if headers.get(header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes() != b"identity") {
-            return None;
-        }
-        let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        match essence.as_str() {
-            "application/json" => Some(Self::Json),
-            e if e.ends_with("+json") => Some(Self::Json),
-            "text/html" | "application/xhtml+xml" => Some(Self::Html),
-            "text/plain" | "text/csv" => Some(Self::Plain),
-            _ => None,
-        }
-    }
-
-    fn escape(self, value: &str) -> String {
-        match self {
-            Self::Json => {
-                let quoted = serde_json::to_string(value).unwrap_or_default();
-                quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or_default().to_owned()
-            }
-            Self::Html => html_escape(value),
-            Self::Plain => value.to_owned(),
-        }
-    }
-}
-
-fn html_escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// Everything one response's reveal needs.
 pub struct Revealer {
     pub vault: Arc<Vault>,
@@ -99,7 +48,6 @@ pub struct Revealer {
     pub clock: Arc<dyn Clock>,
     pub processing: Arc<Processing>,
     pub viewer: Viewer,
-    kind: TextKind,
     pub request_id: Arc<str>,
     /// (subject, field) pairs already journaled for this response: one entry each, however
     /// many times the page repeats the value.
@@ -115,56 +63,54 @@ impl Revealer {
         viewer: Viewer,
         request_id: Arc<str>,
     ) -> Self {
-        let kind = TextKind::Plain;
-        Self { vault, audit, clock, processing, viewer, kind, request_id, journaled: HashSet::new() }
+        Self { vault, audit, clock, processing, viewer, request_id, journaled: HashSet::new() }
     }
 
     /// Wraps a response body of `kind` so its tokens are revealed or masked as it streams.
-    pub fn body<B>(mut self, kind: TextKind, body: B) -> Body
+    pub fn body<B>(self, kind: TextKind, body: B) -> Body
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        self.kind = kind;
         let frames = http_body_util::BodyDataStream::new(body);
-        let state = (self, frames, StreamScanner::new(), false);
-        let stream = futures_util::stream::unfold(state, |(mut r, mut frames, mut scanner, ended)| async move {
-            if ended {
-                return None;
-            }
-            let (pieces, ended) = match frames.next().await {
-                Some(Ok(chunk)) => (owned_pieces(|mut out| scanner.push(&chunk, &mut out)), false),
-                Some(Err(e)) => return Some((Err(e.into()), (r, frames, scanner, true))),
-                None => (owned_pieces(|mut out| scanner.finish(&mut out)), true),
-            };
-            let out = r.render(pieces).await;
-            Some((Ok::<_, Box<dyn std::error::Error + Send + Sync>>(out), (r, frames, scanner, ended)))
-        });
+        let state = (self, frames, StreamScanner::new(), Writer::new(kind), false);
+        let stream =
+            futures_util::stream::unfold(state, |(mut r, mut frames, mut scanner, mut writer, ended)| async move {
+                if ended {
+                    return None;
+                }
+                let (pieces, ended) = match frames.next().await {
+                    Some(Ok(chunk)) => (owned_pieces(|mut out| scanner.push(&chunk, &mut out)), false),
+                    Some(Err(e)) => return Some((Err(e.into()), (r, frames, scanner, writer, true))),
+                    None => (owned_pieces(|mut out| scanner.finish(&mut out)), true),
+                };
+                let out = r.render(pieces, &mut writer, ended).await;
+                Some((Ok::<_, Box<dyn std::error::Error + Send + Sync>>(out), (r, frames, scanner, writer, ended)))
+            });
         Body::from_stream(stream)
     }
 
-    async fn render(&mut self, pieces: Vec<Owned>) -> Bytes {
+    /// The pieces of one chunk, tokens replaced; at the end, what the writer held back.
+    async fn render(&mut self, pieces: Vec<Owned>, writer: &mut Writer, last: bool) -> Bytes {
         let mut out = Vec::new();
         for p in pieces {
             match p {
-                Owned::Text(t) => out.extend_from_slice(&t),
-                Owned::Token(t) => out.extend_from_slice(self.replacement(&t).await.as_bytes()),
+                Owned::Text(t) => writer.text(&t, &mut out),
+                Owned::Token(t) => match self.reveal(&t).await {
+                    Some(value) => writer.value(&value, &mut out),
+                    None => writer.placeholder(PLACEHOLDER, &mut out),
+                },
             }
+        }
+        if last {
+            writer.finish(&mut out);
         }
         Bytes::from(out)
     }
 
-    /// The value of `token` escaped for the response, or the placeholder.
-    async fn replacement(&mut self, token: &str) -> String {
-        match self.reveal(token).await {
-            Some(value) => self.kind.escape(&value),
-            None => PLACEHOLDER.to_owned(),
-        }
-    }
-
     /// The clear value, when this viewer may see it. Unknown, shredded or foreign tokens,
     /// and any failure, give `None`: the placeholder is the safe answer.
-    async fn reveal(&mut self, token: &str) -> Option<String> {
+    async fn reveal(&mut self, token: &str) -> Option<Zeroizing<String>> {
         let (subject, activity) = self.vault.owner_of(token).await.ok()??;
         if activity != *self.processing.activity {
             return None;
@@ -177,8 +123,8 @@ impl Revealer {
             }
             let ctx = FieldContext { activity: &activity, field: &field.name, subject: &subject };
             if let Ok(value) = self.vault.open(&ctx, token).await {
-                self.journal(&subject, field).await;
-                return Some(value.to_string());
+                // A reveal to an agent that cannot be journaled does not happen.
+                return self.journal(&subject, field).await.then_some(value);
             }
         }
         None
@@ -192,19 +138,24 @@ impl Revealer {
         }
     }
 
-    /// Journals a reveal to an agent (citizens seeing their own data are not journaled).
-    async fn journal(&mut self, subject: &str, field: &Field) {
-        let Viewer::Agent { id, roles } = &self.viewer else { return };
-        if !self.journaled.insert((subject.to_owned(), field.name.clone())) {
-            return;
+    /// Journals a reveal to an agent (citizens seeing their own data are not journaled);
+    /// false when it could not be, and the value must not be shown.
+    async fn journal(&mut self, subject: &str, field: &Field) -> bool {
+        let Viewer::Agent { id, roles } = &self.viewer else { return true };
+        let key = (subject.to_owned(), field.name.clone());
+        if self.journaled.contains(&key) {
+            return true;
         }
-        let Some(audit) = &self.audit else { return };
+        let Some(audit) = &self.audit else {
+            tracing::warn!("a reveal to an agent was refused: no journal to record it in");
+            return false;
+        };
         let role = roles.iter().find(|r| field.visible_to.contains(r)).cloned().unwrap_or_else(|| "agent".into());
         let (Ok(agent), Ok(role), Ok(field_id), Ok(subject)) =
             (Ident::new(id.clone()), Ident::new(role), Ident::new(field.name.clone()), Ident::new(subject))
         else {
-            tracing::warn!("a reveal could not be journaled: an identifier is not journal-safe");
-            return;
+            tracing::warn!("a reveal was refused: an identifier is not journal-safe");
+            return false;
         };
         let mut event = AuditEvent::system(Operation::Reveal { fields: vec![field_id] }, self.clock.now());
         event.actor = Actor { kind: ActorKind::Agent, id: agent };
@@ -214,8 +165,15 @@ impl Revealer {
         event.subject = Some(subject);
         event.outcome = Outcome::Success;
         event.request_id = Ident::new(self.request_id.to_string()).ok();
-        if let Err(e) = audit.record(event).await {
-            tracing::warn!(error = %e, "a reveal could not be journaled");
+        match audit.record(event).await {
+            Ok(()) => {
+                self.journaled.insert(key);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a reveal was refused: it could not be journaled");
+                false
+            }
         }
     }
 }
@@ -233,34 +191,4 @@ fn owned_pieces(scan: impl FnOnce(&mut dyn FnMut(Piece<'_>))) -> Vec<Owned> {
         Piece::Token(t) => pieces.push(Owned::Token(t.to_owned())),
     });
     pieces
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http::HeaderValue;
-
-    #[test]
-    fn only_uncompressed_text_is_scanned() {
-        let mut h = HeaderMap::new();
-        assert_eq!(TextKind::of(&h), None);
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-        assert_eq!(TextKind::of(&h), Some(TextKind::Html));
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        assert_eq!(TextKind::of(&h), Some(TextKind::Json));
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
-        assert_eq!(TextKind::of(&h), Some(TextKind::Plain));
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
-        assert_eq!(TextKind::of(&h), None);
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        assert_eq!(TextKind::of(&h), None);
-    }
-
-    #[test]
-    fn revealed_values_are_escaped_for_their_syntax() {
-        assert_eq!(TextKind::Html.escape("<b>O'Neil & co</b>"), "&lt;b&gt;O&#39;Neil &amp; co&lt;/b&gt;");
-        assert_eq!(TextKind::Json.escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-        assert_eq!(TextKind::Plain.escape("Léa"), "Léa");
-    }
 }

@@ -33,6 +33,9 @@ pub struct Tombstone {
     pub shredded_at: OffsetDateTime,
 }
 
+/// The `guichet_meta` key holding the shred generation.
+const SHRED_GENERATION: &str = "keys.shred_generation";
+
 const COLUMNS: &str = "key_id, subject, activity, kek_version, wrapped, created_at";
 
 pub struct Keys<'a> {
@@ -70,19 +73,32 @@ impl<'a> Keys<'a> {
     }
 
     /// Records the tombstone and deletes the key in one transaction; returns whether a key
-    /// was deleted.
-    pub async fn shred(&self, t: &Tombstone) -> Result<bool, StoreError> {
+    /// was deleted. When one was, the same transaction sets the shred generation to
+    /// `generation` (a fresh random marker), which every instance polls to drop its cached keys.
+    pub async fn shred(&self, t: &Tombstone, generation: &str) -> Result<bool, StoreError> {
         let ins = "INSERT INTO guichet_key_tombstones (key_id, activity, shredded_at) VALUES ($1, $2, $3) \
                    ON CONFLICT (key_id) DO NOTHING";
         let del = "DELETE FROM guichet_data_keys WHERE key_id = $1";
+        let bump = "INSERT INTO guichet_meta (key, value, updated_at) VALUES ($1, $2, $3) \
+                    ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
         let n = with_pool!(self.store.db(), p => {
             let mut tx = p.begin().await?;
             sqlx::query(ins).bind(&t.key_id).bind(&t.activity).bind(t.shredded_at).execute(&mut *tx).await?;
             let n = sqlx::query(del).bind(&t.key_id).execute(&mut *tx).await?.rows_affected();
+            if n > 0 {
+                sqlx::query(bump).bind(SHRED_GENERATION).bind(generation).bind(t.shredded_at)
+                    .execute(&mut *tx).await?;
+            }
             tx.commit().await?;
             n
         });
         Ok(n > 0)
+    }
+
+    /// The current shred generation: changes (to a random value) with every destroyed key, and
+    /// with any restore of an older store. `None` before the first shred.
+    pub async fn shred_generation(&self) -> Result<Option<String>, StoreError> {
+        self.store.meta().get(SHRED_GENERATION).await
     }
 
     pub async fn tombstones(&self) -> Result<Vec<Tombstone>, StoreError> {

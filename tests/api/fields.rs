@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use guichet::config::RouteAccess;
+use guichet::config::{KeysSettings, RouteAccess};
+use guichet::crypto::vault::{SHRED_VISIBLE_WITHIN, Shredded};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 
 use crate::auth::{SESSION, agent_info, agent_sign_in, cookie, sign_in_at};
-use crate::helpers::{TestApp, TestAppBuilder, raw_sql, route, spawn_app, test_keys};
+use crate::helpers::{Backend, TestApp, TestAppBuilder, raw_sql, route, spawn_app, test_keys};
 use crate::oidc_mock::MockProvider;
 
 const CANTINE: &str = include_str!("../../policies/cantine.toml");
@@ -22,6 +23,16 @@ const CANTINE: &str = include_str!("../../policies/cantine.toml");
 #[derive(Clone, Default)]
 pub struct Recorder {
     bodies: Arc<Mutex<Vec<(String, String)>>>,
+    template: Arc<Mutex<Option<Template>>>,
+}
+
+/// What `GET …/gabarit` answers: `text` with each `{field}` replaced by what the last form
+/// posted held for that field (its token), as `content_type`, in `chunk`-byte chunks.
+#[derive(Clone)]
+pub struct Template {
+    pub content_type: &'static str,
+    pub text: String,
+    pub chunk: usize,
 }
 
 impl Recorder {
@@ -36,6 +47,11 @@ impl Recorder {
     /// How many requests arrived.
     pub fn hits(&self) -> usize {
         self.bodies.lock().unwrap().len()
+    }
+
+    /// Sets what `GET …/gabarit` answers.
+    pub fn answer_with(&self, t: Template) {
+        *self.template.lock().unwrap() = Some(t);
     }
 
     /// The last body received, and its path.
@@ -54,6 +70,19 @@ async fn keep(State(r): State<Recorder>, req: Request) -> Response {
         // What a GET shows: the last record posted.
         b.iter().rev().find(|(_, body)| !body.is_empty()).map(|(_, body)| body.clone()).unwrap_or_default()
     };
+    if path.ends_with("/gabarit") {
+        let t = r.template.lock().unwrap().clone().expect("no template set");
+        let form =
+            r.bodies.lock().unwrap().iter().rev().find(|(_, b)| b.contains("gch1.")).cloned().unwrap_or_default();
+        let mut text = t.text.clone();
+        for (name, token) in url::form_urlencoded::parse(form.1.as_bytes()) {
+            text = text.replace(&format!("{{{name}}}"), &token);
+        }
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
+            text.into_bytes().chunks(t.chunk).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
+        let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
+        return ([("content-type", t.content_type)], body).into_response();
+    }
     if path.ends_with("/morceaux") {
         // The record streamed in 7-byte chunks: tokens arrive split across chunks.
         let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
@@ -74,6 +103,9 @@ pub struct Setup {
     pub mock: MockProvider,
     pub agents: MockProvider,
     pub recorder: Recorder,
+    /// The recorder's address.
+    pub up: std::net::SocketAddr,
+    pub keys: Option<KeysSettings>,
     _keys: Option<TempDir>,
 }
 
@@ -86,16 +118,39 @@ async fn setup_with(keys: bool, tweak: impl FnOnce(TestAppBuilder) -> TestAppBui
 
 /// Like `setup_with`, with the given cantine policy text.
 async fn setup_for(keys: bool, policy: String, tweak: impl FnOnce(TestAppBuilder) -> TestAppBuilder) -> Setup {
+    setup_on(Backend::Sqlite, keys, policy, tweak).await
+}
+
+/// Like `setup_for`, on the given store engine.
+async fn setup_on(
+    backend: Backend,
+    keys: bool,
+    policy: String,
+    tweak: impl FnOnce(TestAppBuilder) -> TestAppBuilder,
+) -> Setup {
     let mock = MockProvider::start().await;
     let agents = MockProvider::start().await;
     let recorder = Recorder::default();
     let up = recorder.start().await;
     let dir = keys.then(|| tempfile::tempdir().unwrap());
     let keyring = dir.as_ref().map(|d| test_keys(d.path()));
-    let builder = spawn_app()
+    let builder = instance(&mock, &agents, up, &policy, keyring.clone()).backend(backend);
+    let app = tweak(builder).start().await;
+    Setup { app, mock, agents, recorder, up, keys: keyring, _keys: dir }
+}
+
+/// One gateway of a `Setup`: providers, policy, routes to the recorder at `up`, keyring.
+fn instance(
+    mock: &MockProvider,
+    agents: &MockProvider,
+    up: std::net::SocketAddr,
+    policy: &str,
+    keyring: Option<KeysSettings>,
+) -> TestAppBuilder {
+    spawn_app()
         .with_citizen_provider(mock.issuer())
         .with_agent_provider(agents.issuer())
-        .with_policies(&[("cantine.toml", &policy)])
+        .with_policies(&[("cantine.toml", policy)])
         .with(move |s, _| {
             let mut cantine = route("cantine", "/cantine", &format!("http://{up}"));
             cantine.access = RouteAccess::Public;
@@ -111,9 +166,7 @@ async fn setup_for(keys: bool, policy: String, tweak: impl FnOnce(TestAppBuilder
                 uids: vec![],
             });
             s.keys = keyring;
-        });
-    let app = tweak(builder).start().await;
-    Setup { app, mock, agents, recorder, _keys: dir }
+        })
 }
 
 async fn setup() -> Setup {
@@ -178,6 +231,7 @@ async fn requests_that_cannot_be_protected_are_refused_and_nothing_is_forwarded(
         ("application/json", "{\"child_family_name\": {\"a\": 1}}".to_owned(), 422, "object for a value"),
         ("multipart/form-data; boundary=x", "--x--".to_owned(), 422, "unreadable body type"),
         (FORM, form(&[("child_family_name", &"x".repeat(2000))]), 413, "over the transform limit"),
+        (FORM, "school=x;diet=sans+porc".to_owned(), 422, "a `;` a framework may split on"),
     ];
     for (ct, body, status, why) in cases {
         let r = post(&s, Some(&angela), "/cantine/inscription", ct, body).await;
@@ -385,3 +439,205 @@ async fn batch_jobs_get_clear_values_for_a_declared_purpose_rate_limited_and_jou
     assert!(reveal.body.contains("batch:courrier") && reveal.body.contains("child_given_names"), "{}", reveal.body);
     assert!(entries.iter().all(|e| !e.body.contains("Lea")));
 }
+
+/// Reads RFC 4180 CSV as a spreadsheet would: rows of fields, quoted fields unescaped.
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = vec![vec![String::new()]];
+    let (mut quoted, mut fresh) = (false, true);
+    let mut it = text.chars().peekable();
+    while let Some(c) = it.next() {
+        let row = rows.last_mut().unwrap();
+        match (quoted, c) {
+            (true, '"') if it.peek() == Some(&'"') => {
+                it.next();
+                row.last_mut().unwrap().push('"');
+            }
+            (true, '"') => quoted = false,
+            (false, '"') if fresh => quoted = true,
+            (false, ',') => row.push(String::new()),
+            (false, '\n') => rows.push(vec![String::new()]),
+            (_, c) => row.last_mut().unwrap().push(c),
+        }
+        fresh = !quoted && matches!(c, ',' | '\n');
+    }
+    rows
+}
+
+/// GET `path` as `session` (anonymous when `None`), the body's bytes.
+async fn bytes_of(s: &Setup, session: Option<&str>, path: &str) -> Vec<u8> {
+    let mut req = s.app.client.get(s.app.url(path));
+    if let Some(session) = session {
+        req = req.header("cookie", format!("{SESSION}={session}"));
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap().to_vec()
+}
+
+const NAME: &str = "Dupont, \"Jo\"\nfils";
+const FORMULA: &str = "=HYPERLINK(\"http://x\")";
+const MARKUP: &str = "x\" onmouseover=alert(1) <b>@y";
+const PLACEHOLDER: &str = "[donnée protégée]";
+
+/// Serves `text` as `content_type` whole, in 7-byte and in 1-byte chunks, to each viewer;
+/// every way of chunking gives the same bytes. Returns, per viewer, the body.
+async fn render(
+    s: &Setup,
+    viewers: &[Option<&str>],
+    path: &str,
+    content_type: &'static str,
+    text: &str,
+) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for viewer in viewers {
+        let mut seen = Vec::new();
+        for chunk in [100_000, 7, 1] {
+            s.recorder.answer_with(Template { content_type, text: text.to_owned(), chunk });
+            seen.push(bytes_of(s, *viewer, path).await);
+        }
+        assert!(
+            seen.iter().all(|b| *b == seen[0]),
+            "chunking changed the output: {:?}",
+            String::from_utf8_lossy(&seen[1])
+        );
+        out.push(seen.remove(0));
+    }
+    out
+}
+
+#[tokio::test]
+async fn revealed_values_and_placeholders_are_escaped_for_each_response_syntax() {
+    let s = setup().await;
+    let angela = citizen(&s, "sub-angela").await;
+    let body = form(&[
+        ("child_family_name", NAME),
+        ("child_given_names", FORMULA),
+        ("parent_email", MARKUP),
+        ("diet", "sans porc"),
+    ]);
+    assert_eq!(post(&s, Some(&angela), "/cantine/inscription", FORM, body).await.status(), 200);
+    let school = agent(&s, "paul@ecole.example.fr").await;
+    let viewers = [Some(angela.as_str()), Some(school.as_str()), None];
+
+    // CSV: fields that need quotes are quoted whole, quotes doubled, formulas neutralised;
+    // every row keeps its four fields, whoever looks.
+    let csv = "nom,prenom,courriel,regime\n{child_family_name},{child_given_names},\"M. {parent_email}\",{diet}\n";
+    let seen = render(&s, &viewers, "/cantine/gabarit", "text/csv", csv).await;
+    let rows: Vec<Vec<Vec<String>>> = seen.iter().map(|b| csv_rows(&String::from_utf8(b.clone()).unwrap())).collect();
+    let formula_as_text = format!("'{FORMULA}");
+    let markup_in_cell = format!("M. {MARKUP}");
+    assert_eq!(rows[0][1], [NAME, formula_as_text.as_str(), markup_in_cell.as_str(), "sans porc"], "the citizen");
+    assert_eq!(rows[1][1], [NAME, formula_as_text.as_str(), markup_in_cell.as_str(), PLACEHOLDER], "the school");
+    let masked_cell = format!("M. {PLACEHOLDER}");
+    assert_eq!(rows[2][1], [PLACEHOLDER, PLACEHOLDER, masked_cell.as_str(), PLACEHOLDER], "anonymous");
+    for r in &rows {
+        assert_eq!(r.len(), 3, "header, one row, end: {r:?}");
+        assert!(r.iter().flatten().all(|cell| !cell.starts_with(['=', '+', '-', '@'])), "no formula: {r:?}");
+    }
+
+    // HTML: text and attributes, quoted or not; nothing the value holds becomes markup.
+    let html = "<p>{child_family_name}</p><input value={parent_email}><a title='{child_given_names}' href=\"{parent_email}\">{diet}</a>";
+    let seen = render(&s, &viewers, "/cantine/gabarit", "text/html; charset=utf-8", html).await;
+    let markup_attr = "x&quot;&#32;onmouseover&#61;alert(1)&#32;&lt;b&gt;@y";
+    assert_eq!(
+        String::from_utf8(seen[0].clone()).unwrap(),
+        format!(
+            "<p>Dupont, &quot;Jo&quot;\nfils</p><input value={markup_attr}><a title='&#61;HYPERLINK(&quot;http:&#47;&#47;x&quot;)' href=\"{markup_attr}\">sans porc</a>"
+        )
+    );
+    let anonymous = String::from_utf8(seen[2].clone()).unwrap();
+    assert_eq!(
+        anonymous,
+        "<p>[donnée protégée]</p><input value=[donnée&#32;protégée]><a title='[donnée&#32;protégée]' href=\"[donnée&#32;protégée]\">[donnée protégée]</a>"
+    );
+    // Without a declared charset the page may be in any: non-ASCII as references.
+    let seen = render(&s, &[None], "/cantine/gabarit", "text/html", "<p>{diet}</p>").await;
+    assert_eq!(seen[0], b"<p>[donn&#233;e prot&#233;g&#233;e]</p>");
+
+    // JSON: string escapes; the document still parses and holds the exact values.
+    let json = "{\"nom\":\"{child_family_name}\",\"prenom\":\"{child_given_names}\",\"courriel\":\"{parent_email}\"}";
+    let seen = render(&s, &viewers, "/cantine/gabarit", "application/json", json).await;
+    let doc: serde_json::Value = serde_json::from_slice(&seen[0]).unwrap();
+    assert_eq!(doc, serde_json::json!({"nom": NAME, "prenom": FORMULA, "courriel": MARKUP}));
+    let doc: serde_json::Value = serde_json::from_slice(&seen[2]).unwrap();
+    assert_eq!(doc, serde_json::json!({"nom": PLACEHOLDER, "prenom": PLACEHOLDER, "courriel": PLACEHOLDER}));
+
+    // Plain text: as it is (controls aside).
+    let seen =
+        render(&s, &viewers, "/cantine/gabarit", "text/plain; charset=utf-8", "Nom : {child_family_name}.").await;
+    assert_eq!(String::from_utf8(seen[0].clone()).unwrap(), format!("Nom : {NAME}."));
+
+    // A CSV in windows-1252: the placeholder in that charset, not UTF-8 bytes.
+    let seen = render(&s, &[None], "/cantine/gabarit", "text/csv; charset=windows-1252", "{diet};x\n").await;
+    assert_eq!(seen[0], b"[donn\xe9e prot\xe9g\xe9e];x\n");
+}
+
+/// Two gateways on one store with one keyring: a key destroyed on the first is no longer
+/// used by the second, for reveals or seals, within `SHRED_VISIBLE_WITHIN`.
+async fn a_shred_reaches_every_instance_sharing_the_store(backend: Backend) {
+    let a = setup_on(backend, true, agents_policy(), |b| b).await;
+    let b = instance(&a.mock, &a.agents, a.up, &agents_policy(), a.keys.clone())
+        .with_store_url(a.app.store_url.clone())
+        .start()
+        .await;
+    let on_b = Setup {
+        app: b,
+        mock: a.mock.clone(),
+        agents: a.agents.clone(),
+        recorder: a.recorder.clone(),
+        up: a.up,
+        keys: a.keys.clone(),
+        _keys: None,
+    };
+    let angela = citizen(&a, "sub-angela").await;
+    let sent = |setup: &'static str| form(&[("child_family_name", "Dupont"), ("school", setup)]);
+    assert_eq!(post(&a, Some(&angela), "/cantine/inscription", FORM, sent("A")).await.status(), 200);
+    let token = url::form_urlencoded::parse(a.recorder.last().1.as_bytes())
+        .find(|(k, _)| k == "child_family_name")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let key_id = token.split('.').nth(1).unwrap().to_owned();
+    a.recorder.answer_with(Template { content_type: "text/plain", text: format!("Nom : {token}"), chunk: 100_000 });
+
+    // What B does for Angela: reveal the old token, seal a new value (under which key?).
+    let b_state = || async {
+        let shown = String::from_utf8(bytes_of(&on_b, Some(&angela), "/cantine/gabarit").await).unwrap();
+        assert_eq!(post(&on_b, Some(&angela), "/cantine/inscription", FORM, sent("B")).await.status(), 200);
+        let (_, stored) = on_b.recorder.last();
+        let sealed = url::form_urlencoded::parse(stored.as_bytes())
+            .find(|(k, _)| k == "child_family_name")
+            .map(|(_, v)| v.into_owned())
+            .unwrap();
+        (shown, sealed.split('.').nth(1).unwrap().to_owned())
+    };
+    // B has the key in its cache: it reveals, and seals under it.
+    assert_eq!(b_state().await, ("Nom : Dupont".to_owned(), key_id.clone()));
+
+    let vault = a.app.state.crypto.clone().unwrap();
+    let (subject, activity) = vault.owner_of(&token).await.unwrap().unwrap();
+    assert!(matches!(vault.shred(&subject, &activity).await.unwrap(), Shredded::Destroyed { .. }));
+    let shredded = std::time::Instant::now();
+    // A itself stops at once.
+    let shown = String::from_utf8(bytes_of(&a, Some(&angela), "/cantine/gabarit").await).unwrap();
+    assert_eq!(shown, format!("Nom : {PLACEHOLDER}"));
+    // B within the promised delay: placeholder for the old token, a new key for new values.
+    loop {
+        let (shown, sealed_under) = b_state().await;
+        if shown == format!("Nom : {PLACEHOLDER}") && sealed_under != key_id {
+            break;
+        }
+        assert!(
+            shredded.elapsed() < SHRED_VISIBLE_WITHIN,
+            "B still used the destroyed key {:?} after the shred: {shown:?}, sealed under the old key: {}",
+            shredded.elapsed(),
+            sealed_under == key_id
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // And it stays so.
+    let (shown, sealed_under) = b_state().await;
+    assert_eq!(shown, format!("Nom : {PLACEHOLDER}"));
+    assert_ne!(sealed_under, key_id);
+}
+
+crate::on_both_stores!(a_shred_reaches_every_instance_sharing_the_store);

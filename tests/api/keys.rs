@@ -238,7 +238,29 @@ async fn rotation_rewraps_in_batches_and_resumes(backend: Backend) {
     assert!(status.contains("current KEK version: 2") && status.contains("retired: 1"), "{status}");
 }
 
+/// The mechanism behind cross-instance shredding, without waiting: another vault on the same
+/// store drops the destroyed key as soon as it reads the shred generation.
+async fn another_vault_drops_a_shredded_key_when_it_reads_the_generation(backend: Backend) {
+    let s = Setup::new(backend).await;
+    let (a, b) = (s.vault().await, s.vault().await);
+    let nom = a.seal(&ctx("sub-1", "nom"), "Dupont").await.unwrap();
+    let kept = a.seal(&ctx("sub-2", "nom"), "Martin").await.unwrap();
+    // B caches both keys.
+    assert_eq!(b.open(&ctx("sub-1", "nom"), &nom).await.unwrap().as_str(), "Dupont");
+    assert_eq!(b.open(&ctx("sub-2", "nom"), &kept).await.unwrap().as_str(), "Martin");
+    assert!(!b.check_shreds().await.unwrap(), "no shred yet");
+
+    a.shred("sub-1", "inscription-scolaire").await.unwrap();
+    assert!(b.check_shreds().await.unwrap(), "B sees that a key was destroyed");
+    assert!(matches!(b.open(&ctx("sub-1", "nom"), &nom).await, Err(CryptoError::KeyGone)));
+    let again = b.seal(&ctx("sub-1", "nom"), "Dupont").await.unwrap();
+    assert_ne!(again.split('.').nth(1), nom.split('.').nth(1), "B no longer seals under the destroyed key");
+    assert_eq!(b.open(&ctx("sub-2", "nom"), &kept).await.unwrap().as_str(), "Martin");
+    assert!(!b.check_shreds().await.unwrap(), "nothing new since");
+}
+
 crate::on_both_stores!(
+    another_vault_drops_a_shredded_key_when_it_reads_the_generation,
     fields_seal_open_and_shred,
     shredding_survives_a_backup_restore,
     tombstones_in_the_store_are_copied_to_a_lost_file,
