@@ -103,10 +103,10 @@ impl Route {
                 .push(("path_prefix", format!("`{}` is inside the reserved prefix {RESERVED_PREFIX}", s.path_prefix)));
         }
         let host = s.host.as_ref().map(|h| h.trim().to_ascii_lowercase());
-        if let Some(h) = &host {
-            if h.is_empty() || h.parse::<Authority>().is_err() || h.contains(['/', '@']) {
-                errors.push(("host", format!("`{h}` is not a valid host name")));
-            }
+        if let Some(h) = &host
+            && (h.is_empty() || h.parse::<Authority>().is_err() || h.contains(['/', '@']))
+        {
+            errors.push(("host", format!("`{h}` is not a valid host name")));
         }
         let upstream =
             Upstream::parse(&s.upstream, s.upstream_ca_file.clone()).map_err(|e| errors.push(("upstream", e))).ok();

@@ -185,10 +185,10 @@ impl Walk<'_> {
 
     fn checkpoint(&mut self, cp: &CheckpointRow) -> Result<(), Break> {
         let number = cp.number;
-        if let Some(last) = self.last_checkpoint {
-            if number != last + 1 {
-                return Err(Break::CheckpointGap { after: last, next: number });
-            }
+        if let Some(last) = self.last_checkpoint
+            && number != last + 1
+        {
+            return Err(Break::CheckpointGap { after: last, next: number });
         }
         if cp.key_id != self.verifier.key_id() {
             return Err(Break::UnknownKey { number, key_id: cp.key_id.clone() });

@@ -1,12 +1,17 @@
-//! The small HTTP client that talks to sign-in providers (discovery, JWKS, token, userinfo).
-//! Redirects are never followed (a provider answering with a redirect is an error, not a hop
-//! to wherever it points: SSRF), bodies are capped and every call has a deadline.
+//! The small HTTP client that talks to sign-in providers (discovery, JWKS, token, userinfo),
+//! over the hyper client the gateway already ships; it is also the `openidconnect` crate's
+//! HTTP client (`AsyncHttpClient`), so the crate needs no reqwest. Redirects are never
+//! followed (a provider answering with a redirect is an error, not a hop to wherever it
+//! points: SSRF), bodies are capped and every call has a deadline.
+
+use std::future::Future;
+use std::pin::Pin;
 
 use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::{Method, Request, StatusCode, header};
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, Limited};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -37,6 +42,7 @@ pub enum HttpError {
 #[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
+    pub headers: HeaderMap,
     pub content_type: String,
     pub body: Bytes,
 }
@@ -69,54 +75,36 @@ impl HttpClient {
         self.send(b.body(Body::empty()).map_err(|_| HttpError::Url)?).await
     }
 
-    /// POSTs `form` URL-encoded, with HTTP Basic client authentication when `basic` is given.
-    pub async fn post_form(
-        &self,
-        url: &str,
-        form: &[(&str, &str)],
-        basic: Option<(&str, &str)>,
-    ) -> Result<Reply, HttpError> {
-        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-        let mut b = Request::builder()
-            .method(Method::POST)
-            .uri(url)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::ACCEPT, "application/json");
-        if let Some((id, secret)) = basic {
-            b = b.header(header::AUTHORIZATION, basic_auth(id, secret));
-        }
-        self.send(b.body(Body::from(body)).map_err(|_| HttpError::Url)?).await
-    }
-
     async fn send(&self, req: Request<Body>) -> Result<Reply, HttpError> {
         let exchange = async {
             let resp = self.client.request(req).await.map_err(|e| HttpError::Unreachable(e.to_string()))?;
             let status = resp.status();
-            let content_type = resp
-                .headers()
+            let headers = resp.headers().clone();
+            let content_type = headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_ascii_lowercase();
             let body = Limited::new(resp.into_body(), MAX_BODY).collect().await.map_err(|_| HttpError::Body)?;
-            Ok(Reply { status, content_type, body: body.to_bytes() })
+            Ok(Reply { status, headers, content_type, body: body.to_bytes() })
         };
         tokio::time::timeout(TIMEOUT, exchange).await.map_err(|_| HttpError::Timeout(TIMEOUT))?
     }
 }
 
-/// RFC 6749 §2.3.1: id and secret are form-encoded before Base64.
-fn basic_auth(id: &str, secret: &str) -> String {
-    use base64::Engine as _;
-    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let raw = format!("{}:{}", enc(id), enc(secret));
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
-}
+/// The `openidconnect` crate's requests (discovery, JWKS, token endpoint) go through
+/// `HttpClient::send`: same redirect policy, body cap and deadline as ours.
+impl<'c> openidconnect::AsyncHttpClient<'c> for HttpClient {
+    type Error = HttpError;
+    type Future = Pin<Box<dyn Future<Output = Result<openidconnect::HttpResponse, HttpError>> + Send + 'c>>;
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn basic_auth_encodes_reserved_characters() {
-        assert_eq!(super::basic_auth("a b", "c:d"), "Basic YStiOmMlM0Fk");
+    fn call(&'c self, request: openidconnect::HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let reply = self.send(request.map(Body::from)).await?;
+            let mut response = Response::new(reply.body.to_vec());
+            *response.status_mut() = reply.status;
+            *response.headers_mut() = reply.headers;
+            Ok(response)
+        })
     }
 }

@@ -210,10 +210,10 @@ impl Auth {
     pub fn identity_headers(&self, session: &Session, route: &Route) -> Result<Arc<IdentityHeaders>, jose::JwsError> {
         let now = self.clock.now();
         let cache_key = (session.id_hash.clone(), route.name.clone());
-        if let Some(h) = self.assertions.lock().ok().and_then(|c| c.get(&cache_key).cloned()) {
-            if h.expires_at - now > ASSERTION_RENEW_BEFORE {
-                return Ok(h);
-            }
+        if let Some(h) = self.assertions.lock().ok().and_then(|c| c.get(&cache_key).cloned())
+            && h.expires_at - now > ASSERTION_RENEW_BEFORE
+        {
+            return Ok(h);
         }
         let built = Arc::new(self.build_identity_headers(session, route, now)?);
         if let Ok(mut c) = self.assertions.lock() {

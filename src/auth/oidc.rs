@@ -1,13 +1,30 @@
-//! OpenID Connect relying party for FranceConnect-v2-style providers: discovery, the
-//! authorization request, code exchange, ID token and signed userinfo verification,
-//! RP-initiated logout and back-channel logout tokens. Every check of the brief's list is
-//! here, in the order the provider's answers arrive; tokens go through `jose` (ES256/RS256).
+//! OpenID Connect relying party for FranceConnect-v2-style providers, on the `openidconnect`
+//! crate: discovery (with `end_session_endpoint` and PKCE methods), the authorization request,
+//! the code exchange and ID token verification (algorithms pinned, times from the injected
+//! clock, acr, azp, at_hash) go through the crate, over our own hyper client (`http`). Signed
+//! userinfo (ES256 and RS256) and back-channel logout tokens, which the crate does not cover,
+//! are verified by `jose` with the same key cache; an unknown `kid` refetches the keys once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use openidconnect::core::{
+    CoreAuthDisplay, CoreAuthPrompt, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreErrorResponseType,
+    CoreGenderClaim, CoreGrantType, CoreIdTokenVerifier, CoreJsonWebKey, CoreJsonWebKeySet,
+    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode,
+    CoreResponseType, CoreRevocableToken, CoreRevocationErrorResponse, CoreSubjectIdentifierType,
+    CoreTokenIntrospectionResponse, CoreTokenType,
+};
+use openidconnect::{
+    AccessToken, AccessTokenHash, AdditionalClaims, AdditionalProviderMetadata, AuthType, AuthenticationContextClass,
+    AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, Client, ClientId, ClientSecret, CsrfToken,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, IdToken as CrateIdToken, IdTokenClaims, IdTokenFields, IssuerUrl,
+    JsonWebKeySet, LogoutProviderMetadata, LogoutRequest, Nonce, OAuth2TokenResponse as _, PkceCodeChallenge,
+    PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadata, RedirectUrl, Scope, SignatureVerificationError,
+    StandardErrorResponse, StandardTokenResponse, TokenResponse as _,
+};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio::sync::RwLock;
@@ -25,6 +42,9 @@ const JWKS_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 /// Keys are fetched again after this long even when every kid is known.
 const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
 const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// The ID token algorithms accepted, whatever discovery advertises: never `none`, never HS*.
+const PINNED_ID_TOKEN_ALGS: [CoreJwsSigningAlgorithm; 2] =
+    [CoreJwsSigningAlgorithm::EcdsaP256Sha256, CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256];
 
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
@@ -32,14 +52,14 @@ pub enum OidcError {
     Discovery(String),
     #[error("provider call failed: {0}")]
     Http(#[from] HttpError),
-    #[error("token endpoint answered {0}")]
-    TokenEndpoint(u16),
+    #[error("token endpoint: {0}")]
+    TokenEndpoint(String),
     #[error("userinfo endpoint answered {0}")]
     UserinfoEndpoint(u16),
     #[error("token signature: {0}")]
     Jws(#[from] JwsError),
     #[error("ID token refused: {0}")]
-    IdToken(&'static str),
+    IdToken(String),
     #[error("userinfo refused: {0}")]
     Userinfo(&'static str),
     #[error("logout token refused: {0}")]
@@ -48,20 +68,75 @@ pub enum OidcError {
     Malformed(&'static str),
 }
 
-/// What discovery tells us (the fields we use).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Metadata {
-    pub issuer: String,
-    pub authorization_endpoint: String,
-    pub token_endpoint: String,
-    #[serde(default)]
-    pub userinfo_endpoint: Option<String>,
-    pub jwks_uri: String,
-    #[serde(default)]
-    pub end_session_endpoint: Option<String>,
+/// Discovery fields beyond OpenID Connect Discovery's and RP-Initiated Logout's that we read.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct ExtraMetadata {
     #[serde(default)]
     pub code_challenge_methods_supported: Vec<String>,
 }
+
+impl AdditionalProviderMetadata for ExtraMetadata {}
+
+/// The discovery document: `ProviderMetadataWithLogout` plus the PKCE methods.
+pub type Metadata = ProviderMetadata<
+    LogoutProviderMetadata<ExtraMetadata>,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
+/// ID token claims beyond the standard ones that we keep.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct ExtraClaims {
+    /// The provider's session id (back-channel logout names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+impl AdditionalClaims for ExtraClaims {}
+
+/// An ID token as the token endpoint returned it (not yet verified).
+pub type ProviderIdToken =
+    CrateIdToken<ExtraClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
+type ProviderIdTokenClaims = IdTokenClaims<ExtraClaims, CoreGenderClaim>;
+type TokenResponse = StandardTokenResponse<
+    IdTokenFields<
+        ExtraClaims,
+        openidconnect::EmptyExtraTokenFields,
+        CoreGenderClaim,
+        CoreJweContentEncryptionAlgorithm,
+        CoreJwsSigningAlgorithm,
+    >,
+    CoreTokenType,
+>;
+/// The crate's client with our claims, an authorization and a token endpoint.
+type OidcClient = Client<
+    ExtraClaims,
+    CoreAuthDisplay,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJsonWebKey,
+    CoreAuthPrompt,
+    StandardErrorResponse<CoreErrorResponseType>,
+    TokenResponse,
+    CoreTokenIntrospectionResponse,
+    CoreRevocableToken,
+    CoreRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+    EndpointMaybeSet,
+>;
 
 /// Checks the shape of an issuer URL (exact-string comparison later, so no trailing slash).
 pub fn check_issuer(issuer: &str) -> Result<(), String> {
@@ -91,15 +166,46 @@ pub struct Expected<'a> {
 }
 
 /// The tokens the code bought.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct Tokens {
-    pub id_token: String,
+    pub id_token: ProviderIdToken,
     pub access_token: String,
+}
+
+/// What discovery gave, and the crate's client built from it.
+#[derive(Debug)]
+pub struct Discovered {
+    pub metadata: Metadata,
+    client: OidcClient,
+}
+
+impl Discovered {
+    /// Whether PKCE is sent: only when discovery advertises S256 (FranceConnect does not
+    /// document PKCE).
+    pub fn supports_pkce(&self) -> bool {
+        let extra = &self.metadata.additional_metadata().additional_metadata;
+        extra.code_challenge_methods_supported.iter().any(|c| c == "S256")
+    }
+}
+
+/// The provider's keys, in the crate's form (ID tokens) and ours (userinfo, logout tokens).
+#[derive(Debug, Clone, Default)]
+struct KeySets {
+    core: Arc<CoreJsonWebKeySet>,
+    jose: Arc<JwkSet>,
+}
+
+impl KeySets {
+    fn from_core(core: CoreJsonWebKeySet) -> Result<Self, OidcError> {
+        let json = serde_json::to_vec(&core).map_err(|_| OidcError::Malformed("JWKS"))?;
+        let jose = JwkSet::parse(&json)?;
+        Ok(Self { core: Arc::new(core), jose: Arc::new(jose) })
+    }
 }
 
 #[derive(Debug)]
 struct Keys {
-    set: Arc<JwkSet>,
+    sets: KeySets,
     fetched: Option<Instant>,
     forced: Option<Instant>,
 }
@@ -114,7 +220,7 @@ pub struct Provider {
     http: HttpClient,
     skew: time::Duration,
     max_age: time::Duration,
-    metadata: RwLock<Option<Arc<Metadata>>>,
+    discovered: RwLock<Option<Arc<Discovered>>>,
     keys: RwLock<Keys>,
 }
 
@@ -139,8 +245,8 @@ impl Provider {
             http,
             skew: super::session::to_time(init.skew),
             max_age: super::session::to_time(init.max_age),
-            metadata: RwLock::new(None),
-            keys: RwLock::new(Keys { set: Arc::new(JwkSet::default()), fetched: None, forced: None }),
+            discovered: RwLock::new(None),
+            keys: RwLock::new(Keys { sets: KeySets::default(), fetched: None, forced: None }),
         }
     }
 
@@ -148,132 +254,200 @@ impl Provider {
         &self.settings.issuer
     }
 
-    /// Discovery, done on first use and kept (a provider that is down at start does not stop
-    /// the gateway; the first sign-in retries).
-    pub async fn metadata(&self) -> Result<Arc<Metadata>, OidcError> {
-        if let Some(m) = self.metadata.read().await.as_ref() {
-            return Ok(m.clone());
+    /// Discovery (the crate fetches the document, checks the issuer exactly, and fetches the
+    /// keys), done on first use and kept: a provider that is down at start does not stop the
+    /// gateway; the first sign-in retries.
+    pub async fn discovered(&self) -> Result<Arc<Discovered>, OidcError> {
+        if let Some(d) = self.discovered.read().await.as_ref() {
+            return Ok(d.clone());
         }
-        let url = format!("{}/.well-known/openid-configuration", self.settings.issuer);
-        let reply = self.http.get(&url, None).await?;
-        if !reply.status.is_success() {
-            return Err(OidcError::Discovery(format!("status {}", reply.status.as_u16())));
-        }
-        let m: Metadata = serde_json::from_slice(&reply.body).map_err(|_| OidcError::Discovery("not JSON".into()))?;
-        if m.issuer != self.settings.issuer {
-            return Err(OidcError::Discovery(
-                "the issuer in the discovery document does not match the configuration".into(),
-            ));
-        }
-        let m = Arc::new(m);
-        *self.metadata.write().await = Some(m.clone());
-        Ok(m)
+        let issuer = IssuerUrl::new(self.settings.issuer.clone()).map_err(|e| OidcError::Discovery(e.to_string()))?;
+        let metadata =
+            Metadata::discover_async(issuer, &self.http).await.map_err(|e| OidcError::Discovery(e.to_string()))?;
+        let token_url = metadata.token_endpoint().cloned().ok_or(OidcError::Malformed("token_endpoint"))?;
+        let redirect = RedirectUrl::new(self.redirect_uri.clone()).map_err(|_| OidcError::Malformed("redirect_uri"))?;
+        let auth_type = match self.settings.auth_method.as_str() {
+            "client_secret_basic" => AuthType::BasicAuth,
+            _ => AuthType::RequestBody,
+        };
+        let client: OidcClient = Client::from_provider_metadata(
+            metadata.clone(),
+            ClientId::new(self.settings.client_id.clone()),
+            Some(ClientSecret::new(self.client_secret.expose_secret().to_owned())),
+        )
+        .set_token_uri(token_url)
+        .set_redirect_uri(redirect)
+        .set_auth_type(auth_type);
+        self.store_keys(KeySets::from_core(metadata.jwks().clone())?, false).await;
+        let d = Arc::new(Discovered { metadata, client });
+        *self.discovered.write().await = Some(d.clone());
+        Ok(d)
     }
 
-    /// Whether PKCE is sent: only when discovery advertises S256 (FranceConnect does not
-    /// document PKCE).
-    pub fn supports_pkce(m: &Metadata) -> bool {
-        m.code_challenge_methods_supported.iter().any(|c| c == "S256")
-    }
-
-    /// The authorization request URL.
+    /// The authorization request URL (code flow), with our `state` and `nonce` (32 random
+    /// bytes in hex each, not the crate's shorter defaults), `acr_values`, PKCE S256 when a
+    /// verifier is given, and `prompt=login` when configured.
     pub async fn authorize_url(
         &self,
         state: &str,
         nonce: &str,
         acr: &str,
-        pkce_challenge: Option<&str>,
+        pkce_verifier: Option<&str>,
     ) -> Result<String, OidcError> {
-        let m = self.metadata().await?;
-        let mut url =
-            url::Url::parse(&m.authorization_endpoint).map_err(|_| OidcError::Malformed("authorization_endpoint"))?;
-        let scope = self.scope();
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("response_type", "code")
-                .append_pair("client_id", &self.settings.client_id)
-                .append_pair("redirect_uri", &self.redirect_uri)
-                .append_pair("scope", &scope)
-                .append_pair("state", state)
-                .append_pair("nonce", nonce)
-                .append_pair("acr_values", acr);
-            if self.settings.prompt_login {
-                q.append_pair("prompt", "login");
-            }
-            if let Some(c) = pkce_challenge {
-                q.append_pair("code_challenge", c).append_pair("code_challenge_method", "S256");
-            }
+        let d = self.discovered().await?;
+        let (state, nonce) = (CsrfToken::new(state.to_owned()), Nonce::new(nonce.to_owned()));
+        let mut request = d
+            .client
+            .authorize_url(AuthenticationFlow::<CoreResponseType>::AuthorizationCode, move || state, move || nonce)
+            .add_scopes(self.settings.scopes.iter().filter(|s| *s != "openid").map(|s| Scope::new(s.clone())))
+            .add_auth_context_value(AuthenticationContextClass::new(acr.to_owned()));
+        if self.settings.prompt_login {
+            request = request.add_prompt(CoreAuthPrompt::Login);
         }
+        if let Some(v) = pkce_verifier {
+            request = request.set_pkce_challenge(pkce_challenge_of(v)?);
+        }
+        let (url, _, _) = request.url();
         Ok(url.into())
     }
 
-    fn scope(&self) -> String {
-        let mut scopes = vec!["openid"];
-        scopes.extend(self.settings.scopes.iter().map(String::as_str).filter(|s| *s != "openid"));
-        scopes.join(" ")
-    }
-
-    /// Exchanges the code (it lives 30 s on FranceConnect: called right away).
+    /// Exchanges the code (it lives 30 s on FranceConnect: called right away), with
+    /// `client_secret_post` or `client_secret_basic` as configured.
     pub async fn exchange(&self, code: &str, pkce_verifier: Option<&str>) -> Result<Tokens, OidcError> {
-        let m = self.metadata().await?;
-        let secret = self.client_secret.expose_secret();
-        let mut form = vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", &self.redirect_uri)];
+        let d = self.discovered().await?;
+        let mut request = d.client.exchange_code(AuthorizationCode::new(code.to_owned()));
         if let Some(v) = pkce_verifier {
-            form.push(("code_verifier", v));
+            request = request.set_pkce_verifier(PkceCodeVerifier::new(v.to_owned()));
         }
-        let basic = self.settings.auth_method == "client_secret_basic";
-        if !basic {
-            form.push(("client_id", &self.settings.client_id));
-            form.push(("client_secret", secret));
-        }
-        let reply =
-            self.http.post_form(&m.token_endpoint, &form, basic.then_some((&*self.settings.client_id, secret))).await?;
-        if !reply.status.is_success() {
-            return Err(OidcError::TokenEndpoint(reply.status.as_u16()));
-        }
-        serde_json::from_slice(&reply.body).map_err(|_| OidcError::Malformed("token response"))
+        let response = request.request_async(&self.http).await.map_err(|e| OidcError::TokenEndpoint(e.to_string()))?;
+        let id_token = response.id_token().cloned().ok_or(OidcError::Malformed("no id_token in the token response"))?;
+        Ok(Tokens { id_token, access_token: response.access_token().secret().clone() })
     }
 
-    /// Every check the brief lists for an ID token.
+    /// Every check the brief lists for an ID token: the crate verifies the signature (ES256 or
+    /// RS256 only, with our cached keys), `iss`, `aud`, `exp`, `iat`, `nonce` and `acr`; `azp`,
+    /// `sub` and `at_hash` are checked here. An unknown `kid` refetches the keys once.
     pub async fn verify_id_token(
         &self,
-        raw: &str,
+        token: &ProviderIdToken,
         access_token: &str,
         expected: &Expected<'_>,
         now: OffsetDateTime,
     ) -> Result<IdToken, OidcError> {
-        let v = self.verify_signature(raw).await?;
-        let c = &v.claims;
-        self.check_issuer_and_audience(c).map_err(OidcError::IdToken)?;
-        let sub = nonempty_str(c, "sub").ok_or(OidcError::IdToken("sub missing"))?;
-        let exp = c.get("exp").and_then(Value::as_i64).ok_or(OidcError::IdToken("exp missing"))?;
-        if now.unix_timestamp() > exp + self.skew.whole_seconds() {
-            return Err(OidcError::IdToken("expired"));
-        }
-        self.check_iat(c, now).map_err(OidcError::IdToken)?;
-        let nonce = c.get("nonce").and_then(Value::as_str).ok_or(OidcError::IdToken("nonce missing"))?;
-        if !constant_time_eq(nonce.as_bytes(), expected.nonce.as_bytes()) {
-            return Err(OidcError::IdToken("nonce does not match"));
-        }
-        let acr = c.get("acr").and_then(Value::as_str).ok_or(OidcError::IdToken("acr missing"))?;
-        if acr_level(acr).is_none_or(|l| l < expected.min_acr) {
-            return Err(OidcError::IdToken("acr below the level asked"));
-        }
-        if let Some(at_hash) = c.get("at_hash") {
-            let want = at_hash_of(access_token);
-            if !at_hash.as_str().is_some_and(|h| constant_time_eq(h.as_bytes(), want.as_bytes())) {
-                return Err(OidcError::IdToken("at_hash does not match the access token"));
+        let d = self.discovered().await?;
+        let raw = token.to_string();
+        let kid = jose::peek_header(&raw)?.kid;
+        let keys = self.keys(false).await?;
+        let claims = match self.check_id_token(d.metadata.issuer(), token, &keys.core, access_token, expected, now) {
+            Err(Check::Claims(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            ))) if kid.as_deref().is_some_and(|k| !keys.jose.has_kid(k)) => {
+                let keys = self.keys(true).await?;
+                self.check_id_token(d.metadata.issuer(), token, &keys.core, access_token, expected, now)
+                    .map_err(Check::into_error)?
             }
+            other => other.map_err(Check::into_error)?,
+        };
+        let sub = claims.subject().as_str();
+        if sub.is_empty() {
+            return Err(OidcError::IdToken("sub missing".into()));
         }
-        let sid = c.get("sid").and_then(Value::as_str).map(str::to_owned);
-        Ok(IdToken { raw: raw.to_owned(), sub: sub.to_owned(), acr: acr.to_owned(), sid })
+        let client_id = self.settings.client_id.as_str();
+        let azp = claims.authorized_party().map(|a| a.as_str());
+        if (claims.audiences().len() > 1 && azp != Some(client_id)) || azp.is_some_and(|a| a != client_id) {
+            return Err(OidcError::IdToken("azp is not our client_id".into()));
+        }
+        let acr = claims.auth_context_ref().map(|a| a.as_str().to_owned()).unwrap_or_default();
+        Ok(IdToken { raw, sub: sub.to_owned(), acr, sid: claims.additional_claims().sid.clone() })
     }
 
-    /// Userinfo, as a signed JWT when the provider is configured so (plain JSON refused).
+    /// One verification of `token` with `keys`. A kid-less token that several keys of its
+    /// algorithm could have signed is tried against each of them.
+    fn check_id_token(
+        &self,
+        issuer: &IssuerUrl,
+        token: &ProviderIdToken,
+        keys: &CoreJsonWebKeySet,
+        access_token: &str,
+        expected: &Expected<'_>,
+        now: OffsetDateTime,
+    ) -> Result<ProviderIdTokenClaims, Check> {
+        match self.check_id_token_with(issuer, token, keys.clone(), access_token, expected, now) {
+            Err(Check::Claims(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::AmbiguousKeyId(_),
+            ))) => keys
+                .keys()
+                .iter()
+                .find_map(|k| {
+                    let single = JsonWebKeySet::new(vec![k.clone()]);
+                    self.check_id_token_with(issuer, token, single, access_token, expected, now).ok()
+                })
+                .ok_or(Check::Other("no key verifies the kid-less token")),
+            other => other,
+        }
+    }
+
+    fn check_id_token_with(
+        &self,
+        issuer: &IssuerUrl,
+        token: &ProviderIdToken,
+        keys: CoreJsonWebKeySet,
+        access_token: &str,
+        expected: &Expected<'_>,
+        now: OffsetDateTime,
+    ) -> Result<ProviderIdTokenClaims, Check> {
+        let verifier = self.id_token_verifier(issuer, keys, expected.min_acr, now);
+        let claims = token.claims(&verifier, &Nonce::new(expected.nonce.to_owned())).map_err(Check::Claims)?;
+        if let Some(at_hash) = claims.access_token_hash() {
+            let alg = token.signing_alg().map_err(Check::signature)?;
+            let key = token.signing_key(&verifier).map_err(Check::signature)?;
+            let want = AccessTokenHash::from_token(&AccessToken::new(access_token.to_owned()), alg, key)
+                .map_err(|_| Check::Other("cannot compute at_hash"))?;
+            if !constant_time_eq(at_hash.as_bytes(), want.as_bytes()) {
+                return Err(Check::Other("at_hash does not match the access token"));
+            }
+        }
+        Ok(claims.clone())
+    }
+
+    /// The crate's verifier, configured for FranceConnect: a public-client verifier (so no
+    /// shared-secret algorithm can ever be accepted) pinned to ES256/RS256, with our keys, the
+    /// injected clock minus the allowed skew for `exp`, our `iat` window, and `acr` at least
+    /// the level asked. Several audiences are let through to the `azp` check.
+    fn id_token_verifier<'a>(
+        &self,
+        issuer: &IssuerUrl,
+        keys: CoreJsonWebKeySet,
+        min_acr: u8,
+        now: OffsetDateTime,
+    ) -> CoreIdTokenVerifier<'a> {
+        let (skew, max_age) = (self.skew.whole_seconds(), self.max_age.whole_seconds());
+        let now_secs = now.unix_timestamp();
+        let exp_now = chrono::DateTime::from_timestamp(now_secs.saturating_sub(skew), 0)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+        CoreIdTokenVerifier::new_public_client(ClientId::new(self.settings.client_id.clone()), issuer.clone(), keys)
+            .set_allowed_algs(PINNED_ID_TOKEN_ALGS)
+            .set_other_audience_verifier_fn(|_| true)
+            .set_time_fn(move || exp_now)
+            .set_issue_time_verifier_fn(move |iat| {
+                iat_window(iat.timestamp(), now_secs, skew, max_age).map_err(str::to_owned)
+            })
+            .set_auth_context_verifier_fn(move |acr| match acr {
+                None => Err("acr missing".to_owned()),
+                Some(a) if acr_level(a.as_str()).is_none_or(|l| l < min_acr) => {
+                    Err("acr below the level asked".to_owned())
+                }
+                Some(_) => Ok(()),
+            })
+    }
+
+    /// Userinfo, as a signed JWT when the provider is configured so (plain JSON refused),
+    /// verified by `jose` for ES256 and RS256 (the crate verifies signed userinfo with RS256
+    /// only).
     pub async fn userinfo(&self, access_token: &str, sub: &str) -> Result<Map<String, Value>, OidcError> {
-        let m = self.metadata().await?;
-        let url = m.userinfo_endpoint.as_deref().ok_or(OidcError::Userinfo("no userinfo endpoint"))?;
-        let reply = self.http.get(url, Some(access_token)).await?;
+        let d = self.discovered().await?;
+        let url = d.metadata.userinfo_endpoint().ok_or(OidcError::Userinfo("no userinfo endpoint"))?;
+        let reply = self.http.get(url.as_str(), Some(access_token)).await?;
         if !reply.status.is_success() {
             return Err(OidcError::UserinfoEndpoint(reply.status.as_u16()));
         }
@@ -302,7 +476,9 @@ impl Provider {
         let v = self.verify_signature(raw).await?;
         let c = &v.claims;
         self.check_issuer_and_audience(c).map_err(OidcError::LogoutToken)?;
-        self.check_iat(c, now).map_err(OidcError::LogoutToken)?;
+        let iat = c.get("iat").and_then(Value::as_i64).ok_or(OidcError::LogoutToken("iat missing"))?;
+        iat_window(iat, now.unix_timestamp(), self.skew.whole_seconds(), self.max_age.whole_seconds())
+            .map_err(OidcError::LogoutToken)?;
         if c.get("exp")
             .and_then(Value::as_i64)
             .is_some_and(|exp| now.unix_timestamp() > exp + self.skew.whole_seconds())
@@ -324,15 +500,20 @@ impl Provider {
         Ok((sub, sid))
     }
 
-    /// Where to send the browser to end the provider's session, when it has such an endpoint.
+    /// Where to send the browser to end the provider's session (RP-Initiated Logout: the
+    /// crate's `LogoutRequest` with `id_token_hint`, `post_logout_redirect_uri` and `state`),
+    /// when it has such an endpoint.
     pub async fn end_session_url(&self, id_token_hint: &str, state: &str) -> Result<Option<String>, OidcError> {
-        let m = self.metadata().await?;
-        let Some(end) = &m.end_session_endpoint else { return Ok(None) };
-        let mut url = url::Url::parse(end).map_err(|_| OidcError::Malformed("end_session_endpoint"))?;
-        url.query_pairs_mut()
-            .append_pair("id_token_hint", id_token_hint)
-            .append_pair("state", state)
-            .append_pair("post_logout_redirect_uri", &self.post_logout_redirect_uri);
+        let d = self.discovered().await?;
+        let Some(end) = d.metadata.additional_metadata().end_session_endpoint.clone() else { return Ok(None) };
+        let hint: ProviderIdToken = id_token_hint.parse().map_err(|_| OidcError::Malformed("stored ID token"))?;
+        let back = PostLogoutRedirectUrl::new(self.post_logout_redirect_uri.clone())
+            .map_err(|_| OidcError::Malformed("post_logout_redirect_uri"))?;
+        let url = LogoutRequest::from(end)
+            .set_id_token_hint(&hint)
+            .set_post_logout_redirect_uri(back)
+            .set_state(CsrfToken::new(state.to_owned()))
+            .http_get_url();
         Ok(Some(url.into()))
     }
 
@@ -356,67 +537,106 @@ impl Provider {
         Ok(())
     }
 
-    fn check_iat(&self, c: &Map<String, Value>, now: OffsetDateTime) -> Result<(), &'static str> {
-        let iat = c.get("iat").and_then(Value::as_i64).ok_or("iat missing")?;
-        let now = now.unix_timestamp();
-        if iat > now + self.skew.whole_seconds() {
-            return Err("iat in the future");
-        }
-        if iat < now - self.max_age.whole_seconds() {
-            return Err("iat too far in the past");
-        }
-        Ok(())
-    }
-
-    /// Verifies with the provider's keys; on an unknown `kid`, fetches the keys again (at
-    /// most once per [`JWKS_REFETCH_MIN_INTERVAL`]) and retries once.
+    /// Verifies a userinfo or logout token with the provider's keys (`jose`, ES256/RS256); on an
+    /// unknown `kid`, fetches the keys again (at most once per [`JWKS_REFETCH_MIN_INTERVAL`])
+    /// and retries once.
     async fn verify_signature(&self, token: &str) -> Result<Verified, OidcError> {
         let keys = self.keys(false).await?;
-        match jose::verify(token, &keys, PINNED_ALGS) {
+        match jose::verify(token, &keys.jose, PINNED_ALGS) {
             Err(JwsError::UnknownKid) => {
                 let keys = self.keys(true).await?;
-                Ok(jose::verify(token, &keys, PINNED_ALGS)?)
+                Ok(jose::verify(token, &keys.jose, PINNED_ALGS)?)
             }
             other => Ok(other?),
         }
     }
 
-    async fn keys(&self, unknown_kid: bool) -> Result<Arc<JwkSet>, OidcError> {
+    /// The cached keys, fetched again when older than [`JWKS_MAX_AGE`], or on an unknown kid
+    /// when the last such refetch is older than [`JWKS_REFETCH_MIN_INTERVAL`]. The crate
+    /// fetches and parses the set (unparseable keys are skipped).
+    async fn keys(&self, unknown_kid: bool) -> Result<KeySets, OidcError> {
+        let d = self.discovered().await?;
         {
             let k = self.keys.read().await;
             let fresh = k.fetched.is_some_and(|t| t.elapsed() < JWKS_MAX_AGE);
             let may_refetch = k.forced.is_none_or(|t| t.elapsed() >= JWKS_REFETCH_MIN_INTERVAL);
             if fresh && (!unknown_kid || !may_refetch) {
-                return Ok(k.set.clone());
+                return Ok(k.sets.clone());
             }
         }
-        let m = self.metadata().await?;
-        let reply = self.http.get(&m.jwks_uri, None).await?;
-        if !reply.status.is_success() {
-            return Err(OidcError::Malformed("JWKS endpoint failed"));
-        }
-        let set = Arc::new(JwkSet::parse(&reply.body)?);
+        let core = JsonWebKeySet::fetch_async(d.metadata.jwks_uri(), &self.http)
+            .await
+            .map_err(|e| OidcError::Discovery(format!("JWKS: {e}")))?;
+        let sets = KeySets::from_core(core)?;
+        self.store_keys(sets.clone(), unknown_kid).await;
+        Ok(sets)
+    }
+
+    async fn store_keys(&self, sets: KeySets, forced: bool) {
         let mut k = self.keys.write().await;
-        k.set = set.clone();
+        k.sets = sets;
         k.fetched = Some(Instant::now());
-        if unknown_kid {
+        if forced {
             k.forced = Some(Instant::now());
         }
-        Ok(set)
     }
+}
+
+/// Why one verification attempt failed: the crate's reason, or one of ours.
+enum Check {
+    Claims(ClaimsVerificationError),
+    Other(&'static str),
+}
+
+impl Check {
+    fn signature(e: SignatureVerificationError) -> Self {
+        Self::Claims(ClaimsVerificationError::SignatureVerification(e))
+    }
+
+    fn into_error(self) -> OidcError {
+        match self {
+            Self::Claims(ClaimsVerificationError::SignatureVerification(e)) => {
+                OidcError::IdToken(format!("signature: {e}"))
+            }
+            Self::Claims(e) => OidcError::IdToken(e.to_string()),
+            Self::Other(e) => OidcError::IdToken(e.to_owned()),
+        }
+    }
+}
+
+/// `iat` present, not in the future (beyond the skew), not older than the maximum token age.
+fn iat_window(iat: i64, now: i64, skew: i64, max_age: i64) -> Result<(), &'static str> {
+    if iat > now.saturating_add(skew) {
+        return Err("iat in the future");
+    }
+    if iat < now.saturating_sub(max_age) {
+        return Err("iat too far in the past");
+    }
+    Ok(())
+}
+
+/// The S256 challenge of our verifier (64 hex chars: within RFC 7636's 43..=128, which the
+/// crate asserts).
+fn pkce_challenge_of(verifier: &str) -> Result<PkceCodeChallenge, OidcError> {
+    if !(43..=128).contains(&verifier.len()) {
+        return Err(OidcError::Malformed("PKCE verifier length"));
+    }
+    Ok(PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(verifier.to_owned())))
 }
 
 fn nonempty_str<'a>(c: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     c.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
-/// OIDC Core §3.1.3.6: base64url of the left half of SHA-256 (ES256 and RS256 both hash with it).
+/// OIDC Core §3.1.3.6: base64url of the left half of SHA-256 (ES256 and RS256 both hash with
+/// it). Provider side: the demo provider and the tests' mock put it in their ID tokens.
 pub fn at_hash_of(access_token: &str) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, access_token.as_bytes());
     jose::b64e(d.as_ref().get(..16).unwrap_or_default())
 }
 
-/// PKCE S256 challenge of a verifier.
+/// PKCE S256 challenge of a verifier. Provider side: the demo provider and the tests' mock
+/// check the verifier with it.
 pub fn pkce_challenge(verifier: &str) -> String {
     jose::b64e(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()).as_ref())
 }
@@ -446,5 +666,123 @@ mod tests {
         );
         assert_eq!(at_hash_of("x").len(), 22);
         assert!(constant_time_eq(b"ab", b"ab") && !constant_time_eq(b"ab", b"ac") && !constant_time_eq(b"a", b"ab"));
+        let v = "0123456789abcdef".repeat(4);
+        assert_eq!(pkce_challenge_of(&v).unwrap().as_str(), pkce_challenge(&v));
+        assert!(pkce_challenge_of("short").is_err());
+    }
+
+    const ISSUER: &str = "https://idp.example.fr/api/v2";
+    const CLIENT: &str = "client-1";
+    const SECRET: &str = "client-secret-0123456789";
+    const NOW: i64 = 1_800_000_000;
+
+    fn provider() -> Provider {
+        let settings = ProviderSettings {
+            issuer: ISSUER.into(),
+            client_id: CLIENT.into(),
+            client_secret: None,
+            client_secret_file: None,
+            auth_method: "client_secret_post".into(),
+            scopes: vec!["openid".into()],
+            acr: "eidas1".into(),
+            prompt_login: false,
+            userinfo_signed: true,
+        };
+        let init = ProviderInit {
+            kind: Kind::Citizen,
+            settings,
+            client_secret: SecretString::from(SECRET),
+            redirect_uri: "https://gw.example.fr/.guichet/oidc/callback".into(),
+            post_logout_redirect_uri: "https://gw.example.fr/.guichet/oidc/logout-callback".into(),
+            skew: Duration::from_secs(60),
+            max_age: Duration::from_secs(600),
+        };
+        Provider::new(init, HttpClient::new().unwrap())
+    }
+
+    fn claims(tweak: impl Fn(&mut Map<String, Value>)) -> Value {
+        let mut c = serde_json::json!({
+            "iss": ISSUER, "aud": CLIENT, "sub": "s1", "iat": NOW, "exp": NOW + 60,
+            "nonce": "n1", "acr": "eidas1", "sid": "sid-1",
+        })
+        .as_object()
+        .unwrap()
+        .clone();
+        tweak(&mut c);
+        Value::Object(c)
+    }
+
+    fn unsigned(alg: &str, kid: Option<&str>, claims: &Value) -> String {
+        let header = match kid {
+            Some(k) => serde_json::json!({ "alg": alg, "kid": k }),
+            None => serde_json::json!({ "alg": alg }),
+        };
+        format!("{}.{}", jose::b64e(header.to_string().as_bytes()), jose::b64e(claims.to_string().as_bytes()))
+    }
+
+    fn es256(key: &ring::signature::EcdsaKeyPair, kid: Option<&str>, claims: &Value) -> String {
+        let input = unsigned("ES256", kid, claims);
+        let sig = key.sign(&ring::rand::SystemRandom::new(), input.as_bytes()).unwrap();
+        format!("{input}.{}", jose::b64e(sig.as_ref()))
+    }
+
+    fn hs256(kid: Option<&str>, claims: &Value) -> String {
+        let input = unsigned("HS256", kid, claims);
+        let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
+        format!("{input}.{}", jose::b64e(ring::hmac::sign(&k, input.as_bytes()).as_ref()))
+    }
+
+    fn ec_key() -> ring::signature::EcdsaKeyPair {
+        use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap()
+    }
+
+    /// The EC key, plus a symmetric key holding the client secret: were HS256 allowed, the
+    /// crate could verify an HMAC with it.
+    fn key_set(key: &ring::signature::EcdsaKeyPair) -> CoreJsonWebKeySet {
+        let oct = serde_json::json!({ "kty": "oct", "kid": "hs", "k": jose::b64e(SECRET.as_bytes()) });
+        serde_json::from_value(serde_json::json!({ "keys": [jose::es256_public_jwk(key, "ec1"), oct] })).unwrap()
+    }
+
+    fn check(p: &Provider, raw: &str, keys: &CoreJsonWebKeySet, min_acr: u8) -> Result<ProviderIdTokenClaims, String> {
+        let token: ProviderIdToken = raw.parse().map_err(|e: serde_json::Error| e.to_string())?;
+        let issuer = IssuerUrl::new(ISSUER.into()).unwrap();
+        let expected = Expected { nonce: "n1", min_acr };
+        let now = OffsetDateTime::from_unix_timestamp(NOW).unwrap();
+        p.check_id_token(&issuer, &token, keys, "access", &expected, now).map_err(|e| e.into_error().to_string())
+    }
+
+    #[test]
+    fn the_crate_verifier_accepts_es256_and_pins_the_algorithms() {
+        let (p, key) = (provider(), ec_key());
+        let keys = key_set(&key);
+        let ok = check(&p, &es256(&key, Some("ec1"), &claims(|_| {})), &keys, 1).unwrap();
+        assert_eq!(ok.subject().as_str(), "s1");
+        assert_eq!(ok.additional_claims().sid.as_deref(), Some("sid-1"));
+        // A genuine HMAC with the client secret, and a matching symmetric key in the set.
+        let e = check(&p, &hs256(Some("hs"), &claims(|_| {})), &keys, 1).unwrap_err();
+        assert!(e.contains("signature: Disallowed signature algorithm") && e.contains("not one of"), "{e}");
+        let none = format!("{}.", unsigned("none", None, &claims(|_| {})));
+        assert!(check(&p, &none, &keys, 1).is_err());
+    }
+
+    #[test]
+    fn the_crate_verifier_uses_the_injected_time_and_our_windows() {
+        let (p, key) = (provider(), ec_key());
+        let keys = key_set(&key);
+        let with = |t: &dyn Fn(&mut Map<String, Value>)| check(&p, &es256(&key, Some("ec1"), &claims(t)), &keys, 1);
+        // exp 30 s ago is within the 60 s skew; 90 s ago is not.
+        assert!(with(&|c| drop(c.insert("exp".into(), (NOW - 30).into()))).is_ok());
+        assert!(with(&|c| drop(c.insert("exp".into(), (NOW - 90).into()))).is_err());
+        assert!(with(&|c| drop(c.insert("iat".into(), (NOW + 120).into()))).is_err());
+        assert!(with(&|c| drop(c.insert("iat".into(), (NOW - 900).into()))).is_err());
+        assert!(with(&|c| drop(c.insert("nonce".into(), "other".into()))).is_err());
+        assert!(with(&|c| drop(c.remove("acr"))).is_err());
+        assert!(with(&|c| drop(c.insert("at_hash".into(), at_hash_of("other").into()))).is_err());
+        assert!(with(&|c| drop(c.insert("at_hash".into(), at_hash_of("access").into()))).is_ok());
+        let eidas1 = es256(&key, Some("ec1"), &claims(|_| {}));
+        assert!(check(&p, &eidas1, &keys, 2).is_err(), "acr below the level asked");
     }
 }

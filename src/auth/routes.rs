@@ -100,8 +100,8 @@ async fn start(auth: &Auth, kind: Kind, q: &HashMap<String, String>) -> Result<R
     let rng = auth.random.as_ref();
     let state = random_hex::<32>(rng)?;
     let nonce = random_hex::<32>(rng)?;
-    let metadata = provider.metadata().await?;
-    let verifier = match Provider::supports_pkce(&metadata) {
+    let discovered = provider.discovered().await?;
+    let verifier = match discovered.supports_pkce() {
         true => Some(random_hex::<32>(rng)?),
         false => None,
     };
@@ -115,8 +115,7 @@ async fn start(auth: &Auth, kind: Kind, q: &HashMap<String, String>) -> Result<R
         expires_at: auth.clock.now() + PENDING_LIFETIME,
     };
     auth.store.sessions().insert_pending_login(&pending).await?;
-    let challenge = verifier.as_deref().map(oidc::pkce_challenge);
-    let url = provider.authorize_url(&state, &nonce, &acr, challenge.as_deref()).await?;
+    let url = provider.authorize_url(&state, &nonce, &acr, verifier.as_deref()).await?;
     let mut resp = redirect(&url);
     resp.headers_mut()
         .append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, &state, Some(PENDING_LIFETIME.whole_seconds())));
@@ -156,10 +155,10 @@ async fn callback(app: &App, kind: Kind, headers: &HeaderMap, q: &HashMap<String
             journal(app, &session, Operation::SignIn { acr: Ident::new(session.acr.clone()).ok() }).await;
             // A new id at every sign-in (no fixation), and never two identities in one
             // browser: whatever session was there ends now.
-            if let Some(old) = old_session {
-                if let Err(e) = auth.sessions.revoke(&old).await {
-                    tracing::warn!(error = %e, "cannot end the previous session");
-                }
+            if let Some(old) = old_session
+                && let Err(e) = auth.sessions.revoke(&old).await
+            {
+                tracing::warn!(error = %e, "cannot end the previous session");
             }
             let mut r = redirect(&return_to);
             r.headers_mut().append(header::SET_COOKIE, set_cookie(&auth.settings.cookie_name, &cookie, None));

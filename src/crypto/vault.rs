@@ -360,10 +360,10 @@ impl Vault {
     }
 
     fn evict(&self, key_id: &str) {
-        if let Ok(mut c) = self.cache.lock() {
-            if let Some(e) = c.by_id.pop(key_id) {
-                c.by_owner.pop(&(e.subject.clone(), e.activity.clone()));
-            }
+        if let Ok(mut c) = self.cache.lock()
+            && let Some(e) = c.by_id.pop(key_id)
+        {
+            c.by_owner.pop(&(e.subject.clone(), e.activity.clone()));
         }
     }
 

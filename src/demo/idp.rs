@@ -219,6 +219,8 @@ async fn discovery(State(idp): State<Arc<Idp>>, Path(variant): Path<String>) -> 
         "userinfo_endpoint": format!("{iss}/userinfo"),
         "jwks_uri": format!("{iss}/jwks"),
         "end_session_endpoint": format!("{iss}/session/end"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["ES256"],
         "userinfo_signing_alg_values_supported": ["ES256"],
         "acr_values_supported": ["eidas1", "eidas2", "eidas3"],
@@ -308,10 +310,10 @@ async fn token(
     }
     let grant = f.get("code").and_then(|c| idp.codes.lock().ok().and_then(|mut m| m.remove(c)));
     let Some(g) = grant.filter(|g| g.variant == variant) else { return bad("invalid_grant") };
-    if let Some(ch) = &g.challenge {
-        if f.get("code_verifier").map(|v| pkce_challenge(v)).as_ref() != Some(ch) {
-            return bad("invalid_grant");
-        }
+    if let Some(ch) = &g.challenge
+        && f.get("code_verifier").map(|v| pkce_challenge(v)).as_ref() != Some(ch)
+    {
+        return bad("invalid_grant");
     }
     let Ok(access) = random_hex::<16>(&SystemRandom::new()) else { return bad("server_error") };
     let iss = format!("{}/{variant}/api/v2", idp.base);

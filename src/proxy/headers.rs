@@ -130,10 +130,10 @@ fn append_list(headers: &mut HeaderMap, name: &HeaderName, item: &str) {
 }
 
 fn set_if_absent(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
-    if !headers.contains_key(name) {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            headers.insert(name, v);
-        }
+    if !headers.contains_key(name)
+        && let Ok(v) = HeaderValue::from_str(value)
+    {
+        headers.insert(name, v);
     }
 }
 

@@ -424,11 +424,11 @@ async fn forward(
 ) -> Result<Response<Incoming>, ProxyError> {
     let limit = route.timeouts.response_headers;
     let head_deadline = async move {
-        if let Some(rx) = body_sent {
-            if rx.await.is_err() {
-                // The body failed; the request future reports why.
-                std::future::pending::<()>().await;
-            }
+        if let Some(rx) = body_sent
+            && rx.await.is_err()
+        {
+            // The body failed; the request future reports why.
+            std::future::pending::<()>().await;
         }
         tokio::time::sleep(limit).await;
     };

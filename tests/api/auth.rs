@@ -351,6 +351,40 @@ async fn key_rotation_refetches_the_jwks_once() {
 }
 
 #[tokio::test]
+async fn an_unknown_kid_refetches_the_jwks_at_most_once_per_interval() {
+    let (app, mock) = setup(Faults { id_sig: Sig::UnknownKid, ..Faults::default() }).await;
+    let r = sign_in(&app, &mock).await;
+    assert_refused(&app, r).await;
+    assert_eq!(mock.jwks_fetches(), 2, "discovery's fetch, then one refetch for the unknown kid");
+    let r = sign_in(&app, &mock).await;
+    assert_refused(&app, r).await;
+    assert_eq!(mock.jwks_fetches(), 2, "a forged kid cannot make the gateway refetch again at once");
+}
+
+#[tokio::test]
+async fn kid_absent_with_several_keys_is_tried_against_each() {
+    accepted_with(Faults { id_kid_absent: true, extra_ec_key: true, ..Faults::default() }).await;
+}
+
+#[tokio::test]
+async fn hs256_is_refused_even_when_discovery_advertises_it() {
+    let (app, mock) = setup(Faults { id_sig: Sig::Hs256, ..Faults::default() }).await;
+    let doc: Value = app
+        .client
+        .get(format!("{}/.well-known/openid-configuration", mock.issuer()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["id_token_signing_alg_values_supported"].as_array().unwrap().contains(&json!("HS256")));
+    // The token is a valid HMAC with the client secret: only the pinned algorithms refuse it.
+    let r = sign_in(&app, &mock).await;
+    assert_refused(&app, r).await;
+}
+
+#[tokio::test]
 async fn pkce_is_sent_only_when_advertised() {
     let (_app, mock, _) = accepted_with(Faults::default()).await;
     assert!(mock.last_code_verifier().is_some());

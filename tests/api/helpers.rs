@@ -544,10 +544,10 @@ no_personal_data = true
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("the gateway exited before answering: {status}");
             }
-            if let Ok(r) = client.get(&url).timeout(Duration::from_secs(1)).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+            if let Ok(r) = client.get(&url).timeout(Duration::from_secs(1)).send().await
+                && r.status().is_success()
+            {
+                return;
             }
             assert!(Instant::now() < deadline, "the gateway did not answer {url} within 10 s");
             tokio::time::sleep(Duration::from_millis(50)).await;

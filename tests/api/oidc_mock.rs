@@ -34,6 +34,8 @@ pub enum Sig {
     BadRs256,
     /// ES256 signed by a key whose kid is not in the JWKS until it is fetched again.
     Rotated,
+    /// ES256 signed by a key whose kid is never published.
+    UnknownKid,
 }
 
 type Tweak = Arc<dyn Fn(&mut Map<String, Value>) + Send + Sync>;
@@ -215,6 +217,7 @@ fn sign(inner: &Inner, sig: Sig, no_kid: bool, claims: &Value) -> String {
     let (alg, kid) = match sig {
         Sig::Es256 | Sig::BadEs256 => ("ES256", "ec1"),
         Sig::Rotated => ("ES256", "ec-rotated"),
+        Sig::UnknownKid => ("ES256", "ec-never-published"),
         Sig::Rs256 | Sig::BadRs256 => ("RS256", "rsa1"),
         Sig::Hs256 => ("HS256", "hs"),
         Sig::None => ("none", "none"),
@@ -225,7 +228,7 @@ fn sign(inner: &Inner, sig: Sig, no_kid: bool, claims: &Value) -> String {
     let tampered = format!("{input}x");
     let signature: Vec<u8> = match sig {
         Sig::Es256 => inner.keys.ec.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
-        Sig::Rotated => inner.keys.rotated.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
+        Sig::Rotated | Sig::UnknownKid => inner.keys.rotated.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
         Sig::BadEs256 => inner.keys.ec.sign(&rng, tampered.as_bytes()).unwrap().as_ref().to_vec(),
         Sig::Rs256 | Sig::BadRs256 => {
             let msg = if sig == Sig::Rs256 { input.as_bytes() } else { tampered.as_bytes() };
@@ -252,6 +255,8 @@ async fn discovery(State(inner): State<Arc<Inner>>) -> Response {
         "userinfo_endpoint": format!("{base}/userinfo"),
         "jwks_uri": format!("{base}/jwks"),
         "end_session_endpoint": format!("{base}/session/end"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["ES256", "RS256", "HS256"],
         "userinfo_signing_alg_values_supported": ["ES256", "RS256"],
     });
