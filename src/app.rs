@@ -236,8 +236,8 @@ impl Application {
         };
         let grace = s.shutdown_grace;
         let pruning = tokio::spawn(prune_periodically(self.app.clone(), self.shutdown.subscribe()));
-        let public_router = server::router::public(self.app.clone());
-        let public = server::serve(self.public, self.tls, public_router, limits, self.shutdown.subscribe(), grace);
+        let public_front = server::router::Public::new(self.app.clone());
+        let public = server::serve(self.public, self.tls, public_front, limits, self.shutdown.subscribe(), grace);
         match self.admin {
             Some(admin) => {
                 let admin_router = server::router::admin(self.app.clone());
