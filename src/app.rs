@@ -238,8 +238,8 @@ impl Application {
         let pruning = tokio::spawn(prune_periodically(self.app.clone(), self.shutdown.subscribe()));
         // Keys destroyed on other instances leave this one's cache within a second or two.
         let shreds = self.app.crypto.clone().map(|v| tokio::spawn(v.watch_shreds(self.shutdown.subscribe())));
-        let public_router = server::router::public(self.app.clone());
-        let public = server::serve(self.public, self.tls, public_router, limits, self.shutdown.subscribe(), grace);
+        let public_front = server::router::Public::new(self.app.clone());
+        let public = server::serve(self.public, self.tls, public_front, limits, self.shutdown.subscribe(), grace);
         match self.admin {
             Some(admin) => {
                 let admin_router = server::router::admin(self.app.clone());

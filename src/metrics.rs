@@ -91,6 +91,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts one answered request and observes its latency.
+    pub fn record_request(&self, route: &Arc<str>, method: &http::Method, status: u16, elapsed: std::time::Duration) {
+        let labels = RequestLabels { route: Label(route.clone()), method: method_label(method), status };
+        self.requests.get_or_create(&labels).inc();
+        self.latency.get_or_create(&RouteLabels { route: Label(route.clone()) }).observe(elapsed.as_secs_f64());
+    }
+
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("guichet");
         let requests = Family::<RequestLabels, Counter>::default();

@@ -15,7 +15,6 @@ use axum::response::Response;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, StatusCode, Uri, Version};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use ipnet::IpNet;
@@ -28,7 +27,7 @@ use super::error::ProxyError;
 use super::fields::{self, DEFAULT_TRANSFORM_MAX_BYTES, FieldSettings, Owner, Protector};
 use super::headers::{self, Hop};
 use super::reveal::{Revealer, TextKind, Viewer};
-use super::upstream::{UpstreamClient, Upstreams};
+use super::upstream::{Pool, PooledBody, UpstreamError, Upstreams};
 use crate::auth::Auth;
 use crate::auth::session::Kind;
 use crate::config::RouteAccess;
@@ -142,13 +141,20 @@ impl Proxy {
         self.identify(ctx, req.headers()).await?;
         authorize(ctx, &route, req.uri())?;
         self.decide(ctx, &req)?;
-        self.check_consent(ctx, req.uri()).await?;
-        let client =
-            self.upstreams.get(&route.name).ok_or_else(|| ProxyError::Internal("no client for route".into()))?;
-        let req = self.protect(ctx, &route, req).await?;
+        let processing = ctx.decision.as_ref().and_then(Decision::processing);
+        let (needs_consent, has_fields) =
+            processing.map_or((false, false), |p| (p.consent_required, !p.fields.is_empty()));
+        // The consent and protect phases wait on the store and read bodies: their futures are
+        // large, so they are boxed, and only built where the activity needs them; the plain
+        // proxied request's future stays small (it is moved several times per request).
+        if needs_consent {
+            Box::pin(self.check_consent(ctx, req.uri())).await?;
+        }
+        let pool = self.upstreams.get(&route.name).ok_or_else(|| ProxyError::Internal("no pool for route".into()))?;
+        let req = if has_fields { Box::pin(self.protect(ctx, &route, req)).await? } else { req };
         let out = self.upstream_request(ctx, &route, req)?;
         let client_upgrade = out.client_upgrade;
-        let resp = forward(client, &route, out.request, out.body_sent).await?;
+        let resp = forward(pool, &route, out.request, out.body_sent, client_upgrade.is_some()).await?;
         response_filter(&route, resp, client_upgrade, self.revealer(ctx))
     }
 
@@ -417,11 +423,12 @@ fn authorize(ctx: &mut RequestContext, route: &Route, uri: &Uri) -> Result<(), P
 /// Phase 6: send and wait for the response head. The head timeout starts once the request
 /// body has been sent, so a slow upload is governed by the idle timeout alone.
 async fn forward(
-    client: &UpstreamClient,
+    pool: &Arc<Pool>,
     route: &Route,
     req: Request<Body>,
     body_sent: Option<oneshot::Receiver<()>>,
-) -> Result<Response<Incoming>, ProxyError> {
+    upgrade: bool,
+) -> Result<Response<PooledBody>, ProxyError> {
     let limit = route.timeouts.response_headers;
     let head_deadline = async move {
         if let Some(rx) = body_sent
@@ -432,8 +439,12 @@ async fn forward(
         }
         tokio::time::sleep(limit).await;
     };
+    let exchange = async {
+        // Upgrades are rare and their future is large: boxed, so as not to grow every request's.
+        if upgrade { Box::pin(pool.send_upgrade(req)).await } else { pool.send(req).await }
+    };
     tokio::select! {
-        r = client.request(req) => r.map_err(classify),
+        r = exchange => r.map_err(classify),
         () = head_deadline => Err(ProxyError::ResponseTimeout),
     }
 }
@@ -441,7 +452,7 @@ async fn forward(
 /// Phase 7: the response as the client will see it.
 fn response_filter(
     route: &Route,
-    mut resp: Response<Incoming>,
+    mut resp: Response<PooledBody>,
     client_upgrade: Option<OnUpgrade>,
     revealer: Option<Revealer>,
 ) -> Result<Response, ProxyError> {
@@ -486,7 +497,7 @@ async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
     }
 }
 
-fn classify(e: hyper_util::client::legacy::Error) -> ProxyError {
+fn classify(e: UpstreamError) -> ProxyError {
     if let Some(b) = find_body_error(&e) {
         return match b {
             BodyError::TooLarge { limit } => ProxyError::BodyTooLarge { limit: *limit },
@@ -494,13 +505,11 @@ fn classify(e: hyper_util::client::legacy::Error) -> ProxyError {
             BodyError::Inner(_) => ProxyError::BadRequest("the request body was interrupted"),
         };
     }
-    if e.is_connect() {
-        if has_timed_out(&e) {
-            return ProxyError::ConnectTimeout;
-        }
-        return ProxyError::Connect(error_chain(&e));
+    match &e {
+        UpstreamError::Connect(inner) if has_timed_out(&**inner) => ProxyError::ConnectTimeout,
+        UpstreamError::Connect(_) => ProxyError::Connect(error_chain(&e)),
+        UpstreamError::Exchange(_) => ProxyError::Exchange(error_chain(&e)),
     }
-    ProxyError::Exchange(error_chain(&e))
 }
 
 fn has_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {

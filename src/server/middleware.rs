@@ -1,6 +1,7 @@
 //! Layers every request goes through, proxied or served by the gateway: request id, the
 //! request span, the one log line per request, metrics, and security headers on our pages.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,7 +15,6 @@ use tracing::Instrument;
 use crate::app::AppState;
 use crate::clock::random_hex;
 use crate::error::ErrorCause;
-use crate::metrics::{Label, RequestLabels, RouteLabels, method_label};
 use crate::proxy::RouteLabel;
 use crate::server::ConnMeta;
 
@@ -24,8 +24,19 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, Clone)]
 pub struct RequestId(pub Arc<str>);
 
-/// Assigns the request id, opens the request span, and records the outcome.
-pub async fn observe(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+/// Assigns the request id, opens the request span, and records the outcome (as an axum
+/// layer, for the gateway's own pages).
+pub async fn observe(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    observed(&app, req, |req| next.run(req)).await
+}
+
+/// What `observe` does, around any inner handler: the proxy calls it directly, without a
+/// router or a boxed middleware in between.
+pub async fn observed<F, Fut>(app: &AppState, mut req: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let started = Instant::now();
     let peer = req.extensions().get::<ConnMeta>().map(|m| m.peer.ip());
     let trusted = peer.is_some_and(|ip| app.settings.server.trusted_proxies.iter().any(|n| n.contains(&ip)));
@@ -39,15 +50,13 @@ pub async fn observe(State(app): State<AppState>, mut req: Request, next: Next) 
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = tracing::field::Empty);
 
     app.metrics.in_flight.inc();
-    let mut resp = next.run(req).instrument(span.clone()).await;
+    let mut resp = inner(req).instrument(span.clone()).await;
     app.metrics.in_flight.dec();
 
     let route = resp.extensions().get::<RouteLabel>().map(|r| r.0.clone()).or(matched).unwrap_or_else(unmatched);
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
-    let labels = RequestLabels { route: Label(route.clone()), method: method_label(&method), status };
-    app.metrics.requests.get_or_create(&labels).inc();
-    app.metrics.latency.get_or_create(&RouteLabels { route: Label(route.clone()) }).observe(elapsed.as_secs_f64());
+    app.metrics.record_request(&route, &method, status, elapsed);
     span.record("route", &*route);
     let _enter = span.enter();
     let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);

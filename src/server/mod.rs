@@ -44,12 +44,30 @@ pub struct ConnLimits {
     pub tls_handshake_timeout: Duration,
 }
 
+/// What a listener serves: one request in, one response out (gateway errors are responses).
+pub trait Front: Clone + Send + Sync + 'static {
+    /// Takes `self` by value (a cheap clone per request): the future must not borrow it.
+    fn call(
+        self,
+        req: axum::extract::Request,
+    ) -> impl std::future::Future<Output = axum::response::Response> + Send + 'static;
+}
+
+impl Front for Router {
+    async fn call(self, req: axum::extract::Request) -> axum::response::Response {
+        match self.oneshot(req).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        }
+    }
+}
+
 /// Accepts connections until `shutdown` turns true, then lets in-flight requests finish for
 /// at most `grace`.
-pub async fn serve(
+pub async fn serve<F: Front>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    router: Router,
+    front: F,
     limits: ConnLimits,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
@@ -74,7 +92,7 @@ pub async fn serve(
                 };
                 let _ = tcp.set_nodelay(true);
                 let meta = ConnMeta { peer, tls: tls.is_some() };
-                let svc = service(router.clone(), meta);
+                let svc = service(front.clone(), meta);
                 let builder = builder.clone();
                 match tls.clone() {
                     None => {
@@ -150,9 +168,9 @@ fn http_builder(limits: ConnLimits) -> Builder<TokioExecutor> {
     b
 }
 
-/// The router as a hyper service, with the connection's facts added to each request.
-fn service(
-    router: Router,
+/// The front as a hyper service, with the connection's facts added to each request.
+fn service<F: Front>(
+    front: F,
     meta: ConnMeta,
 ) -> impl hyper::service::Service<
     http::Request<Incoming>,
@@ -164,6 +182,8 @@ fn service(
 + 'static {
     hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         req.extensions_mut().insert(meta);
-        router.clone().oneshot(req.map(axum::body::Body::new))
+        // Boxed once here, the request's future is a pointer that hyper can move around.
+        let resp = Box::pin(front.clone().call(req.map(axum::body::Body::new)));
+        async move { Ok::<_, Infallible>(resp.await) }
     })
 }

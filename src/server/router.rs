@@ -1,5 +1,5 @@
-//! The single composition root: the gateway's own endpoints under `/.guichet/`, the proxy as
-//! the fallback for everything else. Layer order is written here and nowhere else.
+//! The single composition root: the gateway's own endpoints under `/.guichet/`, the proxy for
+//! everything else. Layer order is written here and nowhere else.
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -9,10 +9,36 @@ use axum::routing::{any, get};
 use crate::app::AppState;
 use crate::error::{GatewayError, wants_html};
 use crate::health;
+use crate::routing;
 use crate::server::RequestId;
 
-/// The public listener's router.
-pub fn public(state: AppState) -> Router {
+/// The public listener: paths under the reserved prefix go to the gateway's own router,
+/// everything else straight to the proxy pipeline (no router or boxed middleware on the hot
+/// path). Both are observed the same way: request id, span, log line, metrics.
+#[derive(Clone)]
+pub struct Public {
+    own: Router,
+    app: AppState,
+}
+
+impl Public {
+    pub fn new(state: AppState) -> Self {
+        Self { own: own_pages(state.clone()), app: state }
+    }
+}
+
+impl super::Front for Public {
+    async fn call(self, req: Request) -> Response {
+        if routing::is_reserved(req.uri().path()) {
+            return super::Front::call(self.own, req).await;
+        }
+        let app = &self.app;
+        super::middleware::observed(app, req, |req| app.proxy.handle(req)).await
+    }
+}
+
+/// The gateway's own pages, under the reserved prefix.
+fn own_pages(state: AppState) -> Router {
     let own = Router::new()
         .route("/.guichet/health/live", get(health::live))
         .route("/.guichet/health/ready", get(health::ready))
@@ -28,8 +54,8 @@ pub fn public(state: AppState) -> Router {
         .route("/.guichet/{*rest}", any(reserved_not_found))
         // Innermost on our own pages: security headers.
         .layer(axum::middleware::from_fn(super::middleware::own_pages_security_headers));
-    own.fallback(proxy)
-        // Outermost: request id, span, log line and metrics for every request.
+    own.fallback(reserved_not_found)
+        // Outermost: request id, span, log line and metrics, as for proxied requests.
         .layer(axum::middleware::from_fn_with_state(state.clone(), super::middleware::observe))
         .with_state(state)
 }
@@ -37,10 +63,6 @@ pub fn public(state: AppState) -> Router {
 /// The admin listener's router (metrics only; bind it to loopback or a management network).
 pub fn admin(state: AppState) -> Router {
     Router::new().route("/metrics", get(metrics)).with_state(state)
-}
-
-async fn proxy(State(app): State<AppState>, req: Request) -> Response {
-    app.proxy.handle(req).await
 }
 
 async fn reserved_not_found(req: Request) -> Response {
