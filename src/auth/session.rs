@@ -252,12 +252,12 @@ impl SessionService {
         Ok(self.store.sessions().revoke_all(self.clock.now()).await?)
     }
 
-    /// Ends the live sessions `matches` selects (admin); returns how many. Rows that no
+    /// Ends the unrevoked sessions `matches` selects (admin); returns how many. Rows that no
     /// longer parse are left to expire: they cannot be resolved anyway.
     pub async fn revoke_where(&self, matches: impl Fn(&Session) -> bool) -> Result<u64, SessionError> {
         let now = self.clock.now();
         let mut ended = 0;
-        for row in self.store.sessions().list_live(now).await? {
+        for row in self.store.sessions().list_unrevoked().await? {
             if from_row(&row).is_ok_and(|s| matches(&s)) {
                 self.forget(&row.id_hash);
                 if self.store.sessions().revoke(&row.id_hash, now).await? {

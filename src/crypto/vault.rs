@@ -327,11 +327,12 @@ impl Vault {
     /// the row was read): then a shred may have destroyed it meanwhile, and it is used once.
     fn remember(&self, row: &DataKeyRow, epoch: u64) -> Result<Entry, CryptoError> {
         let e = self.unwrap_row(row)?;
-        if let Ok(mut c) = self.cache.lock() {
-            if c.epoch == epoch && c.trusted() {
-                c.by_owner.put((e.subject.clone(), e.activity.clone()), row.key_id.clone());
-                c.by_id.put(row.key_id.clone(), e.clone());
-            }
+        if let Ok(mut c) = self.cache.lock()
+            && c.epoch == epoch
+            && c.trusted()
+        {
+            c.by_owner.put((e.subject.clone(), e.activity.clone()), row.key_id.clone());
+            c.by_id.put(row.key_id.clone(), e.clone());
         }
         Ok(e)
     }

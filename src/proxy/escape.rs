@@ -375,10 +375,10 @@ impl Html {
             return false;
         }
         let mut t = self.tail.as_slice();
-        if let Some((&last, rest)) = t.split_last() {
-            if last == b'"' || last == b'\'' {
-                t = rest;
-            }
+        if let Some((&last, rest)) = t.split_last()
+            && (last == b'"' || last == b'\'')
+        {
+            t = rest;
         }
         let end = t.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
         t.get(..end).and_then(|t| t.last()) == Some(&b'=')

@@ -130,6 +130,7 @@ impl Pool {
     /// closed it) is sent again on a new connection; nothing is ever sent twice.
     pub async fn send(self: &Arc<Self>, req: Request<Body>) -> Result<Response<PooledBody>, UpstreamError> {
         let mut req = req;
+        let target = to_origin_form(&mut req);
         while let Some(conn) = self.checkout() {
             match self.exchange(conn, req).await {
                 Ok(resp) => return Ok(resp),
@@ -138,7 +139,7 @@ impl Pool {
             }
         }
         // Boxed: the rare path must not grow every request's future.
-        let conn = Box::pin(self.connect(req.uri())).await?;
+        let conn = Box::pin(self.connect(&target)).await?;
         match self.exchange(conn, req).await {
             Ok(resp) => Ok(resp),
             Err(Exchange::Failed(e)) => Err(e),
@@ -149,7 +150,9 @@ impl Pool {
     /// Sends a protocol-upgrade request on a connection of its own, driven by a task until
     /// the upgrade completes (the tunnel then owns the socket).
     pub async fn send_upgrade(&self, req: Request<Body>) -> Result<Response<PooledBody>, UpstreamError> {
-        let conn = *Box::pin(self.connect(req.uri())).await?;
+        let mut req = req;
+        let target = to_origin_form(&mut req);
+        let conn = *Box::pin(self.connect(&target)).await?;
         let Conn { mut sender, driver, .. } = conn;
         tokio::spawn(async move {
             if let Err(e) = driver.with_upgrades().await {
@@ -220,6 +223,13 @@ impl Pool {
     }
 }
 
+/// Puts the request target in origin form (`/path?query`), as HTTP/1.1 wants it toward an
+/// origin server (RFC 9112 §3.2.1), and returns the absolute URI to connect to.
+fn to_origin_form(req: &mut Request<Body>) -> http::Uri {
+    let origin = req.uri().path_and_query().map_or_else(|| http::Uri::from_static("/"), |pq| pq.clone().into());
+    std::mem::replace(req.uri_mut(), origin)
+}
+
 enum Exchange {
     /// Nothing was sent: the request can go on another connection.
     Retry(Box<Request<Body>>),
@@ -279,10 +289,10 @@ impl PooledBody {
 
     /// Polls the driver once; a finished driver means the connection cannot be reused.
     fn drive_connection(&mut self, cx: &mut Context<'_>) {
-        if let Some(conn) = self.conn.as_mut() {
-            if Pin::new(&mut conn.driver).poll(cx).is_ready() {
-                self.conn = None;
-            }
+        if let Some(conn) = self.conn.as_mut()
+            && Pin::new(&mut conn.driver).poll(cx).is_ready()
+        {
+            self.conn = None;
         }
     }
 }

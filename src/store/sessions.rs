@@ -99,10 +99,13 @@ impl<'a> Sessions<'a> {
 
     /// Every live session (not revoked, not past its absolute timeout): what the admin
     /// command searches when it is given a pseudonym, which only the HMAC can match.
-    pub async fn list_live(&self, now: OffsetDateTime) -> Result<Vec<SessionRow>, StoreError> {
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM auth_sessions WHERE revoked_at IS NULL AND expires_at > $1");
+    /// Sessions not revoked yet, expired ones included (like `revoke_all`): an admin's
+    /// revocation must not depend on this machine's clock agreeing with the instance that
+    /// created them.
+    pub async fn list_unrevoked(&self) -> Result<Vec<SessionRow>, StoreError> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM auth_sessions WHERE revoked_at IS NULL");
         let rows = with_pool!(self.store.db(), p => sqlx::query_as::<_, SessionRow>(sqlx::AssertSqlSafe(sql))
-            .bind(now).fetch_all(p).await?);
+            .fetch_all(p).await?);
         Ok(rows)
     }
 

@@ -288,3 +288,76 @@ async fn conflicting_body_framing_is_reframed_never_passed_on() {
     let both = first.headers.contains_key("content-length") && first.headers.contains_key("transfer-encoding");
     assert!(!both, "the upstream received conflicting framing");
 }
+
+/// A bare HTTP/1.1 upstream that counts its connections and either keeps each one open or
+/// closes it after one response without saying so (as an upstream's idle timeout does).
+async fn counting_upstream(
+    close_after_each: bool,
+) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                    }
+                    buf.clear();
+                    let body = format!("connection {n}");
+                    let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                    if sock.write_all(format!("{head}{body}").as_bytes()).await.is_err() {
+                        return;
+                    }
+                    if close_after_each {
+                        let _ = sock.shutdown().await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let (upstream, accepted) = counting_upstream(false).await;
+    let app = crate::helpers::spawn_app_before(upstream).await;
+    for _ in 0..20 {
+        let resp = app.get("/a").await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "connection 1");
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "one pooled connection served every request");
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closed_is_replaced_without_an_error() {
+    let (upstream, accepted) = counting_upstream(true).await;
+    let app = crate::helpers::spawn_app_before(upstream).await;
+    for i in 1..=5 {
+        let resp = app.get("/a").await;
+        assert_eq!(resp.status(), 200, "request {i}");
+        assert_eq!(resp.text().await.unwrap(), format!("connection {i}"));
+        // Let the close reach the gateway while its connection is idle in the pool.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
+    // Back to back, the close may not have arrived yet: the request is then sent again on a
+    // new connection only if nothing of it was written to the closed one.
+    for i in 0..10 {
+        assert_eq!(app.get("/a").await.status(), 200, "back-to-back request {i}");
+    }
+}

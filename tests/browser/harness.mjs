@@ -16,22 +16,28 @@ const AXE_SOURCE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 export const GUICHET_BIN = process.env.GUICHET_BIN ?? join(here, '..', '..', 'target', 'debug', 'guichet');
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
-/** A loopback port nothing listens on right now. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
+/** `n` distinct loopback ports nothing listens on right now (all held open until every one is
+ * chosen, so the kernel cannot hand out the same port twice). */
+export async function freePorts(n) {
+  const servers = [];
+  try {
+    for (let i = 0; i < n; i += 1) {
+      const srv = createServer();
+      await new Promise((resolve, reject) => {
+        srv.on('error', reject);
+        srv.listen(0, '127.0.0.1', resolve);
+      });
+      servers.push(srv);
+    }
+    return servers.map((srv) => srv.address().port);
+  } finally {
+    await Promise.all(servers.map((srv) => new Promise((resolve) => srv.close(resolve))));
+  }
 }
 
 /** Starts `guichet demo` and resolves once its liveness probe answers. */
 export async function startDemo() {
-  const port = await freePort();
-  const adminPort = await freePort();
+  const [port, adminPort] = await freePorts(2);
   const dataDir = mkdtempSync(join(tmpdir(), 'guichet-browser-'));
   const child = spawn(
     GUICHET_BIN,
