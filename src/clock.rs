@@ -83,11 +83,16 @@ pub fn random_hex<const N: usize>(rng: &dyn Random) -> Result<String, RandomErro
     Ok(hex(&buf))
 }
 
+/// Lowercase hex (pseudonyms and ids are derived on every signed-in request: no formatting
+/// machinery per byte).
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
+    fn digit(n: u8) -> char {
+        char::from(if n < 10 { b'0' + n } else { b'a' + (n - 10) })
+    }
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        let _ = write!(s, "{b:02x}");
+        s.push(digit(b >> 4));
+        s.push(digit(b & 0x0f));
     }
     s
 }

@@ -50,6 +50,8 @@ pub enum CryptoError {
     Tombstones { path: PathBuf, source: std::io::Error },
     #[error("the data key cache is unusable (a thread panicked while holding it)")]
     CachePoisoned,
+    #[error("a sealing key was used for another subject or activity")]
+    WrongOwner,
 }
 
 /// An unwrapped data key with who it belongs to, as cached.
@@ -60,6 +62,73 @@ struct Entry {
     activity: String,
     key: Key256,
     loaded_at: OffsetDateTime,
+}
+
+/// One (subject, activity) data key, held for the length of one request (never cached
+/// beyond it: a shred elsewhere reaches the next request through the vault's cache rules).
+pub struct SealingKey {
+    entry: Entry,
+    random: BufferedRandom,
+}
+
+impl std::fmt::Debug for SealingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealingKey").field("key_id", &self.entry.key_id.as_str()).finish_non_exhaustive()
+    }
+}
+
+impl SealingKey {
+    /// Seals `value` in `ctx`, which must name this key's subject and activity.
+    pub fn seal(&self, ctx: &FieldContext<'_>, value: &str) -> Result<String, CryptoError> {
+        check_ctx(ctx)?;
+        if ctx.subject != self.entry.subject || ctx.activity != self.entry.activity {
+            return Err(CryptoError::WrongOwner);
+        }
+        Ok(token::seal(&self.entry.key, &self.entry.key_id, ctx, value, &self.random)?)
+    }
+}
+
+/// Random bytes read from the system in blocks rather than one system call per nonce. The
+/// bytes are the same system randomness, each handed out once; the block is wiped on drop.
+struct BufferedRandom {
+    source: Arc<dyn Random>,
+    block: std::sync::Mutex<(Zeroizing<[u8; RANDOM_BLOCK]>, usize)>,
+}
+
+const RANDOM_BLOCK: usize = 256;
+
+impl std::fmt::Debug for BufferedRandom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BufferedRandom")
+    }
+}
+
+impl BufferedRandom {
+    fn new(source: Arc<dyn Random>) -> Self {
+        // Starts "used up": the first fill reads a block.
+        Self { source, block: std::sync::Mutex::new((Zeroizing::new([0; RANDOM_BLOCK]), RANDOM_BLOCK)) }
+    }
+}
+
+impl Random for BufferedRandom {
+    fn fill(&self, dest: &mut [u8]) -> Result<(), RandomError> {
+        if dest.len() > RANDOM_BLOCK {
+            return self.source.fill(dest);
+        }
+        let mut guard = self.block.lock().map_err(|_| RandomError)?;
+        let (block, used) = &mut *guard;
+        if RANDOM_BLOCK - *used < dest.len() {
+            self.source.fill(&mut block[..])?;
+            *used = 0;
+        }
+        let end = *used + dest.len();
+        let chunk = block.get_mut(*used..end).ok_or(RandomError)?;
+        dest.copy_from_slice(chunk);
+        // Handed out once: never served again, even by mistake.
+        chunk.fill(0);
+        *used = end;
+        Ok(())
+    }
 }
 
 /// How often [`Vault::watch_shreds`] reads the shred generation.
@@ -178,6 +247,15 @@ impl Vault {
         check_ctx(ctx)?;
         let e = self.key_for_owner(ctx.subject, ctx.activity).await?;
         Ok(token::seal(&e.key, &e.key_id, ctx, value, self.random.as_ref())?)
+    }
+
+    /// The data key of (subject, activity), created on first use, to seal the several values
+    /// of one request with one cache lookup and one system call for their nonces.
+    pub async fn sealing_key(&self, subject: &str, activity: &str) -> Result<SealingKey, CryptoError> {
+        check_name(subject)?;
+        check_name(activity)?;
+        let entry = self.key_for_owner(subject, activity).await?;
+        Ok(SealingKey { entry, random: BufferedRandom::new(self.random.clone()) })
     }
 
     /// Opens a token in `ctx`. Fails when the token was made for another field, subject or

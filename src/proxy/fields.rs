@@ -25,7 +25,7 @@ use serde_json::Value;
 use super::body::{BodyError, GuardedBody};
 use super::error::ProxyError;
 use crate::crypto::token::TokenError;
-use crate::crypto::{CryptoError, FieldContext, Vault};
+use crate::crypto::{CryptoError, FieldContext, SealingKey, Vault};
 use crate::error::GatewayError;
 use crate::policy::model::{Direction, Field, FieldLocation, Protection};
 
@@ -53,6 +53,8 @@ pub struct Protector<'a> {
     pub idle: std::time::Duration,
     /// Where an anonymous sender comes back to after signing in.
     pub return_to: String,
+    /// The citizen's data key for this activity, looked up once for all the request's values.
+    pub sealing_key: tokio::sync::OnceCell<SealingKey>,
 }
 
 fn refuse(e: GatewayError, why: &'static str) -> ProxyError {
@@ -140,7 +142,13 @@ impl Protector<'_> {
                     }
                 };
                 let ctx = FieldContext { activity: self.activity, field: &field.name, subject };
-                vault()?.seal(&ctx, value).await.map_err(crypto_error)
+                let key = self
+                    .sealing_key
+                    .get_or_try_init(|| async {
+                        vault()?.sealing_key(subject, self.activity).await.map_err(crypto_error)
+                    })
+                    .await?;
+                key.seal(&ctx, value).map_err(crypto_error)
             }
         }
     }

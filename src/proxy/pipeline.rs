@@ -273,6 +273,7 @@ impl Proxy {
             max_bytes: route.max_body_bytes.min(self.fields.transform_max_bytes),
             idle: route.timeouts.idle_body,
             return_to: req.uri().path_and_query().map_or_else(|| "/".to_owned(), ToString::to_string),
+            sealing_key: tokio::sync::OnceCell::new(),
         };
         protector.protect(&fields, req).await
     }

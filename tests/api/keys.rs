@@ -89,6 +89,29 @@ async fn fields_seal_open_and_shred(backend: Backend) {
     assert!(!file.contains("sub-1"));
 }
 
+async fn a_request_sealing_key_seals_only_for_its_owner_with_fresh_nonces(backend: Backend) {
+    let s = Setup::new(backend).await;
+    let v = s.vault().await;
+    let key = v.sealing_key("sub-1", "inscription-scolaire").await.unwrap();
+    // Many values from one key: every nonce differs (the buffered randomness is never
+    // served twice, across block refills too), and each token opens through the vault.
+    let tokens: Vec<String> = (0..50).map(|_| key.seal(&ctx("sub-1", "nom"), "Dupont").unwrap()).collect();
+    let distinct: std::collections::HashSet<&String> = tokens.iter().collect();
+    assert_eq!(distinct.len(), tokens.len(), "a nonce was reused");
+    for t in &tokens {
+        assert_eq!(v.open(&ctx("sub-1", "nom"), t).await.unwrap().as_str(), "Dupont");
+    }
+    // Same data key as the vault's own sealing.
+    let direct = v.seal(&ctx("sub-1", "prenom"), "Jeanne").await.unwrap();
+    assert_eq!(direct.split('.').nth(1), tokens[0].split('.').nth(1));
+    // Never for another citizen or activity.
+    assert!(matches!(key.seal(&ctx("sub-2", "nom"), "Martin"), Err(CryptoError::WrongOwner)));
+    let other_activity = FieldContext { activity: "newsletter", field: "nom", subject: "sub-1" };
+    assert!(matches!(key.seal(&other_activity, "Dupont"), Err(CryptoError::WrongOwner)));
+}
+
+crate::on_both_stores!(a_request_sealing_key_seals_only_for_its_owner_with_fresh_nonces);
+
 /// A copy of the store's key tables, and putting it back (what restoring a backup does).
 enum Backup {
     Sqlite(std::path::PathBuf),
