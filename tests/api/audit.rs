@@ -398,7 +398,7 @@ async fn two_gateways_on_one_store_chain_ten_thousand_concurrent_consents(backen
         .map(|i| {
             let (app, instance) = if i % 2 == 0 { (&a, 0) } else { (&b, 1) };
             let (session, token) = &sessions[i % CITIZENS];
-            let choice = if (i / CITIZENS) % 2 == 0 { "donner" } else { "retirer" };
+            let choice = if (i / CITIZENS) % 2 == 1 { "retirer" } else { "donner" };
             async move {
                 let form = [
                     ("jeton", token.as_str()),
