@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::app::{Application, Deps, sink_settings, spawn_policy_reloader};
-use crate::audit::{self, Audit, AuditEvent, Ident, Operation, Signer};
+use crate::audit::{self, Audit, AuditEvent, Ident, KeyAction, Operation, Signer};
 use crate::auth::Auth;
 use crate::auth::session::RevokeTarget;
 use crate::clock::{Clock as _, SystemClock, SystemRandom};
@@ -149,6 +149,10 @@ pub enum AuditCommand {
     /// Remove the entries older than `audit.retention.keep` now (`serve` also does it every
     /// `audit.retention.prune_every`).
     Prune,
+    /// Replace the checkpoint signing key with a new one. The old public key is appended to
+    /// `<key file>.retired`, so checkpoints it signed still verify; the rotation is journaled.
+    /// Then copy both files to every instance and restart them.
+    RotateCheckpointKey,
     /// Diagnostic: append N acknowledged entries, COUNT at a time, printing each
     /// acknowledged sequence number as soon as it is committed. Used by the crash test.
     #[command(hide = true)]
@@ -198,6 +202,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Audit { command: AuditCommand::Verify } => return audit_verify(cli.config).await,
         Command::Audit { command: AuditCommand::Prune } => audit_prune(cli.config).await,
+        Command::Audit { command: AuditCommand::RotateCheckpointKey } => audit_rotate_checkpoint_key(cli.config).await,
         Command::Audit { command: AuditCommand::SelftestBurst { n, concurrency } } => {
             audit_selftest_burst(cli.config, n, concurrency).await
         }
@@ -348,15 +353,47 @@ async fn audit_verify(path: Option<PathBuf>) -> ExitCode {
 
 /// Opens the store and starts a journal writer, as `serve` would, for a one-off command.
 async fn start_audit(path: Option<PathBuf>) -> anyhow::Result<(Validated, Store, Audit)> {
+    let (config, store) = open_journal_store(path).await?;
+    let s = &config.settings;
+    let (signer, _) = Signer::load_or_generate(&s.audit.signing_key_path(&s.data_dir))?;
+    let audit = Audit::start(store.clone(), signer, Arc::new(SystemClock), sink_settings(&s.audit));
+    Ok((config, store, audit))
+}
+
+async fn open_journal_store(path: Option<PathBuf>) -> anyhow::Result<(Validated, Store)> {
     let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = open_store(&config, config.settings.store.max_connections).await?;
     if config.settings.store.migrate_on_start {
         store.migrate().await?;
     }
+    Ok((config, store))
+}
+
+/// Rotates the checkpoint key (see `audit::checkpoint::rotate`) and journals it, signed
+/// from then on with the new key. The store is opened first: a rotation that could not be
+/// journaled is not started.
+async fn audit_rotate_checkpoint_key(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let (config, store) = open_journal_store(path).await?;
     let s = &config.settings;
-    let (signer, _) = Signer::load_or_generate(&s.audit.signing_key_path(&s.data_dir))?;
-    let audit = Audit::start(store.clone(), signer, Arc::new(SystemClock), sink_settings(&s.audit));
-    Ok((config, store, audit))
+    let key = s.audit.signing_key_path(&s.data_dir);
+    let rotation = audit::checkpoint::rotate(&key, SystemClock.now())?;
+    let audit = Audit::start(store, Signer::load(&key)?, Arc::new(SystemClock), sink_settings(&s.audit));
+    let key_id = Ident::new(format!("audit-checkpoint:{}", rotation.new_key_id))?;
+    let event = AuditEvent::system(Operation::KeyOperation { action: KeyAction::Rotate, key_id }, SystemClock.now());
+    let seq = audit.append_sync(event).await;
+    audit.shutdown().await;
+    let seq = seq.context("the key was rotated but the rotation could not be journaled")?;
+    let _ = writeln!(
+        std::io::stdout(),
+        "checkpoint key rotated: {old} retired (public key kept in {retired}), {new} signs from now on \
+         (journal entry {seq}).\nCopy {key} and {retired} to every instance and restart them; until then \
+         they sign with {old}, which still verifies.",
+        old = rotation.retired_key_id,
+        new = rotation.new_key_id,
+        retired = rotation.retired_file.display(),
+        key = key.display(),
+    );
+    Ok(())
 }
 
 async fn audit_prune(path: Option<PathBuf>) -> anyhow::Result<()> {

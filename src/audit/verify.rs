@@ -190,13 +190,13 @@ impl Walk<'_> {
         {
             return Err(Break::CheckpointGap { after: last, next: number });
         }
-        if cp.key_id != self.verifier.key_id() {
+        if !self.verifier.knows(&cp.key_id) {
             return Err(Break::UnknownKey { number, key_id: cp.key_id.clone() });
         }
         let hash = chain::parse_hash(&cp.hash).ok_or(Break::BadSignature { number })?;
         let signed = Signed { number, seq: cp.seq, hash, at_us: cp.at_us };
         let signature = chain::decode_hex(&cp.signature).ok_or(Break::BadSignature { number })?;
-        if !self.verifier.verify(&signed, &signature) {
+        if !self.verifier.verify(&cp.key_id, &signed, &signature) {
             return Err(Break::BadSignature { number });
         }
         if hash != self.prev {

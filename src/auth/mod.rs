@@ -172,8 +172,9 @@ impl Auth {
 
     /// The citizen's pseudonym in the consent ledger: the per-upstream pseudonym of a name no
     /// route can have, so it is stable for a person and joins with no application's.
-    pub fn consent_subject(&self, session: &Session) -> String {
-        self.pseudonyms.for_route(session, CONSENT_PSEUDONYM_CONTEXT)
+    /// Derived once per session object (`Session::derived`), not per request.
+    pub fn consent_subject<'s>(&self, session: &'s Session) -> &'s str {
+        session.derived.consent_subject.get_or_init(|| self.pseudonyms.for_route(session, CONSENT_PSEUDONYM_CONTEXT))
     }
 
     /// The subject that owns a citizen's encrypted fields (data keys, tokens' associated

@@ -227,7 +227,7 @@ async fn finish(
 /// pseudonym; agents: their agent id), queued with the next batch.
 async fn journal(app: &App, session: &Session, operation: Operation) {
     let (kind, id, role) = match session.kind {
-        Kind::Citizen => (ActorKind::Citizen, app.auth.consent_subject(session), "citizen".to_owned()),
+        Kind::Citizen => (ActorKind::Citizen, app.auth.consent_subject(session).to_owned(), "citizen".to_owned()),
         Kind::Agent => (
             ActorKind::Agent,
             crate::consent::pages::agent_ident(session),

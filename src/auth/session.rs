@@ -4,7 +4,7 @@
 //! a session revoked on another instance stops working here within that delay (< 2 s).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -66,7 +66,27 @@ pub struct Session {
     pub roles: Vec<String>,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
+    /// Values derived from the session once, on first use (see [`Derived`]).
+    pub derived: Derived,
 }
+
+/// Values derived from a session with the gateway's keys, computed at most once per session
+/// object: the cache hands the same object to every request for up to [`REVALIDATE_AFTER`],
+/// so the consent phase derives the citizen's pseudonym (an HMAC) once rather than per
+/// request. Filled only by the `Auth` that resolved the session (one per process, one key).
+/// Not part of what a session is: ignored by `==`, never shown by `Debug`.
+#[derive(Clone, Default)]
+pub struct Derived {
+    pub(crate) consent_subject: OnceLock<String>,
+}
+
+impl PartialEq for Derived {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Derived {}
 
 /// What a successful sign-in establishes.
 #[derive(Clone)]
@@ -323,6 +343,7 @@ fn from_row(row: &SessionRow) -> Result<Session, SessionError> {
         roles: serde_json::from_str(&row.roles).map_err(|_| SessionError::Corrupt)?,
         created_at: row.created_at,
         expires_at: row.expires_at,
+        derived: Derived::default(),
     })
 }
 
@@ -348,6 +369,7 @@ mod tests {
             roles: vec![],
             created_at: at,
             expires_at: at,
+            derived: Derived::default(),
         };
         let shown = format!("{s:?}");
         for secret in ["SUB-SECRET", "SID-SECRET", "DUBOIS"] {

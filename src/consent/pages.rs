@@ -147,8 +147,8 @@ async fn render_citizen_page(
     let subject = app.auth.consent_subject(session);
     let set = app.policies.load();
     let result = async {
-        let rows = app.consent.history(&subject).await?;
-        let events = app.consent.reload(&subject).await?;
+        let rows = app.consent.history(subject).await?;
+        let events = app.consent.reload(subject).await?;
         let now = app.clock.now();
         let purposes: Vec<PurposeView> = consent_purposes(&set.activities)
             .into_iter()
@@ -223,7 +223,7 @@ async fn choose(
     let by = Recorder {
         actor: Actor {
             kind: ActorKind::Citizen,
-            id: match Ident::new(subject.clone()) {
+            id: match Ident::new(subject) {
                 Ok(i) => i,
                 Err(_) => return GatewayError::Internal.respond(true, None, None),
             },
@@ -233,7 +233,7 @@ async fn choose(
         identified_by: IdentityCheck::SignIn,
         request_id: request_id(&headers, rid.as_deref()),
     };
-    match app.consent.record(&app.audit, &subject, &purpose, given, by).await {
+    match app.consent.record(&app.audit, subject, &purpose, given, by).await {
         Ok(seq) => {
             let back = f.retour.as_deref().and_then(crate::auth::safe_return_path).filter(|_| given);
             let target = back.map_or_else(|| format!("{CONSENT_PATH}?fait={seq}"), ToOwned::to_owned);
@@ -290,7 +290,7 @@ async fn new_code(State(app): State<AppState>, headers: HeaderMap, Form(f): Form
         Err(_) => return GatewayError::Internal.respond(true, None, None),
     };
     let subject = app.auth.consent_subject(&session);
-    if let Err(e) = app.consent.new_code(&subject, &code, CODE_LIFETIME).await {
+    if let Err(e) = app.consent.new_code(subject, &code, CODE_LIFETIME).await {
         return error_page(&e);
     }
     render_citizen_page(&app, &session, "", Some(&code), None).await

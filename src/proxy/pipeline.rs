@@ -203,8 +203,9 @@ impl Proxy {
 
     /// Phase 4b: a purpose resting on consent is served only with a current consent of the
     /// citizen asking (from the cache, re-read from the store after 1 s at most). Anyone
-    /// else is refused: anonymous people are sent to sign in, agents are forbidden.
-    async fn check_consent(&self, ctx: &RequestContext, uri: &Uri) -> Result<(), ProxyError> {
+    /// else is refused: anonymous people are sent to sign in, agents are forbidden. Public so
+    /// that `benches/consent.rs` measures exactly this phase.
+    pub async fn check_consent(&self, ctx: &RequestContext, uri: &Uri) -> Result<(), ProxyError> {
         let Some(p) = ctx.decision.as_ref().and_then(Decision::processing).filter(|p| p.consent_required) else {
             return Ok(());
         };
@@ -227,7 +228,7 @@ impl Proxy {
         let set = self.policies.load();
         let version = set.activity(&p.activity).and_then(|a| a.consent.as_ref()).map_or("", |c| c.version.as_str());
         let subject = auth.consent_subject(session);
-        let state = consent.state(&subject, &p.activity, &p.purpose, version).await.map_err(|e| {
+        let state = consent.state(subject, &p.activity, &p.purpose, version).await.map_err(|e| {
             tracing::warn!(error = %e, "cannot read the consent ledger");
             ProxyError::Access(GatewayError::StoreUnavailable, "consent ledger unavailable")
         })?;

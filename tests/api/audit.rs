@@ -16,6 +16,7 @@ use guichet::store::Store;
 use secrecy::SecretString;
 use tempfile::TempDir;
 
+use crate::consent;
 use crate::helpers::{Backend, open_migrated_store, raw_sql, spawn_app};
 
 const T0: time::OffsetDateTime = time::macros::datetime!(2026-11-28 12:00 UTC);
@@ -278,10 +279,19 @@ async fn the_gateway_journals_its_start_and_flushes_queued_events(backend: Backe
 
 /// A configuration file for the real binary on the store at `url`.
 fn write_config(dir: &std::path::Path, url: &SecretString) -> std::path::PathBuf {
+    write_config_with(dir, url, "")
+}
+
+/// Like [`write_config`], checking checkpoints against the key file `key`.
+fn write_config_with_key(dir: &std::path::Path, url: &SecretString, key: &std::path::Path) -> std::path::PathBuf {
+    write_config_with(dir, url, &format!("\n[audit]\nsigning_key_file = {:?}\n", key.display().to_string()))
+}
+
+fn write_config_with(dir: &std::path::Path, url: &SecretString, extra: &str) -> std::path::PathBuf {
     use secrecy::ExposeSecret;
     let path = dir.join("guichet.toml");
     let toml = format!(
-        "version = 1\ndata_dir = {data:?}\n\n[store]\nurl = {url:?}\n\n[admin]\nenabled = false\n\n[log]\nlevel = \"warn\"\n",
+        "version = 1\ndata_dir = {data:?}\n\n[store]\nurl = {url:?}\n\n[admin]\nenabled = false\n\n[log]\nlevel = \"warn\"\n{extra}",
         data = dir.join("data").display().to_string(),
         url = url.expose_secret(),
     );
@@ -351,8 +361,150 @@ async fn acknowledged_entries_survive_a_sigkill_mid_burst(backend: Backend) {
     assert!(verify_with_the_binary(&config).contains("intact"));
 }
 
+/// Issue 6, item 8: two gateway instances — each its own `Application` with its own
+/// listeners, store pool, caches and journal writer — on one store, 10 000 consent choices
+/// posted concurrently through both (real requests: session cookie, CSRF token, the consent
+/// page's form), then the whole chain is verified with what `guichet audit verify` runs.
+async fn two_gateways_on_one_store_chain_ten_thousand_concurrent_consents(backend: Backend) {
+    use futures_util::StreamExt as _;
+
+    const TOTAL: usize = 10_000;
+    const CITIZENS: usize = 8;
+    /// Requests in flight at once, over both instances.
+    const IN_FLIGHT: usize = 64;
+    let mock = crate::oidc_mock::MockProvider::start().await;
+    // One checkpoint key file for both instances, as a deployment must share it.
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("audit-signing-key.p8");
+    fn shared_key(k: std::path::PathBuf) -> impl FnOnce(&mut guichet::config::Settings, std::net::SocketAddr) {
+        move |s, _| s.audit.signing_key_file = Some(k)
+    }
+    let a = consent::builder(&mock, backend).with(shared_key(key_file.clone())).start().await;
+    let b = consent::builder(&mock, backend)
+        .with_store_url(a.store_url.clone())
+        .with(shared_key(key_file.clone()))
+        .start()
+        .await;
+    let mut sessions = Vec::new();
+    for i in 0..CITIZENS {
+        let s = consent::citizen(&a, &mock, &format!("sub-{i}")).await;
+        let t = consent::token(&consent::consent_page(&a, &s).await);
+        sessions.push((s, t));
+    }
+    let started_seq = a.state.store.audit().head().await.unwrap().seq;
+
+    // Each acknowledgement: which instance answered, the sequence number it gave, the request id.
+    let acks: Vec<(usize, i64, String)> = futures_util::stream::iter(0..TOTAL)
+        .map(|i| {
+            let (app, instance) = if i % 2 == 0 { (&a, 0) } else { (&b, 1) };
+            let (session, token) = &sessions[i % CITIZENS];
+            let choice = if (i / CITIZENS) % 2 == 1 { "retirer" } else { "donner" };
+            async move {
+                let form = [
+                    ("jeton", token.as_str()),
+                    ("activite", "lettre-information"),
+                    ("finalite", "envoi"),
+                    ("choix", choice),
+                ];
+                let r = consent::post(app, session, "/.guichet/consentement/", &form).await;
+                assert_eq!(r.status(), 303, "consent choice {i} not acknowledged");
+                let location = r.headers()["location"].to_str().unwrap();
+                let seq = location.strip_prefix("/.guichet/consentement/?fait=").unwrap().parse().unwrap();
+                (instance, seq, r.headers()["x-request-id"].to_str().unwrap().to_owned())
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    a.state.audit.flush().await.unwrap();
+    b.state.audit.flush().await.unwrap();
+
+    // No sequence number given twice; both instances took part, their appends interleaved.
+    let by_seq: std::collections::BTreeMap<i64, (usize, String)> =
+        acks.iter().map(|(inst, seq, rid)| (*seq, (*inst, rid.clone()))).collect();
+    assert_eq!(by_seq.len(), TOTAL, "a sequence number was acknowledged twice");
+    for instance in [0, 1] {
+        assert_eq!(acks.iter().filter(|(i, ..)| *i == instance).count(), TOTAL / 2);
+    }
+    let turns = by_seq.values().zip(by_seq.values().skip(1)).filter(|(x, y)| x.0 != y.0).count();
+    assert!(turns > 1, "the two instances never appended in turn: {turns}");
+
+    // The whole chain verifies, from genesis, with every entry numbered without a gap…
+    let verifier = Signer::load(&key_file).unwrap().verifier();
+    let report = verify(&a.state.store, &verifier).await.unwrap();
+    assert!(report.is_intact(), "{}", report.summary());
+    assert_eq!(report.anchor_seq, 0);
+    assert_eq!(report.head_seq as u64, report.entries);
+    assert!(report.head_seq >= started_seq + TOTAL as i64);
+    assert!(report.checkpoints >= (TOTAL / 1000) as u64, "{}", report.summary());
+    // …and the command operators run says so too.
+    let config = write_config_with_key(keys.path(), &a.store_url, &key_file);
+    let out = verify_with_the_binary(&config);
+    assert!(out.starts_with("audit journal intact"), "{out}");
+
+    // Every acknowledged choice is the entry its sequence number names, made by that request.
+    let mut consents = 0;
+    let mut after = 0;
+    loop {
+        let page = a.state.store.audit().entries_after(after, 2000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in page.iter().filter(|e| e.operation.starts_with("consent_")) {
+            consents += 1;
+            let (_, rid) = by_seq.get(&e.seq).unwrap_or_else(|| panic!("entry {} was never acknowledged", e.seq));
+            let body: serde_json::Value = serde_json::from_str(&e.body).unwrap();
+            assert_eq!(body["request_id"], rid.as_str(), "entry {} is not the acknowledged request's", e.seq);
+        }
+    }
+    assert_eq!(consents, TOTAL, "acknowledged consent entries missing from the journal");
+    assert_eq!(a.state.store.consent().count().await.unwrap(), TOTAL as i64);
+}
+
+/// `guichet audit rotate-checkpoint-key`: the new key signs later checkpoints, those the
+/// retired key signed still verify (its public half is kept beside the key file), the
+/// rotation is journaled, and a key missing from the retired list is still refused.
+async fn rotating_the_checkpoint_key_keeps_older_checkpoints_verifiable(backend: Backend) {
+    crate::helpers::init();
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::helpers::fresh_store_url(backend, dir.path()).await;
+    let config = write_config_with(dir.path(), &url, "\n[audit]\ncheckpoint_every_entries = 10\n");
+    let key = dir.path().join("data/audit-signing-key.p8");
+    let burst = |n: &str| assert!(guichet(&config, &["audit", "selftest-burst", n]).output().unwrap().status.success());
+    burst("25");
+    let old = Signer::load(&key).unwrap().key_id().to_owned();
+
+    let out = guichet(&config, &["audit", "rotate-checkpoint-key"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let new = Signer::load(&key).unwrap().key_id().to_owned();
+    assert_ne!(new, old);
+    assert!(stdout.contains(&format!("{old} retired")) && stdout.contains(&format!("{new} signs")), "{stdout}");
+    burst("25");
+
+    // Checkpoints by both keys, and the whole journal verifies.
+    assert!(verify_with_the_binary(&config).starts_with("audit journal intact"));
+    let store = Store::connect(&url, &guichet::store::StoreOptions::default()).await.unwrap();
+    let signers: BTreeSet<String> = store.audit().checkpoints().await.unwrap().into_iter().map(|c| c.key_id).collect();
+    assert_eq!(signers, BTreeSet::from([old.clone(), new.clone()]));
+    // The rotation itself is in the journal, naming the new key.
+    let entries = store.audit().entries_after(0, 1000).await.unwrap();
+    let rotation = entries.iter().find(|e| e.operation == "key_operation").expect("the rotation is journaled");
+    let body: serde_json::Value = serde_json::from_str(&rotation.body).unwrap();
+    assert_eq!(body["operation"]["action"], "rotate");
+    assert_eq!(body["operation"]["key_id"], format!("audit-checkpoint:{new}"));
+
+    // Without the retired list, the old checkpoints are signed by an unknown key.
+    std::fs::remove_file(dir.path().join("data/audit-signing-key.p8.retired")).unwrap();
+    let out = guichet(&config, &["audit", "verify"]).output().unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("signed by unknown key {old}")), "{stdout}");
+}
+
 crate::on_both_stores!(
     acknowledged_entries_survive_a_sigkill_mid_burst,
+    rotating_the_checkpoint_key_keeps_older_checkpoints_verifiable,
+    two_gateways_on_one_store_chain_ten_thousand_concurrent_consents,
     an_intact_journal_verifies,
     an_altered_body_is_detected_at_its_entry,
     an_altered_query_column_is_detected,

@@ -14,7 +14,7 @@ use crate::oidc_mock::MockProvider;
 
 const NEWSLETTER: &str = include_str!("../../policies/lettre-information.toml");
 
-fn builder(mock: &MockProvider, backend: Backend) -> TestAppBuilder {
+pub(crate) fn builder(mock: &MockProvider, backend: Backend) -> TestAppBuilder {
     spawn_app()
         .backend(backend)
         .with_citizen_provider(mock.issuer())
@@ -27,7 +27,7 @@ fn builder(mock: &MockProvider, backend: Backend) -> TestAppBuilder {
         })
 }
 
-async fn citizen(app: &TestApp, mock: &MockProvider, sub: &str) -> String {
+pub(crate) async fn citizen(app: &TestApp, mock: &MockProvider, sub: &str) -> String {
     let r = sign_in_at(app, mock, "/.guichet/connexion?retour=/prive", sub).await;
     cookie(&r, SESSION).expect("session cookie")
 }
@@ -42,7 +42,7 @@ async fn get(app: &TestApp, session: &str, path: &str, accept: &str) -> reqwest:
         .unwrap()
 }
 
-async fn post(app: &TestApp, session: &str, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn post(app: &TestApp, session: &str, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
     let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
     app.client
         .post(app.url(path))
@@ -55,12 +55,12 @@ async fn post(app: &TestApp, session: &str, path: &str, form: &[(&str, &str)]) -
 }
 
 /// The CSRF token in a page's forms.
-fn token(html: &str) -> String {
+pub(crate) fn token(html: &str) -> String {
     let at = html.find("name=\"jeton\" value=\"").expect("a CSRF token in the page") + 20;
     html[at..].split('"').next().unwrap().to_owned()
 }
 
-async fn consent_page(app: &TestApp, session: &str) -> String {
+pub(crate) async fn consent_page(app: &TestApp, session: &str) -> String {
     let r = get(app, session, "/.guichet/consentement/", "text/html").await;
     assert_eq!(r.status(), 200);
     r.text().await.unwrap()
