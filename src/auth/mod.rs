@@ -181,8 +181,9 @@ impl Auth {
     /// data): a keyed pseudonym of the provider account, stable across sessions and devices,
     /// never the provider's `sub` itself, so the key table and the journal hold no identifier
     /// an upstream or the provider could link directly. Journal-safe (hex).
-    pub fn field_subject(&self, session: &Session) -> String {
-        self.pseudonyms.for_route(session, FIELD_PSEUDONYM_CONTEXT)
+    /// Derived once per session object, like the consent subject.
+    pub fn field_subject<'s>(&self, session: &'s Session) -> &'s str {
+        session.derived.field_subject.get_or_init(|| self.pseudonyms.for_route(session, FIELD_PSEUDONYM_CONTEXT))
     }
 
     /// The CSRF token of `session`'s forms: a keyed tag of the session id (synchronizer token

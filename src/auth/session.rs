@@ -78,6 +78,7 @@ pub struct Session {
 #[derive(Clone, Default)]
 pub struct Derived {
     pub(crate) consent_subject: OnceLock<String>,
+    pub(crate) field_subject: OnceLock<String>,
 }
 
 impl PartialEq for Derived {

@@ -263,7 +263,7 @@ impl Proxy {
             return Ok(req);
         }
         let owner = match (&ctx.identity, &self.auth) {
-            (Identity::Citizen(s), Some(auth)) => Owner::Citizen(auth.field_subject(s)),
+            (Identity::Citizen(s), Some(auth)) => Owner::Citizen(auth.field_subject(s).to_owned()),
             (Identity::Agent(_), _) => Owner::Agent,
             _ => Owner::Anonymous,
         };
@@ -288,7 +288,7 @@ impl Proxy {
         };
         let vault = self.fields.vault.clone()?;
         let viewer = match (&ctx.identity, &self.auth) {
-            (Identity::Citizen(s), Some(auth)) => Viewer::Citizen(auth.field_subject(s)),
+            (Identity::Citizen(s), Some(auth)) => Viewer::Citizen(auth.field_subject(s).to_owned()),
             (Identity::Agent(s), _) => {
                 Viewer::Agent { id: crate::consent::pages::agent_ident(s), roles: s.roles.clone() }
             }
