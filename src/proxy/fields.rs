@@ -198,6 +198,11 @@ impl Protector<'_> {
         let mut changed = false;
         for (name, value) in pairs {
             let Some(f) = fields.iter().find(|f| f.name == name && f.locations.contains(&at)) else {
+                if fields.iter().any(|f| f.locations.contains(&at) && same_field_for_frameworks(&f.name, &name)) {
+                    // `NOM`, `nom[]`, `nom[0]` or `no.m` reach many frameworks as the declared
+                    // `nom` (case-insensitive binding, PHP arrays and name mangling): in clear.
+                    return Err(shape("a personal field was sent under another spelling of its name"));
+                }
                 out.push((name, value));
                 continue;
             };
@@ -309,6 +314,17 @@ fn crypto_error(e: CryptoError) -> ProxyError {
 }
 
 /// The member or form field carrying a searchable field's blind index.
+/// True when `sent` is another spelling of the declared `name` that web frameworks commonly
+/// bind to the same parameter: other letter case, a `[…]` suffix (PHP, Rails arrays and
+/// hashes), or `.`/space for `_` (PHP's name mangling).
+fn same_field_for_frameworks(name: &str, sent: &str) -> bool {
+    fn canonical(s: &str) -> String {
+        let base = s.split('[').next().unwrap_or(s);
+        base.chars().map(|c| if c == '.' || c == ' ' { '_' } else { c.to_ascii_lowercase() }).collect()
+    }
+    sent != name && canonical(sent) == canonical(name)
+}
+
 fn index_name(name: &str) -> String {
     format!("{name}_index")
 }
@@ -420,6 +436,18 @@ mod tests {
         assert!(plain_text(&json!({"first": "A"})).is_err());
         assert_eq!(plain_text(&json!(42)).unwrap().as_deref(), Some("42"));
         assert_eq!(plain_text(&Value::Null).unwrap(), None);
+    }
+
+    #[test]
+    fn other_spellings_of_a_declared_name_are_recognised() {
+        for sent in ["NOM", "Nom", "nom[]", "nom[0]", "NOM[x]"] {
+            assert!(same_field_for_frameworks("nom", sent), "{sent}");
+        }
+        assert!(same_field_for_frameworks("date_naissance", "date.naissance"));
+        assert!(same_field_for_frameworks("date_naissance", "date naissance"));
+        for sent in ["nom", "prenom", "nomination", "n"] {
+            assert!(!same_field_for_frameworks("nom", sent), "{sent}");
+        }
     }
 
     #[test]

@@ -232,6 +232,9 @@ async fn requests_that_cannot_be_protected_are_refused_and_nothing_is_forwarded(
         ("multipart/form-data; boundary=x", "--x--".to_owned(), 422, "unreadable body type"),
         (FORM, form(&[("child_family_name", &"x".repeat(2000))]), 413, "over the transform limit"),
         (FORM, "school=x;diet=sans+porc".to_owned(), 422, "a `;` a framework may split on"),
+        (FORM, form(&[("DIET", "sans porc")]), 422, "a declared name in capitals"),
+        (FORM, form(&[("diet[]", "sans porc")]), 422, "a declared name as a PHP array"),
+        (FORM, form(&[("child_family.name", "Dupont")]), 422, "a declared name PHP would mangle back"),
     ];
     for (ct, body, status, why) in cases {
         let r = post(&s, Some(&angela), "/cantine/inscription", ct, body).await;
