@@ -63,17 +63,11 @@ fn fixture() -> Fixture {
     s.admin.enabled = false;
     s.server.public_url = Some("http://127.0.0.1".into());
     // Never contacted: the session is created directly, as the sign-in callback would.
-    s.auth.citizen = Some(ProviderSettings {
-        issuer: "http://127.0.0.1:9/unused".into(),
-        client_id: "bench".into(),
-        client_secret: Some(SecretString::from("bench-client-secret-0123456789")),
-        client_secret_file: None,
-        auth_method: "client_secret_post".into(),
-        scopes: vec!["openid".into()],
-        acr: "eidas1".into(),
-        prompt_login: false,
-        userinfo_signed: true,
-    });
+    s.auth.citizen = Some(ProviderSettings::new(
+        "http://127.0.0.1:9/unused",
+        "bench",
+        SecretString::from("bench-client-secret-0123456789"),
+    ));
     let mut lettre = RouteSettings::new("lettre", "/lettre-information", "http://127.0.0.1:9");
     lettre.access = RouteAccess::Citizen;
     s.routes.push(lettre);

@@ -677,17 +677,7 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
 
     fn provider() -> Provider {
-        let settings = ProviderSettings {
-            issuer: ISSUER.into(),
-            client_id: CLIENT.into(),
-            client_secret: None,
-            client_secret_file: None,
-            auth_method: "client_secret_post".into(),
-            scopes: vec!["openid".into()],
-            acr: "eidas1".into(),
-            prompt_login: false,
-            userinfo_signed: true,
-        };
+        let settings = ProviderSettings::new(ISSUER, CLIENT, SecretString::from(SECRET));
         let init = ProviderInit {
             kind: Kind::Citizen,
             settings,

@@ -456,6 +456,18 @@ pub struct RoleRule {
     pub uids: Vec<String>,
 }
 
+impl ProviderSettings {
+    /// A provider with every optional key at its default and this client secret.
+    pub fn new(issuer: &str, client_id: &str, client_secret: SecretString) -> Self {
+        let mut t = toml::Table::new();
+        t.insert("issuer".into(), issuer.into());
+        t.insert("client_id".into(), client_id.into());
+        // Defaults live in the serde attributes; deserialising keeps them in one place.
+        let p: Self = t.try_into().unwrap_or_else(|_| unreachable!("issuer and client id are all a provider needs"));
+        Self { client_secret: Some(client_secret), ..p }
+    }
+}
+
 impl RouteSettings {
     /// A route with every optional key at its default (public, no limits beyond the server's).
     pub fn new(name: &str, path_prefix: &str, upstream: &str) -> Self {

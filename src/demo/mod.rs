@@ -153,15 +153,8 @@ pub async fn start_townhall() -> anyhow::Result<SocketAddr> {
 /// The demo provider's two issuers, and a role rule for the demo town hall's agents.
 fn configure_sign_in(s: &mut crate::config::Settings, idp: &idp::DemoIdp) {
     let provider = |issuer: &str| ProviderSettings {
-        issuer: issuer.to_owned(),
-        client_id: idp::CLIENT_ID.into(),
-        client_secret: Some(secrecy::SecretString::from(idp::CLIENT_SECRET)),
-        client_secret_file: None,
-        auth_method: "client_secret_post".into(),
         scopes: vec!["openid".into(), "identite_pivot".into(), "email".into()],
-        acr: "eidas1".into(),
-        prompt_login: false,
-        userinfo_signed: true,
+        ..ProviderSettings::new(issuer, idp::CLIENT_ID, secrecy::SecretString::from(idp::CLIENT_SECRET))
     };
     s.auth.citizen = Some(provider(&idp.citizen_issuer));
     s.auth.agent = Some(provider(&idp.agent_issuer));

@@ -256,15 +256,12 @@ impl TestAppBuilder {
 
 fn provider(issuer: &str) -> guichet::config::ProviderSettings {
     guichet::config::ProviderSettings {
-        issuer: issuer.to_owned(),
-        client_id: crate::oidc_mock::CLIENT_ID.into(),
-        client_secret: Some(SecretString::from(crate::oidc_mock::CLIENT_SECRET)),
-        client_secret_file: None,
-        auth_method: "client_secret_post".into(),
         scopes: vec!["openid".into(), "identite_pivot".into()],
-        acr: "eidas1".into(),
-        prompt_login: false,
-        userinfo_signed: true,
+        ..guichet::config::ProviderSettings::new(
+            issuer,
+            crate::oidc_mock::CLIENT_ID,
+            SecretString::from(crate::oidc_mock::CLIENT_SECRET),
+        )
     }
 }
 
