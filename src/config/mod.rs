@@ -459,12 +459,18 @@ pub struct RoleRule {
 impl ProviderSettings {
     /// A provider with every optional key at its default and this client secret.
     pub fn new(issuer: &str, client_id: &str, client_secret: SecretString) -> Self {
-        let mut t = toml::Table::new();
-        t.insert("issuer".into(), issuer.into());
-        t.insert("client_id".into(), client_id.into());
-        // Defaults live in the serde attributes; deserialising keeps them in one place.
-        let p: Self = t.try_into().unwrap_or_else(|_| unreachable!("issuer and client id are all a provider needs"));
-        Self { client_secret: Some(client_secret), ..p }
+        // The same default functions as the serde attributes above.
+        Self {
+            issuer: issuer.to_owned(),
+            client_id: client_id.to_owned(),
+            client_secret: Some(client_secret),
+            client_secret_file: None,
+            auth_method: default_auth_method(),
+            scopes: default_scopes(),
+            acr: default_acr(),
+            prompt_login: false,
+            userinfo_signed: default_true(),
+        }
     }
 }
 
