@@ -86,15 +86,20 @@ pub fn random_hex<const N: usize>(rng: &dyn Random) -> Result<String, RandomErro
 /// Lowercase hex (pseudonyms and ids are derived on every signed-in request: no formatting
 /// machinery per byte).
 pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut s, bytes);
+    s
+}
+
+/// Appends the lowercase hex of `bytes` to `out`.
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
     fn digit(n: u8) -> char {
         char::from(if n < 10 { b'0' + n } else { b'a' + (n - 10) })
     }
-    let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(digit(b >> 4));
-        s.push(digit(b & 0x0f));
+        out.push(digit(b >> 4));
+        out.push(digit(b & 0x0f));
     }
-    s
 }
 
 #[cfg(test)]

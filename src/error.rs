@@ -373,14 +373,20 @@ fn sign_in_redirect(agent: bool, acr: Option<u8>, return_to: &str) -> Response {
 
 /// Browsers ask for HTML first; API clients ask for JSON or nothing in particular.
 pub fn wants_html(headers: &HeaderMap) -> bool {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let html = accept.find("text/html");
-    let json = accept.find("json");
+    let Some(accept) = headers.get(header::ACCEPT).map(HeaderValue::as_bytes) else { return false };
+    let html = find(accept, b"text/html");
+    let json = find(accept, b"json");
     match (html, json) {
         (Some(h), Some(j)) => h < j,
         (Some(_), None) => true,
         _ => false,
     }
+}
+
+/// Where `needle` first occurs. Accept headers are short, and `str::find` set up a two-way
+/// searcher on every request for this.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn human_size(bytes: u64) -> String {

@@ -51,6 +51,8 @@ pub struct Upstream {
     /// Base path without trailing slash ("" for the root).
     pub base_path: String,
     pub ca_file: Option<PathBuf>,
+    /// `Host` for requests to this upstream, built once rather than per request.
+    pub host_header: http::HeaderValue,
 }
 
 impl Upstream {
@@ -76,7 +78,9 @@ impl Upstream {
             return Err("`upstream_ca_file` only applies to an https:// upstream".to_owned());
         }
         let base_path = uri.path().trim_end_matches('/').to_owned();
-        Ok(Self { scheme, authority, base_path, ca_file })
+        let host_header = http::HeaderValue::from_str(authority.as_str())
+            .map_err(|_| format!("`{url}` has a host that cannot be sent in a Host header"))?;
+        Ok(Self { scheme, authority, base_path, ca_file, host_header })
     }
 
     pub fn is_https(&self) -> bool {

@@ -50,6 +50,8 @@ impl Decision {
 #[derive(Debug)]
 pub struct RequestContext {
     pub request_id: Arc<str>,
+    /// The same id as a header value, built once per request and shared by every copy.
+    pub request_id_header: Option<http::HeaderValue>,
     pub peer: SocketAddr,
     pub tls: bool,
     /// The client prefers HTML: gateway errors are rendered as a French page.
@@ -67,6 +69,7 @@ impl RequestContext {
     pub fn new(request_id: Arc<str>, peer: SocketAddr, tls: bool, wants_html: bool) -> Self {
         Self {
             request_id,
+            request_id_header: None,
             peer,
             tls,
             wants_html,

@@ -12,8 +12,6 @@ pub const RESERVED_HEADER_PREFIX: &str = "x-guichet-";
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// True when the request asks to switch protocols (WebSocket and other HTTP/1.1 upgrades).
 pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
@@ -33,46 +31,86 @@ fn connection_has_token(headers: &HeaderMap, token: &str) -> bool {
 /// `Trailer`, `Transfer-Encoding`, `Proxy-*`, and `Upgrade` unless an upgrade is under way
 /// (then `Connection: upgrade` and `Upgrade` are kept).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    let upgrade = if keep_upgrade { headers.get(header::UPGRADE).cloned() } else { None };
-    for name in named {
-        headers.remove(&name);
+    strip(headers, Strip { keep_upgrade, ..Strip::default() });
+}
+
+/// Drops every `X-Guichet-*` header, whatever its case (header names are case-insensitive;
+/// the `http` crate stores them lowercased).
+pub fn strip_reserved(headers: &mut HeaderMap) {
+    strip(headers, Strip { hop_by_hop: false, reserved: true, ..Strip::default() });
+}
+
+/// What one pass of [`strip`] removes besides the hop-by-hop headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Strip {
+    pub hop_by_hop: bool,
+    /// Keep `Upgrade` (and answer with `Connection: upgrade`): a protocol switch is under way.
+    pub keep_upgrade: bool,
+    /// The reserved `X-Guichet-*` names.
+    pub reserved: bool,
+    /// `Forwarded` and `X-Forwarded-*`, when they come from a peer that is not trusted.
+    pub forwarded: bool,
+}
+
+impl Default for Strip {
+    fn default() -> Self {
+        Self { hop_by_hop: true, keep_upgrade: false, reserved: false, forwarded: false }
     }
-    for name in [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-        &PROXY_CONNECTION,
-    ] {
+}
+
+/// Removes, in one pass over the names, every header `what` asks for. A request carrying none
+/// of them (the usual case) costs one scan and no allocation.
+pub fn strip(headers: &mut HeaderMap, what: Strip) {
+    let named = if what.hop_by_hop { connection_named(headers) } else { Vec::new() };
+    let upgrade = if what.hop_by_hop && what.keep_upgrade { headers.get(header::UPGRADE).cloned() } else { None };
+    let doomed = |name: &HeaderName| {
+        let n = name.as_str();
+        (what.hop_by_hop && (is_hop_by_hop(n) || named.contains(name)))
+            || (what.reserved && n.starts_with(RESERVED_HEADER_PREFIX))
+            || (what.forwarded && is_forwarding(n))
+    };
+    // Collected first (a map cannot be changed while its names are read), without allocating
+    // for the few that most messages carry (an upstream's `Connection: keep-alive`).
+    let mut few: [Option<HeaderName>; 4] = Default::default();
+    let mut more = Vec::new();
+    for (i, name) in headers.keys().filter(|n| doomed(n)).enumerate() {
+        match few.get_mut(i) {
+            Some(slot) => *slot = Some(name.clone()),
+            None => more.push(name.clone()),
+        }
+    }
+    for name in few.iter().flatten().chain(&more) {
         headers.remove(name);
     }
-    remove_prefixed(headers, "proxy-");
     if let Some(u) = upgrade {
         headers.insert(header::UPGRADE, u);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
 
-/// Drops every `X-Guichet-*` header, whatever its case (header names are case-insensitive;
-/// the `http` crate stores them lowercased).
-pub fn strip_reserved(headers: &mut HeaderMap) {
-    remove_prefixed(headers, RESERVED_HEADER_PREFIX);
+/// The names listed in `Connection` (RFC 9110 §7.6.1), which are hop-by-hop too. The usual
+/// options (`keep-alive`, `close`, `upgrade`) are hop-by-hop names already or name no header,
+/// so they are skipped without building a name.
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| {
+            !t.is_empty() && !["keep-alive", "close", "upgrade"].iter().any(|o| t.eq_ignore_ascii_case(o.as_bytes()))
+        })
+        .filter_map(|t| HeaderName::from_bytes(t).ok())
+        .collect()
 }
 
-fn remove_prefixed(headers: &mut HeaderMap, prefix: &str) {
-    let doomed: Vec<HeaderName> = headers.keys().filter(|k| k.as_str().starts_with(prefix)).cloned().collect();
-    for name in doomed {
-        headers.remove(&name);
-    }
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(name, "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade")
+        || name.starts_with("proxy-")
+}
+
+fn is_forwarding(name: &str) -> bool {
+    matches!(name, "forwarded" | "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host")
 }
 
 /// What the gateway knows about the client side of the hop.
@@ -83,26 +121,59 @@ pub struct Hop<'a> {
     pub host: &'a str,
 }
 
+/// True when `Forwarded` and `X-Forwarded-*` from this peer may be kept and extended.
+pub fn is_trusted(peer: SocketAddr, trusted: &[IpNet]) -> bool {
+    let ip = canonical_ip(peer.ip());
+    trusted.iter().any(|n| n.contains(&ip))
+}
+
 /// Sets `Forwarded` and `X-Forwarded-For/-Proto/-Host`. From a trusted proxy, incoming values
 /// are kept and extended; from anyone else they are replaced, since they could be forged.
 pub fn set_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, trusted: &[IpNet]) {
-    let peer_ip = canonical_ip(hop.peer.ip());
-    let from_trusted = trusted.iter().any(|n| n.contains(&peer_ip));
-    let proto = if hop.tls { "https" } else { "http" };
+    let from_trusted = is_trusted(hop.peer, trusted);
     if !from_trusted {
-        for name in [&header::FORWARDED, &X_FORWARDED_FOR, &X_FORWARDED_PROTO, &X_FORWARDED_HOST] {
-            headers.remove(name);
+        strip(headers, Strip { hop_by_hop: false, forwarded: true, ..Strip::default() });
+    }
+    add_forwarded(headers, hop, from_trusted);
+}
+
+/// [`set_forwarded`] once untrusted values are gone (the proxy removes them in the same pass
+/// as the hop-by-hop headers): on that path nothing needs merging, so nothing is looked up.
+pub fn add_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, from_trusted: bool) {
+    let peer_ip = canonical_ip(hop.peer.ip());
+    let proto = if hop.tls { "https" } else { "http" };
+    let mut ip = String::with_capacity(40);
+    push_ip(&mut ip, peer_ip);
+    let mut element = String::with_capacity(24 + ip.len() + hop.host.len());
+    element.push_str("for=");
+    match peer_ip {
+        IpAddr::V4(_) => element.push_str(&ip),
+        IpAddr::V6(_) => {
+            element.push_str("\"[");
+            element.push_str(&ip);
+            element.push_str("]\"");
         }
     }
-    append_list(headers, &X_FORWARDED_FOR, &peer_ip.to_string());
-    set_if_absent(headers, &X_FORWARDED_PROTO, proto);
-    set_if_absent(headers, &X_FORWARDED_HOST, hop.host);
-    let node = match peer_ip {
-        IpAddr::V4(ip) => ip.to_string(),
-        IpAddr::V6(ip) => format!("\"[{ip}]\""),
-    };
-    let element = format!("for={node};proto={proto};host={}", quote_if_needed(hop.host));
-    append_list(headers, &header::FORWARDED, &element);
+    element.push_str(";proto=");
+    element.push_str(proto);
+    element.push_str(";host=");
+    push_quoted_if_needed(&mut element, hop.host);
+    if from_trusted {
+        append_list(headers, &X_FORWARDED_FOR, ip);
+        set_if_absent(headers, &X_FORWARDED_PROTO, proto);
+        set_if_absent(headers, &X_FORWARDED_HOST, hop.host);
+        append_list(headers, &header::FORWARDED, element);
+    } else {
+        for (name, value) in [(&X_FORWARDED_FOR, ip), (&header::FORWARDED, element)] {
+            if let Some(v) = shared_value(value) {
+                headers.insert(name, v);
+            }
+        }
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        if let Ok(v) = HeaderValue::from_str(hop.host) {
+            headers.insert(&X_FORWARDED_HOST, v);
+        }
+    }
 }
 
 fn canonical_ip(ip: IpAddr) -> IpAddr {
@@ -112,19 +183,65 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn quote_if_needed(host: &str) -> String {
-    if host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!#$%&'*+^_`|~".contains(&b)) {
-        host.to_owned()
-    } else {
-        format!("\"{}\"", host.replace(['"', '\\'], ""))
+/// Writes an address as `Display` would; IPv4 by hand, since formatting machinery was a
+/// visible share of each proxied request's cost (docs/performance.md).
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_u8(out, octet);
+            }
+        }
+        IpAddr::V6(v6) => out.push_str(&v6.to_string()),
     }
 }
 
+fn push_u8(out: &mut String, n: u8) {
+    if n >= 100 {
+        out.push(char::from(b'0' + n / 100));
+    }
+    if n >= 10 {
+        out.push(char::from(b'0' + (n / 10) % 10));
+    }
+    out.push(char::from(b'0' + n % 10));
+}
+
+fn push_quoted_if_needed(out: &mut String, host: &str) {
+    let is_token = |b: u8| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'^' | b'_' | b'`' | b'|' | b'~'
+            )
+    };
+    if host.bytes().all(is_token) {
+        out.push_str(host);
+        return;
+    }
+    out.push('"');
+    // A host with a port (`mairie.fr:8080`) is the usual reason to quote; quotes and
+    // backslashes inside are dropped rather than escaped.
+    if host.bytes().any(|b| b == b'"' || b == b'\\') {
+        out.extend(host.chars().filter(|c| !matches!(c, '"' | '\\')));
+    } else {
+        out.push_str(host);
+    }
+    out.push('"');
+}
+
+/// A header value that takes over the string's buffer instead of copying it.
+fn shared_value(s: String) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()
+}
+
 /// Appends to a comma-separated list header, merging repeated lines into one.
-fn append_list(headers: &mut HeaderMap, name: &HeaderName, item: &str) {
+fn append_list(headers: &mut HeaderMap, name: &HeaderName, item: String) {
     let existing: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
-    let joined = if existing.is_empty() { item.to_owned() } else { format!("{}, {item}", existing.join(", ")) };
-    if let Ok(v) = HeaderValue::from_str(&joined) {
+    let joined = if existing.is_empty() { item } else { format!("{}, {item}", existing.join(", ")) };
+    if let Some(v) = shared_value(joined) {
         headers.insert(name, v);
     }
 }
@@ -206,6 +323,40 @@ mod tests {
         set_forwarded(&mut h, hop, &["10.0.0.0/8".parse().unwrap()]);
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.0.0.2");
         assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn ipv4_addresses_are_written_as_display_writes_them() {
+        for ip in ["0.0.0.0", "255.255.255.255", "10.0.100.9", "192.168.1.20", "1.22.103.4"] {
+            let mut out = String::new();
+            push_ip(&mut out, ip.parse().unwrap());
+            assert_eq!(out, ip);
+        }
+    }
+
+    #[test]
+    fn one_pass_strips_hop_by_hop_reserved_and_untrusted_forwarding_headers() {
+        let mut h = map(&[
+            ("connection", "x-named"),
+            ("x-named", "1"),
+            ("x-guichet-subject", "forged"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-host", "evil"),
+            ("x-forwarded-proto", "https"),
+            ("accept", "*/*"),
+        ]);
+        strip(&mut h, Strip { hop_by_hop: true, keep_upgrade: false, reserved: true, forwarded: true });
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn forwarding_headers_survive_a_strip_that_does_not_ask_for_them() {
+        let mut h = map(&[("x-forwarded-for", "203.0.113.9"), ("x-guichet-role", "x")]);
+        strip(&mut h, Strip { reserved: true, ..Strip::default() });
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9");
+        assert!(!h.contains_key("x-guichet-role"));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use super::body::{BodyError, GuardedBody, find_body_error};
 use super::context::{Decision, Identity, RequestContext};
 use super::error::ProxyError;
 use super::fields::{self, DEFAULT_TRANSFORM_MAX_BYTES, FieldSettings, Owner, Protector};
-use super::headers::{self, Hop};
+use super::headers::{self, Hop, Strip};
 use super::reveal::{Revealer, TextKind, Viewer};
 use super::upstream::{Pool, PooledBody, UpstreamError, Upstreams};
 use crate::auth::Auth;
@@ -125,8 +125,10 @@ impl Proxy {
     /// Runs every phase; gateway errors become responses here.
     pub async fn handle(&self, req: Request<Body>) -> Response {
         let conn = req.extensions().get::<ConnMeta>().copied().unwrap_or_default();
-        let id = req.extensions().get::<RequestId>().map_or_else(|| Arc::from("-"), |r| r.0.clone());
+        let rid = req.extensions().get::<RequestId>();
+        let id = rid.map_or_else(|| Arc::from("-"), |r| r.0.clone());
         let mut ctx = RequestContext::new(id, conn.peer, conn.tls, wants_html(req.headers()));
+        ctx.request_id_header = rid.map(|r| r.1.clone());
         let mut resp = match self.run(&mut ctx, req).await {
             Ok(r) => r,
             Err(e) => self.fail(&ctx, &e),
@@ -314,8 +316,8 @@ impl Proxy {
         parts.uri = upstream_uri(route, &path_and_query)?;
         parts.version = Version::HTTP_11;
         let h = &mut parts.headers;
-        headers::strip_hop_by_hop(h, ctx.upgrade);
-        headers::strip_reserved(h);
+        let trusted = headers::is_trusted(ctx.peer, &self.trusted_proxies);
+        headers::strip(h, Strip { hop_by_hop: true, keep_upgrade: ctx.upgrade, reserved: true, forwarded: !trusted });
         // Only after the strip: a client cannot choose the purpose the upstream sees.
         if let Some(p) = ctx.decision.as_ref().and_then(Decision::processing) {
             h.insert(&X_GUICHET_PURPOSE, p.header.clone());
@@ -327,13 +329,11 @@ impl Proxy {
         if let Some(auth) = &self.auth {
             crate::auth::strip_own_cookies(h, &auth.settings.cookie_name);
         }
-        headers::set_forwarded(h, Hop { peer: ctx.peer, tls: ctx.tls, host: &ctx.host }, &self.trusted_proxies);
-        if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
-            h.insert(&X_REQUEST_ID, v);
+        headers::add_forwarded(h, Hop { peer: ctx.peer, tls: ctx.tls, host: &ctx.host }, trusted);
+        if let Some(v) = &ctx.request_id_header {
+            h.insert(&X_REQUEST_ID, v.clone());
         }
-        if let Ok(v) = HeaderValue::from_str(route.upstream.authority.as_str()) {
-            h.insert(header::HOST, v);
-        }
+        h.insert(header::HOST, route.upstream.host_header.clone());
         let (body, body_sent) = if http_body::Body::is_end_stream(&body) {
             (Body::empty(), None)
         } else {
@@ -471,7 +471,8 @@ fn response_filter(
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
     let body = GuardedBody::new(body, None, route.timeouts.idle_body, None);
-    if let Some((revealer, kind)) = revealer.zip(TextKind::of(&parts.headers)) {
+    // Only routes that reveal look at the content type.
+    if let Some((revealer, kind)) = revealer.and_then(|r| Some((r, TextKind::of(&parts.headers)?))) {
         // Values and placeholders differ in length from tokens: the body is re-framed.
         parts.headers.remove(header::CONTENT_LENGTH);
         return Ok(Response::from_parts(parts, revealer.body(kind, body)));
@@ -561,7 +562,11 @@ fn host_without_port(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
+    // Bytes, not `rsplit_once`: this runs twice per request and the char searcher showed.
+    match host.bytes().rposition(|b| b == b':') {
+        Some(colon) => &host[..colon],
+        None => host,
+    }
 }
 
 /// Refuses paths that would reach something other than what their prefix says: dot segments

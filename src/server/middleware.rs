@@ -21,8 +21,26 @@ use crate::server::ConnMeta;
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The request's id: echoed to the client as `X-Request-Id`, sent upstream, in every log line.
+/// The header value is built once and shared by the upstream request and the response.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub Arc<str>);
+pub struct RequestId(pub Arc<str>, pub HeaderValue);
+
+impl RequestId {
+    fn new(id: Arc<str>) -> Self {
+        let header = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(IdBytes(id.clone())))
+            .unwrap_or_else(|_| HeaderValue::from_static("-"));
+        Self(id, header)
+    }
+}
+
+/// Lets the header value share the id's allocation.
+struct IdBytes(Arc<str>);
+
+impl AsRef<[u8]> for IdBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
 
 /// Assigns the request id, opens the request span, and records the outcome (as an axum
 /// layer, for the gateway's own pages).
@@ -44,7 +62,9 @@ where
         Some(id) => Arc::from(id),
         None => app.request_ids.next(),
     };
-    req.extensions_mut().insert(RequestId(id.clone()));
+    let rid = RequestId::new(id.clone());
+    let id_header = rid.1.clone();
+    req.extensions_mut().insert(rid);
     let method = req.method().clone();
     let matched = req.extensions().get::<MatchedPath>().map(|m| Arc::<str>::from(m.as_str()));
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = tracing::field::Empty);
@@ -64,9 +84,7 @@ where
         Some(cause) => tracing::warn!(status, latency_us, cause = %cause.0, "request failed"),
         None => tracing::info!(status, latency_us, "request"),
     }
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(&X_REQUEST_ID, v);
-    }
+    resp.headers_mut().insert(&X_REQUEST_ID, id_header);
     resp
 }
 
@@ -90,7 +108,11 @@ impl RequestIds {
 
     pub fn next(&self) -> Arc<str> {
         let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Arc::from(format!("{}{n:016x}", self.prefix))
+        let mut id = String::with_capacity(self.prefix.len() + 16);
+        id.push_str(&self.prefix);
+        // Not `format!`: this runs on every request.
+        crate::clock::push_hex(&mut id, &n.to_be_bytes());
+        Arc::from(id)
     }
 }
 
@@ -118,4 +140,28 @@ pub async fn own_pages_security_headers(req: Request, next: Next) -> Response {
         h.entry(name).or_insert(HeaderValue::from_static(value));
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Sevens;
+
+    impl crate::clock::Random for Sevens {
+        fn fill(&self, dest: &mut [u8]) -> Result<(), crate::clock::RandomError> {
+            dest.fill(0x77);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn request_ids_are_the_prefix_and_a_zero_padded_hex_counter() {
+        let ids = RequestIds::new(&Sevens).unwrap();
+        assert_eq!(&*ids.next(), "77777777777777770000000000000000");
+        assert_eq!(&*ids.next(), "77777777777777770000000000000001");
+        let id = RequestId::new(ids.next());
+        assert_eq!(id.1, "77777777777777770000000000000002");
+    }
 }
