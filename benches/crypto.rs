@@ -162,6 +162,7 @@ fn protect_phase(c: &mut Criterion) {
             protection: Protection::Encrypt,
             visible_to: Vec::new(),
             searchable: false,
+            compiled_pointer: Default::default(),
         })
         .collect();
     let refs: Vec<&Field> = fields.iter().collect();

@@ -32,17 +32,34 @@ fn key(k: &Key256) -> Result<LessSafeKey, AeadError> {
 
 /// Seals `plaintext` bound to `aad`; returns `nonce ‖ ciphertext ‖ tag`.
 pub fn seal(k: &Key256, aad: &[u8], plaintext: &[u8], rng: &dyn Random) -> Result<Vec<u8>, AeadError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    rng.fill(&mut nonce)?;
-    let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(plaintext);
-    let mut body = out.split_off(NONCE_LEN);
-    key(k)?
-        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut body)
-        .map_err(|_| AeadError::Unreadable)?;
-    out.extend_from_slice(&body);
-    Ok(out)
+    SealKey::new(k)?.seal(aad, plaintext, rng)
+}
+
+/// A data key with its AES key schedule built, for the seals of one request (the protect
+/// phase seals every declared field of a body with the same key). It lives no longer than
+/// the request; the raw key stays in zeroizing memory (see [`key`] on wiping).
+pub struct SealKey(LessSafeKey);
+
+impl SealKey {
+    pub fn new(k: &Key256) -> Result<Self, AeadError> {
+        key(k).map(Self)
+    }
+
+    /// As [`seal`], in one allocation.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8], rng: &dyn Random) -> Result<Vec<u8>, AeadError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill(&mut nonce)?;
+        let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        let body = out.get_mut(NONCE_LEN..).ok_or(AeadError::Unreadable)?;
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), body)
+            .map_err(|_| AeadError::Unreadable)?;
+        out.extend_from_slice(tag.as_ref());
+        Ok(out)
+    }
 }
 
 /// Opens what `seal` produced with the same key and `aad`.

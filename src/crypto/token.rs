@@ -149,8 +149,28 @@ pub fn seal(
     if value.len() > MAX_VALUE_BYTES {
         return Err(TokenError::TooLong);
     }
-    let sealed = aead::seal(key, &associated_data(key_id, ctx), value.as_bytes(), rng)?;
-    Ok(format!("{PREFIX}{key_id}.{}", b64(&sealed)))
+    seal_with(&aead::SealKey::new(key)?, key_id, ctx, value, rng)
+}
+
+/// As [`seal`], with the key schedule already built (several fields of one request).
+pub fn seal_with(
+    key: &aead::SealKey,
+    key_id: &KeyId,
+    ctx: &FieldContext<'_>,
+    value: &str,
+    rng: &dyn Random,
+) -> Result<String, TokenError> {
+    use base64::Engine as _;
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(TokenError::TooLong);
+    }
+    let sealed = key.seal(&associated_data(key_id, ctx), value.as_bytes(), rng)?;
+    let mut token = String::with_capacity(PREFIX.len() + KEY_ID_LEN + 1 + b64_len(sealed.len()));
+    token.push_str(PREFIX);
+    token.push_str(key_id.as_str());
+    token.push('.');
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(&sealed, &mut token);
+    Ok(token)
 }
 
 /// Opens a parsed token with its data key in `ctx`.

@@ -68,6 +68,7 @@ struct Entry {
 /// beyond it: a shred elsewhere reaches the next request through the vault's cache rules).
 pub struct SealingKey {
     entry: Entry,
+    schedule: super::aead::SealKey,
     random: BufferedRandom,
 }
 
@@ -84,7 +85,7 @@ impl SealingKey {
         if ctx.subject != self.entry.subject || ctx.activity != self.entry.activity {
             return Err(CryptoError::WrongOwner);
         }
-        Ok(token::seal(&self.entry.key, &self.entry.key_id, ctx, value, &self.random)?)
+        Ok(token::seal_with(&self.schedule, &self.entry.key_id, ctx, value, &self.random)?)
     }
 }
 
@@ -255,7 +256,8 @@ impl Vault {
         check_name(subject)?;
         check_name(activity)?;
         let entry = self.key_for_owner(subject, activity).await?;
-        Ok(SealingKey { entry, random: BufferedRandom::new(self.random.clone()) })
+        let schedule = super::aead::SealKey::new(&entry.key).map_err(token::TokenError::from)?;
+        Ok(SealingKey { entry, schedule, random: BufferedRandom::new(self.random.clone()) })
     }
 
     /// Opens a token in `ctx`. Fails when the token was made for another field, subject or

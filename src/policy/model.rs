@@ -269,6 +269,41 @@ pub struct Field {
     /// beside the token (`<name>_index`) and rewrites a query parameter of this name into it.
     #[serde(default)]
     pub searchable: bool,
+    /// The JSON pointer's unescaped segments, split once per policy load rather than once per
+    /// request (see [`Field::json_segments`]).
+    #[serde(skip)]
+    pub compiled_pointer: Derived<Option<Vec<String>>>,
+}
+
+/// A value computed once from the rest of its struct: not part of what the struct means, so
+/// it never makes two values differ.
+#[derive(Debug, Clone, Default)]
+pub struct Derived<T>(std::sync::OnceLock<T>);
+
+impl<T> PartialEq for Derived<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Field {
+    /// The unescaped segments of the field's JSON pointer (`/name` unless `json_pointer` says
+    /// otherwise; `~1` is `/`, `~0` is `~`, RFC 6901). `None` when the pointer is invalid.
+    pub fn json_segments(&self) -> Option<&[String]> {
+        self.compiled_pointer
+            .0
+            .get_or_init(|| match &self.json_pointer {
+                Some(p) => pointer_segments(p),
+                None => Some(vec![self.name.clone()]),
+            })
+            .as_deref()
+    }
+}
+
+/// The unescaped segments of an RFC 6901 pointer (`~1` is `/`, `~0` is `~`).
+pub fn pointer_segments(pointer: &str) -> Option<Vec<String>> {
+    let rest = pointer.strip_prefix('/')?;
+    Some(rest.split('/').map(|s| s.replace("~1", "/").replace("~0", "~")).collect())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

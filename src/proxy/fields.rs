@@ -236,10 +236,21 @@ impl Protector<'_> {
         let mut doc: Value = serde_json::from_slice(bytes).map_err(|_| shape("the JSON body is malformed"))?;
         let mut changed = false;
         for f in fields.iter().filter(|f| f.locations.contains(&FieldLocation::Json)) {
-            let segments =
-                pointer_segments(&json_pointer(f)).ok_or_else(|| shape("a declared JSON pointer is invalid"))?;
+            let segments = f.json_segments().ok_or_else(|| shape("a declared JSON pointer is invalid"))?;
+            if !f.searchable {
+                // The values are replaced where they are found, without building pointers.
+                let mut slots = Vec::new();
+                find_slots(&mut doc, segments, &mut slots)?;
+                for slot in slots {
+                    let Some(clear) = take_plain_text(slot)? else { continue };
+                    *slot = Value::String(self.value(f, &clear).await?);
+                    changed = true;
+                }
+                continue;
+            }
+            // Searchable: the index goes beside the value, found again by its pointer.
             let mut targets = Vec::new();
-            find_targets(&doc, &segments, String::new(), &mut targets)?;
+            find_targets(&doc, segments, String::new(), &mut targets)?;
             for at in targets {
                 let Some(clear) = doc.pointer(&at).map(plain_text).transpose()?.flatten() else { continue };
                 let protected = self.value(f, &clear).await?;
@@ -343,16 +354,6 @@ fn put_beside(doc: &mut Value, at: &str, index: String) -> Result<(), ProxyError
     }
 }
 
-fn json_pointer(f: &Field) -> String {
-    f.json_pointer.clone().unwrap_or_else(|| format!("/{}", escape_segment(&f.name)))
-}
-
-/// The unescaped segments of an RFC 6901 pointer (`~1` is `/`, `~0` is `~`).
-fn pointer_segments(pointer: &str) -> Option<Vec<String>> {
-    let rest = pointer.strip_prefix('/')?;
-    Some(rest.split('/').map(|s| s.replace("~1", "/").replace("~0", "~")).collect())
-}
-
 fn escape_segment(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
 }
@@ -386,6 +387,44 @@ fn find_targets(v: &Value, segments: &[String], at: String, out: &mut Vec<String
     }
 }
 
+/// Every value the declared `segments` reach in `v`, to be replaced in place; the same walk
+/// and the same refusals as [`find_targets`].
+fn find_slots<'v>(v: &'v mut Value, segments: &[String], out: &mut Vec<&'v mut Value>) -> Result<(), ProxyError> {
+    let Some((seg, rest)) = segments.split_first() else {
+        out.push(v);
+        return Ok(());
+    };
+    match v {
+        Value::Object(m) => match m.get_mut(seg) {
+            Some(child) => find_slots(child, rest, out),
+            None => Ok(()),
+        },
+        Value::Array(items) => {
+            if seg == "*" {
+                for item in items.iter_mut() {
+                    find_slots(item, rest, out)?;
+                }
+                return Ok(());
+            }
+            match seg.parse::<usize>() {
+                Ok(i) => items.get_mut(i).map_or(Ok(()), |item| find_slots(item, rest, out)),
+                Err(_) => Err(shape("an array where the declared path names a member")),
+            }
+        }
+        Value::Null => Ok(()),
+        _ => Err(shape("a plain value where the declared path expects an object or array")),
+    }
+}
+
+/// [`plain_text`], moving a string out of the document instead of copying it (its slot is
+/// overwritten with the token next).
+fn take_plain_text(v: &mut Value) -> Result<Option<String>, ProxyError> {
+    match v {
+        Value::String(s) => Ok(Some(std::mem::take(s))),
+        other => plain_text(other),
+    }
+}
+
 /// The text to protect at a declared place: strings as they are, numbers and booleans as
 /// their JSON text (the upstream then stores a string token there), `null` left alone.
 fn plain_text(v: &Value) -> Result<Option<String>, ProxyError> {
@@ -411,6 +450,7 @@ pub struct FieldSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::model::pointer_segments;
     use serde_json::json;
 
     fn targets(doc: &Value, pointer: &str) -> Result<Vec<String>, ProxyError> {
@@ -426,6 +466,29 @@ mod tests {
         assert_eq!(targets(&doc, "/kids/1/name").unwrap(), ["/kids/1/name"]);
         assert_eq!(targets(&doc, "/a~1b").unwrap(), ["/a~1b"]);
         assert!(targets(&doc, "/missing/name").unwrap().is_empty());
+    }
+
+    /// What `find_slots` reaches, as the values found there.
+    fn slots(doc: &mut Value, pointer: &str) -> Result<Vec<Value>, ProxyError> {
+        let mut out = Vec::new();
+        find_slots(doc, &pointer_segments(pointer).unwrap(), &mut out)
+            .map(|()| out.into_iter().map(|v| v.clone()).collect())
+    }
+
+    #[test]
+    fn slots_are_the_values_the_pointers_reach_and_the_same_shapes_are_refused() {
+        let mut doc = json!({"child": {"name": "A"}, "kids": [{"name": "B"}, {"name": "C"}, {}], "a/b": "x", "n": [1]});
+        for pointer in ["/child/name", "/kids/*/name", "/kids/1/name", "/a~1b", "/missing/name", "/kids/7/name"] {
+            let expected: Vec<Value> =
+                targets(&doc, pointer).unwrap().iter().map(|at| doc.pointer(at).unwrap().clone()).collect();
+            assert_eq!(slots(&mut doc, pointer).unwrap(), expected, "{pointer}");
+        }
+        assert_eq!(slots(&mut doc, "/kids/*/name").unwrap(), [json!("B"), json!("C")]);
+        assert!(slots(&mut doc, "/child/name/x").is_err());
+        assert!(slots(&mut doc, "/n/name").is_err());
+        let mut s = json!("Dupont");
+        assert_eq!(take_plain_text(&mut s).unwrap().as_deref(), Some("Dupont"));
+        assert_eq!(take_plain_text(&mut json!(true)).unwrap().as_deref(), Some("true"));
     }
 
     #[test]
