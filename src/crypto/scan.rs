@@ -168,7 +168,8 @@ mod tests {
     fn tok(value: &str) -> String {
         let rng = SystemRandom::new();
         let ctx = FieldContext { activity: "a", field: "f", subject: "s" };
-        token::seal(&Key256::generate(&rng).unwrap(), &KeyId::generate(&rng).unwrap(), &ctx, value, &rng).unwrap()
+        let key = crate::crypto::aead::SealKey::new(&Key256::generate(&rng).unwrap()).unwrap();
+        token::seal(&key, &KeyId::generate(&rng).unwrap(), &ctx, value, &rng).unwrap()
     }
 
     fn page(tokens: &[String]) -> String {

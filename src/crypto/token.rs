@@ -138,22 +138,9 @@ fn associated_data(key_id: &KeyId, ctx: &FieldContext<'_>) -> Vec<u8> {
     aad
 }
 
-/// Seals `value` for `ctx` under the data key `key` whose id is `key_id`.
+/// Seals `value` for `ctx` under the data key whose schedule is `key` and whose id is
+/// `key_id` (the schedule is built once for the several fields of a request).
 pub fn seal(
-    key: &Key256,
-    key_id: &KeyId,
-    ctx: &FieldContext<'_>,
-    value: &str,
-    rng: &dyn Random,
-) -> Result<String, TokenError> {
-    if value.len() > MAX_VALUE_BYTES {
-        return Err(TokenError::TooLong);
-    }
-    seal_with(&aead::SealKey::new(key)?, key_id, ctx, value, rng)
-}
-
-/// As [`seal`], with the key schedule already built (several fields of one request).
-pub fn seal_with(
     key: &aead::SealKey,
     key_id: &KeyId,
     ctx: &FieldContext<'_>,
@@ -192,7 +179,7 @@ mod tests {
         let rng = SystemRandom::new();
         let key = Key256::generate(&rng).unwrap();
         let kid = KeyId::generate(&rng).unwrap();
-        let t = seal(&key, &kid, &CTX, value, &rng).unwrap();
+        let t = seal(&aead::SealKey::new(&key).unwrap(), &kid, &CTX, value, &rng).unwrap();
         (key, t)
     }
 
@@ -239,10 +226,11 @@ mod tests {
         let key = Key256::generate(&rng).unwrap();
         let kid = KeyId::generate(&rng).unwrap();
         let long = "x".repeat(MAX_VALUE_BYTES + 1);
-        assert!(matches!(seal(&key, &kid, &CTX, &long, &rng), Err(TokenError::TooLong)));
-        let max = seal(&key, &kid, &CTX, &long[1..], &rng).unwrap();
+        let sk = aead::SealKey::new(&key).unwrap();
+        assert!(matches!(seal(&sk, &kid, &CTX, &long, &rng), Err(TokenError::TooLong)));
+        let max = seal(&sk, &kid, &CTX, &long[1..], &rng).unwrap();
         assert_eq!(max.len(), MAX_TOKEN_LEN);
-        let empty = seal(&key, &kid, &CTX, "", &rng).unwrap();
+        let empty = seal(&sk, &kid, &CTX, "", &rng).unwrap();
         assert_eq!(open(&key, &parse(&empty).unwrap(), &CTX).unwrap().as_str(), "");
     }
 

@@ -85,7 +85,7 @@ impl SealingKey {
         if ctx.subject != self.entry.subject || ctx.activity != self.entry.activity {
             return Err(CryptoError::WrongOwner);
         }
-        Ok(token::seal_with(&self.schedule, &self.entry.key_id, ctx, value, &self.random)?)
+        Ok(token::seal(&self.schedule, &self.entry.key_id, ctx, value, &self.random)?)
     }
 }
 
@@ -247,7 +247,8 @@ impl Vault {
     pub async fn seal(&self, ctx: &FieldContext<'_>, value: &str) -> Result<String, CryptoError> {
         check_ctx(ctx)?;
         let e = self.key_for_owner(ctx.subject, ctx.activity).await?;
-        Ok(token::seal(&e.key, &e.key_id, ctx, value, self.random.as_ref())?)
+        let schedule = super::aead::SealKey::new(&e.key).map_err(TokenError::from)?;
+        Ok(token::seal(&schedule, &e.key_id, ctx, value, self.random.as_ref())?)
     }
 
     /// The data key of (subject, activity), created on first use, to seal the several values
