@@ -81,10 +81,11 @@ impl std::fmt::Debug for SealingKey {
 impl SealingKey {
     /// Seals `value` in `ctx`, which must name this key's subject and activity.
     pub fn seal(&self, ctx: &FieldContext<'_>, value: &str) -> Result<String, CryptoError> {
-        check_ctx(ctx)?;
         if ctx.subject != self.entry.subject || ctx.activity != self.entry.activity {
             return Err(CryptoError::WrongOwner);
         }
+        // Subject and activity were checked when the key was looked up; they are equal.
+        check_name(ctx.field)?;
         Ok(token::seal(&self.schedule, &self.entry.key_id, ctx, value, &self.random)?)
     }
 }

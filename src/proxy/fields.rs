@@ -12,6 +12,7 @@
 //! store down) the request is refused and nothing is forwarded. Routes whose activity declares
 //! no field to transform are not touched: their bodies keep streaming.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -24,6 +25,7 @@ use serde_json::Value;
 
 use super::body::{BodyError, GuardedBody};
 use super::error::ProxyError;
+use super::json_fields;
 use crate::crypto::token::TokenError;
 use crate::crypto::{CryptoError, FieldContext, SealingKey, Vault};
 use crate::error::GatewayError;
@@ -232,7 +234,52 @@ impl Protector<'_> {
         })
     }
 
+    /// JSON bodies are rewritten where the declared values are, every other byte copied as
+    /// sent (`json_fields`). Activities with a searchable JSON field go through the tree walk
+    /// instead, which puts each blind index beside its value and overwrites a
+    /// `<name>_index` member the client sent.
     async fn protect_json(&self, fields: &[&Field], bytes: &Bytes) -> Result<Bytes, ProxyError> {
+        let fields: Vec<&Field> =
+            fields.iter().copied().filter(|f| f.locations.contains(&FieldLocation::Json)).collect();
+        if fields.iter().any(|f| f.searchable) {
+            return self.protect_json_tree(&fields, bytes).await;
+        }
+        let malformed = || shape("the JSON body is malformed");
+        // The scanner trusts the grammar: the whole body is checked first, as the tree walk did.
+        std::str::from_utf8(bytes).map_err(|_| malformed())?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|_| malformed())?;
+        let paths = fields
+            .iter()
+            .map(|f| f.json_segments().ok_or_else(|| shape("a declared JSON pointer is invalid")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let found = json_fields::find(bytes, &paths).map_err(shape)?;
+        if found.is_empty() {
+            return Ok(bytes.clone());
+        }
+        let mut out = Vec::with_capacity(bytes.len() + found.len() * 96);
+        let mut copied = 0;
+        for f in found {
+            let field = fields.get(f.path).ok_or_else(malformed)?;
+            let raw = bytes.get(f.span.clone()).ok_or_else(malformed)?;
+            let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
+            let clear = match f.kind {
+                json_fields::Kind::PlainString => Cow::Borrowed(std::str::from_utf8(inner).map_err(|_| malformed())?),
+                json_fields::Kind::EscapedString => {
+                    Cow::Owned(json_fields::decode_string(inner).ok_or_else(malformed)?)
+                }
+                json_fields::Kind::Literal => Cow::Borrowed(std::str::from_utf8(raw).map_err(|_| malformed())?),
+            };
+            let protected = self.value(field, &clear).await?;
+            out.extend_from_slice(bytes.get(copied..f.span.start).ok_or_else(malformed)?);
+            serde_json::to_writer(&mut out, &protected).map_err(|e| ProxyError::Internal(e.to_string()))?;
+            copied = f.span.end;
+        }
+        out.extend_from_slice(bytes.get(copied..).unwrap_or_default());
+        Ok(Bytes::from(out))
+    }
+
+    /// The tree walk: parse, replace, put indexes beside, serialise again.
+    async fn protect_json_tree(&self, fields: &[&Field], bytes: &Bytes) -> Result<Bytes, ProxyError> {
         let mut doc: Value = serde_json::from_slice(bytes).map_err(|_| shape("the JSON body is malformed"))?;
         let mut changed = false;
         for f in fields.iter().filter(|f| f.locations.contains(&FieldLocation::Json)) {

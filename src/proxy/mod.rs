@@ -6,6 +6,7 @@ pub mod error;
 pub mod escape;
 pub mod fields;
 pub mod headers;
+pub mod json_fields;
 pub mod pipeline;
 pub mod reveal;
 pub mod upstream;

@@ -178,7 +178,13 @@ async fn citizen(s: &Setup, sub: &str) -> String {
     cookie(&r, SESSION).expect("session cookie")
 }
 
-async fn post(s: &Setup, session: Option<&str>, path: &str, content_type: &str, body: String) -> reqwest::Response {
+async fn post(
+    s: &Setup,
+    session: Option<&str>,
+    path: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
     let mut req = s.app.client.post(s.app.url(path)).header("content-type", content_type).body(body);
     if let Some(session) = session {
         req = req.header("cookie", format!("{SESSION}={session}"));
@@ -220,6 +226,30 @@ async fn declared_json_fields_reach_the_upstream_as_tokens() {
     assert_eq!(doc["school"], "Jules Ferry");
     assert_eq!(doc["other"], 1);
     assert!(!stored.contains("Dupont"));
+}
+
+#[tokio::test]
+async fn json_values_are_replaced_in_place_whatever_the_spelling_or_repetition_of_their_member() {
+    let s = setup().await;
+    let angela = citizen(&s, "sub-angela").await;
+    // An escaped member name and a member sent twice: every occurrence is protected, and
+    // every other byte (order, spacing, the undeclared members) reaches the upstream as sent.
+    let body = "{ \"school\" : \"Jules Ferry\",\n  \"child\\u005ffamily_name\": \"Dupont\", \"child_family_name\":\"Durand\", \"z\": [1, 2.50] }";
+    let r = post(&s, Some(&angela), "/cantine/inscription", "application/json", body.to_owned()).await;
+    assert_eq!(r.status(), 200);
+    let (_, stored) = s.recorder.last();
+    assert!(!stored.contains("Dupont") && !stored.contains("Durand"), "{stored}");
+    assert!(stored.starts_with("{ \"school\" : \"Jules Ferry\",\n  \"child\\u005ffamily_name\": \"gch1."), "{stored}");
+    assert!(stored.contains("\", \"child_family_name\":\"gch1."), "{stored}");
+    assert!(stored.ends_with("\", \"z\": [1, 2.50] }"), "{stored}");
+    assert_eq!(stored.matches("gch1.").count(), 2, "{stored}");
+
+    // Not UTF-8: refused, as any malformed body.
+    let hits = s.recorder.hits();
+    let bad = b"{\"child_family_name\": \"Dupont\xff\"}".to_vec();
+    let r = post(&s, Some(&angela), "/cantine/inscription", "application/json", bad).await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(s.recorder.hits(), hits, "nothing was forwarded");
 }
 
 #[tokio::test]

@@ -1,0 +1,285 @@
+//! Finds the values that declared JSON paths reach, as byte ranges of the document as sent, so
+//! that the protect phase can replace them and copy every other byte unchanged: no tree is
+//! built, members keep their order and spacing, and nothing is re-serialised.
+//!
+//! The document must already be known valid (UTF-8, and JSON as `serde_json` reads it): the
+//! scanner relies on that and does not check the grammar again. Paths follow
+//! `fields::find_targets`: a member name, `*` for every element of an array, or an element's
+//! index. Members whose name is written with escapes (`"\u006eom"`) are matched by their
+//! decoded name, and a member sent twice is reached twice, so neither spelling nor repetition
+//! lets a declared value through in clear.
+
+use std::ops::Range;
+
+/// A value a path reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Index of the path (in the slice given to [`find`]) that reached it.
+    pub path: usize,
+    /// The value's bytes, quotes included for a string.
+    pub span: Range<usize>,
+    pub kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A string with no escape: its text is the bytes between the quotes.
+    PlainString,
+    /// A string with escapes, to be decoded.
+    EscapedString,
+    /// A number, `true` or `false`: its text is the bytes as sent.
+    Literal,
+}
+
+/// Why a document does not have the declared shape (messages as in `fields`).
+pub type ShapeError = &'static str;
+
+const PLAIN_WHERE_CONTAINER: ShapeError = "a plain value where the declared path expects an object or array";
+const ARRAY_WHERE_MEMBER: ShapeError = "an array where the declared path names a member";
+const CONTAINER_WHERE_PLAIN: ShapeError = "an object or array where a personal value is expected";
+
+/// Every value each path reaches in the valid JSON document `doc`, in document order.
+pub fn find(doc: &[u8], paths: &[&[String]]) -> Result<Vec<Found>, ShapeError> {
+    let mut s = Scanner { doc, pos: 0, found: Vec::new() };
+    let cursors: Vec<Cursor> = (0..paths.len()).map(|path| Cursor { path, depth: 0 }).collect();
+    s.value(paths, &cursors)?;
+    Ok(s.found)
+}
+
+/// How far one path has matched on the way down to the current value.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    path: usize,
+    depth: usize,
+}
+
+struct Scanner<'a> {
+    doc: &'a [u8],
+    pos: usize,
+    found: Vec<Found>,
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> u8 {
+        self.doc.get(self.pos).copied().unwrap_or(0)
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), b' ' | b'\t' | b'\n' | b'\r') {
+            self.pos += 1;
+        }
+    }
+
+    /// Reads the value at `pos` (after whitespace), recording it where a path ends on it.
+    fn value(&mut self, paths: &[&[String]], cursors: &[Cursor]) -> Result<(), ShapeError> {
+        self.skip_ws();
+        let start = self.pos;
+        let ended = cursors.iter().find(|c| paths.get(c.path).is_some_and(|p| p.len() == c.depth));
+        let going_on = cursors.iter().any(|c| paths.get(c.path).is_some_and(|p| p.len() > c.depth));
+        match self.peek() {
+            b'{' => {
+                if ended.is_some() {
+                    return Err(CONTAINER_WHERE_PLAIN);
+                }
+                self.object(paths, cursors)
+            }
+            b'[' => {
+                if ended.is_some() {
+                    return Err(CONTAINER_WHERE_PLAIN);
+                }
+                self.array(paths, cursors)
+            }
+            b'"' => {
+                let escaped = self.string();
+                if going_on {
+                    return Err(PLAIN_WHERE_CONTAINER);
+                }
+                let kind = if escaped { Kind::EscapedString } else { Kind::PlainString };
+                self.record(ended, start, kind);
+                Ok(())
+            }
+            b'n' => {
+                // `null`: nothing to protect, and no path is broken by it.
+                self.pos += 4;
+                Ok(())
+            }
+            _ => {
+                self.literal();
+                if going_on {
+                    return Err(PLAIN_WHERE_CONTAINER);
+                }
+                self.record(ended, start, Kind::Literal);
+                Ok(())
+            }
+        }
+    }
+
+    fn record(&mut self, ended: Option<&Cursor>, start: usize, kind: Kind) {
+        if let Some(c) = ended {
+            self.found.push(Found { path: c.path, span: start..self.pos, kind });
+        }
+    }
+
+    fn object(&mut self, paths: &[&[String]], cursors: &[Cursor]) -> Result<(), ShapeError> {
+        self.pos += 1;
+        let mut inner = Vec::new();
+        while self.next_item(b'}') {
+            let key_start = self.pos;
+            let escaped = self.string();
+            let key = self.doc.get(key_start + 1..self.pos.saturating_sub(1)).unwrap_or_default();
+            inner.clear();
+            for c in cursors {
+                let Some(seg) = paths.get(c.path).and_then(|p| p.get(c.depth)) else { continue };
+                if member_is(key, escaped, seg) {
+                    inner.push(Cursor { path: c.path, depth: c.depth + 1 });
+                }
+            }
+            self.skip_ws();
+            self.pos += 1; // the colon
+            self.value(paths, &inner)?;
+        }
+        Ok(())
+    }
+
+    /// Moves to the next member or element; false (past `close`) at the end of the container.
+    fn next_item(&mut self, close: u8) -> bool {
+        loop {
+            self.skip_ws();
+            match self.peek() {
+                b',' => self.pos += 1,
+                b if b == close || b == 0 => {
+                    self.pos += 1;
+                    return false;
+                }
+                _ => return true,
+            }
+        }
+    }
+
+    fn array(&mut self, paths: &[&[String]], cursors: &[Cursor]) -> Result<(), ShapeError> {
+        for c in cursors {
+            if let Some(seg) = paths.get(c.path).and_then(|p| p.get(c.depth))
+                && seg != "*"
+                && seg.parse::<usize>().is_err()
+            {
+                return Err(ARRAY_WHERE_MEMBER);
+            }
+        }
+        self.pos += 1;
+        let mut inner = Vec::new();
+        let mut index = 0usize;
+        while self.next_item(b']') {
+            inner.clear();
+            for c in cursors {
+                let Some(seg) = paths.get(c.path).and_then(|p| p.get(c.depth)) else { continue };
+                if seg == "*" || seg.parse::<usize>() == Ok(index) {
+                    inner.push(Cursor { path: c.path, depth: c.depth + 1 });
+                }
+            }
+            self.value(paths, &inner)?;
+            index += 1;
+        }
+        Ok(())
+    }
+
+    /// Moves past the string at `pos`; true when it holds an escape. Searches for the next
+    /// quote or backslash rather than matching byte by byte.
+    fn string(&mut self) -> bool {
+        let mut at = self.pos + 1;
+        let mut escaped = false;
+        while let Some(rest) = self.doc.get(at..) {
+            match rest.iter().position(|&b| b == b'"' || b == b'\\') {
+                Some(off) if rest.get(off) == Some(&b'"') => {
+                    self.pos = at + off + 1;
+                    return escaped;
+                }
+                Some(off) => {
+                    escaped = true;
+                    at += off + 2;
+                }
+                None => break,
+            }
+        }
+        self.pos = self.doc.len();
+        escaped
+    }
+
+    /// Moves past a number, `true` or `false`.
+    fn literal(&mut self) {
+        let rest = self.doc.get(self.pos..).unwrap_or_default();
+        let len = rest.iter().position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'));
+        self.pos += len.unwrap_or(rest.len());
+    }
+}
+
+/// Whether the member name as sent (between its quotes) is `segment`.
+fn member_is(raw: &[u8], escaped: bool, segment: &str) -> bool {
+    if !escaped {
+        return raw == segment.as_bytes();
+    }
+    decode_string(raw).is_some_and(|name| name == segment)
+}
+
+/// The text of a string with escapes, given the bytes between its quotes.
+pub fn decode_string(raw: &[u8]) -> Option<String> {
+    let mut quoted = Vec::with_capacity(raw.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(raw);
+    quoted.push(b'"');
+    serde_json::from_slice(&quoted).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::model::pointer_segments;
+
+    fn texts(doc: &str, pointers: &[&str]) -> Result<Vec<(usize, String)>, ShapeError> {
+        let segs: Vec<Vec<String>> = pointers.iter().map(|p| pointer_segments(p).unwrap()).collect();
+        let paths: Vec<&[String]> = segs.iter().map(Vec::as_slice).collect();
+        Ok(find(doc.as_bytes(), &paths)?.into_iter().map(|f| (f.path, doc[f.span].to_owned())).collect())
+    }
+
+    #[test]
+    fn members_nested_members_and_array_elements_are_found_as_sent() {
+        let doc =
+            r#"{ "nom" : "Dupont", "kids": [ {"nom": "A"}, {"nom":"B\"x"}, {} ], "n": 42, "b": true, "z": null }"#;
+        assert_eq!(
+            texts(doc, &["/nom", "/kids/*/nom", "/n", "/b", "/z", "/absent/x"]).unwrap(),
+            [
+                (0, r#""Dupont""#.to_owned()),
+                (1, r#""A""#.to_owned()),
+                (1, r#""B\"x""#.to_owned()),
+                (2, "42".to_owned()),
+                (3, "true".to_owned())
+            ]
+        );
+        assert_eq!(texts(doc, &["/kids/1/nom"]).unwrap(), [(0, r#""B\"x""#.to_owned())]);
+        assert!(texts(doc, &["/kids/9/nom"]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn escaped_member_names_and_repeated_members_are_reached() {
+        let doc = r#"{"\u006eom": "A", "nom": "B", "a/b": {"c": 1.5e3}}"#;
+        assert_eq!(
+            texts(doc, &["/nom", "/a~1b/c"]).unwrap(),
+            [(0, r#""A""#.to_owned()), (0, r#""B""#.to_owned()), (1, "1.5e3".to_owned())]
+        );
+    }
+
+    #[test]
+    fn the_wrong_shape_is_refused_as_the_tree_walk_refuses_it() {
+        assert_eq!(texts(r#"{"nom": {"x": 1}}"#, &["/nom"]), Err(CONTAINER_WHERE_PLAIN));
+        assert_eq!(texts(r#"{"nom": [1]}"#, &["/nom"]), Err(CONTAINER_WHERE_PLAIN));
+        assert_eq!(texts(r#"{"child": "A"}"#, &["/child/nom"]), Err(PLAIN_WHERE_CONTAINER));
+        assert_eq!(texts(r#"{"kids": [1]}"#, &["/kids/nom"]), Err(ARRAY_WHERE_MEMBER));
+        assert_eq!(texts(r#"{"kids": null}"#, &["/kids/*/nom"]), Ok(Vec::new()));
+        assert_eq!(texts(r#"{"kids": [null, "x"]}"#, &["/kids/*/nom"]), Err(PLAIN_WHERE_CONTAINER));
+    }
+
+    #[test]
+    fn strings_with_escapes_are_decoded() {
+        assert_eq!(decode_string(br"Dupont \u00e9\n").as_deref(), Some("Dupont é\n"));
+        assert_eq!(decode_string(br"bad \x"), None);
+    }
+}
