@@ -13,5 +13,5 @@ pub mod upstream;
 
 pub use context::RequestContext;
 pub use error::ProxyError;
-pub use pipeline::{Proxy, RouteLabel};
+pub use pipeline::Proxy;
 pub use upstream::Upstreams;

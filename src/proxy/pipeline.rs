@@ -41,10 +41,6 @@ use crate::server::{ConnMeta, RequestId};
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 static X_GUICHET_PURPOSE: header::HeaderName = header::HeaderName::from_static("x-guichet-purpose");
 
-/// Names the route in response extensions, for the metrics and the request log.
-#[derive(Debug, Clone)]
-pub struct RouteLabel(pub Arc<str>);
-
 /// Everything the proxy phases need, built once from the validated configuration.
 #[derive(Debug)]
 pub struct Proxy {
@@ -122,19 +118,17 @@ impl Proxy {
         &self.routes
     }
 
-    /// Runs every phase; gateway errors become responses here.
-    pub async fn handle(&self, req: Request<Body>) -> Response {
-        let conn = req.extensions().get::<ConnMeta>().copied().unwrap_or_default();
-        let rid = req.extensions().get::<RequestId>();
-        let id = rid.map_or_else(|| Arc::from("-"), |r| r.0.clone());
-        let mut ctx = RequestContext::new(id, conn.peer, conn.tls, wants_html(req.headers()));
-        ctx.request_id_header = rid.map(|r| r.1.clone());
-        let mut resp = match self.run(&mut ctx, req).await {
+    /// Runs every phase; gateway errors become responses here. Returns the response and the
+    /// route's name for the request log and metrics. The connection's facts and the request id
+    /// come as arguments, not request extensions: each extension is an allocation.
+    pub async fn handle(&self, req: Request<Body>, conn: ConnMeta, rid: RequestId) -> (Response, Option<Arc<str>>) {
+        let mut ctx = RequestContext::new(rid.0, conn.peer, conn.tls, wants_html(req.headers()));
+        ctx.request_id_header = Some(rid.1);
+        let resp = match self.run(&mut ctx, req).await {
             Ok(r) => r,
             Err(e) => self.fail(&ctx, &e),
         };
-        log(&ctx, &mut resp);
-        resp
+        (resp, log(&ctx))
     }
 
     async fn run(&self, ctx: &mut RequestContext, req: Request<Body>) -> Result<Response, ProxyError> {
@@ -480,12 +474,10 @@ fn response_filter(
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 
-/// Phase 8: label the response for the request log and metrics (written by the server's
-/// observe middleware, which sees every request, proxied or not).
-fn log(ctx: &RequestContext, resp: &mut Response) {
-    if let Some(name) = ctx.route_name() {
-        resp.extensions_mut().insert(RouteLabel(name.clone()));
-    }
+/// Phase 8: the route's name for the request log and metrics (written by the server's
+/// `observed`, which sees every request, proxied or not).
+fn log(ctx: &RequestContext) -> Option<Arc<str>> {
+    ctx.route_name().cloned()
 }
 
 async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {

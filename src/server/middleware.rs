@@ -15,7 +15,6 @@ use tracing::Instrument;
 use crate::app::AppState;
 use crate::clock::random_hex;
 use crate::error::ErrorCause;
-use crate::proxy::RouteLabel;
 use crate::server::ConnMeta;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -45,35 +44,41 @@ impl AsRef<[u8]> for IdBytes {
 /// Assigns the request id, opens the request span, and records the outcome (as an axum
 /// layer, for the gateway's own pages).
 pub async fn observe(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    observed(&app, req, |req| next.run(req)).await
+    let conn = req.extensions().get::<ConnMeta>().copied().unwrap_or_default();
+    let matched = req.extensions().get::<MatchedPath>().map(|m| Arc::<str>::from(m.as_str()));
+    observed(&app, req, conn, |mut req, id| async move {
+        // The gateway's own pages read the id from the request (journal entries, error pages).
+        req.extensions_mut().insert(id);
+        (next.run(req).await, matched)
+    })
+    .await
 }
 
 /// What `observe` does, around any inner handler: the proxy calls it directly, without a
-/// router or a boxed middleware in between.
-pub async fn observed<F, Fut>(app: &AppState, mut req: Request, inner: F) -> Response
+/// router or a boxed middleware in between. `inner` gets the request id and answers with the
+/// response and the route's name, when there is one.
+pub async fn observed<F, Fut>(app: &AppState, req: Request, conn: ConnMeta, inner: F) -> Response
 where
-    F: FnOnce(Request) -> Fut,
-    Fut: Future<Output = Response>,
+    F: FnOnce(Request, RequestId) -> Fut,
+    Fut: Future<Output = (Response, Option<Arc<str>>)>,
 {
     let started = Instant::now();
-    let peer = req.extensions().get::<ConnMeta>().map(|m| m.peer.ip());
-    let trusted = peer.is_some_and(|ip| app.settings.server.trusted_proxies.iter().any(|n| n.contains(&ip)));
+    let peer = conn.peer.ip();
+    let trusted = app.settings.server.trusted_proxies.iter().any(|n| n.contains(&peer));
     let id: Arc<str> = match incoming_id(&req).filter(|_| trusted) {
         Some(id) => Arc::from(id),
         None => app.request_ids.next(),
     };
     let rid = RequestId::new(id.clone());
     let id_header = rid.1.clone();
-    req.extensions_mut().insert(rid);
     let method = req.method().clone();
-    let matched = req.extensions().get::<MatchedPath>().map(|m| Arc::<str>::from(m.as_str()));
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = tracing::field::Empty);
 
     app.metrics.in_flight.inc();
-    let mut resp = inner(req).instrument(span.clone()).await;
+    let (mut resp, route) = inner(req, rid).instrument(span.clone()).await;
     app.metrics.in_flight.dec();
 
-    let route = resp.extensions().get::<RouteLabel>().map(|r| r.0.clone()).or(matched).unwrap_or_else(unmatched);
+    let route = route.unwrap_or_else(unmatched);
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
     app.metrics.record_request(&route, &method, status, elapsed);

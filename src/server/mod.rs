@@ -50,11 +50,14 @@ pub trait Front: Clone + Send + Sync + 'static {
     fn call(
         self,
         req: axum::extract::Request,
+        conn: ConnMeta,
     ) -> impl std::future::Future<Output = axum::response::Response> + Send + 'static;
 }
 
+/// Handlers read the connection's facts from the request's extensions.
 impl Front for Router {
-    async fn call(self, req: axum::extract::Request) -> axum::response::Response {
+    async fn call(self, mut req: axum::extract::Request, conn: ConnMeta) -> axum::response::Response {
+        req.extensions_mut().insert(conn);
         match self.oneshot(req).await {
             Ok(resp) => resp,
             Err(never) => match never {},
@@ -180,10 +183,9 @@ fn service<F: Front>(
 > + Clone
 + Send
 + 'static {
-    hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-        req.extensions_mut().insert(meta);
+    hyper::service::service_fn(move |req: http::Request<Incoming>| {
         // Boxed once here, the request's future is a pointer that hyper can move around.
-        let resp = Box::pin(front.clone().call(req.map(axum::body::Body::new)));
+        let resp = Box::pin(front.clone().call(req.map(axum::body::Body::new), meta));
         async move { Ok::<_, Infallible>(resp.await) }
     })
 }

@@ -10,7 +10,7 @@ use crate::app::AppState;
 use crate::error::{GatewayError, wants_html};
 use crate::health;
 use crate::routing;
-use crate::server::RequestId;
+use crate::server::{ConnMeta, RequestId};
 
 /// The public listener: paths under the reserved prefix go to the gateway's own router,
 /// everything else straight to the proxy pipeline (no router or boxed middleware on the hot
@@ -28,12 +28,12 @@ impl Public {
 }
 
 impl super::Front for Public {
-    async fn call(self, req: Request) -> Response {
+    async fn call(self, req: Request, conn: ConnMeta) -> Response {
         if routing::is_reserved(req.uri().path()) {
-            return super::Front::call(self.own, req).await;
+            return super::Front::call(self.own, req, conn).await;
         }
         let app = &self.app;
-        super::middleware::observed(app, req, |req| app.proxy.handle(req)).await
+        super::middleware::observed(app, req, conn, |req, id| app.proxy.handle(req, conn, id)).await
     }
 }
 
