@@ -37,7 +37,7 @@ pub fn seal(k: &Key256, aad: &[u8], plaintext: &[u8], rng: &dyn Random) -> Resul
 
 /// A data key with its AES key schedule built, for the seals of one request (the protect
 /// phase seals every declared field of a body with the same key). It lives no longer than
-/// the request; the raw key stays in zeroizing memory (see [`key`] on wiping).
+/// the request; the raw key stays in zeroizing memory (`ring` does not promise to wipe a schedule).
 pub struct SealKey(LessSafeKey);
 
 impl SealKey {
