@@ -29,6 +29,11 @@ impl<'a> Meta<'a> {
 
     /// Sets `key` only when absent; returns the value now stored.
     pub async fn get_or_init(&self, key: &str, value: &str, at: OffsetDateTime) -> Result<String, StoreError> {
+        // Read first: once the value exists (every start but the first), nothing is written, so
+        // a command run beside busy instances on SQLite never waits for the write lock.
+        if let Some(existing) = self.get(key).await? {
+            return Ok(existing);
+        }
         let sql = "INSERT INTO guichet_meta (key, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING";
         with_pool!(self.store.db(), p => sqlx::query(sql).bind(key).bind(value).bind(at).execute(p).await.map(drop)?);
         Ok(self.get(key).await?.unwrap_or_else(|| value.to_owned()))
