@@ -34,12 +34,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     strip(headers, Strip { keep_upgrade, ..Strip::default() });
 }
 
-/// Drops every `X-Guichet-*` header, whatever its case (header names are case-insensitive;
-/// the `http` crate stores them lowercased).
-pub fn strip_reserved(headers: &mut HeaderMap) {
-    strip(headers, Strip { hop_by_hop: false, reserved: true, ..Strip::default() });
-}
-
 /// What one pass of [`strip`] removes besides the hop-by-hop headers.
 #[derive(Debug, Clone, Copy)]
 pub struct Strip {
@@ -128,17 +122,8 @@ pub fn is_trusted(peer: SocketAddr, trusted: &[IpNet]) -> bool {
 }
 
 /// Sets `Forwarded` and `X-Forwarded-For/-Proto/-Host`. From a trusted proxy, incoming values
-/// are kept and extended; from anyone else they are replaced, since they could be forged.
-pub fn set_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, trusted: &[IpNet]) {
-    let from_trusted = is_trusted(hop.peer, trusted);
-    if !from_trusted {
-        strip(headers, Strip { hop_by_hop: false, forwarded: true, ..Strip::default() });
-    }
-    add_forwarded(headers, hop, from_trusted);
-}
-
-/// [`set_forwarded`] once untrusted values are gone (the proxy removes them in the same pass
-/// as the hop-by-hop headers): on that path nothing needs merging, so nothing is looked up.
+/// are kept and extended; from anyone else they must already be gone (the proxy removes them
+/// with [`strip`], in the same pass as the hop-by-hop headers), so nothing is looked up.
 pub fn add_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, from_trusted: bool) {
     let peer_ip = canonical_ip(hop.peer.ip());
     let proto = if hop.tls { "https" } else { "http" };
@@ -263,6 +248,18 @@ pub fn head_size(method: &http::Method, uri: &http::Uri, headers: &HeaderMap) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the proxy does with `X-Guichet-*` (in its one pass, with the hop-by-hop headers).
+    fn strip_reserved(headers: &mut HeaderMap) {
+        strip(headers, Strip { hop_by_hop: false, reserved: true, ..Strip::default() });
+    }
+
+    /// What the proxy does with forwarding headers: strip untrusted ones, then add its own.
+    fn set_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, trusted: &[IpNet]) {
+        let from_trusted = is_trusted(hop.peer, trusted);
+        strip(headers, Strip { hop_by_hop: false, forwarded: !from_trusted, ..Strip::default() });
+        add_forwarded(headers, hop, from_trusted);
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

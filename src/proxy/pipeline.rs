@@ -359,7 +359,7 @@ impl Proxy {
 
     /// Adds `X-Guichet-Subject`, the allowed `X-Guichet-Claim-*` and `X-Guichet-Assertion`
     /// on protected routes (public routes learn nothing about who is asking). Runs after
-    /// `strip_reserved`, so nothing a client sent under these names survives.
+    /// `headers::strip`, so nothing a client sent under these names survives.
     fn add_identity(&self, ctx: &RequestContext, route: &Route, h: &mut http::HeaderMap) -> Result<(), ProxyError> {
         let (Some(auth), Some(session)) = (&self.auth, ctx.identity.session()) else { return Ok(()) };
         if route.access == RouteAccess::Public {

@@ -63,8 +63,8 @@ where
     Fut: Future<Output = (Response, Option<Arc<str>>)>,
 {
     let started = Instant::now();
-    let peer = conn.peer.ip();
-    let trusted = app.settings.server.trusted_proxies.iter().any(|n| n.contains(&peer));
+    // The same rule as for `Forwarded`: an id is taken only from a trusted proxy.
+    let trusted = crate::proxy::headers::is_trusted(conn.peer, &app.settings.server.trusted_proxies);
     let id: Arc<str> = match incoming_id(&req).filter(|_| trusted) {
         Some(id) => Arc::from(id),
         None => app.request_ids.next(),
