@@ -688,8 +688,10 @@ async fn an_operator_revokes_a_person_by_the_pseudonym_an_application_saw() {
     assert_eq!(app.state.auth.revoke_sessions(&unknown, &routes).await.unwrap(), 0);
 }
 
-/// Runs `guichet sessions revoke ARGS` as an operator would, on `app`'s store.
-fn revoke_command(app: &TestApp, args: &[&str]) -> String {
+/// Runs `guichet sessions revoke ARGS` as an operator would, on `app`'s store. Awaited, not
+/// blocking: the instance under test shares this test's runtime, and a blocked runtime would
+/// freeze one of its SQLite transactions mid-way, holding the write lock the command needs.
+async fn revoke_command(app: &TestApp, args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("guichet.toml");
     let toml = format!(
@@ -699,12 +701,13 @@ fn revoke_command(app: &TestApp, args: &[&str]) -> String {
         url = secrecy::ExposeSecret::expose_secret(&app.store_url),
     );
     std::fs::write(&config, toml).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
         .args(["sessions", "revoke", "--config"])
         .arg(&config)
         .args(args)
         .env_remove("GUICHET_CONFIG")
         .output()
+        .await
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
@@ -717,12 +720,12 @@ async fn the_revoke_command_ends_sessions_on_running_instances_within_two_second
     let other = cookie(&sign_in_at(&app, &mock, "/.guichet/connexion", "sub-other").await, SESSION).unwrap();
     assert_eq!(signed_in_request(&app, &angela, "/prive").await.status(), 200);
     // By the internal id (the provider's `sub`), from another process.
-    assert_eq!(revoke_command(&app, &["--subject", "sub-angela"]), "1 session revoked.\n");
+    assert_eq!(revoke_command(&app, &["--subject", "sub-angela"]).await, "1 session revoked.\n");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(signed_in_request(&app, &angela, "/prive").await.status(), 303);
     assert_eq!(signed_in_request(&app, &other, "/prive").await.status(), 200);
     // Everyone.
-    assert_eq!(revoke_command(&app, &["--all"]), "1 session revoked.\n");
+    assert_eq!(revoke_command(&app, &["--all"]).await, "1 session revoked.\n");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(signed_in_request(&app, &other, "/prive").await.status(), 303);
     assert_eq!(live_sessions(&app).await, 0);
