@@ -361,3 +361,159 @@ async fn a_pooled_connection_the_upstream_closed_is_replaced_without_an_error() 
         assert_eq!(app.get("/a").await.status(), 200, "back-to-back request {i}");
     }
 }
+
+/// What a scripted upstream does with one request: answer these bytes, or close unanswered.
+enum Reply {
+    Bytes(Vec<u8>),
+    Close,
+}
+
+/// A bare upstream that reads each request head (and a `Content-Length` body) and replies as
+/// `script(connection number, request number on that connection, head)` says. Returns its
+/// address and every request head it read, tagged with the connection number.
+async fn scripted_upstream<F>(
+    script: F,
+) -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<(usize, String)>>>)
+where
+    F: Fn(usize, usize, &str) -> Reply + Send + Sync + 'static,
+{
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let script = Arc::new(script);
+    tokio::spawn(async move {
+        let mut connections = 0;
+        while let Ok((mut sock, _)) = listener.accept().await {
+            connections += 1;
+            let (conn, log, script) = (connections, log.clone(), script.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                for nth in 1.. {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0usize);
+                    while buf.len() < end + length {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                    }
+                    buf.drain(..end + length);
+                    log.lock().unwrap().push((conn, head.clone()));
+                    match script(conn, nth, &head) {
+                        Reply::Bytes(b) => {
+                            if sock.write_all(&b).await.is_err() {
+                                return;
+                            }
+                        }
+                        Reply::Close => return,
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn ok(body: &str) -> Reply {
+    Reply::Bytes(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes())
+}
+
+#[tokio::test]
+async fn bytes_past_the_end_of_an_answer_are_never_read_as_the_next_answer() {
+    // An upstream (or something injected into its output) sends a second, forged response
+    // glued after the first. Reusing that connection would hand the forged answer to the
+    // next request, possibly another citizen's: the connection must be dropped instead.
+    let (upstream, seen) = scripted_upstream(|conn, _, _| {
+        if conn == 1 {
+            Reply::Bytes(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged"
+                    .to_vec(),
+            )
+        } else {
+            ok(&format!("connection {conn}"))
+        }
+    })
+    .await;
+    let app = crate::helpers::spawn_app_before(upstream).await;
+    assert_eq!(app.get("/a").await.text().await.unwrap(), "ok");
+    assert_eq!(app.get("/b").await.text().await.unwrap(), "connection 2", "the forged answer was served");
+    assert_eq!(seen.lock().unwrap().iter().map(|(c, _)| *c).collect::<Vec<_>>(), [1, 2]);
+}
+
+#[tokio::test]
+async fn ambiguous_answers_are_refused_or_their_connection_dropped() {
+    let (upstream, seen) = scripted_upstream(|conn, _, head| {
+        if head.starts_with("GET /two-lengths") {
+            Reply::Bytes(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!".to_vec())
+        } else if head.starts_with("GET /both") {
+            Reply::Bytes(
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                    .to_vec(),
+            )
+        } else {
+            ok(&format!("connection {conn}"))
+        }
+    })
+    .await;
+    let app = crate::helpers::spawn_app_before(upstream).await;
+    let resp = app.get("/two-lengths").await;
+    assert_eq!(resp.status(), 502);
+    assert!(!resp.text().await.unwrap().contains("hello"), "nothing of the doubtful answer reaches the client");
+    let both = app.get("/both").await;
+    assert_eq!(both.status(), 200);
+    assert_eq!(both.text().await.unwrap(), "hello", "chunked wins over Content-Length");
+    assert_eq!(app.get("/next").await.text().await.unwrap(), "connection 3", "no doubtful connection is reused");
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_get_whose_pooled_connection_closes_unanswered_goes_again_but_a_post_does_not() {
+    // The keep-alive race: the upstream closes an idle connection just as a request is
+    // written to it. A GET without a body is idempotent and goes again on a new connection;
+    // a POST is never sent twice, the client gets a 502.
+    let (upstream, seen) =
+        scripted_upstream(|conn, nth, _| if nth == 2 { Reply::Close } else { ok(&format!("connection {conn}")) }).await;
+    let app = crate::helpers::spawn_app_before(upstream).await;
+    assert_eq!(app.get("/one").await.text().await.unwrap(), "connection 1");
+    assert_eq!(app.get("/two").await.text().await.unwrap(), "connection 2", "the GET went again");
+    let post = app.client.post(app.url("/three")).body("payload").send().await.unwrap();
+    assert_eq!(post.status(), 502);
+    let heads = seen.lock().unwrap().clone();
+    let posts: Vec<_> = heads.iter().filter(|(_, h)| h.starts_with("POST /three")).collect();
+    assert_eq!(posts.len(), 1, "the POST was sent once: {heads:?}");
+    assert!(posts[0].1.to_ascii_lowercase().contains("content-length: 7"), "{}", posts[0].1);
+}
+
+#[tokio::test]
+async fn chunked_answers_pass_through_and_keep_their_connection() {
+    let (upstream, seen) = scripted_upstream(|_, _, _| {
+        Reply::Bytes(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4;x=y\r\nabcd\r\n2\r\nef\r\n0\r\nT: 1\r\n\r\n"
+                .to_vec(),
+        )
+    })
+    .await;
+    let app = crate::helpers::spawn_app_before(upstream).await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/c").await.text().await.unwrap(), "abcdef");
+    }
+    assert!(seen.lock().unwrap().iter().all(|(c, _)| *c == 1), "chunked answers keep the connection");
+}

@@ -274,3 +274,83 @@ fn validation_accepts_a_readable_certificate_and_key() {
     let err = loaded.validate().unwrap_err();
     assert!(err.problems.iter().any(|p| p.key == "server.tls.min_version"), "problems: {err}");
 }
+
+/// An https upstream for `localhost` with `cert`: counts finished TLS handshakes and answers
+/// every request on a connection with `secure <connection number>`.
+async fn https_upstream(cert: &TestCert) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use rustls::pki_types::pem::PemObject as _;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&cert.key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der.clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let count = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, count) = (acceptor.clone(), count.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                    }
+                    buf.clear();
+                    let body = format!("secure {n}");
+                    let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                    if tls.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, handshakes)
+}
+
+async fn app_before_https(upstream: SocketAddr, ca: Option<PathBuf>) -> TestApp {
+    let url = format!("https://localhost:{}", upstream.port());
+    spawn_app()
+        .without_default_route()
+        .with(move |s, _| {
+            let mut r = crate::helpers::route("secure", "/", &url);
+            r.upstream_ca_file = ca;
+            s.routes.push(r);
+        })
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn https_upstreams_are_verified_against_the_route_ca_and_pooled() {
+    let cert = test_cert();
+    let (upstream, handshakes) = https_upstream(&cert).await;
+    let app = app_before_https(upstream, Some(cert.cert.clone())).await;
+    for _ in 0..3 {
+        let resp = app.get("/x").await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "secure 1", "one TLS connection, kept alive");
+    }
+    assert_eq!(handshakes.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_https_upstream_with_an_untrusted_certificate_gets_nothing() {
+    let cert = test_cert();
+    let (upstream, handshakes) = https_upstream(&cert).await;
+    let app = app_before_https(upstream, None).await;
+    assert_eq!(app.get("/secret?name=Angela").await.status(), 502);
+    assert_eq!(handshakes.load(std::sync::atomic::Ordering::SeqCst), 0, "no TLS session, so no request, was made");
+}
