@@ -312,6 +312,9 @@ impl Proxy {
         let h = &mut parts.headers;
         let trusted = headers::is_trusted(ctx.peer, &self.trusted_proxies);
         headers::strip(h, Strip { hop_by_hop: true, keep_upgrade: ctx.upgrade, reserved: true, forwarded: !trusted });
+        // Room for what the gateway adds (forwarding, request id, purpose): one growth of the
+        // map instead of several.
+        h.reserve(8);
         // Only after the strip: a client cannot choose the purpose the upstream sees.
         if let Some(p) = ctx.decision.as_ref().and_then(Decision::processing) {
             h.insert(&X_GUICHET_PURPOSE, p.header.clone());

@@ -205,8 +205,10 @@ fn finish_head(status: StatusCode, mut headers: HeaderMap, method: &Method, http
             reusable = false;
             Decoder::UntilClose
         }
-    } else if let Some(n) = content_length(&headers)? {
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
+    } else if let Some((n, repeated)) = content_length(&headers)? {
+        if repeated {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
+        }
         Decoder::Length(n)
     } else {
         reusable = false;
@@ -244,9 +246,11 @@ fn last_coding_is_chunked(headers: &HeaderMap) -> Result<bool, CodecError> {
     }
 }
 
-/// Every `Content-Length` value (repeated headers, comma lists) must be the same number.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, CodecError> {
+/// Every `Content-Length` value (repeated headers, comma lists) must be the same number; says
+/// whether it was written more than once (then it is rewritten once for the client).
+fn content_length(headers: &HeaderMap) -> Result<Option<(u64, bool)>, CodecError> {
     let mut found: Option<u64> = None;
+    let mut count = 0;
     for v in headers.get_all(CONTENT_LENGTH) {
         let v = v.to_str().map_err(|_| CodecError::ContentLength)?;
         for part in v.split(',') {
@@ -259,9 +263,10 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, CodecError> {
                 return Err(CodecError::ContentLength);
             }
             found = Some(n);
+            count += 1;
         }
     }
-    Ok(found)
+    Ok(found.map(|n| (n, count > 1)))
 }
 
 /// Reads a response body off a buffer the caller fills from the connection.

@@ -239,7 +239,9 @@ fn poll_head(
     cx: &mut Context<'_>,
 ) -> Poll<Result<codec::Head, Failure>> {
     loop {
-        if let Some(head) = codec::parse_head(buf, method, false).map_err(Failure::Protocol)? {
+        if !buf.is_empty()
+            && let Some(head) = codec::parse_head(buf, method, false).map_err(Failure::Protocol)?
+        {
             return Poll::Ready(Ok(head));
         }
         make_room(buf);
