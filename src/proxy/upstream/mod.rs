@@ -59,6 +59,9 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Request-body data up to this size is copied next to its chunk head and written with it.
 const COALESCE: usize = 16 * 1024;
 
+/// Ready request-body bytes gathered behind the head before a write.
+const GATHER: usize = 64 * 1024;
+
 /// TCP keep-alive probes on upstream connections start after this much silence.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
@@ -337,10 +340,13 @@ impl Outgoing {
     }
 
     /// Writes what is pending and pulls the body, until all is written or something waits.
+    /// What the body has ready is gathered before each write, so the head and a buffered
+    /// body leave in one system call and one segment (one wake-up of the upstream).
     fn poll_send(&mut self, io: &mut Io, cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
         loop {
+            self.gather(cx)?;
             if !self.pending.is_empty() {
-                let mut slices = [IoSlice::new(&[]); 4];
+                let mut slices = [IoSlice::new(&[]); 8];
                 for (slot, piece) in slices.iter_mut().zip(&self.pending) {
                     *slot = IoSlice::new(piece);
                 }
@@ -359,22 +365,34 @@ impl Outgoing {
                 ready!(Pin::new(&mut *io).poll_flush(cx)).map_err(SendError::Io)?;
                 self.flush = false;
             }
-            let Some(body) = self.body.as_mut() else { return Poll::Ready(Ok(())) };
+            // Nothing pending: either all is sent, or the body waits (its waker is set).
+            return if self.body.is_none() { Poll::Ready(Ok(())) } else { Poll::Pending };
+        }
+    }
+
+    /// Moves the body's ready frames into `pending`, up to [`GATHER`] bytes.
+    fn gather(&mut self, cx: &mut Context<'_>) -> Result<(), SendError> {
+        while let Some(body) = self.body.as_mut() {
+            if self.pending.iter().map(Bytes::len).sum::<usize>() >= GATHER {
+                break;
+            }
             self.body_polled = true;
-            match ready!(Pin::new(body).poll_frame(cx)) {
+            match Pin::new(body).poll_frame(cx) {
                 // Request trailers are dropped, as most proxies do.
-                Some(Ok(frame)) => {
+                Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         self.push_data(data)?;
                     }
                 }
-                Some(Err(e)) => return Poll::Ready(Err(SendError::Body(e))),
-                None => {
+                Poll::Ready(Some(Err(e))) => return Err(SendError::Body(e)),
+                Poll::Ready(None) => {
                     self.body = None;
                     self.finish_body()?;
                 }
+                Poll::Pending => break,
             }
         }
+        Ok(())
     }
 
     fn advance(&mut self, mut n: usize) {
@@ -438,14 +456,18 @@ impl Outgoing {
 
     /// Turns a failed exchange into a retry when that is safe, an error otherwise.
     fn after(mut self, failure: Failure, reused: bool, nothing_read: bool) -> Exchange {
-        let nothing_written = !self.wrote && !self.body_polled;
-        let retry = reused
-            && match &failure {
-                Failure::Send(SendError::Io(_)) => nothing_written,
-                Failure::Closed | Failure::Read(_) => nothing_read && (nothing_written || self.replayable()),
-                Failure::Send(_) | Failure::Protocol(_) => false,
-            };
-        if retry {
+        let retryable = match &failure {
+            Failure::Send(SendError::Io(_)) => true,
+            Failure::Closed | Failure::Read(_) => nothing_read,
+            Failure::Send(_) | Failure::Protocol(_) => false,
+        };
+        // Nothing left: what was gathered is still pending, and goes as it is.
+        if reused && retryable && !self.wrote {
+            self.flush = false;
+            return Exchange::Retry(Box::new(self));
+        }
+        // Written, but without a body and idempotent: the same head again.
+        if reused && retryable && self.replayable() {
             self.wrote = false;
             self.flush = false;
             self.pending = VecDeque::from([self.head.clone()]);
