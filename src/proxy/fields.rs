@@ -414,10 +414,13 @@ fn find_targets(v: &Value, segments: &[String], at: String, out: &mut Vec<String
         return Ok(());
     };
     match v {
-        Value::Object(m) => match m.get(seg) {
-            Some(child) => find_targets(child, rest, format!("{at}/{}", escape_segment(seg)), out),
-            None => Ok(()),
-        },
+        Value::Object(m) => {
+            refuse_other_case(m, seg)?;
+            match m.get(seg) {
+                Some(child) => find_targets(child, rest, format!("{at}/{}", escape_segment(seg)), out),
+                None => Ok(()),
+            }
+        }
         Value::Array(items) if seg == "*" => {
             for (i, item) in items.iter().enumerate() {
                 find_targets(item, rest, format!("{at}/{i}"), out)?;
@@ -434,6 +437,14 @@ fn find_targets(v: &Value, segments: &[String], at: String, out: &mut Vec<String
     }
 }
 
+/// The tree walk's side of `json_fields`' refusal of a declared member in another case.
+fn refuse_other_case(m: &serde_json::Map<String, Value>, seg: &str) -> Result<(), ProxyError> {
+    if m.keys().any(|k| super::json_fields::other_case(k, seg)) {
+        return Err(shape(super::json_fields::OTHER_SPELLING));
+    }
+    Ok(())
+}
+
 /// Every value the declared `segments` reach in `v`, to be replaced in place; the same walk
 /// and the same refusals as [`find_targets`].
 fn find_slots<'v>(v: &'v mut Value, segments: &[String], out: &mut Vec<&'v mut Value>) -> Result<(), ProxyError> {
@@ -442,10 +453,13 @@ fn find_slots<'v>(v: &'v mut Value, segments: &[String], out: &mut Vec<&'v mut V
         return Ok(());
     };
     match v {
-        Value::Object(m) => match m.get_mut(seg) {
-            Some(child) => find_slots(child, rest, out),
-            None => Ok(()),
-        },
+        Value::Object(m) => {
+            refuse_other_case(m, seg)?;
+            match m.get_mut(seg) {
+                Some(child) => find_slots(child, rest, out),
+                None => Ok(()),
+            }
+        }
         Value::Array(items) => {
             if seg == "*" {
                 for item in items.iter_mut() {
@@ -533,6 +547,9 @@ mod tests {
         assert_eq!(slots(&mut doc, "/kids/*/name").unwrap(), [json!("B"), json!("C")]);
         assert!(slots(&mut doc, "/child/name/x").is_err());
         assert!(slots(&mut doc, "/n/name").is_err());
+        let mut capitals = json!({"child": {"NAME": "A"}});
+        assert!(targets(&capitals, "/child/name").is_err(), "another letter case is refused");
+        assert!(slots(&mut capitals, "/child/name").is_err(), "by both walks");
         let mut s = json!("Dupont");
         assert_eq!(take_plain_text(&mut s).unwrap().as_deref(), Some("Dupont"));
         assert_eq!(take_plain_text(&mut json!(true)).unwrap().as_deref(), Some("true"));

@@ -37,6 +37,8 @@ pub type ShapeError = &'static str;
 const PLAIN_WHERE_CONTAINER: ShapeError = "a plain value where the declared path expects an object or array";
 const ARRAY_WHERE_MEMBER: ShapeError = "an array where the declared path names a member";
 const CONTAINER_WHERE_PLAIN: ShapeError = "an object or array where a personal value is expected";
+/// Same message as for form and query data (`fields`).
+pub const OTHER_SPELLING: ShapeError = "a personal field was sent under another spelling of its name";
 
 /// Every value each path reaches in the valid JSON document `doc`, in document order.
 pub fn find(doc: &[u8], paths: &[&[String]]) -> Result<Vec<Found>, ShapeError> {
@@ -132,6 +134,8 @@ impl Scanner<'_> {
                 let Some(seg) = paths.get(c.path).and_then(|p| p.get(c.depth)) else { continue };
                 if member_is(key, escaped, seg) {
                     inner.push(Cursor { path: c.path, depth: c.depth + 1 });
+                } else if member_is_other_case(key, escaped, seg) {
+                    return Err(OTHER_SPELLING);
                 }
             }
             self.skip_ws();
@@ -220,6 +224,25 @@ fn member_is(raw: &[u8], escaped: bool, segment: &str) -> bool {
     decode_string(raw).is_some_and(|name| name == segment)
 }
 
+fn member_is_other_case(raw: &[u8], escaped: bool, segment: &str) -> bool {
+    if !escaped {
+        return std::str::from_utf8(raw).is_ok_and(|name| other_case(name, segment));
+    }
+    decode_string(raw).is_some_and(|name| other_case(&name, segment))
+}
+
+/// True when `name` is `declared` in another letter case: JSON binders that ignore case
+/// (ASP.NET's default, for one) would fill the declared field with it, in clear.
+pub fn other_case(name: &str, declared: &str) -> bool {
+    if name == declared {
+        return false;
+    }
+    if name.is_ascii() && declared.is_ascii() {
+        return name.eq_ignore_ascii_case(declared);
+    }
+    name.to_lowercase() == declared.to_lowercase()
+}
+
 /// The text of a string with escapes, given the bytes between its quotes.
 pub fn decode_string(raw: &[u8]) -> Option<String> {
     let mut quoted = Vec::with_capacity(raw.len() + 2);
@@ -233,6 +256,20 @@ pub fn decode_string(raw: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
     use crate::policy::model::pointer_segments;
+
+    #[test]
+    fn a_declared_member_in_another_letter_case_is_refused() {
+        assert_eq!(texts(r#"{"NOM":"Dupont"}"#, &["/nom"]), Err(OTHER_SPELLING));
+        assert_eq!(texts(r#"{"a":{"Nom":"Dupont"}}"#, &["/a/nom"]), Err(OTHER_SPELLING));
+        assert_eq!(texts(r#"{"\u004eom":"Dupont"}"#, &["/nom"]), Err(OTHER_SPELLING), "escaped");
+        assert_eq!(texts(r#"{"PRÉNOM":"Angela"}"#, &["/prénom"]), Err(OTHER_SPELLING), "non-ASCII");
+        assert_eq!(
+            texts(r#"{"x":{"NOM":1},"nom":"D"}"#, &["/nom"]).unwrap(),
+            [(0, "\"D\"".to_owned())],
+            "other levels are free"
+        );
+        assert!(!other_case("nom", "nom") && !other_case("nomme", "nom"));
+    }
 
     fn texts(doc: &str, pointers: &[&str]) -> Result<Vec<(usize, String)>, ShapeError> {
         let segs: Vec<Vec<String>> = pointers.iter().map(|p| pointer_segments(p).unwrap()).collect();

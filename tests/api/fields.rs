@@ -259,6 +259,7 @@ async fn requests_that_cannot_be_protected_are_refused_and_nothing_is_forwarded(
     let cases = [
         ("application/json", "{\"child_family_name\": ".to_owned(), 422, "malformed JSON"),
         ("application/json", "{\"child_family_name\": {\"a\": 1}}".to_owned(), 422, "object for a value"),
+        ("application/json", "{\"Child_Family_Name\": \"Dupont\"}".to_owned(), 422, "a JSON member in capitals"),
         ("multipart/form-data; boundary=x", "--x--".to_owned(), 422, "unreadable body type"),
         (FORM, form(&[("child_family_name", &"x".repeat(2000))]), 413, "over the transform limit"),
         (FORM, "school=x;diet=sans+porc".to_owned(), 422, "a `;` a framework may split on"),
