@@ -233,7 +233,7 @@ fn seal_many(rt: &tokio::runtime::Runtime, vault: &Vault, c: &FieldContext<'_>, 
     let first = rt.block_on(vault.seal(c, "Dupont")).unwrap();
     let rest = std::thread::scope(|s| {
         s.spawn(|| {
-            let helper = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let helper = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             helper.block_on(async {
                 let mut out = Vec::with_capacity(n);
                 for i in 1..n {
