@@ -150,8 +150,13 @@ impl Proxy {
         let req = if has_fields { Box::pin(self.protect(ctx, &route, req)).await? } else { req };
         let out = self.upstream_request(ctx, &route, req)?;
         let client_upgrade = out.client_upgrade;
-        let resp = forward(pool, &route, out.request, out.body_sent, client_upgrade.is_some()).await?;
-        response_filter(&route, resp, client_upgrade, self.revealer(ctx))
+        let mut resp = forward(pool, &route, out.request, out.body_sent, client_upgrade.is_some()).await?;
+        let mut revealer = self.revealer(ctx);
+        if let Some(r) = revealer.as_mut() {
+            // Boxed like the other phases that only some activities need.
+            Box::pin(r.headers(resp.headers_mut())).await;
+        }
+        response_filter(&route, resp, client_upgrade, revealer)
     }
 
     /// Phase 1: is this a request we can read and may forward at all?

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use zeroize::Zeroizing;
 
 pub use super::escape::TextKind;
@@ -27,6 +29,11 @@ use crate::policy::model::{Field, Protection};
 
 /// What a viewer sees in place of a value they may not see (or that no longer exists).
 pub const PLACEHOLDER: &str = "[donnée protégée]";
+
+/// What a value or the placeholder keeps as it is in a response header: RFC 3986 unreserved
+/// characters. The rest is percent-encoded (UTF-8), so a value can break neither the header
+/// nor a URL it sits in (a `Location` carrying a token).
+const HEADER_KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// Who is looking at the response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +95,47 @@ impl Revealer {
                 Some((Ok::<_, Box<dyn std::error::Error + Send + Sync>>(out), (r, frames, scanner, writer, ended)))
             });
         Body::from_stream(stream)
+    }
+
+    /// Tokens in the response's headers (a `Location` or a custom header carrying one),
+    /// revealed or masked as in the body, written percent-encoded.
+    pub async fn headers(&mut self, headers: &mut HeaderMap) {
+        let mut names: Vec<HeaderName> = Vec::new();
+        for (name, value) in headers.iter() {
+            if has_token_prefix(value.as_bytes()) && !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        for name in names {
+            let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
+            headers.remove(&name);
+            for value in values {
+                let revealed = self.header_value(value.as_bytes()).await;
+                headers.append(name.clone(), revealed);
+            }
+        }
+    }
+
+    async fn header_value(&mut self, raw: &[u8]) -> HeaderValue {
+        let mut scanner = StreamScanner::new();
+        let pieces = owned_pieces(|mut out| {
+            scanner.push(raw, &mut out);
+            scanner.finish(&mut out);
+        });
+        let mut out: Vec<u8> = Vec::with_capacity(raw.len());
+        for p in pieces {
+            match p {
+                Owned::Text(t) => out.extend_from_slice(&t),
+                Owned::Token(t) => {
+                    let shown = self.reveal(&t).await;
+                    let text = shown.as_deref().map_or(PLACEHOLDER, String::as_str);
+                    out.extend(utf8_percent_encode(text, HEADER_KEEP).flat_map(str::bytes));
+                }
+            }
+        }
+        // The bytes around tokens came from a valid header value and the rest is ASCII; should
+        // it not parse, nothing of the original is kept.
+        HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
     /// The pieces of one chunk, tokens replaced; at the end, what the writer held back.
@@ -176,6 +224,10 @@ impl Revealer {
             }
         }
     }
+}
+
+fn has_token_prefix(value: &[u8]) -> bool {
+    value.windows(crate::crypto::token::PREFIX.len()).any(|w| w == crate::crypto::token::PREFIX.as_bytes())
 }
 
 /// A scanned piece that owns its bytes, so tokens can be resolved across awaits.

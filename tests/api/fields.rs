@@ -83,6 +83,17 @@ async fn keep(State(r): State<Recorder>, req: Request) -> Response {
         let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
         return ([("content-type", t.content_type)], body).into_response();
     }
+    if path.ends_with("/entetes") {
+        // The child's first names token of the last form, in two response headers.
+        let form =
+            r.bodies.lock().unwrap().iter().rev().find(|(_, b)| b.contains("gch1.")).cloned().unwrap_or_default();
+        let token = url::form_urlencoded::parse(form.1.as_bytes())
+            .find(|(n, _)| n == "child_given_names")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        let fiche = format!("/cantine/fiche?prenoms={token}&v=1");
+        return ([("x-prenoms", token.as_str()), ("x-fiche", fiche.as_str())], "").into_response();
+    }
     if path.ends_with("/morceaux") {
         // The record streamed in 7-byte chunks: tokens arrive split across chunks.
         let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
@@ -382,6 +393,22 @@ async fn tokens_are_revealed_to_exactly_the_allowed_viewers() {
     let clerk = agent(&s, "lucie@mairie.example.fr").await;
     let hidden = page(&s, &clerk, "/dossiers/1").await;
     assert!(!hidden.contains("Lea") && !hidden.contains("porc"), "{hidden}");
+
+    // Tokens in response headers: revealed or masked the same way, percent-encoded.
+    let headers_for = |session: String| {
+        let s = &s;
+        async move {
+            let r = s.app.client.get(s.app.url("/cantine/entetes")).header("cookie", format!("{SESSION}={session}"));
+            let r = r.send().await.unwrap();
+            (r.headers()["x-prenoms"].to_str().unwrap().to_owned(), r.headers()["x-fiche"].to_str().unwrap().to_owned())
+        }
+    };
+    assert_eq!(
+        headers_for(angela.clone()).await,
+        ("Lea%20%3C3".into(), "/cantine/fiche?prenoms=Lea%20%3C3&v=1".into())
+    );
+    let masked = "%5Bdonn%C3%A9e%20prot%C3%A9g%C3%A9e%5D";
+    assert_eq!(headers_for(bob.clone()).await, (masked.into(), format!("/cantine/fiche?prenoms={masked}&v=1")));
 
     // The reveal to the school agent is journaled once, with no value in it.
     s.app.state.audit.flush().await.unwrap();
