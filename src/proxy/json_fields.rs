@@ -130,11 +130,12 @@ impl Scanner<'_> {
             let escaped = self.string();
             let key = self.doc.get(key_start + 1..self.pos.saturating_sub(1)).unwrap_or_default();
             inner.clear();
+            let plain_ascii = !escaped && key.is_ascii();
             for c in cursors {
                 let Some(seg) = paths.get(c.path).and_then(|p| p.get(c.depth)) else { continue };
                 if member_is(key, escaped, seg) {
                     inner.push(Cursor { path: c.path, depth: c.depth + 1 });
-                } else if member_is_other_case(key, escaped, seg) {
+                } else if member_is_other_case(key, plain_ascii, escaped, seg) {
                     return Err(OTHER_SPELLING);
                 }
             }
@@ -224,7 +225,12 @@ fn member_is(raw: &[u8], escaped: bool, segment: &str) -> bool {
     decode_string(raw).is_some_and(|name| name == segment)
 }
 
-fn member_is_other_case(raw: &[u8], escaped: bool, segment: &str) -> bool {
+/// Checked for every member against every path going through its object: the usual case
+/// (plain ASCII on both sides) compares lengths first and decodes nothing.
+fn member_is_other_case(raw: &[u8], plain_ascii: bool, escaped: bool, segment: &str) -> bool {
+    if plain_ascii && segment.is_ascii() {
+        return raw.len() == segment.len() && raw.eq_ignore_ascii_case(segment.as_bytes());
+    }
     if !escaped {
         return std::str::from_utf8(raw).is_ok_and(|name| other_case(name, segment));
     }
