@@ -378,7 +378,8 @@ fn crypto_error(e: CryptoError) -> ProxyError {
 fn same_field_for_frameworks(name: &str, sent: &str) -> bool {
     fn canonical(s: &str) -> String {
         let base = s.split('[').next().unwrap_or(s);
-        base.chars().map(|c| if c == '.' || c == ' ' { '_' } else { c.to_ascii_lowercase() }).collect()
+        // Unicode lowercase, as for JSON members (`json_fields::other_case`): `PRÉNOM` too.
+        base.chars().map(|c| if c == '.' || c == ' ' { '_' } else { c }).collect::<String>().to_lowercase()
     }
     sent != name && canonical(sent) == canonical(name)
 }
@@ -570,6 +571,7 @@ mod tests {
         for sent in ["NOM", "Nom", "nom[]", "nom[0]", "NOM[x]"] {
             assert!(same_field_for_frameworks("nom", sent), "{sent}");
         }
+        assert!(same_field_for_frameworks("prénom", "PRÉNOM"), "non-ASCII letters too");
         assert!(same_field_for_frameworks("date_naissance", "date.naissance"));
         assert!(same_field_for_frameworks("date_naissance", "date naissance"));
         for sent in ["nom", "prenom", "nomination", "n"] {

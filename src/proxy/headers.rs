@@ -18,7 +18,8 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE) && connection_has_token(headers, "upgrade")
 }
 
-fn connection_has_token(headers: &HeaderMap, token: &str) -> bool {
+/// True when `Connection` lists `token` (in any case, in any of its values).
+pub fn connection_has_token(headers: &HeaderMap, token: &str) -> bool {
     headers
         .get_all(header::CONNECTION)
         .iter()

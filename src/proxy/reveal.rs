@@ -22,7 +22,7 @@ use super::escape::Writer;
 
 use crate::audit::{Actor, ActorKind, Audit, AuditEvent, Ident, Operation, Outcome};
 use crate::clock::Clock;
-use crate::crypto::scan::{Piece, StreamScanner};
+use crate::crypto::scan::{Piece, StreamScanner, scan_all};
 use crate::crypto::{FieldContext, Vault};
 use crate::policy::Processing;
 use crate::policy::model::{Field, Protection};
@@ -117,11 +117,7 @@ impl Revealer {
     }
 
     async fn header_value(&mut self, raw: &[u8]) -> HeaderValue {
-        let mut scanner = StreamScanner::new();
-        let pieces = owned_pieces(|mut out| {
-            scanner.push(raw, &mut out);
-            scanner.finish(&mut out);
-        });
+        let pieces = owned_pieces(|mut out| scan_all(raw, &mut out));
         let mut out: Vec<u8> = Vec::with_capacity(raw.len());
         for p in pieces {
             match p {

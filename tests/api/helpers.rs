@@ -616,3 +616,19 @@ pub fn test_keys(dir: &FsPath) -> guichet::config::KeysSettings {
     guichet::crypto::Keyring::generate(&SystemRandom::new(), at).unwrap().create(&k).unwrap();
     k
 }
+
+/// Reads from `io` into `buf` until `buf` holds a whole request head; the head's length, or
+/// `None` when the peer closed first (the bare upstreams of the proxy and TLS tests).
+pub async fn read_head(io: &mut (impl tokio::io::AsyncRead + Unpin), buf: &mut Vec<u8>) -> Option<usize> {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(i + 4);
+        }
+        match io.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(k) => buf.extend_from_slice(chunk.get(..k)?),
+        }
+    }
+}

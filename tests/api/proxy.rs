@@ -296,7 +296,7 @@ async fn counting_upstream(
 ) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -306,13 +306,9 @@ async fn counting_upstream(
             let n = count.fetch_add(1, Ordering::SeqCst) + 1;
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
                 loop {
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                        }
+                    if crate::helpers::read_head(&mut sock, &mut buf).await.is_none() {
+                        return;
                     }
                     buf.clear();
                     let body = format!("connection {n}");
@@ -393,15 +389,7 @@ where
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 for nth in 1.. {
-                    let end = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                        }
-                    };
+                    let Some(end) = crate::helpers::read_head(&mut sock, &mut buf).await else { return };
                     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
                     let length = head
                         .lines()

@@ -9,7 +9,7 @@ use guichet::config::{Loaded, TlsSettings};
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
 use tempfile::TempDir;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use crate::helpers::{TestApp, spawn_app};
@@ -118,12 +118,8 @@ async fn request_line_upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
             let seen = seen.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                if crate::helpers::read_head(&mut s, &mut buf).await.is_none() {
+                    return;
                 }
                 let head = String::from_utf8_lossy(&buf).into_owned();
                 seen.lock().unwrap().push(head.lines().next().unwrap_or_default().to_owned());
@@ -299,13 +295,9 @@ async fn https_upstream(cert: &TestCert) -> (SocketAddr, Arc<std::sync::atomic::
                 let Ok(mut tls) = acceptor.accept(tcp).await else { return };
                 let n = count.fetch_add(1, Ordering::SeqCst) + 1;
                 let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
                 loop {
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match tls.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                        }
+                    if crate::helpers::read_head(&mut tls, &mut buf).await.is_none() {
+                        return;
                     }
                     buf.clear();
                     let body = format!("secure {n}");

@@ -6,9 +6,13 @@
 //! either refused or read to the connection's end, and its connection is never reused: bytes
 //! left over from one response must never be read as the start of another citizen's.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+
+use crate::proxy::headers::connection_has_token;
 
 /// The most headers an upstream response may carry.
 const MAX_HEADERS: usize = 128;
@@ -60,6 +64,11 @@ impl RequestFraming {
             None => Self::Chunked,
         }
     }
+
+    /// Whether body bytes follow the head.
+    pub fn has_body(self) -> bool {
+        !matches!(self, Self::Empty | Self::Length(0))
+    }
 }
 
 fn expects_body(method: &Method) -> bool {
@@ -84,7 +93,7 @@ pub fn encode_head(method: &Method, target: &str, headers: &HeaderMap, framing: 
         RequestFraming::Empty => {}
         RequestFraming::Length(n) => {
             out.extend_from_slice(b"content-length: ");
-            push_decimal(out, n);
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
@@ -92,36 +101,9 @@ pub fn encode_head(method: &Method, target: &str, headers: &HeaderMap, framing: 
     out.extend_from_slice(b"\r\n");
 }
 
-fn push_decimal(out: &mut Vec<u8>, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        if let Some(d) = digits.get_mut(i) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || i == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(digits.get(i..).unwrap_or_default());
-}
-
-/// The head of a chunk of `len` bytes.
+/// The head of a chunk of `len` bytes (chunked request bodies only: bodies of unknown length).
 pub fn chunk_head(len: usize) -> Bytes {
-    let mut s = Vec::with_capacity(18);
-    let mut started = false;
-    for shift in (0..usize::BITS / 4).rev() {
-        let nibble = (len >> (shift * 4)) & 0xf;
-        if nibble != 0 || started || shift == 0 {
-            started = true;
-            s.push(b"0123456789abcdef".get(nibble).copied().unwrap_or(b'0'));
-        }
-    }
-    s.extend_from_slice(b"\r\n");
-    Bytes::from(s)
+    Bytes::from(format!("{len:x}\r\n"))
 }
 
 /// A parsed response head and how its body is framed.
@@ -138,13 +120,15 @@ pub struct Head {
 /// when more bytes are needed. `upgrade` says whether a 101 was asked for.
 pub fn parse_head(buf: &mut BytesMut, method: &Method, upgrade: bool) -> Result<Option<Head>, CodecError> {
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut slots);
-        let len = match parsed.parse(buf)? {
-            httparse::Status::Complete(len) => len,
-            httparse::Status::Partial if buf.len() > MAX_HEAD_BYTES => return Err(CodecError::HeadTooLarge),
-            httparse::Status::Partial => return Ok(None),
-        };
+        // Left uninitialised: the parser writes only the slots it fills (as in hyper).
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut []);
+        let len =
+            match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut parsed, buf, &mut slots)? {
+                httparse::Status::Complete(len) => len,
+                httparse::Status::Partial if buf.len() > MAX_HEAD_BYTES => return Err(CodecError::HeadTooLarge),
+                httparse::Status::Partial => return Ok(None),
+            };
         let code = parsed.code.unwrap_or_default();
         let status = StatusCode::from_u16(code).map_err(|_| CodecError::Header)?;
         if status == StatusCode::SWITCHING_PROTOCOLS && !upgrade {
@@ -186,7 +170,7 @@ impl From<http::header::InvalidHeaderName> for CodecError {
 }
 
 fn finish_head(status: StatusCode, mut headers: HeaderMap, method: &Method, http10: bool) -> Result<Head, CodecError> {
-    let mut reusable = !http10 && !has_token(&headers, &CONNECTION, "close");
+    let mut reusable = !http10 && !connection_has_token(&headers, "close");
     let no_body = *method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
@@ -218,15 +202,6 @@ fn finish_head(status: StatusCode, mut headers: HeaderMap, method: &Method, http
         return Ok(Head { status, headers, body: Decoder::Done, reusable });
     }
     Ok(Head { status, headers, body, reusable })
-}
-
-fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 /// True when the last transfer coding is `chunked` and appears once; an error when
@@ -448,9 +423,6 @@ mod tests {
         assert_eq!(RequestFraming::of(&Method::POST, None, true), RequestFraming::Chunked);
         assert_eq!(&chunk_head(0x1a2b)[..], b"1a2b\r\n");
         assert_eq!(&chunk_head(0)[..], b"0\r\n");
-        let mut zero = Vec::new();
-        push_decimal(&mut zero, 0);
-        assert_eq!(zero, b"0");
     }
 
     #[test]

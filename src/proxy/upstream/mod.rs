@@ -310,7 +310,6 @@ struct Outgoing {
     body_sent: u64,
     wrote: bool,
     flush: bool,
-    body_polled: bool,
 }
 
 impl Outgoing {
@@ -325,7 +324,7 @@ impl Outgoing {
         let mut head = Vec::with_capacity(256 + parts.headers.len() * 48);
         codec::encode_head(&parts.method, target, &parts.headers, framing, &mut head);
         let head = Bytes::from(head);
-        let body = (!matches!(framing, RequestFraming::Empty | RequestFraming::Length(0))).then_some(body);
+        let body = framing.has_body().then_some(body);
         Self {
             method: parts.method,
             pending: VecDeque::from([head.clone()]),
@@ -335,7 +334,6 @@ impl Outgoing {
             body_sent: 0,
             wrote: false,
             flush: false,
-            body_polled: false,
         }
     }
 
@@ -376,7 +374,6 @@ impl Outgoing {
             if self.pending.iter().map(Bytes::len).sum::<usize>() >= GATHER {
                 break;
             }
-            self.body_polled = true;
             match Pin::new(body).poll_frame(cx) {
                 // Request trailers are dropped, as most proxies do.
                 Poll::Ready(Some(Ok(frame))) => {
@@ -449,9 +446,10 @@ impl Outgoing {
         Ok(())
     }
 
-    /// Whether the same bytes may go again on another connection.
+    /// Whether the same head may go again on another connection once written: only an
+    /// idempotent request without a body.
     fn replayable(&self) -> bool {
-        self.body.is_none() && !self.body_polled && self.method.is_idempotent()
+        !self.framing.has_body() && self.method.is_idempotent()
     }
 
     /// Turns a failed exchange into a retry when that is safe, an error otherwise.
