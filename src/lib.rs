@@ -32,6 +32,9 @@ pub mod crypto;
 // 7. What happened: the tamper-evident journal.
 pub mod audit;
 
+// 8. Data-subject requests, beside the request path.
+pub mod rights;
+
 // 10. Persistence (only services call it).
 pub mod store;
 

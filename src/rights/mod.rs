@@ -1,0 +1,9 @@
+//! Data-subject rights (GDPR Art. 15–21), a side path beside the proxy: the request aggregate
+//! and its state machine (`request`), the legal deadline clock (`deadline`) and the rules that
+//! tie each right to an activity's legal basis (`rules`). These parts are pure; the service
+//! that stores requests, journals their transitions and reaches the applications calls the
+//! existing services (policy, crypto vault, consent, audit), never the store directly.
+
+pub mod deadline;
+pub mod request;
+pub mod rules;
