@@ -35,6 +35,9 @@ pub mod audit;
 // 8. Data-subject requests, beside the request path.
 pub mod rights;
 
+// 9. Durable background work (rights propagation, notices, retention runs, alerts).
+pub mod jobs;
+
 // 10. Persistence (only services call it).
 pub mod store;
 

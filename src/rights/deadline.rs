@@ -58,7 +58,12 @@ impl Deadline {
     }
 
     /// Rebuilds a deadline from what was stored.
-    pub fn restore(received_on: Date, paused_days: i64, paused_since: Option<Date>, extensions: Vec<Extension>) -> Self {
+    pub fn restore(
+        received_on: Date,
+        paused_days: i64,
+        paused_since: Option<Date>,
+        extensions: Vec<Extension>,
+    ) -> Self {
         Self { received_on, paused_days: paused_days.max(0), paused_since, extensions }
     }
 

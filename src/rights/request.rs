@@ -196,12 +196,12 @@ pub enum TransitionError {
 /// received (a right that does not apply), and cancellation by the citizen before the end.
 pub fn allowed(from: Status, to: Status) -> bool {
     use Status::*;
-    match (from, to) {
-        (Received, InProgress | Refused | Cancelled) => true,
-        (InProgress, WaitingOnApplications | Completed | PartlyCompleted | Refused | Cancelled) => true,
-        (WaitingOnApplications, InProgress | Completed | PartlyCompleted | Refused | Cancelled) => true,
-        _ => false,
-    }
+    matches!(
+        (from, to),
+        (Received, InProgress | Refused | Cancelled)
+            | (InProgress, WaitingOnApplications | Completed | PartlyCompleted | Refused | Cancelled)
+            | (WaitingOnApplications, InProgress | Completed | PartlyCompleted | Refused | Cancelled)
+    )
 }
 
 /// The ground of a refusal.
@@ -234,10 +234,10 @@ impl Refusal {
         if self.reason.trim().is_empty() {
             return Err(TransitionError::RefusalWithoutReason);
         }
-        if let RefusalGround::UnfoundedOrExcessive { earlier_requests } = &self.ground {
-            if earlier_requests.iter().all(|r| r.trim().is_empty()) {
-                return Err(TransitionError::ExcessiveWithoutEarlierRequests);
-            }
+        if let RefusalGround::UnfoundedOrExcessive { earlier_requests } = &self.ground
+            && earlier_requests.iter().all(|r| r.trim().is_empty())
+        {
+            return Err(TransitionError::ExcessiveWithoutEarlierRequests);
         }
         Ok(())
     }
@@ -294,7 +294,10 @@ mod tests {
             check_transition(Status::InProgress, Status::Refused, Some(&no_reason)),
             Err(TransitionError::RefusalWithoutReason)
         );
-        assert_eq!(check_transition(Status::InProgress, Status::Refused, None), Err(TransitionError::RefusalWithoutReason));
+        assert_eq!(
+            check_transition(Status::InProgress, Status::Refused, None),
+            Err(TransitionError::RefusalWithoutReason)
+        );
         let excessive = Refusal {
             ground: RefusalGround::UnfoundedOrExcessive { earlier_requests: vec![] },
             reason: "Quatrième demande identique ce mois-ci.".into(),

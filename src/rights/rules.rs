@@ -48,7 +48,9 @@ pub fn applicability(right: Right, basis: LegalBasis) -> Applicability {
         Right::Objection => match basis {
             PublicTask | LegitimateInterests => AgentDecides,
             Consent => Refused { article: "Art. 7(3) RGPD", reason: OBJECTION_CONSENT },
-            Contract | LegalObligation | VitalInterests => Refused { article: "Art. 21(1) RGPD", reason: OBJECTION_BASIS },
+            Contract | LegalObligation | VitalInterests => {
+                Refused { article: "Art. 21(1) RGPD", reason: OBJECTION_BASIS }
+            }
         },
     }
 }

@@ -16,6 +16,7 @@ macro_rules! with_pool {
 
 mod audit;
 mod consent;
+mod jobs;
 mod keys;
 mod meta;
 mod sessions;
@@ -31,6 +32,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use audit::{AuditRepo, CheckpointRow, EntryRow, Extension, HeadRow, Pruned};
 pub use consent::{ConsentRepo, ConsentRow};
+pub use jobs::{JobCounts, JobRow, JobsRepo};
 pub use keys::{DataKeyRow, Keys, Tombstone};
 pub use meta::Meta;
 pub use sessions::{PendingLogin, SessionRow, Sessions};
@@ -210,6 +212,10 @@ impl Store {
 
     pub fn consent(&self) -> ConsentRepo<'_> {
         ConsentRepo::new(self)
+    }
+
+    pub fn jobs(&self) -> JobsRepo<'_> {
+        JobsRepo::new(self)
     }
 }
 

@@ -14,6 +14,7 @@ mod consent;
 mod fields;
 mod health;
 mod interop;
+mod jobs;
 mod keys;
 mod logging;
 mod metrics;
