@@ -47,6 +47,8 @@ pub struct App {
     pub policies: Arc<ArcSwap<PolicySet>>,
     /// Where the policies are read from, again on each reload.
     pub policy_source: PolicySource,
+    /// Data-subject rights requests (GDPR Art. 15–21).
+    pub rights: Arc<crate::rights::service::RightsService>,
 }
 
 impl App {
@@ -159,6 +161,12 @@ impl Application {
             None => None,
         };
         let consent = Arc::new(ConsentService::new(store.clone(), deps.clock.clone()));
+        let rights = Arc::new(crate::rights::service::RightsService::new(
+            store.clone(),
+            audit.clone(),
+            deps.clock.clone(),
+            deps.random.clone(),
+        ));
         let metrics = Arc::new(Metrics::new());
         let upstreams = Upstreams::build(&config.routes).context("cannot prepare upstream TLS")?;
         let proxy = Proxy::new(
@@ -204,6 +212,7 @@ impl Application {
             random: deps.random,
             policies,
             policy_source,
+            rights,
         });
         let (shutdown, _) = watch::channel(false);
         Ok(Self { app, public, admin, tls, shutdown })

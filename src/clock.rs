@@ -102,9 +102,53 @@ pub fn push_hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
+/// The instant `t` in French local time (Europe/Paris). Summer time has followed one rule in
+/// the EU since 1996 (Directive 2000/84/EC): from the last Sunday of March, 01:00 UTC, to the
+/// last Sunday of October, 01:00 UTC, UTC+2; otherwise UTC+1. The rule is computed rather than
+/// read from a time-zone database, so the binary needs none.
+pub fn in_paris(t: OffsetDateTime) -> OffsetDateTime {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let year = t.year();
+    let summer = last_sunday_1am_utc(year, time::Month::March)..last_sunday_1am_utc(year, time::Month::October);
+    let hours = if summer.contains(&t) { 2 } else { 1 };
+    t.to_offset(time::UtcOffset::from_hms(hours, 0, 0).unwrap_or(time::UtcOffset::UTC))
+}
+
+/// The calendar date of `t` in French local time (deadlines are counted in local days).
+pub fn paris_date(t: OffsetDateTime) -> time::Date {
+    in_paris(t).date()
+}
+
+fn last_sunday_1am_utc(year: i32, month: time::Month) -> OffsetDateTime {
+    let last = time::Date::from_calendar_date(year, month, month.length(year)).unwrap_or(time::Date::MIN);
+    let back = i64::from(last.weekday().number_days_from_sunday());
+    let sunday = last.checked_sub(time::Duration::days(back)).unwrap_or(last);
+    sunday.with_hms(1, 0, 0).map_or(OffsetDateTime::UNIX_EPOCH, |d| d.assume_utc())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paris_time_follows_the_eu_summer_time_rule() {
+        use time::macros::datetime;
+        // 2026: summer time from 29 March 01:00 UTC to 25 October 01:00 UTC.
+        let table = [
+            (datetime!(2026-01-31 23:30 UTC), datetime!(2026-02-01 00:30 +1)),
+            (datetime!(2026-03-29 00:59 UTC), datetime!(2026-03-29 01:59 +1)),
+            (datetime!(2026-03-29 01:00 UTC), datetime!(2026-03-29 03:00 +2)),
+            (datetime!(2026-07-14 22:30 UTC), datetime!(2026-07-15 00:30 +2)),
+            (datetime!(2026-10-25 00:59 UTC), datetime!(2026-10-25 02:59 +2)),
+            (datetime!(2026-10-25 01:00 UTC), datetime!(2026-10-25 02:00 +1)),
+            (datetime!(2028-03-26 01:00 UTC), datetime!(2028-03-26 03:00 +2)),
+        ];
+        for (utc, local) in table {
+            let got = in_paris(utc);
+            assert_eq!((got, got.offset()), (local, local.offset()), "{utc}");
+        }
+        assert_eq!(paris_date(datetime!(2026-01-31 23:30 UTC)), time::macros::date!(2026 - 02 - 01));
+    }
 
     #[test]
     fn fixed_clock_moves_only_when_advanced() {

@@ -84,16 +84,30 @@ pub enum Channel {
     Counter,
     Phone,
     Post,
+    /// A rights request sent by e-mail (consent is never taken this way).
+    Email,
 }
 
 impl Channel {
+    pub const ALL: [Channel; 5] = [Self::Online, Self::Counter, Self::Phone, Self::Post, Self::Email];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Online => "online",
             Self::Counter => "counter",
             Self::Phone => "phone",
             Self::Post => "post",
+            Self::Email => "email",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Assisted channels are recorded by an agent, who is then named.
+    pub fn is_assisted(self) -> bool {
+        !matches!(self, Self::Online)
     }
 }
 

@@ -7,3 +7,4 @@
 pub mod deadline;
 pub mod request;
 pub mod rules;
+pub mod service;

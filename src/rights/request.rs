@@ -65,39 +65,7 @@ impl Right {
     }
 }
 
-/// How the request reached the town hall.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Channel {
-    Online,
-    Counter,
-    Phone,
-    Post,
-    Email,
-}
-
-impl Channel {
-    pub const ALL: [Channel; 5] = [Self::Online, Self::Counter, Self::Phone, Self::Post, Self::Email];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Online => "online",
-            Self::Counter => "counter",
-            Self::Phone => "phone",
-            Self::Post => "post",
-            Self::Email => "email",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-
-    /// Assisted channels are recorded by an agent, who is then named on the request.
-    pub fn is_assisted(self) -> bool {
-        !matches!(self, Self::Online)
-    }
-}
+pub use crate::audit::Channel;
 
 /// The kind of identity document an agent checked (the kind only: never a copy, R14).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

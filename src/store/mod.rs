@@ -19,6 +19,7 @@ mod consent;
 mod jobs;
 mod keys;
 mod meta;
+mod rights;
 mod sessions;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ pub use consent::{ConsentRepo, ConsentRow};
 pub use jobs::{JobCounts, JobRow, JobsRepo};
 pub use keys::{DataKeyRow, Keys, Tombstone};
 pub use meta::Meta;
+pub use rights::{RightsRepo, RightsRow};
 pub use sessions::{PendingLogin, SessionRow, Sessions};
 
 /// What went wrong talking to the store. Never carries query parameters (they may be
@@ -216,6 +218,10 @@ impl Store {
 
     pub fn jobs(&self) -> JobsRepo<'_> {
         JobsRepo::new(self)
+    }
+
+    pub fn rights(&self) -> RightsRepo<'_> {
+        RightsRepo::new(self)
     }
 }
 

@@ -22,6 +22,7 @@ mod notice;
 mod policy;
 mod proxy;
 mod register;
+mod rights;
 mod store;
 mod streaming;
 mod tls;
