@@ -64,6 +64,11 @@ pub enum GatewayError {
     ClientUnauthorized,
     /// Too many calls from one client in the current minute.
     RateLimited,
+    /// A well-formed request the gateway cannot act on (e.g. a rights-request step that its
+    /// status does not allow); the reason is part of the answer.
+    Unprocessable(&'static str),
+    /// The resource changed since the client read it.
+    Conflict(&'static str),
 }
 
 /// The cause behind an error response, for the log only.
@@ -89,6 +94,8 @@ impl GatewayError {
             Self::ProtectionUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::ClientUnauthorized => StatusCode::UNAUTHORIZED,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Conflict(_) => StatusCode::CONFLICT,
         }
     }
 
@@ -114,6 +121,8 @@ impl GatewayError {
             Self::ProtectionUnavailable => "protection-unavailable",
             Self::ClientUnauthorized => "client-unauthorized",
             Self::RateLimited => "rate-limited",
+            Self::Unprocessable(_) => "unprocessable",
+            Self::Conflict(_) => "conflict",
         }
     }
 
@@ -138,6 +147,8 @@ impl GatewayError {
             Self::ProtectionUnavailable => "Personal-field protection is unavailable",
             Self::ClientUnauthorized => "Unknown client credential",
             Self::RateLimited => "Too many requests",
+            Self::Unprocessable(_) => "The request cannot be acted on",
+            Self::Conflict(_) => "The resource changed meanwhile",
         }
     }
 
@@ -147,6 +158,7 @@ impl GatewayError {
             Self::PayloadTooLarge { limit } => format!("The body exceeds the limit of {limit} bytes for this address."),
             Self::HeadersTooLarge => "The request line and headers exceed the configured limit.".to_owned(),
             Self::Forbidden(why) => format!("Access denied: {why}."),
+            Self::Unprocessable(why) | Self::Conflict(why) => format!("{why}."),
             Self::FieldNotProtectable(why) => {
                 format!("A declared personal field could not be protected, so nothing was forwarded: {why}.")
             }
@@ -237,6 +249,16 @@ impl GatewayError {
                 ("Accès refusé", "Cette adresse est réservée aux traitements automatiques de la mairie.".into(), BACK)
             }
             Self::RateLimited => ("Trop de demandes", "Trop de demandes ont été faites en peu de temps.".into(), RETRY),
+            Self::Unprocessable(_) => (
+                "Demande impossible",
+                "Nous ne pouvons pas faire cette action sur votre demande pour le moment.".into(),
+                BACK,
+            ),
+            Self::Conflict(_) => (
+                "Demande modifiée entre-temps",
+                "Quelqu'un a modifié cette demande pendant que vous la lisiez.".into(),
+                "Rechargez la page, puis réessayez.",
+            ),
             Self::SignInFailed { cancelled: true, .. } => (
                 "Connexion annulée",
                 "La connexion n'a pas abouti. Vous l'avez peut-être annulée.".into(),

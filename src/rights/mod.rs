@@ -4,6 +4,7 @@
 //! that stores requests, journals their transitions and reaches the applications calls the
 //! existing services (policy, crypto vault, consent, audit), never the store directly.
 
+pub mod api;
 pub mod deadline;
 pub mod request;
 pub mod rules;

@@ -49,6 +49,8 @@ fn own_pages(state: AppState) -> Router {
         .merge(crate::consent::pages::routes())
         // Clear values for back-office batch jobs (bearer token per job, journaled).
         .merge(crate::crypto::batch::routes())
+        // Citizens' data-subject rights requests (JSON API).
+        .merge(crate::rights::api::routes())
         // Nothing under the reserved prefix is ever proxied, even paths we do not serve.
         .route("/.guichet", any(reserved_not_found))
         .route("/.guichet/{*rest}", any(reserved_not_found))

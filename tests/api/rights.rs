@@ -190,3 +190,131 @@ on_both_stores!(
     the_citizen_cancels_only_their_own_request,
     extensions_and_pauses_move_the_stored_deadline,
 );
+
+mod api {
+    //! The citizen's JSON API over a real sign-in.
+
+    use serde_json::{Value, json};
+
+    use crate::auth::SESSION;
+    use crate::consent::{builder, citizen};
+    use crate::helpers::{Backend, TestApp};
+    use crate::oidc_mock::MockProvider;
+    use crate::on_both_stores;
+
+    const API: &str = "/.guichet/api/v1/rights";
+
+    async fn post_json(app: &TestApp, session: Option<&str>, path: &str, body: &Value) -> reqwest::Response {
+        let mut r = app.client.post(app.url(path)).header("content-type", "application/json").body(body.to_string());
+        if let Some(s) = session {
+            r = r.header("cookie", format!("{SESSION}={s}"));
+        }
+        r.send().await.unwrap()
+    }
+
+    async fn get_json(app: &TestApp, session: &str, path: &str) -> reqwest::Response {
+        app.client.get(app.url(path)).header("cookie", format!("{SESSION}={session}")).send().await.unwrap()
+    }
+
+    async fn count(app: &TestApp, session: &str) -> usize {
+        let list: Value = get_json(app, session, API).await.json().await.unwrap();
+        list["requests"].as_array().unwrap().len()
+    }
+
+    async fn a_citizen_files_lists_reads_and_cancels_their_own_requests(backend: Backend) {
+        let mock = MockProvider::start().await;
+        let app = builder(&mock, backend)
+            .with_policies(&[("etat-civil.toml", include_str!("../../policies/etat-civil.toml"))])
+            .start()
+            .await;
+        let angela = citizen(&app, &mock, "sub-angela").await;
+        let bruno = citizen(&app, &mock, "sub-bruno").await;
+
+        let r = post_json(&app, Some(&angela), API, &json!({ "right": "access" })).await;
+        assert_eq!(r.status(), 201);
+        let created: Value = r.json().await.unwrap();
+        let id = created["id"].as_str().unwrap().to_owned();
+        assert_eq!(created["status"], "received");
+        assert_eq!(created["status_label"], "Reçue");
+        assert_eq!(created["channel"], "online");
+        assert!(created["due_on"].as_str().unwrap().len() == 10, "{created}");
+        assert_eq!(created["overdue"], false);
+
+        let shown: Value = get_json(&app, &angela, &format!("{API}/{id}")).await.json().await.unwrap();
+        assert_eq!(shown["id"], id.as_str());
+        assert_eq!(count(&app, &angela).await, 1);
+
+        // Another citizen neither sees nor cancels it.
+        assert_eq!(get_json(&app, &bruno, &format!("{API}/{id}")).await.status(), 404);
+        assert_eq!(post_json(&app, Some(&bruno), &format!("{API}/{id}/cancel"), &json!({})).await.status(), 404);
+        assert_eq!(count(&app, &bruno).await, 0);
+
+        let cancelled = post_json(&app, Some(&angela), &format!("{API}/{id}/cancel"), &json!({})).await;
+        assert_eq!(cancelled.status(), 200);
+        assert_eq!(cancelled.json::<Value>().await.unwrap()["status"], "cancelled");
+        let again = post_json(&app, Some(&angela), &format!("{API}/{id}/cancel"), &json!({})).await;
+        assert_eq!(again.status(), 422);
+        assert_eq!(again.headers()["content-type"], "application/problem+json");
+    }
+
+    async fn a_right_that_does_not_apply_is_answered_with_its_reason(backend: Backend) {
+        let mock = MockProvider::start().await;
+        let app = builder(&mock, backend)
+            .with_policies(&[("etat-civil.toml", include_str!("../../policies/etat-civil.toml"))])
+            .start()
+            .await;
+        let angela = citizen(&app, &mock, "sub-angela").await;
+        let r = post_json(&app, Some(&angela), API, &json!({ "right": "erasure", "activity": "etat-civil" })).await;
+        assert_eq!(r.status(), 201);
+        let refused: Value = r.json().await.unwrap();
+        assert_eq!(refused["status"], "refused");
+        assert_eq!(refused["answer"]["kind"], "refused");
+        assert_eq!(refused["answer"]["article"], "Art. 17(3)(b) RGPD");
+        assert!(refused["answer"]["reason"].as_str().unwrap().contains("conservation"));
+        assert!(refused["answer"]["remedies"].as_str().unwrap().contains("CNIL"));
+        let erase =
+            post_json(&app, Some(&angela), API, &json!({ "right": "erasure", "activity": "lettre-information" })).await;
+        assert_eq!(erase.json::<Value>().await.unwrap()["status"], "received");
+        let unknown = post_json(&app, Some(&angela), API, &json!({ "right": "access", "activity": "inconnu" })).await;
+        assert_eq!(unknown.status(), 422);
+    }
+
+    async fn nothing_is_filed_without_a_session_or_from_a_cross_site_form(backend: Backend) {
+        let mock = MockProvider::start().await;
+        let app = builder(&mock, backend).start().await;
+        let angela = citizen(&app, &mock, "sub-angela").await;
+        let anonymous = post_json(&app, None, API, &json!({ "right": "access" })).await;
+        assert_eq!(anonymous.status(), 401);
+        // What a cross-site HTML form can send: url-encoded, with the citizen's cookie.
+        let form = app
+            .client
+            .post(app.url(API))
+            .header("cookie", format!("{SESSION}={angela}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("right=access")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(form.status(), 400);
+        let text = app
+            .client
+            .post(app.url(API))
+            .header("cookie", format!("{SESSION}={angela}"))
+            .header("content-type", "text/plain")
+            .body(r#"{"right":"access"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(text.status(), 400);
+        let bad = post_json(&app, Some(&angela), API, &json!({ "right": "everything" })).await;
+        assert_eq!(bad.status(), 400);
+        assert_eq!(count(&app, &angela).await, 0, "nothing was filed");
+        assert!(app.upstream.received().is_empty(), "nothing under /.guichet/ is proxied");
+    }
+
+    on_both_stores!(
+        a_citizen_files_lists_reads_and_cancels_their_own_requests,
+        a_right_that_does_not_apply_is_answered_with_its_reason,
+        nothing_is_filed_without_a_session_or_from_a_cross_site_form,
+    );
+}
