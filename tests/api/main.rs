@@ -21,6 +21,7 @@ mod notice;
 mod policy;
 mod proxy;
 mod register;
+mod stacks;
 mod store;
 mod streaming;
 mod tls;
