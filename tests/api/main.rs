@@ -21,6 +21,7 @@ mod notice;
 mod policy;
 mod proxy;
 mod register;
+mod spellings;
 mod stacks;
 mod store;
 mod streaming;
