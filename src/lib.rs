@@ -13,6 +13,9 @@ pub mod metrics;
 pub mod telemetry;
 pub mod tls;
 
+// How applications read names and paths: one canonical form, used by every phase below.
+pub mod canonical;
+
 // 1. Bytes in.
 pub mod health;
 pub mod server;

@@ -23,6 +23,8 @@ mod policy;
 mod proxy;
 mod register;
 mod rights;
+mod spellings;
+mod stacks;
 mod store;
 mod streaming;
 mod tls;
