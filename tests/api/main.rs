@@ -18,6 +18,7 @@ mod keys;
 mod logging;
 mod metrics;
 mod notice;
+mod paths;
 mod policy;
 mod proxy;
 mod register;
