@@ -229,3 +229,106 @@ async fn a_sign_in_asked_on_a_spelled_path_comes_back_to_its_canonical_form() {
     let location = r.headers()["location"].to_str().unwrap();
     assert!(location.contains("retour=%2Fprive%2Fdossier%3Fx%3D1"), "{location}");
 }
+
+/// Real stacks: the application behind the gateway (tests/stacks, see `stacks`) binds every
+/// request it receives, whatever its path; a catch-all route declared without personal data
+/// sends it everything the `dossier` activity does not claim. No spelling of the claimed
+/// `/dossier/depot` may make it bind the canary in clear.
+mod real_stacks {
+    use super::*;
+    use crate::stacks::{DOSSIER, Kind, Stack, strings};
+
+    async fn behind(kind: Kind) -> (TestApp, Stack, tempfile::TempDir) {
+        let stack = Stack::start(kind).await;
+        let keys = tempfile::tempdir().unwrap();
+        let keyring = crate::helpers::test_keys(keys.path());
+        let up = format!("http://{}", stack.addr);
+        let app = spawn_app()
+            .without_default_route()
+            .with_policies(&[("dossier.toml", DOSSIER)])
+            .with(move |s, _| {
+                s.routes.push(route("accueil", "/", &up));
+                s.keys = Some(keyring);
+            })
+            .start()
+            .await;
+        (app, stack, keys)
+    }
+
+    /// Sends the canary in the declared `nom`, in the query and the form, on `raw_path` as
+    /// written; returns the status.
+    async fn send(app: &TestApp, raw_path: &str) -> u16 {
+        let body = "nom=CANARI-F&commentaire=en+clair";
+        let request = format!(
+            "POST {raw_path}?nom=CANARI-Q HTTP/1.1\r\nHost: mairie.example.fr\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = app.raw(request.as_bytes()).await;
+        answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+    }
+
+    async fn no_spelling_of_a_claimed_path_binds_the_canary(kind: Kind) {
+        let (app, stack, _keys) = behind(kind).await;
+        // The harness sees clear values: an unclaimed path binds the canary as sent.
+        assert_eq!(send(&app, "/ailleurs").await, 200);
+        let seen = stack.bound();
+        assert!(strings(&seen[0]).iter().any(|s| s.contains("CANARI-F")), "{kind:?} bound {seen:?}");
+
+        let spellings = [
+            ("/dossier/depot", true),
+            ("/%64ossier/depot", true),
+            ("//dossier//depot", true),
+            ("/DOSSIER/Depot", true),
+            ("/dossier/depot.json", true),
+            ("/x/../dossier/depot", false),
+            ("/x/%2e%2e/dossier/depot", false),
+            ("/x/..;/dossier/depot", false),
+            ("/x%2F..%2Fdossier/depot", false),
+            ("/dossier;x=1/depot", false),
+            ("/dossier/depot;jsessionid=1", false),
+            ("/dossier%2Fdepot", false),
+            ("/dossier%5Cdepot", false),
+            ("/dossier/%2564epot", false),
+            ("/index.php/dossier/depot", false),
+            ("/dossier/depot.", false),
+            ("/dossier/depot%20", false),
+            ("/dossier/depot%00", false),
+        ];
+        for (raw, forwarded) in spellings {
+            let before = stack.bound().len();
+            let status = send(&app, raw).await;
+            let bound = stack.bound();
+            let new = bound.get(before..).unwrap_or_default();
+            if forwarded {
+                assert_eq!(status, 200, "{kind:?} {raw}");
+                assert_eq!(new.len(), 1, "{kind:?} {raw}: {new:?}");
+                assert!(new[0]["post"]["nom"].to_string().contains("gchp1."), "{kind:?} {raw}: {}", new[0]);
+            } else {
+                assert_eq!(status, 400, "{kind:?} {raw}");
+                assert!(new.is_empty(), "{kind:?} {raw}: refused but the application bound {new:?}");
+            }
+            for b in new {
+                assert!(strings(b).iter().all(|s| !s.contains("CANARI")), "{kind:?} {raw} bound the canary: {b}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    #[cfg_attr(not(guichet_php_tests), ignore = "real-stack test: install php-cli (Debian) to run it")]
+    async fn php_never_binds_the_canary_for_any_spelling_of_a_claimed_path() {
+        no_spelling_of_a_claimed_path_binds_the_canary(Kind::Php).await;
+    }
+
+    #[tokio::test]
+    #[cfg_attr(not(guichet_waitress_tests), ignore = "real-stack test: install python3-waitress (Debian) to run it")]
+    async fn waitress_never_binds_the_canary_for_any_spelling_of_a_claimed_path() {
+        no_spelling_of_a_claimed_path_binds_the_canary(Kind::Waitress).await;
+    }
+
+    #[tokio::test]
+    #[cfg_attr(not(guichet_wsgiref_tests), ignore = "real-stack test: needs /usr/bin/python3 (Debian python3)")]
+    async fn wsgiref_never_binds_the_canary_for_any_spelling_of_a_claimed_path() {
+        no_spelling_of_a_claimed_path_binds_the_canary(Kind::Wsgiref).await;
+    }
+}
