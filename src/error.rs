@@ -25,6 +25,9 @@ pub enum GatewayError {
     /// No processing activity covers the request, and its route is not declared without
     /// personal data: denied by default.
     NoProcessingActivity,
+    /// An activity claims the address, but none of its rules lists the method: refused, not
+    /// passed as unclaimed. `allow` is the `Allow` header's value.
+    MethodNotAllowed { allow: String },
     /// A path under the reserved prefix that the gateway does not serve.
     NotFound,
     /// The client stopped sending its body for longer than the idle timeout.
@@ -81,6 +84,7 @@ impl GatewayError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NoRoute | Self::NotFound => StatusCode::NOT_FOUND,
             Self::NoProcessingActivity => StatusCode::FORBIDDEN,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -105,6 +109,7 @@ impl GatewayError {
             Self::BadRequest(_) => "bad-request",
             Self::NoRoute => "no-route",
             Self::NoProcessingActivity => "no-processing-activity",
+            Self::MethodNotAllowed { .. } => "method-not-allowed",
             Self::NotFound => "not-found",
             Self::RequestTimeout => "request-timeout",
             Self::PayloadTooLarge { .. } => "payload-too-large",
@@ -131,6 +136,7 @@ impl GatewayError {
             Self::BadRequest(_) => "Malformed request",
             Self::NoRoute => "No application at this address",
             Self::NoProcessingActivity => "No processing activity covers this request",
+            Self::MethodNotAllowed { .. } => "Method not allowed at this address",
             Self::NotFound => "Not found",
             Self::RequestTimeout => "The request body stopped arriving",
             Self::PayloadTooLarge { .. } => "Request body too large",
@@ -159,6 +165,10 @@ impl GatewayError {
             Self::HeadersTooLarge => "The request line and headers exceed the configured limit.".to_owned(),
             Self::Forbidden(why) => format!("Access denied: {why}."),
             Self::Unprocessable(why) | Self::Conflict(why) => format!("{why}."),
+            Self::MethodNotAllowed { allow } => format!(
+                "A processing activity covers this address, but not this method; nothing was forwarded. \
+                 Allowed: {allow}."
+            ),
             Self::FieldNotProtectable(why) => {
                 format!("A declared personal field could not be protected, so nothing was forwarded: {why}.")
             }
@@ -195,6 +205,12 @@ impl GatewayError {
                  nous n'avons rien transmis."
                     .into(),
                 "Vérifiez l'adresse ou revenez à l'accueil. Si cela continue, contactez votre mairie.",
+            ),
+            Self::MethodNotAllowed { .. } => (
+                "Action impossible",
+                "Cette page n'accepte pas ce type de demande. Pour protéger vos données, nous n'avons rien transmis."
+                    .into(),
+                BACK,
             ),
             Self::PayloadTooLarge { limit } => (
                 "Envoi trop gros",
@@ -283,6 +299,11 @@ impl GatewayError {
         };
         if let Some(c) = cause {
             resp.extensions_mut().insert(ErrorCause(c));
+        }
+        if let Self::MethodNotAllowed { allow } = self
+            && let Ok(v) = HeaderValue::from_str(allow)
+        {
+            resp.headers_mut().insert(header::ALLOW, v);
         }
         resp
     }

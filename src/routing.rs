@@ -1,7 +1,9 @@
 //! Which application a request is for: the route table compiled from `[[routes]]`.
 //!
 //! Matching: a route with a `host` beats one without; then the longest `path_prefix` wins.
-//! Prefixes match on segment boundaries (`/app` matches `/app` and `/app/x`, not `/apple`).
+//! Prefixes match on segment boundaries (`/app` matches `/app` and `/app/x`, not `/apple`),
+//! against the canonical path (`canonical::path`), letters compared case-insensitively like
+//! activity rules (docs/proxy.md, "Paths").
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -102,7 +104,17 @@ impl Route {
             errors.push(("path_prefix", format!("`{}` must not contain . or .. segments", s.path_prefix)));
         }
         let prefix = normalise_prefix(&s.path_prefix);
-        if is_reserved(&prefix) || (prefix.len() > 1 && RESERVED_PREFIX.starts_with(&format!("{prefix}/"))) {
+        if s.path_prefix.starts_with('/') && crate::canonical::path::is_ambiguous(&prefix) {
+            errors.push((
+                "path_prefix",
+                format!(
+                    "`{}` must not contain encoded separators, `;`, `\\` or a segment ending in a dot",
+                    s.path_prefix
+                ),
+            ));
+        }
+        let lower = prefix.to_ascii_lowercase();
+        if is_reserved(&lower) || (lower.len() > 1 && RESERVED_PREFIX.starts_with(&format!("{lower}/"))) {
             errors
                 .push(("path_prefix", format!("`{}` is inside the reserved prefix {RESERVED_PREFIX}", s.path_prefix)));
         }
@@ -151,16 +163,13 @@ impl Route {
         if self.prefix == "/" {
             return true;
         }
-        match path.strip_prefix(self.prefix.as_str()) {
-            Some(rest) => rest.is_empty() || rest.starts_with('/'),
-            None => false,
-        }
+        strip_prefix_any_case(path, &self.prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 
     /// The path and query to send upstream.
     pub fn upstream_path_and_query(&self, path: &str, query: Option<&str>) -> String {
         let rest = if self.strip_prefix && self.prefix != "/" {
-            path.strip_prefix(self.prefix.as_str()).unwrap_or(path)
+            strip_prefix_any_case(path, &self.prefix).unwrap_or(path)
         } else {
             path
         };
@@ -221,9 +230,17 @@ fn check_access(s: &RouteSettings) -> Vec<(&'static str, String)> {
     errors
 }
 
+/// A prefix in canonical form (`canonical::path::normalise`), without trailing slash.
 fn normalise_prefix(p: &str) -> String {
-    let t = p.trim_end_matches('/');
+    let canonical = crate::canonical::path::normalise(p).map_or_else(|_| p.to_owned(), std::borrow::Cow::into_owned);
+    let t = canonical.trim_end_matches('/');
     if t.is_empty() { "/".to_owned() } else { t.to_owned() }
+}
+
+/// `path` without `prefix`, letters compared case-insensitively.
+fn strip_prefix_any_case<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = path.get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix) { path.get(prefix.len()..) } else { None }
 }
 
 /// True for paths the gateway serves itself (`/.guichet` and everything under it).
@@ -257,7 +274,7 @@ impl RouteTable {
                         format!("`{}` is already the name of routes[{i}]", rb.name),
                     ));
                 }
-                if ra.host == rb.host && ra.prefix == rb.prefix {
+                if ra.host == rb.host && ra.prefix.eq_ignore_ascii_case(&rb.prefix) {
                     errors.push((
                         format!("routes[{j}].path_prefix"),
                         format!(
@@ -319,6 +336,7 @@ mod tests {
         .unwrap();
         assert_eq!(&*t.find(None, "/app/x").unwrap().name, "app");
         assert_eq!(&*t.find(None, "/apple").unwrap().name, "root");
+        assert_eq!(&*t.find(None, "/APP/x").unwrap().name, "app", "letters compare in any case");
         assert_eq!(&*t.find(Some("mairie.EXAMPLE.fr"), "/app").unwrap().name, "host");
     }
 
@@ -347,5 +365,6 @@ mod tests {
         let r = Route::compile(&s, 1).unwrap();
         assert_eq!(r.upstream_path_and_query("/app/x", Some("q=1")), "/base/x?q=1");
         assert_eq!(r.upstream_path_and_query("/app", None), "/base/");
+        assert_eq!(r.upstream_path_and_query("/App/x", None), "/base/x");
     }
 }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use ::http::header::{HeaderMap, HeaderName, HeaderValue};
 use anyhow::Context as _;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::{ExposeSecret as _, SecretString};
 use time::OffsetDateTime;
 
@@ -358,25 +358,31 @@ pub fn clear_cookie(name: &str) -> HeaderValue {
 /// The gateway's own pages a sign-in may come back to (they check the session themselves).
 const RETURNABLE_OWN_PAGES: &[&str] = &[crate::policy::pages::REGISTER_PATH];
 
-/// A return path that stays on this site: one leading `/`, never `//`, `/\`, a scheme, a
-/// backslash or a control character, in raw or percent-decoded form, and never the
-/// gateway's own pages but those in `RETURNABLE_OWN_PAGES`.
-pub fn safe_return_path(p: &str) -> Option<&str> {
-    if p.len() > 2048 {
+/// A return path that stays on this site, in the form the browser will follow: the path is
+/// read like a request path (`canonical::path`), dot segments resolved as the browser
+/// resolves them, and refused when any reading of it — decoded, `\` as `/`, in any letter
+/// case — leaves the site (`//host`, `/\host`, a scheme) or names the gateway's own pages
+/// (but those in `RETURNABLE_OWN_PAGES`), or when it is spelled ambiguously. The query is
+/// kept as it came.
+pub fn safe_return_path(p: &str) -> Option<String> {
+    use crate::canonical::path::{self as canonical, PathError};
+    if p.len() > 2048 || p.chars().any(char::is_control) || p.contains('\\') {
         return None;
     }
-    let decoded = percent_decode_str(p).decode_utf8().ok()?;
-    for form in [p, decoded.as_ref()] {
-        let rest = form.strip_prefix('/')?;
-        if rest.starts_with(['/', '\\'])
-            || form.contains('\\')
-            || form.chars().any(char::is_control)
-            || (crate::routing::is_reserved(form) && !RETURNABLE_OWN_PAGES.contains(&form))
-        {
-            return None;
-        }
+    let (path, rest) = p.find(['?', '#']).map_or((p, ""), |i| p.split_at(i));
+    if !path.starts_with('/') || path.starts_with("//") {
+        return None;
     }
-    Some(p)
+    let resolved = canonical::normalise(path).ok()?;
+    match canonical::read(&resolved) {
+        Ok(_) => {}
+        Err(PathError::Reserved) if RETURNABLE_OWN_PAGES.contains(&resolved.as_ref()) => {}
+        Err(_) => return None,
+    }
+    if canonical::is_ambiguous(&resolved) {
+        return None;
+    }
+    Some(format!("{resolved}{rest}"))
 }
 
 pub fn is_loopback_host(host: &str) -> bool {
@@ -390,9 +396,12 @@ mod tests {
 
     #[test]
     fn return_paths_stay_on_site() {
-        for ok in ["/", "/demarches?x=1", "/a/b%20c", "/.guichet/dpo/registre"] {
-            assert_eq!(safe_return_path(ok), Some(ok), "{ok}");
+        for ok in ["/", "/demarches?x=1", "/a/b%20c", "/.guichet/dpo/registre", "/a?retour=//x#y"] {
+            assert_eq!(safe_return_path(ok).as_deref(), Some(ok), "{ok}");
         }
+        // What the browser would follow anyway, in the form it follows it.
+        assert_eq!(safe_return_path("/a/./b/../c?x=1").as_deref(), Some("/a/c?x=1"));
+        assert_eq!(safe_return_path("/%63antine//x").as_deref(), Some("/cantine/x"));
         for bad in [
             "//evil.example",
             "/\\evil.example",
@@ -407,6 +416,17 @@ mod tests {
             "/.guichet/dpo/registre/../../deconnexion",
             "/a\nb",
             "",
+            "/a/../.guichet/deconnexion",
+            "/%2e%2e/.guichet/x",
+            "/a/%2E%2E/.guichet/x",
+            "/a/..%2F.guichet/x",
+            "/.GUICHET/deconnexion",
+            "/./.guichet/x",
+            "/a/..;/.guichet/x",
+            "/..",
+            "/%2F/evil.example",
+            "/a%00b",
+            "/%09/evil.example",
         ] {
             assert_eq!(safe_return_path(bad), None, "{bad}");
         }

@@ -95,7 +95,7 @@ async fn start_agent(State(app): State<AppState>, Query(q): Query<HashMap<String
 /// to the provider.
 async fn start(auth: &Auth, kind: Kind, q: &HashMap<String, String>) -> Result<Response, SignInError> {
     let provider = auth.provider(kind).ok_or(SignInError::NoProvider)?;
-    let return_to = q.get("retour").and_then(|r| safe_return_path(r)).unwrap_or("/");
+    let return_to = q.get("retour").and_then(|r| safe_return_path(r)).unwrap_or_else(|| "/".to_owned());
     let acr = requested_acr(provider, q.get("niveau").map(String::as_str));
     let rng = auth.random.as_ref();
     let state = random_hex::<32>(rng)?;
@@ -110,7 +110,7 @@ async fn start(auth: &Auth, kind: Kind, q: &HashMap<String, String>) -> Result<R
         kind: kind.as_str().to_owned(),
         nonce: nonce.clone(),
         pkce_verifier: verifier.clone(),
-        return_to: return_to.to_owned(),
+        return_to,
         acr: acr.clone(),
         expires_at: auth.clock.now() + PENDING_LIFETIME,
     };

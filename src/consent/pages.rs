@@ -133,8 +133,8 @@ async fn show(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<S
         Ok(None) => return page(StatusCode::OK, &SignInFirst),
         Err(r) => return r,
     };
-    let return_to = q.retour.as_deref().and_then(crate::auth::safe_return_path).unwrap_or("");
-    render_citizen_page(&app, &session, return_to, None, q.fait.as_deref()).await
+    let return_to = q.retour.as_deref().and_then(crate::auth::safe_return_path).unwrap_or_default();
+    render_citizen_page(&app, &session, &return_to, None, q.fait.as_deref()).await
 }
 
 async fn render_citizen_page(
@@ -236,7 +236,7 @@ async fn choose(
     match app.consent.record(&app.audit, subject, &purpose, given, by).await {
         Ok(seq) => {
             let back = f.retour.as_deref().and_then(crate::auth::safe_return_path).filter(|_| given);
-            let target = back.map_or_else(|| format!("{CONSENT_PATH}?fait={seq}"), ToOwned::to_owned);
+            let target = back.unwrap_or_else(|| format!("{CONSENT_PATH}?fait={seq}"));
             redirect(&target)
         }
         Err(e) => error_page(&e),

@@ -1,23 +1,52 @@
 //! The pure decision: which activity and purpose a request serves. No I/O, no clock; built
 //! once per policy set (patterns compiled at load time) and called on every request.
 //!
-//! Path patterns, segment by segment (the same segment semantics as `routing`):
+//! Path patterns, segment by segment (the same segment semantics as `routing`), against the
+//! canonical path (`canonical::path`), letters compared case-insensitively:
 //! - `/cantine` matches exactly `/cantine` (a single trailing `/` in the request is ignored);
 //! - `{name}` matches any one non-empty segment (`/cantine/{id}`);
 //! - a final `*` segment matches the path before it and everything under it, on segment
 //!   boundaries (`/cantine/*` matches `/cantine`, `/cantine/12`, not `/cantines`).
+//!
+//! A request is also matched in the other ways applications may read its path
+//! (`canonical::path::readings` and `file_readings`): when one of those readings is claimed
+//! differently from the path itself, or when a claimed path is spelled ambiguously, the
+//! request is refused rather than passed as unclaimed.
 
 use std::sync::Arc;
 
 use http::{HeaderValue, Method};
 
 use super::model::{ActivityFile, Field, LegalBasis};
+use crate::canonical::path as canonical;
 
 /// One segment of a compiled pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
-    Literal(Box<str>),
+    /// A fixed segment: canonical (compared ASCII case-insensitively with canonical paths)
+    /// and folded (compared with readings).
+    Literal {
+        canonical: Box<str>,
+        folded: Box<str>,
+    },
     Param,
+}
+
+/// Which form of a path is matched: the canonical path or a folded reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Canonical,
+    Folded,
+}
+
+impl Segment {
+    fn accepts(&self, got: &str, form: Form) -> bool {
+        match (self, form) {
+            (Self::Param, _) => true,
+            (Self::Literal { canonical, .. }, Form::Canonical) => canonical.eq_ignore_ascii_case(got),
+            (Self::Literal { folded, .. }, Form::Folded) => **folded == *got,
+        }
+    }
 }
 
 /// A compiled path pattern.
@@ -36,7 +65,8 @@ fn path_segments(path: &str) -> impl Iterator<Item = &str> {
 }
 
 impl PathPattern {
-    /// Parses a pattern, explaining what is wrong in plain words.
+    /// Parses a pattern, explaining what is wrong in plain words. Fixed segments are kept in
+    /// canonical form (`%63antine` is `cantine`).
     pub fn parse(pattern: &str) -> Result<Self, String> {
         if !pattern.starts_with('/') {
             return Err(format!("the path `{pattern}` must start with /"));
@@ -53,28 +83,27 @@ impl PathPattern {
                 prefix = true;
             } else if seg.starts_with('{') && seg.ends_with('}') && seg.len() > 2 {
                 segments.push(Segment::Param);
-            } else if seg.is_empty() || seg.contains(['*', '{', '}', '?', '#']) || *seg == "." || *seg == ".." {
-                return Err(format!(
-                    "in `{pattern}`, the segment `{seg}` is not allowed: write a name, `{{param}}` or a final `*`"
-                ));
             } else {
-                segments.push(Segment::Literal((*seg).into()));
+                segments.push(literal(pattern, seg)?);
             }
         }
-        if segments.first().is_some_and(|s| *s == Segment::Literal(".guichet".into())) {
+        if segments.first().is_some_and(|s| s.accepts(".guichet", Form::Canonical)) {
             return Err(format!("`{pattern}` is inside the gateway's reserved prefix /.guichet/"));
         }
         Ok(Self { segments, prefix })
     }
 
-    /// True when `path` matches; allocation-free.
+    /// True when `path` (canonical) matches; allocation-free.
     pub fn matches(&self, path: &str) -> bool {
+        self.matches_in(path, Form::Canonical)
+    }
+
+    fn matches_in(&self, path: &str, form: Form) -> bool {
         let mut got = path_segments(path);
         for want in &self.segments {
-            match (want, got.next()) {
-                (_, None) => return false,
-                (Segment::Literal(l), Some(g)) if **l != *g => return false,
-                _ => {}
+            match got.next() {
+                Some(g) if want.accepts(g, form) => {}
+                _ => return false,
             }
         }
         self.prefix || got.next().is_none()
@@ -89,7 +118,9 @@ impl PathPattern {
                 (None, None) => return true,
                 (None, Some(_)) => return self.prefix,
                 (Some(_), None) => return other.prefix,
-                (Some(Segment::Literal(x)), Some(Segment::Literal(y))) if x != y => return false,
+                (Some(Segment::Literal { folded: x, .. }), Some(Segment::Literal { folded: y, .. })) if x != y => {
+                    return false;
+                }
                 _ => {}
             }
         }
@@ -102,12 +133,34 @@ impl PathPattern {
         for s in &self.segments {
             out.push('/');
             out.push_str(match s {
-                Segment::Literal(l) => l,
+                Segment::Literal { canonical, .. } => canonical,
                 Segment::Param => "x",
             });
         }
         if out.is_empty() { "/".to_owned() } else { out }
     }
+}
+
+/// A fixed segment of `pattern`, in canonical form; refused when requests could only reach
+/// it spelled ambiguously (they would be refused) or through a dot segment.
+fn literal(pattern: &str, seg: &str) -> Result<Segment, String> {
+    let bad =
+        || format!("in `{pattern}`, the segment `{seg}` is not allowed: write a name, `{{param}}` or a final `*`");
+    if seg.is_empty() || seg.contains(['*', '{', '}', '?', '#', '/']) {
+        return Err(bad());
+    }
+    let path = format!("/{seg}");
+    // `read` also refuses the reserved prefix, which is only wrong as the first segment
+    // (checked by the caller).
+    if matches!(canonical::read(&path), Err(e) if e != canonical::PathError::Reserved) {
+        return Err(bad());
+    }
+    let canonical = canonical::normalise(&path).map_err(|_| bad())?.into_owned();
+    let canonical = canonical.strip_prefix('/').unwrap_or(&canonical);
+    if canonical.is_empty() || canonical.contains('/') || canonical::is_ambiguous(&format!("/{canonical}")) {
+        return Err(bad());
+    }
+    Ok(Segment::Literal { folded: canonical::fold_segment(canonical).into(), canonical: canonical.into() })
 }
 
 /// What a request serves, precomputed once per (activity, purpose): the decide phase only
@@ -137,13 +190,19 @@ pub struct CompiledRoute {
 }
 
 impl CompiledRoute {
-    fn matches(&self, facts: &RequestFacts<'_>) -> bool {
-        let host_ok = match (&self.host, facts.host) {
+    fn host_ok(&self, host: Option<&str>) -> bool {
+        match (&self.host, host) {
             (None, _) => true,
             (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
             (Some(_), None) => false,
-        };
-        host_ok && self.methods.as_ref().is_none_or(|m| m.contains(facts.method)) && self.pattern.matches(facts.path)
+        }
+    }
+
+    /// A rule listing GET also covers HEAD: applications answer HEAD as GET without a body.
+    fn method_ok(&self, method: &Method) -> bool {
+        self.methods
+            .as_ref()
+            .is_none_or(|m| m.contains(method) || (*method == Method::HEAD && m.contains(&Method::GET)))
     }
 
     /// True when one request could match both rules.
@@ -153,7 +212,9 @@ impl CompiledRoute {
             _ => true,
         };
         let methods = match (&self.methods, &other.methods) {
-            (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
+            (Some(a), Some(b)) => {
+                a.iter().chain(b).chain([Method::HEAD].iter()).any(|m| self.method_ok(m) && other.method_ok(m))
+            }
             _ => true,
         };
         hosts && methods && self.pattern.overlaps(&other.pattern)
@@ -183,6 +244,7 @@ pub struct RequestFacts<'a> {
     pub route: &'a str,
     /// Host without port.
     pub host: Option<&'a str>,
+    /// The canonical path (`canonical::path::read`).
     pub path: &'a str,
     pub method: &'a Method,
 }
@@ -196,18 +258,96 @@ pub enum Decision {
     Public,
     /// No activity claims it: denied by default.
     Deny,
+    /// An activity claims the path, but none of its rules lists the method: refused (405)
+    /// rather than passed as unclaimed. Carries the `Allow` header's value.
+    MethodNotAllowed(String),
+    /// An application may read the path as a claimed path other than the one it matches, or a
+    /// claimed path is spelled in a way stacks read differently: refused (400).
+    Ambiguous,
 }
 
-/// Matches a request to its activity and purpose. Activity rules win over a route's
-/// `no_personal_data` declaration; a valid set has no overlapping rules, so the first match
-/// is the only one.
-pub fn decide(set: &PolicySet, facts: &RequestFacts<'_>) -> Decision {
-    if let Some(r) = set.routes.iter().find(|r| r.matches(facts)) {
-        return Decision::Processing(r.processing.clone());
+/// What one reading of the path is claimed as.
+#[derive(Debug, Clone, Copy)]
+enum Outcome<'s> {
+    Unclaimed,
+    Serves(&'s Arc<Processing>),
+    /// Claimed, but no rule of the claiming activities lists the method.
+    WrongMethod,
+}
+
+impl PartialEq for Outcome<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Serves(a), Self::Serves(b)) => Arc::ptr_eq(a, b),
+            (Self::Unclaimed, Self::Unclaimed) | (Self::WrongMethod, Self::WrongMethod) => true,
+            _ => false,
+        }
     }
-    if set.public_routes.iter().any(|p| **p == *facts.route) { Decision::Public } else { Decision::Deny }
 }
 
+fn outcome<'s>(set: &'s PolicySet, facts: &RequestFacts<'_>, path: &str, form: Form) -> Outcome<'s> {
+    let mut claimed = false;
+    for r in set.routes.iter().filter(|r| r.host_ok(facts.host) && r.pattern.matches_in(path, form)) {
+        if r.method_ok(facts.method) {
+            return Outcome::Serves(&r.processing);
+        }
+        claimed = true;
+    }
+    if claimed { Outcome::WrongMethod } else { Outcome::Unclaimed }
+}
+
+/// The methods the rules claiming the path list, for `Allow`.
+fn allowed_methods(set: &PolicySet, facts: &RequestFacts<'_>) -> String {
+    let mut methods: Vec<&str> = Vec::new();
+    for r in set.routes.iter().filter(|r| r.host_ok(facts.host) && r.pattern.matches(facts.path)) {
+        for m in r.methods.iter().flatten() {
+            methods.push(m.as_str());
+            if *m == Method::GET {
+                methods.push(Method::HEAD.as_str());
+            }
+        }
+    }
+    methods.sort_unstable();
+    methods.dedup();
+    methods.join(", ")
+}
+
+/// Matches a request to its activity and purpose. `facts.path` is the canonical path
+/// (`canonical::path::read`). Activity rules win over a route's `no_personal_data`
+/// declaration; a valid set has no overlapping rules, so the first match is the only one.
+/// The other readings of the path must not be claimed otherwise (a reading nobody claims is
+/// harmless: the request is protected as what its path serves).
+pub fn decide(set: &PolicySet, facts: &RequestFacts<'_>) -> Decision {
+    let own = outcome(set, facts, facts.path, Form::Canonical);
+    let mut claimed = own != Outcome::Unclaimed;
+    let mut conflicts = |o: Outcome<'_>| {
+        claimed |= o != Outcome::Unclaimed;
+        o != Outcome::Unclaimed && o != own
+    };
+    for r in canonical::file_readings(facts.path) {
+        if conflicts(outcome(set, facts, r, Form::Canonical)) {
+            return Decision::Ambiguous;
+        }
+    }
+    if !canonical::is_plain(facts.path) {
+        for reading in canonical::readings(facts.path) {
+            for r in std::iter::once(reading.as_str()).chain(canonical::file_readings(&reading)) {
+                if conflicts(outcome(set, facts, r, Form::Folded)) {
+                    return Decision::Ambiguous;
+                }
+            }
+        }
+        if claimed && canonical::is_ambiguous(facts.path) {
+            return Decision::Ambiguous;
+        }
+    }
+    match own {
+        Outcome::Serves(p) => Decision::Processing(p.clone()),
+        Outcome::WrongMethod => Decision::MethodNotAllowed(allowed_methods(set, facts)),
+        Outcome::Unclaimed if set.public_routes.iter().any(|p| **p == *facts.route) => Decision::Public,
+        Outcome::Unclaimed => Decision::Deny,
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,7 +439,7 @@ mod tests {
             ("cantine", None, "/cantine", Method::GET, p(&canteen)),
             ("cantine", Some("x"), "/cantine/3", Method::POST, p(&canteen)),
             ("api", None, "/api/inscriptions", Method::POST, p(&canteen)),
-            ("api", None, "/api/inscriptions", Method::DELETE, Decision::Deny),
+            ("api", None, "/api/inscriptions", Method::DELETE, Decision::MethodNotAllowed("GET, HEAD, POST".into())),
             ("api", None, "/api/echo", Method::GET, Decision::Deny),
             ("etat-civil", None, "/etat-civil/", Method::GET, p(&civil)),
             ("accueil", None, "/", Method::GET, Decision::Public),
@@ -309,6 +449,223 @@ mod tests {
         for (route, host, path, method, expected) in cases {
             let facts = RequestFacts { route, host, path, method: &method };
             assert_eq!(decide(&set, &facts), expected, "{route} {host:?} {method} {path}");
+        }
+    }
+
+    fn spelling_set() -> (PolicySet, Arc<Processing>, Arc<Processing>, Arc<Processing>) {
+        let canteen = processing("cantine", "inscription");
+        let civil = processing("etat-civil", "delivrance");
+        let other = processing("autre", "x");
+        let set = PolicySet {
+            activities: Vec::new(),
+            routes: vec![
+                rule(None, "/cantine/*", None, &canteen),
+                rule(None, "/api/inscriptions", Some(&[Method::GET, Method::POST]), &canteen),
+                rule(None, "/démarches/*", None, &civil),
+                rule(None, "/public/secret", None, &other),
+            ],
+            public_routes: vec!["accueil".into()],
+        };
+        (set, canteen, civil, other)
+    }
+
+    /// What the gateway does with a raw path: `None` when the receive phase refuses it.
+    fn gateway(set: &PolicySet, raw: &str, method: &Method) -> Option<Decision> {
+        let path = canonical::read(raw).ok()?;
+        Some(decide(set, &RequestFacts { route: "accueil", host: None, path: &path, method }))
+    }
+
+    #[test]
+    fn spellings_of_claimed_paths_are_claimed_or_refused() {
+        let (set, canteen, civil, other) = spelling_set();
+        let p = |a: &Arc<Processing>| Some(Decision::Processing(a.clone()));
+        let ambiguous = Some(Decision::Ambiguous);
+        let cases: &[(&str, Option<Decision>)] = &[
+            ("/api/%69nscriptions", p(&canteen)),
+            ("//api///inscriptions/", p(&canteen)),
+            ("/API/Inscriptions", p(&canteen)),
+            ("/api/inscriptions;x=1", ambiguous.clone()),
+            ("/api;x/inscriptions", ambiguous.clone()),
+            ("/api%2Finscriptions", ambiguous.clone()),
+            ("/api%5cinscriptions", ambiguous.clone()),
+            ("/api\\inscriptions", ambiguous.clone()),
+            ("/api/inscriptions.json", ambiguous.clone()),
+            ("/index.php/api/inscriptions", ambiguous.clone()),
+            ("/api/inscriptions.", ambiguous.clone()),
+            ("/api/inscriptions%20", ambiguous.clone()),
+            ("/api/%2569nscriptions", ambiguous.clone()),
+            ("/api/x/../inscriptions", None),
+            ("/api/%2e%2e/api/inscriptions", None),
+            ("/x/..%2Fapi/inscriptions", None),
+            ("/public/page.html", Some(Decision::Public)),
+            ("/static/app.js", Some(Decision::Public)),
+            ("/a%2Fb;c", Some(Decision::Public)),
+            ("/cantine/menu.pdf", p(&canteen)),
+            ("/cantine/index.php/x", p(&canteen)),
+            ("/cantine/index.php/public/secret", ambiguous.clone()),
+            ("/public/secret.php/cantine", ambiguous.clone()),
+            ("/public/SECRET", p(&other)),
+            ("/d%C3%A9marches/x", p(&civil)),
+            ("/démarches/x", p(&civil)),
+            ("/D%C3%89MARCHES/x", ambiguous.clone()),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(&gateway(&set, raw, &Method::POST), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn an_unlisted_method_on_a_claimed_path_is_not_unclaimed() {
+        let (set, canteen, ..) = spelling_set();
+        let not_allowed = Some(Decision::MethodNotAllowed("GET, HEAD, POST".into()));
+        assert_eq!(gateway(&set, "/api/inscriptions", &Method::PUT), not_allowed);
+        assert_eq!(gateway(&set, "/API/inscriptions/", &Method::DELETE), not_allowed);
+        assert_eq!(gateway(&set, "/api/inscriptions", &Method::HEAD), Some(Decision::Processing(canteen)));
+    }
+
+    #[test]
+    fn patterns_are_canonical_and_refuse_ambiguous_segments() {
+        let p = PathPattern::parse("/%63antine/{id}").unwrap();
+        assert!(p.matches("/cantine/1") && p.matches("/CANTINE/1"));
+        for bad in ["/a;b", "/a%2Fb", "/a\\b", "/a.", "/a/%00", "/a/%2e%2e/b", "/.GUICHET/x"] {
+            assert!(PathPattern::parse(bad).is_err(), "{bad}");
+        }
+        assert!(PathPattern::parse("/Cantine").unwrap().overlaps(&PathPattern::parse("/cantine/*").unwrap()));
+    }
+
+    /// How modelled stacks read a raw path (`None`: the stack refuses it). Written apart from
+    /// `canonical::path`, from the facts in docs/proxy.md ("Paths"), so that a shortcut
+    /// there does not hide here too.
+    mod stacks {
+        fn decode(s: &str) -> String {
+            percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+        }
+
+        /// Merges slashes and resolves dot segments; `None` above the root.
+        fn resolve(path: &str) -> Option<String> {
+            let mut out: Vec<&str> = Vec::new();
+            for seg in path.split('/') {
+                match seg {
+                    "" | "." => {}
+                    ".." => {
+                        out.pop()?;
+                    }
+                    s => out.push(s),
+                }
+            }
+            Some(format!("/{}", out.join("/")))
+        }
+
+        /// nginx `$uri`: everything decoded (`%2F` too), slashes merged, dots resolved.
+        pub fn nginx(raw: &str) -> Option<String> {
+            resolve(&decode(raw))
+        }
+
+        /// Apache: unreserved decoded, an encoded slash is a 404.
+        pub fn apache(raw: &str) -> Option<String> {
+            if raw.to_ascii_lowercase().contains("%2f") {
+                return None;
+            }
+            resolve(&decode(raw))
+        }
+
+        /// Tomcat/Spring: `;…` dropped from each raw segment, then decoded; an encoded slash or
+        /// a backslash is a 400.
+        pub fn tomcat(raw: &str) -> Option<String> {
+            let mut segs = Vec::new();
+            for seg in raw.split('/') {
+                let seg = decode(seg.split(';').next().unwrap_or(""));
+                if seg.contains(['/', '\\']) {
+                    return None;
+                }
+                segs.push(seg);
+            }
+            resolve(&segs.join("/"))
+        }
+
+        /// IIS on a case-insensitive file system: decoded, `\` a separator, trailing dots and
+        /// spaces dropped, any letter case (lowercased here).
+        pub fn iis(raw: &str) -> Option<String> {
+            let d = decode(raw).replace('\\', "/");
+            let segs: Vec<&str> =
+                d.split('/').map(|s| if s == "." || s == ".." { s } else { s.trim_end_matches(['.', ' ']) }).collect();
+            resolve(&segs.join("/").to_lowercase())
+        }
+
+        /// PHP behind nginx: the front controller routes `PATH_INFO`, what follows `x.php`.
+        pub fn php_path_info(raw: &str) -> Option<String> {
+            let uri = nginx(raw)?;
+            let at = uri.find(".php/")?;
+            uri.get(at + 4..).map(ToOwned::to_owned)
+        }
+
+        /// Rails: `/x.json` is `/x` with format json.
+        pub fn rails(raw: &str) -> Option<String> {
+            let uri = nginx(raw)?;
+            let last = uri.rfind('/')?;
+            let dot = uri.get(last..)?.rfind('.')?;
+            (dot > 1).then(|| uri.get(..last + dot).map(ToOwned::to_owned)).flatten()
+        }
+
+        pub const ALL: [fn(&str) -> Option<String>; 6] = [nginx, apache, tomcat, iis, php_path_info, rails];
+    }
+
+    /// Writes `path` another way: one of the spelling classes stacks read as the same path.
+    fn respell(path: &str, kind: u8, at: usize) -> String {
+        let letters: Vec<usize> =
+            path.char_indices().filter(|(_, c)| c.is_ascii_alphabetic()).map(|(i, _)| i).collect();
+        let slashes: Vec<usize> = path.char_indices().filter(|(_, c)| *c == '/').map(|(i, _)| i).collect();
+        let pick = |v: &[usize]| v.get(at % v.len().max(1)).copied().unwrap_or(0);
+        let (l, sl) = (pick(&letters), pick(&slashes));
+        let splice = |i: usize, len: usize, with: &str| format!("{}{with}{}", &path[..i], &path[i + len..]);
+        let letter = path.get(l..=l).unwrap_or("a");
+        match kind % 14 {
+            0 => splice(l, 1, &format!("%{:02x}", letter.as_bytes()[0])),
+            1 => splice(l, 1, &format!("%{:02X}", letter.as_bytes()[0])),
+            2 => splice(l, 1, &letter.to_ascii_uppercase()),
+            3 => splice(sl, 1, "//"),
+            4 => splice(sl, 1, "/zz/../"),
+            5 => splice(sl, 1, "/%2e/"),
+            6 if sl > 0 => splice(sl, 1, "%2F"),
+            7 if sl > 0 => splice(sl, 1, "\\"),
+            8 => format!("{path};jsessionid=1"),
+            9 => splice(sl, 0, ";p=1"),
+            10 => format!("{path}.json"),
+            11 => format!("/index.php{path}"),
+            12 => format!("{path}."),
+            13 => splice(l, 1, &format!("%25{:02X}", letter.as_bytes()[0])),
+            _ => format!("{path}%20"),
+        }
+    }
+
+    proptest::proptest! {
+        /// Every spelling that a modelled stack serves as a claimed path is matched to the
+        /// claiming activity or refused, never passed as unclaimed.
+        #[test]
+        fn no_spelling_of_a_claimed_path_passes_unclaimed(
+            segments in proptest::collection::vec("[a-z]{1,6}", 1..4),
+            edits in proptest::collection::vec((0u8..15, 0usize..64), 1..4),
+        ) {
+            let claimed = format!("/{}", segments.join("/"));
+            let target = processing("cible", "x");
+            let set = PolicySet {
+                activities: Vec::new(),
+                routes: vec![rule(None, &claimed, None, &target)],
+                public_routes: vec!["accueil".into()],
+            };
+            let mut raw = claimed.clone();
+            for (kind, at) in edits {
+                raw = respell(&raw, kind, at);
+            }
+            let served_as_claimed = stacks::ALL.iter().any(|read| read(&raw).is_some_and(|p| p.eq_ignore_ascii_case(&claimed)));
+            let outcome = gateway(&set, &raw, &Method::POST);
+            if served_as_claimed {
+                proptest::prop_assert!(
+                    matches!(&outcome, None | Some(Decision::Ambiguous))
+                        || outcome == Some(Decision::Processing(target.clone())),
+                    "{} (claimed {}) passed as {:?}", raw, claimed, outcome
+                );
+            }
         }
     }
 }

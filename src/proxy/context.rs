@@ -58,6 +58,9 @@ pub struct RequestContext {
     pub wants_html: bool,
     /// Host the client addressed (with port, as sent).
     pub host: String,
+    /// The canonical path (`canonical::path::read`) when it differs from the request's;
+    /// `None` for the usual plain path, which is used as it came.
+    pub canonical_path: Option<String>,
     pub route: Option<Arc<Route>>,
     pub identity: Identity,
     pub decision: Option<Decision>,
@@ -74,10 +77,26 @@ impl RequestContext {
             tls,
             wants_html,
             host: String::new(),
+            canonical_path: None,
             route: None,
             identity: Identity::Anonymous,
             decision: None,
             upgrade: false,
+        }
+    }
+
+    /// The path every phase matches and forwards: the canonical path of `uri`'s.
+    pub fn path<'a>(&'a self, uri: &'a http::Uri) -> &'a str {
+        self.canonical_path.as_deref().unwrap_or_else(|| uri.path())
+    }
+
+    /// Where a browser comes back after signing in or consenting: the canonical path and
+    /// the query.
+    pub fn return_to(&self, uri: &http::Uri) -> String {
+        let path = self.path(uri);
+        match uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
         }
     }
 

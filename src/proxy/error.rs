@@ -25,6 +25,8 @@ pub enum ProxyError {
     NoRoute,
     #[error("no processing activity covers the request and its route is not declared without personal data")]
     NoProcessingActivity,
+    #[error("an activity claims the path but not the method")]
+    MethodNotAllowed(String),
     #[error("cannot connect to upstream: {0}")]
     Connect(String),
     #[error("connecting to upstream timed out")]
@@ -51,7 +53,8 @@ impl ProxyError {
             | Self::BodyTooLarge { .. }
             | Self::ClientIdle
             | Self::NoRoute
-            | Self::NoProcessingActivity => Side::Client,
+            | Self::NoProcessingActivity
+            | Self::MethodNotAllowed(_) => Side::Client,
             Self::Connect(_) | Self::ConnectTimeout | Self::ResponseTimeout | Self::Exchange(_) => Side::Upstream,
             Self::Internal(_)
             | Self::Access(GatewayError::StoreUnavailable, _)
@@ -79,6 +82,7 @@ impl ProxyError {
             Self::ClientIdle => GatewayError::RequestTimeout,
             Self::NoRoute => GatewayError::NoRoute,
             Self::NoProcessingActivity => GatewayError::NoProcessingActivity,
+            Self::MethodNotAllowed(allow) => GatewayError::MethodNotAllowed { allow: allow.clone() },
             Self::Connect(_) | Self::Exchange(_) => GatewayError::BadGateway,
             Self::ConnectTimeout | Self::ResponseTimeout => GatewayError::GatewayTimeout,
             Self::Internal(_) => GatewayError::Internal,

@@ -6,6 +6,7 @@
 //! with a [`ProxyError`]. Sign-in, policy, consent and field encryption plug in as phases here
 //! (see docs/ARCHITECTURE.md) without touching forwarding.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -18,7 +19,6 @@ use http::{Method, Request, StatusCode, Uri, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use ipnet::IpNet;
-use percent_encoding::percent_decode_str;
 use tokio::sync::oneshot;
 
 use super::body::{BodyError, GuardedBody, find_body_error};
@@ -30,6 +30,7 @@ use super::reveal::{Revealer, TextKind, Viewer};
 use super::upstream::{Pool, PooledBody, UpstreamError, Upstreams};
 use crate::auth::Auth;
 use crate::auth::session::Kind;
+use crate::canonical::path as canonical;
 use crate::config::RouteAccess;
 use crate::consent::ConsentService;
 use crate::error::{GatewayError, wants_html};
@@ -39,6 +40,10 @@ use crate::routing::{self, Route, RouteTable};
 use crate::server::{ConnMeta, RequestId};
 
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+/// Why a path an application could read as another claimed address is refused.
+const AMBIGUOUS_PATH: &str = "the application could read this path as another address (encoded separators, \
+                              parameters, another spelling or extension of a declared path): write it plainly";
+
 static X_GUICHET_PURPOSE: header::HeaderName = header::HeaderName::from_static("x-guichet-purpose");
 
 /// Everything the proxy phases need, built once from the validated configuration.
@@ -133,7 +138,7 @@ impl Proxy {
 
     async fn run(&self, ctx: &mut RequestContext, req: Request<Body>) -> Result<Response, ProxyError> {
         self.receive(ctx, &req)?;
-        let route = self.route(ctx, req.uri().path())?;
+        let route = self.route(ctx, req.uri())?;
         self.identify(ctx, req.headers()).await?;
         authorize(ctx, &route, req.uri())?;
         self.decide(ctx, &req)?;
@@ -169,15 +174,20 @@ impl Proxy {
             return Err(ProxyError::BadRequest("the CONNECT method is not supported"));
         }
         ctx.host = host_of(req)?;
-        check_path(req.uri().path())?;
+        // One reading of the path for every later phase (docs/proxy.md, "Paths").
+        ctx.canonical_path = match canonical::read(req.uri().path()) {
+            Ok(Cow::Borrowed(_)) => None,
+            Ok(Cow::Owned(p)) => Some(p),
+            Err(e) => return Err(ProxyError::BadRequest(e.reason())),
+        };
         ctx.upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
         Ok(())
     }
 
     /// Phase 2: which application is this for?
-    fn route(&self, ctx: &mut RequestContext, path: &str) -> Result<Arc<Route>, ProxyError> {
+    fn route(&self, ctx: &mut RequestContext, uri: &Uri) -> Result<Arc<Route>, ProxyError> {
         let host = host_without_port(&ctx.host);
-        let route = self.routes.find(Some(host), path).cloned().ok_or(ProxyError::NoRoute)?;
+        let route = self.routes.find(Some(host), ctx.path(uri)).cloned().ok_or(ProxyError::NoRoute)?;
         ctx.route = Some(route.clone());
         Ok(route)
     }
@@ -191,14 +201,17 @@ impl Proxy {
         let facts = RequestFacts {
             route,
             host: Some(host_without_port(&ctx.host)),
-            path: req.uri().path(),
+            path: ctx.path(req.uri()),
             method: req.method(),
         };
-        ctx.decision = Some(match policy::decide(&set, &facts) {
+        let decision = match policy::decide(&set, &facts) {
             policy::Decision::Processing(p) => Decision::Processing(p),
             policy::Decision::Public => Decision::Public,
             policy::Decision::Deny => return Err(ProxyError::NoProcessingActivity),
-        });
+            policy::Decision::MethodNotAllowed(allow) => return Err(ProxyError::MethodNotAllowed(allow)),
+            policy::Decision::Ambiguous => return Err(ProxyError::BadRequest(AMBIGUOUS_PATH)),
+        };
+        ctx.decision = Some(decision);
         Ok(())
     }
 
@@ -211,7 +224,7 @@ impl Proxy {
             return Ok(());
         };
         // Only refusals need it: built on demand, not on every allowed request.
-        let return_to = || uri.path_and_query().map_or_else(|| "/".to_owned(), ToString::to_string);
+        let return_to = || ctx.return_to(uri);
         let session = match &ctx.identity {
             Identity::Citizen(s) => s,
             Identity::Anonymous => {
@@ -274,7 +287,7 @@ impl Proxy {
             owner,
             max_bytes: route.max_body_bytes.min(self.fields.transform_max_bytes),
             idle: route.timeouts.idle_body,
-            return_to: req.uri().path_and_query().map_or_else(|| "/".to_owned(), ToString::to_string),
+            return_to: ctx.return_to(req.uri()),
             sealing_key: tokio::sync::OnceCell::new(),
         };
         protector.protect(&fields, req).await
@@ -311,7 +324,8 @@ impl Proxy {
         }
         let client_upgrade = ctx.upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        let path_and_query = route.upstream_path_and_query(parts.uri.path(), parts.uri.query());
+        // The canonical path goes upstream: the application reads what was matched.
+        let path_and_query = route.upstream_path_and_query(ctx.path(&parts.uri), parts.uri.query());
         parts.uri = upstream_uri(route, &path_and_query)?;
         parts.version = Version::HTTP_11;
         let h = &mut parts.headers;
@@ -396,7 +410,7 @@ fn authorize(ctx: &mut RequestContext, route: &Route, uri: &Uri) -> Result<(), P
         ctx.wants_html = false;
     }
     let sign_in = |agent: bool, acr: Option<u8>| {
-        let return_to = uri.path_and_query().map_or_else(|| "/".to_owned(), ToString::to_string);
+        let return_to = ctx.return_to(uri);
         ProxyError::Access(GatewayError::SignInRequired { agent, acr, return_to }, "sign-in required")
     };
     let forbidden = |why: &'static str| ProxyError::Access(GatewayError::Forbidden(why), why);
@@ -569,26 +583,6 @@ fn host_without_port(host: &str) -> &str {
     }
 }
 
-/// Refuses paths that would reach something other than what their prefix says: dot segments
-/// (raw or percent-encoded) could climb out of a route's prefix once the upstream decodes
-/// them, and an encoded form of the reserved prefix must not be forwarded either.
-fn check_path(path: &str) -> Result<(), ProxyError> {
-    if !path.starts_with('/') {
-        return Err(ProxyError::BadRequest("the request target must be a path"));
-    }
-    let decoded = percent_decode_str(path).decode_utf8_lossy();
-    if decoded.split(['/', '\\']).any(|seg| seg == "." || seg == "..") {
-        return Err(ProxyError::BadRequest("the path contains . or .. segments"));
-    }
-    if decoded.contains('\0') {
-        return Err(ProxyError::BadRequest("the path contains a NUL character"));
-    }
-    if routing::is_reserved(&decoded) {
-        return Err(ProxyError::BadRequest("the path names the gateway's reserved prefix"));
-    }
-    Ok(())
-}
-
 fn content_length(h: &http::HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
@@ -618,16 +612,6 @@ fn merge_cookies(h: &mut http::HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_that_climb_or_hide_the_reserved_prefix_are_refused() {
-        for bad in ["/a/../b", "/a/%2e%2E/b", "/./x", "/%2Eguichet/health/live", "/a\\..\\b", "/x%00"] {
-            assert!(check_path(bad).is_err(), "{bad}");
-        }
-        for good in ["/", "/a/b.c", "/a..b/", "/%20x", "/.well-known/x"] {
-            assert!(check_path(good).is_ok(), "{good}");
-        }
-    }
 
     #[test]
     fn host_port_is_removed() {

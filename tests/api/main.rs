@@ -19,6 +19,7 @@ mod keys;
 mod logging;
 mod metrics;
 mod notice;
+mod paths;
 mod policy;
 mod proxy;
 mod register;

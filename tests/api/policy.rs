@@ -38,9 +38,11 @@ async fn an_unclaimed_request_is_denied_by_default_with_a_french_page() {
     let resp = app.client.get(app.url("/api/echo")).header("accept", "text/html").send().await.unwrap();
     assert_eq!(resp.status(), 403);
     assert!(resp.text().await.unwrap().contains("Ce service n"));
+    // A claimed path with a method no rule lists is refused, not passed as unclaimed.
     let resp = app.client.delete(app.url("/api/inscriptions")).send().await.unwrap();
-    assert_eq!(resp.status(), 403);
-    assert!(resp.text().await.unwrap().contains("no-processing-activity"));
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "GET, HEAD, POST");
+    assert!(resp.text().await.unwrap().contains("method-not-allowed"));
     assert_eq!(app.upstream.hits(), 0);
 }
 
