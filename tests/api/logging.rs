@@ -7,7 +7,7 @@ use std::sync::Arc;
 use guichet::clock::{Clock as _, SystemClock};
 use serde_json::json;
 
-use crate::auth::{LOGIN, SESSION, cookie};
+use crate::auth::{SESSION, cookie, login_cookie};
 use crate::helpers::{GatewayProcess, TestUpstream, init};
 use crate::oidc_mock::{CLIENT_ID, CLIENT_SECRET, Faults, MockProvider};
 
@@ -100,7 +100,7 @@ async fn identity_claims_session_ids_tokens_and_assertions_are_never_logged() {
 
     // Sign in: start, the provider's code, the callback.
     let r = client.get(format!("{base}/.guichet/connexion?retour=/prive")).send().await.unwrap();
-    let login = cookie(&r, LOGIN).unwrap();
+    let login = login_cookie(&r).unwrap();
     let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
     let params: HashMap<String, String> = authorize.query_pairs().into_owned().collect();
     let userinfo = json!({
@@ -110,7 +110,7 @@ async fn identity_claims_session_ids_tokens_and_assertions_are_never_logged() {
     let code = mock.issue_code(&params, "sub-zephirine-7731", userinfo);
     let r = client
         .get(format!("{base}/.guichet/oidc/callback?code={code}&state={}", params["state"]))
-        .header("cookie", format!("{LOGIN}={login}"))
+        .header("cookie", login.clone())
         .send()
         .await
         .unwrap();
@@ -124,8 +124,7 @@ async fn identity_claims_session_ids_tokens_and_assertions_are_never_logged() {
     let pseudonym = upstream.last().headers["x-guichet-subject"].to_str().unwrap().to_owned();
 
     // Logout: the redirect carries the ID token as `id_token_hint`.
-    let r = client.get(format!("{base}/.guichet/deconnexion")).header("cookie", format!("{SESSION}={session}")).send();
-    let r = r.await.unwrap();
+    let r = crate::auth::logout_with(&client, &base, &session).await;
     let end = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
     let q: HashMap<String, String> = end.query_pairs().into_owned().collect();
     let id_token = q["id_token_hint"].clone();
@@ -145,7 +144,7 @@ async fn identity_claims_session_ids_tokens_and_assertions_are_never_logged() {
         "sub-zephirine-7731",
         &pseudonym,
         &session,
-        &login,
+        login.split_once('=').unwrap().1,
         &params["state"],
         &params["nonce"],
         &code,
