@@ -71,6 +71,12 @@ async fn callback(app: &TestApp, query: &str, cookies: &str) -> reqwest::Respons
     app.client.get(app.url(&format!("/.guichet/oidc/callback?{query}"))).header("cookie", cookies).send().await.unwrap()
 }
 
+/// The callback of sign-in `s` with `code`, from a browser that also holds `session`.
+async fn callback_holding(app: &TestApp, s: &Started, code: &str, session: &str) -> reqwest::Response {
+    let q = format!("code={code}&state={}", s.params["state"]);
+    callback(app, &q, &format!("{}; {SESSION}={session}", s.login_cookie)).await
+}
+
 /// The whole sign-in: start, the provider's code, the callback. Returns the callback response.
 pub(crate) async fn sign_in_at(app: &TestApp, mock: &MockProvider, start_path: &str, sub: &str) -> reqwest::Response {
     let s = start(app, start_path).await;
@@ -528,12 +534,7 @@ async fn no_session_fixation() {
     // The attacker's valid session id is planted in the victim's browser; the victim signs in.
     let s = start(&app, "/.guichet/connexion").await;
     let code = mock.issue_code(&s.params, "sub-victim", angela());
-    let r = callback(
-        &app,
-        &format!("code={code}&state={}", s.params["state"]),
-        &format!("{}; {SESSION}={planted}", s.login_cookie),
-    )
-    .await;
+    let r = callback_holding(&app, &s, &code, &planted).await;
     let fresh = cookie(&r, SESSION).unwrap();
     assert_ne!(fresh, planted, "a new id at sign-in");
     let r = signed_in_request(&app, &planted, "/prive").await;
@@ -643,16 +644,20 @@ async fn logout_ends_the_session_and_checks_the_state(backend: Backend) {
 
 crate::on_both_stores!(logout_ends_the_session_and_checks_the_state);
 
+/// A provider's back-channel logout call.
+async fn back_channel_logout(app: &TestApp, token: String) -> reqwest::Result<reqwest::Response> {
+    app.client
+        .post(app.url("/.guichet/oidc/backchannel-logout"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("logout_token={token}"))
+        .send()
+        .await
+}
+
 #[tokio::test]
 async fn back_channel_logout_ends_the_named_sessions() {
     let (app, mock, session) = accepted_with(Faults::default()).await;
-    let post = |token: String| {
-        app.client
-            .post(app.url("/.guichet/oidc/backchannel-logout"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("logout_token={token}"))
-            .send()
-    };
+    let post = |token: String| back_channel_logout(&app, token);
     // Refused: a nonce, no event, a wrong audience.
     for bad in [
         mock.logout_token("sub-angela", |c| {
@@ -816,12 +821,7 @@ async fn agents_get_roles_from_rules_and_one_browser_holds_one_identity() {
     // Signing in as a citizen in the same browser ends the agent session.
     let s = start(&app, "/.guichet/connexion").await;
     let code = citizens.issue_code(&s.params, "sub-angela", angela());
-    let r = callback(
-        &app,
-        &format!("code={code}&state={}", s.params["state"]),
-        &format!("{}; {SESSION}={agent}", s.login_cookie),
-    )
-    .await;
+    let r = callback_holding(&app, &s, &code, &agent).await;
     let citizen = cookie(&r, SESSION).unwrap();
     assert_eq!(signed_in_request(&app, &agent, "/agents").await.status(), 303, "the agent session ended");
     assert_eq!(signed_in_request(&app, &citizen, "/agents").await.status(), 403);
@@ -1084,4 +1084,144 @@ async fn a_key_replaced_under_a_known_kid_is_fetched_again_at_most_once_a_minute
     advance(&app, &mock, time::Duration::seconds(61));
     assert_eq!(sign_in(&app, &mock).await.status(), 303);
     assert_eq!(mock.jwks_fetches(), 3);
+}
+
+// --- FranceConnect (eidas1) and FranceConnect+ (eidas2, eidas3): two providers. ---
+
+/// A gateway with FranceConnect (`[auth.citizen]`, eidas1) and FranceConnect+
+/// (`[[auth.citizen_providers]]`, eidas2 and eidas3), each a mock of its own.
+async fn setup_fc_and_fc_plus() -> (TestApp, MockProvider, MockProvider) {
+    let (fc, fc_plus) = (MockProvider::start().await, MockProvider::start().await);
+    let plus_issuer = fc_plus.issuer();
+    let app =
+        spawn_app().with_citizen_provider(fc.issuer()).with(move |s, _| add_fc_plus(s, plus_issuer)).start().await;
+    (app, fc, fc_plus)
+}
+
+/// Makes `[auth.citizen]` FranceConnect (eidas1) and adds FranceConnect+ at `plus_issuer`
+/// (eidas2, eidas3) with the same client registration details.
+pub(crate) fn add_fc_plus(s: &mut guichet::config::Settings, plus_issuer: String) {
+    let single = s.auth.citizen.as_mut().unwrap();
+    single.name = Some("franceconnect".into());
+    single.acr_values = vec!["eidas1".into()];
+    let mut plus = single.clone();
+    plus.name = Some("franceconnect-plus".into());
+    plus.issuer = plus_issuer;
+    plus.acr = "eidas2".into();
+    plus.acr_values = vec!["eidas2".into(), "eidas3".into()];
+    s.auth.citizen_providers.push(plus);
+}
+
+/// Starts a sign-in at `path`; returns it and the origin of the provider it went to.
+async fn start_at(app: &TestApp, path: &str) -> (Started, String) {
+    let r = app.get(path).await;
+    assert_eq!(r.status(), 303, "start of sign-in");
+    let location = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let origin = location.origin().ascii_serialization();
+    let params: HashMap<String, String> = location.query_pairs().into_owned().collect();
+    (Started { params, login_cookie: login_cookie(&r).unwrap() }, origin)
+}
+
+fn origin_of(issuer: &str) -> String {
+    url::Url::parse(issuer).unwrap().origin().ascii_serialization()
+}
+
+#[tokio::test]
+async fn a_route_needing_eidas2_steps_up_to_franceconnect_plus() {
+    let (app, fc, fc_plus) = setup_fc_and_fc_plus().await;
+    // An eidas1 route: FranceConnect.
+    let r = app.client.get(app.url("/prive")).header("accept", "text/html").send().await.unwrap();
+    let (s, origin) = start_at(&app, r.headers()["location"].to_str().unwrap()).await;
+    assert_eq!(s.params["redirect_uri"], "http://127.0.0.1/.guichet/oidc/callback", "one callback for both");
+    assert_eq!(origin, origin_of(&fc.issuer()), "eidas1 goes to FranceConnect");
+    assert_eq!(s.params["acr_values"], "eidas1");
+    let code = fc.issue_code(&s.params, "sub-fc", angela());
+    let r = callback(&app, &format!("code={code}&state={}", s.params["state"]), &s.login_cookie).await;
+    let low = cookie(&r, SESSION).unwrap();
+    assert_eq!(signed_in_request(&app, &low, "/prive").await.status(), 200);
+
+    // The eidas2 route: the eidas1 session is not enough, FranceConnect+ is asked.
+    let r = signed_in_request(&app, &low, "/fort").await;
+    assert_eq!(r.status(), 303);
+    let (s, origin) = start_at(&app, r.headers()["location"].to_str().unwrap()).await;
+    assert_eq!(origin, origin_of(&fc_plus.issuer()), "eidas2 goes to FranceConnect+");
+    assert_eq!(s.params["acr_values"], "eidas2");
+    let code = fc_plus.issue_code(&s.params, "sub-fc-plus", angela());
+    let r = callback_holding(&app, &s, &code, &low).await;
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    assert_eq!(r.headers()["location"], "/fort");
+    let high = cookie(&r, SESSION).unwrap();
+    assert_eq!(signed_in_request(&app, &high, "/fort").await.status(), 200);
+    let assertion = app.upstream.last().headers["x-guichet-assertion"].to_str().unwrap().to_owned();
+    let jwks = app.get("/.guichet/jwks.json").await.bytes().await.unwrap();
+    let v = jose::verify(&assertion, &JwkSet::parse(&jwks).unwrap(), PINNED_ALGS).unwrap();
+    assert_eq!(v.claims["acr"], "eidas2");
+    assert_eq!(signed_in_request(&app, &low, "/prive").await.status(), 303, "the eidas1 session ended");
+
+    // eidas3 also goes to FranceConnect+.
+    let (s, origin) = start_at(&app, "/.guichet/connexion?retour=%2Ffort&niveau=eidas3").await;
+    assert_eq!((origin, s.params["acr_values"].as_str()), (origin_of(&fc_plus.issuer()), "eidas3"));
+
+    // A back-channel logout from FranceConnect does not touch FranceConnect+'s session; one
+    // from FranceConnect+ ends it.
+    let post = |token: String| back_channel_logout(&app, token);
+    assert_eq!(post(fc.logout_token("sub-fc-plus", |_| {})).await.unwrap().status(), 200);
+    assert_eq!(signed_in_request(&app, &high, "/fort").await.status(), 200);
+    // Logout goes to the provider that signed the person in.
+    let r = logout_with(&app.client, &app.url(""), &high).await;
+    let end = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(end.starts_with(&format!("{}/session/end?", fc_plus.issuer())), "{end}");
+    // Signed in with FranceConnect+ again, then its back-channel logout ends the session.
+    let (s, _) = start_at(&app, "/.guichet/connexion?retour=%2Ffort&niveau=eidas2").await;
+    let code = fc_plus.issue_code(&s.params, "sub-fc-plus", angela());
+    let r = callback(&app, &format!("code={code}&state={}", s.params["state"]), &s.login_cookie).await;
+    let again = cookie(&r, SESSION).unwrap();
+    assert_eq!(post(fc_plus.logout_token("sub-fc-plus", |_| {})).await.unwrap().status(), 200);
+    assert_eq!(signed_in_request(&app, &again, "/fort").await.status(), 303);
+}
+
+#[tokio::test]
+async fn a_code_from_the_other_provider_is_refused() {
+    // A sign-in started with FranceConnect is finished at FranceConnect: a code that only
+    // FranceConnect+ knows fails there, and nothing is created.
+    let (app, _fc, fc_plus) = setup_fc_and_fc_plus().await;
+    let (s, _) = start_at(&app, "/.guichet/connexion?retour=%2Fprive").await;
+    let code = fc_plus.issue_code(&s.params, "sub-fc-plus", angela());
+    let r = callback(&app, &format!("code={code}&state={}", s.params["state"]), &s.login_cookie).await;
+    assert_refused(&app, r).await;
+}
+
+#[test]
+fn a_citizen_route_needs_a_provider_serving_its_level() {
+    let mut loaded = guichet::config::Loaded::defaults();
+    let s = &mut loaded.settings;
+    s.server.public_url = Some("https://demarches.mairie.example.fr".into());
+    let mut fc = guichet::config::ProviderSettings::new(
+        "https://oidc.franceconnect.gouv.fr/api/v2",
+        "client",
+        secrecy::SecretString::from("secret"),
+    );
+    fc.name = Some("franceconnect".into());
+    fc.acr_values = vec!["eidas1".into()];
+    s.auth.citizen_providers.push(fc.clone());
+    let mut route = crate::helpers::route("fort", "/fort", "http://127.0.0.1:9");
+    route.access = guichet::config::RouteAccess::Citizen;
+    route.min_acr = Some("eidas2".into());
+    s.routes.push(route);
+    let e = loaded.validate().unwrap_err().to_string();
+    assert!(e.contains("routes[0].min_acr") && e.contains("no citizen provider serves eidas2"), "{e}");
+    // FranceConnect+ added: valid. A nameless or twice-named entry is not.
+    let mut plus = fc.clone();
+    plus.issuer = "https://auth.franceconnect.gouv.fr/api/v2".into();
+    plus.name = Some("franceconnect-plus".into());
+    plus.acr_values = vec!["eidas2".into(), "eidas3".into()];
+    loaded.settings.auth.citizen_providers.push(plus.clone());
+    assert!(loaded.validate().is_ok());
+    plus.name = Some("franceconnect".into());
+    loaded.settings.auth.citizen_providers.push(plus.clone());
+    plus.name = None;
+    loaded.settings.auth.citizen_providers.push(plus);
+    let e = loaded.validate().unwrap_err().to_string();
+    assert!(e.contains("`franceconnect` names two citizen providers"), "{e}");
+    assert!(e.contains("auth.citizen_providers[3].name"), "{e}");
 }
