@@ -856,6 +856,38 @@ mod tests {
         assert!(pkce_challenge_of("short").is_err());
     }
 
+    #[test]
+    fn key_cache_lifetime_follows_the_headers_within_bounds() {
+        let now = time::macros::datetime!(2026-11-28 12:00 UTC);
+        let reply = |pairs: &[(http::HeaderName, &str)]| {
+            let mut headers = http::HeaderMap::new();
+            for (k, v) in pairs {
+                headers.insert(k.clone(), v.parse().unwrap());
+            }
+            Reply { status: http::StatusCode::OK, headers, content_type: String::new(), body: bytes::Bytes::new() }
+        };
+        let (cc, exp) = (http::header::CACHE_CONTROL, http::header::EXPIRES);
+        let ttl = |pairs: &[(http::HeaderName, &str)]| cache_lifetime(&reply(pairs), now);
+        assert_eq!(ttl(&[]), JWKS_DEFAULT_TTL);
+        assert_eq!(ttl(&[(cc.clone(), "public, max-age=900")]), time::Duration::minutes(15));
+        assert_eq!(ttl(&[(cc.clone(), "max-age=5")]), JWKS_MIN_TTL);
+        assert_eq!(ttl(&[(cc.clone(), "no-store")]), JWKS_MIN_TTL);
+        assert_eq!(ttl(&[(cc.clone(), "max-age=9999999")]), JWKS_MAX_TTL);
+        assert_eq!(ttl(&[(exp.clone(), "Sat, 28 Nov 2026 14:00:00 GMT")]), time::Duration::hours(2));
+        assert_eq!(ttl(&[(exp.clone(), "not a date")]), JWKS_MIN_TTL);
+        // Cache-Control wins over Expires (RFC 9111 §5.3).
+        assert_eq!(ttl(&[(cc, "max-age=600"), (exp, "Sat, 28 Nov 2026 14:00:00 GMT")]), time::Duration::minutes(10));
+    }
+
+    #[test]
+    fn a_token_response_whose_id_token_lacks_sub_is_an_id_token_problem() {
+        let claims = serde_json::json!({ "iss": ISSUER, "aud": CLIENT, "exp": NOW, "iat": NOW });
+        let token = format!("{}.sig", unsigned("ES256", Some("k"), &claims));
+        let body = serde_json::json!({ "access_token": "a", "token_type": "Bearer", "id_token": token }).to_string();
+        assert_eq!(id_token_problem(body.as_bytes()).as_deref(), Some("sub missing"));
+        assert_eq!(id_token_problem(br#"{"access_token":"a"}"#), None, "no ID token: not an ID token problem");
+    }
+
     const ISSUER: &str = "https://idp.example.fr/api/v2";
     const CLIENT: &str = "client-1";
     const SECRET: &str = "client-secret-0123456789";

@@ -1003,6 +1003,13 @@ async fn try_again_keeps_the_return_path_and_the_level() {
     // A refusal before the pending sign-in is found (no cookie) still offers a plain retry.
     let r = callback(&app, "code=x&state=unknown", "").await;
     assert!(r.text().await.unwrap().contains("href=\"/.guichet/connexion\""));
+    // A start that fails (the provider's discovery is wrong) keeps them too.
+    let (app, _mock) =
+        setup(Faults { discovery_issuer: Some("https://other.example/api/v2".into()), ..Faults::default() }).await;
+    let r = app.get("/.guichet/connexion?retour=%2Ffort&niveau=eidas2").await;
+    assert_eq!(r.status(), 401);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("href=\"/.guichet/connexion?retour=%2Ffort&#38;niveau=eidas2\""), "{page}");
 }
 
 #[tokio::test]
