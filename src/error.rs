@@ -54,8 +54,9 @@ pub enum GatewayError {
     /// `return_to` (same origin) after giving it; APIs get 403 with a link to that page.
     ConsentRequired { activity: String, purpose: String, return_to: String },
     /// A sign-in did not complete: the provider refused or cancelled it, or a check failed.
-    /// No session was created.
-    SignInFailed { agent: bool, cancelled: bool },
+    /// No session was created. The "try again" link goes back to where the citizen was going
+    /// (`return_to`) at the level the route needs (`acr`), when they are known.
+    SignInFailed { agent: bool, cancelled: bool, return_to: Option<String>, acr: Option<u8> },
     /// A declared personal field could not be protected because of what the client sent
     /// (malformed JSON, a value of an unexpected shape, an unreadable body type). Nothing
     /// was forwarded.
@@ -334,8 +335,7 @@ impl GatewayError {
     fn html(&self, request_id: Option<&str>) -> Response {
         let (title, explanation, next_step) = self.french();
         let retry = match self {
-            Self::SignInFailed { agent: false, .. } => Some(crate::auth::CITIZEN_LOGIN_PATH),
-            Self::SignInFailed { agent: true, .. } => Some(crate::auth::AGENT_LOGIN_PATH),
+            Self::SignInFailed { agent, return_to, acr, .. } => Some(sign_in_url(*agent, *acr, return_to.as_deref())),
             _ => None,
         };
         let page = ErrorPage {
@@ -344,7 +344,7 @@ impl GatewayError {
             next_step,
             status: self.status().as_u16(),
             request_id,
-            retry,
+            retry: retry.as_deref(),
         };
         let body = page.render().unwrap_or_else(|_| format!("{} — {title}", self.status().as_u16()));
         let mut resp = (self.status(), body).into_response();
@@ -405,13 +405,22 @@ struct ErrorPage<'a> {
 /// Sends a browser to sign in, remembering where it was going (`retour`) and the eIDAS
 /// level the route needs (`niveau`).
 fn sign_in_redirect(agent: bool, acr: Option<u8>, return_to: &str) -> Response {
+    see_other(&sign_in_url(agent, acr, Some(return_to)))
+}
+
+/// The sign-in start for citizens or agents, with where to come back (`retour`) and the
+/// eIDAS level needed (`niveau`) when known.
+pub fn sign_in_url(agent: bool, acr: Option<u8>, return_to: Option<&str>) -> String {
     let start = if agent { crate::auth::AGENT_LOGIN_PATH } else { crate::auth::CITIZEN_LOGIN_PATH };
     let mut q = url::form_urlencoded::Serializer::new(String::new());
-    q.append_pair("retour", return_to);
+    if let Some(r) = return_to {
+        q.append_pair("retour", r);
+    }
     if let Some(level) = acr {
         q.append_pair("niveau", &format!("eidas{level}"));
     }
-    see_other(&format!("{start}?{}", q.finish()))
+    let q = q.finish();
+    if q.is_empty() { start.to_owned() } else { format!("{start}?{q}") }
 }
 
 /// Browsers ask for HTML first; API clients ask for JSON or nothing in particular.
@@ -471,7 +480,11 @@ mod tests {
             (GatewayError::Internal, 500, "internal-error"),
             (GatewayError::SignInRequired { agent: false, acr: None, return_to: "/".into() }, 401, "sign-in-required"),
             (GatewayError::Forbidden("role"), 403, "forbidden"),
-            (GatewayError::SignInFailed { agent: false, cancelled: true }, 401, "sign-in-failed"),
+            (
+                GatewayError::SignInFailed { agent: false, cancelled: true, return_to: None, acr: None },
+                401,
+                "sign-in-failed",
+            ),
             (consent_required(), 403, "consent-required"),
             (GatewayError::FieldNotProtectable("malformed JSON"), 422, "field-not-protectable"),
             (GatewayError::ProtectionUnavailable, 503, "protection-unavailable"),
@@ -530,7 +543,11 @@ mod tests {
 
     #[test]
     fn failed_sign_in_page_offers_to_try_again() {
-        let resp = GatewayError::SignInFailed { agent: false, cancelled: true }.respond(true, Some("r"), None);
+        let resp = GatewayError::SignInFailed { agent: false, cancelled: true, return_to: None, acr: None }.respond(
+            true,
+            Some("r"),
+            None,
+        );
         assert_eq!(resp.status(), 401);
     }
 

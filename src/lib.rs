@@ -22,7 +22,6 @@ pub mod server;
 
 // 2. Which application the request is for, who is asking, and forwarding (as phases).
 pub mod auth;
-pub mod canonical;
 pub mod proxy;
 pub mod routing;
 

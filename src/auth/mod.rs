@@ -7,6 +7,7 @@ pub mod claims;
 pub mod http;
 pub mod jose;
 pub mod oidc;
+pub mod pending;
 pub mod pseudonym;
 pub mod routes;
 pub mod session;
@@ -41,7 +42,8 @@ pub const LOGOUT_CALLBACK_PATH: &str = "/.guichet/oidc/logout-callback";
 const CONSENT_PSEUDONYM_CONTEXT: &str = ".guichet-consent";
 /// Context of the field-owner pseudonym (leading dot: no route name can take it).
 const FIELD_PSEUDONYM_CONTEXT: &str = ".guichet-fields";
-/// Cookie binding a sign-in under way to the browser that started it (holds the `state`).
+/// Prefix of the cookies binding sign-ins under way to the browser that started them (one
+/// per `state`, see `pending`).
 pub const LOGIN_COOKIE: &str = "__Host-guichet-login";
 
 pub static X_GUICHET_SUBJECT: HeaderName = HeaderName::from_static("x-guichet-subject");
@@ -68,7 +70,8 @@ pub struct IdentityHeaders {
 pub struct Auth {
     pub settings: AuthSettings,
     pub sessions: SessionService,
-    pub citizen: Option<Provider>,
+    /// Citizens' providers in configuration order (FranceConnect, FranceConnect+…).
+    pub citizens: Vec<Provider>,
     pub agent: Option<Provider>,
     pub store: Store,
     pub clock: Arc<dyn Clock>,
@@ -98,24 +101,37 @@ impl Auth {
             None => stored_pseudonym_key(&store, clock.as_ref(), random.as_ref()).await?,
         };
         let http = http::HttpClient::new()?;
-        let provider = |kind: Kind, p: &Option<crate::config::ProviderSettings>, secret: &Option<SecretString>| {
-            let (Some(p), Some(secret)) = (p, secret) else { return None };
+        let provider = |kind: Kind, name: String, p: &crate::config::ProviderSettings, secret: &SecretString| {
             let callback = if kind == Kind::Citizen { CITIZEN_CALLBACK_PATH } else { AGENT_CALLBACK_PATH };
-            Some(Provider::new(
+            Provider::new(
                 ProviderInit {
                     kind,
+                    name,
                     settings: p.clone(),
                     client_secret: secret.clone(),
                     redirect_uri: format!("{public_url}{callback}"),
                     post_logout_redirect_uri: format!("{public_url}{LOGOUT_CALLBACK_PATH}"),
                     skew: a.clock_skew,
                     max_age: a.max_token_age,
+                    clock: clock.clone(),
                 },
                 http.clone(),
-            ))
+            )
         };
-        let citizen = provider(Kind::Citizen, &a.citizen, &config.auth_secrets.citizen_client_secret);
-        let agent = provider(Kind::Agent, &a.agent, &config.auth_secrets.agent_client_secret);
+        let secrets = &config.auth_secrets;
+        // Same order as `citizen_providers()`: `[auth.citizen]` (when given), then the list.
+        let single_secret = a.citizen.as_ref().map(|_| &secrets.citizen_client_secret);
+        let citizen_secrets = single_secret.into_iter().chain(&secrets.citizen_providers_client_secrets);
+        let citizens = a
+            .citizen_providers()
+            .into_iter()
+            .zip(citizen_secrets)
+            .filter_map(|((name, _, p), secret)| Some(provider(Kind::Citizen, name, p, secret.as_ref()?)))
+            .collect();
+        let agent = match (&a.agent, &secrets.agent_client_secret) {
+            (Some(p), Some(secret)) => Some(provider(Kind::Agent, "agent".to_owned(), p, secret)),
+            _ => None,
+        };
         let sessions = SessionService::new(
             store.clone(),
             clock.clone(),
@@ -126,7 +142,7 @@ impl Auth {
         Ok(Self {
             settings: a.clone(),
             sessions,
-            citizen,
+            citizens,
             agent,
             store,
             clock,
@@ -138,10 +154,39 @@ impl Auth {
         })
     }
 
+    /// The agents' provider, or the first citizens' one.
     pub fn provider(&self, kind: Kind) -> Option<&Provider> {
         match kind {
-            Kind::Citizen => self.citizen.as_ref(),
+            Kind::Citizen => self.citizens.first(),
             Kind::Agent => self.agent.as_ref(),
+        }
+    }
+
+    /// The provider a sign-in needing eIDAS level `needed` goes to, and the level to ask it:
+    /// the provider whose lowest suitable level is the lowest (FranceConnect for `eidas1`,
+    /// FranceConnect+ for `eidas2`), the first configured on a tie.
+    pub fn provider_for_level(&self, kind: Kind, needed: u8) -> Option<(&Provider, u8)> {
+        match kind {
+            Kind::Agent => self.agent.as_ref().map(|p| (p, p.level_for(needed).unwrap_or(needed))),
+            Kind::Citizen => {
+                self.citizens.iter().filter_map(|p| p.level_for(needed).map(|l| (p, l))).min_by_key(|(_, l)| *l)
+            }
+        }
+    }
+
+    /// The provider a pending sign-in was started with.
+    pub fn provider_named(&self, kind: Kind, name: &str) -> Option<&Provider> {
+        match kind {
+            Kind::Citizen => self.citizens.iter().find(|p| p.name == name),
+            Kind::Agent => self.agent.as_ref().filter(|p| p.name == name),
+        }
+    }
+
+    /// The provider that issued a session's or a logout token's identity.
+    pub fn provider_for_issuer(&self, kind: Kind, issuer: &str) -> Option<&Provider> {
+        match kind {
+            Kind::Citizen => self.citizens.iter().find(|p| p.issuer() == issuer),
+            Kind::Agent => self.agent.as_ref().filter(|p| p.issuer() == issuer),
         }
     }
 
@@ -314,14 +359,17 @@ pub fn encode_claim_value(v: &str) -> String {
 
 /// The value of cookie `name` in the request's `Cookie` headers.
 pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    cookie_pairs(headers).find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
+/// Every (name, value) of the request's `Cookie` headers, in the order the browser sent them.
+pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
     headers
         .get_all(::http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 /// Removes the gateway's own cookies from what goes upstream: an application must never see
@@ -333,7 +381,7 @@ pub fn strip_own_cookies(headers: &mut HeaderMap, session_cookie: &str) {
         .map(str::trim)
         .filter(|pair| {
             let name = pair.split_once('=').map_or(*pair, |(k, _)| k);
-            name != session_cookie && name != LOGIN_COOKIE
+            name != session_cookie && !pending::is_login_cookie(name)
         })
         .collect();
     if kept.is_empty() {
@@ -444,7 +492,10 @@ mod tests {
     #[test]
     fn own_cookies_never_go_upstream() {
         let mut h = HeaderMap::new();
-        h.insert(::http::header::COOKIE, HeaderValue::from_static("a=1; __Host-s=secret; __Host-guichet-login=x; b=2"));
+        h.insert(
+            ::http::header::COOKIE,
+            HeaderValue::from_static("a=1; __Host-s=secret; __Host-guichet-login=x; __Host-guichet-login-0a1b=y; b=2"),
+        );
         strip_own_cookies(&mut h, "__Host-s");
         assert_eq!(h[::http::header::COOKIE], "a=1; b=2");
         assert_eq!(cookie_value(&h, "b"), Some("2"));

@@ -3,7 +3,9 @@
 //! the code exchange and ID token verification (algorithms pinned, times from the injected
 //! clock, acr, azp, at_hash) go through the crate, over our own hyper client (`http`). Signed
 //! userinfo (ES256 and RS256) and back-channel logout tokens, which the crate does not cover,
-//! are verified by `jose` with the same key cache; an unknown `kid` refetches the keys once.
+//! are verified by `jose` with the same key cache. Keys are fetched again when their HTTP
+//! cache lifetime ends (bounded to 5 min..24 h) and, at most once a minute, after a signature
+//! fails under an unknown or a known `kid` (FranceConnect's key-rotation advice).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,19 +30,23 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tokio::sync::RwLock;
-use tokio::time::Instant;
 
-use super::http::{HttpClient, HttpError};
+use super::http::{HttpClient, HttpError, Reply};
 use super::jose::{self, JwkSet, JwsError, PINNED_ALGS, Verified};
 use super::session::Kind;
+use crate::clock::Clock;
 use crate::config::ProviderSettings;
 use crate::routing::acr_level;
 
-/// At most one JWKS refetch for an unknown `kid` in this interval (a forged kid must not make
-/// us hammer the provider).
-const JWKS_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
-/// Keys are fetched again after this long even when every kid is known.
-const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
+/// At most one JWKS refetch after a signature failure in this interval (a forged kid or
+/// signature must not make us hammer the provider).
+pub const JWKS_REFETCH_MIN_INTERVAL: time::Duration = time::Duration::minutes(1);
+/// How long keys are used when the provider's answer says nothing about caching.
+pub const JWKS_DEFAULT_TTL: time::Duration = time::Duration::hours(1);
+/// Bounds on the cache lifetime the provider's headers ask for: keys are never kept longer
+/// than a day, and never fetched more often than every five minutes on schedule.
+pub const JWKS_MIN_TTL: time::Duration = time::Duration::minutes(5);
+pub const JWKS_MAX_TTL: time::Duration = time::Duration::hours(24);
 const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// The ID token algorithms accepted, whatever discovery advertises: never `none`, never HS*.
 const PINNED_ID_TOKEN_ALGS: [CoreJwsSigningAlgorithm; 2] =
@@ -50,10 +56,12 @@ const PINNED_ID_TOKEN_ALGS: [CoreJwsSigningAlgorithm; 2] =
 pub enum OidcError {
     #[error("discovery failed: {0}")]
     Discovery(String),
-    #[error("provider call failed: {0}")]
-    Http(#[from] HttpError),
+    #[error("key set (JWKS) fetch failed: {0}")]
+    Jwks(String),
     #[error("token endpoint: {0}")]
     TokenEndpoint(String),
+    #[error("userinfo endpoint unreachable: {0}")]
+    UserinfoUnreachable(HttpError),
     #[error("userinfo endpoint answered {0}")]
     UserinfoEndpoint(u16),
     #[error("token signature: {0}")]
@@ -203,41 +211,54 @@ impl KeySets {
     }
 }
 
-#[derive(Debug)]
+/// The cached keys, when they must be fetched again, and when a signature failure last made
+/// us fetch them (times from the injected clock).
+#[derive(Debug, Default)]
 struct Keys {
     sets: KeySets,
-    fetched: Option<Instant>,
-    forced: Option<Instant>,
+    fresh_until: Option<OffsetDateTime>,
+    last_forced: Option<OffsetDateTime>,
 }
 
 #[derive(Debug)]
 pub struct Provider {
     pub kind: Kind,
+    /// The operator's name for this provider (`franceconnect`, `franceconnect-plus`…):
+    /// pending sign-ins remember it, logs show it.
+    pub name: String,
     pub settings: ProviderSettings,
+    /// The eIDAS levels this provider serves (1..=3), lowest first.
+    pub levels: Vec<u8>,
     client_secret: SecretString,
     pub redirect_uri: String,
     pub post_logout_redirect_uri: String,
     http: HttpClient,
     skew: time::Duration,
     max_age: time::Duration,
+    clock: Arc<dyn Clock>,
     discovered: RwLock<Option<Arc<Discovered>>>,
     keys: RwLock<Keys>,
 }
 
 pub struct ProviderInit {
     pub kind: Kind,
+    pub name: String,
     pub settings: ProviderSettings,
     pub client_secret: SecretString,
     pub redirect_uri: String,
     pub post_logout_redirect_uri: String,
     pub skew: Duration,
     pub max_age: Duration,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Provider {
     pub fn new(init: ProviderInit, http: HttpClient) -> Self {
+        let levels = served_levels(&init.settings);
         Self {
             kind: init.kind,
+            name: init.name,
+            levels,
             settings: init.settings,
             client_secret: init.client_secret,
             redirect_uri: init.redirect_uri,
@@ -245,8 +266,9 @@ impl Provider {
             http,
             skew: super::session::to_time(init.skew),
             max_age: super::session::to_time(init.max_age),
+            clock: init.clock,
             discovered: RwLock::new(None),
-            keys: RwLock::new(Keys { sets: KeySets::default(), fetched: None, forced: None }),
+            keys: RwLock::new(Keys::default()),
         }
     }
 
@@ -254,16 +276,32 @@ impl Provider {
         &self.settings.issuer
     }
 
-    /// Discovery (the crate fetches the document, checks the issuer exactly, and fetches the
-    /// keys), done on first use and kept: a provider that is down at start does not stop the
-    /// gateway; the first sign-in retries.
+    /// The level to ask this provider for a route needing at least `needed`: the lowest level
+    /// it serves that is at least `needed` and at least its configured `acr`; `None` when it
+    /// serves nothing that high.
+    pub fn level_for(&self, needed: u8) -> Option<u8> {
+        let floor = needed.max(acr_level(&self.settings.acr).unwrap_or(1));
+        self.levels.iter().copied().find(|l| *l >= floor).or_else(|| self.levels.iter().copied().find(|l| *l >= needed))
+    }
+
+    /// Discovery (the document parsed into the crate's metadata, its issuer compared exactly,
+    /// then the keys fetched with their cache lifetime), done on first use and kept: a
+    /// provider that is down at start does not stop the gateway; the first sign-in retries.
     pub async fn discovered(&self) -> Result<Arc<Discovered>, OidcError> {
         if let Some(d) = self.discovered.read().await.as_ref() {
             return Ok(d.clone());
         }
         let issuer = IssuerUrl::new(self.settings.issuer.clone()).map_err(|e| OidcError::Discovery(e.to_string()))?;
-        let metadata =
-            Metadata::discover_async(issuer, &self.http).await.map_err(|e| OidcError::Discovery(e.to_string()))?;
+        let url = format!("{}/.well-known/openid-configuration", self.settings.issuer);
+        let reply = self.http.get(&url, None).await.map_err(|e| OidcError::Discovery(e.to_string()))?;
+        if !reply.status.is_success() {
+            return Err(OidcError::Discovery(format!("the provider answered {}", reply.status.as_u16())));
+        }
+        let metadata: Metadata = serde_json::from_slice(&reply.body)
+            .map_err(|e| OidcError::Discovery(format!("unreadable document ({e})")))?;
+        if metadata.issuer() != &issuer {
+            return Err(OidcError::Discovery("the document's issuer differs from the configured issuer".into()));
+        }
         let token_url = metadata.token_endpoint().cloned().ok_or(OidcError::Malformed("token_endpoint"))?;
         let redirect = RedirectUrl::new(self.redirect_uri.clone()).map_err(|_| OidcError::Malformed("redirect_uri"))?;
         let auth_type = match self.settings.auth_method.as_str() {
@@ -278,7 +316,8 @@ impl Provider {
         .set_token_uri(token_url)
         .set_redirect_uri(redirect)
         .set_auth_type(auth_type);
-        self.store_keys(KeySets::from_core(metadata.jwks().clone())?, false).await;
+        let (sets, ttl) = self.fetch_keys(&metadata).await?;
+        self.store_keys(sets, ttl, false).await;
         let d = Arc::new(Discovered { metadata, client });
         *self.discovered.write().await = Some(d.clone());
         Ok(d)
@@ -319,14 +358,15 @@ impl Provider {
         if let Some(v) = pkce_verifier {
             request = request.set_pkce_verifier(PkceCodeVerifier::new(v.to_owned()));
         }
-        let response = request.request_async(&self.http).await.map_err(|e| OidcError::TokenEndpoint(e.to_string()))?;
+        let response = request.request_async(&self.http).await.map_err(token_error)?;
         let id_token = response.id_token().cloned().ok_or(OidcError::Malformed("no id_token in the token response"))?;
         Ok(Tokens { id_token, access_token: response.access_token().secret().clone() })
     }
 
     /// Every check the brief lists for an ID token: the crate verifies the signature (ES256 or
     /// RS256 only, with our cached keys), `iss`, `aud`, `exp`, `iat`, `nonce` and `acr`; `azp`,
-    /// `sub` and `at_hash` are checked here. An unknown `kid` refetches the keys once.
+    /// `sub` and `at_hash` are checked here. A signature that fails (unknown or known `kid`)
+    /// refetches the keys, at most once a minute, and is checked once more.
     pub async fn verify_id_token(
         &self,
         token: &ProviderIdToken,
@@ -336,16 +376,14 @@ impl Provider {
     ) -> Result<IdToken, OidcError> {
         let d = self.discovered().await?;
         let raw = token.to_string();
-        let kid = jose::peek_header(&raw)?.kid;
-        let keys = self.keys(false).await?;
+        let keys = self.keys().await?;
         let claims = match self.check_id_token(d.metadata.issuer(), token, &keys.core, access_token, expected, now) {
-            Err(Check::Claims(ClaimsVerificationError::SignatureVerification(
-                SignatureVerificationError::NoMatchingKey,
-            ))) if kid.as_deref().is_some_and(|k| !keys.jose.has_kid(k)) => {
-                let keys = self.keys(true).await?;
-                self.check_id_token(d.metadata.issuer(), token, &keys.core, access_token, expected, now)
-                    .map_err(Check::into_error)?
-            }
+            Err(e) if e.is_signature_failure() => match self.keys_after_failure().await? {
+                Some(keys) => self
+                    .check_id_token(d.metadata.issuer(), token, &keys.core, access_token, expected, now)
+                    .map_err(Check::into_error)?,
+                None => return Err(e.into_error()),
+            },
             other => other.map_err(Check::into_error)?,
         };
         let sub = claims.subject().as_str();
@@ -382,7 +420,7 @@ impl Provider {
                     let single = JsonWebKeySet::new(vec![k.clone()]);
                     self.check_id_token_with(issuer, token, single, access_token, expected, now).ok()
                 })
-                .ok_or(Check::Other("no key verifies the kid-less token")),
+                .ok_or(Check::NoKeyVerifies),
             other => other,
         }
     }
@@ -447,7 +485,7 @@ impl Provider {
     pub async fn userinfo(&self, access_token: &str, sub: &str) -> Result<Map<String, Value>, OidcError> {
         let d = self.discovered().await?;
         let url = d.metadata.userinfo_endpoint().ok_or(OidcError::Userinfo("no userinfo endpoint"))?;
-        let reply = self.http.get(url.as_str(), Some(access_token)).await?;
+        let reply = self.http.get(url.as_str(), Some(access_token)).await.map_err(OidcError::UserinfoUnreachable)?;
         if !reply.status.is_success() {
             return Err(OidcError::UserinfoEndpoint(reply.status.as_u16()));
         }
@@ -537,58 +575,196 @@ impl Provider {
         Ok(())
     }
 
-    /// Verifies a userinfo or logout token with the provider's keys (`jose`, ES256/RS256); on an
-    /// unknown `kid`, fetches the keys again (at most once per [`JWKS_REFETCH_MIN_INTERVAL`])
-    /// and retries once.
+    /// Verifies a userinfo or logout token with the provider's keys (`jose`, ES256/RS256); a
+    /// signature that fails under an unknown or a known `kid` refetches the keys (at most once
+    /// per [`JWKS_REFETCH_MIN_INTERVAL`]) and is checked once more.
     async fn verify_signature(&self, token: &str) -> Result<Verified, OidcError> {
-        let keys = self.keys(false).await?;
+        let keys = self.keys().await?;
         match jose::verify(token, &keys.jose, PINNED_ALGS) {
-            Err(JwsError::UnknownKid) => {
-                let keys = self.keys(true).await?;
-                Ok(jose::verify(token, &keys.jose, PINNED_ALGS)?)
+            Err(e @ (JwsError::UnknownKid | JwsError::BadSignature | JwsError::NoKey)) => {
+                match self.keys_after_failure().await? {
+                    Some(keys) => Ok(jose::verify(token, &keys.jose, PINNED_ALGS)?),
+                    None => Err(e.into()),
+                }
             }
             other => Ok(other?),
         }
     }
 
-    /// The cached keys, fetched again when older than [`JWKS_MAX_AGE`], or on an unknown kid
-    /// when the last such refetch is older than [`JWKS_REFETCH_MIN_INTERVAL`]. The crate
-    /// fetches and parses the set (unparseable keys are skipped).
-    async fn keys(&self, unknown_kid: bool) -> Result<KeySets, OidcError> {
+    /// The cached keys, fetched again once their cache lifetime has passed. When that refresh
+    /// fails, the keys in hand are kept a minute longer (a provider's hiccup must not stop
+    /// sign-ins that the keys it published still verify).
+    async fn keys(&self) -> Result<KeySets, OidcError> {
         let d = self.discovered().await?;
+        let now = self.clock.now();
         {
             let k = self.keys.read().await;
-            let fresh = k.fetched.is_some_and(|t| t.elapsed() < JWKS_MAX_AGE);
-            let may_refetch = k.forced.is_none_or(|t| t.elapsed() >= JWKS_REFETCH_MIN_INTERVAL);
-            if fresh && (!unknown_kid || !may_refetch) {
+            if k.fresh_until.is_some_and(|t| now < t) {
                 return Ok(k.sets.clone());
             }
         }
-        let core = JsonWebKeySet::fetch_async(d.metadata.jwks_uri(), &self.http)
-            .await
-            .map_err(|e| OidcError::Discovery(format!("JWKS: {e}")))?;
-        let sets = KeySets::from_core(core)?;
-        self.store_keys(sets.clone(), unknown_kid).await;
-        Ok(sets)
-    }
-
-    async fn store_keys(&self, sets: KeySets, forced: bool) {
-        let mut k = self.keys.write().await;
-        k.sets = sets;
-        k.fetched = Some(Instant::now());
-        if forced {
-            k.forced = Some(Instant::now());
+        match self.fetch_keys(&d.metadata).await {
+            Ok((sets, ttl)) => {
+                self.store_keys(sets.clone(), ttl, false).await;
+                Ok(sets)
+            }
+            Err(e) => {
+                let mut k = self.keys.write().await;
+                if k.sets.jose.keys.is_empty() {
+                    return Err(e);
+                }
+                tracing::warn!(provider = %self.name, error = %e, "key refresh failed; keeping the keys in hand");
+                k.fresh_until = Some(now + JWKS_REFETCH_MIN_INTERVAL);
+                Ok(k.sets.clone())
+            }
         }
     }
+
+    /// After a signature failure: the keys fetched again, unless that was done less than
+    /// [`JWKS_REFETCH_MIN_INTERVAL`] ago (`None`: nothing new to try).
+    async fn keys_after_failure(&self) -> Result<Option<KeySets>, OidcError> {
+        let d = self.discovered().await?;
+        let now = self.clock.now();
+        if self.keys.read().await.last_forced.is_some_and(|t| now - t < JWKS_REFETCH_MIN_INTERVAL) {
+            return Ok(None);
+        }
+        // Claimed before the fetch, so concurrent failures make one fetch, not many.
+        self.keys.write().await.last_forced = Some(now);
+        let (sets, ttl) = self.fetch_keys(&d.metadata).await?;
+        self.store_keys(sets.clone(), ttl, true).await;
+        Ok(Some(sets))
+    }
+
+    /// Fetches the key set at `jwks_uri` and how long it may be kept (its `Cache-Control:
+    /// max-age` or `Expires`, within [`JWKS_MIN_TTL`]..[`JWKS_MAX_TTL`]). Unparseable keys are
+    /// skipped (the crate's key-set reader), the good ones still verify.
+    async fn fetch_keys(&self, metadata: &Metadata) -> Result<(KeySets, time::Duration), OidcError> {
+        let reply =
+            self.http.get(metadata.jwks_uri().as_str(), None).await.map_err(|e| OidcError::Jwks(e.to_string()))?;
+        if !reply.status.is_success() {
+            return Err(OidcError::Jwks(format!("the provider answered {}", reply.status.as_u16())));
+        }
+        let core: CoreJsonWebKeySet =
+            serde_json::from_slice(&reply.body).map_err(|e| OidcError::Jwks(format!("unreadable key set ({e})")))?;
+        Ok((KeySets::from_core(core)?, cache_lifetime(&reply, self.clock.now())))
+    }
+
+    async fn store_keys(&self, sets: KeySets, ttl: time::Duration, forced: bool) {
+        let now = self.clock.now();
+        let mut k = self.keys.write().await;
+        k.sets = sets;
+        k.fresh_until = Some(now + ttl);
+        if forced {
+            k.last_forced = Some(now);
+        }
+    }
+}
+
+/// How long a key set may be used, from the answer's cache headers: `no-store`/`no-cache`
+/// and tiny lifetimes give the minimum, missing headers the default, anything else is kept
+/// within [`JWKS_MIN_TTL`]..=[`JWKS_MAX_TTL`].
+pub fn cache_lifetime(reply: &Reply, now: OffsetDateTime) -> time::Duration {
+    let header = |name: http::HeaderName| reply.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let from_cache_control = header(http::header::CACHE_CONTROL).and_then(|cc| {
+        let directives: Vec<String> = cc.split(',').map(|d| d.trim().to_ascii_lowercase()).collect();
+        if directives.iter().any(|d| d == "no-store" || d == "no-cache") {
+            return Some(time::Duration::ZERO);
+        }
+        directives
+            .iter()
+            .find_map(|d| d.strip_prefix("max-age="))
+            .and_then(|v| v.trim_matches('"').parse::<i64>().ok())
+            .map(time::Duration::seconds)
+    });
+    let from_expires =
+        || header(http::header::EXPIRES).map(|e| http_date(&e).map_or(time::Duration::ZERO, |t| t - now));
+    from_cache_control.or_else(from_expires).unwrap_or(JWKS_DEFAULT_TTL).clamp(JWKS_MIN_TTL, JWKS_MAX_TTL)
+}
+
+/// An HTTP date (IMF-fixdate, RFC 9110 §5.6.7); `None` for the obsolete forms, which then
+/// count as already expired.
+fn http_date(v: &str) -> Option<OffsetDateTime> {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(v.trim(), format).ok().map(time::PrimitiveDateTime::assume_utc)
+}
+
+/// The levels a provider serves: its `acr_values`, or every eIDAS level when none are listed
+/// (a single provider configured before several were possible keeps serving step-ups).
+fn served_levels(settings: &ProviderSettings) -> Vec<u8> {
+    let mut levels: Vec<u8> = settings.acr_values.iter().filter_map(|a| acr_level(a)).collect();
+    if levels.is_empty() {
+        levels = vec![1, 2, 3];
+    }
+    levels.sort_unstable();
+    levels.dedup();
+    levels
+}
+
+/// The token endpoint's failure, named for what failed: a token response the crate cannot
+/// read because of its ID token is an ID token problem, not a token-endpoint one.
+fn token_error<RE: std::error::Error + 'static>(
+    e: openidconnect::RequestTokenError<RE, StandardErrorResponse<CoreErrorResponseType>>,
+) -> OidcError {
+    match e {
+        openidconnect::RequestTokenError::Parse(error, body) => match id_token_problem(&body) {
+            Some(problem) => OidcError::IdToken(problem),
+            None => OidcError::TokenEndpoint(format!("unreadable answer at `{}`", error.path())),
+        },
+        openidconnect::RequestTokenError::ServerResponse(r) => {
+            OidcError::TokenEndpoint(format!("the provider refused the code: {}", r.error()))
+        }
+        openidconnect::RequestTokenError::Request(e) => OidcError::TokenEndpoint(format!("unreachable: {e}")),
+        other => OidcError::TokenEndpoint(other.to_string()),
+    }
+}
+
+/// What is wrong with the ID token of a token response the crate could not read, if the
+/// ID token is the cause: a claim every ID token must carry is missing or not of its type.
+/// Only claim names are reported, never values.
+fn id_token_problem(body: &[u8]) -> Option<String> {
+    let response: Value = serde_json::from_slice(body).ok()?;
+    let raw = response.get("id_token")?.as_str()?;
+    let payload = raw.split('.').nth(1).ok_or("malformed").and_then(|p| jose::b64(p).map_err(|_| "malformed"));
+    let Ok(payload) = payload else { return Some("not a compact JWT".into()) };
+    let Ok(Value::Object(claims)) = serde_json::from_slice::<Value>(&payload) else {
+        return Some("claims are not a JSON object".into());
+    };
+    for name in ["iss", "sub", "aud", "exp", "iat"] {
+        match claims.get(name) {
+            None => return Some(format!("{name} missing")),
+            Some(Value::String(s)) if s.is_empty() && name == "sub" => return Some("sub missing".into()),
+            Some(_) => {}
+        }
+    }
+    Some("claims not readable as an ID token".into())
 }
 
 /// Why one verification attempt failed: the crate's reason, or one of ours.
 enum Check {
     Claims(ClaimsVerificationError),
+    /// A kid-less token that no key of the set verifies.
+    NoKeyVerifies,
     Other(&'static str),
 }
 
 impl Check {
+    /// A failure that newer keys could fix: no key for the `kid`, or a signature the key in
+    /// hand does not verify (the provider may have replaced the key behind a known `kid`).
+    /// A disallowed algorithm or a bad claim is not one.
+    fn is_signature_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::NoKeyVerifies
+                | Self::Claims(ClaimsVerificationError::SignatureVerification(
+                    SignatureVerificationError::NoMatchingKey
+                        | SignatureVerificationError::CryptoError(_)
+                        | SignatureVerificationError::InvalidKey(_)
+                ))
+        )
+    }
+
     fn signature(e: SignatureVerificationError) -> Self {
         Self::Claims(ClaimsVerificationError::SignatureVerification(e))
     }
@@ -599,6 +775,7 @@ impl Check {
                 OidcError::IdToken(format!("signature: {e}"))
             }
             Self::Claims(e) => OidcError::IdToken(e.to_string()),
+            Self::NoKeyVerifies => OidcError::IdToken("signature: no key verifies the kid-less token".into()),
             Self::Other(e) => OidcError::IdToken(e.to_owned()),
         }
     }
@@ -622,6 +799,14 @@ fn pkce_challenge_of(verifier: &str) -> Result<PkceCodeChallenge, OidcError> {
         return Err(OidcError::Malformed("PKCE verifier length"));
     }
     Ok(PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(verifier.to_owned())))
+}
+
+/// The `iss` claim of a token, read without verifying it: only to pick which provider's
+/// keys then verify the whole token.
+pub fn peek_issuer(token: &str) -> Option<String> {
+    let payload = jose::b64(token.split('.').nth(1)?).ok()?;
+    let claims: Map<String, Value> = serde_json::from_slice(&payload).ok()?;
+    claims.get("iss")?.as_str().map(str::to_owned)
 }
 
 fn nonempty_str<'a>(c: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
@@ -671,6 +856,38 @@ mod tests {
         assert!(pkce_challenge_of("short").is_err());
     }
 
+    #[test]
+    fn key_cache_lifetime_follows_the_headers_within_bounds() {
+        let now = time::macros::datetime!(2026-11-28 12:00 UTC);
+        let reply = |pairs: &[(http::HeaderName, &str)]| {
+            let mut headers = http::HeaderMap::new();
+            for (k, v) in pairs {
+                headers.insert(k.clone(), v.parse().unwrap());
+            }
+            Reply { status: http::StatusCode::OK, headers, content_type: String::new(), body: bytes::Bytes::new() }
+        };
+        let (cc, exp) = (http::header::CACHE_CONTROL, http::header::EXPIRES);
+        let ttl = |pairs: &[(http::HeaderName, &str)]| cache_lifetime(&reply(pairs), now);
+        assert_eq!(ttl(&[]), JWKS_DEFAULT_TTL);
+        assert_eq!(ttl(&[(cc.clone(), "public, max-age=900")]), time::Duration::minutes(15));
+        assert_eq!(ttl(&[(cc.clone(), "max-age=5")]), JWKS_MIN_TTL);
+        assert_eq!(ttl(&[(cc.clone(), "no-store")]), JWKS_MIN_TTL);
+        assert_eq!(ttl(&[(cc.clone(), "max-age=9999999")]), JWKS_MAX_TTL);
+        assert_eq!(ttl(&[(exp.clone(), "Sat, 28 Nov 2026 14:00:00 GMT")]), time::Duration::hours(2));
+        assert_eq!(ttl(&[(exp.clone(), "not a date")]), JWKS_MIN_TTL);
+        // Cache-Control wins over Expires (RFC 9111 §5.3).
+        assert_eq!(ttl(&[(cc, "max-age=600"), (exp, "Sat, 28 Nov 2026 14:00:00 GMT")]), time::Duration::minutes(10));
+    }
+
+    #[test]
+    fn a_token_response_whose_id_token_lacks_sub_is_an_id_token_problem() {
+        let claims = serde_json::json!({ "iss": ISSUER, "aud": CLIENT, "exp": NOW, "iat": NOW });
+        let token = format!("{}.sig", unsigned("ES256", Some("k"), &claims));
+        let body = serde_json::json!({ "access_token": "a", "token_type": "Bearer", "id_token": token }).to_string();
+        assert_eq!(id_token_problem(body.as_bytes()).as_deref(), Some("sub missing"));
+        assert_eq!(id_token_problem(br#"{"access_token":"a"}"#), None, "no ID token: not an ID token problem");
+    }
+
     const ISSUER: &str = "https://idp.example.fr/api/v2";
     const CLIENT: &str = "client-1";
     const SECRET: &str = "client-secret-0123456789";
@@ -680,6 +897,8 @@ mod tests {
         let settings = ProviderSettings::new(ISSUER, CLIENT, SecretString::from(SECRET));
         let init = ProviderInit {
             kind: Kind::Citizen,
+            name: "test".into(),
+            clock: Arc::new(crate::clock::SystemClock),
             settings,
             client_secret: SecretString::from(SECRET),
             redirect_uri: "https://gw.example.fr/.guichet/oidc/callback".into(),

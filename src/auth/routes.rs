@@ -11,11 +11,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use super::oidc::{self, Expected, OidcError, Provider};
+use super::oidc::{Expected, OidcError};
+use super::pending::{self, PKCE_VERIFIER, RETURN_TO};
 use super::session::{Kind, NewSession, SessionError, hash_id};
 use super::{
-    AGENT_CALLBACK_PATH, AGENT_LOGIN_PATH, Auth, CITIZEN_CALLBACK_PATH, CITIZEN_LOGIN_PATH, LOGIN_COOKIE,
-    LOGOUT_CALLBACK_PATH, LOGOUT_PATH, claims, clear_cookie, cookie_value, safe_return_path, set_cookie,
+    AGENT_CALLBACK_PATH, AGENT_LOGIN_PATH, Auth, CITIZEN_CALLBACK_PATH, CITIZEN_LOGIN_PATH, LOGOUT_CALLBACK_PATH,
+    LOGOUT_PATH, claims, clear_cookie, cookie_value, safe_return_path, set_cookie,
 };
 use std::sync::Arc;
 
@@ -37,7 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route(AGENT_LOGIN_PATH, get(start_agent))
         .route(CITIZEN_CALLBACK_PATH, get(callback_citizen))
         .route(AGENT_CALLBACK_PATH, get(callback_agent))
-        .route(LOGOUT_PATH, get(logout).post(logout))
+        .route(LOGOUT_PATH, get(logout_page).post(logout))
         .route(LOGOUT_CALLBACK_PATH, get(logout_callback))
         .route("/.guichet/oidc/backchannel-logout", post(backchannel_citizen))
         .route("/.guichet/oidc/agent/backchannel-logout", post(backchannel_agent))
@@ -50,10 +51,22 @@ pub fn routes() -> Router<AppState> {
 enum SignInError {
     #[error("no provider configured for this kind of sign-in")]
     NoProvider,
-    #[error("state missing or not the one this browser started with")]
-    StateMismatch,
-    #[error("unknown, used or expired sign-in state")]
+    #[error("no provider serves eidas{0} or higher")]
+    NoProviderForLevel(u8),
+    #[error("the pending sign-in names provider `{0}`, which is no longer configured")]
+    ProviderGone(String),
+    #[error("no state in the callback")]
+    NoState,
+    #[error("the callback's state was not started in this browser (no matching sign-in cookie)")]
+    StateNotBound,
+    #[error("unknown or already used sign-in state")]
     UnknownState,
+    #[error("sign-in state expired")]
+    ExpiredState,
+    #[error("the state belongs to a sign-in of the other kind (citizen/agent)")]
+    WrongKind,
+    #[error("a sealed value of the pending sign-in does not open")]
+    Seal(#[from] pending::SealError),
     #[error("provider returned error `{0}`")]
     Provider(String),
     #[error("no code in the callback")]
@@ -71,32 +84,67 @@ enum SignInError {
 }
 
 impl SignInError {
-    fn to_gateway(&self, kind: Kind) -> GatewayError {
+    fn to_gateway(&self, kind: Kind, retry: Retry) -> GatewayError {
         let agent = kind == Kind::Agent;
+        let Retry { return_to, acr } = retry;
         match self {
             Self::NoProvider => GatewayError::NotFound,
             Self::Session(SessionError::Store(_)) | Self::Store(_) => GatewayError::StoreUnavailable,
-            Self::Provider(e) => GatewayError::SignInFailed { agent, cancelled: e == "access_denied" },
-            _ => GatewayError::SignInFailed { agent, cancelled: false },
+            Self::Provider(e) => GatewayError::SignInFailed { agent, cancelled: e == "access_denied", return_to, acr },
+            _ => GatewayError::SignInFailed { agent, cancelled: false, return_to, acr },
         }
     }
 }
 
-async fn start_citizen(State(app): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
-    start(&app.auth, Kind::Citizen, &q).await.unwrap_or_else(|e| fail(Kind::Citizen, &e, None))
+/// What the "try again" link of a failed sign-in keeps: where the person was going and the
+/// level the route needs, as soon as they are known.
+#[derive(Debug, Default)]
+struct Retry {
+    return_to: Option<String>,
+    acr: Option<u8>,
 }
 
-async fn start_agent(State(app): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
-    start(&app.auth, Kind::Agent, &q).await.unwrap_or_else(|e| fail(Kind::Agent, &e, None))
+async fn start_citizen(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    start_kind(&app.auth, Kind::Citizen, &headers, &q).await
 }
 
-/// Starts a sign-in: remembers state, nonce, PKCE verifier and where to come back in the
-/// store, binds the state to this browser with a short-lived cookie, and sends the browser
-/// to the provider.
-async fn start(auth: &Auth, kind: Kind, q: &HashMap<String, String>) -> Result<Response, SignInError> {
-    let provider = auth.provider(kind).ok_or(SignInError::NoProvider)?;
-    let return_to = q.get("retour").and_then(|r| safe_return_path(r)).unwrap_or_else(|| "/".to_owned());
-    let acr = requested_acr(provider, q.get("niveau").map(String::as_str));
+async fn start_agent(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    start_kind(&app.auth, Kind::Agent, &headers, &q).await
+}
+
+async fn start_kind(auth: &Auth, kind: Kind, headers: &HeaderMap, q: &HashMap<String, String>) -> Response {
+    let return_to = q.get("retour").and_then(|r| safe_return_path(r));
+    let needed = q.get("niveau").and_then(|n| acr_level(n));
+    match start(auth, kind, headers, return_to.as_deref().unwrap_or("/"), needed.unwrap_or(1)).await {
+        Ok(resp) => resp,
+        Err(e) => fail(kind, &e, Retry { return_to, acr: needed }),
+    }
+}
+
+/// Starts a sign-in with the provider serving the level needed: remembers state, nonce, the
+/// provider, and — sealed with the state — the PKCE verifier and where to come back, binds
+/// the state to this browser with its own short-lived cookie (several tabs may sign in at
+/// once), and sends the browser to the provider.
+async fn start(
+    auth: &Auth,
+    kind: Kind,
+    headers: &HeaderMap,
+    return_to: &str,
+    needed: u8,
+) -> Result<Response, SignInError> {
+    if auth.provider(kind).is_none() {
+        return Err(SignInError::NoProvider);
+    }
+    let (provider, level) = auth.provider_for_level(kind, needed).ok_or(SignInError::NoProviderForLevel(needed))?;
+    let acr = format!("eidas{level}");
     let rng = auth.random.as_ref();
     let state = random_hex::<32>(rng)?;
     let nonce = random_hex::<32>(rng)?;
@@ -108,27 +156,22 @@ async fn start(auth: &Auth, kind: Kind, q: &HashMap<String, String>) -> Result<R
     let pending = PendingLogin {
         state_hash: hash_id(&state),
         kind: kind.as_str().to_owned(),
+        provider: provider.name.clone(),
         nonce: nonce.clone(),
-        pkce_verifier: verifier.clone(),
-        return_to,
+        sealed_pkce_verifier: verifier.as_deref().map(|v| pending::seal(&state, PKCE_VERIFIER, v)).transpose()?,
+        sealed_return_to: pending::seal(&state, RETURN_TO, return_to)?,
         acr: acr.clone(),
         expires_at: auth.clock.now() + PENDING_LIFETIME,
     };
     auth.store.sessions().insert_pending_login(&pending).await?;
     let url = provider.authorize_url(&state, &nonce, &acr, verifier.as_deref()).await?;
     let mut resp = redirect(&url);
-    resp.headers_mut()
-        .append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, &state, Some(PENDING_LIFETIME.whole_seconds())));
-    Ok(resp)
-}
-
-/// The provider's default level, raised to what the route asked (`niveau=eidas2`).
-fn requested_acr(provider: &Provider, asked: Option<&str>) -> String {
-    let default = provider.settings.acr.clone();
-    match asked {
-        Some(a) if acr_level(a) > acr_level(&default) => a.to_owned(),
-        _ => default,
+    for old in pending::cookies_to_drop(headers) {
+        resp.headers_mut().append(header::SET_COOKIE, clear_cookie(&old));
     }
+    let cookie = set_cookie(&pending::cookie_name(&state), &state, Some(PENDING_LIFETIME.whole_seconds()));
+    resp.headers_mut().append(header::SET_COOKIE, cookie);
+    Ok(resp)
 }
 
 async fn callback_citizen(
@@ -150,7 +193,9 @@ async fn callback_agent(
 async fn callback(app: &App, kind: Kind, headers: &HeaderMap, q: &HashMap<String, String>) -> Response {
     let auth = &app.auth;
     let old_session = cookie_value(headers, &auth.settings.cookie_name).map(str::to_owned);
-    let mut resp = match finish(auth, kind, headers, q).await {
+    let bound = q.get("state").and_then(|state| pending::bound_cookie(headers, state));
+    let mut retry = Retry::default();
+    let mut resp = match finish(auth, kind, bound.is_some(), q, &mut retry).await {
         Ok((cookie, return_to, session)) => {
             journal(app, &session, Operation::SignIn { acr: Ident::new(session.acr.clone()).ok() }).await;
             // A new id at every sign-in (no fixation), and never two identities in one
@@ -164,31 +209,46 @@ async fn callback(app: &App, kind: Kind, headers: &HeaderMap, q: &HashMap<String
             r.headers_mut().append(header::SET_COOKIE, set_cookie(&auth.settings.cookie_name, &cookie, None));
             r
         }
-        Err(e) => fail(kind, &e, None),
+        Err(e) => fail(kind, &e, retry),
     };
-    resp.headers_mut().append(header::SET_COOKIE, clear_cookie(LOGIN_COOKIE));
+    // Only this sign-in's cookie ends: sign-ins started in other tabs go on.
+    if let Some(name) = bound {
+        resp.headers_mut().append(header::SET_COOKIE, clear_cookie(&name));
+    }
     resp
 }
 
 /// Every check, in the order the brief gives; returns the new session's cookie value and the
-/// path to go back to. Nothing is created unless all pass.
+/// path to go back to. Nothing is created unless all pass. `retry` learns where the person
+/// was going as soon as the pending sign-in is found, for the "try again" link.
 async fn finish(
     auth: &Auth,
     kind: Kind,
-    headers: &HeaderMap,
+    bound: bool,
     q: &HashMap<String, String>,
+    retry: &mut Retry,
 ) -> Result<(String, String, Arc<Session>), SignInError> {
-    let provider = auth.provider(kind).ok_or(SignInError::NoProvider)?;
-    let state = q.get("state").ok_or(SignInError::StateMismatch)?;
-    let bound = cookie_value(headers, LOGIN_COOKIE).ok_or(SignInError::StateMismatch)?;
-    if !oidc::constant_time_eq(state.as_bytes(), bound.as_bytes()) {
-        return Err(SignInError::StateMismatch);
+    auth.provider(kind).ok_or(SignInError::NoProvider)?;
+    let state = q.get("state").ok_or(SignInError::NoState)?;
+    if !bound {
+        return Err(SignInError::StateNotBound);
     }
     let pending = auth.store.sessions().take_pending_login(&hash_id(state)).await?.ok_or(SignInError::UnknownState)?;
     let now = auth.clock.now();
-    if pending.kind != kind.as_str() || pending.expires_at < now {
-        return Err(SignInError::UnknownState);
+    if pending.kind != kind.as_str() {
+        return Err(SignInError::WrongKind);
     }
+    let return_to = pending::open(state, RETURN_TO, &pending.sealed_return_to)?;
+    // The base level needs no `niveau` in the link.
+    *retry = Retry { return_to: Some(return_to.clone()), acr: acr_level(&pending.acr).filter(|l| *l > 1) };
+    if pending.expires_at < now {
+        return Err(SignInError::ExpiredState);
+    }
+    let provider = auth
+        .provider_named(kind, &pending.provider)
+        .ok_or_else(|| SignInError::ProviderGone(pending.provider.clone()))?;
+    let pkce_verifier =
+        pending.sealed_pkce_verifier.as_deref().map(|v| pending::open(state, PKCE_VERIFIER, v)).transpose()?;
     if let Some(error) = q.get("error") {
         // The code reaches the log: keep OAuth's error-code alphabet only, so a crafted
         // callback cannot write arbitrary text (or a person's data) there.
@@ -196,7 +256,7 @@ async fn finish(
         return Err(SignInError::Provider(code));
     }
     let code = q.get("code").ok_or(SignInError::NoCode)?;
-    let tokens = provider.exchange(code, pending.pkce_verifier.as_deref()).await?;
+    let tokens = provider.exchange(code, pkce_verifier.as_deref()).await?;
     let expected = Expected { nonce: &pending.nonce, min_acr: acr_level(&pending.acr).unwrap_or(1) };
     let id = provider.verify_id_token(&tokens.id_token, &tokens.access_token, &expected, now).await?;
     let userinfo = provider.userinfo(&tokens.access_token, &id.sub).await?;
@@ -219,8 +279,8 @@ async fn finish(
         id_token: id.raw,
     };
     let (cookie, session) = auth.sessions.create(new).await?;
-    tracing::info!(kind = kind.as_str(), "signed in");
-    Ok((cookie, pending.return_to, session))
+    tracing::info!(kind = kind.as_str(), provider = %provider.name, "signed in");
+    Ok((cookie, return_to, session))
 }
 
 /// Journals a sign-in or sign-out under the person's pseudonymous id (citizens: their consent
@@ -244,15 +304,58 @@ async fn journal(app: &App, session: &Session, operation: Operation) {
     }
 }
 
-/// RP-initiated logout: the local session ends first, whatever happens next; then the
-/// provider is asked to end its own, with `id_token_hint`, `state` and the registered
-/// `post_logout_redirect_uri`.
-async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    let auth = &app.auth;
-    let mut target = LOGGED_OUT_PATH.to_owned();
-    if let Ok(Some(session)) = auth.identify(&headers).await {
-        journal(&app, &session, Operation::SignOut).await;
+/// `GET /.guichet/deconnexion`: a page with one button that posts the logout with the
+/// session's CSRF token. A GET never ends a session: a link or an image on another site
+/// must not sign anyone out.
+async fn logout_page(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let session = app.auth.identify(&headers).await.ok().flatten();
+    confirm_logout(&app.auth, StatusCode::OK, session.as_deref())
+}
+
+fn confirm_logout(auth: &Auth, status: StatusCode, session: Option<&Session>) -> Response {
+    let csrf = session.map(|s| auth.csrf_token(s));
+    let mut resp = page(status, &LogoutConfirm { csrf: csrf.as_deref(), path: LOGOUT_PATH });
+    // The button's POST is redirected to the provider's end-session page: `form-action`
+    // must allow the providers' origins (Chromium checks it on redirects).
+    if let Ok(v) = HeaderValue::from_str(&logout_page_csp(auth)) {
+        resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
     }
+    resp
+}
+
+/// The own pages' policy, with the sign-in providers' origins added to `form-action`.
+fn logout_page_csp(auth: &Auth) -> String {
+    let origins: Vec<String> = auth
+        .citizens
+        .iter()
+        .chain(auth.agent.as_ref())
+        .filter_map(|p| url::Url::parse(p.issuer()).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .collect();
+    format!(
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self' {}; \
+         frame-ancestors 'none'; base-uri 'none'",
+        origins.join(" ")
+    )
+}
+
+/// `POST /.guichet/deconnexion` (RP-initiated logout), with the CSRF token of the
+/// confirmation page: the local session ends first, whatever happens next; then the provider
+/// that signed the person in is asked to end its own, with `id_token_hint`, `state` and the
+/// registered `post_logout_redirect_uri`. Without a valid token the session stays and the
+/// confirmation page is shown again (403).
+async fn logout(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let auth = &app.auth;
+    let session = auth.identify(&headers).await.ok().flatten();
+    if let Some(session) = &session {
+        let token = url::form_urlencoded::parse(&body).find(|(k, _)| k == "csrf").map(|(_, v)| v.into_owned());
+        if !token.is_some_and(|t| auth.csrf_ok(session, &t)) {
+            tracing::warn!("logout refused: CSRF token missing or wrong");
+            return confirm_logout(auth, StatusCode::FORBIDDEN, Some(session));
+        }
+        journal(&app, session, Operation::SignOut).await;
+    }
+    let mut target = LOGGED_OUT_PATH.to_owned();
     if let Some(cookie) = cookie_value(&headers, &auth.settings.cookie_name) {
         match provider_logout_url(auth, cookie).await {
             Ok(Some(url)) => target = url,
@@ -268,7 +371,7 @@ async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
 async fn provider_logout_url(auth: &Auth, cookie: &str) -> Result<Option<String>, SignInError> {
     let Some(row) = auth.sessions.revoke(cookie).await? else { return Ok(None) };
     let kind = if row.kind == Kind::Agent.as_str() { Kind::Agent } else { Kind::Citizen };
-    let Some(provider) = auth.provider(kind) else { return Ok(None) };
+    let Some(provider) = auth.provider_for_issuer(kind, &row.issuer) else { return Ok(None) };
     let state = random_hex::<32>(auth.random.as_ref())?;
     let Some(url) = provider.end_session_url(&row.id_token, &state).await? else { return Ok(None) };
     auth.store.sessions().insert_pending_logout(&hash_id(&state), auth.clock.now() + PENDING_LIFETIME).await?;
@@ -317,7 +420,11 @@ async fn backchannel_agent(State(app): State<AppState>, Form(f): Form<Backchanne
 /// OpenID Connect Back-Channel Logout 1.0 §2.8: 200 when done, 400 with a JSON error else.
 async fn backchannel(auth: &Auth, kind: Kind, token: &str) -> Response {
     let result = async {
-        let provider = auth.provider(kind).ok_or(SignInError::NoProvider)?;
+        // The token's (unverified) issuer picks which of the providers verifies it.
+        let provider = super::oidc::peek_issuer(token)
+            .and_then(|iss| auth.provider_for_issuer(kind, &iss))
+            .or_else(|| auth.provider(kind))
+            .ok_or(SignInError::NoProvider)?;
         let (sub, sid) = provider.verify_logout_token(token, auth.clock.now()).await?;
         let n = auth.sessions.revoke_provider_sessions(provider.issuer(), sub.as_deref(), sid.as_deref()).await?;
         Ok::<u64, SignInError>(n)
@@ -353,6 +460,14 @@ struct LoggedOut {
     confirmed: bool,
 }
 
+/// The logout confirmation: one button when signed in (`csrf`), otherwise a short notice.
+#[derive(Template)]
+#[template(path = "auth/logout.html")]
+struct LogoutConfirm<'a> {
+    csrf: Option<&'a str>,
+    path: &'a str,
+}
+
 pub(crate) fn page(status: StatusCode, t: &impl Template) -> Response {
     let body = t.render().unwrap_or_default();
     let mut resp = (status, body).into_response();
@@ -370,7 +485,7 @@ pub(crate) fn redirect(location: &str) -> Response {
     resp
 }
 
-fn fail(kind: Kind, e: &SignInError, request_id: Option<&str>) -> Response {
+fn fail(kind: Kind, e: &SignInError, retry: Retry) -> Response {
     tracing::info!(kind = kind.as_str(), reason = %e, "sign-in refused");
-    e.to_gateway(kind).respond(true, request_id, Some(e.to_string()))
+    e.to_gateway(kind, retry).respond(true, None, Some(e.to_string()))
 }

@@ -398,9 +398,15 @@ pub struct AuthSettings {
     /// ID tokens issued longer ago than this are refused.
     #[serde(default = "default_max_token_age", with = "humantime_serde")]
     pub max_token_age: Duration,
-    /// Citizens' provider (FranceConnect v2 style).
+    /// Citizens' provider (FranceConnect v2 style). The short form of one
+    /// `[[auth.citizen_providers]]` entry; both may be given (this one comes first).
     #[serde(default)]
     pub citizen: Option<ProviderSettings>,
+    /// Citizens' providers, each with the eIDAS levels it serves (`acr_values`): FranceConnect
+    /// (`eidas1`) and FranceConnect+ (`eidas2`, `eidas3`) are separate providers with separate
+    /// registrations. A route's `min_acr` picks the lowest provider serving that level.
+    #[serde(default)]
+    pub citizen_providers: Vec<ProviderSettings>,
     /// Agents' provider (ProConnect style).
     #[serde(default)]
     pub agent: Option<ProviderSettings>,
@@ -416,6 +422,10 @@ pub struct AuthSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSettings {
+    /// Name of the provider in logs and pending sign-ins (letters, digits, `-`, `_`); needed
+    /// in `[[auth.citizen_providers]]`, `citizen` by default in `[auth.citizen]`.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Issuer URL, exactly as the provider writes it (discovery at `/.well-known/openid-configuration`).
     pub issuer: String,
     pub client_id: String,
@@ -432,6 +442,10 @@ pub struct ProviderSettings {
     /// `acr_values` sent when the route asks for nothing higher.
     #[serde(default = "default_acr")]
     pub acr: String,
+    /// The eIDAS levels this provider serves (citizens): `["eidas1"]` for FranceConnect,
+    /// `["eidas2", "eidas3"]` for FranceConnect+. Empty (the default): every level.
+    #[serde(default)]
+    pub acr_values: Vec<String>,
     /// Send `prompt=login`.
     #[serde(default)]
     pub prompt_login: bool,
@@ -461,6 +475,7 @@ impl ProviderSettings {
     pub fn new(issuer: &str, client_id: &str, client_secret: SecretString) -> Self {
         // The same default functions as the serde attributes above.
         Self {
+            name: None,
             issuer: issuer.to_owned(),
             client_id: client_id.to_owned(),
             client_secret: Some(client_secret),
@@ -468,6 +483,7 @@ impl ProviderSettings {
             auth_method: default_auth_method(),
             scopes: default_scopes(),
             acr: default_acr(),
+            acr_values: Vec::new(),
             prompt_login: false,
             userinfo_signed: default_true(),
         }
@@ -691,4 +707,30 @@ pub struct AuthSecrets {
     pub pseudonym_key: Option<SecretString>,
     pub citizen_client_secret: Option<SecretString>,
     pub agent_client_secret: Option<SecretString>,
+    /// The client secrets of `auth.citizen_providers`, in the same order.
+    pub citizen_providers_client_secrets: Vec<Option<SecretString>>,
+}
+
+/// The name `[auth.citizen]` takes among the citizen providers when it has none.
+pub const DEFAULT_CITIZEN_PROVIDER: &str = "citizen";
+
+impl AuthSettings {
+    /// Every citizen provider with its name and its place in the configuration: `[auth.citizen]`
+    /// first, then `[[auth.citizen_providers]]`.
+    pub fn citizen_providers(&self) -> Vec<(String, String, &ProviderSettings)> {
+        let single = self.citizen.iter().map(|p| {
+            let name = p.name.clone().unwrap_or_else(|| DEFAULT_CITIZEN_PROVIDER.to_owned());
+            (name, "auth.citizen".to_owned(), p)
+        });
+        let listed = self
+            .citizen_providers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.clone().unwrap_or_default(), format!("auth.citizen_providers[{i}]"), p));
+        single.chain(listed).collect()
+    }
+
+    pub fn has_citizen_provider(&self) -> bool {
+        self.citizen.is_some() || !self.citizen_providers.is_empty()
+    }
 }

@@ -188,7 +188,7 @@ fn validate_auth(loaded: &Loaded, problems: &mut Vec<Problem>) -> AuthSecrets {
     if a.dpo_role.trim().is_empty() {
         problems.push(src.problem("auth.dpo_role", "must not be empty (the DPO's register page would admit no one)"));
     }
-    let any_provider = a.citizen.is_some() || a.agent.is_some();
+    let any_provider = a.has_citizen_provider() || a.agent.is_some();
     match &s.server.public_url {
         Some(u) => {
             if let Err(m) = check_public_url(u) {
@@ -201,6 +201,13 @@ fn validate_auth(loaded: &Loaded, problems: &mut Vec<Problem>) -> AuthSecrets {
         None => {}
     }
     let citizen_client_secret = a.citizen.as_ref().and_then(|p| validate_provider(loaded, "auth.citizen", p, problems));
+    let citizen_providers_client_secrets = a
+        .citizen_providers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| validate_provider(loaded, &format!("auth.citizen_providers[{i}]"), p, problems))
+        .collect();
+    citizen_providers_problems(loaded, problems);
     let agent_client_secret = a.agent.as_ref().and_then(|p| validate_provider(loaded, "auth.agent", p, problems));
     for (i, rule) in a.agent_roles.iter().enumerate() {
         if rule.role.trim().is_empty() {
@@ -215,7 +222,7 @@ fn validate_auth(loaded: &Loaded, problems: &mut Vec<Problem>) -> AuthSecrets {
     }
     for (i, r) in s.routes.iter().enumerate() {
         let missing = match r.access {
-            RouteAccess::Citizen if a.citizen.is_none() => Some("auth.citizen"),
+            RouteAccess::Citizen if !a.has_citizen_provider() => Some("auth.citizen"),
             RouteAccess::Agent if a.agent.is_none() => Some("auth.agent"),
             _ => None,
         };
@@ -231,7 +238,55 @@ fn validate_auth(loaded: &Loaded, problems: &mut Vec<Problem>) -> AuthSecrets {
             }
         }
     }
-    AuthSecrets { pseudonym_key, citizen_client_secret, agent_client_secret }
+    AuthSecrets { pseudonym_key, citizen_client_secret, agent_client_secret, citizen_providers_client_secrets }
+}
+
+/// Several citizen providers: each named, once; each level listed a real eIDAS level; and
+/// every citizen route's level served by one of them.
+fn citizen_providers_problems(loaded: &Loaded, problems: &mut Vec<Problem>) {
+    let s = &loaded.settings;
+    let src = &loaded.source;
+    let providers = s.auth.citizen_providers();
+    let mut seen = std::collections::HashSet::new();
+    for (name, key, p) in &providers {
+        let well_formed = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !well_formed {
+            problems.push(src.problem(
+                &format!("{key}.name"),
+                "needs a name of 1 to 64 letters, digits, `-` or `_` (e.g. \"franceconnect\")",
+            ));
+        } else if !seen.insert(name.clone()) {
+            problems.push(src.problem(&format!("{key}.name"), format!("`{name}` names two citizen providers")));
+        }
+        for v in &p.acr_values {
+            if crate::routing::acr_level(v).is_none() {
+                problems.push(src.problem(
+                    &format!("{key}.acr_values"),
+                    format!("`{v}` is not an eIDAS level (eidas1, eidas2, eidas3)"),
+                ));
+            }
+        }
+    }
+    if providers.is_empty() {
+        return;
+    }
+    let served = |level: u8| {
+        providers.iter().any(|(_, _, p)| {
+            p.acr_values.is_empty()
+                || p.acr_values.iter().any(|v| crate::routing::acr_level(v).is_some_and(|l| l >= level))
+        })
+    };
+    for (i, r) in s.routes.iter().enumerate() {
+        let level = r.min_acr.as_deref().and_then(crate::routing::acr_level).unwrap_or(1);
+        if r.access == RouteAccess::Citizen && !served(level) {
+            problems.push(src.problem(
+                &format!("routes[{i}].min_acr"),
+                format!("no citizen provider serves eidas{level} or higher (see `acr_values`)"),
+            ));
+        }
+    }
 }
 
 fn validate_provider(

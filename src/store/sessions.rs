@@ -23,14 +23,16 @@ pub struct SessionRow {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
-/// A sign-in under way.
+/// A sign-in under way. The return path and the PKCE verifier arrive sealed (`auth::pending`).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct PendingLogin {
     pub state_hash: String,
     pub kind: String,
+    /// The name of the provider the sign-in went to.
+    pub provider: String,
     pub nonce: String,
-    pub pkce_verifier: Option<String>,
-    pub return_to: String,
+    pub sealed_pkce_verifier: Option<String>,
+    pub sealed_return_to: String,
     pub acr: String,
     pub expires_at: OffsetDateTime,
 }
@@ -117,18 +119,19 @@ impl<'a> Sessions<'a> {
     }
 
     pub async fn insert_pending_login(&self, l: &PendingLogin) -> Result<(), StoreError> {
-        let sql = "INSERT INTO auth_pending_logins (state_hash, kind, nonce, pkce_verifier, return_to, acr, expires_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        let sql = "INSERT INTO auth_pending_logins \
+                   (state_hash, kind, provider, nonce, sealed_pkce_verifier, sealed_return_to, acr, expires_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
         with_pool!(self.store.db(), p => sqlx::query(sql)
-            .bind(&l.state_hash).bind(&l.kind).bind(&l.nonce).bind(&l.pkce_verifier)
-            .bind(&l.return_to).bind(&l.acr).bind(l.expires_at).execute(p).await.map(drop)?);
+            .bind(&l.state_hash).bind(&l.kind).bind(&l.provider).bind(&l.nonce).bind(&l.sealed_pkce_verifier)
+            .bind(&l.sealed_return_to).bind(&l.acr).bind(l.expires_at).execute(p).await.map(drop)?);
         Ok(())
     }
 
     /// Takes (reads and deletes) a sign-in under way: a state, and so its nonce, works once.
     pub async fn take_pending_login(&self, state_hash: &str) -> Result<Option<PendingLogin>, StoreError> {
         let sql = "DELETE FROM auth_pending_logins WHERE state_hash = $1 \
-                   RETURNING state_hash, kind, nonce, pkce_verifier, return_to, acr, expires_at";
+                   RETURNING state_hash, kind, provider, nonce, sealed_pkce_verifier, sealed_return_to, acr, expires_at";
         let row = with_pool!(self.store.db(), p => sqlx::query_as::<_, PendingLogin>(sql)
             .bind(state_hash).fetch_optional(p).await?);
         Ok(row)

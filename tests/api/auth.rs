@@ -42,6 +42,16 @@ pub fn cookie(r: &reqwest::Response, name: &str) -> Option<String> {
 pub const SESSION: &str = "__Host-guichet-session";
 pub const LOGIN: &str = "__Host-guichet-login";
 
+/// The `name=value` of the sign-in cookie a response sets (one cookie per sign-in under way,
+/// named `__Host-guichet-login-…`).
+pub fn login_cookie(r: &reqwest::Response) -> Option<String> {
+    set_cookies(r)
+        .iter()
+        .filter(|c| c.starts_with(&format!("{LOGIN}-")))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .find(|pair| !pair.ends_with('='))
+}
+
 struct Started {
     params: HashMap<String, String>,
     login_cookie: String,
@@ -53,7 +63,7 @@ async fn start(app: &TestApp, path: &str) -> Started {
     let location = r.headers()["location"].to_str().unwrap().to_owned();
     let url = url::Url::parse(&location).unwrap();
     let params: HashMap<String, String> = url.query_pairs().into_owned().collect();
-    let login_cookie = cookie(&r, LOGIN).expect("login cookie");
+    let login_cookie = login_cookie(&r).expect("login cookie");
     Started { params, login_cookie }
 }
 
@@ -61,12 +71,18 @@ async fn callback(app: &TestApp, query: &str, cookies: &str) -> reqwest::Respons
     app.client.get(app.url(&format!("/.guichet/oidc/callback?{query}"))).header("cookie", cookies).send().await.unwrap()
 }
 
+/// The callback of sign-in `s` with `code`, from a browser that also holds `session`.
+async fn callback_holding(app: &TestApp, s: &Started, code: &str, session: &str) -> reqwest::Response {
+    let q = format!("code={code}&state={}", s.params["state"]);
+    callback(app, &q, &format!("{}; {SESSION}={session}", s.login_cookie)).await
+}
+
 /// The whole sign-in: start, the provider's code, the callback. Returns the callback response.
 pub(crate) async fn sign_in_at(app: &TestApp, mock: &MockProvider, start_path: &str, sub: &str) -> reqwest::Response {
     let s = start(app, start_path).await;
     let code = mock.issue_code(&s.params, sub, angela());
     let q = format!("code={code}&state={}", s.params["state"]);
-    callback(app, &q, &format!("{LOGIN}={}", s.login_cookie)).await
+    callback(app, &q, &s.login_cookie).await
 }
 
 async fn sign_in(app: &TestApp, mock: &MockProvider) -> reqwest::Response {
@@ -248,8 +264,7 @@ async fn acr_below_the_requested_level() {
     let s = start(&app, &location).await;
     assert_eq!(s.params["acr_values"], "eidas2");
     let code = mock.issue_code(&s.params, "sub-angela", angela());
-    let r = callback(&app, &format!("code={code}&state={}", s.params["state"]), &format!("{LOGIN}={}", s.login_cookie))
-        .await;
+    let r = callback(&app, &format!("code={code}&state={}", s.params["state"]), &s.login_cookie).await;
     assert_refused(&app, r).await;
 }
 
@@ -278,9 +293,7 @@ async fn state_mismatch_on_the_callback() {
     let code = mock.issue_code(&s.params, "sub-angela", angela());
     // The state of another browser's sign-in, with this browser's login cookie.
     let other = start(&app, "/.guichet/connexion").await;
-    let r =
-        callback(&app, &format!("code={code}&state={}", other.params["state"]), &format!("{LOGIN}={}", s.login_cookie))
-            .await;
+    let r = callback(&app, &format!("code={code}&state={}", other.params["state"]), &s.login_cookie).await;
     assert_refused(&app, r).await;
     // And without any login cookie at all.
     let r = callback(&app, &format!("code={code}&state={}", s.params["state"]), "").await;
@@ -293,7 +306,7 @@ async fn replayed_callback_and_nonce_are_refused() {
     let s = start(&app, "/.guichet/connexion").await;
     let code = mock.issue_code(&s.params, "sub-angela", angela());
     let q = format!("code={code}&state={}", s.params["state"]);
-    let cookies = format!("{LOGIN}={}", s.login_cookie);
+    let cookies = s.login_cookie.clone();
     assert_eq!(callback(&app, &q, &cookies).await.status(), 303);
     // Same state and nonce again (and a fresh code for them): single use.
     let code2 = mock.issue_code(&s.params, "sub-angela", angela());
@@ -308,9 +321,9 @@ async fn callback_error_access_denied() {
     let (app, _mock) = setup(Faults::default()).await;
     let s = start(&app, "/.guichet/connexion").await;
     let q = format!("error=access_denied&error_description=cancelled&state={}", s.params["state"]);
-    let r = callback(&app, &q, &format!("{LOGIN}={}", s.login_cookie)).await;
+    let r = callback(&app, &q, &s.login_cookie).await;
     assert_eq!(r.status(), 401);
-    let r2 = callback(&app, &q, &format!("{LOGIN}={}", s.login_cookie)).await;
+    let r2 = callback(&app, &q, &s.login_cookie).await;
     assert_refused(&app, r2).await;
     let page = r.text().await.unwrap();
     assert!(page.contains("Connexion annulée"), "{page}");
@@ -512,7 +525,7 @@ async fn session_cookie_attributes() {
     assert!(!session.contains("Domain"), "__Host- cookies have no Domain");
     let value = cookie(&r, SESSION).unwrap();
     assert_eq!(value.len(), 64);
-    assert!(set.iter().any(|c| c.starts_with(&format!("{LOGIN}=;")) && c.contains("Max-Age=0")));
+    assert!(set.iter().any(|c| c.starts_with(&format!("{LOGIN}-")) && c.contains("=;") && c.contains("Max-Age=0")));
 }
 
 #[tokio::test]
@@ -521,12 +534,7 @@ async fn no_session_fixation() {
     // The attacker's valid session id is planted in the victim's browser; the victim signs in.
     let s = start(&app, "/.guichet/connexion").await;
     let code = mock.issue_code(&s.params, "sub-victim", angela());
-    let r = callback(
-        &app,
-        &format!("code={code}&state={}", s.params["state"]),
-        &format!("{LOGIN}={}; {SESSION}={planted}", s.login_cookie),
-    )
-    .await;
+    let r = callback_holding(&app, &s, &code, &planted).await;
     let fresh = cookie(&r, SESSION).unwrap();
     assert_ne!(fresh, planted, "a new id at sign-in");
     let r = signed_in_request(&app, &planted, "/prive").await;
@@ -579,18 +587,40 @@ async fn absolute_timeout_ends_an_active_session() {
     assert_eq!(signed_in_request(&app, &session, "/prive").await.status(), 303);
 }
 
+/// The CSRF token of the logout confirmation page that `session` is shown.
+pub async fn logout_token(client: &reqwest::Client, base: &str, session: &str) -> String {
+    let page = client
+        .get(format!("{base}/.guichet/deconnexion"))
+        .header("cookie", format!("{SESSION}={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let at = html.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no CSRF field in:\n{html}"));
+    let rest = &html[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// Logout as the confirmation page's button does it: POST with the page's CSRF token.
+pub async fn logout_with(client: &reqwest::Client, base: &str, session: &str) -> reqwest::Response {
+    let token = logout_token(client, base, session).await;
+    client
+        .post(format!("{base}/.guichet/deconnexion"))
+        .header("cookie", format!("{SESSION}={session}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={token}"))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn logout_ends_the_session_and_checks_the_state(backend: Backend) {
     let mock = MockProvider::start().await;
     let app = spawn_app().backend(backend).with_citizen_provider(mock.issuer()).start().await;
     let r = sign_in(&app, &mock).await;
     let session = cookie(&r, SESSION).unwrap();
-    let r = app
-        .client
-        .get(app.url("/.guichet/deconnexion"))
-        .header("cookie", format!("{SESSION}={session}"))
-        .send()
-        .await
-        .unwrap();
+    let r = logout_with(&app.client, &app.url(""), &session).await;
     assert_eq!(r.status(), 303);
     assert_eq!(cookie(&r, SESSION).as_deref(), Some(""), "the cookie is cleared");
     let location = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
@@ -614,16 +644,20 @@ async fn logout_ends_the_session_and_checks_the_state(backend: Backend) {
 
 crate::on_both_stores!(logout_ends_the_session_and_checks_the_state);
 
+/// A provider's back-channel logout call.
+async fn back_channel_logout(app: &TestApp, token: String) -> reqwest::Result<reqwest::Response> {
+    app.client
+        .post(app.url("/.guichet/oidc/backchannel-logout"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("logout_token={token}"))
+        .send()
+        .await
+}
+
 #[tokio::test]
 async fn back_channel_logout_ends_the_named_sessions() {
     let (app, mock, session) = accepted_with(Faults::default()).await;
-    let post = |token: String| {
-        app.client
-            .post(app.url("/.guichet/oidc/backchannel-logout"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("logout_token={token}"))
-            .send()
-    };
+    let post = |token: String| back_channel_logout(&app, token);
     // Refused: a nonce, no event, a wrong audience.
     for bad in [
         mock.logout_token("sub-angela", |c| {
@@ -753,11 +787,11 @@ pub async fn agent_sign_in(app: &TestApp, mock: &MockProvider, info: Value, cook
     let url = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
     let params: HashMap<String, String> = url.query_pairs().into_owned().collect();
     assert_eq!(params["redirect_uri"], "http://127.0.0.1/.guichet/oidc/agent/callback");
-    let login = cookie(&r, LOGIN).unwrap();
+    let login = login_cookie(&r).unwrap();
     let code = mock.issue_code(&params, "agent-sub", info);
     app.client
         .get(app.url(&format!("/.guichet/oidc/agent/callback?code={code}&state={}", params["state"])))
-        .header("cookie", format!("{LOGIN}={login}; {cookies}"))
+        .header("cookie", format!("{login}; {cookies}"))
         .send()
         .await
         .unwrap()
@@ -787,12 +821,7 @@ async fn agents_get_roles_from_rules_and_one_browser_holds_one_identity() {
     // Signing in as a citizen in the same browser ends the agent session.
     let s = start(&app, "/.guichet/connexion").await;
     let code = citizens.issue_code(&s.params, "sub-angela", angela());
-    let r = callback(
-        &app,
-        &format!("code={code}&state={}", s.params["state"]),
-        &format!("{LOGIN}={}; {SESSION}={agent}", s.login_cookie),
-    )
-    .await;
+    let r = callback_holding(&app, &s, &code, &agent).await;
     let citizen = cookie(&r, SESSION).unwrap();
     assert_eq!(signed_in_request(&app, &agent, "/agents").await.status(), 303, "the agent session ended");
     assert_eq!(signed_in_request(&app, &citizen, "/agents").await.status(), 403);
@@ -836,3 +865,370 @@ async fn expired_sign_ins_and_sessions_are_purged(backend: Backend) {
 }
 
 crate::on_both_stores!(expired_sign_ins_and_sessions_are_purged);
+
+// --- Sign-in as real browsers use it (issue 12). ---
+
+/// Starts a sign-in from a browser that already holds `jar` (its cookies, `; `-joined), and
+/// adds the new sign-in cookie to it.
+async fn start_in(app: &TestApp, path: &str, jar: &mut Vec<String>) -> (Started, Vec<String>) {
+    let r = app.client.get(app.url(path)).header("cookie", jar.join("; ")).send().await.unwrap();
+    assert_eq!(r.status(), 303, "start of sign-in");
+    let url = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let params: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    let login_cookie = login_cookie(&r).expect("login cookie");
+    let cleared: Vec<String> = set_cookies(&r)
+        .iter()
+        .filter(|c| c.contains("Max-Age=0"))
+        .map(|c| c.split('=').next().unwrap().to_owned())
+        .collect();
+    jar.retain(|c| !cleared.iter().any(|name| c.starts_with(&format!("{name}="))));
+    jar.push(login_cookie.clone());
+    (Started { params, login_cookie }, cleared)
+}
+
+#[tokio::test]
+async fn two_tabs_sign_in_and_both_finish_in_either_order() {
+    for second_first in [true, false] {
+        let (app, mock) = setup(Faults::default()).await;
+        let mut jar = Vec::new();
+        let (one, _) = start_in(&app, "/.guichet/connexion?retour=/prive/un", &mut jar).await;
+        let (two, _) = start_in(&app, "/.guichet/connexion?retour=/prive/deux", &mut jar).await;
+        assert_ne!(one.login_cookie, two.login_cookie, "one cookie per sign-in");
+        let order = if second_first {
+            [(&two, "/prive/deux"), (&one, "/prive/un")]
+        } else {
+            [(&one, "/prive/un"), (&two, "/prive/deux")]
+        };
+        for (s, back) in order {
+            let code = mock.issue_code(&s.params, "sub-angela", angela());
+            // The browser sends every cookie it holds, both sign-ins' included.
+            let r = callback(&app, &format!("code={code}&state={}", s.params["state"]), &jar.join("; ")).await;
+            assert_eq!(r.status(), 303, "both tabs' sign-ins succeed: {:?}", r.text().await);
+            assert_eq!(r.headers()["location"], back);
+            let name = s.login_cookie.split('=').next().unwrap();
+            let cleared = set_cookies(&r)
+                .iter()
+                .filter(|c| c.contains("Max-Age=0"))
+                .map(|c| c.split('=').next().unwrap().to_owned())
+                .collect::<Vec<_>>();
+            assert!(cleared.contains(&name.to_owned()), "this sign-in's cookie ends");
+            assert_eq!(cleared.iter().filter(|c| c.starts_with(LOGIN)).count(), 1, "the other tab's cookie stays");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_browser_keeps_at_most_five_sign_ins_under_way() {
+    let (app, mock) = setup(Faults::default()).await;
+    let mut jar = Vec::new();
+    let mut started = Vec::new();
+    for i in 0..7 {
+        let (s, cleared) = start_in(&app, &format!("/.guichet/connexion?retour=/prive/{i}"), &mut jar).await;
+        assert_eq!(cleared.len(), usize::from(i >= 5), "start {i} drops the oldest beyond five");
+        started.push(s);
+    }
+    assert_eq!(jar.len(), 5);
+    // The oldest sign-in lost its cookie: refused; the newest still finishes.
+    let code = mock.issue_code(&started[0].params, "sub-angela", angela());
+    let r = callback(&app, &format!("code={code}&state={}", started[0].params["state"]), &jar.join("; ")).await;
+    assert_refused(&app, r).await;
+    let code = mock.issue_code(&started[6].params, "sub-angela", angela());
+    let r = callback(&app, &format!("code={code}&state={}", started[6].params["state"]), &jar.join("; ")).await;
+    assert_eq!(r.headers()["location"], "/prive/6");
+}
+
+/// Everything the store holds, as text: `sqlite3 .dump` of the file (and the raw bytes of the
+/// file and its WAL), or `pg_dump` of the test's schema.
+pub(crate) async fn store_dump(app: &TestApp) -> String {
+    let url = secrecy::ExposeSecret::expose_secret(&app.store_url).to_owned();
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let mut all = String::new();
+        let out = tokio::process::Command::new("sqlite3").arg(path).arg(".dump").output().await.unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        all.push_str(&String::from_utf8_lossy(&out.stdout));
+        for suffix in ["", "-wal"] {
+            if let Ok(bytes) = std::fs::read(format!("{path}{suffix}")) {
+                all.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+        all
+    } else {
+        let (base, options) = url.split_once('?').unwrap();
+        let schema = options.rsplit("search_path%3D").next().unwrap();
+        let out = tokio::process::Command::new("pg_dump")
+            .args(["--data-only", "--schema", schema, base])
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let dump = String::from_utf8(out.stdout).unwrap();
+        assert!(dump.contains("auth_pending_logins"), "the dump covers the test's schema");
+        dump
+    }
+}
+
+async fn the_return_path_and_its_query_are_never_in_clear_in_the_store(backend: Backend) {
+    let mock = MockProvider::start().await;
+    let app = spawn_app().backend(backend).with_citizen_provider(mock.issuer()).start().await;
+    let canary = "CANARI7Q4Z";
+    let s = start(&app, &format!("/.guichet/connexion?retour=%2Fprive%2Fdossier%3Fref%3D{canary}")).await;
+    let dump = store_dump(&app).await;
+    assert!(!dump.contains(canary), "the return path's query is in clear in the store");
+    assert!(!dump.contains("/prive/dossier"), "the return path is in clear in the store");
+    assert!(!dump.contains(&s.params["state"]), "the state itself is never stored");
+    // Still where the citizen comes back to.
+    let code = mock.issue_code(&s.params, "sub-angela", angela());
+    let r = callback(&app, &format!("code={code}&state={}", s.params["state"]), &s.login_cookie).await;
+    assert_eq!(r.headers()["location"], format!("/prive/dossier?ref={canary}"));
+}
+
+crate::on_both_stores!(the_return_path_and_its_query_are_never_in_clear_in_the_store);
+
+#[tokio::test]
+async fn try_again_keeps_the_return_path_and_the_level() {
+    let (app, mock) = setup(id_tweak(|c| {
+        c.remove("sub");
+    }))
+    .await;
+    let r = sign_in_at(&app, &mock, "/.guichet/connexion?retour=%2Fprive%2Fdossier%3Fx%3D1", "sub-angela").await;
+    assert_eq!(r.status(), 401);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("href=\"/.guichet/connexion?retour=%2Fprive%2Fdossier%3Fx%3D1\""), "{page}");
+    // A step-up: the level is kept too.
+    let s = start(&app, "/.guichet/connexion?retour=%2Ffort&niveau=eidas2").await;
+    let code = mock.issue_code(&s.params, "sub-angela", angela());
+    let r = callback(&app, &format!("code={code}&state={}", s.params["state"]), &s.login_cookie).await;
+    let page = r.text().await.unwrap();
+    assert!(page.contains("href=\"/.guichet/connexion?retour=%2Ffort&#38;niveau=eidas2\""), "{page}");
+    // A refusal before the pending sign-in is found (no cookie) still offers a plain retry.
+    let r = callback(&app, "code=x&state=unknown", "").await;
+    assert!(r.text().await.unwrap().contains("href=\"/.guichet/connexion\""));
+    // A start that fails (the provider's discovery is wrong) keeps them too.
+    let (app, _mock) =
+        setup(Faults { discovery_issuer: Some("https://other.example/api/v2".into()), ..Faults::default() }).await;
+    let r = app.get("/.guichet/connexion?retour=%2Ffort&niveau=eidas2").await;
+    assert_eq!(r.status(), 401);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("href=\"/.guichet/connexion?retour=%2Ffort&#38;niveau=eidas2\""), "{page}");
+}
+
+#[tokio::test]
+async fn logout_needs_a_post_with_the_pages_csrf_token() {
+    let (app, _mock, session) = accepted_with(Faults::default()).await;
+    // A cross-site GET (a link, an image) shows the confirmation page and ends nothing.
+    let r = signed_in_request(&app, &session, "/.guichet/deconnexion").await;
+    assert_eq!(r.status(), 200);
+    assert!(cookie(&r, SESSION).is_none());
+    let page = r.text().await.unwrap();
+    assert!(page.contains("<form method=\"post\" action=\"/.guichet/deconnexion\">"), "{page}");
+    assert!(page.contains("Me déconnecter") && page.contains("lang=\"fr\""));
+    assert_eq!(signed_in_request(&app, &session, "/prive").await.status(), 200, "still signed in");
+    // A forged POST, without the token or with another's: refused, still signed in.
+    for body in ["", "csrf=", &format!("csrf={}", "0".repeat(64))] {
+        let r = app
+            .client
+            .post(app.url("/.guichet/deconnexion"))
+            .header("cookie", format!("{SESSION}={session}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{body}");
+        assert!(cookie(&r, SESSION).is_none());
+        assert_eq!(signed_in_request(&app, &session, "/prive").await.status(), 200, "still signed in");
+    }
+    // The page's own button: signed out, sent to the provider.
+    let r = logout_with(&app.client, &app.url(""), &session).await;
+    assert_eq!(r.status(), 303);
+    assert!(r.headers()["location"].to_str().unwrap().contains("/session/end"));
+    assert_eq!(signed_in_request(&app, &session, "/prive").await.status(), 303);
+    // Without a session the page says so and offers no button.
+    let r = app.get("/.guichet/deconnexion").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Vous n'êtes pas connecté"));
+}
+
+/// Moves the gateway's clock and the mock's token times together.
+fn advance(app: &TestApp, mock: &MockProvider, d: time::Duration) {
+    app.clock.advance(d);
+    mock.set_now(app.clock.now().unix_timestamp());
+}
+
+#[tokio::test]
+async fn keys_are_fetched_again_when_their_cache_lifetime_ends() {
+    // (Cache-Control sent, minutes until the refetch is due)
+    for (cache_control, due_minutes) in [("public, max-age=600", 10), ("max-age=30", 5), ("max-age=864000", 24 * 60)] {
+        let (app, mock) = setup(Faults::default()).await;
+        mock.set_jwks_cache_control(cache_control);
+        assert_eq!(sign_in(&app, &mock).await.status(), 303);
+        assert_eq!(mock.jwks_fetches(), 1, "{cache_control}");
+        advance(&app, &mock, time::Duration::minutes(due_minutes - 1));
+        assert_eq!(sign_in(&app, &mock).await.status(), 303);
+        assert_eq!(mock.jwks_fetches(), 1, "{cache_control}: still fresh");
+        advance(&app, &mock, time::Duration::minutes(2));
+        assert_eq!(sign_in(&app, &mock).await.status(), 303);
+        assert_eq!(mock.jwks_fetches(), 2, "{cache_control}: fetched again on schedule");
+    }
+}
+
+#[tokio::test]
+async fn a_key_replaced_under_a_known_kid_is_fetched_again_at_most_once_a_minute() {
+    let (app, mock, _) = accepted_with(Faults::default()).await;
+    assert_eq!(mock.jwks_fetches(), 1);
+    // The provider replaces the key behind `ec1`: the signature fails, the keys are fetched
+    // again and the sign-in succeeds.
+    mock.replace_key();
+    assert_eq!(sign_in(&app, &mock).await.status(), 303);
+    assert_eq!(mock.jwks_fetches(), 2);
+    // Again within the minute: no new fetch, refused.
+    mock.replace_key();
+    let r = sign_in(&app, &mock).await;
+    assert_eq!(r.status(), 401, "the key in hand does not verify, and no refetch is due");
+    assert!(cookie(&r, SESSION).is_none());
+    assert_eq!(mock.jwks_fetches(), 2, "at most one refetch a minute");
+    // A minute later, fetched again.
+    advance(&app, &mock, time::Duration::seconds(61));
+    assert_eq!(sign_in(&app, &mock).await.status(), 303);
+    assert_eq!(mock.jwks_fetches(), 3);
+}
+
+// --- FranceConnect (eidas1) and FranceConnect+ (eidas2, eidas3): two providers. ---
+
+/// A gateway with FranceConnect (`[auth.citizen]`, eidas1) and FranceConnect+
+/// (`[[auth.citizen_providers]]`, eidas2 and eidas3), each a mock of its own.
+async fn setup_fc_and_fc_plus() -> (TestApp, MockProvider, MockProvider) {
+    let (fc, fc_plus) = (MockProvider::start().await, MockProvider::start().await);
+    let plus_issuer = fc_plus.issuer();
+    let app =
+        spawn_app().with_citizen_provider(fc.issuer()).with(move |s, _| add_fc_plus(s, plus_issuer)).start().await;
+    (app, fc, fc_plus)
+}
+
+/// Makes `[auth.citizen]` FranceConnect (eidas1) and adds FranceConnect+ at `plus_issuer`
+/// (eidas2, eidas3) with the same client registration details.
+pub(crate) fn add_fc_plus(s: &mut guichet::config::Settings, plus_issuer: String) {
+    let single = s.auth.citizen.as_mut().unwrap();
+    single.name = Some("franceconnect".into());
+    single.acr_values = vec!["eidas1".into()];
+    let mut plus = single.clone();
+    plus.name = Some("franceconnect-plus".into());
+    plus.issuer = plus_issuer;
+    plus.acr = "eidas2".into();
+    plus.acr_values = vec!["eidas2".into(), "eidas3".into()];
+    s.auth.citizen_providers.push(plus);
+}
+
+/// Starts a sign-in at `path`; returns it and the origin of the provider it went to.
+async fn start_at(app: &TestApp, path: &str) -> (Started, String) {
+    let r = app.get(path).await;
+    assert_eq!(r.status(), 303, "start of sign-in");
+    let location = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let origin = location.origin().ascii_serialization();
+    let params: HashMap<String, String> = location.query_pairs().into_owned().collect();
+    (Started { params, login_cookie: login_cookie(&r).unwrap() }, origin)
+}
+
+fn origin_of(issuer: &str) -> String {
+    url::Url::parse(issuer).unwrap().origin().ascii_serialization()
+}
+
+#[tokio::test]
+async fn a_route_needing_eidas2_steps_up_to_franceconnect_plus() {
+    let (app, fc, fc_plus) = setup_fc_and_fc_plus().await;
+    // An eidas1 route: FranceConnect.
+    let r = app.client.get(app.url("/prive")).header("accept", "text/html").send().await.unwrap();
+    let (s, origin) = start_at(&app, r.headers()["location"].to_str().unwrap()).await;
+    assert_eq!(s.params["redirect_uri"], "http://127.0.0.1/.guichet/oidc/callback", "one callback for both");
+    assert_eq!(origin, origin_of(&fc.issuer()), "eidas1 goes to FranceConnect");
+    assert_eq!(s.params["acr_values"], "eidas1");
+    let code = fc.issue_code(&s.params, "sub-fc", angela());
+    let r = callback(&app, &format!("code={code}&state={}", s.params["state"]), &s.login_cookie).await;
+    let low = cookie(&r, SESSION).unwrap();
+    assert_eq!(signed_in_request(&app, &low, "/prive").await.status(), 200);
+
+    // The eidas2 route: the eidas1 session is not enough, FranceConnect+ is asked.
+    let r = signed_in_request(&app, &low, "/fort").await;
+    assert_eq!(r.status(), 303);
+    let (s, origin) = start_at(&app, r.headers()["location"].to_str().unwrap()).await;
+    assert_eq!(origin, origin_of(&fc_plus.issuer()), "eidas2 goes to FranceConnect+");
+    assert_eq!(s.params["acr_values"], "eidas2");
+    let code = fc_plus.issue_code(&s.params, "sub-fc-plus", angela());
+    let r = callback_holding(&app, &s, &code, &low).await;
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    assert_eq!(r.headers()["location"], "/fort");
+    let high = cookie(&r, SESSION).unwrap();
+    assert_eq!(signed_in_request(&app, &high, "/fort").await.status(), 200);
+    let assertion = app.upstream.last().headers["x-guichet-assertion"].to_str().unwrap().to_owned();
+    let jwks = app.get("/.guichet/jwks.json").await.bytes().await.unwrap();
+    let v = jose::verify(&assertion, &JwkSet::parse(&jwks).unwrap(), PINNED_ALGS).unwrap();
+    assert_eq!(v.claims["acr"], "eidas2");
+    assert_eq!(signed_in_request(&app, &low, "/prive").await.status(), 303, "the eidas1 session ended");
+
+    // eidas3 also goes to FranceConnect+.
+    let (s, origin) = start_at(&app, "/.guichet/connexion?retour=%2Ffort&niveau=eidas3").await;
+    assert_eq!((origin, s.params["acr_values"].as_str()), (origin_of(&fc_plus.issuer()), "eidas3"));
+
+    // A back-channel logout from FranceConnect does not touch FranceConnect+'s session; one
+    // from FranceConnect+ ends it.
+    let post = |token: String| back_channel_logout(&app, token);
+    assert_eq!(post(fc.logout_token("sub-fc-plus", |_| {})).await.unwrap().status(), 200);
+    assert_eq!(signed_in_request(&app, &high, "/fort").await.status(), 200);
+    // Logout goes to the provider that signed the person in.
+    let r = logout_with(&app.client, &app.url(""), &high).await;
+    let end = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(end.starts_with(&format!("{}/session/end?", fc_plus.issuer())), "{end}");
+    // Signed in with FranceConnect+ again, then its back-channel logout ends the session.
+    let (s, _) = start_at(&app, "/.guichet/connexion?retour=%2Ffort&niveau=eidas2").await;
+    let code = fc_plus.issue_code(&s.params, "sub-fc-plus", angela());
+    let r = callback(&app, &format!("code={code}&state={}", s.params["state"]), &s.login_cookie).await;
+    let again = cookie(&r, SESSION).unwrap();
+    assert_eq!(post(fc_plus.logout_token("sub-fc-plus", |_| {})).await.unwrap().status(), 200);
+    assert_eq!(signed_in_request(&app, &again, "/fort").await.status(), 303);
+}
+
+#[tokio::test]
+async fn a_code_from_the_other_provider_is_refused() {
+    // A sign-in started with FranceConnect is finished at FranceConnect: a code that only
+    // FranceConnect+ knows fails there, and nothing is created.
+    let (app, _fc, fc_plus) = setup_fc_and_fc_plus().await;
+    let (s, _) = start_at(&app, "/.guichet/connexion?retour=%2Fprive").await;
+    let code = fc_plus.issue_code(&s.params, "sub-fc-plus", angela());
+    let r = callback(&app, &format!("code={code}&state={}", s.params["state"]), &s.login_cookie).await;
+    assert_refused(&app, r).await;
+}
+
+#[test]
+fn a_citizen_route_needs_a_provider_serving_its_level() {
+    let mut loaded = guichet::config::Loaded::defaults();
+    let s = &mut loaded.settings;
+    s.server.public_url = Some("https://demarches.mairie.example.fr".into());
+    let mut fc = guichet::config::ProviderSettings::new(
+        "https://oidc.franceconnect.gouv.fr/api/v2",
+        "client",
+        secrecy::SecretString::from("secret"),
+    );
+    fc.name = Some("franceconnect".into());
+    fc.acr_values = vec!["eidas1".into()];
+    s.auth.citizen_providers.push(fc.clone());
+    let mut route = crate::helpers::route("fort", "/fort", "http://127.0.0.1:9");
+    route.access = guichet::config::RouteAccess::Citizen;
+    route.min_acr = Some("eidas2".into());
+    s.routes.push(route);
+    let e = loaded.validate().unwrap_err().to_string();
+    assert!(e.contains("routes[0].min_acr") && e.contains("no citizen provider serves eidas2"), "{e}");
+    // FranceConnect+ added: valid. A nameless or twice-named entry is not.
+    let mut plus = fc.clone();
+    plus.issuer = "https://auth.franceconnect.gouv.fr/api/v2".into();
+    plus.name = Some("franceconnect-plus".into());
+    plus.acr_values = vec!["eidas2".into(), "eidas3".into()];
+    loaded.settings.auth.citizen_providers.push(plus.clone());
+    assert!(loaded.validate().is_ok());
+    plus.name = Some("franceconnect".into());
+    loaded.settings.auth.citizen_providers.push(plus.clone());
+    plus.name = None;
+    loaded.settings.auth.citizen_providers.push(plus);
+    let e = loaded.validate().unwrap_err().to_string();
+    assert!(e.contains("`franceconnect` names two citizen providers"), "{e}");
+    assert!(e.contains("auth.citizen_providers[3].name"), "{e}");
+}

@@ -133,6 +133,26 @@ impl<'a> Browser<'a> {
         panic!("too many redirects: {visited:?}");
     }
 
+    /// Presses the logout button of our confirmation page `confirm` (a POST with its CSRF
+    /// token) and follows the redirects.
+    async fn press_logout(&self, confirm: &Walk) -> Walk {
+        let csrf = form_value(&confirm.body, "csrf");
+        let logout = url::Url::parse(&self.app.url("/.guichet/deconnexion")).unwrap();
+        let post = self
+            .app
+            .client
+            .post(logout.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("csrf={csrf}"));
+        self.walk(post, logout).await
+    }
+
+    /// Opens the logout confirmation page and presses its button.
+    async fn log_out(&self) -> Walk {
+        let confirm = self.get("/.guichet/deconnexion").await;
+        self.press_logout(&confirm).await
+    }
+
     async fn get(&self, path: &str) -> Walk {
         let url = url::Url::parse(&self.app.url(path)).unwrap();
         self.walk(self.app.client.get(url.clone()), url).await
@@ -214,9 +234,13 @@ async fn citizen_signs_in_and_out(alg: &str) {
     .unwrap();
     assert_eq!(v.claims["acr"], "eidas2");
 
-    // Logout: local session gone, the provider's confirmation, back with the right state.
+    // Logout: our confirmation page (a GET ends nothing), its button posts with the CSRF
+    // token; local session gone, the provider's confirmation, back with the right state.
     let session = browser.cookie("__Host-guichet-session").unwrap();
-    let w = browser.get("/.guichet/deconnexion").await;
+    let confirm = browser.get("/.guichet/deconnexion").await;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    assert!(browser.cookie("__Host-guichet-session").is_some(), "a GET does not sign out");
+    let w = browser.press_logout(&confirm).await;
     assert!(browser.cookie("__Host-guichet-session").is_none(), "the session cookie is cleared");
     assert_eq!(w.status, 200, "the provider asks to confirm: {}", w.body);
     let end = w.visited.iter().find(|u| u.path().ends_with("/api/v2/session/end")).expect("went to end_session");
@@ -269,6 +293,46 @@ async fn agent_signs_in(alg: &str) {
     assert_eq!(v.claims["guichet_kind"], "agent");
 }
 
+/// FranceConnect (eidas1) and FranceConnect+ (eidas2, eidas3) as two real providers with
+/// their own issuers: an eidas1 route signs in at the first, a route needing eidas2 steps up
+/// at the second, and logout goes to the one that signed the person in.
+async fn citizen_steps_up_to_a_second_provider(alg: &str) {
+    let (fc, fc_plus) = (OidcProvider::start(alg).await, OidcProvider::start(alg).await);
+    let plus_issuer = fc_plus.issuer.clone();
+    let app = spawn_app()
+        .with_citizen_provider(fc.issuer.clone())
+        .with(move |s, _| crate::auth::add_fc_plus(s, plus_issuer))
+        .start()
+        .await;
+    app.clock.advance(SystemClock.now() - app.clock.now());
+    let browser = Browser::new(&app);
+    let authorize_at = |w: &Walk| w.visited.iter().find(|u| u.path().ends_with("/api/v2/authorize")).cloned().unwrap();
+
+    let w = browser.get("/prive/dossier").await;
+    assert_eq!(w.status, 200, "visited {:?}:\n{}", w.visited, w.body);
+    let first = authorize_at(&w);
+    assert!(fc.issuer.starts_with(&first.origin().ascii_serialization()), "eidas1 at FranceConnect: {first}");
+    assert_eq!(query(&first)["acr_values"], "eidas1");
+
+    let w = browser.get("/fort").await;
+    assert_eq!(w.status, 200, "visited {:?}:\n{}", w.visited, w.body);
+    let second = authorize_at(&w);
+    assert!(fc_plus.issuer.starts_with(&second.origin().ascii_serialization()), "eidas2 at FranceConnect+: {second}");
+    assert_eq!(query(&second)["acr_values"], "eidas2");
+    let jwks = app.get("/.guichet/jwks.json").await.bytes().await.unwrap();
+    let h = app.upstream.last().headers;
+    let v =
+        jose::verify(h["x-guichet-assertion"].to_str().unwrap(), &JwkSet::parse(&jwks).unwrap(), PINNED_ALGS).unwrap();
+    assert_eq!(v.claims["acr"], "eidas2");
+    let session = browser.cookie("__Host-guichet-session").unwrap();
+    let row = app.state.store.sessions().get(&guichet::auth::session::hash_id(&session)).await.unwrap().unwrap();
+    assert_eq!(row.issuer, fc_plus.issuer);
+
+    let w = browser.log_out().await;
+    let end = w.visited.iter().find(|u| u.path().ends_with("/api/v2/session/end")).expect("went to end_session");
+    assert!(fc_plus.issuer.starts_with(&end.origin().ascii_serialization()), "logout at FranceConnect+: {end}");
+}
+
 /// Runs one scenario once per signing algorithm the gateway pins.
 macro_rules! per_alg {
     ($($name:ident),* $(,)?) => {$(
@@ -293,4 +357,4 @@ macro_rules! per_alg {
     )*};
 }
 
-per_alg!(citizen_signs_in_and_out, agent_signs_in);
+per_alg!(citizen_signs_in_and_out, agent_signs_in, citizen_steps_up_to_a_second_provider);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use guichet::clock::{Clock as _, SystemClock};
 use serde_json::json;
 
-use crate::auth::{LOGIN, SESSION, cookie};
+use crate::auth::{SESSION, cookie, login_cookie};
 use crate::helpers::{GatewayProcess, TestUpstream, init};
 use crate::oidc_mock::{CLIENT_ID, CLIENT_SECRET, Faults, MockProvider};
 
@@ -75,12 +75,20 @@ claims = ["given_name", "family_name", "birthdate"]
 
 /// The real binary runs on the system clock: the mock's tokens must carry real times.
 fn real_time_tokens() -> Faults {
+    real_time_tokens_and(|_| {})
+}
+
+/// Real times, then `tweak` on the ID token's claims.
+fn real_time_tokens_and(
+    tweak: impl Fn(&mut serde_json::Map<String, serde_json::Value>) + Send + Sync + 'static,
+) -> Faults {
     Faults {
-        id_tweak: Some(Arc::new(|c| {
+        id_tweak: Some(Arc::new(move |c| {
             let now = SystemClock.now().unix_timestamp();
             c.insert("iat".into(), json!(now));
             c.insert("auth_time".into(), json!(now));
             c.insert("exp".into(), json!(now + 60));
+            tweak(c);
         })),
         ..Faults::default()
     }
@@ -100,7 +108,7 @@ async fn identity_claims_session_ids_tokens_and_assertions_are_never_logged() {
 
     // Sign in: start, the provider's code, the callback.
     let r = client.get(format!("{base}/.guichet/connexion?retour=/prive")).send().await.unwrap();
-    let login = cookie(&r, LOGIN).unwrap();
+    let login = login_cookie(&r).unwrap();
     let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
     let params: HashMap<String, String> = authorize.query_pairs().into_owned().collect();
     let userinfo = json!({
@@ -110,7 +118,7 @@ async fn identity_claims_session_ids_tokens_and_assertions_are_never_logged() {
     let code = mock.issue_code(&params, "sub-zephirine-7731", userinfo);
     let r = client
         .get(format!("{base}/.guichet/oidc/callback?code={code}&state={}", params["state"]))
-        .header("cookie", format!("{LOGIN}={login}"))
+        .header("cookie", login.clone())
         .send()
         .await
         .unwrap();
@@ -124,8 +132,7 @@ async fn identity_claims_session_ids_tokens_and_assertions_are_never_logged() {
     let pseudonym = upstream.last().headers["x-guichet-subject"].to_str().unwrap().to_owned();
 
     // Logout: the redirect carries the ID token as `id_token_hint`.
-    let r = client.get(format!("{base}/.guichet/deconnexion")).header("cookie", format!("{SESSION}={session}")).send();
-    let r = r.await.unwrap();
+    let r = crate::auth::logout_with(&client, &base, &session).await;
     let end = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
     let q: HashMap<String, String> = end.query_pairs().into_owned().collect();
     let id_token = q["id_token_hint"].clone();
@@ -145,7 +152,7 @@ async fn identity_claims_session_ids_tokens_and_assertions_are_never_logged() {
         "sub-zephirine-7731",
         &pseudonym,
         &session,
-        &login,
+        login.split_once('=').unwrap().1,
         &params["state"],
         &params["nonce"],
         &code,
@@ -155,4 +162,61 @@ async fn identity_claims_session_ids_tokens_and_assertions_are_never_logged() {
     ] {
         assert!(!log.contains(secret), "`{secret}` reached the log:\n{log}");
     }
+}
+
+/// The `reason` of every "sign-in refused" line of a JSON log.
+fn refusal_reasons(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "sign-in refused")
+        .map(|v| v["reason"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn sign_in_refusals_name_the_real_cause() {
+    init();
+    let upstream = TestUpstream::start().await;
+    let mock = MockProvider::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = sign_in_config(&mock.issuer(), upstream.addr);
+    let mut gw = GatewayProcess::start_with(dir.path(), upstream.addr, "info", &extra).await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let base = format!("http://{}", gw.addr);
+    // One sign-in: start, then the callback with `code` (a code the mock issued when `None`).
+    let attempt = |code: Option<&'static str>, with_cookie: bool| {
+        let (client, base, mock) = (client.clone(), base.clone(), mock.clone());
+        async move {
+            let r = client.get(format!("{base}/.guichet/connexion?retour=/prive")).send().await.unwrap();
+            let login = login_cookie(&r).unwrap();
+            let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+            let params: HashMap<String, String> = authorize.query_pairs().into_owned().collect();
+            let code = code.map_or_else(|| mock.issue_code(&params, "sub-x", crate::auth::angela()), str::to_owned);
+            let cookie = if with_cookie { login } else { String::new() };
+            let r = client
+                .get(format!("{base}/.guichet/oidc/callback?code={code}&state={}", params["state"]))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401);
+        }
+    };
+    mock.set_faults(real_time_tokens_and(|c| drop(c.remove("sub"))));
+    attempt(None, true).await;
+    mock.set_faults(Faults { id_sig: crate::oidc_mock::Sig::BadEs256, ..real_time_tokens() });
+    attempt(None, true).await;
+    mock.set_faults(real_time_tokens());
+    attempt(Some("a-code-the-provider-never-issued"), true).await;
+    attempt(None, false).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    gw.stop();
+
+    let log = gw.log();
+    let reasons = refusal_reasons(&log);
+    assert_eq!(reasons.len(), 4, "{log}");
+    assert_eq!(reasons[0], "ID token refused: sub missing", "not a token-endpoint failure");
+    assert!(reasons[1].starts_with("ID token refused: signature"), "{}", reasons[1]);
+    assert_eq!(reasons[2], "token endpoint: the provider refused the code: invalid_grant");
+    assert!(reasons[3].contains("not started in this browser"), "{}", reasons[3]);
 }

@@ -75,7 +75,8 @@ impl Default for Faults {
 }
 
 struct Keys {
-    ec: EcdsaKeyPair,
+    /// The key behind kid `ec1`: `replace_key` swaps it for a fresh one under the same kid.
+    ec: Mutex<Arc<EcdsaKeyPair>>,
     ec_extra: EcdsaKeyPair,
     rotated: EcdsaKeyPair,
     rsa: RsaKeyPair,
@@ -98,6 +99,10 @@ struct Inner {
     grants: Mutex<HashMap<String, Grant>>,
     tokens: Mutex<HashMap<String, String>>,
     jwks_fetches: Mutex<u32>,
+    /// `Cache-Control` of the JWKS answer, when set.
+    jwks_cache_control: Mutex<Option<String>>,
+    /// The time tokens are issued at (Unix seconds): the tests' fixed clock by default.
+    now: Mutex<i64>,
     /// The code verifier received at the token endpoint, if any.
     last_code_verifier: Mutex<Option<String>>,
     /// How the client authenticated at the token endpoint last: `post` or `basic`.
@@ -137,11 +142,13 @@ impl MockProvider {
             issuer: format!("http://{addr}/api/v2"),
             client_id: CLIENT_ID.into(),
             client_secret: CLIENT_SECRET.into(),
-            keys: Keys { ec: ec_key(), ec_extra: ec_key(), rotated: ec_key(), rsa: rsa_key() },
+            keys: Keys { ec: Mutex::new(Arc::new(ec_key())), ec_extra: ec_key(), rotated: ec_key(), rsa: rsa_key() },
             faults: Mutex::new(Faults::default()),
             grants: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             jwks_fetches: Mutex::new(0),
+            jwks_cache_control: Mutex::new(None),
+            now: Mutex::new(guichet_now()),
             last_code_verifier: Mutex::new(None),
             last_client_auth: Mutex::new(None),
         });
@@ -161,6 +168,21 @@ impl MockProvider {
 
     pub fn set_faults(&self, f: Faults) {
         *self.inner.faults.lock().unwrap() = f;
+    }
+
+    /// Replaces the key behind kid `ec1` (same kid, new key material), as a provider that
+    /// rotates without changing key ids would.
+    pub fn replace_key(&self) {
+        *self.inner.keys.ec.lock().unwrap() = Arc::new(ec_key());
+    }
+
+    pub fn set_jwks_cache_control(&self, value: &str) {
+        *self.inner.jwks_cache_control.lock().unwrap() = Some(value.to_owned());
+    }
+
+    /// Issues tokens at this time (Unix seconds) from now on.
+    pub fn set_now(&self, t: i64) {
+        *self.inner.now.lock().unwrap() = t;
     }
 
     pub fn jwks_fetches(&self) -> u32 {
@@ -193,7 +215,7 @@ impl MockProvider {
 
     /// A back-channel logout token for `sub` (signed ES256 by the good key).
     pub fn logout_token(&self, sub: &str, tweak: impl Fn(&mut Map<String, Value>)) -> String {
-        let now = guichet_now();
+        let now = *self.inner.now.lock().unwrap();
         let mut c = json!({
             "iss": self.inner.issuer, "aud": self.inner.client_id, "iat": now, "exp": now + 120,
             "jti": "j1", "sub": sub,
@@ -226,10 +248,11 @@ fn sign(inner: &Inner, sig: Sig, no_kid: bool, claims: &Value) -> String {
         if no_kid { json!({ "alg": alg, "typ": "JWT" }) } else { json!({ "alg": alg, "kid": kid, "typ": "JWT" }) };
     let input = format!("{}.{}", b64e(header.to_string().as_bytes()), b64e(claims.to_string().as_bytes()));
     let tampered = format!("{input}x");
+    let ec = inner.keys.ec.lock().unwrap().clone();
     let signature: Vec<u8> = match sig {
-        Sig::Es256 => inner.keys.ec.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
+        Sig::Es256 => ec.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
         Sig::Rotated | Sig::UnknownKid => inner.keys.rotated.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
-        Sig::BadEs256 => inner.keys.ec.sign(&rng, tampered.as_bytes()).unwrap().as_ref().to_vec(),
+        Sig::BadEs256 => ec.sign(&rng, tampered.as_bytes()).unwrap().as_ref().to_vec(),
         Sig::Rs256 | Sig::BadRs256 => {
             let msg = if sig == Sig::Rs256 { input.as_bytes() } else { tampered.as_bytes() };
             let mut out = vec![0; inner.keys.rsa.public().modulus_len()];
@@ -270,7 +293,8 @@ async fn jwks(State(inner): State<Arc<Inner>>) -> Response {
     let f = inner.faults.lock().unwrap().clone();
     let mut fetches = inner.jwks_fetches.lock().unwrap();
     *fetches += 1;
-    let mut keys = vec![es256_public_jwk(&inner.keys.ec, "ec1"), rsa_jwk(&inner.keys.rsa, "rsa1")];
+    let ec = inner.keys.ec.lock().unwrap().clone();
+    let mut keys = vec![es256_public_jwk(&ec, "ec1"), rsa_jwk(&inner.keys.rsa, "rsa1")];
     if f.extra_ec_key {
         keys.push(es256_public_jwk(&inner.keys.ec_extra, "ec2"));
     }
@@ -281,7 +305,11 @@ async fn jwks(State(inner): State<Arc<Inner>>) -> Response {
     if f.id_sig == Sig::Rotated && *fetches > 1 {
         keys.push(es256_public_jwk(&inner.keys.rotated, "ec-rotated"));
     }
-    axum::Json(json!({ "keys": keys })).into_response()
+    let mut resp = axum::Json(json!({ "keys": keys })).into_response();
+    if let Some(cc) = inner.jwks_cache_control.lock().unwrap().clone() {
+        resp.headers_mut().insert(header::CACHE_CONTROL, cc.parse().unwrap());
+    }
+    resp
 }
 
 /// `client_secret_post` (id and secret in the form) or `client_secret_basic` (RFC 6749
@@ -322,7 +350,7 @@ async fn token(
     }
     let f = inner.faults.lock().unwrap().clone();
     let access_token = guichet::clock::random_hex::<16>(&guichet::clock::SystemRandom::new()).unwrap();
-    let now = guichet_now();
+    let now = *inner.now.lock().unwrap();
     let mut claims = json!({
         "iss": inner.issuer, "aud": inner.client_id, "sub": grant.sub, "exp": now + 60, "iat": now,
         "auth_time": now, "acr": grant.acr, "nonce": grant.nonce, "at_hash": at_hash_of(&access_token),

@@ -93,6 +93,27 @@ test('a citizen signs in with the demo provider and the application receives onl
   assert.doesNotMatch(other, /Zoé|gch1\./);
 });
 
+test('logging out takes one button on an accessible confirmation page', async () => {
+  // The citizen signed in by the previous test: a GET shows the confirmation, ends nothing.
+  const { page, resp } = await open('/.guichet/deconnexion');
+  assert.equal(resp.status(), 200);
+  assert.match(await page.locator('h1').innerText(), /Se déconnecter/);
+  // axe runs with JavaScript in another tab: give it the session so it sees the same page.
+  const jsContext = await browser.newContext({ locale: 'fr-FR', bypassCSP: true });
+  await jsContext.addCookies(await context.cookies());
+  const probe = await jsContext.newPage();
+  await probe.goto(page.url());
+  assert.match(await probe.locator('h1').innerText(), /Se déconnecter/);
+  const violations = await accessibilityViolations(probe);
+  await jsContext.close();
+  assert.deepEqual(violations, [], describe(violations));
+  await page.screenshot({ path: join(out, 'logout-confirm.png'), fullPage: true });
+  // The button posts the logout: the demo provider then says the person is signed out.
+  await Promise.all([page.waitForLoadState(), page.getByRole('button', { name: 'Me déconnecter' }).click()]);
+  await page.waitForURL((u) => !u.pathname.startsWith('/.guichet/deconnexion'));
+  assert.match(await page.locator('body').innerText(), /déconnecté/);
+});
+
 /** Signs in at the demo provider as the agent named `who` and returns the text of `path`. */
 async function asAgent(path, who, screenshot) {
   const agentContext = await browser.newContext({ javaScriptEnabled: false, locale: 'fr-FR' });
