@@ -166,6 +166,7 @@ fn protect_phase(c: &mut Criterion) {
             visible_to: Vec::new(),
             searchable: false,
             compiled_pointer: Default::default(),
+            compiled_name: Default::default(),
         })
         .collect();
     let refs: Vec<&Field> = fields.iter().collect();

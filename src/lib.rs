@@ -13,13 +13,15 @@ pub mod metrics;
 pub mod telemetry;
 pub mod tls;
 
+// How applications read names and paths: one canonical form, used by every phase below.
+pub mod canonical;
+
 // 1. Bytes in.
 pub mod health;
 pub mod server;
 
 // 2. Which application the request is for, who is asking, and forwarding (as phases).
 pub mod auth;
-pub mod canonical;
 pub mod proxy;
 pub mod routing;
 

@@ -273,6 +273,10 @@ pub struct Field {
     /// request (see [`Field::json_segments`]).
     #[serde(skip)]
     pub compiled_pointer: Derived<Option<Vec<String>>>,
+    /// The name as the modelled stacks read it (form and query), computed once per policy
+    /// load (see [`Field::param_name`]).
+    #[serde(skip)]
+    pub compiled_name: Derived<crate::canonical::names::ParamName>,
 }
 
 /// A value computed once from the rest of its struct: not part of what the struct means, so
@@ -287,6 +291,12 @@ impl<T> PartialEq for Derived<T> {
 }
 
 impl Field {
+    /// How the modelled application stacks read the field's name as a form or query
+    /// parameter: a parameter bound the same way under another spelling is refused.
+    pub fn param_name(&self) -> &crate::canonical::names::ParamName {
+        self.compiled_name.0.get_or_init(|| crate::canonical::names::ParamName::of(&self.name))
+    }
+
     /// The unescaped segments of the field's JSON pointer (`/name` unless `json_pointer` says
     /// otherwise; `~1` is `/`, `~0` is `~`, RFC 6901). `None` when the pointer is invalid.
     pub fn json_segments(&self) -> Option<&[String]> {

@@ -26,6 +26,7 @@ use serde_json::Value;
 use super::body::{BodyError, GuardedBody};
 use super::error::ProxyError;
 use super::json_fields;
+use crate::canonical::names;
 use crate::crypto::token::TokenError;
 use crate::crypto::{CryptoError, FieldContext, SealingKey, Vault};
 use crate::error::GatewayError;
@@ -122,9 +123,14 @@ impl Protector<'_> {
         Ok(self.vault()?.blind_index(self.activity, &field.name, value))
     }
 
-    /// The protected form of one value of `field`.
+    /// The protected form of one value of `field`. A blank value stays as it is: it reveals
+    /// nothing but its blankness, and the application's own "required field" check must see
+    /// it (docs/cryptography.md).
     async fn value(&self, field: &Field, value: &str) -> Result<String, ProxyError> {
         let vault = || self.vault();
+        if is_blank(value) {
+            return Ok(value.to_owned());
+        }
         match field.protection {
             Protection::Pass => Ok(value.to_owned()),
             Protection::Pseudonymize => Ok(vault()?.pseudonymize(self.activity, &field.name, value)),
@@ -170,8 +176,15 @@ impl Protector<'_> {
 
     async fn protect_headers(&self, fields: &[&Field], parts: &mut Parts) -> Result<(), ProxyError> {
         for f in fields.iter().filter(|f| f.locations.contains(&FieldLocation::Header)) {
+            refuse_other_header_spelling(&parts.headers, &f.name)?;
             let Ok(name) = header::HeaderName::from_bytes(f.name.as_bytes()) else { continue };
-            let Some(v) = parts.headers.get(&name) else { continue };
+            let mut values = parts.headers.get_all(&name).iter();
+            let (Some(v), None) = (values.next(), values.next()) else {
+                if parts.headers.contains_key(&name) {
+                    return Err(shape("a personal header was sent more than once"));
+                }
+                continue;
+            };
             let v = v.to_str().map_err(|_| shape("a personal header is not plain ASCII"))?.to_owned();
             let protected = self.value(f, &v).await?;
             let hv =
@@ -200,14 +213,15 @@ impl Protector<'_> {
         let mut changed = false;
         for (name, value) in pairs {
             let Some(f) = fields.iter().find(|f| f.name == name && f.locations.contains(&at)) else {
-                if fields.iter().any(|f| f.locations.contains(&at) && same_field_for_frameworks(&f.name, &name)) {
-                    // `NOM`, `nom[]`, `nom[0]` or `no.m` reach many frameworks as the declared
-                    // `nom` (case-insensitive binding, PHP arrays and name mangling): in clear.
-                    return Err(shape("a personal field was sent under another spelling of its name"));
-                }
+                refuse_other_spelling(fields, at, &name)?;
                 out.push((name, value));
                 continue;
             };
+            if is_blank(&value) {
+                // Nothing to protect: an empty value stays empty (docs/cryptography.md).
+                out.push((name, value));
+                continue;
+            }
             changed = true;
             if f.searchable && at == FieldLocation::Query {
                 // A search: the upstream compares it with the index it stored.
@@ -371,19 +385,39 @@ fn crypto_error(e: CryptoError) -> ProxyError {
     }
 }
 
-/// The member or form field carrying a searchable field's blind index.
-/// True when `sent` is another spelling of the declared `name` that web frameworks commonly
-/// bind to the same parameter: other letter case, a `[…]` suffix (PHP, Rails arrays and
-/// hashes), or `.`/space for `_` (PHP's name mangling).
-fn same_field_for_frameworks(name: &str, sent: &str) -> bool {
-    fn canonical(s: &str) -> String {
-        let base = s.split('[').next().unwrap_or(s);
-        // Unicode lowercase, as for JSON members (`json_fields::other_case`): `PRÉNOM` too.
-        base.chars().map(|c| if c == '.' || c == ' ' { '_' } else { c }).collect::<String>().to_lowercase()
-    }
-    sent != name && canonical(sent) == canonical(name)
+/// True when a value holds nothing to protect: empty, or only ASCII whitespace.
+fn is_blank(value: &str) -> bool {
+    value.bytes().all(|b| b.is_ascii_whitespace() || b == b'\x0b')
 }
 
+/// Refuses a form or query name that a modelled application stack would bind to a declared
+/// field (other letter case, PHP's mangling, brackets, dots, Spring's markers, ASP.NET's
+/// prefix: `canonical::names::ParamName`) without being its exact declared spelling, and a
+/// name holding a control character: either would reach the application in clear.
+fn refuse_other_spelling(fields: &[&Field], at: FieldLocation, name: &str) -> Result<(), ProxyError> {
+    if names::has_control(name) {
+        return Err(shape("a parameter name holds a control character"));
+    }
+    if fields.iter().any(|f| f.locations.contains(&at) && f.param_name().bound_by(name)) {
+        return Err(shape(super::json_fields::OTHER_SPELLING));
+    }
+    Ok(())
+}
+
+/// Refuses a header whose CGI key is a declared header field's but whose name is not
+/// (`X_Numero` for `X-Numero`): CGI-style applications read both as the same variable.
+fn refuse_other_header_spelling(headers: &http::HeaderMap, declared: &str) -> Result<(), ProxyError> {
+    let other = headers.keys().any(|k| {
+        let k = k.as_str();
+        !k.eq_ignore_ascii_case(declared) && names::same_cgi_key(k, declared)
+    });
+    if other {
+        return Err(shape(super::json_fields::OTHER_SPELLING));
+    }
+    Ok(())
+}
+
+/// The member or form field carrying a searchable field's blind index.
 fn index_name(name: &str) -> String {
     format!("{name}_index")
 }
@@ -438,8 +472,12 @@ fn find_targets(v: &Value, segments: &[String], at: String, out: &mut Vec<String
     }
 }
 
-/// The tree walk's side of `json_fields`' refusal of a declared member in another case.
+/// The tree walk's side of `json_fields`' refusals: a declared member in another case, and a
+/// non-empty object where the path declares an array (`*`).
 fn refuse_other_case(m: &serde_json::Map<String, Value>, seg: &str) -> Result<(), ProxyError> {
+    if seg == "*" && !m.is_empty() {
+        return Err(shape(super::json_fields::OBJECT_WHERE_ARRAY));
+    }
     if m.keys().any(|k| super::json_fields::other_case(k, seg)) {
         return Err(shape(super::json_fields::OTHER_SPELLING));
     }
@@ -567,15 +605,12 @@ mod tests {
     }
 
     #[test]
-    fn other_spellings_of_a_declared_name_are_recognised() {
-        for sent in ["NOM", "Nom", "nom[]", "nom[0]", "NOM[x]"] {
-            assert!(same_field_for_frameworks("nom", sent), "{sent}");
+    fn blank_values_are_those_with_nothing_to_protect() {
+        for v in ["", " ", "\t\r\n", "\x0b"] {
+            assert!(is_blank(v), "{v:?}");
         }
-        assert!(same_field_for_frameworks("prénom", "PRÉNOM"), "non-ASCII letters too");
-        assert!(same_field_for_frameworks("date_naissance", "date.naissance"));
-        assert!(same_field_for_frameworks("date_naissance", "date naissance"));
-        for sent in ["nom", "prenom", "nomination", "n"] {
-            assert!(!same_field_for_frameworks("nom", sent), "{sent}");
+        for v in ["x", " x ", "\0", "\u{a0}"] {
+            assert!(!is_blank(v), "{v:?}");
         }
     }
 

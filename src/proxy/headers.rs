@@ -1,13 +1,18 @@
 //! Header hygiene at the hop: hop-by-hop removal (RFC 9110 §7.6.1), the reserved
-//! `X-Guichet-*` namespace, and `Forwarded` / `X-Forwarded-*`.
+//! `X-Guichet-*` namespace, and `Forwarded` / `X-Forwarded-*`. Reserved and forwarding names
+//! are recognised by their CGI key (`canonical::names`): `X_Guichet_Subject` or
+//! `x.forwarded.for` reach CGI-style applications as the real names, so they go too.
 
 use std::net::{IpAddr, SocketAddr};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
-/// Headers reserved for what the gateway asserts; any a client sends is dropped.
-pub const RESERVED_HEADER_PREFIX: &str = "x-guichet-";
+use crate::canonical::names;
+
+/// Headers reserved for what the gateway asserts; any a client sends is dropped, in any
+/// spelling an application reads as one of them ([`names::is_reserved_header`]).
+pub use names::RESERVED_HEADER_PREFIX;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -61,7 +66,7 @@ pub fn strip(headers: &mut HeaderMap, what: Strip) {
     let doomed = |name: &HeaderName| {
         let n = name.as_str();
         (what.hop_by_hop && (is_hop_by_hop(n) || named.contains(name)))
-            || (what.reserved && n.starts_with(RESERVED_HEADER_PREFIX))
+            || (what.reserved && names::is_reserved_header(n))
             || (what.forwarded && is_forwarding(n))
     };
     // Collected first (a map cannot be changed while its names are read), without allocating
@@ -104,8 +109,16 @@ fn is_hop_by_hop(name: &str) -> bool {
         || name.starts_with("proxy-")
 }
 
+/// `Forwarded` and `X-Forwarded-*` by their CGI key (lengths first: this runs on every
+/// header of a request from an untrusted peer).
 fn is_forwarding(name: &str) -> bool {
-    matches!(name, "forwarded" | "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host")
+    match name.len() {
+        9 => name == "forwarded",
+        15 => names::same_cgi_key(name, "x-forwarded-for"),
+        16 => names::same_cgi_key(name, "x-forwarded-host"),
+        17 => names::same_cgi_key(name, "x-forwarded-proto"),
+        _ => false,
+    }
 }
 
 /// What the gateway knows about the client side of the hop.
@@ -304,6 +317,24 @@ mod tests {
         strip_reserved(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-guichetx"));
+    }
+
+    #[test]
+    fn spellings_that_applications_read_as_reserved_or_forwarding_headers_go() {
+        let mut h = map(&[
+            ("X_Guichet_Subject", "forged"),
+            ("x-guichet_assertion", "forged"),
+            ("X.Guichet.Purpose", "forged"),
+            ("X_Forwarded_For", "6.6.6.6"),
+            ("x.forwarded.host", "evil"),
+            ("X_Forwarded_Proto", "https"),
+            ("x_guichetx", "kept"),
+            ("x_forwarded_forx", "kept"),
+        ]);
+        strip(&mut h, Strip { hop_by_hop: false, keep_upgrade: false, reserved: true, forwarded: true });
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["x_forwarded_forx", "x_guichetx"]);
     }
 
     #[test]

@@ -37,6 +37,11 @@ pub type ShapeError = &'static str;
 const PLAIN_WHERE_CONTAINER: ShapeError = "a plain value where the declared path expects an object or array";
 const ARRAY_WHERE_MEMBER: ShapeError = "an array where the declared path names a member";
 const CONTAINER_WHERE_PLAIN: ShapeError = "an object or array where a personal value is expected";
+/// A `*` segment declares an array: an object there is refused, whatever its keys, because
+/// decoders read objects as lists (PHP's `json_decode(.., true)` turns `{"0":..,"1":..}` into
+/// a list; Rails' nested attributes take the values of a hash without `id`; PHP code iterates
+/// either with `foreach`), and its members would escape the declared path.
+pub const OBJECT_WHERE_ARRAY: ShapeError = "an object where the declared path expects an array";
 /// Same message as for form and query data (`fields`).
 pub const OTHER_SPELLING: ShapeError = "a personal field was sent under another spelling of its name";
 
@@ -133,6 +138,9 @@ impl Scanner<'_> {
             let plain_ascii = !escaped && key.is_ascii();
             for c in cursors {
                 let Some(seg) = paths.get(c.path).and_then(|p| p.get(c.depth)) else { continue };
+                if seg == "*" {
+                    return Err(OBJECT_WHERE_ARRAY);
+                }
                 if member_is(key, escaped, seg) {
                     inner.push(Cursor { path: c.path, depth: c.depth + 1 });
                 } else if member_is_other_case(key, plain_ascii, escaped, seg) {
@@ -237,16 +245,14 @@ fn member_is_other_case(raw: &[u8], plain_ascii: bool, escaped: bool, segment: &
     decode_string(raw).is_some_and(|name| other_case(&name, segment))
 }
 
-/// True when `name` is `declared` in another letter case: JSON binders that ignore case
-/// (ASP.NET's default, for one) would fill the declared field with it, in clear.
+/// True when `name` is `declared` in another letter case or compatibility form: JSON binders
+/// that ignore case (ASP.NET's default, Go's, with Unicode folding) would fill the declared
+/// field with it, in clear (`canonical::names::fold`).
 pub fn other_case(name: &str, declared: &str) -> bool {
-    if name == declared {
-        return false;
-    }
     if name.is_ascii() && declared.is_ascii() {
-        return name.eq_ignore_ascii_case(declared);
+        return name != declared && name.eq_ignore_ascii_case(declared);
     }
-    name.to_lowercase() == declared.to_lowercase()
+    crate::canonical::names::same_member_otherwise_spelled(name, declared)
 }
 
 /// The text of a string with escapes, given the bytes between its quotes.
@@ -275,6 +281,16 @@ mod tests {
             "other levels are free"
         );
         assert!(!other_case("nom", "nom") && !other_case("nomme", "nom"));
+        assert_eq!(texts(r#"{"ſsn":"x"}"#, &["/ssn"]), Err(OTHER_SPELLING), "Go folds the long s");
+    }
+
+    #[test]
+    fn an_object_where_the_path_declares_an_array_is_refused() {
+        let kids = &["/kids/*/nom"];
+        assert_eq!(texts(r#"{"kids": {"0": {"nom": "A"}, "1": {"nom": "B"}}}"#, kids), Err(OBJECT_WHERE_ARRAY));
+        assert_eq!(texts(r#"{"kids": {"a": {"nom": "A"}}}"#, kids), Err(OBJECT_WHERE_ARRAY));
+        assert_eq!(texts(r#"{"kids": {}}"#, kids), Ok(Vec::new()), "an empty object holds nothing");
+        assert_eq!(texts(r#"{"kids": {"0": {"nom": "A"}}}"#, &["/kids/0/nom"]).unwrap().len(), 1, "an index is a name");
     }
 
     fn texts(doc: &str, pointers: &[&str]) -> Result<Vec<(usize, String)>, ShapeError> {

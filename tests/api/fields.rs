@@ -289,6 +289,22 @@ async fn requests_that_cannot_be_protected_are_refused_and_nothing_is_forwarded(
 }
 
 #[tokio::test]
+async fn empty_values_of_declared_fields_are_forwarded_empty_even_for_anonymous_senders() {
+    let s = setup().await;
+    let body = form(&[("child_family_name", ""), ("diet", " "), ("school", "Jules Ferry")]);
+    let r = post(&s, None, "/cantine/inscription", FORM, body.clone()).await;
+    assert_eq!(r.status(), 200, "nothing to seal, so no sign-in needed");
+    assert_eq!(s.recorder.last().1, body, "forwarded as sent: empty, not sealed");
+    let json = r#"{"child_family_name": "", "diet": ""}"#;
+    assert_eq!(post(&s, None, "/cantine/inscription", "application/json", json).await.status(), 200);
+    assert_eq!(s.recorder.last().1, json);
+    // A value beside the empty one is still sealed, and so needs the citizen.
+    let r = post(&s, None, "/cantine/inscription", FORM, form(&[("child_family_name", ""), ("diet", "x")])).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(s.recorder.hits(), 2, "the last one was not forwarded");
+}
+
+#[tokio::test]
 async fn a_field_declared_for_forms_cannot_slip_through_in_a_json_body() {
     let forms_only = agents_policy().replace("in = [\"form\", \"json\"]", "in = [\"form\"]");
     assert!(!forms_only.contains("\"json\"]"), "the fixture must declare form fields only");

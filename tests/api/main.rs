@@ -22,6 +22,7 @@ mod paths;
 mod policy;
 mod proxy;
 mod register;
+mod spellings;
 mod stacks;
 mod store;
 mod streaming;

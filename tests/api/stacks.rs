@@ -259,3 +259,33 @@ async fn gunicorn_binds_declared_fields_as_pseudonyms() {
 async fn wsgiref_binds_declared_fields_as_pseudonyms() {
     declared_fields_reach_the_application_pseudonymised(Kind::Wsgiref).await;
 }
+
+/// An empty value of a declared field reaches the application empty, in every place, so its
+/// own "required field" check still sees it; a non-empty one beside it is pseudonymised.
+#[tokio::test]
+#[cfg_attr(not(guichet_php_tests), ignore = "real-stack test: install php-cli (Debian) to run it")]
+async fn empty_declared_values_reach_php_empty() {
+    let b = behind_gateway(Kind::Php).await;
+    let send = |ct: &'static str, body: &'static str| {
+        b.app
+            .client
+            .post(b.app.url("/dossier/depot?nom=&date_naissance=CANARI"))
+            .header("content-type", ct)
+            .header("x-numero-allocataire", "")
+            .body(body)
+            .send()
+    };
+    assert_eq!(send(FORM, "nom=&inscription%5Bcourriel%5D=").await.unwrap().status(), 200);
+    assert_eq!(send("application/json", r#"{"nom": "", "enfants": [{"prenom": ""}]}"#).await.unwrap().status(), 200);
+    let bound = b.stack.bound();
+    assert_eq!(bound.len(), 2);
+    for seen in &bound {
+        assert_eq!(seen["get"]["nom"], "", "{seen}");
+        assert!(seen["get"]["date_naissance"].as_str().unwrap().starts_with("gchp1."), "{seen}");
+        assert_eq!(seen["server"]["HTTP_X_NUMERO_ALLOCATAIRE"], "", "{seen}");
+    }
+    assert_eq!(bound[0]["post"]["nom"], "");
+    assert_eq!(bound[0]["post"]["inscription"]["courriel"], "");
+    assert_eq!(bound[1]["json"]["nom"], "");
+    assert_eq!(bound[1]["json"]["enfants"]["0"]["prenom"], "");
+}
