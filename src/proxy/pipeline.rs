@@ -40,11 +40,11 @@ use crate::routing::{self, Route, RouteTable};
 use crate::server::{ConnMeta, RequestId};
 
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+static X_GUICHET_PURPOSE: header::HeaderName = header::HeaderName::from_static("x-guichet-purpose");
+
 /// Why a path an application could read as another claimed address is refused.
 const AMBIGUOUS_PATH: &str = "the application could read this path as another address (encoded separators, \
                               parameters, another spelling or extension of a declared path): write it plainly";
-
-static X_GUICHET_PURPOSE: header::HeaderName = header::HeaderName::from_static("x-guichet-purpose");
 
 /// Everything the proxy phases need, built once from the validated configuration.
 #[derive(Debug)]

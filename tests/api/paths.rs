@@ -88,6 +88,7 @@ async fn outcome(s: &Setup, method: &str, raw_path: &str) -> Outcome {
         Outcome::Protected(path)
     } else {
         assert_eq!(after, before, "{raw_path}: refused with {status} but forwarded: {answer}");
+        assert!(answer.contains("application/problem+json"), "{raw_path}: the gateway's own refusal: {answer}");
         Outcome::Refused(status)
     }
 }
@@ -324,6 +325,12 @@ mod real_stacks {
     #[cfg_attr(not(guichet_waitress_tests), ignore = "real-stack test: install python3-waitress (Debian) to run it")]
     async fn waitress_never_binds_the_canary_for_any_spelling_of_a_claimed_path() {
         no_spelling_of_a_claimed_path_binds_the_canary(Kind::Waitress).await;
+    }
+
+    #[tokio::test]
+    #[cfg_attr(not(guichet_gunicorn_tests), ignore = "real-stack test: install gunicorn (Debian) to run it")]
+    async fn gunicorn_never_binds_the_canary_for_any_spelling_of_a_claimed_path() {
+        no_spelling_of_a_claimed_path_binds_the_canary(Kind::Gunicorn).await;
     }
 
     #[tokio::test]
