@@ -170,7 +170,7 @@ pub async fn verify_with(store: &Store, verifier: &Verifier, checks: &Checks) ->
     if report.broken.is_none()
         && let Some(path) = &checks.witness
     {
-        report.broken = witness(store, path, checks.coverage.map(|(now, _)| now), &mut report).await?;
+        report.broken = witness(store, path, checks.coverage, &mut report).await?;
     }
     Ok(report)
 }
@@ -243,12 +243,13 @@ async fn ledger_rows(
 
 /// The store's checkpoints against the witness file: each must be there, identical; each
 /// witnessed checkpoint not pruned must be in the store; no number may have been signed twice.
-/// A checkpoint younger than [`COVERAGE_GRACE`] may not be witnessed yet (it is written right
-/// after the commit).
+/// A checkpoint younger than the checkpoint interval plus [`COVERAGE_GRACE`] may not be
+/// witnessed yet: its writer appends it right after the commit, other instances copy it in at
+/// their next tick.
 async fn witness(
     store: &Store,
     path: &std::path::Path,
-    now_us: Option<i64>,
+    coverage: Option<(i64, Duration)>,
     report: &mut Report,
 ) -> Result<Option<Break>, VerifyError> {
     let in_store = store.audit().checkpoints().await?;
@@ -259,20 +260,22 @@ async fn witness(
     let Some(witnessed) = read else {
         return Ok((!in_store.is_empty()).then(|| Break::WitnessMissing { path: path.display().to_string() }));
     };
-    Ok(compare_witness(&in_store, &witnessed, report.anchor_seq, now_us, &mut report.witnessed))
+    Ok(compare_witness(&in_store, &witnessed, report.anchor_seq, coverage, &mut report.witnessed))
 }
 
 fn compare_witness(
     in_store: &[CheckpointRow],
     witnessed: &BTreeMap<i64, Vec<CheckpointRow>>,
     anchor_seq: i64,
-    now_us: Option<i64>,
+    coverage: Option<(i64, Duration)>,
     count: &mut Option<u64>,
 ) -> Option<Break> {
     if let Some((&number, _)) = witnessed.iter().find(|(_, v)| v.len() > 1) {
         return Some(Break::WitnessConflict { number });
     }
-    let grace = i64::try_from(COVERAGE_GRACE.as_micros()).unwrap_or(i64::MAX);
+    let now_us = coverage.map(|(now, _)| now);
+    let grace =
+        coverage.map_or(0, |(_, every)| i64::try_from((every + COVERAGE_GRACE).as_micros()).unwrap_or(i64::MAX));
     let mut same = 0;
     for cp in in_store {
         match witnessed.get(&cp.number).and_then(|v| v.first()) {

@@ -167,9 +167,13 @@ async fn first_subject(app: &TestApp) -> String {
 
 async fn a_withdrawal_reaches_another_instance_within_two_seconds(backend: Backend) {
     let mock = MockProvider::start().await;
-    let a = builder(&mock, backend).start().await;
+    // Instances share the checkpoint key, which signs the ledger rows (docs/audit.md).
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("audit-signing-key.p8");
+    let shared = |k: std::path::PathBuf| move |s: &mut guichet::config::Settings, _| s.audit.signing_key_file = Some(k);
+    let a = builder(&mock, backend).with(shared(key.clone())).start().await;
     let store_url = a_store_url(&a);
-    let b = builder(&mock, backend).with_store_url(store_url).start().await;
+    let b = builder(&mock, backend).with_store_url(store_url).with(shared(key)).start().await;
     let s = citizen(&a, &mock, "sub-angela").await;
     assert_eq!(choose(&a, &s, "donner").await.status(), 303);
     assert_eq!(get(&b, &s, "/lettre-information/", "application/json").await.status(), 200);
