@@ -160,7 +160,6 @@ impl Application {
             Some(k) => Some(Arc::new(open_vault(k, &store, &deps).await?)),
             None => None,
         };
-        let consent = Arc::new(ConsentService::new(store.clone(), deps.clock.clone()));
         let rights = Arc::new(crate::rights::service::RightsService::new(
             store.clone(),
             audit.clone(),
@@ -168,6 +167,12 @@ impl Application {
             deps.random.clone(),
         ));
         let metrics = Arc::new(Metrics::new());
+        let consent = Arc::new(ConsentService::new(
+            store.clone(),
+            deps.clock.clone(),
+            audit.verifier().clone(),
+            metrics.consent_ledger_rejected.clone(),
+        ));
         let upstreams = Upstreams::build(&config.routes).context("cannot prepare upstream TLS")?;
         let proxy = Proxy::new(
             config.routes.clone(),
@@ -267,8 +272,9 @@ impl Application {
 }
 
 /// The writer's settings from `[audit]`.
-pub fn sink_settings(a: &AuditSettings) -> SinkSettings {
+pub fn sink_settings(a: &AuditSettings, data_dir: &std::path::Path) -> SinkSettings {
     SinkSettings {
+        witness: Some(a.witness_path(data_dir)),
         batch_max_entries: a.batch_max_entries,
         batch_max_delay: a.batch_max_delay,
         checkpoint_every_entries: i64::from(a.checkpoint_every_entries),
@@ -285,7 +291,7 @@ async fn start_audit(store: &Store, s: &Settings, clock: Arc<dyn Clock>) -> anyh
             "generated the audit signing key; back it up and share it with every instance");
     }
     let now = clock.now();
-    let audit = Audit::start(store.clone(), signer, clock, sink_settings(&s.audit));
+    let audit = Audit::start(store.clone(), signer, clock, sink_settings(&s.audit, &s.data_dir));
     audit
         .append_sync(AuditEvent::system(Operation::ConfigLoaded, now))
         .await
@@ -319,7 +325,7 @@ async fn prune_periodically(app: AppState, mut stop: watch::Receiver<bool>) {
 async fn open_vault(k: &KeysSettings, store: &Store, deps: &Deps) -> anyhow::Result<Vault> {
     let keyring = Keyring::open(k).context("cannot open the keyring (`keys` section)")?;
     let vault = Vault::new(keyring, store.clone(), k, deps.clock.clone(), deps.random.clone());
-    vault.reconcile().await.context("cannot reconcile destroyed data keys with the store")?;
+    vault.startup_check().await.context("cannot reconcile destroyed data keys with the store")?;
     Ok(vault)
 }
 

@@ -244,6 +244,13 @@ fn check(path: Option<PathBuf>) -> ExitCode {
         set.activities.len(),
         if set.activities.len() == 1 { "y" } else { "ies" }
     );
+    if let Some(k) = &v.settings.keys {
+        let (ok, line) = crate::crypto::vault::tombstone_file_report(&k.tombstones_path());
+        let _ = writeln!(std::io::stdout(), "{line}");
+        if !ok {
+            return ExitCode::FAILURE;
+        }
+    }
     ExitCode::SUCCESS
 }
 
@@ -337,7 +344,11 @@ async fn audit_verify(path: Option<PathBuf>) -> ExitCode {
         let key = s.audit.signing_key_path(&s.data_dir);
         let verifier = Signer::load(&key)?.verifier();
         let store = open_store(&config, 2).await?;
-        Ok::<_, anyhow::Error>(audit::verify::verify(&store, &verifier).await?)
+        let checks = audit::verify::Checks {
+            coverage: Some((audit::event::to_micros(SystemClock.now()), s.audit.checkpoint_every)),
+            witness: Some(s.audit.witness_path(&s.data_dir)),
+        };
+        Ok::<_, anyhow::Error>(audit::verify::verify_with(&store, &verifier, &checks).await?)
     };
     match result.await {
         Ok(report) => {
@@ -356,7 +367,7 @@ async fn start_audit(path: Option<PathBuf>) -> anyhow::Result<(Validated, Store,
     let (config, store) = open_journal_store(path).await?;
     let s = &config.settings;
     let (signer, _) = Signer::load_or_generate(&s.audit.signing_key_path(&s.data_dir))?;
-    let audit = Audit::start(store.clone(), signer, Arc::new(SystemClock), sink_settings(&s.audit));
+    let audit = Audit::start(store.clone(), signer, Arc::new(SystemClock), sink_settings(&s.audit, &s.data_dir));
     Ok((config, store, audit))
 }
 
@@ -377,7 +388,7 @@ async fn audit_rotate_checkpoint_key(path: Option<PathBuf>) -> anyhow::Result<()
     let s = &config.settings;
     let key = s.audit.signing_key_path(&s.data_dir);
     let rotation = audit::checkpoint::rotate(&key, SystemClock.now())?;
-    let audit = Audit::start(store, Signer::load(&key)?, Arc::new(SystemClock), sink_settings(&s.audit));
+    let audit = Audit::start(store, Signer::load(&key)?, Arc::new(SystemClock), sink_settings(&s.audit, &s.data_dir));
     let key_id = Ident::new(format!("audit-checkpoint:{}", rotation.new_key_id))?;
     let event = AuditEvent::system(Operation::KeyOperation { action: KeyAction::Rotate, key_id }, SystemClock.now());
     let seq = audit.append_sync(event).await;

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod line_file;
 pub mod metrics;
 pub mod telemetry;
 pub mod tls;

@@ -77,6 +77,9 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub store_connections: Family<PoolLabels, Gauge>,
     pub policy_reloads: Family<ReloadLabels, Counter>,
+    /// Consent ledger rows refused because they do not match their journal entry or
+    /// signature: every increment is an alert (the store was written behind the gateway).
+    pub consent_ledger_rejected: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -124,7 +127,22 @@ impl Metrics {
             "Policy set reloads (SIGHUP or file change), by outcome: applied or refused",
             policy_reloads.clone(),
         );
-        Self { registry, requests, latency, upstream_errors, in_flight, store_connections, policy_reloads }
+        let consent_ledger_rejected = Counter::default();
+        registry.register(
+            "consent_ledger_rejected_rows",
+            "Consent ledger rows refused on load: altered or forged behind the gateway (alert on any increase)",
+            consent_ledger_rejected.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            upstream_errors,
+            in_flight,
+            store_connections,
+            policy_reloads,
+            consent_ledger_rejected,
+        }
     }
 
     /// The text exposition format, with the store pool sampled now.

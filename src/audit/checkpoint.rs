@@ -23,6 +23,7 @@ use rustls::pki_types::pem::PemObject as _;
 use super::chain::Hash;
 
 const MESSAGE_TAG: &[u8] = b"guichet-audit-checkpoint-v1\0";
+const LEDGER_ROW_TAG: &[u8] = b"guichet-consent-row-v1\0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -161,6 +162,11 @@ impl Signer {
     pub fn sign(&self, cp: &Signed) -> Vec<u8> {
         self.key.sign(&cp.message()).as_ref().to_vec()
     }
+
+    /// Signs one consent ledger row (see [`LedgerRow`]).
+    pub fn sign_row(&self, row: &LedgerRow<'_>) -> Vec<u8> {
+        self.key.sign(&row.message()).as_ref().to_vec()
+    }
 }
 
 /// The public halves, which is all `guichet audit verify` needs: the current key first, then
@@ -183,9 +189,19 @@ impl Verifier {
 
     /// Whether `sig` is a signature of `cp` by the known key `key_id`.
     pub fn verify(&self, key_id: &str, cp: &Signed, sig: &[u8]) -> bool {
-        self.keys.iter().filter(|k| k.key_id == key_id).any(|k| {
-            signature::UnparsedPublicKey::new(&signature::ED25519, &k.bytes).verify(&cp.message(), sig).is_ok()
-        })
+        self.verify_message(key_id, &cp.message(), sig)
+    }
+
+    /// Whether `sig` is a signature of the ledger row `row` by the known key `key_id`.
+    pub fn verify_row(&self, key_id: &str, row: &LedgerRow<'_>, sig: &[u8]) -> bool {
+        self.verify_message(key_id, &row.message(), sig)
+    }
+
+    fn verify_message(&self, key_id: &str, message: &[u8], sig: &[u8]) -> bool {
+        self.keys
+            .iter()
+            .filter(|k| k.key_id == key_id)
+            .any(|k| signature::UnparsedPublicKey::new(&signature::ED25519, &k.bytes).verify(message, sig).is_ok())
     }
 }
 
@@ -241,6 +257,28 @@ impl Signed {
         m.extend_from_slice(&self.seq.to_be_bytes());
         m.extend_from_slice(&self.hash);
         m.extend_from_slice(&self.at_us.to_be_bytes());
+        m
+    }
+}
+
+/// What a consent ledger row's signature covers: the journal entry it copies (sequence number,
+/// chain hash, canonical body). Every column of the row is read from, or checked against, the
+/// body, so the signature covers the whole row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerRow<'a> {
+    pub seq: i64,
+    pub hash: &'a Hash,
+    pub body: &'a str,
+}
+
+impl LedgerRow<'_> {
+    /// `"guichet-consent-row-v1" 0x00 ‖ seq (i64 BE) ‖ hash ‖ body`.
+    fn message(&self) -> Vec<u8> {
+        let mut m = Vec::with_capacity(LEDGER_ROW_TAG.len() + 8 + 32 + self.body.len());
+        m.extend_from_slice(LEDGER_ROW_TAG);
+        m.extend_from_slice(&self.seq.to_be_bytes());
+        m.extend_from_slice(self.hash);
+        m.extend_from_slice(self.body.as_bytes());
         m
     }
 }

@@ -14,9 +14,11 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod event;
+pub mod ledger;
 pub mod retention;
 pub mod sink;
 pub mod verify;
+pub mod witness;
 
 use std::sync::{Arc, Mutex};
 
@@ -57,7 +59,13 @@ impl Audit {
     pub fn start(store: Store, signer: Signer, clock: Arc<dyn Clock>, settings: SinkSettings) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let verifier = signer.verifier();
-        let writer = sink::Writer { store, signer: Arc::new(signer), clock, settings };
+        let writer = sink::Writer {
+            store,
+            signer: Arc::new(signer),
+            clock,
+            settings,
+            witnessed: std::sync::atomic::AtomicI64::new(0),
+        };
         let task = tokio::spawn(writer.run(rx));
         Self { tx, task: Mutex::new(Some(task)), verifier }
     }

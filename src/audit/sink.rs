@@ -10,7 +10,9 @@
 //!   (group commit: it takes along whatever else is already queued), so acknowledged
 //!   actions — consent, withdrawal — are never lost.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -18,7 +20,7 @@ use tokio::time::Instant;
 
 use super::AuditError;
 use super::chain::{self, Hash};
-use super::checkpoint::{Signed, Signer};
+use super::checkpoint::{LedgerRow, Signed, Signer};
 use super::event::to_micros;
 use crate::clock::Clock;
 use crate::store::{CheckpointRow, ConsentRow, EntryRow, Extension, HeadRow, Store};
@@ -27,12 +29,15 @@ use crate::store::{CheckpointRow, ConsentRow, EntryRow, Extension, HeadRow, Stor
 const COMMIT_ATTEMPTS: u32 = 3;
 
 /// The writer's tuning, from `[audit]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SinkSettings {
     pub batch_max_entries: usize,
     pub batch_max_delay: Duration,
     pub checkpoint_every_entries: i64,
     pub checkpoint_every: Duration,
+    /// The checkpoint witness file (`audit::witness`); `None` writes none (tests of the
+    /// chain alone).
+    pub witness: Option<PathBuf>,
 }
 
 /// An event already encoded, waiting for its sequence number.
@@ -105,10 +110,14 @@ pub(super) struct Writer {
     pub signer: Arc<Signer>,
     pub clock: Arc<dyn Clock>,
     pub settings: SinkSettings,
+    /// The highest checkpoint number the witness holds (0: none; `i64::MAX`: unreadable, so
+    /// nothing is copied from the store into it).
+    pub witnessed: AtomicI64,
 }
 
 impl Writer {
     pub async fn run(self, mut rx: mpsc::Receiver<Command>) {
+        self.read_witness().await;
         let mut tick = tokio::time::interval(self.settings.checkpoint_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -149,6 +158,11 @@ impl Writer {
             }
         }
         self.commit(batch.entries, batch.acks).await;
+        if batch.stop {
+            // Leave nothing uncovered behind: `audit verify` refuses entries older than the
+            // checkpoint interval that no checkpoint covers.
+            self.checkpoint(true).await;
+        }
         for w in batch.waiters {
             let _ = w.send(());
         }
@@ -191,21 +205,86 @@ impl Writer {
     /// Appends `entries` after the head; returns the first one's sequence number.
     async fn append(&self, entries: &[Pending]) -> Result<i64, crate::store::StoreError> {
         let now_us = to_micros(self.clock.now());
-        let ext = self.store.audit().append(|head| self.extend(head, entries, now_us)).await?;
+        let ext = self.store.audit().append(|head| self.extend(head, entries, now_us, false)).await?;
+        self.witness(&ext).await;
         Ok(ext.entries.first().map_or(ext.head.seq, |e| e.seq))
     }
 
-    /// Writes a checkpoint of the head when the last one is older than `checkpoint_every`
-    /// and entries came after it.
-    async fn checkpoint_if_due(&self) {
+    /// Writes a checkpoint of the head when entries came after the last one and it is older
+    /// than `checkpoint_every` (or at once with `force`).
+    async fn checkpoint(&self, force: bool) {
         let now_us = to_micros(self.clock.now());
-        if let Err(e) = self.store.audit().append(|head| self.extend(head, &[], now_us)).await {
-            tracing::warn!(error = %e, "audit checkpoint failed; will retry");
+        match self.store.audit().append(|head| self.extend(head, &[], now_us, force)).await {
+            Ok(ext) => self.witness(&ext).await,
+            Err(e) => tracing::warn!(error = %e, "audit checkpoint failed; will retry"),
+        }
+    }
+
+    async fn checkpoint_if_due(&self) {
+        self.checkpoint(false).await;
+    }
+
+    /// Learns how far the witness goes, so that checkpoints other instances signed meanwhile
+    /// can be copied into it.
+    async fn read_witness(&self) {
+        let Some(path) = self.settings.witness.clone() else { return };
+        let read = tokio::task::spawn_blocking(move || super::witness::read(&path)).await;
+        let up_to = match read {
+            Ok(Ok(Some(cps))) => cps.keys().next_back().copied().unwrap_or(0),
+            Ok(Ok(None)) => {
+                let n = self.store.audit().head().await.map_or(0, |h| h.checkpoint_number);
+                if n > 0 {
+                    tracing::error!(
+                        checkpoints = n,
+                        "the audit checkpoint witness file is missing while the store holds checkpoints: \
+                         it is written again from the store (was it deleted?)"
+                    );
+                }
+                0
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the audit checkpoint witness cannot be read; new checkpoints are \
+                    still appended to it (run `guichet audit verify`)");
+                i64::MAX
+            }
+            Err(_) => i64::MAX,
+        };
+        self.witnessed.store(up_to, Ordering::Relaxed);
+    }
+
+    /// Copies the checkpoints `ext` committed, and any signed by other instances since the
+    /// witness was last written, to the witness file. A failure is logged, not fatal: the
+    /// store's checkpoints stand, and `audit verify` reports what the witness lacks.
+    async fn witness(&self, ext: &Extension) {
+        let Some(path) = self.settings.witness.clone() else { return };
+        let before = ext.head.checkpoint_number - i64::try_from(ext.checkpoints.len()).unwrap_or(0);
+        let witnessed = self.witnessed.load(Ordering::Relaxed);
+        let mut cps = Vec::new();
+        if before > witnessed {
+            match self.store.audit().checkpoints().await {
+                Ok(all) => {
+                    let verifier = self.signer.verifier();
+                    cps.extend(
+                        all.into_iter()
+                            .filter(|c| c.number > witnessed && c.number <= before && signed_by(&verifier, c)),
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read checkpoints to witness them; will retry"),
+            }
+        }
+        cps.extend(ext.checkpoints.iter().cloned());
+        let Some(last) = cps.iter().map(|c| c.number).max() else { return };
+        match tokio::task::spawn_blocking(move || super::witness::append(&path, &cps)).await {
+            Ok(Ok(())) => {
+                self.witnessed.fetch_max(last, Ordering::Relaxed);
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot write the audit checkpoint witness"),
+            Err(_) => tracing::error!("cannot write the audit checkpoint witness"),
         }
     }
 
     /// The pure part of an append: numbers, hashes and checkpoints after `head`.
-    fn extend(&self, head: &HeadRow, entries: &[Pending], now_us: i64) -> Extension {
+    fn extend(&self, head: &HeadRow, entries: &[Pending], now_us: i64, force: bool) -> Extension {
         // A head that does not parse means the table was tampered with; chaining on zeros keeps
         // writing possible and `audit verify` reports the break.
         let mut prev: Hash = chain::parse_hash(&head.hash).unwrap_or([0; 32]);
@@ -225,6 +304,7 @@ impl Writer {
                 hash: chain::hash_hex(&prev),
             });
             if let Some(k) = &e.consent {
+                let signature = self.signer.sign_row(&LedgerRow { seq: next.seq, hash: &prev, body: &e.body });
                 consents.push(ConsentRow {
                     seq: next.seq,
                     subject: k.subject.clone(),
@@ -234,22 +314,24 @@ impl Writer {
                     at_us: e.at_us,
                     body: e.body.clone(),
                     hash: chain::hash_hex(&prev),
+                    key_id: Some(self.signer.key_id().to_owned()),
+                    signature: Some(crate::clock::hex(&signature)),
                 });
             }
             if next.seq % self.settings.checkpoint_every_entries.max(1) == 0 {
-                checkpoints.push(self.checkpoint(&mut next, prev, now_us));
+                checkpoints.push(self.sign_checkpoint(&mut next, prev, now_us));
             }
         }
         let every_us = i64::try_from(self.settings.checkpoint_every.as_micros()).unwrap_or(i64::MAX);
-        let stale = now_us.saturating_sub(next.checkpoint_at_us) >= every_us;
+        let stale = force || now_us.saturating_sub(next.checkpoint_at_us) >= every_us;
         if next.seq > next.checkpoint_seq && stale {
-            checkpoints.push(self.checkpoint(&mut next, prev, now_us));
+            checkpoints.push(self.sign_checkpoint(&mut next, prev, now_us));
         }
         next.hash = chain::hash_hex(&prev);
         Extension { entries: rows, consents, checkpoints, head: next }
     }
 
-    fn checkpoint(&self, head: &mut HeadRow, hash: Hash, now_us: i64) -> CheckpointRow {
+    fn sign_checkpoint(&self, head: &mut HeadRow, hash: Hash, now_us: i64) -> CheckpointRow {
         head.checkpoint_number += 1;
         head.checkpoint_seq = head.seq;
         head.checkpoint_at_us = now_us;
@@ -263,4 +345,10 @@ impl Writer {
             signature: crate::clock::hex(&self.signer.sign(&signed)),
         }
     }
+}
+
+/// Whether `c` carries a good signature by a known key.
+pub(super) fn signed_by(verifier: &super::Verifier, c: &CheckpointRow) -> bool {
+    let (Some(hash), Some(sig)) = (chain::parse_hash(&c.hash), chain::decode_hex(&c.signature)) else { return false };
+    verifier.verify(&c.key_id, &Signed { number: c.number, seq: c.seq, hash, at_us: c.at_us }, &sig)
 }

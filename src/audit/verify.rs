@@ -1,11 +1,43 @@
 //! `guichet audit verify`: re-checks every entry's hash from the anchor (genesis, or the
 //! signed checkpoint the last pruning left), every checkpoint's signature and position, and
-//! the head, in sequence order, and stops at the first break.
+//! the head, in sequence order, and stops at the first break. Then, with [`Checks`]: that no
+//! entry older than the checkpoint interval is left uncovered by a signed checkpoint, that
+//! every consent ledger row matches its entry and signature, and that the store's checkpoints
+//! are the witness's.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use super::chain::{self, Hash};
 use super::checkpoint::{Signed, Verifier};
 use super::event::AuditEvent;
+use super::ledger::{self, LedgerBreak};
+use crate::line_file::LineFileError;
 use crate::store::{CheckpointRow, EntryRow, HeadRow, Store, StoreError};
+
+/// Beyond the checkpoint interval, how long an entry may wait for its checkpoint before
+/// `verify` calls it uncovered: the writer's tick, a batch, clocks of several instances.
+pub const COVERAGE_GRACE: Duration = Duration::from_secs(5 * 60);
+
+/// The checks beyond the chain itself.
+#[derive(Debug, Clone, Default)]
+pub struct Checks {
+    /// Now (Unix microseconds) and the checkpoint interval: entries older than the interval
+    /// plus [`COVERAGE_GRACE`] must be covered by a signed checkpoint. `None` skips it.
+    pub coverage: Option<(i64, Duration)>,
+    /// The checkpoint witness file to compare the store's checkpoints with. `None` skips it.
+    pub witness: Option<PathBuf>,
+}
+
+/// What `verify` could not do at all (as opposed to a [`Break`] it found).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the checkpoint witness: {0}")]
+    Witness(#[from] LineFileError),
+}
 
 /// Entries read per query.
 const PAGE: i64 = 2000;
@@ -39,6 +71,26 @@ pub enum Break {
     CheckpointGap { after: i64, next: i64 },
     #[error("anchor: entry {seq} is not a signed checkpoint (pruning forged)")]
     BadAnchor { seq: i64 },
+    #[error("head: counts {head} checkpoints, the last one found is {found} (checkpoints deleted or head altered)")]
+    CheckpointCount { head: i64, found: i64 },
+    #[error(
+        "entry {seq}: older than the checkpoint interval and covered by no signed checkpoint (checkpoints deleted?)"
+    )]
+    Uncovered { seq: i64 },
+    #[error("{0}")]
+    Ledger(LedgerBreak),
+    #[error("witness: the file {path} is missing while the store holds checkpoints (deleted?)")]
+    WitnessMissing { path: String },
+    #[error("checkpoint {number}: in the witness but not in the store (deleted checkpoint)")]
+    WitnessedButMissing { number: i64 },
+    #[error("checkpoint {number}: differs from the witness (altered or rewritten)")]
+    WitnessDiffers { number: i64 },
+    #[error("checkpoint {number}: not in the witness (inserted, or the witness was not written)")]
+    NotWitnessed { number: i64 },
+    #[error(
+        "checkpoint {number}: the witness holds two different checkpoints with this number (store restored or rewritten)"
+    )]
+    WitnessConflict { number: i64 },
 }
 
 /// What `verify` saw.
@@ -49,6 +101,10 @@ pub struct Report {
     pub head_seq: i64,
     pub entries: u64,
     pub checkpoints: u64,
+    /// Consent ledger rows checked against their entries and signatures.
+    pub ledger_rows: u64,
+    /// Checkpoints found identical in the witness (`None`: no witness was checked).
+    pub witnessed: Option<u64>,
     pub broken: Option<Break>,
 }
 
@@ -66,12 +122,18 @@ impl Report {
                     0 => "genesis".to_owned(),
                     s => format!("signed checkpoint at entry {s}"),
                 };
+                let witness = match self.witnessed {
+                    Some(n) => format!(", {n} checkpoints identical in the witness"),
+                    None => String::new(),
+                };
                 format!(
-                    "audit journal intact: {} entries ({}..={}), {} checkpoints verified, anchored on {anchor}",
+                    "audit journal intact: {} entries ({}..={}), {} checkpoints verified, anchored on {anchor}, \
+                     {} consent ledger rows verified{witness}",
                     self.entries,
                     self.anchor_seq + 1,
                     self.head_seq,
-                    self.checkpoints
+                    self.checkpoints,
+                    self.ledger_rows,
                 )
             }
         }
@@ -84,13 +146,41 @@ struct Walk<'a> {
     head: HeadRow,
     checkpoints: std::iter::Peekable<std::vec::IntoIter<CheckpointRow>>,
     last_checkpoint: Option<i64>,
+    /// The first entry after the last checkpoint, and the oldest time among those entries.
+    uncovered: Option<(i64, i64)>,
+    /// Journal entries that are consent events: each must have its ledger row.
+    consent_entries: BTreeSet<i64>,
     prev: Hash,
     expected: i64,
     entries: u64,
     checked_checkpoints: u64,
 }
 
-pub async fn verify(store: &Store, verifier: &Verifier) -> Result<Report, StoreError> {
+/// The chain, its checkpoints and the consent ledger (no coverage or witness check).
+pub async fn verify(store: &Store, verifier: &Verifier) -> Result<Report, VerifyError> {
+    verify_with(store, verifier, &Checks::default()).await
+}
+
+/// Everything `guichet audit verify` checks; stops at the first break.
+pub async fn verify_with(store: &Store, verifier: &Verifier, checks: &Checks) -> Result<Report, VerifyError> {
+    let (mut report, consent_entries) = walk_chain_checked(store, verifier, checks.coverage).await?;
+    if report.broken.is_none() {
+        report.broken = ledger_rows(store, verifier, &consent_entries, &mut report).await?;
+    }
+    if report.broken.is_none()
+        && let Some(path) = &checks.witness
+    {
+        report.broken = witness(store, path, checks.coverage, &mut report).await?;
+    }
+    Ok(report)
+}
+
+/// The chain from its anchor to the head, then (with `coverage`) the coverage of its end.
+async fn walk_chain_checked(
+    store: &Store,
+    verifier: &Verifier,
+    coverage: Option<(i64, Duration)>,
+) -> Result<(Report, BTreeSet<i64>), StoreError> {
     let repo = store.audit();
     let head = repo.head().await?;
     let mut walk = Walk {
@@ -100,17 +190,108 @@ pub async fn verify(store: &Store, verifier: &Verifier) -> Result<Report, StoreE
         checkpoints: repo.checkpoints().await?.into_iter().peekable(),
         head,
         last_checkpoint: None,
+        uncovered: None,
+        consent_entries: BTreeSet::new(),
         entries: 0,
         checked_checkpoints: 0,
     };
-    let broken = walk.run(store).await?;
-    Ok(Report {
+    let mut broken = walk.run(store).await?;
+    if broken.is_none()
+        && let (Some((now_us, every)), Some((seq, oldest_us))) = (coverage, walk.uncovered)
+    {
+        let allowed = i64::try_from((every + COVERAGE_GRACE).as_micros()).unwrap_or(i64::MAX);
+        if now_us.saturating_sub(oldest_us) > allowed {
+            broken = Some(Break::Uncovered { seq });
+        }
+    }
+    let report = Report {
         anchor_seq: walk.head.anchor_seq,
         head_seq: walk.head.seq,
         entries: walk.entries,
         checkpoints: walk.checked_checkpoints,
+        ledger_rows: 0,
+        witnessed: None,
         broken,
-    })
+    };
+    Ok((report, walk.consent_entries))
+}
+
+/// Every consent ledger row against its entry and signature, and every consent entry of the
+/// journal against its row.
+async fn ledger_rows(
+    store: &Store,
+    verifier: &Verifier,
+    consent_entries: &BTreeSet<i64>,
+    report: &mut Report,
+) -> Result<Option<Break>, StoreError> {
+    let mut seen = BTreeSet::new();
+    let mut after = i64::MIN;
+    loop {
+        let page = store.consent().checked_events_after(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.row.seq;
+        for row in &page {
+            if let Err(b) = ledger::check(row, verifier) {
+                return Ok(Some(Break::Ledger(b)));
+            }
+            seen.insert(row.row.seq);
+            report.ledger_rows += 1;
+        }
+    }
+    Ok(consent_entries.difference(&seen).next().map(|&seq| Break::Ledger(LedgerBreak::MissingRow { seq })))
+}
+
+/// The store's checkpoints against the witness file: each must be there, identical; each
+/// witnessed checkpoint not pruned must be in the store; no number may have been signed twice.
+/// A checkpoint younger than the checkpoint interval plus [`COVERAGE_GRACE`] may not be
+/// witnessed yet: its writer appends it right after the commit, other instances copy it in at
+/// their next tick.
+async fn witness(
+    store: &Store,
+    path: &std::path::Path,
+    coverage: Option<(i64, Duration)>,
+    report: &mut Report,
+) -> Result<Option<Break>, VerifyError> {
+    let in_store = store.audit().checkpoints().await?;
+    let owned = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || super::witness::read(&owned))
+        .await
+        .map_err(|e| LineFileError::Io { path: path.to_owned(), source: std::io::Error::other(e) })??;
+    let Some(witnessed) = read else {
+        return Ok((!in_store.is_empty()).then(|| Break::WitnessMissing { path: path.display().to_string() }));
+    };
+    Ok(compare_witness(&in_store, &witnessed, report.anchor_seq, coverage, &mut report.witnessed))
+}
+
+fn compare_witness(
+    in_store: &[CheckpointRow],
+    witnessed: &BTreeMap<i64, Vec<CheckpointRow>>,
+    anchor_seq: i64,
+    coverage: Option<(i64, Duration)>,
+    count: &mut Option<u64>,
+) -> Option<Break> {
+    if let Some((&number, _)) = witnessed.iter().find(|(_, v)| v.len() > 1) {
+        return Some(Break::WitnessConflict { number });
+    }
+    let now_us = coverage.map(|(now, _)| now);
+    let grace =
+        coverage.map_or(0, |(_, every)| i64::try_from((every + COVERAGE_GRACE).as_micros()).unwrap_or(i64::MAX));
+    let mut same = 0;
+    for cp in in_store {
+        match witnessed.get(&cp.number).and_then(|v| v.first()) {
+            Some(w) if w == cp => same += 1,
+            Some(_) => return Some(Break::WitnessDiffers { number: cp.number }),
+            None if now_us.is_some_and(|now| now.saturating_sub(cp.at_us) <= grace) => {}
+            None => return Some(Break::NotWitnessed { number: cp.number }),
+        }
+    }
+    // Pruning deletes the checkpoints before its anchor: those may be missing from the store.
+    let first_kept = if anchor_seq == 0 { i64::MIN } else { in_store.first().map_or(i64::MAX, |c| c.number) };
+    if let Some(&number) = witnessed.keys().find(|n| **n >= first_kept && !in_store.iter().any(|c| c.number == **n)) {
+        return Some(Break::WitnessedButMissing { number });
+    }
+    *count = Some(same);
+    None
 }
 
 impl Walk<'_> {
@@ -164,6 +345,13 @@ impl Walk<'_> {
         self.prev = hash;
         self.expected += 1;
         self.entries += 1;
+        if row.operation == "consent_given" || row.operation == "consent_withdrawn" {
+            self.consent_entries.insert(row.seq);
+        }
+        self.uncovered = Some(match self.uncovered {
+            Some((seq, oldest)) => (seq, oldest.min(row.at_us)),
+            None => (row.seq, row.at_us),
+        });
         self.next_checkpoints_at(row.seq)
     }
 
@@ -204,6 +392,7 @@ impl Walk<'_> {
         }
         self.last_checkpoint = Some(number);
         self.checked_checkpoints += 1;
+        self.uncovered = None;
         Ok(())
     }
 
@@ -217,6 +406,10 @@ impl Walk<'_> {
         }
         if chain::hash_hex(&self.prev) != self.head.hash {
             return Err(Break::HeadMismatch { seq: last });
+        }
+        let found = self.last_checkpoint.unwrap_or(0);
+        if found != self.head.checkpoint_number {
+            return Err(Break::CheckpointCount { head: self.head.checkpoint_number, found });
         }
         Ok(())
     }

@@ -278,6 +278,10 @@ pub struct AuditSettings {
     /// `<data_dir>/audit-signing-key.p8`, generated on first start when missing.
     #[serde(default)]
     pub signing_key_file: Option<PathBuf>,
+    /// Directory of the checkpoint witness (`audit::witness`): a copy of every checkpoint
+    /// outside the store. Default: `<data_dir>/audit-witness`.
+    #[serde(default)]
+    pub witness_dir: Option<PathBuf>,
     #[serde(default)]
     pub retention: AuditRetentionSettings,
 }
@@ -301,6 +305,11 @@ impl AuditSettings {
     /// The signing key file, defaulting beside (never inside) the store.
     pub fn signing_key_path(&self, data_dir: &Path) -> PathBuf {
         self.signing_key_file.clone().unwrap_or_else(|| data_dir.join("audit-signing-key.p8"))
+    }
+
+    /// The checkpoint witness file, in its own directory beside the store.
+    pub fn witness_path(&self, data_dir: &Path) -> PathBuf {
+        crate::audit::witness::file_in(&self.witness_dir.clone().unwrap_or_else(|| data_dir.join("audit-witness")))
     }
 }
 

@@ -17,13 +17,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use ring::digest;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
 pub use state::{Event, State};
 
-use crate::audit::{Actor, Audit, AuditError, AuditEvent, Channel, Ident, IdentityCheck, Operation, Outcome};
+use crate::audit::ledger::{self, LedgerBreak};
+use crate::audit::{Actor, Audit, AuditError, AuditEvent, Channel, Ident, IdentityCheck, Operation, Outcome, Verifier};
 use crate::clock::{Clock, hex};
 use crate::policy::model::ActivityFile;
 use crate::store::{ConsentRow, Store, StoreError};
@@ -46,6 +48,9 @@ pub enum ConsentError {
     BadIdent,
     #[error("a ledger row does not decode")]
     Corrupt,
+    /// A row does not match its journal entry or signature: refused, fail closed.
+    #[error("the consent ledger does not verify: {0}")]
+    Tampered(crate::audit::ledger::LedgerBreak),
 }
 
 #[derive(Debug)]
@@ -83,11 +88,15 @@ pub struct ConsentService {
     store: Store,
     clock: Arc<dyn Clock>,
     cache: Mutex<HashMap<Arc<str>, Cached>>,
+    /// The checkpoint key's public halves: ledger rows are signed with it.
+    verifier: Verifier,
+    /// Rows refused on load (a metric: any increase is an alert).
+    rejected: Counter,
 }
 
 impl ConsentService {
-    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, cache: Mutex::new(HashMap::new()) }
+    pub fn new(store: Store, clock: Arc<dyn Clock>, verifier: Verifier, rejected: Counter) -> Self {
+        Self { store, clock, cache: Mutex::new(HashMap::new()), verifier, rejected }
     }
 
     /// The state of (`activity`, `purpose`) for `subject` against the notice version in force:
@@ -114,10 +123,25 @@ impl ConsentService {
         (c.checked.elapsed() < REVALIDATE_AFTER).then(|| c.events.clone())
     }
 
-    /// Reads `subject`'s events from the store and caches them.
+    /// Reads `subject`'s events from the store, checks each against its journal entry and
+    /// signature (`audit::ledger`), and caches them. One row that does not verify refuses
+    /// the whole history: the state could be anything.
     pub async fn reload(&self, subject: &str) -> Result<Arc<[Event]>, ConsentError> {
-        let rows = self.store.consent().events_of(subject).await?;
-        let events: Arc<[Event]> = rows.iter().map(event_of).collect::<Result<Vec<_>, _>>()?.into();
+        let rows = self.store.consent().checked_events_of(subject).await?;
+        let missing = self.store.consent().entry_without_row(subject).await?;
+        let checked = rows
+            .iter()
+            .try_for_each(|r| ledger::check(r, &self.verifier))
+            .and_then(|()| missing.map_or(Ok(()), |seq| Err(LedgerBreak::MissingRow { seq })));
+        if let Err(b) = checked {
+            self.rejected.inc();
+            // The row's number and what failed: nothing personal.
+            tracing::error!(seq = b.seq(), cause = %b,
+                "ALERT: consent ledger row refused; consent-based purposes of this citizen are refused \
+                 until the store is repaired (run `guichet audit verify`)");
+            return Err(ConsentError::Tampered(b));
+        }
+        let events: Arc<[Event]> = rows.iter().map(|r| event_of(&r.row)).collect::<Result<Vec<_>, _>>()?.into();
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= MAX_CACHED {
                 cache.retain(|_, c| c.checked.elapsed() < REVALIDATE_AFTER);
@@ -310,7 +334,9 @@ mod measure {
         let store = Store::connect(&"sqlite::memory:".to_owned().into(), &Default::default()).await.unwrap();
         store.migrate().await.unwrap();
         let clock = Arc::new(crate::clock::FixedClock::at(time::macros::datetime!(2026-11-28 12:00 UTC)));
-        let svc = ConsentService::new(store.clone(), clock);
+        let dir = tempfile::tempdir().unwrap();
+        let (signer, _) = crate::audit::Signer::load_or_generate(&dir.path().join("k.p8")).unwrap();
+        let svc = ConsentService::new(store.clone(), clock, signer.verifier(), Counter::default());
         let subject = "a".repeat(64);
         svc.reload(&subject).await.unwrap();
         // From here on the store is gone: every answer below comes from the cache.

@@ -24,6 +24,8 @@ pub fn init(s: &KeysSettings, rng: &dyn Random, now: OffsetDateTime, out: &mut d
         let _ = writeln!(out, "Created the age identity {} (public key {public}).", path.display());
     }
     Keyring::generate(rng, now)?.create(s)?;
+    let tombstones = s.tombstones_path();
+    create_tombstones(&tombstones)?;
     let _ = writeln!(
         out,
         "Created the keyring {} with KEK version 1.\n\n\
@@ -31,10 +33,25 @@ pub fn init(s: &KeysSettings, rng: &dyn Random, now: OffsetDateTime, out: &mut d
          both a store backup and the keyring with its identity can read every protected field.\n\
          Back the keyring and its identity up separately (offline, e.g. a sealed envelope or a\n\
          safe): without them every encrypted field is lost for good. Set `keys.identity_file`\n\
-         (or GUICHET_KEYS__IDENTITY_FILE) on every instance.",
-        s.keyring.display()
+         (or GUICHET_KEYS__IDENTITY_FILE) on every instance.\n\n\
+         Created the tombstone file {}: it records every erasure (destroyed data key) OUTSIDE the\n\
+         store, so that restoring an older store cannot bring erased data back. Keep it with the\n\
+         keyring, never with the store's backups; back it up after erasures; with several\n\
+         instances, give them all this one file (shared storage). `serve` refuses to start when\n\
+         it is missing or lacks erasures the store records.",
+        s.keyring.display(),
+        tombstones.display()
     );
     Ok(())
+}
+
+/// An empty tombstone file, mode 0600, unless one exists.
+fn create_tombstones(path: &std::path::Path) -> Result<(), KeyError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path).and_then(|f| f.sync_all()).map_err(|e| KeyError::Write { path: path.to_owned(), source: e })
 }
 
 /// Versions, how many data keys each wraps, and the tombstones.
@@ -57,6 +74,7 @@ pub async fn status(vault: &Vault, out: &mut dyn Write) -> Result<(), CryptoErro
         let list: Vec<String> = retired.iter().map(u32::to_string).collect();
         let _ = writeln!(out, "retired: {}", list.join(", "));
     }
+    let _ = writeln!(out, "{}", vault.tombstone_health().await?.summary());
     Ok(())
 }
 
@@ -114,5 +132,6 @@ pub async fn reconcile(vault: &Vault, out: &mut dyn Write) -> Result<(), CryptoE
         "{} data key(s) destroyed again; {} tombstone(s) copied between the store and the tombstone file.",
         r.redestroyed, r.tombstones_restored
     );
+    let _ = writeln!(out, "{}", vault.tombstone_health().await?.summary());
     Ok(())
 }

@@ -10,6 +10,7 @@
 //! past that (task late or stopped, store unreachable), the next use reads the generation
 //! first, so the bound holds without a store query per request.
 
+use std::collections::HashSet;
 use std::num::NonZeroUsize;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,6 @@ use std::time::Duration;
 
 use lru::LruCache;
 use time::OffsetDateTime;
-use tokio::io::AsyncWriteExt as _;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
@@ -48,6 +48,15 @@ pub enum CryptoError {
     InvalidName,
     #[error("cannot use the tombstone file {path}: {source}")]
     Tombstones { path: PathBuf, source: std::io::Error },
+    /// A line of the tombstone file is torn or was edited: it is never skipped.
+    #[error(
+        "{0}. A shred whose line was torn by a crash did not complete (remove only that last line); \
+         any other damage: restore the file from its backup, then run `guichet keys reconcile`"
+    )]
+    TombstoneDamaged(crate::line_file::LineFileError),
+    /// `serve` refuses to start: the tombstone file does not vouch for every erasure.
+    #[error("{0}")]
+    TombstonesUnhealthy(String),
     #[error("the data key cache is unusable (a thread panicked while holding it)")]
     CachePoisoned,
     #[error("a sealing key was used for another subject or activity")]
@@ -133,6 +142,10 @@ impl Random for BufferedRandom {
     }
 }
 
+/// Every how many generation reads [`Vault::watch_shreds`] also counts the store's
+/// tombstones, to catch a restore that left the generation as it was.
+const RESTORE_CHECK_EVERY_TICKS: u32 = 10;
+
 /// How often [`Vault::watch_shreds`] reads the shred generation.
 pub const SHRED_POLL_EVERY: Duration = Duration::from_secs(1);
 /// How long the key cache is trusted after the start of the last successful generation read.
@@ -176,6 +189,61 @@ pub enum Shredded {
     NoKey,
 }
 
+/// The tombstone file against the store (`guichet check`, `keys status`, `serve`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TombstoneHealth {
+    pub path: PathBuf,
+    /// Tombstones in the file; `None` when it is missing (or damaged).
+    pub in_file: Option<usize>,
+    pub in_store: usize,
+    /// Erasures the store records that the file lacks.
+    pub missing_from_file: usize,
+    /// The first damaged line, when there is one.
+    pub damaged: Option<String>,
+}
+
+impl TombstoneHealth {
+    /// What is wrong, with the way out; `None` when the file can be relied on.
+    pub fn problem(&self) -> Option<String> {
+        let path = self.path.display();
+        if let Some(d) = &self.damaged {
+            return Some(format!(
+                "the tombstone file is damaged: {d}. A line torn by a crash (the last one) records a shred that \
+                 did not complete: remove that line. Any other damage: restore {path} from its backup. Then run \
+                 `guichet keys reconcile`."
+            ));
+        }
+        match self.in_file {
+            None if self.in_store > 0 => Some(format!(
+                "the tombstone file {path} is missing while the store records {} erasure(s): restore it from its \
+                 backup (it protects erasures against a restore of the store), or run `guichet keys reconcile` to \
+                 write it again from the store",
+                self.in_store
+            )),
+            Some(_) if self.missing_from_file > 0 => Some(format!(
+                "the tombstone file {path} lacks {} erasure(s) the store records (an older copy of the file?): run \
+                 `guichet keys reconcile` to copy them into it",
+                self.missing_from_file
+            )),
+            _ => None,
+        }
+    }
+
+    /// One line for `guichet check` and `guichet keys status`.
+    pub fn summary(&self) -> String {
+        match (self.problem(), self.in_file) {
+            (Some(p), _) => format!("tombstones: PROBLEM: {p}"),
+            (None, None) => format!("tombstones: {} (not created yet; no erasure recorded)", self.path.display()),
+            (None, Some(n)) => format!(
+                "tombstones: {} erasure(s) in {} and {} in the store: consistent",
+                n,
+                self.path.display(),
+                self.in_store
+            ),
+        }
+    }
+}
+
 /// What `reconcile` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reconciled {
@@ -193,6 +261,10 @@ pub struct Vault {
     checking: tokio::sync::Mutex<()>,
     ttl: Duration,
     tombstones: PathBuf,
+    /// Key ids known destroyed (the tombstone file, the store's tombstones, this vault's
+    /// shreds): a key row with one of these ids is never used, whatever the store says (an
+    /// older store restored under a running instance), and is destroyed again.
+    destroyed: Mutex<HashSet<String>>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
 }
@@ -235,6 +307,7 @@ impl Vault {
             checking: tokio::sync::Mutex::new(()),
             ttl: settings.cache_ttl,
             tombstones: settings.tombstones_path(),
+            destroyed: Mutex::new(HashSet::new()),
             clock,
             random,
         }
@@ -296,6 +369,11 @@ impl Vault {
             return Ok(e);
         }
         let row = match self.store.keys().find_by_owner(subject, activity).await? {
+            Some(row) if self.is_destroyed(&row.key_id) => {
+                // A destroyed key came back (store restored): destroy it again, seal under a new one.
+                self.destroy_again(&row).await?;
+                self.create_key(subject, activity).await?
+            }
             Some(row) => row,
             None => self.create_key(subject, activity).await?,
         };
@@ -308,9 +386,33 @@ impl Vault {
             return Ok(Some(e));
         }
         match self.store.keys().find_by_id(key_id.as_str()).await? {
+            Some(row) if self.is_destroyed(&row.key_id) => {
+                self.destroy_again(&row).await?;
+                Ok(None)
+            }
             Some(row) => self.remember(&row, epoch).map(Some),
             None => Ok(None),
         }
+    }
+
+    fn is_destroyed(&self, key_id: &str) -> bool {
+        // A poisoned lock cannot vouch for anything: treat the key as destroyed (fail closed).
+        self.destroyed.lock().map_or(true, |d| d.contains(key_id))
+    }
+
+    fn mark_destroyed<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        if let Ok(mut d) = self.destroyed.lock() {
+            d.extend(ids.into_iter().map(str::to_owned));
+        }
+    }
+
+    /// Deletes again a key row that a tombstone lists (the store went back in time).
+    async fn destroy_again(&self, row: &DataKeyRow) -> Result<(), CryptoError> {
+        let t = Tombstone { key_id: row.key_id.clone(), activity: row.activity.clone(), shredded_at: self.clock.now() };
+        self.store.keys().shred(&t, &self.new_generation()?).await?;
+        tracing::error!(activity = %row.activity, key_id = %row.key_id,
+            "a destroyed data key was back in the store (older store restored?): destroyed again");
+        Ok(())
     }
 
     /// Makes sure the cache reflects every shred older than [`SHRED_VISIBLE_WITHIN`]: when the
@@ -360,12 +462,17 @@ impl Vault {
         let mut tick = tokio::time::interval(SHRED_POLL_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
+        let mut ticks = 0u32;
         loop {
             tokio::select! {
                 _ = tick.tick() => match self.check_shreds().await {
                     Ok(changed) => {
+                        ticks = ticks.wrapping_add(1);
                         if changed {
                             tracing::debug!("shred generation changed: data key cache emptied");
+                        }
+                        if changed || ticks.is_multiple_of(RESTORE_CHECK_EVERY_TICKS) {
+                            self.reconcile_if_store_went_back().await;
                         }
                         if failing {
                             tracing::info!("the shred generation can be read again");
@@ -382,6 +489,29 @@ impl Vault {
                 },
                 _ = stop.changed() => return,
             }
+        }
+    }
+
+    /// Re-applies the tombstones when the store holds fewer than this vault knows of (an
+    /// older store restored in place under the running instance). Errors are logged: the
+    /// keys it knows destroyed stay refused meanwhile (`is_destroyed`).
+    async fn reconcile_if_store_went_back(&self) {
+        let known = self.destroyed.lock().map_or(0, |d| d.len());
+        let in_store = match self.store.keys().tombstone_count().await {
+            Ok(n) => usize::try_from(n).unwrap_or(0),
+            Err(_) => return,
+        };
+        if in_store >= known {
+            return;
+        }
+        tracing::error!(
+            known,
+            in_store,
+            "the store holds fewer erasures than this instance knows of \
+            (restored from an older backup?): re-applying the tombstones"
+        );
+        if let Err(e) = self.reconcile().await {
+            tracing::error!(error = %e, "cannot re-apply the tombstones; run `guichet keys reconcile`");
         }
     }
 
@@ -408,6 +538,9 @@ impl Vault {
     /// Unwraps a stored row and caches it, unless the cache was emptied since `epoch` (when
     /// the row was read): then a shred may have destroyed it meanwhile, and it is used once.
     fn remember(&self, row: &DataKeyRow, epoch: u64) -> Result<Entry, CryptoError> {
+        if self.is_destroyed(&row.key_id) {
+            return Err(CryptoError::KeyGone);
+        }
         let e = self.unwrap_row(row)?;
         if let Ok(mut c) = self.cache.lock()
             && c.epoch == epoch
@@ -462,6 +595,7 @@ impl Vault {
         };
         let t = Tombstone { key_id: row.key_id.clone(), activity: row.activity.clone(), shredded_at: self.clock.now() };
         append_tombstones(&self.tombstones, std::slice::from_ref(&t)).await?;
+        self.mark_destroyed([row.key_id.as_str()]);
         self.store.keys().shred(&t, &self.new_generation()?).await?;
         self.evict(&row.key_id);
         tracing::info!(activity = %row.activity, key_id = %row.key_id, "data key destroyed");
@@ -475,23 +609,33 @@ impl Vault {
     }
 
     /// Re-destroys every key that a tombstone lists, from the file or the store, and makes
-    /// both lists whole again. `serve` runs it at start; `guichet keys reconcile` on demand.
+    /// both lists whole again. `serve` runs it at start (after [`Vault::startup_check`]), every
+    /// instance again when it sees the store go back in time ([`Vault::watch_shreds`]), and
+    /// `guichet keys reconcile` on demand. A damaged line of the file is an error.
     pub async fn reconcile(&self) -> Result<Reconciled, CryptoError> {
-        let in_file = read_tombstones(&self.tombstones).await?;
+        let in_file = read_tombstones(&self.tombstones).await?.unwrap_or_default();
         let in_store = self.store.keys().tombstones().await?;
+        let stored: HashSet<&str> = in_store.iter().map(|t| t.key_id.as_str()).collect();
+        let filed: HashSet<&str> = in_file.iter().map(|t| t.key_id.as_str()).collect();
+        self.mark_destroyed(stored.iter().chain(filed.iter()).copied());
         let mut report = Reconciled::default();
         let missing_from_file: Vec<Tombstone> =
-            in_store.iter().filter(|t| !in_file.iter().any(|f| f.key_id == t.key_id)).cloned().collect();
+            in_store.iter().filter(|t| !filed.contains(t.key_id.as_str())).cloned().collect();
         append_tombstones(&self.tombstones, &missing_from_file).await?;
         report.tombstones_restored += missing_from_file.len() as u64;
-        for t in &in_file {
-            let known = in_store.iter().any(|s| s.key_id == t.key_id);
-            // `shred` inserts the tombstone (if missing) and deletes the key, if present.
+        // Known to the file only: the store lost them (restored); `shred` inserts the
+        // tombstone and deletes the key if it is there.
+        for t in in_file.iter().filter(|t| !stored.contains(t.key_id.as_str())) {
             if self.store.keys().shred(t, &self.new_generation()?).await? {
                 report.redestroyed += 1;
             }
-            if !known {
-                report.tombstones_restored += 1;
+            report.tombstones_restored += 1;
+            self.evict(&t.key_id);
+        }
+        // Known to both, yet the key row is back (a partial restore of the key table).
+        for t in self.store.keys().tombstoned_keys().await? {
+            if self.store.keys().shred(&t, &self.new_generation()?).await? {
+                report.redestroyed += 1;
             }
             self.evict(&t.key_id);
         }
@@ -503,6 +647,54 @@ impl Vault {
             );
         }
         Ok(report)
+    }
+
+    /// How the tombstone file and the store's tombstones compare.
+    pub async fn tombstone_health(&self) -> Result<TombstoneHealth, CryptoError> {
+        let in_store = self.store.keys().tombstones().await?;
+        let path = self.tombstones.clone();
+        let in_file = match read_tombstones(&path).await {
+            Ok(f) => f,
+            Err(CryptoError::TombstoneDamaged(e)) => {
+                return Ok(TombstoneHealth {
+                    path,
+                    in_file: None,
+                    in_store: in_store.len(),
+                    missing_from_file: 0,
+                    damaged: Some(e.to_string()),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let missing_from_file = match &in_file {
+            Some(f) => {
+                let filed: HashSet<&str> = f.iter().map(|t| t.key_id.as_str()).collect();
+                in_store.iter().filter(|t| !filed.contains(t.key_id.as_str())).count()
+            }
+            None => in_store.len(),
+        };
+        Ok(TombstoneHealth {
+            path,
+            in_file: in_file.map(|f| f.len()),
+            in_store: in_store.len(),
+            missing_from_file,
+            damaged: None,
+        })
+    }
+
+    /// What `serve` checks before it starts: the tombstone file must be readable and hold
+    /// every erasure the store records (otherwise it no longer protects against a restore of
+    /// the store, and someone must find out why). A missing file on a store with no erasure is
+    /// created. Then reconciles (a restored store gets its erasures back from the file).
+    pub async fn startup_check(&self) -> Result<Reconciled, CryptoError> {
+        let h = self.tombstone_health().await?;
+        if let Some(problem) = h.problem() {
+            return Err(CryptoError::TombstonesUnhealthy(problem));
+        }
+        if h.in_file.is_none() {
+            create_tombstone_file(&self.tombstones).await?;
+        }
+        self.reconcile().await
     }
 
     /// How many data keys each KEK version wraps.
@@ -559,34 +751,88 @@ impl Vault {
     }
 }
 
-/// One line per tombstone: `key_id<TAB>activity<TAB>RFC 3339 time`. Appended and synced, so an
-/// acknowledged shred survives a crash.
+/// One line per tombstone: `key_id<TAB>activity<TAB>RFC 3339 time`, checksummed, appended
+/// in one write after a newline if the last write was torn, and synced (`line_file`), so an
+/// acknowledged shred survives a crash and a damaged line is found.
 async fn append_tombstones(path: &Path, ts: &[Tombstone]) -> Result<(), CryptoError> {
     if ts.is_empty() {
         return Ok(());
     }
+    let lines: Vec<String> = ts
+        .iter()
+        .map(|t| {
+            let at = t.shredded_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+            format!("{}\t{}\t{at}", t.key_id, t.activity)
+        })
+        .collect();
+    let owned = path.to_owned();
+    tokio::task::spawn_blocking(move || crate::line_file::append(&owned, &lines))
+        .await
+        .map_err(|e| CryptoError::Tombstones { path: path.to_owned(), source: std::io::Error::other(e) })?
+        .map_err(|e| line_file_error(path, e))
+}
+
+/// Creates an empty tombstone file (mode 0600), as `keys init` and a first `serve` do.
+pub async fn create_tombstone_file(path: &Path) -> Result<(), CryptoError> {
     let err = |source| CryptoError::Tombstones { path: path.to_owned(), source };
-    let mut text = String::new();
-    for t in ts {
-        let at = t.shredded_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-        text.push_str(&format!("{}\t{}\t{at}\n", t.key_id, t.activity));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(dir).await.map_err(err)?;
     }
     let mut opts = tokio::fs::OpenOptions::new();
     opts.append(true).create(true);
     #[cfg(unix)]
     opts.mode(0o600);
-    let mut f = opts.open(path).await.map_err(err)?;
-    f.write_all(text.as_bytes()).await.map_err(err)?;
+    let f = opts.open(path).await.map_err(err)?;
     f.sync_all().await.map_err(err)
 }
 
-async fn read_tombstones(path: &Path) -> Result<Vec<Tombstone>, CryptoError> {
-    let text = match tokio::fs::read_to_string(path).await {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(CryptoError::Tombstones { path: path.to_owned(), source }),
-    };
-    Ok(text.lines().filter_map(parse_tombstone).collect())
+fn line_file_error(path: &Path, e: crate::line_file::LineFileError) -> CryptoError {
+    match e {
+        crate::line_file::LineFileError::Io { source, .. } => CryptoError::Tombstones { path: path.to_owned(), source },
+        damaged => CryptoError::TombstoneDamaged(damaged),
+    }
+}
+
+/// The tombstones of the file, or `None` when it does not exist. A line that does not parse
+/// (torn, edited) is an error naming it, never skipped: skipping it would let a restore bring
+/// that erasure back. Lines written before checksums existed are accepted when whole.
+async fn read_tombstones(path: &Path) -> Result<Option<Vec<Tombstone>>, CryptoError> {
+    let owned = path.to_owned();
+    tokio::task::spawn_blocking(move || read_tombstones_now(&owned))
+        .await
+        .map_err(|e| CryptoError::Tombstones { path: path.to_owned(), source: std::io::Error::other(e) })?
+}
+
+fn read_tombstones_now(path: &Path) -> Result<Option<Vec<Tombstone>>, CryptoError> {
+    let Some(lines) = crate::line_file::read(path).map_err(|e| line_file_error(path, e))? else { return Ok(None) };
+    let mut out = Vec::with_capacity(lines.len());
+    for l in lines {
+        let t = parse_tombstone(&l.payload).ok_or_else(|| {
+            CryptoError::TombstoneDamaged(crate::line_file::LineFileError::Damaged {
+                path: path.to_owned(),
+                line: l.number,
+            })
+        })?;
+        out.push(t);
+    }
+    Ok(Some(out))
+}
+
+/// What `guichet check` says about the tombstone file, without the store: whether it is
+/// whole, and one line for the operator.
+pub fn tombstone_file_report(path: &Path) -> (bool, String) {
+    match read_tombstones_now(path) {
+        Ok(Some(ts)) => (true, format!("tombstones: {} erasure(s) in {}, every line intact", ts.len(), path.display())),
+        Ok(None) => (
+            true,
+            format!(
+                "tombstones: {} does not exist: `serve` creates it on a store without erasures and refuses to start \
+                 on one with erasures (restore it, or run `guichet keys reconcile`)",
+                path.display()
+            ),
+        ),
+        Err(e) => (false, format!("tombstones: PROBLEM: {e}")),
+    }
 }
 
 fn parse_tombstone(line: &str) -> Option<Tombstone> {
@@ -594,6 +840,9 @@ fn parse_tombstone(line: &str) -> Option<Tombstone> {
     let key_id = KeyId::parse(parts.next()?)?;
     let activity = parts.next().filter(|a| !a.is_empty())?;
     let at = parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
     let shredded_at = OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()?;
     Some(Tombstone { key_id: key_id.to_string(), activity: activity.to_owned(), shredded_at })
 }

@@ -68,6 +68,29 @@ pub struct Pruned {
 
 const HEAD_COLUMNS: &str = "seq, hash, checkpoint_number, checkpoint_seq, checkpoint_at_us, anchor_seq, anchor_hash";
 
+/// The statements that let the retention path delete from the append-only tables inside its
+/// own transaction, and only there (the triggers of migration 0006 check them).
+struct RetentionGate {
+    open: &'static str,
+    close: &'static str,
+}
+
+impl RetentionGate {
+    fn of(engine: Engine) -> Self {
+        match engine {
+            // Transaction-local: gone at commit or rollback, invisible to other sessions.
+            Engine::Postgres => Self {
+                open: "SELECT set_config('guichet.retention', 'on', true)",
+                close: "SELECT set_config('guichet.retention', 'off', true)",
+            },
+            // The row exists only inside this transaction: other connections never see it.
+            Engine::Sqlite => {
+                Self { open: "INSERT INTO retention_gate (id) VALUES (1)", close: "DELETE FROM retention_gate" }
+            }
+        }
+    }
+}
+
 pub struct AuditRepo<'a> {
     store: &'a Store,
 }
@@ -112,10 +135,10 @@ impl<'a> AuditRepo<'a> {
                 q.build().execute(&mut *tx).await?;
             }
             for c in &ext.consents {
-                sqlx::query("INSERT INTO consent_event (seq, subject, activity, purpose, given, at_us, body, hash) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                sqlx::query("INSERT INTO consent_event (seq, subject, activity, purpose, given, at_us, body, hash, \
+                             key_id, signature) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
                     .bind(c.seq).bind(&c.subject).bind(&c.activity).bind(&c.purpose).bind(c.given).bind(c.at_us)
-                    .bind(&c.body).bind(&c.hash)
+                    .bind(&c.body).bind(&c.hash).bind(&c.key_id).bind(&c.signature)
                     .execute(&mut *tx).await?;
             }
             for c in &ext.checkpoints {
@@ -155,6 +178,7 @@ impl<'a> AuditRepo<'a> {
     /// there is nothing to remove yet.
     pub async fn prune_before(&self, cutoff_us: i64) -> Result<Option<Pruned>, StoreError> {
         let lock = self.lock_head_sql();
+        let gate = RetentionGate::of(self.store.engine());
         let pruned = with_pool!(self.store.db(), p => {
             let mut tx = p.begin().await?;
             let head: HeadRow = sqlx::query_as(sqlx::AssertSqlSafe(lock)).fetch_one(&mut *tx).await?;
@@ -169,10 +193,13 @@ impl<'a> AuditRepo<'a> {
             match anchor {
                 None => None,
                 Some((number, seq, hash)) => {
+                    // The tables refuse deletions outside this path (migration 0006).
+                    sqlx::query(gate.open).execute(&mut *tx).await?;
                     let gone = sqlx::query("DELETE FROM audit_entry WHERE seq <= $1").bind(seq).execute(&mut *tx).await?;
                     sqlx::query("DELETE FROM audit_checkpoint WHERE number < $1").bind(number).execute(&mut *tx).await?;
                     sqlx::query("UPDATE audit_head SET anchor_seq = $1, anchor_hash = $2 WHERE id = 1")
                         .bind(seq).bind(&hash).execute(&mut *tx).await?;
+                    sqlx::query(gate.close).execute(&mut *tx).await?;
                     tx.commit().await?;
                     Some(Pruned { anchor_seq: seq, anchor_checkpoint: number, entries: gone.rows_affected() })
                 }

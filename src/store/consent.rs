@@ -20,9 +20,23 @@ pub struct ConsentRow {
     /// The journal entry's canonical body and chain hash.
     pub body: String,
     pub hash: String,
+    /// The checkpoint key that signed the row, and its Ed25519 signature (hex) over the
+    /// entry's sequence number, hash and body. `None` for rows written before signing existed.
+    pub key_id: Option<String>,
+    pub signature: Option<String>,
 }
 
-const COLUMNS: &str = "seq, subject, activity, purpose, given, at_us, body, hash";
+/// A ledger row with the journal entry it copies, when the journal still holds it (retention
+/// prunes the journal, never the ledger): what enforcement checks a row against.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct LedgerRow {
+    #[sqlx(flatten)]
+    pub row: ConsentRow,
+    pub entry_body: Option<String>,
+    pub entry_hash: Option<String>,
+}
+
+const COLUMNS: &str = "seq, subject, activity, purpose, given, at_us, body, hash, key_id, signature";
 
 pub struct ConsentRepo<'a> {
     store: &'a Store,
@@ -38,6 +52,34 @@ impl<'a> ConsentRepo<'a> {
         let sql = format!("SELECT {COLUMNS} FROM consent_event WHERE subject = $1 ORDER BY seq");
         let rows = with_pool!(self.store.db(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(subject).fetch_all(p).await?);
         Ok(rows)
+    }
+
+    /// Every event of `subject`, oldest first, each with its journal entry (if not pruned).
+    pub async fn checked_events_of(&self, subject: &str) -> Result<Vec<LedgerRow>, StoreError> {
+        let sql = "SELECT c.seq, c.subject, c.activity, c.purpose, c.given, c.at_us, c.body, c.hash, c.key_id, \
+                   c.signature, e.body AS entry_body, e.hash AS entry_hash \
+                   FROM consent_event c LEFT JOIN audit_entry e ON e.seq = c.seq WHERE c.subject = $1 ORDER BY c.seq";
+        let rows = with_pool!(self.store.db(), p => sqlx::query_as(sql).bind(subject).fetch_all(p).await?);
+        Ok(rows)
+    }
+
+    /// Up to `limit` ledger rows after `seq`, in order, each with its journal entry (if not
+    /// pruned): what `audit verify` walks.
+    pub async fn checked_events_after(&self, seq: i64, limit: i64) -> Result<Vec<LedgerRow>, StoreError> {
+        let sql = "SELECT c.seq, c.subject, c.activity, c.purpose, c.given, c.at_us, c.body, c.hash, c.key_id, \
+                   c.signature, e.body AS entry_body, e.hash AS entry_hash \
+                   FROM consent_event c LEFT JOIN audit_entry e ON e.seq = c.seq WHERE c.seq > $1 ORDER BY c.seq LIMIT $2";
+        let rows = with_pool!(self.store.db(), p => sqlx::query_as(sql).bind(seq).bind(limit).fetch_all(p).await?);
+        Ok(rows)
+    }
+
+    /// A journal entry about `subject`'s consent that has no ledger row (a deleted row), if any.
+    pub async fn entry_without_row(&self, subject: &str) -> Result<Option<i64>, StoreError> {
+        let sql = "SELECT e.seq FROM audit_entry e WHERE e.subject = $1 \
+                   AND e.operation IN ('consent_given', 'consent_withdrawn') \
+                   AND NOT EXISTS (SELECT 1 FROM consent_event c WHERE c.seq = e.seq) LIMIT 1";
+        let seq = with_pool!(self.store.db(), p => sqlx::query_scalar(sql).bind(subject).fetch_optional(p).await?);
+        Ok(seq)
     }
 
     /// One event by its journal sequence number.

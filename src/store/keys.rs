@@ -107,6 +107,21 @@ impl<'a> Keys<'a> {
         Ok(rows)
     }
 
+    /// Tombstones whose key row exists anyway (a partial restore of the key table).
+    pub async fn tombstoned_keys(&self) -> Result<Vec<Tombstone>, StoreError> {
+        let sql = "SELECT t.key_id, t.activity, t.shredded_at FROM guichet_key_tombstones t \
+                   JOIN guichet_data_keys k ON k.key_id = t.key_id ORDER BY t.key_id";
+        let rows = with_pool!(self.store.db(), p => sqlx::query_as(sql).fetch_all(p).await?);
+        Ok(rows)
+    }
+
+    /// How many tombstones the store holds.
+    pub async fn tombstone_count(&self) -> Result<i64, StoreError> {
+        let n = with_pool!(self.store.db(), p =>
+            sqlx::query_scalar("SELECT COUNT(*) FROM guichet_key_tombstones").fetch_one(p).await?);
+        Ok(n)
+    }
+
     /// How many data keys each KEK version wraps, by version.
     pub async fn count_by_kek_version(&self) -> Result<Vec<(i64, i64)>, StoreError> {
         let sql = "SELECT kek_version, COUNT(*) FROM guichet_data_keys GROUP BY kek_version ORDER BY kek_version";

@@ -32,7 +32,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use audit::{AuditRepo, CheckpointRow, EntryRow, Extension, HeadRow, Pruned};
-pub use consent::{ConsentRepo, ConsentRow};
+pub use consent::{ConsentRepo, ConsentRow, LedgerRow};
 pub use jobs::{JobCounts, JobRow, JobsRepo};
 pub use keys::{DataKeyRow, Keys, Tombstone};
 pub use meta::Meta;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use guichet::audit::verify::{Report, verify};
+use guichet::audit::verify::{Checks, Report, verify, verify_with};
 use guichet::audit::{
     Actor, ActorKind, Audit, AuditEvent, Break, Ident, Operation, Outcome, Signer, SinkSettings, chain, retention,
 };
@@ -17,7 +17,7 @@ use secrecy::SecretString;
 use tempfile::TempDir;
 
 use crate::consent;
-use crate::helpers::{Backend, open_migrated_store, raw_sql, spawn_app};
+use crate::helpers::{Backend, intruder_sql, open_migrated_store, spawn_app, try_sql};
 
 const T0: time::OffsetDateTime = time::macros::datetime!(2026-11-28 12:00 UTC);
 
@@ -27,16 +27,18 @@ struct Journal {
     url: SecretString,
     audit: Audit,
     signer_path: std::path::PathBuf,
+    witness: std::path::PathBuf,
     clock: FixedClock,
     _dir: TempDir,
 }
 
-fn settings(checkpoint_every_entries: i64) -> SinkSettings {
+fn settings(checkpoint_every_entries: i64, witness: &std::path::Path) -> SinkSettings {
     SinkSettings {
         batch_max_entries: 256,
         batch_max_delay: Duration::from_millis(5),
         checkpoint_every_entries,
         checkpoint_every: Duration::from_secs(300),
+        witness: Some(witness.to_owned()),
     }
 }
 
@@ -46,15 +48,17 @@ impl Journal {
         let signer_path = dir.path().join("keys/audit.p8");
         let (signer, _) = Signer::load_or_generate(&signer_path).unwrap();
         let clock = FixedClock::at(T0);
-        let audit = Audit::start(store.clone(), signer, Arc::new(clock.clone()), settings(checkpoint_every_entries));
-        Self { store, url, audit, signer_path, clock, _dir: dir }
+        let witness = dir.path().join("witness/checkpoints.witness");
+        let audit =
+            Audit::start(store.clone(), signer, Arc::new(clock.clone()), settings(checkpoint_every_entries, &witness));
+        Self { store, url, audit, signer_path, witness, clock, _dir: dir }
     }
 
     /// A second writer on the same store and key, as another instance would be.
     async fn second_writer(&self) -> Audit {
         let store = Store::connect(&self.url, &guichet::store::StoreOptions::default()).await.unwrap();
         let signer = Signer::load(&self.signer_path).unwrap();
-        Audit::start(store, signer, Arc::new(self.clock.clone()), settings(100))
+        Audit::start(store, signer, Arc::new(self.clock.clone()), settings(100, &self.witness))
     }
 
     async fn append(&self, n: usize) {
@@ -73,8 +77,23 @@ impl Journal {
         report.broken.unwrap_or_else(|| panic!("tampering not detected: {summary}"))
     }
 
+    /// Everything `guichet audit verify` checks, as seen `later` after the journal's clock.
+    async fn verify_all(&self, later: time::Duration) -> Report {
+        use guichet::clock::Clock as _;
+        let now = guichet::audit::event::to_micros(self.clock.now() + later);
+        let checks = Checks { coverage: Some((now, Duration::from_secs(300))), witness: Some(self.witness.clone()) };
+        verify_with(&self.store, &Signer::load(&self.signer_path).unwrap().verifier(), &checks).await.unwrap()
+    }
+
+    async fn broken_all(&self, later: time::Duration) -> Break {
+        let report = self.verify_all(later).await;
+        let summary = report.summary();
+        report.broken.unwrap_or_else(|| panic!("tampering not detected: {summary}"))
+    }
+
+    /// SQL as an intruder who can write the store (through the triggers' bypass).
     async fn sql(&self, sql: &str) {
-        raw_sql(&self.url, sql).await;
+        intruder_sql(&self.url, sql).await;
     }
 }
 
@@ -277,14 +296,137 @@ async fn the_gateway_journals_its_start_and_flushes_queued_events(backend: Backe
     assert!(report.is_intact(), "{}", report.summary());
 }
 
+/// The intruder deletes the last checkpoints and moves the head's counter back, so the chain
+/// and the remaining checkpoints agree: the witness still has them, and the entries they
+/// covered are left uncovered past the checkpoint interval.
+async fn deleting_the_last_checkpoints_is_detected(backend: Backend) {
+    let j = Journal::start(backend, 10).await;
+    j.append(25).await;
+    // Stopping checkpoints the rest: 4 checkpoints (the first entry, 10, 20, 25), all witnessed.
+    j.audit.shutdown().await;
+    let report = j.verify_all(time::Duration::hours(1)).await;
+    assert!(report.is_intact(), "{}", report.summary());
+    assert_eq!((report.checkpoints, report.witnessed), (4, Some(4)), "{}", report.summary());
+
+    j.sql("DELETE FROM audit_checkpoint WHERE number >= 3").await;
+    // The head still counts 4 checkpoints.
+    assert_eq!(j.broken().await, Break::CheckpointCount { head: 4, found: 2 });
+
+    j.sql("UPDATE audit_head SET checkpoint_number = 2, checkpoint_seq = 10").await;
+    // The chain alone cannot tell any more…
+    assert!(j.verify().await.is_intact());
+    // …the witness can…
+    let b = j.broken_all(time::Duration::ZERO).await;
+    assert_eq!(b, Break::WitnessedButMissing { number: 3 });
+    assert_eq!(b.to_string(), "checkpoint 3: in the witness but not in the store (deleted checkpoint)");
+    // …and so can time: entries 11.. are older than the interval and covered by nothing.
+    assert_eq!(j.broken_all(time::Duration::hours(1)).await, Break::Uncovered { seq: 11 });
+    // A witness deleted as well is itself reported.
+    std::fs::remove_file(&j.witness).unwrap();
+    let b = j.broken_all(time::Duration::ZERO).await;
+    assert!(matches!(b, Break::WitnessMissing { .. }), "{b}");
+}
+
+async fn deleting_every_checkpoint_is_detected(backend: Backend) {
+    let j = Journal::start(backend, 10).await;
+    j.append(25).await;
+    j.audit.flush().await.unwrap();
+    j.sql("DELETE FROM audit_checkpoint").await;
+    j.sql("UPDATE audit_head SET checkpoint_number = 0, checkpoint_seq = 0, checkpoint_at_us = 0").await;
+    assert!(j.verify().await.is_intact(), "the chain alone is self-consistent");
+    assert_eq!(j.broken_all(time::Duration::ZERO).await, Break::WitnessedButMissing { number: 1 });
+    // Without the witness: young entries may wait for their checkpoint, not beyond the
+    // interval and its grace.
+    std::fs::remove_file(&j.witness).unwrap();
+    assert!(j.verify_all(time::Duration::minutes(9)).await.is_intact());
+    assert_eq!(j.broken_all(time::Duration::minutes(11)).await, Break::Uncovered { seq: 1 });
+}
+
+async fn a_checkpoint_differing_from_the_witness_is_detected(backend: Backend) {
+    let j = Journal::start(backend, 10).await;
+    j.append(25).await;
+    j.audit.shutdown().await;
+    // The witness line of checkpoint 1 rewritten (with a valid checksum): the two disagree.
+    let text = std::fs::read_to_string(&j.witness).unwrap();
+    let first = text.lines().next().unwrap();
+    let payload = first.rsplit_once("\tc=").unwrap().0;
+    let mut fields: Vec<&str> = payload.split(' ').collect();
+    fields[4] = "1";
+    let forged = guichet::line_file::checksummed(&fields.join(" "));
+    std::fs::write(&j.witness, text.replacen(first, &forged, 1)).unwrap();
+    assert_eq!(j.broken_all(time::Duration::hours(1)).await, Break::WitnessDiffers { number: 1 });
+    // A checkpoint the witness never saw is reported too.
+    let rest: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&j.witness, rest).unwrap();
+    assert_eq!(j.broken_all(time::Duration::hours(1)).await, Break::NotWitnessed { number: 1 });
+    // A torn witness line is an error, never skipped.
+    std::fs::write(&j.witness, format!("{text}gcw1 5 30")).unwrap();
+    let checks = Checks { coverage: None, witness: Some(j.witness.clone()) };
+    let err = verify_with(&j.store, &Signer::load(&j.signer_path).unwrap().verifier(), &checks).await.unwrap_err();
+    assert!(err.to_string().contains("line 5: damaged"), "{err}");
+}
+
+/// Plain SQL cannot change or remove journal, checkpoint or ledger rows; the retention path
+/// still prunes.
+async fn the_database_refuses_edits_of_the_journal_outside_retention(backend: Backend) {
+    let j = Journal::start(backend, 10).await;
+    j.append(35).await;
+    for sql in [
+        "UPDATE audit_entry SET subject = 'x' WHERE seq = 3",
+        "DELETE FROM audit_entry WHERE seq = 35",
+        "UPDATE audit_checkpoint SET seq = 1 WHERE number = 1",
+        "DELETE FROM audit_checkpoint",
+    ] {
+        let refused = try_sql(&j.url, sql).await.unwrap_or_else(|| panic!("the database accepted {sql}"));
+        assert!(refused.contains("append-only"), "{sql}: {refused}");
+    }
+    assert!(j.verify().await.is_intact());
+    j.clock.advance(time::Duration::days(200));
+    j.append(5).await;
+    let pruned = retention::prune(&j.store, &j.audit, &j.clock, Duration::from_secs(183 * 24 * 3600)).await.unwrap();
+    assert_eq!(pruned.unwrap().anchor_seq, 30);
+    // The gate closed with the pruning's transaction.
+    assert!(try_sql(&j.url, "DELETE FROM audit_entry").await.is_some());
+    assert!(j.verify().await.is_intact());
+}
+
+/// The command operators run: the witness written by a real process, then checkpoints deleted
+/// from the store (the head's counter moved back to match) are reported, exit status 1.
+async fn audit_verify_with_the_binary_checks_the_witness(backend: Backend) {
+    crate::helpers::init();
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::helpers::fresh_store_url(backend, dir.path()).await;
+    let config = write_config_with(dir.path(), &url, "\n[audit]\ncheckpoint_every_entries = 10\n");
+    assert!(guichet(&config, &["audit", "selftest-burst", "25"]).output().unwrap().status.success());
+    let witness = dir.path().join("data/audit-witness/checkpoints.witness");
+    let lines = std::fs::read_to_string(&witness).unwrap().lines().count();
+    assert!(lines >= 3, "every checkpoint is witnessed");
+    let out = verify_with_the_binary(&config);
+    assert!(out.contains(&format!("{lines} checkpoints identical in the witness")), "{out}");
+
+    intruder_sql(&url, "DELETE FROM audit_checkpoint WHERE number > 1").await;
+    intruder_sql(
+        &url,
+        "UPDATE audit_head SET checkpoint_number = 1, checkpoint_seq = (SELECT seq FROM audit_checkpoint)",
+    )
+    .await;
+    let out = guichet(&config, &["audit", "verify"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("audit journal BROKEN: checkpoint 2: in the witness but not in the store"), "{stdout}");
+}
+
+crate::on_both_stores!(
+    audit_verify_with_the_binary_checks_the_witness,
+    deleting_the_last_checkpoints_is_detected,
+    deleting_every_checkpoint_is_detected,
+    a_checkpoint_differing_from_the_witness_is_detected,
+    the_database_refuses_edits_of_the_journal_outside_retention,
+);
+
 /// A configuration file for the real binary on the store at `url`.
 fn write_config(dir: &std::path::Path, url: &SecretString) -> std::path::PathBuf {
     write_config_with(dir, url, "")
-}
-
-/// Like [`write_config`], checking checkpoints against the key file `key`.
-fn write_config_with_key(dir: &std::path::Path, url: &SecretString, key: &std::path::Path) -> std::path::PathBuf {
-    write_config_with(dir, url, &format!("\n[audit]\nsigning_key_file = {:?}\n", key.display().to_string()))
 }
 
 fn write_config_with(dir: &std::path::Path, url: &SecretString, extra: &str) -> std::path::PathBuf {
@@ -376,8 +518,12 @@ async fn two_gateways_on_one_store_chain_ten_thousand_concurrent_consents(backen
     // One checkpoint key file for both instances, as a deployment must share it.
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("audit-signing-key.p8");
+    // And one witness directory, on storage they share.
     fn shared_key(k: std::path::PathBuf) -> impl FnOnce(&mut guichet::config::Settings, std::net::SocketAddr) {
-        move |s, _| s.audit.signing_key_file = Some(k)
+        move |s, _| {
+            s.audit.witness_dir = k.parent().map(|d| d.join("witness"));
+            s.audit.signing_key_file = Some(k);
+        }
     }
     let a = consent::builder(&mock, backend).with(shared_key(key_file.clone())).start().await;
     let b = consent::builder(&mock, backend)
@@ -437,9 +583,18 @@ async fn two_gateways_on_one_store_chain_ten_thousand_concurrent_consents(backen
     assert_eq!(report.head_seq as u64, report.entries);
     assert!(report.head_seq >= started_seq + TOTAL as i64);
     assert!(report.checkpoints >= (TOTAL / 1000) as u64, "{}", report.summary());
-    // …and the command operators run says so too.
-    let config = write_config_with_key(keys.path(), &a.store_url, &key_file);
+    // …and the command operators run says so too, once the instances have stopped (their
+    // last entries then have their checkpoint), with the shared witness.
+    a.state.audit.shutdown().await;
+    b.state.audit.shutdown().await;
+    let extra = format!(
+        "\n[audit]\nsigning_key_file = {:?}\nwitness_dir = {:?}\n",
+        key_file.display().to_string(),
+        keys.path().join("witness").display().to_string()
+    );
+    let config = write_config_with(keys.path(), &a.store_url, &extra);
     let out = verify_with_the_binary(&config);
+    assert!(out.contains("checkpoints identical in the witness"), "{out}");
     assert!(out.starts_with("audit journal intact"), "{out}");
 
     // Every acknowledged choice is the entry its sequence number names, made by that request.

@@ -9,7 +9,7 @@ use guichet::config::RouteAccess;
 use serde_json::Value;
 
 use crate::auth::{SESSION, agent_info, agent_sign_in, cookie, sign_in_at};
-use crate::helpers::{Backend, TestApp, TestAppBuilder, route, spawn_app};
+use crate::helpers::{Backend, TestApp, TestAppBuilder, intruder_sql, route, spawn_app, try_sql};
 use crate::oidc_mock::MockProvider;
 
 const NEWSLETTER: &str = include_str!("../../policies/lettre-information.toml");
@@ -167,9 +167,13 @@ async fn first_subject(app: &TestApp) -> String {
 
 async fn a_withdrawal_reaches_another_instance_within_two_seconds(backend: Backend) {
     let mock = MockProvider::start().await;
-    let a = builder(&mock, backend).start().await;
+    // Instances share the checkpoint key, which signs the ledger rows (docs/audit.md).
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("audit-signing-key.p8");
+    let shared = |k: std::path::PathBuf| move |s: &mut guichet::config::Settings, _| s.audit.signing_key_file = Some(k);
+    let a = builder(&mock, backend).with(shared(key.clone())).start().await;
     let store_url = a_store_url(&a);
-    let b = builder(&mock, backend).with_store_url(store_url).start().await;
+    let b = builder(&mock, backend).with_store_url(store_url).with(shared(key)).start().await;
     let s = citizen(&a, &mock, "sub-angela").await;
     assert_eq!(choose(&a, &s, "donner").await.status(), 303);
     assert_eq!(get(&b, &s, "/lettre-information/", "application/json").await.status(), 200);
@@ -246,7 +250,72 @@ async fn an_agent_records_a_consent_with_a_code_read_out_by_the_citizen(backend:
     assert_eq!(get(&app, &s, "/.guichet/consentement/agent", "text/html").await.status(), 303);
 }
 
+/// An intruder with SQL access (but not the checkpoint key) turns a withdrawal back into a
+/// consent in the ledger: `audit verify` names the row, and enforcement refuses the citizen's
+/// ledger (503, nothing forwarded, the alert counter moves) instead of letting them through.
+async fn an_edited_consent_row_is_detected_and_refused(backend: Backend) {
+    use guichet::audit::Break;
+    use guichet::audit::ledger::LedgerBreak;
+    use guichet::audit::verify::verify;
+
+    let mock = MockProvider::start().await;
+    let app = builder(&mock, backend).start().await;
+    let s = citizen(&app, &mock, "sub-angela").await;
+    assert_eq!(choose(&app, &s, "donner").await.status(), 303);
+    assert_eq!(choose(&app, &s, "retirer").await.status(), 303);
+    assert_eq!(get(&app, &s, "/lettre-information/", "application/json").await.status(), 403);
+    let report = verify(&app.state.store, app.state.audit.verifier()).await.unwrap();
+    assert!(report.is_intact() && report.ledger_rows == 2, "{}", report.summary());
+    let seq = app.state.store.consent().events_of(&first_subject(&app).await).await.unwrap()[1].seq;
+
+    // Plain SQL cannot touch the ledger.
+    for sql in ["UPDATE consent_event SET given = 1", "DELETE FROM consent_event"] {
+        let refused = try_sql(&app.store_url, sql).await.unwrap_or_else(|| panic!("the database accepted {sql}"));
+        assert!(refused.contains("append-only"), "{refused}");
+    }
+
+    // Through the bypass: the withdrawal row now says "given".
+    intruder_sql(&app.store_url, &format!("UPDATE consent_event SET given = 1 WHERE seq = {seq}")).await;
+    let report = verify(&app.state.store, app.state.audit.verifier()).await.unwrap();
+    assert_eq!(report.broken, Some(Break::Ledger(LedgerBreak::Column { seq, column: "given" })));
+    // Past the cache's revalidation, the edited row is loaded and refused: fail closed.
+    tokio::time::sleep(guichet::consent::REVALIDATE_AFTER + Duration::from_millis(100)).await;
+    let hits = app.upstream.hits();
+    let r = get(&app, &s, "/lettre-information/", "application/json").await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert_eq!(app.upstream.hits(), hits, "nothing forwarded");
+    assert_eq!(app.state.metrics.consent_ledger_rejected.get(), 1);
+
+    // Body and column rewritten together: the row's signature no longer holds.
+    intruder_sql(
+        &app.store_url,
+        &format!(
+            "UPDATE consent_event SET body = replace(body, 'consent_withdrawn', 'consent_given') WHERE seq = {seq}"
+        ),
+    )
+    .await;
+    let report = verify(&app.state.store, app.state.audit.verifier()).await.unwrap();
+    assert_eq!(report.broken, Some(Break::Ledger(LedgerBreak::BadSignature { seq })));
+    // Signature removed, as if the row predated signing: its journal entry still disagrees.
+    intruder_sql(
+        &app.store_url,
+        &format!("UPDATE consent_event SET key_id = NULL, signature = NULL WHERE seq = {seq}"),
+    )
+    .await;
+    let report = verify(&app.state.store, app.state.audit.verifier()).await.unwrap();
+    assert_eq!(report.broken, Some(Break::Ledger(LedgerBreak::EntryMismatch { seq })));
+    // The row deleted: the journal still has the withdrawal.
+    intruder_sql(&app.store_url, &format!("DELETE FROM consent_event WHERE seq = {seq}")).await;
+    let report = verify(&app.state.store, app.state.audit.verifier()).await.unwrap();
+    assert_eq!(report.broken, Some(Break::Ledger(LedgerBreak::MissingRow { seq })));
+    tokio::time::sleep(guichet::consent::REVALIDATE_AFTER + Duration::from_millis(100)).await;
+    assert_eq!(get(&app, &s, "/lettre-information/", "application/json").await.status(), 503);
+    assert_eq!(app.upstream.hits(), hits, "nothing forwarded");
+}
+
 crate::on_both_stores!(
+    an_edited_consent_row_is_detected_and_refused,
     consent_is_enforced_given_proven_and_withdrawn,
     a_withdrawal_reaches_another_instance_within_two_seconds,
     an_agent_records_a_consent_with_a_code_read_out_by_the_citizen,

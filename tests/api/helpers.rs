@@ -605,6 +605,50 @@ pub async fn raw_sql(url: &SecretString, sql: &str) {
     }
 }
 
+/// Runs `sql` as an intruder with SQL access to the store would: through the bypass the
+/// retention path uses, which the append-only triggers let pass (anyone who can write SQL can
+/// open it; what catches such edits is `audit verify` and the signatures).
+pub async fn intruder_sql(url: &SecretString, sql: &str) {
+    use secrecy::ExposeSecret;
+    let url = url.expose_secret();
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("SELECT set_config('guichet.retention', 'on', true)").execute(&mut *tx).await.unwrap();
+        sqlx::query(sql).execute(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("INSERT INTO retention_gate (id) VALUES (1)").execute(&mut *tx).await.unwrap();
+        sqlx::query(sql).execute(&mut *tx).await.unwrap();
+        sqlx::query("DELETE FROM retention_gate").execute(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
+        pool.close().await;
+    }
+}
+
+/// Runs `sql` as plain SQL and returns the database's error, if it refused it.
+pub async fn try_sql(url: &SecretString, sql: &str) -> Option<String> {
+    use secrecy::ExposeSecret;
+    let url = url.expose_secret();
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    let r = if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let r = sqlx::query(sql).execute(&pool).await.map(drop);
+        pool.close().await;
+        r
+    } else {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let r = sqlx::query(sql).execute(&pool).await.map(drop);
+        pool.close().await;
+        r
+    };
+    r.err().map(|e| e.to_string())
+}
+
 /// A keyring and its age identity in `dir`, made through the same public functions as
 /// `guichet keys init` (test keys live only in the test's temporary directory).
 pub fn test_keys(dir: &FsPath) -> guichet::config::KeysSettings {

@@ -282,7 +282,113 @@ async fn another_vault_drops_a_shredded_key_when_it_reads_the_generation(backend
     assert!(!b.check_shreds().await.unwrap(), "nothing new since");
 }
 
+/// Puts the key tables back to `b` under a running instance: SQLite from an older copy of the
+/// file (attached), PostgreSQL from copies of the tables (the shred rows deleted).
+async fn restore_in_place(s: &Setup, b: &Backup) {
+    match b {
+        Backup::Sqlite(file) => {
+            use sqlx::Connection as _;
+            let mut c = sqlx::SqliteConnection::connect(s.url.expose_secret()).await.unwrap();
+            let attach = format!("ATTACH DATABASE '{}' AS bak", file.display());
+            sqlx::query(sqlx::AssertSqlSafe(attach)).execute(&mut c).await.unwrap();
+            for sql in [
+                "DELETE FROM guichet_data_keys",
+                "INSERT INTO guichet_data_keys SELECT * FROM bak.guichet_data_keys",
+                "DELETE FROM guichet_key_tombstones",
+                "INSERT INTO guichet_key_tombstones SELECT * FROM bak.guichet_key_tombstones",
+                "DELETE FROM guichet_meta",
+                "INSERT INTO guichet_meta SELECT * FROM bak.guichet_meta",
+                "DETACH DATABASE bak",
+            ] {
+                sqlx::query(sql).execute(&mut c).await.unwrap();
+            }
+            c.close().await.unwrap();
+        }
+        Backup::Postgres => restore(s, b).await,
+    }
+}
+
+/// A running gateway whose store is put back to a copy taken before an erasure: it finds out
+/// by itself and destroys the key again (the shred generation went back, or its tombstones
+/// count dropped), and meanwhile never uses a key it knows destroyed.
+async fn a_running_instance_reapplies_erasures_when_the_store_goes_back(backend: Backend) {
+    let s = Setup::new(backend).await;
+    let app = start(&s).await.expect("the gateway must start");
+    let vault = app.state().crypto.clone().expect("keys are configured");
+    let store = app.state().store.clone();
+    let token = vault.seal(&ctx("sub-1", "nom"), "Dupont").await.unwrap();
+    let kept = vault.seal(&ctx("sub-2", "nom"), "Martin").await.unwrap();
+    let key_id = store.keys().find_by_owner("sub-1", "inscription-scolaire").await.unwrap().unwrap().key_id;
+    let backup = back_up(&s, backend).await;
+    vault.shred("sub-1", "inscription-scolaire").await.unwrap();
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(vault.clone().watch_shreds(rx));
+
+    // Restored under the running instance: the destroyed key is back in the store…
+    restore_in_place(&s, &backup).await;
+    assert!(store.keys().find_by_id(&key_id).await.unwrap().is_some());
+    // …for at most a few seconds: the instance destroys it again by itself.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while store.keys().find_by_id(&key_id).await.unwrap().is_some() {
+        assert!(std::time::Instant::now() < deadline, "the restored key was not destroyed again");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(store.keys().tombstones().await.unwrap().len(), 1);
+    watcher.abort();
+
+    // Restored again, with no one watching: the token still does not open, at once.
+    restore_in_place(&s, &backup).await;
+    assert!(store.keys().find_by_id(&key_id).await.unwrap().is_some());
+    assert!(matches!(vault.open(&ctx("sub-1", "nom"), &token).await, Err(CryptoError::KeyGone)));
+    assert!(store.keys().find_by_id(&key_id).await.unwrap().is_none(), "destroyed again when it was met");
+    // New values for that citizen go under a new key; others are untouched.
+    let again = vault.seal(&ctx("sub-1", "nom"), "Dupont").await.unwrap();
+    assert_ne!(again.split('.').nth(1), token.split('.').nth(1));
+    assert_eq!(vault.open(&ctx("sub-2", "nom"), &kept).await.unwrap().as_str(), "Martin");
+}
+
+async fn refused(s: &Setup, expected: &str) {
+    let err = format!("{:#}", start(s).await.err().expect("must refuse to start"));
+    assert!(err.contains(expected) && err.contains("guichet keys reconcile"), "{err}");
+}
+
+/// `serve` refuses to start when the tombstone file no longer vouches for every erasure the
+/// store records, saying how to recover; `guichet keys reconcile` does.
+async fn serve_refuses_to_start_when_the_tombstone_file_is_lost_behind_or_damaged(backend: Backend) {
+    let s = Setup::new(backend).await;
+    let v = s.vault().await;
+    v.seal(&ctx("sub-1", "nom"), "Dupont").await.unwrap();
+    v.shred("sub-1", "inscription-scolaire").await.unwrap();
+    let file = s.keys.tombstones_path();
+    let good = std::fs::read_to_string(&file).unwrap();
+    assert!(good.contains("\tc="), "every line is checksummed: {good:?}");
+
+    std::fs::remove_file(&file).unwrap();
+    refused(&s, "is missing while the store records 1 erasure").await;
+    std::fs::write(&file, "").unwrap();
+    refused(&s, "lacks 1 erasure(s)").await;
+    // A torn last line (a crash mid-append), and an edited one: errors, never skipped.
+    std::fs::write(&file, format!("{good}{}", &good[..good.len() / 2])).unwrap();
+    refused(&s, "line 2: damaged").await;
+    std::fs::write(&file, good.replacen("inscription-scolaire", "inscription-scolairX", 1)).unwrap();
+    refused(&s, "line 1: damaged").await;
+    let mut out = Vec::new();
+    assert!(admin::reconcile(&v, &mut out).await.is_err(), "reconcile refuses a damaged file too");
+
+    // The way out named in the message: the file restored, or written again from the store.
+    std::fs::remove_file(&file).unwrap();
+    admin::reconcile(&v, &mut out).await.unwrap();
+    let said = String::from_utf8(out).unwrap();
+    assert!(said.contains("tombstones: 1 erasure(s)") && said.contains("consistent"), "{said}");
+    start(&s).await.expect("starts once the file is whole again");
+    let mut status = Vec::new();
+    admin::status(&v, &mut status).await.unwrap();
+    assert!(String::from_utf8(status).unwrap().contains("consistent"));
+}
+
 crate::on_both_stores!(
+    a_running_instance_reapplies_erasures_when_the_store_goes_back,
+    serve_refuses_to_start_when_the_tombstone_file_is_lost_behind_or_damaged,
     another_vault_drops_a_shredded_key_when_it_reads_the_generation,
     fields_seal_open_and_shred,
     shredding_survives_a_backup_restore,
@@ -345,6 +451,10 @@ fn keys_cli_init_status_and_refusal_to_overwrite() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("OUT of the store's backups"), "{text}");
+    let tombstones = dir.path().join("keyring.age.tombstones");
+    assert!(tombstones.exists(), "keys init creates the tombstone file");
+    assert!(text.contains(&format!("Created the tombstone file {}", tombstones.display())), "{text}");
+    assert!(text.contains("never with the store's backups"), "{text}");
     assert!(!text.contains("AGE-SECRET-KEY"), "the identity is never printed");
     let again = run(&["keys", "init"]);
     assert!(!again.status.success());
@@ -352,6 +462,15 @@ fn keys_cli_init_status_and_refusal_to_overwrite() {
     let status = run(&["keys", "status"]);
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     assert!(String::from_utf8_lossy(&status.stdout).contains("current KEK version: 1"));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("tombstones: 0 erasure(s)"), "status reports the file");
+    let check = run(&["check"]);
+    assert!(String::from_utf8_lossy(&check.stdout).contains("tombstones: 0 erasure(s)"), "check reports the file");
+    std::fs::write(&tombstones, "torn line\tc=0").unwrap();
+    let check = run(&["check"]);
+    assert!(!check.status.success(), "a damaged tombstone file fails `guichet check`");
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(said.contains("tombstones: PROBLEM") && said.contains("line 1: damaged"), "{said}");
+    std::fs::write(&tombstones, "").unwrap();
     let rotate = run(&["keys", "rotate"]);
     assert!(rotate.status.success(), "{}", String::from_utf8_lossy(&rotate.stderr));
     let retire = run(&["keys", "retire", "1"]);
