@@ -63,6 +63,13 @@ pub struct ReloadLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChangeLabels {
+    /// `consent`, `session`, `all_sessions`, `shred`, or `resync` (notifications may have
+    /// been missed: every cache emptied).
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
     pub state: &'static str,
 }
@@ -77,6 +84,7 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub store_connections: Family<PoolLabels, Gauge>,
     pub policy_reloads: Family<ReloadLabels, Counter>,
+    pub changes_heard: Family<ChangeLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -124,7 +132,22 @@ impl Metrics {
             "Policy set reloads (SIGHUP or file change), by outcome: applied or refused",
             policy_reloads.clone(),
         );
-        Self { registry, requests, latency, upstream_errors, in_flight, store_connections, policy_reloads }
+        let changes_heard = Family::<ChangeLabels, Counter>::default();
+        registry.register(
+            "store_changes_heard",
+            "Changes announced by other instances and heard by notification (PostgreSQL), by kind",
+            changes_heard.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            upstream_errors,
+            in_flight,
+            store_connections,
+            policy_reloads,
+            changes_heard,
+        }
     }
 
     /// The text exposition format, with the store pool sampled now.

@@ -9,6 +9,7 @@ pub mod jose;
 pub mod oidc;
 pub mod pseudonym;
 pub mod routes;
+pub mod sealed;
 pub mod session;
 
 use std::collections::HashMap;

@@ -464,6 +464,7 @@ impl Vault {
         append_tombstones(&self.tombstones, std::slice::from_ref(&t)).await?;
         self.store.keys().shred(&t, &self.new_generation()?).await?;
         self.evict(&row.key_id);
+        self.store.announce(&crate::store::Change::Shred).await;
         tracing::info!(activity = %row.activity, key_id = %row.key_id, "data key destroyed");
         Ok(Shredded::Destroyed { key_id: row.key_id })
     }

@@ -6,6 +6,7 @@
 mod helpers;
 mod oidc_mock;
 
+mod at_rest;
 mod audit;
 mod auth;
 mod browser;
