@@ -14,6 +14,7 @@ mod config;
 mod consent;
 mod fields;
 mod health;
+mod instances;
 mod interop;
 mod keys;
 mod logging;
