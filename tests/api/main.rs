@@ -10,6 +10,7 @@ mod at_rest;
 mod audit;
 mod auth;
 mod browser;
+mod cli;
 mod config;
 mod consent;
 mod fields;
