@@ -17,12 +17,12 @@ use crate::clock::{Clock, Random, SystemClock, SystemRandom};
 use crate::config::{AuditSettings, KeysSettings, Settings, Validated};
 use crate::consent::ConsentService;
 use crate::crypto::{Keyring, Vault};
-use crate::metrics::{Metrics, ReloadLabels};
+use crate::metrics::{ChangeLabels, Metrics, ReloadLabels};
 use crate::policy::{self, PolicyError, PolicySet, PolicySource};
 use crate::proxy::fields::{DEFAULT_TRANSFORM_MAX_BYTES, FieldSettings};
 use crate::proxy::{Proxy, Upstreams};
 use crate::server::{self, ConnLimits};
-use crate::store::{Store, StoreOptions};
+use crate::store::{Change, Heard, Store, StoreOptions};
 use crate::tls;
 
 /// All services, shared by every request.
@@ -252,6 +252,8 @@ impl Application {
         let pruning = tokio::spawn(prune_periodically(self.app.clone(), self.shutdown.subscribe()));
         // Keys destroyed on other instances leave this one's cache within a second or two.
         let shreds = self.app.crypto.clone().map(|v| tokio::spawn(v.watch_shreds(self.shutdown.subscribe())));
+        // On PostgreSQL, other instances' withdrawals, revocations and shreds arrive at once.
+        let changes = tokio::spawn(follow_changes(self.app.clone(), self.shutdown.subscribe()));
         let public_front = server::router::Public::new(self.app.clone());
         let public = server::serve(self.public, self.tls, public_front, limits, self.shutdown.subscribe(), grace);
         match self.admin {
@@ -263,12 +265,77 @@ impl Application {
             None => public.await,
         }
         pruning.abort();
+        changes.abort();
         if let Some(shreds) = shreds {
             shreds.abort();
         }
         // Requests are finished: commit what they queued before the process ends.
         self.app.audit.shutdown().await;
     }
+}
+
+/// Applies the changes other instances announce (PostgreSQL `LISTEN`) to this one's caches
+/// until shutdown; reconnects after a lost connection, emptying the caches since changes may
+/// have been missed meanwhile. Polling keeps the caches right (within about a second) while
+/// the feed is down. Returns at once on SQLite.
+async fn follow_changes(app: AppState, mut stop: watch::Receiver<bool>) {
+    loop {
+        match app.store.change_feed().await {
+            Ok(None) => return,
+            Ok(Some(mut feed)) => {
+                apply_change(&app, &Heard::MayHaveMissed).await;
+                loop {
+                    tokio::select! {
+                        heard = feed.next() => match heard {
+                            Ok(heard) => apply_change(&app, &heard).await,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "lost the change notifications; polling until they are back");
+                                break;
+                            }
+                        },
+                        _ = stop.changed() => return,
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for changes; polling until it can"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn apply_change(app: &App, heard: &Heard) {
+    let kind = match heard {
+        Heard::Change(Change::Consent(subject)) => {
+            app.consent.forget(subject);
+            "consent"
+        }
+        Heard::Change(Change::SessionEnded(id_hash)) => {
+            app.auth.sessions.forget_ended(id_hash);
+            "session"
+        }
+        Heard::Change(Change::AllSessionsEnded) => {
+            app.auth.sessions.forget_all();
+            "all_sessions"
+        }
+        Heard::Change(Change::Shred) | Heard::MayHaveMissed => {
+            if let Some(vault) = &app.crypto
+                && let Err(e) = vault.check_shreds().await
+            {
+                tracing::warn!(error = %e, "cannot read the shred generation after a notification");
+            }
+            if *heard == Heard::MayHaveMissed {
+                app.consent.forget_all();
+                app.auth.sessions.forget_all();
+                "resync"
+            } else {
+                "shred"
+            }
+        }
+    };
+    app.metrics.changes_heard.get_or_create(&ChangeLabels { kind }).inc();
 }
 
 /// The writer's settings from `[audit]`.

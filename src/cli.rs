@@ -212,10 +212,31 @@ pub async fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "guichet: {e:#}");
+            let line = report(&e);
+            if !line.is_empty() {
+                let _ = writeln!(std::io::stderr(), "guichet: {line}");
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each said once: many errors already end with their
+/// cause's text (`cannot read …: No such file`), which `{:#}` would then repeat.
+pub fn report(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let text = text.trim_end();
+        if text.is_empty() || line.contains(text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(text);
+    }
+    line
 }
 
 fn load(path: Option<PathBuf>) -> Result<Validated, ConfigError> {
@@ -226,14 +247,34 @@ fn load(path: Option<PathBuf>) -> Result<Validated, ConfigError> {
     loaded.validate()
 }
 
+/// Reports every problem: the file's unknown keys and wrong types, then the whole
+/// configuration's checks on the rest, then the policies (when the routes they refer to can
+/// be read).
 fn check(path: Option<PathBuf>) -> ExitCode {
-    let v = match load(path.clone()) {
-        Ok(v) => v,
+    let (loaded, mut problems) = match Loaded::load_lenient(path.as_deref(), std::env::vars()) {
+        Ok(found) => found,
         Err(e) => {
             let _ = write!(std::io::stderr(), "{e}");
             return ExitCode::FAILURE;
         }
     };
+    let validated = loaded.validate().map_err(|e| problems.extend(e.problems)).ok();
+    if !problems.is_empty() || validated.is_none() {
+        let _ = write!(std::io::stderr(), "{}", ConfigError { problems });
+        let s = &loaded.settings;
+        match crate::routing::RouteTable::compile(&s.routes, s.server.max_body_bytes) {
+            Ok(routes) => {
+                if let Err(e) = policy::load(&PolicySource::Dir(s.policy.dir.clone()), &routes, &s.routes) {
+                    let _ = write!(std::io::stderr(), "{e}");
+                }
+            }
+            Err(_) => {
+                let _ = writeln!(std::io::stderr(), "the policies are checked once the routes are valid.");
+            }
+        }
+        return ExitCode::FAILURE;
+    }
+    let Some(v) = validated else { return ExitCode::FAILURE };
     let Some(set) = load_policies(&v, None) else { return ExitCode::FAILURE };
     let n = v.routes.iter().count();
     let file = path.map_or_else(|| "embedded defaults".to_owned(), |p| p.display().to_string());
@@ -252,6 +293,22 @@ fn check(path: Option<PathBuf>) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `set` when it declares at least one processing activity; else says why and where nothing
+/// was found: "valid" about an empty or missing directory would be a lie.
+fn some_activities(config: &Validated, dir: Option<&PathBuf>, set: PolicySet) -> Option<PolicySet> {
+    if !set.activities.is_empty() {
+        return Some(set);
+    }
+    let dir = dir.unwrap_or(&config.settings.policy.dir);
+    let why = if dir.is_dir() { "holds no processing activity (*.toml file)" } else { "does not exist" };
+    let _ = writeln!(
+        std::io::stderr(),
+        "guichet: the policy directory {} {why}; give the right one with --dir or `policy.dir`.",
+        dir.display()
+    );
+    None
 }
 
 /// Loads and validates the policies for a valid configuration, printing every problem.
@@ -274,7 +331,7 @@ fn policy_check(path: Option<PathBuf>, args: &PolicyArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match load_policies(&v, args.dir.as_ref()) {
+    match load_policies(&v, args.dir.as_ref()).and_then(|set| some_activities(&v, args.dir.as_ref(), set)) {
         Some(set) => {
             let _ = writeln!(std::io::stdout(), "policies are valid ({} processing activities).", set.activities.len());
             ExitCode::SUCCESS
@@ -290,7 +347,9 @@ fn policy_register(
     output: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let set = load_policies(&config, args.dir.as_ref()).ok_or_else(|| anyhow::anyhow!("the policies are not valid"))?;
+    let Some(set) = load_policies(&config, args.dir.as_ref()) else { anyhow::bail!("the policies are not valid") };
+    // The reason was printed: exit non-zero without a second message.
+    let Some(set) = some_activities(&config, args.dir.as_ref(), set) else { return Err(AlreadyReported.into()) };
     let bytes = match format {
         RegisterFormat::Json => register::to_json(&set)?.into_bytes(),
         RegisterFormat::Csv => register::to_csv(&set)?.into_bytes(),
@@ -322,10 +381,22 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An error whose explanation was already printed.
+#[derive(Debug, thiserror::Error)]
+#[error("")]
+struct AlreadyReported;
+
 /// Opens the configured store for a one-off command.
 async fn open_store(config: &Validated, max_connections: u32) -> anyhow::Result<Store> {
     let opts = StoreOptions { max_connections, acquire_timeout: config.settings.store.acquire_timeout };
     Store::connect(&config.store_url, &opts).await.context("cannot open the store")
+}
+
+/// Opens the configured store for a command that only reads it: it must exist (nothing is
+/// created where a wrong `data_dir` or URL points).
+async fn open_existing_store(config: &Validated, max_connections: u32) -> anyhow::Result<Store> {
+    let opts = StoreOptions { max_connections, acquire_timeout: config.settings.store.acquire_timeout };
+    Ok(Store::connect_existing(&config.store_url, &opts).await?)
 }
 
 async fn migrate(path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -343,7 +414,7 @@ async fn audit_verify(path: Option<PathBuf>) -> ExitCode {
         let s = &config.settings;
         let key = s.audit.signing_key_path(&s.data_dir);
         let verifier = Signer::load(&key)?.verifier();
-        let store = open_store(&config, 2).await?;
+        let store = open_existing_store(&config, 2).await?;
         let checks = audit::verify::Checks {
             coverage: Some((audit::event::to_micros(SystemClock.now()), s.audit.checkpoint_every)),
             witness: Some(s.audit.witness_path(&s.data_dir)),
@@ -356,7 +427,7 @@ async fn audit_verify(path: Option<PathBuf>) -> ExitCode {
             if report.is_intact() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "guichet: {e:#}");
+            let _ = writeln!(std::io::stderr(), "guichet: {}", report(&e));
             ExitCode::FAILURE
         }
     }

@@ -63,6 +63,13 @@ pub struct ReloadLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChangeLabels {
+    /// `consent`, `session`, `all_sessions`, `shred`, or `resync` (notifications may have
+    /// been missed: every cache emptied).
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
     pub state: &'static str,
 }
@@ -80,6 +87,7 @@ pub struct Metrics {
     /// Consent ledger rows refused because they do not match their journal entry or
     /// signature: every increment is an alert (the store was written behind the gateway).
     pub consent_ledger_rejected: Counter,
+    pub changes_heard: Family<ChangeLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -132,6 +140,11 @@ impl Metrics {
             "consent_ledger_rejected_rows",
             "Consent ledger rows refused on load: altered or forged behind the gateway (alert on any increase)",
             consent_ledger_rejected.clone(),
+        let changes_heard = Family::<ChangeLabels, Counter>::default();
+        registry.register(
+            "store_changes_heard",
+            "Changes announced by other instances and heard by notification (PostgreSQL), by kind",
+            changes_heard.clone(),
         );
         Self {
             registry,
@@ -142,6 +155,7 @@ impl Metrics {
             store_connections,
             policy_reloads,
             consent_ledger_rejected,
+            changes_heard,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod oidc;
 pub mod pending;
 pub mod pseudonym;
 pub mod routes;
+pub mod sealed;
 pub mod session;
 
 use std::collections::HashMap;

@@ -1,7 +1,12 @@
 //! Server-side sessions. The browser holds only a random opaque id (32 bytes, hex) in a
 //! `__Host-` cookie; the store keeps its SHA-256. A bounded in-process cache keeps the store
 //! off the hot path: an entry is trusted for at most [`REVALIDATE_AFTER`], then read again, so
-//! a session revoked on another instance stops working here within that delay (< 2 s).
+//! a session revoked on another instance stops working here within that delay (< 2 s), or at
+//! once when the store carries notifications (PostgreSQL, see [`SessionService::forget_ended`]).
+//!
+//! At rest, a session's identity claims and ID token are sealed under a key derived from the
+//! cookie value (`auth::sealed`), and an ended session's row is deleted: the store never
+//! holds a name, a birth date or an e-mail in clear.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -10,8 +15,9 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use super::sealed::{SealError, SessionKey};
 use crate::clock::{Clock, Random, RandomError, hex, random_hex};
-use crate::store::{SessionRow, Store, StoreError};
+use crate::store::{Change, SessionRow, Store, StoreError};
 
 /// How long a cached session is trusted before it is read from the store again.
 pub const REVALIDATE_AFTER: Duration = Duration::from_secs(1);
@@ -129,7 +135,13 @@ pub enum SessionError {
     Random(#[from] RandomError),
     #[error("stored session is corrupt")]
     Corrupt,
+    #[error(transparent)]
+    Sealed(#[from] SealError),
 }
+
+/// Columns of a session row whose value is sealed under the cookie's key.
+const CLAIMS: &str = "claims";
+const ID_TOKEN: &str = "id_token";
 
 #[derive(Debug, Clone)]
 struct Cached {
@@ -180,23 +192,29 @@ impl SessionService {
     pub async fn create(&self, new: NewSession) -> Result<(String, Arc<Session>), SessionError> {
         let id = random_hex::<32>(self.random.as_ref())?;
         let now = self.clock.now();
+        let id_hash = hash_id(&id);
+        let key = SessionKey::of_cookie(&id)?;
+        let claims = serde_json::to_string(&new.claims).map_err(|_| SessionError::Corrupt)?;
+        let rng = self.random.as_ref();
         let row = SessionRow {
-            id_hash: hash_id(&id),
+            claims: key.seal(&id_hash, CLAIMS, &claims, rng)?,
+            id_token: key.seal(&id_hash, ID_TOKEN, &new.id_token, rng)?,
+            id_hash,
             kind: new.kind.as_str().to_owned(),
             issuer: new.issuer,
             subject: new.subject,
             provider_sid: new.provider_sid,
             acr: new.acr,
-            claims: serde_json::to_string(&new.claims).map_err(|_| SessionError::Corrupt)?,
             roles: serde_json::to_string(&new.roles).map_err(|_| SessionError::Corrupt)?,
-            id_token: new.id_token,
             created_at: now,
             last_seen_at: now,
             expires_at: now + self.absolute,
             revoked_at: None,
         };
         self.store.sessions().insert(&row).await?;
-        let session = Arc::new(from_row(&row)?);
+        let mut session = shell_of(&row)?;
+        session.claims = new.claims;
+        let session = Arc::new(session);
         self.remember(&row.id_hash, session.clone(), now);
         Ok((id, session))
     }
@@ -213,7 +231,7 @@ impl SessionService {
         let cached = self.cached(&id_hash);
         let entry = match cached {
             Some(c) if c.checked.elapsed() < REVALIDATE_AFTER => c,
-            _ => match self.load(&id_hash).await? {
+            _ => match self.load(cookie_value, &id_hash).await? {
                 Some(c) => c,
                 None => {
                     self.forget(&id_hash);
@@ -223,7 +241,7 @@ impl SessionService {
         };
         if now >= entry.session.expires_at || now - entry.last_seen > self.idle {
             self.forget(&id_hash);
-            self.store.sessions().revoke(&id_hash, now).await?;
+            self.store.sessions().delete(&id_hash).await?;
             return Ok(None);
         }
         if now - entry.last_seen >= self.touch_interval() {
@@ -233,17 +251,21 @@ impl SessionService {
         Ok(Some(entry.session))
     }
 
-    /// Ends a session (logout, sign-in over it, admin); returns its stored row when it
-    /// existed, so logout can still send the provider its `id_token_hint`.
+    /// Ends a session (logout, sign-in over it, admin) by deleting its row; returns the row
+    /// it had, claims and ID token opened, so logout can still send the provider its
+    /// `id_token_hint`.
     pub async fn revoke(&self, cookie_value: &str) -> Result<Option<SessionRow>, SessionError> {
         if !well_formed(cookie_value) {
             return Ok(None);
         }
         let id_hash = hash_id(cookie_value);
         self.forget(&id_hash);
-        let row = self.store.sessions().get(&id_hash).await?;
-        self.store.sessions().revoke(&id_hash, self.clock.now()).await?;
-        Ok(row)
+        let Some(mut row) = self.store.sessions().delete(&id_hash).await? else { return Ok(None) };
+        self.store.announce(&Change::SessionEnded(id_hash.clone())).await;
+        let key = SessionKey::of_cookie(cookie_value)?;
+        row.claims = key.open(&id_hash, CLAIMS, &row.claims)?;
+        row.id_token = key.open(&id_hash, ID_TOKEN, &row.id_token)?;
+        Ok(Some(row))
     }
 
     /// Ends the sessions a provider's back-channel logout names; returns how many.
@@ -253,35 +275,32 @@ impl SessionService {
         subject: Option<&str>,
         sid: Option<&str>,
     ) -> Result<u64, SessionError> {
-        let n = self.store.sessions().revoke_by_subject(issuer, subject, sid, self.clock.now()).await?;
-        if let Ok(mut c) = self.cache.lock() {
-            c.retain(|_, e| {
-                let s = &e.session;
-                !(s.issuer == issuer
-                    && subject.is_none_or(|x| x == s.subject)
-                    && sid.is_none_or(|x| s.provider_sid.as_deref() == Some(x)))
-            });
+        let ended = self.store.sessions().delete_by_subject(issuer, subject, sid).await?;
+        for id_hash in &ended {
+            self.forget(id_hash);
+            self.store.announce(&Change::SessionEnded(id_hash.clone())).await;
         }
+        Ok(u64::try_from(ended.len()).unwrap_or(u64::MAX))
+    }
+
+    /// Ends every session (admin); returns how many.
+    pub async fn revoke_all(&self) -> Result<u64, SessionError> {
+        self.forget_all();
+        let n = self.store.sessions().delete_all().await?;
+        self.store.announce(&Change::AllSessionsEnded).await;
         Ok(n)
     }
 
-    /// Ends every live session (admin); returns how many.
-    pub async fn revoke_all(&self) -> Result<u64, SessionError> {
-        if let Ok(mut c) = self.cache.lock() {
-            c.clear();
-        }
-        Ok(self.store.sessions().revoke_all(self.clock.now()).await?)
-    }
-
-    /// Ends the unrevoked sessions `matches` selects (admin); returns how many. Rows that no
-    /// longer parse are left to expire: they cannot be resolved anyway.
+    /// Ends the sessions `matches` selects (admin); returns how many. The admin has no
+    /// cookie: `matches` sees each session without its (sealed) claims. Rows that no longer
+    /// parse are left to expire: they cannot be resolved anyway.
     pub async fn revoke_where(&self, matches: impl Fn(&Session) -> bool) -> Result<u64, SessionError> {
-        let now = self.clock.now();
         let mut ended = 0;
-        for row in self.store.sessions().list_unrevoked().await? {
-            if from_row(&row).is_ok_and(|s| matches(&s)) {
+        for row in self.store.sessions().list_all().await? {
+            if shell_of(&row).is_ok_and(|s| matches(&s)) {
                 self.forget(&row.id_hash);
-                if self.store.sessions().revoke(&row.id_hash, now).await? {
+                if self.store.sessions().delete(&row.id_hash).await?.is_some() {
+                    self.store.announce(&Change::SessionEnded(row.id_hash.clone())).await;
                     ended += 1;
                 }
             }
@@ -289,17 +308,34 @@ impl SessionService {
         Ok(ended)
     }
 
+    /// Drops from the cache a session ended elsewhere (another instance, the admin
+    /// command), as the store's notifications report it.
+    pub fn forget_ended(&self, id_hash: &str) {
+        self.forget(id_hash);
+    }
+
+    /// Drops every cached session: all sessions ended, or notifications may have been
+    /// missed (the next request of each reads its session again).
+    pub fn forget_all(&self) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.clear();
+        }
+    }
+
     fn touch_interval(&self) -> time::Duration {
         let quarter: time::Duration = self.idle / 4;
         quarter.min(time::Duration::minutes(1))
     }
 
-    async fn load(&self, id_hash: &str) -> Result<Option<Cached>, SessionError> {
+    async fn load(&self, cookie_value: &str, id_hash: &str) -> Result<Option<Cached>, SessionError> {
         let Some(row) = self.store.sessions().get(id_hash).await? else { return Ok(None) };
         if row.revoked_at.is_some() {
             return Ok(None);
         }
-        let session = Arc::new(from_row(&row)?);
+        let mut session = shell_of(&row)?;
+        let claims = SessionKey::of_cookie(cookie_value)?.open(id_hash, CLAIMS, &row.claims)?;
+        session.claims = serde_json::from_str(&claims).map_err(|_| SessionError::Corrupt)?;
+        let session = Arc::new(session);
         let entry = Cached { session, last_seen: row.last_seen_at, checked: Instant::now() };
         self.update(id_hash, entry.clone());
         Ok(Some(entry))
@@ -332,7 +368,8 @@ impl SessionService {
     }
 }
 
-fn from_row(row: &SessionRow) -> Result<Session, SessionError> {
+/// The session a row describes, without its claims (sealed: only the cookie opens them).
+fn shell_of(row: &SessionRow) -> Result<Session, SessionError> {
     Ok(Session {
         id_hash: row.id_hash.clone(),
         kind: Kind::parse(&row.kind).ok_or(SessionError::Corrupt)?,
@@ -340,7 +377,7 @@ fn from_row(row: &SessionRow) -> Result<Session, SessionError> {
         subject: row.subject.clone(),
         provider_sid: row.provider_sid.clone(),
         acr: row.acr.clone(),
-        claims: serde_json::from_str(&row.claims).map_err(|_| SessionError::Corrupt)?,
+        claims: BTreeMap::new(),
         roles: serde_json::from_str(&row.roles).map_err(|_| SessionError::Corrupt)?,
         created_at: row.created_at,
         expires_at: row.expires_at,

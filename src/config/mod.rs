@@ -4,6 +4,7 @@
 //! `GUICHET_*` environment variables (`__` separates nesting levels) → `*_file` secrets.
 //! Every problem found is reported with the key and, when it comes from the file, its line.
 
+mod every;
 mod problems;
 mod source;
 mod validate;
@@ -692,6 +693,15 @@ impl Loaded {
         I: IntoIterator<Item = (String, String)>,
     {
         source::load(path, env)
+    }
+
+    /// Like [`Loaded::load`], but past the file's unknown keys and wrong types: the
+    /// configuration without them, and them as problems (for `guichet check`).
+    pub fn load_lenient<I>(path: Option<&Path>, env: I) -> Result<(Self, Vec<Problem>), ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        source::load_lenient(path, env)
     }
 
     /// Checks everything that can be checked without binding sockets, and returns every

@@ -54,6 +54,42 @@ pub(super) fn load<I>(path: Option<&Path>, env: I) -> Result<Loaded, ConfigError
 where
     I: IntoIterator<Item = (String, String)>,
 {
+    let (loaded, problems) = load_lenient(path, env)?;
+    if problems.is_empty() { Ok(loaded) } else { Err(ConfigError { problems }) }
+}
+
+/// Every unknown key and wrong type of the file (at most [`every::MAX_PROBLEMS`]), each at its
+/// line, and the text with those entries blanked out (lines unchanged), which reads.
+fn file_problems(path: &Path, text: &str) -> (String, Vec<Problem>) {
+    let mut text = text.to_owned();
+    let mut problems = Vec::new();
+    let mut blanked: Vec<String> = Vec::new();
+    while problems.len() < super::every::MAX_PROBLEMS {
+        let Err(e) = toml::from_str::<Settings>(&text) else { break };
+        // A key blanked for being wrong is then missing: already reported.
+        if blanked.iter().any(|k| e.message().starts_with(&format!("missing field `{k}`"))) {
+            break;
+        }
+        problems.push(file_error(path, &text, &e));
+        match e.span().and_then(|s| super::every::blank_entry_at(&text, s.start)) {
+            Some((next, key)) => {
+                text = next;
+                blanked.push(key);
+            }
+            None => break,
+        }
+    }
+    (text, problems)
+}
+
+/// Reads like [`load`], but keeps going past the file's unknown keys and wrong types: returns
+/// the configuration without them, and them as problems (`guichet check` then validates the
+/// rest, to report everything at once).
+pub(super) fn load_lenient<I>(path: Option<&Path>, env: I) -> Result<(Loaded, Vec<Problem>), ConfigError>
+where
+    I: IntoIterator<Item = (String, String)>,
+{
+    let mut problems = Vec::new();
     let mut source = SourceMap::default();
     let mut table = Table::new();
     if let Some(path) = path {
@@ -66,9 +102,8 @@ where
         })?;
         // A first pass straight from the text gives serde errors (unknown keys, wrong types)
         // with their exact line.
-        if let Err(e) = toml::from_str::<Settings>(&text) {
-            return Err(ConfigError::single(file_error(path, &text, &e)));
-        }
+        let (text, found) = file_problems(path, &text);
+        problems = found;
         table = toml::from_str::<Table>(&text).map_err(|e| ConfigError::single(file_error(path, &text, &e)))?;
         index_file(path, &text, &mut source);
         source.file = Some(path.to_owned());
@@ -81,7 +116,7 @@ where
             message: e.message().to_owned(),
         })
     })?;
-    Ok(Loaded { settings, source })
+    Ok((Loaded { settings, source }, problems))
 }
 
 fn file_error(path: &Path, text: &str, e: &toml::de::Error) -> Problem {

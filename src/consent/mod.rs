@@ -202,7 +202,15 @@ impl ConsentService {
         event.request_id = by.request_id;
         let seq = audit.append_sync(event).await?;
         self.forget(subject);
+        self.store.announce(&crate::store::Change::Consent(subject.to_owned())).await;
         Ok(seq)
+    }
+
+    /// Drops every cached ledger (notifications from other instances may have been missed).
+    pub fn forget_all(&self) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.clear();
+        }
     }
 
     /// Drops `subject` from the cache.

@@ -598,6 +598,7 @@ impl Vault {
         self.mark_destroyed([row.key_id.as_str()]);
         self.store.keys().shred(&t, &self.new_generation()?).await?;
         self.evict(&row.key_id);
+        self.store.announce(&crate::store::Change::Shred).await;
         tracing::info!(activity = %row.activity, key_id = %row.key_id, "data key destroyed");
         Ok(Shredded::Destroyed { key_id: row.key_id })
     }

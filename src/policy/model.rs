@@ -103,11 +103,44 @@ pub struct Purpose {
 }
 
 /// One basis, or several written by mistake (refused by validation with a clear message).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum BasisChoice {
     One(LegalBasis),
     Several(Vec<LegalBasis>),
+}
+
+// By hand rather than `untagged`: a misspelt basis is then reported with the valid names
+// ("unknown variant `consentement`, expected one of `consent`, …"), not as "data did not
+// match any variant".
+impl<'de> Deserialize<'de> for BasisChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Choice;
+        impl<'de> serde::de::Visitor<'de> for Choice {
+            type Value = BasisChoice;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "one legal basis: consent, contract, legal_obligation, vital_interests, public_task or \
+                     legitimate_interests",
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<BasisChoice, E> {
+                use serde::de::IntoDeserializer as _;
+                LegalBasis::deserialize(v.into_deserializer()).map(BasisChoice::One)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<BasisChoice, A::Error> {
+                let mut all = Vec::new();
+                while let Some(basis) = seq.next_element::<LegalBasis>()? {
+                    all.push(basis);
+                }
+                Ok(BasisChoice::Several(all))
+            }
+        }
+        d.deserialize_any(Choice)
+    }
 }
 
 /// The six legal bases of Art. 6(1) a–f.

@@ -15,6 +15,7 @@ macro_rules! with_pool {
 }
 
 mod audit;
+mod changes;
 mod consent;
 mod jobs;
 mod keys;
@@ -24,6 +25,7 @@ mod sessions;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -32,6 +34,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use audit::{AuditRepo, CheckpointRow, EntryRow, Extension, HeadRow, Pruned};
+pub use changes::{Change, ChangeFeed, Heard};
 pub use consent::{ConsentRepo, ConsentRow, LedgerRow};
 pub use jobs::{JobCounts, JobRow, JobsRepo};
 pub use keys::{DataKeyRow, Keys, Tombstone};
@@ -53,6 +56,11 @@ pub enum StoreError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("invalid store URL: {0}")]
     Url(String),
+    /// A command that only reads the store found none where the configuration points.
+    #[error("no Guichet store at {0}: check `store.url` (and `data_dir`), or create it with `guichet migrate`")]
+    Missing(String),
+    #[error("cannot take the migration lock {path}: {source}")]
+    MigrationLock { path: PathBuf, source: std::io::Error },
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -111,6 +119,18 @@ impl Default for StoreOptions {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
+    /// PostgreSQL: the channel changes are announced on (see `changes`).
+    channel: Option<Arc<str>>,
+    /// SQLite file: where it is (for the migration lock); `None` in memory.
+    file: Option<PathBuf>,
+}
+
+/// Whether a missing store may be created (`serve`, `migrate`) or must already exist
+/// (commands that only read it, like `audit verify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Create {
+    IfMissing,
+    Never,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -119,6 +139,28 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 impl Store {
     /// Opens a pool for `url`. SQLite files (and their directory) are created when missing.
     pub async fn connect(url: &SecretString, opts: &StoreOptions) -> Result<Self, StoreError> {
+        Self::open(url, opts, Create::IfMissing).await
+    }
+
+    /// Opens the store at `url`, which must already exist and have been migrated at least
+    /// once: a read-only command pointed at the wrong place says so, and creates nothing.
+    pub async fn connect_existing(url: &SecretString, opts: &StoreOptions) -> Result<Self, StoreError> {
+        let store = Self::open(url, opts, Create::Never).await?;
+        let sql = match store.db {
+            Db::Sqlite(_) => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            Db::Postgres(_) => {
+                "SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = '_sqlx_migrations'"
+            }
+        };
+        let found: i64 = with_pool!(&store.db, p => sqlx::query_scalar(sql).fetch_one(p).await?);
+        if found == 0 {
+            store.close().await;
+            return Err(StoreError::Missing(store.place()));
+        }
+        Ok(store)
+    }
+
+    async fn open(url: &SecretString, opts: &StoreOptions, create: Create) -> Result<Self, StoreError> {
         let url = url.expose_secret();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let co = PgConnectOptions::from_str(url).map_err(|_| StoreError::Url("unparseable postgres URL".into()))?;
@@ -127,7 +169,9 @@ impl Store {
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_with(co)
                 .await?;
-            return Ok(Self { db: Db::Postgres(pool) });
+            let schema: String = sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await?;
+            let channel = Some(Arc::from(changes::channel_of(&schema)));
+            return Ok(Self { db: Db::Postgres(pool), channel, file: None });
         }
         let path = url
             .strip_prefix("sqlite://")
@@ -135,11 +179,18 @@ impl Store {
             .ok_or_else(|| StoreError::Url("expected sqlite:// or postgres://".into()))?;
         let memory = path == ":memory:";
         if !memory {
-            ensure_parent_dir(Path::new(path))?;
+            match create {
+                Create::IfMissing => ensure_parent_dir(Path::new(path))?,
+                Create::Never if !Path::new(path).is_file() => return Err(StoreError::Missing(path.to_owned())),
+                Create::Never => {}
+            }
         }
         let co = SqliteConnectOptions::from_str(&format!("sqlite:{path}"))
             .map_err(|_| StoreError::Url("unparseable sqlite URL".into()))?
-            .create_if_missing(true)
+            .create_if_missing(create == Create::IfMissing)
+            // Deleted rows (ended sessions, destroyed keys) are overwritten with zeros, in the
+            // file and in its WAL, instead of lingering in free pages.
+            .pragma("secure_delete", "ON")
             .journal_mode(if memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal })
             // FULL: an acknowledged consent or withdrawal must survive a power cut.
             .synchronous(SqliteSynchronous::Full)
@@ -150,7 +201,20 @@ impl Store {
             .acquire_timeout(opts.acquire_timeout)
             .connect_with(co)
             .await?;
-        Ok(Self { db: Db::Sqlite(pool) })
+        let file = (!memory).then(|| PathBuf::from(path));
+        Ok(Self { db: Db::Sqlite(pool), channel: None, file })
+    }
+
+    /// Where the store is, for messages: the SQLite file, or the PostgreSQL schema (never
+    /// the URL, which may hold a password).
+    fn place(&self) -> String {
+        match (&self.file, &self.channel) {
+            (Some(file), _) => file.display().to_string(),
+            (None, Some(channel)) => {
+                format!("PostgreSQL schema {}", channel.strip_prefix("guichet_changes.").unwrap_or(channel))
+            }
+            (None, None) => "memory".to_owned(),
+        }
     }
 
     pub fn engine(&self) -> Engine {
@@ -164,12 +228,35 @@ impl Store {
         &self.db
     }
 
-    /// Applies pending migrations; returns how many were applied.
+    /// Applies pending migrations, once even when several instances start together on a
+    /// fresh store: the first takes a lock, the others wait for it and then find nothing
+    /// left to do. Returns how many were applied.
     pub async fn migrate(&self) -> Result<usize, StoreError> {
-        let before = self.applied_migrations().await.unwrap_or(0);
+        let before;
         match &self.db {
-            Db::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await?,
-            Db::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await?,
+            Db::Sqlite(p) => {
+                let _lock = match &self.file {
+                    Some(file) => Some(lock_file(file).await?),
+                    None => None,
+                };
+                before = self.applied_migrations().await.unwrap_or(0);
+                SQLITE_MIGRATIONS.run(p).await?;
+            }
+            Db::Postgres(p) => {
+                // A session-level advisory lock on a connection that is closed afterwards,
+                // so the lock cannot outlive the migration in the pool. Keyed by schema:
+                // deployments in other schemas of the same database do not wait.
+                let mut conn = p.acquire().await?;
+                conn.close_on_drop();
+                sqlx::query("SELECT pg_advisory_lock(hashtext('guichet.migrate.' || current_schema()))")
+                    .execute(&mut *conn)
+                    .await?;
+                before = self.applied_migrations().await.unwrap_or(0);
+                POSTGRES_MIGRATIONS.run(&mut *conn).await?;
+                sqlx::query("SELECT pg_advisory_unlock(hashtext('guichet.migrate.' || current_schema()))")
+                    .execute(&mut *conn)
+                    .await?;
+            }
         }
         Ok(self.applied_migrations().await?.saturating_sub(before))
     }
@@ -223,6 +310,27 @@ impl Store {
     pub fn rights(&self) -> RightsRepo<'_> {
         RightsRepo::new(self)
     }
+}
+
+/// An exclusive lock on `<file>.migrate-lock`, held while migrations run: SQLite has no
+/// advisory lock, and its own transactions cannot span the migrator's. Released when the
+/// returned file is dropped (or the process dies).
+async fn lock_file(file: &Path) -> Result<std::fs::File, StoreError> {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".migrate-lock");
+    let path = PathBuf::from(name);
+    let locked = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || {
+            let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+            f.lock()?;
+            Ok::<_, std::io::Error>(f)
+        }
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r);
+    locked.map_err(|source| StoreError::MigrationLock { path, source })
 }
 
 fn ensure_parent_dir(file: &Path) -> Result<(), StoreError> {

@@ -75,46 +75,45 @@ impl<'a> Sessions<'a> {
         Ok(())
     }
 
-    /// Ends one session; returns whether it was live.
-    pub async fn revoke(&self, id_hash: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
-        let sql = "UPDATE auth_sessions SET revoked_at = $2 WHERE id_hash = $1 AND revoked_at IS NULL";
-        let n =
-            with_pool!(self.store.db(), p => sqlx::query(sql).bind(id_hash).bind(at).execute(p).await?.rows_affected());
-        Ok(n > 0)
+    /// Ends one session by deleting its row (nothing of it is kept once it ended); returns
+    /// the row as it was, when it existed.
+    pub async fn delete(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
+        let sql = format!("DELETE FROM auth_sessions WHERE id_hash = $1 RETURNING {SESSION_COLUMNS}");
+        let row = with_pool!(self.store.db(), p => sqlx::query_as::<_, SessionRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id_hash).fetch_optional(p).await?);
+        Ok(row)
     }
 
-    /// Ends every live session of a provider's subject, or only those of one provider session
-    /// (`sid`) when given (back-channel logout); returns how many.
-    pub async fn revoke_by_subject(
+    /// Ends every session of a provider's subject, or only those of one provider session
+    /// (`sid`) when given (back-channel logout), by deleting them; returns their id hashes.
+    pub async fn delete_by_subject(
         &self,
         issuer: &str,
         subject: Option<&str>,
         sid: Option<&str>,
-        at: OffsetDateTime,
-    ) -> Result<u64, StoreError> {
-        let sql = "UPDATE auth_sessions SET revoked_at = $4 WHERE issuer = $1 AND revoked_at IS NULL \
-                   AND ($2 IS NULL OR subject = $2) AND ($3 IS NULL OR provider_sid = $3)";
-        let n = with_pool!(self.store.db(), p => sqlx::query(sql)
-            .bind(issuer).bind(subject).bind(sid).bind(at).execute(p).await?.rows_affected());
-        Ok(n)
+    ) -> Result<Vec<String>, StoreError> {
+        let sql = "DELETE FROM auth_sessions WHERE issuer = $1 \
+                   AND ($2 IS NULL OR subject = $2) AND ($3 IS NULL OR provider_sid = $3) RETURNING id_hash";
+        let ended = with_pool!(self.store.db(), p => sqlx::query_scalar(sql)
+            .bind(issuer).bind(subject).bind(sid).fetch_all(p).await?);
+        Ok(ended)
     }
 
-    /// Every live session (not revoked, not past its absolute timeout): what the admin
-    /// command searches when it is given a pseudonym, which only the HMAC can match.
-    /// Sessions not revoked yet, expired ones included (like `revoke_all`): an admin's
-    /// revocation must not depend on this machine's clock agreeing with the instance that
-    /// created them.
-    pub async fn list_unrevoked(&self) -> Result<Vec<SessionRow>, StoreError> {
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM auth_sessions WHERE revoked_at IS NULL");
+    /// Every session still stored, expired ones included (like `delete_all`): what the admin
+    /// command searches when it is given a pseudonym, which only the HMAC can match. An
+    /// admin's revocation must not depend on this machine's clock agreeing with the instance
+    /// that created them.
+    pub async fn list_all(&self) -> Result<Vec<SessionRow>, StoreError> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM auth_sessions");
         let rows = with_pool!(self.store.db(), p => sqlx::query_as::<_, SessionRow>(sqlx::AssertSqlSafe(sql))
             .fetch_all(p).await?);
         Ok(rows)
     }
 
-    /// Ends every live session (admin `--all`); returns how many.
-    pub async fn revoke_all(&self, at: OffsetDateTime) -> Result<u64, StoreError> {
-        let sql = "UPDATE auth_sessions SET revoked_at = $1 WHERE revoked_at IS NULL";
-        let n = with_pool!(self.store.db(), p => sqlx::query(sql).bind(at).execute(p).await?.rows_affected());
+    /// Ends every session (admin `--all`) by deleting them; returns how many.
+    pub async fn delete_all(&self) -> Result<u64, StoreError> {
+        let n = with_pool!(self.store.db(), p => sqlx::query("DELETE FROM auth_sessions")
+            .execute(p).await?.rows_affected());
         Ok(n)
     }
 
@@ -158,13 +157,12 @@ impl<'a> Sessions<'a> {
     }
 
     /// Deletes expired sign-ins and logouts under way, and sessions past their absolute
-    /// timeout (kept a day for support questions).
+    /// timeout (an ended session keeps nothing: see docs/authentication.md).
     pub async fn purge(&self, now: OffsetDateTime) -> Result<(), StoreError> {
-        let day_ago = now - time::Duration::days(1);
         with_pool!(self.store.db(), p => {
             sqlx::query("DELETE FROM auth_pending_logins WHERE expires_at < $1").bind(now).execute(p).await?;
             sqlx::query("DELETE FROM auth_pending_logouts WHERE expires_at < $1").bind(now).execute(p).await?;
-            sqlx::query("DELETE FROM auth_sessions WHERE expires_at < $1").bind(day_ago).execute(p).await.map(drop)?
+            sqlx::query("DELETE FROM auth_sessions WHERE expires_at < $1").bind(now).execute(p).await.map(drop)?
         });
         Ok(())
     }

@@ -79,8 +79,19 @@ async fn callback_holding(app: &TestApp, s: &Started, code: &str, session: &str)
 
 /// The whole sign-in: start, the provider's code, the callback. Returns the callback response.
 pub(crate) async fn sign_in_at(app: &TestApp, mock: &MockProvider, start_path: &str, sub: &str) -> reqwest::Response {
+    sign_in_with(app, mock, start_path, sub, angela()).await
+}
+
+/// The whole sign-in, the provider answering `userinfo` for `sub`.
+pub(crate) async fn sign_in_with(
+    app: &TestApp,
+    mock: &MockProvider,
+    start_path: &str,
+    sub: &str,
+    userinfo: Value,
+) -> reqwest::Response {
     let s = start(app, start_path).await;
-    let code = mock.issue_code(&s.params, sub, angela());
+    let code = mock.issue_code(&s.params, sub, userinfo);
     let q = format!("code={code}&state={}", s.params["state"]);
     callback(app, &q, &s.login_cookie).await
 }
@@ -700,7 +711,7 @@ async fn a_revoked_session_stops_working_on_another_instance_within_two_seconds(
     assert_eq!(signed_in_request(&app, &session, "/prive").await.status(), 200);
     // Another instance revokes it directly in the shared store.
     let hash = guichet::auth::session::hash_id(&session);
-    app.state.store.sessions().revoke(&hash, app.clock.now()).await.unwrap();
+    app.state.store.sessions().delete(&hash).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(signed_in_request(&app, &session, "/prive").await.status(), 303);
 }

@@ -6,13 +6,16 @@
 mod helpers;
 mod oidc_mock;
 
+mod at_rest;
 mod audit;
 mod auth;
 mod browser;
+mod cli;
 mod config;
 mod consent;
 mod fields;
 mod health;
+mod instances;
 mod interop;
 mod jobs;
 mod keys;
