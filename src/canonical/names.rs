@@ -132,17 +132,37 @@ impl ParamName {
         php || path
     }
 
-    /// [`binds_into`](Self::binds_into) for a name as sent, with no allocation for the usual
-    /// names (lowercase ASCII letters, digits, `-` and `_` after the first character), whose
-    /// keys are the name itself for every stack.
+    /// [`binds_into`](Self::binds_into) for a name as sent ([`Sent`] reads it once for
+    /// several declared names).
     pub fn bound_by(&self, sent: &str) -> bool {
-        if !is_plain(sent) {
-            return ParamName::of(sent).binds_into(self);
-        }
+        Sent::of(sent).binds_into(self)
+    }
+}
+
+/// A name as sent, read once to be compared with every declared name: the usual names
+/// (lowercase ASCII letters, digits, `-` and `_` after the first character) are their own
+/// keys for every stack and are compared without allocating.
+#[derive(Debug, Clone)]
+pub enum Sent<'a> {
+    Plain(&'a str),
+    Read(ParamName),
+}
+
+impl<'a> Sent<'a> {
+    pub fn of(name: &'a str) -> Self {
+        if is_plain(name) { Sent::Plain(name) } else { Sent::Read(ParamName::of(name)) }
+    }
+
+    /// [`ParamName::binds_into`].
+    pub fn binds_into(&self, declared: &ParamName) -> bool {
+        let sent = match self {
+            Sent::Read(p) => return p.binds_into(declared),
+            Sent::Plain(sent) => *sent,
+        };
         let one = |keys: &[String]| keys.len() == 1 && keys.first().is_some_and(|k| k == sent);
-        self.php.as_deref().is_some_and(one)
-            || one(&self.path)
-            || (self.path.len() == 2 && self.path.get(1).is_some_and(|k| k == sent))
+        declared.php.as_deref().is_some_and(one)
+            || one(&declared.path)
+            || (declared.path.len() == 2 && declared.path.get(1).is_some_and(|k| k == sent))
     }
 }
 
@@ -415,6 +435,15 @@ mod properties {
             if some_stack_binds(&sent, &declared) {
                 prop_assert!(refused_or_protected(&sent, &declared), "{sent:?} reaches {declared:?}");
             }
+        }
+
+        #[test]
+        fn the_allocation_free_reading_of_plain_names_agrees_with_the_full_one(
+            sent in "[a-z0-9][a-z0-9_-]{0,5}", declared in declared()
+        ) {
+            let d = ParamName::of(&declared);
+            prop_assert!(matches!(Sent::of(&sent), Sent::Plain(_)));
+            prop_assert_eq!(Sent::of(&sent).binds_into(&d), ParamName::of(&sent).binds_into(&d));
         }
 
         #[test]

@@ -398,7 +398,8 @@ fn refuse_other_spelling(fields: &[&Field], at: FieldLocation, name: &str) -> Re
     if names::has_control(name) {
         return Err(shape("a parameter name holds a control character"));
     }
-    if fields.iter().any(|f| f.locations.contains(&at) && f.param_name().bound_by(name)) {
+    let sent = names::Sent::of(name);
+    if fields.iter().any(|f| f.locations.contains(&at) && sent.binds_into(f.param_name())) {
         return Err(shape(super::json_fields::OTHER_SPELLING));
     }
     Ok(())
