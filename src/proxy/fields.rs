@@ -603,6 +603,11 @@ mod tests {
         assert!(plain_text(&json!({"first": "A"})).is_err());
         assert_eq!(plain_text(&json!(42)).unwrap().as_deref(), Some("42"));
         assert_eq!(plain_text(&Value::Null).unwrap(), None);
+        // `*` declares an array: an index-keyed (or any non-empty) object is refused, by both walks.
+        let mut indexed = json!({"kids": {"0": {"name": "A"}}});
+        assert!(targets(&indexed, "/kids/*/name").is_err());
+        assert!(slots(&mut indexed, "/kids/*/name").is_err());
+        assert!(targets(&json!({"kids": {}}), "/kids/*/name").unwrap().is_empty());
     }
 
     #[test]
