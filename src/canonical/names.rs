@@ -96,8 +96,11 @@ pub struct ParamName {
     /// nothing (an empty variable name).
     php: Option<Vec<String>>,
     /// The keys Rack, `qs`/Express, Spring and ASP.NET fill: the name split on `[`, `]` and
-    /// `.`, empty keys (`a[]`) dropped, leading `_` and `!` (Spring's field markers) removed.
+    /// `.`, empty keys (`a[]`) dropped.
     path: Vec<String>,
+    /// The same with the first key's leading `_` and `!` (Spring's field markers) removed;
+    /// equal to `path` when there are none. Both readings are compared.
+    unmarked: Vec<String>,
 }
 
 impl ParamName {
@@ -105,7 +108,9 @@ impl ParamName {
     /// form is idempotent.
     pub fn of(name: &str) -> Self {
         let folded = fold(name);
-        Self { php: php_keys(&folded), path: path_keys(&folded) }
+        let path = path_keys(&folded);
+        let unmarked = unmarked(&path);
+        Self { php: php_keys(&folded), path, unmarked }
     }
 
     /// PHP's variable and indexes, as PHP would bind the name (`None`: PHP drops it).
@@ -124,12 +129,9 @@ impl ParamName {
     /// missing (ASP.NET binds `Nom` from `prefix.Nom` and from `Nom`).
     pub fn binds_into(&self, declared: &ParamName) -> bool {
         let php = matches!((&self.php, &declared.php), (Some(s), Some(d)) if !d.is_empty() && s.starts_with(d));
-        let (s, d) = (self.path.as_slice(), declared.path.as_slice());
-        let path = !d.is_empty()
-            && (s.starts_with(d)
-                || s.get(1..).is_some_and(|tail| tail.starts_with(d))
-                || d.get(1..).is_some_and(|tail| !tail.is_empty() && s.starts_with(tail)));
-        php || path
+        php || [&self.path, &self.unmarked]
+            .into_iter()
+            .any(|s| [&declared.path, &declared.unmarked].into_iter().any(|d| path_binds(s, d)))
     }
 
     /// [`binds_into`](Self::binds_into) for a name as sent ([`Sent`] reads it once for
@@ -160,10 +162,31 @@ impl<'a> Sent<'a> {
             Sent::Plain(sent) => *sent,
         };
         let one = |keys: &[String]| keys.len() == 1 && keys.first().is_some_and(|k| k == sent);
+        let second = |keys: &[String]| keys.len() == 2 && keys.get(1).is_some_and(|k| k == sent);
         declared.php.as_deref().is_some_and(one)
-            || one(&declared.path)
-            || (declared.path.len() == 2 && declared.path.get(1).is_some_and(|k| k == sent))
+            || [&declared.path, &declared.unmarked].into_iter().any(|d| one(d) || second(d))
     }
+}
+
+/// The path rule of [`ParamName::binds_into`]: `s` starts with `d`, possibly under one more
+/// leading key, or with `d`'s first key missing (ASP.NET).
+fn path_binds(s: &[String], d: &[String]) -> bool {
+    !d.is_empty()
+        && (s.starts_with(d)
+            || s.get(1..).is_some_and(|tail| tail.starts_with(d))
+            || d.get(1..).is_some_and(|tail| !tail.is_empty() && s.starts_with(tail)))
+}
+
+/// The keys with the first one's Spring markers (`_`, `!`, as many as there are) removed.
+fn unmarked(keys: &[String]) -> Vec<String> {
+    let mut keys = keys.to_vec();
+    if let Some(first) = keys.first_mut() {
+        let rest = first.trim_start_matches(['_', '!']);
+        if !rest.is_empty() && rest.len() != first.len() {
+            *first = rest.to_owned();
+        }
+    }
+    keys
 }
 
 /// A name every modelled stack reads as itself.
@@ -208,15 +231,7 @@ fn php_keys(name: &str) -> Option<Vec<String>> {
 }
 
 fn path_keys(name: &str) -> Vec<String> {
-    let mut keys: Vec<String> = name.split(['[', ']', '.']).filter(|k| !k.is_empty()).map(str::to_owned).collect();
-    // Spring's markers, as many as there are (so that the form is idempotent).
-    if let Some(first) = keys.first_mut() {
-        let rest = first.trim_start_matches(['_', '!']);
-        if !rest.is_empty() && rest.len() != first.len() {
-            *first = rest.to_owned();
-        }
-    }
-    keys
+    name.split(['[', ']', '.']).filter(|k| !k.is_empty()).map(str::to_owned).collect()
 }
 
 #[cfg(test)]
@@ -265,8 +280,8 @@ mod tests {
     fn paths_read_brackets_dots_and_markers() {
         let path = |n: &str| ParamName::of(n).path;
         assert_eq!(path("a.b[c][]"), ["a", "b", "c"]);
-        assert_eq!(path("_nom"), ["nom"]);
-        assert_eq!(path("!nom"), ["nom"]);
+        assert_eq!(ParamName::of("_nom").unmarked, ["nom"]);
+        assert_eq!(ParamName::of("!nom").unmarked, ["nom"]);
         assert_eq!(path("[0].Nom"), ["0", "nom"]);
         assert_eq!(path("[]a"), ["a"]);
     }
