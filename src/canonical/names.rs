@@ -96,8 +96,11 @@ pub struct ParamName {
     /// nothing (an empty variable name).
     php: Option<Vec<String>>,
     /// The keys Rack, `qs`/Express, Spring and ASP.NET fill: the name split on `[`, `]` and
-    /// `.`, empty keys (`a[]`) dropped, leading `_` and `!` (Spring's field markers) removed.
+    /// `.`, empty keys (`a[]`) dropped.
     path: Vec<String>,
+    /// The same with the first key's leading `_` and `!` (Spring's field markers) removed;
+    /// equal to `path` when there are none. Both readings are compared.
+    unmarked: Vec<String>,
 }
 
 impl ParamName {
@@ -105,7 +108,9 @@ impl ParamName {
     /// form is idempotent.
     pub fn of(name: &str) -> Self {
         let folded = fold(name);
-        Self { php: php_keys(&folded), path: path_keys(&folded) }
+        let path = path_keys(&folded);
+        let unmarked = unmarked(&path);
+        Self { php: php_keys(&folded), path, unmarked }
     }
 
     /// PHP's variable and indexes, as PHP would bind the name (`None`: PHP drops it).
@@ -124,26 +129,64 @@ impl ParamName {
     /// missing (ASP.NET binds `Nom` from `prefix.Nom` and from `Nom`).
     pub fn binds_into(&self, declared: &ParamName) -> bool {
         let php = matches!((&self.php, &declared.php), (Some(s), Some(d)) if !d.is_empty() && s.starts_with(d));
-        let (s, d) = (self.path.as_slice(), declared.path.as_slice());
-        let path = !d.is_empty()
-            && (s.starts_with(d)
-                || s.get(1..).is_some_and(|tail| tail.starts_with(d))
-                || d.get(1..).is_some_and(|tail| !tail.is_empty() && s.starts_with(tail)));
-        php || path
+        php || [&self.path, &self.unmarked]
+            .into_iter()
+            .any(|s| [&declared.path, &declared.unmarked].into_iter().any(|d| path_binds(s, d)))
     }
 
-    /// [`binds_into`](Self::binds_into) for a name as sent, with no allocation for the usual
-    /// names (lowercase ASCII letters, digits, `-` and `_` after the first character), whose
-    /// keys are the name itself for every stack.
+    /// [`binds_into`](Self::binds_into) for a name as sent ([`Sent`] reads it once for
+    /// several declared names).
     pub fn bound_by(&self, sent: &str) -> bool {
-        if !is_plain(sent) {
-            return ParamName::of(sent).binds_into(self);
-        }
-        let one = |keys: &[String]| keys.len() == 1 && keys.first().is_some_and(|k| k == sent);
-        self.php.as_deref().is_some_and(one)
-            || one(&self.path)
-            || (self.path.len() == 2 && self.path.get(1).is_some_and(|k| k == sent))
+        Sent::of(sent).binds_into(self)
     }
+}
+
+/// A name as sent, read once to be compared with every declared name: the usual names
+/// (lowercase ASCII letters, digits, `-` and `_` after the first character) are their own
+/// keys for every stack and are compared without allocating.
+#[derive(Debug, Clone)]
+pub enum Sent<'a> {
+    Plain(&'a str),
+    Read(ParamName),
+}
+
+impl<'a> Sent<'a> {
+    pub fn of(name: &'a str) -> Self {
+        if is_plain(name) { Sent::Plain(name) } else { Sent::Read(ParamName::of(name)) }
+    }
+
+    /// [`ParamName::binds_into`].
+    pub fn binds_into(&self, declared: &ParamName) -> bool {
+        let sent = match self {
+            Sent::Read(p) => return p.binds_into(declared),
+            Sent::Plain(sent) => *sent,
+        };
+        let one = |keys: &[String]| keys.len() == 1 && keys.first().is_some_and(|k| k == sent);
+        let second = |keys: &[String]| keys.len() == 2 && keys.get(1).is_some_and(|k| k == sent);
+        declared.php.as_deref().is_some_and(one)
+            || [&declared.path, &declared.unmarked].into_iter().any(|d| one(d) || second(d))
+    }
+}
+
+/// The path rule of [`ParamName::binds_into`]: `s` starts with `d`, possibly under one more
+/// leading key, or with `d`'s first key missing (ASP.NET).
+fn path_binds(s: &[String], d: &[String]) -> bool {
+    !d.is_empty()
+        && (s.starts_with(d)
+            || s.get(1..).is_some_and(|tail| tail.starts_with(d))
+            || d.get(1..).is_some_and(|tail| !tail.is_empty() && s.starts_with(tail)))
+}
+
+/// The keys with the first one's Spring markers (`_`, `!`, as many as there are) removed.
+fn unmarked(keys: &[String]) -> Vec<String> {
+    let mut keys = keys.to_vec();
+    if let Some(first) = keys.first_mut() {
+        let rest = first.trim_start_matches(['_', '!']);
+        if !rest.is_empty() && rest.len() != first.len() {
+            *first = rest.to_owned();
+        }
+    }
+    keys
 }
 
 /// A name every modelled stack reads as itself.
@@ -188,15 +231,7 @@ fn php_keys(name: &str) -> Option<Vec<String>> {
 }
 
 fn path_keys(name: &str) -> Vec<String> {
-    let mut keys: Vec<String> = name.split(['[', ']', '.']).filter(|k| !k.is_empty()).map(str::to_owned).collect();
-    // Spring's markers, as many as there are (so that the form is idempotent).
-    if let Some(first) = keys.first_mut() {
-        let rest = first.trim_start_matches(['_', '!']);
-        if !rest.is_empty() && rest.len() != first.len() {
-            *first = rest.to_owned();
-        }
-    }
-    keys
+    name.split(['[', ']', '.']).filter(|k| !k.is_empty()).map(str::to_owned).collect()
 }
 
 #[cfg(test)]
@@ -245,8 +280,8 @@ mod tests {
     fn paths_read_brackets_dots_and_markers() {
         let path = |n: &str| ParamName::of(n).path;
         assert_eq!(path("a.b[c][]"), ["a", "b", "c"]);
-        assert_eq!(path("_nom"), ["nom"]);
-        assert_eq!(path("!nom"), ["nom"]);
+        assert_eq!(ParamName::of("_nom").unmarked, ["nom"]);
+        assert_eq!(ParamName::of("!nom").unmarked, ["nom"]);
         assert_eq!(path("[0].Nom"), ["0", "nom"]);
         assert_eq!(path("[]a"), ["a"]);
     }
@@ -415,6 +450,15 @@ mod properties {
             if some_stack_binds(&sent, &declared) {
                 prop_assert!(refused_or_protected(&sent, &declared), "{sent:?} reaches {declared:?}");
             }
+        }
+
+        #[test]
+        fn the_allocation_free_reading_of_plain_names_agrees_with_the_full_one(
+            sent in "[a-z0-9][a-z0-9_-]{0,5}", declared in declared()
+        ) {
+            let d = ParamName::of(&declared);
+            prop_assert!(matches!(Sent::of(&sent), Sent::Plain(_)));
+            prop_assert_eq!(Sent::of(&sent).binds_into(&d), ParamName::of(&sent).binds_into(&d));
         }
 
         #[test]

@@ -81,6 +81,7 @@ impl Protector<'_> {
     /// Runs the phase: query, headers, then the body. Returns the request to forward.
     pub async fn protect(&self, fields: &[&Field], req: Request<Body>) -> Result<Request<Body>, ProxyError> {
         let (mut parts, body) = req.into_parts();
+        refuse_body_fields_in_query(fields, &parts.uri)?;
         if located(fields, FieldLocation::Query) {
             self.protect_query(fields, &mut parts).await?;
         }
@@ -398,8 +399,35 @@ fn refuse_other_spelling(fields: &[&Field], at: FieldLocation, name: &str) -> Re
     if names::has_control(name) {
         return Err(shape("a parameter name holds a control character"));
     }
-    if fields.iter().any(|f| f.locations.contains(&at) && f.param_name().bound_by(name)) {
+    let sent = names::Sent::of(name);
+    if fields.iter().any(|f| f.locations.contains(&at) && sent.binds_into(f.param_name())) {
         return Err(shape(super::json_fields::OTHER_SPELLING));
+    }
+    Ok(())
+}
+
+/// Refuses, in the query, a field declared for the body only (a form field, or a JSON member
+/// named by the field's name) in any spelling: Rack merges the query into the body's
+/// parameters (the query wins), PHP's `$_REQUEST` and ASP.NET's binding read both, so it would
+/// reach the application in clear. Blank values reveal nothing and pass.
+fn refuse_body_fields_in_query(fields: &[&Field], uri: &Uri) -> Result<(), ProxyError> {
+    let Some(query) = uri.query() else { return Ok(()) };
+    let in_body_only = |f: &&&Field| {
+        !f.locations.contains(&FieldLocation::Query)
+            && (f.locations.contains(&FieldLocation::Form)
+                || (f.locations.contains(&FieldLocation::Json) && f.json_pointer.is_none()))
+    };
+    if !fields.iter().any(|f| in_body_only(&f)) {
+        return Ok(());
+    }
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if is_blank(&value) {
+            continue;
+        }
+        let sent = names::Sent::of(&name);
+        if fields.iter().filter(in_body_only).any(|f| f.name == name || sent.binds_into(f.param_name())) {
+            return Err(shape("a personal field declared for the body was sent in the query"));
+        }
     }
     Ok(())
 }
@@ -602,6 +630,11 @@ mod tests {
         assert!(plain_text(&json!({"first": "A"})).is_err());
         assert_eq!(plain_text(&json!(42)).unwrap().as_deref(), Some("42"));
         assert_eq!(plain_text(&Value::Null).unwrap(), None);
+        // `*` declares an array: an index-keyed (or any non-empty) object is refused, by both walks.
+        let mut indexed = json!({"kids": {"0": {"name": "A"}}});
+        assert!(targets(&indexed, "/kids/*/name").is_err());
+        assert!(slots(&mut indexed, "/kids/*/name").is_err());
+        assert!(targets(&json!({"kids": {}}), "/kids/*/name").unwrap().is_empty());
     }
 
     #[test]

@@ -122,6 +122,10 @@ fn cases() -> Vec<Case> {
             lands: &[(Php, "/post/nom/x")],
             ..case("a form name as a PHP hash", true)
         },
+        Case {
+            query: "prenom_enfant=controle",
+            ..case("a JSON-only field by pointer is not a query name (control: passes)", false)
+        },
         // JSON: members in another case or form, objects where `*` declares an array.
         Case { body: Some((JSON, r#"{"NOM": "CANARI-j1"}"#)), ..case("a JSON member in capitals", true) },
         Case {
