@@ -140,6 +140,7 @@ impl Metrics {
             "consent_ledger_rejected_rows",
             "Consent ledger rows refused on load: altered or forged behind the gateway (alert on any increase)",
             consent_ledger_rejected.clone(),
+        );
         let changes_heard = Family::<ChangeLabels, Counter>::default();
         registry.register(
             "store_changes_heard",

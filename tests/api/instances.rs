@@ -43,6 +43,17 @@ async fn instances_starting_together_migrate_once(backend: Backend) {
 
 crate::on_both_stores!(instances_starting_together_migrate_once);
 
+/// Two gateways on one PostgreSQL store, sharing the checkpoint key that signs the consent
+/// ledger's rows (docs/audit.md); the key's directory must outlive them.
+async fn two_instances(mock: &MockProvider) -> (TestApp, TestApp, tempfile::TempDir) {
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("audit-signing-key.p8");
+    let shared = |k: std::path::PathBuf| move |s: &mut guichet::config::Settings, _| s.audit.signing_key_file = Some(k);
+    let a = builder(mock, Backend::Postgres).with(shared(key.clone())).start().await;
+    let b = builder(mock, Backend::Postgres).with_store_url(a.store_url.clone()).with(shared(key)).start().await;
+    (a, b, keys)
+}
+
 /// How many changes of `kind` `app` heard by notification.
 fn heard(app: &TestApp, kind: &'static str) -> u64 {
     app.state.metrics.changes_heard.get_or_create(&ChangeLabels { kind }).get()
@@ -85,8 +96,7 @@ async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
 #[cfg_attr(not(guichet_pg_tests), ignore = "PostgreSQL store test: set TEST_DATABASE_URL to run it")]
 async fn withdrawals_and_logouts_reach_other_instances_by_notification() {
     let mock = MockProvider::start().await;
-    let a = builder(&mock, Backend::Postgres).start().await;
-    let b = builder(&mock, Backend::Postgres).with_store_url(a.store_url.clone()).start().await;
+    let (a, b, _keys) = two_instances(&mock).await;
     eventually("B listens", async || heard(&b, "resync") >= 1).await;
     let s = citizen(&a, &mock, "sub-angela").await;
     assert_eq!(choose(&a, &s, "donner").await, 303);
@@ -109,8 +119,7 @@ async fn withdrawals_and_logouts_reach_other_instances_by_notification() {
 #[cfg_attr(not(guichet_pg_tests), ignore = "PostgreSQL store test: set TEST_DATABASE_URL to run it")]
 async fn a_lost_notification_connection_is_reestablished() {
     let mock = MockProvider::start().await;
-    let a = builder(&mock, Backend::Postgres).start().await;
-    let b = builder(&mock, Backend::Postgres).with_store_url(a.store_url.clone()).start().await;
+    let (a, b, _keys) = two_instances(&mock).await;
     eventually("both listen", async || heard(&a, "resync") >= 1 && heard(&b, "resync") >= 1).await;
     let s = citizen(&a, &mock, "sub-angela").await;
     assert_eq!(choose(&a, &s, "donner").await, 303);

@@ -219,7 +219,15 @@ async fn citizen_signs_in_and_out(alg: &str) {
     let row = app.state.store.sessions().get(&hash).await.unwrap().unwrap();
     assert_eq!(row.subject.len(), 64, "pairwise sub, FranceConnect-style");
     assert_ne!(row.subject, subject);
-    assert!(row.claims.contains("75107"), "birthplace came from the signed userinfo");
+    assert!(!row.claims.contains("75107"), "claims are sealed at rest");
+    let mut cookie = http::HeaderMap::new();
+    cookie.insert("cookie", format!("__Host-guichet-session={session}").parse().unwrap());
+    let opened = app.state.auth.identify(&cookie).await.unwrap().expect("the session opens with its cookie");
+    assert_eq!(
+        opened.claims.get("birthplace").map(String::as_str),
+        Some("75107"),
+        "birthplace came from the signed userinfo"
+    );
 
     // A route asking eidas2: the gateway asks the provider again, which grants it.
     let w = browser.get("/fort").await;
