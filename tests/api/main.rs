@@ -15,6 +15,7 @@ mod fields;
 mod health;
 mod interop;
 mod keys;
+mod limits;
 mod logging;
 mod metrics;
 mod notice;
