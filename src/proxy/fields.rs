@@ -34,6 +34,10 @@ use crate::policy::model::{Direction, Field, FieldLocation, Protection};
 /// `keys.transform_max_bytes` by default (and without a `[keys]` section).
 pub const DEFAULT_TRANSFORM_MAX_BYTES: u64 = 1024 * 1024;
 
+/// The most `name=value` pairs read from one query or form body (PHP's `max_input_vars`).
+pub const MAX_PAIRS: usize = 1000;
+const TOO_MANY_PAIRS: &str = "the query or form has more than 1000 fields";
+
 /// Who the encrypted values belong to, as the identify phase found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Owner {
@@ -65,6 +69,17 @@ fn refuse(e: GatewayError, why: &'static str) -> ProxyError {
 
 fn shape(why: &'static str) -> ProxyError {
     refuse(GatewayError::FieldNotProtectable(why), why)
+}
+
+fn over_limit(why: &'static str) -> ProxyError {
+    refuse(GatewayError::InputOverLimit(why), why)
+}
+
+fn scan_refusal(e: json_fields::ScanError) -> ProxyError {
+    match e {
+        json_fields::ScanError::Shape(why) => shape(why),
+        over => over_limit(over.reason()),
+    }
 }
 
 /// The declared fields the request side must transform (`pass` fields need nothing).
@@ -195,7 +210,11 @@ impl Protector<'_> {
             // `name` the gateway never saw. Browsers always encode it (`%3B`).
             return Err(shape("a raw `;` in URL-encoded data is ambiguous (encode it as %3B)"));
         }
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(bytes).into_owned().collect();
+        let pairs: Vec<(String, String)> =
+            url::form_urlencoded::parse(bytes).into_owned().take(MAX_PAIRS + 1).collect();
+        if pairs.len() > MAX_PAIRS {
+            return Err(over_limit(TOO_MANY_PAIRS));
+        }
         let mut out = Vec::with_capacity(pairs.len());
         let mut changed = false;
         for (name, value) in pairs {
@@ -241,18 +260,21 @@ impl Protector<'_> {
     async fn protect_json(&self, fields: &[&Field], bytes: &Bytes) -> Result<Bytes, ProxyError> {
         let fields: Vec<&Field> =
             fields.iter().copied().filter(|f| f.locations.contains(&FieldLocation::Json)).collect();
-        if fields.iter().any(|f| f.searchable) {
-            return self.protect_json_tree(&fields, bytes).await;
-        }
         let malformed = || shape("the JSON body is malformed");
-        // The scanner trusts the grammar: the whole body is checked first, as the tree walk did.
+        // The scanner trusts the grammar: the whole body is checked first. `IgnoredAny` reads
+        // it with a loop (no recursion, and no depth limit either: the scan enforces it).
         std::str::from_utf8(bytes).map_err(|_| malformed())?;
         serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|_| malformed())?;
         let paths = fields
             .iter()
             .map(|f| f.json_segments().ok_or_else(|| shape("a declared JSON pointer is invalid")))
             .collect::<Result<Vec<_>, _>>()?;
-        let found = json_fields::find(bytes, &paths).map_err(shape)?;
+        // The scan runs for the tree walk too: it bounds depth and size before any tree is
+        // built (or dropped, which recurses as deep as the tree).
+        let found = json_fields::find(bytes, &paths).map_err(scan_refusal)?;
+        if fields.iter().any(|f| f.searchable) {
+            return self.protect_json_tree(&fields, bytes).await;
+        }
         if found.is_empty() {
             return Ok(bytes.clone());
         }

@@ -33,7 +33,13 @@ fn nested_arrays(depth: usize) -> String {
 }
 
 async fn post(client: &reqwest::Client, base: &str, content_type: &str, body: String) -> reqwest::Response {
-    client.post(format!("{base}/cantine/inscription")).header("content-type", content_type).body(body).send().await.unwrap()
+    client
+        .post(format!("{base}/cantine/inscription"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn assert_refused_over_a_limit(r: reqwest::Response, what: &str) {
@@ -86,7 +92,7 @@ async fn a_deeply_nested_json_body_is_refused_and_the_gateway_keeps_serving() {
 }
 
 #[tokio::test]
-async fn bodies_and_queries_with_too_many_parts_are_refused_and_nothing_is_forwarded() {
+async fn forms_and_json_bodies_with_too_many_parts_are_refused_and_nothing_is_forwarded() {
     init();
     let upstream = TestUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
