@@ -12,7 +12,6 @@
 //! store down) the request is refused and nothing is forwarded. Routes whose activity declares
 //! no field to transform are not touched: their bodies keep streaming.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -204,30 +203,16 @@ impl Protector<'_> {
         at: FieldLocation,
         bytes: &[u8],
     ) -> Result<Option<String>, ProxyError> {
-        std::str::from_utf8(bytes).map_err(|_| shape("URL-encoded data is not valid UTF-8"))?;
-        if bytes.contains(&b';') {
-            // Some frameworks split pairs on `;` too: `a=1;name=Dupont` would reach them as a
-            // `name` the gateway never saw. Browsers always encode it (`%3B`).
-            return Err(shape("a raw `;` in URL-encoded data is ambiguous (encode it as %3B)"));
+        let pairs = read_pairs(fields, at, bytes)?;
+        if pairs.iter().all(|p| p.field.is_none()) {
+            return Ok(None);
         }
-        let pairs: Vec<(String, String)> =
-            url::form_urlencoded::parse(bytes).into_owned().take(MAX_PAIRS + 1).collect();
-        if pairs.len() > MAX_PAIRS {
-            return Err(over_limit(TOO_MANY_PAIRS));
-        }
-        let mut out = Vec::with_capacity(pairs.len());
-        let mut changed = false;
-        for (name, value) in pairs {
-            let Some(f) = fields.iter().find(|f| f.name == name && f.locations.contains(&at)) else {
-                if fields.iter().any(|f| f.locations.contains(&at) && same_field_for_frameworks(&f.name, &name)) {
-                    // `NOM`, `nom[]`, `nom[0]` or `no.m` reach many frameworks as the declared
-                    // `nom` (case-insensitive binding, PHP arrays and name mangling): in clear.
-                    return Err(shape("a personal field was sent under another spelling of its name"));
-                }
+        let mut out = Vec::with_capacity(pairs.len() + 1);
+        for Pair { name, value, field } in pairs {
+            let Some(f) = field else {
                 out.push((name, value));
                 continue;
             };
-            changed = true;
             if f.searchable && at == FieldLocation::Query {
                 // A search: the upstream compares it with the index it stored.
                 let index = self.index(f, &value)?;
@@ -240,10 +225,7 @@ impl Protector<'_> {
                 out.push((index_name(&name), index));
             }
         }
-        if !changed {
-            return Ok(None);
-        }
-        Ok(Some(url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&out).finish()))
+        Ok(Some(write_pairs(&out)))
     }
 
     async fn protect_form(&self, fields: &[&Field], bytes: &Bytes) -> Result<Bytes, ProxyError> {
@@ -278,26 +260,13 @@ impl Protector<'_> {
         if found.is_empty() {
             return Ok(bytes.clone());
         }
-        let mut out = Vec::with_capacity(bytes.len() + found.len() * 96);
-        let mut copied = 0;
-        for f in found {
+        let mut tokens = Vec::with_capacity(found.len());
+        for f in &found {
             let field = fields.get(f.path).ok_or_else(malformed)?;
-            let raw = bytes.get(f.span.clone()).ok_or_else(malformed)?;
-            let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
-            let clear = match f.kind {
-                json_fields::Kind::PlainString => Cow::Borrowed(std::str::from_utf8(inner).map_err(|_| malformed())?),
-                json_fields::Kind::EscapedString => {
-                    Cow::Owned(json_fields::decode_string(inner).ok_or_else(malformed)?)
-                }
-                json_fields::Kind::Literal => Cow::Borrowed(std::str::from_utf8(raw).map_err(|_| malformed())?),
-            };
-            let protected = self.value(field, &clear).await?;
-            out.extend_from_slice(bytes.get(copied..f.span.start).ok_or_else(malformed)?);
-            serde_json::to_writer(&mut out, &protected).map_err(|e| ProxyError::Internal(e.to_string()))?;
-            copied = f.span.end;
+            let clear = json_fields::clear_text(bytes, f).ok_or_else(malformed)?;
+            tokens.push(self.value(field, &clear).await?);
         }
-        out.extend_from_slice(bytes.get(copied..).unwrap_or_default());
-        Ok(Bytes::from(out))
+        Ok(Bytes::from(json_fields::splice(bytes, &found, &tokens)))
     }
 
     /// The tree walk: parse, replace, put indexes beside, serialise again.
@@ -356,6 +325,47 @@ impl Protector<'_> {
             Err(_) => Err(ProxyError::BadRequest("the request body could not be read")),
         }
     }
+}
+
+/// One `name=value` pair of URL-encoded data, decoded, and the declared field it carries.
+#[derive(Debug, Clone)]
+pub struct Pair<'f> {
+    pub name: String,
+    pub value: String,
+    pub field: Option<&'f Field>,
+}
+
+/// The pairs of URL-encoded data (query or form) at `at`, each with the declared field it
+/// carries; refused when ambiguous, over [`MAX_PAIRS`], or carrying a declared field under
+/// another spelling.
+pub fn read_pairs<'f>(fields: &[&'f Field], at: FieldLocation, bytes: &[u8]) -> Result<Vec<Pair<'f>>, ProxyError> {
+    std::str::from_utf8(bytes).map_err(|_| shape("URL-encoded data is not valid UTF-8"))?;
+    if bytes.contains(&b';') {
+        // Some frameworks split pairs on `;` too: `a=1;name=Dupont` would reach them as a
+        // `name` the gateway never saw. Browsers always encode it (`%3B`).
+        return Err(shape("a raw `;` in URL-encoded data is ambiguous (encode it as %3B)"));
+    }
+    let mut pairs = Vec::new();
+    for (name, value) in url::form_urlencoded::parse(bytes) {
+        if pairs.len() == MAX_PAIRS {
+            return Err(over_limit(TOO_MANY_PAIRS));
+        }
+        let field = fields.iter().copied().find(|f| f.name == name && f.locations.contains(&at));
+        if field.is_none()
+            && fields.iter().any(|f| f.locations.contains(&at) && same_field_for_frameworks(&f.name, &name))
+        {
+            // `NOM`, `nom[]`, `nom[0]` or `no.m` reach many frameworks as the declared
+            // `nom` (case-insensitive binding, PHP arrays and name mangling): in clear.
+            return Err(shape("a personal field was sent under another spelling of its name"));
+        }
+        pairs.push(Pair { name: name.into_owned(), value: value.into_owned(), field });
+    }
+    Ok(pairs)
+}
+
+/// URL-encoded data from pairs, as browsers encode forms.
+pub fn write_pairs(pairs: &[(String, String)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
 }
 
 /// The body types whose fields the phase can find.

@@ -13,6 +13,7 @@
 //! what the gateway parses ([`MAX_DEPTH`], [`MAX_ITEMS`]; docs/proxy.md): however a client
 //! nests its document, no thread's stack grows with it.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// The deepest nesting of objects and arrays read (PHP's `max_input_nesting_level` is 64 too).
@@ -331,6 +332,32 @@ pub fn other_case(name: &str, declared: &str) -> bool {
         return name.eq_ignore_ascii_case(declared);
     }
     name.to_lowercase() == declared.to_lowercase()
+}
+
+/// The text to protect of a value found in `doc`: a string's text, or a literal as sent.
+pub fn clear_text<'d>(doc: &'d [u8], f: &Found) -> Option<Cow<'d, str>> {
+    let raw = doc.get(f.span.clone())?;
+    let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
+    Some(match f.kind {
+        Kind::PlainString => Cow::Borrowed(std::str::from_utf8(inner).ok()?),
+        Kind::EscapedString => Cow::Owned(decode_string(inner)?),
+        Kind::Literal => Cow::Borrowed(std::str::from_utf8(raw).ok()?),
+    })
+}
+
+/// `doc` with each found value replaced by the JSON string of its token (`tokens[i]` for
+/// `found[i]`), every other byte copied as sent.
+pub fn splice(doc: &[u8], found: &[Found], tokens: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(doc.len() + tokens.iter().map(|t| t.len() + 2).sum::<usize>());
+    let mut copied = 0;
+    for (f, token) in found.iter().zip(tokens) {
+        out.extend_from_slice(doc.get(copied..f.span.start).unwrap_or_default());
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, token);
+        copied = f.span.end;
+    }
+    out.extend_from_slice(doc.get(copied..).unwrap_or_default());
+    out
 }
 
 /// The text of a string with escapes, given the bytes between its quotes.
