@@ -319,6 +319,20 @@ mod tests {
     }
 
     #[test]
+    fn the_typed_json_readers_refuse_deep_documents_without_recursing_on_them() {
+        // What the batch reveal API, userinfo and logout tokens are read into: serde_json
+        // stops at 128 levels, and skips unknown members with a loop.
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(serde_json::from_str::<serde_json::Map<String, Value>>(&deep).is_err());
+        #[derive(serde::Deserialize)]
+        struct Typed {
+            #[allow(dead_code)]
+            b: Option<String>,
+        }
+        assert!(serde_json::from_str::<Typed>(&deep).is_ok(), "an unknown member is skipped, however deep");
+    }
+
+    #[test]
     fn fuzz_targets_run_on_their_seeds() {
         json_fields(br#"{"nom":"Dupont","enfants":[{"pr\u00e9nom":"L\u00e9a"}],"a":[{"b":1}]}"#);
         json_rewrite_input(
