@@ -61,6 +61,9 @@ pub enum GatewayError {
     /// (malformed JSON, a value of an unexpected shape, an unreadable body type). Nothing
     /// was forwarded.
     FieldNotProtectable(&'static str),
+    /// What the gateway must parse to protect declared fields is over one of its limits
+    /// (nesting depth, number of members or fields: docs/proxy.md). Nothing was forwarded.
+    InputOverLimit(&'static str),
     /// A declared personal field could not be protected because the gateway's keys are
     /// unavailable (no keyring configured, key unusable). Nothing was forwarded.
     ProtectionUnavailable,
@@ -96,6 +99,7 @@ impl GatewayError {
             Self::SignInRequired { .. } | Self::SignInFailed { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::ConsentRequired { .. } => StatusCode::FORBIDDEN,
             Self::FieldNotProtectable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InputOverLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ProtectionUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::ClientUnauthorized => StatusCode::UNAUTHORIZED,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -124,6 +128,7 @@ impl GatewayError {
             Self::SignInFailed { .. } => "sign-in-failed",
             Self::ConsentRequired { .. } => "consent-required",
             Self::FieldNotProtectable(_) => "field-not-protectable",
+            Self::InputOverLimit(_) => "input-over-limit",
             Self::ProtectionUnavailable => "protection-unavailable",
             Self::ClientUnauthorized => "client-unauthorized",
             Self::RateLimited => "rate-limited",
@@ -151,6 +156,7 @@ impl GatewayError {
             Self::SignInFailed { .. } => "Sign-in failed",
             Self::ConsentRequired { .. } => "Consent required",
             Self::FieldNotProtectable(_) => "A personal field could not be protected",
+            Self::InputOverLimit(_) => "Request content over the gateway's parsing limits",
             Self::ProtectionUnavailable => "Personal-field protection is unavailable",
             Self::ClientUnauthorized => "Unknown client credential",
             Self::RateLimited => "Too many requests",
@@ -173,6 +179,7 @@ impl GatewayError {
             Self::FieldNotProtectable(why) => {
                 format!("A declared personal field could not be protected, so nothing was forwarded: {why}.")
             }
+            Self::InputOverLimit(why) => format!("The request was refused and nothing was forwarded: {why}."),
             Self::ProtectionUnavailable => {
                 "The gateway cannot protect the personal fields of this request now, so nothing was forwarded."
                     .to_owned()
@@ -251,6 +258,13 @@ impl GatewayError {
             Self::FieldNotProtectable(_) => (
                 "Envoi non transmis",
                 "Une information personnelle de votre envoi n'a pas pu être protégée. Pour protéger vos données, \
+                 nous n'avons rien transmis."
+                    .into(),
+                BACK,
+            ),
+            Self::InputOverLimit(_) => (
+                "Envoi trop complexe",
+                "Votre envoi contient trop d'éléments pour que nous puissions le lire. Pour protéger vos données, \
                  nous n'avons rien transmis."
                     .into(),
                 BACK,
@@ -458,7 +472,11 @@ mod tests {
 
     #[test]
     fn field_errors_say_nothing_was_forwarded() {
-        for e in [GatewayError::FieldNotProtectable("malformed JSON"), GatewayError::ProtectionUnavailable] {
+        for e in [
+            GatewayError::FieldNotProtectable("malformed JSON"),
+            GatewayError::ProtectionUnavailable,
+            GatewayError::InputOverLimit("too deep"),
+        ] {
             assert!(e.detail().contains("nothing was forwarded"), "{}", e.detail());
             assert!(e.french().1.contains("rien transmis"));
         }
@@ -488,6 +506,7 @@ mod tests {
             (consent_required(), 403, "consent-required"),
             (GatewayError::FieldNotProtectable("malformed JSON"), 422, "field-not-protectable"),
             (GatewayError::ProtectionUnavailable, 503, "protection-unavailable"),
+            (GatewayError::InputOverLimit("too deep"), 413, "input-over-limit"),
             (GatewayError::ClientUnauthorized, 401, "client-unauthorized"),
             (GatewayError::RateLimited, 429, "rate-limited"),
         ];

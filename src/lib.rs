@@ -47,3 +47,7 @@ pub mod store;
 
 // 11. The built-in demonstration.
 pub mod demo;
+
+// Entry points for the fuzz targets (`fuzz/`) and property tests; not an API.
+#[doc(hidden)]
+pub mod fuzzing;

@@ -12,7 +12,6 @@
 //! store down) the request is refused and nothing is forwarded. Routes whose activity declares
 //! no field to transform are not touched: their bodies keep streaming.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -34,6 +33,10 @@ use crate::policy::model::{Direction, Field, FieldLocation, Protection};
 
 /// `keys.transform_max_bytes` by default (and without a `[keys]` section).
 pub const DEFAULT_TRANSFORM_MAX_BYTES: u64 = 1024 * 1024;
+
+/// The most `name=value` pairs read from one query or form body (PHP's `max_input_vars`).
+pub const MAX_PAIRS: usize = 1000;
+const TOO_MANY_PAIRS: &str = "the query or form has more than 1000 fields";
 
 /// Who the encrypted values belong to, as the identify phase found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +69,17 @@ fn refuse(e: GatewayError, why: &'static str) -> ProxyError {
 
 fn shape(why: &'static str) -> ProxyError {
     refuse(GatewayError::FieldNotProtectable(why), why)
+}
+
+fn over_limit(why: &'static str) -> ProxyError {
+    refuse(GatewayError::InputOverLimit(why), why)
+}
+
+fn scan_refusal(e: json_fields::ScanError) -> ProxyError {
+    match e {
+        json_fields::ScanError::Shape(why) => shape(why),
+        over => over_limit(over.reason()),
+    }
 }
 
 /// The declared fields the request side must transform (`pass` fields need nothing).
@@ -203,18 +217,14 @@ impl Protector<'_> {
         at: FieldLocation,
         bytes: &[u8],
     ) -> Result<Option<String>, ProxyError> {
-        std::str::from_utf8(bytes).map_err(|_| shape("URL-encoded data is not valid UTF-8"))?;
-        if bytes.contains(&b';') {
-            // Some frameworks split pairs on `;` too: `a=1;name=Dupont` would reach them as a
-            // `name` the gateway never saw. Browsers always encode it (`%3B`).
-            return Err(shape("a raw `;` in URL-encoded data is ambiguous (encode it as %3B)"));
+        let pairs = read_pairs(fields, at, bytes)?;
+        if pairs.iter().all(|p| p.field.is_none()) {
+            return Ok(None);
         }
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(bytes).into_owned().collect();
-        let mut out = Vec::with_capacity(pairs.len());
+        let mut out = Vec::with_capacity(pairs.len() + 1);
         let mut changed = false;
-        for (name, value) in pairs {
-            let Some(f) = fields.iter().find(|f| f.name == name && f.locations.contains(&at)) else {
-                refuse_other_spelling(fields, at, &name)?;
+        for Pair { name, value, field } in pairs {
+            let Some(f) = field else {
                 out.push((name, value));
                 continue;
             };
@@ -239,7 +249,7 @@ impl Protector<'_> {
         if !changed {
             return Ok(None);
         }
-        Ok(Some(url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&out).finish()))
+        Ok(Some(write_pairs(&out)))
     }
 
     async fn protect_form(&self, fields: &[&Field], bytes: &Bytes) -> Result<Bytes, ProxyError> {
@@ -256,41 +266,31 @@ impl Protector<'_> {
     async fn protect_json(&self, fields: &[&Field], bytes: &Bytes) -> Result<Bytes, ProxyError> {
         let fields: Vec<&Field> =
             fields.iter().copied().filter(|f| f.locations.contains(&FieldLocation::Json)).collect();
-        if fields.iter().any(|f| f.searchable) {
-            return self.protect_json_tree(&fields, bytes).await;
-        }
         let malformed = || shape("the JSON body is malformed");
-        // The scanner trusts the grammar: the whole body is checked first, as the tree walk did.
+        // The scanner trusts the grammar: the whole body is checked first. `IgnoredAny` reads
+        // it with a loop (no recursion, and no depth limit either: the scan enforces it).
         std::str::from_utf8(bytes).map_err(|_| malformed())?;
         serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|_| malformed())?;
         let paths = fields
             .iter()
             .map(|f| f.json_segments().ok_or_else(|| shape("a declared JSON pointer is invalid")))
             .collect::<Result<Vec<_>, _>>()?;
-        let found = json_fields::find(bytes, &paths).map_err(shape)?;
+        // The scan runs for the tree walk too: it bounds depth and size before any tree is
+        // built (or dropped, which recurses as deep as the tree).
+        let found = json_fields::find(bytes, &paths).map_err(scan_refusal)?;
+        if fields.iter().any(|f| f.searchable) {
+            return self.protect_json_tree(&fields, bytes).await;
+        }
         if found.is_empty() {
             return Ok(bytes.clone());
         }
-        let mut out = Vec::with_capacity(bytes.len() + found.len() * 96);
-        let mut copied = 0;
-        for f in found {
+        let mut tokens = Vec::with_capacity(found.len());
+        for f in &found {
             let field = fields.get(f.path).ok_or_else(malformed)?;
-            let raw = bytes.get(f.span.clone()).ok_or_else(malformed)?;
-            let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
-            let clear = match f.kind {
-                json_fields::Kind::PlainString => Cow::Borrowed(std::str::from_utf8(inner).map_err(|_| malformed())?),
-                json_fields::Kind::EscapedString => {
-                    Cow::Owned(json_fields::decode_string(inner).ok_or_else(malformed)?)
-                }
-                json_fields::Kind::Literal => Cow::Borrowed(std::str::from_utf8(raw).map_err(|_| malformed())?),
-            };
-            let protected = self.value(field, &clear).await?;
-            out.extend_from_slice(bytes.get(copied..f.span.start).ok_or_else(malformed)?);
-            serde_json::to_writer(&mut out, &protected).map_err(|e| ProxyError::Internal(e.to_string()))?;
-            copied = f.span.end;
+            let clear = json_fields::clear_text(bytes, f).ok_or_else(malformed)?;
+            tokens.push(self.value(field, &clear).await?);
         }
-        out.extend_from_slice(bytes.get(copied..).unwrap_or_default());
-        Ok(Bytes::from(out))
+        Ok(Bytes::from(json_fields::splice(bytes, &found, &tokens)))
     }
 
     /// The tree walk: parse, replace, put indexes beside, serialise again.
@@ -349,6 +349,44 @@ impl Protector<'_> {
             Err(_) => Err(ProxyError::BadRequest("the request body could not be read")),
         }
     }
+}
+
+/// One `name=value` pair of URL-encoded data, decoded, and the declared field it carries.
+#[derive(Debug, Clone)]
+pub struct Pair<'f> {
+    pub name: String,
+    pub value: String,
+    pub field: Option<&'f Field>,
+}
+
+/// The pairs of URL-encoded data (query or form) at `at`, each with the declared field it
+/// carries; refused when ambiguous, over [`MAX_PAIRS`], or carrying a declared field under
+/// another spelling.
+pub fn read_pairs<'f>(fields: &[&'f Field], at: FieldLocation, bytes: &[u8]) -> Result<Vec<Pair<'f>>, ProxyError> {
+    std::str::from_utf8(bytes).map_err(|_| shape("URL-encoded data is not valid UTF-8"))?;
+    if bytes.contains(&b';') {
+        // Some frameworks split pairs on `;` too: `a=1;name=Dupont` would reach them as a
+        // `name` the gateway never saw. Browsers always encode it (`%3B`).
+        return Err(shape("a raw `;` in URL-encoded data is ambiguous (encode it as %3B)"));
+    }
+    let mut pairs = Vec::new();
+    for (name, value) in url::form_urlencoded::parse(bytes) {
+        if pairs.len() == MAX_PAIRS {
+            return Err(over_limit(TOO_MANY_PAIRS));
+        }
+        let field = fields.iter().copied().find(|f| f.name == name && f.locations.contains(&at));
+        if field.is_none() {
+            // `NOM`, `nom[]`, `_nom` or `no.m` reach some stack as the declared `nom`: in clear.
+            refuse_other_spelling(fields, at, &name)?;
+        }
+        pairs.push(Pair { name: name.into_owned(), value: value.into_owned(), field });
+    }
+    Ok(pairs)
+}
+
+/// URL-encoded data from pairs, as browsers encode forms.
+pub fn write_pairs(pairs: &[(String, String)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
 }
 
 /// The body types whose fields the phase can find.

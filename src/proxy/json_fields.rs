@@ -8,8 +8,18 @@
 //! index. Members whose name is written with escapes (`"\u006eom"`) are matched by their
 //! decoded name, and a member sent twice is reached twice, so neither spelling nor repetition
 //! lets a declared value through in clear.
+//!
+//! The walk is a loop over an explicit stack, never a recursion, and it enforces the limits on
+//! what the gateway parses ([`MAX_DEPTH`], [`MAX_ITEMS`]; docs/proxy.md): however a client
+//! nests its document, no thread's stack grows with it.
 
+use std::borrow::Cow;
 use std::ops::Range;
+
+/// The deepest nesting of objects and arrays read (PHP's `max_input_nesting_level` is 64 too).
+pub const MAX_DEPTH: usize = 64;
+/// The most object members and array elements, counted together, in one document.
+pub const MAX_ITEMS: usize = 10_000;
 
 /// A value a path reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +44,33 @@ pub enum Kind {
 /// Why a document does not have the declared shape (messages as in `fields`).
 pub type ShapeError = &'static str;
 
+/// Why a document cannot be scanned: the wrong shape, or over a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanError {
+    Shape(ShapeError),
+    /// Nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+    /// More than [`MAX_ITEMS`] members and elements.
+    TooManyItems,
+}
+
+impl ScanError {
+    /// The reason, for the client's problem and the log.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Shape(why) => why,
+            Self::TooDeep => "the JSON body is nested more than 64 levels deep",
+            Self::TooManyItems => "the JSON body has more than 10000 members and elements",
+        }
+    }
+}
+
+impl From<ShapeError> for ScanError {
+    fn from(why: ShapeError) -> Self {
+        Self::Shape(why)
+    }
+}
+
 const PLAIN_WHERE_CONTAINER: ShapeError = "a plain value where the declared path expects an object or array";
 const ARRAY_WHERE_MEMBER: ShapeError = "an array where the declared path names a member";
 const CONTAINER_WHERE_PLAIN: ShapeError = "an object or array where a personal value is expected";
@@ -46,10 +83,29 @@ pub const OBJECT_WHERE_ARRAY: ShapeError = "an object where the declared path ex
 pub const OTHER_SPELLING: ShapeError = "a personal field was sent under another spelling of its name";
 
 /// Every value each path reaches in the valid JSON document `doc`, in document order.
-pub fn find(doc: &[u8], paths: &[&[String]]) -> Result<Vec<Found>, ShapeError> {
-    let mut s = Scanner { doc, pos: 0, found: Vec::new() };
-    let cursors: Vec<Cursor> = (0..paths.len()).map(|path| Cursor { path, depth: 0 }).collect();
-    s.value(paths, &cursors)?;
+pub fn find(doc: &[u8], paths: &[&[String]]) -> Result<Vec<Found>, ScanError> {
+    let mut s = Scanner { doc, paths, pos: 0, found: Vec::new(), cursors: Vec::new(), open: Vec::new(), items: 0 };
+    s.cursors.extend((0..paths.len()).map(|path| Cursor { path, depth: 0 }));
+    s.value(0)?;
+    while let Some(top) = s.open.last().cloned() {
+        // The cursors of the container's previous member or element are done with.
+        s.cursors.truncate(top.cursors.end);
+        if !s.next_item(top.close) {
+            s.open.pop();
+            continue;
+        }
+        s.items += 1;
+        if s.items > MAX_ITEMS {
+            return Err(ScanError::TooManyItems);
+        }
+        let inner = s.cursors.len();
+        if top.close == b'}' {
+            s.member(top.cursors)?;
+        } else {
+            s.element(top.cursors)?;
+        }
+        s.value(inner)?;
+    }
     Ok(s.found)
 }
 
@@ -60,13 +116,30 @@ struct Cursor {
     depth: usize,
 }
 
-struct Scanner<'a> {
-    doc: &'a [u8],
-    pos: usize,
-    found: Vec<Found>,
+/// An object or array being read.
+#[derive(Debug, Clone)]
+struct Open {
+    /// `}` or `]`.
+    close: u8,
+    /// The cursors that reached the container, in `Scanner::cursors`.
+    cursors: Range<usize>,
+    /// The index of the next element (arrays).
+    index: usize,
 }
 
-impl Scanner<'_> {
+struct Scanner<'a, 'p> {
+    doc: &'a [u8],
+    paths: &'p [&'p [String]],
+    pos: usize,
+    found: Vec<Found>,
+    /// The cursors of every open container, then those of the value being read, as a stack:
+    /// at most one cursor per path per level, so `MAX_DEPTH` × paths in all.
+    cursors: Vec<Cursor>,
+    open: Vec<Open>,
+    items: usize,
+}
+
+impl Scanner<'_, '_> {
     fn peek(&self) -> u8 {
         self.doc.get(self.pos).copied().unwrap_or(0)
     }
@@ -77,29 +150,43 @@ impl Scanner<'_> {
         }
     }
 
-    /// Reads the value at `pos` (after whitespace), recording it where a path ends on it.
-    fn value(&mut self, paths: &[&[String]], cursors: &[Cursor]) -> Result<(), ShapeError> {
+    fn cursor(&self, i: usize) -> Option<Cursor> {
+        self.cursors.get(i).copied()
+    }
+
+    /// The segment a cursor is at, `None` when its path ends here.
+    fn segment(&self, c: Cursor) -> Option<&String> {
+        self.paths.get(c.path).and_then(|p| p.get(c.depth))
+    }
+
+    /// Reads the value at `pos` (after whitespace), whose cursors are those from `from` on:
+    /// records it where a path ends on it, or opens it when it is an object or array.
+    fn value(&mut self, from: usize) -> Result<(), ScanError> {
         self.skip_ws();
         let start = self.pos;
-        let ended = cursors.iter().find(|c| paths.get(c.path).is_some_and(|p| p.len() == c.depth));
-        let going_on = cursors.iter().any(|c| paths.get(c.path).is_some_and(|p| p.len() > c.depth));
+        let mine = self.cursors.get(from..).unwrap_or_default();
+        let ended = mine.iter().find(|c| self.paths.get(c.path).is_some_and(|p| p.len() == c.depth)).copied();
+        let going_on = mine.iter().any(|c| self.paths.get(c.path).is_some_and(|p| p.len() > c.depth));
         match self.peek() {
-            b'{' => {
+            open @ (b'{' | b'[') => {
                 if ended.is_some() {
-                    return Err(CONTAINER_WHERE_PLAIN);
+                    return Err(CONTAINER_WHERE_PLAIN.into());
                 }
-                self.object(paths, cursors)
-            }
-            b'[' => {
-                if ended.is_some() {
-                    return Err(CONTAINER_WHERE_PLAIN);
+                if open == b'[' {
+                    self.check_array(from)?;
                 }
-                self.array(paths, cursors)
+                if self.open.len() >= MAX_DEPTH {
+                    return Err(ScanError::TooDeep);
+                }
+                self.pos += 1;
+                let close = if open == b'{' { b'}' } else { b']' };
+                self.open.push(Open { close, cursors: from..self.cursors.len(), index: 0 });
+                Ok(())
             }
             b'"' => {
                 let escaped = self.string();
                 if going_on {
-                    return Err(PLAIN_WHERE_CONTAINER);
+                    return Err(PLAIN_WHERE_CONTAINER.into());
                 }
                 let kind = if escaped { Kind::EscapedString } else { Kind::PlainString };
                 self.record(ended, start, kind);
@@ -113,7 +200,7 @@ impl Scanner<'_> {
             _ => {
                 self.literal();
                 if going_on {
-                    return Err(PLAIN_WHERE_CONTAINER);
+                    return Err(PLAIN_WHERE_CONTAINER.into());
                 }
                 self.record(ended, start, Kind::Literal);
                 Ok(())
@@ -121,35 +208,60 @@ impl Scanner<'_> {
         }
     }
 
-    fn record(&mut self, ended: Option<&Cursor>, start: usize, kind: Kind) {
+    fn record(&mut self, ended: Option<Cursor>, start: usize, kind: Kind) {
         if let Some(c) = ended {
             self.found.push(Found { path: c.path, span: start..self.pos, kind });
         }
     }
 
-    fn object(&mut self, paths: &[&[String]], cursors: &[Cursor]) -> Result<(), ShapeError> {
-        self.pos += 1;
-        let mut inner = Vec::new();
-        while self.next_item(b'}') {
-            let key_start = self.pos;
-            let escaped = self.string();
-            let key = self.doc.get(key_start + 1..self.pos.saturating_sub(1)).unwrap_or_default();
-            inner.clear();
-            let plain_ascii = !escaped && key.is_ascii();
-            for c in cursors {
-                let Some(seg) = paths.get(c.path).and_then(|p| p.get(c.depth)) else { continue };
-                if seg == "*" {
-                    return Err(OBJECT_WHERE_ARRAY);
-                }
-                if member_is(key, escaped, seg) {
-                    inner.push(Cursor { path: c.path, depth: c.depth + 1 });
-                } else if member_is_other_case(key, plain_ascii, escaped, seg) {
-                    return Err(OTHER_SPELLING);
-                }
+    /// Reads a member's name and colon, pushing the cursors that go on into its value.
+    fn member(&mut self, outer: Range<usize>) -> Result<(), ScanError> {
+        let key_start = self.pos;
+        let escaped = self.string();
+        let key = self.doc.get(key_start + 1..self.pos.saturating_sub(1)).unwrap_or_default();
+        let plain_ascii = !escaped && key.is_ascii();
+        for i in outer {
+            let Some(c) = self.cursor(i) else { continue };
+            let Some(seg) = self.segment(c) else { continue };
+            if seg == "*" {
+                // PHP's `json_decode` and Rails read an object as a list (docs/cryptography.md).
+                return Err(OBJECT_WHERE_ARRAY.into());
             }
-            self.skip_ws();
-            self.pos += 1; // the colon
-            self.value(paths, &inner)?;
+            if member_is(key, escaped, seg) {
+                self.cursors.push(Cursor { path: c.path, depth: c.depth + 1 });
+            } else if member_is_other_case(key, plain_ascii, escaped, seg) {
+                return Err(OTHER_SPELLING.into());
+            }
+        }
+        self.skip_ws();
+        self.pos += 1; // the colon
+        Ok(())
+    }
+
+    /// Pushes the cursors that go on into the next element of the array on top.
+    fn element(&mut self, outer: Range<usize>) -> Result<(), ScanError> {
+        let Some(top) = self.open.last_mut() else { return Ok(()) };
+        let index = top.index;
+        top.index += 1;
+        for i in outer {
+            let Some(c) = self.cursor(i) else { continue };
+            let Some(seg) = self.segment(c) else { continue };
+            if seg == "*" || seg.parse::<usize>() == Ok(index) {
+                self.cursors.push(Cursor { path: c.path, depth: c.depth + 1 });
+            }
+        }
+        Ok(())
+    }
+
+    /// An array where a path names a member does not have the declared shape.
+    fn check_array(&self, from: usize) -> Result<(), ScanError> {
+        for c in self.cursors.get(from..).unwrap_or_default() {
+            if let Some(seg) = self.segment(*c)
+                && seg != "*"
+                && seg.parse::<usize>().is_err()
+            {
+                return Err(ARRAY_WHERE_MEMBER.into());
+            }
         }
         Ok(())
     }
@@ -167,32 +279,6 @@ impl Scanner<'_> {
                 _ => return true,
             }
         }
-    }
-
-    fn array(&mut self, paths: &[&[String]], cursors: &[Cursor]) -> Result<(), ShapeError> {
-        for c in cursors {
-            if let Some(seg) = paths.get(c.path).and_then(|p| p.get(c.depth))
-                && seg != "*"
-                && seg.parse::<usize>().is_err()
-            {
-                return Err(ARRAY_WHERE_MEMBER);
-            }
-        }
-        self.pos += 1;
-        let mut inner = Vec::new();
-        let mut index = 0usize;
-        while self.next_item(b']') {
-            inner.clear();
-            for c in cursors {
-                let Some(seg) = paths.get(c.path).and_then(|p| p.get(c.depth)) else { continue };
-                if seg == "*" || seg.parse::<usize>() == Ok(index) {
-                    inner.push(Cursor { path: c.path, depth: c.depth + 1 });
-                }
-            }
-            self.value(paths, &inner)?;
-            index += 1;
-        }
-        Ok(())
     }
 
     /// Moves past the string at `pos`; true when it holds an escape. Searches for the next
@@ -255,6 +341,32 @@ pub fn other_case(name: &str, declared: &str) -> bool {
     crate::canonical::names::same_member_otherwise_spelled(name, declared)
 }
 
+/// The text to protect of a value found in `doc`: a string's text, or a literal as sent.
+pub fn clear_text<'d>(doc: &'d [u8], f: &Found) -> Option<Cow<'d, str>> {
+    let raw = doc.get(f.span.clone())?;
+    let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
+    Some(match f.kind {
+        Kind::PlainString => Cow::Borrowed(std::str::from_utf8(inner).ok()?),
+        Kind::EscapedString => Cow::Owned(decode_string(inner)?),
+        Kind::Literal => Cow::Borrowed(std::str::from_utf8(raw).ok()?),
+    })
+}
+
+/// `doc` with each found value replaced by the JSON string of its token (`tokens[i]` for
+/// `found[i]`), every other byte copied as sent.
+pub fn splice(doc: &[u8], found: &[Found], tokens: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(doc.len() + tokens.iter().map(|t| t.len() + 2).sum::<usize>());
+    let mut copied = 0;
+    for (f, token) in found.iter().zip(tokens) {
+        out.extend_from_slice(doc.get(copied..f.span.start).unwrap_or_default());
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, token);
+        copied = f.span.end;
+    }
+    out.extend_from_slice(doc.get(copied..).unwrap_or_default());
+    out
+}
+
 /// The text of a string with escapes, given the bytes between its quotes.
 pub fn decode_string(raw: &[u8]) -> Option<String> {
     let mut quoted = Vec::with_capacity(raw.len() + 2);
@@ -294,9 +406,14 @@ mod tests {
     }
 
     fn texts(doc: &str, pointers: &[&str]) -> Result<Vec<(usize, String)>, ShapeError> {
+        let found = scan(doc, pointers).map_err(ScanError::reason)?;
+        Ok(found.into_iter().map(|f| (f.path, doc[f.span].to_owned())).collect())
+    }
+
+    fn scan(doc: &str, pointers: &[&str]) -> Result<Vec<Found>, ScanError> {
         let segs: Vec<Vec<String>> = pointers.iter().map(|p| pointer_segments(p).unwrap()).collect();
         let paths: Vec<&[String]> = segs.iter().map(Vec::as_slice).collect();
-        Ok(find(doc.as_bytes(), &paths)?.into_iter().map(|f| (f.path, doc[f.span].to_owned())).collect())
+        find(doc.as_bytes(), &paths)
     }
 
     #[test]
@@ -334,6 +451,36 @@ mod tests {
         assert_eq!(texts(r#"{"kids": [1]}"#, &["/kids/nom"]), Err(ARRAY_WHERE_MEMBER));
         assert_eq!(texts(r#"{"kids": null}"#, &["/kids/*/nom"]), Ok(Vec::new()));
         assert_eq!(texts(r#"{"kids": [null, "x"]}"#, &["/kids/*/nom"]), Err(PLAIN_WHERE_CONTAINER));
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_refused_however_deep() {
+        let arrays = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let objects = |n: usize| format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n));
+        assert_eq!(scan(&arrays(MAX_DEPTH), &["/0/1"]), Ok(Vec::new()));
+        assert_eq!(scan(&objects(MAX_DEPTH), &["/nom"]), Ok(Vec::new()));
+        for n in [MAX_DEPTH + 1, 10_000, 1_000_000] {
+            assert_eq!(scan(&arrays(n), &["/1"]), Err(ScanError::TooDeep), "{n}");
+            assert_eq!(scan(&objects(n), &["/a/b"]), Err(ScanError::TooDeep), "{n}");
+        }
+        // With no path at all, the limit holds just the same.
+        assert_eq!(scan(&arrays(MAX_DEPTH + 1), &[]), Err(ScanError::TooDeep));
+        let path = format!("/{}", vec!["a"; MAX_DEPTH].join("/"));
+        assert_eq!(scan(&objects(MAX_DEPTH), &[&path]).unwrap().len(), 1, "the deepest value is reached");
+    }
+
+    #[test]
+    fn more_items_than_the_limit_are_refused() {
+        let items = |n: usize| format!("{{\"a\":[{}]}}", vec!["0"; n].join(","));
+        assert!(scan(&items(MAX_ITEMS - 1), &["/a/*"]).is_ok(), "the member and its elements: at the limit");
+        assert_eq!(scan(&items(MAX_ITEMS), &["/a/*"]), Err(ScanError::TooManyItems));
+        let members = format!("{{{}}}", (0..=MAX_ITEMS).map(|i| format!("\"m{i}\":1")).collect::<Vec<_>>().join(","));
+        assert_eq!(scan(&members, &["/nom"]), Err(ScanError::TooManyItems));
+        assert_eq!(ScanError::TooDeep.reason(), format!("the JSON body is nested more than {MAX_DEPTH} levels deep"));
+        assert_eq!(
+            ScanError::TooManyItems.reason(),
+            format!("the JSON body has more than {MAX_ITEMS} members and elements")
+        );
     }
 
     #[test]

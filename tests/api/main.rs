@@ -19,6 +19,7 @@ mod instances;
 mod interop;
 mod jobs;
 mod keys;
+mod limits;
 mod logging;
 mod metrics;
 mod notice;

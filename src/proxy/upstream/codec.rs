@@ -147,6 +147,11 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method, upgrade: bool) -> Result<
         let head = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(names.len());
         for (name, start, len) in names {
+            // httparse's values lie inside the head it measured; checked rather than trusted,
+            // since `slice` panics outside it.
+            if start + len > head.len() {
+                return Err(CodecError::Header);
+            }
             let value = head.slice(start..start + len);
             headers.append(name, HeaderValue::from_maybe_shared(value).map_err(|_| CodecError::Header)?);
         }

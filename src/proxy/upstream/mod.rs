@@ -14,7 +14,7 @@
 //! Protocol upgrades (WebSocket) are rare and go through hyper's client on a connection of
 //! their own.
 
-mod codec;
+pub(crate) mod codec;
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
