@@ -216,17 +216,24 @@ mod api {
         app.client.get(app.url(path)).header("cookie", format!("{SESSION}={session}")).send().await.unwrap()
     }
 
+    /// The newsletter (consent) and civil status (legal obligation) activities, with a citizen
+    /// provider.
+    async fn app_with_civil_status(backend: Backend) -> (TestApp, MockProvider) {
+        let mock = MockProvider::start().await;
+        let app = builder(&mock, backend)
+            .with_policies(&[("etat-civil.toml", include_str!("../../policies/etat-civil.toml"))])
+            .start()
+            .await;
+        (app, mock)
+    }
+
     async fn count(app: &TestApp, session: &str) -> usize {
         let list: Value = get_json(app, session, API).await.json().await.unwrap();
         list["requests"].as_array().unwrap().len()
     }
 
     async fn a_citizen_files_lists_reads_and_cancels_their_own_requests(backend: Backend) {
-        let mock = MockProvider::start().await;
-        let app = builder(&mock, backend)
-            .with_policies(&[("etat-civil.toml", include_str!("../../policies/etat-civil.toml"))])
-            .start()
-            .await;
+        let (app, mock) = app_with_civil_status(backend).await;
         let angela = citizen(&app, &mock, "sub-angela").await;
         let bruno = citizen(&app, &mock, "sub-bruno").await;
 
@@ -258,11 +265,7 @@ mod api {
     }
 
     async fn a_right_that_does_not_apply_is_answered_with_its_reason(backend: Backend) {
-        let mock = MockProvider::start().await;
-        let app = builder(&mock, backend)
-            .with_policies(&[("etat-civil.toml", include_str!("../../policies/etat-civil.toml"))])
-            .start()
-            .await;
+        let (app, mock) = app_with_civil_status(backend).await;
         let angela = citizen(&app, &mock, "sub-angela").await;
         let r = post_json(&app, Some(&angela), API, &json!({ "right": "erasure", "activity": "etat-civil" })).await;
         assert_eq!(r.status(), 201);
