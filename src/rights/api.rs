@@ -9,8 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::deadline::DeadlineError;
-use super::request::{Channel, IdentityProof, Right, TransitionError};
+use super::request::{Channel, IdentityProof, Right};
 use super::service::{Answer, By, NewRequest, RightsError, RightsRequest};
 use crate::app::{App, AppState};
 use crate::audit::{Actor, ActorKind, Ident};
@@ -183,8 +182,8 @@ fn rights_problem(e: &RightsError) -> Response {
         RightsError::NotFound => GatewayError::NotFound,
         RightsError::UnknownActivity => GatewayError::Unprocessable("no processing activity with this id"),
         RightsError::AgentMissing => GatewayError::Unprocessable("an assisted channel needs the agent"),
-        RightsError::Transition(t) => GatewayError::Unprocessable(transition_message(t)),
-        RightsError::Deadline(d) => GatewayError::Unprocessable(deadline_message(d)),
+        RightsError::Transition(t) => GatewayError::Unprocessable(t.message()),
+        RightsError::Deadline(d) => GatewayError::Unprocessable(d.message()),
         RightsError::Conflict => GatewayError::Conflict("the request changed meanwhile; read it again"),
         RightsError::Store(_) => GatewayError::StoreUnavailable,
         RightsError::Audit(_) | RightsError::BadIdent | RightsError::Corrupt | RightsError::Random => {
@@ -192,26 +191,4 @@ fn rights_problem(e: &RightsError) -> Response {
         }
     };
     problem(&mapped, &e.to_string())
-}
-
-fn transition_message(e: &TransitionError) -> &'static str {
-    match e {
-        TransitionError::NotAllowed { .. } => "this step is not allowed from the request's current status",
-        TransitionError::RefusalWithoutReason => "a refusal needs its reason",
-        TransitionError::ExcessiveWithoutEarlierRequests => {
-            "a refusal as unfounded or excessive must link the earlier requests"
-        }
-    }
-}
-
-fn deadline_message(e: &DeadlineError) -> &'static str {
-    match e {
-        DeadlineError::NoReason => "an extension needs a reason",
-        DeadlineError::TooLong => "an extension adds one or two months, at most two in all",
-        DeadlineError::FirstMonthOver => "the first month has ended: the deadline can no longer be extended",
-        DeadlineError::NoticeTooLate => "the requester must be told of the extension before the first month ends",
-        DeadlineError::AlreadyPaused => "the clock is already paused",
-        DeadlineError::NotPaused => "the clock is not paused",
-        DeadlineError::BackInTime => "a pause cannot end before it started",
-    }
 }

@@ -17,23 +17,39 @@ use time::{Date, Duration, Month};
 pub const MAX_EXTENSION_MONTHS: u8 = 2;
 
 /// Why a change to a deadline was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeadlineError {
-    #[error("an extension needs a reason")]
     NoReason,
-    #[error("an extension adds one or two months, at most two in all")]
     TooLong,
-    #[error("the first month has ended: the deadline can no longer be extended")]
     FirstMonthOver,
-    #[error("the requester must be told of the extension before the first month ends")]
     NoticeTooLate,
-    #[error("the clock is already paused")]
     AlreadyPaused,
-    #[error("the clock is not paused")]
     NotPaused,
-    #[error("a pause cannot end before it started")]
     BackInTime,
 }
+
+impl DeadlineError {
+    /// The one wording of each refusal (the API's problem detail too).
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::NoReason => "an extension needs a reason",
+            Self::TooLong => "an extension adds one or two months, at most two in all",
+            Self::FirstMonthOver => "the first month has ended: the deadline can no longer be extended",
+            Self::NoticeTooLate => "the requester must be told of the extension before the first month ends",
+            Self::AlreadyPaused => "the clock is already paused",
+            Self::NotPaused => "the clock is not paused",
+            Self::BackInTime => "a pause cannot end before it started",
+        }
+    }
+}
+
+impl std::fmt::Display for DeadlineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for DeadlineError {}
 
 /// An extension decided by the controller, with its reason and the date the requester was told.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -148,15 +148,36 @@ impl Status {
 }
 
 /// Why a transition was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransitionError {
-    #[error("a request cannot go from {from} to {to}")]
     NotAllowed { from: &'static str, to: &'static str },
-    #[error("a refusal needs its reason")]
     RefusalWithoutReason,
-    #[error("a request refused as unfounded or excessive must link the earlier requests")]
     ExcessiveWithoutEarlierRequests,
 }
+
+impl TransitionError {
+    /// The one wording of each refusal (the API's problem detail too).
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::NotAllowed { .. } => "this step is not allowed from the request's current status",
+            Self::RefusalWithoutReason => "a refusal needs its reason",
+            Self::ExcessiveWithoutEarlierRequests => {
+                "a request refused as unfounded or excessive must link the earlier requests"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for TransitionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotAllowed { from, to } => write!(f, "a request cannot go from {from} to {to}"),
+            other => f.write_str(other.message()),
+        }
+    }
+}
+
+impl std::error::Error for TransitionError {}
 
 /// Whether `from → to` is one of the allowed steps:
 /// received → in progress → waiting on applications → completed / partly completed / refused,
