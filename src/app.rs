@@ -49,6 +49,9 @@ pub struct App {
     pub policy_source: PolicySource,
     /// Data-subject rights requests (GDPR Art. 15–21).
     pub rights: Arc<crate::rights::service::RightsService>,
+    /// The one durable job runner (propagation, notices, retention runs, alerts); handlers are
+    /// registered by [`register_job_handlers`] once the services exist.
+    pub jobs: Arc<crate::jobs::Jobs>,
 }
 
 impl App {
@@ -166,6 +169,10 @@ impl Application {
             deps.clock.clone(),
             deps.random.clone(),
         ));
+        let jobs = Arc::new(
+            crate::jobs::Jobs::new(store.clone(), deps.clock.clone(), deps.random.clone())
+                .context("cannot start the job runner")?,
+        );
         let metrics = Arc::new(Metrics::new());
         let consent = Arc::new(ConsentService::new(
             store.clone(),
@@ -218,7 +225,9 @@ impl Application {
             policies,
             policy_source,
             rights,
+            jobs,
         });
+        register_job_handlers(&app);
         let (shutdown, _) = watch::channel(false);
         Ok(Self { app, public, admin, tls, shutdown })
     }
@@ -254,6 +263,11 @@ impl Application {
         let shreds = self.app.crypto.clone().map(|v| tokio::spawn(v.watch_shreds(self.shutdown.subscribe())));
         // On PostgreSQL, other instances' withdrawals, revocations and shreds arrive at once.
         let changes = tokio::spawn(follow_changes(self.app.clone(), self.shutdown.subscribe()));
+        let jobs = tokio::spawn(crate::jobs::run_loop(
+            self.app.jobs.clone(),
+            crate::jobs::POLL_EVERY,
+            self.shutdown.subscribe(),
+        ));
         let public_front = server::router::Public::new(self.app.clone());
         let public = server::serve(self.public, self.tls, public_front, limits, self.shutdown.subscribe(), grace);
         match self.admin {
@@ -266,12 +280,20 @@ impl Application {
         }
         pruning.abort();
         changes.abort();
+        // A job cut short here is claimed again once its lease runs out (handlers are idempotent).
+        jobs.abort();
         if let Some(shreds) = shreds {
             shreds.abort();
         }
         // Requests are finished: commit what they queued before the process ends.
         self.app.audit.shutdown().await;
     }
+}
+
+/// Registers every job kind's handler: the one place where background work is wired. Handlers
+/// hold a weak reference to the application, so the runner never keeps it alive.
+fn register_job_handlers(app: &AppState) {
+    let _weak = Arc::downgrade(app);
 }
 
 /// Applies the changes other instances announce (PostgreSQL `LISTEN`) to this one's caches

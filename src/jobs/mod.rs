@@ -116,7 +116,10 @@ pub struct Jobs {
     random: Arc<dyn Random>,
     instance: String,
     lease: Duration,
-    handlers: HashMap<&'static str, Arc<dyn Handler>>,
+    /// Filled at start-up, after the services the handlers call exist.
+    handlers: std::sync::RwLock<HashMap<&'static str, Arc<dyn Handler>>>,
+    /// Wakes the runner loop when a job is enqueued, so work starts at once, not at the next tick.
+    wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -128,7 +131,15 @@ impl std::fmt::Debug for Jobs {
 impl Jobs {
     pub fn new(store: Store, clock: Arc<dyn Clock>, random: Arc<dyn Random>) -> Result<Self, JobsError> {
         let instance = random_hex::<8>(random.as_ref()).map_err(|_| JobsError::Random)?;
-        Ok(Self { store, clock, random, instance, lease: DEFAULT_LEASE, handlers: HashMap::new() })
+        Ok(Self {
+            store,
+            clock,
+            random,
+            instance,
+            lease: DEFAULT_LEASE,
+            handlers: std::sync::RwLock::new(HashMap::new()),
+            wake: tokio::sync::Notify::new(),
+        })
     }
 
     pub fn with_lease(mut self, lease: Duration) -> Self {
@@ -137,8 +148,13 @@ impl Jobs {
     }
 
     /// Registers the handler of one kind (at start, before the runner loop).
-    pub fn register(&mut self, handler: Arc<dyn Handler>) {
-        self.handlers.insert(handler.kind(), handler);
+    pub fn register(&self, handler: Arc<dyn Handler>) {
+        let mut handlers = self.handlers.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        handlers.insert(handler.kind(), handler);
+    }
+
+    fn handler(&self, kind: &str) -> Option<Arc<dyn Handler>> {
+        self.handlers.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(kind).cloned()
     }
 
     pub fn instance(&self) -> &str {
@@ -146,7 +162,8 @@ impl Jobs {
     }
 
     fn kinds(&self) -> Vec<&'static str> {
-        let mut k: Vec<_> = self.handlers.keys().copied().collect();
+        let handlers = self.handlers.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut k: Vec<_> = handlers.keys().copied().collect();
         k.sort_unstable();
         k
     }
@@ -172,6 +189,7 @@ impl Jobs {
         };
         let repo = self.store.jobs();
         if repo.insert(&row).await? {
+            self.wake.notify_one();
             return Ok(id);
         }
         let key = job.dedup_key.unwrap_or_default();
@@ -186,7 +204,7 @@ impl Jobs {
         let Some(job) = self.store.jobs().claim(&kinds, &self.instance, micros(now), micros(lease_until)).await? else {
             return Ok(None);
         };
-        let result = match self.handlers.get(job.kind.as_str()) {
+        let result = match self.handler(job.kind.as_str()) {
             Some(h) => h.run(&job).await,
             None => Err(JobError::Permanent("no handler for this kind of job")),
         };
@@ -247,14 +265,20 @@ fn micros(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 
-/// Runs due jobs every `every` until `stop` turns true; each pass drains what is due.
+/// How often the runner looks for due jobs when nothing wakes it (retries coming due, jobs
+/// enqueued by another instance).
+pub const POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs due jobs every `every`, and at once when this instance enqueues one, until `stop`
+/// turns true; each pass drains what is due.
 pub async fn run_loop(jobs: Arc<Jobs>, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
         if let Err(e) = jobs.run_due(100).await {
             tracing::warn!(error = %e, "job runner pass failed; trying again at the next tick");
         }
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep(every) => {}
+            () = jobs.wake.notified() => {}
             _ = stop.changed() => return,
         }
     }

@@ -5,6 +5,7 @@
 //! existing services (policy, crypto vault, consent, audit), never the store directly.
 
 pub mod api;
+pub mod contract;
 pub mod deadline;
 pub mod request;
 pub mod rules;

@@ -92,7 +92,7 @@ async fn fixture(backend: Backend) -> Fixture {
 /// One gateway instance's job service: its own pool on the shared store.
 async fn instance(f: &Fixture, handler: Arc<dyn Handler>) -> Jobs {
     let store = Store::connect(&f.url, &StoreOptions::default()).await.unwrap();
-    let mut jobs = Jobs::new(store, Arc::new(f.clock.clone()), Arc::new(SystemRandom::new())).unwrap();
+    let jobs = Jobs::new(store, Arc::new(f.clock.clone()), Arc::new(SystemRandom::new())).unwrap();
     jobs.register(handler);
     jobs
 }
@@ -208,7 +208,25 @@ async fn a_job_whose_instance_died_is_taken_over_after_its_lease(backend: Backen
     assert_eq!((row.status.as_str(), row.attempts, rec.runs_of(&id)), ("done", 2, 1));
 }
 
+/// A running gateway works its queue by itself: a job enqueued on it runs without anyone
+/// calling the runner (woken at once, not at the next poll).
+async fn a_running_gateway_runs_enqueued_jobs_by_itself(backend: Backend) {
+    let app = crate::helpers::spawn_app().backend(backend).start().await;
+    let rec = Recorder::new(0, false);
+    app.state.jobs.register(rec.clone());
+    let id = app.state.jobs.enqueue(job(1)).await.unwrap();
+    for _ in 0..200 {
+        if rec.runs_of(&id) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(rec.runs_of(&id), 1, "the job ran once without a call to the runner");
+    assert_eq!(app.state.jobs.get(&id).await.unwrap().unwrap().status, "done");
+}
+
 on_both_stores!(
+    a_running_gateway_runs_enqueued_jobs_by_itself,
     enqueueing_the_same_key_twice_makes_one_job,
     two_instances_run_each_job_exactly_once,
     a_failed_job_waits_its_back_off_then_runs_again,
