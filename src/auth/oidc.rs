@@ -236,9 +236,22 @@ pub struct Provider {
     skew: time::Duration,
     max_age: time::Duration,
     clock: Arc<dyn Clock>,
-    discovered: RwLock<Option<Arc<Discovered>>>,
+    discovered: RwLock<Option<Cached>>,
     keys: RwLock<Keys>,
 }
+
+/// The discovery document in hand, and when it must be read again (injected clock).
+#[derive(Debug, Clone)]
+struct Cached {
+    discovered: Arc<Discovered>,
+    refresh_at: OffsetDateTime,
+}
+
+/// How long a discovery document is used before it is read again: a provider that moves an
+/// endpoint or starts advertising PKCE is followed within a day, without a restart.
+pub const DISCOVERY_TTL: time::Duration = time::Duration::hours(24);
+/// After a failed re-discovery, the document in hand serves this long before the next try.
+pub const DISCOVERY_RETRY: time::Duration = time::Duration::minutes(1);
 
 pub struct ProviderInit {
     pub kind: Kind,
@@ -285,12 +298,39 @@ impl Provider {
     }
 
     /// Discovery (the document parsed into the crate's metadata, its issuer compared exactly,
-    /// then the keys fetched with their cache lifetime), done on first use and kept: a
-    /// provider that is down at start does not stop the gateway; the first sign-in retries.
+    /// then the keys fetched with their cache lifetime), done on first use and again once a
+    /// day: a provider that is down at start does not stop the gateway (the first sign-in
+    /// retries), and one that is down when the document is due keeps being used with the
+    /// document in hand (tried again a minute later).
     pub async fn discovered(&self) -> Result<Arc<Discovered>, OidcError> {
-        if let Some(d) = self.discovered.read().await.as_ref() {
-            return Ok(d.clone());
+        let now = self.clock.now();
+        let held = self.discovered.read().await.clone();
+        match held {
+            Some(c) if now < c.refresh_at => Ok(c.discovered),
+            Some(c) => match self.discover().await {
+                Ok(d) => Ok(self.keep(d, now).await),
+                Err(e) => {
+                    tracing::warn!(provider = %self.name, error = %e,
+                        "cannot read the provider's discovery document again; keeping the one in hand");
+                    let retry = Cached { discovered: c.discovered.clone(), refresh_at: now + DISCOVERY_RETRY };
+                    *self.discovered.write().await = Some(retry);
+                    Ok(c.discovered)
+                }
+            },
+            None => {
+                let d = self.discover().await?;
+                Ok(self.keep(d, now).await)
+            }
         }
+    }
+
+    async fn keep(&self, d: Arc<Discovered>, now: OffsetDateTime) -> Arc<Discovered> {
+        *self.discovered.write().await = Some(Cached { discovered: d.clone(), refresh_at: now + DISCOVERY_TTL });
+        d
+    }
+
+    /// Reads the discovery document and the keys it names.
+    async fn discover(&self) -> Result<Arc<Discovered>, OidcError> {
         let issuer = IssuerUrl::new(self.settings.issuer.clone()).map_err(|e| OidcError::Discovery(e.to_string()))?;
         let url = format!("{}/.well-known/openid-configuration", self.settings.issuer);
         let reply = self.http.get(&url, None).await.map_err(|e| OidcError::Discovery(e.to_string()))?;
@@ -318,9 +358,7 @@ impl Provider {
         .set_auth_type(auth_type);
         let (sets, ttl) = self.fetch_keys(&metadata).await?;
         self.store_keys(sets, ttl, false).await;
-        let d = Arc::new(Discovered { metadata, client });
-        *self.discovered.write().await = Some(d.clone());
-        Ok(d)
+        Ok(Arc::new(Discovered { metadata, client }))
     }
 
     /// The authorization request URL (code flow), with our `state` and `nonce` (32 random

@@ -417,6 +417,30 @@ async fn pkce_is_sent_only_when_advertised() {
 }
 
 #[tokio::test]
+async fn discovery_is_read_again_after_a_day_and_kept_while_the_provider_fails() {
+    let (app, mock) = setup(Faults::default()).await;
+    let pkce = |s: &Started| s.params.contains_key("code_challenge");
+    assert!(pkce(&start(&app, "/.guichet/connexion").await));
+    mock.set_faults(Faults { advertise_pkce: false, ..Faults::default() });
+    assert!(pkce(&start(&app, "/.guichet/connexion").await), "the document in hand serves for a day");
+    app.clock.advance(time::Duration::hours(24));
+    assert!(!pkce(&start(&app, "/.guichet/connexion").await), "read again after a day: no PKCE any more");
+
+    // The next document is unusable (another issuer): sign-in goes on with the one in hand.
+    mock.set_faults(Faults {
+        advertise_pkce: true,
+        discovery_issuer: Some("https://elsewhere.example".into()),
+        ..Faults::default()
+    });
+    app.clock.advance(time::Duration::hours(24));
+    assert!(!pkce(&start(&app, "/.guichet/connexion").await), "the previous document still serves");
+    // Once the provider is right again, the retry a minute later picks its document up.
+    mock.set_faults(Faults::default());
+    app.clock.advance(time::Duration::minutes(1));
+    assert!(pkce(&start(&app, "/.guichet/connexion").await));
+}
+
+#[tokio::test]
 async fn authorize_request_follows_franceconnect_rules() {
     let (app, _mock) = setup(Faults::default()).await;
     let s = start(&app, "/.guichet/connexion").await;
