@@ -116,6 +116,21 @@ pub fn read(path: &Path) -> Result<Option<Vec<Line>>, LineFileError> {
     Ok(Some(lines))
 }
 
+/// Creates `path` (and its directory) readable by its owner only and writes a private key into
+/// it, synced; fails with `AlreadyExists` when another process created it first.
+pub fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    std::io::Write::write_all(&mut f, bytes)?;
+    f.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -95,7 +95,7 @@ pub fn rotate(key_file: &Path, retired_at: time::OffsetDateTime) -> Result<Rotat
     let staged = PathBuf::from(staged);
     // A leftover from an interrupted rotation never signed anything: replace it.
     let _ = std::fs::remove_file(&staged);
-    write_new_private_file(&staged, doc.as_ref()).map_err(|e| write(&staged, e))?;
+    crate::line_file::write_new_private(&staged, doc.as_ref()).map_err(|e| write(&staged, e))?;
     std::fs::rename(&staged, key_file).map_err(|e| write(key_file, e))?;
     if let Some(dir) = key_file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| write(dir, e))?;
@@ -126,7 +126,7 @@ impl Signer {
         }
         let rng = ring::rand::SystemRandom::new();
         let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError::Random)?;
-        match write_new_private_file(path, doc.as_ref()) {
+        match crate::line_file::write_new_private(path, doc.as_ref()) {
             Ok(()) => {}
             // Another instance created it first: use theirs, so both sign with one key.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok((Self::load(path)?, false)),
@@ -289,19 +289,6 @@ fn key_id(public_key: &[u8]) -> String {
 }
 
 /// Creates `path` (and its directory) readable by its owner only; fails if it exists.
-fn write_new_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

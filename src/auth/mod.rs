@@ -6,6 +6,7 @@ pub mod assertion;
 pub mod claims;
 pub mod http;
 pub mod jose;
+pub mod jwe;
 pub mod oidc;
 pub mod pending;
 pub mod pseudonym;
@@ -81,6 +82,8 @@ pub struct Auth {
     pub public_url: String,
     pseudonyms: Pseudonyms,
     key: AssertionKey,
+    /// The key FranceConnect+ encrypts to, when a provider encrypts its tokens.
+    decryption: Option<Arc<jwe::DecryptionKey>>,
     assertions: Mutex<AssertionCache>,
 }
 
@@ -101,6 +104,7 @@ impl Auth {
             Some(k) => k.clone(),
             None => stored_pseudonym_key(&store, clock.as_ref(), random.as_ref()).await?,
         };
+        let decryption = decryption_key(a, &config.settings.data_dir)?;
         let http = http::HttpClient::new()?;
         let provider = |kind: Kind, name: String, p: &crate::config::ProviderSettings, secret: &SecretString| {
             let callback = if kind == Kind::Citizen { CITIZEN_CALLBACK_PATH } else { AGENT_CALLBACK_PATH };
@@ -115,6 +119,7 @@ impl Auth {
                     skew: a.clock_skew,
                     max_age: a.max_token_age,
                     clock: clock.clone(),
+                    decryption: decryption.clone().filter(|_| p.encrypted_tokens),
                 },
                 http.clone(),
             )
@@ -151,6 +156,7 @@ impl Auth {
             public_url,
             pseudonyms: Pseudonyms::new(pseudonym_key.expose_secret().as_bytes()),
             key,
+            decryption,
             assertions: Mutex::new(HashMap::new()),
         })
     }
@@ -249,8 +255,14 @@ impl Auth {
     }
 
     /// The public keys upstreams verify assertions with.
+    /// The gateway's public keys: the assertion signing key and, when a provider encrypts its
+    /// tokens, the key it encrypts to (`"use": "enc"`).
     pub fn jwks(&self) -> serde_json::Value {
-        self.key.jwks()
+        let mut set = self.key.jwks();
+        if let (Some(d), Some(keys)) = (&self.decryption, set.get_mut("keys").and_then(|k| k.as_array_mut())) {
+            keys.push(d.public_jwk());
+        }
+        set
     }
 
     /// `X-Guichet-Subject`, `X-Guichet-Claim-*` and `X-Guichet-Assertion` for `session` on
@@ -437,6 +449,24 @@ pub fn safe_return_path(p: &str) -> Option<String> {
 pub fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Loads (or creates) the key providers encrypt their tokens to, when one does.
+fn decryption_key(
+    a: &crate::config::AuthSettings,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Option<Arc<jwe::DecryptionKey>>> {
+    if !a.needs_decryption_key() {
+        return Ok(None);
+    }
+    let path = a.encryption_key_path(data_dir);
+    let (key, created) =
+        jwe::DecryptionKey::load_or_generate(&path).map_err(|e| anyhow::anyhow!("`auth.encryption_key_file`: {e}"))?;
+    if created {
+        tracing::warn!(path = %path.display(), kid = key.kid(),
+            "generated the key providers encrypt tokens to; back it up, share it with every instance and register /.guichet/jwks.json with the provider");
+    }
+    Ok(Some(Arc::new(key)))
 }
 
 #[cfg(test)]

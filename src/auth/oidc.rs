@@ -238,6 +238,9 @@ pub struct Provider {
     clock: Arc<dyn Clock>,
     discovered: RwLock<Option<Cached>>,
     keys: RwLock<Keys>,
+    /// Set when the provider encrypts its tokens (FranceConnect+): the key they are encrypted
+    /// to, and unencrypted tokens are refused.
+    decryption: Option<Arc<super::jwe::DecryptionKey>>,
 }
 
 /// The discovery document in hand, and when it must be read again (injected clock).
@@ -263,6 +266,7 @@ pub struct ProviderInit {
     pub skew: Duration,
     pub max_age: Duration,
     pub clock: Arc<dyn Clock>,
+    pub decryption: Option<Arc<super::jwe::DecryptionKey>>,
 }
 
 impl Provider {
@@ -282,6 +286,7 @@ impl Provider {
             clock: init.clock,
             discovered: RwLock::new(None),
             keys: RwLock::new(Keys::default()),
+            decryption: init.decryption,
         }
     }
 
@@ -396,7 +401,10 @@ impl Provider {
         if let Some(v) = pkce_verifier {
             request = request.set_pkce_verifier(PkceCodeVerifier::new(v.to_owned()));
         }
-        let response = request.request_async(&self.http).await.map_err(token_error)?;
+        let response = match &self.decryption {
+            Some(key) => request.request_async(&Decrypting { http: &self.http, key }).await.map_err(token_error)?,
+            None => request.request_async(&self.http).await.map_err(token_error)?,
+        };
         let id_token = response.id_token().cloned().ok_or(OidcError::Malformed("no id_token in the token response"))?;
         Ok(Tokens { id_token, access_token: response.access_token().secret().clone() })
     }
@@ -529,7 +537,8 @@ impl Provider {
         }
         let claims = if reply.content_type.starts_with("application/jwt") {
             let token = std::str::from_utf8(&reply.body).map_err(|_| OidcError::Malformed("userinfo"))?.trim();
-            let v = self.verify_signature(token).await?;
+            let token = self.decrypted(token).map_err(OidcError::Userinfo)?;
+            let v = self.verify_signature(&token).await?;
             self.check_issuer_and_audience(&v.claims).map_err(OidcError::Userinfo)?;
             v.claims
         } else if self.settings.userinfo_signed {
@@ -541,6 +550,17 @@ impl Provider {
             return Err(OidcError::Userinfo("sub differs from the ID token's"));
         }
         Ok(claims)
+    }
+
+    /// The signed token inside `token` when this provider encrypts (an unencrypted one is then
+    /// refused), `token` itself otherwise.
+    fn decrypted(&self, token: &str) -> Result<String, &'static str> {
+        let Some(key) = &self.decryption else { return Ok(token.to_owned()) };
+        if !super::jwe::is_jwe(token) {
+            return Err("unencrypted token from a provider configured as encrypting");
+        }
+        let plain = key.decrypt(token).map_err(|_| "the encrypted token does not decrypt with our key")?;
+        String::from_utf8(plain).map_err(|_| "the encrypted token does not hold a JWT")
     }
 
     /// A back-channel `logout_token`; returns the `sub` and `sid` it names.
@@ -742,6 +762,55 @@ fn served_levels(settings: &ProviderSettings) -> Vec<u8> {
 
 /// The token endpoint's failure, named for what failed: a token response the crate cannot
 /// read because of its ID token is an ID token problem, not a token-endpoint one.
+/// The token endpoint's client for a provider that encrypts its ID tokens: the answer's
+/// `id_token` (a JWE) is replaced by the signed JWT inside before the crate reads and verifies
+/// it. An unencrypted or undecryptable ID token fails the exchange.
+struct Decrypting<'a> {
+    http: &'a HttpClient,
+    key: &'a super::jwe::DecryptionKey,
+}
+
+impl<'c> openidconnect::AsyncHttpClient<'c> for Decrypting<'_> {
+    type Error = DecryptError;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<openidconnect::HttpResponse, DecryptError>> + Send + 'c>>;
+
+    fn call(&'c self, request: openidconnect::HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let mut response = self.http.call(request).await.map_err(DecryptError::Http)?;
+            if response.status().is_success() {
+                let body = decrypt_id_token(response.body(), self.key)?;
+                *response.body_mut() = body;
+            }
+            Ok(response)
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum DecryptError {
+    #[error(transparent)]
+    Http(HttpError),
+    #[error("{0}")]
+    IdToken(&'static str),
+}
+
+fn decrypt_id_token(body: &[u8], key: &super::jwe::DecryptionKey) -> Result<Vec<u8>, DecryptError> {
+    let mut answer: Map<String, Value> =
+        serde_json::from_slice(body).map_err(|_| DecryptError::IdToken("unreadable token response"))?;
+    let Some(Value::String(token)) = answer.get("id_token") else { return Ok(body.to_vec()) };
+    if !super::jwe::is_jwe(token) {
+        return Err(DecryptError::IdToken("unencrypted ID token from a provider configured as encrypting"));
+    }
+    let plain = key
+        .decrypt(token)
+        .map_err(|_| DecryptError::IdToken("the encrypted ID token does not decrypt with our key"))?;
+    let inner =
+        String::from_utf8(plain).map_err(|_| DecryptError::IdToken("the encrypted ID token does not hold a JWT"))?;
+    answer.insert("id_token".into(), Value::String(inner));
+    serde_json::to_vec(&answer).map_err(|_| DecryptError::IdToken("unreadable token response"))
+}
+
 fn token_error<RE: std::error::Error + 'static>(
     e: openidconnect::RequestTokenError<RE, StandardErrorResponse<CoreErrorResponseType>>,
 ) -> OidcError {
@@ -753,7 +822,12 @@ fn token_error<RE: std::error::Error + 'static>(
         openidconnect::RequestTokenError::ServerResponse(r) => {
             OidcError::TokenEndpoint(format!("the provider refused the code: {}", r.error()))
         }
-        openidconnect::RequestTokenError::Request(e) => OidcError::TokenEndpoint(format!("unreachable: {e}")),
+        openidconnect::RequestTokenError::Request(e) => {
+            match (&e as &dyn std::error::Error).downcast_ref::<DecryptError>() {
+                Some(DecryptError::IdToken(problem)) => OidcError::IdToken((*problem).to_owned()),
+                _ => OidcError::TokenEndpoint(format!("unreachable: {e}")),
+            }
+        }
         other => OidcError::TokenEndpoint(other.to_string()),
     }
 }
@@ -943,6 +1017,7 @@ mod tests {
             post_logout_redirect_uri: "https://gw.example.fr/.guichet/oidc/logout-callback".into(),
             skew: Duration::from_secs(60),
             max_age: Duration::from_secs(600),
+            decryption: None,
         };
         Provider::new(init, HttpClient::new().unwrap())
     }

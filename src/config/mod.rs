@@ -402,6 +402,12 @@ pub struct AuthSettings {
     /// Lifetime of an assertion.
     #[serde(default = "default_assertion_lifetime", with = "humantime_serde")]
     pub assertion_lifetime: Duration,
+    /// PEM file (PKCS#8, EC P-256) of the key providers encrypt ID tokens and userinfo to
+    /// (FranceConnect+, `encrypted_tokens = true`); its public half is in `/.guichet/jwks.json`.
+    /// Default: `<data_dir>/oidc-encryption-key.pem`, created on first start when a provider
+    /// encrypts. Every instance must use the same key.
+    #[serde(default)]
+    pub encryption_key_file: Option<PathBuf>,
     /// Clock difference tolerated with the providers on `exp`/`iat`.
     #[serde(default = "default_clock_skew", with = "humantime_serde")]
     pub clock_skew: Duration,
@@ -462,6 +468,10 @@ pub struct ProviderSettings {
     /// Userinfo must be a signed JWT (FranceConnect v2, ProConnect); plain JSON is refused.
     #[serde(default = "default_true")]
     pub userinfo_signed: bool,
+    /// The provider encrypts its ID tokens and userinfo to the gateway's key (FranceConnect+:
+    /// JWE, ECDH-ES with A256GCM); unencrypted ones are then refused.
+    #[serde(default)]
+    pub encrypted_tokens: bool,
 }
 
 /// Grants `role` to agents whose claims match every non-empty condition.
@@ -496,6 +506,7 @@ impl ProviderSettings {
             acr_values: Vec::new(),
             prompt_login: false,
             userinfo_signed: default_true(),
+            encrypted_tokens: false,
         }
     }
 }
@@ -734,6 +745,17 @@ pub struct AuthSecrets {
 pub const DEFAULT_CITIZEN_PROVIDER: &str = "citizen";
 
 impl AuthSettings {
+    /// Whether any provider encrypts its tokens to the gateway (FranceConnect+).
+    pub fn needs_decryption_key(&self) -> bool {
+        self.citizen_providers().iter().any(|(_, _, p)| p.encrypted_tokens)
+            || self.agent.as_ref().is_some_and(|p| p.encrypted_tokens)
+    }
+
+    /// Where the key providers encrypt to is read (or created).
+    pub fn encryption_key_path(&self, data_dir: &Path) -> PathBuf {
+        self.encryption_key_file.clone().unwrap_or_else(|| data_dir.join("oidc-encryption-key.pem"))
+    }
+
     /// Every citizen provider with its name and its place in the configuration: `[auth.citizen]`
     /// first, then `[[auth.citizen_providers]]`.
     pub fn citizen_providers(&self) -> Vec<(String, String, &ProviderSettings)> {

@@ -408,6 +408,26 @@ async fn hs256_is_refused_even_when_discovery_advertises_it() {
     assert_refused(&app, r).await;
 }
 
+/// A provider registered as encrypting its tokens (FranceConnect+) that sends a merely signed
+/// ID token is refused: an attacker who could strip the encryption gains nothing.
+#[tokio::test]
+async fn an_unencrypted_id_token_from_an_encrypting_provider_is_refused() {
+    let mock = MockProvider::start().await;
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("enc.pem");
+    let app = spawn_app()
+        .with_citizen_provider(mock.issuer())
+        .with(move |s, _| {
+            s.auth.citizen.as_mut().unwrap().encrypted_tokens = true;
+            s.auth.encryption_key_file = Some(key);
+        })
+        .start()
+        .await;
+    let r = sign_in(&app, &mock).await;
+    assert_refused(&app, r).await;
+    assert!(keys.path().join("enc.pem").exists(), "the decryption key was created");
+}
+
 #[tokio::test]
 async fn pkce_is_sent_only_when_advertised() {
     let (_app, mock, _) = accepted_with(Faults::default()).await;

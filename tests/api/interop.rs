@@ -33,10 +33,15 @@ struct OidcProvider {
 
 impl OidcProvider {
     async fn start(alg: &str) -> Self {
+        Self::start_with(alg, &[]).await
+    }
+
+    async fn start_with(alg: &str, extra: &[&str]) -> Self {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc-provider");
         let stderr = tempfile::NamedTempFile::new().unwrap();
         let mut child = Command::new("node")
             .args(["server.mjs", "--port", "0", "--alg", alg])
+            .args(extra)
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -341,6 +346,41 @@ async fn citizen_steps_up_to_a_second_provider(alg: &str) {
     assert!(fc_plus.issuer.starts_with(&end.origin().ascii_serialization()), "logout at FranceConnect+: {end}");
 }
 
+/// FranceConnect+ encrypts ID tokens and userinfo to the relying party's key: the real
+/// provider encrypts them (JWE, ECDH-ES with A256GCM) to the key the gateway publishes, and
+/// the gateway decrypts, verifies the signed JWT inside and signs the citizen in with its
+/// claims.
+async fn citizen_signs_in_at_franceconnect_plus_with_encrypted_tokens(alg: &str) {
+    let keys = tempfile::tempdir().unwrap();
+    let key_path = keys.path().join("oidc-encryption-key.pem");
+    let (key, _) = guichet::auth::jwe::DecryptionKey::load_or_generate(&key_path).unwrap();
+    let fc = OidcProvider::start(alg).await;
+    let fc_plus = OidcProvider::start_with(alg, &["--enc-jwk", &key.public_jwk().to_string()]).await;
+    let plus_issuer = fc_plus.issuer.clone();
+    let app = spawn_app()
+        .with_citizen_provider(fc.issuer.clone())
+        .with(move |s, _| {
+            crate::auth::add_fc_plus(s, plus_issuer);
+            s.auth.citizen_providers[0].encrypted_tokens = true;
+            s.auth.encryption_key_file = Some(key_path);
+        })
+        .start()
+        .await;
+    app.clock.advance(SystemClock.now() - app.clock.now());
+    let published: serde_json::Value = app.get("/.guichet/jwks.json").await.json().await.unwrap();
+    let enc: Vec<_> = published["keys"].as_array().unwrap().iter().filter(|k| k["use"] == "enc").collect();
+    assert_eq!(enc.len(), 1, "the encryption key is published: {published}");
+    assert_eq!(enc[0]["kid"], key.kid());
+
+    let browser = Browser::new(&app);
+    let w = browser.get("/fort").await;
+    assert_eq!(w.status, 200, "visited {:?}:\n{}", w.visited, w.body);
+    let session = browser.cookie("__Host-guichet-session").expect("a session from the decrypted tokens");
+    let row = app.state.store.sessions().get(&guichet::auth::session::hash_id(&session)).await.unwrap().unwrap();
+    assert_eq!(row.issuer, fc_plus.issuer);
+    assert_eq!(row.acr, "eidas2");
+}
+
 /// Runs one scenario once per signing algorithm the gateway pins.
 macro_rules! per_alg {
     ($($name:ident),* $(,)?) => {$(
@@ -365,4 +405,9 @@ macro_rules! per_alg {
     )*};
 }
 
-per_alg!(citizen_signs_in_and_out, agent_signs_in, citizen_steps_up_to_a_second_provider);
+per_alg!(
+    citizen_signs_in_and_out,
+    agent_signs_in,
+    citizen_steps_up_to_a_second_provider,
+    citizen_signs_in_at_franceconnect_plus_with_encrypted_tokens,
+);

@@ -1,7 +1,11 @@
 // The certified `oidc-provider` configured like FranceConnect v2 (citizens) and ProConnect
 // (agents), for Guichet's interoperability test (tests/api/interop.rs). Loopback only.
 //
-//   node server.mjs [--port N] [--alg ES256|RS256] [--rp http://127.0.0.1]
+//   node server.mjs [--port N] [--alg ES256|RS256] [--rp http://127.0.0.1] [--enc-jwk JSON]
+//
+// With `--enc-jwk` (the relying party's public EC key, as in its `/.guichet/jwks.json`), the
+// citizens' client gets its ID tokens and userinfo encrypted to that key like FranceConnect+
+// does (JWE, ECDH-ES with A256GCM, around the signed JWT).
 //
 // Prints `ready <issuer>` on stdout once it accepts connections. Sign-in is headless: the
 // interaction page finishes at once with the client's test account and the asked acr, and
@@ -25,8 +29,10 @@ const { values: args } = parseArgs({
     port: { type: 'string', default: '0' },
     alg: { type: 'string', default: 'ES256' },
     rp: { type: 'string', default: 'http://127.0.0.1' },
+    'enc-jwk': { type: 'string' },
   },
 });
+const encJwk = args['enc-jwk'] ? JSON.parse(args['enc-jwk']) : null;
 if (!['ES256', 'RS256'].includes(args.alg)) {
   throw new Error(`--alg must be ES256 or RS256, not ${args.alg}`);
 }
@@ -98,10 +104,26 @@ function client(clientId, callbackPath) {
   };
 }
 
+/** FranceConnect+'s encryption of ID tokens and userinfo to the relying party's key. */
+function encrypting(c) {
+  if (!encJwk) return c;
+  return {
+    ...c,
+    jwks: { keys: [encJwk] },
+    id_token_encrypted_response_alg: 'ECDH-ES',
+    id_token_encrypted_response_enc: 'A256GCM',
+    userinfo_encrypted_response_alg: 'ECDH-ES',
+    userinfo_encrypted_response_enc: 'A256GCM',
+  };
+}
+
 function configuration() {
   const pairwiseSalt = randomBytes(32);
   return {
-    clients: [client(CITIZEN_CLIENT, '/.guichet/oidc/callback'), client(AGENT_CLIENT, '/.guichet/oidc/agent/callback')],
+    clients: [
+      encrypting(client(CITIZEN_CLIENT, '/.guichet/oidc/callback')),
+      client(AGENT_CLIENT, '/.guichet/oidc/agent/callback'),
+    ],
     jwks: { keys: [privateJwk('ec', 'ES256'), privateJwk('rsa', 'RS256')] },
     cookies: { keys: [randomBytes(32).toString('hex')] },
     acrValues: ACR_VALUES,
@@ -111,8 +133,13 @@ function configuration() {
     enabledJWA: {
       idTokenSigningAlgValues: ['ES256', 'RS256'],
       userinfoSigningAlgValues: ['ES256', 'RS256'],
+      idTokenEncryptionAlgValues: ['ECDH-ES'],
+      idTokenEncryptionEncValues: ['A256GCM'],
+      userinfoEncryptionAlgValues: ['ECDH-ES'],
+      userinfoEncryptionEncValues: ['A256GCM'],
     },
     features: {
+      encryption: { enabled: Boolean(encJwk) },
       devInteractions: { enabled: false },
       jwtUserinfo: { enabled: true },
       rpInitiatedLogout: { enabled: true },
