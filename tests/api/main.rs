@@ -28,6 +28,7 @@ mod policy;
 mod proxy;
 mod register;
 mod rights;
+mod rights_agent;
 mod spellings;
 mod stacks;
 mod store;
