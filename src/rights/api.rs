@@ -56,7 +56,11 @@ struct CreateBody {
 }
 
 pub(super) fn view(app: &App, r: &RightsRequest) -> RequestView {
-    let today = paris_date(app.clock.now());
+    view_on(paris_date(app.clock.now()), r)
+}
+
+/// A request as it stands on `today` (French local date): due date and lateness move.
+pub fn view_on(today: time::Date, r: &RightsRequest) -> RequestView {
     RequestView {
         id: r.id.clone(),
         right: r.right,

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use time::Date;
 
 use super::agent_api::agent_with_role;
-use super::api::{RequestView, is_json, problem, rights_problem, view};
+use super::api::{RequestView, is_json, problem, rights_problem, view_on};
 use super::request::{DocumentKind, IdentityProof, Refusal, Status};
-use super::service::{By, RightsError, RightsRequest};
+use super::service::{By, RightsError, RightsRequest, parse_date};
 use crate::app::{App, AppState};
 use crate::clock::paris_date;
 use crate::error::GatewayError;
@@ -67,14 +67,18 @@ pub struct ExtensionView {
     pub notice_sent_on: String,
 }
 
-pub fn handler_view(app: &App, r: &RightsRequest) -> HandlerView {
-    let today = paris_date(app.clock.now());
+fn handler_view(app: &App, r: &RightsRequest) -> HandlerView {
+    handler_view_on(paris_date(app.clock.now()), r)
+}
+
+/// A request as its handler sees it on `today` (the command line's view too).
+pub fn handler_view_on(today: Date, r: &RightsRequest) -> HandlerView {
     let identity = match &r.identity {
         IdentityProof::SignIn { acr } => IdentityView { method: "sign_in", acr: Some(acr.clone()), document: None },
         IdentityProof::Document { kind } => IdentityView { method: "document", acr: None, document: Some(*kind) },
     };
     HandlerView {
-        request: view(app, r),
+        request: view_on(today, r),
         subject: r.subject.clone(),
         agent: r.agent.clone(),
         identity,
@@ -180,9 +184,6 @@ struct ExtendBody {
     notice_sent_on: Option<String>,
 }
 
-const DATE: &[time::format_description::BorrowedFormatItem<'static>] =
-    time::macros::format_description!("[year]-[month]-[day]");
-
 async fn extend(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -194,14 +195,14 @@ async fn extend(
         Err(r) => return r,
     };
     let Ok(Json(body)) = body else { return bad_body("the body must be {months, reason, notice_sent_on?}") };
-    let notice_on = match body.notice_sent_on.as_deref().map(|d| Date::parse(d, DATE)) {
+    let notice_on = match body.notice_sent_on.as_deref().map(parse_date) {
         None => paris_date(app.clock.now()),
         Some(Ok(d)) => d,
         Some(Err(_)) => return bad_body("notice_sent_on is a date, YYYY-MM-DD"),
     };
     match app.rights.extend(&id, body.months, body.reason, notice_on, &by).await {
         Ok(r) => {
-            extension_notice_due(&app, &r);
+            extension_notice_due(&r);
             Json(handler_view(&app, &r)).into_response()
         }
         Err(e) => rights_problem(&e),
@@ -211,7 +212,7 @@ async fn extend(
 /// Hook: the citizen must be told of an extension and its reason (Art. 12(3)). The notify
 /// module sends it through a durable `notify.send` job; until it is wired here, the notice is
 /// recorded by the journal's `extended` entry and this line (request id only, no personal data).
-pub fn extension_notice_due(_app: &App, request: &RightsRequest) {
+pub fn extension_notice_due(request: &RightsRequest) {
     tracing::info!(request = %request.id, "rights: an extension notice is due to the citizen");
 }
 

@@ -6,6 +6,7 @@
 
 pub mod agent_api;
 pub mod api;
+pub mod cli;
 pub mod contract;
 pub mod deadline;
 pub mod dpo_api;

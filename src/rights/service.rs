@@ -413,6 +413,7 @@ fn to_json<T: Serialize>(v: &T) -> Result<String, RightsError> {
 const DATE: &[time::format_description::BorrowedFormatItem<'static>] =
     time::macros::format_description!("[year]-[month]-[day]");
 
-fn parse_date(s: &str) -> Result<Date, RightsError> {
+/// A date written `YYYY-MM-DD`.
+pub fn parse_date(s: &str) -> Result<Date, RightsError> {
     Date::parse(s, DATE).map_err(|_| RightsError::Corrupt)
 }

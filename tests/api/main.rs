@@ -23,6 +23,7 @@ mod limits;
 mod logging;
 mod metrics;
 mod notice;
+mod openapi;
 mod paths;
 mod policy;
 mod proxy;

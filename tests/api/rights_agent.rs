@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{SESSION, agent_info, agent_sign_in, cookie};
 use crate::consent::{builder, citizen, consent_page, post, token};
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, TestAppBuilder};
 use crate::oidc_mock::MockProvider;
 use crate::on_both_stores;
 
@@ -28,9 +28,14 @@ pub(crate) struct Parties {
 /// The newsletter activity, citizen and agent providers, `etat-civil` allowed to file for
 /// citizens and the `dpo` role granted to uid `dpo-1`.
 pub(crate) async fn parties(backend: Backend) -> Parties {
+    parties_with(backend, |b| b).await
+}
+
+/// Like `parties`, with more settings.
+pub(crate) async fn parties_with(backend: Backend, tweak: impl FnOnce(TestAppBuilder) -> TestAppBuilder) -> Parties {
     let citizens = MockProvider::start().await;
     let agents = MockProvider::start().await;
-    let app = builder(&citizens, backend)
+    let app = tweak(builder(&citizens, backend))
         .with_agent_provider(agents.issuer())
         .with(|s, _| {
             s.rights.assisted_roles = vec!["etat-civil".into()];
