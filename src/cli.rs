@@ -1,5 +1,5 @@
 //! The command line: `serve`, `check`, `migrate`, `demo`, `policy check|register`, `audit`,
-//! `sessions revoke`, `keys`.
+//! `sessions revoke`, `keys`, `rights`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -33,6 +33,7 @@ const EXAMPLES: &str = "Examples:
   guichet audit verify --config /etc/guichet/guichet.toml  check the audit journal
   guichet sessions revoke --subject 3f2a…            end one person's sessions everywhere
   guichet keys init --config /etc/guichet/guichet.toml   create the field-encryption keyring
+  guichet rights list --config /etc/guichet/guichet.toml  the open rights requests, oldest first
 
 Documentation: README.md and docs/configuration.md";
 
@@ -77,6 +78,10 @@ pub enum Command {
     /// Sign-in sessions kept in the store.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Data-subject rights requests (for operators and the DPO): read the queue, extend,
+    /// refuse, complete. Every change is journaled with the operator as actor.
+    #[command(subcommand)]
+    Rights(crate::rights::cli::RightsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,6 +213,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Sessions(SessionsCommand::Revoke(args)) => sessions_revoke(cli.config, &args).await,
         Command::Keys { action } => keys(cli.config, action).await,
+        Command::Rights(command) => rights(cli.config, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -568,6 +574,17 @@ async fn keys(path: Option<PathBuf>, action: KeysCommand) -> anyhow::Result<()> 
             Ok(())
         }
     }
+}
+
+/// Runs a `rights` command on the configured store, journaled like `serve` would.
+async fn rights(path: Option<PathBuf>, command: crate::rights::cli::RightsCommand) -> anyhow::Result<()> {
+    let (_, store, audit) = start_audit(path).await?;
+    let audit = Arc::new(audit);
+    let deps = Deps::default();
+    let service = crate::rights::service::RightsService::new(store, audit.clone(), deps.clock.clone(), deps.random);
+    let result = crate::rights::cli::run(&service, deps.clock.as_ref(), command, &mut std::io::stdout()).await;
+    audit.shutdown().await;
+    result
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -57,6 +57,23 @@ pub struct Settings {
     /// Consent ledger and its assisted channel (docs/consent.md).
     #[serde(default)]
     pub consent: ConsentSettings,
+    /// Data-subject rights requests (docs/rights.md).
+    #[serde(default)]
+    pub rights: RightsSettings,
+}
+
+/// Who may act on data-subject rights requests besides the citizen.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RightsSettings {
+    /// Agent roles allowed to file a request on a citizen's behalf (counter, phone, post,
+    /// e-mail). Default: the consent ledger's default assisted role.
+    #[serde(default = "default_consent_assisted_roles")]
+    pub assisted_roles: Vec<String>,
+    /// Agent roles that handle the queue (extend, pause, refuse, complete). `auth.dpo_role`
+    /// always may; these are added to it.
+    #[serde(default)]
+    pub handler_roles: Vec<String>,
 }
 
 /// The consent ledger's settings.
@@ -568,7 +585,8 @@ default_from_serde!(
     AuditRetentionSettings,
     AuthSettings,
     PolicySettings,
-    ConsentSettings
+    ConsentSettings,
+    RightsSettings
 );
 
 fn default_transform_max_bytes() -> u64 {

@@ -2,6 +2,8 @@
 //! one's own, cancel one. Signed-in citizens only (the session cookie); JSON bodies only, so a
 //! cross-site form cannot post here. The privacy centre's pages use the same service.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +23,7 @@ pub const RIGHTS_API: &str = "/.guichet/api/v1/rights";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .merge(super::agent_api::routes())
         .route(RIGHTS_API, get(list).post(create))
         .route("/.guichet/api/v1/rights/{id}", get(show))
         .route("/.guichet/api/v1/rights/{id}/cancel", post(cancel))
@@ -52,8 +55,12 @@ struct CreateBody {
     activity: Option<String>,
 }
 
-fn view(app: &App, r: &RightsRequest) -> RequestView {
-    let today = paris_date(app.clock.now());
+pub(super) fn view(app: &App, r: &RightsRequest) -> RequestView {
+    view_on(paris_date(app.clock.now()), r)
+}
+
+/// A request as it stands on `today` (French local date): due date and lateness move.
+pub fn view_on(today: time::Date, r: &RightsRequest) -> RequestView {
     RequestView {
         id: r.id.clone(),
         right: r.right,
@@ -71,26 +78,35 @@ fn view(app: &App, r: &RightsRequest) -> RequestView {
 
 /// A signed-in citizen: their session, pseudonymous subject id, and journal actor.
 struct Citizen {
-    session: std::sync::Arc<Session>,
+    session: Arc<Session>,
     subject: String,
     by: By,
 }
 
-/// The signed-in citizen, or the response to send instead.
-async fn citizen(app: &App, headers: &HeaderMap) -> Result<Citizen, Response> {
-    let session = match app.auth.identify(headers).await {
-        Ok(Some(s)) if s.kind == Kind::Citizen => s,
-        Ok(_) => {
-            return Err(problem(
-                &GatewayError::SignInRequired { agent: false, acr: None, return_to: "/".into() },
-                "rights API without a citizen session",
-            ));
-        }
+/// The caller's session, or the problem to answer: 401 (sign in as `kind`) without one.
+pub(super) async fn signed_in(app: &App, headers: &HeaderMap, kind: Kind) -> Result<Arc<Session>, Response> {
+    match app.auth.identify(headers).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(problem(
+            &GatewayError::SignInRequired { agent: kind == Kind::Agent, acr: None, return_to: "/".into() },
+            "rights API without a session",
+        )),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the session");
-            return Err(problem(&GatewayError::StoreUnavailable, "session store unavailable"));
+            Err(problem(&GatewayError::StoreUnavailable, "session store unavailable"))
         }
-    };
+    }
+}
+
+/// The signed-in citizen, or the response to send instead (an agent's session is not one).
+async fn citizen(app: &App, headers: &HeaderMap) -> Result<Citizen, Response> {
+    let session = signed_in(app, headers, Kind::Citizen).await?;
+    if session.kind != Kind::Citizen {
+        return Err(problem(
+            &GatewayError::SignInRequired { agent: false, acr: None, return_to: "/".into() },
+            "rights API without a citizen session",
+        ));
+    }
     let subject = app.auth.consent_subject(&session).to_owned();
     let (Ok(id), Ok(role)) = (Ident::new(subject.as_str()), Ident::new("citizen")) else {
         return Err(problem(&GatewayError::Internal, "subject is not a journal identifier"));
@@ -165,25 +181,28 @@ async fn cancel(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<
 }
 
 /// A cross-site form can only send form or text bodies: JSON needs a preflight it cannot pass.
-fn is_json(headers: &HeaderMap) -> bool {
+pub(super) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")))
 }
 
-fn problem(e: &GatewayError, why: &str) -> Response {
+pub(super) fn problem(e: &GatewayError, why: &str) -> Response {
     e.respond(false, None, Some(why.to_owned()))
 }
 
 /// The rights service's errors as the API's problems.
-fn rights_problem(e: &RightsError) -> Response {
+pub(super) fn rights_problem(e: &RightsError) -> Response {
     let mapped = match e {
         RightsError::NotFound => GatewayError::NotFound,
         RightsError::UnknownActivity => GatewayError::Unprocessable("no processing activity with this id"),
         RightsError::AgentMissing => GatewayError::Unprocessable("an assisted channel needs the agent"),
         RightsError::Transition(t) => GatewayError::Unprocessable(t.message()),
         RightsError::Deadline(d) => GatewayError::Unprocessable(d.message()),
+        RightsError::EarlierRequestUnknown => {
+            GatewayError::Unprocessable("an earlier request linked to a refusal is not one of this citizen's")
+        }
         RightsError::Conflict => GatewayError::Conflict("the request changed meanwhile; read it again"),
         RightsError::Store(_) => GatewayError::StoreUnavailable,
         RightsError::Audit(_) | RightsError::BadIdent | RightsError::Corrupt | RightsError::Random => {

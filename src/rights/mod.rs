@@ -4,9 +4,12 @@
 //! that stores requests, journals their transitions and reaches the applications calls the
 //! existing services (policy, crypto vault, consent, audit), never the store directly.
 
+pub mod agent_api;
 pub mod api;
+pub mod cli;
 pub mod contract;
 pub mod deadline;
+pub mod dpo_api;
 pub mod request;
 pub mod rules;
 pub mod service;

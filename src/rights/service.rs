@@ -34,6 +34,8 @@ pub enum RightsError {
     Transition(#[from] TransitionError),
     #[error(transparent)]
     Deadline(#[from] DeadlineError),
+    #[error("an earlier request linked to a refusal is not one of this citizen's")]
+    EarlierRequestUnknown,
     #[error("the request changed meanwhile; read it again")]
     Conflict,
     #[error("an identifier cannot be journaled")]
@@ -194,6 +196,7 @@ impl RightsService {
 
     /// Refuses a request with its ground and plain-French reason; the answer states the remedies.
     pub async fn refuse(&self, id: &str, refusal: Refusal, by: &By) -> Result<RightsRequest, RightsError> {
+        self.check_earlier_requests(id, &refusal).await?;
         self.change(id, by, Status::Refused.as_str(), |r| {
             check_transition(r.status, Status::Refused, Some(&refusal))?;
             r.status = Status::Refused;
@@ -201,6 +204,21 @@ impl RightsService {
             Ok(())
         })
         .await
+    }
+
+    /// A refusal as unfounded or excessive (Art. 12(5)) links earlier requests: each must exist,
+    /// be the same citizen's, and have come before this one, or it proves nothing.
+    async fn check_earlier_requests(&self, id: &str, refusal: &Refusal) -> Result<(), RightsError> {
+        let RefusalGround::UnfoundedOrExcessive { earlier_requests } = &refusal.ground else { return Ok(()) };
+        let this = self.get(id).await?;
+        for earlier in earlier_requests.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+            match self.get(earlier).await {
+                Ok(e) if e.subject == this.subject && e.id != this.id && e.received_at <= this.received_at => {}
+                Ok(_) | Err(RightsError::NotFound) => return Err(RightsError::EarlierRequestUnknown),
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(())
     }
 
     /// The citizen withdraws their own request.
@@ -395,6 +413,7 @@ fn to_json<T: Serialize>(v: &T) -> Result<String, RightsError> {
 const DATE: &[time::format_description::BorrowedFormatItem<'static>] =
     time::macros::format_description!("[year]-[month]-[day]");
 
-fn parse_date(s: &str) -> Result<Date, RightsError> {
+/// A date written `YYYY-MM-DD`.
+pub fn parse_date(s: &str) -> Result<Date, RightsError> {
     Date::parse(s, DATE).map_err(|_| RightsError::Corrupt)
 }

@@ -1,6 +1,7 @@
 //! Bytes in: listeners, TLS termination, HTTP/1.1 and HTTP/2 connections, graceful shutdown.
 
 pub mod middleware;
+pub mod openapi;
 pub mod router;
 
 use std::convert::Infallible;

@@ -112,3 +112,155 @@ fn a_cause_is_said_once() {
     assert!(err.contains("cannot read the audit signing key"), "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
+
+mod rights {
+    //! `guichet rights …` through the real binary, on the store a running gateway uses:
+    //! requests filed through the service, then read and answered from the command line,
+    //! with the rules of the API and the operator journaled as actor.
+
+    use guichet::audit::{Actor, ActorKind, Ident};
+    use guichet::clock::Clock as _;
+    use guichet::rights::request::{Channel, IdentityProof, Right};
+    use guichet::rights::service::{By, NewRequest};
+    use secrecy::ExposeSecret;
+    use serde_json::Value;
+
+    use super::{guichet, stderr};
+    use crate::helpers::{Backend, TestApp, fresh_store_url, spawn_app};
+    use crate::on_both_stores;
+
+    /// A gateway whose clock is now (the command line reads the system clock), and a
+    /// configuration file for the command line on its store.
+    async fn gateway(backend: Backend, dir: &std::path::Path) -> (TestApp, String) {
+        // The store lives in `dir`, so that it outlives the gateway.
+        let url = fresh_store_url(backend, dir).await;
+        let app = spawn_app().backend(backend).with_store_url(url).start().await;
+        let now = guichet::clock::SystemClock.now();
+        app.clock.advance(now - app.clock.now());
+        let file = dir.join("guichet.toml");
+        let toml = format!(
+            "version = 1\ndata_dir = {:?}\n\n[store]\nurl = {:?}\n\n[[routes]]\nname = \"app\"\npath_prefix = \"/\"\n\
+             upstream = \"http://127.0.0.1:9\"\nno_personal_data = true\n",
+            dir.display().to_string(),
+            app.store_url.expose_secret(),
+        );
+        std::fs::write(&file, toml).unwrap();
+        (app, file.display().to_string())
+    }
+
+    async fn file(app: &TestApp, subject: &str, right: Right) -> String {
+        let by = By {
+            actor: Actor { kind: ActorKind::Citizen, id: Ident::new(subject).unwrap() },
+            role: Ident::new("citizen").unwrap(),
+        };
+        let new = NewRequest {
+            subject: subject.into(),
+            activity: None,
+            right,
+            channel: Channel::Online,
+            agent: None,
+            identity: IdentityProof::SignIn { acr: "eidas1".into() },
+        };
+        app.state.rights.create(&app.state.policies.load(), new, &by).await.unwrap().id
+    }
+
+    fn ok(args: &[&str], conf: &str) -> String {
+        let out = guichet(&[args, &["--config", conf]].concat());
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn refused(args: &[&str], conf: &str, why: &str) {
+        let out = guichet(&[args, &["--config", conf]].concat());
+        assert_eq!(out.status.code(), Some(1), "{args:?} must fail");
+        assert!(stderr(&out).contains(why), "{args:?}: {}", stderr(&out));
+    }
+
+    async fn operators_read_and_answer_the_queue(backend: Backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, conf) = gateway(backend, dir.path()).await;
+        let first = file(&app, "sub_angela", Right::Access).await;
+        app.clock.advance(time::Duration::minutes(1));
+        let earlier = file(&app, "sub_bruno", Right::Access).await;
+        app.clock.advance(time::Duration::minutes(1));
+        let second = file(&app, "sub_bruno", Right::Rectification).await;
+        // The gateway stops: on SQLite, its background writes would lock the command line out.
+        let url = app.store_url.clone();
+        app.state.audit.flush().await.unwrap();
+        drop(app);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+        let table = ok(&["rights", "list"], &conf);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("REFERENCE") && lines[0].contains("DUE"), "{table}");
+        assert!(lines[1].starts_with(&first) && lines[3].starts_with(&second), "oldest first: {table}");
+        let list: Value = serde_json::from_str(&ok(&["rights", "list", "--json"], &conf)).unwrap();
+        assert_eq!(list["requests"].as_array().unwrap().len(), 3);
+        let mine: Value =
+            serde_json::from_str(&ok(&["rights", "list", "--subject", "sub_angela", "--json"], &conf)).unwrap();
+        assert_eq!(mine["requests"][0]["id"], first.as_str());
+
+        let shown: Value = serde_json::from_str(&ok(&["rights", "show", &first, "--json"], &conf)).unwrap();
+        assert_eq!((shown["status"].as_str(), shown["overdue"].as_bool()), (Some("received"), Some(false)));
+        assert!(ok(&["rights", "show", &first], &conf).contains("identity: sign-in (eidas1)"));
+
+        let extended: Value = serde_json::from_str(&ok(
+            &["rights", "extend", &first, "--months", "2", "--reason", "Cinq services concernés", "--json"],
+            &conf,
+        ))
+        .unwrap();
+        assert_eq!(extended["extensions"][0]["months"], 2);
+        let three = guichet(&["rights", "extend", &second, "--months", "3", "--reason", "x", "--config", &conf]);
+        assert_eq!(three.status.code(), Some(2), "more than two months is a usage error");
+        refused(&["rights", "extend", &first, "--months", "1", "--reason", "Encore"], &conf, "at most two in all");
+
+        refused(&["rights", "refuse", &second, "--reason", " "], &conf, "a refusal needs its reason");
+        refused(
+            &["rights", "refuse", &second, "--ground", "unfounded-or-excessive", "--reason", "Répétée"],
+            &conf,
+            "must link the earlier requests",
+        );
+        let r = ok(
+            &[
+                "rights",
+                "refuse",
+                &second,
+                "--ground",
+                "unfounded-or-excessive",
+                "--earlier",
+                &earlier,
+                "--reason",
+                "Répétée",
+            ],
+            &conf,
+        );
+        assert!(r.contains("refused: Répétée"), "{r}");
+
+        refused(&["rights", "complete", &first, "--summary", " "], &conf, "summary");
+        let done: Value = serde_json::from_str(&ok(
+            &["rights", "complete", &first, "--summary", "Vos données sont jointes.", "--partly", "--json"],
+            &conf,
+        ))
+        .unwrap();
+        assert_eq!(
+            (done["status"].as_str(), done["answer"]["summary"].as_str()),
+            (Some("partly_completed"), Some("Vos données sont jointes."))
+        );
+        refused(&["rights", "show", "DR-0000-0000"], &conf, "no such request");
+        assert_eq!(ok(&["rights", "list"], &conf).lines().count(), 2, "one open request left");
+
+        // Journaled with the operator as actor.
+        let store = guichet::store::Store::connect(&url, &guichet::store::StoreOptions::default()).await.unwrap();
+        let entries = store.audit().entries_after(0, 10_000).await.unwrap();
+        let by_operator: Vec<Value> = entries
+            .iter()
+            .map(|e| serde_json::from_str::<Value>(&e.body).unwrap())
+            .filter(|b| b["actor"]["id"] == "operator")
+            .collect();
+        let stages: Vec<&str> = by_operator.iter().map(|b| b["operation"]["stage"].as_str().unwrap()).collect();
+        assert_eq!(stages, ["extended", "refused", "in_progress", "partly_completed"]);
+        assert!(by_operator.iter().all(|b| b["actor"]["kind"] == "system" && b["role"] == "operator"));
+    }
+
+    on_both_stores!(operators_read_and_answer_the_queue);
+}
