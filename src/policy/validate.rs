@@ -34,6 +34,11 @@ pub fn validate(
                 .push(p.problem("id", format!("the activity id `{}` is already used by another file", p.activity.id)));
         }
         check_activity(p, &mut problems);
+        if let Some(route) = &p.activity.rights_route
+            && !settings.iter().any(|r| r.name == *route)
+        {
+            problems.push(p.problem("rights_route", format!("no configured route is named `{route}`")));
+        }
         compiled.extend(compile_routes(p, &mut problems).into_iter().map(|(r, key)| (i, r, key)));
     }
     check_overlaps(parsed, &compiled, &mut problems);
@@ -71,6 +76,32 @@ fn check_activity(p: &Parsed, problems: &mut Vec<PolicyProblem>) {
     check_purposes(p, problems);
     check_categories(p, problems);
     check_fields(p, problems);
+    check_rights_keys(p, problems);
+}
+
+/// The rights keys: an endpoint the gateway can reach without leaking requests in clear, and
+/// erasure on withdrawal only where there is a consent to withdraw.
+fn check_rights_keys(p: &Parsed, problems: &mut Vec<PolicyProblem>) {
+    let a = &p.activity;
+    if let Some(url) = &a.rights_endpoint {
+        let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|l| url.starts_with(l));
+        if !(url.starts_with("https://") || loopback) || url.parse::<http::Uri>().is_err() {
+            problems.push(p.problem(
+                "rights_endpoint",
+                "the rights endpoint must be an https:// URL (http:// only on the loopback, for tests and the demo)",
+            ));
+        }
+    }
+    if a.rights_route.is_some() && a.rights_endpoint.is_none() {
+        problems.push(p.problem("rights_route", "`rights_route` needs a `rights_endpoint`"));
+    }
+    let consent = a.purposes.iter().any(|x| matches!(x.legal_basis, Some(BasisChoice::One(LegalBasis::Consent))));
+    if a.erase_on_withdrawal && !consent {
+        problems.push(p.problem(
+            "erase_on_withdrawal",
+            "`erase_on_withdrawal` needs a purpose resting on consent: there is no consent to withdraw",
+        ));
+    }
 }
 
 fn check_purposes(p: &Parsed, problems: &mut Vec<PolicyProblem>) {

@@ -5,8 +5,12 @@
 //! existing services (policy, crypto vault, consent, audit), never the store directly.
 
 pub mod api;
+pub mod callbacks;
 pub mod contract;
 pub mod deadline;
+pub mod erasure;
+pub mod propagation;
 pub mod request;
+pub mod restriction;
 pub mod rules;
 pub mod service;
