@@ -85,10 +85,12 @@ fn check_rights_keys(p: &Parsed, problems: &mut Vec<PolicyProblem>) {
     let a = &p.activity;
     if let Some(url) = &a.rights_endpoint {
         let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|l| url.starts_with(l));
-        if !(url.starts_with("https://") || loopback) || url.parse::<http::Uri>().is_err() {
+        let path = url.starts_with('/') && !url.starts_with("//");
+        if !(url.starts_with("https://") || loopback || path) || url.parse::<http::Uri>().is_err() {
             problems.push(p.problem(
                 "rights_endpoint",
-                "the rights endpoint must be an https:// URL (http:// only on the loopback, for tests and the demo)",
+                "the rights endpoint must be a path on the application's upstream (`/droits`) or an https:// URL \
+                 (http:// only on the loopback)",
             ));
         }
     }

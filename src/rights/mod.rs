@@ -10,6 +10,7 @@ pub mod contract;
 pub mod deadline;
 pub mod erasure;
 pub mod propagation;
+pub mod rectification;
 pub mod request;
 pub mod restriction;
 pub mod rules;

@@ -24,6 +24,8 @@ use crate::policy::model::ActivityFile;
 use crate::store::{JobRow, PropagationRow};
 
 pub const KIND: &str = "rights.propagate";
+/// A rectification's state until the citizen gives the corrected values.
+pub const AWAITING_CORRECTIONS: &str = "corrections";
 /// Where applications POST later statuses; the route's name follows.
 pub const CALLBACK_PATH: &str = "/.guichet/api/v1/rights/callbacks";
 /// How long a signed request stays valid: long enough for the retries of a day.
@@ -105,7 +107,12 @@ pub async fn start(app: &App, request: &RightsRequest, subjects: &Subjects) -> R
             app_subject: route.as_ref().and_then(|r| subjects.routes.get(r).cloned()),
             route,
             field_subject: Some(subjects.field.clone()),
-            state: if endpoint && !waits_for_corrections { "sending" } else { "manual" }.to_owned(),
+            state: match (endpoint, waits_for_corrections) {
+                (true, false) => "sending",
+                (true, true) => AWAITING_CORRECTIONS,
+                (false, _) => "manual",
+            }
+            .to_owned(),
             status: None,
             reason: (!endpoint).then(|| "Pas de point de contact pour les droits : à traiter à la main.".to_owned()),
             records: None,
@@ -257,7 +264,10 @@ async fn deliver(app: &App, p: &Payload) -> Result<(), JobError> {
         return Ok(());
     }
     let set = app.policies.load();
-    let endpoint = set.activity(&p.activity).and_then(|a| a.rights_endpoint.clone());
+    let endpoint = set
+        .activity(&p.activity)
+        .and_then(|a| a.rights_endpoint.as_deref())
+        .and_then(|e| endpoint_url(app, row.route.as_deref(), e));
     let kind = if p.lifted { RequestType::RestrictionLifted } else { request_type(request.right) };
     let (Some(endpoint), Some(claims)) = (endpoint, app_request(app, &request, &row, kind)) else {
         return Err(JobError::Permanent("the activity has no rights endpoint any more"));
@@ -316,6 +326,17 @@ pub async fn record(app: &App, request_id: &str, activity: &str, answer: &AppAns
         settle(app, request_id).await.map_err(store_err)?;
     }
     Ok(())
+}
+
+/// The endpoint's URL: as written, or, for a path (`/droits`), under the upstream of the
+/// application's route — an application behind the gateway usually serves it itself.
+fn endpoint_url(app: &App, route: Option<&str>, endpoint: &str) -> Option<String> {
+    if !endpoint.starts_with('/') {
+        return Some(endpoint.to_owned());
+    }
+    let r = app.proxy.routes().iter().find(|r| Some(&*r.name) == route)?;
+    let u = &r.upstream;
+    Some(format!("{}://{}{}{endpoint}", u.scheme.as_str(), u.authority, u.base_path))
 }
 
 /// The rights endpoint must answer within its route's `response_headers` timeout.

@@ -283,6 +283,11 @@ impl RightsService {
         Ok(self.store.rights_apps().answer(&row).await?)
     }
 
+    /// Stores a rectification's sealed corrections (JSON) and makes the activity ready to send.
+    pub async fn set_corrections(&self, request_id: &str, activity: &str, json: &str) -> Result<bool, RightsError> {
+        Ok(self.store.rights_apps().set_corrections(request_id, activity, json).await?)
+    }
+
     /// Puts one activity of a request in the agents' queue, with why.
     pub async fn to_manual(&self, request_id: &str, activity: &str, why: &str) -> Result<bool, RightsError> {
         let mut row = outcome_row(request_id, activity, "manual");

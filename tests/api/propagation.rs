@@ -162,8 +162,8 @@ pub fn gateway(
     secret_file: std::path::PathBuf,
 ) -> TestAppBuilder {
     let policy = NEWSLETTER.replacen(
-        "\n[controller]",
-        &format!("\nrights_endpoint = \"http://{rights_addr}/droits\"\n{policy_extra}\n\n[controller]"),
+        "rights_endpoint = \"/droits\"",
+        &format!("rights_endpoint = \"http://{rights_addr}/droits\"\n{policy_extra}"),
         1,
     );
     let keys = keys.clone();
@@ -398,7 +398,19 @@ async fn an_application_rejecting_the_request_leaves_a_task_for_an_agent(backend
 
 async fn an_activity_without_endpoint_waits_for_an_agent(backend: Backend) {
     let mock = MockProvider::start().await;
-    let app = crate::consent::builder(&mock, backend).start().await;
+    let policy = NEWSLETTER.replacen("rights_endpoint = \"/droits\"", "", 1);
+    let app = spawn_app()
+        .backend(backend)
+        .with_citizen_provider(mock.issuer())
+        .with_policies(&[("lettre.toml", &policy)])
+        .with(|s, up| {
+            let mut lettre = route("lettre", "/lettre-information", &format!("http://{up}"));
+            lettre.access = RouteAccess::Citizen;
+            lettre.no_personal_data = false;
+            s.routes.push(lettre);
+        })
+        .start()
+        .await;
     let angela = citizen(&app, &mock, "sub-angela").await;
     let id = file(&app, &angela, "access").await;
     let tasks = app.state.rights.manual_tasks().await.unwrap();
@@ -445,3 +457,39 @@ async fn two_instances_on_one_store_deliver_each_request_once() {
     seen.dedup();
     assert_eq!(seen.len(), 6, "no request delivered twice");
 }
+
+/// Rectification: the corrected value is sealed as the proxy would seal it and sent in
+/// `corrections`; identity claims are not sent, the answer says where to correct them.
+async fn a_rectification_sends_sealed_corrections(backend: Backend) {
+    let s = setup(backend, Mode::AnswerNow, "").await;
+    let angela = citizen(&s.app, &s.mock, "sub-angela").await;
+    let id = file(&s.app, &angela, "rectification").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(s.rights_app.received().is_empty(), "nothing is sent before the corrections");
+    let path = format!("{API}/{id}/corrections");
+    let unknown = post_json(&s.app, &angela, &path, &json!({ "fields": { "shoe_size": "38" } })).await;
+    assert_eq!(unknown.status(), 422);
+    let body = json!({ "fields": { "email": "angela.nouvelle@example.fr", "family_name": "DUPONT" } });
+    let r = post_json(&s.app, &angela, &path, &body).await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["sent"], json!(["email"]));
+    assert_eq!(answer["identity_fields"], json!(["family_name"]));
+    assert!(answer["identity_note"].as_str().unwrap().contains("état civil"));
+    wait_for(&s.app, &id, Status::Completed).await;
+    let claims = &s.rights_app.received()[0];
+    assert_eq!(claims["type"], "rectification");
+    let token = claims["corrections"]["email"].as_str().unwrap();
+    assert!(token.starts_with("gch1."), "{token}");
+    assert!(!claims.to_string().contains("angela.nouvelle"), "no clear value in the request");
+    assert!(claims["corrections"].get("family_name").is_none());
+    // The token opens for this citizen's key, as the proxy's would.
+    let vault = s.app.state.crypto.as_ref().unwrap();
+    let (subject, activity) = vault.owner_of(token).await.unwrap().unwrap();
+    let ctx = guichet::crypto::FieldContext { activity: &activity, field: "email", subject: &subject };
+    assert_eq!(vault.open(&ctx, token).await.unwrap().as_str(), "angela.nouvelle@example.fr");
+    // Given twice: the request no longer waits for corrections.
+    assert_eq!(post_json(&s.app, &angela, &path, &body).await.status(), 422);
+}
+
+on_both_stores!(a_rectification_sends_sealed_corrections);
