@@ -85,3 +85,75 @@ fn erase(state: &AppState, activity: &str, pseudonym: &str) -> usize {
         _ => 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use http::Request;
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::auth::assertion::AssertionKey;
+
+    /// A stand-in for the gateway's `/.guichet/jwks.json`, and its signing key.
+    async fn gateway() -> (String, std::sync::Arc<AssertionKey>) {
+        let key = std::sync::Arc::new(AssertionKey::generate().unwrap());
+        let jwks = key.jwks();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app =
+            axum::Router::new().route("/.guichet/jwks.json", axum::routing::get(move || async move { Json(jwks) }));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, key)
+    }
+
+    async fn call(app: &axum::Router, body: String) -> (StatusCode, Value) {
+        let req = Request::post("/droits").header("content-type", "application/jose").body(Body::from(body)).unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    fn request(kind: &str, who: &str) -> Value {
+        json!({ "request_id": "DR-TEST-0001.cantine", "type": kind, "activity": "cantine",
+                "subject_identity": { "type": "pseudonym", "value": who } })
+    }
+
+    #[tokio::test]
+    async fn access_returns_the_pseudonyms_records_and_erasure_deletes_them() {
+        let (url, key) = gateway().await;
+        let app = super::super::router_with_rights(&url).unwrap();
+        let form = r#"{"child_given_names":"gch1.a","child_family_name":"gch1.b","child_birth_date":"gch1.c",
+            "school":"Jules-Ferry","parent_email":"gch1.d"}"#;
+        for who in ["abc", "other"] {
+            let req = Request::post("/api/inscriptions")
+                .header("content-type", "application/json")
+                .header("x-guichet-subject", who)
+                .body(Body::from(form))
+                .unwrap();
+            assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::CREATED);
+        }
+        let sign = |v: Value| key.sign_typed(REQUEST_JWS_TYPE, &v).unwrap();
+
+        let (status, answer) = call(&app, sign(request("access", "abc"))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(answer["status"], "completed");
+        assert_eq!(answer["records"].as_array().unwrap().len(), 1, "only this pseudonym's: {answer}");
+        assert_eq!(answer["records"][0]["fields"]["parent_email"], "gch1.d");
+
+        let (_, erased) = call(&app, sign(request("erasure", "abc"))).await;
+        assert_eq!(erased["records"]["deleted"], 1);
+        let (_, after) = call(&app, sign(request("access", "abc"))).await;
+        assert_eq!(after["records"], json!([]));
+        let (_, other) = call(&app, sign(request("access", "other"))).await;
+        assert_eq!(other["records"].as_array().unwrap().len(), 1);
+
+        // Another key, or another kind of token from the right key: refused.
+        let stranger = AssertionKey::generate().unwrap().sign_typed(REQUEST_JWS_TYPE, &request("erasure", "other"));
+        assert_eq!(call(&app, stranger.unwrap()).await.0, StatusCode::UNAUTHORIZED);
+        let assertion = key.sign(&request("erasure", "other")).unwrap();
+        assert_eq!(call(&app, assertion).await.0, StatusCode::UNAUTHORIZED);
+    }
+}
