@@ -466,6 +466,28 @@ mod tests {
         assert_eq!(err.problems.len(), 3, "{err}");
     }
 
+    /// The rights keys: an endpoint that would send requests in clear, a route that does
+    /// not exist, erasure on withdrawal without consent — each refused with its fix.
+    #[test]
+    fn the_rights_keys_are_checked() {
+        let newsletter = include_str!("../../policies/lettre-information.toml");
+        let canteen = include_str!("../../policies/cantine.toml");
+        let endpoint = "rights_endpoint = \"/droits\"";
+        let cases = [
+            (newsletter.replace(endpoint, "rights_endpoint = \"http://example.org/droits\""), "must be a path"),
+            (newsletter.replace(endpoint, &format!("{endpoint}\nrights_route = \"nulle-part\"")), "`nulle-part`"),
+            (canteen.replace(endpoint, &format!("{endpoint}\nerase_on_withdrawal = true")), "no consent to withdraw"),
+        ];
+        for (text, expected) in cases {
+            let files = vec![crate::policy::SourceFile { name: "a.toml".into(), text }];
+            let err = load(&PolicySource::Memory(files), &RouteTable::default(), &[]).unwrap_err().to_string();
+            assert!(err.contains(expected), "expected `{expected}` in:\n{err}");
+        }
+        let fine = newsletter.replace(endpoint, &format!("{endpoint}\nerase_on_withdrawal = true"));
+        let files = vec![crate::policy::SourceFile { name: "a.toml".into(), text: fine }];
+        assert!(load(&PolicySource::Memory(files), &RouteTable::default(), &[]).is_ok());
+    }
+
     #[test]
     fn an_activity_without_fields_passes_nothing_personal() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policies/route-coverage/a.toml");
