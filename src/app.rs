@@ -52,6 +52,8 @@ pub struct App {
     /// The one durable job runner (propagation, notices, retention runs, alerts); handlers are
     /// registered by [`register_job_handlers`] once the services exist.
     pub jobs: Arc<crate::jobs::Jobs>,
+    /// The client that delivers rights requests to the applications' rights endpoints.
+    pub rights_http: crate::auth::http::HttpClient,
 }
 
 impl App {
@@ -191,6 +193,7 @@ impl Application {
         )
         .with_auth(auth.clone())
         .with_consent(consent.clone())
+        .with_rights(rights.clone())
         .with_fields(FieldSettings {
             vault: crypto.clone(),
             transform_max_bytes: s.keys.as_ref().map_or(DEFAULT_TRANSFORM_MAX_BYTES, |k| k.transform_max_bytes),
@@ -226,6 +229,7 @@ impl Application {
             policy_source,
             rights,
             jobs,
+            rights_http: crate::auth::http::HttpClient::new().context("cannot prepare the rights client")?,
         });
         register_job_handlers(&app);
         let (shutdown, _) = watch::channel(false);
@@ -293,7 +297,9 @@ impl Application {
 /// Registers every job kind's handler: the one place where background work is wired. Handlers
 /// hold a weak reference to the application, so the runner never keeps it alive.
 fn register_job_handlers(app: &AppState) {
-    let _weak = Arc::downgrade(app);
+    let weak = Arc::downgrade(app);
+    app.jobs.register(Arc::new(crate::rights::propagation::Propagate { app: weak.clone() }));
+    app.jobs.register(Arc::new(crate::rights::erasure::EraseOnWithdrawal { app: weak }));
 }
 
 /// Applies the changes other instances announce (PostgreSQL `LISTEN`) to this one's caches

@@ -53,6 +53,9 @@ pub enum GatewayError {
     /// (or withdrew it): browsers are sent to the consent page and brought back to
     /// `return_to` (same origin) after giving it; APIs get 403 with a link to that page.
     ConsentRequired { activity: String, purpose: String, return_to: String },
+    /// The citizen restricted the processing of their data by this activity (Art. 18): its
+    /// write routes are refused for them until the restriction is lifted. Nothing forwarded.
+    Restricted,
     /// A sign-in did not complete: the provider refused or cancelled it, or a check failed.
     /// No session was created. The "try again" link goes back to where the citizen was going
     /// (`return_to`) at the level the route needs (`acr`), when they are known.
@@ -97,7 +100,7 @@ impl GatewayError {
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::SignInRequired { .. } | Self::SignInFailed { .. } => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::ConsentRequired { .. } => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::ConsentRequired { .. } | Self::Restricted => StatusCode::FORBIDDEN,
             Self::FieldNotProtectable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::InputOverLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ProtectionUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -125,6 +128,7 @@ impl GatewayError {
             Self::Internal => "internal-error",
             Self::SignInRequired { .. } => "sign-in-required",
             Self::Forbidden(_) => "forbidden",
+            Self::Restricted => "processing-restricted",
             Self::SignInFailed { .. } => "sign-in-failed",
             Self::ConsentRequired { .. } => "consent-required",
             Self::FieldNotProtectable(_) => "field-not-protectable",
@@ -153,6 +157,7 @@ impl GatewayError {
             Self::Internal => "Internal error",
             Self::SignInRequired { .. } => "Sign-in required",
             Self::Forbidden(_) => "Access denied",
+            Self::Restricted => "Processing restricted",
             Self::SignInFailed { .. } => "Sign-in failed",
             Self::ConsentRequired { .. } => "Consent required",
             Self::FieldNotProtectable(_) => "A personal field could not be protected",
@@ -171,6 +176,11 @@ impl GatewayError {
             Self::PayloadTooLarge { limit } => format!("The body exceeds the limit of {limit} bytes for this address."),
             Self::HeadersTooLarge => "The request line and headers exceed the configured limit.".to_owned(),
             Self::Forbidden(why) => format!("Access denied: {why}."),
+            Self::Restricted => {
+                "The processing of this person's data by this activity is restricted (GDPR Art. 18); nothing was \
+                 forwarded."
+                    .into()
+            }
             Self::Unprocessable(why) | Self::Conflict(why) => format!("{why}."),
             Self::MethodNotAllowed { allow } => format!(
                 "A processing activity covers this address, but not this method; nothing was forwarded. \
@@ -244,6 +254,13 @@ impl GatewayError {
                 "Connexion nécessaire",
                 "Vous devez vous connecter pour voir cette page.".into(),
                 "Connectez-vous, puis vous reviendrez ici.",
+            ),
+            Self::Restricted => (
+                "Utilisation de vos données limitée",
+                "Vous avez demandé de limiter l'utilisation de vos données pour ce service. Tant que la limitation \
+                 dure, nous ne transmettons rien à ce service de votre part."
+                    .into(),
+                "Pour lever la limitation, écrivez au délégué à la protection des données de la mairie.",
             ),
             Self::Forbidden(_) => (
                 "Accès refusé",

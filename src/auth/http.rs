@@ -75,7 +75,30 @@ impl HttpClient {
         self.send(b.body(Body::empty()).map_err(|_| HttpError::Url)?).await
     }
 
+    /// POSTs `body` as `content_type`, giving up after `timeout` (rights requests to
+    /// applications: their answer decides whether the job is retried).
+    pub async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Reply, HttpError> {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(url)
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::ACCEPT, "application/json")
+            .body(Body::from(body))
+            .map_err(|_| HttpError::Url)?;
+        self.send_within(req, timeout).await
+    }
+
     async fn send(&self, req: Request<Body>) -> Result<Reply, HttpError> {
+        self.send_within(req, TIMEOUT).await
+    }
+
+    async fn send_within(&self, req: Request<Body>, timeout: Duration) -> Result<Reply, HttpError> {
         let exchange = async {
             let resp = self.client.request(req).await.map_err(|e| HttpError::Unreachable(e.to_string()))?;
             let status = resp.status();
@@ -88,7 +111,7 @@ impl HttpClient {
             let body = Limited::new(resp.into_body(), MAX_BODY).collect().await.map_err(|_| HttpError::Body)?;
             Ok(Reply { status, headers, content_type, body: body.to_bytes() })
         };
-        tokio::time::timeout(TIMEOUT, exchange).await.map_err(|_| HttpError::Timeout(TIMEOUT))?
+        tokio::time::timeout(timeout, exchange).await.map_err(|_| HttpError::Timeout(timeout))?
     }
 }
 

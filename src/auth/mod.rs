@@ -254,6 +254,18 @@ impl Auth {
         self.key.sign_typed("guichet-consent-receipt+jwt", claims)
     }
 
+    /// The pseudonym the application behind `route` receives for `session`'s person
+    /// (`X-Guichet-Subject`): what a rights request names it by.
+    pub fn route_subject(&self, session: &Session, route: &str) -> String {
+        self.pseudonyms.for_route(session, route)
+    }
+
+    /// Signs a rights request to an application with the assertion key, typed so that it can
+    /// never pass for an assertion or a receipt.
+    pub fn sign_rights_request(&self, claims: &serde_json::Value) -> Result<String, jose::JwsError> {
+        self.key.sign_typed(crate::rights::contract::REQUEST_JWS_TYPE, claims)
+    }
+
     /// The public keys upstreams verify assertions with.
     /// The gateway's public keys: the assertion signing key and, when a provider encrypts its
     /// tokens, the key it encrypts to (`"use": "enc"`).

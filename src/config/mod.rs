@@ -364,6 +364,11 @@ pub struct RouteSettings {
     /// forwarded instead of denied (see docs/policies.md).
     #[serde(default)]
     pub no_personal_data: bool,
+    /// A file holding the secret the application sends (`Authorization: Bearer …`) on its
+    /// rights status callbacks (docs/rights.md). Absent: callbacks for this route are refused;
+    /// the application must answer rights requests at once.
+    #[serde(default)]
+    pub rights_callback_secret_file: Option<PathBuf>,
     // --- Sign-in (issue 3): who may use this route and what it learns about them. ---
     /// `public` (default), `citizen` (signed-in citizen) or `agent` (signed-in agent with a role).
     #[serde(default)]

@@ -111,12 +111,30 @@ async fn reveal(State(app): State<AppState>, headers: HeaderMap, body: axum::bod
     let Some(vault) = app.crypto.as_ref() else {
         return problem(&GatewayError::ProtectionUnavailable, "batch reveal without a keyring");
     };
+    let withdrawn_mark = consent_based(&app, client, &req.purpose).then(|| format!("withdrawn:{}", req.purpose));
+    let mut withdrawn: BTreeMap<String, bool> = BTreeMap::new();
     // Open everything first, journal, and only then answer.
     let mut values = Vec::with_capacity(req.items.len());
     let mut by_subject: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for item in &req.items {
         let value = match vault.owner_of(&item.token).await {
             Ok(Some((subject, activity))) if activity == client.activity => {
+                if let Some(mark) = &withdrawn_mark {
+                    let gone = match withdrawn.get(&subject) {
+                        Some(g) => *g,
+                        None => match app.rights.is_marked(&subject, &activity, mark).await {
+                            Ok(g) => *withdrawn.entry(subject.clone()).or_insert(g),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "batch reveal: consent withdrawals unavailable");
+                                return problem(&GatewayError::StoreUnavailable, "withdrawals unavailable");
+                            }
+                        },
+                    };
+                    if gone {
+                        values.push(Revealed { token: item.token.clone(), value: None });
+                        continue;
+                    }
+                }
                 let ctx = FieldContext { activity: &activity, field: &item.field, subject: &subject };
                 let opened = vault.open(&ctx, &item.token).await.ok().map(|v| v.to_string());
                 if opened.is_some() {
@@ -137,6 +155,21 @@ async fn reveal(State(app): State<AppState>, headers: HeaderMap, body: axum::bod
         return problem(&GatewayError::Internal, why);
     }
     Json(serde_json::json!({ "values": values })).into_response()
+}
+
+/// Whether the declared purpose rests on consent: then a citizen who withdrew it has no
+/// value revealed for it any more (Art. 7(3)).
+fn consent_based(app: &AppState, client: &RevealClient, purpose: &str) -> bool {
+    let set = app.policies.load();
+    set.activity(&client.activity).is_some_and(|a| {
+        a.purposes.iter().any(|p| {
+            p.id == purpose
+                && matches!(
+                    p.legal_basis,
+                    Some(crate::policy::model::BasisChoice::One(crate::policy::model::LegalBasis::Consent))
+                )
+        })
+    })
 }
 
 /// The declared purpose must be one the client may declare and one the activity's policy

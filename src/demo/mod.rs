@@ -40,9 +40,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("cannot create the data directory {}", opts.data_dir.display()))?;
-    let townhall = start_townhall().await?;
-
     let public_url = format!("http://{}", opts.listen);
+    let townhall = start_townhall(&public_url).await?;
+
     let deps = Deps::default();
     let idp = idp::start(opts.listen.ip(), &public_url, deps.clock.clone()).await?;
 
@@ -139,11 +139,12 @@ fn demo_keys(dir: &Path) -> anyhow::Result<KeysSettings> {
 }
 
 /// Starts the demonstration application on a free loopback port.
-pub async fn start_townhall() -> anyhow::Result<SocketAddr> {
+pub async fn start_townhall(gateway_url: &str) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await.context("cannot start the demo application")?;
     let addr = listener.local_addr()?;
+    let router = townhall::router_with_rights(gateway_url)?;
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, townhall::router()).await {
+        if let Err(e) = axum::serve(listener, router).await {
             tracing::error!(error = %e, "demo application stopped");
         }
     });

@@ -38,8 +38,21 @@ const GUICHET_HEADER_PREFIX: &str = "x-guichet-";
 
 type SharedState = Arc<AppState>;
 
+mod rights;
+
 /// The demo town-hall application's router (state included, in-memory storage).
 pub fn router() -> Router {
+    build(AppState::default())
+}
+
+/// The router with the rights endpoint (`POST /droits`) on, trusting the gateway at
+/// `gateway_url` (its JWKS verifies the requests).
+pub fn router_with_rights(gateway_url: &str) -> anyhow::Result<Router> {
+    let endpoint = rights::Endpoint::new(gateway_url)?;
+    Ok(build(AppState { rights: Some(endpoint), ..AppState::default() }))
+}
+
+fn build(state: AppState) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/recu", get(received))
@@ -50,11 +63,12 @@ pub fn router() -> Router {
         // The newsletter (consent-based): the gateway only lets through citizens who agreed.
         .route("/lettre-information", get(newsletter))
         .route("/lettre-information/", get(newsletter))
+        .route("/droits", axum::routing::post(rights::answer))
         .merge(service_routes::<CanteenRegistration>())
         .merge(service_routes::<CertificateRequest>())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(Arc::new(AppState::default()))
+        .with_state(Arc::new(state))
 }
 
 fn service_routes<K: Kind>() -> Router<SharedState> {
@@ -500,6 +514,8 @@ impl<K: Clone> Store<K> {
 struct AppState {
     canteen: Mutex<Store<CanteenRegistration>>,
     civil_status: Mutex<Store<CertificateRequest>>,
+    /// The rights endpoint, when the gateway's address is known.
+    rights: Option<rights::Endpoint>,
 }
 
 /// A panic while holding the lock cannot leave a store half-updated (every mutation is a single

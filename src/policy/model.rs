@@ -41,9 +41,23 @@ pub struct ActivityFile {
     pub security_measures: Vec<String>,
     #[serde(default)]
     pub routes: Vec<RouteRule>,
-    /// The application's rights endpoint, for later rights propagation.
+    /// The application's rights endpoint (`https://…`, or `http://` on loopback): rights
+    /// requests are signed and POSTed there (docs/rights.md, "The application contract").
     #[serde(default)]
     pub rights_endpoint: Option<String>,
+    /// The configured route whose pseudonym the application knows and whose callback secret
+    /// authenticates its status callbacks. Absent: the route serving the activity's first
+    /// `[[routes]]` rule.
+    #[serde(default)]
+    pub rights_route: Option<String>,
+    /// A withdrawal of consent to one of the activity's purposes erases the citizen's data of
+    /// the activity, as a granted erasure request would (Art. 17(1)(b)).
+    #[serde(default)]
+    pub erase_on_withdrawal: bool,
+    /// Agent roles that still see the citizen's values while their processing is restricted
+    /// (Art. 18(2)), e.g. the legal service. Empty: nobody.
+    #[serde(default)]
+    pub restriction_visible_to: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -34,6 +34,11 @@ pub fn validate(
                 .push(p.problem("id", format!("the activity id `{}` is already used by another file", p.activity.id)));
         }
         check_activity(p, &mut problems);
+        if let Some(route) = &p.activity.rights_route
+            && !settings.iter().any(|r| r.name == *route)
+        {
+            problems.push(p.problem("rights_route", format!("no configured route is named `{route}`")));
+        }
         compiled.extend(compile_routes(p, &mut problems).into_iter().map(|(r, key)| (i, r, key)));
     }
     check_overlaps(parsed, &compiled, &mut problems);
@@ -71,6 +76,34 @@ fn check_activity(p: &Parsed, problems: &mut Vec<PolicyProblem>) {
     check_purposes(p, problems);
     check_categories(p, problems);
     check_fields(p, problems);
+    check_rights_keys(p, problems);
+}
+
+/// The rights keys: an endpoint the gateway can reach without leaking requests in clear, and
+/// erasure on withdrawal only where there is a consent to withdraw.
+fn check_rights_keys(p: &Parsed, problems: &mut Vec<PolicyProblem>) {
+    let a = &p.activity;
+    if let Some(url) = &a.rights_endpoint {
+        let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|l| url.starts_with(l));
+        let path = url.starts_with('/') && !url.starts_with("//");
+        if !(url.starts_with("https://") || loopback || path) || url.parse::<http::Uri>().is_err() {
+            problems.push(p.problem(
+                "rights_endpoint",
+                "the rights endpoint must be a path on the application's upstream (`/droits`) or an https:// URL \
+                 (http:// only on the loopback)",
+            ));
+        }
+    }
+    if a.rights_route.is_some() && a.rights_endpoint.is_none() {
+        problems.push(p.problem("rights_route", "`rights_route` needs a `rights_endpoint`"));
+    }
+    let consent = a.purposes.iter().any(|x| matches!(x.legal_basis, Some(BasisChoice::One(LegalBasis::Consent))));
+    if a.erase_on_withdrawal && !consent {
+        problems.push(p.problem(
+            "erase_on_withdrawal",
+            "`erase_on_withdrawal` needs a purpose resting on consent: there is no consent to withdraw",
+        ));
+    }
 }
 
 fn check_purposes(p: &Parsed, problems: &mut Vec<PolicyProblem>) {
@@ -431,6 +464,28 @@ mod tests {
             .collect();
         let err = load(&PolicySource::Memory(files), &RouteTable::default(), &[]).unwrap_err();
         assert_eq!(err.problems.len(), 3, "{err}");
+    }
+
+    /// The rights keys: an endpoint that would send requests in clear, a route that does
+    /// not exist, erasure on withdrawal without consent — each refused with its fix.
+    #[test]
+    fn the_rights_keys_are_checked() {
+        let newsletter = include_str!("../../policies/lettre-information.toml");
+        let canteen = include_str!("../../policies/cantine.toml");
+        let endpoint = "rights_endpoint = \"/droits\"";
+        let cases = [
+            (newsletter.replace(endpoint, "rights_endpoint = \"http://example.org/droits\""), "must be a path"),
+            (newsletter.replace(endpoint, &format!("{endpoint}\nrights_route = \"nulle-part\"")), "`nulle-part`"),
+            (canteen.replace(endpoint, &format!("{endpoint}\nerase_on_withdrawal = true")), "no consent to withdraw"),
+        ];
+        for (text, expected) in cases {
+            let files = vec![crate::policy::SourceFile { name: "a.toml".into(), text }];
+            let err = load(&PolicySource::Memory(files), &RouteTable::default(), &[]).unwrap_err().to_string();
+            assert!(err.contains(expected), "expected `{expected}` in:\n{err}");
+        }
+        let fine = newsletter.replace(endpoint, &format!("{endpoint}\nerase_on_withdrawal = true"));
+        let files = vec![crate::policy::SourceFile { name: "a.toml".into(), text: fine }];
+        assert!(load(&PolicySource::Memory(files), &RouteTable::default(), &[]).is_ok());
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct Proxy {
     /// The active policy set; swapped whole on reload, so a request keeps the set it loaded.
     policies: Arc<ArcSwap<PolicySet>>,
     consent: Option<Arc<ConsentService>>,
+    /// Restrictions of processing (Art. 18): write routes refused, reveals limited.
+    rights: Option<Arc<crate::rights::service::RightsService>>,
     /// Field protection: the vault (absent without `[keys]`, then declared fields fail
     /// closed) and the transform limit.
     fields: FieldSettings,
@@ -94,6 +96,7 @@ impl Proxy {
             policies,
             auth: None,
             consent: None,
+            rights: None,
             fields,
         }
     }
@@ -116,6 +119,12 @@ impl Proxy {
     /// consent is never served: nobody can have given it.
     pub fn with_consent(mut self, consent: Arc<ConsentService>) -> Self {
         self.consent = Some(consent);
+        self
+    }
+
+    /// Enables restriction enforcement (Art. 18).
+    pub fn with_rights(mut self, rights: Arc<crate::rights::service::RightsService>) -> Self {
+        self.rights = Some(rights);
         self
     }
 
@@ -150,6 +159,9 @@ impl Proxy {
         // proxied request's future stays small (it is moved several times per request).
         if needs_consent {
             Box::pin(self.check_consent(ctx, req.uri())).await?;
+        }
+        if processing.is_some() && !req.method().is_safe() && matches!(ctx.identity, Identity::Citizen(_)) {
+            Box::pin(self.check_restriction(ctx)).await?;
         }
         let pool = self.upstreams.get(&route.name).ok_or_else(|| ProxyError::Internal("no pool for route".into()))?;
         let req = if has_fields { Box::pin(self.protect(ctx, &route, req)).await? } else { req };
@@ -257,6 +269,27 @@ impl Proxy {
         Err(ProxyError::Access(e, "consent not given"))
     }
 
+    /// Phase 4b': a citizen who restricted the processing of their data by this activity
+    /// (Art. 18) cannot change it through the application until the restriction is lifted:
+    /// write requests are refused before anything is forwarded. Reads still pass.
+    async fn check_restriction(&self, ctx: &RequestContext) -> Result<(), ProxyError> {
+        let (Some(p), Identity::Citizen(session)) =
+            (ctx.decision.as_ref().and_then(Decision::processing), &ctx.identity)
+        else {
+            return Ok(());
+        };
+        let (Some(auth), Some(rights)) = (&self.auth, &self.rights) else { return Ok(()) };
+        let subject = auth.field_subject(session);
+        match rights.is_marked(subject, &p.activity, crate::rights::restriction::RESTRICTED).await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(ProxyError::Access(GatewayError::Restricted, "processing restricted (Art. 18)")),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read restrictions");
+                Err(ProxyError::Access(GatewayError::StoreUnavailable, "restrictions unavailable"))
+            }
+        }
+    }
+
     /// Phase 4c: the activity's declared personal fields become tokens before anything is
     /// forwarded (`fields` module). Requests with nothing to transform pass untouched, their
     /// bodies still streaming.
@@ -309,7 +342,12 @@ impl Proxy {
             _ => Viewer::Anonymous,
         };
         let f = &self.fields;
-        Some(Revealer::new(vault, f.audit.clone(), f.clock.clone(), p, viewer, ctx.request_id.clone()))
+        let restricted_roles = self.policies.load().activity(&p.activity).map(|a| a.restriction_visible_to.clone());
+        let revealer = Revealer::new(vault, f.audit.clone(), f.clock.clone(), p, viewer, ctx.request_id.clone());
+        Some(match (&self.rights, restricted_roles) {
+            (Some(rights), Some(roles)) => revealer.with_restrictions(rights.clone(), roles),
+            _ => revealer,
+        })
     }
 
     /// Phase 5: the request as the upstream will see it.

@@ -59,6 +59,10 @@ pub struct Revealer {
     /// (subject, field) pairs already journaled for this response: one entry each, however
     /// many times the page repeats the value.
     journaled: HashSet<(String, String)>,
+    /// Restrictions (Art. 18): the rights service to ask, the roles the policy lets see a
+    /// restricted citizen's values, and the answers already read for this response.
+    restrictions: Option<(Arc<crate::rights::service::RightsService>, Vec<String>)>,
+    restricted: std::collections::HashMap<String, bool>,
 }
 
 impl Revealer {
@@ -70,7 +74,42 @@ impl Revealer {
         viewer: Viewer,
         request_id: Arc<str>,
     ) -> Self {
-        Self { vault, audit, clock, processing, viewer, request_id, journaled: HashSet::new() }
+        Self {
+            vault,
+            audit,
+            clock,
+            processing,
+            viewer,
+            request_id,
+            journaled: HashSet::new(),
+            restrictions: None,
+            restricted: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Agents see a restricted citizen's values only with one of `roles`.
+    pub fn with_restrictions(mut self, rights: Arc<crate::rights::service::RightsService>, roles: Vec<String>) -> Self {
+        self.restrictions = Some((rights, roles));
+        self
+    }
+
+    /// False when `subject` restricted this activity and the agent has none of the roles the
+    /// policy allows; a failure to read counts as restricted (the placeholder is safe).
+    async fn restriction_allows(&mut self, subject: &str) -> bool {
+        let Viewer::Agent { roles, .. } = &self.viewer else { return true };
+        let Some((rights, allowed)) = &self.restrictions else { return true };
+        if roles.iter().any(|r| allowed.contains(r)) {
+            return true;
+        }
+        if let Some(known) = self.restricted.get(subject) {
+            return !known;
+        }
+        let marked = rights
+            .is_marked(subject, &self.processing.activity, crate::rights::restriction::RESTRICTED)
+            .await
+            .unwrap_or(true);
+        self.restricted.insert(subject.to_owned(), marked);
+        !marked
     }
 
     /// Wraps a response body of `kind` so its tokens are revealed or masked as it streams.
@@ -157,6 +196,9 @@ impl Revealer {
     async fn reveal(&mut self, token: &str) -> Option<Zeroizing<String>> {
         let (subject, activity) = self.vault.owner_of(token).await.ok()??;
         if activity != *self.processing.activity {
+            return None;
+        }
+        if !self.restriction_allows(&subject).await {
             return None;
         }
         let processing = self.processing.clone();

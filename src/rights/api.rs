@@ -135,7 +135,12 @@ async fn create(
         identity: IdentityProof::SignIn { acr: session.acr.clone() },
     };
     let policies = app.policies.load();
-    match app.rights.create(&policies, new, &by).await {
+    let subjects = super::propagation::Subjects::of(&app, &session);
+    let created = match app.rights.create(&policies, new, &by).await {
+        Ok(r) => super::propagation::start(&app, &r, &subjects).await,
+        Err(e) => Err(e),
+    };
+    match created {
         Ok(r) => (StatusCode::CREATED, Json(view(&app, &r))).into_response(),
         Err(e) => rights_problem(&e),
     }
@@ -205,9 +210,11 @@ pub(super) fn rights_problem(e: &RightsError) -> Response {
         }
         RightsError::Conflict => GatewayError::Conflict("the request changed meanwhile; read it again"),
         RightsError::Store(_) => GatewayError::StoreUnavailable,
-        RightsError::Audit(_) | RightsError::BadIdent | RightsError::Corrupt | RightsError::Random => {
-            GatewayError::Internal
-        }
+        RightsError::Audit(_)
+        | RightsError::BadIdent
+        | RightsError::Corrupt
+        | RightsError::Random
+        | RightsError::Shred => GatewayError::Internal,
     };
     problem(&mapped, &e.to_string())
 }

@@ -6,10 +6,15 @@
 
 pub mod agent_api;
 pub mod api;
+pub mod callbacks;
 pub mod cli;
 pub mod contract;
 pub mod deadline;
 pub mod dpo_api;
+pub mod erasure;
+pub mod propagation;
+pub mod rectification;
 pub mod request;
+pub mod restriction;
 pub mod rules;
 pub mod service;

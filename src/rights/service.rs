@@ -11,7 +11,9 @@ use crate::audit::{Actor, Audit, AuditError, AuditEvent, Ident, Operation, Outco
 use crate::clock::{Clock, Random, paris_date};
 use crate::policy::PolicySet;
 use crate::policy::model::{ActivityFile, BasisChoice};
-use crate::store::{RightsRow, Store, StoreError};
+use crate::store::{PropagationRow, RightsRow, Store, StoreError};
+
+use super::contract::{AppAnswer, AppStatus};
 
 use super::deadline::{Deadline, DeadlineError, Extension};
 use super::request::{
@@ -44,6 +46,8 @@ pub enum RightsError {
     Corrupt,
     #[error("the random number generator failed")]
     Random,
+    #[error("a data key could not be destroyed")]
+    Shred,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -261,6 +265,86 @@ impl RightsService {
         self.change(id, by, "resumed", |r| Ok(r.deadline.resume(today)?)).await
     }
 
+    /// Records where the request goes for one activity (once per (request, activity)).
+    pub async fn add_target(&self, row: &PropagationRow) -> Result<bool, RightsError> {
+        Ok(self.store.rights_apps().insert(row).await?)
+    }
+
+    pub async fn target(&self, request_id: &str, activity: &str) -> Result<Option<PropagationRow>, RightsError> {
+        Ok(self.store.rights_apps().get(request_id, activity).await?)
+    }
+
+    pub async fn targets(&self, request_id: &str) -> Result<Vec<PropagationRow>, RightsError> {
+        Ok(self.store.rights_apps().of_request(request_id).await?)
+    }
+
+    /// Per-activity work an agent must do by hand ("à traiter à la main"), oldest first: the
+    /// activity has no rights endpoint, or its application refused the request as malformed.
+    pub async fn manual_tasks(&self) -> Result<Vec<PropagationRow>, RightsError> {
+        Ok(self.store.rights_apps().manual().await?)
+    }
+
+    /// Stores an application's answer for one activity of a request. A final answer is kept
+    /// once; a second one (an application answering twice) is ignored. Returns whether it
+    /// was stored.
+    pub async fn record_app_answer(
+        &self,
+        request_id: &str,
+        activity: &str,
+        a: &AppAnswer,
+    ) -> Result<bool, RightsError> {
+        let mut row = outcome_row(request_id, activity, if a.status.is_final() { "answered" } else { "sending" });
+        row.status = Some(app_status_str(a.status).to_owned());
+        row.reason.clone_from(&a.reason);
+        row.records = a.records.as_ref().map(to_json).transpose()?;
+        row.answered_at_us = Some(crate::audit::event::to_micros(self.clock.now()));
+        Ok(self.store.rights_apps().answer(&row).await?)
+    }
+
+    /// Stores a rectification's sealed corrections (JSON) and makes the activity ready to send.
+    pub async fn set_corrections(&self, request_id: &str, activity: &str, json: &str) -> Result<bool, RightsError> {
+        Ok(self.store.rights_apps().set_corrections(request_id, activity, json).await?)
+    }
+
+    /// Puts one activity of a request in the agents' queue, with why.
+    pub async fn to_manual(&self, request_id: &str, activity: &str, why: &str) -> Result<bool, RightsError> {
+        let mut row = outcome_row(request_id, activity, "manual");
+        row.reason = Some(why.to_owned());
+        Ok(self.store.rights_apps().answer(&row).await?)
+    }
+
+    /// Marks (`field_subject`, `activity`) with `kind` (`restricted`, `withdrawn:<purpose>`).
+    pub async fn mark(&self, field_subject: &str, activity: &str, kind: &str) -> Result<(), RightsError> {
+        let now = crate::audit::event::to_micros(self.clock.now());
+        Ok(self.store.rights_apps().mark(field_subject, activity, kind, now).await?)
+    }
+
+    pub async fn unmark(&self, field_subject: &str, activity: &str, kind: &str) -> Result<bool, RightsError> {
+        Ok(self.store.rights_apps().unmark(field_subject, activity, kind).await?)
+    }
+
+    pub async fn is_marked(&self, field_subject: &str, activity: &str, kind: &str) -> Result<bool, RightsError> {
+        Ok(self.store.rights_apps().is_marked(field_subject, activity, kind).await?)
+    }
+
+    /// Drops every mark on (`field_subject`, `activity`): after an erasure nothing is left to
+    /// restrict or to keep from being revealed.
+    pub async fn clear_marks(&self, field_subject: &str, activity: &str) -> Result<(), RightsError> {
+        Ok(self.store.rights_apps().clear_marks(field_subject, activity).await?)
+    }
+
+    /// Journals a step that changes no status (a restriction lifted).
+    pub async fn journal_step(&self, r: &RightsRequest, stage: &str, by: &By) -> Result<(), RightsError> {
+        self.journal(r, stage, Outcome::Success, by).await
+    }
+
+    /// What each application answered, by activity, with when: the export reads the records
+    /// here. Activities not answered yet are left out.
+    pub async fn app_answers(&self, request_id: &str) -> Result<Vec<AppAnswerAt>, RightsError> {
+        let rows = self.store.rights_apps().of_request(request_id).await?;
+        rows.into_iter().filter_map(|r| answer_of(r).transpose()).collect()
+    }
+
     /// Reads, changes and writes back a request if nobody changed it meanwhile, then journals
     /// the step under `stage`.
     async fn change(
@@ -311,6 +395,53 @@ impl RightsService {
     }
 }
 
+/// A row carrying only an outcome (what `RightsAppsRepo::answer` writes).
+fn outcome_row(request_id: &str, activity: &str, state: &str) -> PropagationRow {
+    PropagationRow {
+        request_id: request_id.to_owned(),
+        activity: activity.to_owned(),
+        route: None,
+        app_subject: None,
+        field_subject: None,
+        state: state.to_owned(),
+        status: None,
+        reason: None,
+        records: None,
+        corrections: None,
+        created_at_us: 0,
+        answered_at_us: None,
+    }
+}
+
+/// One application's answer to one activity of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppAnswerAt {
+    pub activity: String,
+    pub answer: AppAnswer,
+    pub at: OffsetDateTime,
+}
+
+pub fn app_status_str(s: AppStatus) -> &'static str {
+    match s {
+        AppStatus::Pending => "pending",
+        AppStatus::InProgress => "in_progress",
+        AppStatus::Completed => "completed",
+        AppStatus::Refused => "refused",
+    }
+}
+
+fn answer_of(r: PropagationRow) -> Result<Option<AppAnswerAt>, RightsError> {
+    let (Some(status), Some(at)) = (r.status.as_deref(), r.answered_at_us) else { return Ok(None) };
+    let status: AppStatus =
+        serde_json::from_value(serde_json::Value::String(status.to_owned())).map_err(|_| RightsError::Corrupt)?;
+    let records = r.records.as_deref().map(serde_json::from_str).transpose().map_err(|_| RightsError::Corrupt)?;
+    Ok(Some(AppAnswerAt {
+        answer: AppAnswer { request_id: format!("{}.{}", r.request_id, r.activity), status, reason: r.reason, records },
+        at: crate::audit::event::from_micros(at).ok_or(RightsError::Corrupt)?,
+        activity: r.activity,
+    }))
+}
+
 fn not_final(r: &RightsRequest) -> Result<(), RightsError> {
     if r.status.is_final() {
         return Err(TransitionError::NotAllowed { from: r.status.as_str(), to: r.status.as_str() }.into());
@@ -319,7 +450,7 @@ fn not_final(r: &RightsRequest) -> Result<(), RightsError> {
 }
 
 /// The refusal a right gets on an activity when none of its purposes' legal bases allows it.
-fn refusal_for(right: Right, activity: &ActivityFile) -> Option<Refusal> {
+pub fn refusal_for(right: Right, activity: &ActivityFile) -> Option<Refusal> {
     let verdicts: Vec<Applicability> = activity
         .purposes
         .iter()

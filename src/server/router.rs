@@ -52,6 +52,8 @@ fn own_pages(state: AppState) -> Router {
         // Citizens' data-subject rights requests (JSON API).
         .merge(crate::rights::api::routes())
         .merge(super::openapi::routes())
+        .merge(crate::rights::callbacks::routes())
+        .merge(crate::rights::rectification::routes())
         // Nothing under the reserved prefix is ever proxied, even paths we do not serve.
         .route("/.guichet", any(reserved_not_found))
         .route("/.guichet/{*rest}", any(reserved_not_found))

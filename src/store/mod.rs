@@ -21,6 +21,7 @@ mod jobs;
 mod keys;
 mod meta;
 mod rights;
+mod rights_apps;
 mod sessions;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +41,7 @@ pub use jobs::{JobCounts, JobRow, JobsRepo};
 pub use keys::{DataKeyRow, Keys, Tombstone};
 pub use meta::Meta;
 pub use rights::{RightsRepo, RightsRow};
+pub use rights_apps::{PropagationRow, RightsAppsRepo};
 pub use sessions::{PendingLogin, SessionRow, Sessions};
 
 /// What went wrong talking to the store. Never carries query parameters (they may be
@@ -309,6 +311,10 @@ impl Store {
 
     pub fn rights(&self) -> RightsRepo<'_> {
         RightsRepo::new(self)
+    }
+
+    pub fn rights_apps(&self) -> RightsAppsRepo<'_> {
+        RightsAppsRepo::new(self)
     }
 }
 

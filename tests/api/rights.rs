@@ -241,8 +241,8 @@ mod api {
         assert_eq!(r.status(), 201);
         let created: Value = r.json().await.unwrap();
         let id = created["id"].as_str().unwrap().to_owned();
-        assert_eq!(created["status"], "received");
-        assert_eq!(created["status_label"], "Reçue");
+        // No activity here has a rights endpoint: the request waits in the agents' queue.
+        assert_eq!(created["status"], "waiting_on_applications");
         assert_eq!(created["channel"], "online");
         assert!(created["due_on"].as_str().unwrap().len() == 10, "{created}");
         assert_eq!(created["overdue"], false);
@@ -277,7 +277,7 @@ mod api {
         assert!(refused["answer"]["remedies"].as_str().unwrap().contains("CNIL"));
         let erase =
             post_json(&app, Some(&angela), API, &json!({ "right": "erasure", "activity": "lettre-information" })).await;
-        assert_eq!(erase.json::<Value>().await.unwrap()["status"], "received");
+        assert_eq!(erase.json::<Value>().await.unwrap()["status"], "waiting_on_applications");
         let unknown = post_json(&app, Some(&angela), API, &json!({ "right": "access", "activity": "inconnu" })).await;
         assert_eq!(unknown.status(), 422);
     }

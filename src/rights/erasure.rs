@@ -1,0 +1,120 @@
+//! Erasure (Art. 17) at the gateway: the (citizen, activity) data key is destroyed, so every
+//! `gch1.` token sealed under it — in the application's database, its exports and its
+//! backups — can no longer be opened; the gateway's own state about that pair that proves
+//! nothing is dropped. What the law requires us to keep as proof stays (see [`KEPT`]).
+//! A withdrawal of consent does the same, through a job, for activities whose policy sets
+//! `erase_on_withdrawal`.
+
+use std::sync::Weak;
+
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use super::propagation::{Subjects, start};
+use super::request::{Channel, IdentityProof, Right};
+use super::service::{NewRequest, RightsError};
+use crate::app::App;
+use crate::auth::session::Session;
+use crate::jobs::{Handler, JobError, NewJob};
+use crate::store::JobRow;
+
+pub const WITHDRAWAL_KIND: &str = "rights.erase_on_withdrawal";
+
+/// What the answer to an erasure says the gateway keeps, and why (plain French).
+pub const KEPT: &str = "Ce que nous gardons, et pourquoi : la preuve de vos accords et de vos retraits (la loi nous \
+demande de pouvoir prouver votre accord), le journal des opérations, qui ne contient pas vos informations mais \
+seulement des numéros (pour prouver que la mairie a respecté la loi), et cette demande avec sa réponse (pour \
+prouver que nous vous avons répondu). Vos informations elles-mêmes sont illisibles partout, y compris dans les \
+sauvegardes : la clé qui les protégeait est détruite.";
+
+/// Destroys the data key of (`field_subject`, `activity`) and the marks left on the pair.
+/// Idempotent: a key already destroyed, or never made, is fine.
+pub async fn erase_at_gateway(app: &App, field_subject: &str, activity: &str) -> Result<(), RightsError> {
+    if let Some(vault) = &app.crypto {
+        vault.shred(field_subject, activity).await.map_err(|e| {
+            tracing::error!(error = %e, activity, "cannot destroy a data key for an erasure");
+            RightsError::Shred
+        })?;
+    }
+    app.rights.clear_marks(field_subject, activity).await
+}
+
+/// What the withdrawal job carries: pseudonymous ids only.
+#[derive(Debug, Serialize, Deserialize)]
+struct Withdrawal {
+    /// The consent subject (who the erasure request is filed for).
+    subject: String,
+    activity: String,
+    acr: String,
+    subjects: Subjects,
+}
+
+/// Called when a citizen gives or withdraws consent to a purpose: a withdrawal is marked
+/// (the batch reveal API stops revealing that purpose's values), and, when the activity's
+/// policy says so, an erasure is scheduled. Giving consent again lifts the mark.
+pub async fn after_consent_change(app: &App, session: &Session, activity: &str, purpose: &str, given: bool) {
+    let field = app.auth.field_subject(session).to_owned();
+    let kind = format!("withdrawn:{purpose}");
+    let marked = if given {
+        app.rights.unmark(&field, activity, &kind).await.map(drop)
+    } else {
+        app.rights.mark(&field, activity, &kind).await
+    };
+    if let Err(e) = marked {
+        tracing::warn!(error = %e, "cannot record a consent withdrawal mark");
+    }
+    let erase = app.policies.load().activity(activity).is_some_and(|a| a.erase_on_withdrawal);
+    if given || !erase {
+        return;
+    }
+    let w = Withdrawal {
+        subject: app.auth.consent_subject(session).to_owned(),
+        activity: activity.to_owned(),
+        acr: session.acr.clone(),
+        subjects: Subjects::of(app, session),
+    };
+    let at = crate::audit::event::to_micros(app.clock.now());
+    let job = NewJob::new(WITHDRAWAL_KIND, &w).map(|j| j.dedup(format!("{WITHDRAWAL_KIND}:{field}:{activity}:{at}")));
+    match job {
+        Ok(job) => {
+            if let Err(e) = app.jobs.enqueue(job).await {
+                tracing::error!(error = %e, "cannot schedule the erasure that follows a withdrawal");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot schedule the erasure that follows a withdrawal"),
+    }
+}
+
+/// The `rights.erase_on_withdrawal` handler: files an erasure request on the citizen's behalf
+/// and starts it (the key is shredded, the application told), so the citizen finds it among
+/// their requests with its answer.
+pub struct EraseOnWithdrawal {
+    pub app: Weak<App>,
+}
+
+impl Handler for EraseOnWithdrawal {
+    fn kind(&self) -> &'static str {
+        WITHDRAWAL_KIND
+    }
+
+    fn run<'a>(&'a self, job: &'a JobRow) -> BoxFuture<'a, Result<(), JobError>> {
+        Box::pin(async move {
+            let app = self.app.upgrade().ok_or(JobError::Retry("the gateway is stopping"))?;
+            let w: Withdrawal =
+                serde_json::from_str(&job.payload).map_err(|_| JobError::Permanent("unreadable payload"))?;
+            let set = app.policies.load_full();
+            let new = NewRequest {
+                subject: w.subject,
+                activity: Some(w.activity),
+                right: Right::Erasure,
+                channel: Channel::Online,
+                agent: None,
+                identity: IdentityProof::SignIn { acr: w.acr },
+            };
+            let retry = |_| JobError::Retry("the store is unavailable");
+            let request = app.rights.create(&set, new, &super::propagation::system()).await.map_err(retry)?;
+            start(&app, &request, &w.subjects).await.map_err(retry)?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,200 @@
+//! Erasure, restriction and withdrawal on both engines, through the real API and proxy:
+//! an erasure destroys the (citizen, activity) data key so the application's earlier tokens
+//! no longer open (another citizen's still do) and the application is told; a restriction
+//! stops writes before the application sees anything; a withdrawal erases where the policy
+//! says so; the batch reveal API stops revealing a withdrawn consent purpose.
+
+use std::time::Duration;
+
+use guichet::crypto::FieldContext;
+use guichet::rights::request::Status;
+use serde_json::{Value, json};
+
+use crate::auth::SESSION;
+use crate::consent::{choose, citizen};
+use crate::fields::Recorder;
+use crate::helpers::{Backend, TestApp};
+use crate::on_both_stores;
+use crate::propagation::{API, Mode, Setup, file, gateway, get_json, wait_for};
+
+const REVEAL_TOKEN: &str = "courrier-lettre-0123456789abcdef";
+
+/// The propagation setup with a recording application behind `/lettre-information`, so the
+/// tests read the tokens it stored.
+async fn setup(backend: Backend, policy_extra: &str) -> (Setup, Recorder) {
+    let recorder = Recorder::default();
+    let up = recorder.start().await;
+    let mock = crate::oidc_mock::MockProvider::start().await;
+    let (rights_app, addr) = crate::propagation::RightsApp::start(Mode::AnswerNow).await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = crate::helpers::test_keys(dir.path());
+    let secret = dir.path().join("rappel.secret");
+    std::fs::write(&secret, "x").unwrap();
+    let app = gateway(&mock, backend, addr, policy_extra, &keys, secret)
+        .with(move |s, _| {
+            let lettre = s.routes.iter_mut().find(|r| r.name == "lettre").unwrap();
+            lettre.upstream = format!("http://{up}");
+            s.keys.as_mut().unwrap().reveal_clients.push(guichet::config::RevealClient {
+                name: "courrier".into(),
+                token_sha256: guichet::consent::sha256_hex(REVEAL_TOKEN),
+                activity: "lettre-information".into(),
+                purposes: vec!["envoi".into()],
+                fields: vec!["email".into()],
+                per_minute: 100,
+            });
+        })
+        .start()
+        .await;
+    rights_app.trust(&app);
+    (Setup { app, mock, rights_app, keys, rights_addr: addr, _dir: dir }, recorder)
+}
+
+/// Subscribes with `email` through the gateway; returns the status and the token the
+/// application stored.
+async fn subscribe(app: &TestApp, recorder: &Recorder, session: &str, email: &str) -> (u16, Option<String>) {
+    let before = recorder.hits();
+    let status = send_form(app, session, email, "application/json").await.status().as_u16();
+    if recorder.hits() == before {
+        return (status, None);
+    }
+    let (_, body) = recorder.last();
+    let token = url::form_urlencoded::parse(body.as_bytes()).find(|(k, _)| k == "email").map(|(_, v)| v.into_owned());
+    (status, token)
+}
+
+/// POSTs the subscription form with `email`, accepting `accept`.
+async fn send_form(app: &TestApp, session: &str, email: &str, accept: &str) -> reqwest::Response {
+    let body = url::form_urlencoded::Serializer::new(String::new()).append_pair("email", email).finish();
+    app.client
+        .post(app.url("/lettre-information/abonnement"))
+        .header("cookie", format!("{SESSION}={session}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", accept)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn opens(app: &TestApp, token: &str) -> bool {
+    let vault = app.state.crypto.as_ref().unwrap();
+    let Ok(Some((subject, activity))) = vault.owner_of(token).await else { return false };
+    let ctx = FieldContext { activity: &activity, field: "email", subject: &subject };
+    vault.open(&ctx, token).await.is_ok()
+}
+
+async fn signed_in_subscriber(s: &Setup, recorder: &Recorder, sub: &str, email: &str) -> (String, String) {
+    let session = citizen(&s.app, &s.mock, sub).await;
+    assert_eq!(choose(&s.app, &session, "donner").await.status(), 303);
+    let (status, token) = subscribe(&s.app, recorder, &session, email).await;
+    assert_eq!(status, 200);
+    let token = token.expect("the application stored a token");
+    assert!(token.starts_with("gch1."), "{token}");
+    (session, token)
+}
+
+async fn an_erasure_makes_the_citizens_tokens_unreadable_and_tells_the_application(backend: Backend) {
+    let (s, recorder) = setup(backend, "").await;
+    let (angela, angela_token) = signed_in_subscriber(&s, &recorder, "sub-angela", "angela@example.fr").await;
+    let (_bruno, bruno_token) = signed_in_subscriber(&s, &recorder, "sub-bruno", "bruno@example.fr").await;
+    assert!(opens(&s.app, &angela_token).await && opens(&s.app, &bruno_token).await);
+
+    let id = file(&s.app, &angela, "erasure").await;
+    wait_for(&s.app, &id, Status::Completed).await;
+
+    assert!(!opens(&s.app, &angela_token).await, "angela's earlier token no longer opens");
+    assert!(opens(&s.app, &bruno_token).await, "bruno's still does");
+    let told = s.rights_app.received();
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0]["type"], "erasure");
+    let answer = s.app.state.rights.get(&id).await.unwrap().answer.unwrap();
+    let text = serde_json::to_string(&answer).unwrap();
+    assert!(text.contains("Ce que nous gardons") && text.contains("preuve de vos accords"), "{text}");
+    // The consent proof is kept.
+    let consent_subject = s.app.state.rights.get(&id).await.unwrap().subject;
+    assert!(!s.app.state.consent.history(&consent_subject).await.unwrap().is_empty());
+}
+
+async fn a_restriction_stops_writes_before_the_application_until_lifted(backend: Backend) {
+    let (s, recorder) = setup(backend, "").await;
+    let (angela, _) = signed_in_subscriber(&s, &recorder, "sub-angela", "angela@example.fr").await;
+    let (bruno, _) = signed_in_subscriber(&s, &recorder, "sub-bruno", "bruno@example.fr").await;
+    let id = file(&s.app, &angela, "restriction").await;
+    wait_for(&s.app, &id, Status::Completed).await;
+    assert_eq!(s.rights_app.received()[0]["type"], "restriction");
+
+    let hits = recorder.hits();
+    let r = send_form(&s.app, &angela, "autre@example.fr", "application/json").await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert!(r.text().await.unwrap().contains("processing-restricted"));
+    assert_eq!(recorder.hits(), hits, "the application saw nothing");
+    // The page in French for browsers.
+    let page = send_form(&s.app, &angela, "autre@example.fr", "text/html").await;
+    assert_eq!(page.status(), 403);
+    assert!(page.text().await.unwrap().contains("limiter l"));
+    assert_eq!(recorder.hits(), hits, "the application saw nothing");
+    // Another citizen is not affected.
+    assert_eq!(subscribe(&s.app, &recorder, &bruno, "bruno2@example.fr").await.0, 200);
+
+    let by = guichet::rights::propagation::system();
+    assert_eq!(guichet::rights::restriction::lift(&s.app.state, &id, &by).await.unwrap(), 1);
+    assert_eq!(subscribe(&s.app, &recorder, &angela, "angela2@example.fr").await.0, 200);
+    crate::propagation::wait_received(&s.rights_app, 2).await;
+    assert_eq!(s.rights_app.received()[1]["type"], "restriction_lifted");
+}
+
+async fn a_withdrawal_erases_where_the_policy_says_so(backend: Backend) {
+    let (s, recorder) = setup(backend, "erase_on_withdrawal = true").await;
+    let (angela, token) = signed_in_subscriber(&s, &recorder, "sub-angela", "angela@example.fr").await;
+    assert_eq!(choose(&s.app, &angela, "retirer").await.status(), 303);
+    let mut erased = None;
+    for _ in 0..100 {
+        let list = get_json(&s.app, &angela, API).await;
+        if let Some(r) = list["requests"].as_array().unwrap().first()
+            && r["status"] == "completed"
+        {
+            erased = Some(r.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let erased = erased.expect("an erasure request was filed and completed");
+    assert_eq!(erased["right"], "erasure");
+    assert_eq!(erased["activity"], "lettre-information");
+    assert!(!opens(&s.app, &token).await);
+    assert_eq!(s.rights_app.received()[0]["type"], "erasure");
+}
+
+async fn reveal(app: &TestApp, tokens: &[&str]) -> Vec<Value> {
+    let items: Vec<Value> = tokens.iter().map(|t| json!({ "field": "email", "token": t })).collect();
+    let r = app
+        .client
+        .post(app.url("/.guichet/api/v1/reveal"))
+        .bearer_auth(REVEAL_TOKEN)
+        .json(&json!({ "purpose": "envoi", "items": items }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()["values"].as_array().unwrap().iter().map(|v| v["value"].clone()).collect()
+}
+
+async fn the_reveal_api_stops_once_consent_is_withdrawn(backend: Backend) {
+    let (s, recorder) = setup(backend, "").await;
+    let (angela, a) = signed_in_subscriber(&s, &recorder, "sub-angela", "angela@example.fr").await;
+    let (_bruno, b) = signed_in_subscriber(&s, &recorder, "sub-bruno", "bruno@example.fr").await;
+    assert_eq!(reveal(&s.app, &[&a, &b]).await, [json!("angela@example.fr"), json!("bruno@example.fr")]);
+    assert_eq!(choose(&s.app, &angela, "retirer").await.status(), 303);
+    assert_eq!(reveal(&s.app, &[&a, &b]).await, [Value::Null, json!("bruno@example.fr")]);
+    // Given again: revealed again.
+    assert_eq!(choose(&s.app, &angela, "donner").await.status(), 303);
+    assert_eq!(reveal(&s.app, &[&a]).await, [json!("angela@example.fr")]);
+}
+
+on_both_stores!(
+    an_erasure_makes_the_citizens_tokens_unreadable_and_tells_the_application,
+    a_restriction_stops_writes_before_the_application_until_lifted,
+    a_withdrawal_erases_where_the_policy_says_so,
+    the_reveal_api_stops_once_consent_is_withdrawn,
+);
