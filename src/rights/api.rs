@@ -70,14 +70,14 @@ fn view(app: &App, r: &RightsRequest) -> RequestView {
 }
 
 /// A signed-in citizen: their session, pseudonymous subject id, and journal actor.
-struct Citizen {
-    session: std::sync::Arc<Session>,
-    subject: String,
-    by: By,
+pub(crate) struct Citizen {
+    pub(crate) session: std::sync::Arc<Session>,
+    pub(crate) subject: String,
+    pub(crate) by: By,
 }
 
 /// The signed-in citizen, or the response to send instead.
-async fn citizen(app: &App, headers: &HeaderMap) -> Result<Citizen, Response> {
+pub(crate) async fn citizen(app: &App, headers: &HeaderMap) -> Result<Citizen, Response> {
     let session = match app.auth.identify(headers).await {
         Ok(Some(s)) if s.kind == Kind::Citizen => s,
         Ok(_) => {
@@ -165,19 +165,19 @@ async fn cancel(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<
 }
 
 /// A cross-site form can only send form or text bodies: JSON needs a preflight it cannot pass.
-fn is_json(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")))
 }
 
-fn problem(e: &GatewayError, why: &str) -> Response {
+pub(crate) fn problem(e: &GatewayError, why: &str) -> Response {
     e.respond(false, None, Some(why.to_owned()))
 }
 
 /// The rights service's errors as the API's problems.
-fn rights_problem(e: &RightsError) -> Response {
+pub(crate) fn rights_problem(e: &RightsError) -> Response {
     let mapped = match e {
         RightsError::NotFound => GatewayError::NotFound,
         RightsError::UnknownActivity => GatewayError::Unprocessable("no processing activity with this id"),

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod contract;
 pub mod deadline;
+pub mod export;
 pub mod request;
 pub mod rules;
 pub mod service;

@@ -17,6 +17,7 @@ macro_rules! with_pool {
 mod audit;
 mod changes;
 mod consent;
+mod exports;
 mod jobs;
 mod keys;
 mod meta;
@@ -36,6 +37,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use audit::{AuditRepo, CheckpointRow, EntryRow, Extension, HeadRow, Pruned};
 pub use changes::{Change, ChangeFeed, Heard};
 pub use consent::{ConsentRepo, ConsentRow, LedgerRow};
+pub use exports::{ExportRow, ExportsRepo};
 pub use jobs::{JobCounts, JobRow, JobsRepo};
 pub use keys::{DataKeyRow, Keys, Tombstone};
 pub use meta::Meta;
@@ -309,6 +311,10 @@ impl Store {
 
     pub fn rights(&self) -> RightsRepo<'_> {
         RightsRepo::new(self)
+    }
+
+    pub fn exports(&self) -> ExportsRepo<'_> {
+        ExportsRepo::new(self)
     }
 }
 

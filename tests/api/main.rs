@@ -13,6 +13,7 @@ mod browser;
 mod cli;
 mod config;
 mod consent;
+mod export;
 mod fields;
 mod health;
 mod instances;
