@@ -1,5 +1,5 @@
 //! The command line: `serve`, `check`, `migrate`, `demo`, `policy check|register`, `audit`,
-//! `sessions revoke`, `keys`.
+//! `sessions revoke`, `keys`, `rights export`.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -33,6 +33,7 @@ const EXAMPLES: &str = "Examples:
   guichet audit verify --config /etc/guichet/guichet.toml  check the audit journal
   guichet sessions revoke --subject 3f2a…            end one person's sessions everywhere
   guichet keys init --config /etc/guichet/guichet.toml   create the field-encryption keyring
+  guichet rights export DR-7K3M-Q9XP --out dossier.zip   one request's export, for the counter
 
 Documentation: README.md and docs/configuration.md";
 
@@ -77,6 +78,15 @@ pub enum Command {
     /// Sign-in sessions kept in the store.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Data-subject rights requests.
+    #[command(subcommand)]
+    Rights(RightsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RightsCommand {
+    /// Write the access or portability export of a request to a file (zip, or age-encrypted).
+    Export(crate::rights::export::cli::ExportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,6 +218,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Sessions(SessionsCommand::Revoke(args)) => sessions_revoke(cli.config, &args).await,
         Command::Keys { action } => keys(cli.config, action).await,
+        Command::Rights(RightsCommand::Export(args)) => rights_export(cli.config, &args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -536,6 +547,11 @@ async fn sessions_revoke(path: Option<PathBuf>, args: &RevokeArgs) -> anyhow::Re
     let n = auth.revoke_sessions(&args.target(), &routes).await.context("cannot revoke the sessions")?;
     let _ = writeln!(std::io::stdout(), "{n} session{} revoked.", if n == 1 { "" } else { "s" });
     Ok(())
+}
+
+async fn rights_export(path: Option<PathBuf>, args: &crate::rights::export::cli::ExportArgs) -> anyhow::Result<()> {
+    let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::rights::export::cli::run(config, args).await
 }
 
 async fn keys(path: Option<PathBuf>, action: KeysCommand) -> anyhow::Result<()> {

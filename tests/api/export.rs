@@ -32,6 +32,7 @@ struct Setup {
     app: TestApp,
     mock: MockProvider,
     logs: Logs,
+    keyring: guichet::config::KeysSettings,
     _keys: tempfile::TempDir,
     _log_guard: tracing::subscriber::DefaultGuard,
 }
@@ -42,6 +43,7 @@ async fn setup(backend: Backend) -> Setup {
     let mock = MockProvider::start().await;
     let keys = tempfile::tempdir().unwrap();
     let keyring = test_keys(keys.path());
+    let settings = keyring.clone();
     let app = spawn_app()
         .backend(backend)
         .with_citizen_provider(mock.issuer())
@@ -51,7 +53,7 @@ async fn setup(backend: Backend) -> Setup {
             ("etat-civil.toml", include_str!("../../policies/etat-civil.toml")),
         ])
         .with(move |s, up| {
-            s.keys = Some(keyring);
+            s.keys = Some(settings);
             // Sessions longer than the link, so that the link's own expiry shows.
             s.auth.session_idle_timeout = std::time::Duration::from_secs(48 * 3600);
             s.auth.session_absolute_timeout = std::time::Duration::from_secs(72 * 3600);
@@ -62,7 +64,7 @@ async fn setup(backend: Backend) -> Setup {
         })
         .start()
         .await;
-    Setup { app, mock, logs, _keys: keys, _log_guard: log_guard }
+    Setup { app, mock, logs, keyring, _keys: keys, _log_guard: log_guard }
 }
 
 async fn sign_in(s: &Setup, sub: &str, userinfo: Value) -> String {
@@ -195,17 +197,30 @@ fn validate(doc: &str) {
     assert!(out.status.success(), "donnees.json does not follow its schema:\n{}", String::from_utf8_lossy(&out.stdout));
 }
 
+/// Signed-in Angela and the canary, each with a consent and a reveal to an agent journaled.
+struct Citizens {
+    angela: String,
+    angela_fields: String,
+    canary: String,
+    canary_fields: String,
+}
+
+async fn two_citizens(s: &Setup) -> Citizens {
+    let angela = sign_in(s, "sub-angela", angela_info()).await;
+    let canary = sign_in(s, "sub-canari", canary_info()).await;
+    let (_, angela_fields) = subjects(&s.app, &angela).await;
+    let (_, canary_fields) = subjects(&s.app, &canary).await;
+    for (session, fields) in [(&angela, &angela_fields), (&canary, &canary_fields)] {
+        give_newsletter_consent(&s.app, session).await;
+        agent_saw(&s.app, fields).await;
+    }
+    Citizens { angela, angela_fields, canary, canary_fields }
+}
+
 async fn the_export_holds_exactly_this_citizens_data_decrypted(backend: Backend) {
     let s = setup(backend).await;
     let app = &s.app;
-    let angela = sign_in(&s, "sub-angela", angela_info()).await;
-    let canary = sign_in(&s, "sub-canari", canary_info()).await;
-    let (_, angela_fields) = subjects(app, &angela).await;
-    let (_, canary_fields) = subjects(app, &canary).await;
-    give_newsletter_consent(app, &angela).await;
-    give_newsletter_consent(app, &canary).await;
-    agent_saw(app, &angela_fields).await;
-    agent_saw(app, &canary_fields).await;
+    let Citizens { angela, angela_fields, canary, canary_fields } = two_citizens(&s).await;
     app.state.exports.set_source(Arc::new(AnswerAtOnce(answers(app, &angela_fields, &canary_fields).await)));
     // The canary files requests too.
     assert_eq!(post_json(app, &canary, API, &json!({ "right": "access" })).await.status(), 201);
@@ -349,7 +364,95 @@ async fn only_access_and_portability_requests_are_exported(backend: Backend) {
     assert_eq!(r.status(), 422);
 }
 
+/// A configuration for the command line on the test gateway's store, data directory, policies
+/// and keys.
+fn cli_config(s: &Setup, dir: &std::path::Path) -> std::path::PathBuf {
+    use secrecy::ExposeSecret as _;
+    let data_dir = s.app.policies_dir.parent().unwrap();
+    let file = dir.join("guichet.toml");
+    let toml = format!(
+        "version = 1\ndata_dir = {data:?}\n[store]\nurl = {url:?}\n[policy]\ndir = {policies:?}\n\
+         [keys]\nkeyring = {keyring:?}\nidentity_file = {identity:?}\n\
+         [[routes]]\nname = \"app\"\npath_prefix = \"/\"\nupstream = \"http://127.0.0.1:9\"\nno_personal_data = true\n\
+         [[routes]]\nname = \"lettre\"\npath_prefix = \"/lettre-information\"\nupstream = \"http://127.0.0.1:9\"\n",
+        data = data_dir.display().to_string(),
+        url = s.app.store_url.expose_secret(),
+        policies = s.app.policies_dir.display().to_string(),
+        keyring = s.keyring.keyring.display().to_string(),
+        identity = s.keyring.identity_file.as_ref().unwrap().display().to_string(),
+    );
+    std::fs::write(&file, toml).unwrap();
+    file
+}
+
+fn guichet(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("GUICHET_CONFIG")
+        .env("GUICHET_LOG__LEVEL", "debug")
+        .output()
+        .unwrap()
+}
+
+async fn the_command_line_writes_a_request_s_export_in_clear_or_for_an_age_recipient(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let Citizens { angela, angela_fields, canary_fields, .. } = two_citizens(&s).await;
+    let created: Value = post_json(app, &angela, API, &json!({ "right": "access" })).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    // The online export records which pseudonym owns her encrypted values.
+    assert_eq!(post_json(app, &angela, &format!("{API}/{id}/export"), &json!({})).await.status(), 201);
+    app.state.audit.flush().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = cli_config(&s, dir.path());
+    let out = dir.path().join("dossier.zip");
+    let run = guichet(&config, &["rights", "export", &id, "--out", out.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(&id), "{stdout}");
+    #[cfg(unix)]
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&out).unwrap().permissions()) & 0o777, 0o600);
+    let files = unzip(&std::fs::read(&out).unwrap());
+    validate(&files["donnees.json"]);
+    let doc: Value = serde_json::from_str(&files["donnees.json"]).unwrap();
+    assert_eq!(doc["reference"], id.as_str());
+    assert_eq!(doc["identity"]["claims"], Value::Null, "claims stay sealed without her session");
+    assert_eq!(doc["consents"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["reveals"].as_array().unwrap().len(), 1, "her reveal, not the canary's");
+    for text in files.values() {
+        assert!(!text.contains(&canary_fields) && !text.contains("agent-paul-martin"));
+    }
+    for secret in ["Angela", "angela@example.fr", &angela_fields] {
+        assert!(!stderr.contains(secret), "the command's log holds {secret}");
+    }
+
+    // For e-mail or post: only the recipient's identity opens it.
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let sealed = dir.path().join("dossier.zip.age");
+    let run =
+        guichet(&config, &["rights", "export", &id, "--out", sealed.to_str().unwrap(), "--age-recipient", &recipient]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let bytes = std::fs::read(&sealed).unwrap();
+    assert!(!bytes.windows(2).any(|w| w == b"PK"), "no clear zip inside");
+    let opened = age::decrypt(&identity, &bytes).unwrap();
+    // The same export (receipts are signed afresh: ES256 signatures differ each time).
+    let again: Value = serde_json::from_str(&unzip(&opened)["donnees.json"]).unwrap();
+    for part in ["reference", "sign_ins", "reveals", "rights_requests", "activities"] {
+        assert_eq!(again[part], doc[part], "{part}");
+    }
+    let bad =
+        guichet(&config, &["rights", "export", &id, "--out", sealed.to_str().unwrap(), "--age-recipient", "bogus"]);
+    assert!(!bad.status.success());
+    assert_eq!(journaled_stages(app, &id).await, ["received", "export_ready", "export_written", "export_written_age"]);
+}
+
 on_both_stores!(
+    the_command_line_writes_a_request_s_export_in_clear_or_for_an_age_recipient,
     the_export_holds_exactly_this_citizens_data_decrypted,
     the_link_works_only_for_its_session_until_it_expires,
     only_access_and_portability_requests_are_exported,

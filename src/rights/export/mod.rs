@@ -5,6 +5,7 @@
 //! [`AnswerSource`]: propagation plugs its own in with [`Exports::set_source`].
 
 pub mod api;
+pub mod cli;
 pub mod gather;
 pub mod model;
 pub mod records;
