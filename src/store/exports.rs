@@ -58,6 +58,15 @@ impl<'a> ExportsRepo<'a> {
         Ok(row)
     }
 
+    /// The field subject recorded with the newest export of this citizen that has one.
+    pub async fn field_subject_of(&self, subject: &str) -> Result<Option<String>, StoreError> {
+        let sql = "SELECT field_subject FROM rights_export WHERE subject = $1 AND field_subject IS NOT NULL \
+                   ORDER BY created_at_us DESC, id LIMIT 1";
+        let row: Option<(Option<String>,)> =
+            with_pool!(self.store.db(), p => sqlx::query_as(sql).bind(subject).fetch_optional(p).await?);
+        Ok(row.and_then(|(f,)| f))
+    }
+
     /// The newest export of a request, if any.
     pub async fn latest_of(&self, request_id: &str) -> Result<Option<ExportRow>, StoreError> {
         let sql = format!(

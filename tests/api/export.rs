@@ -12,10 +12,11 @@ use guichet::clock::Clock as _;
 use guichet::crypto::token::FieldContext;
 use guichet::rights::contract::{AppAnswer, AppStatus};
 use guichet::rights::export::{AnswerSource, Answers};
-use guichet::rights::service::RightsRequest;
+use guichet::rights::request::{Channel, DocumentKind, IdentityProof, Right};
+use guichet::rights::service::{By, NewRequest, RightsRequest};
 use serde_json::{Value, json};
 
-use crate::auth::{SESSION, cookie, sign_in_with};
+use crate::auth::{SESSION, agent_info, agent_sign_in, cookie, sign_in_with};
 use crate::consent::choose;
 use crate::helpers::{Backend, TestApp, route, spawn_app, test_keys};
 use crate::oidc_mock::MockProvider;
@@ -31,6 +32,7 @@ const CANARIES: [&str; 4] = ["CANARI-Prenom", "CANARI-Nom", "canari@example.fr",
 struct Setup {
     app: TestApp,
     mock: MockProvider,
+    agents: MockProvider,
     logs: Logs,
     keyring: guichet::config::KeysSettings,
     _keys: tempfile::TempDir,
@@ -41,12 +43,14 @@ async fn setup(backend: Backend) -> Setup {
     let logs = Logs::default();
     let log_guard = logs.capture();
     let mock = MockProvider::start().await;
+    let agents = MockProvider::start().await;
     let keys = tempfile::tempdir().unwrap();
     let keyring = test_keys(keys.path());
     let settings = keyring.clone();
     let app = spawn_app()
         .backend(backend)
         .with_citizen_provider(mock.issuer())
+        .with_agent_provider(agents.issuer())
         .with_policies(&[
             ("cantine.toml", include_str!("../../policies/cantine.toml")),
             ("lettre-information.toml", include_str!("../../policies/lettre-information.toml")),
@@ -54,6 +58,8 @@ async fn setup(backend: Backend) -> Setup {
         ])
         .with(move |s, up| {
             s.keys = Some(settings);
+            // The test agents' role works at the counter.
+            s.consent.assisted_roles = vec!["etat-civil".into()];
             // Sessions longer than the link, so that the link's own expiry shows.
             s.auth.session_idle_timeout = std::time::Duration::from_secs(48 * 3600);
             s.auth.session_absolute_timeout = std::time::Duration::from_secs(72 * 3600);
@@ -64,7 +70,7 @@ async fn setup(backend: Backend) -> Setup {
         })
         .start()
         .await;
-    Setup { app, mock, logs, keyring, _keys: keys, _log_guard: log_guard }
+    Setup { app, mock, agents, logs, keyring, _keys: keys, _log_guard: log_guard }
 }
 
 async fn sign_in(s: &Setup, sub: &str, userinfo: Value) -> String {
@@ -339,7 +345,7 @@ async fn the_link_works_only_for_its_session_until_it_expires(backend: Backend) 
     // The archive at rest is sealed: none of the citizen's values in the store.
     let row = app.state.store.exports().latest_of(&id).await.unwrap().unwrap();
     assert!(!row.sealed.windows(6).any(|w| w == b"Angela"));
-    assert!(!row.sealed.windows(2).any(|w| w == b"PK"), "not a clear zip");
+    assert!(!row.sealed.windows(4).any(|w| w == b"PK\x03\x04"), "not a clear zip");
 }
 
 async fn only_access_and_portability_requests_are_exported(backend: Backend) {
@@ -438,7 +444,7 @@ async fn the_command_line_writes_a_request_s_export_in_clear_or_for_an_age_recip
         guichet(&config, &["rights", "export", &id, "--out", sealed.to_str().unwrap(), "--age-recipient", &recipient]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let bytes = std::fs::read(&sealed).unwrap();
-    assert!(!bytes.windows(2).any(|w| w == b"PK"), "no clear zip inside");
+    assert!(!bytes.windows(4).any(|w| w == b"PK\x03\x04"), "no clear zip inside");
     let opened = age::decrypt(&identity, &bytes).unwrap();
     // The same export (receipts are signed afresh: ES256 signatures differ each time).
     let again: Value = serde_json::from_str(&unzip(&opened)["donnees.json"]).unwrap();
@@ -451,7 +457,52 @@ async fn the_command_line_writes_a_request_s_export_in_clear_or_for_an_age_recip
     assert_eq!(journaled_stages(app, &id).await, ["received", "export_ready", "export_written", "export_written_age"]);
 }
 
+async fn an_agent_prints_a_counter_request_s_export(backend: Backend) {
+    let s = setup(backend).await;
+    let app = &s.app;
+    let Citizens { angela, angela_fields, .. } = two_citizens(&s).await;
+    let (angela_subject, _) = subjects(app, &angela).await;
+    let r = agent_sign_in(app, &s.agents, agent_info("21750001600019", "lucie@mairie.example.fr"), "").await;
+    let agent = cookie(&r, SESSION).expect("agent session");
+    let print = |id: &str, session: &str| {
+        app.client
+            .get(app.url(&format!("{API}/{id}/impression")))
+            .header("cookie", format!("{SESSION}={session}"))
+            .send()
+    };
+    // Filed online: the citizen downloads it herself (which records whose values are hers);
+    // the counter does not print it.
+    let online: Value = post_json(app, &angela, API, &json!({ "right": "access" })).await.json().await.unwrap();
+    let online = online["id"].as_str().unwrap();
+    assert_eq!(post_json(app, &angela, &format!("{API}/{online}/export"), &json!({})).await.status(), 201);
+    assert_eq!(print(online, &agent).await.unwrap().status(), 403);
+    // Filed at the counter, identity checked on a document: printed for her there.
+    let counter = NewRequest {
+        subject: angela_subject,
+        activity: None,
+        right: Right::Access,
+        channel: Channel::Counter,
+        agent: Some("agent-1".into()),
+        identity: IdentityProof::Document { kind: DocumentKind::IdentityCard },
+    };
+    let by = By {
+        actor: Actor { kind: ActorKind::Agent, id: Ident::new("agent-1").unwrap() },
+        role: Ident::new("etat-civil").unwrap(),
+    };
+    let policies = app.state.policies.load();
+    let request = app.state.rights.create(&policies, counter, &by).await.unwrap();
+    assert_eq!(print(&request.id, &angela).await.unwrap().status(), 401, "not for a citizen session");
+    let page = print(&request.id, &agent).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let html = page.text().await.unwrap();
+    assert!(html.contains(&request.id) && html.contains("@page") && html.contains("restauration-scolaire"), "{html}");
+    assert!(!html.contains(&angela_fields) && !CANARIES.iter().any(|c| html.contains(c)));
+    assert_eq!(journaled_stages(app, &request.id).await, ["received", "export_printed"]);
+}
+
 on_both_stores!(
+    an_agent_prints_a_counter_request_s_export,
     the_command_line_writes_a_request_s_export_in_clear_or_for_an_age_recipient,
     the_export_holds_exactly_this_citizens_data_decrypted,
     the_link_works_only_for_its_session_until_it_expires,

@@ -2,6 +2,8 @@
 //! (the applications that answer at once are in it) and answers with a download link bound to
 //! the session; `GET …/rights/{id}/download?token=…` hands it out, journaled, until it expires.
 //! Another session or another citizen gets 404, as for a link that never existed.
+//! `GET …/rights/{id}/impression` is the printable page for an agent at the counter: agents
+//! holding an assisted-channel role print requests received at the counter, the DPO any.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -10,16 +12,21 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{ExportError, Owner, Ready};
-use crate::app::AppState;
+use super::{ExportError, Owner, Ready, render};
+use crate::app::{App, AppState};
+use crate::audit::{Actor, ActorKind, Ident};
+use crate::auth::session::{Kind, Session};
 use crate::error::GatewayError;
 use crate::rights::api::{RIGHTS_API, citizen, is_json, problem, rights_problem};
+use crate::rights::request::Channel;
 use crate::rights::service::RightsError;
+use crate::rights::service::{By, RightsRequest};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/.guichet/api/v1/rights/{id}/export", post(create))
         .route("/.guichet/api/v1/rights/{id}/download", get(download))
+        .route("/.guichet/api/v1/rights/{id}/impression", get(print))
 }
 
 /// What the citizen gets back: where to download, until when, and which services are still
@@ -90,6 +97,59 @@ async fn download(
         Ok(archive) => zip_response(&id, archive),
         Err(e) => export_problem(&e),
     }
+}
+
+/// The printable page of a request's export, for an agent at the counter (journaled).
+async fn print(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let session = match app.auth.identify(&headers).await {
+        Ok(Some(s)) if s.kind == Kind::Agent => s,
+        Ok(_) => {
+            let e = GatewayError::SignInRequired { agent: true, acr: None, return_to: "/".into() };
+            return problem(&e, "counter print without an agent session");
+        }
+        Err(_) => return problem(&GatewayError::StoreUnavailable, "session store unavailable"),
+    };
+    let request = match app.rights.get(&id).await {
+        Ok(r) => r,
+        Err(e) => return rights_problem(&e),
+    };
+    let Some(by) = may_print(&app, &session, &request) else {
+        return problem(&GatewayError::Forbidden("this role does not print exports"), "counter print refused");
+    };
+    match printable(&app, &request, &by).await {
+        Ok(html) => {
+            let mut resp = no_store((StatusCode::OK, html).into_response());
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            resp
+        }
+        Err(e) => export_problem(&e),
+    }
+}
+
+/// The agent as the journal names them, if their role may print this request: an
+/// assisted-channel role for a request received at the counter, the DPO for any.
+fn may_print(app: &App, session: &Session, request: &RightsRequest) -> Option<By> {
+    let dpo = &app.auth.settings.dpo_role;
+    let counter = app.settings.consent.assisted_roles.iter().find(|r| session.roles.contains(r));
+    let role = match (session.roles.contains(dpo), counter) {
+        (true, _) => dpo,
+        (false, Some(role)) if request.channel == Channel::Counter => role,
+        _ => return None,
+    };
+    let id = Ident::new(crate::consent::pages::agent_ident(session)).ok()?;
+    Some(By { actor: Actor { kind: ActorKind::Agent, id }, role: Ident::new(role.clone()).ok()? })
+}
+
+async fn printable(app: &App, request: &RightsRequest, by: &By) -> Result<String, ExportError> {
+    let owner = Owner {
+        subject: request.subject.clone(),
+        field_subject: app.exports.field_subject_of(request).await?,
+        claims: None,
+    };
+    let export = app.exports.build(app, request, &owner).await?;
+    let html = render::html(&export)?;
+    super::journal(app, request, "export_printed", by).await?;
+    Ok(html)
 }
 
 fn zip_response(id: &str, archive: Vec<u8>) -> Response {

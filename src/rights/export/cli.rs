@@ -46,7 +46,7 @@ pub async fn run(mut config: Validated, args: &ExportArgs) -> anyhow::Result<()>
     let request = app.rights.get(&args.request_id).await.context("no rights request with this reference")?;
     let owner = Owner {
         subject: request.subject.clone(),
-        field_subject: app.exports.field_subject_of(&request.id).await?,
+        field_subject: app.exports.field_subject_of(&request).await?,
         claims: None,
     };
     bar.inc(1);

@@ -199,10 +199,11 @@ impl Exports {
         Ok(archive)
     }
 
-    /// The field subject recorded with the newest export of a request (the command line and
-    /// the counter do not have the citizen's session to derive it).
-    pub async fn field_subject_of(&self, request_id: &str) -> Result<Option<String>, ExportError> {
-        Ok(self.store.exports().latest_of(request_id).await?.and_then(|r| r.field_subject))
+    /// The subject owning `request`'s citizen's encrypted values, as recorded by an export
+    /// they made online: the command line and the counter do not have the citizen's session
+    /// to derive it. `None` until then, and no value is opened.
+    pub async fn field_subject_of(&self, request: &RightsRequest) -> Result<Option<String>, ExportError> {
+        Ok(self.store.exports().field_subject_of(&request.subject).await?)
     }
 }
 
