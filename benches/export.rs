@@ -56,7 +56,8 @@ async fn gateway(dir: &std::path::Path) -> AppState {
         "bench",
         SecretString::from("bench-client-secret-0123456789"),
     ));
-    s.routes.extend(guichet::demo::demo_routes("http://127.0.0.1:9"));
+    // The demo's routes but its agents' back-office (no agent provider here).
+    s.routes.extend(guichet::demo::demo_routes("http://127.0.0.1:9").into_iter().filter(|r| r.name != "back-office"));
     let mut keys = KeysSettings::at(dir.join("keyring.age"));
     keys.identity_file = Some(dir.join("keyring-identity.txt"));
     guichet::crypto::admin::init(&keys, &SystemRandom::new(), SystemClock.now(), &mut std::io::sink()).unwrap();
