@@ -49,6 +49,8 @@ pub struct App {
     pub policy_source: PolicySource,
     /// Data-subject rights requests (GDPR Art. 15–21).
     pub rights: Arc<crate::rights::service::RightsService>,
+    /// Access and portability exports (built at once, kept sealed until their link expires).
+    pub exports: Arc<crate::rights::export::Exports>,
     /// The one durable job runner (propagation, notices, retention runs, alerts); handlers are
     /// registered by [`register_job_handlers`] once the services exist.
     pub jobs: Arc<crate::jobs::Jobs>,
@@ -171,6 +173,9 @@ impl Application {
             deps.clock.clone(),
             deps.random.clone(),
         ));
+        let exports =
+            Arc::new(crate::rights::export::Exports::new(store.clone(), deps.clock.clone(), deps.random.clone()));
+        exports.set_source(rights.clone());
         let jobs = Arc::new(
             crate::jobs::Jobs::new(store.clone(), deps.clock.clone(), deps.random.clone())
                 .context("cannot start the job runner")?,
@@ -228,6 +233,7 @@ impl Application {
             policies,
             policy_source,
             rights,
+            exports,
             jobs,
             rights_http: crate::auth::http::HttpClient::new().context("cannot prepare the rights client")?,
         });

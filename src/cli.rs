@@ -34,6 +34,7 @@ const EXAMPLES: &str = "Examples:
   guichet sessions revoke --subject 3f2a…            end one person's sessions everywhere
   guichet keys init --config /etc/guichet/guichet.toml   create the field-encryption keyring
   guichet rights list --config /etc/guichet/guichet.toml  the open rights requests, oldest first
+  guichet rights export DR-7K3M-Q9XP --out dossier.zip   one request's export, for the counter
 
 Documentation: README.md and docs/configuration.md";
 
@@ -213,6 +214,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Sessions(SessionsCommand::Revoke(args)) => sessions_revoke(cli.config, &args).await,
         Command::Keys { action } => keys(cli.config, action).await,
+        Command::Rights(crate::rights::cli::RightsCommand::Export(args)) => rights_export(cli.config, &args).await,
         Command::Rights(command) => rights(cli.config, command).await,
     };
     match result {
@@ -542,6 +544,11 @@ async fn sessions_revoke(path: Option<PathBuf>, args: &RevokeArgs) -> anyhow::Re
     let n = auth.revoke_sessions(&args.target(), &routes).await.context("cannot revoke the sessions")?;
     let _ = writeln!(std::io::stdout(), "{n} session{} revoked.", if n == 1 { "" } else { "s" });
     Ok(())
+}
+
+async fn rights_export(path: Option<PathBuf>, args: &crate::rights::export::cli::ExportArgs) -> anyhow::Result<()> {
+    let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::rights::export::cli::run(config, args).await
 }
 
 async fn keys(path: Option<PathBuf>, action: KeysCommand) -> anyhow::Result<()> {

@@ -77,10 +77,10 @@ pub fn view_on(today: time::Date, r: &RightsRequest) -> RequestView {
 }
 
 /// A signed-in citizen: their session, pseudonymous subject id, and journal actor.
-struct Citizen {
-    session: Arc<Session>,
-    subject: String,
-    by: By,
+pub(crate) struct Citizen {
+    pub(crate) session: Arc<Session>,
+    pub(crate) subject: String,
+    pub(crate) by: By,
 }
 
 /// The caller's session, or the problem to answer: 401 (sign in as `kind`) without one.
@@ -99,7 +99,7 @@ pub(super) async fn signed_in(app: &App, headers: &HeaderMap, kind: Kind) -> Res
 }
 
 /// The signed-in citizen, or the response to send instead (an agent's session is not one).
-async fn citizen(app: &App, headers: &HeaderMap) -> Result<Citizen, Response> {
+pub(crate) async fn citizen(app: &App, headers: &HeaderMap) -> Result<Citizen, Response> {
     let session = signed_in(app, headers, Kind::Citizen).await?;
     if session.kind != Kind::Citizen {
         return Err(problem(
@@ -186,19 +186,19 @@ async fn cancel(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<
 }
 
 /// A cross-site form can only send form or text bodies: JSON needs a preflight it cannot pass.
-pub(super) fn is_json(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")))
 }
 
-pub(super) fn problem(e: &GatewayError, why: &str) -> Response {
+pub(crate) fn problem(e: &GatewayError, why: &str) -> Response {
     e.respond(false, None, Some(why.to_owned()))
 }
 
 /// The rights service's errors as the API's problems.
-pub(super) fn rights_problem(e: &RightsError) -> Response {
+pub(crate) fn rights_problem(e: &RightsError) -> Response {
     let mapped = match e {
         RightsError::NotFound => GatewayError::NotFound,
         RightsError::UnknownActivity => GatewayError::Unprocessable("no processing activity with this id"),

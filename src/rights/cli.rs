@@ -15,6 +15,8 @@ use crate::clock::{Clock, paris_date};
 
 #[derive(Debug, Subcommand)]
 pub enum RightsCommand {
+    /// Write the access or portability export of a request to a file (zip, or age-encrypted).
+    Export(crate::rights::export::cli::ExportArgs),
     /// Requests not answered yet, oldest first (or every request of one subject).
     List {
         /// Every request of this pseudonymous subject id, newest first, answered ones too.
@@ -105,6 +107,7 @@ pub async fn run(
     let by = operator()?;
     let list = matches!(command, RightsCommand::List { .. });
     let (requests, output) = match command {
+        RightsCommand::Export(_) => anyhow::bail!("exports are written by `guichet rights export` (cli::rights_export)"),
         RightsCommand::List { subject: Some(s), out } => (service.of_subject(&s).await?, out),
         RightsCommand::List { subject: None, out } => (service.open().await?, out),
         RightsCommand::Show { id, out } => (vec![service.get(&id).await?], out),

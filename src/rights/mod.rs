@@ -12,6 +12,7 @@ pub mod contract;
 pub mod deadline;
 pub mod dpo_api;
 pub mod erasure;
+pub mod export;
 pub mod propagation;
 pub mod rectification;
 pub mod request;

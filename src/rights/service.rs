@@ -365,7 +365,8 @@ impl RightsService {
         Ok(request)
     }
 
-    async fn journal(&self, r: &RightsRequest, stage: &str, outcome: Outcome, by: &By) -> Result<(), RightsError> {
+    /// Journals step `stage` of `r` (also the export's steps).
+    pub async fn journal(&self, r: &RightsRequest, stage: &str, outcome: Outcome, by: &By) -> Result<(), RightsError> {
         let id = |s: &str| Ident::new(s).map_err(|_| RightsError::BadIdent);
         let operation = Operation::RightsRequest { right: id(r.right.as_str())?, stage: id(stage)? };
         let mut event = AuditEvent::system(operation, self.clock.now());

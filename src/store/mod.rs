@@ -17,6 +17,7 @@ macro_rules! with_pool {
 mod audit;
 mod changes;
 mod consent;
+mod exports;
 mod jobs;
 mod keys;
 mod meta;
@@ -37,6 +38,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use audit::{AuditRepo, CheckpointRow, EntryRow, Extension, HeadRow, Pruned};
 pub use changes::{Change, ChangeFeed, Heard};
 pub use consent::{ConsentRepo, ConsentRow, LedgerRow};
+pub use exports::{ExportRow, ExportsRepo};
 pub use jobs::{JobCounts, JobRow, JobsRepo};
 pub use keys::{DataKeyRow, Keys, Tombstone};
 pub use meta::Meta;
@@ -315,6 +317,10 @@ impl Store {
 
     pub fn rights_apps(&self) -> RightsAppsRepo<'_> {
         RightsAppsRepo::new(self)
+    }
+
+    pub fn exports(&self) -> ExportsRepo<'_> {
+        ExportsRepo::new(self)
     }
 }
 

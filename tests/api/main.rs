@@ -14,6 +14,7 @@ mod cli;
 mod config;
 mod consent;
 mod erasure;
+mod export;
 mod fields;
 mod health;
 mod instances;

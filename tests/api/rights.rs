@@ -53,7 +53,7 @@ fn online(right: Right, activity: Option<&str>) -> NewRequest {
     }
 }
 
-async fn journaled_stages(app: &TestApp, request: &str) -> Vec<String> {
+pub(crate) async fn journaled_stages(app: &TestApp, request: &str) -> Vec<String> {
     app.state.audit.flush().await.unwrap();
     let entries = app.state.store.audit().entries_after(0, 10_000).await.unwrap();
     entries
