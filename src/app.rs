@@ -52,6 +52,8 @@ pub struct App {
     /// The one durable job runner (propagation, notices, retention runs, alerts); handlers are
     /// registered by [`register_job_handlers`] once the services exist.
     pub jobs: Arc<crate::jobs::Jobs>,
+    /// The one notification channel (e-mail through SMTP, the demo outbox, printable letters).
+    pub notify: Arc<crate::notify::NotifyService>,
 }
 
 impl App {
@@ -173,6 +175,14 @@ impl Application {
             crate::jobs::Jobs::new(store.clone(), deps.clock.clone(), deps.random.clone())
                 .context("cannot start the job runner")?,
         );
+        let notify = Arc::new(crate::notify::NotifyService::new(
+            store.clone(),
+            jobs.clone(),
+            deps.clock.clone(),
+            s.notify.clone(),
+            s.server.public_url.as_deref(),
+            config.smtp_password.clone(),
+        )?);
         let metrics = Arc::new(Metrics::new());
         let consent = Arc::new(ConsentService::new(
             store.clone(),
@@ -226,6 +236,7 @@ impl Application {
             policy_source,
             rights,
             jobs,
+            notify,
         });
         register_job_handlers(&app);
         let (shutdown, _) = watch::channel(false);
@@ -293,7 +304,7 @@ impl Application {
 /// Registers every job kind's handler: the one place where background work is wired. Handlers
 /// hold a weak reference to the application, so the runner never keeps it alive.
 fn register_job_handlers(app: &AppState) {
-    let _weak = Arc::downgrade(app);
+    app.jobs.register(crate::notify::send_handler(app));
 }
 
 /// Applies the changes other instances announce (PostgreSQL `LISTEN`) to this one's caches

@@ -20,6 +20,7 @@ mod consent;
 mod jobs;
 mod keys;
 mod meta;
+mod notify;
 mod rights;
 mod sessions;
 
@@ -39,6 +40,7 @@ pub use consent::{ConsentRepo, ConsentRow, LedgerRow};
 pub use jobs::{JobCounts, JobRow, JobsRepo};
 pub use keys::{DataKeyRow, Keys, Tombstone};
 pub use meta::Meta;
+pub use notify::{NoticeRow, NotifyRepo};
 pub use rights::{RightsRepo, RightsRow};
 pub use sessions::{PendingLogin, SessionRow, Sessions};
 
@@ -309,6 +311,10 @@ impl Store {
 
     pub fn rights(&self) -> RightsRepo<'_> {
         RightsRepo::new(self)
+    }
+
+    pub fn notify(&self) -> NotifyRepo<'_> {
+        NotifyRepo::new(self)
     }
 }
 

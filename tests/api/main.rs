@@ -23,6 +23,7 @@ mod limits;
 mod logging;
 mod metrics;
 mod notice;
+mod notify;
 mod paths;
 mod policy;
 mod proxy;
