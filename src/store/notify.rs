@@ -28,11 +28,13 @@ impl<'a> NotifyRepo<'a> {
         Self { store }
     }
 
-    /// Records (or replaces) the address a citizen's notices go to.
+    /// Records the address a citizen's notices go to. An address the citizen typed is only
+    /// replaced by another typed one, never by the identity provider's.
     pub async fn set_contact(&self, subject: &str, address: &str, source: &str, now_us: i64) -> Result<(), StoreError> {
         let sql = "INSERT INTO notify_contact (subject, address, source, updated_at_us) VALUES ($1, $2, $3, $4) \
                    ON CONFLICT (subject) DO UPDATE SET address = excluded.address, source = excluded.source, \
-                   updated_at_us = excluded.updated_at_us";
+                   updated_at_us = excluded.updated_at_us \
+                   WHERE notify_contact.source <> 'given' OR excluded.source = 'given'";
         with_pool!(self.store.db(), p => sqlx::query(sql)
             .bind(subject).bind(address).bind(source).bind(now_us)
             .execute(p).await.map(drop)?);

@@ -258,12 +258,6 @@ async fn the_same_event_makes_one_message_and_a_citizen_without_address_gets_a_l
     assert!(letter.contains("1 place de la Mairie") && letter.contains("Le 1er mars 2027"), "{letter}");
     assert!(letter.contains("DR-7K3M-Q9X2") && letter.contains("<html lang=\"fr\">"), "{letter}");
 
-    // An address erased before sending: the message is not sent, and not retried.
-    remember(&app, "sub_erased", "erased@exemple.fr").await;
-    let job = queue(&app, &notice, "sub_erased").await;
-    assert!(app.state.notify.forget("sub_erased").await.unwrap());
-    assert_eq!(tried(&app, &job, 1).await.status, "done");
-    assert_eq!(app.state.notify.of_subject("sub_erased").await.unwrap()[0].status, "undeliverable");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(smtp.received().len(), 1);
 }
@@ -273,6 +267,8 @@ async fn a_message_is_retried_until_the_relay_is_back(backend: Backend) {
     let app = app(backend, relay, true, None).await;
     remember(&app, SUBJECT, ADDRESS).await;
     let id = queue(&app, &every_kind(3).remove(0), SUBJECT).await;
+    remember(&app, "sub_erased", "erased@exemple.fr").await;
+    let erased = queue(&app, &every_kind(3).remove(0), "sub_erased").await;
     let job = tried(&app, &id, 1).await;
     assert_eq!(job.status, "queued", "{job:?}");
     let error = job.last_error.clone().unwrap_or_default();
@@ -282,9 +278,17 @@ async fn a_message_is_retried_until_the_relay_is_back(backend: Backend) {
     let smtp = SmtpServer::start(relay, None).await;
     app.state.jobs.run_due(10).await.unwrap();
     assert_eq!(app.state.jobs.get(&id).await.unwrap().unwrap().attempts, 1, "retried before its back-off");
+    // An address erased while its message waits: the message is not sent, and not retried.
+    assert_eq!(tried(&app, &erased, 1).await.status, "queued");
+    assert!(app.state.notify.forget("sub_erased").await.unwrap());
     app.clock.advance(time::Duration::seconds(31));
     assert_eq!(tried(&app, &id, 2).await.status, "done");
-    assert_eq!(smtp.wait_for(1).await.len(), 1);
+    assert_eq!(tried(&app, &erased, 2).await.status, "done");
+    assert_eq!(app.state.notify.of_subject("sub_erased").await.unwrap()[0].status, "undeliverable");
+    let got = smtp.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(smtp.received().len(), 1);
+    assert_eq!(got[0]["rcpt_tos"], serde_json::json!([ADDRESS]));
 }
 
 async fn two_runners_send_each_message_exactly_once(backend: Backend) {
@@ -369,4 +373,146 @@ fn plain_smtp_is_refused_by_the_configuration_away_from_loopback() {
     loaded.settings.server.listen = "0.0.0.0:8080".parse().unwrap();
     let e = loaded.validate().unwrap_err().to_string();
     assert!(e.contains("notify.outbox_dir"), "{e}");
+}
+
+/// The gateway's own `notify` settings for a plain relay on loopback.
+fn relay_settings(s: &mut guichet::config::Settings, relay: SocketAddr) {
+    s.notify.smtp_host = Some(relay.ip().to_string());
+    s.notify.smtp_port = relay.port();
+    s.notify.allow_plain_on_loopback = true;
+    s.notify.from = FROM.into();
+}
+
+async fn an_address_given_to_the_rights_api_reaches_the_relay_and_no_application(backend: Backend) {
+    use crate::auth::SESSION;
+    const TYPED: &str = "a.dubois.perso@exemple.fr";
+    let relay = free_port();
+    let smtp = SmtpServer::start(relay, None).await;
+    let mock = crate::oidc_mock::MockProvider::start().await;
+    let app = crate::consent::builder(&mock, backend).with(move |s, _| relay_settings(s, relay)).start().await;
+    let angela = crate::consent::citizen(&app, &mock, "sub-angela").await;
+    let file = |body: Value| {
+        app.client
+            .post(app.url("/.guichet/api/v1/rights"))
+            .header("cookie", format!("{SESSION}={angela}"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let bad = file(serde_json::json!({ "right": "access", "email": "pas une adresse" })).await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let r = file(serde_json::json!({ "right": "access", "email": TYPED })).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let first = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    // Without an address in the body, the typed one stays (not the provider's claim).
+    let r = file(serde_json::json!({ "right": "portability" })).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let second = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while smtp.received().len() < 2 && Instant::now() < deadline {
+        app.state.jobs.run_due(10).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = smtp.received();
+    assert_eq!(got.len(), 2, "{got:?}");
+    for m in &got {
+        assert_eq!(m["rcpt_tos"], serde_json::json!([TYPED]));
+        assert_eq!(m["subject"], "Votre demande a bien été reçue");
+    }
+    let texts: String = got.iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert!(texts.contains(&first) && texts.contains(&second), "{texts}");
+
+    // What the applications receive never holds the address.
+    let r = app.client.get(app.url("/prive/dossier")).header("cookie", format!("{SESSION}={angela}")).send().await;
+    assert_eq!(r.unwrap().status(), 200);
+    assert!(app.upstream.hits() > 0);
+    for seen in app.upstream.received() {
+        for (name, value) in &seen.headers {
+            let value = String::from_utf8_lossy(value.as_bytes());
+            assert!(!value.contains(TYPED), "the address reached the application in {name}");
+        }
+        assert!(!seen.path_and_query.contains("dubois.perso"));
+    }
+    // Nor any job or the journal.
+    app.state.audit.flush().await.unwrap();
+    for e in app.state.store.audit().entries_after(0, 10_000).await.unwrap() {
+        assert!(!e.body.contains(TYPED), "the address is in the journal: {}", e.body);
+    }
+}
+
+with_smtp_on_both_stores!(an_address_given_to_the_rights_api_reaches_the_relay_and_no_application);
+
+#[tokio::test]
+#[cfg_attr(not(guichet_smtp_tests), ignore = "e-mail test: install Debian's python3-aiosmtpd to run it")]
+async fn the_address_and_the_message_never_reach_the_log() {
+    use crate::auth::SESSION;
+    use crate::helpers::{GatewayProcess, TestUpstream, init};
+    init();
+    let relay = free_port();
+    let smtp = SmtpServer::start(relay, None).await;
+    let upstream = TestUpstream::start().await;
+    let mock = crate::oidc_mock::MockProvider::start().await;
+    mock.set_faults(crate::logging::real_time_tokens());
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "{}\n[notify]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nallow_plain_on_loopback = true\nfrom = \"{FROM}\"\n",
+        crate::logging::sign_in_config(&mock.issuer(), upstream.addr),
+        relay.port()
+    );
+    let mut gw = GatewayProcess::start_with(dir.path(), upstream.addr, "debug", &extra).await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let base = format!("http://{}", gw.addr);
+    let userinfo = serde_json::json!({ "given_name": "Zéphirine", "family_name": "QUENEHERVE",
+        "birthdate": "1931-07-13", "email": "zephirine.q@example.fr" });
+    let session = crate::logging::sign_in_process(&client, &base, &mock, "sub-zephirine-7731", userinfo).await.session;
+    let r = client
+        .post(format!("{base}/.guichet/api/v1/rights"))
+        .header("cookie", format!("{SESSION}={session}"))
+        .header("content-type", "application/json")
+        .body(r#"{"right":"access"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // `serve` runs the jobs itself: the message arrives without anyone calling the runner.
+    let got = smtp.wait_for(1).await;
+    assert_eq!(got.len(), 1, "no message arrived");
+    assert_eq!(got[0]["rcpt_tos"], serde_json::json!(["zephirine.q@example.fr"]));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.stop();
+    let log = gw.log();
+    assert!(log.contains("\"notice sent\""), "the sending was not logged at all:\n{log}");
+    for secret in ["zephirine.q", "QUENEHERVE", "sub-zephirine-7731", "Bonjour", "Votre demande"] {
+        assert!(!log.contains(secret), "`{secret}` reached the log:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn the_demo_outbox_shows_the_messages_in_the_browser() {
+    let outbox = tempfile::tempdir().unwrap();
+    let dir = outbox.path().to_owned();
+    let app = spawn_app()
+        .with(move |s, _| {
+            s.notify.outbox_dir = Some(dir);
+            s.notify.commune_name = "Mairie de Démoville".into();
+        })
+        .start()
+        .await;
+    remember(&app, SUBJECT, ADDRESS).await;
+    let job = queue(&app, &every_kind(6).remove(2), SUBJECT).await;
+    assert_eq!(tried(&app, &job, 1).await.status, "done");
+    let list = app.get("/.guichet/demo/boite-mail").await;
+    assert_eq!(list.status(), 200);
+    let list = list.text().await.unwrap();
+    assert!(list.contains("La réponse à votre demande est prête") && list.contains(ADDRESS), "{list}");
+    let id = app.state.notify.of_subject(SUBJECT).await.unwrap()[0].id.clone();
+    let page = app.get(&format!("/.guichet/demo/boite-mail/{id}")).await.text().await.unwrap();
+    assert!(page.contains("DR-7K3M-Q9X6") && page.contains("Mairie de Démoville"), "{page}");
+    let html = app.get(&format!("/.guichet/demo/boite-mail/{id}/html")).await.text().await.unwrap();
+    assert!(html.contains("<html lang=\"fr\">"), "{html}");
+    assert_eq!(app.get("/.guichet/demo/boite-mail/..%2f..%2fetc").await.status(), 404);
+
+    // Without an outbox, there is no such page.
+    let plain = spawn_app().start().await;
+    assert_eq!(plain.get("/.guichet/demo/boite-mail").await.status(), 404);
 }
