@@ -66,7 +66,7 @@ pub(crate) async fn consent_page(app: &TestApp, session: &str) -> String {
     r.text().await.unwrap()
 }
 
-async fn choose(app: &TestApp, session: &str, choice: &str) -> reqwest::Response {
+pub(crate) async fn choose(app: &TestApp, session: &str, choice: &str) -> reqwest::Response {
     let t = token(&consent_page(app, session).await);
     let form = [
         ("jeton", t.as_str()),

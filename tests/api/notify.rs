@@ -516,3 +516,31 @@ async fn the_demo_outbox_shows_the_messages_in_the_browser() {
     let plain = spawn_app().start().await;
     assert_eq!(plain.get("/.guichet/demo/boite-mail").await.status(), 404);
 }
+
+async fn a_consent_given_or_withdrawn_online_sends_its_receipt(backend: Backend) {
+    let relay = free_port();
+    let smtp = SmtpServer::start(relay, None).await;
+    let mock = crate::oidc_mock::MockProvider::start().await;
+    let app = crate::consent::builder(&mock, backend).with(move |s, _| relay_settings(s, relay)).start().await;
+    // The provider's `email` claim is the address (no address was typed).
+    let angela = crate::consent::citizen(&app, &mock, "sub-angela").await;
+    assert_eq!(crate::consent::choose(&app, &angela, "donner").await.status(), 303);
+    assert_eq!(crate::consent::choose(&app, &angela, "retirer").await.status(), 303);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while smtp.received().len() < 2 && Instant::now() < deadline {
+        app.state.jobs.run_due(10).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = smtp.received();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let texts: Vec<&str> = got.iter().map(|m| m["text"].as_str().unwrap()).collect();
+    for m in &got {
+        assert_eq!(m["rcpt_tos"], serde_json::json!(["angela@example.fr"]));
+        assert_eq!(m["subject"], "Votre choix est bien enregistré");
+    }
+    assert!(texts.iter().any(|t| t.contains("Vous avez dit oui.")), "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains("Vous avez retiré votre accord.")), "{texts:?}");
+    assert!(texts.iter().all(|t| t.contains("/.guichet/consentement/")), "{texts:?}");
+}
+
+with_smtp_on_both_stores!(a_consent_given_or_withdrawn_online_sends_its_receipt);
