@@ -182,6 +182,7 @@ impl Application {
             s.notify.clone(),
             s.server.public_url.as_deref(),
             config.smtp_password.clone(),
+            crypto.clone(),
         )?);
         let metrics = Arc::new(Metrics::new());
         let consent = Arc::new(ConsentService::new(

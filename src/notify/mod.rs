@@ -19,12 +19,15 @@ use futures_util::future::BoxFuture;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
+use zeroize::Zeroizing;
 
 use crate::app::App;
 use crate::auth::session::Session;
 use crate::clock::{Clock, paris_date};
 use crate::config::NotifySettings;
 use crate::consent::ConsentPurpose;
+use crate::crypto::token::FieldContext;
+use crate::crypto::{CryptoError, Vault};
 use crate::jobs::{Handler, JobError, Jobs, NewJob};
 use crate::rights::service::RightsRequest;
 use crate::store::{JobRow, NoticeRow, Store, StoreError};
@@ -134,6 +137,8 @@ pub enum NotifyError {
     Jobs(#[from] crate::jobs::JobsError),
     #[error("a notice could not be encoded")]
     Encode,
+    #[error("the address could not be sealed")]
+    Seal,
 }
 
 /// What became of a notice when it was recorded.
@@ -159,6 +164,8 @@ pub struct NotifyService {
     /// Where links in messages point (`notify.link_base`, else `server.public_url`).
     link_base: String,
     mailer: Option<smtp::Mailer>,
+    /// Seals the addresses at rest when `[keys]` is configured.
+    crypto: Option<Arc<Vault>>,
 }
 
 impl std::fmt::Debug for NotifyService {
@@ -176,24 +183,52 @@ impl NotifyService {
         settings: NotifySettings,
         public_url: Option<&str>,
         smtp_password: Option<SecretString>,
+        crypto: Option<Arc<Vault>>,
     ) -> anyhow::Result<Self> {
         let mailer = match (&settings.smtp_host, &settings.outbox_dir) {
             (Some(_), None) => Some(smtp::Mailer::build(&settings, smtp_password)?),
             _ => None,
         };
         let link_base = settings.link_base.as_deref().or(public_url).unwrap_or("").trim_end_matches('/').to_owned();
-        Ok(Self { store, jobs, clock, settings, link_base, mailer })
+        Ok(Self { store, jobs, clock, settings, link_base, mailer, crypto })
     }
 
     pub fn settings(&self) -> &NotifySettings {
         &self.settings
     }
 
-    /// Records the address a citizen's notices go to.
+    /// Records the address a citizen's notices go to. Without a mail channel nothing is kept:
+    /// an address no message can use is not collected (data minimisation).
     pub async fn remember(&self, subject: &str, address: &Address) -> Result<(), NotifyError> {
+        if !self.settings.delivers() {
+            return Ok(());
+        }
         let now = micros(self.clock.now());
-        self.store.notify().set_contact(subject, &address.value, address.source.as_str(), now).await?;
+        let stored = match &self.crypto {
+            Some(vault) => {
+                vault.seal(&address_context(subject), &address.value).await.map_err(|_| NotifyError::Seal)?
+            }
+            None => address.value.clone(),
+        };
+        self.store.notify().set_contact(subject, &stored, address.source.as_str(), now).await?;
         Ok(())
+    }
+
+    /// The address of `subject`, opened; `None` without one, or when its key was destroyed.
+    async fn address(&self, subject: &str) -> Result<Option<Zeroizing<String>>, JobError> {
+        let Some(stored) = self.store.notify().contact(subject).await.map_err(|_| STORE_DOWN)? else {
+            return Ok(None);
+        };
+        match &self.crypto {
+            Some(vault) if stored.starts_with(crate::crypto::token::PREFIX) => {
+                match vault.open(&address_context(subject), &stored).await {
+                    Ok(address) => Ok(Some(address)),
+                    Err(CryptoError::KeyGone) => Ok(None),
+                    Err(_) => Err(JobError::Retry("cannot open the citizen's sealed address")),
+                }
+            }
+            _ => Ok(Some(Zeroizing::new(stored))),
+        }
     }
 
     /// Deletes a citizen's address (erasure; later notices go by letter).
@@ -254,7 +289,7 @@ impl NotifyService {
         let notice: Notice =
             serde_json::from_str(&row.notice).map_err(|_| JobError::Permanent("a stored notice is unreadable"))?;
         let now = micros(self.clock.now());
-        let Some(to) = repo.contact(&row.subject).await.map_err(|_| STORE_DOWN)? else {
+        let Some(to) = self.address(&row.subject).await? else {
             // The address was erased meanwhile: the letter is the way left.
             repo.settle(&row.id, "undeliverable", now).await.map_err(|_| STORE_DOWN)?;
             tracing::info!(message = %row.id, kind = %row.kind, "notice left for a letter: no address any more");
@@ -271,6 +306,11 @@ impl NotifyService {
         tracing::info!(message = %row.id, kind = %row.kind, "notice sent");
         Ok(())
     }
+}
+
+/// Where an address is sealed: its own activity and field, so a token of it opens nowhere else.
+fn address_context(subject: &str) -> FieldContext<'_> {
+    FieldContext { activity: "notify", field: "email", subject }
 }
 
 const STORE_DOWN: JobError = JobError::Retry("the store is unavailable");
@@ -346,8 +386,12 @@ pub async fn retention_notice(app: &App, subject: &str, activity: &str, deletion
     log_failure(app.notify.enqueue(&notice, subject).await, "queue the retention notice");
 }
 
-/// A consent was given or withdrawn online (`receipt`: its ledger sequence number).
+/// A consent was given or withdrawn online (`receipt`: its ledger sequence number). Only by
+/// e-mail: the signed receipt and its printable version are on the consent page already.
 pub async fn consent_receipt(app: &App, session: &Session, purpose: &ConsentPurpose, given: bool, receipt: i64) {
+    if !app.notify.settings().delivers() {
+        return;
+    }
     let subject = app.auth.consent_subject(session);
     if let Ok(Some(a)) = address_of(session, None) {
         log_failure(app.notify.remember(subject, &a).await, "remember the address");

@@ -544,3 +544,35 @@ async fn a_consent_given_or_withdrawn_online_sends_its_receipt(backend: Backend)
 }
 
 with_smtp_on_both_stores!(a_consent_given_or_withdrawn_online_sends_its_receipt);
+
+async fn the_address_is_sealed_at_rest_with_keys_and_lost_with_its_key(backend: Backend) {
+    let relay = free_port();
+    let smtp = SmtpServer::start(relay, None).await;
+    let keys_dir = tempfile::tempdir().unwrap();
+    let keys = crate::helpers::test_keys(keys_dir.path());
+    let app = spawn_app()
+        .backend(backend)
+        .with(move |s, _| {
+            relay_settings(s, relay);
+            s.keys = Some(keys);
+        })
+        .start()
+        .await;
+    remember(&app, SUBJECT, ADDRESS).await;
+    let stored = app.state.store.notify().contact(SUBJECT).await.unwrap().unwrap();
+    assert!(stored.starts_with("gch1.") && !stored.contains("angela"), "stored in clear: {stored}");
+    let job = queue(&app, &every_kind(7).remove(0), SUBJECT).await;
+    assert_eq!(tried(&app, &job, 1).await.status, "done");
+    assert_eq!(smtp.wait_for(1).await[0]["rcpt_tos"], serde_json::json!([ADDRESS]));
+
+    // Its data key destroyed (crypto-shredding), the address is gone: no message, no retry.
+    remember(&app, "sub_shredded", "shredded@exemple.fr").await;
+    app.state.crypto.as_ref().unwrap().shred("sub_shredded", "notify").await.unwrap();
+    let job = queue(&app, &every_kind(7).remove(0), "sub_shredded").await;
+    assert_eq!(tried(&app, &job, 1).await.status, "done");
+    assert_eq!(app.state.notify.of_subject("sub_shredded").await.unwrap()[0].status, "undeliverable");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(smtp.received().len(), 1);
+}
+
+with_smtp_on_both_stores!(the_address_is_sealed_at_rest_with_keys_and_lost_with_its_key);
