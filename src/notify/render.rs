@@ -155,3 +155,36 @@ pub fn french_date_time(t: OffsetDateTime) -> String {
     let local = in_paris(t);
     format!("{} à {} h {:02}", french_date(local.date()), local.hour(), local.minute())
 }
+
+#[cfg(test)]
+mod tests {
+    use time::macros::{date, datetime};
+
+    use super::*;
+
+    #[test]
+    fn a_receipt_reads_as_short_french_sentences() {
+        let notice = Notice::RequestReceived {
+            reference: "DR-7K3M-Q9XP".into(),
+            right: "Voir mes données".into(),
+            due_on: date!(2027 - 03 - 01),
+        };
+        let r = message(&notice, "Mairie de Démoville", "https://mairie.example");
+        assert_eq!(r.subject, "Votre demande a bien été reçue");
+        assert_eq!(
+            r.text,
+            "Bonjour,\n\nNous avons bien reçu votre demande.\nVotre demande : Voir mes données.\n\
+             Votre numéro de demande : DR-7K3M-Q9XP.\nGardez ce numéro. Il vous sert si vous appelez la mairie.\n\
+             Nous vous répondons au plus tard le 1er mars 2027.\n\
+             Vous pouvez suivre votre demande dans « Mes données » :\nhttps://mairie.example/.guichet/mes-donnees/\n\n\
+             Mairie de Démoville\n\nCe message est envoyé automatiquement. Merci de ne pas y répondre."
+        );
+    }
+
+    #[test]
+    fn dates_are_french_and_local() {
+        assert_eq!(french_date(date!(2027 - 08 - 15)), "15 août 2027");
+        // 22:30 UTC on 31 March is 00:30 on 1 April in Paris (summer time).
+        assert_eq!(french_date_time(datetime!(2027-03-31 22:30 UTC)), "1er avril 2027 à 0 h 30");
+    }
+}
