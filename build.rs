@@ -3,14 +3,15 @@
 //! - PostgreSQL store tests need `TEST_DATABASE_URL`;
 //! - browser tests need Chromium and `npm ci --prefix tests/browser`;
 //! - the interoperability test needs Node and `npm ci --prefix tests/oidc-provider`;
-//! - the real-stack tests need PHP's CLI and Debian's python3 with waitress and gunicorn.
+//! - the real-stack tests need PHP's CLI and Debian's python3 with waitress and gunicorn;
+//! - the e-mail tests need Debian's python3 with aiosmtpd (a real SMTP server on loopback).
 use std::path::Path;
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(guichet_pg_tests)");
     println!("cargo::rustc-check-cfg=cfg(guichet_browser_tests)");
     println!("cargo::rustc-check-cfg=cfg(guichet_oidc_provider_tests)");
-    for stack in ["php", "waitress", "gunicorn", "wsgiref"] {
+    for stack in ["php", "waitress", "gunicorn", "wsgiref", "smtp"] {
         println!("cargo::rustc-check-cfg=cfg(guichet_{stack}_tests)");
     }
     println!("cargo::rerun-if-env-changed=TEST_DATABASE_URL");
@@ -48,6 +49,7 @@ fn real_stacks() {
         ("waitress", python.exists() && packages.join("waitress").exists()),
         ("gunicorn", python.exists() && packages.join("gunicorn").exists()),
         ("wsgiref", python.exists()),
+        ("smtp", python.exists() && packages.join("aiosmtpd").exists()),
     ];
     for (stack, here) in stacks {
         if here {

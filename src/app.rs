@@ -56,6 +56,8 @@ pub struct App {
     pub jobs: Arc<crate::jobs::Jobs>,
     /// The client that delivers rights requests to the applications' rights endpoints.
     pub rights_http: crate::auth::http::HttpClient,
+    /// The one notification channel (e-mail through SMTP, the demo outbox, printable letters).
+    pub notify: Arc<crate::notify::NotifyService>,
 }
 
 impl App {
@@ -180,6 +182,15 @@ impl Application {
             crate::jobs::Jobs::new(store.clone(), deps.clock.clone(), deps.random.clone())
                 .context("cannot start the job runner")?,
         );
+        let notify = Arc::new(crate::notify::NotifyService::new(
+            store.clone(),
+            jobs.clone(),
+            deps.clock.clone(),
+            s.notify.clone(),
+            s.server.public_url.as_deref(),
+            config.smtp_password.clone(),
+            crypto.clone(),
+        )?);
         let metrics = Arc::new(Metrics::new());
         let consent = Arc::new(ConsentService::new(
             store.clone(),
@@ -236,6 +247,7 @@ impl Application {
             exports,
             jobs,
             rights_http: crate::auth::http::HttpClient::new().context("cannot prepare the rights client")?,
+            notify,
         });
         register_job_handlers(&app);
         let (shutdown, _) = watch::channel(false);
@@ -306,6 +318,7 @@ fn register_job_handlers(app: &AppState) {
     let weak = Arc::downgrade(app);
     app.jobs.register(Arc::new(crate::rights::propagation::Propagate { app: weak.clone() }));
     app.jobs.register(Arc::new(crate::rights::erasure::EraseOnWithdrawal { app: weak }));
+    app.jobs.register(crate::notify::send_handler(app));
 }
 
 /// Applies the changes other instances announce (PostgreSQL `LISTEN`) to this one's caches

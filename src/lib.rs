@@ -42,6 +42,9 @@ pub mod rights;
 // 9. Durable background work (rights propagation, notices, retention runs, alerts).
 pub mod jobs;
 
+// Notices to citizens by e-mail and letter, sent through the job runner.
+pub mod notify;
+
 // 10. Persistence (only services call it).
 pub mod store;
 

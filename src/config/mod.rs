@@ -5,6 +5,7 @@
 //! Every problem found is reported with the key and, when it comes from the file, its line.
 
 mod every;
+mod notify;
 mod problems;
 mod source;
 mod validate;
@@ -17,6 +18,7 @@ use ipnet::IpNet;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+pub use notify::NotifySettings;
 pub use problems::{ConfigError, Problem};
 pub use source::SourceMap;
 pub(crate) use source::{line_col, walk_table};
@@ -60,6 +62,9 @@ pub struct Settings {
     /// Data-subject rights requests (docs/rights.md).
     #[serde(default)]
     pub rights: RightsSettings,
+    /// Notices to citizens by e-mail and letter (docs/notify.md).
+    #[serde(default)]
+    pub notify: NotifySettings,
 }
 
 /// Who may act on data-subject rights requests besides the citizen.
@@ -591,7 +596,8 @@ default_from_serde!(
     AuthSettings,
     PolicySettings,
     ConsentSettings,
-    RightsSettings
+    RightsSettings,
+    NotifySettings
 );
 
 fn default_transform_max_bytes() -> u64 {
@@ -752,6 +758,8 @@ pub struct Validated {
     pub store_url: SecretString,
     pub routes: crate::routing::RouteTable,
     pub auth_secrets: AuthSecrets,
+    /// `notify.smtp_password`, from the settings or `notify.smtp_password_file`.
+    pub smtp_password: Option<SecretString>,
 }
 
 /// Sign-in secrets, read from the settings or their `*_file` variants.

@@ -67,9 +67,10 @@ pub(super) fn validate(loaded: &Loaded) -> Result<Validated, ConfigError> {
         }
     }
     let auth_secrets = validate_auth(loaded, &mut problems);
+    let smtp_password = super::notify::validate(loaded, &mut problems);
     match (store_url, routes) {
         (Some(store_url), Some(routes)) if problems.is_empty() => {
-            Ok(Validated { settings: s.clone(), store_url, routes, auth_secrets })
+            Ok(Validated { settings: s.clone(), store_url, routes, auth_secrets, smtp_password })
         }
         _ => Err(ConfigError { problems }),
     }
@@ -329,7 +330,7 @@ fn validate_provider(
 }
 
 /// A secret given inline or in a file (never both); the file's trailing newline is ignored.
-fn secret_or_file(
+pub(super) fn secret_or_file(
     loaded: &Loaded,
     key: &str,
     inline: Option<&SecretString>,

@@ -236,6 +236,7 @@ async fn choose(
     match app.consent.record(&app.audit, subject, &purpose, given, by).await {
         Ok(seq) => {
             crate::rights::erasure::after_consent_change(&app, &session, &f.activite, &f.finalite, given).await;
+            crate::notify::consent_receipt(&app, &session, &purpose, given, seq).await;
             let back = f.retour.as_deref().and_then(crate::auth::safe_return_path).filter(|_| given);
             let target = back.unwrap_or_else(|| format!("{CONSENT_PATH}?fait={seq}"));
             redirect(&target)

@@ -57,6 +57,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     s.consent.assisted_roles = vec!["agent".into(), "etat-civil".into()];
     s.routes.extend(demo_routes(&format!("http://{townhall}")));
     s.keys = Some(demo_keys(&opts.data_dir)?);
+    // Notices go to a local outbox read at /.guichet/demo/boite-mail (docs/notify.md).
+    s.notify = demo_notify(&opts.data_dir);
     let config = loaded.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     telemetry::init(&config.settings.log);
     // `./policies` when it exists (edit it and see the reload), else the embedded examples.
@@ -77,6 +79,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         out,
         "  Canteen registrations: {url}recu/cantine (Sophie LEROY sees the values, Lucie MARTIN the placeholder)"
     );
+    let _ = writeln!(out, "  E-mails sent to citizens (demo outbox): {url}.guichet/demo/boite-mail");
     let _ = writeln!(out, "  DPO register: {url}.guichet/dpo/registre (sign in as Nadia BERGER, role dpo)");
     let _ = writeln!(out, "  Demonstration identity provider: {}", idp.citizen_issuer);
     let _ = writeln!(out, "  Demo town-hall application (behind the gateway): http://{townhall}/");
@@ -128,6 +131,16 @@ pub fn demo_routes(upstream: &str) -> Vec<RouteSettings> {
 
 /// The demo's keyring, in its data directory, created on first run. A real installation
 /// keeps the keyring and its identity apart from the store (docs/cryptography.md).
+fn demo_notify(dir: &Path) -> crate::config::NotifySettings {
+    crate::config::NotifySettings {
+        outbox_dir: Some(dir.join("boite-mail")),
+        commune_name: "Mairie de Démoville".into(),
+        from: "Mairie de Démoville <ne-pas-repondre@demoville.invalid>".into(),
+        letter_return_address: vec!["1 place de la Mairie".into(), "00000 Démoville".into()],
+        ..Default::default()
+    }
+}
+
 fn demo_keys(dir: &Path) -> anyhow::Result<KeysSettings> {
     let mut k = KeysSettings::at(dir.join("keyring.age"));
     k.identity_file = Some(dir.join("keyring-identity.txt"));

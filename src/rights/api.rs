@@ -53,6 +53,9 @@ struct CreateBody {
     right: Right,
     #[serde(default)]
     activity: Option<String>,
+    /// Where notices about the request go, when not the identity provider's address (docs/notify.md).
+    #[serde(default)]
+    email: Option<String>,
 }
 
 pub(super) fn view(app: &App, r: &RightsRequest) -> RequestView {
@@ -126,6 +129,9 @@ async fn create(
     let Ok(Json(body)) = body else {
         return problem(&GatewayError::BadRequest("the body must be a JSON rights request"), "bad rights request");
     };
+    let Ok(address) = crate::notify::address_of(&session, body.email.as_deref()) else {
+        return problem(&GatewayError::BadRequest("the e-mail address is not valid"), "bad notification address");
+    };
     let new = NewRequest {
         subject,
         activity: body.activity,
@@ -141,7 +147,10 @@ async fn create(
         Err(e) => Err(e),
     };
     match created {
-        Ok(r) => (StatusCode::CREATED, Json(view(&app, &r))).into_response(),
+        Ok(r) => {
+            crate::notify::rights_received(&app, &r, address).await;
+            (StatusCode::CREATED, Json(view(&app, &r))).into_response()
+        }
         Err(e) => rights_problem(&e),
     }
 }

@@ -56,6 +56,8 @@ fn own_pages(state: AppState) -> Router {
         .merge(crate::rights::rectification::routes())
         // Access and portability exports: built at once, downloaded by the session that asked.
         .merge(crate::rights::export::api::routes())
+        // The demo's outbox of notices (404 unless `notify.outbox_dir` is set).
+        .merge(crate::notify::outbox::routes())
         // Nothing under the reserved prefix is ever proxied, even paths we do not serve.
         .route("/.guichet", any(reserved_not_found))
         .route("/.guichet/{*rest}", any(reserved_not_found))

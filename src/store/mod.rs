@@ -21,6 +21,7 @@ mod exports;
 mod jobs;
 mod keys;
 mod meta;
+mod notify;
 mod rights;
 mod rights_apps;
 mod sessions;
@@ -42,6 +43,7 @@ pub use exports::{ExportRow, ExportsRepo};
 pub use jobs::{JobCounts, JobRow, JobsRepo};
 pub use keys::{DataKeyRow, Keys, Tombstone};
 pub use meta::Meta;
+pub use notify::{NoticeRow, NotifyRepo};
 pub use rights::{RightsRepo, RightsRow};
 pub use rights_apps::{PropagationRow, RightsAppsRepo};
 pub use sessions::{PendingLogin, SessionRow, Sessions};
@@ -321,6 +323,10 @@ impl Store {
 
     pub fn exports(&self) -> ExportsRepo<'_> {
         ExportsRepo::new(self)
+    }
+
+    pub fn notify(&self) -> NotifyRepo<'_> {
+        NotifyRepo::new(self)
     }
 }
 

@@ -54,7 +54,7 @@ async fn query_strings_cookies_authorization_paths_and_bodies_are_never_logged()
 }
 
 /// A citizen provider and a citizen route `/prive` receiving three claims.
-fn sign_in_config(issuer: &str, upstream: std::net::SocketAddr) -> String {
+pub(crate) fn sign_in_config(issuer: &str, upstream: std::net::SocketAddr) -> String {
     format!(
         r#"[auth.citizen]
 issuer = "{issuer}"
@@ -74,7 +74,7 @@ claims = ["given_name", "family_name", "birthdate"]
 }
 
 /// The real binary runs on the system clock: the mock's tokens must carry real times.
-fn real_time_tokens() -> Faults {
+pub(crate) fn real_time_tokens() -> Faults {
     real_time_tokens_and(|_| {})
 }
 
@@ -106,24 +106,12 @@ async fn identity_claims_session_ids_tokens_and_assertions_are_never_logged() {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let base = format!("http://{}", gw.addr);
 
-    // Sign in: start, the provider's code, the callback.
-    let r = client.get(format!("{base}/.guichet/connexion?retour=/prive")).send().await.unwrap();
-    let login = login_cookie(&r).unwrap();
-    let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
-    let params: HashMap<String, String> = authorize.query_pairs().into_owned().collect();
     let userinfo = json!({
         "given_name": "Zéphirine Ombeline", "family_name": "QUENEHERVE", "birthdate": "1931-07-13",
         "gender": "female", "birthplace": "2A115", "birthcountry": "99100", "email": "zephirine.q@example.fr"
     });
-    let code = mock.issue_code(&params, "sub-zephirine-7731", userinfo);
-    let r = client
-        .get(format!("{base}/.guichet/oidc/callback?code={code}&state={}", params["state"]))
-        .header("cookie", login.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303, "sign-in must succeed: {:?}", r.text().await);
-    let session = cookie(&r, SESSION).unwrap();
+    let ProcessSignIn { session, login, params, code } =
+        sign_in_process(&client, &base, &mock, "sub-zephirine-7731", userinfo).await;
 
     // A signed-in request: the upstream gets the identity headers.
     let r = client.get(format!("{base}/prive/dossier")).header("cookie", format!("{SESSION}={session}")).send().await;
@@ -162,6 +150,39 @@ async fn identity_claims_session_ids_tokens_and_assertions_are_never_logged() {
     ] {
         assert!(!log.contains(secret), "`{secret}` reached the log:\n{log}");
     }
+}
+
+/// A whole sign-in at a gateway process, and what went through the browser on the way.
+pub(crate) struct ProcessSignIn {
+    pub session: String,
+    pub login: String,
+    pub params: HashMap<String, String>,
+    pub code: String,
+}
+
+/// Signs in at the gateway process at `base`, the provider answering `userinfo` for `sub`.
+pub(crate) async fn sign_in_process(
+    client: &reqwest::Client,
+    base: &str,
+    mock: &MockProvider,
+    sub: &str,
+    userinfo: serde_json::Value,
+) -> ProcessSignIn {
+    let r = client.get(format!("{base}/.guichet/connexion?retour=/prive")).send().await.unwrap();
+    let login = login_cookie(&r).unwrap();
+    let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let params: HashMap<String, String> = authorize.query_pairs().into_owned().collect();
+    let code = mock.issue_code(&params, sub, userinfo);
+    let r = client
+        .get(format!("{base}/.guichet/oidc/callback?code={code}&state={}", params["state"]))
+        .header("cookie", login.clone())
+        .send()
+        .await
+        .unwrap();
+    let Some(session) = cookie(&r, SESSION).filter(|_| r.status() == 303) else {
+        panic!("sign-in must succeed: {} {:?}", r.status(), r.text().await);
+    };
+    ProcessSignIn { session, login, params, code }
 }
 
 /// The `reason` of every "sign-in refused" line of a JSON log.

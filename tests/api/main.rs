@@ -25,6 +25,7 @@ mod limits;
 mod logging;
 mod metrics;
 mod notice;
+mod notify;
 mod openapi;
 mod paths;
 mod policy;

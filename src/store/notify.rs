@@ -1,0 +1,89 @@
+//! Notices to citizens as stored: one contact address per citizen who gave one, and one row
+//! per notice (references and dates only; the address is read from the contact when sending).
+
+use sqlx::FromRow;
+
+use super::{Store, StoreError};
+
+/// One notice as stored.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct NoticeRow {
+    pub id: String,
+    pub subject: String,
+    pub kind: String,
+    pub notice: String,
+    pub status: String,
+    pub created_at_us: i64,
+    pub sent_at_us: Option<i64>,
+}
+
+const COLUMNS: &str = "id, subject, kind, notice, status, created_at_us, sent_at_us";
+
+pub struct NotifyRepo<'a> {
+    store: &'a Store,
+}
+
+impl<'a> NotifyRepo<'a> {
+    pub(super) fn new(store: &'a Store) -> Self {
+        Self { store }
+    }
+
+    /// Records the address a citizen's notices go to. An address the citizen typed is only
+    /// replaced by another typed one, never by the identity provider's.
+    pub async fn set_contact(&self, subject: &str, address: &str, source: &str, now_us: i64) -> Result<(), StoreError> {
+        let sql = "INSERT INTO notify_contact (subject, address, source, updated_at_us) VALUES ($1, $2, $3, $4) \
+                   ON CONFLICT (subject) DO UPDATE SET address = excluded.address, source = excluded.source, \
+                   updated_at_us = excluded.updated_at_us \
+                   WHERE notify_contact.source <> 'given' OR excluded.source = 'given'";
+        with_pool!(self.store.db(), p => sqlx::query(sql)
+            .bind(subject).bind(address).bind(source).bind(now_us)
+            .execute(p).await.map(drop)?);
+        Ok(())
+    }
+
+    pub async fn contact(&self, subject: &str) -> Result<Option<String>, StoreError> {
+        let sql = "SELECT address FROM notify_contact WHERE subject = $1";
+        let found = with_pool!(self.store.db(), p => sqlx::query_scalar(sql).bind(subject).fetch_optional(p).await?);
+        Ok(found)
+    }
+
+    /// Deletes a citizen's address (erasure, or the citizen asked for letters only).
+    pub async fn forget_contact(&self, subject: &str) -> Result<bool, StoreError> {
+        let sql = "DELETE FROM notify_contact WHERE subject = $1";
+        let n = with_pool!(self.store.db(), p => sqlx::query(sql).bind(subject).execute(p).await?.rows_affected());
+        Ok(n > 0)
+    }
+
+    /// Inserts a queued notice; one with the same id already there is kept. Returns whether
+    /// a row was inserted.
+    pub async fn insert(&self, n: &NoticeRow) -> Result<bool, StoreError> {
+        let sql = format!(
+            "INSERT INTO notice_message ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING"
+        );
+        let inserted = with_pool!(self.store.db(), p => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&n.id).bind(&n.subject).bind(&n.kind).bind(&n.notice).bind(&n.status)
+            .bind(n.created_at_us).bind(n.sent_at_us)
+            .execute(p).await?.rows_affected());
+        Ok(inserted > 0)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<NoticeRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM notice_message WHERE id = $1");
+        let row = with_pool!(self.store.db(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(p).await?);
+        Ok(row)
+    }
+
+    /// A citizen's notices, newest first.
+    pub async fn of_subject(&self, subject: &str) -> Result<Vec<NoticeRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM notice_message WHERE subject = $1 ORDER BY created_at_us DESC, id");
+        let rows = with_pool!(self.store.db(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(subject).fetch_all(p).await?);
+        Ok(rows)
+    }
+
+    /// Moves a queued notice to `status` (`sent` or `undeliverable`).
+    pub async fn settle(&self, id: &str, status: &str, at_us: i64) -> Result<(), StoreError> {
+        let sql = "UPDATE notice_message SET status = $1, sent_at_us = $2 WHERE id = $3 AND status = 'queued'";
+        with_pool!(self.store.db(), p => sqlx::query(sql).bind(status).bind(at_us).bind(id).execute(p).await.map(drop)?);
+        Ok(())
+    }
+}
