@@ -4,6 +4,7 @@
 //! `GUICHET_*` environment variables (`__` separates nesting levels) → `*_file` secrets.
 //! Every problem found is reported with the key and, when it comes from the file, its line.
 
+mod commune;
 mod every;
 mod problems;
 mod source;
@@ -17,6 +18,7 @@ use ipnet::IpNet;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+pub use commune::{AccessibilitySettings, CommuneSettings};
 pub use problems::{ConfigError, Problem};
 pub use source::SourceMap;
 pub(crate) use source::{line_col, walk_table};
@@ -57,6 +59,9 @@ pub struct Settings {
     /// Consent ledger and its assisted channel (docs/consent.md).
     #[serde(default)]
     pub consent: ConsentSettings,
+    /// The town hall's name and logo on every page, and its accessibility statement.
+    #[serde(default)]
+    pub commune: CommuneSettings,
 }
 
 /// The consent ledger's settings.
