@@ -51,6 +51,8 @@ fn own_pages(state: AppState) -> Router {
         .merge(crate::crypto::batch::routes())
         // Citizens' data-subject rights requests (JSON API).
         .merge(crate::rights::api::routes())
+        // The citizen's hub "Mes données", its rights procedures, the accessibility statement.
+        .merge(crate::privacy_centre::routes())
         // Nothing under the reserved prefix is ever proxied, even paths we do not serve.
         .route("/.guichet", any(reserved_not_found))
         .route("/.guichet/{*rest}", any(reserved_not_found))
