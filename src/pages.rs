@@ -37,8 +37,8 @@ pub const PROCEDURE_PREFIX: &str = "/.guichet/mes-donnees/droits/";
 pub const REQUEST_PREFIX: &str = "/.guichet/mes-donnees/demandes/";
 pub const ACCESSIBILITY_PATH: &str = "/.guichet/accessibilite";
 
-/// The commune shown on every page; installed once by `Application::build` (error pages are
-/// rendered where no application state is at hand).
+/// The commune named by pages rendered where no application state is at hand (error pages):
+/// installed by `Application::build`. Handlers use `Auth::chrome`, from their own settings.
 static COMMUNE: RwLock<Option<Arc<CommuneSettings>>> = RwLock::new(None);
 
 /// Makes `commune` the one every page names from now on.
@@ -62,14 +62,10 @@ pub struct Chrome {
 }
 
 impl Chrome {
-    /// For a page shown to someone who is not signed in (or whose session is unknown).
+    /// For a page rendered without the application at hand (error pages), as seen by someone
+    /// who is not signed in (or whose session is unknown).
     pub fn public() -> Self {
         Self { commune: commune(), csrf: None }
-    }
-
-    /// For a page shown to a signed-in person, with their session's CSRF token.
-    pub fn signed_in(csrf: String) -> Self {
-        Self { commune: commune(), csrf: Some(csrf) }
     }
 
     /// The compliance status for the footer, in the words of the law (décret 2019-768).

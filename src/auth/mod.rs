@@ -77,6 +77,8 @@ pub struct Auth {
     pub random: Arc<dyn Random>,
     /// The gateway's own origin (`server.public_url`): issuer of assertions.
     pub public_url: String,
+    /// The commune every page's header names (`[commune]`).
+    pub commune: Arc<crate::config::CommuneSettings>,
     pseudonyms: Pseudonyms,
     key: AssertionKey,
     assertions: Mutex<AssertionCache>,
@@ -147,6 +149,7 @@ impl Auth {
             clock,
             random,
             public_url,
+            commune: Arc::new(config.settings.commune.clone()),
             pseudonyms: Pseudonyms::new(pseudonym_key.expose_secret().as_bytes()),
             key,
             assertions: Mutex::new(HashMap::new()),
@@ -233,7 +236,7 @@ impl Auth {
     /// The page chrome for `session`'s person: the header's sign-out button posts their CSRF
     /// token; without a session it is a link to the confirmation page.
     pub fn chrome(&self, session: Option<&Session>) -> crate::pages::Chrome {
-        session.map_or_else(crate::pages::Chrome::public, |s| crate::pages::Chrome::signed_in(self.csrf_token(s)))
+        crate::pages::Chrome { commune: self.commune.clone(), csrf: session.map(|s| self.csrf_token(s)) }
     }
 
     /// The CSRF token of `session`'s forms: a keyed tag of the session id (synchronizer token

@@ -315,7 +315,7 @@ async fn logout_page(State(app): State<AppState>, headers: HeaderMap) -> Respons
 
 fn confirm_logout(auth: &Auth, status: StatusCode, session: Option<&Session>) -> Response {
     let csrf = session.map(|s| auth.csrf_token(s));
-    let chrome = csrf.clone().map_or_else(Chrome::public, Chrome::signed_in);
+    let chrome = auth.chrome(session);
     let resp = page(status, &LogoutConfirm { chrome, csrf: csrf.as_deref(), path: LOGOUT_PATH });
     allow_sign_out_form(auth, resp)
 }
@@ -404,11 +404,11 @@ async fn logout_callback(State(app): State<AppState>, Query(q): Query<HashMap<St
         tracing::warn!("logout came back with a missing or unknown state");
     }
     let status = if confirmed { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-    page(status, &LoggedOut { chrome: Chrome::public(), confirmed })
+    page(status, &LoggedOut { chrome: auth.chrome(None), confirmed })
 }
 
-async fn logged_out() -> Response {
-    page(StatusCode::OK, &LoggedOut { chrome: Chrome::public(), confirmed: true })
+async fn logged_out(State(app): State<AppState>) -> Response {
+    page(StatusCode::OK, &LoggedOut { chrome: app.auth.chrome(None), confirmed: true })
 }
 
 #[derive(serde::Deserialize)]

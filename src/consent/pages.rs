@@ -166,7 +166,7 @@ async fn show(
             // Signing in brings the person back here, with where they were going.
             let here = uri.path_and_query().map_or(CONSENT_PATH, |p| p.as_str());
             let sign_in = crate::error::sign_in_url(false, None, Some(here));
-            return page(StatusCode::OK, &SignInFirst { chrome: Chrome::public(), sign_in });
+            return page(StatusCode::OK, &SignInFirst { chrome: app.auth.chrome(None), sign_in });
         }
         Err(r) => return r,
     };

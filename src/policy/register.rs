@@ -176,8 +176,11 @@ struct RegisterPage<'a> {
 }
 
 /// The DPO's page: one table per activity, label in a row header, value beside it.
+/// As a file (`guichet policy register --format html`): the default header, whatever page
+/// was rendered last.
 pub fn to_html(set: &PolicySet) -> Result<String, RegisterError> {
-    to_html_with(set, &crate::pages::Chrome::public())
+    let chrome = crate::pages::Chrome { commune: Default::default(), csrf: None };
+    to_html_with(set, &chrome)
 }
 
 /// The register page with the header of the person reading it.

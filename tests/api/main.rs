@@ -25,6 +25,7 @@ mod metrics;
 mod notice;
 mod paths;
 mod policy;
+mod privacy_centre;
 mod proxy;
 mod register;
 mod rights;
