@@ -97,6 +97,8 @@ struct RequestLine {
     id: String,
     right: &'static str,
     activity: String,
+    /// How it was made: online, or with an agent (assisted channels).
+    channel: &'static str,
     received: String,
     status: &'static str,
     due: String,
@@ -228,10 +230,22 @@ fn request_line(r: &RightsRequest, today: time::Date, activity: &str) -> Request
         id: r.id.clone(),
         right: r.right.french(),
         activity: if r.activity.is_some() { activity.to_owned() } else { "Tous les services".to_owned() },
+        channel: channel_words(r.channel),
         received: french_date(paris_date(r.received_at)),
         status: r.status.french(),
         due: french_date(r.due_on(today)),
         answer: r.answer.as_ref().map(answer_words),
+    }
+}
+
+fn channel_words(c: crate::audit::Channel) -> &'static str {
+    use crate::audit::Channel;
+    match c {
+        Channel::Online => "En ligne",
+        Channel::Counter => "Au guichet",
+        Channel::Phone => "Par téléphone",
+        Channel::Post => "Par courrier",
+        Channel::Email => "Par e-mail",
     }
 }
 
