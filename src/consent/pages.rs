@@ -408,10 +408,8 @@ async fn agent_session(app: &App, headers: &HeaderMap) -> Result<Arc<Session>, R
         Some(_) => {
             Err(GatewayError::Forbidden("the agent has no role allowing to record consents").respond(true, None, None))
         }
-        None => {
-            Err(GatewayError::SignInRequired { agent: true, acr: None, return_to: "/".into() }
-                .respond(true, None, None))
-        }
+        None => Err(GatewayError::SignInRequired { agent: true, acr: None, return_to: AGENT_PATH.into() }
+            .respond(true, None, None)),
     }
 }
 
