@@ -148,6 +148,7 @@ impl Application {
         policy_source: PolicySource,
     ) -> anyhow::Result<Self> {
         let s = &config.settings;
+        crate::pages::install_commune(&s.commune);
         let policies = policy::load(&policy_source, &config.routes, &s.routes).map_err(|e| anyhow::anyhow!("{e}"))?;
         let policies = Arc::new(ArcSwap::from_pointee(policies));
         let store_opts =

@@ -369,12 +369,18 @@ impl GatewayError {
             Self::SignInFailed { agent, return_to, acr, .. } => Some(sign_in_url(*agent, *acr, return_to.as_deref())),
             _ => None,
         };
+        let reference = request_id.map(crate::pages::spoken_reference);
+        if let Some(r) = &reference {
+            // The request span carries the full id: this line joins it to what the person reads out.
+            tracing::info!(reference = %r, status = self.status().as_u16(), "error page shown");
+        }
         let page = ErrorPage {
+            chrome: crate::pages::Chrome::public(),
             title,
             explanation: &explanation,
             next_step,
             status: self.status().as_u16(),
-            request_id,
+            reference: reference.as_deref(),
             retry: retry.as_deref(),
         };
         let body = page.render().unwrap_or_else(|_| format!("{} — {title}", self.status().as_u16()));
@@ -409,7 +415,7 @@ struct Problem<'a> {
 fn consent_url(return_to: &str) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     q.append_pair("retour", return_to);
-    format!("{}?{}", crate::consent::pages::CONSENT_PATH, q.finish())
+    format!("{}?{}", crate::pages::CONSENT_PATH, q.finish())
 }
 
 fn see_other(location: &str) -> Response {
@@ -424,11 +430,13 @@ fn see_other(location: &str) -> Response {
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
+    chrome: crate::pages::Chrome,
     title: &'a str,
     explanation: &'a str,
     next_step: &'a str,
     status: u16,
-    request_id: Option<&'a str>,
+    /// The request id as 8 characters a person can read out (`pages::spoken_reference`).
+    reference: Option<&'a str>,
     /// A "try again" link (failed sign-in).
     retry: Option<&'a str>,
 }
@@ -442,7 +450,7 @@ fn sign_in_redirect(agent: bool, acr: Option<u8>, return_to: &str) -> Response {
 /// The sign-in start for citizens or agents, with where to come back (`retour`) and the
 /// eIDAS level needed (`niveau`) when known.
 pub fn sign_in_url(agent: bool, acr: Option<u8>, return_to: Option<&str>) -> String {
-    let start = if agent { crate::auth::AGENT_LOGIN_PATH } else { crate::auth::CITIZEN_LOGIN_PATH };
+    let start = if agent { crate::pages::AGENT_LOGIN_PATH } else { crate::pages::CITIZEN_LOGIN_PATH };
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     if let Some(r) = return_to {
         q.append_pair("retour", r);

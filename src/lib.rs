@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod line_file;
 pub mod metrics;
+pub mod pages;
 pub mod telemetry;
 pub mod tls;
 
@@ -38,6 +39,9 @@ pub mod audit;
 
 // 8. Data-subject requests, beside the request path.
 pub mod rights;
+
+// The citizen's hub "Mes données", composed of the services above (pages only).
+pub mod privacy_centre;
 
 // 9. Durable background work (rights propagation, notices, retention runs, alerts).
 pub mod jobs;

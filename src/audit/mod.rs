@@ -50,6 +50,8 @@ pub enum AuditError {
 #[derive(Debug)]
 pub struct Audit {
     tx: mpsc::Sender<sink::Command>,
+    /// For the journal's read side (a citizen's "who saw my data").
+    store: Store,
     task: Mutex<Option<JoinHandle<()>>>,
     verifier: Verifier,
 }
@@ -60,14 +62,14 @@ impl Audit {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let verifier = signer.verifier();
         let writer = sink::Writer {
-            store,
+            store: store.clone(),
             signer: Arc::new(signer),
             clock,
             settings,
             witnessed: std::sync::atomic::AtomicI64::new(0),
         };
         let task = tokio::spawn(writer.run(rx));
-        Self { tx, task: Mutex::new(Some(task)), verifier }
+        Self { tx, store, task: Mutex::new(Some(task)), verifier }
     }
 
     /// Queues `event` for the next batch and returns without waiting for the store.
@@ -111,10 +113,44 @@ impl Audit {
         }
     }
 
+    /// Every reveal of `subject`'s values, oldest first: when, to which role, for which
+    /// activity and purpose, which fields. Never the agent's id: the citizen sees roles.
+    pub async fn reveals_of(&self, subject: &str) -> Result<Vec<Reveal>, AuditError> {
+        let rows =
+            self.store.audit().entries_of_subject_named(subject, Operation::Reveal { fields: Vec::new() }.name()).await;
+        let rows = rows.map_err(|e| AuditError::Store(Arc::new(e)))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let event: AuditEvent = serde_json::from_str(&row.body)?;
+            let Operation::Reveal { fields } = event.operation else { continue };
+            out.push(Reveal {
+                at: event.at,
+                agent: event.actor.kind == ActorKind::Agent,
+                role: event.role.to_string(),
+                activity: event.activity.map(String::from),
+                purpose: event.purpose.map(String::from),
+                fields: fields.into_iter().map(String::from).collect(),
+            });
+        }
+        Ok(out)
+    }
+
     /// The public key checkpoints are checked against.
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
     }
+}
+
+/// One reveal of a citizen's values, as the journal recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reveal {
+    pub at: time::OffsetDateTime,
+    /// To an agent (true) or to a back-office batch job (false).
+    pub agent: bool,
+    pub role: String,
+    pub activity: Option<String>,
+    pub purpose: Option<String>,
+    pub fields: Vec<String>,
 }
 
 fn pending(event: &AuditEvent) -> Result<sink::Pending, AuditError> {

@@ -33,13 +33,11 @@ use crate::config::{AuthSettings, Validated};
 use crate::routing::Route;
 use crate::store::Store;
 
-/// Path of the citizen sign-in start; `?retour=` carries the same-origin path to come back to.
-pub const CITIZEN_LOGIN_PATH: &str = "/.guichet/connexion";
-pub const AGENT_LOGIN_PATH: &str = "/.guichet/agent/connexion";
-pub const CITIZEN_CALLBACK_PATH: &str = "/.guichet/oidc/callback";
-pub const AGENT_CALLBACK_PATH: &str = "/.guichet/oidc/agent/callback";
-pub const LOGOUT_PATH: &str = "/.guichet/deconnexion";
-pub const LOGOUT_CALLBACK_PATH: &str = "/.guichet/oidc/logout-callback";
+/// The sign-in and sign-out paths live with every other own-page path (`crate::pages`); the
+/// citizen sign-in start takes `?retour=`, the same-origin path to come back to.
+pub use crate::pages::{
+    AGENT_CALLBACK_PATH, AGENT_LOGIN_PATH, CITIZEN_CALLBACK_PATH, CITIZEN_LOGIN_PATH, LOGOUT_CALLBACK_PATH, LOGOUT_PATH,
+};
 /// The pseudonym context of the consent ledger (route names cannot start with `.`).
 const CONSENT_PSEUDONYM_CONTEXT: &str = ".guichet-consent";
 /// Context of the field-owner pseudonym (leading dot: no route name can take it).
@@ -80,6 +78,8 @@ pub struct Auth {
     pub random: Arc<dyn Random>,
     /// The gateway's own origin (`server.public_url`): issuer of assertions.
     pub public_url: String,
+    /// The commune every page's header names (`[commune]`).
+    pub commune: Arc<crate::config::CommuneSettings>,
     pseudonyms: Pseudonyms,
     key: AssertionKey,
     /// The key FranceConnect+ encrypts to, when a provider encrypts its tokens.
@@ -154,6 +154,7 @@ impl Auth {
             clock,
             random,
             public_url,
+            commune: Arc::new(config.settings.commune.clone()),
             pseudonyms: Pseudonyms::new(pseudonym_key.expose_secret().as_bytes()),
             key,
             decryption,
@@ -236,6 +237,12 @@ impl Auth {
     /// Derived once per session object, like the consent subject.
     pub fn field_subject<'s>(&self, session: &'s Session) -> &'s str {
         session.derived.field_subject.get_or_init(|| self.pseudonyms.for_route(session, FIELD_PSEUDONYM_CONTEXT))
+    }
+
+    /// The page chrome for `session`'s person: the header's sign-out button posts their CSRF
+    /// token; without a session it is a link to the confirmation page.
+    pub fn chrome(&self, session: Option<&Session>) -> crate::pages::Chrome {
+        crate::pages::Chrome { commune: self.commune.clone(), csrf: session.map(|s| self.csrf_token(s)) }
     }
 
     /// The CSRF token of `session`'s forms: a keyed tag of the session id (synchronizer token
@@ -428,8 +435,21 @@ pub fn clear_cookie(name: &str) -> HeaderValue {
     set_cookie(name, "", Some(0))
 }
 
-/// The gateway's own pages a sign-in may come back to (they check the session themselves).
-const RETURNABLE_OWN_PAGES: &[&str] = &[crate::policy::pages::REGISTER_PATH];
+/// The gateway's own pages a sign-in may come back to (they check the session themselves),
+/// and the prefix of the rights procedures' screens (likewise).
+const RETURNABLE_OWN_PAGES: &[&str] = &[
+    crate::pages::REGISTER_PATH,
+    crate::pages::CONSENT_PATH,
+    crate::pages::PRIVACY_CENTRE_PATH,
+    crate::pages::CONSENT_AGENT_PATH,
+];
+
+fn is_returnable_own_page(path: &str) -> bool {
+    RETURNABLE_OWN_PAGES.contains(&path)
+        || path.strip_prefix(crate::pages::PROCEDURE_PREFIX).is_some_and(|rest| {
+            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_lowercase() || b == b'-' || b == b'/')
+        })
+}
 
 /// A return path that stays on this site, in the form the browser will follow: the path is
 /// read like a request path (`canonical::path`), dot segments resolved as the browser
@@ -449,7 +469,7 @@ pub fn safe_return_path(p: &str) -> Option<String> {
     let resolved = canonical::normalise(path).ok()?;
     match canonical::read(&resolved) {
         Ok(_) => {}
-        Err(PathError::Reserved) if RETURNABLE_OWN_PAGES.contains(&resolved.as_ref()) => {}
+        Err(PathError::Reserved) if is_returnable_own_page(&resolved) => {}
         Err(_) => return None,
     }
     if canonical::is_ambiguous(&resolved) {

@@ -25,12 +25,13 @@ use crate::app::{App, AppState};
 use crate::audit::{Actor, ActorKind, AuditEvent, Ident, Operation};
 use crate::clock::random_hex;
 use crate::error::GatewayError;
+use crate::pages::Chrome;
 use crate::routing::acr_level;
 use crate::store::{PendingLogin, StoreError};
 
 /// How long a sign-in or a logout may stay under way.
 const PENDING_LIFETIME: time::Duration = time::Duration::minutes(10);
-pub const LOGGED_OUT_PATH: &str = "/.guichet/deconnecte";
+pub use crate::pages::LOGGED_OUT_PATH;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -314,9 +315,15 @@ async fn logout_page(State(app): State<AppState>, headers: HeaderMap) -> Respons
 
 fn confirm_logout(auth: &Auth, status: StatusCode, session: Option<&Session>) -> Response {
     let csrf = session.map(|s| auth.csrf_token(s));
-    let mut resp = page(status, &LogoutConfirm { csrf: csrf.as_deref(), path: LOGOUT_PATH });
-    // The button's POST is redirected to the provider's end-session page: `form-action`
-    // must allow the providers' origins (Chromium checks it on redirects).
+    let chrome = auth.chrome(session);
+    let resp = page(status, &LogoutConfirm { chrome, csrf: csrf.as_deref(), path: LOGOUT_PATH });
+    allow_sign_out_form(auth, resp)
+}
+
+/// Every page shown to a signed-in person has a sign-out button in its header, whose POST is
+/// redirected to the provider's end-session page: `form-action` must allow the providers'
+/// origins (Chromium checks it on redirects).
+pub(crate) fn allow_sign_out_form(auth: &Auth, mut resp: Response) -> Response {
     if let Ok(v) = HeaderValue::from_str(&logout_page_csp(auth)) {
         resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
     }
@@ -397,11 +404,11 @@ async fn logout_callback(State(app): State<AppState>, Query(q): Query<HashMap<St
         tracing::warn!("logout came back with a missing or unknown state");
     }
     let status = if confirmed { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-    page(status, &LoggedOut { confirmed })
+    page(status, &LoggedOut { chrome: auth.chrome(None), confirmed })
 }
 
-async fn logged_out() -> Response {
-    page(StatusCode::OK, &LoggedOut { confirmed: true })
+async fn logged_out(State(app): State<AppState>) -> Response {
+    page(StatusCode::OK, &LoggedOut { chrome: app.auth.chrome(None), confirmed: true })
 }
 
 #[derive(serde::Deserialize)]
@@ -457,6 +464,7 @@ async fn jwks(State(app): State<AppState>) -> Response {
 #[derive(Template)]
 #[template(path = "auth/logged_out.html")]
 struct LoggedOut {
+    chrome: Chrome,
     confirmed: bool,
 }
 
@@ -464,25 +472,18 @@ struct LoggedOut {
 #[derive(Template)]
 #[template(path = "auth/logout.html")]
 struct LogoutConfirm<'a> {
+    chrome: Chrome,
     csrf: Option<&'a str>,
     path: &'a str,
 }
 
-pub(crate) fn page(status: StatusCode, t: &impl Template) -> Response {
-    let body = t.render().unwrap_or_default();
-    let mut resp = (status, body).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
+pub(crate) use crate::pages::{redirect, render as page};
 
-pub(crate) fn redirect(location: &str) -> Response {
-    let mut resp = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::from_str(location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+/// An own page with the base layout's header: when `chrome` carries a session, its sign-out
+/// button needs the providers' origins in `form-action`.
+pub(crate) fn own_page(auth: &Auth, status: StatusCode, t: &impl Template, chrome: &Chrome) -> Response {
+    let resp = page(status, t);
+    if chrome.csrf.is_some() { allow_sign_out_form(auth, resp) } else { resp }
 }
 
 fn fail(kind: Kind, e: &SignInError, retry: Retry) -> Response {

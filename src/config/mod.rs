@@ -4,6 +4,7 @@
 //! `GUICHET_*` environment variables (`__` separates nesting levels) → `*_file` secrets.
 //! Every problem found is reported with the key and, when it comes from the file, its line.
 
+mod commune;
 mod every;
 mod notify;
 mod problems;
@@ -18,6 +19,7 @@ use ipnet::IpNet;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+pub use commune::{AccessibilitySettings, CommuneSettings};
 pub use notify::NotifySettings;
 pub use problems::{ConfigError, Problem};
 pub use source::SourceMap;
@@ -65,6 +67,9 @@ pub struct Settings {
     /// Notices to citizens by e-mail and letter (docs/notify.md).
     #[serde(default)]
     pub notify: NotifySettings,
+    /// The town hall's name and logo on every page, and its accessibility statement.
+    #[serde(default)]
+    pub commune: CommuneSettings,
 }
 
 /// Who may act on data-subject rights requests besides the citizen.

@@ -17,14 +17,15 @@ use serde::Deserialize;
 use super::{ConsentError, ConsentPurpose, Recorder, State as ConsentState, consent_purposes, find_purpose};
 use crate::app::{App, AppState};
 use crate::audit::{Actor, ActorKind, Channel, Ident, IdentityCheck};
-use crate::auth::routes::{page, redirect};
+use crate::auth::routes::{own_page, page, redirect};
 use crate::auth::session::{Kind, Session};
 use crate::clock::random_hex;
 use crate::error::GatewayError;
+use crate::pages::{Chrome, french_time};
 use crate::server::RequestId;
 
-pub const CONSENT_PATH: &str = "/.guichet/consentement/";
-const AGENT_PATH: &str = "/.guichet/consentement/agent";
+use crate::pages::CONSENT_AGENT_PATH as AGENT_PATH;
+pub use crate::pages::CONSENT_PATH;
 /// How long a one-time code for the assisted channel stays valid.
 const CODE_LIFETIME: time::Duration = time::Duration::minutes(15);
 
@@ -33,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/.guichet/consentement", get(show).post(choose))
         .route(CONSENT_PATH, get(show).post(choose))
         .route("/.guichet/consentement/recu/{seq}", get(receipt))
+        .route("/.guichet/consentement/recu/{seq}/imprimer", get(printable_receipt))
         .route("/.guichet/consentement/code", axum::routing::post(new_code))
         .route(AGENT_PATH, get(agent_form).post(agent_record))
 }
@@ -62,6 +64,7 @@ struct HistoryLine {
 #[derive(Template)]
 #[template(path = "consent/page.html")]
 struct ConsentPage<'a> {
+    chrome: &'a Chrome,
     purposes: &'a [PurposeView],
     history: &'a [HistoryLine],
     csrf: &'a str,
@@ -73,6 +76,7 @@ struct ConsentPage<'a> {
 #[derive(Template)]
 #[template(path = "consent/agent.html")]
 struct AgentPage<'a> {
+    chrome: &'a Chrome,
     purposes: &'a [ConsentPurpose],
     csrf: &'a str,
     message: Option<&'a str>,
@@ -80,7 +84,30 @@ struct AgentPage<'a> {
 
 #[derive(Template)]
 #[template(path = "consent/sign_in.html")]
-struct SignInFirst;
+struct SignInFirst {
+    chrome: Chrome,
+    /// The sign-in start, coming back to this page with its query.
+    sign_in: String,
+}
+
+/// A consent receipt as a person reads it, beside the signed JWS.
+struct ReceiptView {
+    seq: i64,
+    what: &'static str,
+    activity: String,
+    purpose: String,
+    when: String,
+    channel: &'static str,
+    notice_version: String,
+    controller: String,
+}
+
+#[derive(Template)]
+#[template(path = "consent/receipt.html")]
+struct ReceiptPage {
+    chrome: Chrome,
+    r: ReceiptView,
+}
 
 #[derive(Deserialize)]
 struct ShowQuery {
@@ -127,10 +154,20 @@ async fn session_of(app: &App, headers: &HeaderMap, kind: Kind) -> Result<Option
     }
 }
 
-async fn show(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<ShowQuery>) -> Response {
+async fn show(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Query(q): Query<ShowQuery>,
+) -> Response {
     let session = match session_of(&app, &headers, Kind::Citizen).await {
         Ok(Some(s)) => s,
-        Ok(None) => return page(StatusCode::OK, &SignInFirst),
+        Ok(None) => {
+            // Signing in brings the person back here, with where they were going.
+            let here = uri.path_and_query().map_or(CONSENT_PATH, |p| p.as_str());
+            let sign_in = crate::error::sign_in_url(false, None, Some(here));
+            return page(StatusCode::OK, &SignInFirst { chrome: app.auth.chrome(None), sign_in });
+        }
         Err(r) => return r,
     };
     let return_to = q.retour.as_deref().and_then(crate::auth::safe_return_path).unwrap_or_default();
@@ -186,9 +223,20 @@ async fn render_citizen_page(
     match result {
         Ok((purposes, history)) => {
             let csrf = app.auth.csrf_token(session);
-            page(
+            let chrome = app.auth.chrome(Some(session));
+            own_page(
+                &app.auth,
                 StatusCode::OK,
-                &ConsentPage { purposes: &purposes, history: &history, csrf: &csrf, return_to, code, done },
+                &ConsentPage {
+                    chrome: &chrome,
+                    purposes: &purposes,
+                    history: &history,
+                    csrf: &csrf,
+                    return_to,
+                    code,
+                    done,
+                },
+                &chrome,
             )
         }
         Err(e) => error_page(&e),
@@ -277,6 +325,59 @@ async fn receipt(State(app): State<AppState>, headers: HeaderMap, Path(seq): Pat
     }
 }
 
+/// The receipt as a page a person reads and prints; the signed JWS stays the proof.
+async fn printable_receipt(State(app): State<AppState>, headers: HeaderMap, Path(seq): Path<i64>) -> Response {
+    let session = match session_of(&app, &headers, Kind::Citizen).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return GatewayError::Forbidden("sign in first").respond(true, None, None),
+        Err(r) => return r,
+    };
+    let subject = app.auth.consent_subject(&session);
+    let row = match app.store.consent().event(seq).await {
+        Ok(Some(r)) if r.subject == subject => r,
+        Ok(_) => return GatewayError::NotFound.respond(true, None, None),
+        Err(e) => return error_page(&e.into()),
+    };
+    let set = app.policies.load();
+    let activity = set.activity(&row.activity);
+    let purpose = activity
+        .and_then(|a| a.purposes.iter().find(|p| p.id == row.purpose))
+        .map_or_else(|| row.purpose.clone(), |p| p.description.clone());
+    let (channel, notice_version) = how_given(&row.body);
+    let r = ReceiptView {
+        seq: row.seq,
+        what: if row.given != 0 { "accord donné" } else { "accord retiré" },
+        activity: activity.map_or_else(|| row.activity.clone(), |a| a.name.clone()),
+        purpose,
+        when: super::time_of(row.at_us).map(french_time).unwrap_or_default(),
+        channel: channel_words(channel),
+        notice_version,
+        controller: activity.map(|a| a.controller.organisation.clone()).unwrap_or_default(),
+    };
+    let chrome = app.auth.chrome(Some(&session));
+    own_page(&app.auth, StatusCode::OK, &ReceiptPage { chrome: chrome.clone(), r }, &chrome)
+}
+
+/// The channel and notice version of a ledger row, from its journal entry.
+fn how_given(body: &str) -> (Channel, String) {
+    match serde_json::from_str::<crate::audit::AuditEvent>(body).map(|e| e.operation) {
+        Ok(
+            crate::audit::Operation::ConsentGiven { channel, notice_version, .. }
+            | crate::audit::Operation::ConsentWithdrawn { channel, notice_version, .. },
+        ) => (channel, notice_version.to_string()),
+        _ => (Channel::Online, String::new()),
+    }
+}
+
+fn channel_words(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Counter => "au guichet, avec un agent",
+        Channel::Phone => "par téléphone, avec un agent",
+        Channel::Post | Channel::Email => "par courrier",
+        Channel::Online => "en ligne, par vous-même",
+    }
+}
+
 /// A citizen asks for a code to read out to an agent (counter, phone).
 async fn new_code(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<CodeForm>) -> Response {
     let session = match session_of(&app, &headers, Kind::Citizen).await {
@@ -309,10 +410,8 @@ async fn agent_session(app: &App, headers: &HeaderMap) -> Result<Arc<Session>, R
         Some(_) => {
             Err(GatewayError::Forbidden("the agent has no role allowing to record consents").respond(true, None, None))
         }
-        None => {
-            Err(GatewayError::SignInRequired { agent: true, acr: None, return_to: "/".into() }
-                .respond(true, None, None))
-        }
+        None => Err(GatewayError::SignInRequired { agent: true, acr: None, return_to: AGENT_PATH.into() }
+            .respond(true, None, None)),
     }
 }
 
@@ -324,7 +423,13 @@ async fn agent_form(State(app): State<AppState>, headers: HeaderMap) -> Response
     let set = app.policies.load();
     let purposes = consent_purposes(&set.activities);
     let csrf = app.auth.csrf_token(&session);
-    page(StatusCode::OK, &AgentPage { purposes: &purposes, csrf: &csrf, message: None })
+    let chrome = app.auth.chrome(Some(&session));
+    own_page(
+        &app.auth,
+        StatusCode::OK,
+        &AgentPage { chrome: &chrome, purposes: &purposes, csrf: &csrf, message: None },
+        &chrome,
+    )
 }
 
 async fn agent_record(
@@ -359,14 +464,17 @@ async fn agent_record(
     };
     let purposes = consent_purposes(&set.activities);
     let csrf = app.auth.csrf_token(&session);
+    let chrome = app.auth.chrome(Some(&session));
     let subject = match app.consent.redeem_code(&f.code).await {
         Ok(Some(s)) => s,
         Ok(None) => {
             let msg =
                 "Ce code n'est pas valable (inconnu, déjà utilisé ou expiré). Demandez un nouveau code à la personne.";
-            return page(
+            return own_page(
+                &app.auth,
                 StatusCode::UNPROCESSABLE_ENTITY,
-                &AgentPage { purposes: &purposes, csrf: &csrf, message: Some(msg) },
+                &AgentPage { chrome: &chrome, purposes: &purposes, csrf: &csrf, message: Some(msg) },
+                &chrome,
             );
         }
         Err(e) => return error_page(&e),
@@ -390,7 +498,12 @@ async fn agent_record(
     match app.consent.record(&app.audit, &subject, &purpose, given, by).await {
         Ok(_) => {
             let msg = if given { "L'accord est enregistré." } else { "Le retrait est enregistré." };
-            page(StatusCode::OK, &AgentPage { purposes: &purposes, csrf: &csrf, message: Some(msg) })
+            own_page(
+                &app.auth,
+                StatusCode::OK,
+                &AgentPage { chrome: &chrome, purposes: &purposes, csrf: &csrf, message: Some(msg) },
+                &chrome,
+            )
         }
         Err(e) => error_page(&e),
     }
@@ -403,11 +516,6 @@ pub fn agent_ident(session: &Session) -> String {
         Ok(i) => i.to_string(),
         Err(_) => format!("agent:{}", super::sha256_hex(&session.subject)),
     }
-}
-
-/// `28/11/2026 à 12:00 (heure UTC)`.
-fn french_time(t: time::OffsetDateTime) -> String {
-    format!("{:02}/{:02}/{} à {:02}:{:02} (heure UTC)", t.day(), u8::from(t.month()), t.year(), t.hour(), t.minute())
 }
 
 fn error_page(e: &ConsentError) -> Response {

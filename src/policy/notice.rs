@@ -330,21 +330,23 @@ mod tests {
 #[derive(askama::Template)]
 #[template(path = "policy/notice.html")]
 struct NoticePage<'a> {
+    chrome: &'a crate::pages::Chrome,
     n: &'a Notice,
 }
 
 #[derive(askama::Template)]
 #[template(path = "policy/notice_index.html")]
 struct IndexPage<'a> {
+    chrome: &'a crate::pages::Chrome,
     notices: &'a [Notice],
 }
 
 /// The notice as an accessible French page (no JavaScript).
-pub fn to_html(n: &Notice) -> Result<String, askama::Error> {
-    askama::Template::render(&NoticePage { n })
+pub fn to_html(n: &Notice, chrome: &crate::pages::Chrome) -> Result<String, askama::Error> {
+    askama::Template::render(&NoticePage { chrome, n })
 }
 
 /// The index of every activity's notice.
-pub fn index_html(notices: &[Notice]) -> Result<String, askama::Error> {
-    askama::Template::render(&IndexPage { notices })
+pub fn index_html(notices: &[Notice], chrome: &crate::pages::Chrome) -> Result<String, askama::Error> {
+    askama::Template::render(&IndexPage { chrome, notices })
 }

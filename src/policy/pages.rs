@@ -12,10 +12,10 @@ use super::register;
 use crate::app::{App, AppState};
 use crate::auth::session::Kind;
 use crate::error::{GatewayError, wants_html};
+use crate::pages::Chrome;
 use crate::server::RequestId;
 
-/// The DPO's register page; also a sign-in return path (see `auth::safe_return_path`).
-pub const REGISTER_PATH: &str = "/.guichet/dpo/registre";
+pub use crate::pages::REGISTER_PATH;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -24,10 +24,20 @@ pub fn routes() -> Router<AppState> {
         .route(REGISTER_PATH, get(registre))
 }
 
-fn html(body: String) -> Response {
+fn html(app: &App, chrome: &Chrome, body: String) -> Response {
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    if chrome.csrf.is_some() {
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return crate::auth::routes::allow_sign_out_form(&app.auth, resp);
+    }
     resp
+}
+
+/// The header of whoever reads the page (a session read failure shows the public header).
+async fn chrome(app: &App, headers: &HeaderMap) -> Chrome {
+    let session = app.auth.identify(headers).await.ok().flatten();
+    app.auth.chrome(session.as_deref())
 }
 
 fn internal(req: &Request, cause: String) -> Response {
@@ -38,8 +48,9 @@ fn internal(req: &Request, cause: String) -> Response {
 async fn index(State(app): State<AppState>, req: Request) -> Response {
     let set = app.policies.load();
     let notices: Vec<Notice> = set.activities.iter().map(|a| Notice::of(a)).collect();
-    match notice::index_html(&notices) {
-        Ok(body) => html(body),
+    let chrome = chrome(&app, req.headers()).await;
+    match notice::index_html(&notices, &chrome) {
+        Ok(body) => html(&app, &chrome, body),
         Err(e) => internal(&req, e.to_string()),
     }
 }
@@ -61,8 +72,9 @@ async fn activity_notice(State(app): State<AppState>, Path(activity): Path<Strin
     if json_suffix || (accept_json && !wants_html(req.headers())) {
         return axum::Json(n).into_response();
     }
-    match notice::to_html(&n) {
-        Ok(body) => html(body),
+    let chrome = chrome(&app, req.headers()).await;
+    match notice::to_html(&n, &chrome) {
+        Ok(body) => html(&app, &chrome, body),
         Err(e) => internal(&req, e.to_string()),
     }
 }
@@ -73,8 +85,9 @@ async fn registre(State(app): State<AppState>, req: Request) -> Response {
         return e.respond(wants_html(req.headers()), rid.as_deref(), None);
     }
     let set = app.policies.load();
-    match register::to_html(&set) {
-        Ok(body) => html(body),
+    let chrome = chrome(&app, req.headers()).await;
+    match register::to_html_with(&set, &chrome) {
+        Ok(body) => html(&app, &chrome, body),
         Err(e) => internal(&req, e.to_string()),
     }
 }

@@ -170,14 +170,23 @@ pub fn to_csv(set: &PolicySet) -> Result<String, RegisterError> {
 #[derive(Template)]
 #[template(path = "policy/registre.html")]
 struct RegisterPage<'a> {
+    chrome: &'a crate::pages::Chrome,
     entries: &'a [Entry],
     columns: &'a [&'a str],
 }
 
 /// The DPO's page: one table per activity, label in a row header, value beside it.
+/// As a file (`guichet policy register --format html`): the default header, whatever page
+/// was rendered last.
 pub fn to_html(set: &PolicySet) -> Result<String, RegisterError> {
+    let chrome = crate::pages::Chrome { commune: Default::default(), csrf: None };
+    to_html_with(set, &chrome)
+}
+
+/// The register page with the header of the person reading it.
+pub fn to_html_with(set: &PolicySet, chrome: &crate::pages::Chrome) -> Result<String, RegisterError> {
     let entries = entries(set);
-    Ok(RegisterPage { entries: &entries, columns: &COLUMNS }.render()?)
+    Ok(RegisterPage { chrome, entries: &entries, columns: &COLUMNS }.render()?)
 }
 
 /// The CNIL spreadsheet model: a first sheet with the organisation, its DPO and the list of

@@ -58,6 +58,8 @@ fn own_pages(state: AppState) -> Router {
         .merge(crate::rights::export::api::routes())
         // The demo's outbox of notices (404 unless `notify.outbox_dir` is set).
         .merge(crate::notify::outbox::routes())
+        // The citizen's hub "Mes données", its rights procedures, the accessibility statement.
+        .merge(crate::privacy_centre::routes())
         // Nothing under the reserved prefix is ever proxied, even paths we do not serve.
         .route("/.guichet", any(reserved_not_found))
         .route("/.guichet/{*rest}", any(reserved_not_found))

@@ -173,6 +173,16 @@ impl<'a> AuditRepo<'a> {
         Ok(rows)
     }
 
+    /// The entries about one subject with one operation name, in order (index
+    /// `audit_entry_subject`).
+    pub async fn entries_of_subject_named(&self, subject: &str, operation: &str) -> Result<Vec<EntryRow>, StoreError> {
+        let sql = "SELECT seq, at_us, operation, subject, body, hash FROM audit_entry \
+                   WHERE subject = $1 AND operation = $2 ORDER BY seq";
+        let rows =
+            with_pool!(self.store.db(), p => sqlx::query_as(sql).bind(subject).bind(operation).fetch_all(p).await?);
+        Ok(rows)
+    }
+
     /// Every checkpoint, in order.
     pub async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
         let sql = "SELECT number, seq, hash, at_us, key_id, signature FROM audit_checkpoint ORDER BY number";

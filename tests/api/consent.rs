@@ -205,7 +205,7 @@ async fn an_agent_records_a_consent_with_a_code_read_out_by_the_citizen(backend:
     let t = token(&consent_page(&app, &s).await);
     let r = post(&app, &s, "/.guichet/consentement/code", &[("jeton", t.as_str())]).await;
     let html = r.text().await.unwrap();
-    let at = html.find("Votre code : <strong>").unwrap() + 21;
+    let at = html.find("class=\"code-guichet\" id=\"code-agent\" tabindex=\"-1\" autofocus>").unwrap() + 61;
     let code = html[at..].split('<').next().unwrap().to_owned();
     // The agent records it.
     let r = agent_sign_in(&app, &agents, agent_info("21750001600019", "lucie@mairie.example.fr"), "").await;

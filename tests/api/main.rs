@@ -29,6 +29,7 @@ mod notify;
 mod openapi;
 mod paths;
 mod policy;
+mod privacy_centre;
 mod propagation;
 mod proxy;
 mod register;

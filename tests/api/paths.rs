@@ -217,7 +217,9 @@ async fn the_consent_page_returns_only_to_safe_paths() {
             .text()
             .await
             .unwrap();
-        assert!(!page.contains(".guichet/deconnexion"), "{retour}: {page}");
+        // The header's sign-out is on every page: the return link and field must not be it.
+        assert!(!page.contains("value=\"/.guichet/deconnexion") && !page.contains("/a/../"), "{retour}: {page}");
+        assert_eq!(page.contains("Revenir au service"), shown, "{retour}");
         assert_eq!(page.contains("/cantine/inscription"), shown, "{retour}");
     }
 }

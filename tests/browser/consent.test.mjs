@@ -48,7 +48,7 @@ test('giving, proving and withdrawing consent to the newsletter', async () => {
   await page.goto(`${demo.base}/.guichet/consentement/`);
   const [download] = await Promise.all([
     page.waitForEvent('download'),
-    page.getByRole('link', { name: /Télécharger le reçu de mon dernier choix/ }).click(),
+    page.getByRole('link', { name: /Télécharger le reçu signé de mon dernier choix/ }).click(),
   ]);
   assert.match(download.suggestedFilename(), /^recu-consentement-\d+\.jws$/);
 

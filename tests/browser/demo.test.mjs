@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startDemo, launchBrowser, accessibilityViolations, describe } from './harness.mjs';
+import { startDemo, launchBrowser, accessibilityViolations, describe, enrolAtCanteen } from './harness.mjs';
 
 const out = join(dirname(fileURLToPath(import.meta.url)), 'out');
 let demo;
@@ -59,13 +59,7 @@ test('a citizen signs in with the demo provider and the application receives onl
   await assertAccessible(page);
   await Promise.all([page.waitForURL(/\/cantine$/), page.getByRole('button', { name: /Angela DUBOIS/ }).click()]);
   await assertAccessible(page);
-  // Filling by label also proves every input has a label bound to it.
-  await page.getByLabel("Prénom(s) de l'enfant").fill('Zoé');
-  await page.getByLabel("Nom de famille de l'enfant").fill('Martin');
-  await page.getByLabel("Date de naissance de l'enfant").fill('2018-04-02');
-  await page.getByLabel('École').selectOption({ index: 1 });
-  await page.getByLabel('Votre adresse e-mail').fill('parent@example.fr');
-  await Promise.all([page.waitForURL(/\/cantine\/\d+$/), page.getByRole('button', { name: /Envoyer/ }).click()]);
+  await enrolAtCanteen(page);
   assert.match(page.url(), /\/cantine\/\d+$/);
   const text = await page.locator('body').innerText();
   assert.match(text, /Zoé/);

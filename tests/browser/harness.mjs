@@ -89,3 +89,14 @@ export async function accessibilityViolations(page) {
 export function describe(violations) {
   return violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.join(', ')}`).join('\n');
 }
+
+/** Fills and sends the demo canteen form on `page` (at `/cantine`, signed in), by the labels:
+ * filling by label also proves every input has a label bound to it. */
+export async function enrolAtCanteen(page) {
+  await page.getByLabel("Prénom(s) de l'enfant").fill('Zoé');
+  await page.getByLabel("Nom de famille de l'enfant").fill('Martin');
+  await page.getByLabel("Date de naissance de l'enfant").fill('2018-04-02');
+  await page.getByLabel('École').selectOption({ index: 1 });
+  await page.getByLabel('Votre adresse e-mail').fill('parent@example.fr');
+  await Promise.all([page.waitForURL(/\/cantine\/\d+$/), page.getByRole('button', { name: /Envoyer/ }).click()]);
+}

@@ -1,0 +1,306 @@
+//! A right in three screens, without JavaScript: 1. choose the service (`GET …/droits/{right}`),
+//! 2. read what will happen, what may be refused and by which date, then confirm
+//! (`GET …/droits/{right}/confirmer`, a form posting with the session's CSRF token), 3. the
+//! reference and a printable receipt (`GET …/demandes/{id}`, after the POST's redirect).
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::{RightLink, citizen, link, offered_rights, right_of_slug};
+use crate::app::{App, AppState};
+use crate::audit::{Actor, ActorKind, Ident};
+use crate::auth::routes::own_page;
+use crate::clock::paris_date;
+use crate::error::GatewayError;
+use crate::pages::{Chrome, PROCEDURE_PREFIX, REQUEST_PREFIX, french_date, redirect};
+use crate::rights::deadline::Deadline;
+use crate::rights::request::{Channel, IdentityProof, Right};
+use crate::rights::rules::{Applicability, applicability};
+use crate::rights::service::{By, NewRequest, RightsError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/.guichet/mes-donnees/droits/{right}", get(choose).post(file))
+        .route("/.guichet/mes-donnees/droits/{right}/confirmer", get(confirm))
+        .route("/.guichet/mes-donnees/demandes/{id}", get(receipt))
+}
+
+/// What each right does, in a few plain sentences.
+struct Explained {
+    what: &'static str,
+    happens: &'static str,
+    refused: &'static str,
+}
+
+fn explained(right: Right) -> Explained {
+    match right {
+        Right::Access => Explained {
+            what: "Vous demandez une copie de vos données.",
+            happens: "La mairie rassemble vos données. Vous recevez une copie, avec les buts et les durées.",
+            refused: "Seulement si vous faites souvent la même demande sans raison.",
+        },
+        Right::Portability => Explained {
+            what: "Vous demandez vos données dans un fichier, pour les donner à un autre service.",
+            happens: "La mairie prépare un fichier avec les données que vous avez données.",
+            refused: "Seulement si vous faites souvent la même demande sans raison.",
+        },
+        Right::Rectification => Explained {
+            what: "Vous demandez de corriger une donnée fausse ou de compléter une donnée.",
+            happens: "Un agent vous contacte pour savoir quoi corriger. Il peut demander un justificatif.",
+            refused: "Si la nouvelle information ne peut pas être vérifiée.",
+        },
+        Right::Erasure => Explained {
+            what: "Vous demandez d'effacer vos données.",
+            happens: "La mairie efface vos données dans ce service et prévient ceux qui les ont reçues.",
+            refused: "Si la loi oblige la mairie à garder ces données. Dans ce cas, nous vous disons pourquoi.",
+        },
+        Right::Restriction => Explained {
+            what: "Vous demandez de geler vos données : la mairie les garde, mais ne les utilise plus.",
+            happens: "Vos données sont gelées le temps de vérifier. Nous vous prévenons avant de les dégeler.",
+            refused: "Si aucune raison prévue par la loi ne s'applique.",
+        },
+        Right::Objection => Explained {
+            what: "Vous demandez que la mairie arrête d'utiliser vos données.",
+            happens: "Un agent étudie votre demande. Si vous avez raison, la mairie arrête.",
+            refused: "Si la mairie a une raison sérieuse et prévue par la loi de continuer.",
+        },
+    }
+}
+
+/// A service the person may pick on the first screen.
+struct Choice {
+    id: String,
+    name: String,
+    checked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "privacy_centre/choose.html")]
+struct ChoosePage<'a> {
+    chrome: &'a Chrome,
+    right: RightLink,
+    e: Explained,
+    choices: &'a [Choice],
+    /// Access and portability may cover every service at once.
+    all_services: bool,
+}
+
+#[derive(Template)]
+#[template(path = "privacy_centre/confirm.html")]
+struct ConfirmPage<'a> {
+    chrome: &'a Chrome,
+    right: RightLink,
+    e: Explained,
+    service: &'a str,
+    activity: &'a str,
+    /// Set when an agent decides (objection): the person is told before confirming.
+    agent_decides: bool,
+    due: String,
+    csrf: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "privacy_centre/request.html")]
+struct RequestPage<'a> {
+    chrome: &'a Chrome,
+    new: bool,
+    id: &'a str,
+    right: &'static str,
+    service: &'a str,
+    received: String,
+    due: String,
+    status: &'static str,
+    answer: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ActivityQuery {
+    activite: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct FileForm {
+    jeton: Option<String>,
+    activite: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ReceiptQuery {
+    nouvelle: Option<String>,
+}
+
+fn not_found() -> Response {
+    GatewayError::NotFound.respond(true, None, None)
+}
+
+/// The services for which `right` is offered.
+fn services_for(app: &App, right: Right) -> Vec<(String, String)> {
+    app.policies
+        .load()
+        .activities
+        .iter()
+        .filter(|a| offered_rights(a).contains(&right))
+        .map(|a| (a.id.clone(), a.name.clone()))
+        .collect()
+}
+
+fn covers_all(right: Right) -> bool {
+    matches!(right, Right::Access | Right::Portability | Right::Rectification)
+}
+
+/// Screen 1: which service.
+async fn choose(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(slug): Path<String>,
+    Query(q): Query<ActivityQuery>,
+) -> Response {
+    let session = match citizen(&app, &headers, &uri).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some(right) = right_of_slug(&slug) else { return not_found() };
+    let services = services_for(&app, right);
+    let only_one = services.len() == 1 && !covers_all(right);
+    let choices: Vec<Choice> = services
+        .into_iter()
+        .map(|(id, name)| Choice { checked: q.activite.as_deref() == Some(id.as_str()) || only_one, id, name })
+        .collect();
+    let chrome = app.auth.chrome(Some(&session));
+    let page = ChoosePage {
+        chrome: &chrome,
+        right: link(right),
+        e: explained(right),
+        choices: &choices,
+        all_services: covers_all(right),
+    };
+    own_page(&app.auth, StatusCode::OK, &page, &chrome)
+}
+
+/// Screen 2: what will happen, what may be refused, by which date; the confirming form.
+async fn confirm(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(slug): Path<String>,
+    Query(q): Query<ActivityQuery>,
+) -> Response {
+    let session = match citizen(&app, &headers, &uri).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some(right) = right_of_slug(&slug) else { return not_found() };
+    let activity = q.activite.filter(|a| !a.is_empty() && a != "toutes");
+    let (service, agent_decides) = match activity.as_deref() {
+        None if covers_all(right) => ("Tous les services".to_owned(), false),
+        // Without a service, the first screen again.
+        None => return redirect(&format!("{PROCEDURE_PREFIX}{slug}")),
+        Some(id) => {
+            let set = app.policies.load();
+            let Some(a) = set.activity(id).filter(|a| super::offered_rights(a).contains(&right)) else {
+                return GatewayError::NotFound.respond(true, None, None);
+            };
+            let decides = super::bases(a).iter().any(|b| applicability(right, *b) == Applicability::AgentDecides);
+            (a.name.clone(), decides)
+        }
+    };
+    let today = paris_date(app.clock.now());
+    let due = french_date(Deadline::new(today).due_on(today));
+    let csrf = app.auth.csrf_token(&session);
+    let chrome = app.auth.chrome(Some(&session));
+    let page = ConfirmPage {
+        chrome: &chrome,
+        right: link(right),
+        e: explained(right),
+        service: &service,
+        activity: activity.as_deref().unwrap_or(""),
+        agent_decides,
+        due,
+        csrf: &csrf,
+    };
+    own_page(&app.auth, StatusCode::OK, &page, &chrome)
+}
+
+/// The confirmation's POST: files the request (online, identified by the sign-in), then
+/// shows screen 3.
+async fn file(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    Form(f): Form<FileForm>,
+) -> Response {
+    let session = match app.auth.identify(&headers).await {
+        Ok(Some(s)) if s.kind == crate::auth::session::Kind::Citizen => s,
+        Ok(_) => return GatewayError::Forbidden("sign in first").respond(true, None, None),
+        Err(_) => return GatewayError::StoreUnavailable.respond(true, None, None),
+    };
+    if !f.jeton.as_deref().is_some_and(|t| app.auth.csrf_ok(&session, t)) {
+        tracing::warn!("rights form refused: missing or wrong CSRF token");
+        return GatewayError::Forbidden("the form is out of date; reload the page").respond(true, None, None);
+    }
+    let Some(right) = right_of_slug(&slug) else { return not_found() };
+    let subject = app.auth.consent_subject(&session).to_owned();
+    let (Ok(id), Ok(role)) = (Ident::new(subject.as_str()), Ident::new("citizen")) else {
+        return GatewayError::Internal.respond(true, None, Some("subject is not a journal identifier".into()));
+    };
+    let new = NewRequest {
+        subject,
+        activity: f.activite.filter(|a| !a.is_empty()),
+        right,
+        channel: Channel::Online,
+        agent: None,
+        identity: IdentityProof::SignIn { acr: session.acr.clone() },
+    };
+    let by = By { actor: Actor { kind: ActorKind::Citizen, id }, role };
+    let policies = app.policies.load();
+    match app.rights.create(&policies, new, &by).await {
+        Ok(r) => redirect(&format!("{REQUEST_PREFIX}{}?nouvelle=1", r.id)),
+        Err(RightsError::UnknownActivity) => GatewayError::NotFound.respond(true, None, None),
+        Err(e) => GatewayError::StoreUnavailable.respond(true, None, Some(e.to_string())),
+    }
+}
+
+/// Screen 3 (and any later visit): the reference, the dates, the answer; prints as a receipt.
+async fn receipt(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    Query(q): Query<ReceiptQuery>,
+) -> Response {
+    let session = match citizen(&app, &headers, &uri).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let subject = app.auth.consent_subject(&session);
+    let r = match app.rights.get(&id).await {
+        // Someone else's request is answered like one that does not exist.
+        Ok(r) if r.subject == subject => r,
+        Ok(_) | Err(RightsError::NotFound) => return GatewayError::NotFound.respond(true, None, None),
+        Err(e) => return GatewayError::StoreUnavailable.respond(true, None, Some(e.to_string())),
+    };
+    let service = r.activity.as_deref().map_or_else(
+        || "Tous les services".to_owned(),
+        |a| app.policies.load().activity(a).map_or_else(|| a.to_owned(), |x| x.name.clone()),
+    );
+    let today = paris_date(app.clock.now());
+    let chrome = app.auth.chrome(Some(&session));
+    let page = RequestPage {
+        chrome: &chrome,
+        new: q.nouvelle.is_some(),
+        id: &r.id,
+        right: r.right.french(),
+        service: &service,
+        received: crate::pages::french_time(r.received_at),
+        due: french_date(r.due_on(today)),
+        status: r.status.french(),
+        answer: r.answer.as_ref().map(super::answer_words),
+    };
+    own_page(&app.auth, StatusCode::OK, &page, &chrome)
+}

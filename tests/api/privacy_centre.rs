@@ -1,0 +1,357 @@
+//! The citizen's hub "Mes données" and its rights procedures, through the real stack: sign-in
+//! and the way back, the services with only the rights that apply, each right in three
+//! screens filing an online request, "who saw my data" from the journal's reveals (this
+//! citizen's only, never an agent's id), the base layout's header on every page, and the
+//! plain-French (FALC) rules over the citizen-facing templates.
+
+use guichet::audit::{Actor, ActorKind, AuditEvent, Ident, Operation, Outcome};
+use guichet::clock::Clock;
+use guichet::rights::request::{Channel, Right, Status};
+
+use crate::auth::{SESSION, cookie, sign_in_at};
+use crate::consent::{builder, citizen, post, token};
+use crate::helpers::{Backend, TestApp};
+use crate::oidc_mock::MockProvider;
+use crate::on_both_stores;
+
+const HUB: &str = "/.guichet/mes-donnees/";
+/// The largest a page may weigh with its CSS, for slow phone connections.
+const PAGE_BUDGET: usize = 50 * 1024;
+
+async fn get(app: &TestApp, session: Option<&str>, path: &str) -> reqwest::Response {
+    let mut req = app.client.get(app.url(path)).header("accept", "text/html");
+    if let Some(s) = session {
+        req = req.header("cookie", format!("{SESSION}={s}"));
+    }
+    req.send().await.unwrap()
+}
+
+async fn page(app: &TestApp, session: &str, path: &str) -> String {
+    let r = get(app, Some(session), path).await;
+    assert_eq!(r.status(), 200, "{path}");
+    let body = r.text().await.unwrap();
+    assert!(body.len() < PAGE_BUDGET, "{path} weighs {} bytes", body.len());
+    body
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// The signed-in citizen's pseudonyms: (consent subject, field subject).
+async fn subjects(app: &TestApp, session: &str) -> (String, String) {
+    let mut h = axum::http::HeaderMap::new();
+    h.insert("cookie", format!("{SESSION}={session}").parse().unwrap());
+    let s = app.state.auth.identify(&h).await.unwrap().unwrap();
+    (app.state.auth.consent_subject(&s).to_owned(), app.state.auth.field_subject(&s).to_owned())
+}
+
+/// A reveal to an agent, journaled as `proxy::reveal` does it.
+async fn reveal_to_agent(app: &TestApp, field_subject: &str, agent: &str, role: &str) {
+    let mut event =
+        AuditEvent::system(Operation::Reveal { fields: vec![Ident::new("email").unwrap()] }, app.clock.now());
+    event.actor = Actor { kind: ActorKind::Agent, id: Ident::new(agent).unwrap() };
+    event.role = Ident::new(role).unwrap();
+    event.activity = Some(Ident::new("lettre-information").unwrap());
+    event.purpose = Some(Ident::new("envoi").unwrap());
+    event.subject = Some(Ident::new(field_subject).unwrap());
+    event.outcome = Outcome::Success;
+    app.state.audit.append_sync(event).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_hub_sends_to_sign_in_and_the_sign_in_comes_back_to_it() {
+    let mock = MockProvider::start().await;
+    let app = builder(&mock, Backend::Sqlite).start().await;
+    let r = get(&app, None, HUB).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/.guichet/connexion?retour=%2F.guichet%2Fmes-donnees%2F");
+    let back = sign_in_at(&app, &mock, &location(&r), "sub-angela").await;
+    assert_eq!(location(&back), HUB, "the sign-in comes back to the hub");
+    // A procedure's screen, with its query, too.
+    let back = sign_in_at(
+        &app,
+        &mock,
+        "/.guichet/connexion?retour=%2F.guichet%2Fmes-donnees%2Fdroits%2Feffacement%3Factivite%3Dlettre-information",
+        "sub-angela",
+    )
+    .await;
+    assert_eq!(location(&back), "/.guichet/mes-donnees/droits/effacement?activite=lettre-information");
+}
+
+#[tokio::test]
+async fn signing_in_from_the_consent_page_comes_back_to_it() {
+    let mock = MockProvider::start().await;
+    let app = builder(&mock, Backend::Sqlite).start().await;
+    let html = get(&app, None, "/.guichet/consentement/?retour=/lettre-information/").await.text().await.unwrap();
+    let href = html.split("class=\"bouton\" href=\"").nth(1).unwrap().split('"').next().unwrap().replace("&amp;", "&");
+    assert!(href.starts_with("/.guichet/connexion?retour="), "{href}");
+    let back = sign_in_at(&app, &mock, &href, "sub-angela").await;
+    assert_eq!(location(&back), "/.guichet/consentement/?retour=/lettre-information/");
+}
+
+async fn a_right_takes_three_screens_and_files_an_online_request(backend: Backend) {
+    let mock = MockProvider::start().await;
+    let app = builder(&mock, backend).start().await;
+    let s = citizen(&app, &mock, "sub-angela").await;
+    let (subject, _) = subjects(&app, &s).await;
+
+    let one = page(&app, &s, "/.guichet/mes-donnees/droits/effacement?activite=lettre-information").await;
+    assert!(one.contains("Étape 1 sur 3") && one.contains("Comment ça marche"), "{one}");
+    assert!(one.contains("value=\"lettre-information\" required checked"), "the service from the hub is chosen");
+    let two = page(&app, &s, "/.guichet/mes-donnees/droits/effacement/confirmer?activite=lettre-information").await;
+    assert!(two.contains("Étape 2 sur 3"));
+    assert!(two.contains("Ce qui va se passer") && two.contains("La mairie peut refuser"));
+    assert!(two.contains("Réponse au plus tard le"));
+    assert!(!two.contains("UTC"), "French local dates only");
+
+    // Without the form's token, nothing is filed.
+    let forged = post(&app, &s, "/.guichet/mes-donnees/droits/effacement", &[("activite", "lettre-information")]).await;
+    assert_eq!(forged.status(), 403);
+    assert!(app.state.rights.of_subject(&subject).await.unwrap().is_empty());
+
+    let t = token(&two);
+    let filed =
+        post(&app, &s, "/.guichet/mes-donnees/droits/effacement", &[("jeton", &t), ("activite", "lettre-information")])
+            .await;
+    assert_eq!(filed.status(), 303);
+    let three_path = location(&filed);
+    assert!(three_path.starts_with("/.guichet/mes-donnees/demandes/DR-"), "{three_path}");
+    let three = page(&app, &s, &three_path).await;
+    assert!(three.contains("Étape 3 sur 3"));
+
+    let requests = app.state.rights.of_subject(&subject).await.unwrap();
+    assert_eq!(requests.len(), 1);
+    let r = &requests[0];
+    assert_eq!((r.right, r.channel, r.status), (Right::Erasure, Channel::Online, Status::Received));
+    assert_eq!(r.activity.as_deref(), Some("lettre-information"));
+    assert!(three.contains(&format!("<p class=\"reference\">{}</p>", r.id)), "the reference is on the receipt");
+
+    // The hub lists it with its status and due date, and offers only the rights that apply:
+    // objection does not apply to a consent (withdrawing does).
+    let hub = page(&app, &s, HUB).await;
+    assert!(hub.contains(&r.id) && hub.contains("Reçue"));
+    assert!(hub.contains("droits/effacement?activite=lettre-information"));
+    assert!(hub.contains("droits/acces?activite=lettre-information"));
+    assert!(!hub.contains("droits/opposition?activite=lettre-information"), "objection is not offered");
+
+    // Another citizen cannot read the receipt.
+    let other = citizen(&app, &mock, "sub-bob").await;
+    assert_eq!(get(&app, Some(&other), &three_path).await.status(), 404);
+}
+
+on_both_stores!(a_right_takes_three_screens_and_files_an_online_request);
+
+async fn who_saw_my_data_shows_this_citizens_reveals_and_no_agent_id(backend: Backend) {
+    let mock = MockProvider::start().await;
+    let app = builder(&mock, backend).start().await;
+    let angela = citizen(&app, &mock, "sub-angela").await;
+    let bob = citizen(&app, &mock, "sub-bob").await;
+    let (_, angela_fields) = subjects(&app, &angela).await;
+    let (_, bob_fields) = subjects(&app, &bob).await;
+
+    let before = page(&app, &angela, HUB).await;
+    assert!(before.contains("Aucun agent n'a vu vos données."));
+
+    reveal_to_agent(&app, &angela_fields, "agent:martine-7", "service-communication").await;
+    reveal_to_agent(&app, &bob_fields, "agent:paul-9", "etat-civil").await;
+
+    let hub = page(&app, &angela, HUB).await;
+    let seen = hub.split("id=\"consultations\"").nth(1).unwrap();
+    assert_eq!(seen.matches("<tr><td>").count(), 1, "one reveal, Angela's: {seen}");
+    assert!(seen.contains("Agent : service-communication"));
+    assert!(seen.contains("information municipale"), "{seen}");
+    assert!(seen.contains("Adresse e-mail"), "the kind of data, by its category name");
+    assert!(!hub.contains("martine") && !hub.contains("paul-9"), "never an agent's id");
+    assert!(!seen.contains("etat-civil"), "nothing of another citizen");
+    assert!(!seen.contains("UTC"));
+}
+
+on_both_stores!(who_saw_my_data_shows_this_citizens_reveals_and_no_agent_id);
+
+#[tokio::test]
+async fn every_own_page_has_the_header_and_errors_give_a_spoken_reference() {
+    let mock = MockProvider::start().await;
+    let app = builder(&mock, Backend::Sqlite).start().await;
+    let s = citizen(&app, &mock, "sub-angela").await;
+    for path in [
+        HUB,
+        "/.guichet/consentement/",
+        "/.guichet/informations",
+        "/.guichet/informations/lettre-information",
+        "/.guichet/accessibilite",
+        "/.guichet/deconnexion",
+        "/.guichet/mes-donnees/droits/acces",
+    ] {
+        let html = page(&app, &s, path).await;
+        assert!(html.contains("<a href=\"/.guichet/mes-donnees/\">Mes données</a>"), "{path}");
+        assert!(html.contains("Se déconnecter</button>"), "{path}: a sign-out button when signed in");
+        assert!(html.contains("Votre mairie"), "{path}: the commune's name");
+        assert!(html.contains("href=\"#contenu\""), "{path}: a skip link");
+        assert!(!html.contains("<script"), "{path}: no JavaScript");
+    }
+    // Signed out: a link to the confirmation page.
+    let html = get(&app, None, "/.guichet/informations").await.text().await.unwrap();
+    assert!(html.contains("<a href=\"/.guichet/deconnexion\">Se déconnecter</a>"));
+
+    let r = get(&app, None, "/.guichet/nulle-part").await;
+    assert_eq!(r.status(), 404);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Mes données"), "error pages have the header too");
+    let reference = html.split("class=\"reference\">").nth(1).unwrap().split('<').next().unwrap();
+    assert_eq!(reference, guichet::pages::spoken_reference(&id));
+    assert_eq!(reference.len(), 9, "{reference}");
+    assert!(!html.contains(&id), "not the long id");
+}
+
+#[tokio::test]
+async fn the_accessibility_statement_follows_the_model() {
+    let mock = MockProvider::start().await;
+    let app = builder(&mock, Backend::Sqlite)
+        .with(|s, _| {
+            s.commune.name = "Mairie de Démoville".into();
+            s.commune.accessibility.status = Some("partielle".into());
+            s.commune.accessibility.rate = Some(72);
+            s.commune.accessibility.contact = Some("accessibilite@demoville.fr".into());
+        })
+        .start()
+        .await;
+    let html = get(&app, None, "/.guichet/accessibilite").await.text().await.unwrap();
+    for part in [
+        "Déclaration d'accessibilité",
+        "État de conformité",
+        "partiellement conforme",
+        "Résultats des tests",
+        "72 % des critères",
+        "Contenus non accessibles",
+        "Établissement de cette déclaration",
+        "Retour d'information et contact",
+        "accessibilite@demoville.fr",
+        "Voies de recours",
+        "Défenseur des droits",
+        "Mairie de Démoville",
+    ] {
+        assert!(html.contains(part), "{part}");
+    }
+    // Every page's footer states the status and links the statement.
+    let home = get(&app, None, "/.guichet/informations").await.text().await.unwrap();
+    assert!(home.contains("href=\"/.guichet/accessibilite\">Accessibilité : partiellement conforme"));
+}
+
+/// Words a citizen should not meet without an explanation (FALC, R60–R61).
+const JARGON: &[&str] = &[
+    "finalité",
+    "base légale",
+    "base juridique",
+    "responsable de traitement",
+    "pseudonym",
+    "jeton",
+    "token",
+    "csrf",
+    "jws",
+    "horodat",
+    "nonobstant",
+    "susvisé",
+    "afférent",
+    "ci-dessus mentionné",
+    "heure utc",
+];
+const MAX_WORDS: usize = 20;
+
+/// The text a person reads in a template: tags, template code and entities removed.
+fn visible_text(template: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(i) = rest.find(['<', '{']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let close = if tail.starts_with('<') {
+            ">"
+        } else if tail.starts_with("{{") {
+            "}}"
+        } else if tail.starts_with("{%") {
+            "%}"
+        } else if tail.starts_with("{#") {
+            "#}"
+        } else {
+            out.push('{');
+            rest = &tail[1..];
+            continue;
+        };
+        // A tag ends a sentence-free run: keep words apart.
+        out.push(if tail.starts_with("{{") { 'X' } else { '\n' });
+        rest = tail.find(close).map_or("", |j| &tail[j + close.len()..]);
+    }
+    out.push_str(rest);
+    out.replace("&nbsp;", " ")
+}
+
+#[test]
+fn citizen_templates_use_short_sentences_and_no_jargon() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    // Citizen-facing templates (agents' and the DPO's pages, demo and exports are not).
+    let citizen_pages = [
+        "base.html",
+        "error.html",
+        "auth/logout.html",
+        "auth/logged_out.html",
+        "consent/page.html",
+        "consent/sign_in.html",
+        "consent/receipt.html",
+        "policy/notice_index.html",
+        "policy/notice.html",
+        "privacy_centre/hub.html",
+        "privacy_centre/how.html",
+        "privacy_centre/choose.html",
+        "privacy_centre/confirm.html",
+        "privacy_centre/request.html",
+        "privacy_centre/accessibility.html",
+    ];
+    let mut problems = Vec::new();
+    for name in citizen_pages {
+        let text = visible_text(&std::fs::read_to_string(dir.join(name)).unwrap());
+        let lower = text.to_lowercase();
+        for word in JARGON {
+            if lower.contains(word) {
+                problems.push(format!("{name}: jargon « {word} »"));
+            }
+        }
+        for line in text.lines() {
+            for sentence in line.split(['.', '!', '?', ':', ';']) {
+                let words = sentence.split_whitespace().filter(|w| w.chars().any(char::is_alphanumeric)).count();
+                if words > MAX_WORDS {
+                    problems.push(format!("{name}: {words} words: « {} »", sentence.trim()));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_falc_check_sees_what_it_must() {
+    let t = visible_text("<p>Un {{ x }} deux.</p>{% if a %}<b>trois</b>{% endif %}");
+    assert_eq!(t.split_whitespace().collect::<Vec<_>>(), ["Un", "X", "deux.", "trois"]);
+}
+
+#[tokio::test]
+async fn the_header_sign_out_button_signs_out() {
+    let mock = MockProvider::start().await;
+    let app = builder(&mock, Backend::Sqlite).start().await;
+    let s = citizen(&app, &mock, "sub-angela").await;
+    let hub = page(&app, &s, HUB).await;
+    let csrf = hub.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let r = app
+        .client
+        .post(app.url("/.guichet/deconnexion"))
+        .header("cookie", format!("{SESSION}={s}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(cookie(&r, SESSION).as_deref(), Some(""), "the session cookie is cleared");
+    assert_eq!(get(&app, Some(&s), HUB).await.status(), 303, "signed out: the hub asks to sign in again");
+}

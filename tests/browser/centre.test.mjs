@@ -1,0 +1,155 @@
+// "Mes données" and every citizen page of the gateway, in Chromium with JavaScript off: axe-clean
+// at 1280 px and 320 px, the hub one click away from each, a right in three screens, and "who
+// saw my data" showing an agent's look a moment before (and nothing to another citizen).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startDemo, launchBrowser, accessibilityViolations, describe, enrolAtCanteen } from './harness.mjs';
+
+const out = join(dirname(fileURLToPath(import.meta.url)), 'out');
+const HUB = '/.guichet/mes-donnees/';
+let demo;
+let browser;
+let angela;
+
+/** A JavaScript-off context signed in at the demo provider as the person named `who`. */
+async function signedIn(who) {
+  const context = await browser.newContext({ javaScriptEnabled: false, locale: 'fr-FR' });
+  const page = await context.newPage();
+  await page.goto(`${demo.base}${HUB}`);
+  await Promise.all([page.waitForURL((u) => u.pathname === HUB), page.getByRole('button', { name: who }).click()]);
+  await page.close();
+  return context;
+}
+
+before(async () => {
+  mkdirSync(out, { recursive: true });
+  demo = await startDemo();
+  browser = await launchBrowser();
+  angela = await signedIn(/Angela DUBOIS/);
+});
+
+after(async () => {
+  await browser?.close();
+  demo?.stop();
+});
+
+/** axe on `url` at `width` px, with `context`'s session (axe needs JavaScript: another tab). */
+async function audit(url, width, context, shot) {
+  const js = await browser.newContext({
+    locale: 'fr-FR', bypassCSP: true, viewport: { width, height: 900 }, storageState: await context.storageState(),
+  });
+  const page = await js.newPage();
+  await page.goto(url);
+  const violations = await accessibilityViolations(page);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+  if (shot) await page.screenshot({ path: join(out, shot), fullPage: true });
+  await js.close();
+  assert.deepEqual(violations, [], `${url} at ${width} px:\n${describe(violations)}`);
+  assert.ok(!overflow, `${url} scrolls sideways at ${width} px`);
+}
+
+const CITIZEN_PAGES = [
+  ['hub', HUB],
+  ['consent', '/.guichet/consentement/'],
+  ['notices', '/.guichet/informations'],
+  ['notice-cantine', '/.guichet/informations/cantine'],
+  ['accessibility', '/.guichet/accessibilite'],
+  ['logout', '/.guichet/deconnexion'],
+  ['right-step-1', '/.guichet/mes-donnees/droits/acces'],
+  ['right-step-2', '/.guichet/mes-donnees/droits/acces/confirmer?activite=toutes'],
+  ['error-404', '/.guichet/page-inexistante'],
+];
+
+test('every citizen page is axe-clean at 1280 and 320 px, and the hub is one click away', async () => {
+  for (const [name, path] of CITIZEN_PAGES) {
+    const page = await angela.newPage();
+    await page.goto(`${demo.base}${path}`);
+    assert.equal(await page.getAttribute('html', 'lang'), 'fr');
+    assert.equal(await page.locator('h1').count(), 1, `${path} has one h1`);
+    assert.equal(await page.locator('script').count(), 0, `${path} needs no JavaScript`);
+    const html = await page.content();
+    assert.ok(Buffer.byteLength(html) < 50 * 1024, `${path} weighs less than 50 KB with its CSS`);
+    await audit(page.url(), 1280, angela);
+    await audit(page.url(), 320, angela, `centre-${name}-320.png`);
+    // One click to the hub, from the header.
+    await Promise.all([
+      page.waitForURL((u) => u.pathname === HUB),
+      page.getByRole('navigation', { name: 'Menu du compte' }).getByRole('link', { name: 'Mes données' }).click(),
+    ]);
+    await page.close();
+  }
+});
+
+test('a right takes three screens and files an online request', async () => {
+  const page = await angela.newPage();
+  await page.goto(`${demo.base}${HUB}`);
+  let screens = 0;
+  await Promise.all([page.waitForURL(/droits\/acces$/), page.locator('a[href="/.guichet/mes-donnees/droits/acces"]').click()]);
+  screens += 1;
+  assert.match(await page.locator('body').innerText(), /Étape 1 sur 3/);
+  assert.match(await page.locator('body').innerText(), /Comment ça marche/);
+  await page.getByLabel('Tous les services').check();
+  await Promise.all([page.waitForURL(/confirmer/), page.getByRole('button', { name: 'Continuer' }).click()]);
+  screens += 1;
+  const confirm = await page.locator('body').innerText();
+  assert.match(confirm, /Étape 2 sur 3/);
+  assert.match(confirm, /Ce qui va se passer/);
+  assert.match(confirm, /La mairie peut refuser/);
+  assert.match(confirm, /Réponse au plus tard le\s+\d{1,2} [a-zéû]+ \d{4}/);
+  await page.screenshot({ path: join(out, 'centre-right-confirm.png'), fullPage: true });
+  await Promise.all([page.waitForURL(/demandes\/DR-/), page.getByRole('button', { name: 'Je confirme ma demande' }).click()]);
+  screens += 1;
+  const done = await page.locator('body').innerText();
+  assert.match(done, /Étape 3 sur 3/);
+  const reference = (await page.locator('.reference').innerText()).trim();
+  assert.match(reference, /^DR-/);
+  await page.screenshot({ path: join(out, 'centre-right-done.png'), fullPage: true });
+  await audit(page.url(), 320, angela);
+  assert.ok(screens <= 3, `${screens} screens`);
+  // The request is in the hub, made online.
+  await page.goto(`${demo.base}${HUB}`);
+  const row = await page.locator('tr', { hasText: reference }).innerText();
+  assert.match(row, /En ligne/);
+  assert.match(row, /Reçue/);
+  await page.close();
+});
+
+test('"who saw my data" shows an agent looking a moment before, and nothing to another citizen', async () => {
+  // Angela enrols her child at the canteen (values sealed by the gateway).
+  const page = await angela.newPage();
+  await page.goto(`${demo.base}/cantine`);
+  await enrolAtCanteen(page);
+  // Before any agent looked.
+  await page.goto(`${demo.base}${HUB}`);
+  assert.match(await page.locator('#consultations ~ p').first().innerText(), /chaque fois, nous le notons/i);
+  // The school service opens the canteen list through the gateway.
+  const agent = await browser.newContext({ javaScriptEnabled: false, locale: 'fr-FR' });
+  const agentPage = await agent.newPage();
+  await agentPage.goto(`${demo.base}/recu/cantine`);
+  await Promise.all([
+    agentPage.waitForURL((u) => u.pathname === '/recu/cantine'),
+    agentPage.getByRole('button', { name: /Sophie LEROY/ }).click(),
+  ]);
+  assert.match(await agentPage.locator('body').innerText(), /Zoé/);
+  await agent.close();
+  // Angela sees it: date, service, role, purpose; never the agent's name.
+  await page.goto(`${demo.base}${HUB}`);
+  const seen = await page.locator('table', { hasText: 'Quelles données' }).innerText();
+  assert.match(seen, /agent-scolaire/);
+  assert.match(seen, /Cantine/i);
+  assert.match(seen, /\d{1,2} [a-zéû]+ \d{4} à \d{1,2} h \d{2}/, 'a French local date');
+  assert.doesNotMatch(seen, /Sophie|LEROY/);
+  await page.screenshot({ path: join(out, 'centre-hub-who-saw.png'), fullPage: true });
+  await page.close();
+  // Another citizen sees nothing of it.
+  const other = await signedIn(/Noms composés/);
+  const otherPage = await other.newPage();
+  await otherPage.goto(`${demo.base}${HUB}`);
+  const text = await otherPage.locator('body').innerText();
+  assert.match(text, /Aucun agent n'a vu vos données/);
+  assert.doesNotMatch(text, /agent-scolaire/);
+  await other.close();
+});
