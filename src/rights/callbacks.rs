@@ -11,12 +11,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use super::contract::AppAnswer;
-use super::propagation::{CALLBACK_PATH, record};
+use super::propagation::{CALLBACK_ROUTE, record};
 use crate::app::{App, AppState};
 use crate::error::GatewayError;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route(&format!("{CALLBACK_PATH}/{{route}}"), post(callback))
+    Router::new().route(CALLBACK_ROUTE, post(callback))
 }
 
 fn problem(e: &GatewayError, why: &str) -> Response {

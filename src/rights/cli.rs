@@ -107,7 +107,9 @@ pub async fn run(
     let by = operator()?;
     let list = matches!(command, RightsCommand::List { .. });
     let (requests, output) = match command {
-        RightsCommand::Export(_) => anyhow::bail!("exports are written by `guichet rights export` (cli::rights_export)"),
+        RightsCommand::Export(_) => {
+            anyhow::bail!("exports are written by `guichet rights export` (cli::rights_export)")
+        }
         RightsCommand::List { subject: Some(s), out } => (service.of_subject(&s).await?, out),
         RightsCommand::List { subject: None, out } => (service.open().await?, out),
         RightsCommand::Show { id, out } => (vec![service.get(&id).await?], out),

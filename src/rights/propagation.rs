@@ -27,7 +27,8 @@ pub const KIND: &str = "rights.propagate";
 /// A rectification's state until the citizen gives the corrected values.
 pub const AWAITING_CORRECTIONS: &str = "corrections";
 /// Where applications POST later statuses; the route's name follows.
-pub const CALLBACK_PATH: &str = "/.guichet/api/v1/rights/callbacks";
+/// Where applications POST later answers; `{route}` is the application's route name.
+pub const CALLBACK_ROUTE: &str = "/.guichet/api/v1/rights/callbacks/{route}";
 /// How long a signed request stays valid: long enough for the retries of a day.
 const REQUEST_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
@@ -211,7 +212,11 @@ fn app_request(app: &App, r: &RightsRequest, row: &PropagationRow, kind: Request
         submitted_time: r.received_at.format(&time::format_description::well_known::Rfc3339).ok()?,
         subject_identity: SubjectIdentity { kind: "pseudonym".to_owned(), value: row.app_subject.clone()? },
         activity: row.activity.clone(),
-        status_callback_url: format!("{}{CALLBACK_PATH}/{route}", app.auth.public_url.trim_end_matches('/')),
+        status_callback_url: format!(
+            "{}{}",
+            app.auth.public_url.trim_end_matches('/'),
+            CALLBACK_ROUTE.replace("{route}", &route)
+        ),
         corrections,
         aud: route,
         iat: now.unix_timestamp(),

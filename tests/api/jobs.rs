@@ -215,14 +215,15 @@ async fn a_running_gateway_runs_enqueued_jobs_by_itself(backend: Backend) {
     let rec = Recorder::new(0, false);
     app.state.jobs.register(rec.clone());
     let id = app.state.jobs.enqueue(job(1)).await.unwrap();
-    for _ in 0..200 {
-        if rec.runs_of(&id) > 0 {
+    // Generous: no timing is asserted, only that the runner got to it on its own.
+    for _ in 0..500 {
+        if app.state.jobs.get(&id).await.unwrap().is_some_and(|j| j.status == "done") {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(rec.runs_of(&id), 1, "the job ran once without a call to the runner");
     assert_eq!(app.state.jobs.get(&id).await.unwrap().unwrap().status, "done");
+    assert_eq!(rec.runs_of(&id), 1, "the job ran once without a call to the runner");
 }
 
 on_both_stores!(

@@ -170,6 +170,11 @@ async fn every_documented_operation_answers_as_documented(backend: Backend) {
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let what = format!("{} {path}", method.to_uppercase());
+            // Operations whose example needs more than a filed request (an export's secret
+            // link, an application's secret) name the test module that checks their answers.
+            if op.get("x-guichet-checked-by").is_some() {
+                continue;
+            }
             let caller = Caller::of(op);
             let request = fresh_request(&w, op).await;
             let id_example = op["parameters"][0]["example"].as_str().unwrap_or("");
@@ -254,7 +259,7 @@ async fn every_routed_path_is_documented_and_no_other_method_is_served(backend: 
     }
     for (path, item) in paths {
         assert!(routed.contains(path), "{path} is documented but routed nowhere");
-        let at = path.replace("{id}", "DR-0000-0000");
+        let at = path.replace("{id}", "DR-0000-0000").replace("{route}", "inconnue");
         for method in METHODS {
             let r =
                 w.p.app

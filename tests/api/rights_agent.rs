@@ -83,8 +83,9 @@ pub(crate) async fn get_json(app: &TestApp, session: Option<&str>, path: &str) -
 pub(crate) async fn code_of(app: &TestApp, citizen: &str) -> String {
     let t = token(&consent_page(app, citizen).await);
     let html = post(app, citizen, "/.guichet/consentement/code", &[("jeton", t.as_str())]).await.text().await.unwrap();
-    let at = html.find("Votre code : <strong>").unwrap() + 21;
-    html[at..].split('<').next().unwrap().to_owned()
+    let marker = "id=\"code-agent\" tabindex=\"-1\" autofocus>";
+    let at = html.find(marker).expect("the counter code, shown large at the top") + marker.len();
+    html[at..].split('<').next().unwrap().trim().to_owned()
 }
 
 pub(crate) fn assisted(code: &str, right: &str) -> Value {
@@ -92,10 +93,32 @@ pub(crate) fn assisted(code: &str, right: &str) -> Value {
 }
 
 /// A request filed online by the signed-in citizen `s`; its id.
+/// Filed through the service, as the API does but without starting propagation: the DPO's
+/// queue is tested from a request just received (propagation has its own tests).
 pub(crate) async fn filed(p: &Parties, s: &str, right: &str) -> String {
-    let r = post_json(&p.app, Some(s), API, &json!({ "right": right })).await;
-    assert_eq!(r.status(), 201);
-    r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+    use guichet::rights::request::{Channel, IdentityProof, Right};
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("cookie", format!("{SESSION}={s}").parse().unwrap());
+    let auth = &p.app.state.auth;
+    let session = auth.identify(&headers).await.unwrap().expect("a citizen session");
+    let subject = auth.consent_subject(&session).to_owned();
+    let new = guichet::rights::service::NewRequest {
+        subject: subject.clone(),
+        activity: None,
+        right: Right::parse(right).unwrap(),
+        channel: Channel::Online,
+        agent: None,
+        identity: IdentityProof::SignIn { acr: session.acr.clone() },
+    };
+    let by = guichet::rights::service::By {
+        actor: guichet::audit::Actor {
+            kind: guichet::audit::ActorKind::Citizen,
+            id: guichet::audit::Ident::new(subject.as_str()).unwrap(),
+        },
+        role: guichet::audit::Ident::new("citizen").unwrap(),
+    };
+    let policies = p.app.state.policies.load_full();
+    p.app.state.rights.create(&policies, new, &by).await.unwrap().id
 }
 
 async fn problem(r: reqwest::Response, status: u16) -> Value {
