@@ -52,7 +52,7 @@ pub struct App {
     /// Access and portability exports (built at once, kept sealed until their link expires).
     pub exports: Arc<crate::rights::export::Exports>,
     /// The one durable job runner (propagation, notices, retention runs, alerts); handlers are
-    /// registered by [`register_job_handlers`] once the services exist.
+    /// registered by `register_job_handlers` once the services exist.
     pub jobs: Arc<crate::jobs::Jobs>,
     /// The client that delivers rights requests to the applications' rights endpoints.
     pub rights_http: crate::auth::http::HttpClient,
