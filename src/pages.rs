@@ -120,10 +120,13 @@ const MONTHS: [&str; 12] = [
     "décembre",
 ];
 
-/// `3 décembre 2026`.
+/// `3 décembre 2026`, `1er mars 2027`.
 pub fn french_date(d: Date) -> String {
     let month = MONTHS.get(usize::from(u8::from(d.month())) - 1).copied().unwrap_or_default();
-    format!("{} {month} {}", d.day(), d.year())
+    match d.day() {
+        1 => format!("1er {month} {}", d.year()),
+        day => format!("{day} {month} {}", d.year()),
+    }
 }
 
 /// `3 décembre 2026 à 14 h 05`, in French local time (Europe/Paris).

@@ -126,29 +126,7 @@ pub fn letter(notice: &Notice, s: &NotifySettings, link_base: &str, postal_addre
     .unwrap_or_default()
 }
 
-const MONTHS: [&str; 12] = [
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-];
-
-/// "1er mars 2027".
-pub fn french_date(d: Date) -> String {
-    let month = MONTHS.get(usize::from(u8::from(d.month())) - 1).copied().unwrap_or_default();
-    match d.day() {
-        1 => format!("1er {month} {}", d.year()),
-        day => format!("{day} {month} {}", d.year()),
-    }
-}
+pub use crate::pages::french_date;
 
 /// "1er mars 2027 à 14 h 05", French local time.
 pub fn french_date_time(t: OffsetDateTime) -> String {
