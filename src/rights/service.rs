@@ -121,11 +121,51 @@ pub struct RightsService {
     audit: Arc<Audit>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
+    /// Marks read recently, so the proxy's restriction check on write requests does not
+    /// query the store each time (revalidated like the consent cache).
+    marks: std::sync::Mutex<lru::LruCache<MarkKey, (std::time::Instant, bool)>>,
 }
+
+/// (field subject, activity, kind of mark).
+type MarkKey = (String, String, String);
+
+/// How many marks are kept in memory, and for how long one is trusted: a mark set or lifted
+/// on another instance is seen within this time (on this instance at once).
+const MARKS_CACHED: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(10_000) {
+    Some(n) => n,
+    None => std::num::NonZeroUsize::MIN,
+};
+const MARK_REVALIDATE_AFTER: std::time::Duration = crate::consent::REVALIDATE_AFTER;
 
 impl RightsService {
     pub fn new(store: Store, audit: Arc<Audit>, clock: Arc<dyn Clock>, random: Arc<dyn Random>) -> Self {
-        Self { store, audit, clock, random }
+        let marks = std::sync::Mutex::new(lru::LruCache::new(MARKS_CACHED));
+        Self { store, audit, clock, random, marks }
+    }
+
+    fn cached_mark(&self, key: &MarkKey) -> Option<bool> {
+        let mut marks = self.marks.lock().ok()?;
+        marks.get(key).filter(|(at, _)| at.elapsed() < MARK_REVALIDATE_AFTER).map(|(_, v)| *v)
+    }
+
+    fn remember_mark(&self, key: MarkKey, value: bool) {
+        if let Ok(mut marks) = self.marks.lock() {
+            marks.put(key, (std::time::Instant::now(), value));
+        }
+    }
+
+    /// Forgets every cached mark of (`field_subject`, `activity`) after a change.
+    fn forget_marks(&self, field_subject: &str, activity: &str) {
+        if let Ok(mut marks) = self.marks.lock() {
+            let stale: Vec<MarkKey> = marks
+                .iter()
+                .filter(|((s, a, _), _)| s == field_subject && a == activity)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in stale {
+                marks.pop(&k);
+            }
+        }
     }
 
     /// Records a request. A right that the activity's legal basis excludes is answered at once:
@@ -316,21 +356,35 @@ impl RightsService {
     /// Marks (`field_subject`, `activity`) with `kind` (`restricted`, `withdrawn:<purpose>`).
     pub async fn mark(&self, field_subject: &str, activity: &str, kind: &str) -> Result<(), RightsError> {
         let now = crate::audit::event::to_micros(self.clock.now());
-        Ok(self.store.rights_apps().mark(field_subject, activity, kind, now).await?)
+        self.store.rights_apps().mark(field_subject, activity, kind, now).await?;
+        self.forget_marks(field_subject, activity);
+        Ok(())
     }
 
     pub async fn unmark(&self, field_subject: &str, activity: &str, kind: &str) -> Result<bool, RightsError> {
-        Ok(self.store.rights_apps().unmark(field_subject, activity, kind).await?)
+        let removed = self.store.rights_apps().unmark(field_subject, activity, kind).await?;
+        self.forget_marks(field_subject, activity);
+        Ok(removed)
     }
 
+    /// Whether (`field_subject`, `activity`) carries mark `kind`: from memory when read less
+    /// than a second ago (the proxy asks on every citizen write request).
     pub async fn is_marked(&self, field_subject: &str, activity: &str, kind: &str) -> Result<bool, RightsError> {
-        Ok(self.store.rights_apps().is_marked(field_subject, activity, kind).await?)
+        let key = (field_subject.to_owned(), activity.to_owned(), kind.to_owned());
+        if let Some(v) = self.cached_mark(&key) {
+            return Ok(v);
+        }
+        let v = self.store.rights_apps().is_marked(field_subject, activity, kind).await?;
+        self.remember_mark(key, v);
+        Ok(v)
     }
 
     /// Drops every mark on (`field_subject`, `activity`): after an erasure nothing is left to
     /// restrict or to keep from being revealed.
     pub async fn clear_marks(&self, field_subject: &str, activity: &str) -> Result<(), RightsError> {
-        Ok(self.store.rights_apps().clear_marks(field_subject, activity).await?)
+        self.store.rights_apps().clear_marks(field_subject, activity).await?;
+        self.forget_marks(field_subject, activity);
+        Ok(())
     }
 
     /// Journals a step that changes no status (a restriction lifted).
