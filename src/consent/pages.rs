@@ -293,17 +293,30 @@ async fn choose(
     }
 }
 
-async fn receipt(State(app): State<AppState>, headers: HeaderMap, Path(seq): Path<i64>) -> Response {
-    let session = match session_of(&app, &headers, Kind::Citizen).await {
+/// The signed-in citizen's session and their consent event `seq`, or the page to answer instead (another
+/// citizen's event is "not found", like one that does not exist).
+async fn own_event(
+    app: &App,
+    headers: &HeaderMap,
+    seq: i64,
+) -> Result<(Arc<Session>, crate::store::ConsentRow), Response> {
+    let session = match session_of(app, headers, Kind::Citizen).await {
         Ok(Some(s)) => s,
-        Ok(None) => return GatewayError::Forbidden("sign in first").respond(true, None, None),
-        Err(r) => return r,
+        Ok(None) => return Err(GatewayError::Forbidden("sign in first").respond(true, None, None)),
+        Err(r) => return Err(r),
     };
     let subject = app.auth.consent_subject(&session);
-    let row = match app.store.consent().event(seq).await {
-        Ok(Some(r)) if r.subject == subject => r,
-        Ok(_) => return GatewayError::NotFound.respond(true, None, None),
-        Err(e) => return error_page(&e.into()),
+    match app.store.consent().event(seq).await {
+        Ok(Some(r)) if r.subject == subject => Ok((session.clone(), r)),
+        Ok(_) => Err(GatewayError::NotFound.respond(true, None, None)),
+        Err(e) => Err(error_page(&e.into())),
+    }
+}
+
+async fn receipt(State(app): State<AppState>, headers: HeaderMap, Path(seq): Path<i64>) -> Response {
+    let (_, row) = match own_event(&app, &headers, seq).await {
+        Ok(found) => found,
+        Err(r) => return r,
     };
     let set = app.policies.load();
     let Some(activity) = set.activity(&row.activity) else { return GatewayError::NotFound.respond(true, None, None) };
@@ -327,16 +340,9 @@ async fn receipt(State(app): State<AppState>, headers: HeaderMap, Path(seq): Pat
 
 /// The receipt as a page a person reads and prints; the signed JWS stays the proof.
 async fn printable_receipt(State(app): State<AppState>, headers: HeaderMap, Path(seq): Path<i64>) -> Response {
-    let session = match session_of(&app, &headers, Kind::Citizen).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return GatewayError::Forbidden("sign in first").respond(true, None, None),
+    let (session, row) = match own_event(&app, &headers, seq).await {
+        Ok(found) => found,
         Err(r) => return r,
-    };
-    let subject = app.auth.consent_subject(&session);
-    let row = match app.store.consent().event(seq).await {
-        Ok(Some(r)) if r.subject == subject => r,
-        Ok(_) => return GatewayError::NotFound.respond(true, None, None),
-        Err(e) => return error_page(&e.into()),
     };
     let set = app.policies.load();
     let activity = set.activity(&row.activity);
