@@ -55,6 +55,9 @@ pub mod store;
 // 11. The built-in demonstration.
 pub mod demo;
 
+// The DPO's console and the supervision view, composed of the services above (pages only).
+pub mod dpo;
+
 // Entry points for the fuzz targets (`fuzz/`) and property tests; not an API.
 #[doc(hidden)]
 pub mod fuzzing;

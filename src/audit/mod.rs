@@ -135,6 +135,43 @@ impl Audit {
         Ok(out)
     }
 
+    /// Up to `limit` entries written in [`from`, `to`), newest first, of one operation name
+    /// when given (the DPO's journal browser and figures).
+    pub async fn entries_between(
+        &self,
+        from: time::OffsetDateTime,
+        to: time::OffsetDateTime,
+        operation: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<crate::store::EntryRow>, AuditError> {
+        let (from, to) = (event::to_micros(from), event::to_micros(to));
+        self.store.audit().entries_between(from, to, operation, limit).await.map_err(|e| AuditError::Store(Arc::new(e)))
+    }
+
+    /// The newest entry with this operation name, decoded, with its sequence number.
+    pub async fn last_named(&self, operation: &str) -> Result<Option<(i64, AuditEvent)>, AuditError> {
+        let row = self.store.audit().last_named(operation).await.map_err(|e| AuditError::Store(Arc::new(e)))?;
+        row.map(|r| Ok((r.seq, serde_json::from_str(&r.body)?))).transpose()
+    }
+
+    /// The journal's head and its last signed checkpoint, if any.
+    pub async fn last_checkpoint(&self) -> Result<(i64, Option<crate::store::CheckpointRow>), AuditError> {
+        let store_err = |e| AuditError::Store(Arc::new(e));
+        let head = self.store.audit().head().await.map_err(store_err)?;
+        let last = self.store.audit().checkpoints().await.map_err(store_err)?.into_iter().last();
+        Ok((head.seq, last))
+    }
+
+    /// Walks the whole journal as `guichet audit verify` does (the DPO's "verify now").
+    pub async fn verify(&self, checks: &verify::Checks) -> Result<verify::Report, verify::VerifyError> {
+        verify::verify_with(&self.store, &self.verifier, checks).await
+    }
+
+    /// Every signed checkpoint still in the store, in order.
+    pub async fn checkpoints(&self) -> Result<Vec<crate::store::CheckpointRow>, AuditError> {
+        self.store.audit().checkpoints().await.map_err(|e| AuditError::Store(Arc::new(e)))
+    }
+
     /// The public key checkpoints are checked against.
     pub fn verifier(&self) -> &Verifier {
         &self.verifier

@@ -442,6 +442,11 @@ const RETURNABLE_OWN_PAGES: &[&str] = &[
     crate::pages::CONSENT_PATH,
     crate::pages::PRIVACY_CENTRE_PATH,
     crate::pages::CONSENT_AGENT_PATH,
+    crate::dpo::DPO_PATH,
+    crate::dpo::DPO_REQUESTS_PATH,
+    crate::dpo::DPO_CONSENTS_PATH,
+    crate::dpo::DPO_JOURNAL_PATH,
+    crate::dpo::SUPERVISION_PATH,
 ];
 
 fn is_returnable_own_page(path: &str) -> bool {

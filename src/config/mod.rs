@@ -5,6 +5,7 @@
 //! Every problem found is reported with the key and, when it comes from the file, its line.
 
 mod commune;
+mod dpo;
 mod every;
 mod notify;
 mod problems;
@@ -20,6 +21,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 pub use commune::{AccessibilitySettings, CommuneSettings};
+pub use dpo::DpoSettings;
 pub use notify::NotifySettings;
 pub use problems::{ConfigError, Problem};
 pub use source::SourceMap;
@@ -70,6 +72,9 @@ pub struct Settings {
     /// The town hall's name and logo on every page, and its accessibility statement.
     #[serde(default)]
     pub commune: CommuneSettings,
+    /// The DPO's console and the supervision view (docs/dpo.md).
+    #[serde(default)]
+    pub dpo: DpoSettings,
 }
 
 /// Who may act on data-subject rights requests besides the citizen.

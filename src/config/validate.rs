@@ -48,6 +48,9 @@ pub(super) fn validate(loaded: &Loaded) -> Result<Validated, ConfigError> {
         problems.push(src.problem("store.max_connections", "must be at least 1"));
     }
     audit(loaded, &mut problems);
+    if let Some(m) = s.dpo.min_acr.as_deref().filter(|m| crate::routing::acr_level(m).is_none()) {
+        problems.push(src.problem("dpo.min_acr", format!("`{m}` is not a level: use eidas1, eidas2 or eidas3")));
+    }
     if let Some(k) = &s.keys {
         problems.extend(keys_problems(k, src));
     }

@@ -159,6 +159,32 @@ impl ConsentService {
         Ok(self.store.consent().events_of(subject).await?)
     }
 
+    /// Every event of every citizen recorded in [`from`, `to`), in order (the DPO's ledger).
+    pub async fn events_between(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<ConsentRow>, ConsentError> {
+        let (from, to) = (crate::audit::event::to_micros(from), crate::audit::event::to_micros(to));
+        Ok(self.store.consent().events_between(from, to).await?)
+    }
+
+    /// `subject`'s events, oldest first, each with its journal entry (if not pruned) and the
+    /// result of checking it against that entry and the ledger signature: the DPO's proof.
+    pub async fn proof(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<(crate::store::LedgerRow, Result<(), LedgerBreak>)>, ConsentError> {
+        let rows = self.store.consent().checked_events_of(subject).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let checked = ledger::check(&r, &self.verifier);
+                (r, checked)
+            })
+            .collect())
+    }
+
     /// Records a consent given (`given`) or withdrawn for `subject`, through the journal's
     /// acknowledged path: returns the event's sequence number once it is committed (journal
     /// entry and ledger row in one transaction). The local cache forgets `subject` at once, so

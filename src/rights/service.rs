@@ -218,6 +218,22 @@ impl RightsService {
         self.store.rights().open().await?.into_iter().map(request_of).collect()
     }
 
+    /// Every request received at or after `from`, whatever its status, oldest first, each with
+    /// the time of its last change (for an answered request: when it was answered).
+    pub async fn received_since(
+        &self,
+        from: OffsetDateTime,
+    ) -> Result<Vec<(RightsRequest, OffsetDateTime)>, RightsError> {
+        let from = crate::audit::event::to_micros(from);
+        let rows = self.store.rights().received_since(from).await?;
+        rows.into_iter()
+            .map(|row| {
+                let changed = crate::audit::event::from_micros(row.updated_at_us).ok_or(RightsError::Corrupt)?;
+                Ok((request_of(row)?, changed))
+            })
+            .collect()
+    }
+
     /// Moves a request one step (not to `refused`: see [`Self::refuse`]).
     pub async fn advance(
         &self,

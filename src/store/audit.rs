@@ -183,6 +183,31 @@ impl<'a> AuditRepo<'a> {
         Ok(rows)
     }
 
+    /// Up to `limit` entries written in [`from_us`, `to_us`), newest first, of one operation
+    /// name when given (the DPO's journal browser and figures).
+    pub async fn entries_between(
+        &self,
+        from_us: i64,
+        to_us: i64,
+        operation: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<EntryRow>, StoreError> {
+        let sql = "SELECT seq, at_us, operation, subject, body, hash FROM audit_entry \
+                   WHERE at_us >= $1 AND at_us < $2 AND ($3 IS NULL OR operation = $3) \
+                   ORDER BY seq DESC LIMIT $4";
+        let rows = with_pool!(self.store.db(), p => sqlx::query_as(sql)
+            .bind(from_us).bind(to_us).bind(operation).bind(limit).fetch_all(p).await?);
+        Ok(rows)
+    }
+
+    /// The newest entry with this operation name, if any.
+    pub async fn last_named(&self, operation: &str) -> Result<Option<EntryRow>, StoreError> {
+        let sql = "SELECT seq, at_us, operation, subject, body, hash FROM audit_entry \
+                   WHERE operation = $1 ORDER BY seq DESC LIMIT 1";
+        let row = with_pool!(self.store.db(), p => sqlx::query_as(sql).bind(operation).fetch_optional(p).await?);
+        Ok(row)
+    }
+
     /// Every checkpoint, in order.
     pub async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
         let sql = "SELECT number, seq, hash, at_us, key_id, signature FROM audit_checkpoint ORDER BY number";

@@ -89,6 +89,14 @@ impl<'a> ConsentRepo<'a> {
         Ok(row)
     }
 
+    /// Every event recorded in [`from_us`, `to_us`), in order (the DPO's ledger and figures).
+    pub async fn events_between(&self, from_us: i64, to_us: i64) -> Result<Vec<ConsentRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM consent_event WHERE at_us >= $1 AND at_us < $2 ORDER BY seq");
+        let rows = with_pool!(self.store.db(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(from_us).bind(to_us).fetch_all(p).await?);
+        Ok(rows)
+    }
+
     /// How many events the ledger holds (tests and the DPO's counts).
     pub async fn count(&self) -> Result<i64, StoreError> {
         let n = with_pool!(self.store.db(), p => sqlx::query_scalar("SELECT COUNT(*) FROM consent_event").fetch_one(p).await?);

@@ -71,6 +71,15 @@ impl<'a> RightsRepo<'a> {
         Ok(rows)
     }
 
+    /// Every request received at or after `from_us`, whatever its status, oldest first (the
+    /// DPO's figures and supervision aggregates).
+    pub async fn received_since(&self, from_us: i64) -> Result<Vec<RightsRow>, StoreError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM rights_request WHERE received_at_us >= $1 ORDER BY received_at_us, id");
+        let rows = with_pool!(self.store.db(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(from_us).fetch_all(p).await?);
+        Ok(rows)
+    }
+
     /// Writes the new state of a request if its status is still `expected`; returns whether
     /// it was written.
     pub async fn update(&self, r: &RightsRow, expected: &str) -> Result<bool, StoreError> {
