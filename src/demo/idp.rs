@@ -128,6 +128,14 @@ fn agents() -> Vec<Person> {
             DEMO_SIRET,
         ),
         a(
+            "elise",
+            "Élise MOREAU, adjointe au maire (rôle supervision)",
+            "Élise",
+            "MOREAU",
+            "elise.moreau@mairie-demo.fr",
+            DEMO_SIRET,
+        ),
+        a(
             "externe",
             "Inès FAURE, autre administration (aucun rôle)",
             "Inès",

@@ -2,6 +2,7 @@
 //! store in a data directory it creates, and a demonstration town-hall application behind the
 //! gateway, all on loopback.
 
+pub mod activity;
 pub mod idp;
 pub mod townhall;
 
@@ -59,11 +60,23 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     s.keys = Some(demo_keys(&opts.data_dir)?);
     // Notices go to a local outbox read at /.guichet/demo/boite-mail (docs/notify.md).
     s.notify = demo_notify(&opts.data_dir);
+    // The seeded months are dated in the past: sign checkpoints often so that "verify now"
+    // finds them covered a few seconds after the first start.
+    s.audit.checkpoint_every = std::time::Duration::from_secs(10);
     let config = loaded.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     telemetry::init(&config.settings.log);
     // `./policies` when it exists (edit it and see the reload), else the embedded examples.
     let source = PolicySource::DirOrEmbedded(config.settings.policy.dir.clone());
     let app = Application::build_with_policies(config, deps, source).await?;
+    // Seeded beside serving, so the demo answers at once; the console fills in within seconds.
+    let seeded = app.state();
+    tokio::spawn(async move {
+        match activity::seed_if_empty(&seeded).await {
+            Ok(true) => tracing::info!("demo: a few months of activity seeded for the DPO's console"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "demo: the activity could not be seeded"),
+        }
+    });
     let url = format!("http://{}/", app.public_addr());
     let mut out = std::io::stdout();
     let _ = writeln!(out, "\nGuichet demo is running.\n");
@@ -81,6 +94,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     );
     let _ = writeln!(out, "  E-mails sent to citizens (demo outbox): {url}.guichet/demo/boite-mail");
     let _ = writeln!(out, "  DPO register: {url}.guichet/dpo/registre (sign in as Nadia BERGER, role dpo)");
+    let _ = writeln!(out, "  DPO console: {url}.guichet/dpo/ (Nadia BERGER; a few months of activity are seeded)");
+    let _ = writeln!(out, "  Supervision: {url}.guichet/pilotage/ (sign in as Élise MOREAU, elected official)");
     let _ = writeln!(out, "  Demonstration identity provider: {}", idp.citizen_issuer);
     let _ = writeln!(out, "  Demo town-hall application (behind the gateway): http://{townhall}/");
     if let Some(admin) = app.admin_addr() {
@@ -195,6 +210,12 @@ fn configure_sign_in(s: &mut crate::config::Settings, idp: &idp::DemoIdp) {
         siret: vec![idp::DEMO_SIRET.into()],
         email_domains: vec![idp::DEMO_DOMAIN.into()],
         uids: Vec::new(),
+    });
+    s.auth.agent_roles.push(RoleRule {
+        role: "supervision".into(),
+        siret: vec![idp::DEMO_SIRET.into()],
+        email_domains: vec![idp::DEMO_DOMAIN.into()],
+        uids: vec!["elise".into()],
     });
 }
 

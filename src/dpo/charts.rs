@@ -52,7 +52,7 @@ pub fn line_chart(title: &str, labels: &[String], series: &[Series]) -> Result<S
             .x_labels(labels.len())
             .x_label_formatter(&|i| labels.get(*i).cloned().unwrap_or_default())
             .y_label_formatter(&|v| format!("{v:.0}"))
-            .label_style(("sans-serif", 13).into_font().color(&BLACK))
+            .label_style(("sans-serif", 16).into_font().color(&BLACK))
             .draw()
             .map_err(err)?;
         for (i, s) in series.iter().enumerate() {
@@ -69,7 +69,7 @@ pub fn line_chart(title: &str, labels: &[String], series: &[Series]) -> Result<S
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.9))
                 .border_style(BLACK)
-                .label_font(("sans-serif", 13).into_font().color(&BLACK))
+                .label_font(("sans-serif", 16).into_font().color(&BLACK))
                 .draw()
                 .map_err(err)?;
         }
@@ -101,7 +101,7 @@ pub fn bar_chart(title: &str, labels: &[String], values: &[f64]) -> Result<Strin
                 SegmentValue::Last => String::new(),
             })
             .y_label_formatter(&|v| format!("{v:.0}"))
-            .label_style(("sans-serif", 13).into_font().color(&BLACK))
+            .label_style(("sans-serif", 16).into_font().color(&BLACK))
             .draw()
             .map_err(err)?;
         let fill = COLOURS.first().copied().unwrap_or(BLACK).filled();
@@ -141,7 +141,7 @@ mod tests {
                 .unwrap();
         assert!(svg.starts_with("<svg role=\"img\" aria-label=\"Accords &amp; retraits\""), "{svg}");
         assert!(svg.contains("<polyline") || svg.contains("<path"), "a line is drawn");
-        assert!(svg.contains(">oct.<"), "axis labels are text: {svg}");
+        assert!(svg.contains("\noct.\n"), "axis labels are text: {svg}");
         assert!(!svg.contains("<script"));
     }
 
@@ -151,6 +151,6 @@ mod tests {
         let svg = bar_chart("Révélations", &labels, &[4.0, 9.0]).unwrap();
         let bars = svg.matches("<rect").count();
         assert!(bars >= 3, "background and two bars: {svg}");
-        assert!(svg.contains(">etat-civil<"));
+        assert!(svg.contains("\netat-civil\n"), "{svg}");
     }
 }

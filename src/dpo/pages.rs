@@ -514,6 +514,7 @@ impl IntoLines for Vec<RightsRequest> {
 #[derive(Debug, Deserialize)]
 struct ActionForm {
     jeton: Option<String>,
+    #[serde(default)]
     action: String,
     #[serde(default)]
     mois: Option<u8>,
@@ -772,7 +773,9 @@ struct ProveForm {
     pseudonyme: String,
     #[serde(default)]
     code: String,
+    #[serde(default)]
     finalite: String,
+    #[serde(default)]
     date: String,
 }
 

@@ -13,6 +13,7 @@ mod browser;
 mod cli;
 mod config;
 mod consent;
+mod dpo;
 mod erasure;
 mod export;
 mod fields;
