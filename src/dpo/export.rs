@@ -13,6 +13,17 @@ pub struct Table {
     pub rows: Vec<Vec<String>>,
 }
 
+/// One line of a list, as the cells of its row.
+pub trait Cells {
+    fn cells(&self) -> Vec<String>;
+}
+
+impl Table {
+    pub fn of<L: Cells>(name: &'static str, headers: Vec<&'static str>, lines: &[L]) -> Self {
+        Self { name, headers, rows: lines.iter().map(Cells::cells).collect() }
+    }
+}
+
 /// The file format asked with `?format=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

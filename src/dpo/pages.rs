@@ -397,26 +397,26 @@ fn request_line(r: &RightsRequest, today: Date) -> RequestLine {
     }
 }
 
-fn requests_table(lines: &[RequestLine]) -> Table {
-    Table {
-        name: "demandes",
-        headers: vec!["Référence", "Droit", "Activité", "Canal", "Statut", "Reçue le", "À rendre le", "En retard"],
-        rows: lines
-            .iter()
-            .map(|l| {
-                vec![
-                    l.id.clone(),
-                    l.right.clone(),
-                    l.activity.clone(),
-                    l.channel.to_owned(),
-                    l.status.to_owned(),
-                    l.received.clone(),
-                    l.due.clone(),
-                    if l.overdue { "oui" } else { "non" }.to_owned(),
-                ]
-            })
-            .collect(),
+impl export::Cells for RequestLine {
+    fn cells(&self) -> Vec<String> {
+        let overdue = if self.overdue { "oui" } else { "non" };
+        let (c, s) = (self.channel.to_owned(), self.status.to_owned());
+        vec![
+            self.id.clone(),
+            self.right.clone(),
+            self.activity.clone(),
+            c,
+            s,
+            self.received.clone(),
+            self.due.clone(),
+            overdue.to_owned(),
+        ]
     }
+}
+
+fn requests_table(lines: &[RequestLine]) -> Table {
+    let headers = vec!["Référence", "Droit", "Activité", "Canal", "Statut", "Reçue le", "À rendre le", "En retard"];
+    Table::of("demandes", headers, lines)
 }
 
 #[derive(Template)]
@@ -626,35 +626,19 @@ fn consent_line(row: &crate::store::ConsentRow) -> ConsentLine {
     }
 }
 
-fn consents_table(lines: &[ConsentLine]) -> Table {
-    Table {
-        name: "consentements",
-        headers: vec![
-            "N° du journal",
-            "Date",
-            "Pseudonyme",
-            "Activité",
-            "Finalité",
-            "Choix",
-            "Canal",
-            "Version de la notice",
-        ],
-        rows: lines
-            .iter()
-            .map(|l| {
-                vec![
-                    l.seq.to_string(),
-                    l.at.clone(),
-                    l.subject.clone(),
-                    l.activity.clone(),
-                    l.purpose.clone(),
-                    if l.given { "donné" } else { "retiré" }.to_owned(),
-                    l.channel.to_owned(),
-                    l.notice_version.clone(),
-                ]
-            })
-            .collect(),
+impl export::Cells for ConsentLine {
+    fn cells(&self) -> Vec<String> {
+        let choice = if self.given { "donné" } else { "retiré" };
+        let (seq, at, subject) = (self.seq.to_string(), self.at.clone(), self.subject.clone());
+        let (activity, purpose, notice) = (self.activity.clone(), self.purpose.clone(), self.notice_version.clone());
+        vec![seq, at, subject, activity, purpose, choice.to_owned(), self.channel.to_owned(), notice]
     }
+}
+
+fn consents_table(lines: &[ConsentLine]) -> Table {
+    let headers =
+        vec!["N° du journal", "Date", "Pseudonyme", "Activité", "Finalité", "Choix", "Canal", "Version de la notice"];
+    Table::of("consentements", headers, lines)
 }
 
 /// The answer to "did this citizen consent to this purpose on this date".
@@ -988,26 +972,18 @@ async fn journal_lines(app: &App, q: &JournalQuery) -> anyhow::Result<Vec<Journa
     Ok(out)
 }
 
-fn journal_table(lines: &[JournalLine]) -> Table {
-    Table {
-        name: "journal",
-        headers: vec!["N°", "Date", "Opération", "Auteur", "Rôle", "Activité", "Pseudonyme", "Résultat"],
-        rows: lines
-            .iter()
-            .map(|l| {
-                vec![
-                    l.seq.to_string(),
-                    l.at.clone(),
-                    l.operation.clone(),
-                    l.actor.clone(),
-                    l.role.clone(),
-                    l.activity.clone(),
-                    l.subject.clone(),
-                    l.outcome.to_owned(),
-                ]
-            })
-            .collect(),
+impl export::Cells for JournalLine {
+    fn cells(&self) -> Vec<String> {
+        let (seq, at, operation, actor) =
+            (self.seq.to_string(), self.at.clone(), self.operation.clone(), self.actor.clone());
+        let (role, activity, subject) = (self.role.clone(), self.activity.clone(), self.subject.clone());
+        vec![seq, at, operation, actor, role, activity, subject, self.outcome.to_owned()]
     }
+}
+
+fn journal_table(lines: &[JournalLine]) -> Table {
+    let headers = vec!["N°", "Date", "Opération", "Auteur", "Rôle", "Activité", "Pseudonyme", "Résultat"];
+    Table::of("journal", headers, lines)
 }
 
 #[derive(Template)]

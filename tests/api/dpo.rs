@@ -34,13 +34,19 @@ struct Console {
     clerk: String,
     citizen: String,
     elected: String,
+    /// The seeded overdue request and the one due this week.
+    seeded: Option<(RightsRequest, RightsRequest)>,
     _agents: MockProvider,
     _citizens: MockProvider,
 }
 
 /// A gateway with the cantine and newsletter activities; agents at `dpo.example.fr` are DPOs,
 /// at `elus.example.fr` hold `supervision`, at `mairie.example.fr` are ordinary clerks.
-async fn console(backend: Backend, tweak: impl FnOnce(&mut guichet::config::Settings) + 'static) -> Console {
+async fn console(
+    backend: Backend,
+    seeded: bool,
+    tweak: impl FnOnce(&mut guichet::config::Settings) + 'static,
+) -> Console {
     let agents = MockProvider::start().await;
     let citizens = MockProvider::start().await;
     let app = spawn_app()
@@ -60,10 +66,14 @@ async fn console(backend: Backend, tweak: impl FnOnce(&mut guichet::config::Sett
                     uids: vec![],
                 });
             }
+            // Back-dated entries are each covered by a signed checkpoint at once ("verify now").
+            s.audit.checkpoint_every_entries = 1;
             tweak(s);
         })
         .start()
         .await;
+    // Seeded before anyone signs in, the clock back where it started.
+    let seeded = if seeded { Some(seed(&app).await) } else { None };
     let sign = |email: &'static str| {
         let (app, agents) = (&app, &agents);
         async move {
@@ -76,7 +86,7 @@ async fn console(backend: Backend, tweak: impl FnOnce(&mut guichet::config::Sett
     let elected = sign("maire@elus.example.fr").await;
     let r = sign_in_at(&app, &citizens, "/.guichet/connexion?retour=/prive/dossier", "sub-angela").await;
     let citizen = cookie(&r, SESSION).unwrap();
-    Console { app, dpo, clerk, citizen, elected, _agents: agents, _citizens: citizens }
+    Console { app, dpo, clerk, citizen, elected, seeded, _agents: agents, _citizens: citizens }
 }
 
 fn dpo_by() -> By {
@@ -108,10 +118,11 @@ async fn file(app: &TestApp, subject: &str, right: Right, channel: Channel) -> R
     app.state.rights.create(&policies, request(subject, right, channel), &dpo_by()).await.unwrap()
 }
 
-/// Seeds: one access request left open since 1 September (overdue on 28 November), five
-/// access requests of 1 October answered after 2, 4, 6, 8 and 30 days, two counter requests
-/// in October, one request of 1 November (due 1 December: this week), consents to the
-/// newsletter in October (six given, one withdrawn). Leaves the clock on 28 November.
+/// Seeds, back from the start: one access request left open since 1 September (overdue on
+/// 28 November), five access requests of 1 October answered after 2, 4, 6, 8 and 30 days, two
+/// counter requests in October (overdue too), one objection of 1 November (due 1 December: this
+/// week), consents to the newsletter in October (six given, one withdrawn). Leaves the clock
+/// on 28 November, where it started.
 async fn seed(app: &TestApp) -> (RightsRequest, RightsRequest) {
     set_clock(app, datetime!(2026-09-01 10:00 UTC));
     let overdue = file(app, "sub_old", Right::Access, Channel::Online).await;
@@ -146,7 +157,7 @@ async fn seed(app: &TestApp) -> (RightsRequest, RightsRequest) {
     set_clock(app, datetime!(2026-10-20 09:00 UTC));
     app.state.consent.record(&app.state.audit, "sub_news0", &purpose, false, recorder("sub_news0")).await.unwrap();
     set_clock(app, datetime!(2026-11-01 10:00 UTC));
-    let soon = file(app, "sub_soon", Right::Erasure, Channel::Online).await;
+    let soon = file(app, "sub_soon", Right::Objection, Channel::Online).await;
     set_clock(app, datetime!(2026-11-28 12:00 UTC));
     app.state.audit.flush().await.unwrap();
     (overdue, soon)
@@ -162,7 +173,8 @@ async fn post_form(c: &Console, session: &str, path: &str, form: &[(&str, &str)]
         .post(c.app.url(path))
         .header("accept", "text/html")
         .header("cookie", format!("{SESSION}={session}"))
-        .form(form)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish())
         .send()
         .await
         .unwrap()
@@ -186,7 +198,7 @@ async fn journaled_dpo_actions(app: &TestApp) -> Vec<Value> {
 }
 
 async fn every_page_and_export_is_for_the_dpo_only(backend: Backend) {
-    let c = console(backend, |_| {}).await;
+    let c = console(backend, false, |_| {}).await;
     for page in PAGES {
         // No session: a browser goes to the agents' sign-in and comes back; an API gets 401.
         let r = c.app.client.get(c.app.url(page)).header("accept", "text/html").send().await.unwrap();
@@ -224,14 +236,15 @@ async fn every_page_and_export_is_for_the_dpo_only(backend: Backend) {
 async fn the_dpo_pages_ask_for_a_strong_enough_sign_in(backend: Backend) {
     // The agents' provider declares eidas1 and eidas2: the console asks for the strongest.
     let c =
-        console(backend, |s| s.auth.agent.as_mut().unwrap().acr_values = vec!["eidas1".into(), "eidas2".into()]).await;
+        console(backend, false, |s| s.auth.agent.as_mut().unwrap().acr_values = vec!["eidas1".into(), "eidas2".into()])
+            .await;
     let r = get_as(&c, &c.dpo, "/.guichet/dpo/").await;
     assert_eq!(r.status(), 303, "a DPO signed in at eidas1 signs in again");
     assert_eq!(r.headers()["location"], "/.guichet/agent/connexion?retour=%2F.guichet%2Fdpo%2F&niveau=eidas2");
     // Supervision keeps the ordinary level.
     assert_eq!(get_as(&c, &c.elected, "/.guichet/pilotage/").await.status(), 200);
     // `[dpo] min_acr` says otherwise.
-    let c = console(backend, |s| {
+    let c = console(backend, false, |s| {
         s.auth.agent.as_mut().unwrap().acr_values = vec!["eidas1".into(), "eidas2".into()];
         s.dpo.min_acr = Some("eidas1".into());
     })
@@ -240,15 +253,15 @@ async fn the_dpo_pages_ask_for_a_strong_enough_sign_in(backend: Backend) {
 }
 
 async fn the_figures_match_the_seeded_activity(backend: Backend) {
-    let c = console(backend, |_| {}).await;
-    let (overdue, soon) = seed(&c.app).await;
+    let c = console(backend, true, |_| {}).await;
+    let (overdue, soon) = c.seeded.clone().unwrap();
     let today = paris_date(c.app.clock.now());
     let open = c.app.state.rights.open().await.unwrap();
     let counts = stats::queue_counts(&open, today);
     let access = &counts.iter().find(|(r, _)| *r == Right::Access).unwrap().1;
     assert_eq!((access.received, access.overdue, access.due_this_week), (1, 1, 0));
-    let erasure = &counts.iter().find(|(r, _)| *r == Right::Erasure).unwrap().1;
-    assert_eq!((erasure.received, erasure.overdue, erasure.due_this_week), (1, 0, 1));
+    let objection = &counts.iter().find(|(r, _)| *r == Right::Objection).unwrap().1;
+    assert_eq!((objection.received, objection.overdue, objection.due_this_week), (1, 0, 1));
     assert!(open.iter().any(|r| r.id == overdue.id && r.is_overdue(today)));
     assert!(stats::due_this_week(&soon, today));
     let history = c.app.state.rights.received_since(datetime!(2026-06-01 00:00 UTC)).await.unwrap();
@@ -333,17 +346,16 @@ async fn the_figures_match_the_seeded_activity(backend: Backend) {
     }
     // The page and the printable report show the same, without anyone's pseudonym.
     let html = get_as(&c, &c.elected, "/.guichet/pilotage/").await.text().await.unwrap();
-    assert!(html.contains("<th scope=\"row\">oct. 2026</th><td>5</td><td>&lt; 5</td>"), "{html}");
+    assert!(html.contains("<th scope=\"row\">oct. 2026</th><td>5</td><td>&#60; 5</td>"), "{html}");
     assert_eq!(html.matches("<svg role=\"img\"").count(), 2);
     assert!(!html.contains("sub_"));
     let html = get_as(&c, &c.elected, "/.guichet/pilotage/rapport?mois=2026-10").await.text().await.unwrap();
     assert!(html.contains("Rapport mensuel des services — oct. 2026"));
-    assert!(html.contains("<td>6,0</td><td>&lt; 5</td>"), "{html}");
+    assert!(html.contains("<td>6,0</td><td>&#60; 5</td>"), "{html}");
 }
 
 async fn the_dpo_proves_a_consent_with_its_journal_proof(backend: Backend) {
-    let c = console(backend, |_| {}).await;
-    seed(&c.app).await;
+    let c = console(backend, true, |_| {}).await;
     let jeton = token(&c, "/.guichet/dpo/consentements").await;
     let ask = |date: &'static str, jeton: String| {
         let c = &c;
@@ -390,8 +402,8 @@ async fn the_dpo_proves_a_consent_with_its_journal_proof(backend: Backend) {
 }
 
 async fn the_dpo_acts_on_the_queue_through_forms(backend: Backend) {
-    let c = console(backend, |_| {}).await;
-    let (overdue, soon) = seed(&c.app).await;
+    let c = console(backend, true, |_| {}).await;
+    let (overdue, soon) = c.seeded.clone().unwrap();
     let jeton = token(&c, "/.guichet/dpo/demandes").await;
     let path = format!("/.guichet/dpo/demandes/{}", soon.id);
     // Take it, then extend it with a reason.
@@ -424,8 +436,7 @@ async fn the_dpo_acts_on_the_queue_through_forms(backend: Backend) {
 }
 
 async fn verify_now_walks_the_journal_and_says_so(backend: Backend) {
-    let c = console(backend, |_| {}).await;
-    seed(&c.app).await;
+    let c = console(backend, true, |_| {}).await;
     let jeton = token(&c, "/.guichet/dpo/journal").await;
     let r = post_form(&c, &c.dpo, "/.guichet/dpo/journal/verifier", &[("jeton", &jeton)]).await;
     assert_eq!(r.status(), 200);
