@@ -60,6 +60,8 @@ fn own_pages(state: AppState) -> Router {
         .merge(crate::notify::outbox::routes())
         // The citizen's hub "Mes données", its rights procedures, the accessibility statement.
         .merge(crate::privacy_centre::routes())
+        // The DPO's breach register (Art. 33(5)) and its CNIL form export.
+        .merge(crate::incidents::pages::routes())
         // Nothing under the reserved prefix is ever proxied, even paths we do not serve.
         .route("/.guichet", any(reserved_not_found))
         .route("/.guichet/{*rest}", any(reserved_not_found))
