@@ -83,6 +83,10 @@ pub enum Command {
     /// refuse, complete. Every change is journaled with the operator as actor.
     #[command(subcommand)]
     Rights(crate::rights::cli::RightsCommand),
+    /// The breach register (Art. 33(5)): list, show, export on the CNIL form's fields, or
+    /// record an incident from a TOML or JSON file. Every change is journaled.
+    #[command(subcommand)]
+    Incident(crate::incidents::cli::IncidentCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +220,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Keys { action } => keys(cli.config, action).await,
         Command::Rights(crate::rights::cli::RightsCommand::Export(args)) => rights_export(cli.config, &args).await,
         Command::Rights(command) => rights(cli.config, command).await,
+        Command::Incident(command) => incident(cli.config, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -293,6 +298,10 @@ fn check(path: Option<PathBuf>) -> ExitCode {
         set.activities.len(),
         if set.activities.len() == 1 { "y" } else { "ies" }
     );
+    let duties = crate::auth::duties::Duties::of(&v.settings, &set);
+    for w in duties.warnings(&v.settings.auth.agent_roles) {
+        let _ = writeln!(std::io::stdout(), "warning: {w}");
+    }
     if let Some(k) = &v.settings.keys {
         let (ok, line) = crate::crypto::vault::tombstone_file_report(&k.tombstones_path());
         let _ = writeln!(std::io::stdout(), "{line}");
@@ -380,6 +389,11 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     tracing::info!(listen = %app.public_addr(), admin = ?app.admin_addr(), "guichet is serving");
     let stop = app.shutdown_handle();
     let _reloader = spawn_policy_reloader(app.state(), stop.subscribe());
+    // The DPO's alerts: a check now, then every `alerts::CHECK_EVERY` (each check schedules
+    // the next).
+    if let Err(e) = crate::alerts::schedule(&app.state(), true).await {
+        tracing::warn!(error = %e, "cannot schedule the alert checks");
+    }
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
@@ -537,13 +551,30 @@ fn print_acked(seq: i64) -> std::io::Result<()> {
 /// Ends sessions in the store. The pseudonym key comes from the same place as for `serve`
 /// (configuration or store), so a pseudonym an application reports matches.
 async fn sessions_revoke(path: Option<PathBuf>, args: &RevokeArgs) -> anyhow::Result<()> {
-    let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let store = open_store(&config, 1).await?;
+    let (config, store, audit) = start_audit(path).await?;
     let auth = Auth::build(&config, store, Arc::new(SystemClock), Arc::new(SystemRandom::new())).await?;
     let routes: Vec<Arc<str>> = config.routes.iter().map(|r| r.name.clone()).collect();
-    let n = auth.revoke_sessions(&args.target(), &routes).await.context("cannot revoke the sessions")?;
+    let target = args.target();
+    let revoked = auth.revoke_sessions(&target, &routes).await;
+    // The person's id may be a provider `sub`: the journal says only whose kind of sessions.
+    let record = if matches!(target, RevokeTarget::All) { "sessions:all" } else { "sessions:one_person" };
+    let mut event = admin_event("sessions_revoke", record)?;
+    event.outcome = if revoked.is_ok() { audit::Outcome::Success } else { audit::Outcome::Failure };
+    let journaled = audit.append_sync(event).await;
+    audit.shutdown().await;
+    let n = revoked.context("cannot revoke the sessions")?;
+    journaled.context("the sessions were revoked but this could not be journaled")?;
     let _ = writeln!(std::io::stdout(), "{n} session{} revoked.", if n == 1 { "" } else { "s" });
     Ok(())
+}
+
+/// An admin command's journal entry: the operator at the terminal (`system`, role
+/// `operator`), the action, and the record concerned.
+fn admin_event(action: &str, record_ref: &str) -> anyhow::Result<AuditEvent> {
+    let mut event = AuditEvent::system(Operation::AdminAction { action: Ident::new(action)? }, SystemClock.now());
+    event.role = Ident::new("operator")?;
+    event.record_ref = Some(Ident::new(record_ref)?);
+    Ok(event)
 }
 
 async fn rights_export(path: Option<PathBuf>, args: &crate::rights::export::cli::ExportArgs) -> anyhow::Result<()> {
@@ -592,6 +623,26 @@ async fn rights(path: Option<PathBuf>, command: crate::rights::cli::RightsComman
     let result = crate::rights::cli::run(&service, deps.clock.as_ref(), command, &mut std::io::stdout()).await;
     audit.shutdown().await;
     result
+}
+
+/// Runs an `incident` command on the configured store, journaled like the DPO's pages.
+async fn incident(path: Option<PathBuf>, command: crate::incidents::cli::IncidentCommand) -> anyhow::Result<()> {
+    let (config, store, audit) = start_audit(path).await?;
+    let deps = Deps::default();
+    let register = crate::incidents::IncidentRegister::new(store, Arc::new(audit), deps.clock, deps.random);
+    let org = incident_organisation(&config);
+    let result = crate::incidents::cli::run(&register, &org, command, &mut std::io::stdout()).await;
+    register.shutdown().await;
+    result
+}
+
+/// The controller and DPO the CNIL form names, from the policies when they load.
+fn incident_organisation(config: &Validated) -> crate::incidents::cnil::Organisation {
+    let commune = &config.settings.commune.name;
+    match load_policies(config, None) {
+        Some(set) => crate::incidents::cnil::Organisation::of(&set, commune),
+        None => crate::incidents::cnil::Organisation { name: commune.clone(), ..Default::default() },
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -61,3 +61,7 @@ pub mod dpo;
 // Entry points for the fuzz targets (`fuzz/`) and property tests; not an API.
 #[doc(hidden)]
 pub mod fuzzing;
+
+// The breach register (Art. 33(5)) and the DPO's alerts; beside the request path.
+pub mod alerts;
+pub mod incidents;

@@ -88,6 +88,24 @@ pub struct Metrics {
     /// signature: every increment is an alert (the store was written behind the gateway).
     pub consent_ledger_rejected: Counter,
     pub changes_heard: Family<ChangeLabels, Counter>,
+    /// The DPO's alert conditions (`alerts`, docs/alerts.md), set by the `alerts.check` job.
+    pub alerts: AlertGauges,
+}
+
+/// One gauge per alert condition; the shipped rules (`docs/alerts/guichet.rules.yml`) fire on
+/// them.
+#[derive(Debug, Clone, Default)]
+pub struct AlertGauges {
+    /// Rights requests past their Art. 12(3) deadline and not answered.
+    pub rights_overdue: Gauge,
+    /// 1 when the last journal verification found a break (or could not run), else 0.
+    pub journal_verification_failed: Gauge,
+    /// Breaches neither notified nor decided with under 24 hours left (or past).
+    pub breach_deadline_near: Gauge,
+    /// 1 when the last retention run failed; set by the retention runs.
+    pub retention_last_run_failed: Gauge,
+    /// Unix time of the last completed check (an alert fires when it stops moving).
+    pub last_check: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -147,6 +165,32 @@ impl Metrics {
             "Changes announced by other instances and heard by notification (PostgreSQL), by kind",
             changes_heard.clone(),
         );
+        let alerts = AlertGauges::default();
+        registry.register(
+            "rights_overdue_requests",
+            "Rights requests past their legal deadline and not answered",
+            alerts.rights_overdue.clone(),
+        );
+        registry.register(
+            "audit_verification_failed",
+            "1 when the last journal verification found a break or could not run",
+            alerts.journal_verification_failed.clone(),
+        );
+        registry.register(
+            "breach_deadline_near",
+            "Breaches not notified to the CNIL (nor decided) with under 24 hours of the 72 left",
+            alerts.breach_deadline_near.clone(),
+        );
+        registry.register(
+            "retention_last_run_failed",
+            "1 when the last retention run failed",
+            alerts.retention_last_run_failed.clone(),
+        );
+        registry.register(
+            "alerts_last_check_timestamp_seconds",
+            "Unix time of the last alert check",
+            alerts.last_check.clone(),
+        );
         Self {
             registry,
             requests,
@@ -157,6 +201,7 @@ impl Metrics {
             policy_reloads,
             consent_ledger_rejected,
             changes_heard,
+            alerts,
         }
     }
 

@@ -36,6 +36,9 @@ pub const PROCEDURE_PREFIX: &str = "/.guichet/mes-donnees/droits/";
 /// Followed by a request's reference: the last screen and printable receipt.
 pub const REQUEST_PREFIX: &str = "/.guichet/mes-donnees/demandes/";
 pub const ACCESSIBILITY_PATH: &str = "/.guichet/accessibilite";
+/// The DPO's breach register (Art. 33(5)); followed by `/nouveau`, or a reference and
+/// `/modifier`, `/cnil`, `/cnil.json`.
+pub const DPO_INCIDENTS_PATH: &str = "/.guichet/dpo/incidents";
 
 /// The commune named by pages rendered where no application state is at hand (error pages):
 /// installed by `Application::build`. Handlers use `Auth::chrome`, from their own settings.

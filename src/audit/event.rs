@@ -201,6 +201,11 @@ pub enum Operation {
     },
     /// Written only by the diagnostic command `guichet audit selftest-burst`.
     Diagnostic,
+    /// A DPO or supervision page (or export) was read, or refused when `outcome` is `denied`
+    /// (R45 "consultation"): `page` names it (`dpo.incidents`), `record_ref` the record shown.
+    Read {
+        page: Ident,
+    },
 }
 
 impl Operation {
@@ -220,6 +225,7 @@ impl Operation {
             Self::RightsRequest { .. } => "rights_request",
             Self::JournalPruned { .. } => "journal_pruned",
             Self::Diagnostic => "diagnostic",
+            Self::Read { .. } => "read",
         }
     }
 }
@@ -241,6 +247,11 @@ pub struct AuditEvent {
     /// UTC, from `App::clock`, kept to the microsecond (both stores hold microseconds).
     #[serde(with = "unix_micros")]
     pub at: OffsetDateTime,
+    /// Pseudonymous reference to the record concerned (`incident:INC-…`, `request:DR-…`,
+    /// `key:…`, `session:all`), if any. Left out of the body when absent, so entries written
+    /// before it existed keep their exact bytes and hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_ref: Option<Ident>,
 }
 
 impl AuditEvent {
@@ -256,6 +267,7 @@ impl AuditEvent {
             outcome: Outcome::Success,
             request_id: None,
             at: truncate_to_micros(at),
+            record_ref: None,
         }
     }
 
@@ -311,6 +323,19 @@ mod tests {
         let e = AuditEvent::system(Operation::ConfigLoaded, at);
         assert_eq!(e.at, time::macros::datetime!(2026-11-28 12:00:00.123456 UTC));
         let back: AuditEvent = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn a_record_ref_is_left_out_when_absent_so_older_bodies_keep_their_bytes() {
+        let at = time::macros::datetime!(2026-11-28 12:00 UTC);
+        let mut e = AuditEvent::system(Operation::ConfigLoaded, at);
+        let body = crate::audit::chain::canonical_body(&e).unwrap();
+        assert!(!body.contains("record_ref"), "{body}");
+        e.record_ref = Ident::new("incident:INC-1").ok();
+        let body = crate::audit::chain::canonical_body(&e).unwrap();
+        assert!(body.contains("\"record_ref\":\"incident:INC-1\""), "{body}");
+        let back: AuditEvent = serde_json::from_str(&body).unwrap();
         assert_eq!(back, e);
     }
 }

@@ -11,6 +11,7 @@
 //!
 //! Design and guarantees: `docs/audit.md`. The consent ledger reuses this mechanism.
 
+pub mod access;
 pub mod chain;
 pub mod checkpoint;
 pub mod event;
@@ -25,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+pub use access::Reader;
 pub use checkpoint::{KeyError, Signer, Verifier};
 pub use event::{Actor, ActorKind, AuditEvent, Channel, Ident, IdentityCheck, KeyAction, Operation, Outcome};
 pub use sink::SinkSettings;
@@ -54,6 +56,8 @@ pub struct Audit {
     store: Store,
     task: Mutex<Option<JoinHandle<()>>>,
     verifier: Verifier,
+    /// Times the entries built here (reads, refusals).
+    clock: Arc<dyn Clock>,
 }
 
 impl Audit {
@@ -64,12 +68,12 @@ impl Audit {
         let writer = sink::Writer {
             store: store.clone(),
             signer: Arc::new(signer),
-            clock,
+            clock: clock.clone(),
             settings,
             witnessed: std::sync::atomic::AtomicI64::new(0),
         };
         let task = tokio::spawn(writer.run(rx));
-        Self { tx, store, task: Mutex::new(Some(task)), verifier }
+        Self { tx, store, task: Mutex::new(Some(task)), verifier, clock }
     }
 
     /// Queues `event` for the next batch and returns without waiting for the store.
@@ -170,6 +174,36 @@ impl Audit {
     /// Every signed checkpoint still in the store, in order.
     pub async fn checkpoints(&self) -> Result<Vec<crate::store::CheckpointRow>, AuditError> {
         self.store.audit().checkpoints().await.map_err(|e| AuditError::Store(Arc::new(e)))
+    }
+
+    /// Journals that `reader` read `page` (a DPO or supervision page or export), showing
+    /// `record_ref` if one record. Never fails its caller: a lost entry is logged.
+    /// See [`access`].
+    pub async fn record_read(&self, reader: &Reader, page: &str, record_ref: Option<&str>, request_id: Option<&str>) {
+        self.record_access(reader, page, record_ref, Outcome::Success, request_id).await;
+    }
+
+    /// Journals that `reader` was refused `page` (outcome `denied`): a role-gated own page, an
+    /// API or a proxied route they lack the role for.
+    pub async fn record_denied(&self, reader: &Reader, page: &str, request_id: Option<&str>) {
+        self.record_access(reader, page, None, Outcome::Denied, request_id).await;
+    }
+
+    async fn record_access(
+        &self,
+        reader: &Reader,
+        page: &str,
+        record_ref: Option<&str>,
+        outcome: Outcome,
+        request_id: Option<&str>,
+    ) {
+        let Some(event) = access::read_event(reader, page, record_ref, outcome, request_id, self.clock.now()) else {
+            tracing::warn!("a page read could not be journaled: its name is not a journal identifier");
+            return;
+        };
+        if let Err(e) = self.record(event).await {
+            tracing::warn!(error = %e, "cannot journal a page read or refusal");
+        }
     }
 
     /// The public key checkpoints are checked against.

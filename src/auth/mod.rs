@@ -4,6 +4,8 @@
 
 pub mod assertion;
 pub mod claims;
+pub mod duties;
+pub mod gate;
 pub mod http;
 pub mod jose;
 pub mod jwe;
@@ -239,6 +241,23 @@ impl Auth {
         session.derived.field_subject.get_or_init(|| self.pseudonyms.for_route(session, FIELD_PSEUDONYM_CONTEXT))
     }
 
+    /// `session`'s person as the journal names a reader: an agent by their agent id, a citizen
+    /// by their consent pseudonym; with `role` (the one that opened the page), else `agent` or
+    /// `citizen`. `None` only if an id is not a journal identifier.
+    pub fn reader(&self, session: &Session, role: Option<&str>) -> Option<crate::audit::Reader> {
+        use crate::audit::ActorKind;
+        match session.kind {
+            Kind::Agent => crate::audit::Reader::new(
+                ActorKind::Agent,
+                &crate::consent::pages::agent_ident(session),
+                role.unwrap_or("agent"),
+            ),
+            Kind::Citizen => {
+                crate::audit::Reader::new(ActorKind::Citizen, self.consent_subject(session), role.unwrap_or("citizen"))
+            }
+        }
+    }
+
     /// The page chrome for `session`'s person: the header's sign-out button posts their CSRF
     /// token; without a session it is a link to the confirmation page.
     pub fn chrome(&self, session: Option<&Session>) -> crate::pages::Chrome {
@@ -447,6 +466,7 @@ const RETURNABLE_OWN_PAGES: &[&str] = &[
     crate::dpo::DPO_CONSENTS_PATH,
     crate::dpo::DPO_JOURNAL_PATH,
     crate::dpo::SUPERVISION_PATH,
+    crate::pages::DPO_INCIDENTS_PATH,
 ];
 
 fn is_returnable_own_page(path: &str) -> bool {

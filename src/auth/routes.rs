@@ -196,9 +196,13 @@ async fn callback(app: &App, kind: Kind, headers: &HeaderMap, q: &HashMap<String
     let old_session = cookie_value(headers, &auth.settings.cookie_name).map(str::to_owned);
     let bound = q.get("state").and_then(|state| pending::bound_cookie(headers, state));
     let mut retry = Retry::default();
-    let mut resp = match finish(auth, kind, bound.is_some(), q, &mut retry).await {
-        Ok((cookie, return_to, session)) => {
+    let duties = super::duties::Duties::of(&app.settings, &app.policies.load());
+    let mut resp = match finish(auth, kind, bound.is_some(), q, &mut retry, &duties).await {
+        Ok((cookie, return_to, session, dpo_dropped)) => {
             journal(app, &session, Operation::SignIn { acr: Ident::new(session.acr.clone()).ok() }).await;
+            if dpo_dropped {
+                journal_dpo_dropped(app, &session, &duties.dpo_role).await;
+            }
             // A new id at every sign-in (no fixation), and never two identities in one
             // browser: whatever session was there ends now.
             if let Some(old) = old_session
@@ -228,7 +232,8 @@ async fn finish(
     bound: bool,
     q: &HashMap<String, String>,
     retry: &mut Retry,
-) -> Result<(String, String, Arc<Session>), SignInError> {
+    duties: &super::duties::Duties,
+) -> Result<(String, String, Arc<Session>, bool), SignInError> {
     auth.provider(kind).ok_or(SignInError::NoProvider)?;
     let state = q.get("state").ok_or(SignInError::NoState)?;
     if !bound {
@@ -261,12 +266,12 @@ async fn finish(
     let expected = Expected { nonce: &pending.nonce, min_acr: acr_level(&pending.acr).unwrap_or(1) };
     let id = provider.verify_id_token(&tokens.id_token, &tokens.access_token, &expected, now).await?;
     let userinfo = provider.userinfo(&tokens.access_token, &id.sub).await?;
-    let (claims, roles) = match kind {
-        Kind::Citizen => (claims::citizen(&userinfo)?, Vec::new()),
+    let (claims, roles, dpo_dropped) = match kind {
+        Kind::Citizen => (claims::citizen(&userinfo)?, Vec::new(), false),
         Kind::Agent => {
             let c = claims::agent(&userinfo)?;
-            let roles = claims::roles(&c, &auth.settings.agent_roles);
-            (c, roles)
+            let (roles, dropped) = duties.apply(claims::roles(&c, &auth.settings.agent_roles));
+            (c, roles, dropped)
         }
     };
     let new = NewSession {
@@ -281,7 +286,25 @@ async fn finish(
     };
     let (cookie, session) = auth.sessions.create(new).await?;
     tracing::info!(kind = kind.as_str(), provider = %provider.name, "signed in");
-    Ok((cookie, return_to, session))
+    Ok((cookie, return_to, session, dpo_dropped))
+}
+
+/// Journals that the DPO role was withheld from this sign-in (separation of duties).
+async fn journal_dpo_dropped(app: &App, session: &Session, dpo_role: &str) {
+    tracing::warn!("an agent's rules grant the DPO role with a revealing or assisted role: DPO role dropped");
+    let (Some(reader), Ok(action), Ok(record)) =
+        (app.auth.reader(session, None), Ident::new("dpo_role_dropped"), Ident::new(format!("role:{dpo_role}")))
+    else {
+        return;
+    };
+    let mut event = AuditEvent::system(Operation::AdminAction { action }, app.clock.now());
+    event.actor = reader.actor;
+    event.role = reader.role;
+    event.outcome = crate::audit::Outcome::Denied;
+    event.record_ref = Some(record);
+    if let Err(e) = app.audit.record(event).await {
+        tracing::warn!(error = %e, "cannot journal the dropped DPO role");
+    }
 }
 
 /// Journals a sign-in or sign-out under the person's pseudonymous id (citizens: their consent

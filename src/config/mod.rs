@@ -469,6 +469,11 @@ pub struct AuthSettings {
     /// The agent role that opens the DPO's register page (`/.guichet/dpo/registre`).
     #[serde(default = "default_dpo_role")]
     pub dpo_role: String,
+    /// Let one agent hold the DPO role together with a role that reveals personal data or
+    /// records for citizens (assisted channels). Off: the DPO role is dropped at sign-in
+    /// (separation of duties, `auth::duties`).
+    #[serde(default)]
+    pub allow_dpo_role_combination: bool,
 }
 
 /// One OpenID Connect provider.

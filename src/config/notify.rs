@@ -47,6 +47,10 @@ pub struct NotifySettings {
     /// listens on loopback (the page shows every citizen's messages).
     #[serde(default)]
     pub outbox_dir: Option<PathBuf>,
+    /// The DPO's address for the gateway's alerts (overdue requests, a broken journal, a
+    /// breach deadline near, a failed retention run): one e-mail per condition and day.
+    #[serde(default)]
+    pub dpo_address: Option<String>,
 }
 
 fn default_smtp_port() -> u16 {
@@ -91,6 +95,9 @@ pub(super) fn validate(loaded: &super::Loaded, problems: &mut Vec<super::Problem
             "notify.outbox_dir",
             "is for demonstrations: its page shows every citizen's messages, so the gateway must listen on loopback",
         ));
+    }
+    if n.dpo_address.as_deref().is_some_and(|a| a.parse::<lettre::Address>().is_err()) {
+        problems.push(src.problem("notify.dpo_address", "is not an e-mail address such as `dpo@commune.fr`"));
     }
     let password = super::validate::secret_or_file(
         loaded,

@@ -413,7 +413,8 @@ fn assisted_agent(app: &App, session: &Session) -> bool {
 async fn agent_session(app: &App, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
     match session_of(app, headers, Kind::Agent).await? {
         Some(s) if assisted_agent(app, &s) => Ok(s),
-        Some(_) => {
+        Some(s) => {
+            crate::auth::gate::denied(app, &s, "consent.agent", None).await;
             Err(GatewayError::Forbidden("the agent has no role allowing to record consents").respond(true, None, None))
         }
         None => Err(GatewayError::SignInRequired { agent: true, acr: None, return_to: AGENT_PATH.into() }

@@ -34,6 +34,8 @@ use crate::store::{JobRow, NoticeRow, Store, StoreError};
 
 /// The job kind that sends one message.
 pub const SEND_JOB: &str = "notify.send";
+/// The recipient id of the DPO's alerts: its address is `notify.dpo_address`, never stored.
+pub const DPO_SUBJECT: &str = "guichet:dpo";
 
 /// What a citizen is told. Labels are stored as shown, so a message sent again reads the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +51,9 @@ pub enum Notice {
     Retention { activity: String, deletion_on: Date },
     /// A consent was given or withdrawn (a copy of the receipt).
     ConsentReceipt { activity: String, purpose: String, given: bool, at: OffsetDateTime, receipt: i64 },
+    /// To the DPO (not a citizen): an alert condition holds (`alerts`). Counts only; one
+    /// message per condition and day.
+    DpoAlert { condition: String, count: u64, on: Date },
 }
 
 impl Notice {
@@ -60,6 +65,7 @@ impl Notice {
             Self::AnswerReady { .. } => "answer_ready",
             Self::Retention { .. } => "retention",
             Self::ConsentReceipt { .. } => "consent_receipt",
+            Self::DpoAlert { .. } => "dpo_alert",
         }
     }
 
@@ -70,6 +76,7 @@ impl Notice {
             Self::DeadlineExtended { reference, due_on, .. } => format!("{reference}/{due_on}"),
             Self::Retention { activity, deletion_on } => format!("{activity}/{deletion_on}"),
             Self::ConsentReceipt { receipt, .. } => receipt.to_string(),
+            Self::DpoAlert { condition, on, .. } => format!("{condition}/{on}"),
         }
     }
 }
@@ -214,8 +221,18 @@ impl NotifyService {
         Ok(())
     }
 
+    async fn has_address(&self, subject: &str) -> Result<bool, NotifyError> {
+        if subject == DPO_SUBJECT {
+            return Ok(self.settings.dpo_address.is_some());
+        }
+        Ok(self.store.notify().contact(subject).await?.is_some())
+    }
+
     /// The address of `subject`, opened; `None` without one, or when its key was destroyed.
     async fn address(&self, subject: &str) -> Result<Option<Zeroizing<String>>, JobError> {
+        if subject == DPO_SUBJECT {
+            return Ok(self.settings.dpo_address.clone().map(Zeroizing::new));
+        }
         let Some(stored) = self.store.notify().contact(subject).await.map_err(|_| STORE_DOWN)? else {
             return Ok(None);
         };
@@ -251,7 +268,7 @@ impl NotifyService {
         };
         let repo = self.store.notify();
         repo.insert(&row).await?;
-        if !self.settings.delivers() || repo.contact(subject).await?.is_none() {
+        if !self.settings.delivers() || !self.has_address(subject).await? {
             return Ok(Queued::ByLetter { message: id });
         }
         let job = NewJob::new(SEND_JOB, SendPayload { message: id.clone() })?.dedup(format!("{SEND_JOB}/{id}"));

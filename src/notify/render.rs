@@ -23,7 +23,7 @@ struct View<'a> {
     commune: &'a str,
     reference: &'a str,
     right: &'a str,
-    reason: &'a str,
+    reason: std::borrow::Cow<'a, str>,
     activity: &'a str,
     purpose: &'a str,
     given: bool,
@@ -68,6 +68,7 @@ pub fn subject(notice: &Notice) -> &'static str {
         Notice::AnswerReady { .. } => "La réponse à votre demande est prête",
         Notice::Retention { .. } => "Des informations vont être effacées",
         Notice::ConsentReceipt { .. } => "Votre choix est bien enregistré",
+        Notice::DpoAlert { .. } => "Alerte de la passerelle : une action est attendue",
     }
 }
 
@@ -77,7 +78,7 @@ fn view<'a>(notice: &'a Notice, commune: &'a str, link_base: &str) -> View<'a> {
         commune,
         reference: "",
         right: "",
-        reason: "",
+        reason: "".into(),
         activity: "",
         purpose: "",
         given: false,
@@ -89,13 +90,18 @@ fn view<'a>(notice: &'a Notice, commune: &'a str, link_base: &str) -> View<'a> {
             (v.reference, v.right, v.when) = (reference, right, french_date(*due_on));
         }
         Notice::DeadlineExtended { reference, reason, due_on } => {
-            (v.reference, v.reason, v.when) = (reference, reason, french_date(*due_on));
+            (v.reference, v.reason, v.when) = (reference, reason.into(), french_date(*due_on));
         }
         Notice::AnswerReady { reference } => v.reference = reference,
         Notice::Retention { activity, deletion_on } => (v.activity, v.when) = (activity, french_date(*deletion_on)),
         Notice::ConsentReceipt { activity, purpose, given, at, .. } => {
             (v.activity, v.purpose, v.given, v.when) = (activity, purpose, *given, french_date_time(*at));
             v.link = format!("{link_base}{CONSENT_PAGE}");
+        }
+        Notice::DpoAlert { condition, count, on } => {
+            let (what, page) = crate::alerts::describe(condition, *count);
+            (v.reason, v.when) = (what, french_date(*on));
+            v.link = format!("{link_base}{page}");
         }
     }
     v

@@ -10,7 +10,6 @@ use axum::routing::get;
 use super::notice::{self, Notice};
 use super::register;
 use crate::app::{App, AppState};
-use crate::auth::session::Kind;
 use crate::error::{GatewayError, wants_html};
 use crate::pages::Chrome;
 use crate::server::RequestId;
@@ -80,26 +79,21 @@ async fn activity_notice(State(app): State<AppState>, Path(activity): Path<Strin
 }
 
 async fn registre(State(app): State<AppState>, req: Request) -> Response {
-    if let Err(e) = dpo_only(&app, req.headers()).await {
-        let rid = req.extensions().get::<RequestId>().map(|r| r.0.clone());
-        return e.respond(wants_html(req.headers()), rid.as_deref(), None);
-    }
+    let rid = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    let dpo = match crate::auth::gate::dpo(&app, req.headers(), REGISTER_PAGE, REGISTER_PATH, rid.as_deref()).await {
+        Ok(dpo) => dpo,
+        Err(e) => return e.respond(wants_html(req.headers()), rid.as_deref(), None),
+    };
     let set = app.policies.load();
-    let chrome = chrome(&app, req.headers()).await;
+    let chrome = app.auth.chrome(Some(&dpo.session));
     match register::to_html_with(&set, &chrome) {
-        Ok(body) => html(&app, &chrome, body),
+        Ok(body) => {
+            app.audit.record_read(&dpo.reader, REGISTER_PAGE, None, rid.as_deref()).await;
+            html(&app, &chrome, body)
+        }
         Err(e) => internal(&req, e.to_string()),
     }
 }
 
-/// The register describes every processing activity of the town hall: only its DPO (an
-/// agent holding `auth.dpo_role`) reads it here. A browser without a session is sent to the
-/// agents' sign-in and back; other clients get 401; anyone else signed in, 403.
-async fn dpo_only(app: &App, headers: &HeaderMap) -> Result<(), GatewayError> {
-    let session = app.auth.identify(headers).await.map_err(|_| GatewayError::StoreUnavailable)?;
-    match session {
-        None => Err(GatewayError::SignInRequired { agent: true, acr: None, return_to: REGISTER_PATH.to_owned() }),
-        Some(s) if s.kind == Kind::Agent && s.roles.contains(&app.auth.settings.dpo_role) => Ok(()),
-        Some(_) => Err(GatewayError::Forbidden("the register is for the data protection officer")),
-    }
-}
+/// The register page as the journal names it.
+const REGISTER_PAGE: &str = "dpo.registre";

@@ -132,6 +132,21 @@ impl Proxy {
         &self.routes
     }
 
+    /// Journals a signed-in person refused a route for lack of its role (outcome `denied`,
+    /// page `route:NAME`); sign-in redirects are not refusals. Off the served path: only on
+    /// the error branch of `authorize`.
+    async fn journal_refusal(&self, ctx: &RequestContext, route: &Route, e: &ProxyError) {
+        let ProxyError::Access(GatewayError::Forbidden(_), _) = e else { return };
+        let (Some(audit), Some(auth)) = (&self.fields.audit, &self.auth) else { return };
+        let session = match &ctx.identity {
+            Identity::Citizen(s) | Identity::Agent(s) => s,
+            Identity::Anonymous => return,
+        };
+        let role = if session.kind == crate::auth::session::Kind::Agent { session.roles.first() } else { None };
+        let Some(reader) = auth.reader(session, role.map(String::as_str)) else { return };
+        audit.record_denied(&reader, &format!("route:{}", route.name), Some(&ctx.request_id)).await;
+    }
+
     /// Runs every phase; gateway errors become responses here. Returns the response and the
     /// route's name for the request log and metrics. The connection's facts and the request id
     /// come as arguments, not request extensions: each extension is an allocation.
@@ -149,7 +164,10 @@ impl Proxy {
         self.receive(ctx, &req)?;
         let route = self.route(ctx, req.uri())?;
         self.identify(ctx, req.headers()).await?;
-        authorize(ctx, &route, req.uri())?;
+        if let Err(e) = authorize(ctx, &route, req.uri()) {
+            self.journal_refusal(ctx, &route, &e).await;
+            return Err(e);
+        }
         self.decide(ctx, &req)?;
         let processing = ctx.decision.as_ref().and_then(Decision::processing);
         let (needs_consent, has_fields) =

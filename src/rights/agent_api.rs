@@ -74,7 +74,10 @@ pub(super) async fn agent_with_role(
     let role = session.roles.iter().find(|r| allowed.contains(&r.as_str()));
     let role = match (session.kind, role) {
         (Kind::Agent, Some(role)) => role.clone(),
-        _ => return Err(problem(&GatewayError::Forbidden(what), "rights agent API without the role")),
+        _ => {
+            crate::auth::gate::denied(app, &session, "api.rights.agent", None).await;
+            return Err(problem(&GatewayError::Forbidden(what), "rights agent API without the role"));
+        }
     };
     let (Ok(id), Ok(role)) = (Ident::new(agent_ident(&session)), Ident::new(role)) else {
         return Err(problem(&GatewayError::Internal, "agent or role is not a journal identifier"));

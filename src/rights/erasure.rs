@@ -31,12 +31,30 @@ sauvegardes : la clé qui les protégeait est détruite.";
 /// Idempotent: a key already destroyed, or never made, is fine.
 pub async fn erase_at_gateway(app: &App, field_subject: &str, activity: &str) -> Result<(), RightsError> {
     if let Some(vault) = &app.crypto {
-        vault.shred(field_subject, activity).await.map_err(|e| {
+        let shredded = vault.shred(field_subject, activity).await.map_err(|e| {
             tracing::error!(error = %e, activity, "cannot destroy a data key for an erasure");
             RightsError::Shred
         })?;
+        if let crate::crypto::vault::Shredded::Destroyed { key_id } = shredded {
+            journal_shred(app, field_subject, activity, &key_id).await;
+        }
     }
     app.rights.clear_marks(field_subject, activity).await
+}
+
+/// Journals a destroyed data key (`key_operation` `destroy`, `record_ref` `key:ID`): the
+/// erasure's own entries say why; this one says which key went.
+async fn journal_shred(app: &App, field_subject: &str, activity: &str, key_id: &str) {
+    use crate::audit::{AuditEvent, Ident, KeyAction, Operation};
+    let Ok(id) = Ident::new(format!("data-key:{key_id}")) else { return };
+    let mut event =
+        AuditEvent::system(Operation::KeyOperation { action: KeyAction::Destroy, key_id: id.clone() }, app.clock.now());
+    event.activity = Ident::new(activity).ok();
+    event.subject = Ident::new(field_subject).ok();
+    event.record_ref = Some(id);
+    if let Err(e) = app.audit.record(event).await {
+        tracing::warn!(error = %e, "cannot journal a destroyed data key");
+    }
 }
 
 /// What the withdrawal job carries: pseudonymous ids only.

@@ -446,6 +446,7 @@ impl RightsService {
         event.subject = Some(id(&r.subject)?);
         event.outcome = outcome;
         event.request_id = Some(id(&r.id)?);
+        event.record_ref = Some(id(&format!("request:{}", r.id))?);
         self.audit.append_sync(event).await?;
         Ok(())
     }

@@ -62,6 +62,8 @@ fn own_pages(state: AppState) -> Router {
         .merge(crate::privacy_centre::routes())
         // The DPO's console and the supervision view (aggregates only), with their JSON API.
         .merge(crate::dpo::routes())
+        // The DPO's breach register (Art. 33(5)) and its CNIL form export.
+        .merge(crate::incidents::pages::routes())
         // Nothing under the reserved prefix is ever proxied, even paths we do not serve.
         .route("/.guichet", any(reserved_not_found))
         .route("/.guichet/{*rest}", any(reserved_not_found))

@@ -18,6 +18,7 @@ mod audit;
 mod changes;
 mod consent;
 mod exports;
+mod incidents;
 mod jobs;
 mod keys;
 mod meta;
@@ -40,6 +41,7 @@ pub use audit::{AuditRepo, CheckpointRow, EntryRow, Extension, HeadRow, Pruned};
 pub use changes::{Change, ChangeFeed, Heard};
 pub use consent::{ConsentRepo, ConsentRow, LedgerRow};
 pub use exports::{ExportRow, ExportsRepo};
+pub use incidents::{IncidentRow, IncidentsRepo};
 pub use jobs::{JobCounts, JobRow, JobsRepo};
 pub use keys::{DataKeyRow, Keys, Tombstone};
 pub use meta::Meta;
@@ -327,6 +329,10 @@ impl Store {
 
     pub fn notify(&self) -> NotifyRepo<'_> {
         NotifyRepo::new(self)
+    }
+
+    pub fn incidents(&self) -> IncidentsRepo<'_> {
+        IncidentsRepo::new(self)
     }
 }
 

@@ -109,6 +109,7 @@ fn sign_in(i: usize, clock: &FixedClock) -> AuditEvent {
         outcome: Outcome::Success,
         request_id: Ident::new(format!("req-{i}")).ok(),
         at: clock.now(),
+        record_ref: None,
     }
 }
 

@@ -18,6 +18,7 @@ mod erasure;
 mod export;
 mod fields;
 mod health;
+mod incidents;
 mod instances;
 mod interop;
 mod jobs;

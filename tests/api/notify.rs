@@ -46,14 +46,14 @@ macro_rules! with_smtp_on_both_stores {
 }
 
 /// The real SMTP server, killed when dropped.
-struct SmtpServer {
+pub(crate) struct SmtpServer {
     child: Child,
     dir: TempDir,
 }
 
 impl SmtpServer {
     /// Listens on `addr` (plain SMTP, or STARTTLS required with `tls` = (cert, key)).
-    async fn start(addr: SocketAddr, tls: Option<(&Path, &Path)>) -> Self {
+    pub(crate) async fn start(addr: SocketAddr, tls: Option<(&Path, &Path)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/server.py");
         let mut cmd = Command::new("/usr/bin/python3");
@@ -81,7 +81,7 @@ impl SmtpServer {
         files.iter().map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()).collect()
     }
 
-    async fn wait_for(&self, n: usize) -> Vec<Value> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let got = self.received();

@@ -1,0 +1,54 @@
+//! Role gates for the gateway's own pages, journaled (issue 16 item 6): a signed-in person
+//! refused for lack of the role leaves a `read` entry with outcome `denied` (who, which
+//! page, which role they had; nothing else). Anonymous visitors are sent to sign in and leave
+//! nothing: there is no one to name.
+
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+
+use super::session::{Kind, Session};
+use crate::app::App;
+use crate::audit::Reader;
+use crate::error::GatewayError;
+
+/// A DPO who passed the gate: their session (for the page's chrome and CSRF) and the reader
+/// the journal names.
+#[derive(Debug)]
+pub struct Dpo {
+    pub session: Arc<Session>,
+    pub reader: Reader,
+}
+
+/// The signed-in agent holding `auth.dpo_role`, or the error to answer: sign-in (back to
+/// `return_to`) without a session, 403 (journaled as denied on `page`) for anyone else.
+pub async fn dpo(
+    app: &App,
+    headers: &HeaderMap,
+    page: &str,
+    return_to: &str,
+    request_id: Option<&str>,
+) -> Result<Dpo, GatewayError> {
+    let session = app.auth.identify(headers).await.map_err(|_| GatewayError::StoreUnavailable)?;
+    let role = app.auth.settings.dpo_role.as_str();
+    match session {
+        None => Err(GatewayError::SignInRequired { agent: true, acr: None, return_to: return_to.to_owned() }),
+        Some(s) if s.kind == Kind::Agent && s.roles.iter().any(|r| r == role) => {
+            let reader = app.auth.reader(&s, Some(role)).ok_or(GatewayError::Internal)?;
+            Ok(Dpo { session: s, reader })
+        }
+        Some(s) => {
+            denied(app, &s, page, request_id).await;
+            Err(GatewayError::Forbidden("this page is for the data protection officer"))
+        }
+    }
+}
+
+/// Journals that `session`'s person was refused `page` (their first role, if any, as role).
+pub async fn denied(app: &App, session: &Session, page: &str, request_id: Option<&str>) {
+    let role = if session.kind == Kind::Agent { session.roles.first().map(String::as_str) } else { None };
+    match app.auth.reader(session, role) {
+        Some(reader) => app.audit.record_denied(&reader, page, request_id).await,
+        None => tracing::warn!("a refused access could not be journaled: the person's id is not a journal identifier"),
+    }
+}
