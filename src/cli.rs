@@ -83,6 +83,9 @@ pub enum Command {
     /// refuse, complete. Every change is journaled with the operator as actor.
     #[command(subcommand)]
     Rights(crate::rights::cli::RightsCommand),
+    /// Retention: plan (dry run), run, and the DPO's holds (docs/retention.md).
+    #[command(subcommand)]
+    Retention(crate::retention::cli::RetentionCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +219,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Keys { action } => keys(cli.config, action).await,
         Command::Rights(crate::rights::cli::RightsCommand::Export(args)) => rights_export(cli.config, &args).await,
         Command::Rights(command) => rights(cli.config, command).await,
+        Command::Retention(command) => retention(cli.config, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -592,6 +596,11 @@ async fn rights(path: Option<PathBuf>, command: crate::rights::cli::RightsComman
     let result = crate::rights::cli::run(&service, deps.clock.as_ref(), command, &mut std::io::stdout()).await;
     audit.shutdown().await;
     result
+}
+
+async fn retention(path: Option<PathBuf>, command: crate::retention::cli::RetentionCommand) -> anyhow::Result<()> {
+    let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::retention::cli::run(config, command).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

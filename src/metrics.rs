@@ -88,6 +88,7 @@ pub struct Metrics {
     /// signature: every increment is an alert (the store was written behind the gateway).
     pub consent_ledger_rejected: Counter,
     pub changes_heard: Family<ChangeLabels, Counter>,
+    pub retention: crate::retention::metrics::RetentionMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -147,6 +148,7 @@ impl Metrics {
             "Changes announced by other instances and heard by notification (PostgreSQL), by kind",
             changes_heard.clone(),
         );
+        let retention = crate::retention::metrics::RetentionMetrics::register(&mut registry);
         Self {
             registry,
             requests,
@@ -157,6 +159,7 @@ impl Metrics {
             policy_reloads,
             consent_ledger_rejected,
             changes_heard,
+            retention,
         }
     }
 

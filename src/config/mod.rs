@@ -7,6 +7,7 @@
 mod commune;
 mod every;
 mod notify;
+mod retention;
 mod problems;
 mod source;
 mod validate;
@@ -21,6 +22,7 @@ use serde::Deserialize;
 
 pub use commune::{AccessibilitySettings, CommuneSettings};
 pub use notify::NotifySettings;
+pub use retention::RetentionSettings;
 pub use problems::{ConfigError, Problem};
 pub use source::SourceMap;
 pub(crate) use source::{line_col, walk_table};
@@ -70,6 +72,9 @@ pub struct Settings {
     /// The town hall's name and logo on every page, and its accessibility statement.
     #[serde(default)]
     pub commune: CommuneSettings,
+    /// When the retention engine runs (docs/retention.md).
+    #[serde(default)]
+    pub retention: RetentionSettings,
 }
 
 /// Who may act on data-subject rights requests besides the citizen.

@@ -60,6 +60,7 @@ fn own_pages(state: AppState) -> Router {
         .merge(crate::notify::outbox::routes())
         // The citizen's hub "Mes données", its rights procedures, the accessibility statement.
         .merge(crate::privacy_centre::routes())
+        .merge(crate::retention::api::routes())
         // Nothing under the reserved prefix is ever proxied, even paths we do not serve.
         .route("/.guichet", any(reserved_not_found))
         .route("/.guichet/{*rest}", any(reserved_not_found))
