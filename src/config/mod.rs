@@ -7,8 +7,8 @@
 mod commune;
 mod every;
 mod notify;
-mod retention;
 mod problems;
+mod retention;
 mod source;
 mod validate;
 
@@ -22,8 +22,8 @@ use serde::Deserialize;
 
 pub use commune::{AccessibilitySettings, CommuneSettings};
 pub use notify::NotifySettings;
-pub use retention::RetentionSettings;
 pub use problems::{ConfigError, Problem};
+pub use retention::RetentionSettings;
 pub use source::SourceMap;
 pub(crate) use source::{line_col, walk_table};
 

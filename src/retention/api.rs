@@ -95,11 +95,12 @@ async fn report(State(app): State<AppState>, headers: HeaderMap, body: axum::bod
         occurred_at_us,
     };
     match app.retention.report(&event, &categories).await {
-        Ok(true) => (StatusCode::CREATED, axum::Json(serde_json::json!({ "event_id": b.event_id, "duplicate": false })))
-            .into_response(),
-        Ok(false) => {
-            (StatusCode::OK, axum::Json(serde_json::json!({ "event_id": b.event_id, "duplicate": true }))).into_response()
+        Ok(true) => {
+            (StatusCode::CREATED, axum::Json(serde_json::json!({ "event_id": b.event_id, "duplicate": false })))
+                .into_response()
         }
+        Ok(false) => (StatusCode::OK, axum::Json(serde_json::json!({ "event_id": b.event_id, "duplicate": true })))
+            .into_response(),
         Err(RetentionError::UnknownSubject) => {
             problem(&GatewayError::NotFound, "retention event for a subject the gateway never saw")
         }

@@ -97,8 +97,12 @@ fn print_report(out: &mut impl Write, r: &Report, dry: bool) -> anyhow::Result<(
         writeln!(out, "{activity:<24} {category:<20} {phase:<13} {action:<15} {n:>8}")?;
     }
     let verb = if dry { "would act on" } else { "acted on" };
-    let due: u64 =
-        r.lines.iter().filter(|((_, _, _, a), _)| !matches!(a.as_str(), "none" | "held" | "no_rule")).map(|(_, n)| n).sum();
+    let due: u64 = r
+        .lines
+        .iter()
+        .filter(|((_, _, _, a), _)| !matches!(a.as_str(), "none" | "held" | "no_rule"))
+        .map(|(_, n)| n)
+        .sum();
     let acted = if dry { due } else { r.acted };
     writeln!(
         out,
@@ -128,7 +132,8 @@ async fn hold(app: &crate::app::App, h: HoldCommand, out: &mut impl Write) -> an
         }
         HoldCommand::List => {
             for h in app.retention.holds().await? {
-                let since = crate::audit::event::from_micros(h.since_us).map(|t| t.date().to_string()).unwrap_or_default();
+                let since =
+                    crate::audit::event::from_micros(h.since_us).map(|t| t.date().to_string()).unwrap_or_default();
                 writeln!(out, "{}\t{}\t{since}\t{}", h.subject, h.activity, h.reason)?;
             }
         }

@@ -23,7 +23,11 @@ pub struct RetentionMetrics {
 impl RetentionMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
-        registry.register("retention_last_run_timestamp_seconds", "When the last retention run ended", m.last_run.clone());
+        registry.register(
+            "retention_last_run_timestamp_seconds",
+            "When the last retention run ended",
+            m.last_run.clone(),
+        );
         registry.register("retention_records", "Records acted on by retention runs, by action", m.records.clone());
         registry.register(
             "retention_overdue_records",

@@ -169,7 +169,12 @@ pub fn date_of(us: i64) -> Option<Date> {
 }
 
 /// Journals a hold set or lifted by the DPO (the reason stays in the store: it is free text).
-pub async fn journal_hold(app: &crate::app::App, subject: &str, activity: &str, action: &str) -> Result<(), RetentionError> {
+pub async fn journal_hold(
+    app: &crate::app::App,
+    subject: &str,
+    activity: &str,
+    action: &str,
+) -> Result<(), RetentionError> {
     use crate::audit::{AuditEvent, Ident, Operation};
     let ident = |s: &str| Ident::new(s.to_owned()).map_err(|_| RetentionError::Journal);
     let mut event = AuditEvent::system(Operation::DpoAction { action: ident(action)? }, app.clock.now());

@@ -239,7 +239,13 @@ mod tests {
             ("active, on the day", archive, Phase::Active, date!(2024 - 01 - 15), Some(Action::ToIntermediate)),
             ("archived, before its end", archive, Phase::Intermediate, date!(2026 - 01 - 14), None),
             ("archived, at its end", archive, Phase::Intermediate, date!(2026 - 01 - 15), Some(Action::Destroy)),
-            ("active, long overdue: straight to the end", archive, Phase::Active, date!(2030 - 01 - 01), Some(Action::Destroy)),
+            (
+                "active, long overdue: straight to the end",
+                archive,
+                Phase::Active,
+                date!(2030 - 01 - 01),
+                Some(Action::Destroy),
+            ),
             (
                 "no archive: the end at once",
                 rule("6 months", Collection, None, Anonymise),
@@ -300,10 +306,7 @@ mod tests {
             "30 days before"
         );
         // A run that missed the notice window announces a later date rather than deleting.
-        assert_eq!(
-            plan(&r, &rec, date!(2026 - 03 - 01)),
-            Some(Action::Notice { deletion_on: date!(2026 - 03 - 31) })
-        );
+        assert_eq!(plan(&r, &rec, date!(2026 - 03 - 01)), Some(Action::Notice { deletion_on: date!(2026 - 03 - 31) }));
         rec.noticed_for = Some(date!(2026 - 03 - 31));
         assert_eq!(plan(&r, &rec, date!(2026 - 03 - 30)), None);
         assert_eq!(plan(&r, &rec, date!(2026 - 03 - 31)), Some(Action::Destroy));

@@ -82,7 +82,13 @@ impl ArchiveCheck {
 
     /// The verdict for a value of `category` owned by `subject`, for a citizen (`Some(own)`:
     /// whether it is theirs) or an agent with `agent_roles`.
-    pub async fn verdict(&mut self, subject: &str, category: &str, own: Option<bool>, agent_roles: &[String]) -> Verdict {
+    pub async fn verdict(
+        &mut self,
+        subject: &str,
+        category: &str,
+        own: Option<bool>,
+        agent_roles: &[String],
+    ) -> Verdict {
         if !self.phases.contains_key(subject) {
             let read = self.service.phases(subject, &self.activity).await;
             if let Err(e) = &read {
@@ -152,7 +158,11 @@ mod tests {
             (Some(Phase::Ended), None, &archives, why, Verdict::Placeholder),
         ];
         for (phase, own, roles, reason, expected) in cases {
-            assert_eq!(decide(phase, &archives, own, roles, reason), expected, "{phase:?} {own:?} {roles:?} {reason:?}");
+            assert_eq!(
+                decide(phase, &archives, own, roles, reason),
+                expected,
+                "{phase:?} {own:?} {roles:?} {reason:?}"
+            );
         }
     }
 

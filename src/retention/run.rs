@@ -42,8 +42,12 @@ pub async fn forget(
     reason: &str,
 ) -> Result<Forgotten, RetentionError> {
     let rows = app.retention.records(field_subject, activity).await?;
-    let declared: Vec<String> =
-        app.policies.load().activity(activity).map(|a| a.categories.iter().map(|c| c.id.clone()).collect()).unwrap_or_default();
+    let declared: Vec<String> = app
+        .policies
+        .load()
+        .activity(activity)
+        .map(|a| a.categories.iter().map(|c| c.id.clone()).collect())
+        .unwrap_or_default();
     let others_live = declared
         .iter()
         .filter(|c| c.as_str() != category)
@@ -290,7 +294,12 @@ async fn journal(app: &App, run_id: &str, report: &Report) -> Result<(), Retenti
     let ident = |s: &str| Ident::new(s.to_owned()).map_err(|_| RetentionError::Journal);
     let mut lines = Vec::new();
     for ((activity, category, action), count) in counts {
-        lines.push(RetentionCount { activity: ident(&activity)?, category: ident(&category)?, action: ident(&action)?, count });
+        lines.push(RetentionCount {
+            activity: ident(&activity)?,
+            category: ident(&category)?,
+            action: ident(&action)?,
+            count,
+        });
     }
     let joined: Vec<String> = items.iter().map(|i| format!("{}:{}", i.record_hash, i.step)).collect();
     let operation = Operation::RetentionRun {

@@ -22,9 +22,9 @@ mod jobs;
 mod keys;
 mod meta;
 mod notify;
+mod retention;
 mod rights;
 mod rights_apps;
-mod retention;
 mod sessions;
 
 use std::path::{Path, PathBuf};
@@ -45,9 +45,9 @@ pub use jobs::{JobCounts, JobRow, JobsRepo};
 pub use keys::{DataKeyRow, Keys, Tombstone};
 pub use meta::Meta;
 pub use notify::{NoticeRow, NotifyRepo};
+pub use retention::{HoldRow, RecordKey, RetentionEventRow, RetentionRepo, RetentionRow, RunItemRow};
 pub use rights::{RightsRepo, RightsRow};
 pub use rights_apps::{PropagationRow, RightsAppsRepo};
-pub use retention::{HoldRow, RecordKey, RetentionEventRow, RetentionRepo, RetentionRow, RunItemRow};
 pub use sessions::{PendingLogin, SessionRow, Sessions};
 
 /// What went wrong talking to the store. Never carries query parameters (they may be

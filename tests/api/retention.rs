@@ -241,8 +241,9 @@ async fn each_phase_and_each_end_action_happen_on_their_day(backend: Backend) {
     // 2026-11-28 + 1 year = 2027-11-28; the notice is due 30 days before.
     assert_eq!(run_on(&s.app, date!(2027 - 10 - 28)).await.acted, 0, "nothing before the notice window");
     assert_eq!(run_on(&s.app, date!(2027 - 10 - 29)).await.acted, 1);
+    // The deletion date, 2027-11-28, is stored as (year, day of the year).
     let notices = s.app.state.notify.of_subject(&consent_subject).await.unwrap();
-    assert!(notices.iter().any(|n| n.kind == "retention" && n.notice.contains("2027-11-28")), "{notices:?}");
+    assert!(notices.iter().any(|n| n.kind == "retention" && n.notice.contains("[2027,332]")), "{notices:?}");
     assert_eq!(phase_of(&all_rows(&s.app, &subject).await, "contact"), "active", "a notice is not a deletion");
 
     // End of the active year: the address is destroyed, the name archived; the subscription
@@ -257,7 +258,8 @@ async fn each_phase_and_each_end_action_happen_on_their_day(backend: Backend) {
     assert!(rows.iter().find(|r| r.category == "contact").unwrap().app_subject.is_none(), "the link is dropped");
     wait_received(&s.rights_app, 2).await;
     let told = s.rights_app.received();
-    let of_type = |t: &str| told.iter().find(|c| c["type"] == t).unwrap_or_else(|| panic!("no {t} in {told:?}")).clone();
+    let of_type =
+        |t: &str| told.iter().find(|c| c["type"] == t).unwrap_or_else(|| panic!("no {t} in {told:?}")).clone();
     let erasure = of_type("erasure");
     assert_eq!((erasure["reason"].as_str(), erasure["category"].as_str()), (Some("retention"), Some("contact")));
     assert_eq!(erasure["subject_identity"]["value"], pseudonym.as_str());
@@ -299,7 +301,8 @@ async fn each_phase_and_each_end_action_happen_on_their_day(backend: Backend) {
     let url = &s.app.store_url;
     let runs = count(url, "SELECT COUNT(*) FROM audit_entry WHERE operation = 'retention_run'").await;
     assert_eq!(runs, 8);
-    let naming = format!("SELECT COUNT(*) FROM audit_entry WHERE operation = 'retention_run' AND body LIKE '%{subject}%'");
+    let naming =
+        format!("SELECT COUNT(*) FROM audit_entry WHERE operation = 'retention_run' AND body LIKE '%{subject}%'");
     assert_eq!(count(url, &naming).await, 0, "the evidence holds hashed ids only");
     let destroy_line =
         "SELECT COUNT(*) FROM audit_entry WHERE operation = 'retention_run' AND body LIKE '%\"action\":\"destroy\"%'";
@@ -340,7 +343,8 @@ async fn holds_are_respected_and_in_the_evidence(backend: Backend) {
     assert_eq!((report.acted, report.skipped_holds), (0, 2), "{report:?}");
     let rows = all_rows(&s.app, &subject).await;
     assert!(rows.iter().all(|r| r.phase == "active" && r.notice_deletion_on.is_none()), "{rows:?}");
-    let held = "SELECT COUNT(*) FROM audit_entry WHERE operation = 'retention_run' AND body LIKE '%\"action\":\"held\"%'";
+    let held =
+        "SELECT COUNT(*) FROM audit_entry WHERE operation = 'retention_run' AND body LIKE '%\"action\":\"held\"%'";
     assert_eq!(count(&s.app.store_url, held).await, 1, "the skip is in the evidence");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(s.rights_app.received().is_empty(), "nothing was told to the application");
@@ -380,7 +384,8 @@ async fn a_plan_changes_nothing() {
     active_citizen(&s.app, &s.mock, "sub-angela").await;
     records(&s.app, 3).await;
     let day = date!(2027 - 11 - 28);
-    let plan = guichet::retention::run::run(&s.app.state, Options { today: day, dry_run: true }, &|_| {}).await.unwrap();
+    let plan =
+        guichet::retention::run::run(&s.app.state, Options { today: day, dry_run: true }, &|_| {}).await.unwrap();
     let key = |c: &str, a: &str| ("lettre-information".to_owned(), c.to_owned(), "active".to_owned(), a.to_owned());
     assert_eq!(plan.lines.get(&key("contact", "notice")), Some(&1), "{plan:?}");
     assert_eq!(plan.lines.get(&key("identite", "intermediate")), Some(&1), "{plan:?}");
@@ -388,4 +393,102 @@ async fn a_plan_changes_nothing() {
     let rows = records(&s.app, 3).await;
     assert!(rows.iter().all(|r| r.phase == "active" && r.notice_deletion_on.is_none()));
     assert_eq!(count(&s.app.store_url, "SELECT COUNT(*) FROM audit_entry WHERE operation = 'retention_run'").await, 0);
+}
+
+on_both_stores!(a_run_killed_half_way_then_run_again_acts_once_per_record);
+
+/// `guichet retention run` (the real binary) is killed with SIGKILL half-way through 3000
+/// due records; run again once its lease ran out, it finishes: every record is acted on
+/// exactly once, and each application message is queued once.
+async fn a_run_killed_half_way_then_run_again_acts_once_per_record(backend: Backend) {
+    crate::helpers::init();
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::helpers::fresh_store_url(backend, dir.path()).await;
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let fixture = include_str!("../fixtures/policies/retention-duration/a.toml")
+        .replace("active = \"three years\"", "active = \"1 day\"")
+        .replace("then = \"destroy\"", "then = \"anonymise\"")
+        .replace(
+            "[controller]",
+            "rights_endpoint = \"http://127.0.0.1:9/droits\"\nrights_route = \"app\"\n\n[controller]",
+        );
+    std::fs::write(policies.join("essai.toml"), fixture).unwrap();
+    let config = dir.path().join("guichet.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"version = 1
+data_dir = {data:?}
+
+[server]
+listen = "127.0.0.1:0"
+public_url = "http://127.0.0.1"
+
+[admin]
+enabled = false
+
+[store]
+url = {url:?}
+
+[policy]
+dir = {policies:?}
+
+[retention]
+batch = 50
+lease = "1s"
+
+[[routes]]
+name = "app"
+path_prefix = "/"
+upstream = "http://127.0.0.1:9"
+no_personal_data = true
+"#,
+            data = dir.path().join("data").display().to_string(),
+            url = secrecy::ExposeSecret::expose_secret(&url),
+            policies = policies.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let guichet = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"));
+        c.args(args).arg("--config").arg(&config).env_remove("GUICHET_CONFIG").env_remove("RUST_LOG");
+        c.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        c
+    };
+    assert!(guichet(&["migrate"]).status().unwrap().success());
+    let n = 3000;
+    crate::helpers::raw_sql(
+        &url,
+        &format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+             INSERT INTO retention_record (subject, activity, category, consent_subject, route, app_subject, \
+             collected_at_us, phase, phase_since_us) \
+             SELECT 's' || i, 'essai', 'c', NULL, 'app', 'p' || i, 0, 'active', 0 FROM n"
+        ),
+    )
+    .await;
+
+    let mut first = guichet(&["retention", "run"]).spawn().unwrap();
+    let items = "SELECT COUNT(*) FROM retention_run_item";
+    let mut seen = 0;
+    for _ in 0..3000 {
+        seen = count(&url, items).await;
+        if seen >= 100 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let at_kill = count(&url, items).await;
+    assert!(seen >= 100 && at_kill < n, "the run was killed half-way: {at_kill} of {n} done");
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(guichet(&["retention", "run"]).status().unwrap().success());
+    assert_eq!(count(&url, items).await, n, "each record acted on once");
+    assert_eq!(count(&url, "SELECT COUNT(*) FROM retention_record WHERE phase = 'ended'").await, n);
+    assert_eq!(count(&url, "SELECT COUNT(*) FROM job WHERE kind = 'retention.tell'").await, n, "told once each");
+    let runs = count(&url, "SELECT COUNT(*) FROM audit_entry WHERE operation = 'retention_run'").await;
+    assert_eq!(runs, 1, "the finishing run's evidence counts the killed run's steps too");
 }
