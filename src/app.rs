@@ -58,6 +58,10 @@ pub struct App {
     pub rights_http: crate::auth::http::HttpClient,
     /// The one notification channel (e-mail through SMTP, the demo outbox, printable letters).
     pub notify: Arc<crate::notify::NotifyService>,
+    /// Retention clocks, phases and holds (docs/retention.md).
+    pub retention: Arc<crate::retention::RetentionService>,
+    /// Citizens' last requests per activity, written off the hot path.
+    pub retention_recorder: Arc<crate::retention::record::Recorder>,
 }
 
 impl App {
@@ -199,6 +203,8 @@ impl Application {
             audit.verifier().clone(),
             metrics.consent_ledger_rejected.clone(),
         ));
+        let retention = Arc::new(crate::retention::RetentionService::new(store.clone(), deps.clock.clone()));
+        let retention_recorder = Arc::new(crate::retention::record::Recorder::new());
         let upstreams = Upstreams::build(&config.routes).context("cannot prepare upstream TLS")?;
         let proxy = Proxy::new(
             config.routes.clone(),
@@ -211,6 +217,7 @@ impl Application {
         .with_auth(auth.clone())
         .with_consent(consent.clone())
         .with_rights(rights.clone())
+        .with_retention(retention_recorder.clone(), retention.clone(), deps.clock.clone())
         .with_fields(FieldSettings {
             vault: crypto.clone(),
             transform_max_bytes: s.keys.as_ref().map_or(DEFAULT_TRANSFORM_MAX_BYTES, |k| k.transform_max_bytes),
@@ -249,6 +256,8 @@ impl Application {
             jobs,
             rights_http: crate::auth::http::HttpClient::new().context("cannot prepare the rights client")?,
             notify,
+            retention,
+            retention_recorder,
         });
         register_job_handlers(&app);
         let (shutdown, _) = watch::channel(false);
@@ -291,6 +300,11 @@ impl Application {
             crate::jobs::POLL_EVERY,
             self.shutdown.subscribe(),
         ));
+        let retention_writer = tokio::spawn(crate::retention::record::Recorder::write_until_stopped(
+            self.app.clone(),
+            self.shutdown.subscribe(),
+        ));
+        let retention_runs = tokio::spawn(crate::retention::schedule(self.app.clone(), self.shutdown.subscribe()));
         let public_front = server::router::Public::new(self.app.clone());
         let public = server::serve(self.public, self.tls, public_front, limits, self.shutdown.subscribe(), grace);
         match self.admin {
@@ -302,6 +316,8 @@ impl Application {
             None => public.await,
         }
         pruning.abort();
+        retention_runs.abort();
+        retention_writer.abort();
         changes.abort();
         // A job cut short here is claimed again once its lease runs out (handlers are idempotent).
         jobs.abort();
@@ -321,6 +337,8 @@ fn register_job_handlers(app: &AppState) {
     app.jobs.register(Arc::new(crate::rights::erasure::EraseOnWithdrawal { app: weak }));
     app.jobs.register(crate::notify::send_handler(app));
     app.jobs.register(crate::alerts::check_handler(app));
+    app.jobs.register(Arc::new(crate::retention::tell::TellApplication { app: Arc::downgrade(app) }));
+    app.jobs.register(Arc::new(crate::retention::RunJob { app: Arc::downgrade(app) }));
 }
 
 /// Applies the changes other instances announce (PostgreSQL `LISTEN`) to this one's caches

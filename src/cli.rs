@@ -87,6 +87,9 @@ pub enum Command {
     /// record an incident from a TOML or JSON file. Every change is journaled.
     #[command(subcommand)]
     Incident(crate::incidents::cli::IncidentCommand),
+    /// Retention: plan (dry run), run, and the DPO's holds (docs/retention.md).
+    #[command(subcommand)]
+    Retention(crate::retention::cli::RetentionCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -221,6 +224,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Rights(crate::rights::cli::RightsCommand::Export(args)) => rights_export(cli.config, &args).await,
         Command::Rights(command) => rights(cli.config, command).await,
         Command::Incident(command) => incident(cli.config, command).await,
+        Command::Retention(command) => retention(cli.config, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -643,6 +647,12 @@ fn incident_organisation(config: &Validated) -> crate::incidents::cnil::Organisa
         Some(set) => crate::incidents::cnil::Organisation::of(&set, commune),
         None => crate::incidents::cnil::Organisation { name: commune.clone(), ..Default::default() },
     }
+}
+
+/// Runs a `retention` command (plan, run, holds) on the configured store.
+async fn retention(path: Option<PathBuf>, command: crate::retention::cli::RetentionCommand) -> anyhow::Result<()> {
+    let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::retention::cli::run(config, command).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

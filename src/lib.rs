@@ -52,6 +52,9 @@ pub mod notify;
 // 10. Persistence (only services call it).
 pub mod store;
 
+// Retention: side path like rights, through the services.
+pub mod retention;
+
 // 11. The built-in demonstration.
 pub mod demo;
 

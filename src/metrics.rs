@@ -90,6 +90,7 @@ pub struct Metrics {
     pub changes_heard: Family<ChangeLabels, Counter>,
     /// The DPO's alert conditions (`alerts`, docs/alerts.md), set by the `alerts.check` job.
     pub alerts: AlertGauges,
+    pub retention: crate::retention::metrics::RetentionMetrics,
 }
 
 /// One gauge per alert condition; the shipped rules (`docs/alerts/guichet.rules.yml`) fire on
@@ -191,6 +192,7 @@ impl Metrics {
             "Unix time of the last alert check",
             alerts.last_check.clone(),
         );
+        let retention = crate::retention::metrics::RetentionMetrics::register(&mut registry);
         Self {
             registry,
             requests,
@@ -202,6 +204,7 @@ impl Metrics {
             consent_ledger_rejected,
             changes_heard,
             alerts,
+            retention,
         }
     }
 

@@ -206,6 +206,28 @@ pub enum Operation {
     Read {
         page: Ident,
     },
+    /// A retention run's evidence: what it did per activity, category and action (holds
+    /// skipped as `held`), and the SHA-256 over the hashed ids of the records acted on.
+    RetentionRun {
+        run: Ident,
+        lines: Vec<RetentionCount>,
+        records_sha256: Ident,
+        skipped_holds: u64,
+    },
+    /// Values in intermediate archive shown to an agent, with the typed reason they gave.
+    ArchiveReveal {
+        fields: Vec<Ident>,
+        reason: Ident,
+    },
+}
+
+/// One line of a retention run's evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionCount {
+    pub activity: Ident,
+    pub category: Ident,
+    pub action: Ident,
+    pub count: u64,
 }
 
 impl Operation {
@@ -226,6 +248,8 @@ impl Operation {
             Self::JournalPruned { .. } => "journal_pruned",
             Self::Diagnostic => "diagnostic",
             Self::Read { .. } => "read",
+            Self::RetentionRun { .. } => "retention_run",
+            Self::ArchiveReveal { .. } => "archive_reveal",
         }
     }
 }

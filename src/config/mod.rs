@@ -9,6 +9,7 @@ mod dpo;
 mod every;
 mod notify;
 mod problems;
+mod retention;
 mod source;
 mod validate;
 
@@ -24,6 +25,7 @@ pub use commune::{AccessibilitySettings, CommuneSettings};
 pub use dpo::DpoSettings;
 pub use notify::NotifySettings;
 pub use problems::{ConfigError, Problem};
+pub use retention::RetentionSettings;
 pub use source::SourceMap;
 pub(crate) use source::{line_col, walk_table};
 
@@ -75,6 +77,9 @@ pub struct Settings {
     /// The DPO's console and the supervision view (docs/dpo.md).
     #[serde(default)]
     pub dpo: DpoSettings,
+    /// When the retention engine runs (docs/retention.md).
+    #[serde(default)]
+    pub retention: RetentionSettings,
 }
 
 /// Who may act on data-subject rights requests besides the citizen.

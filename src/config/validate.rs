@@ -71,6 +71,7 @@ pub(super) fn validate(loaded: &Loaded) -> Result<Validated, ConfigError> {
     }
     let auth_secrets = validate_auth(loaded, &mut problems);
     let smtp_password = super::notify::validate(loaded, &mut problems);
+    super::retention::validate(loaded, &mut problems);
     match (store_url, routes) {
         (Some(store_url), Some(routes)) if problems.is_empty() => {
             Ok(Validated { settings: s.clone(), store_url, routes, auth_secrets, smtp_password })

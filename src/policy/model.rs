@@ -245,6 +245,13 @@ pub struct Retention {
     /// Where the duration comes from (a référentiel, a text); shown in the register.
     #[serde(default)]
     pub source: Option<String>,
+    /// Tell the citizen this long before the data is destroyed or anonymised (`"30 days"`).
+    #[serde(default)]
+    pub notice_before: Option<String>,
+    /// Agent roles that may still reveal values in intermediate archive, each time with a
+    /// stated reason; empty: nobody.
+    #[serde(default)]
+    pub archive_visible_to: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -299,6 +299,8 @@ mod tests {
             intermediate: None,
             then: RetentionEnd::ArchiveReview,
             source: None,
+            notice_before: None,
+            archive_visible_to: Vec::new(),
         };
         let words = retention_in_plain_words(&r);
         assert!(words.starts_with("3 ans après votre radiation des listes."), "{words}");

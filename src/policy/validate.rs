@@ -211,10 +211,26 @@ fn check_categories(p: &Parsed, problems: &mut Vec<PolicyProblem>) {
             ));
             continue;
         };
-        for (sub, value) in [("active", Some(&r.active)), ("intermediate", r.intermediate.as_ref())] {
+        for (sub, value) in [
+            ("active", Some(&r.active)),
+            ("intermediate", r.intermediate.as_ref()),
+            ("notice_before", r.notice_before.as_ref()),
+        ] {
             if let Some(Err(e)) = value.map(|v| Period::parse(v)) {
                 problems.push(p.problem(&format!("{key}.retention.{sub}"), format!("category `{}`: {e}", c.id)));
             }
+        }
+        if !r.archive_visible_to.is_empty() && r.intermediate.is_none() {
+            problems.push(p.problem(
+                &format!("{key}.retention.archive_visible_to"),
+                format!("category `{}`: `archive_visible_to` needs an `intermediate` archive period", c.id),
+            ));
+        }
+        if r.archive_visible_to.iter().any(|role| role.trim().is_empty()) {
+            problems.push(p.problem(
+                &format!("{key}.retention.archive_visible_to"),
+                format!("category `{}`: a role in `archive_visible_to` is empty", c.id),
+            ));
         }
         let named = |v: &Option<String>| v.as_deref().is_some_and(|t| !t.trim().is_empty());
         if r.from == RetentionStart::Event && (!named(&r.event) || !named(&r.event_label)) {
@@ -429,6 +445,7 @@ mod tests {
             ("consent-notice", "has no consent notice"),
             ("retention", "category `c` has no retention"),
             ("retention-duration", "`three years` is not a duration"),
+            ("retention-archive", "`archive_visible_to` needs an `intermediate` archive period"),
             ("field-category", "names the category `sante`, which is not declared"),
             ("route-pattern", "`*` may only be the last segment"),
             ("route-overlap", "no route may be claimed by two activities"),

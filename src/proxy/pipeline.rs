@@ -60,9 +60,19 @@ pub struct Proxy {
     consent: Option<Arc<ConsentService>>,
     /// Restrictions of processing (Art. 18): write routes refused, reveals limited.
     rights: Option<Arc<crate::rights::service::RightsService>>,
+    /// Retention: citizens' last requests recorded, archived values' reveals limited.
+    retention: Option<RetentionHooks>,
     /// Field protection: the vault (absent without `[keys]`, then declared fields fail
     /// closed) and the transform limit.
     fields: FieldSettings,
+}
+
+/// What the proxy needs of the retention engine.
+#[derive(Debug)]
+struct RetentionHooks {
+    recorder: Arc<crate::retention::record::Recorder>,
+    service: Arc<crate::retention::RetentionService>,
+    clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// A request ready to go upstream, with what the later phases need to finish it.
@@ -97,6 +107,7 @@ impl Proxy {
             auth: None,
             consent: None,
             rights: None,
+            retention: None,
             fields,
         }
     }
@@ -125,6 +136,17 @@ impl Proxy {
     /// Enables restriction enforcement (Art. 18).
     pub fn with_rights(mut self, rights: Arc<crate::rights::service::RightsService>) -> Self {
         self.rights = Some(rights);
+        self
+    }
+
+    /// Enables retention: last requests recorded, archived values revealed with a reason only.
+    pub fn with_retention(
+        mut self,
+        recorder: Arc<crate::retention::record::Recorder>,
+        service: Arc<crate::retention::RetentionService>,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Self {
+        self.retention = Some(RetentionHooks { recorder, service, clock });
         self
     }
 
@@ -181,17 +203,42 @@ impl Proxy {
         if processing.is_some() && !req.method().is_safe() && matches!(ctx.identity, Identity::Citizen(_)) {
             Box::pin(self.check_restriction(ctx)).await?;
         }
+        self.note_activity(ctx, &route);
+        let archive_reason = if has_fields { crate::retention::reveal::reason_of(req.headers()) } else { None };
         let pool = self.upstreams.get(&route.name).ok_or_else(|| ProxyError::Internal("no pool for route".into()))?;
         let req = if has_fields { Box::pin(self.protect(ctx, &route, req)).await? } else { req };
         let out = self.upstream_request(ctx, &route, req)?;
         let client_upgrade = out.client_upgrade;
         let mut resp = forward(pool, &route, out.request, out.body_sent, client_upgrade.is_some()).await?;
-        let mut revealer = self.revealer(ctx);
+        let mut revealer = self.revealer(ctx, archive_reason);
         if let Some(r) = revealer.as_mut() {
             // Boxed like the other phases that only some activities need.
             Box::pin(r.headers(resp.headers_mut())).await;
         }
         response_filter(&route, resp, client_upgrade, revealer)
+    }
+
+    /// Retention's trigger "last request on the activity's routes": at most one fact per
+    /// citizen, activity and day leaves here, queued without waiting (`retention::record`).
+    fn note_activity(&self, ctx: &RequestContext, route: &Route) {
+        let (Some(r), Some(auth), Some(p), Identity::Citizen(session)) =
+            (&self.retention, &self.auth, ctx.decision.as_ref().and_then(Decision::processing), &ctx.identity)
+        else {
+            return;
+        };
+        let field = auth.field_subject(session);
+        let now = r.clock.now();
+        if !r.recorder.first_today(field, &p.activity, crate::clock::paris_date(now)) {
+            return;
+        }
+        r.recorder.record(crate::retention::record::Seen {
+            field_subject: field.to_owned(),
+            consent_subject: auth.consent_subject(session).to_owned(),
+            route: route.name.to_string(),
+            app_subject: auth.route_subject(session, &route.name),
+            activity: p.activity.to_string(),
+            at_us: crate::audit::event::to_micros(now),
+        });
     }
 
     /// Phase 1: is this a request we can read and may forward at all?
@@ -346,7 +393,11 @@ impl Proxy {
 
     /// What the reveal part of `response_filter` needs, on routes of an activity with
     /// declared fields when a keyring is configured.
-    fn revealer(&self, ctx: &RequestContext) -> Option<Revealer> {
+    fn revealer(
+        &self,
+        ctx: &RequestContext,
+        archive_reason: Option<crate::retention::reveal::ArchiveReason>,
+    ) -> Option<Revealer> {
         let p = match ctx.decision.as_ref()? {
             Decision::Processing(p) if !p.fields.is_empty() => p.clone(),
             _ => return None,
@@ -360,11 +411,20 @@ impl Proxy {
             _ => Viewer::Anonymous,
         };
         let f = &self.fields;
-        let restricted_roles = self.policies.load().activity(&p.activity).map(|a| a.restriction_visible_to.clone());
+        let set = self.policies.load();
+        let activity = set.activity(&p.activity);
+        let restricted_roles = activity.map(|a| a.restriction_visible_to.clone());
+        let archive = activity.and_then(|a| Some((self.retention.as_ref()?, a)));
+        let archive =
+            archive.map(|(r, a)| crate::retention::reveal::ArchiveCheck::new(r.service.clone(), a, archive_reason));
         let revealer = Revealer::new(vault, f.audit.clone(), f.clock.clone(), p, viewer, ctx.request_id.clone());
-        Some(match (&self.rights, restricted_roles) {
+        let revealer = match (&self.rights, restricted_roles) {
             (Some(rights), Some(roles)) => revealer.with_restrictions(rights.clone(), roles),
             _ => revealer,
+        };
+        Some(match archive {
+            Some(a) => revealer.with_archive(a),
+            None => revealer,
         })
     }
 

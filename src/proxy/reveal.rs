@@ -26,6 +26,7 @@ use crate::crypto::scan::{Piece, StreamScanner, scan_all};
 use crate::crypto::{FieldContext, Vault};
 use crate::policy::Processing;
 use crate::policy::model::{Field, Protection};
+use crate::retention::reveal::Verdict;
 
 /// What a viewer sees in place of a value they may not see (or that no longer exists).
 pub const PLACEHOLDER: &str = "[donnée protégée]";
@@ -63,6 +64,9 @@ pub struct Revealer {
     /// restricted citizen's values, and the answers already read for this response.
     restrictions: Option<(Arc<crate::rights::service::RightsService>, Vec<String>)>,
     restricted: std::collections::HashMap<String, bool>,
+    /// Retention: archived values only for the archive roles with a reason, forgotten ones
+    /// for nobody.
+    archive: Option<crate::retention::reveal::ArchiveCheck>,
 }
 
 impl Revealer {
@@ -84,7 +88,14 @@ impl Revealer {
             journaled: HashSet::new(),
             restrictions: None,
             restricted: std::collections::HashMap::new(),
+            archive: None,
         }
+    }
+
+    /// Values whose retention moved on are limited as `retention::reveal` says.
+    pub fn with_archive(mut self, archive: crate::retention::reveal::ArchiveCheck) -> Self {
+        self.archive = Some(archive);
+        self
     }
 
     /// Agents see a restricted citizen's values only with one of `roles`.
@@ -204,16 +215,29 @@ impl Revealer {
         let processing = self.processing.clone();
         let candidates = processing.fields.iter().filter(|f| f.protection == Protection::Encrypt);
         for field in candidates {
-            if !self.may_see(&subject, field) {
-                continue;
+            let verdict = self.archive_verdict(&subject, field).await;
+            match &verdict {
+                Verdict::Placeholder => continue,
+                Verdict::Open if !self.may_see(&subject, field) => continue,
+                _ => {}
             }
             let ctx = FieldContext { activity: &activity, field: &field.name, subject: &subject };
             if let Ok(value) = self.vault.open(&ctx, token).await {
                 // A reveal to an agent that cannot be journaled does not happen.
-                return self.journal(&subject, field).await.then_some(value);
+                return self.journal(&subject, field, &verdict).await.then_some(value);
             }
         }
         None
+    }
+
+    async fn archive_verdict(&mut self, subject: &str, field: &Field) -> Verdict {
+        let Some(archive) = self.archive.as_mut() else { return Verdict::Open };
+        let (own, roles) = match &self.viewer {
+            Viewer::Citizen(me) => (Some(me == subject), &[][..]),
+            Viewer::Agent { roles, .. } => (None, roles.as_slice()),
+            Viewer::Anonymous => (Some(false), &[][..]),
+        };
+        archive.verdict(subject, &field.category, own, roles).await
     }
 
     fn may_see(&self, subject: &str, field: &Field) -> bool {
@@ -226,7 +250,7 @@ impl Revealer {
 
     /// Journals a reveal to an agent (citizens seeing their own data are not journaled);
     /// false when it could not be, and the value must not be shown.
-    async fn journal(&mut self, subject: &str, field: &Field) -> bool {
+    async fn journal(&mut self, subject: &str, field: &Field, verdict: &Verdict) -> bool {
         let Viewer::Agent { id, roles } = &self.viewer else { return true };
         let key = (subject.to_owned(), field.name.clone());
         if self.journaled.contains(&key) {
@@ -236,14 +260,24 @@ impl Revealer {
             tracing::warn!("a reveal to an agent was refused: no journal to record it in");
             return false;
         };
-        let role = roles.iter().find(|r| field.visible_to.contains(r)).cloned().unwrap_or_else(|| "agent".into());
+        let role = match verdict {
+            Verdict::Archived { role, .. } => role.clone(),
+            _ => roles.iter().find(|r| field.visible_to.contains(r)).cloned().unwrap_or_else(|| "agent".into()),
+        };
         let (Ok(agent), Ok(role), Ok(field_id), Ok(subject)) =
             (Ident::new(id.clone()), Ident::new(role), Ident::new(field.name.clone()), Ident::new(subject))
         else {
             tracing::warn!("a reveal was refused: an identifier is not journal-safe");
             return false;
         };
-        let mut event = AuditEvent::system(Operation::Reveal { fields: vec![field_id] }, self.clock.now());
+        let operation = match verdict {
+            Verdict::Archived { reason, .. } => match Ident::new(reason.as_str()) {
+                Ok(reason) => Operation::ArchiveReveal { fields: vec![field_id], reason },
+                Err(_) => return false,
+            },
+            _ => Operation::Reveal { fields: vec![field_id] },
+        };
+        let mut event = AuditEvent::system(operation, self.clock.now());
         event.actor = Actor { kind: ActorKind::Agent, id: agent };
         event.role = role;
         event.activity = Ident::new(self.processing.activity.to_string()).ok();

@@ -53,7 +53,7 @@ async fn callback(
 }
 
 /// True when the request carries the route's callback secret (constant-time comparison).
-async fn authenticated(app: &App, route: &str, headers: &HeaderMap) -> bool {
+pub(crate) async fn authenticated(app: &App, route: &str, headers: &HeaderMap) -> bool {
     let Some(file) =
         app.settings.routes.iter().find(|r| r.name == route).and_then(|r| r.rights_callback_secret_file.as_ref())
     else {

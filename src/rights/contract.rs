@@ -22,6 +22,11 @@ pub enum RequestType {
     /// A restriction ends: the application may process the data again.
     RestrictionLifted,
     Objection,
+    /// Retention: the record left the active base for the intermediate archive; the
+    /// application keeps it apart, for the roles the policy names only.
+    Archived,
+    /// Retention: the application anonymises the record (the gateway forgot who it was).
+    Anonymisation,
 }
 
 /// The subject as this application knows them: the pairwise pseudonym it receives in
@@ -55,6 +60,13 @@ pub struct AppRequest {
     /// token exactly as the application would receive it through the gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub corrections: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Why the gateway sends it when it is not a citizen's request: `"retention"` (the
+    /// retention period of `category` ended; docs/retention.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Retention only: the data category concerned (policy id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
     /// JWT registered claims: the application's route name, issued-at and expiry (unix seconds).
     pub aud: String,
     pub iat: i64,

@@ -81,6 +81,10 @@ pub async fn after_consent_change(app: &App, session: &Session, activity: &str, 
     if let Err(e) = marked {
         tracing::warn!(error = %e, "cannot record a consent withdrawal mark");
     }
+    // A withdrawal starts the activity's retention clocks (docs/retention.md, "Triggers").
+    if !given && let Err(e) = app.retention.withdrawn(&field, activity).await {
+        tracing::warn!(error = %e, "cannot record a consent withdrawal for retention");
+    }
     let erase = app.policies.load().activity(activity).is_some_and(|a| a.erase_on_withdrawal);
     if given || !erase {
         return;

@@ -218,6 +218,8 @@ fn app_request(app: &App, r: &RightsRequest, row: &PropagationRow, kind: Request
             CALLBACK_ROUTE.replace("{route}", &route)
         ),
         corrections,
+        reason: None,
+        category: None,
         aud: route,
         iat: now.unix_timestamp(),
         exp: exp.unix_timestamp(),
@@ -335,7 +337,7 @@ pub async fn record(app: &App, request_id: &str, activity: &str, answer: &AppAns
 
 /// The endpoint's URL: as written, or, for a path (`/droits`), under the upstream of the
 /// application's route — an application behind the gateway usually serves it itself.
-fn endpoint_url(app: &App, route: Option<&str>, endpoint: &str) -> Option<String> {
+pub fn endpoint_url(app: &App, route: Option<&str>, endpoint: &str) -> Option<String> {
     if !endpoint.starts_with('/') {
         return Some(endpoint.to_owned());
     }
@@ -345,7 +347,7 @@ fn endpoint_url(app: &App, route: Option<&str>, endpoint: &str) -> Option<String
 }
 
 /// The rights endpoint must answer within its route's `response_headers` timeout.
-fn timeout_of(app: &App, route: Option<&str>) -> Duration {
+pub fn timeout_of(app: &App, route: Option<&str>) -> Duration {
     route
         .and_then(|name| app.proxy.routes().iter().find(|r| &*r.name == name))
         .map_or(Duration::from_secs(10), |r| r.timeouts.response_headers)

@@ -23,6 +23,7 @@ mod jobs;
 mod keys;
 mod meta;
 mod notify;
+mod retention;
 mod rights;
 mod rights_apps;
 mod sessions;
@@ -46,6 +47,7 @@ pub use jobs::{JobCounts, JobRow, JobsRepo};
 pub use keys::{DataKeyRow, Keys, Tombstone};
 pub use meta::Meta;
 pub use notify::{NoticeRow, NotifyRepo};
+pub use retention::{HoldRow, RecordKey, RetentionEventRow, RetentionRepo, RetentionRow, RunItemRow};
 pub use rights::{RightsRepo, RightsRow};
 pub use rights_apps::{PropagationRow, RightsAppsRepo};
 pub use sessions::{PendingLogin, SessionRow, Sessions};
@@ -333,6 +335,10 @@ impl Store {
 
     pub fn incidents(&self) -> IncidentsRepo<'_> {
         IncidentsRepo::new(self)
+    }
+
+    pub fn retention(&self) -> RetentionRepo<'_> {
+        RetentionRepo::new(self)
     }
 }
 

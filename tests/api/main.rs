@@ -35,6 +35,7 @@ mod privacy_centre;
 mod propagation;
 mod proxy;
 mod register;
+mod retention;
 mod rights;
 mod rights_agent;
 mod spellings;

@@ -1,0 +1,142 @@
+//! `guichet retention plan|run|hold …` for operators and the DPO. `plan` changes nothing;
+//! `run` takes the same lease as the scheduler's runs, shows a progress bar and can be run
+//! again after an interruption: each record is acted on once.
+
+use std::io::Write;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::run::{Options, Report};
+use crate::app::{Application, Deps};
+use crate::config::Validated;
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// What a run would do (dry run): counts per activity, category, phase and action.
+    Plan(DateArg),
+    /// Apply the retention rules now.
+    Run(DateArg),
+    /// DPO holds: data of (subject, activity) that runs must skip.
+    #[command(subcommand)]
+    Hold(HoldCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DateArg {
+    /// Plan or run as of this day (YYYY-MM-DD) instead of today.
+    #[arg(long, value_name = "DATE")]
+    pub date: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HoldCommand {
+    Add {
+        /// The citizen's field pseudonym (as in the journal).
+        #[arg(long)]
+        subject: String,
+        #[arg(long)]
+        activity: String,
+        /// Why (a litigation, an inspection…), kept with the hold.
+        #[arg(long)]
+        reason: String,
+    },
+    Remove {
+        #[arg(long)]
+        subject: String,
+        #[arg(long)]
+        activity: String,
+    },
+    List,
+}
+
+pub async fn run(mut config: Validated, command: RetentionCommand) -> anyhow::Result<()> {
+    // The services of `serve`, without its listeners: nothing is served.
+    config.settings.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.settings.admin.enabled = false;
+    let application = Application::build(config, Deps::default()).await?;
+    let app = application.state();
+    let mut out = std::io::stdout();
+    let result = match command {
+        RetentionCommand::Plan(d) => {
+            let today = day(&app, d.date.as_deref())?;
+            let report = super::run::run(&app, Options { today, dry_run: true }, &|_| {}).await?;
+            print_report(&mut out, &report, true)
+        }
+        RetentionCommand::Run(d) => {
+            let today = day(&app, d.date.as_deref())?;
+            let bar = ProgressBar::new_spinner();
+            if let Ok(style) = ProgressStyle::with_template("{spinner} {pos} enregistrements lus {msg}") {
+                bar.set_style(style);
+            }
+            let report = super::run::run(&app, Options { today, dry_run: false }, &|n| bar.set_position(n))
+                .await
+                .context("the retention run stopped; run it again to resume")?;
+            bar.finish_and_clear();
+            print_report(&mut out, &report, false)
+        }
+        RetentionCommand::Hold(h) => hold(&app, h, &mut out).await,
+    };
+    // Queued jobs (telling applications, notices) run in `serve`; the journal is flushed here.
+    app.audit.shutdown().await;
+    result
+}
+
+fn day(app: &crate::app::App, given: Option<&str>) -> anyhow::Result<time::Date> {
+    match given {
+        None => Ok(super::run::today(app)),
+        Some(d) => time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))
+            .with_context(|| format!("`{d}` is not a date: write YYYY-MM-DD")),
+    }
+}
+
+fn print_report(out: &mut impl Write, r: &Report, dry: bool) -> anyhow::Result<()> {
+    writeln!(out, "{:<24} {:<20} {:<13} {:<15} {:>8}", "activity", "category", "phase", "action", "records")?;
+    for ((activity, category, phase, action), n) in &r.lines {
+        writeln!(out, "{activity:<24} {category:<20} {phase:<13} {action:<15} {n:>8}")?;
+    }
+    let verb = if dry { "would act on" } else { "acted on" };
+    let due: u64 = r
+        .lines
+        .iter()
+        .filter(|((_, _, _, a), _)| !matches!(a.as_str(), "none" | "held" | "no_rule"))
+        .map(|(_, n)| n)
+        .sum();
+    let acted = if dry { due } else { r.acted };
+    writeln!(
+        out,
+        "{} records read; {verb} {acted}; {} skipped under a hold; {} overdue.",
+        r.records, r.skipped_holds, r.overdue
+    )?;
+    Ok(())
+}
+
+async fn hold(app: &crate::app::App, h: HoldCommand, out: &mut impl Write) -> anyhow::Result<()> {
+    match h {
+        HoldCommand::Add { subject, activity, reason } => {
+            if reason.trim().is_empty() {
+                anyhow::bail!("a hold needs a reason (--reason)");
+            }
+            app.retention.hold(&subject, &activity, reason.trim()).await?;
+            super::journal_hold(app, &subject, &activity, "retention_hold_add").await?;
+            writeln!(out, "Hold added: runs skip this subject's data in `{activity}`.")?;
+        }
+        HoldCommand::Remove { subject, activity } => {
+            if app.retention.release(&subject, &activity).await? {
+                super::journal_hold(app, &subject, &activity, "retention_hold_remove").await?;
+                writeln!(out, "Hold removed.")?;
+            } else {
+                writeln!(out, "No such hold.")?;
+            }
+        }
+        HoldCommand::List => {
+            for h in app.retention.holds().await? {
+                let since =
+                    crate::audit::event::from_micros(h.since_us).map(|t| t.date().to_string()).unwrap_or_default();
+                writeln!(out, "{}\t{}\t{since}\t{}", h.subject, h.activity, h.reason)?;
+            }
+        }
+    }
+    Ok(())
+}

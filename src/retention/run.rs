@@ -1,0 +1,337 @@
+//! Runs: every record still under way is read in key order, batch by batch; the planner says
+//! what is due; holds are skipped; each action goes through the services (crypto-erasure,
+//! the rights contract, notices) and then moves the record's phase with a conditional update,
+//! so a record is acted on once even when a run is killed half-way and started again (the
+//! services' own steps are idempotent: a shred of a destroyed key, a job already queued, a
+//! notice already recorded change nothing). One run at a time across instances: a lease in
+//! the store, renewed at each batch. The evidence is one journal entry per run.
+
+use std::collections::BTreeMap;
+
+use time::Date;
+
+use super::planner::{self, Action, Clocks, Phase, Record, Rule};
+use super::{RetentionError, date_of};
+use crate::app::App;
+use crate::audit::event::RetentionCount;
+use crate::audit::{AuditEvent, Ident, Operation};
+use crate::rights::contract::RequestType;
+use crate::store::{RecordKey, RetentionRow, RunItemRow};
+
+const LEASE: &str = "run";
+
+/// What `forget` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forgotten {
+    /// The (citizen, activity) data key was destroyed: no category of the activity is left.
+    pub shredded: bool,
+    /// This call ended the record (false: it was already).
+    pub ended_now: bool,
+}
+
+/// The one "forget this (citizen, activity, category)" operation, shared by retention and
+/// erasure (R29). Today's data keys are per (citizen, activity): the key is destroyed only
+/// when every other category of the activity has ended too; otherwise the category is
+/// recorded as forgotten (reveals show the placeholder) and the gateway's links from it to
+/// the citizen are dropped. Idempotent.
+pub async fn forget(
+    app: &App,
+    field_subject: &str,
+    activity: &str,
+    category: &str,
+    reason: &str,
+) -> Result<Forgotten, RetentionError> {
+    let rows = app.retention.records(field_subject, activity).await?;
+    let declared: Vec<String> = app
+        .policies
+        .load()
+        .activity(activity)
+        .map(|a| a.categories.iter().map(|c| c.id.clone()).collect())
+        .unwrap_or_default();
+    let others_live = declared
+        .iter()
+        .filter(|c| c.as_str() != category)
+        .any(|c| rows.iter().any(|r| r.category == *c && r.phase != Phase::Ended.as_str()));
+    let shredded = !others_live;
+    if shredded {
+        // after retkeys: shred_class(field_subject, activity, class of `category`), in both cases
+        crate::rights::erasure::erase_at_gateway(app, field_subject, activity)
+            .await
+            .map_err(|_| RetentionError::Shred)?;
+    }
+    let key: RecordKey = (field_subject.to_owned(), activity.to_owned(), category.to_owned());
+    let store = app.retention.store();
+    store.unlink(&key).await?;
+    let mut ended_now = false;
+    if let Some(row) = rows.iter().find(|r| r.category == category && r.phase != Phase::Ended.as_str()) {
+        let now = crate::audit::event::to_micros(app.clock.now());
+        ended_now = store.advance(&key, &row.phase, Phase::Ended.as_str(), Some("destroy"), now).await?;
+    }
+    tracing::debug!(reason, shredded, "retention: a category was forgotten");
+    Ok(Forgotten { shredded, ended_now })
+}
+
+/// How a run is asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub today: Date,
+    /// Plan only: nothing changes, nothing is journaled.
+    pub dry_run: bool,
+}
+
+/// What a run did (or, dry, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub run_id: String,
+    /// (activity, category, phase before, action) → records; action `none` for records with
+    /// nothing due, `held` for those a hold kept.
+    pub lines: BTreeMap<(String, String, String, String), u64>,
+    pub records: u64,
+    pub acted: u64,
+    pub skipped_holds: u64,
+    /// Past their end of life and not acted on.
+    pub overdue: u64,
+}
+
+impl Report {
+    fn count(&mut self, row: &RetentionRow, action: &str) {
+        let key = (row.activity.clone(), row.category.clone(), row.phase.clone(), action.to_owned());
+        *self.lines.entry(key).or_default() += 1;
+    }
+}
+
+/// Runs (or plans) retention over every record; `progress` gets the records read so far.
+pub async fn run(app: &App, opts: Options, progress: &(dyn Fn(u64) + Sync)) -> Result<Report, RetentionError> {
+    let run_id = format!("RUN-{}", crate::audit::event::to_micros(app.clock.now()));
+    let settings = &app.settings.retention;
+    let lease_us = i64::try_from(settings.lease.as_micros()).unwrap_or(i64::MAX);
+    let holder = format!("{}:{run_id}", app.jobs.instance());
+    let take_lease = || async {
+        let now = crate::audit::event::to_micros(app.clock.now());
+        app.retention.store().lease(LEASE, &holder, now.saturating_add(lease_us), now).await
+    };
+    if !opts.dry_run && !take_lease().await? {
+        return Err(RetentionError::Busy);
+    }
+    let mut report = Report { run_id: run_id.clone(), ..Report::default() };
+    let result = walk(app, opts, &run_id, &mut report, progress, &take_lease).await;
+    if !opts.dry_run {
+        let evidence = match &result {
+            Ok(()) => journal(app, &run_id, &report).await,
+            Err(_) => Ok(()),
+        };
+        if let Err(e) = app.retention.store().end_lease(LEASE, &holder).await {
+            tracing::warn!(error = %e, "retention: cannot end the run's lease; it will run out");
+        }
+        result?;
+        evidence?;
+        observe(app, &report);
+    }
+    Ok(report)
+}
+
+async fn walk<F, Fut>(
+    app: &App,
+    opts: Options,
+    run_id: &str,
+    report: &mut Report,
+    progress: &(dyn Fn(u64) + Sync),
+    renew: &F,
+) -> Result<(), RetentionError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, crate::store::StoreError>>,
+{
+    let batch = i64::from(app.settings.retention.batch);
+    let mut after: Option<RecordKey> = None;
+    loop {
+        let rows = app.retention.page(after.as_ref(), batch).await?;
+        let Some(last) = rows.last() else { return Ok(()) };
+        after = Some((last.subject.clone(), last.activity.clone(), last.category.clone()));
+        let set = app.policies.load_full();
+        for row in &rows {
+            report.records += 1;
+            let rule = set
+                .activity(&row.activity)
+                .and_then(|a| a.categories.iter().find(|c| c.id == row.category))
+                .and_then(|c| c.retention.as_ref())
+                .and_then(Rule::of);
+            let (Some(rule), Some(phase)) = (rule, Phase::parse(&row.phase)) else {
+                report.count(row, "no_rule");
+                continue;
+            };
+            let record = Record { phase, clocks: clocks(row), noticed_for: noticed_for(row) };
+            let Some(action) = planner::plan(&rule, &record, opts.today) else {
+                report.count(row, "none");
+                continue;
+            };
+            let end = !matches!(action, Action::Notice { .. } | Action::ToIntermediate);
+            if let Some(why) = hold_on(app, row).await? {
+                tracing::debug!(why, "retention: a record under a hold is skipped");
+                report.count(row, "held");
+                report.skipped_holds += 1;
+                report.overdue += u64::from(end);
+                continue;
+            }
+            report.count(row, action.as_str());
+            if opts.dry_run {
+                continue;
+            }
+            match act(app, run_id, row, action).await {
+                Ok(true) => report.acted += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, action = action.as_str(), "retention: an action failed; the next run tries again");
+                    report.overdue += u64::from(end);
+                }
+            }
+        }
+        progress(report.records);
+        if !opts.dry_run && !renew().await? {
+            // Another instance took the lease over (ours ran out): stop here, it goes on.
+            return Err(RetentionError::Busy);
+        }
+    }
+}
+
+fn clocks(row: &RetentionRow) -> Clocks {
+    Clocks {
+        collected_on: date_of(row.collected_at_us),
+        last_activity_on: row.last_activity_at_us.and_then(date_of),
+        event_on: row.event_at_us.and_then(date_of),
+        withdrawn_on: row.withdrawn_at_us.and_then(date_of),
+    }
+}
+
+fn noticed_for(row: &RetentionRow) -> Option<Date> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    row.notice_deletion_on.as_deref().and_then(|d| Date::parse(d, format).ok())
+}
+
+/// Why a record must not be acted on now, if it must not: a DPO hold, a restriction in
+/// force, or a restriction or objection request still being decided (Art. 18(1)(d)).
+async fn hold_on(app: &App, row: &RetentionRow) -> Result<Option<&'static str>, RetentionError> {
+    if app.retention.held(&row.subject, &row.activity).await? {
+        return Ok(Some("dpo_hold"));
+    }
+    if crate::rights::restriction::is_restricted(app, &row.subject, &row.activity).await? {
+        return Ok(Some("restriction"));
+    }
+    let Some(consent_subject) = &row.consent_subject else { return Ok(None) };
+    let pending = app.rights.of_subject(consent_subject).await?.into_iter().any(|r| {
+        use crate::rights::request::Right;
+        matches!(r.right, Right::Restriction | Right::Objection)
+            && !r.status.is_final()
+            && r.activity.as_deref().is_none_or(|a| a == row.activity)
+    });
+    Ok(pending.then_some("rights_request"))
+}
+
+/// Takes one action; true when this call moved the record (false: another run did first).
+async fn act(app: &App, run_id: &str, row: &RetentionRow, action: Action) -> Result<bool, RetentionError> {
+    let key: RecordKey = (row.subject.clone(), row.activity.clone(), row.category.clone());
+    let store = app.retention.store();
+    let now = crate::audit::event::to_micros(app.clock.now());
+    let moved = match action {
+        Action::ToIntermediate => {
+            super::tell::enqueue(app, row, RequestType::Archived).await?;
+            store.advance(&key, &row.phase, Phase::Intermediate.as_str(), None, now).await?
+        }
+        Action::Notice { deletion_on } => {
+            if let Some(subject) = &row.consent_subject {
+                crate::notify::retention_notice(app, subject, &row.activity, deletion_on).await;
+            }
+            store.noticed(&key, &deletion_on.to_string()).await?
+        }
+        Action::Destroy => {
+            super::tell::enqueue(app, row, RequestType::Erasure).await?;
+            forget(app, &row.subject, &row.activity, &row.category, "retention").await?.ended_now
+        }
+        Action::Anonymise => {
+            super::tell::enqueue(app, row, RequestType::Anonymisation).await?;
+            store.unlink(&key).await?;
+            store.advance(&key, &row.phase, Phase::Ended.as_str(), Some("anonymise"), now).await?
+        }
+        Action::ArchiveReview => {
+            store.advance(&key, &row.phase, Phase::Review.as_str(), Some("archive_review"), now).await?
+        }
+    };
+    let item = RunItemRow {
+        record_hash: record_hash(&key),
+        step: action.as_str().to_owned(),
+        run_id: run_id.to_owned(),
+        activity: row.activity.clone(),
+        category: row.category.clone(),
+        action: action.as_str().to_owned(),
+        at_us: now,
+    };
+    // Written even when another run moved the record first, so a killed run's work is in
+    // the evidence of the run that finishes it.
+    store.item(&item).await?;
+    Ok(moved)
+}
+
+/// The id of a record in the evidence: SHA-256 of its pseudonymous key. The DPO can check
+/// whether a given citizen's record was acted on without the journal naming anyone.
+pub fn record_hash(key: &RecordKey) -> String {
+    crate::consent::sha256_hex(&format!("{}\n{}\n{}", key.0, key.1, key.2))
+}
+
+/// The run's journal entry: every step not yet journaled (this run's, and a killed run's),
+/// counted per activity, category and action, with the holds skipped.
+async fn journal(app: &App, run_id: &str, report: &Report) -> Result<(), RetentionError> {
+    let store = app.retention.store();
+    let items = store.unjournaled().await?;
+    let mut counts: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    for i in &items {
+        *counts.entry((i.activity.clone(), i.category.clone(), i.action.clone())).or_default() += 1;
+    }
+    for ((activity, category, _, action), n) in &report.lines {
+        if action == "held" {
+            *counts.entry((activity.clone(), category.clone(), action.clone())).or_default() += n;
+        }
+    }
+    let ident = |s: &str| Ident::new(s.to_owned()).map_err(|_| RetentionError::Journal);
+    let mut lines = Vec::new();
+    for ((activity, category, action), count) in counts {
+        lines.push(RetentionCount {
+            activity: ident(&activity)?,
+            category: ident(&category)?,
+            action: ident(&action)?,
+            count,
+        });
+    }
+    let joined: Vec<String> = items.iter().map(|i| format!("{}:{}", i.record_hash, i.step)).collect();
+    let operation = Operation::RetentionRun {
+        run: ident(run_id)?,
+        lines,
+        records_sha256: ident(&crate::consent::sha256_hex(&joined.join("\n")))?,
+        skipped_holds: report.skipped_holds,
+    };
+    app.audit.append_sync(AuditEvent::system(operation, app.clock.now())).await.map_err(|_| RetentionError::Journal)?;
+    store.journaled(&items).await?;
+    Ok(())
+}
+
+fn observe(app: &App, report: &Report) {
+    let m = &app.metrics.retention;
+    m.last_run.set(app.clock.now().unix_timestamp());
+    for ((_, _, _, action), n) in &report.lines {
+        let action: &'static str = match action.as_str() {
+            "intermediate" => "intermediate",
+            "notice" => "notice",
+            "destroy" => "destroy",
+            "anonymise" => "anonymise",
+            "archive_review" => "archive_review",
+            "held" => "held",
+            _ => continue,
+        };
+        m.records.get_or_create(&super::metrics::ActionLabels { action }).inc_by(*n);
+    }
+    m.overdue.set(i64::try_from(report.overdue).unwrap_or(i64::MAX));
+}
+
+/// Today's date in Europe/Paris, the date durations count in.
+pub fn today(app: &App) -> Date {
+    crate::clock::paris_date(app.clock.now())
+}

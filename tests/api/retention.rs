@@ -1,0 +1,494 @@
+//! The retention engine end to end, on both engines with the injected clock: a citizen's
+//! requests start the clocks, runs move each category through its phases on its day, each
+//! end action happens (and the application is told through its rights endpoint), holds are
+//! respected and in the evidence, two instances never act twice on a record, and after
+//! `destroy` reveals show the placeholder.
+
+use std::time::Duration;
+
+use guichet::config::RouteAccess;
+use guichet::retention::run::{Options, Report};
+use guichet::store::RetentionRow;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use time::Date;
+use time::macros::date;
+
+use crate::auth::SESSION;
+use crate::consent::{choose, citizen};
+use crate::helpers::{Backend, TestApp, TestAppBuilder, route, spawn_app, test_keys};
+use crate::oidc_mock::MockProvider;
+use crate::on_both_stores;
+use crate::propagation::{Mode, NEWSLETTER, RightsApp, wait_received};
+
+const SECRET: &str = "secret-des-evenements-0123456789";
+const EVENTS: &str = "/.guichet/api/v1/retention/events";
+
+/// Three categories, one per end: the address is destroyed a year after the last request
+/// (with a notice 30 days before), the name goes to intermediate archive for two years then
+/// to the archivist, the subscription is anonymised the day after the unsubscription the
+/// application reports.
+const THREE_ENDS: &str = r#"[[categories]]
+id = "contact"
+name = "Adresse e-mail"
+[categories.retention]
+active = "1 year"
+from = "last_activity"
+then = "destroy"
+notice_before = "30 days"
+
+[[categories]]
+id = "identite"
+name = "Nom"
+[categories.retention]
+active = "1 year"
+from = "last_activity"
+intermediate = "2 years"
+then = "archive_review"
+archive_visible_to = ["archives"]
+
+[[categories]]
+id = "inscription"
+name = "Inscription"
+[categories.retention]
+active = "1 day"
+from = "event"
+event = "desinscription"
+event_label = "votre désinscription"
+then = "anonymise"
+
+[[fields]]
+name = "email"
+category = "contact"
+in = ["form", "json", "query"]
+protection = "encrypt"
+visible_to = ["service-communication"]
+
+"#;
+
+/// One category, destroyed a year after the last request.
+const ONE_CATEGORY: &str = r#"[[categories]]
+id = "contact"
+name = "Adresse e-mail"
+[categories.retention]
+active = "1 year"
+from = "last_activity"
+then = "destroy"
+
+[[fields]]
+name = "email"
+category = "contact"
+in = ["form", "json", "query"]
+protection = "encrypt"
+visible_to = ["service-communication"]
+
+"#;
+
+struct Setup {
+    app: TestApp,
+    mock: MockProvider,
+    rights_app: RightsApp,
+    builder_parts: (std::net::SocketAddr, String, guichet::config::KeysSettings, std::path::PathBuf),
+    _dir: TempDir,
+}
+
+fn policy(categories: &str, rights_addr: std::net::SocketAddr) -> String {
+    let start = NEWSLETTER.find("[[categories]]").unwrap();
+    let end = NEWSLETTER.find("[[recipients]]").unwrap();
+    let text = format!("{}{categories}{}", &NEWSLETTER[..start], &NEWSLETTER[end..]);
+    text.replacen(
+        "rights_endpoint = \"/droits\"",
+        &format!("rights_endpoint = \"http://{rights_addr}/droits\"\nrights_route = \"lettre\""),
+        1,
+    )
+}
+
+fn gateway(
+    mock: &MockProvider,
+    backend: Backend,
+    policy: &str,
+    keys: &guichet::config::KeysSettings,
+    dir: &std::path::Path,
+) -> TestAppBuilder {
+    let secret_file = dir.join("rappel.secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let signing_key = dir.join("assertion.pem");
+    if !signing_key.exists() {
+        std::fs::write(&signing_key, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    }
+    let keys = keys.clone();
+    spawn_app().backend(backend).with_citizen_provider(mock.issuer()).with_policies(&[("lettre.toml", policy)]).with(
+        move |s, up| {
+            let mut lettre = route("lettre", "/lettre-information", &format!("http://{up}"));
+            lettre.access = RouteAccess::Citizen;
+            lettre.no_personal_data = false;
+            lettre.rights_callback_secret_file = Some(secret_file);
+            lettre.timeouts.response_headers = Duration::from_secs(2);
+            s.routes.push(lettre);
+            s.keys = Some(keys);
+            s.auth.assertion_key_file = Some(signing_key);
+            // Runs are driven by the tests.
+            s.retention.run_every = Duration::ZERO;
+        },
+    )
+}
+
+async fn setup(backend: Backend, categories: &str) -> Setup {
+    let mock = MockProvider::start().await;
+    let (rights_app, addr) = RightsApp::start(Mode::AnswerNow).await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = test_keys(dir.path());
+    let text = policy(categories, addr);
+    let app = gateway(&mock, backend, &text, &keys, dir.path()).start().await;
+    rights_app.trust(&app);
+    Setup { app, mock, rights_app, builder_parts: (addr, text, keys, dir.path().to_owned()), _dir: dir }
+}
+
+impl Setup {
+    /// Another instance on the same store.
+    async fn second_instance(&self, backend: Backend) -> TestApp {
+        let (_, text, keys, dir) = &self.builder_parts;
+        gateway(&self.mock, backend, text, keys, dir).with_store_url(self.app.store_url.clone()).start().await
+    }
+}
+
+/// A citizen who gave consent and made one request on the activity's routes; returns their
+/// session and the pseudonym the application knows them by.
+async fn active_citizen(app: &TestApp, mock: &MockProvider, sub: &str) -> (String, String) {
+    let session = citizen(app, mock, sub).await;
+    assert_eq!(choose(app, &session, "donner").await.status(), 303);
+    let r = get(app, &session, "/lettre-information/").await;
+    assert_eq!(r.status(), 200);
+    let pseudonym = app.upstream.last().headers["x-guichet-subject"].to_str().unwrap().to_owned();
+    (session, pseudonym)
+}
+
+async fn get(app: &TestApp, session: &str, path: &str) -> reqwest::Response {
+    app.client.get(app.url(path)).header("cookie", format!("{SESSION}={session}")).send().await.unwrap()
+}
+
+/// Every record, once the background writer stored `n` of them (at most 10 s).
+async fn records(app: &TestApp, n: usize) -> Vec<RetentionRow> {
+    for _ in 0..200 {
+        let mut all = Vec::new();
+        for phase_page in [app.state.retention.page(None, 1000).await.unwrap()] {
+            all.extend(phase_page);
+        }
+        if all.len() >= n {
+            return all;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the gateway never recorded {n} retention records");
+}
+
+async fn all_rows(app: &TestApp, subject: &str) -> Vec<RetentionRow> {
+    app.state.retention.records(subject, "lettre-information").await.unwrap()
+}
+
+fn phase_of<'a>(rows: &'a [RetentionRow], category: &str) -> &'a str {
+    &rows.iter().find(|r| r.category == category).unwrap().phase
+}
+
+async fn run_on(app: &TestApp, today: Date) -> Report {
+    guichet::retention::run::run(&app.state, Options { today, dry_run: false }, &|_| {}).await.unwrap()
+}
+
+async fn count(url: &SecretString, sql: &str) -> i64 {
+    use secrecy::ExposeSecret;
+    let url = url.expose_secret();
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let n: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        n
+    } else {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let n: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        n
+    }
+}
+
+async fn report_event(app: &TestApp, secret: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .post(app.url(EVENTS))
+        .header("authorization", format!("Bearer {secret}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+on_both_stores!(
+    each_phase_and_each_end_action_happen_on_their_day,
+    destroying_the_last_category_leaves_only_the_placeholder,
+    holds_are_respected_and_in_the_evidence,
+    two_instances_never_act_twice_on_a_record,
+);
+
+async fn each_phase_and_each_end_action_happen_on_their_day(backend: Backend) {
+    let s = setup(backend, THREE_ENDS).await;
+    let (_, pseudonym) = active_citizen(&s.app, &s.mock, "sub-angela").await;
+    let rows = records(&s.app, 3).await;
+    assert!(rows.iter().all(|r| r.phase == "active" && r.app_subject.as_deref() == Some(&*pseudonym)), "{rows:?}");
+    let subject = rows[0].subject.clone();
+    let consent_subject = rows[0].consent_subject.clone().unwrap();
+
+    // 2026-11-28 + 1 year = 2027-11-28; the notice is due 30 days before.
+    assert_eq!(run_on(&s.app, date!(2027 - 10 - 28)).await.acted, 0, "nothing before the notice window");
+    assert_eq!(run_on(&s.app, date!(2027 - 10 - 29)).await.acted, 1);
+    // The deletion date, 2027-11-28, is stored as (year, day of the year).
+    let notices = s.app.state.notify.of_subject(&consent_subject).await.unwrap();
+    assert!(notices.iter().any(|n| n.kind == "retention" && n.notice.contains("[2027,332]")), "{notices:?}");
+    assert_eq!(phase_of(&all_rows(&s.app, &subject).await, "contact"), "active", "a notice is not a deletion");
+
+    // End of the active year: the address is destroyed, the name archived; the subscription
+    // waits for its event.
+    let report = run_on(&s.app, date!(2027 - 11 - 28)).await;
+    assert_eq!(report.acted, 2, "{report:?}");
+    let rows = all_rows(&s.app, &subject).await;
+    assert_eq!(
+        [phase_of(&rows, "contact"), phase_of(&rows, "identite"), phase_of(&rows, "inscription")],
+        ["ended", "intermediate", "active"]
+    );
+    assert!(rows.iter().find(|r| r.category == "contact").unwrap().app_subject.is_none(), "the link is dropped");
+    wait_received(&s.rights_app, 2).await;
+    let told = s.rights_app.received();
+    let of_type =
+        |t: &str| told.iter().find(|c| c["type"] == t).unwrap_or_else(|| panic!("no {t} in {told:?}")).clone();
+    let erasure = of_type("erasure");
+    assert_eq!((erasure["reason"].as_str(), erasure["category"].as_str()), (Some("retention"), Some("contact")));
+    assert_eq!(erasure["subject_identity"]["value"], pseudonym.as_str());
+    assert_eq!(of_type("archived")["category"], "identite");
+
+    // The application reports the unsubscription: authenticated, idempotent by event id.
+    let event = json!({ "event_id": "evt-1", "activity": "lettre-information", "event": "desinscription",
+                        "subject": pseudonym, "occurred_at": "2027-12-01" });
+    assert_eq!(report_event(&s.app, "wrong-secret", &event).await.status(), 401);
+    let first = report_event(&s.app, SECRET, &event).await;
+    assert_eq!(first.status(), 201);
+    let again = report_event(&s.app, SECRET, &event).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.unwrap()["duplicate"], true);
+    let stranger = json!({ "event_id": "evt-2", "activity": "lettre-information", "event": "desinscription",
+                           "subject": "nobody-we-know" });
+    assert_eq!(report_event(&s.app, SECRET, &stranger).await.status(), 404);
+    let unknown = json!({ "event_id": "evt-3", "activity": "lettre-information", "event": "demenagement",
+                          "subject": pseudonym });
+    assert_eq!(report_event(&s.app, SECRET, &unknown).await.status(), 422);
+
+    assert_eq!(run_on(&s.app, date!(2027 - 12 - 01)).await.acted, 0, "one day after the event, not before");
+    assert_eq!(run_on(&s.app, date!(2027 - 12 - 02)).await.acted, 1);
+    let rows = all_rows(&s.app, &subject).await;
+    assert_eq!(phase_of(&rows, "inscription"), "ended");
+    assert!(rows.iter().find(|r| r.category == "inscription").unwrap().app_subject.is_none(), "link dropped");
+    wait_received(&s.rights_app, 3).await;
+    assert!(s.rights_app.received().iter().any(|c| c["type"] == "anonymisation" && c["category"] == "inscription"));
+
+    // End of the archive: the name goes to the archivist's review, not to deletion.
+    assert_eq!(run_on(&s.app, date!(2029 - 11 - 27)).await.acted, 0);
+    assert_eq!(run_on(&s.app, date!(2029 - 11 - 28)).await.acted, 1);
+    assert_eq!(phase_of(&all_rows(&s.app, &subject).await, "identite"), "review");
+    assert_eq!(run_on(&s.app, date!(2030 - 01 - 01)).await.acted, 0, "a record is acted on once");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.rights_app.received().len(), 3, "each application message sent once");
+
+    // Evidence: one journal entry per run, with the counts, never the pseudonyms.
+    let url = &s.app.store_url;
+    let runs = count(url, "SELECT COUNT(*) FROM audit_entry WHERE operation = 'retention_run'").await;
+    assert_eq!(runs, 8);
+    let naming =
+        format!("SELECT COUNT(*) FROM audit_entry WHERE operation = 'retention_run' AND body LIKE '%{subject}%'");
+    assert_eq!(count(url, &naming).await, 0, "the evidence holds hashed ids only");
+    let destroy_line =
+        "SELECT COUNT(*) FROM audit_entry WHERE operation = 'retention_run' AND body LIKE '%\"action\":\"destroy\"%'";
+    assert_eq!(count(url, destroy_line).await, 1);
+    assert_eq!(count(url, "SELECT COUNT(*) FROM retention_run_item").await, 5);
+}
+
+async fn destroying_the_last_category_leaves_only_the_placeholder(backend: Backend) {
+    let s = setup(backend, ONE_CATEGORY).await;
+    let (angela, _) = active_citizen(&s.app, &s.mock, "sub-angela").await;
+    let r = get(&s.app, &angela, "/lettre-information/inscrire?email=angela%40exemple.fr").await;
+    assert_eq!(r.status(), 200);
+    let stored = s.app.upstream.last().path_and_query;
+    let token = stored.split("email=").nth(1).unwrap().to_owned();
+    assert!(token.starts_with("gch1."), "the application holds a token: {stored}");
+    let before = get(&s.app, &angela, &format!("/lettre-information/voir?t={token}")).await.text().await.unwrap();
+    assert!(before.contains("angela@exemple.fr"), "the citizen sees her own address: {before}");
+    let rows = records(&s.app, 1).await;
+
+    let report = run_on(&s.app, date!(2027 - 11 - 28)).await;
+    assert_eq!(report.acted, 1);
+    assert_eq!(phase_of(&all_rows(&s.app, &rows[0].subject).await, "contact"), "ended");
+    let after = get(&s.app, &angela, &format!("/lettre-information/voir?t={token}")).await.text().await.unwrap();
+    assert!(after.contains("[donnée protégée]") && !after.contains("angela@exemple.fr"), "{after}");
+    wait_received(&s.rights_app, 1).await;
+    let told = &s.rights_app.received()[0];
+    assert_eq!((told["type"].as_str(), told["reason"].as_str()), (Some("erasure"), Some("retention")));
+}
+
+async fn holds_are_respected_and_in_the_evidence(backend: Backend) {
+    let s = setup(backend, THREE_ENDS).await;
+    active_citizen(&s.app, &s.mock, "sub-angela").await;
+    let rows = records(&s.app, 3).await;
+    let subject = rows[0].subject.clone();
+    s.app.state.retention.hold(&subject, "lettre-information", "Contentieux en cours").await.unwrap();
+
+    let report = run_on(&s.app, date!(2027 - 11 - 28)).await;
+    assert_eq!((report.acted, report.skipped_holds), (0, 2), "{report:?}");
+    let rows = all_rows(&s.app, &subject).await;
+    assert!(rows.iter().all(|r| r.phase == "active" && r.notice_deletion_on.is_none()), "{rows:?}");
+    let held =
+        "SELECT COUNT(*) FROM audit_entry WHERE operation = 'retention_run' AND body LIKE '%\"action\":\"held\"%'";
+    assert_eq!(count(&s.app.store_url, held).await, 1, "the skip is in the evidence");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(s.rights_app.received().is_empty(), "nothing was told to the application");
+
+    assert!(s.app.state.retention.release(&subject, "lettre-information").await.unwrap());
+    let report = run_on(&s.app, date!(2027 - 11 - 28)).await;
+    assert_eq!((report.acted, report.skipped_holds), (2, 0), "{report:?}");
+}
+
+async fn two_instances_never_act_twice_on_a_record(backend: Backend) {
+    let s = setup(backend, THREE_ENDS).await;
+    for sub in ["sub-a", "sub-b", "sub-c", "sub-d"] {
+        active_citizen(&s.app, &s.mock, sub).await;
+    }
+    records(&s.app, 12).await;
+    let other = s.second_instance(backend).await;
+    // Long past every end: each citizen's address gets its notice, each name its review.
+    let day = date!(2029 - 11 - 28);
+    let (a, b) = tokio::join!(
+        guichet::retention::run::run(&s.app.state, Options { today: day, dry_run: false }, &|_| {}),
+        guichet::retention::run::run(&other.state, Options { today: day, dry_run: false }, &|_| {}),
+    );
+    let acted = |r: &Result<Report, guichet::retention::RetentionError>| match r {
+        Ok(r) => r.acted,
+        Err(guichet::retention::RetentionError::Busy) => 0,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(acted(&a) + acted(&b), 8, "{a:?} {b:?}");
+    assert_eq!(count(&s.app.store_url, "SELECT COUNT(*) FROM retention_run_item").await, 8);
+    let again = run_on(&other, day).await;
+    assert_eq!(again.acted, 0, "{again:?}");
+}
+
+#[tokio::test]
+async fn a_plan_changes_nothing() {
+    let s = setup(Backend::Sqlite, THREE_ENDS).await;
+    active_citizen(&s.app, &s.mock, "sub-angela").await;
+    records(&s.app, 3).await;
+    let day = date!(2027 - 11 - 28);
+    let plan =
+        guichet::retention::run::run(&s.app.state, Options { today: day, dry_run: true }, &|_| {}).await.unwrap();
+    let key = |c: &str, a: &str| ("lettre-information".to_owned(), c.to_owned(), "active".to_owned(), a.to_owned());
+    assert_eq!(plan.lines.get(&key("contact", "notice")), Some(&1), "{plan:?}");
+    assert_eq!(plan.lines.get(&key("identite", "intermediate")), Some(&1), "{plan:?}");
+    assert_eq!(plan.lines.get(&key("inscription", "none")), Some(&1), "{plan:?}");
+    let rows = records(&s.app, 3).await;
+    assert!(rows.iter().all(|r| r.phase == "active" && r.notice_deletion_on.is_none()));
+    assert_eq!(count(&s.app.store_url, "SELECT COUNT(*) FROM audit_entry WHERE operation = 'retention_run'").await, 0);
+}
+
+on_both_stores!(a_run_killed_half_way_then_run_again_acts_once_per_record);
+
+/// `guichet retention run` (the real binary) is killed with SIGKILL half-way through 3000
+/// due records; run again once its lease ran out, it finishes: every record is acted on
+/// exactly once, and each application message is queued once.
+async fn a_run_killed_half_way_then_run_again_acts_once_per_record(backend: Backend) {
+    crate::helpers::init();
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::helpers::fresh_store_url(backend, dir.path()).await;
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let fixture = include_str!("../fixtures/policies/retention-duration/a.toml")
+        .replace("active = \"three years\"", "active = \"1 day\"")
+        .replace("then = \"destroy\"", "then = \"anonymise\"")
+        .replace(
+            "[controller]",
+            "rights_endpoint = \"http://127.0.0.1:9/droits\"\nrights_route = \"app\"\n\n[controller]",
+        );
+    std::fs::write(policies.join("essai.toml"), fixture).unwrap();
+    let config = dir.path().join("guichet.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"version = 1
+data_dir = {data:?}
+
+[server]
+listen = "127.0.0.1:0"
+public_url = "http://127.0.0.1"
+
+[admin]
+enabled = false
+
+[store]
+url = {url:?}
+
+[policy]
+dir = {policies:?}
+
+[retention]
+batch = 50
+lease = "1s"
+
+[[routes]]
+name = "app"
+path_prefix = "/"
+upstream = "http://127.0.0.1:9"
+no_personal_data = true
+"#,
+            data = dir.path().join("data").display().to_string(),
+            url = secrecy::ExposeSecret::expose_secret(&url),
+            policies = policies.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let guichet = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"));
+        c.args(args).arg("--config").arg(&config).env_remove("GUICHET_CONFIG").env_remove("RUST_LOG");
+        c.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        c
+    };
+    assert!(guichet(&["migrate"]).status().unwrap().success());
+    let n = 3000;
+    crate::helpers::raw_sql(
+        &url,
+        &format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+             INSERT INTO retention_record (subject, activity, category, consent_subject, route, app_subject, \
+             collected_at_us, phase, phase_since_us) \
+             SELECT 's' || i, 'essai', 'c', NULL, 'app', 'p' || i, 0, 'active', 0 FROM n"
+        ),
+    )
+    .await;
+
+    let mut first = guichet(&["retention", "run"]).spawn().unwrap();
+    let items = "SELECT COUNT(*) FROM retention_run_item";
+    let mut seen = 0;
+    for _ in 0..3000 {
+        seen = count(&url, items).await;
+        if seen >= 100 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let at_kill = count(&url, items).await;
+    assert!(seen >= 100 && at_kill < n, "the run was killed half-way: {at_kill} of {n} done");
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(guichet(&["retention", "run"]).status().unwrap().success());
+    assert_eq!(count(&url, items).await, n, "each record acted on once");
+    assert_eq!(count(&url, "SELECT COUNT(*) FROM retention_record WHERE phase = 'ended'").await, n);
+    assert_eq!(count(&url, "SELECT COUNT(*) FROM job WHERE kind = 'retention.tell'").await, n, "told once each");
+    let runs = count(&url, "SELECT COUNT(*) FROM audit_entry WHERE operation = 'retention_run'").await;
+    assert_eq!(runs, 1, "the finishing run's evidence counts the killed run's steps too");
+}
