@@ -24,6 +24,7 @@ mod meta;
 mod notify;
 mod rights;
 mod rights_apps;
+mod rights_subjects;
 mod sessions;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +47,7 @@ pub use meta::Meta;
 pub use notify::{NoticeRow, NotifyRepo};
 pub use rights::{RightsRepo, RightsRow};
 pub use rights_apps::{PropagationRow, RightsAppsRepo};
+pub use rights_subjects::RightsSubjectsRepo;
 pub use sessions::{PendingLogin, SessionRow, Sessions};
 
 /// What went wrong talking to the store. Never carries query parameters (they may be
@@ -327,6 +329,10 @@ impl Store {
 
     pub fn notify(&self) -> NotifyRepo<'_> {
         NotifyRepo::new(self)
+    }
+
+    pub fn rights_subjects(&self) -> RightsSubjectsRepo<'_> {
+        RightsSubjectsRepo::new(self)
     }
 }
 

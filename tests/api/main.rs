@@ -35,6 +35,7 @@ mod proxy;
 mod register;
 mod rights;
 mod rights_agent;
+mod rights_ops;
 mod spellings;
 mod stacks;
 mod store;
