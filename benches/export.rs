@@ -6,7 +6,13 @@
 //! is built exactly as `serve` builds it (`Application::build_with_policies`, SQLite, the
 //! demo's routes and the embedded example policies, a real keyring).
 //!
-//! Run: `cargo bench --bench export [-- ITERATIONS]` (default 200). Prints p50, p99 and max.
+//! Two more scenarios of item 11 run after it: 1 000 rights requests created at once
+//! (`RightsService::create`, each journaled: p50/p99 per creation and requests per second),
+//! and propagation to a slow application (a real HTTP endpoint on loopback answering after
+//! `SLOW_MS`, [`RUNNERS`] job runners working at once as instances would: jobs per second).
+//!
+//! Run: `cargo bench --bench export [-- ITERATIONS] [export] [creations] [propagation]`
+//! (default 200 iterations, every scenario). Prints p50, p99 and max.
 //! Record results in docs/performance.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::print_stdout)]
@@ -43,7 +49,28 @@ impl AnswerSource for AnswerAtOnce {
     }
 }
 
-async fn gateway(dir: &std::path::Path) -> AppState {
+/// Concurrent creations in the `creations` scenario.
+const CREATIONS: usize = 1000;
+/// Propagation jobs in the `propagation` scenario, the slow application's delay, and how many
+/// job runners take jobs at once (as that many gateway instances would).
+const PROPAGATIONS: usize = 200;
+const SLOW_MS: u64 = 200;
+const RUNNERS: usize = 8;
+
+/// An application's rights endpoint that answers every request after [`SLOW_MS`].
+async fn slow_application() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let endpoint = axum::routing::post(|| async {
+        tokio::time::sleep(Duration::from_millis(SLOW_MS)).await;
+        axum::Json(json!({ "request_id": "bench", "status": "completed", "records": {} }))
+    });
+    let router = axum::Router::new().route("/droits", endpoint);
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+async fn gateway(dir: &std::path::Path, upstream: &str) -> AppState {
     let mut loaded = Loaded::defaults();
     let s = &mut loaded.settings;
     s.data_dir = dir.to_owned();
@@ -57,7 +84,7 @@ async fn gateway(dir: &std::path::Path) -> AppState {
         SecretString::from("bench-client-secret-0123456789"),
     ));
     // The demo's routes but its agents' back-office (no agent provider here).
-    s.routes.extend(guichet::demo::demo_routes("http://127.0.0.1:9").into_iter().filter(|r| r.name != "back-office"));
+    s.routes.extend(guichet::demo::demo_routes(upstream).into_iter().filter(|r| r.name != "back-office"));
     let mut keys = KeysSettings::at(dir.join("keyring.age"));
     keys.identity_file = Some(dir.join("keyring-identity.txt"));
     guichet::crypto::admin::init(&keys, &SystemRandom::new(), SystemClock.now(), &mut std::io::sink()).unwrap();
@@ -115,13 +142,107 @@ fn report(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
+fn new_request(subject: &str, right: Right) -> NewRequest {
+    NewRequest {
+        subject: subject.to_owned(),
+        activity: None,
+        right,
+        channel: Channel::Online,
+        agent: None,
+        identity: IdentityProof::SignIn { acr: "eidas1".into() },
+    }
+}
+
+/// [`CREATIONS`] requests of as many citizens, all created at once.
+async fn creations(app: &AppState) {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CREATIONS)
+        .map(|n| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let subject = format!("sub_bench_{n}");
+                let by = By {
+                    actor: Actor { kind: ActorKind::Citizen, id: Ident::new(subject.clone()).unwrap() },
+                    role: Ident::new("citizen").unwrap(),
+                };
+                let t = Instant::now();
+                app.rights.create(&app.policies.load(), new_request(&subject, Right::Access), &by).await.unwrap();
+                t.elapsed()
+            })
+        })
+        .collect();
+    let mut samples = Vec::with_capacity(CREATIONS);
+    for t in tasks {
+        samples.push(t.await.unwrap());
+    }
+    let total = start.elapsed();
+    report("rights/create_concurrent", samples);
+    println!(
+        "rights/create_concurrent: {CREATIONS} in {:.2} s, {:.0} requests/s",
+        total.as_secs_f64(),
+        CREATIONS as f64 / total.as_secs_f64()
+    );
+}
+
+/// [`PROPAGATIONS`] access requests delivered to the slow application by [`RUNNERS`] runners.
+async fn propagation(app: &AppState, session: &Session) {
+    let subjects = guichet::rights::propagation::Subjects::of(app, session);
+    let subject = app.auth.consent_subject(session).to_owned();
+    let by = By { actor: Actor::system(), role: Ident::new("bench").unwrap() };
+    let set = app.policies.load();
+    let one = set.activities.iter().find(|a| a.rights_endpoint.is_some()).expect("an activity with an endpoint");
+    let mut ids = Vec::with_capacity(PROPAGATIONS);
+    for _ in 0..PROPAGATIONS {
+        let mut new = new_request(&subject, Right::Access);
+        new.activity = Some(one.id.clone());
+        let r = app.rights.create(&set, new, &by).await.unwrap();
+        guichet::rights::propagation::start(app, &r, &subjects).await.unwrap();
+        ids.push(r.id);
+    }
+    let start = Instant::now();
+    let runners: Vec<_> = (0..RUNNERS)
+        .map(|_| {
+            let jobs = app.jobs.clone();
+            tokio::spawn(async move {
+                let mut done = 0;
+                loop {
+                    let n = jobs.run_due(1).await.unwrap().len();
+                    if n == 0 {
+                        return done;
+                    }
+                    done += n;
+                }
+            })
+        })
+        .collect();
+    let mut ran = 0;
+    for r in runners {
+        ran += r.await.unwrap();
+    }
+    let total = start.elapsed();
+    for id in &ids {
+        let status = app.rights.get(id).await.unwrap().status;
+        assert_eq!(status, guichet::rights::request::Status::Completed, "{id} was not delivered");
+    }
+    println!(
+        "rights/propagation: {ran} jobs to an application answering in {SLOW_MS} ms, {RUNNERS} runners: {:.2} s, {:.1} jobs/s",
+        total.as_secs_f64(),
+        ran as f64 / total.as_secs_f64()
+    );
+}
+
 fn main() {
-    let iterations: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(200);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let iterations: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(200);
+    let named: Vec<&str> =
+        args.iter().map(String::as_str).filter(|a| a.parse::<usize>().is_err() && !a.starts_with('-')).collect();
+    let runs = |name: &str| named.is_empty() || named.contains(&name);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     rt.block_on(async {
-        let app = gateway(dir.path()).await;
+        let slow = slow_application().await;
+        let app = gateway(dir.path(), &format!("http://{slow}")).await;
         let new = NewSession {
             kind: Kind::Citizen,
             issuer: "http://127.0.0.1:9/unused".into(),
@@ -145,19 +266,20 @@ fn main() {
             field_subject: Some(field_subject),
             claims: Some(session.claims.clone()),
         };
+        if runs("creations") {
+            creations(&app).await;
+        }
+        if runs("propagation") {
+            propagation(&app, &session).await;
+        }
+        if !runs("export") {
+            return;
+        }
         let policies = app.policies.load();
         println!("activities: {}, records per activity: {RECORDS}", policies.activities.len());
         let (mut ready, mut downloaded) = (Vec::new(), Vec::new());
         for _ in 0..iterations {
-            let new = NewRequest {
-                subject: subject.clone(),
-                activity: None,
-                right: Right::Access,
-                channel: Channel::Online,
-                agent: None,
-                identity: IdentityProof::SignIn { acr: "eidas1".into() },
-            };
-            let request = app.rights.create(&policies, new, &by).await.unwrap();
+            let request = app.rights.create(&policies, new_request(&subject, Right::Access), &by).await.unwrap();
             let start = Instant::now();
             let r = app.exports.prepare(&app, &request, &owner, &session, &by).await.unwrap();
             ready.push(start.elapsed());

@@ -618,14 +618,13 @@ async fn keys(path: Option<PathBuf>, action: KeysCommand) -> anyhow::Result<()> 
     }
 }
 
-/// Runs a `rights` command on the configured store, journaled like `serve` would.
+/// Runs a `rights` command on the configured store, journaled like `serve` would, with the
+/// gateway's services (notices are queued for the serving gateway's job runner to send).
 async fn rights(path: Option<PathBuf>, command: crate::rights::cli::RightsCommand) -> anyhow::Result<()> {
-    let (_, store, audit) = start_audit(path).await?;
-    let audit = Arc::new(audit);
-    let deps = Deps::default();
-    let service = crate::rights::service::RightsService::new(store, audit.clone(), deps.clock.clone(), deps.random);
-    let result = crate::rights::cli::run(&service, deps.clock.as_ref(), command, &mut std::io::stdout()).await;
-    audit.shutdown().await;
+    let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let app = crate::rights::cli::services(config).await?;
+    let result = crate::rights::cli::run(&app, command, &mut std::io::stdout()).await;
+    app.audit.shutdown().await;
     result
 }
 

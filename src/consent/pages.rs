@@ -402,6 +402,12 @@ async fn new_code(State(app): State<AppState>, headers: HeaderMap, Form(f): Form
     if let Err(e) = app.consent.new_code(subject, &code, CODE_LIFETIME).await {
         return error_page(&e);
     }
+    // A rights request an agent files with this code reaches the applications under these.
+    let subjects = crate::rights::propagation::Subjects::of(&app, &session);
+    if let Err(e) = app.rights.remember_subjects(subject, &subjects).await {
+        tracing::warn!(error = %e, "cannot record the pseudonyms for assisted rights requests");
+        return GatewayError::StoreUnavailable.respond(true, None, None);
+    }
     render_citizen_page(&app, &session, "", Some(&code), None).await
 }
 

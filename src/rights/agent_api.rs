@@ -128,8 +128,32 @@ async fn create_assisted(
         agent: Some(by.actor.id.to_string()),
         identity: IdentityProof::Document { kind: body.document },
     };
-    match app.rights.create(&app.policies.load(), new, &by).await {
-        Ok(r) => (StatusCode::CREATED, Json(view(&app, &r))).into_response(),
+    let created = match app.rights.create(&app.policies.load(), new, &by).await {
+        Ok(r) => start_assisted(&app, r).await,
+        Err(e) => Err(e),
+    };
+    match created {
+        Ok(r) => {
+            crate::notify::rights_received(&app, &r, None).await;
+            super::ops::tell_if_answered(&app, &r).await;
+            (StatusCode::CREATED, Json(view(&app, &r))).into_response()
+        }
         Err(e) => rights_problem(&e),
+    }
+}
+
+/// Starts an assisted request like an online one, under the pseudonyms recorded when the
+/// citizen asked for their code. A code made before they were recorded leaves the request
+/// `received`, for a handler to take on (journaled as received already).
+async fn start_assisted(
+    app: &App,
+    r: super::service::RightsRequest,
+) -> Result<super::service::RightsRequest, super::service::RightsError> {
+    match app.rights.subjects_of(&r.subject).await? {
+        Some(subjects) => super::propagation::start(app, &r, &subjects).await,
+        None => {
+            tracing::warn!(request = %r.id, "rights: no pseudonyms recorded for an assisted request; not propagated");
+            Ok(r)
+        }
     }
 }

@@ -142,6 +142,9 @@ async fn create(
     };
     let policies = app.policies.load();
     let subjects = super::propagation::Subjects::of(&app, &session);
+    if let Err(e) = app.rights.remember_subjects(&new.subject, &subjects).await {
+        return rights_problem(&e);
+    }
     let created = match app.rights.create(&policies, new, &by).await {
         Ok(r) => super::propagation::start(&app, &r, &subjects).await,
         Err(e) => Err(e),
@@ -149,6 +152,7 @@ async fn create(
     match created {
         Ok(r) => {
             crate::notify::rights_received(&app, &r, address).await;
+            super::ops::tell_if_answered(&app, &r).await;
             (StatusCode::CREATED, Json(view(&app, &r))).into_response()
         }
         Err(e) => rights_problem(&e),

@@ -1,17 +1,20 @@
-//! `guichet rights list|show|extend|refuse|complete`: the DPO's queue for operators, through
-//! the same service (and so the same rules and journal) as the API. The actor journaled is
-//! the system, as `operator`. Output is a plain table or, with `--json`, the API's JSON.
+//! `guichet rights list|show|extend|refuse|complete|lift|task`: the DPO's queue for operators,
+//! through the same services (and so the same rules, notices and journal) as the API. The
+//! actor journaled is the system, as `operator`. Output is a plain table or, with `--json`,
+//! the API's JSON.
 
 use std::io::Write;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::dpo_api::{HandlerView, extension_notice_due, handler_view_on};
+use super::dpo_api::{HandlerView, handler_view_on, task_view};
+use super::ops::TaskOutcome;
 use super::request::{Refusal, RefusalGround, Status};
-use super::service::{Answer, By, RightsService, parse_date};
+use super::service::{Answer, By, parse_date};
+use crate::app::App;
 use crate::audit::{Actor, ActorKind, Ident};
-use crate::clock::{Clock, paris_date};
+use crate::clock::paris_date;
 
 #[derive(Debug, Subcommand)]
 pub enum RightsCommand {
@@ -77,6 +80,36 @@ pub enum RightsCommand {
         #[command(flatten)]
         out: Output,
     },
+    /// Lift the Art. 18 restriction a request put in place; each application is told.
+    Lift {
+        id: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Tasks an agent does by hand ("à traiter à la main").
+    #[command(subcommand)]
+    Task(TaskCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// The open tasks, oldest first.
+    List,
+    /// Close the task of one activity of a request with its answer; the request is
+    /// completed once every activity has answered.
+    Done {
+        id: String,
+        /// The processing activity (policy id).
+        activity: String,
+        /// What was done, or why it was refused, in plain French (told to the citizen).
+        #[arg(long)]
+        answer: String,
+        /// The service refused what was asked (the answer says why).
+        #[arg(long)]
+        refused: bool,
+        #[command(flatten)]
+        out: Output,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Args)]
@@ -97,13 +130,9 @@ pub enum Ground {
 }
 
 /// Runs one command, writing its result to `out`.
-pub async fn run(
-    service: &RightsService,
-    clock: &dyn Clock,
-    command: RightsCommand,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    let today = paris_date(clock.now());
+pub async fn run(app: &App, command: RightsCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    let service = &app.rights;
+    let today = paris_date(app.clock.now());
     let by = operator()?;
     let list = matches!(command, RightsCommand::List { .. });
     let (requests, output) = match command {
@@ -119,7 +148,7 @@ pub async fn run(
                 None => today,
             };
             let r = service.extend(&id, months, reason, notice, &by).await?;
-            extension_notice_due(&r);
+            crate::notify::rights_extended(app, &r).await;
             (vec![r], out)
         }
         RightsCommand::Refuse { id, ground, reason, earlier, article, out } => {
@@ -128,7 +157,9 @@ pub async fn run(
                 Ground::UnfoundedOrExcessive => RefusalGround::UnfoundedOrExcessive { earlier_requests: earlier },
                 Ground::NotApplicable => RefusalGround::NotApplicable { article },
             };
-            (vec![service.refuse(&id, Refusal { ground, reason }, &by).await?], out)
+            let r = service.refuse(&id, Refusal { ground, reason }, &by).await?;
+            super::ops::tell_if_answered(app, &r).await;
+            (vec![r], out)
         }
         RightsCommand::Complete { id, summary, partly, out } => {
             if summary.trim().is_empty() {
@@ -138,7 +169,34 @@ pub async fn run(
                 service.advance(&id, Status::InProgress, None, &by).await?;
             }
             let to = if partly { Status::PartlyCompleted } else { Status::Completed };
-            (vec![service.advance(&id, to, Some(summary), &by).await?], out)
+            let r = service.advance(&id, to, Some(summary), &by).await?;
+            super::ops::tell_if_answered(app, &r).await;
+            (vec![r], out)
+        }
+        RightsCommand::Lift { id, out: output } => {
+            if service.get(&id).await?.right != super::request::Right::Restriction {
+                anyhow::bail!("only a restriction request can be lifted");
+            }
+            let n = super::ops::lift(app, &id, &by).await?;
+            writeln!(out, "{n} activit{} lifted.", if n == 1 { "y" } else { "ies" })?;
+            (vec![service.get(&id).await?], output)
+        }
+        RightsCommand::Task(TaskCommand::List) => {
+            let tasks: Vec<_> = service.manual_tasks().await?.iter().map(task_view).collect();
+            if tasks.is_empty() {
+                writeln!(out, "no task.")?;
+            }
+            for t in tasks {
+                writeln!(out, "{}  {}  {}  {}", t.request_id, t.activity, t.since, t.reason.unwrap_or_default())?;
+            }
+            return Ok(());
+        }
+        RightsCommand::Task(TaskCommand::Done { id, activity, answer, refused, out }) => {
+            if answer.trim().is_empty() {
+                anyhow::bail!("a task needs its answer for the citizen (--answer)");
+            }
+            let outcome = if refused { TaskOutcome::Refused } else { TaskOutcome::Completed };
+            (vec![super::ops::close_task(app, &id, &activity, outcome, &answer, &by).await?], out)
         }
     };
     let views: Vec<HandlerView> = requests.iter().map(|r| handler_view_on(today, r)).collect();
@@ -229,4 +287,13 @@ fn write_table(out: &mut dyn Write, views: &[HandlerView]) -> std::io::Result<()
         writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
     }
     Ok(())
+}
+
+/// The gateway's services for a command, built from its configuration like `serve` builds
+/// them, without listening or running jobs: what the command queues, the serving gateway does.
+pub async fn services(mut config: crate::config::Validated) -> anyhow::Result<crate::app::AppState> {
+    config.settings.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.settings.admin.enabled = false;
+    let application = crate::app::Application::build(config, crate::app::Deps::default()).await?;
+    Ok(application.state())
 }

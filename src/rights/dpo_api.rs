@@ -22,6 +22,8 @@ use crate::clock::paris_date;
 use crate::error::GatewayError;
 
 pub const QUEUE_API: &str = "/.guichet/api/v1/rights/queue";
+/// The tasks agents do by hand ("à traiter à la main"), oldest first.
+pub const TASKS_API: &str = "/.guichet/api/v1/rights/tasks";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -33,6 +35,9 @@ pub fn routes() -> Router<AppState> {
         .route("/.guichet/api/v1/rights/queue/{id}/extend", post(extend))
         .route("/.guichet/api/v1/rights/queue/{id}/refuse", post(refuse))
         .route("/.guichet/api/v1/rights/queue/{id}/complete", post(complete))
+        .route("/.guichet/api/v1/rights/queue/{id}/lift", post(lift))
+        .route(TASKS_API, get(tasks))
+        .route("/.guichet/api/v1/rights/queue/{id}/tasks/{activity}/done", post(task_done))
 }
 
 /// A request as its handler sees it: the citizen's view plus who filed it, how identity was
@@ -202,18 +207,12 @@ async fn extend(
     };
     match app.rights.extend(&id, body.months, body.reason, notice_on, &by).await {
         Ok(r) => {
-            extension_notice_due(&r);
+            // Art. 12(3): the citizen is told of the extension and its reason.
+            crate::notify::rights_extended(&app, &r).await;
             Json(handler_view(&app, &r)).into_response()
         }
         Err(e) => rights_problem(&e),
     }
-}
-
-/// Hook: the citizen must be told of an extension and its reason (Art. 12(3)). The notify
-/// module sends it through a durable `notify.send` job; until it is wired here, the notice is
-/// recorded by the journal's `extended` entry and this line (request id only, no personal data).
-pub fn extension_notice_due(request: &RightsRequest) {
-    tracing::info!(request = %request.id, "rights: an extension notice is due to the citizen");
 }
 
 async fn refuse(
@@ -229,7 +228,11 @@ async fn refuse(
     let Ok(Json(refusal)) = body else {
         return bad_body("the body must be {ground, reason, earlier_requests?, article?}");
     };
-    answer(&app, app.rights.refuse(&id, refusal, &by).await)
+    let refused = app.rights.refuse(&id, refusal, &by).await;
+    if let Ok(r) = &refused {
+        super::ops::tell_if_answered(&app, r).await;
+    }
+    answer(&app, refused)
 }
 
 /// How a request ends well: done, or done in part (what could not be done is in the summary).
@@ -265,5 +268,82 @@ async fn complete(
         Outcome::Completed => Status::Completed,
         Outcome::PartlyCompleted => Status::PartlyCompleted,
     };
-    answer(&app, app.rights.advance(&id, to, Some(body.summary), &by).await)
+    let done = app.rights.advance(&id, to, Some(body.summary), &by).await;
+    if let Ok(r) = &done {
+        super::ops::tell_if_answered(&app, r).await;
+    }
+    answer(&app, done)
+}
+
+/// Lifts an Art. 18 restriction: the citizen's data is used again, and each application
+/// with a rights endpoint is told (`restriction_lifted`).
+async fn lift(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let by = match handler_post(&app, &headers).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match app.rights.get(&id).await {
+        Ok(r) if r.right != super::request::Right::Restriction => {
+            return problem(&GatewayError::Unprocessable("only a restriction request can be lifted"), "lift");
+        }
+        Ok(_) => {}
+        Err(e) => return rights_problem(&e),
+    }
+    match super::ops::lift(&app, &id, &by).await {
+        Ok(lifted) => Json(serde_json::json!({ "id": id, "lifted": lifted })).into_response(),
+        Err(e) => rights_problem(&e),
+    }
+}
+
+/// One task an agent must do by hand, as the handlers' API shows it.
+#[derive(Debug, Serialize)]
+pub struct TaskView {
+    pub request_id: String,
+    pub activity: String,
+    /// Why it is manual (plain French).
+    pub reason: Option<String>,
+    pub since: String,
+}
+
+pub fn task_view(row: &crate::store::PropagationRow) -> TaskView {
+    let since = crate::audit::event::from_micros(row.created_at_us)
+        .map_or_else(String::new, |t| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default());
+    TaskView { request_id: row.request_id.clone(), activity: row.activity.clone(), reason: row.reason.clone(), since }
+}
+
+async fn tasks(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = handler(&app, &headers).await {
+        return r;
+    }
+    match app.rights.manual_tasks().await {
+        Ok(rows) => {
+            Json(serde_json::json!({ "tasks": rows.iter().map(task_view).collect::<Vec<_>>() })).into_response()
+        }
+        Err(e) => rights_problem(&e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskDoneBody {
+    outcome: super::ops::TaskOutcome,
+    /// What was done, or why it was refused, in plain French (told to the citizen).
+    answer: String,
+}
+
+async fn task_done(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path((id, activity)): Path<(String, String)>,
+    body: Result<Json<TaskDoneBody>, JsonRejection>,
+) -> Response {
+    let by = match handler_post(&app, &headers).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Ok(Json(body)) = body else { return bad_body("the body must be {outcome, answer}") };
+    if body.answer.trim().is_empty() {
+        return problem(&GatewayError::Unprocessable("a task needs its answer for the citizen"), "empty answer");
+    }
+    answer(&app, super::ops::close_task(&app, &id, &activity, body.outcome, &body.answer, &by).await)
 }

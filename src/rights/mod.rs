@@ -13,6 +13,7 @@ pub mod deadline;
 pub mod dpo_api;
 pub mod erasure;
 pub mod export;
+pub mod ops;
 pub mod propagation;
 pub mod rectification;
 pub mod request;

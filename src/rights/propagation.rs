@@ -172,8 +172,12 @@ pub async fn settle(app: &App, request_id: &str) -> Result<RightsRequest, Rights
     let set = app.policies.load();
     let summary = summary(&set, &request, &targets);
     match app.rights.advance(request_id, to, Some(summary), &system()).await {
+        Ok(r) => {
+            super::ops::tell_if_answered(app, &r).await;
+            Ok(r)
+        }
         Err(RightsError::Conflict | RightsError::Transition(_)) => app.rights.get(request_id).await,
-        other => other,
+        Err(e) => Err(e),
     }
 }
 

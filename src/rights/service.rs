@@ -334,6 +334,22 @@ impl RightsService {
         Ok(self.store.rights_apps().of_request(request_id).await?)
     }
 
+    /// Records the pseudonyms `subject`'s requests are carried under (see
+    /// [`Subjects`](super::propagation::Subjects)), while the citizen is signed in.
+    pub async fn remember_subjects(&self, subject: &str, s: &super::propagation::Subjects) -> Result<(), RightsError> {
+        let now = crate::audit::event::to_micros(self.clock.now());
+        let routes = to_json(&s.routes)?;
+        Ok(self.store.rights_subjects().put(subject, &s.field, &routes, now).await?)
+    }
+
+    /// The pseudonyms recorded for `subject` when they last signed in to the rights API or
+    /// asked for a counter code; `None` if they never did.
+    pub async fn subjects_of(&self, subject: &str) -> Result<Option<super::propagation::Subjects>, RightsError> {
+        let Some((field, routes)) = self.store.rights_subjects().get(subject).await? else { return Ok(None) };
+        let routes = serde_json::from_str(&routes).map_err(|_| RightsError::Corrupt)?;
+        Ok(Some(super::propagation::Subjects { field, routes }))
+    }
+
     /// Per-activity work an agent must do by hand ("à traiter à la main"), oldest first: the
     /// activity has no rights endpoint, or its application refused the request as malformed.
     pub async fn manual_tasks(&self) -> Result<Vec<PropagationRow>, RightsError> {
@@ -433,6 +449,19 @@ impl RightsService {
         }
         self.journal(&request, stage, Outcome::Success, by).await?;
         Ok(request)
+    }
+
+    /// Journals a step on one activity of `r` (a task an agent closed by hand).
+    pub async fn journal_activity_step(
+        &self,
+        r: &RightsRequest,
+        activity: &str,
+        stage: &str,
+        by: &By,
+    ) -> Result<(), RightsError> {
+        let mut on = r.clone();
+        on.activity = Some(activity.to_owned());
+        self.journal(&on, stage, Outcome::Success, by).await
     }
 
     /// Journals step `stage` of `r` (also the export's steps).

@@ -26,6 +26,7 @@ mod notify;
 mod retention;
 mod rights;
 mod rights_apps;
+mod rights_subjects;
 mod sessions;
 
 use std::path::{Path, PathBuf};
@@ -50,6 +51,7 @@ pub use notify::{NoticeRow, NotifyRepo};
 pub use retention::{HoldRow, RecordKey, RetentionEventRow, RetentionRepo, RetentionRow, RunItemRow};
 pub use rights::{RightsRepo, RightsRow};
 pub use rights_apps::{PropagationRow, RightsAppsRepo};
+pub use rights_subjects::RightsSubjectsRepo;
 pub use sessions::{PendingLogin, SessionRow, Sessions};
 
 /// What went wrong talking to the store. Never carries query parameters (they may be
@@ -339,6 +341,10 @@ impl Store {
 
     pub fn retention(&self) -> RetentionRepo<'_> {
         RetentionRepo::new(self)
+    }
+
+    pub fn rights_subjects(&self) -> RightsSubjectsRepo<'_> {
+        RightsSubjectsRepo::new(self)
     }
 }
 

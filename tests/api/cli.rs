@@ -113,7 +113,7 @@ fn a_cause_is_said_once() {
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
 
-mod rights {
+pub(crate) mod rights {
     //! `guichet rights …` through the real binary, on the store a running gateway uses:
     //! requests filed through the service, then read and answered from the command line,
     //! with the rules of the API and the operator journaled as actor.
@@ -137,6 +137,13 @@ mod rights {
         let app = spawn_app().backend(backend).with_store_url(url).start().await;
         let now = guichet::clock::SystemClock.now();
         app.clock.advance(now - app.clock.now());
+        let file = config_for(&app, dir);
+        (app, file)
+    }
+
+    /// A configuration file in `dir` for the command line on `app`'s store (and `dir` as its
+    /// data directory).
+    pub(crate) fn config_for(app: &TestApp, dir: &std::path::Path) -> String {
         let file = dir.join("guichet.toml");
         let toml = format!(
             "version = 1\ndata_dir = {:?}\n\n[store]\nurl = {:?}\n\n[[routes]]\nname = \"app\"\npath_prefix = \"/\"\n\
@@ -145,10 +152,10 @@ mod rights {
             app.store_url.expose_secret(),
         );
         std::fs::write(&file, toml).unwrap();
-        (app, file.display().to_string())
+        file.display().to_string()
     }
 
-    async fn file(app: &TestApp, subject: &str, right: Right) -> String {
+    pub(crate) async fn file(app: &TestApp, subject: &str, right: Right) -> String {
         let by = By {
             actor: Actor { kind: ActorKind::Citizen, id: Ident::new(subject).unwrap() },
             role: Ident::new("citizen").unwrap(),

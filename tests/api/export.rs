@@ -164,7 +164,7 @@ async fn download(app: &TestApp, session: Option<&str>, url: &str) -> reqwest::R
     if let Some(s) = session {
         r = r.header("cookie", format!("{SESSION}={s}"));
     }
-    r.send().await.unwrap()
+    crate::openapi::checked("get", "/.guichet/api/v1/rights/{id}/download", r.send().await.unwrap()).await
 }
 
 /// The archive's files by name.
@@ -467,10 +467,15 @@ async fn an_agent_prints_a_counter_request_s_export(backend: Backend) {
     let r = agent_sign_in(app, &s.agents, agent_info("21750001600019", "lucie@mairie.example.fr"), "").await;
     let agent = cookie(&r, SESSION).expect("agent session");
     let print = |id: &str, session: &str| {
-        app.client
+        let sent = app
+            .client
             .get(app.url(&format!("{API}/{id}/impression")))
             .header("cookie", format!("{SESSION}={session}"))
-            .send()
+            .send();
+        async move {
+            let r = sent.await?;
+            Ok::<_, reqwest::Error>(crate::openapi::checked("get", "/.guichet/api/v1/rights/{id}/impression", r).await)
+        }
     };
     // Filed online: the citizen downloads it herself (which records whose values are hers);
     // the counter does not print it.

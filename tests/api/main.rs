@@ -38,6 +38,7 @@ mod register;
 mod retention;
 mod rights;
 mod rights_agent;
+mod rights_ops;
 mod spellings;
 mod stacks;
 mod store;

@@ -44,6 +44,7 @@ macro_rules! with_smtp_on_both_stores {
         }
     )*};
 }
+pub(crate) use with_smtp_on_both_stores;
 
 /// The real SMTP server, killed when dropped.
 pub(crate) struct SmtpServer {
@@ -71,7 +72,7 @@ impl SmtpServer {
     }
 
     /// What arrived, in arrival order.
-    fn received(&self) -> Vec<Value> {
+    pub(crate) fn received(&self) -> Vec<Value> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -376,7 +377,7 @@ fn plain_smtp_is_refused_by_the_configuration_away_from_loopback() {
 }
 
 /// The gateway's own `notify` settings for a plain relay on loopback.
-fn relay_settings(s: &mut guichet::config::Settings, relay: SocketAddr) {
+pub(crate) fn relay_settings(s: &mut guichet::config::Settings, relay: SocketAddr) {
     s.notify.smtp_host = Some(relay.ip().to_string());
     s.notify.smtp_port = relay.port();
     s.notify.allow_plain_on_loopback = true;

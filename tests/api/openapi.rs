@@ -36,6 +36,45 @@ fn check_schema(doc: &Value, schema: &Value, instance: &Value, what: &str) {
     assert!(errors.is_empty(), "{what}: {errors:?}\n{instance:#}");
 }
 
+/// Checks a real answer of an operation marked `x-guichet-checked-by` in the test it names:
+/// `status` must be documented for `method path`, and `body` (as `media`) match its schema.
+pub(crate) fn check_documented(method: &str, path: &str, status: u16, media: &str, body: &Value) {
+    let doc = doc();
+    let op = &doc["paths"][path][method];
+    assert!(op.is_object(), "{method} {path} is not documented");
+    let schema = &op["responses"][status.to_string()]["content"][media]["schema"];
+    assert!(schema.is_object(), "{method} {path}: {status} with {media} is not documented");
+    check_schema(&doc, schema, body, &format!("{method} {path} → {status}"));
+}
+
+/// Checks a real answer of an operation marked `x-guichet-checked-by`, in the test it names:
+/// its status must be documented for `method path`, its media type too when the documented
+/// answer has a body, and a JSON body must match the schema. The answer is handed back
+/// unchanged for the test's own assertions.
+pub(crate) async fn checked(method: &str, path: &str, r: reqwest::Response) -> reqwest::Response {
+    let (status, headers) = (r.status(), r.headers().clone());
+    let bytes = r.bytes().await.unwrap();
+    let doc = doc();
+    let documented = &doc["paths"][path][method]["responses"][status.as_str()];
+    assert!(documented.is_object(), "{method} {path}: status {status} is not documented");
+    let has_body = documented["content"].as_object().is_some_and(|c| !c.is_empty());
+    if has_body {
+        let ct = headers.get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let media = ct.split(';').next().unwrap().trim().to_owned();
+        let content = &documented["content"][&media];
+        assert!(content.is_object(), "{method} {path}: {status} with {media} is not documented");
+        if media.ends_with("json") {
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            check_schema(&doc, &content["schema"], &body, &format!("{method} {path} → {status}"));
+        }
+    }
+    let mut back = axum::http::Response::builder().status(status);
+    for (name, value) in &headers {
+        back = back.header(name, value);
+    }
+    reqwest::Response::from(back.body(bytes).unwrap())
+}
+
 struct World {
     p: Parties,
     citizen: String,

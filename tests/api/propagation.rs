@@ -314,7 +314,8 @@ async fn a_silent_application_times_out_and_is_tried_again(backend: Backend) {
 }
 
 async fn callbacks(s: &Setup, secret: &str, body: &Value) -> reqwest::Response {
-    s.app
+    let r = s
+        .app
         .client
         .post(s.app.url("/.guichet/api/v1/rights/callbacks/lettre"))
         .header("authorization", format!("Bearer {secret}"))
@@ -322,7 +323,8 @@ async fn callbacks(s: &Setup, secret: &str, body: &Value) -> reqwest::Response {
         .body(body.to_string())
         .send()
         .await
-        .unwrap()
+        .unwrap();
+    crate::openapi::checked("post", "/.guichet/api/v1/rights/callbacks/{route}", r).await
 }
 
 async fn later_answers_come_by_authenticated_idempotent_callbacks(backend: Backend) {
@@ -467,10 +469,11 @@ async fn a_rectification_sends_sealed_corrections(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(s.rights_app.received().is_empty(), "nothing is sent before the corrections");
     let path = format!("{API}/{id}/corrections");
+    let corrections = |r| crate::openapi::checked("post", "/.guichet/api/v1/rights/{id}/corrections", r);
     let unknown = post_json(&s.app, &angela, &path, &json!({ "fields": { "shoe_size": "38" } })).await;
-    assert_eq!(unknown.status(), 422);
+    assert_eq!(corrections(unknown).await.status(), 422);
     let body = json!({ "fields": { "email": "angela.nouvelle@example.fr", "family_name": "DUPONT" } });
-    let r = post_json(&s.app, &angela, &path, &body).await;
+    let r = corrections(post_json(&s.app, &angela, &path, &body).await).await;
     assert_eq!(r.status(), 200);
     let answer: Value = r.json().await.unwrap();
     assert_eq!(answer["sent"], json!(["email"]));

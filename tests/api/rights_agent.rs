@@ -34,8 +34,14 @@ pub(crate) async fn parties(backend: Backend) -> Parties {
 /// Like `parties`, with more settings.
 pub(crate) async fn parties_with(backend: Backend, tweak: impl FnOnce(TestAppBuilder) -> TestAppBuilder) -> Parties {
     let citizens = MockProvider::start().await;
+    let base = tweak(builder(&citizens, backend));
+    parties_from(base, citizens).await
+}
+
+/// The agents and roles of `parties` on the gateway `base` builds for `citizens`.
+pub(crate) async fn parties_from(base: TestAppBuilder, citizens: MockProvider) -> Parties {
     let agents = MockProvider::start().await;
-    let app = tweak(builder(&citizens, backend))
+    let app = base
         .with_agent_provider(agents.issuer())
         .with(|s, _| {
             s.rights.assisted_roles = vec!["etat-civil".into()];
@@ -96,10 +102,15 @@ pub(crate) fn assisted(code: &str, right: &str) -> Value {
 /// Filed through the service, as the API does but without starting propagation: the DPO's
 /// queue is tested from a request just received (propagation has its own tests).
 pub(crate) async fn filed(p: &Parties, s: &str, right: &str) -> String {
+    filed_on(&p.app, s, right).await
+}
+
+/// Like `filed`, on any gateway.
+pub(crate) async fn filed_on(app: &TestApp, s: &str, right: &str) -> String {
     use guichet::rights::request::{Channel, IdentityProof, Right};
     let mut headers = axum::http::HeaderMap::new();
     headers.insert("cookie", format!("{SESSION}={s}").parse().unwrap());
-    let auth = &p.app.state.auth;
+    let auth = &app.state.auth;
     let session = auth.identify(&headers).await.unwrap().expect("a citizen session");
     let subject = auth.consent_subject(&session).to_owned();
     let new = guichet::rights::service::NewRequest {
@@ -117,8 +128,8 @@ pub(crate) async fn filed(p: &Parties, s: &str, right: &str) -> String {
         },
         role: guichet::audit::Ident::new("citizen").unwrap(),
     };
-    let policies = p.app.state.policies.load_full();
-    p.app.state.rights.create(&policies, new, &by).await.unwrap().id
+    let policies = app.state.policies.load_full();
+    app.state.rights.create(&policies, new, &by).await.unwrap().id
 }
 
 async fn problem(r: reqwest::Response, status: u16) -> Value {
@@ -127,7 +138,7 @@ async fn problem(r: reqwest::Response, status: u16) -> Value {
     r.json().await.unwrap()
 }
 
-async fn journal(app: &TestApp, request: &str) -> Vec<Value> {
+pub(crate) async fn journal(app: &TestApp, request: &str) -> Vec<Value> {
     app.state.audit.flush().await.unwrap();
     let entries = app.state.store.audit().entries_after(0, 10_000).await.unwrap();
     entries
@@ -151,7 +162,11 @@ async fn an_agent_files_a_request_with_the_code_the_citizen_reads_out(backend: B
     let r = post_json(&p.app, Some(&p.counter), ASSISTED, &assisted(&code.to_lowercase(), "erasure")).await;
     assert_eq!(r.status(), 201);
     let created: Value = r.json().await.unwrap();
-    assert_eq!((created["channel"].as_str(), created["status"].as_str()), (Some("counter"), Some("received")));
+    // Started at once like an online request: it waits on the newsletter's application.
+    assert_eq!(
+        (created["channel"].as_str(), created["status"].as_str()),
+        (Some("counter"), Some("waiting_on_applications"))
+    );
     let id = created["id"].as_str().unwrap();
 
     // The citizen finds it among their own requests.

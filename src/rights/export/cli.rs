@@ -9,7 +9,6 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Owner, render};
-use crate::app::{Application, Deps};
 use crate::audit::{Actor, Ident};
 use crate::config::Validated;
 use crate::rights::service::By;
@@ -34,12 +33,8 @@ const STEPS: [&str; 4] = [
     "enregistrement au journal",
 ];
 
-pub async fn run(mut config: Validated, args: &ExportArgs) -> anyhow::Result<()> {
-    // The services of `serve`, without its listeners' addresses: nothing is served.
-    config.settings.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    config.settings.admin.enabled = false;
-    let application = Application::build(config, Deps::default()).await?;
-    let app = application.state();
+pub async fn run(config: Validated, args: &ExportArgs) -> anyhow::Result<()> {
+    let app = crate::rights::cli::services(config).await?;
     let bar = progress();
 
     bar.set_message(STEPS[0]);

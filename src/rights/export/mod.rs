@@ -179,6 +179,7 @@ impl Exports {
             })
             .await?;
         journal(app, request, "export_ready", by).await?;
+        crate::notify::answer_ready(app, request).await;
         let pending = export
             .activities
             .iter()
