@@ -283,7 +283,9 @@ fn check(path: Option<PathBuf>) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let Some(v) = validated else { return ExitCode::FAILURE };
-    let Some(set) = load_policies(&v, None) else { return ExitCode::FAILURE };
+    let Some(set) = load_policies(&v, None).and_then(|set| checked_bindings(&v, set)) else {
+        return ExitCode::FAILURE;
+    };
     let n = v.routes.iter().count();
     let file = path.map_or_else(|| "embedded defaults".to_owned(), |p| p.display().to_string());
     let _ = writeln!(
@@ -331,6 +333,25 @@ fn load_policies(config: &Validated, dir: Option<&PathBuf>) -> Option<PolicySet>
     }
 }
 
+/// The checks that need both the configuration and the policies (`policy::bindings`): claims
+/// and client addresses a route sends are declared data categories; activities with fields
+/// say whether they are strict.
+fn checked_bindings(config: &Validated, set: PolicySet) -> Option<PolicySet> {
+    let s = &config.settings;
+    let mut problems: Vec<String> = policy::bindings::check(&set, &config.routes, &s.routes, &config.source)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    problems.extend(policy::bindings::undecided_strict(&set));
+    if problems.is_empty() {
+        return Some(set);
+    }
+    for p in &problems {
+        let _ = writeln!(std::io::stderr(), "{p}");
+    }
+    None
+}
+
 fn policy_check(path: Option<PathBuf>, args: &PolicyArgs) -> ExitCode {
     let v = match load(path) {
         Ok(v) => v,
@@ -339,7 +360,8 @@ fn policy_check(path: Option<PathBuf>, args: &PolicyArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match load_policies(&v, args.dir.as_ref()).and_then(|set| some_activities(&v, args.dir.as_ref(), set)) {
+    let set = load_policies(&v, args.dir.as_ref()).and_then(|set| some_activities(&v, args.dir.as_ref(), set));
+    match set.and_then(|set| checked_bindings(&v, set)) {
         Some(set) => {
             let _ = writeln!(std::io::stdout(), "policies are valid ({} processing activities).", set.activities.len());
             ExitCode::SUCCESS
@@ -358,6 +380,8 @@ fn policy_register(
     let Some(set) = load_policies(&config, args.dir.as_ref()) else { anyhow::bail!("the policies are not valid") };
     // The reason was printed: exit non-zero without a second message.
     let Some(set) = some_activities(&config, args.dir.as_ref(), set) else { return Err(AlreadyReported.into()) };
+    // The gateway's own processing completes the register.
+    let set = policy::gateway::register_set(&set, &config.settings);
     let bytes = match format {
         RegisterFormat::Json => register::to_json(&set)?.into_bytes(),
         RegisterFormat::Csv => register::to_csv(&set)?.into_bytes(),

@@ -84,7 +84,7 @@ async fn registre(State(app): State<AppState>, req: Request) -> Response {
         let rid = req.extensions().get::<RequestId>().map(|r| r.0.clone());
         return e.respond(wants_html(req.headers()), rid.as_deref(), None);
     }
-    let set = app.policies.load();
+    let set = super::gateway::register_set(&app.policies.load(), &app.settings);
     let chrome = chrome(&app, req.headers()).await;
     match register::to_html_with(&set, &chrome) {
         Ok(body) => html(&app, &chrome, body),

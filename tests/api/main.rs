@@ -24,6 +24,7 @@ mod keys;
 mod limits;
 mod logging;
 mod metrics;
+mod minimise;
 mod notice;
 mod notify;
 mod openapi;
