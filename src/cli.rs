@@ -400,7 +400,17 @@ fn policy_register(
 async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     telemetry::init(&config.settings.log);
+    let (routes, route_settings, source) =
+        (config.routes.clone(), config.settings.routes.clone(), config.source.clone());
     let app = Application::build(config, Deps::default()).await?;
+    // `guichet check` refuses these; a running deployment keeps serving, and says why it should not.
+    let set = app.state().policies.load_full();
+    for p in policy::bindings::check(&set, &routes, &route_settings, &source) {
+        tracing::warn!(problem = %p, "a route sends what its activities do not declare; run `guichet check`");
+    }
+    for p in policy::bindings::undecided_strict(&set) {
+        tracing::warn!(problem = %p, "strict mode not chosen; run `guichet policy check`");
+    }
     tracing::info!(listen = %app.public_addr(), admin = ?app.admin_addr(), "guichet is serving");
     let stop = app.shutdown_handle();
     let _reloader = spawn_policy_reloader(app.state(), stop.subscribe());
