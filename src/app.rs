@@ -134,6 +134,8 @@ pub struct Application {
     admin: Option<TcpListener>,
     tls: Option<TlsAcceptor>,
     shutdown: watch::Sender<bool>,
+    /// The plain-HTTP listener that only redirects to HTTPS (`server.tls.redirect_listen`).
+    redirect: Option<TcpListener>,
 }
 
 impl Application {
@@ -223,7 +225,8 @@ impl Application {
             transform_max_bytes: s.keys.as_ref().map_or(DEFAULT_TRANSFORM_MAX_BYTES, |k| k.transform_max_bytes),
             audit: Some(audit.clone()),
             clock: deps.clock.clone(),
-        });
+        })
+        .with_hsts(s.server.tls.as_ref().map(|t| server::redirect::hsts_value(t.hsts_max_age)));
         let tls = match &s.server.tls {
             Some(t) => Some(TlsAcceptor::from(Arc::new(
                 tls::server_config(&t.cert, &t.key, &t.min_version).context("cannot set up TLS")?,
@@ -231,6 +234,10 @@ impl Application {
             None => None,
         };
         let public = bind(s.server.listen, "server.listen").await?;
+        let redirect = match s.server.tls.as_ref().and_then(|t| t.redirect_listen) {
+            Some(addr) => Some(bind(addr, "server.tls.redirect_listen").await?),
+            None => None,
+        };
         let admin = match s.admin.enabled {
             true => Some(bind(s.admin.listen, "admin.listen").await?),
             false => None,
@@ -261,7 +268,7 @@ impl Application {
         });
         register_job_handlers(&app);
         let (shutdown, _) = watch::channel(false);
-        Ok(Self { app, public, admin, tls, shutdown })
+        Ok(Self { app, public, admin, tls, shutdown, redirect })
     }
 
     pub fn public_addr(&self) -> SocketAddr {
@@ -270,6 +277,11 @@ impl Application {
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The plain-HTTP redirect listener's address, when configured.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn state(&self) -> AppState {
@@ -305,6 +317,10 @@ impl Application {
             self.shutdown.subscribe(),
         ));
         let retention_runs = tokio::spawn(crate::retention::schedule(self.app.clone(), self.shutdown.subscribe()));
+        let redirect = self.redirect.map(|l| {
+            let router = server::redirect::router(self.app.settings.server.public_url.clone());
+            tokio::spawn(server::serve(l, None, router, limits, self.shutdown.subscribe(), grace))
+        });
         let public_front = server::router::Public::new(self.app.clone());
         let public = server::serve(self.public, self.tls, public_front, limits, self.shutdown.subscribe(), grace);
         match self.admin {
@@ -319,6 +335,9 @@ impl Application {
         retention_runs.abort();
         retention_writer.abort();
         changes.abort();
+        if let Some(r) = redirect {
+            r.abort();
+        }
         // A job cut short here is claimed again once its lease runs out (handlers are idempotent).
         jobs.abort();
         if let Some(shreds) = shreds {

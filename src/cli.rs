@@ -292,7 +292,9 @@ fn check(path: Option<PathBuf>) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let Some(v) = validated else { return ExitCode::FAILURE };
-    let Some(set) = load_policies(&v, None) else { return ExitCode::FAILURE };
+    let Some(set) = load_policies(&v, None).and_then(|set| checked_bindings(&v, set)) else {
+        return ExitCode::FAILURE;
+    };
     let n = v.routes.iter().count();
     let file = path.map_or_else(|| "embedded defaults".to_owned(), |p| p.display().to_string());
     let _ = writeln!(
@@ -344,6 +346,25 @@ fn load_policies(config: &Validated, dir: Option<&PathBuf>) -> Option<PolicySet>
     }
 }
 
+/// The checks that need both the configuration and the policies (`policy::bindings`): claims
+/// and client addresses a route sends are declared data categories; activities with fields
+/// say whether they are strict.
+fn checked_bindings(config: &Validated, set: PolicySet) -> Option<PolicySet> {
+    let s = &config.settings;
+    let mut problems: Vec<String> = policy::bindings::check(&set, &config.routes, &s.routes, &config.source)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    problems.extend(policy::bindings::undecided_strict(&set));
+    if problems.is_empty() {
+        return Some(set);
+    }
+    for p in &problems {
+        let _ = writeln!(std::io::stderr(), "{p}");
+    }
+    None
+}
+
 fn policy_check(path: Option<PathBuf>, args: &PolicyArgs) -> ExitCode {
     let v = match load(path) {
         Ok(v) => v,
@@ -352,7 +373,8 @@ fn policy_check(path: Option<PathBuf>, args: &PolicyArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match load_policies(&v, args.dir.as_ref()).and_then(|set| some_activities(&v, args.dir.as_ref(), set)) {
+    let set = load_policies(&v, args.dir.as_ref()).and_then(|set| some_activities(&v, args.dir.as_ref(), set));
+    match set.and_then(|set| checked_bindings(&v, set)) {
         Some(set) => {
             let _ = writeln!(std::io::stdout(), "policies are valid ({} processing activities).", set.activities.len());
             ExitCode::SUCCESS
@@ -371,6 +393,8 @@ fn policy_register(
     let Some(set) = load_policies(&config, args.dir.as_ref()) else { anyhow::bail!("the policies are not valid") };
     // The reason was printed: exit non-zero without a second message.
     let Some(set) = some_activities(&config, args.dir.as_ref(), set) else { return Err(AlreadyReported.into()) };
+    // The gateway's own processing completes the register.
+    let set = policy::gateway::register_set(&set, &config.settings);
     let bytes = match format {
         RegisterFormat::Json => register::to_json(&set)?.into_bytes(),
         RegisterFormat::Csv => register::to_csv(&set)?.into_bytes(),
@@ -389,7 +413,17 @@ fn policy_register(
 async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     telemetry::init(&config.settings.log);
+    let (routes, route_settings, source) =
+        (config.routes.clone(), config.settings.routes.clone(), config.source.clone());
     let app = Application::build(config, Deps::default()).await?;
+    // `guichet check` refuses these; a running deployment keeps serving, and says why it should not.
+    let set = app.state().policies.load_full();
+    for p in policy::bindings::check(&set, &routes, &route_settings, &source) {
+        tracing::warn!(problem = %p, "a route sends what its activities do not declare; run `guichet check`");
+    }
+    for p in policy::bindings::undecided_strict(&set) {
+        tracing::warn!(problem = %p, "strict mode not chosen; run `guichet policy check`");
+    }
     tracing::info!(listen = %app.public_addr(), admin = ?app.admin_addr(), "guichet is serving");
     let stop = app.shutdown_handle();
     let _reloader = spawn_policy_reloader(app.state(), stop.subscribe());

@@ -79,6 +79,9 @@ pub enum GatewayError {
     Unprocessable(&'static str),
     /// The resource changed since the client read it.
     Conflict(&'static str),
+    /// Strict mode: body members or query parameters that no field of the activity declares
+    /// (their names, never their values). Nothing was forwarded.
+    UndeclaredMembers(Vec<String>),
 }
 
 /// The cause behind an error response, for the log only.
@@ -108,6 +111,7 @@ impl GatewayError {
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::UndeclaredMembers(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
@@ -138,6 +142,7 @@ impl GatewayError {
             Self::RateLimited => "rate-limited",
             Self::Unprocessable(_) => "unprocessable",
             Self::Conflict(_) => "conflict",
+            Self::UndeclaredMembers(_) => "undeclared-members",
         }
     }
 
@@ -167,6 +172,7 @@ impl GatewayError {
             Self::RateLimited => "Too many requests",
             Self::Unprocessable(_) => "The request cannot be acted on",
             Self::Conflict(_) => "The resource changed meanwhile",
+            Self::UndeclaredMembers(_) => "The request carries data its processing activity does not declare",
         }
     }
 
@@ -198,6 +204,9 @@ impl GatewayError {
                 "This request serves the purpose `{purpose}` of `{activity}`, which needs the citizen's consent; \
                  it can be given at the consent page."
             ),
+            Self::UndeclaredMembers(names) => {
+                format!("Nothing was forwarded: the processing activity declares no field named {}.", names.join(", "))
+            }
             other => format!("{}.", other.title()),
         }
     }
@@ -302,6 +311,13 @@ impl GatewayError {
                 "Nous ne pouvons pas faire cette action sur votre demande pour le moment.".into(),
                 BACK,
             ),
+            Self::UndeclaredMembers(_) => (
+                "Envoi non transmis",
+                "Votre envoi contient des informations que ce service ne doit pas recevoir. Nous n'avons rien \
+                 transmis."
+                    .into(),
+                BACK,
+            ),
             Self::Conflict(_) => (
                 "Demande modifiée entre-temps",
                 "Quelqu'un a modifié cette demande pendant que vous la lisiez.".into(),
@@ -349,6 +365,10 @@ impl GatewayError {
             request_id,
             consent_url: match self {
                 Self::ConsentRequired { return_to, .. } => Some(consent_url(return_to)),
+                _ => None,
+            },
+            undeclared: match self {
+                Self::UndeclaredMembers(names) => Some(names),
                 _ => None,
             },
         };
@@ -409,6 +429,9 @@ struct Problem<'a> {
     /// Where the citizen gives the consent a `consent-required` problem is about.
     #[serde(skip_serializing_if = "Option::is_none")]
     consent_url: Option<String>,
+    /// The names of an `undeclared-members` problem (never the values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    undeclared: Option<&'a [String]>,
 }
 
 /// The consent page, coming back to `return_to` afterwards.

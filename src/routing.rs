@@ -33,6 +33,10 @@ pub struct Route {
     pub roles: Vec<String>,
     pub claims: Vec<Arc<str>>,
     pub api: bool,
+    /// What the application learns of the client's address (docs/proxy.md).
+    pub client_address: crate::config::ClientAddress,
+    /// `Strict-Transport-Security` on proxied responses too (TLS on only).
+    pub hsts: bool,
 }
 
 /// The eIDAS level of an `acr` value (`eidas1` → 1); `None` for anything else.
@@ -154,6 +158,8 @@ impl Route {
                 roles: s.roles.clone(),
                 claims: s.claims.iter().map(|c| Arc::from(c.as_str())).collect(),
                 api: s.api,
+                client_address: s.client_address,
+                hsts: s.hsts,
             }),
             _ => Err(errors),
         }

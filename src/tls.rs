@@ -69,15 +69,27 @@ pub fn parse_min_version(v: &str) -> Option<&'static [&'static SupportedProtocol
     }
 }
 
+/// The public listener's provider: the AEAD suites of [`provider`], and key exchange pinned
+/// to X25519 then P-256 (ANSSI's and every browser's choice; P-384 and FFDHE are not offered).
+pub fn server_provider() -> Arc<CryptoProvider> {
+    let mut p = (*provider()).clone();
+    p.kx_groups = vec![rustls::crypto::ring::kx_group::X25519, rustls::crypto::ring::kx_group::SECP256R1];
+    Arc::new(p)
+}
+
 /// Server configuration for the public listener, offering HTTP/2 then HTTP/1.1 by ALPN.
+/// No session resumption at all: no TLS 1.2 tickets, no TLS 1.3 tickets, no session cache,
+/// so a stolen ticket key can never open past traffic (forward secrecy, CNIL R42).
 pub fn server_config(cert: &Path, key: &Path, min_version: &str) -> Result<ServerConfig, TlsError> {
     let versions = parse_min_version(min_version)
         .ok_or_else(|| TlsError::Config(rustls::Error::General(format!("unsupported min_version {min_version}"))))?;
-    let mut cfg = ServerConfig::builder_with_provider(provider())
+    let mut cfg = ServerConfig::builder_with_provider(server_provider())
         .with_protocol_versions(versions)?
         .with_no_client_auth()
         .with_single_cert(load_cert_chain(cert)?, load_private_key(key)?)?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    cfg.send_tls13_tickets = 0;
     Ok(cfg)
 }
 

@@ -46,6 +46,14 @@ impl AssertionKey {
         Ok(Self { pair, kid })
     }
 
+    /// A fresh key's PKCS#8 document, for keeping it (the receipt key in the store).
+    pub fn generate_pkcs8() -> Result<Vec<u8>, KeyError> {
+        let rng = ring::rand::SystemRandom::new();
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map(|d| d.as_ref().to_vec())
+            .map_err(|_| KeyError::Generate)
+    }
+
     /// A fresh key (demo, tests, or a single instance without a configured key file).
     pub fn generate() -> Result<Self, KeyError> {
         let rng = ring::rand::SystemRandom::new();

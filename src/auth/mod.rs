@@ -84,6 +84,10 @@ pub struct Auth {
     pub commune: Arc<crate::config::CommuneSettings>,
     pseudonyms: Pseudonyms,
     key: AssertionKey,
+    /// The consent receipts' signing key: never the assertion key (one key, one use).
+    receipt_key: AssertionKey,
+    /// The CSRF tokens' MAC key: never the pseudonym key (one key, one use).
+    csrf: Pseudonyms,
     /// The key FranceConnect+ encrypts to, when a provider encrypts its tokens.
     decryption: Option<Arc<jwe::DecryptionKey>>,
     assertions: Mutex<AssertionCache>,
@@ -106,6 +110,11 @@ impl Auth {
             Some(k) => k.clone(),
             None => stored_pseudonym_key(&store, clock.as_ref(), random.as_ref()).await?,
         };
+        let receipt_key = match &a.receipt_key_file {
+            Some(path) => AssertionKey::from_pem_file(path)?,
+            None => stored_receipt_key(&store, clock.as_ref()).await?,
+        };
+        let csrf_key = stored_secret(&store, "auth.csrf_key", clock.as_ref(), random.as_ref()).await?;
         let decryption = decryption_key(a, &config.settings.data_dir)?;
         let http = http::HttpClient::new()?;
         let provider = |kind: Kind, name: String, p: &crate::config::ProviderSettings, secret: &SecretString| {
@@ -159,6 +168,8 @@ impl Auth {
             commune: Arc::new(config.settings.commune.clone()),
             pseudonyms: Pseudonyms::new(pseudonym_key.expose_secret().as_bytes()),
             key,
+            receipt_key,
+            csrf: Pseudonyms::new(csrf_key.expose_secret().as_bytes()),
             decryption,
             assertions: Mutex::new(HashMap::new()),
         })
@@ -267,7 +278,7 @@ impl Auth {
     /// The CSRF token of `session`'s forms: a keyed tag of the session id (synchronizer token
     /// bound to the session, nothing stored; see docs/consent.md).
     pub fn csrf_token(&self, session: &Session) -> String {
-        self.pseudonyms.tag(&["guichet-csrf-v1", &session.id_hash])
+        self.csrf.tag(&["guichet-csrf-v1", &session.id_hash])
     }
 
     /// True when `token` is `session`'s CSRF token (constant-time comparison).
@@ -275,9 +286,26 @@ impl Auth {
         oidc::constant_time_eq(self.csrf_token(session).as_bytes(), token.as_bytes())
     }
 
-    /// Signs a consent receipt with the assertion key (verifiable at `/.guichet/jwks.json`).
+    /// Signs a consent receipt with the receipt key (verifiable at `/.guichet/jwks.json`).
     pub fn sign_receipt(&self, claims: &serde_json::Value) -> Result<String, jose::JwsError> {
-        self.key.sign_typed("guichet-consent-receipt+jwt", claims)
+        self.receipt_key.sign_typed("guichet-consent-receipt+jwt", claims)
+    }
+
+    /// The public key of consent receipts alone (tests of key separation, auditors).
+    pub fn receipt_jwks(&self) -> serde_json::Value {
+        self.receipt_key.jwks()
+    }
+
+    /// The public key of identity assertions alone.
+    pub fn assertion_jwks(&self) -> serde_json::Value {
+        self.key.jwks()
+    }
+
+    /// A tag of `parts` under the pseudonym key (tests of key separation: a CSRF token must
+    /// not be one).
+    #[doc(hidden)]
+    pub fn pseudonym_tag(&self, parts: &[&str]) -> String {
+        self.pseudonyms.tag(parts)
     }
 
     /// The pseudonym the application behind `route` receives for `session`'s person
@@ -297,8 +325,11 @@ impl Auth {
     /// tokens, the key it encrypts to (`"use": "enc"`).
     pub fn jwks(&self) -> serde_json::Value {
         let mut set = self.key.jwks();
-        if let (Some(d), Some(keys)) = (&self.decryption, set.get_mut("keys").and_then(|k| k.as_array_mut())) {
-            keys.push(d.public_jwk());
+        if let Some(keys) = set.get_mut("keys").and_then(|k| k.as_array_mut()) {
+            keys.extend(self.receipt_key.jwks().get("keys").and_then(|k| k.as_array()).into_iter().flatten().cloned());
+            if let Some(d) = &self.decryption {
+                keys.push(d.public_jwk());
+            }
         }
         set
     }
@@ -374,6 +405,32 @@ async fn stored_pseudonym_key(store: &Store, clock: &dyn Clock, random: &dyn Ran
         .get_or_init("auth.pseudonym_key", &fresh, clock.now())
         .await
         .context("cannot read the pseudonym key from the store")?;
+    Ok(SecretString::from(key))
+}
+
+/// The receipt key when none is configured: generated once, kept in the store (PKCS#8,
+/// base64url) and shared by every instance, so a receipt verifies for as long as it is kept.
+async fn stored_receipt_key(store: &Store, clock: &dyn Clock) -> anyhow::Result<AssertionKey> {
+    let fresh = crate::crypto::b64(&AssertionKey::generate_pkcs8()?);
+    let kept = store
+        .meta()
+        .get_or_init("consent.receipt_key", &fresh, clock.now())
+        .await
+        .context("cannot read the receipt key from the store")?;
+    let der = crate::crypto::unb64(&kept).ok_or_else(|| anyhow::anyhow!("the stored receipt key is damaged"))?;
+    Ok(AssertionKey::from_pkcs8(&der)?)
+}
+
+/// A 256-bit secret generated once and kept in the store under `name` (the CSRF key).
+async fn stored_secret(
+    store: &Store,
+    name: &str,
+    clock: &dyn Clock,
+    random: &dyn Random,
+) -> anyhow::Result<SecretString> {
+    let fresh = random_hex::<32>(random)?;
+    let key =
+        store.meta().get_or_init(name, &fresh, clock.now()).await.with_context(|| format!("cannot read {name}"))?;
     Ok(SecretString::from(key))
 }
 

@@ -247,6 +247,29 @@ pub struct TlsSettings {
     /// Lowest TLS version accepted: "1.2" (default) or "1.3".
     #[serde(default = "default_tls_min")]
     pub min_version: String,
+    /// A plain-HTTP listener that only redirects to `https://` (usually `0.0.0.0:80`).
+    #[serde(default)]
+    pub redirect_listen: Option<SocketAddr>,
+    /// `max-age` of `Strict-Transport-Security` (two years by default, as the CNIL advises).
+    #[serde(default = "default_hsts_max_age", with = "humantime_serde")]
+    pub hsts_max_age: Duration,
+}
+
+impl TlsSettings {
+    /// TLS with these files and every optional key at its default.
+    pub fn new(cert: PathBuf, key: PathBuf, min_version: &str) -> Self {
+        Self {
+            cert,
+            key,
+            min_version: min_version.to_owned(),
+            redirect_listen: None,
+            hsts_max_age: default_hsts_max_age(),
+        }
+    }
+}
+
+fn default_hsts_max_age() -> Duration {
+    Duration::from_secs(2 * 365 * 24 * 3600)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -405,6 +428,35 @@ pub struct RouteSettings {
     /// An API: unauthenticated requests get 401 problem+json instead of a sign-in redirect.
     #[serde(default)]
     pub api: bool,
+    /// What the application learns of the client's address (`Forwarded: for=`,
+    /// `X-Forwarded-For`): `none` (default), `truncated` (/24, /48) or `full`. Anything but
+    /// `none` needs a `client_address` category in the route's activity (docs/proxy.md).
+    #[serde(default)]
+    pub client_address: ClientAddress,
+    /// With TLS on, `Strict-Transport-Security` on this route's responses too.
+    #[serde(default)]
+    pub hsts: bool,
+}
+
+/// How much of the client's address a route passes to its application (Art. 5(1)(c)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAddress {
+    #[default]
+    None,
+    /// The network only: IPv4 /24, IPv6 /48.
+    Truncated,
+    Full,
+}
+
+impl ClientAddress {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Truncated => "truncated",
+            Self::Full => "full",
+        }
+    }
 }
 
 /// Who may use a route.
@@ -479,6 +531,11 @@ pub struct AuthSettings {
     /// (separation of duties, `auth::duties`).
     #[serde(default)]
     pub allow_dpo_role_combination: bool,
+    /// PEM file (PKCS#8, EC P-256) of the key signing consent receipts, a key of its own (one
+    /// key, one use). Default: a key generated once and kept in the store, so receipts verify
+    /// on every instance and after restarts (docs/cryptography.md).
+    #[serde(default)]
+    pub receipt_key_file: Option<PathBuf>,
 }
 
 /// One OpenID Connect provider.
@@ -780,6 +837,8 @@ pub struct Validated {
     pub auth_secrets: AuthSecrets,
     /// `notify.smtp_password`, from the settings or `notify.smtp_password_file`.
     pub smtp_password: Option<SecretString>,
+    /// Where each key came from, for checks that run after validation (`policy::bindings`).
+    pub source: SourceMap,
 }
 
 /// Sign-in secrets, read from the settings or their `*_file` variants.

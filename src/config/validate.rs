@@ -74,7 +74,7 @@ pub(super) fn validate(loaded: &Loaded) -> Result<Validated, ConfigError> {
     super::retention::validate(loaded, &mut problems);
     match (store_url, routes) {
         (Some(store_url), Some(routes)) if problems.is_empty() => {
-            Ok(Validated { settings: s.clone(), store_url, routes, auth_secrets, smtp_password })
+            Ok(Validated { settings: s.clone(), store_url, routes, auth_secrets, smtp_password, source: src.clone() })
         }
         _ => Err(ConfigError { problems }),
     }

@@ -2,8 +2,8 @@
 //! Receipt Specification v1.1 (names kept as they are there), plus the ISO/IEC TS 27560
 //! consent-record facts Kantara lacks (event kind, notice version and hash, policy version,
 //! channel, identity check, and where the event sits in the journal). Signed as a compact
-//! JWS (ES256, `typ` `guichet-consent-receipt+jwt`) with the gateway's assertion key, so
-//! anyone can check it against `/.guichet/jwks.json`.
+//! JWS (ES256, `typ` `guichet-consent-receipt+jwt`) with the gateway's receipt key (its own,
+//! never the assertion key), so anyone can check it against `/.guichet/jwks.json`.
 
 use serde_json::{Value, json};
 

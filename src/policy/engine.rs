@@ -176,6 +176,8 @@ pub struct Processing {
     pub fields: Arc<[Field]>,
     /// `<activity>/<purpose>`, ready to send upstream as `X-Guichet-Purpose`.
     pub header: HeaderValue,
+    /// Undeclared body members and query parameters are refused (the activity's `strict`).
+    pub strict: bool,
 }
 
 /// One compiled activity route.
@@ -360,6 +362,7 @@ mod tests {
             consent_required: false,
             fields: Arc::from(Vec::new()),
             header: HeaderValue::from_str(&format!("{activity}/{purpose}")).unwrap(),
+            strict: false,
         })
     }
 

@@ -2,7 +2,9 @@
 //! enforcement (`engine`), the Art. 30 register (`register`) and the citizen notices
 //! (`notice`), so the three can never disagree. Schema: docs/policies.md.
 
+pub mod bindings;
 pub mod engine;
+pub mod gateway;
 pub mod load;
 pub mod model;
 pub mod notice;

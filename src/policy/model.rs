@@ -58,6 +58,18 @@ pub struct ActivityFile {
     /// (Art. 18(2)), e.g. the legal service. Empty: nobody.
     #[serde(default)]
     pub restriction_visible_to: Vec<String>,
+    /// Strict mode: on routes of an activity that declares fields, a body member or query
+    /// parameter no field declares is refused (422) before anything is forwarded. Absent:
+    /// off, and `guichet policy check` asks for it (docs/policies.md).
+    #[serde(default)]
+    pub strict: Option<bool>,
+}
+
+impl ActivityFile {
+    /// Strict mode as enforced: only when the activity says so.
+    pub fn is_strict(&self) -> bool {
+        self.strict == Some(true)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -222,6 +234,14 @@ pub struct Category {
     pub special: bool,
     #[serde(default)]
     pub retention: Option<Retention>,
+    /// The category is the client's network address, which routes with `client_address =
+    /// "truncated"` or `"full"` send to the application (docs/proxy.md).
+    #[serde(default)]
+    pub client_address: bool,
+    /// Identity claims from sign-in (`given_name`, `birthdate`…) that carry this category:
+    /// a route may send a claim upstream only when a category of its activity lists it.
+    #[serde(default)]
+    pub claims: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -84,7 +84,7 @@ async fn registre(State(app): State<AppState>, req: Request) -> Response {
         Ok(dpo) => dpo,
         Err(e) => return e.respond(wants_html(req.headers()), rid.as_deref(), None),
     };
-    let set = app.policies.load();
+    let set = super::gateway::register_set(&app.policies.load(), &app.settings);
     let chrome = app.auth.chrome(Some(&dpo.session));
     match register::to_html_with(&set, &chrome) {
         Ok(body) => {

@@ -305,6 +305,7 @@ fn compile_routes(p: &Parsed, problems: &mut Vec<PolicyProblem>) -> Vec<(Compile
                 consent_required: basis == LegalBasis::Consent,
                 fields: fields.clone(),
                 header,
+                strict: a.is_strict(),
             }))
         })
         .collect();

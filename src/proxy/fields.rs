@@ -334,20 +334,28 @@ impl Protector<'_> {
 
     /// Reads the whole body, refusing it above the transform limit without forwarding a byte.
     async fn buffer(&self, headers: &http::HeaderMap, body: Body) -> Result<Bytes, ProxyError> {
-        let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.max_bytes) {
-            return Err(ProxyError::BodyTooLarge { limit: self.max_bytes });
-        }
-        let limit = usize::try_from(self.max_bytes).unwrap_or(usize::MAX);
-        let guarded = GuardedBody::new(body, None, self.idle, None);
-        match Limited::new(guarded, limit).collect().await {
-            Ok(c) => Ok(c.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                Err(ProxyError::BodyTooLarge { limit: self.max_bytes })
-            }
-            Err(e) if matches!(e.downcast_ref::<BodyError>(), Some(BodyError::Idle(_))) => Err(ProxyError::ClientIdle),
-            Err(_) => Err(ProxyError::BadRequest("the request body could not be read")),
-        }
+        buffer(headers, body, self.max_bytes, self.idle).await
+    }
+}
+
+/// Reads a whole request body, refusing it above `max_bytes` without forwarding a byte.
+pub async fn buffer(
+    headers: &http::HeaderMap,
+    body: Body,
+    max_bytes: u64,
+    idle: std::time::Duration,
+) -> Result<Bytes, ProxyError> {
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_bytes) {
+        return Err(ProxyError::BodyTooLarge { limit: max_bytes });
+    }
+    let limit = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+    let guarded = GuardedBody::new(body, None, idle, None);
+    match Limited::new(guarded, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::BodyTooLarge { limit: max_bytes }),
+        Err(e) if matches!(e.downcast_ref::<BodyError>(), Some(BodyError::Idle(_))) => Err(ProxyError::ClientIdle),
+        Err(_) => Err(ProxyError::BadRequest("the request body could not be read")),
     }
 }
 
@@ -391,13 +399,13 @@ pub fn write_pairs(pairs: &[(String, String)]) -> String {
 
 /// The body types whose fields the phase can find.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BodyKind {
+pub enum BodyKind {
     Json,
     Form,
 }
 
 impl BodyKind {
-    fn of(headers: &http::HeaderMap) -> Option<Self> {
+    pub fn of(headers: &http::HeaderMap) -> Option<Self> {
         let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
         let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if essence == "application/json" || essence.ends_with("+json") {

@@ -3,7 +3,7 @@
 //! are recognised by their CGI key (`canonical::names`): `X_Guichet_Subject` or
 //! `x.forwarded.for` reach CGI-style applications as the real names, so they go too.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
@@ -144,15 +144,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, from_trusted: bool) 
     let mut ip = String::with_capacity(40);
     push_ip(&mut ip, peer_ip);
     let mut element = String::with_capacity(24 + ip.len() + hop.host.len());
-    element.push_str("for=");
-    match peer_ip {
-        IpAddr::V4(_) => element.push_str(&ip),
-        IpAddr::V6(_) => {
-            element.push_str("\"[");
-            element.push_str(&ip);
-            element.push_str("]\"");
-        }
-    }
+    push_for(&mut element, peer_ip, &ip);
     element.push_str(";proto=");
     element.push_str(proto);
     element.push_str(";host=");
@@ -171,6 +163,102 @@ pub fn add_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, from_trusted: bool) 
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         if let Ok(v) = HeaderValue::from_str(hop.host) {
             headers.insert(&X_FORWARDED_HOST, v);
+        }
+    }
+}
+
+/// The client as the first trusted proxy saw it, read before the forwarding headers go: the
+/// rightmost `X-Forwarded-For` address that is not a trusted proxy (the leftmost when all are),
+/// and the scheme and host the client used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientOrigin {
+    pub ip: IpAddr,
+    pub proto: Option<&'static str>,
+    pub host: Option<String>,
+}
+
+/// What a trusted proxy in front says of the client (call only for a trusted peer).
+pub fn client_origin(headers: &HeaderMap, peer: SocketAddr, trusted: &[IpNet]) -> ClientOrigin {
+    let chain: Vec<IpAddr> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .map(canonical_ip)
+        .collect();
+    let ip = chain
+        .iter()
+        .rev()
+        .find(|ip| !trusted.iter().any(|n| n.contains(*ip)))
+        .or_else(|| chain.first())
+        .copied()
+        .unwrap_or_else(|| canonical_ip(peer.ip()));
+    let first = |name: &HeaderName| {
+        headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.split(',').next()).map(str::trim)
+    };
+    let proto = match first(&X_FORWARDED_PROTO) {
+        Some(p) if p.eq_ignore_ascii_case("https") => Some("https"),
+        Some(p) if p.eq_ignore_ascii_case("http") => Some("http"),
+        _ => None,
+    };
+    let host = first(&X_FORWARDED_HOST).filter(|h| !h.is_empty()).map(str::to_owned);
+    ClientOrigin { ip, proto, host }
+}
+
+/// The network part of an address: IPv4 /24, IPv6 /48 (the CNIL's usual truncation).
+pub fn truncate(ip: IpAddr) -> IpAddr {
+    match canonical_ip(ip) {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            IpAddr::V4(Ipv4Addr::new(a, b, c, 0))
+        }
+        IpAddr::V6(v6) => {
+            let [a, b, c, ..] = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(a, b, c, 0, 0, 0, 0, 0))
+        }
+    }
+}
+
+/// Sets the forwarding headers for a route that sends `none` or a `truncated` address: one
+/// hop, from the client (as `origin` tells, behind a trusted proxy) to the gateway, so no
+/// address of the chain survives. Call after [`strip`] removed every incoming one.
+pub fn add_forwarded_minimised(headers: &mut HeaderMap, hop: Hop<'_>, origin: Option<&ClientOrigin>, truncated: bool) {
+    let proto = origin.and_then(|o| o.proto).unwrap_or(if hop.tls { "https" } else { "http" });
+    let host = origin.and_then(|o| o.host.as_deref()).unwrap_or(hop.host);
+    let mut element = String::with_capacity(48 + host.len());
+    if truncated {
+        let ip = truncate(origin.map_or(hop.peer.ip(), |o| o.ip));
+        let mut text = String::with_capacity(40);
+        push_ip(&mut text, ip);
+        push_for(&mut element, ip, &text);
+        element.push(';');
+        if let Some(v) = shared_value(text) {
+            headers.insert(&X_FORWARDED_FOR, v);
+        }
+    }
+    element.push_str("proto=");
+    element.push_str(proto);
+    element.push_str(";host=");
+    push_quoted_if_needed(&mut element, host);
+    if let Some(v) = shared_value(element) {
+        headers.insert(header::FORWARDED, v);
+    }
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    if let Ok(v) = HeaderValue::from_str(host) {
+        headers.insert(&X_FORWARDED_HOST, v);
+    }
+}
+
+/// `for=<ip>` of a `Forwarded` element, an IPv6 address bracketed and quoted (RFC 7239 §6).
+fn push_for(element: &mut String, ip: IpAddr, text: &str) {
+    element.push_str("for=");
+    match ip {
+        IpAddr::V4(_) => element.push_str(text),
+        IpAddr::V6(_) => {
+            element.push_str("\"[");
+            element.push_str(text);
+            element.push_str("]\"");
         }
     }
 }
@@ -386,6 +474,45 @@ mod tests {
         strip(&mut h, Strip { reserved: true, ..Strip::default() });
         assert_eq!(h["x-forwarded-for"], "203.0.113.9");
         assert!(!h.contains_key("x-guichet-role"));
+    }
+
+    /// A route without `client_address`: the application learns neither the client's address
+    /// nor the chain of proxies, only the scheme and host.
+    fn minimised(h: &mut HeaderMap, hop: Hop<'_>, trusted: &[IpNet], truncated: bool) {
+        let origin = is_trusted(hop.peer, trusted).then(|| client_origin(h, hop.peer, trusted));
+        strip(h, Strip { hop_by_hop: false, forwarded: true, ..Strip::default() });
+        add_forwarded_minimised(h, hop, origin.as_ref(), truncated);
+    }
+
+    #[test]
+    fn no_address_reaches_a_route_that_does_not_declare_it() {
+        let hop = Hop { peer: "192.0.2.77:1234".parse().unwrap(), tls: true, host: "mairie.fr" };
+        let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6")]);
+        minimised(&mut h, hop, &[], false);
+        assert!(!h.contains_key("x-forwarded-for"));
+        assert_eq!(h["forwarded"], "proto=https;host=mairie.fr");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        let hop = Hop { peer: "10.0.0.2:1".parse().unwrap(), tls: false, host: "m" };
+        let mut h = map(&[("x-forwarded-for", "203.0.113.9"), ("x-forwarded-proto", "https")]);
+        minimised(&mut h, hop, &["10.0.0.0/8".parse().unwrap()], false);
+        assert!(!h.contains_key("x-forwarded-for"), "{h:?}");
+        assert_eq!(h["forwarded"], "proto=https;host=m");
+    }
+
+    #[test]
+    fn truncated_addresses_keep_the_network_only() {
+        assert_eq!(truncate("203.0.113.77".parse().unwrap()).to_string(), "203.0.113.0");
+        assert_eq!(truncate("2001:db8:abcd:12:1::7".parse().unwrap()).to_string(), "2001:db8:abcd::");
+        assert_eq!(truncate("::ffff:198.51.100.9".parse().unwrap()).to_string(), "198.51.100.0");
+        let hop = Hop { peer: "10.0.0.2:1".parse().unwrap(), tls: false, host: "m" };
+        let mut h = map(&[("x-forwarded-for", "198.51.100.23, 10.0.0.9"), ("x-forwarded-host", "mairie.fr")]);
+        minimised(&mut h, hop, &["10.0.0.0/8".parse().unwrap()], true);
+        assert_eq!(h["x-forwarded-for"], "198.51.100.0");
+        assert_eq!(h["forwarded"], "for=198.51.100.0;proto=http;host=mairie.fr");
+        let hop = Hop { peer: "[2001:db8:1:2:3::1]:80".parse().unwrap(), tls: true, host: "m" };
+        let mut h = HeaderMap::new();
+        minimised(&mut h, hop, &[], true);
+        assert_eq!(h["forwarded"], "for=\"[2001:db8:1::]\";proto=https;host=m");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod headers;
 pub mod json_fields;
 pub mod pipeline;
 pub mod reveal;
+pub mod strict;
 pub mod upstream;
 
 pub use context::RequestContext;

@@ -31,7 +31,7 @@ use super::upstream::{Pool, PooledBody, UpstreamError, Upstreams};
 use crate::auth::Auth;
 use crate::auth::session::Kind;
 use crate::canonical::path as canonical;
-use crate::config::RouteAccess;
+use crate::config::{ClientAddress, RouteAccess};
 use crate::consent::ConsentService;
 use crate::error::{GatewayError, wants_html};
 use crate::metrics::{Metrics, UpstreamErrorLabels};
@@ -65,6 +65,9 @@ pub struct Proxy {
     /// Field protection: the vault (absent without `[keys]`, then declared fields fail
     /// closed) and the transform limit.
     fields: FieldSettings,
+    /// `Strict-Transport-Security` when the listener terminates TLS: on the gateway's own
+    /// answers (errors) always, on the application's when the route asks (`hsts`).
+    hsts: Option<HeaderValue>,
 }
 
 /// What the proxy needs of the retention engine.
@@ -109,7 +112,14 @@ impl Proxy {
             rights: None,
             retention: None,
             fields,
+            hsts: None,
         }
+    }
+
+    /// Sends `Strict-Transport-Security` with this value over TLS (see the field).
+    pub fn with_hsts(mut self, value: Option<HeaderValue>) -> Self {
+        self.hsts = value;
+        self
     }
 
     /// Enables field protection with this vault and transform limit. Without it, a request
@@ -175,10 +185,15 @@ impl Proxy {
     pub async fn handle(&self, req: Request<Body>, conn: ConnMeta, rid: RequestId) -> (Response, Option<Arc<str>>) {
         let mut ctx = RequestContext::new(rid.0, conn.peer, conn.tls, wants_html(req.headers()));
         ctx.request_id_header = Some(rid.1);
-        let resp = match self.run(&mut ctx, req).await {
-            Ok(r) => r,
-            Err(e) => self.fail(&ctx, &e),
+        let (mut resp, own) = match self.run(&mut ctx, req).await {
+            Ok(r) => (r, false),
+            Err(e) => (self.fail(&ctx, &e), true),
         };
+        if let Some(v) = self.hsts.as_ref().filter(|_| ctx.tls)
+            && (own || ctx.route.as_ref().is_some_and(|r| r.hsts))
+        {
+            resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
+        }
         (resp, log(&ctx))
     }
 
@@ -366,6 +381,9 @@ impl Proxy {
     ) -> Result<Request<Body>, ProxyError> {
         let Some(p) = ctx.decision.as_ref().and_then(Decision::processing) else { return Ok(req) };
         let mut req = req;
+        if p.strict && !p.fields.is_empty() {
+            req = self.refuse_undeclared(p, route, req).await?;
+        }
         if !p.fields.is_empty() {
             // The reveal phase reads response text: ask the upstream not to compress it.
             req.headers_mut().remove(header::ACCEPT_ENCODING);
@@ -389,6 +407,53 @@ impl Proxy {
             sealing_key: tokio::sync::OnceCell::new(),
         };
         protector.protect(&fields, req).await
+    }
+
+    /// Strict mode (`proxy::strict`): a query parameter or body member no field declares
+    /// refuses the request with their names. The body is read whole to be checked, within the
+    /// transform limit, and goes on as read.
+    async fn refuse_undeclared(
+        &self,
+        p: &policy::Processing,
+        route: &Route,
+        req: Request<Body>,
+    ) -> Result<Request<Body>, ProxyError> {
+        use super::strict;
+        use crate::policy::model::FieldLocation;
+        let refuse =
+            |names: Vec<String>| ProxyError::Fields(GatewayError::UndeclaredMembers(names), "undeclared members");
+        let (parts, body) = req.into_parts();
+        if let Some(q) = parts.uri.query() {
+            let names = strict::undeclared_pairs(&p.fields, FieldLocation::Query, q.as_bytes());
+            if !names.is_empty() {
+                return Err(refuse(names));
+            }
+        }
+        if http_body::Body::is_end_stream(&body) {
+            return Ok(Request::from_parts(parts, body));
+        }
+        let unreadable = "strict mode: only JSON and URL-encoded form bodies can be checked for undeclared members";
+        let kind = fields::BodyKind::of(&parts.headers)
+            .ok_or(ProxyError::Fields(GatewayError::FieldNotProtectable(unreadable), "strict body type"))?;
+        let max = route.max_body_bytes.min(self.fields.transform_max_bytes);
+        let bytes = fields::buffer(&parts.headers, body, max, route.timeouts.idle_body).await?;
+        let names = match kind {
+            fields::BodyKind::Form => strict::undeclared_pairs(&p.fields, FieldLocation::Form, &bytes),
+            fields::BodyKind::Json if bytes.iter().all(u8::is_ascii_whitespace) => Vec::new(),
+            fields::BodyKind::Json => {
+                let doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| {
+                    ProxyError::Fields(GatewayError::FieldNotProtectable("the JSON body is malformed"), "strict json")
+                })?;
+                strict::undeclared_json(&p.fields, &doc)
+            }
+        };
+        if !names.is_empty() {
+            return Err(refuse(names));
+        }
+        let mut parts = parts;
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        Ok(Request::from_parts(parts, Body::from(bytes)))
     }
 
     /// What the reveal part of `response_filter` needs, on routes of an activity with
@@ -446,7 +511,15 @@ impl Proxy {
         parts.version = Version::HTTP_11;
         let h = &mut parts.headers;
         let trusted = headers::is_trusted(ctx.peer, &self.trusted_proxies);
-        headers::strip(h, Strip { hop_by_hop: true, keep_upgrade: ctx.upgrade, reserved: true, forwarded: !trusted });
+        // Only a route sending the full address keeps a trusted chain; the others learn at
+        // most the client's network, never the proxies' or the client's own address.
+        let full = route.client_address == ClientAddress::Full;
+        let origin = (trusted && !full).then(|| headers::client_origin(h, ctx.peer, &self.trusted_proxies));
+        let keep_chain = trusted && full;
+        headers::strip(
+            h,
+            Strip { hop_by_hop: true, keep_upgrade: ctx.upgrade, reserved: true, forwarded: !keep_chain },
+        );
         // Room for what the gateway adds (forwarding, request id, purpose): one growth of the
         // map instead of several.
         h.reserve(8);
@@ -461,7 +534,11 @@ impl Proxy {
         if let Some(auth) = &self.auth {
             crate::auth::strip_own_cookies(h, &auth.settings.cookie_name);
         }
-        headers::add_forwarded(h, Hop { peer: ctx.peer, tls: ctx.tls, host: &ctx.host }, trusted);
+        let hop = Hop { peer: ctx.peer, tls: ctx.tls, host: &ctx.host };
+        match route.client_address {
+            ClientAddress::Full => headers::add_forwarded(h, hop, keep_chain),
+            mode => headers::add_forwarded_minimised(h, hop, origin.as_ref(), mode == ClientAddress::Truncated),
+        }
         if let Some(v) = &ctx.request_id_header {
             h.insert(&X_REQUEST_ID, v.clone());
         }

@@ -46,12 +46,19 @@ impl AsRef<[u8]> for IdBytes {
 pub async fn observe(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let conn = req.extensions().get::<ConnMeta>().copied().unwrap_or_default();
     let matched = req.extensions().get::<MatchedPath>().map(|m| Arc::<str>::from(m.as_str()));
-    observed(&app, req, conn, |mut req, id| async move {
+    let hsts =
+        app.settings.server.tls.as_ref().filter(|_| conn.tls).map(|t| super::redirect::hsts_value(t.hsts_max_age));
+    let mut resp = observed(&app, req, conn, |mut req, id| async move {
         // The gateway's own pages read the id from the request (journal entries, error pages).
         req.extensions_mut().insert(id);
         (next.run(req).await, matched)
     })
-    .await
+    .await;
+    // Every answer of the gateway's own pages over TLS tells browsers to stay on HTTPS.
+    if let Some(v) = hsts {
+        resp.headers_mut().insert(http::header::STRICT_TRANSPORT_SECURITY, v);
+    }
+    resp
 }
 
 /// What `observe` does, around any inner handler: the proxy calls it directly, without a

@@ -2,6 +2,7 @@
 
 pub mod middleware;
 pub mod openapi;
+pub mod redirect;
 pub mod router;
 
 use std::convert::Infallible;

@@ -342,7 +342,7 @@ async fn callback_error_access_denied() {
 
 // --- Positive cases. ---
 
-async fn accepted_with(faults: Faults) -> (TestApp, MockProvider, String) {
+pub async fn accepted_with(faults: Faults) -> (TestApp, MockProvider, String) {
     let (app, mock) = setup(faults).await;
     let r = sign_in(&app, &mock).await;
     assert_eq!(r.status(), 303, "sign-in must succeed: {:?}", r.text().await);

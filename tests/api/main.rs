@@ -26,6 +26,7 @@ mod keys;
 mod limits;
 mod logging;
 mod metrics;
+mod minimise;
 mod notice;
 mod notify;
 mod openapi;

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use guichet::config::ClientAddress;
+
 use crate::helpers::{closed_port, route, spawn_app};
 
 #[tokio::test]
@@ -68,7 +70,7 @@ async fn hop_by_hop_response_headers_are_removed() {
 
 #[tokio::test]
 async fn forwarded_headers_from_an_untrusted_client_are_replaced() {
-    let app = spawn_app().start().await;
+    let app = spawn_app().with(|s, _| s.routes[0].client_address = ClientAddress::Full).start().await;
     app.client
         .get(app.url("/echo"))
         .header("x-forwarded-for", "203.0.113.66")
@@ -89,7 +91,13 @@ async fn forwarded_headers_from_an_untrusted_client_are_replaced() {
 
 #[tokio::test]
 async fn forwarded_headers_from_a_trusted_proxy_are_kept_and_extended() {
-    let app = spawn_app().with(|s, _| s.server.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()]).start().await;
+    let app = spawn_app()
+        .with(|s, _| {
+            s.server.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+            s.routes[0].client_address = ClientAddress::Full;
+        })
+        .start()
+        .await;
     app.client
         .get(app.url("/echo"))
         .header("x-forwarded-for", "203.0.113.7")

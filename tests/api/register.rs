@@ -35,7 +35,9 @@ fn json_csv_and_html_match_their_snapshots() {
 fn the_register_has_exactly_the_fields_of_article_30() {
     let json: serde_json::Value = serde_json::from_slice(&register("json")).unwrap();
     let entries = json["registre_des_activites_de_traitement"].as_array().unwrap();
-    assert_eq!(entries.len(), 6);
+    // The six example activities and the gateway's own processing.
+    assert_eq!(entries.len(), 7);
+    assert_eq!(entries[6]["reference"], "passerelle-guichet");
     let keys: Vec<&str> = entries[0].as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(keys.len(), 12, "{keys:?}");
 }
@@ -59,7 +61,7 @@ fn ods_and_pia_exports_are_produced() {
     // Read it back: a first page listing the activities, then one sheet per activity, as in
     // the CNIL model.
     let wb = spreadsheet_ods::read_ods_buf(&bytes).expect("a readable OpenDocument spreadsheet");
-    assert_eq!(wb.num_sheets(), 7, "the index page and one sheet per example activity");
+    assert_eq!(wb.num_sheets(), 8, "the index page, one sheet per example activity and the gateway's own");
     let index = wb.sheet(0);
     assert_eq!(index.name(), "Registre");
     let listed: Vec<String> =

@@ -149,13 +149,18 @@ pub struct Behind {
 }
 
 pub async fn behind_gateway(kind: Kind) -> Behind {
+    behind_gateway_with(kind, DOSSIER).await
+}
+
+/// The same, with `policy` in place of the `dossier` activity.
+pub async fn behind_gateway_with(kind: Kind, policy: &str) -> Behind {
     let stack = Stack::start(kind).await;
     let keys_dir = tempfile::tempdir().unwrap();
     let keys = test_keys(keys_dir.path());
     let up = format!("http://{}", stack.addr);
     let app = spawn_app()
         .without_default_route()
-        .with_policies(&[("dossier.toml", DOSSIER)])
+        .with_policies(&[("dossier.toml", policy)])
         .with(move |s, _| {
             let mut r = route("stack", "/", &up);
             r.no_personal_data = false;

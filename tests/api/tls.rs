@@ -15,14 +15,14 @@ use tokio::net::TcpListener;
 use crate::helpers::{TestApp, spawn_app};
 
 /// A self-signed certificate for `localhost`, written as PEM files in a temporary directory.
-struct TestCert {
+pub(crate) struct TestCert {
     der: CertificateDer<'static>,
-    cert: PathBuf,
-    key: PathBuf,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
     _dir: TempDir,
 }
 
-fn test_cert() -> TestCert {
+pub(crate) fn test_cert() -> TestCert {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cert = dir.path().join("cert.pem");
@@ -35,7 +35,7 @@ fn test_cert() -> TestCert {
 /// The gateway with TLS on its public listener, and the certificate it serves.
 async fn spawn_tls_app(min_version: &str) -> (TestApp, TestCert) {
     let tc = test_cert();
-    let tls = TlsSettings { cert: tc.cert.clone(), key: tc.key.clone(), min_version: min_version.to_owned() };
+    let tls = TlsSettings::new(tc.cert.clone(), tc.key.clone(), min_version);
     let app = spawn_app().with(move |s, _| s.server.tls = Some(tls)).start().await;
     (app, tc)
 }
@@ -149,7 +149,7 @@ async fn alpn_h2_client_speaks_http2_to_the_gateway_and_the_upstream_gets_http11
 async fn http2_requests_reach_the_upstream_as_http11() {
     let (raw_upstream, lines) = request_line_upstream().await;
     let tc = test_cert();
-    let tls = TlsSettings { cert: tc.cert.clone(), key: tc.key.clone(), min_version: "1.2".into() };
+    let tls = TlsSettings::new(tc.cert.clone(), tc.key.clone(), "1.2");
     let app = spawn_app()
         .with(move |s, _| {
             s.server.tls = Some(tls);
@@ -244,8 +244,7 @@ fn validation_reports_a_missing_certificate_file_under_its_key() {
     let tc = test_cert();
     let mut loaded = Loaded::defaults();
     loaded.settings.data_dir = dir.path().to_owned();
-    loaded.settings.server.tls =
-        Some(TlsSettings { cert: dir.path().join("missing-cert.pem"), key: tc.key.clone(), min_version: "1.2".into() });
+    loaded.settings.server.tls = Some(TlsSettings::new(dir.path().join("missing-cert.pem"), tc.key.clone(), "1.2"));
 
     let err = loaded.validate().unwrap_err();
 
@@ -260,13 +259,11 @@ fn validation_accepts_a_readable_certificate_and_key() {
     let tc = test_cert();
     let mut loaded = Loaded::defaults();
     loaded.settings.data_dir = dir.path().to_owned();
-    loaded.settings.server.tls =
-        Some(TlsSettings { cert: tc.cert.clone(), key: tc.key.clone(), min_version: "1.3".into() });
+    loaded.settings.server.tls = Some(TlsSettings::new(tc.cert.clone(), tc.key.clone(), "1.3"));
 
     assert!(loaded.validate().is_ok());
 
-    loaded.settings.server.tls =
-        Some(TlsSettings { cert: tc.cert.clone(), key: tc.key.clone(), min_version: "1.1".into() });
+    loaded.settings.server.tls = Some(TlsSettings::new(tc.cert.clone(), tc.key.clone(), "1.1"));
     let err = loaded.validate().unwrap_err();
     assert!(err.problems.iter().any(|p| p.key == "server.tls.min_version"), "problems: {err}");
 }

@@ -63,7 +63,8 @@ test('a citizen signs in with the demo provider and the application receives onl
   assert.match(page.url(), /\/cantine\/\d+$/);
   const text = await page.locator('body').innerText();
   assert.match(text, /Zoé/);
-  assert.match(text, /x-forwarded-for/i, 'the record page lists the headers the application received');
+  assert.match(text, /x-forwarded-proto/i, 'the record page lists the headers the application received');
+  assert.doesNotMatch(text, /x-forwarded-for/i, "the citizen's address is not sent: the route does not declare it");
   assert.match(text, /x-request-id/i);
   assert.match(text, /x-guichet-subject/i, 'the application receives a pseudonym');
   assert.match(text, /x-guichet-claim-given-name/i, 'and the claims this route allows');
