@@ -33,6 +33,8 @@ pub struct Route {
     pub roles: Vec<String>,
     pub claims: Vec<Arc<str>>,
     pub api: bool,
+    /// The gateway's bar is inserted into this route's HTML pages (`proxy::bar`).
+    pub privacy_bar: bool,
 }
 
 /// The eIDAS level of an `acr` value (`eidas1` → 1); `None` for anything else.
@@ -154,6 +156,7 @@ impl Route {
                 roles: s.roles.clone(),
                 claims: s.claims.iter().map(|c| Arc::from(c.as_str())).collect(),
                 api: s.api,
+                privacy_bar: s.privacy_bar,
             }),
             _ => Err(errors),
         }

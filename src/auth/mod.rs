@@ -442,6 +442,7 @@ const RETURNABLE_OWN_PAGES: &[&str] = &[
     crate::pages::CONSENT_PATH,
     crate::pages::PRIVACY_CENTRE_PATH,
     crate::pages::CONSENT_AGENT_PATH,
+    crate::pages::ASSISTED_PATH,
 ];
 
 fn is_returnable_own_page(path: &str) -> bool {

@@ -395,6 +395,10 @@ pub struct RouteSettings {
     /// An API: unauthenticated requests get 401 problem+json instead of a sign-in redirect.
     #[serde(default)]
     pub api: bool,
+    /// Insert the gateway's small bar ("Mes données · Se déconnecter") at the top of the
+    /// application's HTML pages (docs/privacy-centre.md). Off by default.
+    #[serde(default)]
+    pub privacy_bar: bool,
 }
 
 /// Who may use a route.

@@ -3,6 +3,7 @@
 //! (`notice`), so the three can never disagree. Schema: docs/policies.md.
 
 pub mod engine;
+pub mod falc;
 pub mod load;
 pub mod model;
 pub mod notice;

@@ -58,6 +58,20 @@ pub struct ActivityFile {
     /// (Art. 18(2)), e.g. the legal service. Empty: nobody.
     #[serde(default)]
     pub restriction_visible_to: Vec<String>,
+    /// `[notice]`: options of the citizen notice (Art. 13), e.g. its easy-to-read version.
+    #[serde(default)]
+    pub notice: NoticeOptions,
+}
+
+/// `[notice]` of a policy file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeOptions {
+    /// The notice in easy-to-read French (FALC): short sentences, common words, paragraphs
+    /// separated by a blank line. Shown first on the notice page and in "Mes données";
+    /// `guichet policy check` holds it to the FALC rules (`policy::falc`).
+    #[serde(default)]
+    pub falc: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
