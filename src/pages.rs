@@ -39,6 +39,14 @@ pub const ACCESSIBILITY_PATH: &str = "/.guichet/accessibilite";
 /// The DPO's breach register (Art. 33(5)); followed by `/nouveau`, or a reference and
 /// `/modifier`, `/cnil`, `/cnil.json`.
 pub const DPO_INCIDENTS_PATH: &str = "/.guichet/dpo/incidents";
+/// The agent's assisted mode: a citizen's right filed with them at the counter or on the phone.
+pub const ASSISTED_PATH: &str = "/.guichet/guichet-agent/";
+/// Screen 2 of the assisted mode posts here to file the request.
+pub const ASSISTED_CONFIRM_PATH: &str = "/.guichet/guichet-agent/confirmer";
+/// Followed by a request's reference: the assisted mode's printable receipt.
+pub const ASSISTED_REQUEST_PREFIX: &str = "/.guichet/guichet-agent/demandes/";
+/// The stylesheet of the bar inserted into applications' pages (`proxy::bar`).
+pub const BAR_STYLESHEET_PATH: &str = "/.guichet/barre.css";
 
 /// The commune named by pages rendered where no application state is at hand (error pages):
 /// installed by `Application::build`. Handlers use `Auth::chrome`, from their own settings.

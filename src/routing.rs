@@ -37,6 +37,8 @@ pub struct Route {
     pub client_address: crate::config::ClientAddress,
     /// `Strict-Transport-Security` on proxied responses too (TLS on only).
     pub hsts: bool,
+    /// The gateway's bar is inserted into this route's HTML pages (`proxy::bar`).
+    pub privacy_bar: bool,
 }
 
 /// The eIDAS level of an `acr` value (`eidas1` → 1); `None` for anything else.
@@ -160,6 +162,7 @@ impl Route {
                 api: s.api,
                 client_address: s.client_address,
                 hsts: s.hsts,
+                privacy_bar: s.privacy_bar,
             }),
             _ => Err(errors),
         }

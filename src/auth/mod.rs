@@ -524,6 +524,7 @@ const RETURNABLE_OWN_PAGES: &[&str] = &[
     crate::dpo::DPO_JOURNAL_PATH,
     crate::dpo::SUPERVISION_PATH,
     crate::pages::DPO_INCIDENTS_PATH,
+    crate::pages::ASSISTED_PATH,
 ];
 
 fn is_returnable_own_page(path: &str) -> bool {

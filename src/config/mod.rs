@@ -436,6 +436,10 @@ pub struct RouteSettings {
     /// With TLS on, `Strict-Transport-Security` on this route's responses too.
     #[serde(default)]
     pub hsts: bool,
+    /// Insert the gateway's small bar ("Mes données · Se déconnecter") at the top of the
+    /// application's HTML pages (docs/privacy-centre.md). Off by default.
+    #[serde(default)]
+    pub privacy_bar: bool,
 }
 
 /// How much of the client's address a route passes to its application (Art. 5(1)(c)).

@@ -97,7 +97,7 @@ fn agents() -> Vec<Person> {
     vec![
         a(
             "lucie",
-            "Lucie MARTIN, état civil (rôle etat-civil)",
+            "Lucie MARTIN, état civil (rôles etat-civil, officier-etat-civil)",
             "Lucie",
             "MARTIN",
             "lucie.martin@mairie-demo.fr",
@@ -105,7 +105,7 @@ fn agents() -> Vec<Person> {
         ),
         a(
             "hugo",
-            "Hugo ROUX, services techniques (rôle agent)",
+            "Hugo ROUX, voirie (rôles agent-voirie, equipe-intervention)",
             "Hugo",
             "ROUX",
             "hugo.roux@mairie-demo.fr",
@@ -117,6 +117,46 @@ fn agents() -> Vec<Person> {
             "Sophie",
             "LEROY",
             "sophie.leroy@mairie-demo.fr",
+            DEMO_SIRET,
+        ),
+        a(
+            "marc",
+            "Marc PETIT, cuisine centrale (rôle cuisine-centrale)",
+            "Marc",
+            "PETIT",
+            "marc.petit@mairie-demo.fr",
+            DEMO_SIRET,
+        ),
+        a(
+            "samir",
+            "Samir BENALI, CCAS (rôles travailleur-social, accueil-ccas)",
+            "Samir",
+            "BENALI",
+            "samir.benali@mairie-demo.fr",
+            DEMO_SIRET,
+        ),
+        a(
+            "julie",
+            "Julie GARNIER, élections (rôle agent-elections)",
+            "Julie",
+            "GARNIER",
+            "julie.garnier@mairie-demo.fr",
+            DEMO_SIRET,
+        ),
+        a(
+            "emma",
+            "Emma FONTAINE, communication (rôle service-communication)",
+            "Emma",
+            "FONTAINE",
+            "emma.fontaine@mairie-demo.fr",
+            DEMO_SIRET,
+        ),
+        a(
+            "claire",
+            "Claire MOREAU, accueil de la mairie (rôles accueil, courrier)",
+            "Claire",
+            "MOREAU",
+            "claire.moreau@mairie-demo.fr",
             DEMO_SIRET,
         ),
         a(
@@ -384,5 +424,39 @@ mod tests {
         let clock = std::sync::Arc::new(crate::clock::SystemClock);
         let err = super::start("0.0.0.0".parse().unwrap(), "http://127.0.0.1:8080", clock).await;
         assert!(err.is_err());
+    }
+
+    /// Every role an example policy names in `visible_to` is held by a demo agent, so the demo
+    /// shows each service's values to someone (civil status, allergies…).
+    #[test]
+    fn demo_agents_hold_every_role_the_example_policies_name() {
+        let idp = super::DemoIdp {
+            citizen_issuer: "http://127.0.0.1:1/c".into(),
+            agent_issuer: "http://127.0.0.1:1/a".into(),
+        };
+        let mut settings = crate::config::Loaded::defaults().settings;
+        super::super::configure_sign_in(&mut settings, &idp);
+        let roles_of = |p: &super::Person| {
+            let claims = p.claims.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()));
+            crate::auth::claims::roles(&claims.collect(), &settings.auth.agent_roles)
+        };
+        let held: std::collections::BTreeSet<String> = super::agents().iter().flat_map(roles_of).collect();
+        let mut named = 0;
+        for file in crate::policy::load::embedded_examples() {
+            let doc: toml::Value = toml::from_str(&file.text).unwrap();
+            for field in doc.get("fields").and_then(toml::Value::as_array).into_iter().flatten() {
+                for role in field.get("visible_to").and_then(toml::Value::as_array).into_iter().flatten() {
+                    named += 1;
+                    assert!(held.contains(role.as_str().unwrap()), "{}: no demo agent holds {role}", file.name);
+                }
+            }
+        }
+        assert!(named > 10, "the examples name roles");
+        // The civil-status officer sees civil-status values; the central kitchen the allergies.
+        let roles_of = |uid: &str| roles_of(&super::agents().into_iter().find(|p| p.id == uid).unwrap());
+        assert!(roles_of("lucie").contains(&"officier-etat-civil".to_owned()));
+        assert!(roles_of("marc").contains(&"cuisine-centrale".to_owned()));
+        assert!(roles_of("claire").contains(&"accueil".to_owned()));
+        assert!(!roles_of("externe").iter().any(|r| r == "officier-etat-civil"), "another administration holds none");
     }
 }

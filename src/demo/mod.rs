@@ -55,7 +55,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     s.admin.listen = opts.admin_listen;
     configure_sign_in(s, &idp);
     // The demo's agents may record consents at the counter (assisted channel).
-    s.consent.assisted_roles = vec!["agent".into(), "etat-civil".into()];
+    s.consent.assisted_roles = vec!["agent".into(), "etat-civil".into(), "accueil".into()];
+    // The counter files rights requests with citizens (assisted mode).
+    s.rights.assisted_roles = vec!["accueil".into()];
     s.routes.extend(demo_routes(&format!("http://{townhall}")));
     s.keys = Some(demo_keys(&opts.data_dir)?);
     // Notices go to a local outbox read at /.guichet/demo/boite-mail (docs/notify.md).
@@ -64,7 +66,14 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     // finds them covered a few seconds after the first start.
     s.audit.checkpoint_every = std::time::Duration::from_secs(10);
     let config = loaded.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-    telemetry::init(&config.settings.log);
+    // Request logs go to a file, so the banner stays readable (it says where).
+    let log_path = opts.data_dir.join(LOG_FILE);
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open the log file {}", log_path.display()))?;
+    telemetry::init_to_file(&config.settings.log, log_file);
     // `./policies` when it exists (edit it and see the reload), else the embedded examples.
     let source = PolicySource::DirOrEmbedded(config.settings.policy.dir.clone());
     let app = Application::build_with_policies(config, deps, source).await?;
@@ -101,6 +110,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     if let Some(admin) = app.admin_addr() {
         let _ = writeln!(out, "  Metrics: http://{admin}/metrics");
     }
+    let _ = writeln!(
+        out,
+        "  Counter (assisted mode): {url}.guichet/guichet-agent/ (sign in as Claire MOREAU, role accueil)"
+    );
+    let _ = writeln!(out, "  Request logs: {}", log_path.display());
     let _ = writeln!(out, "  Data directory: {}\n\nPress Ctrl-C to stop.\n", opts.data_dir.display());
     let stop = app.shutdown_handle();
     let _reloader = spawn_policy_reloader(app.state(), stop.subscribe());
@@ -140,7 +154,10 @@ pub fn demo_routes(upstream: &str) -> Vec<RouteSettings> {
     back_office.no_personal_data = true;
     // The newsletter rests on consent (policies/lettre-information.toml): the consent phase
     // sends citizens to `/.guichet/consentement/` until they agree.
-    let lettre = demo_route("lettre-information", "/lettre-information", upstream, RouteAccess::Citizen, Vec::new());
+    let mut lettre =
+        demo_route("lettre-information", "/lettre-information", upstream, RouteAccess::Citizen, Vec::new());
+    // Its bare page shows the gateway's bar (docs/privacy-centre.md).
+    lettre.privacy_bar = true;
     vec![accueil, cantine, etat_civil, api, back_office, lettre]
 }
 
@@ -217,7 +234,33 @@ fn configure_sign_in(s: &mut crate::config::Settings, idp: &idp::DemoIdp) {
         email_domains: vec![idp::DEMO_DOMAIN.into()],
         uids: vec!["elise".into()],
     });
+    for (role, uids) in SERVICE_ROLES {
+        s.auth.agent_roles.push(RoleRule {
+            role: (*role).into(),
+            siret: vec![idp::DEMO_SIRET.into()],
+            email_domains: vec![idp::DEMO_DOMAIN.into()],
+            uids: uids.iter().map(|u| (*u).to_owned()).collect(),
+        });
+    }
 }
+
+/// Where `guichet demo` writes its logs, in its data directory.
+pub const LOG_FILE: &str = "guichet.log";
+
+/// The roles the example policies name in `visible_to` (and the counter's `accueil`), each
+/// with the demo agents (`uid` at the demo provider) holding it: one agent per service.
+pub const SERVICE_ROLES: &[(&str, &[&str])] = &[
+    ("officier-etat-civil", &["lucie"]),
+    ("courrier", &["claire"]),
+    ("accueil", &["claire"]),
+    ("cuisine-centrale", &["marc"]),
+    ("travailleur-social", &["samir"]),
+    ("accueil-ccas", &["samir"]),
+    ("service-communication", &["emma"]),
+    ("agent-elections", &["julie"]),
+    ("agent-voirie", &["hugo"]),
+    ("equipe-intervention", &["hugo"]),
+];
 
 fn demo_route(name: &str, prefix: &str, upstream: &str, access: RouteAccess, claims: Vec<String>) -> RouteSettings {
     RouteSettings { access, claims, ..RouteSettings::new(name, prefix, upstream) }

@@ -278,6 +278,8 @@ struct ServiceSpec {
     list_title: &'static str,
     empty_list: &'static str,
     again_label: &'static str,
+    /// The processing activity whose Art. 13 notice the form links (`/.guichet/informations/…`).
+    notice_activity: &'static str,
 }
 
 /// A kind of record the town hall collects through a form and a JSON API.
@@ -352,6 +354,7 @@ impl Kind for CanteenRegistration {
         list_title: "Inscriptions à la cantine",
         empty_list: "Aucune inscription pour le moment.",
         again_label: "Faire une autre inscription",
+        notice_activity: "cantine",
     };
 
     const FIELDS: &'static [FieldSpec] = &[
@@ -416,6 +419,7 @@ impl Kind for CertificateRequest {
         list_title: "Demandes d'actes d'état civil",
         empty_list: "Aucune demande pour le moment.",
         again_label: "Faire une autre demande",
+        notice_activity: "etat-civil",
     };
 
     const FIELDS: &'static [FieldSpec] = &[
@@ -885,6 +889,23 @@ mod tests {
         assert!(!body.contains("href=\"#diet\""), "optional field reported missing");
         let (_, _, list) = send(&app, get("/api/inscriptions")).await;
         assert_eq!(list, "[]");
+    }
+
+    #[tokio::test]
+    async fn each_form_links_its_notice() {
+        let app = router();
+        for (form, activity) in [("/cantine", "cantine"), ("/etat-civil", "etat-civil")] {
+            let (status, _, body) = send(&app, get(form)).await;
+            assert_eq!(status, StatusCode::OK);
+            let link = format!("<a href=\"/.guichet/informations/{activity}\">");
+            let (before_form, _) = body.split_once("<form").unwrap();
+            assert!(before_form.contains(&link), "{form} does not link its notice before the form: {body}");
+        }
+        // Each activity a form links is one of the example policies (the notice page exists).
+        let examples = crate::policy::load::embedded_examples();
+        for activity in ["cantine", "etat-civil"] {
+            assert!(examples.iter().any(|f| f.text.contains(&format!("id = \"{activity}\""))), "{activity}");
+        }
     }
 
     #[tokio::test]

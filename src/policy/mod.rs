@@ -5,6 +5,7 @@
 pub mod bindings;
 pub mod engine;
 pub mod gateway;
+pub mod falc;
 pub mod load;
 pub mod model;
 pub mod notice;

@@ -63,6 +63,9 @@ pub struct ActivityFile {
     /// off, and `guichet policy check` asks for it (docs/policies.md).
     #[serde(default)]
     pub strict: Option<bool>,
+    /// `[notice]`: options of the citizen notice (Art. 13), e.g. its easy-to-read version.
+    #[serde(default)]
+    pub notice: NoticeOptions,
 }
 
 impl ActivityFile {
@@ -70,6 +73,17 @@ impl ActivityFile {
     pub fn is_strict(&self) -> bool {
         self.strict == Some(true)
     }
+}
+
+/// `[notice]` of a policy file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeOptions {
+    /// The notice in easy-to-read French (FALC): short sentences, common words, paragraphs
+    /// separated by a blank line. Shown first on the notice page and in "Mes données";
+    /// `guichet policy check` holds it to the FALC rules (`policy::falc`).
+    #[serde(default)]
+    pub falc: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

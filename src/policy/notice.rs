@@ -164,6 +164,8 @@ pub struct Notice {
     pub consent: Option<NoticeConsent>,
     pub rights: Vec<String>,
     pub how_to_exercise: String,
+    /// The easy-to-read version (FALC) the policy provides, by paragraph; empty without one.
+    pub falc: Vec<String>,
     pub complaint: &'static str,
     pub automated_decision: &'static str,
     pub post_mortem: &'static str,
@@ -226,6 +228,7 @@ impl Notice {
                  au guichet : {}. Nous répondons dans un délai d'un mois.",
                 a.dpo.contact, a.controller.address
             ),
+            falc: a.notice.falc.as_deref().map(super::falc::paragraphs).unwrap_or_default(),
             complaint: CNIL_COMPLAINT,
             automated_decision: "Aucune décision n'est prise sur vous par un ordinateur seul.",
             post_mortem: "Vous pouvez dire ce que deviennent vos données après votre décès.",

@@ -77,6 +77,18 @@ fn check_activity(p: &Parsed, problems: &mut Vec<PolicyProblem>) {
     check_categories(p, problems);
     check_fields(p, problems);
     check_rights_keys(p, problems);
+    check_falc(p, problems);
+}
+
+/// The easy-to-read notice keeps to the FALC rules the citizen pages keep to.
+fn check_falc(p: &Parsed, problems: &mut Vec<PolicyProblem>) {
+    let Some(text) = &p.activity.notice.falc else { return };
+    if super::falc::paragraphs(text).is_empty() {
+        problems.push(p.problem("notice.falc", "the FALC notice is empty: write it or remove the key"));
+    }
+    for problem in super::falc::problems(text) {
+        problems.push(p.problem("notice.falc", format!("the FALC notice is not easy to read: {problem}")));
+    }
 }
 
 /// The rights keys: an endpoint the gateway can reach without leaking requests in clear, and

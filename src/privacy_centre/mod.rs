@@ -7,6 +7,7 @@
 //! `App::consent`, `App::rights`, `App::audit`), never the store.
 
 mod accessibility;
+mod assisted;
 mod procedure;
 
 use std::collections::BTreeSet;
@@ -37,6 +38,19 @@ pub fn routes() -> Router<AppState> {
         .route(PRIVACY_CENTRE_PATH, get(hub))
         .merge(procedure::routes())
         .merge(accessibility::routes())
+        .merge(assisted::routes())
+        .route(crate::pages::BAR_STYLESHEET_PATH, get(bar_stylesheet))
+}
+
+/// The stylesheet of the bar inserted into applications' pages (`proxy::bar`): a file, so
+/// the applications' CSP needs no inline style. Cached for a day: it holds nothing personal.
+async fn bar_stylesheet() -> Response {
+    use axum::http::{HeaderValue, header};
+    use axum::response::IntoResponse as _;
+    let mut resp = crate::proxy::bar::STYLESHEET.into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+    resp
 }
 
 /// A right as the pages name it: its address segment and plain words.
@@ -236,6 +250,14 @@ fn request_line(r: &RightsRequest, today: time::Date, activity: &str) -> Request
         due: french_date(r.due_on(today)),
         answer: r.answer.as_ref().map(answer_words),
     }
+}
+
+/// A request's service as people name it: the activity's name, or all of them.
+fn service_name(app: &App, activity: Option<&str>) -> String {
+    activity.map_or_else(
+        || "Tous les services".to_owned(),
+        |a| app.policies.load().activity(a).map_or_else(|| a.to_owned(), |x| x.name.clone()),
+    )
 }
 
 fn channel_words(c: crate::audit::Channel) -> &'static str {

@@ -19,25 +19,26 @@ use crate::clock::paris_date;
 use crate::error::GatewayError;
 use crate::pages::{Chrome, PROCEDURE_PREFIX, REQUEST_PREFIX, french_date, redirect};
 use crate::rights::deadline::Deadline;
-use crate::rights::request::{Channel, IdentityProof, Right};
+use crate::rights::request::{Channel, IdentityProof, Right, Status};
 use crate::rights::rules::{Applicability, applicability};
-use crate::rights::service::{By, NewRequest, RightsError};
+use crate::rights::service::{By, NewRequest, RightsError, RightsRequest};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/.guichet/mes-donnees/droits/{right}", get(choose).post(file))
         .route("/.guichet/mes-donnees/droits/{right}/confirmer", get(confirm))
         .route("/.guichet/mes-donnees/demandes/{id}", get(receipt))
+        .route("/.guichet/mes-donnees/demandes/{id}/telecharger", get(download))
 }
 
 /// What each right does, in a few plain sentences.
-struct Explained {
-    what: &'static str,
-    happens: &'static str,
-    refused: &'static str,
+pub(super) struct Explained {
+    pub(super) what: &'static str,
+    pub(super) happens: &'static str,
+    pub(super) refused: &'static str,
 }
 
-fn explained(right: Right) -> Explained {
+pub(super) fn explained(right: Right) -> Explained {
     match right {
         Right::Access => Explained {
             what: "Vous demandez une copie de vos données.",
@@ -116,6 +117,27 @@ struct RequestPage<'a> {
     due: String,
     status: &'static str,
     answer: Option<String>,
+    /// For access and portability: the download, once every application has answered.
+    export: Option<ExportState>,
+}
+
+/// "Télécharger mes données" on the last screen: ready now, or ready by a date.
+enum ExportState {
+    Ready { download: String },
+    ReadyBy { date: String },
+}
+
+/// Where an access or portability request's export stands: ready once every application
+/// answered (at once when they answer at once), else by the request's due date.
+fn export_state(r: &RightsRequest, today: time::Date) -> Option<ExportState> {
+    if crate::rights::export::Exports::check(r).is_err() {
+        return None;
+    }
+    Some(if matches!(r.status, Status::Completed | Status::PartlyCompleted) {
+        ExportState::Ready { download: format!("{REQUEST_PREFIX}{}/telecharger", r.id) }
+    } else {
+        ExportState::ReadyBy { date: french_date(r.due_on(today)) }
+    })
 }
 
 #[derive(Deserialize)]
@@ -149,7 +171,7 @@ fn services_for(app: &App, right: Right) -> Vec<(String, String)> {
         .collect()
 }
 
-fn covers_all(right: Right) -> bool {
+pub(super) fn covers_all(right: Right) -> bool {
     matches!(right, Right::Access | Right::Portability | Right::Rectification)
 }
 
@@ -259,8 +281,18 @@ async fn file(
     };
     let by = By { actor: Actor { kind: ActorKind::Citizen, id }, role };
     let policies = app.policies.load();
-    match app.rights.create(&policies, new, &by).await {
-        Ok(r) => redirect(&format!("{REQUEST_PREFIX}{}?nouvelle=1", r.id)),
+    // As the citizen's JSON API does: the applications are asked at once (an export can then
+    // be ready while the citizen waits), and the citizen gets the "received" notice.
+    let subjects = crate::rights::propagation::Subjects::of(&app, &session);
+    let created = match app.rights.create(&policies, new, &by).await {
+        Ok(r) => crate::rights::propagation::start(&app, &r, &subjects).await,
+        Err(e) => Err(e),
+    };
+    match created {
+        Ok(r) => {
+            crate::notify::rights_received(&app, &r, crate::notify::address_of(&session, None).ok().flatten()).await;
+            redirect(&format!("{REQUEST_PREFIX}{}?nouvelle=1", r.id))
+        }
         Err(RightsError::UnknownActivity) => GatewayError::NotFound.respond(true, None, None),
         Err(e) => GatewayError::StoreUnavailable.respond(true, None, Some(e.to_string())),
     }
@@ -285,10 +317,7 @@ async fn receipt(
         Ok(_) | Err(RightsError::NotFound) => return GatewayError::NotFound.respond(true, None, None),
         Err(e) => return GatewayError::StoreUnavailable.respond(true, None, Some(e.to_string())),
     };
-    let service = r.activity.as_deref().map_or_else(
-        || "Tous les services".to_owned(),
-        |a| app.policies.load().activity(a).map_or_else(|| a.to_owned(), |x| x.name.clone()),
-    );
+    let service = super::service_name(&app, r.activity.as_deref());
     let today = paris_date(app.clock.now());
     let chrome = app.auth.chrome(Some(&session));
     let page = RequestPage {
@@ -301,6 +330,55 @@ async fn receipt(
         due: french_date(r.due_on(today)),
         status: r.status.french(),
         answer: r.answer.as_ref().map(super::answer_words),
+        export: export_state(&r, today),
     };
     own_page(&app.auth, StatusCode::OK, &page, &chrome)
+}
+
+/// "Télécharger mes données": the archive of a ready request, built for this session and
+/// handed out at once (both steps journaled by the export service).
+async fn download(State(app): State<AppState>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Response {
+    let session = match citizen(&app, &headers, &uri).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let subject = app.auth.consent_subject(&session).to_owned();
+    let r = match app.rights.get(&id).await {
+        Ok(r) if r.subject == subject => r,
+        Ok(_) | Err(RightsError::NotFound) => return not_found(),
+        Err(e) => return GatewayError::StoreUnavailable.respond(true, None, Some(e.to_string())),
+    };
+    if !matches!(export_state(&r, paris_date(app.clock.now())), Some(ExportState::Ready { .. })) {
+        return not_found();
+    }
+    let (Ok(actor), Ok(role)) = (Ident::new(subject.as_str()), Ident::new("citizen")) else {
+        return GatewayError::Internal.respond(true, None, Some("subject is not a journal identifier".into()));
+    };
+    let by = By { actor: Actor { kind: ActorKind::Citizen, id: actor }, role };
+    let owner = crate::rights::export::Owner {
+        subject,
+        field_subject: Some(app.auth.field_subject(&session).to_owned()),
+        claims: Some(session.claims.clone()),
+    };
+    let archive = match app.exports.prepare(&app, &r, &owner, &session, &by).await {
+        Ok(ready) => app.exports.download(&app, &r.id, &ready.token, &session.id_hash, &by).await,
+        Err(e) => Err(e),
+    };
+    match archive {
+        Ok(zip) => zip_response(&r.id, zip),
+        Err(e) => GatewayError::StoreUnavailable.respond(true, None, Some(e.to_string())),
+    }
+}
+
+fn zip_response(id: &str, archive: Vec<u8>) -> Response {
+    use axum::http::{HeaderValue, header};
+    use axum::response::IntoResponse as _;
+    let mut resp = (StatusCode::OK, archive).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"mes-donnees-{id}.zip\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    resp
 }

@@ -1,5 +1,6 @@
 //! Forwarding to the applications behind the gateway, as named phases (see `pipeline`).
 
+pub mod bar;
 pub mod body;
 pub mod context;
 pub mod error;

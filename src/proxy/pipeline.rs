@@ -230,7 +230,8 @@ impl Proxy {
             // Boxed like the other phases that only some activities need.
             Box::pin(r.headers(resp.headers_mut())).await;
         }
-        response_filter(&route, resp, client_upgrade, revealer)
+        let bar = route.privacy_bar.then(|| super::bar::html(!matches!(ctx.identity, Identity::Anonymous)));
+        response_filter(&route, resp, client_upgrade, revealer, bar)
     }
 
     /// Retention's trigger "last request on the activity's routes": at most one fact per
@@ -666,6 +667,7 @@ fn response_filter(
     mut resp: Response<PooledBody>,
     client_upgrade: Option<OnUpgrade>,
     revealer: Option<Revealer>,
+    bar: Option<&'static [u8]>,
 ) -> Result<Response, ProxyError> {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -680,13 +682,20 @@ fn response_filter(
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
     let body = GuardedBody::new(body, None, route.timeouts.idle_body, None);
-    // Only routes that reveal look at the content type.
-    if let Some((revealer, kind)) = revealer.and_then(|r| Some((r, TextKind::of(&parts.headers)?))) {
-        // Values and placeholders differ in length from tokens: the body is re-framed.
-        parts.headers.remove(header::CONTENT_LENGTH);
-        return Ok(Response::from_parts(parts, revealer.body(kind, body)));
-    }
-    Ok(Response::from_parts(parts, Body::new(body)))
+    // Only routes that reveal or show the bar look at the content type.
+    let bar = bar.filter(|_| super::bar::is_html(&parts.headers));
+    let body = match revealer.and_then(|r| Some((r, TextKind::of(&parts.headers)?))) {
+        Some((revealer, kind)) => {
+            // Values and placeholders differ in length from tokens: the body is re-framed.
+            parts.headers.remove(header::CONTENT_LENGTH);
+            revealer.body(kind, body)
+        }
+        None if bar.is_none() => return Ok(Response::from_parts(parts, Body::new(body))),
+        None => Body::new(body),
+    };
+    let Some(bar) = bar else { return Ok(Response::from_parts(parts, body)) };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Ok(Response::from_parts(parts, super::bar::insert(body, bar)))
 }
 
 /// Phase 8: the route's name for the request log and metrics (written by the server's

@@ -271,3 +271,55 @@ pub(crate) mod rights {
 
     on_both_stores!(operators_read_and_answer_the_queue);
 }
+
+/// `guichet demo` keeps its terminal for the banner: the request log lines go to the file the
+/// banner names, in the data directory, not between the banner's lines.
+#[tokio::test]
+async fn the_demo_banner_stays_readable_and_says_where_the_logs_go() {
+    crate::helpers::init();
+    use std::io::{BufRead as _, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> =
+        (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
+    let listen = format!("127.0.0.1:{}", ports[0]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(["demo", "--listen", &listen, "--admin-listen", &format!("127.0.0.1:{}", ports[1])])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("GUICHET_CONFIG")
+        .env_remove("GUICHET_LOG")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.contains("Press Ctrl-C") {
+            break;
+        }
+    }
+    // Requests through the gateway: each one is logged.
+    let client = reqwest::Client::new();
+    for path in ["/.guichet/health/live", "/", "/.guichet/informations"] {
+        let status = client.get(format!("http://{listen}{path}")).send().await.map(|r| r.status().as_u16());
+        assert_eq!(status.ok(), Some(200), "{path}");
+    }
+    child.kill().unwrap();
+    let rest: String = lines.map_while(Result::ok).collect::<Vec<_>>().join("\n");
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    child.wait().unwrap();
+    let log_file = dir.path().join("guichet.log");
+    assert!(banner.contains(&format!("Request logs: {}", log_file.display())), "{banner}");
+    assert!(banner.contains("/.guichet/guichet-agent/"), "the counter is in the banner: {banner}");
+    for out in [&banner, &rest, &stderr] {
+        assert!(!out.contains("request") || !out.contains("status="), "a request log line on the terminal: {out}");
+        assert!(!out.contains("INFO"), "log lines on the terminal: {out}");
+    }
+    let log = std::fs::read_to_string(&log_file).unwrap();
+    assert!(log.lines().filter(|l| l.contains("request") && l.contains("status=200")).count() >= 3, "{log}");
+}

@@ -6,9 +6,11 @@
 mod helpers;
 mod oidc_mock;
 
+mod assisted;
 mod at_rest;
 mod audit;
 mod auth;
+mod bar;
 mod browser;
 mod cli;
 mod config;

@@ -8,7 +8,10 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDemo, launchBrowser, accessibilityViolations, describe, enrolAtCanteen } from './harness.mjs';
 
-const out = join(dirname(fileURLToPath(import.meta.url)), 'out');
+// Screenshots: tests/browser/out/ by default; `UPDATE_SCREENSHOTS=1` writes the ones the
+// documentation shows into docs/privacy-centre/ (then optimise them: docs/privacy-centre.md).
+const here = dirname(fileURLToPath(import.meta.url));
+const out = process.env.UPDATE_SCREENSHOTS ? join(here, '..', '..', 'docs', 'privacy-centre') : join(here, 'out');
 const HUB = '/.guichet/mes-donnees/';
 let demo;
 let browser;
@@ -45,7 +48,7 @@ async function audit(url, width, context, shot) {
   await page.goto(url);
   const violations = await accessibilityViolations(page);
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
-  if (shot) await page.screenshot({ path: join(out, shot), fullPage: true });
+  if (shot) await page.screenshot({ path: join(out, shot.replace('{w}', String(width))), fullPage: true });
   await js.close();
   assert.deepEqual(violations, [], `${url} at ${width} px:\n${describe(violations)}`);
   assert.ok(!overflow, `${url} scrolls sideways at ${width} px`);
@@ -72,8 +75,8 @@ test('every citizen page is axe-clean at 1280 and 320 px, and the hub is one cli
     assert.equal(await page.locator('script').count(), 0, `${path} needs no JavaScript`);
     const html = await page.content();
     assert.ok(Buffer.byteLength(html) < 50 * 1024, `${path} weighs less than 50 KB with its CSS`);
-    await audit(page.url(), 1280, angela);
-    await audit(page.url(), 320, angela, `centre-${name}-320.png`);
+    await audit(page.url(), 1280, angela, `centre-${name}-{w}.png`);
+    await audit(page.url(), 320, angela, `centre-${name}-{w}.png`);
     // One click to the hub, from the header.
     await Promise.all([
       page.waitForURL((u) => u.pathname === HUB),
@@ -113,7 +116,8 @@ test('a right takes three screens and files an online request', async () => {
   await page.goto(`${demo.base}${HUB}`);
   const row = await page.locator('tr', { hasText: reference }).innerText();
   assert.match(row, /En ligne/);
-  assert.match(row, /Reçue/);
+  // Sent to the services at once: some answer by hand, so it waits for them.
+  assert.match(row, /En attente des services|Terminée/);
   await page.close();
 });
 
@@ -152,4 +156,115 @@ test('"who saw my data" shows an agent looking a moment before, and nothing to a
   assert.match(text, /Aucun agent n'a vu vos données/);
   assert.doesNotMatch(text, /agent-scolaire/);
   await other.close();
+});
+
+/** axe on the HTML `page` shows (a POST's answer cannot be loaded again by address), at
+ * `width` px, in a JavaScript tab; a screenshot when `shot` is given. */
+async function auditShown(page, width, shot) {
+  const html = await page.content();
+  const js = await browser.newContext({ locale: 'fr-FR', bypassCSP: true, viewport: { width, height: 900 } });
+  const probe = await js.newPage();
+  await probe.goto(`${demo.base}/.guichet/health/live`);
+  await probe.setContent(html);
+  const violations = await accessibilityViolations(probe);
+  const overflow = await probe.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+  if (shot) await probe.screenshot({ path: join(out, shot.replace('{w}', String(width))), fullPage: true });
+  await js.close();
+  assert.deepEqual(violations, [], `${page.url()} (as shown) at ${width} px:\n${describe(violations)}`);
+  assert.ok(!overflow, `${page.url()} scrolls sideways at ${width} px`);
+}
+
+test('an agent files a right with a citizen at the counter in three screens', async () => {
+  // Angela asks for a code on her consent page and reads it out.
+  const mine = await angela.newPage();
+  await mine.goto(`${demo.base}/.guichet/consentement/`);
+  await Promise.all([mine.waitForURL(/consentement/), mine.getByRole('button', { name: "Obtenir un code pour l'agent" }).click()]);
+  const code = (await mine.locator('#code-agent').innerText()).trim();
+  assert.match(code, /\w/);
+  // The counter agent signs in and opens the assisted mode.
+  const counter = await browser.newContext({ javaScriptEnabled: false, locale: 'fr-FR' });
+  const page = await counter.newPage();
+  await page.goto(`${demo.base}/.guichet/guichet-agent/`);
+  await Promise.all([
+    page.waitForURL((u) => u.pathname === '/.guichet/guichet-agent/'),
+    page.getByRole('button', { name: /Claire MOREAU/ }).click(),
+  ]);
+  let screens = 1;
+  assert.match(await page.locator('body').innerText(), /Étape 1 sur 3/);
+  assert.equal(await page.locator('script').count(), 0, 'no JavaScript');
+  await audit(page.url(), 1280, counter, 'assisted-1-{w}.png');
+  await audit(page.url(), 320, counter, 'assisted-1-{w}.png');
+  await page.getByLabel('Effacer mes données').check();
+  await page.getByLabel('Pour quel service ?').selectOption({ label: "Lettre d'information municipale" });
+  await page.getByLabel('Au guichet').check();
+  await page.getByLabel("Carte d'identité").check();
+  await page.getByLabel(/Code lu par l'usager/).fill(code);
+  await Promise.all([page.waitForLoadState(), page.getByRole('button', { name: 'Continuer' }).click()]);
+  screens += 1;
+  const two = await page.locator('body').innerText();
+  assert.match(two, /Étape 2 sur 3/);
+  assert.match(two, /Réponse au plus tard le\s+\d{1,2} [a-zéû]+ \d{4}/);
+  await auditShown(page, 1280, 'assisted-2-{w}.png');
+  await auditShown(page, 320, 'assisted-2-{w}.png');
+  await Promise.all([page.waitForURL(/guichet-agent\/demandes\/DR-/), page.getByRole('button', { name: 'Enregistrer la demande' }).click()]);
+  screens += 1;
+  assert.match(await page.locator('body').innerText(), /Étape 3 sur 3/);
+  const reference = (await page.locator('.reference').innerText()).trim();
+  assert.match(reference, /^DR-/);
+  await audit(page.url(), 1280, counter, 'assisted-3-{w}.png');
+  await audit(page.url(), 320, counter, 'assisted-3-{w}.png');
+  assert.ok(screens <= 3, `${screens} screens`);
+  await counter.close();
+  // The request is Angela's, made at the counter.
+  await mine.goto(`${demo.base}${HUB}`);
+  const row = await mine.locator('tr', { hasText: reference }).innerText();
+  assert.match(row, /Au guichet/);
+  assert.match(row, /Effacer mes données/);
+  await mine.close();
+});
+
+test('"Télécharger mes données" at the end of the access procedure', async () => {
+  const page = await angela.newPage();
+  await page.goto(`${demo.base}/.guichet/mes-donnees/droits/acces`);
+  await page.getByLabel('Inscription à la cantine scolaire').check();
+  await Promise.all([page.waitForURL(/confirmer/), page.getByRole('button', { name: 'Continuer' }).click()]);
+  await Promise.all([page.waitForURL(/demandes\/DR-/), page.getByRole('button', { name: 'Je confirme ma demande' }).click()]);
+  // The demo application answers at once; the page says when it is ready, and offers it then.
+  for (let i = 0; i < 50 && (await page.getByRole('link', { name: 'Télécharger mes données' }).count()) === 0; i += 1) {
+    assert.match(await page.locator('#telecharger ~ p').first().innerText(), /prêtes le \d{1,2} [a-zéû]+ \d{4} au plus tard/);
+    await page.waitForTimeout(100);
+    await page.getByRole('link', { name: 'Voir si elles sont prêtes' }).click();
+  }
+  assert.match(await page.locator('body').innerText(), /Vos données sont prêtes/);
+  await audit(page.url(), 1280, angela, 'centre-download-{w}.png');
+  await audit(page.url(), 320, angela, 'centre-download-{w}.png');
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('link', { name: 'Télécharger mes données' }).click(),
+  ]);
+  assert.match(download.suggestedFilename(), /^mes-donnees-DR-[0-9A-Z-]+\.zip$/);
+  await page.close();
+});
+
+test('the newsletter shows the gateway bar, axe-clean', async () => {
+  const page = await angela.newPage();
+  await page.goto(`${demo.base}/.guichet/consentement/`);
+  const give = page.getByRole('button', { name: /Je donne mon accord pour : Lettre/ });
+  if (await give.count()) await Promise.all([page.waitForLoadState(), give.click()]);
+  await page.goto(`${demo.base}/lettre-information/`);
+  const bar = page.getByRole('navigation', { name: 'Vos données à la mairie' });
+  assert.equal(await bar.count(), 1);
+  assert.equal(await bar.getByRole('link', { name: 'Mes données' }).count(), 1);
+  assert.equal(await bar.getByRole('link', { name: 'Se déconnecter' }).count(), 1);
+  assert.equal(await page.locator('script').count(), 0);
+  await audit(page.url(), 1280, angela, 'bar-{w}.png');
+  await audit(page.url(), 320, angela, 'bar-{w}.png');
+});
+
+test('a notice with its easy-to-read version', async () => {
+  const page = await angela.newPage();
+  await page.goto(`${demo.base}/.guichet/informations/cantine`);
+  assert.match(await page.locator('#facile').innerText(), /En bref, avec des mots simples/);
+  await audit(page.url(), 1280, angela, 'notice-falc-{w}.png');
+  await page.close();
 });

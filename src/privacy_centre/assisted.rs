@@ -1,0 +1,355 @@
+//! The agent's assisted mode (`/.guichet/guichet-agent/`): an agent holding one of
+//! `rights.assisted_roles` files a right with a citizen at the counter or on the phone, in the
+//! same three screens as the citizen's procedure. 1. the right, the service, the channel and
+//! how identity was checked (the kind of document seen, never a copy; or the one-time code
+//! the citizen reads out from their consent page); 2. what will happen, read to the citizen,
+//! then confirmed; 3. the reference on a printable A4 receipt, with the printable export for
+//! access and portability at the counter.
+//!
+//! A citizen without an online account has no code: the agent checks a document at the
+//! counter and the request gets a fresh pseudonymous subject (`sans-compte:…`), so the citizen
+//! follows it with the printed reference. Requests are filed through `App::rights`, as the
+//! agents' JSON API files them (`rights::agent_api`), never through the store.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::procedure::{Explained, covers_all, explained};
+use super::{RightLink, link, offered_rights, right_of_slug};
+use crate::app::{App, AppState};
+use crate::audit::{Actor, ActorKind, Ident};
+use crate::auth::routes::own_page;
+use crate::auth::session::{Kind, Session};
+use crate::clock::{paris_date, random_hex};
+use crate::consent::pages::agent_ident;
+use crate::error::{GatewayError, sign_in_url};
+use crate::pages::{ASSISTED_CONFIRM_PATH, ASSISTED_PATH, ASSISTED_REQUEST_PREFIX, Chrome, french_date, redirect};
+use crate::rights::deadline::Deadline;
+use crate::rights::request::{Channel, DocumentKind, IdentityProof, Right};
+use crate::rights::service::{By, NewRequest, RightsError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/.guichet/guichet-agent", get(|| async { redirect(ASSISTED_PATH) }))
+        .route(ASSISTED_PATH, get(form).post(review))
+        .route(ASSISTED_CONFIRM_PATH, post(file))
+        .route("/.guichet/guichet-agent/demandes/{id}", get(receipt))
+}
+
+/// The identity checks an agent may record: a document's kind, or the code alone.
+const DOCUMENTS: [(&str, Option<DocumentKind>, &str); 6] = [
+    ("carte-identite", Some(DocumentKind::IdentityCard), "Carte d'identité"),
+    ("passeport", Some(DocumentKind::Passport), "Passeport"),
+    ("titre-sejour", Some(DocumentKind::ResidencePermit), "Titre de séjour"),
+    ("permis", Some(DocumentKind::DrivingLicence), "Permis de conduire"),
+    ("autre", Some(DocumentKind::Other), "Autre pièce officielle avec photo"),
+    ("code-seul", None, "Aucune pièce : le code de l'usager seulement"),
+];
+
+/// The channels of the assisted mode (post and e-mail requests are typed in by the DPO's
+/// team through the API).
+const CHANNELS: [(&str, Channel, &str); 2] =
+    [("counter", Channel::Counter, "Au guichet"), ("phone", Channel::Phone, "Par téléphone")];
+
+/// Recorded as the identity proof when the citizen's code alone identified them: the code is
+/// made on their consent page, so only after they signed in.
+const CODE_ONLY_ACR: &str = "one_time_code";
+
+/// The form of screens 1 and 2 (screen 2 carries it in hidden fields).
+#[derive(Debug, Default, Deserialize)]
+struct AssistedForm {
+    jeton: Option<String>,
+    #[serde(default)]
+    droit: String,
+    #[serde(default)]
+    activite: String,
+    #[serde(default)]
+    canal: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    piece: String,
+    /// Set by screen 2's "back" button: screen 1 again, filled in.
+    modifier: Option<String>,
+}
+
+/// The form once checked.
+struct Checked {
+    right: Right,
+    activity: Option<String>,
+    service: String,
+    channel: Channel,
+    channel_label: &'static str,
+    document: Option<DocumentKind>,
+    document_label: &'static str,
+    code: Option<String>,
+}
+
+struct Pick {
+    value: String,
+    label: String,
+    checked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "privacy_centre/assisted_form.html")]
+struct FormPage<'a> {
+    chrome: &'a Chrome,
+    csrf: &'a str,
+    message: Option<&'a str>,
+    rights: &'a [Pick],
+    services: &'a [Pick],
+    channels: &'a [Pick],
+    documents: &'a [Pick],
+    code: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "privacy_centre/assisted_confirm.html")]
+struct ConfirmPage<'a> {
+    chrome: &'a Chrome,
+    csrf: &'a str,
+    right: RightLink,
+    e: Explained,
+    f: &'a AssistedForm,
+    c: &'a Checked,
+    due: String,
+}
+
+#[derive(Template)]
+#[template(path = "privacy_centre/assisted_request.html")]
+struct ReceiptPage<'a> {
+    chrome: &'a Chrome,
+    new: bool,
+    id: &'a str,
+    right: &'static str,
+    service: &'a str,
+    channel: &'static str,
+    received: String,
+    due: String,
+    status: &'static str,
+    answer: Option<String>,
+    /// The printable export, for access and portability requests received at the counter.
+    export: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ReceiptQuery {
+    nouvelle: Option<String>,
+}
+
+/// The signed-in agent holding an assisted role, with that role; or where to send them.
+async fn assisting_agent(app: &App, headers: &HeaderMap) -> Result<(Arc<Session>, String), Response> {
+    match app.auth.identify(headers).await {
+        Ok(Some(s)) if s.kind == Kind::Agent => {
+            let role = s.roles.iter().find(|r| app.settings.rights.assisted_roles.contains(r)).cloned();
+            match role {
+                Some(role) => Ok((s, role)),
+                None => Err(GatewayError::Forbidden("the agent has no role allowing to file rights requests")
+                    .respond(true, None, None)),
+            }
+        }
+        Ok(_) => Err(redirect(&sign_in_url(true, None, Some(ASSISTED_PATH)))),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the session");
+            Err(GatewayError::StoreUnavailable.respond(true, None, None))
+        }
+    }
+}
+
+/// The assisting agent posting `f`, refused without the session's CSRF token.
+async fn posting_agent(app: &App, headers: &HeaderMap, f: &AssistedForm) -> Result<(Arc<Session>, String), Response> {
+    let (session, role) = assisting_agent(app, headers).await?;
+    if !f.jeton.as_deref().is_some_and(|t| app.auth.csrf_ok(&session, t)) {
+        return Err(GatewayError::Forbidden("the form is out of date; reload the page").respond(true, None, None));
+    }
+    Ok((session, role))
+}
+
+fn options<T>(items: impl IntoIterator<Item = (String, String, T)>, chosen: &str) -> Vec<Pick> {
+    items.into_iter().map(|(value, label, _)| Pick { checked: value == chosen, value, label }).collect()
+}
+
+/// Screen 1, possibly again with a message about what to fix.
+fn form_page(app: &App, session: &Session, f: &AssistedForm, message: Option<&str>) -> Response {
+    let rights =
+        options(Right::ALL.into_iter().map(|r| (super::slug(r).to_owned(), r.french().to_owned(), ())), &f.droit);
+    let all = std::iter::once(("toutes".to_owned(), "Tous les services".to_owned(), ()));
+    let set = app.policies.load();
+    let services = options(all.chain(set.activities.iter().map(|a| (a.id.clone(), a.name.clone(), ()))), &f.activite);
+    let channels = options(CHANNELS.iter().map(|(v, _, l)| ((*v).to_owned(), (*l).to_owned(), ())), &f.canal);
+    let documents = options(DOCUMENTS.iter().map(|(v, _, l)| ((*v).to_owned(), (*l).to_owned(), ())), &f.piece);
+    let csrf = app.auth.csrf_token(session);
+    let chrome = app.auth.chrome(Some(session));
+    let page = FormPage {
+        chrome: &chrome,
+        csrf: &csrf,
+        message,
+        rights: &rights,
+        services: &services,
+        channels: &channels,
+        documents: &documents,
+        code: &f.code,
+    };
+    let status = if message.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    own_page(&app.auth, status, &page, &chrome)
+}
+
+async fn form(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    match assisting_agent(&app, &headers).await {
+        Ok((session, _)) => form_page(&app, &session, &AssistedForm::default(), None),
+        Err(r) => r,
+    }
+}
+
+/// What is wrong with the form, in words for the agent.
+fn check(app: &App, f: &AssistedForm) -> Result<Checked, &'static str> {
+    let right = right_of_slug(&f.droit).ok_or("Choisissez la demande de l'usager.")?;
+    let (activity, service) = match f.activite.as_str() {
+        "toutes" if covers_all(right) => (None, "Tous les services".to_owned()),
+        "toutes" => return Err("Pour cette demande, choisissez un seul service."),
+        id => {
+            let set = app.policies.load();
+            let a = set.activity(id).ok_or("Choisissez le service.")?;
+            if !offered_rights(a).contains(&right) {
+                return Err("Ce service ne permet pas cette demande. La loi ne le prévoit pas.");
+            }
+            (Some(a.id.clone()), a.name.clone())
+        }
+    };
+    let &(_, channel, channel_label) =
+        CHANNELS.iter().find(|(v, _, _)| *v == f.canal).ok_or("Choisissez comment l'usager vous parle.")?;
+    let &(_, document, document_label) =
+        DOCUMENTS.iter().find(|(v, _, _)| *v == f.piece).ok_or("Dites comment vous avez vérifié l'identité.")?;
+    let code = Some(crate::consent::normalise_code(&f.code)).filter(|c| !c.is_empty());
+    if code.is_none() && document.is_none() {
+        return Err("Sans pièce d'identité, demandez le code affiché sur la page de l'usager.");
+    }
+    if code.is_none() && channel == Channel::Phone {
+        return Err("Par téléphone, demandez le code affiché sur la page de l'usager.");
+    }
+    Ok(Checked { right, activity, service, channel, channel_label, document, document_label, code })
+}
+
+/// Screen 1's POST: screen 2 when the form is complete, screen 1 again otherwise. Nothing is
+/// recorded and the code is not used yet.
+async fn review(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<AssistedForm>) -> Response {
+    let (session, _) = match posting_agent(&app, &headers, &f).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    if f.modifier.is_some() {
+        return form_page(&app, &session, &f, None);
+    }
+    let c = match check(&app, &f) {
+        Ok(c) => c,
+        Err(message) => return form_page(&app, &session, &f, Some(message)),
+    };
+    let today = paris_date(app.clock.now());
+    let csrf = app.auth.csrf_token(&session);
+    let chrome = app.auth.chrome(Some(&session));
+    let page = ConfirmPage {
+        chrome: &chrome,
+        csrf: &csrf,
+        right: link(c.right),
+        e: explained(c.right),
+        f: &f,
+        c: &c,
+        due: french_date(Deadline::new(today).due_on(today)),
+    };
+    own_page(&app.auth, StatusCode::OK, &page, &chrome)
+}
+
+/// Screen 2's POST: the code (if any) is used up, the request filed, then screen 3.
+async fn file(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<AssistedForm>) -> Response {
+    let (session, role) = match posting_agent(&app, &headers, &f).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let c = match check(&app, &f) {
+        Ok(c) => c,
+        Err(message) => return form_page(&app, &session, &f, Some(message)),
+    };
+    let subject = match subject_of(&app, c.code.as_deref()).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            let message = "Ce code ne marche pas : il est faux, déjà utilisé ou trop ancien. Demandez un nouveau code.";
+            return form_page(&app, &session, &AssistedForm { code: String::new(), ..f }, Some(message));
+        }
+        Err(r) => return r,
+    };
+    let agent = agent_ident(&session);
+    let (Ok(id), Ok(role)) = (Ident::new(agent.as_str()), Ident::new(role)) else {
+        return GatewayError::Internal.respond(true, None, Some("agent or role is not a journal identifier".into()));
+    };
+    let identity = match c.document {
+        Some(kind) => IdentityProof::Document { kind },
+        None => IdentityProof::SignIn { acr: CODE_ONLY_ACR.to_owned() },
+    };
+    let new =
+        NewRequest { subject, activity: c.activity, right: c.right, channel: c.channel, agent: Some(agent), identity };
+    let by = By { actor: Actor { kind: ActorKind::Agent, id }, role };
+    match app.rights.create(&app.policies.load(), new, &by).await {
+        Ok(r) => redirect(&format!("{ASSISTED_REQUEST_PREFIX}{}?nouvelle=1", r.id)),
+        Err(RightsError::UnknownActivity) => GatewayError::NotFound.respond(true, None, None),
+        Err(e) => GatewayError::StoreUnavailable.respond(true, None, Some(e.to_string())),
+    }
+}
+
+/// The citizen's pseudonymous subject: from their code, or a new one for a citizen without an
+/// online account. `None` for a code that is unknown, used or expired.
+async fn subject_of(app: &App, code: Option<&str>) -> Result<Option<String>, Response> {
+    match code {
+        Some(code) => app.consent.redeem_code(code).await.map_err(|e| {
+            tracing::warn!(error = %e, "cannot redeem a one-time code");
+            GatewayError::StoreUnavailable.respond(true, None, None)
+        }),
+        None => random_hex::<16>(app.random.as_ref())
+            .map(|hex| Some(format!("sans-compte:{hex}")))
+            .map_err(|_| GatewayError::Internal.respond(true, None, Some("random generator failed".into()))),
+    }
+}
+
+/// Screen 3 (and any later visit by an assisting agent): the receipt, printable on A4.
+async fn receipt(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ReceiptQuery>,
+) -> Response {
+    let (session, _) = match assisting_agent(&app, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let r = match app.rights.get(&id).await {
+        // Requests made online are the citizen's own business: not shown here.
+        Ok(r) if r.channel.is_assisted() => r,
+        Ok(_) | Err(RightsError::NotFound) => return GatewayError::NotFound.respond(true, None, None),
+        Err(e) => return GatewayError::StoreUnavailable.respond(true, None, Some(e.to_string())),
+    };
+    let service = super::service_name(&app, r.activity.as_deref());
+    let exportable = matches!(r.right, Right::Access | Right::Portability) && r.channel == Channel::Counter;
+    let today = paris_date(app.clock.now());
+    let chrome = app.auth.chrome(Some(&session));
+    let page = ReceiptPage {
+        chrome: &chrome,
+        new: q.nouvelle.is_some(),
+        id: &r.id,
+        right: r.right.french(),
+        service: &service,
+        channel: super::channel_words(r.channel),
+        received: crate::pages::french_time(r.received_at),
+        due: french_date(r.due_on(today)),
+        status: r.status.french(),
+        answer: r.answer.as_ref().map(super::answer_words),
+        export: exportable.then(|| format!("{}/{}/impression", crate::rights::api::RIGHTS_API, r.id)),
+    };
+    own_page(&app.auth, StatusCode::OK, &page, &chrome)
+}

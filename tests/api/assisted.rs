@@ -1,0 +1,231 @@
+//! The agent's assisted mode pages (`/.guichet/guichet-agent/`) and "Télécharger mes données"
+//! at the end of the citizen's procedure, through real sign-ins: an agent files a right with
+//! a citizen in three screens (the code they read out, or a document's kind for a citizen
+//! without an account), the request exists with its channel and is on the citizen's hub; an
+//! access request's export is offered as soon as the application answered, and only then.
+
+use guichet::rights::request::{Channel, DocumentKind, IdentityProof, Right, Status};
+
+use crate::auth::SESSION;
+use crate::consent::{citizen, post, token};
+use crate::helpers::{Backend, TestApp};
+use crate::on_both_stores;
+use crate::propagation::{Mode, setup, wait_for};
+use crate::rights_agent::{code_of, parties};
+
+const FORM: &str = "/.guichet/guichet-agent/";
+const CONFIRM: &str = "/.guichet/guichet-agent/confirmer";
+
+async fn get(app: &TestApp, session: Option<&str>, path: &str) -> reqwest::Response {
+    let mut r = app.client.get(app.url(path)).header("accept", "text/html");
+    if let Some(s) = session {
+        r = r.header("cookie", format!("{SESSION}={s}"));
+    }
+    r.send().await.unwrap()
+}
+
+async fn text(r: reqwest::Response, status: u16) -> String {
+    assert_eq!(r.status(), status, "{:?}", r.headers().get("location"));
+    r.text().await.unwrap()
+}
+
+/// Screen 1's form for `right` on the newsletter, with this code and document.
+fn fields<'a>(
+    t: &'a str,
+    right: &'a str,
+    channel: &'a str,
+    document: &'a str,
+    code: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("jeton", t),
+        ("droit", right),
+        ("activite", "lettre-information"),
+        ("canal", channel),
+        ("piece", document),
+        ("code", code),
+    ]
+}
+
+async fn assisted_mode_files_a_counter_request_in_three_screens(backend: Backend) {
+    let p = parties(backend).await;
+    let angela = citizen(&p.app, &p.citizens, "sub-angela").await;
+    let code = code_of(&p.app, &angela).await;
+
+    // Screen 1.
+    let one = text(get(&p.app, Some(&p.counter), FORM).await, 200).await;
+    assert!(one.contains("Étape 1 sur 3") && one.contains("Comment ça marche"), "{one}");
+    assert!(!one.contains("<script"), "works without JavaScript");
+    let t = token(&one);
+    // Screen 2: nothing recorded yet, and the code is not used up.
+    let form = fields(&t, "effacement", "counter", "carte-identite", &code);
+    let two = text(post(&p.app, &p.counter, FORM, &form).await, 200).await;
+    assert!(two.contains("Étape 2 sur 3") && two.contains("Réponse au plus tard le"), "{two}");
+    assert!(two.contains("identité, et le code de l"), "{two}");
+    assert!(p.app.state.rights.open().await.unwrap().is_empty(), "nothing filed before the confirmation");
+    // Screen 3, after the confirmation.
+    let r = post(&p.app, &p.counter, CONFIRM, &fields(&token(&two), "effacement", "counter", "carte-identite", &code))
+        .await;
+    assert_eq!(r.status(), 303);
+    let receipt_path = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(receipt_path.starts_with("/.guichet/guichet-agent/demandes/DR-"), "{receipt_path}");
+    let three = text(get(&p.app, Some(&p.counter), &receipt_path).await, 200).await;
+    assert!(three.contains("Étape 3 sur 3") && three.contains("Au guichet, avec un agent"), "{three}");
+
+    // The request exists, at the counter, for Angela, identity checked on a document.
+    let open = p.app.state.rights.open().await.unwrap();
+    assert_eq!(open.len(), 1);
+    let r = &open[0];
+    assert!(receipt_path.contains(&r.id));
+    assert_eq!((r.right, r.channel), (Right::Erasure, Channel::Counter));
+    assert_eq!(r.identity, IdentityProof::Document { kind: DocumentKind::IdentityCard });
+    assert_eq!(r.agent.as_deref(), Some("agent:agent-sub"));
+    // Angela sees it on her hub, made at the counter.
+    let hub = text(get(&p.app, Some(&angela), "/.guichet/mes-donnees/").await, 200).await;
+    let row = hub.split("<tr").find(|row| row.contains(&r.id)).expect("the request on the citizen's hub");
+    assert!(row.contains("Au guichet"), "{row}");
+    // The code worked once: the same confirmation again files nothing more.
+    let again = post(&p.app, &p.counter, CONFIRM, &fields(&t, "acces", "counter", "carte-identite", &code)).await;
+    let again = text(again, 422).await;
+    assert!(again.contains("Ce code ne marche pas"), "{again}");
+    assert_eq!(p.app.state.rights.open().await.unwrap().len(), 1);
+}
+
+async fn a_citizen_without_an_account_files_at_the_counter(backend: Backend) {
+    let p = parties(backend).await;
+    let t = token(&text(get(&p.app, Some(&p.counter), FORM).await, 200).await);
+    // Without a code, identity needs a document, and the phone needs the code.
+    for (channel, document, says) in
+        [("counter", "code-seul", "Sans pièce"), ("phone", "passeport", "Par téléphone, demandez le code")]
+    {
+        let r = post(&p.app, &p.counter, CONFIRM, &fields(&t, "acces", channel, document, "")).await;
+        let page = text(r, 422).await;
+        assert!(page.contains(says), "{page}");
+    }
+    assert!(p.app.state.rights.open().await.unwrap().is_empty(), "nothing filed without an identity check");
+    // A passport seen at the counter is enough: the request gets a subject of its own.
+    let r = post(&p.app, &p.counter, CONFIRM, &fields(&t, "acces", "counter", "passeport", "")).await;
+    assert_eq!(r.status(), 303);
+    let open = p.app.state.rights.open().await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert!(open[0].subject.starts_with("sans-compte:"), "{}", open[0].subject);
+    assert_eq!(open[0].identity, IdentityProof::Document { kind: DocumentKind::Passport });
+    // An access request at the counter: its data print from the receipt.
+    let receipt = text(get(&p.app, Some(&p.counter), r.headers()["location"].to_str().unwrap()).await, 200).await;
+    assert!(receipt.contains(&format!("/.guichet/api/v1/rights/{}/impression", open[0].id)), "{receipt}");
+}
+
+async fn on_the_phone_the_code_alone_identifies_the_citizen(backend: Backend) {
+    let p = parties(backend).await;
+    let angela = citizen(&p.app, &p.citizens, "sub-angela").await;
+    let code = code_of(&p.app, &angela).await;
+    let t = token(&text(get(&p.app, Some(&p.counter), FORM).await, 200).await);
+    // A wrong code files nothing and asks for a new one.
+    let wrong = post(&p.app, &p.counter, CONFIRM, &fields(&t, "limitation", "phone", "code-seul", "ZZZZ-ZZZZ")).await;
+    assert!(text(wrong, 422).await.contains("Demandez un nouveau code"));
+    assert!(p.app.state.rights.open().await.unwrap().is_empty());
+    let r = post(&p.app, &p.counter, CONFIRM, &fields(&t, "limitation", "phone", "code-seul", &code)).await;
+    assert_eq!(r.status(), 303);
+    let open = p.app.state.rights.open().await.unwrap();
+    assert_eq!((open[0].channel, open[0].right), (Channel::Phone, Right::Restriction));
+    assert_eq!(open[0].identity, IdentityProof::SignIn { acr: "one_time_code".into() });
+    let receipt = text(get(&p.app, Some(&p.counter), r.headers()["location"].to_str().unwrap()).await, 200).await;
+    assert!(receipt.contains("Par téléphone, avec un agent"), "{receipt}");
+    assert!(!receipt.contains("/impression"), "only counter requests print their data");
+}
+
+async fn only_agents_with_an_assisted_role_use_the_pages(backend: Backend) {
+    let p = parties(backend).await;
+    let angela = citizen(&p.app, &p.citizens, "sub-angela").await;
+    let code = code_of(&p.app, &angela).await;
+    // Not signed in, or signed in as a citizen: the agents' sign-in, coming back here.
+    for who in [None, Some(angela.as_str())] {
+        let r = get(&p.app, who, FORM).await;
+        assert_eq!(r.status(), 303);
+        assert!(r.headers()["location"].to_str().unwrap().starts_with("/.guichet/agent/connexion"));
+    }
+    // Agents without the role (another administration, the DPO) are refused.
+    for who in [&p.outsider, &p.dpo] {
+        assert_eq!(get(&p.app, Some(who), FORM).await.status(), 403);
+        let r = post(&p.app, who, CONFIRM, &fields("x", "acces", "counter", "passeport", &code)).await;
+        assert_eq!(r.status(), 403);
+    }
+    // A form without this session's CSRF token files nothing.
+    let r = post(&p.app, &p.counter, CONFIRM, &fields("not-the-token", "acces", "counter", "passeport", &code)).await;
+    assert_eq!(r.status(), 403);
+    assert!(p.app.state.rights.open().await.unwrap().is_empty(), "nothing was filed");
+    // A request made online is not shown in the assisted mode.
+    let online = crate::rights_agent::filed(&p, &angela, "access").await;
+    let r = get(&p.app, Some(&p.counter), &format!("/.guichet/guichet-agent/demandes/{online}")).await;
+    assert_eq!(r.status(), 404);
+    // The refused attempts did not use the code up.
+    let t = token(&text(get(&p.app, Some(&p.counter), FORM).await, 200).await);
+    assert_eq!(
+        post(&p.app, &p.counter, CONFIRM, &fields(&t, "acces", "counter", "passeport", &code)).await.status(),
+        303
+    );
+}
+
+/// Files `right` on the newsletter through the citizen's procedure; the receipt's path.
+async fn through_the_procedure(app: &TestApp, session: &str, right: &str) -> String {
+    let confirm = format!("/.guichet/mes-donnees/droits/{right}/confirmer?activite=lettre-information");
+    let t = token(&text(get(app, Some(session), &confirm).await, 200).await);
+    let form = [("jeton", t.as_str()), ("activite", "lettre-information")];
+    let r = post(app, session, &format!("/.guichet/mes-donnees/droits/{right}"), &form).await;
+    assert_eq!(r.status(), 303);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    location.split('?').next().unwrap().to_owned()
+}
+
+async fn the_last_screen_offers_the_download_once_the_application_answered(backend: Backend) {
+    let s = setup(backend, Mode::AnswerNow, "rights_route = \"lettre\"").await;
+    let angela = citizen(&s.app, &s.mock, "sub-angela").await;
+    let receipt = through_the_procedure(&s.app, &angela, "acces").await;
+    let id = receipt.rsplit('/').next().unwrap().to_owned();
+    // The procedure asked the application at once (it answers at once).
+    wait_for(&s.app, &id, Status::Completed).await;
+    let page = text(get(&s.app, Some(&angela), &format!("{receipt}?nouvelle=1")).await, 200).await;
+    assert!(page.contains("Vos données sont prêtes"), "{page}");
+    let link = format!("{receipt}/telecharger");
+    assert!(page.contains(&format!("href=\"{link}\"")), "{page}");
+    let r = get(&s.app, Some(&angela), &link).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/zip");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert!(r.bytes().await.unwrap().starts_with(b"PK"), "a zip archive");
+    // Another citizen gets nothing, as for a request that does not exist.
+    let other = citizen(&s.app, &s.mock, "sub-other").await;
+    assert_eq!(get(&s.app, Some(&other), &link).await.status(), 404);
+}
+
+async fn the_last_screen_gives_the_date_while_the_application_has_not_answered(backend: Backend) {
+    let s = setup(backend, Mode::Accept, "rights_route = \"lettre\"").await;
+    let angela = citizen(&s.app, &s.mock, "sub-angela").await;
+    let receipt = through_the_procedure(&s.app, &angela, "acces").await;
+    let id = receipt.rsplit('/').next().unwrap().to_owned();
+    crate::propagation::wait_received(&s.rights_app, 1).await;
+    wait_for(&s.app, &id, Status::WaitingOnApplications).await;
+    let page = text(get(&s.app, Some(&angela), &format!("{receipt}?nouvelle=1")).await, 200).await;
+    let due = guichet::pages::french_date(
+        s.app
+            .state
+            .rights
+            .get(&id)
+            .await
+            .unwrap()
+            .due_on(guichet::clock::paris_date(guichet::clock::Clock::now(s.app.state.clock.as_ref()))),
+    );
+    assert!(page.contains(&format!("Vos données seront prêtes le {due} au plus tard")), "{page}");
+    assert!(page.contains("Nous vous envoyons un message"), "{page}");
+    assert!(!page.contains("/telecharger"), "no download before the answer");
+    assert_eq!(get(&s.app, Some(&angela), &format!("{receipt}/telecharger")).await.status(), 404);
+}
+
+on_both_stores!(
+    assisted_mode_files_a_counter_request_in_three_screens,
+    a_citizen_without_an_account_files_at_the_counter,
+    on_the_phone_the_code_alone_identifies_the_citizen,
+    only_agents_with_an_assisted_role_use_the_pages,
+    the_last_screen_offers_the_download_once_the_application_answered,
+    the_last_screen_gives_the_date_while_the_application_has_not_answered,
+);
