@@ -548,9 +548,13 @@ async fn act_on_request(
         "prolonger" if motif.is_empty() => {
             Err(RightsError::Transition(crate::rights::request::TransitionError::RefusalWithoutReason))
         }
-        "prolonger" => app.rights.extend(&id, f.mois.unwrap_or(2), motif.clone(), today, &by).await.inspect(|r| {
-            crate::rights::dpo_api::extension_notice_due(r);
-        }),
+        "prolonger" => match app.rights.extend(&id, f.mois.unwrap_or(2), motif.clone(), today, &by).await {
+            Ok(r) => {
+                crate::notify::rights_extended(&app, &r).await;
+                Ok(r)
+            }
+            Err(e) => Err(e),
+        },
         "refuser" => {
             app.rights.refuse(&id, Refusal { ground: RefusalGround::Decision, reason: motif.clone() }, &by).await
         }

@@ -144,6 +144,7 @@ pub fn activity(set: &PolicySet, settings: &Settings) -> ActivityFile {
         rights_route: None,
         erase_on_withdrawal: false,
         restriction_visible_to: Vec::new(),
+        notice: Default::default(),
         strict: None,
     }
 }
@@ -161,6 +162,8 @@ fn category(id: &str, name: &str, active: String, from: RetentionStart, source: 
             intermediate: None,
             then: RetentionEnd::Destroy,
             source: Some(source.into()),
+            notice_before: None,
+            archive_visible_to: Vec::new(),
         }),
         client_address: false,
         claims: Vec::new(),
