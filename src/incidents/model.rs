@@ -226,10 +226,9 @@ impl IncidentFacts {
 
     /// Empty optional texts are no text; times in UTC (as exported).
     pub fn normalised(mut self) -> Self {
-        let utc = |t: OffsetDateTime| t.to_offset(time::UtcOffset::UTC);
-        self.aware_at = utc(self.aware_at);
+        self.aware_at = self.aware_at.to_offset(time::UtcOffset::UTC);
         for t in [&mut self.started_at, &mut self.cnil_notified_at, &mut self.people_informed_at] {
-            *t = t.map(utc);
+            *t = t.map(|t| t.to_offset(time::UtcOffset::UTC));
         }
         for t in [&mut self.cnil_not_notified_reason, &mut self.delay_reason, &mut self.people_not_informed_reason] {
             if blank(t.as_ref()) {

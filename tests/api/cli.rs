@@ -7,7 +7,7 @@ use std::process::Output;
 
 const CANTINE: &str = include_str!("../../policies/cantine.toml");
 
-fn guichet(args: &[&str]) -> Output {
+pub(crate) fn guichet(args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
         .args(args)
         .env_remove("GUICHET_CONFIG")

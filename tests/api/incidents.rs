@@ -11,6 +11,7 @@ use serde_json::Value;
 use time::macros::datetime;
 
 use crate::auth::{SESSION, agent_info, agent_sign_in, cookie, signed_in_request};
+use crate::cli::guichet;
 use crate::helpers::{Backend, TestApp, free_port, spawn_app};
 use crate::oidc_mock::MockProvider;
 
@@ -347,15 +348,6 @@ fn the_separation_of_duties_is_checked_by_guichet_check() {
         stdout.contains("warning: auth.agent_roles: an agent could get both `dpo` and `agent-scolaire`"),
         "{stdout}"
     );
-}
-
-fn guichet(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
-        .args(args)
-        .env_remove("GUICHET_CONFIG")
-        .env_remove("GUICHET_LOG")
-        .output()
-        .unwrap()
 }
 
 fn cli_config(dir: &Path, extra: &str) -> String {
