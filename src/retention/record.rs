@@ -54,10 +54,8 @@ impl Recorder {
 
     /// Whether (subject, activity) still needs recording `today`; remembers that it will be.
     pub fn first_today(&self, field_subject: &str, activity: &str, today: Date) -> bool {
-        use std::hash::{BuildHasher as _, Hash as _, Hasher as _};
-        let mut h = self.hasher.build_hasher();
-        (field_subject, activity).hash(&mut h);
-        let key = h.finish();
+        use std::hash::BuildHasher as _;
+        let key = self.hasher.hash_one((field_subject, activity));
         let Ok(mut recent) = self.recent.lock() else { return false };
         if recent.get(&key) == Some(&today) {
             return false;

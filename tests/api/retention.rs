@@ -171,10 +171,7 @@ async fn get(app: &TestApp, session: &str, path: &str) -> reqwest::Response {
 /// Every record, once the background writer stored `n` of them (at most 10 s).
 async fn records(app: &TestApp, n: usize) -> Vec<RetentionRow> {
     for _ in 0..200 {
-        let mut all = Vec::new();
-        for phase_page in [app.state.retention.page(None, 1000).await.unwrap()] {
-            all.extend(phase_page);
-        }
+        let all = app.state.retention.page(None, 1000).await.unwrap();
         if all.len() >= n {
             return all;
         }
