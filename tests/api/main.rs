@@ -33,6 +33,7 @@ mod privacy_centre;
 mod propagation;
 mod proxy;
 mod register;
+mod retention_keys;
 mod rights;
 mod rights_agent;
 mod spellings;
