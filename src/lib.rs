@@ -54,6 +54,7 @@ pub mod store;
 
 // 11. The built-in demonstration.
 pub mod demo;
+pub mod housekeeping;
 
 // Entry points for the fuzz targets (`fuzz/`) and property tests; not an API.
 #[doc(hidden)]

@@ -17,6 +17,7 @@ mod erasure;
 mod export;
 mod fields;
 mod health;
+mod housekeeping;
 mod instances;
 mod interop;
 mod jobs;
