@@ -320,6 +320,7 @@ fn register_job_handlers(app: &AppState) {
     app.jobs.register(Arc::new(crate::rights::propagation::Propagate { app: weak.clone() }));
     app.jobs.register(Arc::new(crate::rights::erasure::EraseOnWithdrawal { app: weak }));
     app.jobs.register(crate::notify::send_handler(app));
+    app.jobs.register(Arc::new(crate::housekeeping::OwnDataJob { app: Arc::downgrade(app) }));
 }
 
 /// Applies the changes other instances announce (PostgreSQL `LISTEN`) to this one's caches

@@ -7,11 +7,18 @@
 //! ([`OwnDataDurations::default`]); the purge takes the time as an argument, so tests drive it
 //! with the injected clock.
 
+use std::sync::Weak;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use time::OffsetDateTime;
 
-use crate::store::{Store, StoreError};
+use crate::app::App;
+use crate::jobs::{Handler, JobError, JobsError, NewJob};
+use crate::store::{JobRow, Store, StoreError};
+
+/// The job kind of the daily purge of the gateway's own data.
+pub const OWN_DATA_KIND: &str = "retention.own_data";
 
 /// How long each kind of the gateway's own records is kept.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -72,4 +79,40 @@ pub async fn purge_own_data(
 
 fn micros(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+/// The daily purge as a job: the job runner gives each run to exactly one instance sharing the
+/// store, and the dedup key (one per day) makes instances that schedule it together agree on
+/// one run. Each run schedules the next, a day later.
+pub struct OwnDataJob {
+    pub app: Weak<App>,
+}
+
+impl Handler for OwnDataJob {
+    fn kind(&self) -> &'static str {
+        OWN_DATA_KIND
+    }
+
+    fn run<'a>(&'a self, _job: &'a JobRow) -> BoxFuture<'a, Result<(), JobError>> {
+        Box::pin(async move {
+            let app = self.app.upgrade().ok_or(JobError::Retry("the gateway is stopping"))?;
+            let now = app.clock.now();
+            let purged = purge_own_data(&app.store, &OwnDataDurations::default(), now)
+                .await
+                .map_err(|_| JobError::Retry("the store is unavailable"))?;
+            for p in &purged {
+                tracing::info!(kind = ?p.kind, count = p.count, "own data purged");
+            }
+            schedule(&app, now + time::Duration::days(1)).await.map_err(|_| JobError::Retry("cannot schedule"))?;
+            Ok(())
+        })
+    }
+}
+
+/// Schedules the purge of the day `at` falls in, at `at` (once per day, whoever asks).
+pub async fn schedule(app: &App, at: OffsetDateTime) -> Result<(), JobsError> {
+    let mut job = NewJob::new(OWN_DATA_KIND, serde_json::json!({}))?;
+    job.dedup_key = Some(format!("{OWN_DATA_KIND}:{}", at.date()));
+    job.run_at = Some(at);
+    app.jobs.enqueue(job).await.map(drop)
 }

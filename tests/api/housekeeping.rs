@@ -95,3 +95,30 @@ async fn each_kind_is_purged_only_after_its_duration(backend: Backend) {
 }
 
 crate::on_both_stores!(each_kind_is_purged_only_after_its_duration);
+
+/// The daily purge as a job: the runner of a serving gateway runs it once, it deletes what is
+/// due and schedules the next day's run.
+#[tokio::test]
+async fn the_daily_purge_job_deletes_what_is_due_and_schedules_the_next() {
+    let app = crate::helpers::spawn_app().start().await;
+    let store = &app.state.store;
+    store.jobs().insert(&job("dead-old", "dead", T0 - Duration::days(400))).await.unwrap();
+    store.jobs().insert(&job("dead-recent", "dead", T0 - Duration::days(10))).await.unwrap();
+    guichet::housekeeping::schedule(&app.state, T0).await.unwrap();
+    guichet::housekeeping::schedule(&app.state, T0).await.unwrap();
+    let key = |at: time::OffsetDateTime| format!("{}:{}", guichet::housekeeping::OWN_DATA_KIND, at.date());
+    let mut waited = 0;
+    loop {
+        let today = store.jobs().by_dedup_key(&key(T0)).await.unwrap();
+        if today.as_ref().is_some_and(|j| j.status == "done") {
+            break;
+        }
+        assert!(waited < 200, "the purge did not run: {:?}", today.map(|j| j.status));
+        waited += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(store.jobs().get("dead-old").await.unwrap().is_none(), "a dead job older than a year was kept");
+    assert!(store.jobs().get("dead-recent").await.unwrap().is_some(), "a recent dead job was deleted");
+    let tomorrow = store.jobs().by_dedup_key(&key(T0 + Duration::days(1))).await.unwrap().expect("next run");
+    assert_eq!(tomorrow.status, "queued");
+}
