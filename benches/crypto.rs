@@ -18,6 +18,9 @@ use guichet::crypto::token::{self, FieldContext, KeyId};
 use guichet::crypto::{Keyring, Vault, aead, mac, scan};
 use guichet::store::{Store, StoreOptions};
 
+/// The retention class the benchmarks seal in (what the protect phase does since classes).
+const CLASS: Option<&str> = Some("r-0123456789abcdef");
+
 const FIELDS: [&str; 10] =
     ["nom", "prenom", "date_naissance", "adresse", "code_postal", "ville", "telephone", "courriel", "nir", "iban"];
 
@@ -33,13 +36,16 @@ fn per_field(c: &mut Criterion) {
     let schedule = aead::SealKey::new(&key).unwrap();
     let mut g = c.benchmark_group("field");
     for value in ["Dupont", "12 rue de la République, 69002 Lyon, appartement 4B, escalier C"] {
-        let t = token::seal(&schedule, &kid, &ctx("nom"), value, &rng).unwrap();
+        let t = token::seal(&schedule, token::KeyRef { id: &kid, class: CLASS }, &ctx("nom"), value, &rng).unwrap();
         g.throughput(Throughput::Elements(1));
         g.bench_with_input(BenchmarkId::new("seal", value.len()), value, |b, v| {
-            b.iter(|| token::seal(&schedule, &kid, &ctx("nom"), black_box(v), &rng).unwrap())
+            b.iter(|| {
+                token::seal(&schedule, token::KeyRef { id: &kid, class: CLASS }, &ctx("nom"), black_box(v), &rng)
+                    .unwrap()
+            })
         });
         g.bench_with_input(BenchmarkId::new("open", value.len()), &t, |b, t| {
-            b.iter(|| token::open(&key, &token::parse(black_box(t)).unwrap(), &ctx("nom")).unwrap())
+            b.iter(|| token::open(&key, CLASS, &token::parse(black_box(t)).unwrap(), &ctx("nom")).unwrap())
         });
     }
     let mk = Key256::generate(&rng).unwrap();
@@ -76,7 +82,9 @@ fn transform(c: &mut Criterion) {
             for f in FIELDS {
                 if let Some(slot) = v.get_mut(f) {
                     let plain = slot.as_str().unwrap_or_default();
-                    *slot = serde_json::Value::String(token::seal(&key, &kid, &ctx(f), plain, &rng).unwrap());
+                    *slot = serde_json::Value::String(
+                        token::seal(&key, token::KeyRef { id: &kid, class: CLASS }, &ctx(f), plain, &rng).unwrap(),
+                    );
                 }
             }
             serde_json::to_vec(&v).unwrap()
@@ -89,7 +97,14 @@ fn transform(c: &mut Criterion) {
 fn page(key: &Key256, kid: &KeyId, rng: &SystemRandom) -> String {
     let mut html = String::from("<!doctype html><html><body><table>");
     for i in 0..50 {
-        let t = token::seal(&aead::SealKey::new(key).unwrap(), kid, &ctx("nom"), &format!("Dupont {i}"), rng).unwrap();
+        let t = token::seal(
+            &aead::SealKey::new(key).unwrap(),
+            token::KeyRef { id: kid, class: CLASS },
+            &ctx("nom"),
+            &format!("Dupont {i}"),
+            rng,
+        )
+        .unwrap();
         html.push_str(&format!("<tr><td>Dossier {i}</td><td>{t}</td></tr>\n"));
     }
     let filler = "<p>Texte ordinaire de la page, sans donnée personnelle, répété pour la taille.</p>\n";
@@ -113,7 +128,7 @@ fn reveal(c: &mut Criterion) {
             scan::replace_tokens(black_box(&html), |t| {
                 token::parse(t)
                     .ok()
-                    .and_then(|p| token::open(&key, &p, &ctx("nom")).ok())
+                    .and_then(|p| token::open(&key, CLASS, &p, &ctx("nom")).ok())
                     .map_or_else(|| "[donnée protégée]".to_owned(), |v| v.to_string())
             })
         })
@@ -167,6 +182,7 @@ fn protect_phase(c: &mut Criterion) {
             searchable: false,
             compiled_pointer: Default::default(),
             compiled_name: Default::default(),
+            compiled_class: Default::default(),
         })
         .collect();
     let refs: Vec<&Field> = fields.iter().collect();
@@ -178,7 +194,7 @@ fn protect_phase(c: &mut Criterion) {
         max_bytes: 1 << 20,
         idle: Duration::from_secs(60),
         return_to: "/".into(),
-        sealing_key: tokio::sync::OnceCell::new(),
+        sealing_keys: Default::default(),
     };
     let body = bytes::Bytes::from(form_json());
     let request = || {

@@ -358,6 +358,7 @@ fn register_job_handlers(app: &AppState) {
     app.jobs.register(crate::alerts::check_handler(app));
     app.jobs.register(Arc::new(crate::retention::tell::TellApplication { app: Arc::downgrade(app) }));
     app.jobs.register(Arc::new(crate::retention::RunJob { app: Arc::downgrade(app) }));
+    app.jobs.register(Arc::new(crate::housekeeping::OwnDataJob { app: Arc::downgrade(app) }));
 }
 
 /// Applies the changes other instances announce (PostgreSQL `LISTEN`) to this one's caches

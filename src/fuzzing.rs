@@ -355,5 +355,6 @@ mod tests {
         pairs(b"nom=Dupont&ville=Paris&pr%C3%A9nom=L%C3%A9a", &form_fields());
         codec(b"\x00HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
         token_scan(b"\x07<p>gch1.AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA</p>");
+        token_scan(b"\x03gch2.AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA gch3.x");
     }
 }

@@ -57,6 +57,7 @@ pub mod retention;
 
 // 11. The built-in demonstration.
 pub mod demo;
+pub mod housekeeping;
 
 // The DPO's console and the supervision view, composed of the services above (pages only).
 pub mod dpo;

@@ -4,7 +4,7 @@
 //! | domain | key | protects | where it lives |
 //! |---|---|---|---|
 //! | KEK | `keyring` version *n* (AES-256) | wraps data keys (AES-256-GCM) | keyring file, age-encrypted, never in the store |
-//! | data key | one per (subject, activity) (AES-256) | field values → `gch1.` tokens | store, wrapped only; cache in memory |
+//! | data key | one per (subject, activity, retention class) (AES-256) | field values → `gch2.` tokens (older `gch1.`: one legacy key per (subject, activity)) | store, wrapped only; cache in memory |
 //! | pseudonymize | keyring `pseudonymize` (HMAC-SHA-256) | irreversible `gchp1.` tokens | keyring file |
 //! | blind index | keyring `blind_index` (HMAC-SHA-256) | exact-match search `gchb1.` tokens | keyring file |
 //! | (later) assertion signing | separate key pair | identity assertions to upstreams | not here |
@@ -26,7 +26,7 @@ pub mod vault;
 
 pub use keyring::{KeyError, Keyring};
 pub use token::FieldContext;
-pub use vault::{CryptoError, SealingKey, Vault};
+pub use vault::{CryptoError, DEFAULT_CLASS, LEGACY_CLASS, SealingKey, Vault};
 
 /// Appends `bytes` preceded by its length (u32, big-endian), so that concatenated fields of
 /// associated data or MAC input can never be confused (`"ab" + "c"` ≠ `"a" + "bc"`).

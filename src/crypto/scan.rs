@@ -1,12 +1,13 @@
-//! Finding `gch1.` tokens in arbitrary text (JSON, HTML, CSV, plain text), whole or as a
-//! stream of chunks. A token is `gch1.` + a 22-character key id + `.` + a base64url run of a
-//! plausible length, not glued to a preceding token character, and not followed by one.
+//! Finding `gch2.` (and older `gch1.`) tokens in arbitrary text (JSON, HTML, CSV, plain
+//! text), whole or as a stream of chunks. A token is `gch` + a version + `.` + a 22-character
+//! key id + `.` + a base64url run of a plausible length, not glued to a preceding token
+//! character, and not followed by one.
 //!
 //! The streaming scanner keeps back at most `MAX_TOKEN_LEN` bytes at the end of a chunk, and
 //! only when they could be the beginning of a token, so a token split across chunks is still
 //! found while memory stays bounded.
 
-use super::token::{KEY_ID_LEN, MAX_SEALED_CHARS, MIN_SEALED_CHARS, PREFIX, is_token_byte};
+use super::token::{KEY_ID_LEN, MAX_SEALED_CHARS, MIN_SEALED_CHARS, VERSIONS, is_token_byte};
 
 /// A piece of the scanned text, in order: text to copy, or a token to replace.
 #[derive(Debug, PartialEq, Eq)]
@@ -23,6 +24,14 @@ enum At {
     No,
 }
 
+/// One position of a token's fixed-length head.
+#[derive(Clone, Copy)]
+enum Want {
+    Byte(u8),
+    Version,
+    KeyId,
+}
+
 /// What starts at `i`, given the byte before `buf` (`prev`) and whether more bytes may come.
 fn token_at(buf: &[u8], i: usize, prev: Option<u8>, more: bool) -> At {
     let before = if i == 0 { prev } else { buf.get(i - 1).copied() };
@@ -30,13 +39,19 @@ fn token_at(buf: &[u8], i: usize, prev: Option<u8>, more: bool) -> At {
         return At::No;
     }
     let unfinished = if more { At::Unfinished } else { At::No };
-    let shape = PREFIX.bytes().map(Some).chain((0..KEY_ID_LEN).map(|_| None)).chain(std::iter::once(Some(b'.')));
+    let shape = b"gch"
+        .iter()
+        .map(|&b| Want::Byte(b))
+        .chain([Want::Version, Want::Byte(b'.')])
+        .chain((0..KEY_ID_LEN).map(|_| Want::KeyId))
+        .chain(std::iter::once(Want::Byte(b'.')));
     let mut j = i;
     for want in shape {
         let Some(&b) = buf.get(j) else { return unfinished };
         let ok = match want {
-            Some(w) => b == w,
-            None => is_token_byte(b),
+            Want::Byte(w) => b == w,
+            Want::Version => VERSIONS.contains(&b),
+            Want::KeyId => is_token_byte(b),
         };
         if !ok {
             return At::No;
@@ -169,15 +184,18 @@ mod tests {
         let rng = SystemRandom::new();
         let ctx = FieldContext { activity: "a", field: "f", subject: "s" };
         let key = crate::crypto::aead::SealKey::new(&Key256::generate(&rng).unwrap()).unwrap();
-        token::seal(&key, &KeyId::generate(&rng).unwrap(), &ctx, value, &rng).unwrap()
+        let kid = KeyId::generate(&rng).unwrap();
+        let class = value.len().is_multiple_of(2).then_some("r-class");
+        token::seal(&key, token::KeyRef { id: &kid, class }, &ctx, value, &rng).unwrap()
     }
 
     fn page(tokens: &[String]) -> String {
         format!(
-            "<p>Nom : {}</p>\n{{\"prenom\":\"{}\"}}\nligne;{};fin gch1.pas-un-jeton xgch1.{}",
+            "<p>Nom : {}</p>\n{{\"prenom\":\"{}\"}}\nligne;{};fin gch1.pas-un-jeton gch3.{} xgch1.{}",
             tokens[0],
             tokens[1],
             tokens[2],
+            &tokens[1][5..],
             &tokens[0][5..]
         )
     }
@@ -186,6 +204,8 @@ mod tests {
     fn finds_tokens_in_html_json_and_csv_but_not_lookalikes() {
         let t: Vec<String> = ["Dupont", "Jeanne", "12 rue de la Paix"].iter().map(|v| tok(v)).collect();
         let text = page(&t);
+        // Both formats are found ("Dupont" and "Jeanne" are gch2, the address gch1).
+        assert_eq!(t.iter().map(|t| &t[..5]).collect::<Vec<_>>(), ["gch2.", "gch2.", "gch1."]);
         assert_eq!(find_tokens(&text), vec![t[0].as_str(), t[1].as_str(), t[2].as_str()]);
         let replaced = replace_tokens(&text, |_| "[donnée protégée]".to_owned());
         assert!(!replaced.contains(&t[1]));

@@ -1,14 +1,18 @@
-//! The field token: `gch1.<key id>.<base64url(nonce ‖ ciphertext ‖ tag)>`.
+//! The field token: `gch2.<key id>.<base64url(nonce ‖ ciphertext ‖ tag)>` (and the older
+//! `gch1.`, still read).
 //!
-//! - `gch1` names the format version. A future format gets a new prefix (`gch2`) and both are
-//!   read during a migration; nothing else in the token needs to change.
-//! - `<key id>` is the opaque, random id (16 bytes, 22 base64url characters) of the data key
-//!   of one (subject, activity) pair. It is what lets the gateway find the key again from a
+//! - `gch2` names the format version: the data key is one of a (subject, activity, retention
+//!   class) triple, and the associated data binds the class. `gch1` tokens, sealed before
+//!   retention classes existed, are under the activity's one *legacy* key and bind no class.
+//!   Both have the same shape, so the scanner finds both with one rule.
+//! - `<key id>` is the opaque, random id (16 bytes, 22 base64url characters) of the data key.
+//!   It is what lets the gateway find the key (and so the owner and the class) again from a
 //!   token alone, e.g. in a response page; it reveals nothing about the subject except that
-//!   two tokens belong to the same pair (which the upstream record shows anyway).
-//! - the associated data binds the format, the key id, the activity, the field and the
-//!   subject, so a token copied into another field, another record's citizen or another
-//!   activity fails to open.
+//!   two tokens share a key (which the upstream record shows anyway).
+//! - the associated data binds the format, the key id, the activity, the class (`gch2`), the
+//!   field and the subject, so a token copied into another field, another record's citizen or
+//!   another activity fails to open, and a `gch2` token relabelled `gch1` (or the reverse)
+//!   fails too.
 
 use std::fmt;
 
@@ -19,7 +23,12 @@ use super::secret::Key256;
 use super::{b64, push_framed, unb64};
 use crate::clock::Random;
 
-pub const PREFIX: &str = "gch1.";
+/// The prefix of tokens sealed now: the key is a retention class's.
+pub const PREFIX: &str = "gch2.";
+/// The prefix of tokens sealed before retention classes (one key per activity), still read.
+pub const LEGACY_PREFIX: &str = "gch1.";
+/// The versions a token may carry, in the byte after `gch` (both prefixes have one length).
+pub const VERSIONS: [u8; 2] = [b'1', b'2'];
 /// Length of a key id in the token (16 bytes in base64url).
 pub const KEY_ID_LEN: usize = 22;
 /// Largest value a token may carry. Personal fields are names, dates, addresses; a bound
@@ -33,6 +42,15 @@ pub const MAX_TOKEN_LEN: usize = PREFIX.len() + KEY_ID_LEN + 1 + MAX_SEALED_CHAR
 
 const fn b64_len(bytes: usize) -> usize {
     (bytes * 4).div_ceil(3)
+}
+
+/// Which token format, and so which key a token needs and what its associated data binds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Format {
+    /// `gch1.`: the activity's legacy key, no class in the associated data.
+    Legacy,
+    /// `gch2.`: a retention class's key, the class in the associated data.
+    Classed,
 }
 
 /// Where a value lives: which processing activity, which declared field, whose data.
@@ -90,7 +108,7 @@ pub fn is_token_byte(b: u8) -> bool {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("not a gch1 token")]
+    #[error("not a gch1 or gch2 token")]
     Malformed,
     #[error("the value is longer than {MAX_VALUE_BYTES} bytes")]
     TooLong,
@@ -112,37 +130,60 @@ impl From<AeadError> for TokenError {
 /// A token split into its parts (not yet opened).
 #[derive(Debug)]
 pub struct Parsed<'a> {
+    pub format: Format,
     pub key_id: KeyId,
     sealed: &'a str,
 }
 
+/// Whether `text` starts like a field token of either format (a stored value that must be
+/// opened rather than used as it is).
+pub fn looks_sealed(text: &str) -> bool {
+    text.starts_with(PREFIX) || text.starts_with(LEGACY_PREFIX)
+}
+
 /// Splits a token; does not need any key.
 pub fn parse(token: &str) -> Result<Parsed<'_>, TokenError> {
-    let rest = token.strip_prefix(PREFIX).ok_or(TokenError::Malformed)?;
+    let (format, rest) = if let Some(rest) = token.strip_prefix(PREFIX) {
+        (Format::Classed, rest)
+    } else {
+        (Format::Legacy, token.strip_prefix(LEGACY_PREFIX).ok_or(TokenError::Malformed)?)
+    };
     let (kid, sealed) = rest.split_once('.').ok_or(TokenError::Malformed)?;
     let key_id = KeyId::parse(kid).ok_or(TokenError::Malformed)?;
     let ok_len = (MIN_SEALED_CHARS..=MAX_SEALED_CHARS).contains(&sealed.len());
     if !ok_len || !sealed.bytes().all(is_token_byte) {
         return Err(TokenError::Malformed);
     }
-    Ok(Parsed { key_id, sealed })
+    Ok(Parsed { format, key_id, sealed })
 }
 
-fn associated_data(key_id: &KeyId, ctx: &FieldContext<'_>) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(64);
-    push_framed(&mut aad, b"gch1");
-    push_framed(&mut aad, key_id.as_str().as_bytes());
+/// The key a token is sealed under: its id, and the retention class it belongs to (`None`:
+/// the activity's legacy key, for `gch1` tokens only).
+#[derive(Clone, Copy, Debug)]
+pub struct KeyRef<'a> {
+    pub id: &'a KeyId,
+    pub class: Option<&'a str>,
+}
+
+fn associated_data(key: KeyRef<'_>, ctx: &FieldContext<'_>) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(80);
+    push_framed(&mut aad, if key.class.is_some() { b"gch2" } else { b"gch1" });
+    push_framed(&mut aad, key.id.as_str().as_bytes());
     push_framed(&mut aad, ctx.activity.as_bytes());
+    if let Some(class) = key.class {
+        push_framed(&mut aad, class.as_bytes());
+    }
     push_framed(&mut aad, ctx.field.as_bytes());
     push_framed(&mut aad, ctx.subject.as_bytes());
     aad
 }
 
-/// Seals `value` for `ctx` under the data key whose schedule is `key` and whose id is
-/// `key_id` (the schedule is built once for the several fields of a request).
+/// Seals `value` for `ctx` under the data key whose schedule is `key` (built once for the
+/// several fields of a request). A key with a class gives a `gch2` token; the legacy form
+/// (no class) exists only so tests can make the tokens older gateways wrote.
 pub fn seal(
     key: &aead::SealKey,
-    key_id: &KeyId,
+    key_ref: KeyRef<'_>,
     ctx: &FieldContext<'_>,
     value: &str,
     rng: &dyn Random,
@@ -151,19 +192,30 @@ pub fn seal(
     if value.len() > MAX_VALUE_BYTES {
         return Err(TokenError::TooLong);
     }
-    let sealed = key.seal(&associated_data(key_id, ctx), value.as_bytes(), rng)?;
+    let sealed = key.seal(&associated_data(key_ref, ctx), value.as_bytes(), rng)?;
+    let prefix = if key_ref.class.is_some() { PREFIX } else { LEGACY_PREFIX };
     let mut token = String::with_capacity(PREFIX.len() + KEY_ID_LEN + 1 + b64_len(sealed.len()));
-    token.push_str(PREFIX);
-    token.push_str(key_id.as_str());
+    token.push_str(prefix);
+    token.push_str(key_ref.id.as_str());
     token.push('.');
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(&sealed, &mut token);
     Ok(token)
 }
 
-/// Opens a parsed token with its data key in `ctx`.
-pub fn open(key: &Key256, parsed: &Parsed<'_>, ctx: &FieldContext<'_>) -> Result<Zeroizing<String>, TokenError> {
+/// Opens a parsed token in `ctx` with its data key, of retention class `class` (`None`: the
+/// activity's legacy key). A `gch2` token needs a class key, a `gch1` token the legacy key.
+pub fn open(
+    key: &Key256,
+    class: Option<&str>,
+    parsed: &Parsed<'_>,
+    ctx: &FieldContext<'_>,
+) -> Result<Zeroizing<String>, TokenError> {
+    if class.is_some() != (parsed.format == Format::Classed) {
+        return Err(TokenError::Unreadable);
+    }
     let sealed = unb64(parsed.sealed).ok_or(TokenError::Malformed)?;
-    let plain = aead::open(key, &associated_data(&parsed.key_id, ctx), &sealed)?;
+    let key_ref = KeyRef { id: &parsed.key_id, class };
+    let plain = aead::open(key, &associated_data(key_ref, ctx), &sealed)?;
     let text = std::str::from_utf8(&plain).map_err(|_| TokenError::Unreadable)?;
     Ok(Zeroizing::new(text.to_owned()))
 }
@@ -174,24 +226,33 @@ mod tests {
     use crate::clock::SystemRandom;
 
     const CTX: FieldContext<'static> = FieldContext { activity: "etat-civil", field: "nom", subject: "sub-1" };
+    const CLASS: Option<&str> = Some("r-0123456789abcdef");
 
-    fn sealed(value: &str) -> (Key256, String) {
+    fn sealed_in(class: Option<&str>, value: &str) -> (Key256, String) {
         let rng = SystemRandom::new();
         let key = Key256::generate(&rng).unwrap();
         let kid = KeyId::generate(&rng).unwrap();
-        let t = seal(&aead::SealKey::new(&key).unwrap(), &kid, &CTX, value, &rng).unwrap();
+        let t = seal(&aead::SealKey::new(&key).unwrap(), KeyRef { id: &kid, class }, &CTX, value, &rng).unwrap();
         (key, t)
+    }
+
+    fn sealed(value: &str) -> (Key256, String) {
+        sealed_in(CLASS, value)
     }
 
     #[test]
     fn token_has_the_documented_shape_and_round_trips() {
-        let (key, t) = sealed("Dupont");
-        let parts: Vec<&str> = t.split('.').collect();
-        assert_eq!(parts.len(), 3);
-        assert_eq!(parts[0], "gch1");
-        assert_eq!(parts[1].len(), KEY_ID_LEN);
-        assert!(t.bytes().all(|b| is_token_byte(b) || b == b'.'));
-        assert_eq!(open(&key, &parse(&t).unwrap(), &CTX).unwrap().as_str(), "Dupont");
+        for (class, version) in [(CLASS, "gch2"), (None, "gch1")] {
+            let (key, t) = sealed_in(class, "Dupont");
+            let parts: Vec<&str> = t.split('.').collect();
+            assert_eq!(parts.len(), 3);
+            assert_eq!(parts[0], version);
+            assert_eq!(parts[1].len(), KEY_ID_LEN);
+            assert!(t.bytes().all(|b| is_token_byte(b) || b == b'.'));
+            let p = parse(&t).unwrap();
+            assert_eq!(p.format, if class.is_some() { Format::Classed } else { Format::Legacy });
+            assert_eq!(open(&key, class, &p, &CTX).unwrap().as_str(), "Dupont");
+        }
     }
 
     #[test]
@@ -203,7 +264,22 @@ mod tests {
             FieldContext { subject: "sub-2", ..CTX },
             FieldContext { activity: "cantine", ..CTX },
         ] {
-            assert!(matches!(open(&key, &p, &other), Err(TokenError::Unreadable)), "{other:?}");
+            assert!(matches!(open(&key, CLASS, &p, &other), Err(TokenError::Unreadable)), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn the_class_is_bound_and_the_format_cannot_be_relabelled() {
+        let (key, t) = sealed("Dupont");
+        let p = parse(&t).unwrap();
+        assert!(matches!(open(&key, Some("r-other"), &p, &CTX), Err(TokenError::Unreadable)));
+        assert!(matches!(open(&key, None, &p, &CTX), Err(TokenError::Unreadable)));
+        let relabelled = t.replacen("gch2.", "gch1.", 1);
+        assert!(open(&key, None, &parse(&relabelled).unwrap(), &CTX).is_err());
+        let (legacy_key, legacy) = sealed_in(None, "Dupont");
+        let promoted = legacy.replacen("gch1.", "gch2.", 1);
+        for class in [None, CLASS] {
+            assert!(open(&legacy_key, class, &parse(&promoted).unwrap(), &CTX).is_err());
         }
     }
 
@@ -212,31 +288,65 @@ mod tests {
         let (key, t) = sealed("Dupont");
         let other_kid = KeyId::generate(&SystemRandom::new()).unwrap();
         let moved = format!("{PREFIX}{other_kid}.{}", t.rsplit('.').next().unwrap());
-        assert!(open(&key, &parse(&moved).unwrap(), &CTX).is_err());
+        assert!(open(&key, CLASS, &parse(&moved).unwrap(), &CTX).is_err());
     }
 
     #[test]
     fn malformed_and_oversized_are_refused() {
-        for bad in
-            ["", "gch1.", "gch2.AAAAAAAAAAAAAAAAAAAAAA.AAAA", "gch1.short.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"]
-        {
+        for bad in [
+            "",
+            "gch1.",
+            "gch2.",
+            "gch3.AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "gch2.AAAAAAAAAAAAAAAAAAAAAA.AAAA",
+            "gch1.short.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "gch2.AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ] {
             assert!(matches!(parse(bad), Err(TokenError::Malformed)), "{bad}");
         }
         let rng = SystemRandom::new();
         let key = Key256::generate(&rng).unwrap();
         let kid = KeyId::generate(&rng).unwrap();
+        let kr = KeyRef { id: &kid, class: CLASS };
         let long = "x".repeat(MAX_VALUE_BYTES + 1);
         let sk = aead::SealKey::new(&key).unwrap();
-        assert!(matches!(seal(&sk, &kid, &CTX, &long, &rng), Err(TokenError::TooLong)));
-        let max = seal(&sk, &kid, &CTX, &long[1..], &rng).unwrap();
+        assert!(matches!(seal(&sk, kr, &CTX, &long, &rng), Err(TokenError::TooLong)));
+        let max = seal(&sk, kr, &CTX, &long[1..], &rng).unwrap();
         assert_eq!(max.len(), MAX_TOKEN_LEN);
-        let empty = seal(&sk, &kid, &CTX, "", &rng).unwrap();
-        assert_eq!(open(&key, &parse(&empty).unwrap(), &CTX).unwrap().as_str(), "");
+        let empty = seal(&sk, kr, &CTX, "", &rng).unwrap();
+        assert_eq!(open(&key, CLASS, &parse(&empty).unwrap(), &CTX).unwrap().as_str(), "");
     }
 
     #[test]
     fn field_context_debug_hides_the_subject() {
         let shown = format!("{CTX:?}");
         assert!(!shown.contains("sub-1"), "{shown}");
+    }
+
+    proptest::proptest! {
+        /// The parser never panics, accepts only the two prefixes and the documented shape,
+        /// and what it accepts it splits back into the same text.
+        #[test]
+        fn the_parser_accepts_exactly_the_documented_shape(s in "(gch[0-3]\\.)?[A-Za-z0-9_=.-]{0,80}") {
+            if let Ok(p) = parse(&s) {
+                let prefix = match p.format { Format::Classed => PREFIX, Format::Legacy => LEGACY_PREFIX };
+                proptest::prop_assert!(s.starts_with(prefix));
+                proptest::prop_assert_eq!(format!("{prefix}{}.{}", p.key_id, p.sealed), s.clone());
+                proptest::prop_assert!(p.sealed.len() >= MIN_SEALED_CHARS);
+                proptest::prop_assert!(p.sealed.bytes().all(is_token_byte));
+            }
+        }
+
+        /// Any value round-trips in both formats, and only under its own class.
+        #[test]
+        fn any_value_round_trips(value in "\\PC{0,40}", legacy in proptest::bool::ANY) {
+            let class = if legacy { None } else { CLASS };
+            let (key, t) = sealed_in(class, &value);
+            let p = parse(&t).unwrap();
+            let opened = open(&key, class, &p, &CTX).unwrap();
+            proptest::prop_assert_eq!(opened.as_str(), value.as_str());
+            let other = if legacy { CLASS } else { None };
+            proptest::prop_assert!(open(&key, other, &p, &CTX).is_err());
+        }
     }
 }

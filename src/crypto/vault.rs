@@ -1,5 +1,5 @@
-//! The crypto service the gateway holds (`App::crypto`): data keys per (subject, activity),
-//! created on first use, wrapped in the store, unwrapped into a bounded cache; sealing and
+//! The crypto service the gateway holds (`App::crypto`): data keys per (subject, activity,
+//! retention class), created on first use, wrapped in the store, unwrapped into a bounded cache; sealing and
 //! opening field tokens; pseudonyms and blind indexes; crypto-shredding and reconciliation.
 //!
 //! A shred on one instance reaches every other instance sharing the store within
@@ -26,7 +26,7 @@ use zeroize::Zeroizing;
 use super::keyring::{KeyError, Keyring};
 use super::mac;
 use super::secret::Key256;
-use super::token::{self, FieldContext, KeyId, TokenError};
+use super::token::{self, FieldContext, KeyId, KeyRef, TokenError};
 use crate::clock::{Clock, Random, RandomError, random_hex};
 use crate::config::KeysSettings;
 use crate::store::{DataKeyRow, Store, StoreError, Tombstone};
@@ -63,17 +63,38 @@ pub enum CryptoError {
     WrongOwner,
 }
 
+/// The retention class of the values sealed where no category says otherwise (the notify
+/// contact address, callers that know no category). Retention classes derived from a rule
+/// (`policy::retention_class`) never take this name.
+pub const DEFAULT_CLASS: &str = "default";
+/// The class column of an activity's legacy key (made before retention classes): it opens
+/// the `gch1.` tokens sealed under it and never seals again.
+pub const LEGACY_CLASS: &str = "";
+
 /// An unwrapped data key with who it belongs to, as cached.
 #[derive(Clone)]
 struct Entry {
     key_id: KeyId,
     subject: String,
     activity: String,
+    /// [`LEGACY_CLASS`] for the activity's legacy key.
+    class: String,
     key: Key256,
     loaded_at: OffsetDateTime,
 }
 
-/// One (subject, activity) data key, held for the length of one request (never cached
+impl Entry {
+    fn key_ref(&self) -> KeyRef<'_> {
+        KeyRef { id: &self.key_id, class: self.class_of_tokens() }
+    }
+
+    /// The class bound in its tokens' associated data; `None` for the legacy key.
+    fn class_of_tokens(&self) -> Option<&str> {
+        (self.class != LEGACY_CLASS).then_some(self.class.as_str())
+    }
+}
+
+/// One (subject, activity, retention class) data key, held for the length of one request (never cached
 /// beyond it: a shred elsewhere reaches the next request through the vault's cache rules).
 pub struct SealingKey {
     entry: Entry,
@@ -95,7 +116,12 @@ impl SealingKey {
         }
         // Subject and activity were checked when the key was looked up; they are equal.
         check_name(ctx.field)?;
-        Ok(token::seal(&self.schedule, &self.entry.key_id, ctx, value, &self.random)?)
+        Ok(token::seal(&self.schedule, self.entry.key_ref(), ctx, value, &self.random)?)
+    }
+
+    /// The retention class this key seals.
+    pub fn class(&self) -> &str {
+        &self.entry.class
     }
 }
 
@@ -158,7 +184,7 @@ pub const SHRED_VISIBLE_WITHIN: Duration = Duration::from_secs(2);
 /// when dropped (`Key256`).
 struct Cache {
     by_id: LruCache<String, Entry>,
-    by_owner: LruCache<(String, String), String>,
+    by_owner: LruCache<(String, String, String), String>,
     /// The shred generation last read from the store (`Some(None)`: read, no shred yet).
     generation: Option<Option<String>>,
     /// When the last successful read of the generation started.
@@ -183,9 +209,10 @@ impl Cache {
 /// What `shred` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shredded {
-    /// The key existed and is destroyed; its tombstone was written.
-    Destroyed { key_id: String },
-    /// The pair had no key: nothing was ever sealed for it, or it was shredded before.
+    /// The keys existed and are destroyed (one for a class; every class's and the legacy
+    /// key for a whole activity); their tombstones were written.
+    Destroyed { key_ids: Vec<String> },
+    /// There was no key: nothing was ever sealed there, or it was shredded before.
     NoKey,
 }
 
@@ -317,31 +344,55 @@ impl Vault {
         &self.keyring
     }
 
-    /// Seals `value` in `ctx`, creating the (subject, activity) data key on first use.
+    /// Seals `value` in `ctx` under the [`DEFAULT_CLASS`] key, for values that belong to no
+    /// declared category (the notify contact address).
     pub async fn seal(&self, ctx: &FieldContext<'_>, value: &str) -> Result<String, CryptoError> {
-        check_ctx(ctx)?;
-        let e = self.key_for_owner(ctx.subject, ctx.activity).await?;
-        let schedule = super::aead::SealKey::new(&e.key).map_err(TokenError::from)?;
-        Ok(token::seal(&schedule, &e.key_id, ctx, value, self.random.as_ref())?)
+        self.seal_in_class(ctx, DEFAULT_CLASS, value).await
     }
 
-    /// The data key of (subject, activity), created on first use, to seal the several values
-    /// of one request with one cache lookup and one system call for their nonces.
-    pub async fn sealing_key(&self, subject: &str, activity: &str) -> Result<SealingKey, CryptoError> {
+    /// Seals `value` in `ctx` under the key of retention class `class` (a `gch2.` token),
+    /// creating the (subject, activity, class) key on first use.
+    pub async fn seal_in_class(&self, ctx: &FieldContext<'_>, class: &str, value: &str) -> Result<String, CryptoError> {
+        check_ctx(ctx)?;
+        check_name(class)?;
+        let e = self.key_for_owner(ctx.subject, ctx.activity, class).await?;
+        let schedule = super::aead::SealKey::new(&e.key).map_err(TokenError::from)?;
+        Ok(token::seal(&schedule, e.key_ref(), ctx, value, self.random.as_ref())?)
+    }
+
+    /// The data key of (subject, activity, class), created on first use, to seal the values of
+    /// one request in that class with one cache lookup and one system call for their nonces.
+    pub async fn sealing_key(&self, subject: &str, activity: &str, class: &str) -> Result<SealingKey, CryptoError> {
         check_name(subject)?;
         check_name(activity)?;
-        let entry = self.key_for_owner(subject, activity).await?;
+        check_name(class)?;
+        let entry = self.key_for_owner(subject, activity, class).await?;
         let schedule = super::aead::SealKey::new(&entry.key).map_err(token::TokenError::from)?;
         Ok(SealingKey { entry, schedule, random: BufferedRandom::new(self.random.clone()) })
     }
 
-    /// Opens a token in `ctx`. Fails when the token was made for another field, subject or
-    /// activity, was altered, or its key was shredded.
+    /// Opens a token in `ctx` (`gch2.` under its class key, `gch1.` under the activity's
+    /// legacy key). Fails when the token was made for another field, subject or activity, was
+    /// altered, or its key was shredded.
     pub async fn open(&self, ctx: &FieldContext<'_>, tok: &str) -> Result<Zeroizing<String>, CryptoError> {
         check_ctx(ctx)?;
         let parsed = token::parse(tok)?;
         let e = self.key_by_id(&parsed.key_id).await?.ok_or(CryptoError::KeyGone)?;
-        Ok(token::open(&e.key, &parsed, ctx)?)
+        Ok(token::open(&e.key, e.class_of_tokens(), &parsed, ctx)?)
+    }
+
+    /// The retention class of a token's key ([`LEGACY_CLASS`] for a `gch1.` token), when the
+    /// key still exists.
+    pub async fn class_of(&self, tok: &str) -> Result<Option<String>, CryptoError> {
+        let parsed = token::parse(tok)?;
+        Ok(self.key_by_id(&parsed.key_id).await?.map(|e| e.class))
+    }
+
+    /// The classes (subject, activity) has a key for, [`LEGACY_CLASS`] included when the
+    /// activity still has its legacy key: what is left to shred there.
+    pub async fn classes(&self, subject: &str, activity: &str) -> Result<Vec<String>, CryptoError> {
+        let rows = self.store.keys().find_all_of(subject, activity).await?;
+        Ok(rows.into_iter().filter(|r| !self.is_destroyed(&r.key_id)).map(|r| r.class).collect())
     }
 
     /// Whose token this is (subject, activity), for the reveal phase: it then decides, from
@@ -361,21 +412,21 @@ impl Vault {
         mac::blind_index(self.keyring.blind_index_key(), activity, field, value)
     }
 
-    /// The cached data key of (subject, activity), from the store or newly created. Returned
-    /// as a clone whose bytes are zeroized when the caller drops it.
-    async fn key_for_owner(&self, subject: &str, activity: &str) -> Result<Entry, CryptoError> {
+    /// The cached data key of (subject, activity, class), from the store or newly created.
+    /// Returned as a clone whose bytes are zeroized when the caller drops it.
+    async fn key_for_owner(&self, subject: &str, activity: &str, class: &str) -> Result<Entry, CryptoError> {
         let epoch = self.trust_cache().await?;
-        if let Some(e) = self.cached_owner(subject, activity) {
+        if let Some(e) = self.cached_owner(subject, activity, class) {
             return Ok(e);
         }
-        let row = match self.store.keys().find_by_owner(subject, activity).await? {
+        let row = match self.store.keys().find_by_owner(subject, activity, class).await? {
             Some(row) if self.is_destroyed(&row.key_id) => {
                 // A destroyed key came back (store restored): destroy it again, seal under a new one.
                 self.destroy_again(&row).await?;
-                self.create_key(subject, activity).await?
+                self.create_key(subject, activity, class).await?
             }
             Some(row) => row,
-            None => self.create_key(subject, activity).await?,
+            None => self.create_key(subject, activity, class).await?,
         };
         self.remember(&row, epoch)
     }
@@ -515,7 +566,7 @@ impl Vault {
         }
     }
 
-    async fn create_key(&self, subject: &str, activity: &str) -> Result<DataKeyRow, CryptoError> {
+    async fn create_key(&self, subject: &str, activity: &str, class: &str) -> Result<DataKeyRow, CryptoError> {
         let rng = self.random.as_ref();
         let key_id = KeyId::generate(rng)?;
         let key = Key256::generate(rng)?;
@@ -524,6 +575,7 @@ impl Vault {
             key_id: key_id.to_string(),
             subject: subject.to_owned(),
             activity: activity.to_owned(),
+            class: class.to_owned(),
             kek_version: i64::from(version),
             wrapped,
             created_at: self.clock.now(),
@@ -532,7 +584,7 @@ impl Vault {
             return Ok(row);
         }
         // Another request or instance created it first: use theirs.
-        self.store.keys().find_by_owner(subject, activity).await?.ok_or(CryptoError::KeyGone)
+        self.store.keys().find_by_owner(subject, activity, class).await?.ok_or(CryptoError::KeyGone)
     }
 
     /// Unwraps a stored row and caches it, unless the cache was emptied since `epoch` (when
@@ -546,7 +598,7 @@ impl Vault {
             && c.epoch == epoch
             && c.trusted()
         {
-            c.by_owner.put((e.subject.clone(), e.activity.clone()), row.key_id.clone());
+            c.by_owner.put((e.subject.clone(), e.activity.clone(), e.class.clone()), row.key_id.clone());
             c.by_id.put(row.key_id.clone(), e.clone());
         }
         Ok(e)
@@ -567,10 +619,10 @@ impl Vault {
         }
     }
 
-    fn cached_owner(&self, subject: &str, activity: &str) -> Option<Entry> {
+    fn cached_owner(&self, subject: &str, activity: &str, class: &str) -> Option<Entry> {
         let key_id = {
             let mut c = self.cache.lock().ok()?;
-            c.by_owner.get(&(subject.to_owned(), activity.to_owned()))?.clone()
+            c.by_owner.get(&(subject.to_owned(), activity.to_owned(), class.to_owned()))?.clone()
         };
         self.cached_id(&key_id)
     }
@@ -579,28 +631,54 @@ impl Vault {
         if let Ok(mut c) = self.cache.lock()
             && let Some(e) = c.by_id.pop(key_id)
         {
-            c.by_owner.pop(&(e.subject.clone(), e.activity.clone()));
+            c.by_owner.pop(&(e.subject.clone(), e.activity.clone(), e.class.clone()));
         }
     }
 
-    /// Crypto-shredding: destroys the data key of (subject, activity). Every token sealed
-    /// under it, wherever it was copied, can no longer be opened. The tombstone (key id and
-    /// activity only) goes first to the file outside the store, then to the store in the same
-    /// transaction as the deletion, so a crash in between is finished by `reconcile`.
+    /// Crypto-shredding of a whole activity: destroys every data key of (subject, activity)
+    /// — each retention class's and the legacy key — as a rights erasure needs. Every token
+    /// sealed under them, wherever it was copied, can no longer be opened.
     pub async fn shred(&self, subject: &str, activity: &str) -> Result<Shredded, CryptoError> {
         check_name(subject)?;
         check_name(activity)?;
-        let Some(row) = self.store.keys().find_by_owner(subject, activity).await? else {
+        let rows = self.store.keys().find_all_of(subject, activity).await?;
+        self.destroy(rows).await
+    }
+
+    /// Crypto-shredding of one retention class: destroys the (subject, activity, class) key
+    /// only, so the categories of that class become unreadable while the activity's other
+    /// classes still open. The cost is one row and one line, whatever the number of tokens.
+    /// The activity's legacy key (`gch1.` tokens, sealed before classes existed) is not
+    /// touched: it ends with the activity ([`Vault::shred`], see docs/cryptography.md).
+    pub async fn shred_class(&self, subject: &str, activity: &str, class: &str) -> Result<Shredded, CryptoError> {
+        check_name(subject)?;
+        check_name(activity)?;
+        check_name(class)?;
+        let rows = self.store.keys().find_by_owner(subject, activity, class).await?;
+        self.destroy(rows.into_iter().collect()).await
+    }
+
+    /// Destroys `rows`. The tombstones (key id and activity only) go first to the file outside
+    /// the store, then to the store in the same transaction as each deletion (with a new shred
+    /// generation), so a crash in between is finished by `reconcile`.
+    async fn destroy(&self, rows: Vec<DataKeyRow>) -> Result<Shredded, CryptoError> {
+        if rows.is_empty() {
             return Ok(Shredded::NoKey);
-        };
-        let t = Tombstone { key_id: row.key_id.clone(), activity: row.activity.clone(), shredded_at: self.clock.now() };
-        append_tombstones(&self.tombstones, std::slice::from_ref(&t)).await?;
-        self.mark_destroyed([row.key_id.as_str()]);
-        self.store.keys().shred(&t, &self.new_generation()?).await?;
-        self.evict(&row.key_id);
+        }
+        let now = self.clock.now();
+        let ts: Vec<Tombstone> = rows
+            .iter()
+            .map(|r| Tombstone { key_id: r.key_id.clone(), activity: r.activity.clone(), shredded_at: now })
+            .collect();
+        append_tombstones(&self.tombstones, &ts).await?;
+        self.mark_destroyed(ts.iter().map(|t| t.key_id.as_str()));
+        for t in &ts {
+            self.store.keys().shred(t, &self.new_generation()?).await?;
+            self.evict(&t.key_id);
+            tracing::info!(activity = %t.activity, key_id = %t.key_id, "data key destroyed");
+        }
         self.store.announce(&crate::store::Change::Shred).await;
-        tracing::info!(activity = %row.activity, key_id = %row.key_id, "data key destroyed");
-        Ok(Shredded::Destroyed { key_id: row.key_id })
+        Ok(Shredded::Destroyed { key_ids: ts.into_iter().map(|t| t.key_id).collect() })
     }
 
     /// A fresh random shred generation (128 bits, hex): never equal to an earlier one, even
@@ -746,6 +824,7 @@ impl Vault {
             key_id,
             subject: row.subject.clone(),
             activity: row.activity.clone(),
+            class: row.class.clone(),
             key,
             loaded_at: self.clock.now(),
         })

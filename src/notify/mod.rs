@@ -237,7 +237,7 @@ impl NotifyService {
             return Ok(None);
         };
         match &self.crypto {
-            Some(vault) if stored.starts_with(crate::crypto::token::PREFIX) => {
+            Some(vault) if crate::crypto::token::looks_sealed(&stored) => {
                 match vault.open(&address_context(subject), &stored).await {
                     Ok(address) => Ok(Some(address)),
                     Err(CryptoError::KeyGone) => Ok(None),

@@ -11,12 +11,14 @@ pub mod model;
 pub mod notice;
 pub mod pages;
 pub mod register;
+pub mod retention_class;
 pub mod validate;
 
 use std::fmt;
 
 pub use engine::{Decision, PolicySet, Processing, RequestFacts, decide};
 pub use load::{PolicySource, SourceFile, load};
+pub use retention_class::retention_class;
 
 /// One thing wrong with the policies, located in its file when possible.
 #[derive(Debug, Clone, PartialEq, Eq)]

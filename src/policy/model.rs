@@ -365,6 +365,10 @@ pub struct Field {
     /// load (see [`Field::param_name`]).
     #[serde(skip)]
     pub compiled_name: Derived<crate::canonical::names::ParamName>,
+    /// The retention class of the field's category (`policy::retention_class`), set when the
+    /// policy is compiled: the key the protect phase seals the field's values under.
+    #[serde(skip)]
+    pub compiled_class: Derived<String>,
 }
 
 /// A value computed once from the rest of its struct: not part of what the struct means, so
@@ -379,6 +383,18 @@ impl<T> PartialEq for Derived<T> {
 }
 
 impl Field {
+    /// The retention class the field's values are sealed in. Set when the activity is
+    /// compiled (`Field::set_class`); a field never compiled is in the default class.
+    pub fn retention_class(&self) -> &str {
+        self.compiled_class.0.get().map_or(crate::crypto::vault::DEFAULT_CLASS, String::as_str)
+    }
+
+    /// Records the field's retention class, computed from its activity's categories.
+    pub fn set_class(&self, class: String) {
+        // Already set: the same activity compiled it, to the same value.
+        let _ = self.compiled_class.0.set(class);
+    }
+
     /// How the modelled application stacks read the field's name as a form or query
     /// parameter: a parameter bound the same way under another spelling is refused.
     pub fn param_name(&self) -> &crate::canonical::names::ParamName {

@@ -300,6 +300,9 @@ fn check_fields(p: &Parsed, problems: &mut Vec<PolicyProblem>) {
 fn compile_routes(p: &Parsed, problems: &mut Vec<PolicyProblem>) -> Vec<(CompiledRoute, String)> {
     let a = &p.activity;
     let fields: Arc<[super::model::Field]> = Arc::from(a.fields.clone());
+    for f in fields.iter() {
+        f.set_class(super::retention_class(a, &f.category));
+    }
     let processings: Vec<Arc<Processing>> = a
         .purposes
         .iter()

@@ -59,8 +59,28 @@ pub struct Protector<'a> {
     pub idle: std::time::Duration,
     /// Where an anonymous sender comes back to after signing in.
     pub return_to: String,
-    /// The citizen's data key for this activity, looked up once for all the request's values.
-    pub sealing_key: tokio::sync::OnceCell<SealingKey>,
+    /// The citizen's data keys for this activity, one per retention class the request's
+    /// values are in, each looked up once for all the request's values.
+    pub sealing_keys: SealingKeys,
+}
+
+/// The data keys one request seals with: one per retention class met (a request carries
+/// values of a few categories, so a short list searched in order).
+#[derive(Debug, Default)]
+pub struct SealingKeys(std::sync::Mutex<Vec<SealingKey>>);
+
+impl SealingKeys {
+    /// Seals with the request's key of `class`; `None` when it was not looked up yet.
+    fn seal(&self, class: &str, ctx: &FieldContext<'_>, value: &str) -> Result<Option<String>, CryptoError> {
+        let keys = self.0.lock().map_err(|_| CryptoError::CachePoisoned)?;
+        keys.iter().find(|k| k.class() == class).map(|k| k.seal(ctx, value)).transpose()
+    }
+
+    fn keep(&self, key: SealingKey) {
+        if let Ok(mut keys) = self.0.lock() {
+            keys.push(key);
+        }
+    }
 }
 
 fn refuse(e: GatewayError, why: &'static str) -> ProxyError {
@@ -164,14 +184,17 @@ impl Protector<'_> {
                         return Err(refuse(e, "anonymous request carries an encrypted field"));
                     }
                 };
+                // Each value under its category's retention class key, so one category can be
+                // shredded when its retention ends while the others stay readable.
                 let ctx = FieldContext { activity: self.activity, field: &field.name, subject };
-                let key = self
-                    .sealing_key
-                    .get_or_try_init(|| async {
-                        vault()?.sealing_key(subject, self.activity).await.map_err(crypto_error)
-                    })
-                    .await?;
-                key.seal(&ctx, value).map_err(crypto_error)
+                let class = field.retention_class();
+                if let Some(token) = self.sealing_keys.seal(class, &ctx, value).map_err(crypto_error)? {
+                    return Ok(token);
+                }
+                let key = vault()?.sealing_key(subject, self.activity, class).await.map_err(crypto_error)?;
+                let token = key.seal(&ctx, value).map_err(crypto_error)?;
+                self.sealing_keys.keep(key);
+                Ok(token)
             }
         }
     }

@@ -405,7 +405,7 @@ impl Proxy {
             max_bytes: route.max_body_bytes.min(self.fields.transform_max_bytes),
             idle: route.timeouts.idle_body,
             return_to: ctx.return_to(req.uri()),
-            sealing_key: tokio::sync::OnceCell::new(),
+            sealing_keys: Default::default(),
         };
         protector.protect(&fields, req).await
     }

@@ -118,7 +118,8 @@ async fn seal_all(
             (Protection::Pass, _) => value.clone(),
             (Protection::Encrypt, Some(vault)) => {
                 let ctx = FieldContext { activity: &activity.id, field: name, subject };
-                vault.seal(&ctx, value).await.map_err(|_| GatewayError::ProtectionUnavailable)?
+                let class = crate::policy::retention_class(activity, &field.category);
+                vault.seal_in_class(&ctx, &class, value).await.map_err(|_| GatewayError::ProtectionUnavailable)?
             }
             (Protection::Pseudonymize, Some(vault)) => vault.pseudonymize(&activity.id, name, value),
             (_, None) => return Err(GatewayError::ProtectionUnavailable),

@@ -118,4 +118,11 @@ impl<'a> ConsentRepo<'a> {
             .bind(code_hash).fetch_optional(p).await?);
         Ok(row.and_then(|(subject, exp)| (exp >= now_us).then_some(subject)))
     }
+
+    /// Deletes the one-time codes expired at `now_us` (never used); returns how many.
+    pub async fn purge_expired_codes(&self, now_us: i64) -> Result<u64, StoreError> {
+        let sql = "DELETE FROM consent_code WHERE expires_at_us < $1";
+        let n = with_pool!(self.store.db(), p => sqlx::query(sql).bind(now_us).execute(p).await?.rows_affected());
+        Ok(n)
+    }
 }

@@ -88,4 +88,12 @@ impl<'a> ExportsRepo<'a> {
         let n = with_pool!(self.store.db(), p => sqlx::query(sql).bind(now_us).execute(p).await?.rows_affected());
         Ok(n)
     }
+
+    /// Deletes the exports made (ready) before `before_us`, whatever their link's expiry;
+    /// returns how many.
+    pub async fn purge_made_before(&self, before_us: i64) -> Result<u64, StoreError> {
+        let sql = "DELETE FROM rights_export WHERE created_at_us < $1";
+        let n = with_pool!(self.store.db(), p => sqlx::query(sql).bind(before_us).execute(p).await?.rows_affected());
+        Ok(n)
+    }
 }

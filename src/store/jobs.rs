@@ -149,4 +149,12 @@ impl<'a> JobsRepo<'a> {
         let n = with_pool!(self.store.db(), p => sqlx::query(sql).bind(before_us).execute(p).await?.rows_affected());
         Ok(n)
     }
+
+    /// Deletes dead jobs (attempts exhausted) last touched before `before_us`, once they
+    /// have been kept long enough for review; returns how many.
+    pub async fn purge_dead(&self, before_us: i64) -> Result<u64, StoreError> {
+        let sql = "DELETE FROM job WHERE status = 'dead' AND updated_at_us < $1";
+        let n = with_pool!(self.store.db(), p => sqlx::query(sql).bind(before_us).execute(p).await?.rows_affected());
+        Ok(n)
+    }
 }

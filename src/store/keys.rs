@@ -10,6 +10,9 @@ pub struct DataKeyRow {
     pub key_id: String,
     pub subject: String,
     pub activity: String,
+    /// The retention class the key seals (`gch2.` tokens); empty for the activity's legacy
+    /// key, made before classes existed, which only opens `gch1.` tokens.
+    pub class: String,
     pub kek_version: i64,
     pub wrapped: Vec<u8>,
     pub created_at: OffsetDateTime,
@@ -20,6 +23,7 @@ impl std::fmt::Debug for DataKeyRow {
         f.debug_struct("DataKeyRow")
             .field("key_id", &self.key_id)
             .field("activity", &self.activity)
+            .field("class", &self.class)
             .field("kek_version", &self.kek_version)
             .finish_non_exhaustive()
     }
@@ -36,7 +40,7 @@ pub struct Tombstone {
 /// The `guichet_meta` key holding the shred generation.
 const SHRED_GENERATION: &str = "keys.shred_generation";
 
-const COLUMNS: &str = "key_id, subject, activity, kek_version, wrapped, created_at";
+const COLUMNS: &str = "key_id, subject, activity, class, kek_version, wrapped, created_at";
 
 pub struct Keys<'a> {
     store: &'a Store,
@@ -47,12 +51,28 @@ impl<'a> Keys<'a> {
         Self { store }
     }
 
-    pub async fn find_by_owner(&self, subject: &str, activity: &str) -> Result<Option<DataKeyRow>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM guichet_data_keys WHERE subject = $1 AND activity = $2");
+    /// The key of one retention class of (subject, activity); `class` empty: the legacy key.
+    pub async fn find_by_owner(
+        &self,
+        subject: &str,
+        activity: &str,
+        class: &str,
+    ) -> Result<Option<DataKeyRow>, StoreError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM guichet_data_keys WHERE subject = $1 AND activity = $2 AND class = $3");
         let q = sqlx::AssertSqlSafe(sql);
-        let row =
-            with_pool!(self.store.db(), p => sqlx::query_as(q).bind(subject).bind(activity).fetch_optional(p).await?);
+        let row = with_pool!(self.store.db(), p => sqlx::query_as(q)
+            .bind(subject).bind(activity).bind(class).fetch_optional(p).await?);
         Ok(row)
+    }
+
+    /// Every key of (subject, activity): the legacy key and one per retention class in use.
+    pub async fn find_all_of(&self, subject: &str, activity: &str) -> Result<Vec<DataKeyRow>, StoreError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM guichet_data_keys WHERE subject = $1 AND activity = $2 ORDER BY class");
+        let q = sqlx::AssertSqlSafe(sql);
+        let rows = with_pool!(self.store.db(), p => sqlx::query_as(q).bind(subject).bind(activity).fetch_all(p).await?);
+        Ok(rows)
     }
 
     pub async fn find_by_id(&self, key_id: &str) -> Result<Option<DataKeyRow>, StoreError> {
@@ -61,14 +81,14 @@ impl<'a> Keys<'a> {
         Ok(row)
     }
 
-    /// Inserts the row unless (subject, activity) already has a key (another instance won the
-    /// race); returns whether this row was inserted.
+    /// Inserts the row unless (subject, activity, class) already has a key (another instance
+    /// won the race); returns whether this row was inserted.
     pub async fn insert_if_absent(&self, r: &DataKeyRow) -> Result<bool, StoreError> {
-        let sql = "INSERT INTO guichet_data_keys (key_id, subject, activity, kek_version, wrapped, created_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subject, activity) DO NOTHING";
+        let sql = "INSERT INTO guichet_data_keys (key_id, subject, activity, class, kek_version, wrapped, created_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (subject, activity, class) DO NOTHING";
         let n = with_pool!(self.store.db(), p => sqlx::query(sql)
-            .bind(&r.key_id).bind(&r.subject).bind(&r.activity).bind(r.kek_version).bind(&r.wrapped).bind(r.created_at)
-            .execute(p).await?.rows_affected());
+            .bind(&r.key_id).bind(&r.subject).bind(&r.activity).bind(&r.class).bind(r.kek_version).bind(&r.wrapped)
+            .bind(r.created_at).execute(p).await?.rows_affected());
         Ok(n == 1)
     }
 

@@ -89,7 +89,7 @@ async fn signed_in_subscriber(s: &Setup, recorder: &Recorder, sub: &str, email: 
     let (status, token) = subscribe(&s.app, recorder, &session, email).await;
     assert_eq!(status, 200);
     let token = token.expect("the application stored a token");
-    assert!(token.starts_with("gch1."), "{token}");
+    assert!(token.starts_with("gch2."), "{token}");
     (session, token)
 }
 

@@ -24,14 +24,15 @@ fn ctx<'a>(subject: &'a str, field: &'a str) -> FieldContext<'a> {
     FieldContext { activity: "inscription-scolaire", field, subject }
 }
 
-struct Setup {
-    dir: tempfile::TempDir,
-    url: SecretString,
-    keys: KeysSettings,
+/// A store, a keyring and the vaults over them (also used by `retention_keys`).
+pub(crate) struct Setup {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) url: SecretString,
+    pub(crate) keys: KeysSettings,
 }
 
 impl Setup {
-    async fn new(backend: Backend) -> Self {
+    pub(crate) async fn new(backend: Backend) -> Self {
         init();
         let dir = tempfile::tempdir().unwrap();
         let url = fresh_store_url(backend, dir.path()).await;
@@ -39,13 +40,13 @@ impl Setup {
         Self { dir, url, keys }
     }
 
-    async fn store(&self) -> Store {
+    pub(crate) async fn store(&self) -> Store {
         let store = Store::connect(&self.url, &StoreOptions::default()).await.unwrap();
         store.migrate().await.unwrap();
         store
     }
 
-    async fn vault(&self) -> Vault {
+    pub(crate) async fn vault(&self) -> Vault {
         self.vault_on(self.store().await)
     }
 
@@ -92,7 +93,7 @@ async fn fields_seal_open_and_shred(backend: Backend) {
 async fn a_request_sealing_key_seals_only_for_its_owner_with_fresh_nonces(backend: Backend) {
     let s = Setup::new(backend).await;
     let v = s.vault().await;
-    let key = v.sealing_key("sub-1", "inscription-scolaire").await.unwrap();
+    let key = v.sealing_key("sub-1", "inscription-scolaire", guichet::crypto::DEFAULT_CLASS).await.unwrap();
     // Many values from one key: every nonce differs (the buffered randomness is never
     // served twice, across block refills too), and each token opens through the vault.
     let tokens: Vec<String> = (0..50).map(|_| key.seal(&ctx("sub-1", "nom"), "Dupont").unwrap()).collect();
@@ -318,7 +319,13 @@ async fn a_running_instance_reapplies_erasures_when_the_store_goes_back(backend:
     let store = app.state().store.clone();
     let token = vault.seal(&ctx("sub-1", "nom"), "Dupont").await.unwrap();
     let kept = vault.seal(&ctx("sub-2", "nom"), "Martin").await.unwrap();
-    let key_id = store.keys().find_by_owner("sub-1", "inscription-scolaire").await.unwrap().unwrap().key_id;
+    let key_id = store
+        .keys()
+        .find_by_owner("sub-1", "inscription-scolaire", guichet::crypto::DEFAULT_CLASS)
+        .await
+        .unwrap()
+        .unwrap()
+        .key_id;
     let backup = back_up(&s, backend).await;
     vault.shred("sub-1", "inscription-scolaire").await.unwrap();
     let (_stop, rx) = tokio::sync::watch::channel(false);

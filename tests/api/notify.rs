@@ -561,7 +561,7 @@ async fn the_address_is_sealed_at_rest_with_keys_and_lost_with_its_key(backend: 
         .await;
     remember(&app, SUBJECT, ADDRESS).await;
     let stored = app.state.store.notify().contact(SUBJECT).await.unwrap().unwrap();
-    assert!(stored.starts_with("gch1.") && !stored.contains("angela"), "stored in clear: {stored}");
+    assert!(stored.starts_with("gch2.") && !stored.contains("angela"), "stored in clear: {stored}");
     let job = queue(&app, &every_kind(7).remove(0), SUBJECT).await;
     assert_eq!(tried(&app, &job, 1).await.status, "done");
     assert_eq!(smtp.wait_for(1).await[0]["rcpt_tos"], serde_json::json!([ADDRESS]));

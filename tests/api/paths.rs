@@ -82,7 +82,7 @@ async fn outcome(s: &Setup, method: &str, raw_path: &str) -> Outcome {
         assert_eq!(after, before + 1, "{raw_path}: forwarded once");
         let (path, body) = s.recorder.last();
         assert!(
-            body.contains("gch1.") && !body.contains(CANARY),
+            body.contains("gch2.") && !body.contains(CANARY),
             "{raw_path} reached the application in clear: {body}"
         );
         Outcome::Protected(path)

@@ -483,7 +483,7 @@ async fn a_rectification_sends_sealed_corrections(backend: Backend) {
     let claims = &s.rights_app.received()[0];
     assert_eq!(claims["type"], "rectification");
     let token = claims["corrections"]["email"].as_str().unwrap();
-    assert!(token.starts_with("gch1."), "{token}");
+    assert!(token.starts_with("gch2."), "{token}");
     assert!(!claims.to_string().contains("angela.nouvelle"), "no clear value in the request");
     assert!(claims["corrections"].get("family_name").is_none());
     // The token opens for this citizen's key, as the proxy's would.

@@ -1,0 +1,118 @@
+//! The gateway's own data follows declared durations (issue 15, item 8; docs/retention.md,
+//! "The gateway's own data"). Each kind of record the gateway keeps for itself is deleted
+//! once its duration has passed, through its store repository; consent proofs and the
+//! journal are never touched here (the journal has its own path, `audit::retention`).
+//!
+//! The durations have defaults chosen from the sources in docs/retention.md
+//! ([`OwnDataDurations::default`]); the purge takes the time as an argument, so tests drive it
+//! with the injected clock.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use time::OffsetDateTime;
+
+use crate::app::App;
+use crate::jobs::{Handler, JobError, JobsError, NewJob};
+use crate::store::{JobRow, Store, StoreError};
+
+/// The job kind of the daily purge of the gateway's own data.
+pub const OWN_DATA_KIND: &str = "retention.own_data";
+
+/// How long each kind of the gateway's own records is kept.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OwnDataDurations {
+    /// Access and portability exports, counted from when they were ready.
+    #[serde(with = "humantime_serde")]
+    pub exports_after_ready: Duration,
+    /// Jobs that finished, counted from their end.
+    #[serde(with = "humantime_serde")]
+    pub finished_jobs: Duration,
+    /// Jobs that failed for good, kept for review, counted from their last attempt.
+    #[serde(with = "humantime_serde")]
+    pub dead_jobs: Duration,
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+impl Default for OwnDataDurations {
+    fn default() -> Self {
+        Self { exports_after_ready: 7 * DAY, finished_jobs: 30 * DAY, dead_jobs: 365 * DAY }
+    }
+}
+
+/// The kinds of the gateway's own records this module purges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// One-time consent codes past their expiry, never read out.
+    ConsentCodes,
+    Exports,
+    FinishedJobs,
+    DeadJobs,
+}
+
+/// How many records of one kind a purge deleted (counts only: no ids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Purged {
+    pub kind: Kind,
+    pub count: u64,
+}
+
+/// Deletes every record of the gateway's own data whose duration has passed at `now`.
+pub async fn purge_own_data(
+    store: &Store,
+    d: &OwnDataDurations,
+    now: OffsetDateTime,
+) -> Result<Vec<Purged>, StoreError> {
+    let now_us = micros(now);
+    let before = |keep: Duration| now_us.saturating_sub(i64::try_from(keep.as_micros()).unwrap_or(i64::MAX));
+    Ok(vec![
+        Purged { kind: Kind::ConsentCodes, count: store.consent().purge_expired_codes(now_us).await? },
+        Purged { kind: Kind::Exports, count: store.exports().purge_made_before(before(d.exports_after_ready)).await? },
+        Purged { kind: Kind::FinishedJobs, count: store.jobs().purge_done(before(d.finished_jobs)).await? },
+        Purged { kind: Kind::DeadJobs, count: store.jobs().purge_dead(before(d.dead_jobs)).await? },
+    ])
+}
+
+fn micros(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+/// The daily purge as a job: the job runner gives each run to exactly one instance sharing the
+/// store, and the dedup key (one per day) makes instances that schedule it together agree on
+/// one run. Each run schedules the next, a day later.
+pub struct OwnDataJob {
+    pub app: Weak<App>,
+}
+
+impl Handler for OwnDataJob {
+    fn kind(&self) -> &'static str {
+        OWN_DATA_KIND
+    }
+
+    fn run<'a>(&'a self, _job: &'a JobRow) -> BoxFuture<'a, Result<(), JobError>> {
+        Box::pin(async move {
+            let app = self.app.upgrade().ok_or(JobError::Retry("the gateway is stopping"))?;
+            let now = app.clock.now();
+            let purged = purge_own_data(&app.store, &OwnDataDurations::default(), now)
+                .await
+                .map_err(|_| JobError::Retry("the store is unavailable"))?;
+            for p in &purged {
+                tracing::info!(kind = ?p.kind, count = p.count, "own data purged");
+            }
+            schedule(&app, now + time::Duration::days(1)).await.map_err(|_| JobError::Retry("cannot schedule"))?;
+            Ok(())
+        })
+    }
+}
+
+/// Schedules the purge of the day `at` falls in, at `at` (once per day, whoever asks).
+pub async fn schedule(app: &App, at: OffsetDateTime) -> Result<(), JobsError> {
+    let mut job = NewJob::new(OWN_DATA_KIND, serde_json::json!({}))?;
+    job.dedup_key = Some(format!("{OWN_DATA_KIND}:{}", at.date()));
+    job.run_at = Some(at);
+    app.jobs.enqueue(job).await.map(drop)
+}
