@@ -65,24 +65,63 @@ async fn agent_with(
     min_level: u8,
     return_to: &str,
     what: &'static str,
+    journal_denial: bool,
 ) -> Result<Arc<Session>, GatewayError> {
     let session = app.auth.identify(headers).await.map_err(|_| GatewayError::StoreUnavailable)?;
     let again = || GatewayError::SignInRequired { agent: true, acr: Some(min_level), return_to: return_to.to_owned() };
+    let page = page_name(return_to);
     match session {
         None => Err(again()),
         Some(s) if s.kind == Kind::Agent && s.roles.iter().any(|r| r == role) => {
             let level = crate::routing::acr_level(&s.acr).unwrap_or(0);
-            if level >= min_level { Ok(s) } else { Err(again()) }
+            if level < min_level {
+                return Err(again());
+            }
+            // R45: every read of the DPO's and supervision pages is in the journal.
+            match app.auth.reader(&s, Some(role)) {
+                Some(reader) => app.audit.record_read(&reader, &page, None, None).await,
+                None => tracing::warn!("a DPO page read could not be journaled"),
+            }
+            Ok(s)
         }
-        Some(_) => Err(GatewayError::Forbidden(what)),
+        Some(s) => {
+            if journal_denial {
+                crate::auth::gate::denied(app, &s, &page, None).await;
+            }
+            Err(GatewayError::Forbidden(what))
+        }
     }
+}
+
+/// The journal's name of a page: its path under the reserved prefix, dotted (`dpo.demandes`).
+fn page_name(path: &str) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let path = path.trim_start_matches("/.guichet/").trim_matches('/');
+    let name: String = path
+        .chars()
+        .map(|c| match c {
+            '/' => '.',
+            c if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':') => c,
+            _ => '-',
+        })
+        .take(64)
+        .collect();
+    if name.is_empty() { "dpo".to_owned() } else { name }
 }
 
 /// The DPO (an agent holding `auth.dpo_role`, signed in strongly enough).
 pub async fn dpo_session(app: &App, headers: &HeaderMap, return_to: &str) -> Result<Arc<Session>, GatewayError> {
     let role = app.settings.auth.dpo_role.clone();
-    agent_with(app, headers, &role, dpo_min_level(app), return_to, "these pages are for the data protection officer")
-        .await
+    agent_with(
+        app,
+        headers,
+        &role,
+        dpo_min_level(app),
+        return_to,
+        "these pages are for the data protection officer",
+        true,
+    )
+    .await
 }
 
 /// A reader of the supervision view: `[dpo] supervision_role`, or the DPO.
@@ -92,7 +131,7 @@ pub async fn supervision_session(
     return_to: &str,
 ) -> Result<Arc<Session>, GatewayError> {
     let role = app.settings.dpo.supervision_role.clone();
-    match agent_with(app, headers, &role, 1, return_to, "this view is for the supervision role").await {
+    match agent_with(app, headers, &role, 1, return_to, "this view is for the supervision role", false).await {
         Err(GatewayError::Forbidden(_)) => dpo_session(app, headers, return_to)
             .await
             .map_err(|_| GatewayError::Forbidden("this view is for the supervision role")),

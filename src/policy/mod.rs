@@ -4,8 +4,8 @@
 
 pub mod bindings;
 pub mod engine;
-pub mod gateway;
 pub mod falc;
+pub mod gateway;
 pub mod load;
 pub mod model;
 pub mod notice;

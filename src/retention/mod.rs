@@ -206,8 +206,14 @@ impl crate::jobs::Handler for RunJob {
             let app = self.app.upgrade().ok_or(JobError::Retry("the gateway is stopping"))?;
             let opts = run::Options { today: run::today(&app), dry_run: false };
             match run::run(&app, opts, &|_| {}).await {
-                Ok(_) | Err(RetentionError::Busy) => Ok(()),
+                Ok(_) => {
+                    app.metrics.alerts.retention_last_run_failed.set(0);
+                    Ok(())
+                }
+                Err(RetentionError::Busy) => Ok(()),
                 Err(e) => {
+                    // The DPO is alerted (alerts::check, docs/alerts.md) until a run succeeds.
+                    app.metrics.alerts.retention_last_run_failed.set(1);
                     tracing::warn!(error = %e, "retention run failed; it will be tried again");
                     Err(JobError::Retry("the retention run failed"))
                 }

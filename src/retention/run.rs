@@ -23,17 +23,18 @@ const LEASE: &str = "run";
 /// What `forget` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Forgotten {
-    /// The (citizen, activity) data key was destroyed: no category of the activity is left.
+    /// A data key was destroyed: the category's retention class key, or every key of the
+    /// activity when no category of it is left.
     pub shredded: bool,
     /// This call ended the record (false: it was already).
     pub ended_now: bool,
 }
 
 /// The one "forget this (citizen, activity, category)" operation, shared by retention and
-/// erasure (R29). Today's data keys are per (citizen, activity): the key is destroyed only
-/// when every other category of the activity has ended too; otherwise the category is
-/// recorded as forgotten (reveals show the placeholder) and the gateway's links from it to
-/// the citizen are dropped. Idempotent.
+/// erasure (R29). Data keys are per (citizen, activity, retention class): the category's class
+/// key is shredded once no other live category shares it; when the activity's last category
+/// ends, every key of the activity goes (the legacy per-activity key of older `gch1.` tokens
+/// too). The gateway's links from the category to the citizen are dropped. Idempotent.
 pub async fn forget(
     app: &App,
     field_subject: &str,
@@ -42,23 +43,33 @@ pub async fn forget(
     reason: &str,
 ) -> Result<Forgotten, RetentionError> {
     let rows = app.retention.records(field_subject, activity).await?;
-    let declared: Vec<String> = app
-        .policies
-        .load()
-        .activity(activity)
-        .map(|a| a.categories.iter().map(|c| c.id.clone()).collect())
-        .unwrap_or_default();
-    let others_live = declared
+    let set = app.policies.load();
+    let policy = set.activity(activity);
+    let class_of = |c: &str| policy.map(|a| crate::policy::retention_class(a, c));
+    let declared: Vec<String> = policy.map(|a| a.categories.iter().map(|c| c.id.clone()).collect()).unwrap_or_default();
+    let live: Vec<&String> = declared
         .iter()
         .filter(|c| c.as_str() != category)
-        .any(|c| rows.iter().any(|r| r.category == *c && r.phase != Phase::Ended.as_str()));
-    let shredded = !others_live;
-    if shredded {
-        // after retkeys: shred_class(field_subject, activity, class of `category`), in both cases
+        .filter(|c| rows.iter().any(|r| r.category == **c && r.phase != Phase::Ended.as_str()))
+        .collect();
+    let class = class_of(category);
+    let class_shared = live.iter().any(|c| class_of(c) == class);
+    let shredded = if live.is_empty() {
         crate::rights::erasure::erase_at_gateway(app, field_subject, activity)
             .await
             .map_err(|_| RetentionError::Shred)?;
-    }
+        true
+    } else if let (Some(class), false, Some(vault)) = (class, class_shared, &app.crypto) {
+        let shredded = vault.shred_class(field_subject, activity, &class).await.map_err(|_| RetentionError::Shred)?;
+        if let crate::crypto::vault::Shredded::Destroyed { key_ids } = shredded {
+            for key_id in &key_ids {
+                crate::rights::erasure::journal_shred(app, field_subject, activity, key_id).await;
+            }
+        }
+        true
+    } else {
+        false
+    };
     let key: RecordKey = (field_subject.to_owned(), activity.to_owned(), category.to_owned());
     let store = app.retention.store();
     store.unlink(&key).await?;

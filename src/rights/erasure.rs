@@ -35,8 +35,10 @@ pub async fn erase_at_gateway(app: &App, field_subject: &str, activity: &str) ->
             tracing::error!(error = %e, activity, "cannot destroy a data key for an erasure");
             RightsError::Shred
         })?;
-        if let crate::crypto::vault::Shredded::Destroyed { key_id } = shredded {
-            journal_shred(app, field_subject, activity, &key_id).await;
+        if let crate::crypto::vault::Shredded::Destroyed { key_ids } = shredded {
+            for key_id in &key_ids {
+                journal_shred(app, field_subject, activity, key_id).await;
+            }
         }
     }
     app.rights.clear_marks(field_subject, activity).await
@@ -44,7 +46,7 @@ pub async fn erase_at_gateway(app: &App, field_subject: &str, activity: &str) ->
 
 /// Journals a destroyed data key (`key_operation` `destroy`, `record_ref` `key:ID`): the
 /// erasure's own entries say why; this one says which key went.
-async fn journal_shred(app: &App, field_subject: &str, activity: &str, key_id: &str) {
+pub(crate) async fn journal_shred(app: &App, field_subject: &str, activity: &str, key_id: &str) {
     use crate::audit::{AuditEvent, Ident, KeyAction, Operation};
     let Ok(id) = Ident::new(format!("data-key:{key_id}")) else { return };
     let mut event =

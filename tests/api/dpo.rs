@@ -225,6 +225,13 @@ async fn every_page_and_export_is_for_the_dpo_only(backend: Backend) {
         assert_eq!(get_as(&c, &c.clerk, page).await.status(), 403, "{page}");
         assert_eq!(get_as(&c, &c.citizen, page).await.status(), 403, "{page}");
     }
+    // Every read and every refusal is in the journal (R45), with no personal data.
+    let j = crate::incidents::journal(&c.app).await;
+    let overview = crate::incidents::entries(&j, "read", "page", "dpo");
+    assert!(overview.iter().any(|e| e["outcome"] == "success"), "the DPO's reads are journaled: {j:?}");
+    assert!(overview.iter().filter(|e| e["outcome"] == "denied").count() >= 3, "refusals are journaled: {j:?}");
+    let supervision = crate::incidents::entries(&j, "read", "page", "pilotage");
+    assert!(supervision.iter().any(|e| e["outcome"] == "success"), "supervision reads are journaled");
     let api = "/.guichet/api/v1/stats/services";
     let r = c.app.client.get(c.app.url(api)).send().await.unwrap();
     assert_eq!(r.status(), 401);

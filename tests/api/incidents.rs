@@ -45,13 +45,13 @@ async fn sign_in(app: &TestApp, agents: &MockProvider, email: &str) -> String {
 }
 
 /// Every journal entry's body, oldest first (after flushing what is queued).
-async fn journal(app: &TestApp) -> Vec<Value> {
+pub(crate) async fn journal(app: &TestApp) -> Vec<Value> {
     app.state.audit.flush().await.unwrap();
     let rows = app.state.store.audit().entries_after(0, 10_000).await.unwrap();
     rows.iter().map(|r| serde_json::from_str(&r.body).unwrap()).collect()
 }
 
-fn entries<'a>(journal: &'a [Value], op: &str, name_key: &str, name: &str) -> Vec<&'a Value> {
+pub(crate) fn entries<'a>(journal: &'a [Value], op: &str, name_key: &str, name: &str) -> Vec<&'a Value> {
     journal.iter().filter(|e| e["operation"]["type"] == op && e["operation"][name_key] == name).collect()
 }
 

@@ -314,7 +314,7 @@ async fn destroying_the_last_category_leaves_only_the_placeholder(backend: Backe
     assert_eq!(r.status(), 200);
     let stored = s.app.upstream.last().path_and_query;
     let token = stored.split("email=").nth(1).unwrap().to_owned();
-    assert!(token.starts_with("gch1."), "the application holds a token: {stored}");
+    assert!(token.starts_with("gch2."), "the application holds a token: {stored}");
     let before = get(&s.app, &angela, &format!("/lettre-information/voir?t={token}")).await.text().await.unwrap();
     assert!(before.contains("angela@exemple.fr"), "the citizen sees her own address: {before}");
     let rows = records(&s.app, 1).await;
@@ -454,7 +454,9 @@ no_personal_data = true
         c
     };
     assert!(guichet(&["migrate"]).status().unwrap().success());
-    let n = 3000;
+    // Enough records that the run is still going when it is killed after its first batch,
+    // however fast the machine (SQLite runs several times faster than PostgreSQL here).
+    let n = if matches!(backend, Backend::Sqlite) { 12_000 } else { 3000 };
     crate::helpers::raw_sql(
         &url,
         &format!(
@@ -471,7 +473,7 @@ no_personal_data = true
     let mut seen = 0;
     for _ in 0..3000 {
         seen = count(&url, items).await;
-        if seen >= 100 {
+        if seen >= 50 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -479,7 +481,7 @@ no_personal_data = true
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
     let at_kill = count(&url, items).await;
-    assert!(seen >= 100 && at_kill < n, "the run was killed half-way: {at_kill} of {n} done");
+    assert!(seen >= 50 && at_kill < n, "the run was killed half-way: {at_kill} of {n} done");
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(guichet(&["retention", "run"]).status().unwrap().success());
