@@ -88,6 +88,8 @@ mod tests {
             intermediate: None,
             then,
             source: None,
+            notice_before: None,
+            archive_visible_to: Vec::new(),
         }
     }
 
@@ -113,7 +115,14 @@ mod tests {
     #[test]
     fn a_category_without_a_rule_is_in_the_default_class() {
         let mut a = cantine();
-        a.categories.push(Category { id: "sans".into(), name: "Sans règle".into(), special: false, retention: None });
+        a.categories.push(Category {
+            id: "sans".into(),
+            name: "Sans règle".into(),
+            special: false,
+            retention: None,
+            claims: Vec::new(),
+            client_address: false,
+        });
         assert_eq!(retention_class(&a, "sans"), DEFAULT_CLASS);
     }
 

@@ -145,6 +145,7 @@ mod tests {
             searchable: false,
             compiled_pointer: Default::default(),
             compiled_name: Default::default(),
+            compiled_class: Default::default(),
         }
     }
 
