@@ -226,7 +226,9 @@ fn configure_sign_in(s: &mut crate::config::Settings, idp: &idp::DemoIdp) {
         role: "agent".into(),
         siret: vec![idp::DEMO_SIRET.into()],
         email_domains: vec![idp::DEMO_DOMAIN.into()],
-        uids: Vec::new(),
+        // Every service agent, not the DPO nor the elected official: "agent" records consents
+        // at the counter, which the DPO may not do (separation of duties, auth::duties).
+        uids: OPERATIONAL_AGENTS.iter().map(|u| (*u).to_owned()).collect(),
     });
     s.auth.agent_roles.push(RoleRule {
         role: "supervision".into(),
@@ -243,6 +245,9 @@ fn configure_sign_in(s: &mut crate::config::Settings, idp: &idp::DemoIdp) {
         });
     }
 }
+
+/// The demo agents who serve the public (the DPO `nadia` and the elected official `elise` do not).
+const OPERATIONAL_AGENTS: &[&str] = &["lucie", "hugo", "sophie", "marc", "samir", "julie", "emma", "claire"];
 
 /// Where `guichet demo` writes its logs, in its data directory.
 pub const LOG_FILE: &str = "guichet.log";

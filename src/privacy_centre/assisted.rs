@@ -296,8 +296,18 @@ async fn file(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<Ass
     let new =
         NewRequest { subject, activity: c.activity, right: c.right, channel: c.channel, agent: Some(agent), identity };
     let by = By { actor: Actor { kind: ActorKind::Agent, id }, role };
-    match app.rights.create(&app.policies.load(), new, &by).await {
-        Ok(r) => redirect(&format!("{ASSISTED_REQUEST_PREFIX}{}?nouvelle=1", r.id)),
+    // Sent to the applications like an online request, under the pseudonyms recorded when the
+    // citizen asked for their code (a citizen without an account: a handler's task).
+    let created = match app.rights.create(&app.policies.load(), new, &by).await {
+        Ok(r) => crate::rights::agent_api::start_assisted(&app, r).await,
+        Err(e) => Err(e),
+    };
+    match created {
+        Ok(r) => {
+            crate::notify::rights_received(&app, &r, None).await;
+            crate::rights::ops::tell_if_answered(&app, &r).await;
+            redirect(&format!("{ASSISTED_REQUEST_PREFIX}{}?nouvelle=1", r.id))
+        }
         Err(RightsError::UnknownActivity) => GatewayError::NotFound.respond(true, None, None),
         Err(e) => GatewayError::StoreUnavailable.respond(true, None, Some(e.to_string())),
     }

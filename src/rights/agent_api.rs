@@ -145,7 +145,7 @@ async fn create_assisted(
 /// Starts an assisted request like an online one, under the pseudonyms recorded when the
 /// citizen asked for their code. A code made before they were recorded leaves the request
 /// `received`, for a handler to take on (journaled as received already).
-async fn start_assisted(
+pub(crate) async fn start_assisted(
     app: &App,
     r: super::service::RightsRequest,
 ) -> Result<super::service::RightsRequest, super::service::RightsError> {
