@@ -292,7 +292,10 @@ async fn the_gateway_journals_its_start_and_flushes_queued_events(backend: Backe
     audit.flush().await.unwrap();
     let rows = app.state.store.audit().entries_after(0, 10).await.unwrap();
     let ops: Vec<&str> = rows.iter().map(|r| r.operation.as_str()).collect();
-    assert_eq!(ops, ["config_loaded", "policy_reload"]);
+    // Background jobs started with the gateway (retention, alerts) may journal their own runs
+    // in between on a slow machine; what matters is the start first and the flushed event.
+    assert_eq!(ops.first(), Some(&"config_loaded"), "{ops:?}");
+    assert!(ops.contains(&"policy_reload"), "{ops:?}");
     let report = verify(&app.state.store, audit.verifier()).await.unwrap();
     assert!(report.is_intact(), "{}", report.summary());
 }
