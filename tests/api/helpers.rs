@@ -676,3 +676,12 @@ pub async fn read_head(io: &mut (impl tokio::io::AsyncRead + Unpin), buf: &mut V
         }
     }
 }
+
+/// The shipped policy with strict mode off: tests of field protection and parser limits send
+/// undeclared members on purpose, to show what reaches the application when a deployment has
+/// not turned strict mode on yet (strict mode itself is tested in `minimise`).
+pub fn lenient(policy: &str) -> String {
+    let lenient = policy.replacen("\nstrict = true\n", "\nstrict = false\n", 1);
+    assert_ne!(lenient, policy, "the policy declares strict mode");
+    lenient
+}

@@ -131,7 +131,7 @@ fn policy(categories: &str, rights_addr: std::net::SocketAddr) -> String {
     let start = NEWSLETTER.find("[[categories]]").unwrap();
     let end = NEWSLETTER.find("[[recipients]]").unwrap();
     let text = format!("{}{categories}{}", &NEWSLETTER[..start], &NEWSLETTER[end..]);
-    text.replacen(
+    crate::helpers::lenient(&text).replacen(
         "rights_endpoint = \"/droits\"",
         &format!("rights_endpoint = \"http://{rights_addr}/droits\"\nrights_route = \"lettre\""),
         1,
