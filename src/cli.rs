@@ -200,6 +200,12 @@ pub enum KeysCommand {
     /// Destroy again every data key listed in a tombstone (run after restoring a store
     /// backup; `serve` does it at start).
     Reconcile,
+    /// Give consent receipts a new signing key in the store; the old one stays published so
+    /// its receipts still verify. Restart the instances afterwards.
+    RotateReceipt,
+    /// Give CSRF tokens a new key in the store; tokens of the old one are accepted until the
+    /// next rotation. Restart the instances afterwards.
+    RotateCsrf,
 }
 
 /// Runs the command and returns the process exit code.
@@ -606,6 +612,37 @@ async fn sessions_revoke(path: Option<PathBuf>, args: &RevokeArgs) -> anyhow::Re
     Ok(())
 }
 
+/// `guichet keys rotate-receipt|rotate-csrf`: the keys kept in the store (not in the keyring),
+/// journaled as admin actions.
+async fn rotate_store_key(path: Option<PathBuf>, action: &KeysCommand) -> anyhow::Result<()> {
+    let (config, store, audit) = start_audit(path).await?;
+    let receipt = matches!(action, KeysCommand::RotateReceipt);
+    if receipt && config.settings.auth.receipt_key_file.is_some() {
+        audit.shutdown().await;
+        anyhow::bail!(
+            "the receipt key is `auth.receipt_key_file`: give that key a new file and list the old one in \
+             `auth.retired_receipt_key_files` (docs/cryptography.md, \"Rotation\")"
+        );
+    }
+    let (rotated, event) = if receipt {
+        (
+            crate::auth::rotate_receipt_key(&store, &SystemClock).await.map(|kid| format!("New receipt key: {kid}.")),
+            admin_event("rotate_receipt_key", "key:consent_receipt")?,
+        )
+    } else {
+        let done = crate::auth::rotate_csrf_key(&store, &SystemClock, &SystemRandom::new()).await;
+        (done.map(|()| "New CSRF key.".to_owned()), admin_event("rotate_csrf_key", "key:csrf")?)
+    };
+    let mut event = event;
+    event.outcome = if rotated.is_ok() { audit::Outcome::Success } else { audit::Outcome::Failure };
+    let journaled = audit.append_sync(event).await;
+    audit.shutdown().await;
+    let message = rotated.context("cannot rotate the key")?;
+    journaled.context("the key was rotated but this could not be journaled")?;
+    let _ = writeln!(std::io::stdout(), "{message} Restart every instance to use it.");
+    Ok(())
+}
+
 /// An admin command's journal entry: the operator at the terminal (`system`, role
 /// `operator`), the action, and the record concerned.
 fn admin_event(action: &str, record_ref: &str) -> anyhow::Result<AuditEvent> {
@@ -621,6 +658,9 @@ async fn rights_export(path: Option<PathBuf>, args: &crate::rights::export::cli:
 }
 
 async fn keys(path: Option<PathBuf>, action: KeysCommand) -> anyhow::Result<()> {
+    if matches!(action, KeysCommand::RotateReceipt | KeysCommand::RotateCsrf) {
+        return rotate_store_key(path, &action).await;
+    }
     let config = load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let k = config.settings.keys.clone().context("the configuration has no `[keys]` section")?;
     let deps = Deps::default();
@@ -634,7 +674,7 @@ async fn keys(path: Option<PathBuf>, action: KeysCommand) -> anyhow::Result<()> 
         store.migrate().await.context("cannot migrate the store")?;
     }
     match action {
-        KeysCommand::Init => Ok(()),
+        KeysCommand::Init | KeysCommand::RotateReceipt | KeysCommand::RotateCsrf => Ok(()),
         KeysCommand::Rotate { resume, batch } => {
             admin::rotate(&k, store, deps.clock, deps.random, resume, batch, &mut out).await.map(drop)?;
             Ok(())

@@ -86,8 +86,13 @@ pub struct Auth {
     key: AssertionKey,
     /// The consent receipts' signing key: never the assertion key (one key, one use).
     receipt_key: AssertionKey,
+    /// Earlier receipt keys: published so that older receipts verify, never used to sign.
+    retired_receipt_keys: Vec<AssertionKey>,
     /// The CSRF tokens' MAC key: never the pseudonym key (one key, one use).
     csrf: Pseudonyms,
+    /// The CSRF key before the last `guichet keys rotate-csrf`: its tokens are still accepted
+    /// until the next rotation, so forms open during a rotation still post.
+    previous_csrf: Option<Pseudonyms>,
     /// The key FranceConnect+ encrypts to, when a provider encrypts its tokens.
     decryption: Option<Arc<jwe::DecryptionKey>>,
     assertions: Mutex<AssertionCache>,
@@ -114,7 +119,14 @@ impl Auth {
             Some(path) => AssertionKey::from_pem_file(path)?,
             None => stored_receipt_key(&store, clock.as_ref()).await?,
         };
-        let csrf_key = stored_secret(&store, "auth.csrf_key", clock.as_ref(), random.as_ref()).await?;
+        let retired_receipt_keys = retired_receipt_keys(&store, &a.retired_receipt_key_files).await?;
+        let csrf_key = stored_secret(&store, CSRF_KEY, clock.as_ref(), random.as_ref()).await?;
+        let previous_csrf = store
+            .meta()
+            .get(PREVIOUS_CSRF_KEY)
+            .await
+            .context("cannot read the previous CSRF key")?
+            .map(|k| Pseudonyms::new(k.as_bytes()));
         let decryption = decryption_key(a, &config.settings.data_dir)?;
         let http = http::HttpClient::new()?;
         let provider = |kind: Kind, name: String, p: &crate::config::ProviderSettings, secret: &SecretString| {
@@ -170,6 +182,8 @@ impl Auth {
             key,
             receipt_key,
             csrf: Pseudonyms::new(csrf_key.expose_secret().as_bytes()),
+            previous_csrf,
+            retired_receipt_keys,
             decryption,
             assertions: Mutex::new(HashMap::new()),
         })
@@ -283,7 +297,11 @@ impl Auth {
 
     /// True when `token` is `session`'s CSRF token (constant-time comparison).
     pub fn csrf_ok(&self, session: &Session, token: &str) -> bool {
-        oidc::constant_time_eq(self.csrf_token(session).as_bytes(), token.as_bytes())
+        let of = |key: &Pseudonyms| key.tag(&["guichet-csrf-v1", &session.id_hash]);
+        let current = oidc::constant_time_eq(of(&self.csrf).as_bytes(), token.as_bytes());
+        let previous =
+            self.previous_csrf.as_ref().is_some_and(|k| oidc::constant_time_eq(of(k).as_bytes(), token.as_bytes()));
+        current | previous
     }
 
     /// Signs a consent receipt with the receipt key (verifiable at `/.guichet/jwks.json`).
@@ -292,8 +310,11 @@ impl Auth {
     }
 
     /// The public key of consent receipts alone (tests of key separation, auditors).
+    /// Earlier receipt keys follow the current one (receipts signed before a rotation verify).
     pub fn receipt_jwks(&self) -> serde_json::Value {
-        self.receipt_key.jwks()
+        let keys: Vec<serde_json::Value> =
+            std::iter::once(&self.receipt_key).chain(&self.retired_receipt_keys).flat_map(jwk_list).collect();
+        serde_json::json!({ "keys": keys })
     }
 
     /// The public key of identity assertions alone.
@@ -326,7 +347,8 @@ impl Auth {
     pub fn jwks(&self) -> serde_json::Value {
         let mut set = self.key.jwks();
         if let Some(keys) = set.get_mut("keys").and_then(|k| k.as_array_mut()) {
-            keys.extend(self.receipt_key.jwks().get("keys").and_then(|k| k.as_array()).into_iter().flatten().cloned());
+            keys.extend(jwk_list(&self.receipt_key));
+            keys.extend(self.retired_receipt_keys.iter().flat_map(jwk_list));
             if let Some(d) = &self.decryption {
                 keys.push(d.public_jwk());
             }
@@ -414,11 +436,75 @@ async fn stored_receipt_key(store: &Store, clock: &dyn Clock) -> anyhow::Result<
     let fresh = crate::crypto::b64(&AssertionKey::generate_pkcs8()?);
     let kept = store
         .meta()
-        .get_or_init("consent.receipt_key", &fresh, clock.now())
+        .get_or_init(RECEIPT_KEY, &fresh, clock.now())
         .await
         .context("cannot read the receipt key from the store")?;
     let der = crate::crypto::unb64(&kept).ok_or_else(|| anyhow::anyhow!("the stored receipt key is damaged"))?;
     Ok(AssertionKey::from_pkcs8(&der)?)
+}
+
+/// The store's meta rows of the signing and MAC keys kept there.
+const RECEIPT_KEY: &str = "consent.receipt_key";
+const RETIRED_RECEIPT_KEYS: &str = "consent.receipt_keys_retired";
+const CSRF_KEY: &str = "auth.csrf_key";
+const PREVIOUS_CSRF_KEY: &str = "auth.csrf_key_previous";
+
+/// The public JWKs of one key.
+fn jwk_list(key: &AssertionKey) -> Vec<serde_json::Value> {
+    key.jwks().get("keys").and_then(|k| k.as_array()).cloned().unwrap_or_default()
+}
+
+/// Earlier receipt keys: those `guichet keys rotate-receipt` kept in the store, then the
+/// configured files.
+async fn retired_receipt_keys(store: &Store, files: &[std::path::PathBuf]) -> anyhow::Result<Vec<AssertionKey>> {
+    let mut keys = Vec::new();
+    for der in stored_retired_receipt_keys(store).await? {
+        let der = crate::crypto::unb64(&der)
+            .ok_or_else(|| anyhow::anyhow!("a retired receipt key in the store is damaged"))?;
+        keys.push(AssertionKey::from_pkcs8(&der)?);
+    }
+    for path in files {
+        keys.push(
+            AssertionKey::from_pem_file(path)
+                .with_context(|| format!("auth.retired_receipt_key_files: {}", path.display()))?,
+        );
+    }
+    Ok(keys)
+}
+
+async fn stored_retired_receipt_keys(store: &Store) -> anyhow::Result<Vec<String>> {
+    let Some(text) = store.meta().get(RETIRED_RECEIPT_KEYS).await.context("cannot read the retired receipt keys")?
+    else {
+        return Ok(Vec::new());
+    };
+    serde_json::from_str(&text).context("the list of retired receipt keys in the store is damaged")
+}
+
+/// `guichet keys rotate-receipt`: a new receipt key in the store; the old one is kept, never
+/// to sign again, so that its receipts still verify. Returns the new key's id. Instances pick
+/// the new key up when they restart.
+pub async fn rotate_receipt_key(store: &Store, clock: &dyn Clock) -> anyhow::Result<String> {
+    let now = clock.now();
+    let current = store.meta().get(RECEIPT_KEY).await.context("cannot read the receipt key")?;
+    if let Some(current) = current {
+        let mut retired = stored_retired_receipt_keys(store).await?;
+        retired.push(current);
+        store.meta().set(RETIRED_RECEIPT_KEYS, &serde_json::to_string(&retired)?, now).await?;
+    }
+    let fresh = AssertionKey::generate_pkcs8()?;
+    store.meta().set(RECEIPT_KEY, &crate::crypto::b64(&fresh), now).await?;
+    Ok(AssertionKey::from_pkcs8(&fresh)?.kid().to_owned())
+}
+
+/// `guichet keys rotate-csrf`: a new CSRF key; the current one becomes the previous one, still
+/// accepted until the next rotation (forms open during the rotation still post).
+pub async fn rotate_csrf_key(store: &Store, clock: &dyn Clock, random: &dyn Random) -> anyhow::Result<()> {
+    let now = clock.now();
+    if let Some(current) = store.meta().get(CSRF_KEY).await.context("cannot read the CSRF key")? {
+        store.meta().set(PREVIOUS_CSRF_KEY, &current, now).await?;
+    }
+    store.meta().set(CSRF_KEY, &random_hex::<32>(random)?, now).await?;
+    Ok(())
 }
 
 /// A 256-bit secret generated once and kept in the store under `name` (the CSRF key).

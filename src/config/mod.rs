@@ -540,6 +540,10 @@ pub struct AuthSettings {
     /// on every instance and after restarts (docs/cryptography.md).
     #[serde(default)]
     pub receipt_key_file: Option<PathBuf>,
+    /// PEM files of earlier receipt keys given as `receipt_key_file`: never used to sign, their
+    /// public halves stay published so that receipts signed before a rotation still verify.
+    #[serde(default)]
+    pub retired_receipt_key_files: Vec<PathBuf>,
 }
 
 /// One OpenID Connect provider.

@@ -777,29 +777,11 @@ async fn an_operator_revokes_a_person_by_the_pseudonym_an_application_saw() {
     assert_eq!(app.state.auth.revoke_sessions(&unknown, &routes).await.unwrap(), 0);
 }
 
-/// Runs `guichet sessions revoke ARGS` as an operator would, on `app`'s store. Awaited, not
-/// blocking: the instance under test shares this test's runtime, and a blocked runtime would
-/// freeze one of its SQLite transactions mid-way, holding the write lock the command needs.
+/// Runs `guichet sessions revoke ARGS` as an operator would, on `app`'s store.
 async fn revoke_command(app: &TestApp, args: &[&str]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("guichet.toml");
-    let toml = format!(
-        "version = 1\ndata_dir = {data:?}\n\n[store]\nurl = {url:?}\n\n[[routes]]\nname = \"app\"\n\
-         path_prefix = \"/\"\nupstream = \"http://127.0.0.1:9\"\nno_personal_data = true\n",
-        data = dir.path().display().to_string(),
-        url = secrecy::ExposeSecret::expose_secret(&app.store_url),
-    );
-    std::fs::write(&config, toml).unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
-        .args(["sessions", "revoke", "--config"])
-        .arg(&config)
-        .args(args)
-        .env_remove("GUICHET_CONFIG")
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    let mut command = vec!["sessions", "revoke"];
+    command.extend_from_slice(args);
+    crate::helpers::admin_command(app, &command).await
 }
 
 async fn the_revoke_command_ends_sessions_on_running_instances_within_two_seconds(backend: Backend) {

@@ -685,3 +685,29 @@ pub fn lenient(policy: &str) -> String {
     assert_ne!(lenient, policy, "the policy declares strict mode");
     lenient
 }
+
+/// Runs `guichet ARGS` as an operator would, on `app`'s store, and returns what it printed.
+/// Awaited, not blocking: the instance under test shares this test's runtime, and a blocked
+/// runtime would freeze one of its SQLite transactions mid-way, holding the write lock the
+/// command needs.
+pub async fn admin_command(app: &TestApp, args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("guichet.toml");
+    let toml = format!(
+        "version = 1\ndata_dir = {data:?}\n\n[store]\nurl = {url:?}\n\n[[routes]]\nname = \"app\"\n\
+         path_prefix = \"/\"\nupstream = \"http://127.0.0.1:9\"\nno_personal_data = true\n",
+        data = dir.path().display().to_string(),
+        url = secrecy::ExposeSecret::expose_secret(&app.store_url),
+    );
+    std::fs::write(&config, toml).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
+        .args(args)
+        .arg("--config")
+        .arg(&config)
+        .env_remove("GUICHET_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}

@@ -290,7 +290,18 @@ async fn receipt_key_is_kept_in_the_store_and_csrf_is_not_the_pseudonym_key(back
     let second = spawn_app().backend(backend).with_store_url(first.store_url.clone()).start().await;
     let kid = |a: &TestApp| a.state.auth.receipt_jwks()["keys"][0]["kid"].as_str().unwrap().to_owned();
     assert_eq!(kid(&first), kid(&second), "every instance signs receipts with the one stored key");
-    let session = guichet::auth::session::Session {
+    let session = a_session();
+    let auth = &first.state.auth;
+    let token = auth.csrf_token(&session);
+    assert_eq!(token, second.state.auth.csrf_token(&session), "one CSRF key per store");
+    assert_ne!(token, auth.pseudonym_tag(&["guichet-csrf-v1", "abc"]), "the pseudonym key makes no CSRF token");
+}
+
+crate::on_both_stores!(receipt_key_is_kept_in_the_store_and_csrf_is_not_the_pseudonym_key);
+
+/// A session as the CSRF key sees it (only its id matters).
+fn a_session() -> guichet::auth::session::Session {
+    guichet::auth::session::Session {
         id_hash: "abc".into(),
         kind: guichet::auth::session::Kind::Citizen,
         issuer: "https://fc".into(),
@@ -302,14 +313,52 @@ async fn receipt_key_is_kept_in_the_store_and_csrf_is_not_the_pseudonym_key(back
         created_at: time::OffsetDateTime::UNIX_EPOCH,
         expires_at: time::OffsetDateTime::UNIX_EPOCH,
         derived: Default::default(),
-    };
-    let auth = &first.state.auth;
-    let token = auth.csrf_token(&session);
-    assert_eq!(token, second.state.auth.csrf_token(&session), "one CSRF key per store");
-    assert_ne!(token, auth.pseudonym_tag(&["guichet-csrf-v1", "abc"]), "the pseudonym key makes no CSRF token");
+    }
 }
 
-crate::on_both_stores!(receipt_key_is_kept_in_the_store_and_csrf_is_not_the_pseudonym_key);
+/// Both keys rotate without breaking what was issued under the old one: earlier receipts
+/// still verify with the published keys, and forms opened before the rotation still post
+/// until the next one. Each rotation is journaled as an admin action.
+async fn receipt_and_csrf_keys_rotate_without_breaking_earlier_receipts_and_forms(backend: crate::helpers::Backend) {
+    let first = spawn_app().backend(backend).start().await;
+    let kid = |a: &TestApp| a.state.auth.receipt_jwks()["keys"][0]["kid"].as_str().unwrap().to_owned();
+    let session = a_session();
+    let old_receipt = first.state.auth.sign_receipt(&json!({ "event": "given" })).unwrap();
+    let old_token = first.state.auth.csrf_token(&session);
+    let old_kid = kid(&first);
+
+    let said = crate::helpers::admin_command(&first, &["keys", "rotate-receipt"]).await;
+    assert!(said.starts_with("New receipt key: ") && !said.contains(&old_kid), "{said}");
+    crate::helpers::admin_command(&first, &["keys", "rotate-csrf"]).await;
+
+    // An instance started after the rotation, as every instance is once restarted.
+    let restarted = spawn_app().backend(backend).with_store_url(first.store_url.clone()).start().await;
+    let auth = &restarted.state.auth;
+    assert_ne!(kid(&restarted), old_kid, "receipts are signed with the new key");
+    assert!(said.contains(&kid(&restarted)), "{said}");
+    let new_receipt = auth.sign_receipt(&json!({ "event": "given" })).unwrap();
+    let keys = JwkSet::parse(auth.receipt_jwks().to_string().as_bytes()).unwrap();
+    assert!(jose::verify(&old_receipt, &keys, PINNED_ALGS).is_ok(), "an earlier receipt still verifies");
+    assert!(jose::verify(&new_receipt, &keys, PINNED_ALGS).is_ok());
+    let published: Value = restarted.get("/.guichet/jwks.json").await.json().await.unwrap();
+    let kids: Vec<&str> = published["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert!(kids.contains(&old_kid.as_str()) && kids.contains(&kid(&restarted).as_str()), "{published}");
+
+    assert_ne!(auth.csrf_token(&session), old_token, "new forms carry a token of the new key");
+    assert!(auth.csrf_ok(&session, &auth.csrf_token(&session)));
+    assert!(auth.csrf_ok(&session, &old_token), "a form opened before the rotation still posts");
+    assert!(!auth.csrf_ok(&session, "0"));
+    // The next rotation ends the first key's tokens.
+    crate::helpers::admin_command(&first, &["keys", "rotate-csrf"]).await;
+    let again = spawn_app().backend(backend).with_store_url(first.store_url.clone()).start().await;
+    assert!(!again.state.auth.csrf_ok(&session, &old_token), "two rotations later, the old token is refused");
+
+    let journaled = "SELECT COUNT(*) FROM audit_entry WHERE operation = 'admin_action' \
+                     AND (body LIKE '%rotate_receipt_key%' OR body LIKE '%rotate_csrf_key%')";
+    assert_eq!(crate::retention::count(&first.store_url, journaled).await, 3);
+}
+
+crate::on_both_stores!(receipt_and_csrf_keys_rotate_without_breaking_earlier_receipts_and_forms);
 
 // --- 7. HTTPS hygiene -----------------------------------------------------------------------
 

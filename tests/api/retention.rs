@@ -226,7 +226,7 @@ async fn run_on(app: &TestApp, today: Date) -> Report {
     guichet::retention::run::run(&app.state, Options { today, dry_run: false }, &|_| {}).await.unwrap()
 }
 
-async fn count(url: &SecretString, sql: &str) -> i64 {
+pub(crate) async fn count(url: &SecretString, sql: &str) -> i64 {
     use secrecy::ExposeSecret;
     let url = url.expose_secret();
     let sql = sqlx::AssertSqlSafe(sql.to_owned());
