@@ -219,6 +219,17 @@ pub enum Operation {
         fields: Vec<Ident>,
         reason: Ident,
     },
+    /// The gateway's own records deleted once their duration passed: counts per kind only.
+    OwnDataPurge {
+        lines: Vec<PurgeCount>,
+    },
+}
+
+/// How many of the gateway's own records of one kind a purge deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeCount {
+    pub kind: Ident,
+    pub count: u64,
 }
 
 /// One line of a retention run's evidence.
@@ -250,6 +261,7 @@ impl Operation {
             Self::Read { .. } => "read",
             Self::RetentionRun { .. } => "retention_run",
             Self::ArchiveReveal { .. } => "archive_reveal",
+            Self::OwnDataPurge { .. } => "own_data_purge",
         }
     }
 }

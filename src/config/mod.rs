@@ -25,7 +25,7 @@ pub use commune::{AccessibilitySettings, CommuneSettings};
 pub use dpo::DpoSettings;
 pub use notify::NotifySettings;
 pub use problems::{ConfigError, Problem};
-pub use retention::RetentionSettings;
+pub use retention::{OwnDataDurations, RetentionSettings};
 pub use source::SourceMap;
 pub(crate) use source::{line_col, walk_table};
 

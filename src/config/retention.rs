@@ -18,11 +18,43 @@ pub struct RetentionSettings {
     /// after this, and the next run resumes its work.
     #[serde(default = "default_lease", with = "humantime_serde")]
     pub lease: Duration,
+    /// How long the gateway keeps its own records (`[retention.own_data]`; docs/retention.md,
+    /// "The gateway's own data").
+    #[serde(default)]
+    pub own_data: OwnDataDurations,
+}
+
+/// How long each kind of the gateway's own records is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OwnDataDurations {
+    /// Access and portability exports, counted from when they were ready.
+    #[serde(with = "humantime_serde")]
+    pub exports_after_ready: Duration,
+    /// Jobs that finished, counted from their end.
+    #[serde(with = "humantime_serde")]
+    pub finished_jobs: Duration,
+    /// Jobs that failed for good, kept for review, counted from their last attempt.
+    #[serde(with = "humantime_serde")]
+    pub dead_jobs: Duration,
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+impl Default for OwnDataDurations {
+    fn default() -> Self {
+        Self { exports_after_ready: 7 * DAY, finished_jobs: 30 * DAY, dead_jobs: 365 * DAY }
+    }
 }
 
 impl Default for RetentionSettings {
     fn default() -> Self {
-        Self { run_every: default_run_every(), batch: default_batch(), lease: default_lease() }
+        Self {
+            run_every: default_run_every(),
+            batch: default_batch(),
+            lease: default_lease(),
+            own_data: OwnDataDurations::default(),
+        }
     }
 }
 

@@ -10,6 +10,8 @@
 use std::sync::Weak;
 use std::time::Duration;
 
+use crate::audit::event::{AuditEvent, Ident, Operation, PurgeCount};
+
 use futures_util::future::BoxFuture;
 use time::OffsetDateTime;
 
@@ -20,28 +22,7 @@ use crate::store::{JobRow, Store, StoreError};
 /// The job kind of the daily purge of the gateway's own data.
 pub const OWN_DATA_KIND: &str = "retention.own_data";
 
-/// How long each kind of the gateway's own records is kept.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OwnDataDurations {
-    /// Access and portability exports, counted from when they were ready.
-    #[serde(with = "humantime_serde")]
-    pub exports_after_ready: Duration,
-    /// Jobs that finished, counted from their end.
-    #[serde(with = "humantime_serde")]
-    pub finished_jobs: Duration,
-    /// Jobs that failed for good, kept for review, counted from their last attempt.
-    #[serde(with = "humantime_serde")]
-    pub dead_jobs: Duration,
-}
-
-const DAY: Duration = Duration::from_secs(24 * 3600);
-
-impl Default for OwnDataDurations {
-    fn default() -> Self {
-        Self { exports_after_ready: 7 * DAY, finished_jobs: 30 * DAY, dead_jobs: 365 * DAY }
-    }
-}
+pub use crate::config::OwnDataDurations;
 
 /// The kinds of the gateway's own records this module purges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -81,9 +62,44 @@ fn micros(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 
+impl Kind {
+    /// The name the journal and the command line give the kind.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::ConsentCodes => "consent_codes",
+            Self::Exports => "exports",
+            Self::FinishedJobs => "finished_jobs",
+            Self::DeadJobs => "dead_jobs",
+        }
+    }
+}
+
+/// Why a purge of the gateway's own data did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum PurgeError {
+    #[error("the store is unavailable")]
+    Store(#[from] StoreError),
+    #[error("the purge could not be journaled")]
+    Journal,
+}
+
+/// Purges the gateway's own data due at the app's time, with the configured durations, and
+/// journals the counts per kind (no ids): the job's and `guichet retention own-data`'s path.
+pub async fn purge_and_journal(app: &App) -> Result<Vec<Purged>, PurgeError> {
+    let now = app.clock.now();
+    let purged = purge_own_data(&app.store, &app.settings.retention.own_data, now).await?;
+    let lines = purged
+        .iter()
+        .map(|p| Ok(PurgeCount { kind: Ident::new(p.kind.name()).map_err(|_| PurgeError::Journal)?, count: p.count }))
+        .collect::<Result<Vec<_>, PurgeError>>()?;
+    let event = AuditEvent::system(Operation::OwnDataPurge { lines }, now);
+    app.audit.append_sync(event).await.map_err(|_| PurgeError::Journal)?;
+    Ok(purged)
+}
+
 /// The daily purge as a job: the job runner gives each run to exactly one instance sharing the
 /// store, and the dedup key (one per day) makes instances that schedule it together agree on
-/// one run. Each run schedules the next, a day later.
+/// one run. The retention scheduler queues each day's run (`retention::schedule`).
 pub struct OwnDataJob {
     pub app: Weak<App>,
 }
@@ -96,14 +112,13 @@ impl Handler for OwnDataJob {
     fn run<'a>(&'a self, _job: &'a JobRow) -> BoxFuture<'a, Result<(), JobError>> {
         Box::pin(async move {
             let app = self.app.upgrade().ok_or(JobError::Retry("the gateway is stopping"))?;
-            let now = app.clock.now();
-            let purged = purge_own_data(&app.store, &OwnDataDurations::default(), now)
-                .await
-                .map_err(|_| JobError::Retry("the store is unavailable"))?;
+            let purged = purge_and_journal(&app).await.map_err(|e| match e {
+                PurgeError::Store(_) => JobError::Retry("the store is unavailable"),
+                PurgeError::Journal => JobError::Retry("the purge could not be journaled"),
+            })?;
             for p in &purged {
-                tracing::info!(kind = ?p.kind, count = p.count, "own data purged");
+                tracing::info!(kind = p.kind.name(), count = p.count, "own data purged");
             }
-            schedule(&app, now + time::Duration::days(1)).await.map_err(|_| JobError::Retry("cannot schedule"))?;
             Ok(())
         })
     }

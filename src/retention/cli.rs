@@ -21,6 +21,9 @@ pub enum RetentionCommand {
     /// DPO holds: data of (subject, activity) that runs must skip.
     #[command(subcommand)]
     Hold(HoldCommand),
+    /// Delete the gateway's own records whose duration has passed (`[retention.own_data]`),
+    /// now, as the daily job does; journaled with the counts.
+    OwnData,
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +80,7 @@ pub async fn run(mut config: Validated, command: RetentionCommand) -> anyhow::Re
             print_report(&mut out, &report, false)
         }
         RetentionCommand::Hold(h) => hold(&app, h, &mut out).await,
+        RetentionCommand::OwnData => own_data(&app, &mut out).await,
     };
     // Queued jobs (telling applications, notices) run in `serve`; the journal is flushed here.
     app.audit.shutdown().await;
@@ -109,6 +113,15 @@ fn print_report(out: &mut impl Write, r: &Report, dry: bool) -> anyhow::Result<(
         "{} records read; {verb} {acted}; {} skipped under a hold; {} overdue.",
         r.records, r.skipped_holds, r.overdue
     )?;
+    Ok(())
+}
+
+async fn own_data(app: &crate::app::App, out: &mut impl Write) -> anyhow::Result<()> {
+    let purged = crate::housekeeping::purge_and_journal(app).await?;
+    writeln!(out, "{:<16} {:>8}", "kind", "deleted")?;
+    for p in purged {
+        writeln!(out, "{:<16} {:>8}", p.kind.name(), p.count)?;
+    }
     Ok(())
 }
 

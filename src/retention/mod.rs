@@ -247,6 +247,10 @@ pub async fn schedule(app: std::sync::Arc<crate::app::App>, mut stop: tokio::syn
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot queue the retention run"),
                 }
+                // The gateway's own data: one purge a day, whichever instance ticks first.
+                if let Err(e) = crate::housekeeping::schedule(&app, app.clock.now()).await {
+                    tracing::warn!(error = %e, "cannot queue the purge of the gateway's own data");
+                }
             }
             _ = stop.changed() => return,
         }

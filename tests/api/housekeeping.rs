@@ -96,29 +96,66 @@ async fn each_kind_is_purged_only_after_its_duration(backend: Backend) {
 
 crate::on_both_stores!(each_kind_is_purged_only_after_its_duration);
 
-/// The daily purge as a job: the runner of a serving gateway runs it once, it deletes what is
-/// due and schedules the next day's run.
+/// The daily purge as a job: a serving gateway queues each day's purge by itself (with the
+/// retention scheduler); the runner runs it once, deletes what is due with the durations of
+/// `[retention.own_data]` and journals the counts per kind.
 #[tokio::test]
-async fn the_daily_purge_job_deletes_what_is_due_and_schedules_the_next() {
-    let app = crate::helpers::spawn_app().start().await;
+async fn the_daily_purge_runs_once_with_the_configured_durations_and_journals_the_counts() {
+    let app = crate::helpers::spawn_app()
+        .with(|s, _| s.retention.own_data.dead_jobs = std::time::Duration::from_secs(3600))
+        .start()
+        .await;
+    wait_done(&app, T0).await;
     let store = &app.state.store;
-    store.jobs().insert(&job("dead-old", "dead", T0 - Duration::days(400))).await.unwrap();
-    store.jobs().insert(&job("dead-recent", "dead", T0 - Duration::days(10))).await.unwrap();
-    guichet::housekeeping::schedule(&app.state, T0).await.unwrap();
-    guichet::housekeeping::schedule(&app.state, T0).await.unwrap();
-    let key = |at: time::OffsetDateTime| format!("{}:{}", guichet::housekeeping::OWN_DATA_KIND, at.date());
-    let mut waited = 0;
-    loop {
-        let today = store.jobs().by_dedup_key(&key(T0)).await.unwrap();
-        if today.as_ref().is_some_and(|j| j.status == "done") {
-            break;
+    store.jobs().insert(&job("dead-two-hours", "dead", T0 - Duration::hours(2))).await.unwrap();
+    store.jobs().insert(&job("dead-recent", "dead", T0 + Duration::days(1) - Duration::minutes(30))).await.unwrap();
+    // The next day: its purge, asked for twice, runs once.
+    app.clock.advance(Duration::days(1));
+    let tomorrow = T0 + Duration::days(1);
+    guichet::housekeeping::schedule(&app.state, tomorrow).await.unwrap();
+    guichet::housekeeping::schedule(&app.state, tomorrow).await.unwrap();
+    assert_eq!(wait_done(&app, tomorrow).await.attempts, 1, "scheduled twice, run once");
+    let jobs = store.jobs();
+    assert!(jobs.get("dead-two-hours").await.unwrap().is_none(), "older than the configured hour: deleted");
+    assert!(jobs.get("dead-recent").await.unwrap().is_some(), "younger than the configured hour: kept");
+    let journaled = "SELECT COUNT(*) FROM audit_entry WHERE operation = 'own_data_purge' \
+                     AND body LIKE '%\"count\":1,\"kind\":\"dead_jobs\"%'";
+    assert_eq!(crate::retention::count(&app.store_url, journaled).await, 1, "the purge's counts are journaled");
+}
+
+/// Waits for the purge of `day`'s date to be done.
+async fn wait_done(app: &crate::helpers::TestApp, day: time::OffsetDateTime) -> JobRow {
+    let key = format!("{}:{}", guichet::housekeeping::OWN_DATA_KIND, day.date());
+    for _ in 0..200 {
+        let found = app.state.store.jobs().by_dedup_key(&key).await.unwrap();
+        if let Some(job) = found.filter(|j| j.status == "done") {
+            return job;
         }
-        assert!(waited < 200, "the purge did not run: {:?}", today.map(|j| j.status));
-        waited += 1;
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(store.jobs().get("dead-old").await.unwrap().is_none(), "a dead job older than a year was kept");
-    assert!(store.jobs().get("dead-recent").await.unwrap().is_some(), "a recent dead job was deleted");
-    let tomorrow = store.jobs().by_dedup_key(&key(T0 + Duration::days(1))).await.unwrap().expect("next run");
-    assert_eq!(tomorrow.status, "queued");
+    panic!("the purge of {key} did not run");
+}
+
+/// `guichet retention own-data` purges now, as the daily job does, and prints the counts.
+#[tokio::test]
+async fn the_own_data_command_purges_now_and_prints_the_counts() {
+    let app = crate::helpers::spawn_app().start().await;
+    wait_done(&app, T0).await; // the serving gateway's own purge of the day is over
+    // The command runs on the system clock with the default durations (a year for dead jobs).
+    let long_ago = guichet::clock::Clock::now(&guichet::clock::SystemClock) - Duration::days(400);
+    app.state.store.jobs().insert(&job("dead-long-ago", "dead", long_ago)).await.unwrap();
+    let out = crate::helpers::admin_command(&app, &["retention", "own-data"]).await;
+    let line = out.lines().find(|l| l.starts_with("dead_jobs")).unwrap_or_default();
+    assert_eq!(line.split_whitespace().last(), Some("1"), "{out}");
+    assert!(app.state.store.jobs().get("dead-long-ago").await.unwrap().is_none());
+}
+
+/// `[retention.own_data]` refuses a key it does not know, naming it and its line.
+#[test]
+fn own_data_durations_refuse_unknown_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("guichet.toml");
+    std::fs::write(&path, "version = 1\n\n[retention.own_data]\nexports = \"3 days\"\n").unwrap();
+    let err = guichet::config::Loaded::load(Some(&path), std::iter::empty()).map(drop).unwrap_err().to_string();
+    assert!(err.contains("exports") && err.contains(":4"), "{err}");
 }
