@@ -187,7 +187,8 @@ impl Application {
         exports.set_source(rights.clone());
         let jobs = Arc::new(
             crate::jobs::Jobs::new(store.clone(), deps.clock.clone(), deps.random.clone())
-                .context("cannot start the job runner")?,
+                .context("cannot start the job runner")?
+                .with_lease(s.jobs.lease),
         );
         let notify = Arc::new(crate::notify::NotifyService::new(
             store.clone(),

@@ -80,6 +80,29 @@ pub struct Settings {
     /// When the retention engine runs (docs/retention.md).
     #[serde(default)]
     pub retention: RetentionSettings,
+    /// The durable job runner (docs/jobs.md).
+    #[serde(default)]
+    pub jobs: JobsSettings,
+}
+
+/// The durable job runner's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsSettings {
+    /// How long a claimed job stays an instance's: a job whose instance was killed is taken
+    /// over by another (or the restarted one) once this ran out. Longer than the slowest job.
+    #[serde(default = "default_job_lease", with = "humantime_serde")]
+    pub lease: std::time::Duration,
+}
+
+impl Default for JobsSettings {
+    fn default() -> Self {
+        Self { lease: default_job_lease() }
+    }
+}
+
+fn default_job_lease() -> std::time::Duration {
+    crate::jobs::DEFAULT_LEASE
 }
 
 /// Who may act on data-subject rights requests besides the citizen.

@@ -72,6 +72,9 @@ pub(super) fn validate(loaded: &Loaded) -> Result<Validated, ConfigError> {
     let auth_secrets = validate_auth(loaded, &mut problems);
     let smtp_password = super::notify::validate(loaded, &mut problems);
     super::retention::validate(loaded, &mut problems);
+    if loaded.settings.jobs.lease < std::time::Duration::from_secs(1) {
+        problems.push(loaded.source.problem("jobs.lease", "must be at least 1s"));
+    }
     match (store_url, routes) {
         (Some(store_url), Some(routes)) if problems.is_empty() => {
             Ok(Validated { settings: s.clone(), store_url, routes, auth_secrets, smtp_password, source: src.clone() })

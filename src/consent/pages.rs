@@ -22,6 +22,8 @@ use crate::auth::session::{Kind, Session};
 use crate::clock::random_hex;
 use crate::error::GatewayError;
 use crate::pages::{Chrome, french_time};
+use crate::rights::erasure::ConsentChanger;
+use crate::rights::request::{DocumentKind, IdentityProof};
 use crate::server::RequestId;
 
 use crate::pages::CONSENT_AGENT_PATH as AGENT_PATH;
@@ -281,9 +283,9 @@ async fn choose(
         identified_by: IdentityCheck::SignIn,
         request_id: request_id(&headers, rid.as_deref()),
     };
-    match app.consent.record(&app.audit, subject, &purpose, given, by).await {
+    let who = ConsentChanger::online(&app, &session);
+    match record_change(&app, subject, Some(&who), &purpose, given, by).await {
         Ok(seq) => {
-            crate::rights::erasure::after_consent_change(&app, &session, &f.activite, &f.finalite, given).await;
             crate::notify::consent_receipt(&app, &session, &purpose, given, seq).await;
             let back = f.retour.as_deref().and_then(crate::auth::safe_return_path).filter(|_| given);
             let target = back.unwrap_or_else(|| format!("{CONSENT_PATH}?fait={seq}"));
@@ -508,7 +510,26 @@ async fn agent_record(
         identified_by,
         request_id: request_id(&headers, rid.as_deref()),
     };
-    match app.consent.record(&app.audit, &subject, &purpose, given, by).await {
+    // The pseudonyms recorded when the citizen asked for the code: the withdrawal then reaches
+    // the reveal API and the erasure as an online one does.
+    let who = match app.rights.subjects_of(&subject).await {
+        Ok(Some(subjects)) => Some(ConsentChanger {
+            consent_subject: subject.clone(),
+            subjects,
+            channel,
+            agent: Some(by.actor.id.to_string()),
+            identity: match identified_by {
+                IdentityCheck::OneTimeCodeAndDocument => IdentityProof::Document { kind: DocumentKind::Other },
+                _ => IdentityProof::SignIn { acr: "one_time_code".into() },
+            },
+        }),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the pseudonyms of a consent changed at the counter");
+            return GatewayError::StoreUnavailable.respond(true, None, None);
+        }
+    };
+    match record_change(&app, &subject, who.as_ref(), &purpose, given, by).await {
         Ok(_) => {
             let msg = if given { "L'accord est enregistré." } else { "Le retrait est enregistré." };
             own_page(
@@ -520,6 +541,29 @@ async fn agent_record(
         }
         Err(e) => error_page(&e),
     }
+}
+
+/// Records a consent given or withdrawn, then what follows on the rights side
+/// (`rights::erasure::after_consent_change`): one path for the citizen's page and the agents'
+/// form, so a withdrawal at the counter stops the reveal API and erases where the policy says
+/// so, exactly as online. `who` is `None` only for a code made before the pseudonyms were
+/// recorded with it: the consent is recorded, the rest cannot be done (logged).
+pub async fn record_change(
+    app: &App,
+    subject: &str,
+    who: Option<&ConsentChanger>,
+    purpose: &ConsentPurpose,
+    given: bool,
+    by: Recorder,
+) -> Result<i64, ConsentError> {
+    let seq = app.consent.record(&app.audit, subject, purpose, given, by).await?;
+    match who {
+        Some(who) => {
+            crate::rights::erasure::after_consent_change(app, who, &purpose.activity.id, &purpose.purpose, given).await;
+        }
+        None => tracing::warn!("consent change without recorded pseudonyms: reveal marks and erasure not updated"),
+    }
+    Ok(seq)
 }
 
 /// The agent's id in the journal: the provider's `sub` when it is a journal identifier, else

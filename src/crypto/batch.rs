@@ -112,28 +112,30 @@ async fn reveal(State(app): State<AppState>, headers: HeaderMap, body: axum::bod
         return problem(&GatewayError::ProtectionUnavailable, "batch reveal without a keyring");
     };
     let withdrawn_mark = consent_based(&app, client, &req.purpose).then(|| format!("withdrawn:{}", req.purpose));
-    let mut withdrawn: BTreeMap<String, bool> = BTreeMap::new();
+    // A back-office job holds no agent role, so it is never among the roles a policy lets see
+    // a restricted citizen's values (Art. 18): the letters a job prints are processing too.
+    let marks: Vec<&str> =
+        withdrawn_mark.as_deref().into_iter().chain(std::iter::once(crate::rights::restriction::RESTRICTED)).collect();
+    let mut hidden: BTreeMap<String, bool> = BTreeMap::new();
     // Open everything first, journal, and only then answer.
     let mut values = Vec::with_capacity(req.items.len());
     let mut by_subject: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for item in &req.items {
         let value = match vault.owner_of(&item.token).await {
             Ok(Some((subject, activity))) if activity == client.activity => {
-                if let Some(mark) = &withdrawn_mark {
-                    let gone = match withdrawn.get(&subject) {
-                        Some(g) => *g,
-                        None => match app.rights.is_marked(&subject, &activity, mark).await {
-                            Ok(g) => *withdrawn.entry(subject.clone()).or_insert(g),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "batch reveal: consent withdrawals unavailable");
-                                return problem(&GatewayError::StoreUnavailable, "withdrawals unavailable");
-                            }
-                        },
-                    };
-                    if gone {
-                        values.push(Revealed { token: item.token.clone(), value: None });
-                        continue;
-                    }
+                let gone = match hidden.get(&subject) {
+                    Some(g) => *g,
+                    None => match any_mark(&app, &subject, &activity, &marks).await {
+                        Ok(g) => *hidden.entry(subject.clone()).or_insert(g),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "batch reveal: withdrawals or restrictions unavailable");
+                            return problem(&GatewayError::StoreUnavailable, "withdrawals unavailable");
+                        }
+                    },
+                };
+                if gone {
+                    values.push(Revealed { token: item.token.clone(), value: None });
+                    continue;
                 }
                 let ctx = FieldContext { activity: &activity, field: &item.field, subject: &subject };
                 let opened = vault.open(&ctx, &item.token).await.ok().map(|v| v.to_string());
@@ -155,6 +157,21 @@ async fn reveal(State(app): State<AppState>, headers: HeaderMap, body: axum::bod
         return problem(&GatewayError::Internal, why);
     }
     Json(serde_json::json!({ "values": values })).into_response()
+}
+
+/// Whether (`subject`, `activity`) carries one of `marks` (consent withdrawn, restricted).
+async fn any_mark(
+    app: &AppState,
+    subject: &str,
+    activity: &str,
+    marks: &[&str],
+) -> Result<bool, crate::rights::service::RightsError> {
+    for mark in marks {
+        if app.rights.is_marked(subject, activity, mark).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether the declared purpose rests on consent: then a citizen who withdrew it has no

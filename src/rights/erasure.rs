@@ -44,6 +44,25 @@ pub async fn erase_at_gateway(app: &App, field_subject: &str, activity: &str) ->
     app.rights.clear_marks(field_subject, activity).await
 }
 
+/// A granted erasure of (`field_subject`, `activity`): each retention record of the pair is
+/// ended through the one "forget" operation retention uses (R29), so no run later acts on a
+/// category that is gone and the register counts it as destroyed; then every data key of the
+/// activity is destroyed, including categories that had no record yet. Idempotent.
+pub async fn erase(app: &App, field_subject: &str, activity: &str) -> Result<(), RightsError> {
+    let records = app.retention.records(field_subject, activity).await.map_err(|e| {
+        tracing::error!(error = %e, activity, "cannot read the retention records for an erasure");
+        RightsError::Shred
+    })?;
+    let ended = crate::retention::Phase::Ended.as_str();
+    for row in records.iter().filter(|r| r.phase != ended) {
+        crate::retention::forget(app, field_subject, activity, &row.category, "erasure").await.map_err(|e| {
+            tracing::error!(error = %e, activity, "cannot end a retention record for an erasure");
+            RightsError::Shred
+        })?;
+    }
+    erase_at_gateway(app, field_subject, activity).await
+}
+
 /// Journals a destroyed data key (`key_operation` `destroy`, `record_ref` `key:ID`): the
 /// erasure's own entries say why; this one says which key went.
 pub(crate) async fn journal_shred(app: &App, field_subject: &str, activity: &str, key_id: &str) {
@@ -65,37 +84,83 @@ struct Withdrawal {
     /// The consent subject (who the erasure request is filed for).
     subject: String,
     activity: String,
+    /// The sign-in level of an online withdrawal (jobs queued before `identity` existed).
+    #[serde(default)]
     acr: String,
     subjects: Subjects,
+    /// How the withdrawal reached the gateway; absent: online.
+    #[serde(default)]
+    channel: Option<Channel>,
+    /// The agent who recorded a withdrawal on an assisted channel.
+    #[serde(default)]
+    agent: Option<String>,
+    /// How the citizen's identity was established; absent: signed in at `acr`.
+    #[serde(default)]
+    identity: Option<IdentityProof>,
 }
 
-/// Called when a citizen gives or withdraws consent to a purpose: a withdrawal is marked
-/// (the batch reveal API stops revealing that purpose's values), and, when the activity's
-/// policy says so, an erasure is scheduled. Giving consent again lifts the mark.
-pub async fn after_consent_change(app: &App, session: &Session, activity: &str, purpose: &str, given: bool) {
-    let field = app.auth.field_subject(session).to_owned();
+/// Who changed a consent, as the rights side needs it: the consent subject, the pseudonyms
+/// their data and applications know, and how the change reached the gateway. Online it comes
+/// from the session; at the counter from the pseudonyms recorded when the citizen asked for
+/// the one-time code (`rights_subject`), since the agent has no session of the citizen.
+#[derive(Debug, Clone)]
+pub struct ConsentChanger {
+    pub consent_subject: String,
+    pub subjects: Subjects,
+    pub channel: Channel,
+    /// The agent's journal id on an assisted channel.
+    pub agent: Option<String>,
+    pub identity: IdentityProof,
+}
+
+impl ConsentChanger {
+    /// The signed-in citizen changing their own consent online.
+    pub fn online(app: &App, session: &Session) -> Self {
+        Self {
+            consent_subject: app.auth.consent_subject(session).to_owned(),
+            subjects: Subjects::of(app, session),
+            channel: Channel::Online,
+            agent: None,
+            identity: IdentityProof::SignIn { acr: session.acr.clone() },
+        }
+    }
+}
+
+/// Called when a consent to a purpose is given or withdrawn, online or at the counter: a
+/// withdrawal is marked (the batch reveal API stops revealing that purpose's values), starts
+/// the retention clocks, and, when the activity's policy says so, schedules an erasure.
+/// Giving consent again lifts the mark.
+pub async fn after_consent_change(app: &App, who: &ConsentChanger, activity: &str, purpose: &str, given: bool) {
+    let field = who.subjects.field.as_str();
     let kind = format!("withdrawn:{purpose}");
     let marked = if given {
-        app.rights.unmark(&field, activity, &kind).await.map(drop)
+        app.rights.unmark(field, activity, &kind).await.map(drop)
     } else {
-        app.rights.mark(&field, activity, &kind).await
+        app.rights.mark(field, activity, &kind).await
     };
     if let Err(e) = marked {
         tracing::warn!(error = %e, "cannot record a consent withdrawal mark");
     }
     // A withdrawal starts the activity's retention clocks (docs/retention.md, "Triggers").
-    if !given && let Err(e) = app.retention.withdrawn(&field, activity).await {
+    if !given && let Err(e) = app.retention.withdrawn(field, activity).await {
         tracing::warn!(error = %e, "cannot record a consent withdrawal for retention");
     }
     let erase = app.policies.load().activity(activity).is_some_and(|a| a.erase_on_withdrawal);
     if given || !erase {
         return;
     }
+    let acr = match &who.identity {
+        IdentityProof::SignIn { acr } => acr.clone(),
+        IdentityProof::Document { .. } => String::new(),
+    };
     let w = Withdrawal {
-        subject: app.auth.consent_subject(session).to_owned(),
+        subject: who.consent_subject.clone(),
         activity: activity.to_owned(),
-        acr: session.acr.clone(),
-        subjects: Subjects::of(app, session),
+        acr,
+        subjects: who.subjects.clone(),
+        channel: Some(who.channel),
+        agent: who.agent.clone(),
+        identity: Some(who.identity.clone()),
     };
     let at = crate::audit::event::to_micros(app.clock.now());
     let job = NewJob::new(WITHDRAWAL_KIND, &w).map(|j| j.dedup(format!("{WITHDRAWAL_KIND}:{field}:{activity}:{at}")));
@@ -131,9 +196,9 @@ impl Handler for EraseOnWithdrawal {
                 subject: w.subject,
                 activity: Some(w.activity),
                 right: Right::Erasure,
-                channel: Channel::Online,
-                agent: None,
-                identity: IdentityProof::SignIn { acr: w.acr },
+                channel: w.channel.unwrap_or(Channel::Online),
+                agent: w.agent,
+                identity: w.identity.unwrap_or(IdentityProof::SignIn { acr: w.acr }),
             };
             let retry = |_| JobError::Retry("the store is unavailable");
             let request = app.rights.create(&set, new, &super::propagation::system()).await.map_err(retry)?;

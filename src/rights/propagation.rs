@@ -123,13 +123,22 @@ pub async fn start(app: &App, request: &RightsRequest, subjects: &Subjects) -> R
         };
         app.rights.add_target(&row).await?;
         match request.right {
-            Right::Erasure => super::erasure::erase_at_gateway(app, &subjects.field, &activity.id).await?,
+            Right::Erasure => super::erasure::erase(app, &subjects.field, &activity.id).await?,
             Right::Restriction => super::restriction::restrict(app, &subjects.field, &activity.id).await?,
             _ => {}
         }
         if row.state == "sending" {
             jobs.push(activity.id.clone());
         }
+    }
+    // The contact address is the gateway's own data, kept for notices about every activity:
+    // only an erasure of everything removes it (the answer then goes by letter or is read in
+    // the privacy centre).
+    if request.right == Right::Erasure && request.activity.is_none() {
+        app.notify.forget(&request.subject).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot forget the contact address for an erasure");
+            RightsError::Shred
+        })?;
     }
     let by = system();
     let r = app.rights.advance(&request.id, Status::InProgress, None, &by).await?;

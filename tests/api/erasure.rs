@@ -14,6 +14,7 @@ use crate::auth::SESSION;
 use crate::consent::{choose, citizen};
 use crate::fields::Recorder;
 use crate::helpers::{Backend, TestApp};
+use crate::oidc_mock::MockProvider;
 use crate::on_both_stores;
 use crate::propagation::{API, Mode, Setup, file, gateway, get_json, wait_for};
 
@@ -22,6 +23,12 @@ const REVEAL_TOKEN: &str = "courrier-lettre-0123456789abcdef";
 /// The propagation setup with a recording application behind `/lettre-information`, so the
 /// tests read the tokens it stored.
 async fn setup(backend: Backend, policy_extra: &str) -> (Setup, Recorder) {
+    setup_with_agents(backend, policy_extra, None).await
+}
+
+/// Like `setup`, with agents signing in at `agents` (they get the `etat-civil` role, allowed
+/// to record consents at the counter).
+async fn setup_with_agents(backend: Backend, policy_extra: &str, agents: Option<&MockProvider>) -> (Setup, Recorder) {
     let recorder = Recorder::default();
     let up = recorder.start().await;
     let mock = crate::oidc_mock::MockProvider::start().await;
@@ -30,7 +37,13 @@ async fn setup(backend: Backend, policy_extra: &str) -> (Setup, Recorder) {
     let keys = crate::helpers::test_keys(dir.path());
     let secret = dir.path().join("rappel.secret");
     std::fs::write(&secret, "x").unwrap();
-    let app = gateway(&mock, backend, addr, policy_extra, &keys, secret)
+    let mut builder = gateway(&mock, backend, addr, policy_extra, &keys, secret);
+    if let Some(agents) = agents {
+        builder = builder
+            .with_agent_provider(agents.issuer())
+            .with(|s, _| s.consent.assisted_roles = vec!["etat-civil".into()]);
+    }
+    let app = builder
         .with(move |s, _| {
             let lettre = s.routes.iter_mut().find(|r| r.name == "lettre").unwrap();
             lettre.upstream = format!("http://{up}");
@@ -148,22 +161,26 @@ async fn a_withdrawal_erases_where_the_policy_says_so(backend: Backend) {
     let (s, recorder) = setup(backend, "erase_on_withdrawal = true").await;
     let (angela, token) = signed_in_subscriber(&s, &recorder, "sub-angela", "angela@example.fr").await;
     assert_eq!(choose(&s.app, &angela, "retirer").await.status(), 303);
-    let mut erased = None;
-    for _ in 0..100 {
-        let list = get_json(&s.app, &angela, API).await;
-        if let Some(r) = list["requests"].as_array().unwrap().first()
-            && r["status"] == "completed"
-        {
-            erased = Some(r.clone());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let erased = erased.expect("an erasure request was filed and completed");
+    let erased = completed_request(&s.app, &angela).await;
     assert_eq!(erased["right"], "erasure");
     assert_eq!(erased["activity"], "lettre-information");
     assert!(!opens(&s.app, &token).await);
     assert_eq!(s.rights_app.received()[0]["type"], "erasure");
+}
+
+/// The citizen's newest request once it is completed (at most 10 s): the erasure a
+/// withdrawal filed on their behalf.
+async fn completed_request(app: &TestApp, session: &str) -> Value {
+    for _ in 0..200 {
+        let list = get_json(app, session, API).await;
+        if let Some(r) = list["requests"].as_array().unwrap().first()
+            && r["status"] == "completed"
+        {
+            return r.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no erasure request was filed and completed");
 }
 
 async fn reveal(app: &TestApp, tokens: &[&str]) -> Vec<Value> {
@@ -192,7 +209,119 @@ async fn the_reveal_api_stops_once_consent_is_withdrawn(backend: Backend) {
     assert_eq!(reveal(&s.app, &[&a]).await, [json!("angela@example.fr")]);
 }
 
+/// The citizen asks for a one-time code on their consent page and reads it out; an agent
+/// signed in at `agents` records `choice` for the newsletter at the counter with it.
+async fn at_the_counter(s: &Setup, agents: &MockProvider, citizen: &str, choice: &str) {
+    use crate::consent::{consent_page, post, token};
+    let t = token(&consent_page(&s.app, citizen).await);
+    let r = post(&s.app, citizen, "/.guichet/consentement/code", &[("jeton", t.as_str())]).await;
+    let html = r.text().await.unwrap();
+    let marker = "class=\"code-guichet\" id=\"code-agent\" tabindex=\"-1\" autofocus>";
+    let at = html.find(marker).expect("the page shows a code") + marker.len();
+    let code = html[at..].split('<').next().unwrap().to_owned();
+    let r = crate::auth::agent_sign_in(
+        &s.app,
+        agents,
+        crate::auth::agent_info("21750001600019", "lucie@mairie.example.fr"),
+        "",
+    )
+    .await;
+    let agent = crate::auth::cookie(&r, SESSION).unwrap();
+    let form =
+        s.app.client.get(s.app.url("/.guichet/consentement/agent")).header("cookie", format!("{SESSION}={agent}"));
+    let t = token(&form.send().await.unwrap().text().await.unwrap());
+    let fields = [
+        ("jeton", t.as_str()),
+        ("code", code.as_str()),
+        ("activite_finalite", "lettre-information/envoi"),
+        ("choix", choice),
+        ("canal", "counter"),
+        ("verification", "code_et_piece"),
+    ];
+    let r = post(&s.app, &agent, "/.guichet/consentement/agent", &fields).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("est enregistré"));
+}
+
+/// A withdrawal recorded by an agent at the counter stops the batch reveal API for that
+/// citizen at once, as an online one does; giving consent again at the counter restores it.
+async fn a_withdrawal_at_the_counter_stops_the_reveal_api(backend: Backend) {
+    let agents = MockProvider::start().await;
+    let (s, recorder) = setup_with_agents(backend, "", Some(&agents)).await;
+    let (angela, a) = signed_in_subscriber(&s, &recorder, "sub-angela", "angela@example.fr").await;
+    let (_bruno, b) = signed_in_subscriber(&s, &recorder, "sub-bruno", "bruno@example.fr").await;
+    assert_eq!(reveal(&s.app, &[&a, &b]).await, [json!("angela@example.fr"), json!("bruno@example.fr")]);
+    at_the_counter(&s, &agents, &angela, "retirer").await;
+    assert_eq!(reveal(&s.app, &[&a, &b]).await, [Value::Null, json!("bruno@example.fr")]);
+    // Hidden, not erased: the policy does not ask for it, so the token still opens.
+    assert!(opens(&s.app, &a).await);
+    at_the_counter(&s, &agents, &angela, "donner").await;
+    assert_eq!(reveal(&s.app, &[&a]).await, [json!("angela@example.fr")]);
+}
+
+/// Where the policy says so, a withdrawal at the counter files an erasure on the citizen's
+/// behalf (channel counter, the agent named) that destroys the key and tells the application.
+async fn a_withdrawal_at_the_counter_erases_where_the_policy_says_so(backend: Backend) {
+    let agents = MockProvider::start().await;
+    let (s, recorder) = setup_with_agents(backend, "erase_on_withdrawal = true", Some(&agents)).await;
+    let (angela, token) = signed_in_subscriber(&s, &recorder, "sub-angela", "angela@example.fr").await;
+    let (_bruno, bruno_token) = signed_in_subscriber(&s, &recorder, "sub-bruno", "bruno@example.fr").await;
+    at_the_counter(&s, &agents, &angela, "retirer").await;
+    let erased = completed_request(&s.app, &angela).await;
+    assert_eq!((erased["right"].as_str(), erased["activity"].as_str()), (Some("erasure"), Some("lettre-information")));
+    assert_eq!(erased["channel"], "counter");
+    let request = s.app.state.rights.get(erased["id"].as_str().unwrap()).await.unwrap();
+    assert!(request.agent.as_deref().is_some_and(|a| a.starts_with("agent:")), "{:?}", request.agent);
+    assert!(!opens(&s.app, &token).await, "angela's token no longer opens");
+    assert!(opens(&s.app, &bruno_token).await, "bruno's still does");
+    let told = s.rights_app.received();
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0]["type"], "erasure");
+}
+
+/// The retention records of (citizen, activity) once the gateway wrote `n` (at most 10 s).
+async fn retention_rows(app: &TestApp, subject: &str, n: usize) -> Vec<guichet::store::RetentionRow> {
+    for _ in 0..200 {
+        let rows = app.state.retention.records(subject, "lettre-information").await.unwrap();
+        if rows.len() >= n {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the gateway never recorded {n} retention records");
+}
+
+/// A granted erasure ends every retention record of the pair through retention's own
+/// "forget" (so no later run acts on it and the register counts it destroyed); another
+/// citizen's records go on.
+async fn a_granted_erasure_ends_the_retention_records(backend: Backend) {
+    let (s, recorder) = setup(backend, "").await;
+    let (angela, a) = signed_in_subscriber(&s, &recorder, "sub-angela", "angela@example.fr").await;
+    let (_bruno, b) = signed_in_subscriber(&s, &recorder, "sub-bruno", "bruno@example.fr").await;
+    let vault = s.app.state.crypto.as_ref().unwrap();
+    let (angela_subject, _) = vault.owner_of(&a).await.unwrap().unwrap();
+    let (bruno_subject, _) = vault.owner_of(&b).await.unwrap().unwrap();
+    let categories = s.app.state.policies.load().activity("lettre-information").unwrap().categories.len();
+    assert!(categories > 0);
+    let before = retention_rows(&s.app, &angela_subject, categories).await;
+    assert!(before.iter().all(|r| r.phase != "ended"), "{before:?}");
+    retention_rows(&s.app, &bruno_subject, categories).await;
+
+    let id = file(&s.app, &angela, "erasure").await;
+    wait_for(&s.app, &id, Status::Completed).await;
+
+    let after = s.app.state.retention.records(&angela_subject, "lettre-information").await.unwrap();
+    assert_eq!(after.len(), before.len());
+    assert!(after.iter().all(|r| r.phase == "ended"), "every record of angela ended: {after:?}");
+    let bruno = s.app.state.retention.records(&bruno_subject, "lettre-information").await.unwrap();
+    assert!(bruno.iter().all(|r| r.phase != "ended"), "bruno's go on: {bruno:?}");
+    assert!(!opens(&s.app, &a).await && opens(&s.app, &b).await);
+}
+
 on_both_stores!(
+    a_granted_erasure_ends_the_retention_records,
+    a_withdrawal_at_the_counter_stops_the_reveal_api,
+    a_withdrawal_at_the_counter_erases_where_the_policy_says_so,
     an_erasure_makes_the_citizens_tokens_unreadable_and_tells_the_application,
     a_restriction_stops_writes_before_the_application_until_lifted,
     a_withdrawal_erases_where_the_policy_says_so,

@@ -764,3 +764,104 @@ async fn a_shredded_retention_class_shows_the_placeholder_for_its_fields_only(ba
 }
 
 crate::on_both_stores!(a_shredded_retention_class_shows_the_placeholder_for_its_fields_only);
+
+const REVEAL_TOKEN: &str = "cantine-lettres-0123456789abcdef";
+
+/// Values of the batch reveal API for `tokens` of `child_given_names`.
+async fn batch_reveal(s: &Setup, tokens: &[&str]) -> Vec<serde_json::Value> {
+    let items: Vec<_> =
+        tokens.iter().map(|t| serde_json::json!({ "field": "child_given_names", "token": t })).collect();
+    let r = s
+        .app
+        .client
+        .post(s.app.url("/.guichet/api/v1/reveal"))
+        .bearer_auth(REVEAL_TOKEN)
+        .json(&serde_json::json!({ "purpose": "inscription", "items": items }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    v["values"].as_array().unwrap().iter().map(|v| v["value"].clone()).collect()
+}
+
+/// Art. 18: while a citizen's restriction of the cantine lasts, an agent whose role the
+/// policy does not list in `restriction_visible_to` sees the placeholder on the agents'
+/// pages, and the batch reveal API (a back-office job has no role) returns `null`; an agent
+/// with the listed role still sees the value; once lifted, everyone sees it again. Another
+/// citizen's values are never affected.
+async fn a_restricted_citizens_values_are_hidden_from_agents_until_lifted(backend: Backend) {
+    let policy = agents_policy()
+        .replace("rights_endpoint = \"/droits\"\n", "restriction_visible_to = [\"responsable-cantine\"]\n");
+    assert!(policy.contains("restriction_visible_to"));
+    let s = setup_on(backend, true, policy, |b| {
+        b.with(|s, _| {
+            s.auth.agent_roles.push(guichet::config::RoleRule {
+                role: "responsable-cantine".into(),
+                siret: vec![],
+                email_domains: vec!["ecole.example.fr".into()],
+                uids: vec!["directrice-7".into()],
+            });
+            s.keys.as_mut().unwrap().reveal_clients.push(guichet::config::RevealClient {
+                name: "lettres-cantine".into(),
+                token_sha256: guichet::consent::sha256_hex(REVEAL_TOKEN),
+                activity: "cantine".into(),
+                purposes: vec!["inscription".into()],
+                fields: vec!["child_given_names".into()],
+                per_minute: 100,
+            });
+        })
+    })
+    .await;
+    let token_of = |stored: &str| {
+        url::form_urlencoded::parse(stored.as_bytes())
+            .find(|(k, _)| k == "child_given_names")
+            .map(|(_, v)| v.into_owned())
+            .unwrap()
+    };
+    let bob = citizen(&s, "sub-bob").await;
+    assert_eq!(
+        post(&s, Some(&bob), "/cantine/inscription", FORM, form(&[("child_given_names", "Noe")])).await.status(),
+        200
+    );
+    let noe = token_of(&s.recorder.last().1);
+    let angela = citizen(&s, "sub-angela").await;
+    assert_eq!(
+        post(&s, Some(&angela), "/cantine/inscription", FORM, form(&[("child_given_names", "Lea")])).await.status(),
+        200
+    );
+    let lea = token_of(&s.recorder.last().1);
+    // The recorder shows angela's registration, the last one posted, on the agents' pages.
+    let school = agent(&s, "paul@ecole.example.fr").await;
+    let info = serde_json::json!({ "given_name": "Marie", "usual_name": "DURAND", "email": "marie@ecole.example.fr",
+        "uid": "directrice-7", "siret": "21750001600019", "idp_id": "fia1" });
+    let r = agent_sign_in(&s.app, &s.agents, info, "").await;
+    let head = cookie(&r, SESSION).expect("agent session cookie");
+    assert!(page(&s, &school, "/dossiers/1").await.contains("child_given_names=Lea"));
+    assert_eq!(batch_reveal(&s, &[&lea, &noe]).await, [serde_json::json!("Lea"), serde_json::json!("Noe")]);
+
+    let r = s
+        .app
+        .client
+        .post(s.app.url("/.guichet/api/v1/rights"))
+        .header("cookie", format!("{SESSION}={angela}"))
+        .json(&serde_json::json!({ "right": "restriction", "activity": "cantine" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+
+    let hidden = page(&s, &school, "/dossiers/1").await;
+    assert!(hidden.contains("child_given_names=[donnée protégée]") && !hidden.contains("Lea"), "{hidden}");
+    let allowed = page(&s, &head, "/dossiers/1").await;
+    assert!(allowed.contains("child_given_names=Lea"), "the listed role still sees it: {allowed}");
+    assert_eq!(batch_reveal(&s, &[&lea, &noe]).await, [serde_json::Value::Null, serde_json::json!("Noe")]);
+
+    let by = guichet::rights::propagation::system();
+    assert_eq!(guichet::rights::restriction::lift(&s.app.state, &id, &by).await.unwrap(), 1);
+    assert!(page(&s, &school, "/dossiers/1").await.contains("child_given_names=Lea"));
+    assert_eq!(batch_reveal(&s, &[&lea, &noe]).await, [serde_json::json!("Lea"), serde_json::json!("Noe")]);
+}
+
+crate::on_both_stores!(a_restricted_citizens_values_are_hidden_from_agents_until_lifted);

@@ -106,12 +106,8 @@ async fn identity_claims_session_ids_tokens_and_assertions_are_never_logged() {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let base = format!("http://{}", gw.addr);
 
-    let userinfo = json!({
-        "given_name": "Zéphirine Ombeline", "family_name": "QUENEHERVE", "birthdate": "1931-07-13",
-        "gender": "female", "birthplace": "2A115", "birthcountry": "99100", "email": "zephirine.q@example.fr"
-    });
     let ProcessSignIn { session, login, params, code } =
-        sign_in_process(&client, &base, &mock, "sub-zephirine-7731", userinfo).await;
+        sign_in_process(&client, &base, &mock, "sub-zephirine-7731", zephirine()).await;
 
     // A signed-in request: the upstream gets the identity headers.
     let r = client.get(format!("{base}/prive/dossier")).header("cookie", format!("{SESSION}={session}")).send().await;
@@ -130,13 +126,7 @@ async fn identity_claims_session_ids_tokens_and_assertions_are_never_logged() {
     let log = gw.log();
     assert!(log.contains("\"signed in\""), "the sign-in was not logged at all:\n{log}");
     assert!(log.contains("\"route\":\"prive\""), "the signed-in request was not logged at all:\n{log}");
-    for secret in [
-        "Zéphirine",
-        "Z\\u00e9phirine",
-        "QUENEHERVE",
-        "1931-07-13",
-        "2A115",
-        "zephirine.q",
+    for secret in IDENTITY_SECRETS.into_iter().chain([
         "sub-zephirine-7731",
         &pseudonym,
         &session,
@@ -147,10 +137,22 @@ async fn identity_claims_session_ids_tokens_and_assertions_are_never_logged() {
         &q["state"],
         &id_token,
         &assertion,
-    ] {
+    ]) {
         assert!(!log.contains(secret), "`{secret}` reached the log:\n{log}");
     }
 }
+
+/// What the test citizen gives the provider (identity claims and e-mail address).
+pub(crate) fn zephirine() -> serde_json::Value {
+    json!({
+        "given_name": "Zéphirine Ombeline", "family_name": "QUENEHERVE", "birthdate": "1931-07-13",
+        "gender": "female", "birthplace": "2A115", "birthcountry": "99100", "email": "zephirine.q@example.fr"
+    })
+}
+
+/// Pieces of `zephirine()` that must never reach a log (the first name also JSON-escaped).
+pub(crate) const IDENTITY_SECRETS: [&str; 6] =
+    ["Zéphirine", "Z\\u00e9phirine", "QUENEHERVE", "1931-07-13", "2A115", "zephirine.q"];
 
 /// A whole sign-in at a gateway process, and what went through the browser on the way.
 pub(crate) struct ProcessSignIn {

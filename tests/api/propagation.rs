@@ -49,6 +49,8 @@ struct Inner {
     jwks_url: Option<String>,
     /// Verified claims of each request, in arrival order.
     received: Vec<Value>,
+    /// Each request as it arrived (the compact JWS).
+    raw: Vec<String>,
     /// Records per pseudonym (what `access` returns, what `erasure` deletes).
     records: std::collections::HashMap<String, Value>,
 }
@@ -72,6 +74,16 @@ impl RightsApp {
 
     pub fn trust(&self, gateway: &TestApp) {
         self.inner.lock().unwrap().jwks_url = Some(gateway.url("/.guichet/jwks.json"));
+    }
+
+    /// Verifies requests against the JWKS at `url` (a gateway process).
+    pub fn trust_url(&self, url: String) {
+        self.inner.lock().unwrap().jwks_url = Some(url);
+    }
+
+    /// Each request as it arrived (the compact JWS).
+    pub fn raw(&self) -> Vec<String> {
+        self.inner.lock().unwrap().raw.clone()
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -99,6 +111,7 @@ async fn rights(State(me): State<RightsApp>, headers: axum::http::HeaderMap, bod
     let (mode, attempt) = {
         let mut i = me.inner.lock().unwrap();
         i.received.push(claims.clone());
+        i.raw.push(body.clone());
         (i.mode.unwrap(), i.received.len())
     };
     let pseudonym = claims["subject_identity"]["value"].as_str().unwrap().to_owned();
@@ -496,3 +509,198 @@ async fn a_rectification_sends_sealed_corrections(backend: Backend) {
 }
 
 on_both_stores!(a_rectification_sends_sealed_corrections);
+
+/// A `guichet serve` process (system clock, JSON logs at `level`) with the newsletter activity
+/// whose rights endpoint is `rights_addr`, a keyring, a stable signing key, the store at
+/// `store` and a job lease of 2 s, so a job its killed predecessor held is taken over soon.
+async fn gateway_process(
+    dir: &std::path::Path,
+    mock: &MockProvider,
+    rights_addr: std::net::SocketAddr,
+    store: &secrecy::SecretString,
+    level: &str,
+) -> crate::helpers::GatewayProcess {
+    use secrecy::ExposeSecret;
+    let upstream = crate::helpers::TestUpstream::start().await;
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let policy = NEWSLETTER.replacen(
+        "rights_endpoint = \"/droits\"",
+        &format!("rights_endpoint = \"http://{rights_addr}/droits\"\nrights_route = \"lettre\""),
+        1,
+    );
+    std::fs::write(policies.join("lettre.toml"), policy).unwrap();
+    let signing_key = dir.join("assertion.pem");
+    if !signing_key.exists() {
+        std::fs::write(&signing_key, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+        test_keys(dir);
+    }
+    let extra = format!(
+        r#"[[routes]]
+name = "lettre"
+path_prefix = "/lettre-information"
+upstream = "http://{up}"
+no_personal_data = false
+access = "citizen"
+
+[store]
+url = "{store}"
+
+[jobs]
+lease = "2s"
+
+[keys]
+keyring = {keyring:?}
+identity_file = {identity:?}
+
+[auth]
+assertion_key_file = {signing_key:?}
+
+[auth.citizen]
+issuer = "{issuer}"
+client_id = "{client_id}"
+client_secret = "{client_secret}"
+scopes = ["openid", "identite_pivot"]
+"#,
+        up = upstream.addr,
+        store = store.expose_secret(),
+        keyring = dir.join("keyring.age").display().to_string(),
+        identity = dir.join("keyring-identity.txt").display().to_string(),
+        signing_key = signing_key.display().to_string(),
+        issuer = mock.issuer(),
+        client_id = crate::oidc_mock::CLIENT_ID,
+        client_secret = crate::oidc_mock::CLIENT_SECRET,
+    );
+    let gw = crate::helpers::GatewayProcess::start_with(dir, upstream.addr, level, &extra).await;
+    // The upstream must outlive this function: the process keeps forwarding to it.
+    std::mem::forget(upstream);
+    gw
+}
+
+/// Signs `sub` in at the process and files `right` on the newsletter; returns the session
+/// cookie and the request's reference.
+async fn file_at_process(
+    client: &reqwest::Client,
+    base: &str,
+    mock: &MockProvider,
+    sub: &str,
+    right: &str,
+) -> (String, String) {
+    let signed = crate::logging::sign_in_process(client, base, mock, sub, crate::logging::zephirine()).await;
+    let r = client
+        .post(format!("{base}{API}"))
+        .header("cookie", format!("{SESSION}={}", signed.session))
+        .header("content-type", "application/json")
+        .body(json!({ "right": right, "activity": "lettre-information" }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    (signed.session, id)
+}
+
+/// Art. 19 reliability: a gateway process is killed (SIGKILL) while it delivers requests to an
+/// application that has not answered yet; restarted on the same store, it delivers every
+/// request, and each one is answered and completed exactly once. Only the request that was on
+/// the wire at the kill may arrive twice (the contract says to deduplicate on `request_id`);
+/// every other request arrives exactly once, and none is lost.
+async fn a_gateway_killed_during_propagation_loses_no_request(backend: Backend) {
+    crate::helpers::init();
+    let mock = MockProvider::start().await;
+    mock.set_faults(crate::logging::real_time_tokens());
+    let (rights_app, rights_addr) = RightsApp::start(Mode::Hang).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::helpers::fresh_store_url(backend, dir.path()).await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+
+    let mut gw = gateway_process(dir.path(), &mock, rights_addr, &store, "info").await;
+    let base = format!("http://{}", gw.addr);
+    rights_app.trust_url(format!("{base}/.guichet/jwks.json"));
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(file_at_process(&client, &base, &mock, &format!("sub-kill-{i}"), "access").await.1);
+    }
+    // The first delivery is on the wire (the application holds it): kill now.
+    wait_received(&rights_app, 1).await;
+    gw.stop();
+    let in_flight: Vec<String> =
+        rights_app.received().iter().map(|c| c["request_id"].as_str().unwrap().to_owned()).collect();
+    let conn = guichet::store::Store::connect(&store, &guichet::store::StoreOptions::default()).await.unwrap();
+    for id in &ids {
+        let row = conn.rights().get(id).await.unwrap().unwrap();
+        assert_ne!(row.status, "completed", "{id} cannot be answered before the restart");
+    }
+
+    rights_app.set_mode(Mode::AnswerNow);
+    let gw = gateway_process(dir.path(), &mock, rights_addr, &store, "info").await;
+    rights_app.trust_url(format!("http://{}/.guichet/jwks.json", gw.addr));
+    for id in &ids {
+        let mut done = false;
+        for _ in 0..400 {
+            if conn.rights().get(id).await.unwrap().unwrap().status == "completed" {
+                done = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(done, "{id} was not completed after the restart");
+    }
+    // Give a duplicate delivery the time to show up, then count.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen: Vec<String> =
+        rights_app.received().iter().map(|c| c["request_id"].as_str().unwrap().to_owned()).collect();
+    for id in &ids {
+        let app_id = format!("{id}.lettre-information");
+        let n = seen.iter().filter(|s| **s == app_id).count();
+        let most = if in_flight.contains(&app_id) { 2 } else { 1 };
+        assert!((1..=most).contains(&n), "{app_id} delivered {n} times: {seen:?}");
+        let answered = conn.rights_apps().get(id, "lettre-information").await.unwrap().unwrap();
+        assert_eq!(answered.state, "answered", "{answered:?}");
+    }
+    assert_eq!(seen.len(), ids.len() + in_flight.len(), "{seen:?}");
+}
+
+/// A gateway process propagating requests (one the application fails with 503, one it
+/// answers, erasure included) at debug level logs none of the citizen's identity, sign-in secrets, pseudonyms or signed requests.
+async fn a_propagating_gateway_logs_no_personal_data(backend: Backend) {
+    crate::helpers::init();
+    let mock = MockProvider::start().await;
+    mock.set_faults(crate::logging::real_time_tokens());
+    let (rights_app, rights_addr) = RightsApp::start(Mode::FailFirst(1)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::helpers::fresh_store_url(backend, dir.path()).await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let mut gw = gateway_process(dir.path(), &mock, rights_addr, &store, "debug").await;
+    let base = format!("http://{}", gw.addr);
+    rights_app.trust_url(format!("{base}/.guichet/jwks.json"));
+    let (session, _access) = file_at_process(&client, &base, &mock, "sub-zephirine-7731", "access").await;
+    // The first delivery fails (503) and waits for its back-off.
+    wait_received(&rights_app, 1).await;
+    let (session_b, _erasure) = file_at_process(&client, &base, &mock, "sub-zephirine-7732", "erasure").await;
+    wait_received(&rights_app, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.stop();
+
+    let log = gw.log();
+    // Logged at all: the targets recorded, the application's answer stored.
+    assert!(log.contains("INSERT INTO rights_propagation"), "propagation was not logged at all:\n{log}");
+    assert!(log.contains("UPDATE rights_propagation SET state"), "no answer was logged:\n{log}");
+    let claims = rights_app.received();
+    let mut secrets: Vec<String> = crate::logging::IDENTITY_SECRETS
+        .into_iter()
+        .chain(["sub-zephirine-7731", "sub-zephirine-7732", &session, &session_b])
+        .map(str::to_owned)
+        .collect();
+    secrets.extend(claims.iter().map(|c| c["subject_identity"]["value"].as_str().unwrap().to_owned()));
+    // A signed request, whole or its signature.
+    for jws in rights_app.raw() {
+        secrets.push(jws.rsplit('.').next().unwrap().to_owned());
+        secrets.push(jws);
+    }
+    for secret in &secrets {
+        assert!(!log.contains(secret.as_str()), "`{secret}` reached the log:\n{log}");
+    }
+}
+
+on_both_stores!(a_gateway_killed_during_propagation_loses_no_request, a_propagating_gateway_logs_no_personal_data);
