@@ -213,7 +213,11 @@ pub(super) fn covers_all(right: Right) -> bool {
 }
 
 /// The fields `activity` lets a citizen correct online, with the values `typed`.
-fn correctable(app: &App, activity: Option<&str>, typed: &std::collections::BTreeMap<String, String>) -> Vec<Correctable> {
+fn correctable(
+    app: &App,
+    activity: Option<&str>,
+    typed: &std::collections::BTreeMap<String, String>,
+) -> Vec<Correctable> {
     let set = app.policies.load();
     let Some(a) = activity.and_then(|id| set.activity(id)) else { return Vec::new() };
     crate::rights::rectification::correctable(a)
@@ -300,8 +304,7 @@ fn confirm_page(
     let due = french_date(Deadline::new(today).due_on(today));
     let csrf = app.auth.csrf_token(session);
     let chrome = app.auth.chrome(Some(session));
-    let fields =
-        if right == Right::Rectification { correctable(app, activity.as_deref(), typed) } else { Vec::new() };
+    let fields = if right == Right::Rectification { correctable(app, activity.as_deref(), typed) } else { Vec::new() };
     let page = ConfirmPage {
         chrome: &chrome,
         right: link(right),
