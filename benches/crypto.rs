@@ -178,6 +178,7 @@ fn protect_phase(c: &mut Criterion) {
             json_pointer: None,
             direction: Direction::Request,
             protection: Protection::Encrypt,
+            label: None,
             visible_to: Vec::new(),
             searchable: false,
             compiled_pointer: Default::default(),

@@ -39,6 +39,8 @@ pub const ACCESSIBILITY_PATH: &str = "/.guichet/accessibilite";
 /// The DPO's breach register (Art. 33(5)); followed by `/nouveau`, or a reference and
 /// `/modifier`, `/cnil`, `/cnil.json`.
 pub const DPO_INCIDENTS_PATH: &str = "/.guichet/dpo/incidents";
+/// "Espace agent": what the signed-in agent may do, linked from the header.
+pub const AGENT_SPACE_PATH: &str = "/.guichet/agent/";
 /// The agent's assisted mode: a citizen's right filed with them at the counter or on the phone.
 pub const ASSISTED_PATH: &str = "/.guichet/guichet-agent/";
 /// Screen 2 of the assisted mode posts here to file the request.
@@ -70,13 +72,15 @@ pub struct Chrome {
     /// The session's CSRF token when someone is signed in: "Se déconnecter" is then a button
     /// posting the sign-out; otherwise a link to the confirmation page.
     pub csrf: Option<String>,
+    /// The areas the reader may open: the header links to each (`auth::gate::PageRoles`).
+    pub roles: crate::auth::gate::PageRoles,
 }
 
 impl Chrome {
     /// For a page rendered without the application at hand (error pages), as seen by someone
     /// who is not signed in (or whose session is unknown).
     pub fn public() -> Self {
-        Self { commune: commune(), csrf: None }
+        Self { commune: commune(), csrf: None, roles: Default::default() }
     }
 
     /// The compliance status for the footer, in the words of the law (décret 2019-768).

@@ -52,3 +52,121 @@ pub async fn denied(app: &App, session: &Session, page: &str, request_id: Option
         None => tracing::warn!("a refused access could not be journaled: the person's id is not a journal identifier"),
     }
 }
+
+/// The roles that open each area of the gateway's pages, read once from the settings: the
+/// header's links and the agents' landing page are computed from them, so a person sees a
+/// link to each page they may open and to none they would be refused.
+#[derive(Debug, Clone, Default)]
+pub struct AreaRoles {
+    /// Assisted mode: filing rights (`rights.assisted_roles`) or recording consents
+    /// (`consent.assisted_roles`) with a citizen at the counter or on the phone.
+    pub rights_counter: Vec<String>,
+    pub consent_counter: Vec<String>,
+    /// The DPO (`auth.dpo_role`).
+    pub dpo: String,
+    /// The supervision view (`[dpo] supervision_role`).
+    pub supervision: String,
+}
+
+impl AreaRoles {
+    pub fn of(settings: &crate::config::Settings) -> Self {
+        Self {
+            rights_counter: settings.rights.assisted_roles.clone(),
+            consent_counter: settings.consent.assisted_roles.clone(),
+            dpo: settings.auth.dpo_role.clone(),
+            supervision: settings.dpo.supervision_role.clone(),
+        }
+    }
+}
+
+/// True when `session` is an agent's holding `role` (citizens hold no role).
+pub fn holds(session: &Session, role: &str) -> bool {
+    session.kind == Kind::Agent && session.roles.iter().any(|r| r == role)
+}
+
+fn holds_any(session: &Session, roles: &[String]) -> bool {
+    roles.iter().any(|r| holds(session, r))
+}
+
+/// Which areas the person reading a page may open (all false when nobody is signed in).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageRoles {
+    pub citizen: bool,
+    pub agent: bool,
+    /// Files rights requests with a citizen (assisted mode).
+    pub rights_counter: bool,
+    /// Records consents with a citizen.
+    pub consent_counter: bool,
+    pub dpo: bool,
+    pub supervision: bool,
+}
+
+impl PageRoles {
+    pub fn of(areas: &AreaRoles, session: Option<&Session>) -> Self {
+        let Some(s) = session else { return Self::default() };
+        Self {
+            citizen: s.kind == Kind::Citizen,
+            agent: s.kind == Kind::Agent,
+            rights_counter: holds_any(s, &areas.rights_counter),
+            consent_counter: holds_any(s, &areas.consent_counter),
+            dpo: holds(s, &areas.dpo),
+            // The DPO may read the supervision view too (`dpo::supervision_session`).
+            supervision: holds(s, &areas.supervision) || holds(s, &areas.dpo),
+        }
+    }
+
+    /// "Mes données" in the header: for citizens, and for visitors (it leads to sign-in).
+    pub fn citizen_area(&self) -> bool {
+        !self.agent
+    }
+
+    /// "Espace agent" in the header: for agents who work with citizens at the counter.
+    pub fn agent_area(&self) -> bool {
+        self.rights_counter || self.consent_counter
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn areas() -> AreaRoles {
+        AreaRoles {
+            rights_counter: vec!["accueil".into()],
+            consent_counter: vec!["agent".into()],
+            dpo: "dpo".into(),
+            supervision: "direction".into(),
+        }
+    }
+
+    fn session(kind: Kind, roles: &[&str]) -> Session {
+        Session {
+            id_hash: "h".into(),
+            kind,
+            issuer: "https://idp.example".into(),
+            subject: "s".into(),
+            provider_sid: None,
+            acr: "eidas1".into(),
+            claims: Default::default(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            expires_at: time::OffsetDateTime::UNIX_EPOCH,
+            derived: Default::default(),
+        }
+    }
+
+    #[test]
+    fn each_person_gets_the_links_of_their_roles() {
+        let a = areas();
+        let nobody = PageRoles::of(&a, None);
+        assert!(nobody.citizen_area() && !nobody.agent_area() && !nobody.dpo);
+        let citizen = PageRoles::of(&a, Some(&session(Kind::Citizen, &["accueil", "dpo"])));
+        assert!(citizen.citizen_area() && !citizen.agent_area() && !citizen.dpo, "citizens hold no role");
+        let counter = PageRoles::of(&a, Some(&session(Kind::Agent, &["accueil"])));
+        assert!(!counter.citizen_area() && counter.agent_area() && counter.rights_counter && !counter.dpo);
+        let dpo = PageRoles::of(&a, Some(&session(Kind::Agent, &["dpo"])));
+        assert!(dpo.dpo && dpo.supervision && !dpo.agent_area());
+        let director = PageRoles::of(&a, Some(&session(Kind::Agent, &["direction"])));
+        assert!(director.supervision && !director.dpo && !director.agent_area());
+    }
+}

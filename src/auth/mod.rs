@@ -82,6 +82,8 @@ pub struct Auth {
     pub public_url: String,
     /// The commune every page's header names (`[commune]`).
     pub commune: Arc<crate::config::CommuneSettings>,
+    /// The roles opening each area of the pages: the header's links.
+    pub areas: gate::AreaRoles,
     pseudonyms: Pseudonyms,
     key: AssertionKey,
     /// The consent receipts' signing key: never the assertion key (one key, one use).
@@ -178,6 +180,7 @@ impl Auth {
             random,
             public_url,
             commune: Arc::new(config.settings.commune.clone()),
+            areas: gate::AreaRoles::of(&config.settings),
             pseudonyms: Pseudonyms::new(pseudonym_key.expose_secret().as_bytes()),
             key,
             receipt_key,
@@ -286,7 +289,11 @@ impl Auth {
     /// The page chrome for `session`'s person: the header's sign-out button posts their CSRF
     /// token; without a session it is a link to the confirmation page.
     pub fn chrome(&self, session: Option<&Session>) -> crate::pages::Chrome {
-        crate::pages::Chrome { commune: self.commune.clone(), csrf: session.map(|s| self.csrf_token(s)) }
+        crate::pages::Chrome {
+            commune: self.commune.clone(),
+            csrf: session.map(|s| self.csrf_token(s)),
+            roles: gate::PageRoles::of(&self.areas, session),
+        }
     }
 
     /// The CSRF token of `session`'s forms: a keyed tag of the session id (synchronizer token

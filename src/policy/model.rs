@@ -350,6 +350,10 @@ pub struct Field {
     #[serde(default)]
     pub direction: Direction,
     pub protection: Protection,
+    /// What citizens call the field, in plain French ("Adresse e-mail"): the rectification
+    /// screen lists the fields that have one, so the citizen can correct them online.
+    #[serde(default)]
+    pub label: Option<String>,
     /// Agent roles that may see the value in clear. Empty: nobody (privacy by default).
     #[serde(default)]
     pub visible_to: Vec<String>,

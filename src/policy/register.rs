@@ -179,7 +179,7 @@ struct RegisterPage<'a> {
 /// As a file (`guichet policy register --format html`): the default header, whatever page
 /// was rendered last.
 pub fn to_html(set: &PolicySet) -> Result<String, RegisterError> {
-    let chrome = crate::pages::Chrome { commune: Default::default(), csrf: None };
+    let chrome = crate::pages::Chrome { commune: Default::default(), csrf: None, roles: Default::default() };
     to_html_with(set, &chrome)
 }
 

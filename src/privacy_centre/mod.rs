@@ -7,6 +7,7 @@
 //! `App::consent`, `App::rights`, `App::audit`), never the store.
 
 mod accessibility;
+mod agent_space;
 mod assisted;
 mod procedure;
 
@@ -39,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .merge(procedure::routes())
         .merge(accessibility::routes())
         .merge(assisted::routes())
+        .merge(agent_space::routes())
         .route(crate::pages::BAR_STYLESHEET_PATH, get(bar_stylesheet))
 }
 

@@ -52,7 +52,7 @@ pub(super) fn explained(right: Right) -> Explained {
         },
         Right::Rectification => Explained {
             what: "Vous demandez de corriger une donnée fausse ou de compléter une donnée.",
-            happens: "Un agent vous contacte pour savoir quoi corriger. Il peut demander un justificatif.",
+            happens: "Vous écrivez la bonne information. La mairie l'envoie au service. Il peut demander un justificatif.",
             refused: "Si la nouvelle information ne peut pas être vérifiée.",
         },
         Right::Erasure => Explained {
@@ -103,7 +103,21 @@ struct ConfirmPage<'a> {
     agent_decides: bool,
     due: String,
     csrf: &'a str,
+    /// Rectification: the fields the citizen may correct here, with what they typed.
+    fields: &'a [Correctable],
+    /// What to fix before confirming again.
+    message: Option<&'static str>,
 }
+
+/// A field the rectification screen offers: its name, its label, the value typed (if any).
+struct Correctable {
+    name: String,
+    label: String,
+    value: String,
+}
+
+/// Form names of the corrected values: `corriger_<field>`.
+const CORRECT_PREFIX: &str = "corriger_";
 
 #[derive(Template)]
 #[template(path = "privacy_centre/request.html")]
@@ -145,10 +159,32 @@ struct ActivityQuery {
     activite: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// The confirming form: the CSRF token, the service and, for a rectification, the corrected
+/// values (`corriger_<field>`), read as pairs since their names come from the policy.
+#[derive(Default)]
 struct FileForm {
     jeton: Option<String>,
     activite: Option<String>,
+    corrections: std::collections::BTreeMap<String, String>,
+}
+
+impl FileForm {
+    fn of(pairs: Vec<(String, String)>) -> Self {
+        let mut f = Self::default();
+        for (k, v) in pairs {
+            match k.as_str() {
+                "jeton" => f.jeton = Some(v),
+                "activite" => f.activite = Some(v),
+                _ => {
+                    let value = v.trim();
+                    if let (Some(name), false) = (k.strip_prefix(CORRECT_PREFIX), value.is_empty()) {
+                        f.corrections.insert(name.to_owned(), value.to_owned());
+                    }
+                }
+            }
+        }
+        f
+    }
 }
 
 #[derive(Deserialize)]
@@ -172,7 +208,26 @@ fn services_for(app: &App, right: Right) -> Vec<(String, String)> {
 }
 
 pub(super) fn covers_all(right: Right) -> bool {
-    matches!(right, Right::Access | Right::Portability | Right::Rectification)
+    // A rectification names its fields, so it concerns one service.
+    matches!(right, Right::Access | Right::Portability)
+}
+
+/// The fields `activity` lets a citizen correct online, with the values `typed`.
+fn correctable(
+    app: &App,
+    activity: Option<&str>,
+    typed: &std::collections::BTreeMap<String, String>,
+) -> Vec<Correctable> {
+    let set = app.policies.load();
+    let Some(a) = activity.and_then(|id| set.activity(id)) else { return Vec::new() };
+    crate::rights::rectification::correctable(a)
+        .into_iter()
+        .map(|(name, label)| Correctable {
+            name: name.to_owned(),
+            label: label.to_owned(),
+            value: typed.get(name).cloned().unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// Screen 1: which service.
@@ -218,7 +273,20 @@ async fn confirm(
         Err(r) => return r,
     };
     let Some(right) = right_of_slug(&slug) else { return not_found() };
-    let activity = q.activite.filter(|a| !a.is_empty() && a != "toutes");
+    confirm_page(&app, &session, right, q.activite, &Default::default(), None)
+}
+
+/// Screen 2, possibly again with what to fix and the values already typed.
+fn confirm_page(
+    app: &App,
+    session: &crate::auth::session::Session,
+    right: Right,
+    activity: Option<String>,
+    typed: &std::collections::BTreeMap<String, String>,
+    message: Option<&'static str>,
+) -> Response {
+    let slug = super::slug(right);
+    let activity = activity.filter(|a| !a.is_empty() && a != "toutes");
     let (service, agent_decides) = match activity.as_deref() {
         None if covers_all(right) => ("Tous les services".to_owned(), false),
         // Without a service, the first screen again.
@@ -234,8 +302,9 @@ async fn confirm(
     };
     let today = paris_date(app.clock.now());
     let due = french_date(Deadline::new(today).due_on(today));
-    let csrf = app.auth.csrf_token(&session);
-    let chrome = app.auth.chrome(Some(&session));
+    let csrf = app.auth.csrf_token(session);
+    let chrome = app.auth.chrome(Some(session));
+    let fields = if right == Right::Rectification { correctable(app, activity.as_deref(), typed) } else { Vec::new() };
     let page = ConfirmPage {
         chrome: &chrome,
         right: link(right),
@@ -245,8 +314,11 @@ async fn confirm(
         agent_decides,
         due,
         csrf: &csrf,
+        fields: &fields,
+        message,
     };
-    own_page(&app.auth, StatusCode::OK, &page, &chrome)
+    let status = if message.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    own_page(&app.auth, status, &page, &chrome)
 }
 
 /// The confirmation's POST: files the request (online, identified by the sign-in), then
@@ -255,8 +327,9 @@ async fn file(
     State(app): State<AppState>,
     headers: HeaderMap,
     Path(slug): Path<String>,
-    Form(f): Form<FileForm>,
+    Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
+    let f = FileForm::of(pairs);
     let session = match app.auth.identify(&headers).await {
         Ok(Some(s)) if s.kind == crate::auth::session::Kind::Citizen => s,
         Ok(_) => return GatewayError::Forbidden("sign in first").respond(true, None, None),
@@ -267,6 +340,20 @@ async fn file(
         return GatewayError::Forbidden("the form is out of date; reload the page").respond(true, None, None);
     }
     let Some(right) = right_of_slug(&slug) else { return not_found() };
+    // A rectification whose screen offered fields needs at least one corrected value.
+    let fields = if right == Right::Rectification {
+        correctable(&app, f.activite.as_deref(), &f.corrections)
+    } else {
+        Vec::new()
+    };
+    let offered = !fields.is_empty();
+    // Only the fields the screen offered: any other name posted is ignored.
+    let mut f = f;
+    f.corrections.retain(|name, _| fields.iter().any(|c| c.name == *name));
+    if offered && f.corrections.is_empty() {
+        let message = Some("Écrivez au moins une information à corriger.");
+        return confirm_page(&app, &session, right, f.activite, &f.corrections, message);
+    }
     let subject = app.auth.consent_subject(&session).to_owned();
     let (Ok(id), Ok(role)) = (Ident::new(subject.as_str()), Ident::new("citizen")) else {
         return GatewayError::Internal.respond(true, None, Some("subject is not a journal identifier".into()));
@@ -288,6 +375,12 @@ async fn file(
         Ok(r) => crate::rights::propagation::start(&app, &r, &subjects).await,
         Err(e) => Err(e),
     };
+    if let (Ok(r), true) = (&created, offered) {
+        // Sealed and sent with the request; the values never reach the logs.
+        if let Err(e) = crate::rights::rectification::correct(&app, r, &f.corrections).await {
+            return e.respond(true, None, Some("the corrections of a new rectification were refused".into()));
+        }
+    }
     match created {
         Ok(r) => {
             crate::notify::rights_received(&app, &r, crate::notify::address_of(&session, None).ok().flatten()).await;

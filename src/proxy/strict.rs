@@ -141,6 +141,7 @@ mod tests {
             json_pointer: pointer.map(Into::into),
             direction: Direction::Request,
             protection,
+            label: None,
             visible_to: vec![],
             searchable: false,
             compiled_pointer: Default::default(),

@@ -6,6 +6,9 @@
 //! Identity claims from the identity provider (names, birth date and place) are not the town
 //! hall's to correct: the answer says where civil-status data is corrected instead.
 //! JSON bodies only, like the rest of the citizen API (no cross-site form can post here).
+//! The privacy centre's rectification screen lists the [`correctable`] fields by their policy
+//! labels and files the request with the values through [`correct`], as this endpoint does.
+//! `pass` fields are not corrected this way: their value would wait in the store in clear.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::request::{Right, Status};
+use super::service::RightsRequest;
 use crate::app::{App, AppState};
 use crate::auth::session::Kind;
 use crate::crypto::FieldContext;
@@ -68,33 +72,67 @@ async fn corrections(
         Ok(r) if r.subject == app.auth.consent_subject(&session) => r,
         _ => return problem(&GatewayError::NotFound, "no such request of this citizen"),
     };
+    match correct(&app, &request, &body.fields).await {
+        Ok(c) => {
+            let note = (!c.identity.is_empty()).then_some(CIVIL_STATUS);
+            Json(json!({ "id": id, "sent": c.sent, "identity_fields": c.identity, "identity_note": note }))
+                .into_response()
+        }
+        Err(e) => problem(&e, "corrections refused"),
+    }
+}
+
+/// What [`correct`] did: the fields sent (sealed) to the application, and the identity
+/// claims set aside (corrected at the civil registry, not here).
+#[derive(Debug, Default)]
+pub struct Corrected {
+    pub sent: Vec<String>,
+    pub identity: Vec<String>,
+}
+
+/// The fields of `activity` a citizen may correct online, with their labels: those the policy
+/// labels and the gateway seals (a `pass` value would wait in the store in clear), on an
+/// activity whose application has a rights endpoint to send them to.
+pub fn correctable(activity: &ActivityFile) -> Vec<(&str, &str)> {
+    if activity.rights_endpoint.is_none() {
+        return Vec::new();
+    }
+    activity
+        .fields
+        .iter()
+        .filter(|f| f.protection != Protection::Pass)
+        .filter_map(|f| Some((f.name.as_str(), f.label.as_deref()?)))
+        .collect()
+}
+
+/// Gives a rectification request its corrected values: each is sealed (or pseudonymised) as
+/// the proxy seals that field, stored sealed with the request's target, and the request is
+/// queued for the application's rights endpoint. The caller has checked `request` is the
+/// citizen's own. Values are never logged, nor stored in clear.
+pub async fn correct(
+    app: &App,
+    request: &RightsRequest,
+    fields: &BTreeMap<String, String>,
+) -> Result<Corrected, GatewayError> {
     let activity_id = request.activity.clone().unwrap_or_default();
-    let target = app.rights.target(&id, &activity_id).await.ok().flatten();
+    let target = app.rights.target(&request.id, &activity_id).await.ok().flatten();
     let waiting = request.right == Right::Rectification
         && request.status == Status::WaitingOnApplications
         && target.as_ref().is_some_and(|t| t.state == super::propagation::AWAITING_CORRECTIONS);
     let (Some(target), true) = (target, waiting) else {
-        return problem(&GatewayError::Unprocessable("this request does not wait for corrections"), "not waiting");
+        return Err(GatewayError::Unprocessable("this request does not wait for corrections"));
     };
     let set = app.policies.load();
-    let Some(activity) = set.activity(&activity_id) else {
-        return problem(&GatewayError::NotFound, "the activity is gone");
-    };
+    let activity = set.activity(&activity_id).ok_or(GatewayError::NotFound)?;
     let subject = target.field_subject.unwrap_or_default();
-    let (sealed, identity) = match seal_all(&app, activity, &subject, &body.fields).await {
-        Ok(done) => done,
-        Err(e) => return problem(&e, "corrections refused"),
-    };
+    let (sealed, identity) = seal_all(app, activity, &subject, fields).await?;
     if !sealed.is_empty() {
-        let sent = send(&app, &id, &activity_id, &sealed).await;
-        if let Err(e) = sent {
+        if let Err(e) = send(app, &request.id, &activity_id, &sealed).await {
             tracing::warn!(error = %e, "cannot send corrections");
-            return problem(&GatewayError::StoreUnavailable, "cannot send corrections");
+            return Err(GatewayError::StoreUnavailable);
         }
     }
-    let names: Vec<&String> = sealed.keys().collect();
-    let note = (!identity.is_empty()).then_some(CIVIL_STATUS);
-    Json(json!({ "id": id, "sent": names, "identity_fields": identity, "identity_note": note })).into_response()
+    Ok(Corrected { sent: sealed.keys().cloned().collect(), identity })
 }
 
 /// Seals each declared field's value as the proxy would; identity claims are set aside.
@@ -115,7 +153,10 @@ async fn seal_all(
             return Err(GatewayError::Unprocessable("a field is not one the activity declares"));
         };
         let out = match (field.protection, &app.crypto) {
-            (Protection::Pass, _) => value.clone(),
+            // Kept in the gateway's store until sent: only sealed values may wait there.
+            (Protection::Pass, _) => {
+                return Err(GatewayError::Unprocessable("this field is not sealed: an agent corrects it"));
+            }
             (Protection::Encrypt, Some(vault)) => {
                 let ctx = FieldContext { activity: &activity.id, field: name, subject };
                 let class = crate::policy::retention_class(activity, &field.category);

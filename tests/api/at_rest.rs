@@ -22,7 +22,7 @@ fn canary_userinfo() -> serde_json::Value {
 }
 
 /// Every byte the store holds: the SQLite file and its WAL, or the schema's SQL dump.
-async fn store_bytes(app: &TestApp) -> Vec<u8> {
+pub(crate) async fn store_bytes(app: &TestApp) -> Vec<u8> {
     let url = app.store_url.expose_secret().to_owned();
     if let Some(path) = url.strip_prefix("sqlite://") {
         let mut bytes = std::fs::read(path).unwrap();

@@ -339,3 +339,113 @@ async fn the_header_sign_out_button_signs_out() {
     assert_eq!(cookie(&r, SESSION).as_deref(), Some(""), "the session cookie is cleared");
     assert_eq!(get(&app, Some(&s), HUB).await.status(), 303, "signed out: the hub asks to sign in again");
 }
+
+/// "Corriger": screen 2 lists the service's fields by the labels the policy gives; the value
+/// typed goes to the application sealed as the proxy seals that field, never in clear in the
+/// request nor in the store; a screen with nothing typed files nothing.
+async fn a_rectification_sends_the_corrected_fields_sealed(backend: Backend) {
+    use crate::propagation::{Mode, setup, wait_for};
+    const CLEAR: &str = "angela.corrigee.qx9@example.fr";
+    let s = setup(backend, Mode::AnswerNow, "rights_route = \"lettre\"").await;
+    let angela = citizen(&s.app, &s.mock, "sub-angela").await;
+    // Screen 1: one service at a time (the fields are the service's).
+    let one = page(&s.app, &angela, "/.guichet/mes-donnees/droits/rectification").await;
+    assert!(!one.contains("activite-toutes"), "no \"every service\" choice for a rectification");
+    assert!(one.contains("value=\"lettre-information\""));
+    // Screen 2: the field by its label, an input for the new value.
+    let confirm = "/.guichet/mes-donnees/droits/rectification/confirmer?activite=lettre-information";
+    let two = page(&s.app, &angela, confirm).await;
+    assert!(two.contains("<label for=\"corriger-email\">Adresse e-mail</label>"), "{two}");
+    assert!(two.contains("name=\"corriger_email\""));
+    assert!(two.contains("Étape 2 sur 3"));
+    let t = token(&two);
+    let path = "/.guichet/mes-donnees/droits/rectification";
+    // Nothing typed: screen 2 again, nothing filed.
+    let empty = [("jeton", t.as_str()), ("activite", "lettre-information"), ("corriger_email", " ")];
+    let r = post(&s.app, &angela, path, &empty).await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("Écrivez au moins une information à corriger"));
+    assert!(s.app.state.rights.open().await.unwrap().is_empty(), "nothing was filed");
+    // The new address, and a name the screen did not offer (ignored).
+    let form = [
+        ("jeton", t.as_str()),
+        ("activite", "lettre-information"),
+        ("corriger_email", CLEAR),
+        ("corriger_shoe_size", "38"),
+    ];
+    let r = post(&s.app, &angela, path, &form).await;
+    assert_eq!(r.status(), 303);
+    let receipt = location(&r);
+    let id = receipt.split('?').next().unwrap().rsplit('/').next().unwrap().to_owned();
+    assert!(page(&s.app, &angela, &receipt).await.contains("Étape 3 sur 3"), "three screens");
+    wait_for(&s.app, &id, Status::Completed).await;
+    let received = s.rights_app.received();
+    assert_eq!(received.len(), 1);
+    let claims = &received[0];
+    assert_eq!(claims["type"], "rectification");
+    let sent = claims["corrections"].as_object().unwrap();
+    assert_eq!(sent.keys().collect::<Vec<_>>(), ["email"], "only the offered field");
+    let sealed = sent["email"].as_str().unwrap();
+    assert!(sealed.starts_with("gch2."), "{sealed}");
+    assert!(!claims.to_string().contains(CLEAR), "no clear value in the request");
+    // It opens to the typed value for this citizen's key, as the proxy's tokens do.
+    let vault = s.app.state.crypto.as_ref().unwrap();
+    let (subject, activity) = vault.owner_of(sealed).await.unwrap().unwrap();
+    let (_, field_subject) = subjects(&s.app, &angela).await;
+    assert_eq!(subject, field_subject);
+    let ctx = guichet::crypto::FieldContext { activity: &activity, field: "email", subject: &subject };
+    assert_eq!(vault.open(&ctx, sealed).await.unwrap().as_str(), CLEAR);
+    // Nowhere in clear in the store.
+    let bytes = crate::at_rest::store_bytes(&s.app).await;
+    assert!(!bytes.windows(CLEAR.len()).any(|w| w == CLEAR.as_bytes()), "the value is in the store in clear");
+}
+
+on_both_stores!(a_rectification_sends_the_corrected_fields_sealed);
+
+/// The `href`s of the header's account menu.
+fn header_links(html: &str) -> Vec<String> {
+    let nav = html.split("aria-label=\"Menu du compte\"").nth(1).unwrap().split("</nav>").next().unwrap();
+    nav.split("<a href=\"").skip(1).map(|a| a.split('"').next().unwrap().to_owned()).collect()
+}
+
+/// The header links each person to the areas their roles open (computed through
+/// `auth::gate::PageRoles`), each link opens for them, and "Espace agent" lists what the agent
+/// may do, the assisted mode first.
+async fn the_header_links_each_person_to_their_areas(backend: Backend) {
+    let p = crate::rights_agent::parties(backend).await;
+    let angela = citizen(&p.app, &p.citizens, "sub-angela").await;
+    let space = "/.guichet/agent/";
+    let expected: [(&str, &str, &[&str]); 4] = [
+        ("citizen", angela.as_str(), &[HUB, "/.guichet/deconnexion"]),
+        ("counter agent", p.counter.as_str(), &[space, "/.guichet/deconnexion"]),
+        ("DPO", p.dpo.as_str(), &["/.guichet/dpo/", "/.guichet/deconnexion"]),
+        ("agent without a gateway role", p.outsider.as_str(), &["/.guichet/deconnexion"]),
+    ];
+    for (who, session, links) in expected {
+        let html = page(&p.app, session, "/.guichet/informations").await;
+        let mut found = header_links(&html);
+        // Signed in, sign-out is a button: the link is the signed-out fallback.
+        found.push("/.guichet/deconnexion".into());
+        assert_eq!(found, links, "{who}");
+        for link in links.iter().filter(|l| !l.ends_with("deconnexion")) {
+            assert_eq!(get(&p.app, Some(session), link).await.status(), 200, "{who} opens {link}");
+        }
+    }
+    // The agent's space: the assisted mode for the counter, the console for the DPO.
+    let counter = page(&p.app, &p.counter, space).await;
+    assert!(counter.contains("href=\"/.guichet/guichet-agent/\""), "{counter}");
+    assert!(!counter.contains("href=\"/.guichet/dpo/\""));
+    assert_eq!(get(&p.app, Some(&p.counter), "/.guichet/guichet-agent/").await.status(), 200);
+    let dpo = page(&p.app, &p.dpo, space).await;
+    assert!(dpo.contains("href=\"/.guichet/dpo/\"") && !dpo.contains("href=\"/.guichet/guichet-agent/\""));
+    let outsider = page(&p.app, &p.outsider, space).await;
+    assert!(outsider.contains("aucune page de la passerelle"));
+    assert!(!outsider.contains("guichet-agent") && !outsider.contains("href=\"/.guichet/dpo/\""));
+    // A citizen is refused the agents' page; nobody signed in is sent to the agents' sign-in.
+    assert_eq!(get(&p.app, Some(&angela), space).await.status(), 403);
+    let r = get(&p.app, None, space).await;
+    assert_eq!(r.status(), 303);
+    assert!(location(&r).starts_with("/.guichet/agent/connexion"));
+}
+
+on_both_stores!(the_header_links_each_person_to_their_areas);

@@ -268,3 +268,76 @@ test('a notice with its easy-to-read version', async () => {
   await audit(page.url(), 1280, angela, 'notice-falc-{w}.png');
   await page.close();
 });
+
+// Each right from the hub's link for a service, with JavaScript off: at most three screens,
+// each axe-clean at 1280 and 320 px. "Corriger" lists the service's fields by their labels.
+const RIGHTS = [
+  ['rectification', 'cantine', 'Corriger'],
+  ['effacement', 'lettre-information', 'Effacer'],
+  ['limitation', 'cantine', 'Geler'],
+  ['opposition', 'cantine', "S'opposer"],
+];
+
+for (const [slug, activity] of RIGHTS) {
+  test(`the ${slug} right takes three screens from the hub, axe-clean at 320 px, without JavaScript`, async () => {
+    const page = await angela.newPage();
+    await page.goto(`${demo.base}${HUB}`);
+    let screens = 0;
+    const link = page.locator(`a[href="/.guichet/mes-donnees/droits/${slug}?activite=${activity}"]`).first();
+    await Promise.all([page.waitForURL(new RegExp(`droits/${slug}\\?`)), link.click()]);
+    screens += 1;
+    assert.equal(await page.locator('script').count(), 0, 'no JavaScript');
+    assert.match(await page.locator('body').innerText(), /Étape 1 sur 3/);
+    await audit(page.url(), 1280, angela);
+    await audit(page.url(), 320, angela);
+    // The hub's link chose the service already.
+    assert.ok(await page.locator(`input[value="${activity}"]`).isChecked());
+    await Promise.all([page.waitForURL(/confirmer/), page.getByRole('button', { name: 'Continuer' }).click()]);
+    screens += 1;
+    assert.match(await page.locator('body').innerText(), /Étape 2 sur 3/);
+    await audit(page.url(), 1280, angela, `centre-${slug}-2-{w}.png`);
+    await audit(page.url(), 320, angela, `centre-${slug}-2-{w}.png`);
+    if (slug === 'rectification') {
+      // The fields by the policy's labels; the new value typed in.
+      assert.equal(await page.getByLabel("Régime alimentaire de l'enfant").count(), 1);
+      await page.getByLabel('Adresse e-mail du parent').fill('parent.nouveau@example.fr');
+    }
+    await Promise.all([page.waitForURL(/demandes\/DR-/), page.getByRole('button', { name: 'Je confirme ma demande' }).click()]);
+    screens += 1;
+    assert.match(await page.locator('body').innerText(), /Étape 3 sur 3/);
+    const reference = (await page.locator('.reference').innerText()).trim();
+    assert.match(reference, /^DR-/);
+    await audit(page.url(), 1280, angela);
+    await audit(page.url(), 320, angela);
+    assert.ok(screens <= 3, `${screens} screens`);
+    await page.goto(`${demo.base}${HUB}`);
+    assert.match(await page.locator('tr', { hasText: reference }).innerText(), /En ligne/);
+    await page.close();
+  });
+}
+
+test('a counter agent finds the assisted mode by clicking, from "Espace agent"', async () => {
+  const counter = await browser.newContext({ javaScriptEnabled: false, locale: 'fr-FR' });
+  const page = await counter.newPage();
+  await page.goto(`${demo.base}/.guichet/agent/`);
+  await Promise.all([
+    page.waitForURL((u) => u.pathname === '/.guichet/agent/'),
+    page.getByRole('button', { name: /Claire MOREAU/ }).click(),
+  ]);
+  // The header leads agents to their space, not to the citizens' "Mes données".
+  const menu = page.getByRole('navigation', { name: 'Menu du compte' });
+  assert.equal(await menu.getByRole('link', { name: 'Espace agent' }).count(), 1);
+  assert.equal(await menu.getByRole('link', { name: 'Mes données' }).count(), 0);
+  assert.equal(await page.locator('script').count(), 0, 'no JavaScript');
+  await audit(page.url(), 1280, counter, 'agent-space-{w}.png');
+  await audit(page.url(), 320, counter, 'agent-space-{w}.png');
+  // From any gateway page, one click to the space, one more to the assisted mode.
+  await page.goto(`${demo.base}/.guichet/informations`);
+  await Promise.all([page.waitForURL((u) => u.pathname === '/.guichet/agent/'), menu.getByRole('link', { name: 'Espace agent' }).click()]);
+  await Promise.all([
+    page.waitForURL((u) => u.pathname === '/.guichet/guichet-agent/'),
+    page.getByRole('link', { name: 'Faire une demande avec un usager' }).click(),
+  ]);
+  assert.match(await page.locator('body').innerText(), /Étape 1 sur 3/);
+  await counter.close();
+});
