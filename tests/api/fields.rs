@@ -445,10 +445,10 @@ async fn tokens_are_revealed_to_exactly_the_allowed_viewers() {
 
 #[tokio::test]
 async fn searchable_fields_carry_a_blind_index_that_an_agents_search_is_rewritten_to() {
-    let policy = agents_policy().replace(
-        "name = \"child_family_name\"\ncategory = \"identite-enfant\"\nin = [\"form\", \"json\"]\nprotection = \"encrypt\"",
-        "name = \"child_family_name\"\ncategory = \"identite-enfant\"\nin = [\"form\", \"json\", \"query\"]\nprotection = \"encrypt\"\nsearchable = true",
-    );
+    let policy = agents_policy();
+    let (head, tail) = policy.split_at(policy.find("name = \"child_family_name\"").unwrap());
+    let tail = tail.replacen("in = [\"form\", \"json\"]", "in = [\"form\", \"json\", \"query\"]\nsearchable = true", 1);
+    let policy = format!("{head}{tail}");
     assert!(policy.contains("searchable = true"));
     let s = setup_with(true, move |b| b.with_policies(&[("cantine.toml", &policy)])).await;
     let angela = citizen(&s, "sub-angela").await;
