@@ -155,6 +155,16 @@ async fn a_restriction_stops_writes_before_the_application_until_lifted(backend:
     assert_eq!(subscribe(&s.app, &recorder, &angela, "angela2@example.fr").await.0, 200);
     crate::propagation::wait_received(&s.rights_app, 2).await;
     assert_eq!(s.rights_app.received()[1]["type"], "restriction_lifted");
+    // The application's answer to the notice is kept, as proof it was told.
+    let mut kept = None;
+    for _ in 0..200 {
+        kept = s.app.state.rights.lifted_answer(&id, "lettre-information").await.unwrap();
+        if kept.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(kept.map(|(status, _)| status).as_deref(), Some("completed"));
 }
 
 async fn a_withdrawal_erases_where_the_policy_says_so(backend: Backend) {
