@@ -151,6 +151,10 @@ async fn create(
     };
     match created {
         Ok(r) => {
+            // An erasure of everything has just forgotten the contact address: recording it
+            // again for the receipt would undo that.
+            let everything = r.right == super::request::Right::Erasure && r.activity.is_none();
+            let address = if everything { None } else { address };
             crate::notify::rights_received(&app, &r, address).await;
             super::ops::tell_if_answered(&app, &r).await;
             (StatusCode::CREATED, Json(view(&app, &r))).into_response()

@@ -304,11 +304,14 @@ async fn deliver(app: &App, p: &Payload) -> Result<(), JobError> {
     };
     let status = reply.status.as_u16();
     if p.lifted {
-        return match status {
-            200..=299 => Ok(()),
-            400..=499 => Err(JobError::Permanent("the application refused the notice")),
-            _ => Err(JobError::Retry("the application failed")),
+        // The answer is kept as proof the application was told (Art. 19).
+        let kept = match status {
+            200..=299 => lifted_status(read_answer(&reply.body, status == 202).status),
+            400..=499 => "refused",
+            _ => return Err(JobError::Retry("the application failed")),
         };
+        app.rights.record_lifted(&p.request_id, &p.activity, kept).await.map_err(store_err)?;
+        return if status >= 400 { Err(JobError::Permanent("the application refused the notice")) } else { Ok(()) };
     }
     match status {
         200 | 202 => {
@@ -327,6 +330,15 @@ async fn deliver(app: &App, p: &Payload) -> Result<(), JobError> {
             Err(JobError::Permanent("the application refused the request (4xx)"))
         }
         _ => Err(JobError::Retry("the application failed (5xx)")),
+    }
+}
+
+fn lifted_status(s: AppStatus) -> &'static str {
+    match s {
+        AppStatus::Pending => "pending",
+        AppStatus::InProgress => "in_progress",
+        AppStatus::Completed => "completed",
+        AppStatus::Refused => "refused",
     }
 }
 

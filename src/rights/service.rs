@@ -330,6 +330,17 @@ impl RightsService {
         Ok(self.store.rights_apps().get(request_id, activity).await?)
     }
 
+    /// Keeps what an application answered to a `restriction_lifted` notice.
+    pub async fn record_lifted(&self, request_id: &str, activity: &str, status: &str) -> Result<(), RightsError> {
+        let now = crate::audit::event::to_micros(self.clock.now());
+        Ok(self.store.rights_apps().lifted(request_id, activity, status, now).await?)
+    }
+
+    /// An application's answer to a `restriction_lifted` notice (status, time in µs).
+    pub async fn lifted_answer(&self, request_id: &str, activity: &str) -> Result<Option<(String, i64)>, RightsError> {
+        Ok(self.store.rights_apps().lifted_answer(request_id, activity).await?)
+    }
+
     pub async fn targets(&self, request_id: &str) -> Result<Vec<PropagationRow>, RightsError> {
         Ok(self.store.rights_apps().of_request(request_id).await?)
     }

@@ -62,6 +62,25 @@ impl<'a> RightsAppsRepo<'a> {
         Ok(rows)
     }
 
+    /// Records what the application answered to a `restriction_lifted` notice; the last
+    /// answer wins (a notice sent again after a new restriction is answered again).
+    pub async fn lifted(&self, request_id: &str, activity: &str, status: &str, at_us: i64) -> Result<(), StoreError> {
+        let sql = "UPDATE rights_propagation SET lifted_status = $1, lifted_at_us = $2 \
+                   WHERE request_id = $3 AND activity = $4";
+        with_pool!(self.store.db(), p => sqlx::query(sql)
+            .bind(status).bind(at_us).bind(request_id).bind(activity).execute(p).await?.rows_affected());
+        Ok(())
+    }
+
+    /// The application's answer to the `restriction_lifted` notice, and when it came.
+    pub async fn lifted_answer(&self, request_id: &str, activity: &str) -> Result<Option<(String, i64)>, StoreError> {
+        let sql = "SELECT lifted_status, lifted_at_us FROM rights_propagation \
+                   WHERE request_id = $1 AND activity = $2";
+        let row: Option<(Option<String>, Option<i64>)> = with_pool!(self.store.db(), p => sqlx::query_as(sql)
+            .bind(request_id).bind(activity).fetch_optional(p).await?);
+        Ok(row.and_then(|(s, at)| Some((s?, at?))))
+    }
+
     /// Rows an agent must handle by hand, oldest first.
     pub async fn manual(&self) -> Result<Vec<PropagationRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM rights_propagation WHERE state = 'manual' ORDER BY created_at_us");

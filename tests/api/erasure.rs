@@ -23,12 +23,18 @@ const REVEAL_TOKEN: &str = "courrier-lettre-0123456789abcdef";
 /// The propagation setup with a recording application behind `/lettre-information`, so the
 /// tests read the tokens it stored.
 async fn setup(backend: Backend, policy_extra: &str) -> (Setup, Recorder) {
-    setup_with_agents(backend, policy_extra, None).await
+    setup_with_agents(backend, policy_extra, None, false).await
 }
 
 /// Like `setup`, with agents signing in at `agents` (they get the `etat-civil` role, allowed
 /// to record consents at the counter).
-async fn setup_with_agents(backend: Backend, policy_extra: &str, agents: Option<&MockProvider>) -> (Setup, Recorder) {
+/// With `outbox`, notices are written to a directory, so the gateway keeps addresses.
+async fn setup_with_agents(
+    backend: Backend,
+    policy_extra: &str,
+    agents: Option<&MockProvider>,
+    outbox: bool,
+) -> (Setup, Recorder) {
     let recorder = Recorder::default();
     let up = recorder.start().await;
     let mock = crate::oidc_mock::MockProvider::start().await;
@@ -38,6 +44,10 @@ async fn setup_with_agents(backend: Backend, policy_extra: &str, agents: Option<
     let secret = dir.path().join("rappel.secret");
     std::fs::write(&secret, "x").unwrap();
     let mut builder = gateway(&mock, backend, addr, policy_extra, &keys, secret);
+    if outbox {
+        let outbox = dir.path().join("outbox");
+        builder = builder.with(move |s, _| s.notify.outbox_dir = Some(outbox));
+    }
     if let Some(agents) = agents {
         builder = builder
             .with_agent_provider(agents.issuer())
@@ -155,6 +165,16 @@ async fn a_restriction_stops_writes_before_the_application_until_lifted(backend:
     assert_eq!(subscribe(&s.app, &recorder, &angela, "angela2@example.fr").await.0, 200);
     crate::propagation::wait_received(&s.rights_app, 2).await;
     assert_eq!(s.rights_app.received()[1]["type"], "restriction_lifted");
+    // The application's answer to the notice is kept, as proof it was told.
+    let mut kept = None;
+    for _ in 0..200 {
+        kept = s.app.state.rights.lifted_answer(&id, "lettre-information").await.unwrap();
+        if kept.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(kept.map(|(status, _)| status).as_deref(), Some("completed"));
 }
 
 async fn a_withdrawal_erases_where_the_policy_says_so(backend: Backend) {
@@ -247,7 +267,7 @@ async fn at_the_counter(s: &Setup, agents: &MockProvider, citizen: &str, choice:
 /// citizen at once, as an online one does; giving consent again at the counter restores it.
 async fn a_withdrawal_at_the_counter_stops_the_reveal_api(backend: Backend) {
     let agents = MockProvider::start().await;
-    let (s, recorder) = setup_with_agents(backend, "", Some(&agents)).await;
+    let (s, recorder) = setup_with_agents(backend, "", Some(&agents), false).await;
     let (angela, a) = signed_in_subscriber(&s, &recorder, "sub-angela", "angela@example.fr").await;
     let (_bruno, b) = signed_in_subscriber(&s, &recorder, "sub-bruno", "bruno@example.fr").await;
     assert_eq!(reveal(&s.app, &[&a, &b]).await, [json!("angela@example.fr"), json!("bruno@example.fr")]);
@@ -263,7 +283,7 @@ async fn a_withdrawal_at_the_counter_stops_the_reveal_api(backend: Backend) {
 /// behalf (channel counter, the agent named) that destroys the key and tells the application.
 async fn a_withdrawal_at_the_counter_erases_where_the_policy_says_so(backend: Backend) {
     let agents = MockProvider::start().await;
-    let (s, recorder) = setup_with_agents(backend, "erase_on_withdrawal = true", Some(&agents)).await;
+    let (s, recorder) = setup_with_agents(backend, "erase_on_withdrawal = true", Some(&agents), false).await;
     let (angela, token) = signed_in_subscriber(&s, &recorder, "sub-angela", "angela@example.fr").await;
     let (_bruno, bruno_token) = signed_in_subscriber(&s, &recorder, "sub-bruno", "bruno@example.fr").await;
     at_the_counter(&s, &agents, &angela, "retirer").await;
@@ -318,7 +338,31 @@ async fn a_granted_erasure_ends_the_retention_records(backend: Backend) {
     assert!(!opens(&s.app, &a).await && opens(&s.app, &b).await);
 }
 
+/// The contact address is the gateway's own data for every activity: an erasure of one
+/// activity keeps it, an erasure of everything deletes it (and does not record it again for
+/// its own receipt).
+async fn an_erasure_of_everything_forgets_the_contact_address(backend: Backend) {
+    let (s, recorder) = setup_with_agents(backend, "", None, true).await;
+    let (angela, _) = signed_in_subscriber(&s, &recorder, "sub-angela", "angela@example.fr").await;
+    let body = json!({ "right": "access", "activity": "lettre-information", "email": "angela.contact@example.fr" });
+    let r = crate::propagation::post_json(&s.app, &angela, API, &body).await;
+    assert_eq!(r.status(), 201);
+    let access = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let subject = s.app.state.rights.get(&access).await.unwrap().subject;
+    let contact = || async { s.app.state.store.notify().contact(&subject).await.unwrap() };
+    assert!(contact().await.is_some(), "the address given is kept for notices");
+    let one = file(&s.app, &angela, "erasure").await;
+    wait_for(&s.app, &one, Status::Completed).await;
+    assert!(contact().await.is_some(), "an erasure of one activity keeps it");
+    let r = crate::propagation::post_json(&s.app, &angela, API, &json!({ "right": "erasure" })).await;
+    assert_eq!(r.status(), 201);
+    let all = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    wait_for(&s.app, &all, Status::Completed).await;
+    assert!(contact().await.is_none(), "an erasure of everything deletes it");
+}
+
 on_both_stores!(
+    an_erasure_of_everything_forgets_the_contact_address,
     a_granted_erasure_ends_the_retention_records,
     a_withdrawal_at_the_counter_stops_the_reveal_api,
     a_withdrawal_at_the_counter_erases_where_the_policy_says_so,
