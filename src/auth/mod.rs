@@ -618,6 +618,7 @@ const RETURNABLE_OWN_PAGES: &[&str] = &[
     crate::dpo::SUPERVISION_PATH,
     crate::pages::DPO_INCIDENTS_PATH,
     crate::pages::ASSISTED_PATH,
+    crate::pages::AGENT_SPACE_PATH,
 ];
 
 fn is_returnable_own_page(path: &str) -> bool {
@@ -683,7 +684,7 @@ mod tests {
 
     #[test]
     fn return_paths_stay_on_site() {
-        for ok in ["/", "/demarches?x=1", "/a/b%20c", "/.guichet/dpo/registre", "/a?retour=//x#y"] {
+        for ok in ["/", "/demarches?x=1", "/a/b%20c", "/.guichet/dpo/registre", "/.guichet/agent/", "/a?retour=//x#y"] {
             assert_eq!(safe_return_path(ok).as_deref(), Some(ok), "{ok}");
         }
         // What the browser would follow anyway, in the form it follows it.
