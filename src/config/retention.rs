@@ -18,12 +18,24 @@ pub struct RetentionSettings {
     /// after this, and the next run resumes its work.
     #[serde(default = "default_lease", with = "humantime_serde")]
     pub lease: Duration,
+    /// The agent role that sees elimination lists and gives or refuses the visa.
+    #[serde(default = "default_archivist_role")]
+    pub archivist_role: String,
 }
 
 impl Default for RetentionSettings {
     fn default() -> Self {
-        Self { run_every: default_run_every(), batch: default_batch(), lease: default_lease() }
+        Self {
+            run_every: default_run_every(),
+            batch: default_batch(),
+            lease: default_lease(),
+            archivist_role: default_archivist_role(),
+        }
     }
+}
+
+fn default_archivist_role() -> String {
+    "archiviste".to_owned()
 }
 
 fn default_run_every() -> Duration {
