@@ -79,10 +79,18 @@ impl RetentionService {
     }
 }
 
+/// Proposes a record at the end of its DUA for elimination: on its run's list, then in
+/// phase `review`. True when this call moved the record (false: another run did first).
+pub async fn propose(app: &App, run_id: &str, row: &RetentionRow) -> Result<bool, RetentionError> {
+    // The line first: a run killed in between leaves it, and the record is on one list only.
+    put_on_list(app, run_id, row).await?;
+    let key: RecordKey = (row.subject.clone(), row.activity.clone(), row.category.clone());
+    let now = crate::audit::event::to_micros(app.clock.now());
+    Ok(app.retention.store().advance(&key, &row.phase, Phase::Review.as_str(), Some("archive_review"), now).await?)
+}
+
 /// Puts a record reaching the end of its DUA on its run's list for its producing service.
-/// Called before the record moves to `review`, so a run killed in between leaves the line
-/// (the record is put on one list only).
-pub(super) async fn put_on_list(app: &App, run_id: &str, row: &RetentionRow) -> Result<(), RetentionError> {
+async fn put_on_list(app: &App, run_id: &str, row: &RetentionRow) -> Result<(), RetentionError> {
     let set = app.policies.load();
     let service = set
         .activity(&row.activity)

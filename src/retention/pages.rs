@@ -35,7 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{p}/{{reference}}/bordereau"), get(bordereau_html))
         .route(&format!("{p}/{{reference}}/bordereau.ods"), get(bordereau_ods))
         .route(API_PATH, get(api_list))
-        .route(&format!("{API_PATH}/{{reference}}"), get(api_show))
+        .route("/.guichet/api/v1/retention/eliminations/{reference}", get(api_show))
 }
 
 /// The read-only JSON API (docs/openapi.json), for the archivist's session.

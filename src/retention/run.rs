@@ -272,10 +272,7 @@ async fn act(app: &App, run_id: &str, row: &RetentionRow, action: Action) -> Res
             store.unlink(&key).await?;
             store.advance(&key, &row.phase, Phase::Ended.as_str(), Some("anonymise"), now).await?
         }
-        Action::ArchiveReview => {
-            super::elimination::put_on_list(app, run_id, row).await?;
-            store.advance(&key, &row.phase, Phase::Review.as_str(), Some("archive_review"), now).await?
-        }
+        Action::ArchiveReview => super::elimination::propose(app, run_id, row).await?,
     };
     let item = RunItemRow {
         record_hash: record_hash(&key),

@@ -804,3 +804,80 @@ async fn an_elimination_list_reads_back_as_ods_and_prints_as_html(backend: Backe
     }
     assert!(!html.contains(&s.app.state.retention.elimination_list(&reference).await.unwrap().unwrap().lines[0].subject));
 }
+
+on_both_stores!(the_archivist_decides_through_the_command_line);
+
+/// `guichet retention eliminations list|show|export|visa|refuse` through the real binary: a
+/// run puts three records on one list; one line is refused, the visa approves the others,
+/// the next run destroys them and never the refused one.
+async fn the_archivist_decides_through_the_command_line(backend: Backend) {
+    crate::helpers::init();
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::helpers::fresh_store_url(backend, dir.path()).await;
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let fixture = include_str!("../fixtures/policies/retention-duration/a.toml")
+        .replace("active = \"three years\"", "active = \"1 day\"")
+        .replace(
+            "then = \"destroy\"",
+            "then = \"archive_review\"\nproducing_service = \"Service essai\"\nsource = \"Texte essai\"",
+        )
+        .replace(
+            "[controller]",
+            "rights_endpoint = \"http://127.0.0.1:9/droits\"\nrights_route = \"app\"\n\n[controller]",
+        );
+    std::fs::write(policies.join("essai.toml"), fixture).unwrap();
+    let config = dir.path().join("guichet.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\ndata_dir = {data:?}\n\n[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\n\n\
+             [admin]\nenabled = false\n\n[store]\nurl = {url:?}\n\n[policy]\ndir = {policies:?}\n\n\
+             [[routes]]\nname = \"app\"\npath_prefix = \"/\"\nupstream = \"http://127.0.0.1:9\"\nno_personal_data = true\n",
+            data = dir.path().join("data").display().to_string(),
+            url = secrecy::ExposeSecret::expose_secret(&url),
+            policies = policies.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let guichet = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("GUICHET_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    guichet(&["migrate"]);
+    crate::helpers::raw_sql(
+        &url,
+        "INSERT INTO retention_record (subject, activity, category, consent_subject, route, app_subject, \
+         collected_at_us, phase, phase_since_us) VALUES ('s1', 'essai', 'c', NULL, 'app', 'p1', 0, 'active', 0), \
+         ('s2', 'essai', 'c', NULL, 'app', 'p2', 0, 'active', 0), ('s3', 'essai', 'c', NULL, 'app', 'p3', 0, 'active', 0)",
+    )
+    .await;
+    guichet(&["retention", "run"]);
+    let listed = guichet(&["retention", "eliminations", "list"]);
+    let reference = listed.split('\t').next().unwrap().to_owned();
+    assert!(reference.starts_with("BE-") && listed.contains("Service essai\t3 lines\twaiting"), "{listed}");
+    let shown = guichet(&["retention", "eliminations", "show", &reference]);
+    let line = shown.lines().nth(1).unwrap().split('\t').next().unwrap().to_owned();
+    guichet(&["retention", "eliminations", "refuse", &reference, "--by", "a.dubois", "--reason", "Intérêt", "--line", &line]);
+    let visa = guichet(&["retention", "eliminations", "visa", &reference, "--by", "a.dubois"]);
+    assert!(visa.contains("2 lines approved"), "{visa}");
+    let file = dir.path().join("bordereau.ods");
+    guichet(&["retention", "eliminations", "export", &reference, "--out", file.to_str().unwrap()]);
+    assert_eq!(&std::fs::read(&file).unwrap()[..2], b"PK");
+    assert_eq!(count(&url, "SELECT COUNT(*) FROM retention_record WHERE phase = 'ended'").await, 0, "not before a run");
+    guichet(&["retention", "run"]);
+    assert_eq!(count(&url, "SELECT COUNT(*) FROM retention_record WHERE phase = 'ended'").await, 2);
+    assert_eq!(count(&url, "SELECT COUNT(*) FROM retention_record WHERE phase = 'kept'").await, 1);
+    let shown = guichet(&["retention", "eliminations", "show", &reference]);
+    assert_eq!(shown.matches("approved\tdestroyed").count(), 2, "{shown}");
+    assert!(shown.contains(&format!("{line}\tessai\tc\trefused\n")), "{shown}");
+}
