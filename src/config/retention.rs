@@ -18,6 +18,9 @@ pub struct RetentionSettings {
     /// after this, and the next run resumes its work.
     #[serde(default = "default_lease", with = "humantime_serde")]
     pub lease: Duration,
+    /// The agent role that sees elimination lists and gives or refuses the visa.
+    #[serde(default = "default_archivist_role")]
+    pub archivist_role: String,
     /// How long the gateway keeps its own records (`[retention.own_data]`; docs/retention.md,
     /// "The gateway's own data").
     #[serde(default)]
@@ -54,8 +57,13 @@ impl Default for RetentionSettings {
             batch: default_batch(),
             lease: default_lease(),
             own_data: OwnDataDurations::default(),
+            archivist_role: default_archivist_role(),
         }
     }
+}
+
+fn default_archivist_role() -> String {
+    "archiviste".to_owned()
 }
 
 fn default_run_every() -> Duration {

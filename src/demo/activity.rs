@@ -98,7 +98,34 @@ async fn seed(app: &App, now: OffsetDateTime) -> anyhow::Result<()> {
         }
         journal_day(app, &mut dice, at).await?;
     }
+    seed_elimination_list(app, &mut dice, now).await?;
     app.audit.flush().await?;
+    Ok(())
+}
+
+/// Twelve état-civil request files at the end of their DUA, on one elimination list waiting
+/// for the archivist's visa (Anne DUBOIS), so `/.guichet/archives/` shows one at once.
+async fn seed_elimination_list(app: &App, dice: &mut Dice, now: OffsetDateTime) -> anyhow::Result<()> {
+    let (activity, category) = ("etat-civil", "identite");
+    if app.policies.load().activity(activity).is_none() {
+        return Ok(());
+    }
+    let run_id = format!("RUN-{}", crate::audit::event::to_micros(now));
+    for n in 0..12u32 {
+        let age = Duration::days(400 + i64::try_from(dice.next(300))?);
+        let seen = crate::retention::record::Seen {
+            field_subject: format!("demo_acte_{n:02}"),
+            consent_subject: format!("demo_demandeur_{n:02}"),
+            route: "etat-civil".to_owned(),
+            app_subject: format!("demo_dossier_{n:02}"),
+            activity: activity.to_owned(),
+            at_us: crate::audit::event::to_micros(now - age),
+        };
+        app.retention.seen(&seen, &[category.to_owned()]).await?;
+        for row in app.retention.records(&seen.field_subject, activity).await? {
+            crate::retention::elimination::propose(app, &run_id, &row).await?;
+        }
+    }
     Ok(())
 }
 

@@ -168,6 +168,14 @@ fn agents() -> Vec<Person> {
             DEMO_SIRET,
         ),
         a(
+            "anne",
+            "Anne DUBOIS, archiviste (rôle archiviste)",
+            "Anne",
+            "DUBOIS",
+            "anne.dubois@mairie-demo.fr",
+            DEMO_SIRET,
+        ),
+        a(
             "elise",
             "Élise MOREAU, adjointe au maire (rôle supervision)",
             "Élise",

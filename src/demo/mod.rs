@@ -104,6 +104,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let _ = writeln!(out, "  E-mails sent to citizens (demo outbox): {url}.guichet/demo/boite-mail");
     let _ = writeln!(out, "  DPO register: {url}.guichet/dpo/registre (sign in as Nadia BERGER, role dpo)");
     let _ = writeln!(out, "  DPO console: {url}.guichet/dpo/ (Nadia BERGER; a few months of activity are seeded)");
+    let _ = writeln!(
+        out,
+        "  Elimination lists: {url}.guichet/archives/ (sign in as Anne DUBOIS, archivist; one list waits for a visa)"
+    );
     let _ = writeln!(out, "  Supervision: {url}.guichet/pilotage/ (sign in as Élise MOREAU, elected official)");
     let _ = writeln!(out, "  Demonstration identity provider: {}", idp.citizen_issuer);
     let _ = writeln!(out, "  Demo town-hall application (behind the gateway): http://{townhall}/");
@@ -229,6 +233,12 @@ fn configure_sign_in(s: &mut crate::config::Settings, idp: &idp::DemoIdp) {
         // Every service agent, not the DPO nor the elected official: "agent" records consents
         // at the counter, which the DPO may not do (separation of duties, auth::duties).
         uids: OPERATIONAL_AGENTS.iter().map(|u| (*u).to_owned()).collect(),
+    });
+    s.auth.agent_roles.push(RoleRule {
+        role: s.retention.archivist_role.clone(),
+        siret: vec![idp::DEMO_SIRET.into()],
+        email_domains: vec![idp::DEMO_DOMAIN.into()],
+        uids: vec!["anne".into()],
     });
     s.auth.agent_roles.push(RoleRule {
         role: "supervision".into(),

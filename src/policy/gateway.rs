@@ -162,6 +162,7 @@ fn category(id: &str, name: &str, active: String, from: RetentionStart, source: 
             intermediate: None,
             then: RetentionEnd::Destroy,
             source: Some(source.into()),
+            producing_service: None,
             notice_before: None,
             archive_visible_to: Vec::new(),
         }),

@@ -279,6 +279,10 @@ pub struct Retention {
     /// Where the duration comes from (a référentiel, a text); shown in the register.
     #[serde(default)]
     pub source: Option<String>,
+    /// The service that produced the records ("Service de l'état civil"): elimination lists
+    /// are made per producing service. Required with `then = "archive_review"`.
+    #[serde(default)]
+    pub producing_service: Option<String>,
     /// Tell the citizen this long before the data is destroyed or anonymised (`"30 days"`).
     #[serde(default)]
     pub notice_before: Option<String>,

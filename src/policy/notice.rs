@@ -302,6 +302,7 @@ mod tests {
             intermediate: None,
             then: RetentionEnd::ArchiveReview,
             source: None,
+            producing_service: None,
             notice_before: None,
             archive_visible_to: Vec::new(),
         };

@@ -88,6 +88,7 @@ mod tests {
             intermediate: None,
             then,
             source: None,
+            producing_service: None,
             notice_before: None,
             archive_visible_to: Vec::new(),
         }

@@ -9,7 +9,7 @@ use http::{HeaderValue, Method};
 use super::engine::{CompiledRoute, PathPattern, PolicySet, Processing};
 use super::load::Parsed;
 use super::model::{
-    ActivityFile, BasisChoice, ControllerKind, FieldLocation, LegalBasis, POLICY_VERSION, RetentionStart,
+    ActivityFile, BasisChoice, ControllerKind, FieldLocation, LegalBasis, POLICY_VERSION, RetentionEnd, RetentionStart,
 };
 use super::notice::Period;
 use super::{PolicyError, PolicyProblem};
@@ -237,6 +237,19 @@ fn check_categories(p: &Parsed, problems: &mut Vec<PolicyProblem>) {
                 &format!("{key}.retention.archive_visible_to"),
                 format!("category `{}`: `archive_visible_to` needs an `intermediate` archive period", c.id),
             ));
+        }
+        if r.then == RetentionEnd::ArchiveReview {
+            for (sub, value) in [("producing_service", &r.producing_service), ("source", &r.source)] {
+                if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
+                    problems.push(p.problem(
+                        &format!("{key}.retention.{sub}"),
+                        format!(
+                            "category `{}`: `then = \"archive_review\"` needs `{sub}` for the elimination list",
+                            c.id
+                        ),
+                    ));
+                }
+            }
         }
         if r.archive_visible_to.iter().any(|role| role.trim().is_empty()) {
             problems.push(p.problem(

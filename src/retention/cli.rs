@@ -24,6 +24,44 @@ pub enum RetentionCommand {
     /// Delete the gateway's own records whose duration has passed (`[retention.own_data]`),
     /// now, as the daily job does; journaled with the counts.
     OwnData,
+    /// Elimination lists (bordereaux d'élimination) for the archivist's visa.
+    #[command(subcommand)]
+    Eliminations(EliminationCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EliminationCommand {
+    /// Every list: reference, producing service, lines, visa.
+    List,
+    /// One list, line by line (hashed record ids only).
+    Show { reference: String },
+    /// Writes the bordereau as ODS.
+    Export {
+        reference: String,
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+    },
+    /// Records the archivist's visa: every line not refused is approved; the next run
+    /// destroys them.
+    Visa {
+        reference: String,
+        /// The archivist's agent id (as in the journal).
+        #[arg(long)]
+        by: String,
+        /// The archives service's own reference for the visa.
+        #[arg(long)]
+        visa_reference: Option<String>,
+    },
+    /// Refuses one line (`--line`, its record hash) or every undecided line: kept for good.
+    Refuse {
+        reference: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        line: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +119,7 @@ pub async fn run(mut config: Validated, command: RetentionCommand) -> anyhow::Re
         }
         RetentionCommand::Hold(h) => hold(&app, h, &mut out).await,
         RetentionCommand::OwnData => own_data(&app, &mut out).await,
+        RetentionCommand::Eliminations(e) => eliminations(&app, e, &mut out).await,
     };
     // Queued jobs (telling applications, notices) run in `serve`; the journal is flushed here.
     app.audit.shutdown().await;
@@ -149,6 +188,49 @@ async fn hold(app: &crate::app::App, h: HoldCommand, out: &mut impl Write) -> an
                     crate::audit::event::from_micros(h.since_us).map(|t| t.date().to_string()).unwrap_or_default();
                 writeln!(out, "{}\t{}\t{since}\t{}", h.subject, h.activity, h.reason)?;
             }
+        }
+    }
+    Ok(())
+}
+
+async fn eliminations(app: &crate::app::App, e: EliminationCommand, out: &mut impl Write) -> anyhow::Result<()> {
+    use super::elimination;
+    let one = |reference: &str| {
+        let reference = reference.to_owned();
+        async move {
+            app.retention.elimination_list(&reference).await?.with_context(|| format!("no elimination list {reference}"))
+        }
+    };
+    match e {
+        EliminationCommand::List => {
+            for l in app.retention.elimination_lists().await? {
+                let lines = app.retention.elimination_list(&l.reference).await?.map_or(0, |l| l.lines.len());
+                let visa = l.visa_at_us.and_then(super::date_of).map_or_else(|| "waiting".to_owned(), |d| format!("visa {d}"));
+                writeln!(out, "{}\t{}\t{lines} lines\t{visa}", l.reference, l.producing_service)?;
+            }
+        }
+        EliminationCommand::Show { reference } => {
+            let list = one(&reference).await?;
+            writeln!(out, "{}\t{}", list.list.reference, list.list.producing_service)?;
+            for l in &list.lines {
+                let decision = l.decision.as_deref().unwrap_or("undecided");
+                let destroyed = if l.destroyed_at_us.is_some() { "\tdestroyed" } else { "" };
+                writeln!(out, "{}\t{}\t{}\t{decision}{destroyed}", l.record_hash, l.activity, l.category)?;
+            }
+        }
+        EliminationCommand::Export { reference, out: file } => {
+            let list = one(&reference).await?;
+            let bytes = elimination::to_ods(&elimination::bordereau(app, &list))?;
+            std::fs::write(&file, bytes).with_context(|| format!("cannot write {}", file.display()))?;
+            writeln!(out, "Bordereau written to {}.", file.display())?;
+        }
+        EliminationCommand::Visa { reference, by, visa_reference } => {
+            let n = elimination::visa(app, &reference, &by, visa_reference.as_deref()).await?;
+            writeln!(out, "Visa recorded: {n} lines approved; the next run destroys them.")?;
+        }
+        EliminationCommand::Refuse { reference, by, reason, line } => {
+            let n = elimination::refuse(app, &reference, line.as_deref(), &by, &reason).await?;
+            writeln!(out, "{n} lines refused: kept for good.")?;
         }
     }
     Ok(())

@@ -6,7 +6,9 @@
 
 pub mod api;
 pub mod cli;
+pub mod elimination;
 pub mod metrics;
+pub mod pages;
 pub mod planner;
 pub mod record;
 pub mod reveal;

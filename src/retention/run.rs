@@ -102,6 +102,8 @@ pub struct Report {
     pub skipped_holds: u64,
     /// Past their end of life and not acted on.
     pub overdue: u64,
+    /// Records on elimination lists with the archivist's visa, destroyed by this run.
+    pub eliminated: u64,
 }
 
 impl Report {
@@ -125,7 +127,14 @@ pub async fn run(app: &App, opts: Options, progress: &(dyn Fn(u64) + Sync)) -> R
         return Err(RetentionError::Busy);
     }
     let mut report = Report { run_id: run_id.clone(), ..Report::default() };
-    let result = walk(app, opts, &run_id, &mut report, progress, &take_lease).await;
+    let mut result = walk(app, opts, &run_id, &mut report, progress, &take_lease).await;
+    if !opts.dry_run && result.is_ok() {
+        // Lines the archivist approved since the last run (never a line without a visa).
+        match super::elimination::destroy_approved(app, &run_id).await {
+            Ok(n) => report.eliminated = n,
+            Err(e) => result = Err(e),
+        }
+    }
     if !opts.dry_run {
         let evidence = match &result {
             Ok(()) => journal(app, &run_id, &report).await,
@@ -263,9 +272,7 @@ async fn act(app: &App, run_id: &str, row: &RetentionRow, action: Action) -> Res
             store.unlink(&key).await?;
             store.advance(&key, &row.phase, Phase::Ended.as_str(), Some("anonymise"), now).await?
         }
-        Action::ArchiveReview => {
-            store.advance(&key, &row.phase, Phase::Review.as_str(), Some("archive_review"), now).await?
-        }
+        Action::ArchiveReview => super::elimination::propose(app, run_id, row).await?,
     };
     let item = RunItemRow {
         record_hash: record_hash(&key),

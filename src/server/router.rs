@@ -64,6 +64,7 @@ fn own_pages(state: AppState) -> Router {
         .merge(crate::dpo::routes())
         // The DPO's breach register (Art. 33(5)) and its CNIL form export.
         .merge(crate::incidents::pages::routes())
+        .merge(crate::retention::pages::routes())
         .merge(crate::retention::api::routes())
         // Nothing under the reserved prefix is ever proxied, even paths we do not serve.
         .route("/.guichet", any(reserved_not_found))

@@ -48,7 +48,9 @@ pub use jobs::{JobCounts, JobRow, JobsRepo};
 pub use keys::{DataKeyRow, Keys, Tombstone};
 pub use meta::Meta;
 pub use notify::{NoticeRow, NotifyRepo};
-pub use retention::{HoldRow, RecordKey, RetentionEventRow, RetentionRepo, RetentionRow, RunItemRow};
+pub use retention::{
+    EliminationLineRow, EliminationListRow, HoldRow, RecordKey, RetentionEventRow, RetentionRepo, RetentionRow, RunItemRow,
+};
 pub use rights::{RightsRepo, RightsRow};
 pub use rights_apps::{PropagationRow, RightsAppsRepo};
 pub use rights_subjects::RightsSubjectsRepo;

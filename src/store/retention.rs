@@ -60,6 +60,40 @@ pub struct RunItemRow {
     pub at_us: i64,
 }
 
+/// An elimination list (bordereau d'élimination) waiting for, or given, the archivist's visa.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct EliminationListRow {
+    pub reference: String,
+    pub run_id: String,
+    pub producing_service: String,
+    pub created_at_us: i64,
+    pub visa_by: Option<String>,
+    pub visa_at_us: Option<i64>,
+    pub visa_reference: Option<String>,
+}
+
+const LIST_COLUMNS: &str = "reference, run_id, producing_service, created_at_us, visa_by, visa_at_us, visa_reference";
+
+/// One record on an elimination list.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct EliminationLineRow {
+    pub reference: String,
+    pub subject: String,
+    pub activity: String,
+    pub category: String,
+    pub record_hash: String,
+    pub first_at_us: i64,
+    pub last_at_us: i64,
+    pub decision: Option<String>,
+    pub reason: Option<String>,
+    pub decided_by: Option<String>,
+    pub decided_at_us: Option<i64>,
+    pub destroyed_at_us: Option<i64>,
+}
+
+const LINE_COLUMNS: &str = "reference, subject, activity, category, record_hash, first_at_us, last_at_us, decision, \
+                            reason, decided_by, decided_at_us, destroyed_at_us";
+
 /// The key of a record: (subject, activity, category).
 pub type RecordKey = (String, String, String);
 
@@ -279,5 +313,114 @@ impl<'a> RetentionRepo<'a> {
                    WHERE run_id = $1 ORDER BY activity, category, action, record_hash";
         let rows = with_pool!(self.store.db(), p => sqlx::query_as(sql).bind(run_id).fetch_all(p).await?);
         Ok(rows)
+    }
+
+    /// The list of (run, producing service): the existing one, or a new one under
+    /// `l.reference`; `None` when that reference is taken by another list.
+    pub async fn list_for(&self, l: &EliminationListRow) -> Result<Option<String>, StoreError> {
+        let sql = "SELECT reference FROM elimination_list WHERE run_id = $1 AND producing_service = $2";
+        let existing: Option<String> = with_pool!(self.store.db(), p => sqlx::query_scalar(sql)
+            .bind(&l.run_id).bind(&l.producing_service).fetch_optional(p).await?);
+        if existing.is_some() {
+            return Ok(existing);
+        }
+        let sql = "INSERT INTO elimination_list (reference, run_id, producing_service, created_at_us) \
+                   VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+        let n = with_pool!(self.store.db(), p => sqlx::query(sql)
+            .bind(&l.reference).bind(&l.run_id).bind(&l.producing_service).bind(l.created_at_us)
+            .execute(p).await?.rows_affected());
+        Ok((n > 0).then(|| l.reference.clone()))
+    }
+
+    /// Puts a record on a list; false when it is on one already.
+    pub async fn add_line(&self, l: &EliminationLineRow) -> Result<bool, StoreError> {
+        let sql = "INSERT INTO elimination_line (reference, subject, activity, category, record_hash, first_at_us, \
+                   last_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
+        let n = with_pool!(self.store.db(), p => sqlx::query(sql)
+            .bind(&l.reference).bind(&l.subject).bind(&l.activity).bind(&l.category).bind(&l.record_hash)
+            .bind(l.first_at_us).bind(l.last_at_us).execute(p).await?.rows_affected());
+        Ok(n > 0)
+    }
+
+    /// Every list, newest first.
+    pub async fn lists(&self) -> Result<Vec<EliminationListRow>, StoreError> {
+        let sql = format!("SELECT {LIST_COLUMNS} FROM elimination_list ORDER BY created_at_us DESC, reference");
+        let rows = with_pool!(self.store.db(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(p).await?);
+        Ok(rows)
+    }
+
+    pub async fn list(&self, reference: &str) -> Result<Option<EliminationListRow>, StoreError> {
+        let sql = format!("SELECT {LIST_COLUMNS} FROM elimination_list WHERE reference = $1");
+        let row = with_pool!(self.store.db(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(reference).fetch_optional(p).await?);
+        Ok(row)
+    }
+
+    pub async fn lines(&self, reference: &str) -> Result<Vec<EliminationLineRow>, StoreError> {
+        let sql = format!(
+            "SELECT {LINE_COLUMNS} FROM elimination_line WHERE reference = $1 ORDER BY activity, category, record_hash"
+        );
+        let rows = with_pool!(self.store.db(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(reference).fetch_all(p).await?);
+        Ok(rows)
+    }
+
+    /// Records the archivist's visa once; false when the list had one.
+    pub async fn visa(&self, reference: &str, by: &str, visa_reference: Option<&str>, at_us: i64) -> Result<bool, StoreError> {
+        let sql = "UPDATE elimination_list SET visa_by = $1, visa_at_us = $2, visa_reference = $3 \
+                   WHERE reference = $4 AND visa_at_us IS NULL";
+        let n = with_pool!(self.store.db(), p => sqlx::query(sql)
+            .bind(by).bind(at_us).bind(visa_reference).bind(reference).execute(p).await?.rows_affected());
+        Ok(n > 0)
+    }
+
+    /// Decides the undecided lines of a list (all, or the one of `record_hash`); returns the
+    /// lines this call decided.
+    pub async fn decide(
+        &self,
+        reference: &str,
+        record_hash: Option<&str>,
+        decision: &str,
+        reason: Option<&str>,
+        by: &str,
+        at_us: i64,
+    ) -> Result<Vec<EliminationLineRow>, StoreError> {
+        let undecided: Vec<EliminationLineRow> = self
+            .lines(reference)
+            .await?
+            .into_iter()
+            .filter(|l| l.decision.is_none() && record_hash.is_none_or(|h| h == l.record_hash))
+            .collect();
+        let mut decided = Vec::new();
+        for l in undecided {
+            let sql = "UPDATE elimination_line SET decision = $1, reason = $2, decided_by = $3, decided_at_us = $4 \
+                       WHERE subject = $5 AND activity = $6 AND category = $7 AND decision IS NULL";
+            let n = with_pool!(self.store.db(), p => sqlx::query(sql)
+                .bind(decision).bind(reason).bind(by).bind(at_us).bind(&l.subject).bind(&l.activity)
+                .bind(&l.category).execute(p).await?.rows_affected());
+            if n > 0 {
+                decided.push(l);
+            }
+        }
+        Ok(decided)
+    }
+
+    /// Approved lines of lists with a visa, not destroyed yet.
+    pub async fn approved_to_destroy(&self) -> Result<Vec<EliminationLineRow>, StoreError> {
+        let sql = format!(
+            "SELECT {LINE_COLUMNS} FROM elimination_line WHERE decision = 'approved' AND destroyed_at_us IS NULL \
+             AND reference IN (SELECT reference FROM elimination_list WHERE visa_at_us IS NOT NULL) \
+             ORDER BY reference, activity, category, record_hash"
+        );
+        let rows = with_pool!(self.store.db(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(p).await?);
+        Ok(rows)
+    }
+
+    pub async fn line_destroyed(&self, l: &EliminationLineRow, at_us: i64) -> Result<(), StoreError> {
+        let sql = "UPDATE elimination_line SET destroyed_at_us = $1 \
+                   WHERE subject = $2 AND activity = $3 AND category = $4 AND destroyed_at_us IS NULL";
+        with_pool!(self.store.db(), p => sqlx::query(sql)
+            .bind(at_us).bind(&l.subject).bind(&l.activity).bind(&l.category).execute(p).await.map(drop)?);
+        Ok(())
     }
 }

@@ -47,6 +47,8 @@ from = "last_activity"
 intermediate = "2 years"
 then = "archive_review"
 archive_visible_to = ["archives"]
+producing_service = "Service de la communication"
+source = "Délibération du conseil municipal (essai)"
 
 [[categories]]
 id = "inscription"
@@ -558,4 +560,324 @@ no_personal_data = true
     assert_eq!(count(&url, "SELECT COUNT(*) FROM job WHERE kind = 'retention.tell'").await, n, "told once each");
     let runs = count(&url, "SELECT COUNT(*) FROM audit_entry WHERE operation = 'retention_run'").await;
     assert_eq!(runs, 1, "the finishing run's evidence counts the killed run's steps too");
+}
+
+on_both_stores!(archive_review_lines_are_destroyed_only_after_the_visa_and_refused_ones_never);
+
+/// Code du patrimoine L212-2: the names reach the end of their DUA and go on one elimination
+/// list (the run's, for their producing service); nothing is destroyed while the list waits;
+/// the archivist refuses one line (kept for good) and gives the visa: only the approved line
+/// is destroyed, by the next run, and its application is told.
+async fn archive_review_lines_are_destroyed_only_after_the_visa_and_refused_ones_never(backend: Backend) {
+    use guichet::retention::elimination;
+    let s = setup(backend, THREE_ENDS).await;
+    active_citizen(&s.app, &s.mock, "sub-angela").await;
+    active_citizen(&s.app, &s.mock, "sub-bruno").await;
+    let rows = records(&s.app, 6).await;
+    let mut subjects: Vec<String> = rows.iter().map(|r| r.subject.clone()).collect();
+    subjects.dedup();
+    assert_eq!(subjects.len(), 2, "{rows:?}");
+    run_on(&s.app, date!(2027 - 11 - 28)).await;
+    assert_eq!(run_on(&s.app, date!(2029 - 11 - 28)).await.acted, 2);
+
+    let retention = &s.app.state.retention;
+    let pending = retention.pending_elimination_lists().await.unwrap();
+    assert_eq!(pending.len(), 1, "one list per run and producing service: {pending:?}");
+    let reference = pending[0].reference.clone();
+    assert!(reference.starts_with("BE-"), "{reference}");
+    assert_eq!(pending[0].producing_service, "Service de la communication");
+    let list = retention.elimination_list(&reference).await.unwrap().unwrap();
+    assert_eq!(list.lines.len(), 2);
+    assert!(list.lines.iter().all(|l| l.category == "identite" && l.decision.is_none()));
+
+    // Without a visa, runs leave the records alone, however late.
+    let report = run_on(&s.app, date!(2035 - 01 - 01)).await;
+    assert_eq!((report.acted, report.eliminated), (0, 0), "{report:?}");
+    for subject in &subjects {
+        assert_eq!(phase_of(&all_rows(&s.app, subject).await, "identite"), "review");
+    }
+
+    // One line refused (with a reason), then the visa for the rest.
+    let refused_line = list.lines.iter().find(|l| l.subject == subjects[1]).unwrap();
+    let no_reason = elimination::refuse(&s.app.state, &reference, Some(&refused_line.record_hash), "a.dubois", " ");
+    assert!(matches!(no_reason.await, Err(elimination::DecisionError::NoReason)));
+    let n = elimination::refuse(
+        &s.app.state,
+        &reference,
+        Some(&refused_line.record_hash),
+        "a.dubois",
+        "Intérêt historique : à verser aux Archives",
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(phase_of(&all_rows(&s.app, &subjects[1]).await, "identite"), "kept");
+    assert_eq!(elimination::visa(&s.app.state, &reference, "a.dubois", Some("AD-2035-17")).await.unwrap(), 1);
+    assert!(retention.pending_elimination_lists().await.unwrap().is_empty());
+    assert!(matches!(
+        elimination::visa(&s.app.state, &reference, "a.dubois", None).await,
+        Err(elimination::DecisionError::AlreadyDecided)
+    ));
+    // The visa alone destroys nothing: the next run does.
+    assert_eq!(phase_of(&all_rows(&s.app, &subjects[0]).await, "identite"), "review");
+
+    let report = run_on(&s.app, date!(2035 - 01 - 02)).await;
+    assert_eq!(report.eliminated, 1, "{report:?}");
+    assert_eq!(phase_of(&all_rows(&s.app, &subjects[0]).await, "identite"), "ended");
+    assert_eq!(phase_of(&all_rows(&s.app, &subjects[1]).await, "identite"), "kept", "a refused line is never destroyed");
+    // 2 × (erasure of the address, archived name) + the erasure of the approved name.
+    wait_received(&s.rights_app, 5).await;
+    let erasures: Vec<_> =
+        s.rights_app.received().into_iter().filter(|c| c["type"] == "erasure" && c["category"] == "identite").collect();
+    assert_eq!(erasures.len(), 1, "{erasures:?}");
+    let list = retention.elimination_list(&reference).await.unwrap().unwrap();
+    let destroyed: Vec<_> = list.lines.iter().map(|l| (l.decision.as_deref(), l.destroyed_at_us.is_some())).collect();
+    assert!(destroyed.contains(&(Some("approved"), true)) && destroyed.contains(&(Some("refused"), false)));
+
+    // Again: nothing more, and the evidence counts the elimination once.
+    assert_eq!(run_on(&s.app, date!(2040 - 01 - 01)).await.eliminated, 0);
+    assert_eq!(phase_of(&all_rows(&s.app, &subjects[1]).await, "identite"), "kept");
+    let url = &s.app.store_url;
+    let eliminated =
+        "SELECT COUNT(*) FROM audit_entry WHERE operation = 'retention_run' AND body LIKE '%\"action\":\"eliminated\"%'";
+    assert_eq!(count(url, eliminated).await, 1);
+    let decisions = "SELECT COUNT(*) FROM audit_entry WHERE operation = 'dpo_action' AND body LIKE '%elimination_%'";
+    assert_eq!(count(url, decisions).await, 2, "the refusal and the visa are journaled");
+}
+
+on_both_stores!(only_the_archivist_sees_and_decides_elimination_lists, an_elimination_list_reads_back_as_ods_and_prints_as_html);
+
+const ARCHIVES: &str = "/.guichet/archives";
+
+/// THREE_ENDS with an agent provider: `a.dubois@archives.example.fr` is the archivist,
+/// `x@mairie.example.fr` an état-civil agent; two citizens' names are on one list.
+async fn with_a_list(backend: Backend) -> (Setup, MockProvider, String) {
+    let mock = MockProvider::start().await;
+    let agents = MockProvider::start().await;
+    let (rights_app, addr) = RightsApp::start(Mode::AnswerNow).await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = test_keys(dir.path());
+    let text = policy(THREE_ENDS, addr);
+    let app = gateway(&mock, backend, &text, &keys, dir.path())
+        .with_agent_provider(agents.issuer())
+        .with(|s, _| {
+            s.auth.agent_roles.push(guichet::config::RoleRule {
+                role: "archiviste".into(),
+                siret: vec![],
+                email_domains: vec!["archives.example.fr".into()],
+                uids: vec![],
+            });
+        })
+        .start()
+        .await;
+    rights_app.trust(&app);
+    let s = Setup { app, mock, rights_app, builder_parts: (addr, text, keys, dir.path().to_owned()), _dir: dir };
+    active_citizen(&s.app, &s.mock, "sub-angela").await;
+    active_citizen(&s.app, &s.mock, "sub-bruno").await;
+    records(&s.app, 6).await;
+    run_on(&s.app, date!(2027 - 11 - 28)).await;
+    run_on(&s.app, date!(2029 - 11 - 28)).await;
+    let pending = s.app.state.retention.pending_elimination_lists().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    let reference = pending[0].reference.clone();
+    (s, agents, reference)
+}
+
+async fn agent_session(app: &TestApp, agents: &MockProvider, siret: &str, email: &str) -> String {
+    let r = crate::auth::agent_sign_in(app, agents, crate::auth::agent_info(siret, email), "").await;
+    crate::auth::cookie(&r, SESSION).expect("agent session cookie")
+}
+
+async fn post_form(app: &TestApp, session: &str, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    app.client
+        .post(app.url(path))
+        .header("cookie", format!("{SESSION}={session}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+async fn only_the_archivist_sees_and_decides_elimination_lists(backend: Backend) {
+    let (s, agents, reference) = with_a_list(backend).await;
+    let show = format!("{ARCHIVES}/{reference}");
+    let api = "/.guichet/api/v1/retention/eliminations";
+
+    // Without a session: sign-in first; another agent: 403, journaled, nothing decided.
+    let anonymous = s.app.client.get(s.app.url(&format!("{ARCHIVES}/"))).send().await.unwrap();
+    assert_ne!(anonymous.status(), 200);
+    let clerk = agent_session(&s.app, &agents, "21750001600019", "x@mairie.example.fr").await;
+    for path in [format!("{ARCHIVES}/"), show.clone(), format!("{show}/bordereau.ods"), api.to_owned()] {
+        assert_eq!(get(&s.app, &clerk, &path).await.status(), 403, "{path}");
+    }
+    let r = post_form(&s.app, &clerk, &show, &[("action", "visa"), ("csrf", "x")]).await;
+    assert_eq!(r.status(), 403);
+    let denied = "SELECT COUNT(*) FROM audit_entry WHERE body LIKE '%archives.list%' AND body LIKE '%denied%'";
+    assert_eq!(count(&s.app.store_url, denied).await, 5, "each refusal is journaled");
+    assert_eq!(s.app.state.retention.pending_elimination_lists().await.unwrap().len(), 1, "still waiting");
+
+    // The archivist: the lists, one list with its forms, a refusal and the visa, no JavaScript.
+    let anne = agent_session(&s.app, &agents, "11111111111111", "a.dubois@archives.example.fr").await;
+    let r = get(&s.app, &anne, &format!("{ARCHIVES}/")).await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains(&reference) && html.contains("En attente de votre visa"), "{html}");
+    let html = get(&s.app, &anne, &show).await.text().await.unwrap();
+    assert!(html.contains("Donner mon visa") && !html.contains("<script"), "{html}");
+    let csrf = csrf_of(&html);
+    let r = post_form(&s.app, &anne, &show, &[("action", "visa"), ("csrf", "wrong")]).await;
+    assert_eq!(r.status(), 403, "a forged form is refused");
+    let list = s.app.state.retention.elimination_list(&reference).await.unwrap().unwrap();
+    let line = list.lines[0].record_hash.clone();
+    let r = post_form(&s.app, &anne, &show, &[("action", "refuser"), ("line", &line), ("reason", ""), ("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status(), 422, "a refusal needs a reason");
+    assert!(r.text().await.unwrap().contains("écrivez la raison"));
+    let form = [("action", "refuser"), ("line", &line), ("reason", "Intérêt historique"), ("csrf", &csrf)];
+    assert_eq!(post_form(&s.app, &anne, &show, &form).await.status(), 303);
+    let form = [("action", "visa"), ("visa_reference", "AD-2029-4"), ("csrf", &csrf)];
+    let r = post_form(&s.app, &anne, &show, &form).await;
+    assert_eq!(r.status(), 303);
+    assert!(s.app.state.retention.pending_elimination_lists().await.unwrap().is_empty());
+    let list = s.app.state.retention.elimination_list(&reference).await.unwrap().unwrap();
+    assert!(list.list.visa_by.as_deref().is_some_and(|by| !by.is_empty()));
+    assert_eq!(list.list.visa_reference.as_deref(), Some("AD-2029-4"));
+    let decisions: Vec<_> = list.lines.iter().map(|l| l.decision.clone().unwrap()).collect();
+    assert_eq!(decisions.iter().filter(|d| *d == "refused").count(), 1, "{decisions:?}");
+    assert_eq!(decisions.iter().filter(|d| *d == "approved").count(), 1, "{decisions:?}");
+
+    // The read-only API says the same.
+    let r = get(&s.app, &anne, api).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["lists"][0]["reference"], reference.as_str());
+    assert_eq!(v["lists"][0]["visa"]["reference"], "AD-2029-4");
+    let v: Value = get(&s.app, &anne, &format!("{api}/{reference}")).await.json().await.unwrap();
+    assert_eq!(v["lines"].as_array().unwrap().len(), 2);
+    assert_eq!(v["groups"][0]["count"], 2);
+    assert_eq!(get(&s.app, &anne, &format!("{api}/BE-inconnu")).await.status(), 404);
+}
+
+async fn an_elimination_list_reads_back_as_ods_and_prints_as_html(backend: Backend) {
+    let (s, agents, reference) = with_a_list(backend).await;
+    let anne = agent_session(&s.app, &agents, "11111111111111", "a.dubois@archives.example.fr").await;
+    let r = get(&s.app, &anne, &format!("{ARCHIVES}/{reference}/bordereau.ods")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/vnd.oasis.opendocument.spreadsheet");
+    let bytes = r.bytes().await.unwrap();
+    let wb = spreadsheet_ods::read_ods_buf(&bytes).expect("a readable OpenDocument spreadsheet");
+    let sheet = wb.sheet(0);
+    let cell = |row: u32, col: u32| sheet.value(row, col).as_str_opt().unwrap_or_default().to_owned();
+    let headers: Vec<String> = (0..14).map(|c| cell(0, c)).collect();
+    for h in ["Service producteur", "Typologie", "Date de début", "Date de fin", "Nombre de dossiers", "DUA"] {
+        assert!(headers.iter().any(|x| x == h), "{h} in {headers:?}");
+    }
+    assert_eq!(cell(1, 0), "Service de la communication");
+    assert_eq!(cell(1, 1), reference);
+    assert_eq!(cell(1, 3), "Nom");
+    assert_eq!(cell(1, 6), "2", "two files");
+    assert_eq!(cell(1, 9), "1 an (puis 2 ans en archive intermédiaire)");
+    assert_eq!(cell(1, 10), "Délibération du conseil municipal (essai)");
+    assert_eq!(cell(1, 11), "Destruction");
+    assert_eq!(cell(1, 12), "", "no visa yet");
+
+    guichet::retention::elimination::visa(&s.app.state, &reference, "a.dubois", None).await.unwrap();
+    let r = get(&s.app, &anne, &format!("{ARCHIVES}/{reference}/bordereau")).await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    for expected in [
+        "Bordereau d'élimination",
+        "Service de la communication",
+        reference.as_str(),
+        "Délibération du conseil municipal (essai)",
+        "Destruction",
+        "Vu et approuvé par a.dubois",
+    ] {
+        assert!(html.contains(expected), "{expected} in {html}");
+    }
+    assert!(!html.contains(&s.app.state.retention.elimination_list(&reference).await.unwrap().unwrap().lines[0].subject));
+}
+
+on_both_stores!(the_archivist_decides_through_the_command_line);
+
+/// `guichet retention eliminations list|show|export|visa|refuse` through the real binary: a
+/// run puts three records on one list; one line is refused, the visa approves the others,
+/// the next run destroys them and never the refused one.
+async fn the_archivist_decides_through_the_command_line(backend: Backend) {
+    crate::helpers::init();
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::helpers::fresh_store_url(backend, dir.path()).await;
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let fixture = include_str!("../fixtures/policies/retention-duration/a.toml")
+        .replace("active = \"three years\"", "active = \"1 day\"")
+        .replace(
+            "then = \"destroy\"",
+            "then = \"archive_review\"\nproducing_service = \"Service essai\"\nsource = \"Texte essai\"",
+        )
+        .replace(
+            "[controller]",
+            "rights_endpoint = \"http://127.0.0.1:9/droits\"\nrights_route = \"app\"\n\n[controller]",
+        );
+    std::fs::write(policies.join("essai.toml"), fixture).unwrap();
+    let config = dir.path().join("guichet.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\ndata_dir = {data:?}\n\n[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\n\n\
+             [admin]\nenabled = false\n\n[store]\nurl = {url:?}\n\n[policy]\ndir = {policies:?}\n\n\
+             [[routes]]\nname = \"app\"\npath_prefix = \"/\"\nupstream = \"http://127.0.0.1:9\"\nno_personal_data = true\n",
+            data = dir.path().join("data").display().to_string(),
+            url = secrecy::ExposeSecret::expose_secret(&url),
+            policies = policies.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let guichet = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("GUICHET_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    guichet(&["migrate"]);
+    crate::helpers::raw_sql(
+        &url,
+        "INSERT INTO retention_record (subject, activity, category, consent_subject, route, app_subject, \
+         collected_at_us, phase, phase_since_us) VALUES ('s1', 'essai', 'c', NULL, 'app', 'p1', 0, 'active', 0), \
+         ('s2', 'essai', 'c', NULL, 'app', 'p2', 0, 'active', 0), ('s3', 'essai', 'c', NULL, 'app', 'p3', 0, 'active', 0)",
+    )
+    .await;
+    guichet(&["retention", "run"]);
+    let listed = guichet(&["retention", "eliminations", "list"]);
+    let reference = listed.split('\t').next().unwrap().to_owned();
+    assert!(reference.starts_with("BE-") && listed.contains("Service essai\t3 lines\twaiting"), "{listed}");
+    let shown = guichet(&["retention", "eliminations", "show", &reference]);
+    let line = shown.lines().nth(1).unwrap().split('\t').next().unwrap().to_owned();
+    guichet(&["retention", "eliminations", "refuse", &reference, "--by", "a.dubois", "--reason", "Intérêt", "--line", &line]);
+    let visa = guichet(&["retention", "eliminations", "visa", &reference, "--by", "a.dubois"]);
+    assert!(visa.contains("2 lines approved"), "{visa}");
+    let file = dir.path().join("bordereau.ods");
+    guichet(&["retention", "eliminations", "export", &reference, "--out", file.to_str().unwrap()]);
+    assert_eq!(&std::fs::read(&file).unwrap()[..2], b"PK");
+    assert_eq!(count(&url, "SELECT COUNT(*) FROM retention_record WHERE phase = 'ended'").await, 0, "not before a run");
+    guichet(&["retention", "run"]);
+    assert_eq!(count(&url, "SELECT COUNT(*) FROM retention_record WHERE phase = 'ended'").await, 2);
+    assert_eq!(count(&url, "SELECT COUNT(*) FROM retention_record WHERE phase = 'kept'").await, 1);
+    let shown = guichet(&["retention", "eliminations", "show", &reference]);
+    assert_eq!(shown.matches("approved\tdestroyed").count(), 2, "{shown}");
+    assert!(shown.contains(&format!("{line}\tessai\tc\trefused\n")), "{shown}");
 }

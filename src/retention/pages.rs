@@ -1,0 +1,378 @@
+//! The archivist's pages under `/.guichet/archives/`: the elimination lists, one list with
+//! its lines (visa, or refusal with a reason, of the list or of one line), and its bordereau
+//! as printable HTML and as ODS. Agents holding `retention.archivist_role` only (403,
+//! journaled, for anyone else); every read journaled; forms carry the session's CSRF token;
+//! no JavaScript. Lines show hashed record ids, never a citizen.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::elimination::{self, Bordereau, DecisionError, EliminationList};
+use crate::app::{App, AppState};
+use crate::audit::Reader;
+use crate::auth::session::{Kind, Session};
+use crate::error::{GatewayError, wants_html};
+use crate::pages::{Chrome, redirect, render};
+use crate::server::RequestId;
+
+pub const ARCHIVES_PATH: &str = "/.guichet/archives";
+const PAGE_LIST: &str = "archives.lists";
+const PAGE_SHOW: &str = "archives.list";
+const PAGE_BORDEREAU: &str = "archives.bordereau";
+
+pub fn routes() -> Router<AppState> {
+    let p = ARCHIVES_PATH;
+    Router::new()
+        .route(&format!("{p}/"), get(list))
+        .route(&format!("{p}/{{reference}}"), get(show).post(decide))
+        .route(&format!("{p}/{{reference}}/bordereau"), get(bordereau_html))
+        .route(&format!("{p}/{{reference}}/bordereau.ods"), get(bordereau_ods))
+        .route(API_PATH, get(api_list))
+        .route("/.guichet/api/v1/retention/eliminations/{reference}", get(api_show))
+}
+
+/// The read-only JSON API (docs/openapi.json), for the archivist's session.
+pub const API_PATH: &str = "/.guichet/api/v1/retention/eliminations";
+
+/// The signed-in archivist.
+pub struct Archivist {
+    pub session: Arc<Session>,
+    pub reader: Reader,
+}
+
+/// The gate: sign-in without a session, 403 (journaled as denied) for anyone but an agent
+/// holding the archivist role.
+pub async fn archivist(app: &App, headers: &HeaderMap, page: &str, rid: Option<&str>) -> Result<Archivist, Response> {
+    let html = wants_html(headers);
+    let session = app.auth.identify(headers).await.map_err(|_| GatewayError::StoreUnavailable.respond(html, rid, None))?;
+    let role = app.settings.retention.archivist_role.as_str();
+    match session {
+        None => Err(GatewayError::SignInRequired { agent: true, acr: None, return_to: format!("{ARCHIVES_PATH}/") }
+            .respond(html, rid, None)),
+        Some(s) if s.kind == Kind::Agent && s.roles.iter().any(|r| r == role) => {
+            let reader = app.auth.reader(&s, Some(role)).ok_or_else(|| GatewayError::Internal.respond(html, rid, None))?;
+            Ok(Archivist { session: s, reader })
+        }
+        Some(s) => {
+            crate::auth::gate::denied(app, &s, page, rid).await;
+            Err(GatewayError::Forbidden("this page is for the archivist").respond(html, rid, None))
+        }
+    }
+}
+
+fn request_id(req: &Request) -> Option<String> {
+    req.extensions().get::<RequestId>().map(|r| r.0.to_string())
+}
+
+fn page(app: &App, status: StatusCode, t: &impl Template) -> Response {
+    crate::auth::routes::allow_sign_out_form(&app.auth, render(status, t))
+}
+
+fn failure(headers: &HeaderMap, rid: Option<&str>, e: &dyn std::fmt::Display) -> Response {
+    GatewayError::StoreUnavailable.respond(wants_html(headers), rid, Some(e.to_string()))
+}
+
+fn french_day(us: Option<i64>) -> String {
+    us.and_then(super::date_of).map(crate::pages::french_date).unwrap_or_default()
+}
+
+struct ListRow {
+    reference: String,
+    link: String,
+    service: String,
+    created: String,
+    state: String,
+}
+
+#[derive(Template)]
+#[template(path = "archives/list.html")]
+struct ListPage {
+    chrome: Chrome,
+    rows: Vec<ListRow>,
+}
+
+async fn list(State(app): State<AppState>, req: Request) -> Response {
+    let rid = request_id(&req);
+    let who = match archivist(&app, req.headers(), PAGE_LIST, rid.as_deref()).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let lists = match app.retention.elimination_lists().await {
+        Ok(l) => l,
+        Err(e) => return failure(req.headers(), rid.as_deref(), &e),
+    };
+    let rows = lists
+        .into_iter()
+        .map(|l| ListRow {
+            link: format!("{ARCHIVES_PATH}/{}", l.reference),
+            service: l.producing_service,
+            created: french_day(Some(l.created_at_us)),
+            state: match l.visa_at_us {
+                Some(at) => format!("Visa donné le {}", french_day(Some(at))),
+                None => "En attente de votre visa".to_owned(),
+            },
+            reference: l.reference,
+        })
+        .collect();
+    app.audit.record_read(&who.reader, PAGE_LIST, None, rid.as_deref()).await;
+    page(&app, StatusCode::OK, &ListPage { chrome: app.auth.chrome(Some(&who.session)), rows })
+}
+
+struct LineRow {
+    file: String,
+    hash: String,
+    typology: String,
+    first: String,
+    last: String,
+    decision: String,
+    open: bool,
+}
+
+#[derive(Template)]
+#[template(path = "archives/show.html")]
+struct ShowPage {
+    chrome: Chrome,
+    b: Bordereau,
+    lines: Vec<LineRow>,
+    open: bool,
+    action: String,
+    csrf: String,
+    notice: Option<&'static str>,
+    problem: Option<&'static str>,
+}
+
+async fn load(
+    app: &App,
+    headers: &HeaderMap,
+    reference: &str,
+    rid: Option<&str>,
+) -> Result<EliminationList, Response> {
+    match app.retention.elimination_list(reference).await {
+        Ok(Some(l)) => Ok(l),
+        Ok(None) => Err(GatewayError::NotFound.respond(wants_html(headers), rid, None)),
+        Err(e) => Err(failure(headers, rid, &e)),
+    }
+}
+
+fn show_page(app: &App, who: &Archivist, list: &EliminationList, notice: Option<&'static str>, problem: Option<&'static str>) -> ShowPage {
+    let b = elimination::bordereau(app, list);
+    let set = app.policies.load();
+    let lines = list
+        .lines
+        .iter()
+        .map(|l| LineRow {
+            file: l.record_hash.get(..12).unwrap_or_default().to_uppercase(),
+            hash: l.record_hash.clone(),
+            typology: set
+                .activity(&l.activity)
+                .and_then(|a| a.categories.iter().find(|c| c.id == l.category))
+                .map_or_else(|| l.category.clone(), |c| c.name.clone()),
+            first: french_day(Some(l.first_at_us)),
+            last: french_day(Some(l.last_at_us)),
+            decision: match (l.decision.as_deref(), l.destroyed_at_us) {
+                (Some("approved"), Some(at)) => format!("Détruit le {}", french_day(Some(at))),
+                (Some("approved"), None) => "Élimination approuvée".to_owned(),
+                (Some(_), _) => format!("Conservé : {}", l.reason.clone().unwrap_or_default()),
+                (None, _) => "À décider".to_owned(),
+            },
+            open: l.decision.is_none() && list.list.visa_at_us.is_none(),
+        })
+        .collect();
+    ShowPage {
+        chrome: app.auth.chrome(Some(&who.session)),
+        action: format!("{ARCHIVES_PATH}/{}", list.list.reference),
+        open: list.list.visa_at_us.is_none(),
+        csrf: app.auth.csrf_token(&who.session),
+        b,
+        lines,
+        notice,
+        problem,
+    }
+}
+
+async fn show(State(app): State<AppState>, Path(reference): Path<String>, req: Request) -> Response {
+    let rid = request_id(&req);
+    let who = match archivist(&app, req.headers(), PAGE_SHOW, rid.as_deref()).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let list = match load(&app, req.headers(), &reference, rid.as_deref()).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let notice = match req.uri().query() {
+        Some("visa=1") => Some("Votre visa est enregistré. Les dossiers approuvés seront détruits au prochain passage."),
+        Some("refus=1") => Some("Votre refus est enregistré. Ces dossiers sont conservés."),
+        _ => None,
+    };
+    app.audit.record_read(&who.reader, PAGE_SHOW, Some(&format!("elimination:{reference}")), rid.as_deref()).await;
+    page(&app, StatusCode::OK, &show_page(&app, &who, &list, notice, None))
+}
+
+/// A decision posted from the list's page: `action=visa` (with an optional archives
+/// reference) or `action=refuser` (with a reason, for one `line` or for every undecided one).
+async fn decide(State(app): State<AppState>, Path(reference): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let who = match archivist(&app, &headers, PAGE_SHOW, None).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let (mut action, mut line, mut reason, mut visa_reference, mut csrf) =
+        (String::new(), String::new(), String::new(), String::new(), String::new());
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        let v = v.into_owned();
+        match k.as_ref() {
+            "action" => action = v,
+            "line" => line = v,
+            "reason" => reason = v,
+            "visa_reference" => visa_reference = v,
+            "csrf" => csrf = v,
+            _ => {}
+        }
+    }
+    if !app.auth.csrf_ok(&who.session, &csrf) {
+        return GatewayError::Forbidden("the form is out of date; reload the page").respond(true, None, None);
+    }
+    let agent = who.reader.actor.id.as_str().to_owned();
+    let done = match action.as_str() {
+        "visa" => elimination::visa(&app, &reference, &agent, Some(&visa_reference)).await.map(|_| "visa=1"),
+        "refuser" => {
+            let line = Some(line.as_str()).filter(|l| !l.is_empty());
+            elimination::refuse(&app, &reference, line, &agent, &reason).await.map(|_| "refus=1")
+        }
+        _ => return GatewayError::BadRequest("unknown action").respond(true, None, None),
+    };
+    let problem = match done {
+        Ok(q) => return redirect(&format!("{ARCHIVES_PATH}/{reference}?{q}")),
+        Err(DecisionError::NoReason) => "Pour refuser, écrivez la raison.",
+        Err(DecisionError::AlreadyDecided) => "Ce bordereau a déjà son visa. Il ne peut plus être changé.",
+        Err(DecisionError::UnknownLine) => "Ce dossier n'est pas sur ce bordereau, ou il est déjà décidé.",
+        Err(DecisionError::UnknownList) => return GatewayError::NotFound.respond(true, None, None),
+        Err(DecisionError::Retention(e)) => return failure(&headers, None, &e),
+    };
+    let list = match load(&app, &headers, &reference, None).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    page(&app, StatusCode::UNPROCESSABLE_ENTITY, &show_page(&app, &who, &list, None, Some(problem)))
+}
+
+#[derive(Template)]
+#[template(path = "archives/bordereau.html")]
+struct BordereauPage {
+    chrome: Chrome,
+    b: Bordereau,
+    fate: &'static str,
+}
+
+async fn bordereau_html(State(app): State<AppState>, Path(reference): Path<String>, req: Request) -> Response {
+    let rid = request_id(&req);
+    let who = match archivist(&app, req.headers(), PAGE_BORDEREAU, rid.as_deref()).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let list = match load(&app, req.headers(), &reference, rid.as_deref()).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    app.audit.record_read(&who.reader, PAGE_BORDEREAU, Some(&format!("elimination:{reference}")), rid.as_deref()).await;
+    let b = elimination::bordereau(&app, &list);
+    page(&app, StatusCode::OK, &BordereauPage { chrome: app.auth.chrome(Some(&who.session)), b, fate: elimination::PROPOSED_FATE })
+}
+
+async fn bordereau_ods(State(app): State<AppState>, Path(reference): Path<String>, req: Request) -> Response {
+    let rid = request_id(&req);
+    let who = match archivist(&app, req.headers(), PAGE_BORDEREAU, rid.as_deref()).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let list = match load(&app, req.headers(), &reference, rid.as_deref()).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let bytes = match elimination::to_ods(&elimination::bordereau(&app, &list)) {
+        Ok(b) => b,
+        Err(e) => return failure(req.headers(), rid.as_deref(), &e),
+    };
+    app.audit.record_read(&who.reader, PAGE_BORDEREAU, Some(&format!("elimination:{reference}")), rid.as_deref()).await;
+    let mut resp = (StatusCode::OK, bytes).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.oasis.opendocument.spreadsheet"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"bordereau-{reference}.ods\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    resp
+}
+
+fn list_json(l: &crate::store::EliminationListRow) -> serde_json::Value {
+    serde_json::json!({
+        "reference": l.reference,
+        "producing_service": l.producing_service,
+        "created_on": super::date_of(l.created_at_us).map(|d| d.to_string()),
+        "visa": l.visa_at_us.map(|at| serde_json::json!({
+            "by": l.visa_by,
+            "on": super::date_of(at).map(|d| d.to_string()),
+            "reference": l.visa_reference,
+        })),
+    })
+}
+
+async fn api_list(State(app): State<AppState>, req: Request) -> Response {
+    let rid = request_id(&req);
+    let who = match archivist(&app, req.headers(), PAGE_LIST, rid.as_deref()).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let lists = match app.retention.elimination_lists().await {
+        Ok(l) => l,
+        Err(e) => return failure(req.headers(), rid.as_deref(), &e),
+    };
+    app.audit.record_read(&who.reader, PAGE_LIST, None, rid.as_deref()).await;
+    axum::Json(serde_json::json!({ "lists": lists.iter().map(list_json).collect::<Vec<_>>() })).into_response()
+}
+
+async fn api_show(State(app): State<AppState>, Path(reference): Path<String>, req: Request) -> Response {
+    let rid = request_id(&req);
+    let who = match archivist(&app, req.headers(), PAGE_SHOW, rid.as_deref()).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let list = match load(&app, req.headers(), &reference, rid.as_deref()).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    app.audit.record_read(&who.reader, PAGE_SHOW, Some(&format!("elimination:{reference}")), rid.as_deref()).await;
+    let b = elimination::bordereau(&app, &list);
+    let mut body = list_json(&list.list);
+    body["groups"] = b
+        .groups
+        .iter()
+        .map(|g| {
+            serde_json::json!({
+                "activity": g.activity, "typology": g.typology, "first_on": g.first_on, "last_on": g.last_on,
+                "count": g.count, "approved": g.approved, "refused": g.refused, "dua": g.dua,
+                "legal_basis": g.legal_basis, "proposed_fate": elimination::PROPOSED_FATE,
+            })
+        })
+        .collect();
+    body["lines"] = list
+        .lines
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "record_hash": l.record_hash, "activity": l.activity, "category": l.category,
+                "first_on": super::date_of(l.first_at_us).map(|d| d.to_string()),
+                "last_on": super::date_of(l.last_at_us).map(|d| d.to_string()),
+                "decision": l.decision, "reason": l.reason,
+                "destroyed": l.destroyed_at_us.is_some(),
+            })
+        })
+        .collect();
+    axum::Json(body).into_response()
+}
