@@ -635,7 +635,24 @@ async fn an_overdue_request_alerts_the_dpo_by_email(backend: Backend) {
 
 crate::notify::with_smtp_on_both_stores!(an_overdue_request_alerts_the_dpo_by_email);
 
+/// The demo's seeded activity gives the conservation page one run a month, acting on the
+/// declared categories, on first start.
+async fn the_demo_seeds_monthly_retention_runs(backend: Backend) {
+    let app = spawn_app()
+        .backend(backend)
+        .with_policies(&[("cantine.toml", include_str!("../../policies/cantine.toml"))])
+        .start()
+        .await;
+    assert!(guichet::demo::activity::seed_if_empty(&app.state).await.unwrap());
+    let reg = guichet::dpo::conservation::register(&app.state).await.unwrap();
+    // Beside the test gateway's own first run (nothing to do), one a month for five months.
+    let seeded = reg.runs.iter().filter(|r| r.actions != "Aucune action").count();
+    assert_eq!(seeded, 5, "{:?}", reg.runs);
+    assert!(reg.lines.iter().any(|l| l.last_run.is_some() && l.counts.destroyed > 0), "{:?}", reg.lines);
+}
+
 on_both_stores!(
+    the_demo_seeds_monthly_retention_runs,
     the_conservation_register_counts_each_category_and_run,
     every_page_and_export_is_for_the_dpo_only,
     the_dpo_pages_ask_for_a_strong_enough_sign_in,
