@@ -94,7 +94,10 @@ pub fn describe(condition: &str, count: u64) -> (std::borrow::Cow<'static, str>,
             ),
             crate::pages::DPO_INCIDENTS_PATH,
         ),
-        _ => ("La dernière purge des données conservées a échoué.".into(), "/.guichet/dpo/"),
+        _ => (
+            "La dernière purge des données conservées a échoué.".into(),
+            crate::dpo::conservation::DPO_CONSERVATION_PATH,
+        ),
     }
 }
 

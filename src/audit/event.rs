@@ -213,6 +213,11 @@ pub enum Operation {
         lines: Vec<RetentionCount>,
         records_sha256: Ident,
         skipped_holds: u64,
+        /// Records past their end of life the run left as they were (held, or an action
+        /// failed): what the DPO must follow up. Written only when some are, so entries of
+        /// runs with none read as before.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        overdue: u64,
     },
     /// Values in intermediate archive shown to an agent, with the typed reason they gave.
     ArchiveReveal {
@@ -230,6 +235,10 @@ pub enum Operation {
 pub struct PurgeCount {
     pub kind: Ident,
     pub count: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One line of a retention run's evidence.

@@ -185,8 +185,10 @@ impl Audit {
 
     /// Journals that `reader` was refused `page` (outcome `denied`): a role-gated own page, an
     /// API or a proxied route they lack the role for.
-    pub async fn record_denied(&self, reader: &Reader, page: &str, request_id: Option<&str>) {
-        self.record_access(reader, page, None, Outcome::Denied, request_id).await;
+    /// `record_ref` names the record refused (`incident:INC-…`, or `list:PAGE` for a list), so
+    /// the DPO sees what was asked for, not only where.
+    pub async fn record_denied(&self, reader: &Reader, page: &str, record_ref: &str, request_id: Option<&str>) {
+        self.record_access(reader, page, Some(record_ref), Outcome::Denied, request_id).await;
     }
 
     async fn record_access(

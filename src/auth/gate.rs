@@ -21,11 +21,13 @@ pub struct Dpo {
 }
 
 /// The signed-in agent holding `auth.dpo_role`, or the error to answer: sign-in (back to
-/// `return_to`) without a session, 403 (journaled as denied on `page`) for anyone else.
+/// `return_to`) without a session, 403 (journaled as denied on `page`, naming `record_ref`)
+/// for anyone else.
 pub async fn dpo(
     app: &App,
     headers: &HeaderMap,
     page: &str,
+    record_ref: &str,
     return_to: &str,
     request_id: Option<&str>,
 ) -> Result<Dpo, GatewayError> {
@@ -38,17 +40,25 @@ pub async fn dpo(
             Ok(Dpo { session: s, reader })
         }
         Some(s) => {
-            denied(app, &s, page, request_id).await;
+            denied(app, &s, page, record_ref, request_id).await;
             Err(GatewayError::Forbidden("this page is for the data protection officer"))
         }
     }
 }
 
-/// Journals that `session`'s person was refused `page` (their first role, if any, as role).
-pub async fn denied(app: &App, session: &Session, page: &str, request_id: Option<&str>) {
+/// The record reference of a list page (`list:dpo.incidents`): what a refusal of a list names.
+pub fn list_ref(page: &str) -> String {
+    format!("list:{page}")
+}
+
+/// Journals that `session`'s person was refused `page` and the record `record_ref` on it
+/// (their first role, if any, as role). A reference that is not a journal identifier (a
+/// mistyped id in an address) is journaled as the page's list, so the entry always names one.
+pub async fn denied(app: &App, session: &Session, page: &str, record_ref: &str, request_id: Option<&str>) {
     let role = if session.kind == Kind::Agent { session.roles.first().map(String::as_str) } else { None };
+    let record_ref = if crate::audit::Ident::new(record_ref).is_ok() { record_ref.to_owned() } else { list_ref(page) };
     match app.auth.reader(session, role) {
-        Some(reader) => app.audit.record_denied(&reader, page, request_id).await,
+        Some(reader) => app.audit.record_denied(&reader, page, &record_ref, request_id).await,
         None => tracing::warn!("a refused access could not be journaled: the person's id is not a journal identifier"),
     }
 }

@@ -422,7 +422,7 @@ async fn agent_session(app: &App, headers: &HeaderMap) -> Result<Arc<Session>, R
     match session_of(app, headers, Kind::Agent).await? {
         Some(s) if assisted_agent(app, &s) => Ok(s),
         Some(s) => {
-            crate::auth::gate::denied(app, &s, "consent.agent", None).await;
+            crate::auth::gate::denied(app, &s, "consent.agent", "list:consent.agent", None).await;
             Err(GatewayError::Forbidden("the agent has no role allowing to record consents").respond(true, None, None))
         }
         None => Err(GatewayError::SignInRequired { agent: true, acr: None, return_to: AGENT_PATH.into() }

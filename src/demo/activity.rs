@@ -97,6 +97,9 @@ async fn seed(app: &App, now: OffsetDateTime) -> anyhow::Result<()> {
             }
         }
         journal_day(app, &mut dice, at).await?;
+        if day % 30 == 29 {
+            journal_retention_run(app, &mut dice, &set, at + Duration::hours(14)).await?;
+        }
     }
     seed_elimination_list(app, &mut dice, now).await?;
     app.audit.flush().await?;
@@ -175,6 +178,53 @@ async fn answer_due(
         rights.advance(&id, Status::Completed, Some("Réponse envoyée.".into()), dpo).await?;
         pending.retain(|(p, _)| *p != id);
     }
+    Ok(())
+}
+
+/// A monthly retention run's evidence, as `retention::run` journals it: a few records of each
+/// declared category destroyed or anonymised, now and then one held. The demo's store holds
+/// no retention records (the runs' effect is on the applications' data): these entries only
+/// give the DPO's conservation page its history on first start.
+async fn journal_retention_run(
+    app: &App,
+    dice: &mut Dice,
+    set: &crate::policy::PolicySet,
+    at: OffsetDateTime,
+) -> anyhow::Result<()> {
+    use crate::audit::event::RetentionCount;
+    let mut lines = Vec::new();
+    let mut overdue = 0;
+    for a in &set.activities {
+        for c in a.categories.iter().filter(|c| c.retention.is_some()) {
+            let action = match c.retention.as_ref().map(|r| r.then) {
+                Some(crate::policy::model::RetentionEnd::Anonymise) => "anonymise",
+                Some(crate::policy::model::RetentionEnd::ArchiveReview) => "archive_review",
+                _ => "destroy",
+            };
+            let n = dice.next(6);
+            if n > 0 {
+                lines.push(RetentionCount {
+                    activity: ident(&a.id)?,
+                    category: ident(&c.id)?,
+                    action: ident(action)?,
+                    count: n,
+                });
+            }
+            if dice.next(12) == 0 {
+                lines.push(RetentionCount {
+                    activity: ident(&a.id)?,
+                    category: ident(&c.id)?,
+                    action: ident("held")?,
+                    count: 1,
+                });
+                overdue += 1;
+            }
+        }
+    }
+    let run = ident(&format!("RUN-{}", crate::audit::event::to_micros(at)))?;
+    let digest = ident(&crate::consent::sha256_hex(&run.to_string()))?;
+    let operation = Operation::RetentionRun { run, lines, records_sha256: digest, skipped_holds: overdue, overdue };
+    app.audit.record(AuditEvent::system(operation, at)).await?;
     Ok(())
 }
 

@@ -170,6 +170,8 @@ pub fn demo_routes(upstream: &str) -> Vec<RouteSettings> {
 fn demo_notify(dir: &Path) -> crate::config::NotifySettings {
     crate::config::NotifySettings {
         outbox_dir: Some(dir.join("boite-mail")),
+        // The console's alerts (docs/alerts.md) land in the same outbox.
+        dpo_address: Some("dpo@demoville.invalid".into()),
         commune_name: "Mairie de Démoville".into(),
         from: "Mairie de Démoville <ne-pas-repondre@demoville.invalid>".into(),
         letter_return_address: vec!["1 place de la Mairie".into(), "00000 Démoville".into()],

@@ -12,6 +12,7 @@
 //!   `/.guichet/api/v1/stats/`.
 
 pub mod charts;
+pub mod conservation;
 pub mod export;
 pub mod pages;
 pub mod pilotage;
@@ -40,7 +41,7 @@ pub const SUPERVISION_REPORT_PATH: &str = "/.guichet/pilotage/rapport";
 pub const STATS_API_PATH: &str = "/.guichet/api/v1/stats/services";
 
 pub fn routes() -> Router<AppState> {
-    pages::routes().merge(pilotage::routes())
+    pages::routes().merge(pilotage::routes()).merge(conservation::routes())
 }
 
 /// The lowest sign-in level of an agent on the DPO's pages: `[dpo] min_acr`, else the
@@ -86,7 +87,7 @@ async fn agent_with(
         }
         Some(s) => {
             if journal_denial {
-                crate::auth::gate::denied(app, &s, &page, None).await;
+                crate::auth::gate::denied(app, &s, &page, &crate::auth::gate::list_ref(&page), None).await;
             }
             Err(GatewayError::Forbidden(what))
         }

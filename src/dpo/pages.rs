@@ -61,20 +61,20 @@ pub struct Figure {
     pub link: &'static str,
 }
 
-fn fail(headers: &HeaderMap, e: &GatewayError) -> Response {
+pub(super) fn fail(headers: &HeaderMap, e: &GatewayError) -> Response {
     e.respond(wants_html(headers), None, None)
 }
 
-fn internal(headers: &HeaderMap, cause: impl std::fmt::Display) -> Response {
+pub(super) fn internal(headers: &HeaderMap, cause: impl std::fmt::Display) -> Response {
     GatewayError::Internal.respond(wants_html(headers), None, Some(cause.to_string()))
 }
 
-fn show(app: &App, session: &Session, status: StatusCode, t: &impl Template) -> Response {
+pub(super) fn show(app: &App, session: &Session, status: StatusCode, t: &impl Template) -> Response {
     let chrome = app.auth.chrome(Some(session));
     own_page(&app.auth, status, t, &chrome)
 }
 
-fn export_or(headers: &HeaderMap, t: &Table, format: Format) -> Response {
+pub(super) fn export_or(headers: &HeaderMap, t: &Table, format: Format) -> Response {
     export::download(t, format).unwrap_or_else(|e| internal(headers, e))
 }
 
@@ -160,6 +160,14 @@ struct OverviewPage<'a> {
     policies: (usize, String),
     keys: Vec<String>,
     incidents_path: &'static str,
+    conservation: ConservationState,
+}
+
+/// The overview's retention slot.
+struct ConservationState {
+    last_run: Option<String>,
+    overdue: u64,
+    elimination_lists: usize,
 }
 
 async fn overview(State(app): State<AppState>, headers: HeaderMap) -> Response {
@@ -222,8 +230,18 @@ async fn overview_page(app: &App, session: &Session) -> anyhow::Result<Response>
         policies,
         keys: key_status(app).await,
         incidents_path: DPO_INCIDENTS_PATH,
+        conservation: conservation_state(app).await?,
     };
     Ok(show(app, session, StatusCode::OK, &page))
+}
+
+async fn conservation_state(app: &App) -> anyhow::Result<ConservationState> {
+    let reg = super::conservation::register(app).await?;
+    Ok(ConservationState {
+        last_run: reg.runs.first().map(|r| french_time(r.at)),
+        overdue: reg.overdue(),
+        elimination_lists: super::conservation::pending_elimination_lists(app).await?.len(),
+    })
 }
 
 fn month_labels(months: &[YearMonth]) -> Vec<String> {

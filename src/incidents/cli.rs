@@ -20,11 +20,15 @@ pub enum IncidentCommand {
     List,
     /// One incident, as JSON.
     Show { reference: String },
-    /// One incident on the CNIL notification form's fields, as JSON (or printable HTML).
+    /// One incident on the CNIL notification form's fields, as JSON (or printable HTML, or
+    /// an ODS spreadsheet written to `--out`).
     Export {
         reference: String,
         #[arg(long, value_enum, default_value = "json")]
         format: ExportFormat,
+        /// Where to write the ODS file (required with `--format ods`: it is binary).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Record an incident from a TOML (`.toml`) or JSON file.
     Record { file: PathBuf },
@@ -34,6 +38,7 @@ pub enum IncidentCommand {
 pub enum ExportFormat {
     Json,
     Html,
+    Ods,
 }
 
 /// The operator at the terminal, as the journal names them.
@@ -78,14 +83,23 @@ pub async fn run(
             let i = register.get(&reference).await?.ok_or(IncidentError::NotFound)?;
             writeln!(out, "{}", serde_json::to_string_pretty(&i)?)?;
         }
-        IncidentCommand::Export { reference, format } => {
+        IncidentCommand::Export { reference, format, out: file } => {
             let i = register.get(&reference).await?.ok_or(IncidentError::NotFound)?;
+            if matches!(format, ExportFormat::Ods) && file.is_none() {
+                anyhow::bail!("--format ods writes a file: give it with --out FILE.ods");
+            }
             register.journal_export(&operator()?, &i.id).await?;
             match format {
                 ExportFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&cnil::to_json(&i, org, now))?)?,
                 ExportFormat::Html => {
                     let chrome = crate::pages::Chrome::public();
                     writeln!(out, "{}", cnil::to_html(&i, org, &chrome, now)?)?;
+                }
+                ExportFormat::Ods => {
+                    let path = file.context("--out is required with --format ods")?;
+                    let body = cnil::to_ods(&i, org, now)?;
+                    std::fs::write(&path, body).with_context(|| format!("cannot write {}", path.display()))?;
+                    writeln!(out, "{} written.", path.display())?;
                 }
             }
         }

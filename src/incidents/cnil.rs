@@ -80,6 +80,53 @@ pub fn to_json(i: &Incident, org: &Organisation, now: OffsetDateTime) -> Value {
     })
 }
 
+/// The form's fields as (part of the form, value) rows, in the form's order: the ODS export,
+/// one line per field the DPO copies. Times in French local time, as on the printable form.
+pub fn rows(i: &Incident, org: &Organisation, now: OffsetDateTime) -> Vec<(&'static str, String)> {
+    let f = &i.facts;
+    let when = |t: Option<OffsetDateTime>| t.map(french_time).unwrap_or_default();
+    let count = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
+    let text = |t: &Option<String>| t.clone().unwrap_or_default();
+    vec![
+        ("Référence interne", i.id.clone()),
+        ("Organisme : responsable du traitement", org.name.clone()),
+        ("Organisme : contact", org.contact.clone()),
+        ("Délégué à la protection des données : nom", org.dpo_name.clone()),
+        ("Délégué à la protection des données : contact", org.dpo_contact.clone()),
+        ("Violation : date de début", when(f.started_at)),
+        ("Violation : date de prise de connaissance", french_time(f.aware_at)),
+        ("Violation : date limite de notification (72 heures)", french_time(i.deadline())),
+        ("Violation : nature", f.nature.iter().map(|n| n.french()).collect::<Vec<_>>().join(", ")),
+        ("Violation : circonstances", f.description.clone()),
+        ("Données : catégories", f.record_categories.clone()),
+        ("Données : nombre approximatif d'enregistrements", count(f.record_count)),
+        ("Personnes concernées : catégories", f.people_categories.clone()),
+        ("Personnes concernées : nombre approximatif", count(f.people_count)),
+        ("Conséquences probables", f.consequences.clone()),
+        ("Mesures prises ou envisagées", f.measures.clone()),
+        ("Notification à la CNIL : état", french_state(i.notification(now))),
+        ("Notification à la CNIL : date", when(f.cnil_notified_at)),
+        ("Notification à la CNIL : motif du retard", text(&f.delay_reason)),
+        ("Notification à la CNIL : motif de non-notification", text(&f.cnil_not_notified_reason)),
+        ("Information des personnes : date", when(f.people_informed_at)),
+        ("Information des personnes : motif de non-information", text(&f.people_not_informed_reason)),
+    ]
+}
+
+/// The form as an ODS spreadsheet (one sheet, "Rubrique" and "Valeur" columns).
+pub fn to_ods(
+    i: &Incident,
+    org: &Organisation,
+    now: OffsetDateTime,
+) -> Result<Vec<u8>, crate::dpo::export::ExportError> {
+    let table = crate::dpo::export::Table {
+        name: "notification-cnil",
+        headers: vec!["Rubrique du formulaire CNIL", "Valeur"],
+        rows: rows(i, org, now).into_iter().map(|(k, v)| vec![k.to_owned(), v]).collect(),
+    };
+    crate::dpo::export::to_ods(&table)
+}
+
 /// The notification's state as a stable word (JSON, CLI).
 pub fn state(n: Notification) -> &'static str {
     match n {

@@ -36,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{p}/{{id}}/modifier"), get(edit_form))
         .route(&format!("{p}/{{id}}/cnil"), get(export_html))
         .route(&format!("{p}/{{id}}/cnil.json"), get(export_json))
+        .route(&format!("{p}/{{id}}/cnil.ods"), get(export_ods))
 }
 
 fn request_id(req_headers: &Request) -> Option<String> {
@@ -43,8 +44,12 @@ fn request_id(req_headers: &Request) -> Option<String> {
 }
 
 /// The gate, answering the refusal itself.
-async fn dpo(app: &App, headers: &HeaderMap, page: &str, rid: Option<&str>) -> Result<Dpo, Response> {
-    gate::dpo(app, headers, page, DPO_INCIDENTS_PATH, rid).await.map_err(|e| e.respond(wants_html(headers), rid, None))
+/// `id` is the incident asked for (the refusal names it), `None` on the list and new forms.
+async fn dpo(app: &App, headers: &HeaderMap, page: &str, id: Option<&str>, rid: Option<&str>) -> Result<Dpo, Response> {
+    let record_ref = id.map_or_else(|| gate::list_ref(PAGE_LIST), super::model::record_ref);
+    gate::dpo(app, headers, page, &record_ref, DPO_INCIDENTS_PATH, rid)
+        .await
+        .map_err(|e| e.respond(wants_html(headers), rid, None))
 }
 
 fn page(app: &App, status: StatusCode, t: &impl Template) -> Response {
@@ -84,7 +89,7 @@ struct ListPage {
 
 async fn list(State(app): State<AppState>, req: Request) -> Response {
     let rid = request_id(&req);
-    let dpo = match dpo(&app, req.headers(), PAGE_LIST, rid.as_deref()).await {
+    let dpo = match dpo(&app, req.headers(), PAGE_LIST, None, rid.as_deref()).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -135,7 +140,7 @@ struct ShowPage<'a> {
 
 async fn show(State(app): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
     let rid = request_id(&req);
-    let dpo = match dpo(&app, req.headers(), PAGE_SHOW, rid.as_deref()).await {
+    let dpo = match dpo(&app, req.headers(), PAGE_SHOW, Some(&id), rid.as_deref()).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -174,16 +179,29 @@ async fn show(State(app): State<AppState>, Path(id): Path<String>, req: Request)
 
 async fn export_html(State(app): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
     let rid = request_id(&req);
-    export(&app, &id, req.headers(), rid, false).await
+    export(&app, &id, req.headers(), rid, Export::Html).await
 }
 
 async fn export_json(State(app): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
     let rid = request_id(&req);
-    export(&app, &id, req.headers(), rid, true).await
+    export(&app, &id, req.headers(), rid, Export::Json).await
 }
 
-async fn export(app: &App, id: &str, headers: &HeaderMap, rid: Option<String>, json: bool) -> Response {
-    let dpo = match dpo(app, headers, PAGE_EXPORT, rid.as_deref()).await {
+async fn export_ods(State(app): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
+    let rid = request_id(&req);
+    export(&app, &id, req.headers(), rid, Export::Ods).await
+}
+
+/// The shapes of the CNIL form export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Export {
+    Html,
+    Json,
+    Ods,
+}
+
+async fn export(app: &App, id: &str, headers: &HeaderMap, rid: Option<String>, shape: Export) -> Response {
+    let dpo = match dpo(app, headers, PAGE_EXPORT, Some(id), rid.as_deref()).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -197,7 +215,22 @@ async fn export(app: &App, id: &str, headers: &HeaderMap, rid: Option<String>, j
     }
     let org = Organisation::of(&app.policies.load(), &app.settings.commune.name);
     let now = register.now();
-    if json {
+    if shape == Export::Ods {
+        let mut resp = match cnil::to_ods(&incident, &org, now) {
+            Ok(body) => (StatusCode::OK, body).into_response(),
+            Err(e) => return GatewayError::Internal.respond(true, rid.as_deref(), Some(e.to_string())),
+        };
+        let h = resp.headers_mut();
+        let mime = "application/vnd.oasis.opendocument.spreadsheet";
+        h.insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static(mime));
+        h.insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!("attachment; filename=\"{}-cnil.ods\"", incident.id))
+        {
+            h.insert(axum::http::header::CONTENT_DISPOSITION, v);
+        }
+        return resp;
+    }
+    if shape == Export::Json {
         let mut resp = axum::Json(cnil::to_json(&incident, &org, now)).into_response();
         resp.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
         return resp;
@@ -416,7 +449,7 @@ fn form(app: &App, dpo: &Dpo, action: String, v: Values, errors: &[Invalid], sta
 
 async fn new_form(State(app): State<AppState>, req: Request) -> Response {
     let rid = request_id(&req);
-    let dpo = match dpo(&app, req.headers(), PAGE_LIST, rid.as_deref()).await {
+    let dpo = match dpo(&app, req.headers(), PAGE_LIST, None, rid.as_deref()).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -426,7 +459,7 @@ async fn new_form(State(app): State<AppState>, req: Request) -> Response {
 
 async fn edit_form(State(app): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
     let rid = request_id(&req);
-    let dpo = match dpo(&app, req.headers(), PAGE_SHOW, rid.as_deref()).await {
+    let dpo = match dpo(&app, req.headers(), PAGE_SHOW, Some(&id), rid.as_deref()).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -450,7 +483,7 @@ async fn update(State(app): State<AppState>, Path(id): Path<String>, headers: He
 /// Records (`id` `None`) or corrects an incident from the form; shows the form again with
 /// every problem when it does not hold.
 async fn save(app: &App, headers: &HeaderMap, id: Option<&str>, body: &[u8]) -> Response {
-    let dpo = match dpo(app, headers, PAGE_LIST, None).await {
+    let dpo = match dpo(app, headers, PAGE_LIST, id, None).await {
         Ok(d) => d,
         Err(r) => return r,
     };

@@ -80,7 +80,16 @@ async fn activity_notice(State(app): State<AppState>, Path(activity): Path<Strin
 
 async fn registre(State(app): State<AppState>, req: Request) -> Response {
     let rid = req.extensions().get::<RequestId>().map(|r| r.0.clone());
-    let dpo = match crate::auth::gate::dpo(&app, req.headers(), REGISTER_PAGE, REGISTER_PATH, rid.as_deref()).await {
+    let dpo = match crate::auth::gate::dpo(
+        &app,
+        req.headers(),
+        REGISTER_PAGE,
+        "register:activities",
+        REGISTER_PATH,
+        rid.as_deref(),
+    )
+    .await
+    {
         Ok(dpo) => dpo,
         Err(e) => return e.respond(wants_html(req.headers()), rid.as_deref(), None),
     };

@@ -34,7 +34,7 @@ async fn show(State(app): State<AppState>, headers: HeaderMap) -> Response {
     let session = match app.auth.identify(&headers).await {
         Ok(Some(s)) if s.kind == Kind::Agent => s,
         Ok(Some(s)) => {
-            denied(&app, &s, AGENT_SPACE_PATH, None).await;
+            denied(&app, &s, AGENT_SPACE_PATH, "page:agent_space", None).await;
             return GatewayError::Forbidden("this page is for the town hall's agents").respond(true, None, None);
         }
         Ok(None) => return redirect(&sign_in_url(true, None, Some(AGENT_SPACE_PATH))),

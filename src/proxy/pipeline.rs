@@ -176,7 +176,8 @@ impl Proxy {
         };
         let role = if session.kind == crate::auth::session::Kind::Agent { session.roles.first() } else { None };
         let Some(reader) = auth.reader(session, role.map(String::as_str)) else { return };
-        audit.record_denied(&reader, &format!("route:{}", route.name), Some(&ctx.request_id)).await;
+        let page = format!("route:{}", route.name);
+        audit.record_denied(&reader, &page, &page, Some(&ctx.request_id)).await;
     }
 
     /// Runs every phase; gateway errors become responses here. Returns the response and the

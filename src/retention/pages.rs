@@ -61,7 +61,7 @@ pub async fn archivist(app: &App, headers: &HeaderMap, page: &str, rid: Option<&
             Ok(Archivist { session: s, reader })
         }
         Some(s) => {
-            crate::auth::gate::denied(app, &s, page, rid).await;
+            crate::auth::gate::denied(app, &s, page, &crate::auth::gate::list_ref(page), rid).await;
             Err(GatewayError::Forbidden("this page is for the archivist").respond(html, rid, None))
         }
     }

@@ -214,7 +214,7 @@ where
     }
 }
 
-fn clocks(row: &RetentionRow) -> Clocks {
+pub(crate) fn clocks(row: &RetentionRow) -> Clocks {
     Clocks {
         collected_on: date_of(row.collected_at_us),
         last_activity_on: row.last_activity_at_us.and_then(date_of),
@@ -223,7 +223,7 @@ fn clocks(row: &RetentionRow) -> Clocks {
     }
 }
 
-fn noticed_for(row: &RetentionRow) -> Option<Date> {
+pub(crate) fn noticed_for(row: &RetentionRow) -> Option<Date> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     row.notice_deletion_on.as_deref().and_then(|d| Date::parse(d, format).ok())
 }
@@ -325,6 +325,7 @@ async fn journal(app: &App, run_id: &str, report: &Report) -> Result<(), Retenti
         lines,
         records_sha256: ident(&crate::consent::sha256_hex(&joined.join("\n")))?,
         skipped_holds: report.skipped_holds,
+        overdue: report.overdue,
     };
     app.audit.append_sync(AuditEvent::system(operation, app.clock.now())).await.map_err(|_| RetentionError::Journal)?;
     store.journaled(&items).await?;

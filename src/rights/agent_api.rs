@@ -75,7 +75,7 @@ pub(super) async fn agent_with_role(
     let role = match (session.kind, role) {
         (Kind::Agent, Some(role)) => role.clone(),
         _ => {
-            crate::auth::gate::denied(app, &session, "api.rights.agent", None).await;
+            crate::auth::gate::denied(app, &session, "api.rights.agent", "list:api.rights.agent", None).await;
             return Err(problem(&GatewayError::Forbidden(what), "rights agent API without the role"));
         }
     };

@@ -10,6 +10,7 @@ use guichet::consent::Recorder;
 use guichet::dpo::stats;
 use guichet::rights::request::{DocumentKind, IdentityProof, Right, Status};
 use guichet::rights::service::{By, NewRequest, RightsRequest};
+use guichet::store::RetentionRow;
 use serde_json::Value;
 use time::macros::datetime;
 
@@ -18,7 +19,7 @@ use crate::helpers::{Backend, TestApp, spawn_app};
 use crate::oidc_mock::MockProvider;
 use crate::on_both_stores;
 
-const PAGES: [&str; 7] = [
+const PAGES: [&str; 10] = [
     "/.guichet/dpo/",
     "/.guichet/dpo/demandes",
     "/.guichet/dpo/demandes?statut=toutes&format=csv",
@@ -26,6 +27,9 @@ const PAGES: [&str; 7] = [
     "/.guichet/dpo/consentements?format=ods",
     "/.guichet/dpo/journal",
     "/.guichet/dpo/journal?format=csv",
+    "/.guichet/dpo/conservation",
+    "/.guichet/dpo/conservation?format=csv",
+    "/.guichet/dpo/conservation?format=ods",
 ];
 
 struct Console {
@@ -230,6 +234,21 @@ async fn every_page_and_export_is_for_the_dpo_only(backend: Backend) {
     let overview = crate::incidents::entries(&j, "read", "page", "dpo");
     assert!(overview.iter().any(|e| e["outcome"] == "success"), "the DPO's reads are journaled: {j:?}");
     assert!(overview.iter().filter(|e| e["outcome"] == "denied").count() >= 3, "refusals are journaled: {j:?}");
+    // Each page and export refused to the citizen and the clerk left a denied entry naming
+    // the record (here the list) asked for.
+    for page in ["dpo", "dpo.demandes", "dpo.consentements", "dpo.journal", "dpo.conservation"] {
+        let denied: Vec<&Value> = crate::incidents::entries(&j, "read", "page", page)
+            .into_iter()
+            .filter(|e| e["outcome"] == "denied")
+            .collect();
+        let want = format!("list:{page}");
+        let per_page = PAGES.iter().filter(|p| page_of(p) == page).count();
+        assert!(denied.len() >= 3 * per_page, "{page}: {denied:?}");
+        assert!(denied.iter().all(|e| e["record_ref"] == want.as_str()), "{page}: {denied:?}");
+        for kind in ["citizen", "agent"] {
+            assert!(denied.iter().any(|e| e["actor"]["kind"] == kind), "{kind} on {page}: {denied:?}");
+        }
+    }
     let supervision = crate::incidents::entries(&j, "read", "page", "pilotage");
     assert!(supervision.iter().any(|e| e["outcome"] == "success"), "supervision reads are journaled");
     let api = "/.guichet/api/v1/stats/services";
@@ -238,6 +257,12 @@ async fn every_page_and_export_is_for_the_dpo_only(backend: Backend) {
     assert_eq!(r.headers()["content-type"], "application/problem+json");
     let r = c.app.client.get(c.app.url(api)).header("cookie", format!("{SESSION}={}", c.clerk)).send().await.unwrap();
     assert_eq!(r.status(), 403);
+}
+
+/// The journal's page name of a console address (`/.guichet/dpo/journal?…` → `dpo.journal`).
+fn page_of(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or_default();
+    path.trim_start_matches("/.guichet/").trim_matches('/').replace('/', ".")
 }
 
 async fn the_dpo_pages_ask_for_a_strong_enough_sign_in(backend: Backend) {
@@ -472,7 +497,163 @@ async fn verify_now_walks_the_journal_and_says_so(backend: Backend) {
     assert!(csv.contains("consent_given") && csv.contains("rights_request (access, completed)"), "{csv}");
 }
 
+fn retention_row(subject: &str, category: &str, closed: time::OffsetDateTime) -> RetentionRow {
+    let closed = guichet::audit::event::to_micros(closed);
+    RetentionRow {
+        subject: subject.into(),
+        activity: "cantine".into(),
+        category: category.into(),
+        consent_subject: None,
+        route: None,
+        app_subject: None,
+        collected_at_us: closed,
+        last_activity_at_us: Some(closed),
+        event_at_us: Some(closed),
+        withdrawn_at_us: None,
+        phase: "active".into(),
+        phase_since_us: closed,
+        end_action: None,
+        notice_deletion_on: None,
+    }
+}
+
+/// The conservation register: per category of the cantine (1 year after the case is closed),
+/// the records destroyed, anonymised, kept and overdue, the last run that acted on each, and
+/// each run's evidence with its overdue count; the overview's retention slot.
+async fn the_conservation_register_counts_each_category_and_run(backend: Backend) {
+    let c = console(backend, false, |_| {}).await;
+    let now = c.app.clock.now();
+    let store = c.app.state.store.retention();
+    let long_ago = now - time::Duration::days(800);
+    // contact-parent: two destroyed, one anonymised, one overdue, one recent (kept).
+    for (subject, end) in [("s1", Some("destroy")), ("s2", Some("destroy")), ("s3", Some("anonymise"))] {
+        let mut row = retention_row(subject, "contact-parent", long_ago);
+        row.phase = "ended".into();
+        row.end_action = end.map(str::to_owned);
+        store.seen(&row).await.unwrap();
+    }
+    store.seen(&retention_row("s4", "contact-parent", long_ago)).await.unwrap();
+    store.seen(&retention_row("s5", "contact-parent", now - time::Duration::days(30))).await.unwrap();
+    // sante-enfant: one overdue.
+    store.seen(&retention_row("s6", "sante-enfant", long_ago)).await.unwrap();
+    // A run's evidence, as `retention::run` journals it, with its overdue records.
+    let line = |category: &str, action: &str, count| guichet::audit::event::RetentionCount {
+        activity: Ident::new("cantine").unwrap(),
+        category: Ident::new(category).unwrap(),
+        action: Ident::new(action).unwrap(),
+        count,
+    };
+    let run_at = now - time::Duration::days(3);
+    let op = guichet::audit::Operation::RetentionRun {
+        run: Ident::new("RUN-1").unwrap(),
+        lines: vec![line("contact-parent", "destroy", 2), line("contact-parent", "anonymise", 1)],
+        records_sha256: Ident::new("abc").unwrap(),
+        skipped_holds: 0,
+        overdue: 2,
+    };
+    c.app.state.audit.append_sync(guichet::audit::AuditEvent::system(op, run_at)).await.unwrap();
+
+    let csv = get_as(&c, &c.dpo, "/.guichet/dpo/conservation?format=csv").await.text().await.unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("Activité;Catégorie;Durée déclarée;Dernière action;Détruits;Anonymisés;Conservés;En retard")
+    );
+    let of = |category: &str| {
+        csv.lines().find(|l| l.starts_with(&format!("cantine;{category};"))).unwrap_or_default().to_owned()
+    };
+    let day = guichet::pages::french_date(paris_date(run_at));
+    let contact = of("contact-parent");
+    assert!(contact.contains("1 an"), "the declared duration: {contact}");
+    assert!(contact.ends_with(&format!(";{day};2;1;2;1")), "{contact}");
+    assert!(of("sante-enfant").ends_with(";;0;0;1;1"), "{csv}");
+    assert!(of("identite-enfant").ends_with(";;0;0;0;0"), "declared, no record yet: {csv}");
+    let ods = get_as(&c, &c.dpo, "/.guichet/dpo/conservation?format=ods").await.bytes().await.unwrap();
+    assert!(crate::incidents::ods_content(&ods).contains("contact-parent"));
+
+    let page = get_as(&c, &c.dpo, "/.guichet/dpo/conservation").await.text().await.unwrap();
+    assert!(page.contains("2 dossier(s) ont dépassé leur durée sans être traités"), "{page}");
+    assert!(page.contains("RUN-1") && page.contains("détruits : 2") && page.contains("anonymisés : 1"), "{page}");
+    let overview = get_as(&c, &c.dpo, "/.guichet/dpo/").await.text().await.unwrap();
+    assert!(overview.contains("Dossiers en retard de purge : 2."), "{overview}");
+    assert!(
+        overview.contains("Listes d&#39;élimination en attente de visa : 0.")
+            || overview.contains("Listes d'élimination en attente de visa : 0."),
+        "{overview}"
+    );
+    assert!(overview.contains("Dernière purge selon les durées de conservation"), "{overview}");
+
+    // The run's journal entry carries `overdue`, and leaves it out when there are none.
+    let j = crate::incidents::journal(&c.app).await;
+    let runs = crate::incidents::entries(&j, "retention_run", "run", "RUN-1");
+    assert_eq!(runs[0]["operation"]["overdue"], 2, "{runs:?}");
+    let none = guichet::audit::Operation::RetentionRun {
+        run: Ident::new("RUN-2").unwrap(),
+        lines: vec![],
+        records_sha256: Ident::new("abc").unwrap(),
+        skipped_holds: 0,
+        overdue: 0,
+    };
+    assert!(!serde_json::to_string(&none).unwrap().contains("overdue"));
+}
+
+/// A rights request past its deadline: the DPO gets the alert e-mail through the notification
+/// channel, from the real SMTP server on loopback; a count and a link, no request reference.
+async fn an_overdue_request_alerts_the_dpo_by_email(backend: Backend) {
+    let relay = crate::helpers::free_port();
+    let smtp = crate::notify::SmtpServer::start(relay, None).await;
+    let app = spawn_app()
+        .backend(backend)
+        .with_policies(&[("cantine.toml", include_str!("../../policies/cantine.toml"))])
+        .with(move |s, _| {
+            s.notify.smtp_host = Some(relay.ip().to_string());
+            s.notify.smtp_port = relay.port();
+            s.notify.allow_plain_on_loopback = true;
+            s.notify.dpo_address = Some("dpo@mairie.example.fr".into());
+            // The clock jumps months ahead: a signed checkpoint after every entry keeps the
+            // journal covered, so only the overdue condition holds.
+            s.audit.checkpoint_every_entries = 1;
+        })
+        .start()
+        .await;
+    set_clock(&app, datetime!(2026-09-01 10:00 UTC));
+    let late = file(&app, "sub_late", Right::Access, Channel::Online).await;
+    set_clock(&app, datetime!(2026-11-28 12:00 UTC));
+    app.state.audit.flush().await.unwrap();
+    let f = guichet::alerts::run_check(&app.state).await;
+    assert_eq!(f.rights_overdue, 1);
+    for _ in 0..50 {
+        app.state.jobs.run_due(10).await.unwrap();
+    }
+    let got = smtp.wait_for(1).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["rcpt_tos"], serde_json::json!(["dpo@mairie.example.fr"]));
+    let text = got[0].to_string();
+    assert!(text.contains("Une demande de droits a d") && text.contains("/.guichet/dpo/"), "{text}");
+    assert!(!text.contains(&late.id) && !text.contains("sub_late"), "no reference in the e-mail: {text}");
+}
+
+crate::notify::with_smtp_on_both_stores!(an_overdue_request_alerts_the_dpo_by_email);
+
+/// The demo's seeded activity gives the conservation page one run a month, acting on the
+/// declared categories, on first start.
+async fn the_demo_seeds_monthly_retention_runs(backend: Backend) {
+    let app = spawn_app()
+        .backend(backend)
+        .with_policies(&[("cantine.toml", include_str!("../../policies/cantine.toml"))])
+        .start()
+        .await;
+    assert!(guichet::demo::activity::seed_if_empty(&app.state).await.unwrap());
+    let reg = guichet::dpo::conservation::register(&app.state).await.unwrap();
+    // Beside the test gateway's own first run (nothing to do), one a month for five months.
+    let seeded = reg.runs.iter().filter(|r| r.actions != "Aucune action").count();
+    assert_eq!(seeded, 5, "{:?}", reg.runs);
+    assert!(reg.lines.iter().any(|l| l.last_run.is_some() && l.counts.destroyed > 0), "{:?}", reg.lines);
+}
+
 on_both_stores!(
+    the_demo_seeds_monthly_retention_runs,
+    the_conservation_register_counts_each_category_and_run,
     every_page_and_export_is_for_the_dpo_only,
     the_dpo_pages_ask_for_a_strong_enough_sign_in,
     the_figures_match_the_seeded_activity,

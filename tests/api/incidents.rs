@@ -173,6 +173,27 @@ async fn the_breach_register_records_lists_edits_and_exports_for_the_dpo_only(ba
         printable.contains("Notification d&#39;une violation") || printable.contains("Notification d'une violation")
     );
     assert_eq!(signed_in_request(&app, &clerk, &format!("{LIST}/{id}/cnil.json")).await.status(), 403);
+    // The same fields as an ODS spreadsheet: a zip whose content.xml holds them.
+    let r = signed_in_request(&app, &dpo, &format!("{LIST}/{id}/cnil.ods")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/vnd.oasis.opendocument.spreadsheet");
+    let ods = r.bytes().await.unwrap();
+    let content = ods_content(&ods);
+    for field in [
+        "Rubrique du formulaire CNIL",
+        "Violation : date de prise de connaissance",
+        "Personnes concernées : nombre approximatif",
+        "Notifiée à la CNIL dans les 72 heures",
+        id.as_str(),
+    ] {
+        assert!(content.contains(field), "{field} in the ODS: {content}");
+    }
+    // The clerk is refused the printable form and the ODS too.
+    for export in ["cnil", "cnil.ods"] {
+        let r = signed_in_request(&app, &clerk, &format!("{LIST}/{id}/{export}")).await;
+        assert_eq!(r.status(), 403, "{export}");
+        assert!(!r.text().await.unwrap().contains("Rubrique"), "{export}");
+    }
 
     // Every change and every read is journaled with the incident's reference.
     let j = journal(&app).await;
@@ -185,7 +206,22 @@ async fn the_breach_register_records_lists_edits_and_exports_for_the_dpo_only(ba
     let reads = entries(&j, "read", "page", "dpo.incident");
     assert!(reads.iter().any(|e| e["record_ref"] == record_ref.as_str() && e["outcome"] == "success"));
     assert!(entries(&j, "read", "page", "dpo.incidents").iter().any(|e| e["outcome"] == "success"));
-    assert_eq!(entries(&j, "read", "page", "dpo.incident.cnil").len(), 1, "the clerk's refused export");
+    // The clerk's three refused exports, each naming the incident asked for.
+    let refused = entries(&j, "read", "page", "dpo.incident.cnil");
+    assert_eq!(refused.len(), 3, "the clerk's refused exports: {refused:?}");
+    assert!(refused.iter().all(|e| e["outcome"] == "denied" && e["record_ref"] == record_ref.as_str()), "{refused:?}");
+    // A refused list names the list.
+    let lists = entries(&j, "read", "page", "dpo.incidents");
+    assert!(lists.iter().any(|e| e["outcome"] == "denied" && e["record_ref"] == "list:dpo.incidents"), "{lists:?}");
+}
+
+/// The `content.xml` of an ODS file (a zip), as text.
+pub fn ods_content(ods: &[u8]) -> String {
+    use std::io::Read as _;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(ods)).expect("an ODS file is a zip");
+    let mut content = String::new();
+    zip.by_name("content.xml").expect("content.xml").read_to_string(&mut content).unwrap();
+    content
 }
 
 crate::on_both_stores!(the_breach_register_records_lists_edits_and_exports_for_the_dpo_only);
@@ -391,6 +427,14 @@ async fn incident_and_session_commands_are_journaled() {
     let export = guichet(&["incident", "export", &id, "--config", &conf]);
     let json: Value = serde_json::from_slice(&export.stdout).unwrap();
     assert_eq!(json["notification_cnil"]["motif_de_non_notification"], "Risque improbable");
+    // The same as an ODS spreadsheet, written to the file given.
+    let ods = dir.path().join("cnil.ods");
+    let out =
+        guichet(&["incident", "export", &id, "--format", "ods", "--out", ods.to_str().unwrap(), "--config", &conf]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let content = ods_content(&std::fs::read(&ods).unwrap());
+    assert!(content.contains("Risque improbable") && content.contains(&id), "{content}");
+    assert!(!guichet(&["incident", "export", &id, "--format", "ods", "--config", &conf]).status.success(), "no --out");
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{\"aware_at\": \"hier\"}").unwrap();
     let out = guichet(&["incident", "record", bad.to_str().unwrap(), "--config", &conf]);
@@ -418,6 +462,7 @@ async fn incident_and_session_commands_are_journaled() {
         actions,
         [
             ("incident_recorded", record_ref.as_str()),
+            ("incident_exported", record_ref.as_str()),
             ("incident_exported", record_ref.as_str()),
             ("sessions_revoke", "sessions:all")
         ]
