@@ -363,8 +363,7 @@ async fn api_show(State(app): State<AppState>, Path(reference): Path<String>, re
     };
     app.audit.record_read(&who.reader, PAGE_SHOW, Some(&format!("elimination:{reference}")), rid.as_deref()).await;
     let b = elimination::bordereau(&app, &list);
-    let mut body = list_json(&list.list);
-    body["groups"] = b
+    let groups: Vec<serde_json::Value> = b
         .groups
         .iter()
         .map(|g| {
@@ -375,7 +374,7 @@ async fn api_show(State(app): State<AppState>, Path(reference): Path<String>, re
             })
         })
         .collect();
-    body["lines"] = list
+    let lines: Vec<serde_json::Value> = list
         .lines
         .iter()
         .map(|l| {
@@ -388,5 +387,10 @@ async fn api_show(State(app): State<AppState>, Path(reference): Path<String>, re
             })
         })
         .collect();
+    let mut body = list_json(&list.list);
+    if let Some(o) = body.as_object_mut() {
+        o.insert("groups".to_owned(), groups.into());
+        o.insert("lines".to_owned(), lines.into());
+    }
     axum::Json(body).into_response()
 }
