@@ -198,14 +198,18 @@ async fn eliminations(app: &crate::app::App, e: EliminationCommand, out: &mut im
     let one = |reference: &str| {
         let reference = reference.to_owned();
         async move {
-            app.retention.elimination_list(&reference).await?.with_context(|| format!("no elimination list {reference}"))
+            app.retention
+                .elimination_list(&reference)
+                .await?
+                .with_context(|| format!("no elimination list {reference}"))
         }
     };
     match e {
         EliminationCommand::List => {
             for l in app.retention.elimination_lists().await? {
                 let lines = app.retention.elimination_list(&l.reference).await?.map_or(0, |l| l.lines.len());
-                let visa = l.visa_at_us.and_then(super::date_of).map_or_else(|| "waiting".to_owned(), |d| format!("visa {d}"));
+                let visa =
+                    l.visa_at_us.and_then(super::date_of).map_or_else(|| "waiting".to_owned(), |d| format!("visa {d}"));
                 writeln!(out, "{}\t{}\t{lines} lines\t{visa}", l.reference, l.producing_service)?;
             }
         }

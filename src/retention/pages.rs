@@ -51,13 +51,15 @@ pub struct Archivist {
 /// holding the archivist role.
 pub async fn archivist(app: &App, headers: &HeaderMap, page: &str, rid: Option<&str>) -> Result<Archivist, Response> {
     let html = wants_html(headers);
-    let session = app.auth.identify(headers).await.map_err(|_| GatewayError::StoreUnavailable.respond(html, rid, None))?;
+    let session =
+        app.auth.identify(headers).await.map_err(|_| GatewayError::StoreUnavailable.respond(html, rid, None))?;
     let role = app.settings.retention.archivist_role.as_str();
     match session {
         None => Err(GatewayError::SignInRequired { agent: true, acr: None, return_to: format!("{ARCHIVES_PATH}/") }
             .respond(html, rid, None)),
         Some(s) if s.kind == Kind::Agent && s.roles.iter().any(|r| r == role) => {
-            let reader = app.auth.reader(&s, Some(role)).ok_or_else(|| GatewayError::Internal.respond(html, rid, None))?;
+            let reader =
+                app.auth.reader(&s, Some(role)).ok_or_else(|| GatewayError::Internal.respond(html, rid, None))?;
             Ok(Archivist { session: s, reader })
         }
         Some(s) => {
@@ -148,12 +150,7 @@ struct ShowPage {
     problem: Option<&'static str>,
 }
 
-async fn load(
-    app: &App,
-    headers: &HeaderMap,
-    reference: &str,
-    rid: Option<&str>,
-) -> Result<EliminationList, Response> {
+async fn load(app: &App, headers: &HeaderMap, reference: &str, rid: Option<&str>) -> Result<EliminationList, Response> {
     match app.retention.elimination_list(reference).await {
         Ok(Some(l)) => Ok(l),
         Ok(None) => Err(GatewayError::NotFound.respond(wants_html(headers), rid, None)),
@@ -161,7 +158,13 @@ async fn load(
     }
 }
 
-fn show_page(app: &App, who: &Archivist, list: &EliminationList, notice: Option<&'static str>, problem: Option<&'static str>) -> ShowPage {
+fn show_page(
+    app: &App,
+    who: &Archivist,
+    list: &EliminationList,
+    notice: Option<&'static str>,
+    problem: Option<&'static str>,
+) -> ShowPage {
     let b = elimination::bordereau(app, list);
     let set = app.policies.load();
     let lines = list
@@ -208,7 +211,9 @@ async fn show(State(app): State<AppState>, Path(reference): Path<String>, req: R
         Err(r) => return r,
     };
     let notice = match req.uri().query() {
-        Some("visa=1") => Some("Votre visa est enregistré. Les dossiers approuvés seront détruits au prochain passage."),
+        Some("visa=1") => {
+            Some("Votre visa est enregistré. Les dossiers approuvés seront détruits au prochain passage.")
+        }
         Some("refus=1") => Some("Votre refus est enregistré. Ces dossiers sont conservés."),
         _ => None,
     };
@@ -218,7 +223,12 @@ async fn show(State(app): State<AppState>, Path(reference): Path<String>, req: R
 
 /// A decision posted from the list's page: `action=visa` (with an optional archives
 /// reference) or `action=refuser` (with a reason, for one `line` or for every undecided one).
-async fn decide(State(app): State<AppState>, Path(reference): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn decide(
+    State(app): State<AppState>,
+    Path(reference): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let who = match archivist(&app, &headers, PAGE_SHOW, None).await {
         Ok(a) => a,
         Err(r) => return r,
@@ -283,7 +293,11 @@ async fn bordereau_html(State(app): State<AppState>, Path(reference): Path<Strin
     };
     app.audit.record_read(&who.reader, PAGE_BORDEREAU, Some(&format!("elimination:{reference}")), rid.as_deref()).await;
     let b = elimination::bordereau(&app, &list);
-    page(&app, StatusCode::OK, &BordereauPage { chrome: app.auth.chrome(Some(&who.session)), b, fate: elimination::PROPOSED_FATE })
+    page(
+        &app,
+        StatusCode::OK,
+        &BordereauPage { chrome: app.auth.chrome(Some(&who.session)), b, fate: elimination::PROPOSED_FATE },
+    )
 }
 
 async fn bordereau_ods(State(app): State<AppState>, Path(reference): Path<String>, req: Request) -> Response {
@@ -349,8 +363,7 @@ async fn api_show(State(app): State<AppState>, Path(reference): Path<String>, re
     };
     app.audit.record_read(&who.reader, PAGE_SHOW, Some(&format!("elimination:{reference}")), rid.as_deref()).await;
     let b = elimination::bordereau(&app, &list);
-    let mut body = list_json(&list.list);
-    body["groups"] = b
+    let groups: Vec<serde_json::Value> = b
         .groups
         .iter()
         .map(|g| {
@@ -361,7 +374,7 @@ async fn api_show(State(app): State<AppState>, Path(reference): Path<String>, re
             })
         })
         .collect();
-    body["lines"] = list
+    let lines: Vec<serde_json::Value> = list
         .lines
         .iter()
         .map(|l| {
@@ -374,5 +387,10 @@ async fn api_show(State(app): State<AppState>, Path(reference): Path<String>, re
             })
         })
         .collect();
+    let mut body = list_json(&list.list);
+    if let Some(o) = body.as_object_mut() {
+        o.insert("groups".to_owned(), groups.into());
+        o.insert("lines".to_owned(), lines.into());
+    }
     axum::Json(body).into_response()
 }

@@ -49,7 +49,8 @@ pub use keys::{DataKeyRow, Keys, Tombstone};
 pub use meta::Meta;
 pub use notify::{NoticeRow, NotifyRepo};
 pub use retention::{
-    EliminationLineRow, EliminationListRow, HoldRow, RecordKey, RetentionEventRow, RetentionRepo, RetentionRow, RunItemRow,
+    EliminationLineRow, EliminationListRow, HoldRow, RecordKey, RetentionEventRow, RetentionRepo, RetentionRow,
+    RunItemRow,
 };
 pub use rights::{RightsRepo, RightsRow};
 pub use rights_apps::{PropagationRow, RightsAppsRepo};

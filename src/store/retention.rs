@@ -366,7 +366,13 @@ impl<'a> RetentionRepo<'a> {
     }
 
     /// Records the archivist's visa once; false when the list had one.
-    pub async fn visa(&self, reference: &str, by: &str, visa_reference: Option<&str>, at_us: i64) -> Result<bool, StoreError> {
+    pub async fn visa(
+        &self,
+        reference: &str,
+        by: &str,
+        visa_reference: Option<&str>,
+        at_us: i64,
+    ) -> Result<bool, StoreError> {
         let sql = "UPDATE elimination_list SET visa_by = $1, visa_at_us = $2, visa_reference = $3 \
                    WHERE reference = $4 AND visa_at_us IS NULL";
         let n = with_pool!(self.store.db(), p => sqlx::query(sql)
