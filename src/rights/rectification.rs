@@ -126,11 +126,11 @@ pub async fn correct(
     let activity = set.activity(&activity_id).ok_or(GatewayError::NotFound)?;
     let subject = target.field_subject.unwrap_or_default();
     let (sealed, identity) = seal_all(app, activity, &subject, fields).await?;
-    if !sealed.is_empty() {
-        if let Err(e) = send(app, &request.id, &activity_id, &sealed).await {
-            tracing::warn!(error = %e, "cannot send corrections");
-            return Err(GatewayError::StoreUnavailable);
-        }
+    if !sealed.is_empty()
+        && let Err(e) = send(app, &request.id, &activity_id, &sealed).await
+    {
+        tracing::warn!(error = %e, "cannot send corrections");
+        return Err(GatewayError::StoreUnavailable);
     }
     Ok(Corrected { sent: sealed.keys().cloned().collect(), identity })
 }
