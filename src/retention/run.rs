@@ -252,28 +252,6 @@ async fn act(app: &App, run_id: &str, row: &RetentionRow, action: Action) -> Res
     let key: RecordKey = (row.subject.clone(), row.activity.clone(), row.category.clone());
     let store = app.retention.store();
     let now = crate::audit::event::to_micros(app.clock.now());
-    let moved = match action {
-        Action::ToIntermediate => {
-            super::tell::enqueue(app, row, RequestType::Archived).await?;
-            store.advance(&key, &row.phase, Phase::Intermediate.as_str(), None, now).await?
-        }
-        Action::Notice { deletion_on } => {
-            if let Some(subject) = &row.consent_subject {
-                crate::notify::retention_notice(app, subject, &row.activity, deletion_on).await;
-            }
-            store.noticed(&key, &deletion_on.to_string()).await?
-        }
-        Action::Destroy => {
-            super::tell::enqueue(app, row, RequestType::Erasure).await?;
-            forget(app, &row.subject, &row.activity, &row.category, "retention").await?.ended_now
-        }
-        Action::Anonymise => {
-            super::tell::enqueue(app, row, RequestType::Anonymisation).await?;
-            store.unlink(&key).await?;
-            store.advance(&key, &row.phase, Phase::Ended.as_str(), Some("anonymise"), now).await?
-        }
-        Action::ArchiveReview => super::elimination::propose(app, run_id, row).await?,
-    };
     let item = RunItemRow {
         record_hash: record_hash(&key),
         step: action.as_str().to_owned(),
@@ -283,9 +261,54 @@ async fn act(app: &App, run_id: &str, row: &RetentionRow, action: Action) -> Res
         action: action.as_str().to_owned(),
         at_us: now,
     };
-    // Written even when another run moved the record first, so a killed run's work is in
-    // the evidence of the run that finishes it.
-    store.item(&item).await?;
+    // Written before the action, so a run killed between the two leaves the step in the
+    // evidence and the next run completes the action (the step is not written twice); written
+    // even when another run moved the record first, so a killed run's work is in the evidence
+    // of the run that finishes it. Taken back when the action fails.
+    let written = store.item(&item).await?;
+    match take(app, &key, row, run_id, action, now).await {
+        Ok(moved) => Ok(moved),
+        Err(e) => {
+            if written {
+                store.drop_item(&item.record_hash, &item.step).await?;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The action itself; true when this call moved the record.
+async fn take(
+    app: &App,
+    key: &RecordKey,
+    row: &RetentionRow,
+    run_id: &str,
+    action: Action,
+    now: i64,
+) -> Result<bool, RetentionError> {
+    let store = app.retention.store();
+    let moved = match action {
+        Action::ToIntermediate => {
+            super::tell::enqueue(app, row, RequestType::Archived).await?;
+            store.advance(key, &row.phase, Phase::Intermediate.as_str(), None, now).await?
+        }
+        Action::Notice { deletion_on } => {
+            if let Some(subject) = &row.consent_subject {
+                crate::notify::retention_notice(app, subject, &row.activity, deletion_on).await;
+            }
+            store.noticed(key, &deletion_on.to_string()).await?
+        }
+        Action::Destroy => {
+            super::tell::enqueue(app, row, RequestType::Erasure).await?;
+            forget(app, &row.subject, &row.activity, &row.category, "retention").await?.ended_now
+        }
+        Action::Anonymise => {
+            super::tell::enqueue(app, row, RequestType::Anonymisation).await?;
+            store.unlink(key).await?;
+            store.advance(key, &row.phase, Phase::Ended.as_str(), Some("anonymise"), now).await?
+        }
+        Action::ArchiveReview => super::elimination::propose(app, run_id, row).await?,
+    };
     Ok(moved)
 }
 

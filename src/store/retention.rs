@@ -289,6 +289,13 @@ impl<'a> RetentionRepo<'a> {
         Ok(n > 0)
     }
 
+    /// Takes back a step written before its action, when the action failed (not journaled yet).
+    pub async fn drop_item(&self, record_hash: &str, step: &str) -> Result<(), StoreError> {
+        let sql = "DELETE FROM retention_run_item WHERE record_hash = $1 AND step = $2 AND journaled = 0";
+        with_pool!(self.store.db(), p => sqlx::query(sql).bind(record_hash).bind(step).execute(p).await.map(drop)?);
+        Ok(())
+    }
+
     /// Steps not yet in a journal entry (those of this run, and of a run killed before its
     /// evidence was written).
     pub async fn unjournaled(&self) -> Result<Vec<RunItemRow>, StoreError> {

@@ -290,7 +290,7 @@ async fn the_gateway_journals_its_start_and_flushes_queued_events(backend: Backe
         .await
         .unwrap();
     audit.flush().await.unwrap();
-    let rows = app.state.store.audit().entries_after(0, 10).await.unwrap();
+    let rows = app.state.store.audit().entries_after(0, 1000).await.unwrap();
     let ops: Vec<&str> = rows.iter().map(|r| r.operation.as_str()).collect();
     // Background jobs started with the gateway (retention, alerts) may journal their own runs
     // in between on a slow machine; what matters is the start first and the flushed event.

@@ -97,12 +97,24 @@ impl RightsApp {
     pub fn received(&self) -> Vec<Value> {
         self.inner.lock().unwrap().received.clone()
     }
+
+    /// The gateway's published keys. A restarted gateway may deliver before the test has
+    /// pointed the application at its new address: the address is read again for a while.
+    async fn gateway_keys(&self) -> Option<bytes::Bytes> {
+        for _ in 0..40 {
+            let url = self.inner.lock().unwrap().jwks_url.clone().expect("the test must call trust()");
+            if let Ok(r) = reqwest::get(url).await {
+                return r.bytes().await.ok();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
 }
 
 async fn rights(State(me): State<RightsApp>, headers: axum::http::HeaderMap, body: String) -> Response {
     assert_eq!(headers["content-type"], "application/jose");
-    let jwks_url = me.inner.lock().unwrap().jwks_url.clone().expect("the test must call trust()");
-    let jwks = reqwest::get(jwks_url).await.unwrap().bytes().await.unwrap();
+    let Some(jwks) = me.gateway_keys().await else { return StatusCode::SERVICE_UNAVAILABLE.into_response() };
     let Ok(verified) = jose::verify(&body, &JwkSet::parse(&jwks).unwrap(), &[jose::Alg::Es256]) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
