@@ -619,6 +619,8 @@ const RETURNABLE_OWN_PAGES: &[&str] = &[
     crate::pages::DPO_INCIDENTS_PATH,
     crate::pages::ASSISTED_PATH,
     crate::pages::AGENT_SPACE_PATH,
+    crate::dpo::conservation::DPO_CONSERVATION_PATH,
+    crate::retention::pages::ARCHIVES_HOME,
 ];
 
 fn is_returnable_own_page(path: &str) -> bool {

@@ -23,6 +23,8 @@ use crate::pages::{Chrome, redirect, render};
 use crate::server::RequestId;
 
 pub const ARCHIVES_PATH: &str = "/.guichet/archives";
+/// The archivist's home: the lists (a sign-in comes back here).
+pub const ARCHIVES_HOME: &str = "/.guichet/archives/";
 const PAGE_LIST: &str = "archives.lists";
 const PAGE_SHOW: &str = "archives.list";
 const PAGE_BORDEREAU: &str = "archives.bordereau";
@@ -55,7 +57,7 @@ pub async fn archivist(app: &App, headers: &HeaderMap, page: &str, rid: Option<&
         app.auth.identify(headers).await.map_err(|_| GatewayError::StoreUnavailable.respond(html, rid, None))?;
     let role = app.settings.retention.archivist_role.as_str();
     match session {
-        None => Err(GatewayError::SignInRequired { agent: true, acr: None, return_to: format!("{ARCHIVES_PATH}/") }
+        None => Err(GatewayError::SignInRequired { agent: true, acr: None, return_to: ARCHIVES_HOME.to_owned() }
             .respond(html, rid, None)),
         Some(s) if s.kind == Kind::Agent && s.roles.iter().any(|r| r == role) => {
             let reader =

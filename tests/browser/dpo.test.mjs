@@ -59,7 +59,9 @@ async function check(context, path) {
 }
 
 test('every DPO page is axe-clean at 1280 and 320 px, with charts beside their tables', async () => {
-  for (const path of ['/.guichet/dpo/', '/.guichet/dpo/demandes?statut=toutes', '/.guichet/dpo/consentements', '/.guichet/dpo/journal']) {
+  const paths = ['/.guichet/dpo/', '/.guichet/dpo/demandes?statut=toutes', '/.guichet/dpo/consentements',
+    '/.guichet/dpo/journal', '/.guichet/dpo/conservation', '/.guichet/dpo/incidents'];
+  for (const path of paths) {
     const page = await check(dpo, path);
     if (path === '/.guichet/dpo/') {
       const charts = page.locator('figure svg[role="img"]');
@@ -91,4 +93,17 @@ test('the supervision view and its monthly report are axe-clean and name no one'
   const resp = await page.goto(`${demo.base}/.guichet/dpo/`);
   assert.equal(resp.status(), 403);
   await page.close();
+});
+
+test("the archivist's elimination lists are axe-clean, without JavaScript, and the seeded list waits for her visa", async () => {
+  const archivist = await signedIn(/Anne DUBOIS/, '/.guichet/archives/');
+  const page = await check(archivist, '/.guichet/archives/');
+  const link = page.locator('main table a').first();
+  assert.ok(await link.count() > 0, 'the seeded list is listed');
+  const path = new URL(await link.getAttribute('href'), page.url()).pathname;
+  await page.close();
+  const list = await check(archivist, path);
+  assert.equal(await list.getByRole('button', { name: 'Donner mon visa' }).count(), 1, 'the visa is a plain form');
+  await list.close();
+  await archivist.close();
 });
