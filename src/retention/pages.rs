@@ -152,6 +152,21 @@ struct ShowPage {
     problem: Option<&'static str>,
 }
 
+/// The archivist and the list `reference`, the read journaled (a refusal is journaled by
+/// `archivist`).
+async fn read_list(
+    app: &App,
+    headers: &HeaderMap,
+    page: &str,
+    reference: &str,
+    rid: Option<&str>,
+) -> Result<(Archivist, EliminationList), Response> {
+    let who = archivist(app, headers, page, rid).await?;
+    let list = load(app, headers, reference, rid).await?;
+    app.audit.record_read(&who.reader, page, Some(&format!("elimination:{reference}")), rid).await;
+    Ok((who, list))
+}
+
 async fn load(app: &App, headers: &HeaderMap, reference: &str, rid: Option<&str>) -> Result<EliminationList, Response> {
     match app.retention.elimination_list(reference).await {
         Ok(Some(l)) => Ok(l),
@@ -204,12 +219,8 @@ fn show_page(
 
 async fn show(State(app): State<AppState>, Path(reference): Path<String>, req: Request) -> Response {
     let rid = request_id(&req);
-    let who = match archivist(&app, req.headers(), PAGE_SHOW, rid.as_deref()).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let list = match load(&app, req.headers(), &reference, rid.as_deref()).await {
-        Ok(l) => l,
+    let (who, list) = match read_list(&app, req.headers(), PAGE_SHOW, &reference, rid.as_deref()).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
     let notice = match req.uri().query() {
@@ -219,7 +230,6 @@ async fn show(State(app): State<AppState>, Path(reference): Path<String>, req: R
         Some("refus=1") => Some("Votre refus est enregistré. Ces dossiers sont conservés."),
         _ => None,
     };
-    app.audit.record_read(&who.reader, PAGE_SHOW, Some(&format!("elimination:{reference}")), rid.as_deref()).await;
     page(&app, StatusCode::OK, &show_page(&app, &who, &list, notice, None))
 }
 
@@ -285,15 +295,10 @@ struct BordereauPage {
 
 async fn bordereau_html(State(app): State<AppState>, Path(reference): Path<String>, req: Request) -> Response {
     let rid = request_id(&req);
-    let who = match archivist(&app, req.headers(), PAGE_BORDEREAU, rid.as_deref()).await {
-        Ok(a) => a,
+    let (who, list) = match read_list(&app, req.headers(), PAGE_BORDEREAU, &reference, rid.as_deref()).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
-    let list = match load(&app, req.headers(), &reference, rid.as_deref()).await {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    app.audit.record_read(&who.reader, PAGE_BORDEREAU, Some(&format!("elimination:{reference}")), rid.as_deref()).await;
     let b = elimination::bordereau(&app, &list);
     page(
         &app,
@@ -304,19 +309,14 @@ async fn bordereau_html(State(app): State<AppState>, Path(reference): Path<Strin
 
 async fn bordereau_ods(State(app): State<AppState>, Path(reference): Path<String>, req: Request) -> Response {
     let rid = request_id(&req);
-    let who = match archivist(&app, req.headers(), PAGE_BORDEREAU, rid.as_deref()).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let list = match load(&app, req.headers(), &reference, rid.as_deref()).await {
-        Ok(l) => l,
+    let (_, list) = match read_list(&app, req.headers(), PAGE_BORDEREAU, &reference, rid.as_deref()).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
     let bytes = match elimination::to_ods(&elimination::bordereau(&app, &list)) {
         Ok(b) => b,
         Err(e) => return failure(req.headers(), rid.as_deref(), &e),
     };
-    app.audit.record_read(&who.reader, PAGE_BORDEREAU, Some(&format!("elimination:{reference}")), rid.as_deref()).await;
     let mut resp = (StatusCode::OK, bytes).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.oasis.opendocument.spreadsheet"));
@@ -355,15 +355,10 @@ async fn api_list(State(app): State<AppState>, req: Request) -> Response {
 
 async fn api_show(State(app): State<AppState>, Path(reference): Path<String>, req: Request) -> Response {
     let rid = request_id(&req);
-    let who = match archivist(&app, req.headers(), PAGE_SHOW, rid.as_deref()).await {
-        Ok(a) => a,
+    let (_, list) = match read_list(&app, req.headers(), PAGE_SHOW, &reference, rid.as_deref()).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
-    let list = match load(&app, req.headers(), &reference, rid.as_deref()).await {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    app.audit.record_read(&who.reader, PAGE_SHOW, Some(&format!("elimination:{reference}")), rid.as_deref()).await;
     let b = elimination::bordereau(&app, &list);
     let groups: Vec<serde_json::Value> = b
         .groups

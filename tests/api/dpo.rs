@@ -605,15 +605,7 @@ async fn an_overdue_request_alerts_the_dpo_by_email(backend: Backend) {
     let app = spawn_app()
         .backend(backend)
         .with_policies(&[("cantine.toml", include_str!("../../policies/cantine.toml"))])
-        .with(move |s, _| {
-            s.notify.smtp_host = Some(relay.ip().to_string());
-            s.notify.smtp_port = relay.port();
-            s.notify.allow_plain_on_loopback = true;
-            s.notify.dpo_address = Some("dpo@mairie.example.fr".into());
-            // The clock jumps months ahead: a signed checkpoint after every entry keeps the
-            // journal covered, so only the overdue condition holds.
-            s.audit.checkpoint_every_entries = 1;
-        })
+        .with(crate::notify::dpo_alerts_to(relay))
         .start()
         .await;
     set_clock(&app, datetime!(2026-09-01 10:00 UTC));

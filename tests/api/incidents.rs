@@ -255,19 +255,7 @@ async fn reader() -> guichet::audit::Reader {
 async fn a_breach_deadline_near_alerts_the_dpo_once_a_day(backend: Backend) {
     let relay = free_port();
     let smtp = crate::notify::SmtpServer::start(relay, None).await;
-    let app = spawn_app()
-        .backend(backend)
-        .with(move |s, _| {
-            s.notify.smtp_host = Some(relay.ip().to_string());
-            s.notify.smtp_port = relay.port();
-            s.notify.allow_plain_on_loopback = true;
-            s.notify.dpo_address = Some("dpo@mairie.example.fr".into());
-            // The injected clock jumps hours ahead of the real-time checkpoint timer: sign a
-            // checkpoint after every entry so that the journal stays covered across the jump.
-            s.audit.checkpoint_every_entries = 1;
-        })
-        .start()
-        .await;
+    let app = spawn_app().backend(backend).with(crate::notify::dpo_alerts_to(relay)).start().await;
     let now = datetime!(2026-12-03 10:00 UTC);
     app.clock.advance(now - guichet::clock::Clock::now(&app.clock));
     let register = IncidentRegister::of(&app.state);

@@ -46,6 +46,21 @@ macro_rules! with_smtp_on_both_stores {
 }
 pub(crate) use with_smtp_on_both_stores;
 
+/// Settings that send the DPO's alerts to the SMTP server at `relay`, with a signed checkpoint
+/// after every entry: the tests jump the injected clock ahead of the real-time checkpoint
+/// timer, and the journal must stay covered across the jump.
+pub(crate) fn dpo_alerts_to(
+    relay: std::net::SocketAddr,
+) -> impl FnOnce(&mut guichet::config::Settings, std::net::SocketAddr) {
+    move |s, _| {
+        s.notify.smtp_host = Some(relay.ip().to_string());
+        s.notify.smtp_port = relay.port();
+        s.notify.allow_plain_on_loopback = true;
+        s.notify.dpo_address = Some("dpo@mairie.example.fr".into());
+        s.audit.checkpoint_every_entries = 1;
+    }
+}
+
 /// The real SMTP server, killed when dropped.
 pub(crate) struct SmtpServer {
     child: Child,
