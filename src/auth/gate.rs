@@ -76,6 +76,8 @@ pub struct AreaRoles {
     pub dpo: String,
     /// The supervision view (`[dpo] supervision_role`).
     pub supervision: String,
+    /// The archivist's elimination lists (`[retention] archivist_role`).
+    pub archivist: String,
 }
 
 impl AreaRoles {
@@ -85,6 +87,7 @@ impl AreaRoles {
             consent_counter: settings.consent.assisted_roles.clone(),
             dpo: settings.auth.dpo_role.clone(),
             supervision: settings.dpo.supervision_role.clone(),
+            archivist: settings.retention.archivist_role.clone(),
         }
     }
 }
@@ -109,6 +112,8 @@ pub struct PageRoles {
     pub consent_counter: bool,
     pub dpo: bool,
     pub supervision: bool,
+    /// Gives or refuses the visa on elimination lists.
+    pub archivist: bool,
 }
 
 impl PageRoles {
@@ -122,6 +127,7 @@ impl PageRoles {
             dpo: holds(s, &areas.dpo),
             // The DPO may read the supervision view too (`dpo::supervision_session`).
             supervision: holds(s, &areas.supervision) || holds(s, &areas.dpo),
+            archivist: holds(s, &areas.archivist),
         }
     }
 
@@ -146,6 +152,7 @@ mod tests {
             consent_counter: vec!["agent".into()],
             dpo: "dpo".into(),
             supervision: "direction".into(),
+            archivist: "archiviste".into(),
         }
     }
 
@@ -177,6 +184,10 @@ mod tests {
         let dpo = PageRoles::of(&a, Some(&session(Kind::Agent, &["dpo"])));
         assert!(dpo.dpo && dpo.supervision && !dpo.agent_area());
         let director = PageRoles::of(&a, Some(&session(Kind::Agent, &["direction"])));
-        assert!(director.supervision && !director.dpo && !director.agent_area());
+        assert!(director.supervision && !director.dpo && !director.agent_area() && !director.archivist);
+        let archivist = PageRoles::of(&a, Some(&session(Kind::Agent, &["archiviste"])));
+        assert!(archivist.archivist && !archivist.dpo && !archivist.agent_area());
+        let citizen = PageRoles::of(&a, Some(&session(Kind::Citizen, &["archiviste"])));
+        assert!(!citizen.archivist, "citizens hold no role");
     }
 }

@@ -97,6 +97,10 @@ test('the supervision view and its monthly report are axe-clean and name no one'
 
 test("the archivist's elimination lists are axe-clean, without JavaScript, and the seeded list waits for her visa", async () => {
   const archivist = await signedIn(/Anne DUBOIS/, '/.guichet/archives/');
+  const home = await archivist.newPage();
+  await home.goto(`${demo.base}/.guichet/agent/`);
+  await Promise.all([home.waitForURL((u) => u.pathname === '/.guichet/archives/'), home.getByRole('link', { name: 'Archives', exact: true }).click()]);
+  await home.close();
   const page = await check(archivist, '/.guichet/archives/');
   const link = page.locator('main table a').first();
   assert.ok(await link.count() > 0, 'the seeded list is listed');
