@@ -7,16 +7,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use guichet::clock::{Clock, SystemClock, SystemRandom};
-use guichet::config::KeysSettings;
+use guichet::clock::SystemRandom;
 use guichet::crypto::secret::Key256;
 use guichet::crypto::token::{self, FieldContext, KeyId};
-use guichet::crypto::{Keyring, Vault, aead, mac, scan};
-use guichet::store::{Store, StoreOptions};
+use guichet::crypto::{Vault, aead, mac, scan};
 
 /// The retention class the benchmarks seal in (what the protect phase does since classes).
 const CLASS: Option<&str> = Some("r-0123456789abcdef");
@@ -147,45 +146,16 @@ fn reveal(c: &mut Criterion) {
     g.finish();
 }
 
-/// A vault on a fresh SQLite store in `dir`, with a new in-memory keyring.
-fn bench_vault(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Vault {
-    rt.block_on(async {
-        let url = secrecy::SecretString::from(format!("sqlite://{}", dir.join("bench.db").display()));
-        let store = Store::connect(&url, &StoreOptions::default()).await.unwrap();
-        store.migrate().await.unwrap();
-        let mut keys = KeysSettings::at(dir.join("keyring.age"));
-        keys.tombstones_file = Some(dir.join("tombstones"));
-        let keyring = Keyring::generate(&SystemRandom::new(), SystemClock.now()).unwrap();
-        Vault::new(keyring, store, &keys, Arc::new(SystemClock), Arc::new(SystemRandom::new()))
-    })
-}
-
 /// The real protect phase (`proxy::fields::Protector`) on a 2 KiB JSON request with 10
 /// encrypted fields, the citizen's data key cached: what a POST costs in the gateway on top
 /// of forwarding.
 fn protect_phase(c: &mut Criterion) {
-    use guichet::policy::model::{Direction, Field, FieldLocation, Protection};
+    use guichet::policy::model::Field;
     use guichet::proxy::fields::{Owner, Protector};
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let vault = bench_vault(&rt, dir.path());
-    let fields: Vec<Field> = FIELDS
-        .iter()
-        .map(|f| Field {
-            name: (*f).to_owned(),
-            category: "identite".into(),
-            locations: vec![FieldLocation::Json],
-            json_pointer: None,
-            direction: Direction::Request,
-            protection: Protection::Encrypt,
-            label: None,
-            visible_to: Vec::new(),
-            searchable: false,
-            compiled_pointer: Default::default(),
-            compiled_name: Default::default(),
-            compiled_class: Default::default(),
-        })
-        .collect();
+    let vault = support::bench_vault(&rt, dir.path());
+    let fields: Vec<Field> = FIELDS.iter().map(|f| support::encrypted(f)).collect();
     let refs: Vec<&Field> = fields.iter().collect();
     // One protector per request, as the proxy builds it (its data key is looked up once).
     let protector = || Protector {
@@ -219,7 +189,7 @@ fn protect_phase(c: &mut Criterion) {
 fn shred(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let vault = bench_vault(&rt, dir.path());
+    let vault = support::bench_vault(&rt, dir.path());
     let mut g = c.benchmark_group("shred");
     g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
     let mut next = 0u64;

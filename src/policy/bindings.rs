@@ -89,7 +89,7 @@ fn activities_of<'a>(set: &'a PolicySet, routes: &RouteTable, name: &str) -> Vec
     let hosts: Vec<Option<&str>> =
         std::iter::once(None).chain(routes.iter().filter_map(|r| r.host.as_deref()).map(Some)).collect();
     let mut ids = BTreeSet::new();
-    for rule in &set.routes {
+    for rule in set.routes() {
         let sample = rule.pattern.sample_path();
         let tried: Vec<Option<&str>> = match &rule.host {
             Some(h) => vec![Some(&**h)],

@@ -13,6 +13,8 @@
 //! differently from the path itself, or when a claimed path is spelled ambiguously, the
 //! request is refused rather than passed as unclaimed.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::{HeaderValue, Method};
@@ -228,15 +230,97 @@ impl CompiledRoute {
 pub struct PolicySet {
     /// Activities in id order.
     pub activities: Vec<Arc<ActivityFile>>,
-    pub routes: Vec<CompiledRoute>,
+    /// Read-only after [`PolicySet::new`]: the matcher's index points into it.
+    routes: Vec<CompiledRoute>,
     /// Names of configured routes declared `no_personal_data`.
     pub public_routes: Vec<Arc<str>>,
+    index: RouteIndex,
 }
 
 impl PolicySet {
+    /// A set whose rules are indexed by their first fixed segment, so that deciding on a path
+    /// costs the same with ten activities or a thousand.
+    pub fn new(activities: Vec<Arc<ActivityFile>>, routes: Vec<CompiledRoute>, public_routes: Vec<Arc<str>>) -> Self {
+        let index = RouteIndex::build(&routes);
+        Self { activities, routes, public_routes, index }
+    }
+
     pub fn activity(&self, id: &str) -> Option<&Arc<ActivityFile>> {
         self.activities.iter().find(|a| a.id == id)
     }
+
+    /// Every activity rule, in declaration order.
+    pub fn routes(&self) -> &[CompiledRoute] {
+        &self.routes
+    }
+
+    /// The rules that could match `path` in `form`, in declaration order.
+    fn candidates<'s>(&'s self, path: &str, form: Form) -> impl Iterator<Item = &'s CompiledRoute> + 's {
+        let keyed = path_segments(path).next().map_or(&[][..], |first| self.index.keyed(first, form));
+        merged(keyed, &self.index.unkeyed).filter_map(|i| self.routes.get(i))
+    }
+}
+
+/// The compiled matcher: rules by their first fixed segment (canonical form lowercased, and
+/// folded form), plus the rules a path's first segment cannot rule out.
+#[derive(Debug, Clone, Default)]
+struct RouteIndex {
+    canonical: HashMap<Box<str>, Vec<usize>>,
+    folded: HashMap<Box<str>, Vec<usize>>,
+    /// Rules that start with a parameter or have no segment (`/`, `/*`).
+    unkeyed: Vec<usize>,
+}
+
+impl RouteIndex {
+    fn build(routes: &[CompiledRoute]) -> Self {
+        let mut index = Self::default();
+        for (i, r) in routes.iter().enumerate() {
+            match r.pattern.segments.first() {
+                Some(Segment::Literal { canonical, folded }) => {
+                    index.canonical.entry(canonical.to_ascii_lowercase().into()).or_default().push(i);
+                    index.folded.entry(folded.clone()).or_default().push(i);
+                }
+                Some(Segment::Param) | None => index.unkeyed.push(i),
+            }
+        }
+        index
+    }
+
+    /// The rules whose first fixed segment accepts `first` in `form` (as `Segment::accepts`).
+    fn keyed(&self, first: &str, form: Form) -> &[usize] {
+        let found = match form {
+            Form::Canonical => {
+                let key: Cow<'_, str> = if first.bytes().any(|b| b.is_ascii_uppercase()) {
+                    Cow::Owned(first.to_ascii_lowercase())
+                } else {
+                    Cow::Borrowed(first)
+                };
+                self.canonical.get(key.as_ref())
+            }
+            Form::Folded => self.folded.get(first),
+        };
+        found.map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Two ascending lists of rule numbers as one ascending sequence.
+fn merged<'a>(a: &'a [usize], b: &'a [usize]) -> impl Iterator<Item = usize> + 'a {
+    let (mut i, mut j) = (0, 0);
+    std::iter::from_fn(move || match (a.get(i), b.get(j)) {
+        (Some(&x), Some(&y)) if x < y => {
+            i += 1;
+            Some(x)
+        }
+        (_, Some(&y)) => {
+            j += 1;
+            Some(y)
+        }
+        (Some(&x), None) => {
+            i += 1;
+            Some(x)
+        }
+        (None, None) => None,
+    })
 }
 
 /// What the decide phase knows about a request.
@@ -289,7 +373,7 @@ impl PartialEq for Outcome<'_> {
 
 fn outcome<'s>(set: &'s PolicySet, facts: &RequestFacts<'_>, path: &str, form: Form) -> Outcome<'s> {
     let mut claimed = false;
-    for r in set.routes.iter().filter(|r| r.host_ok(facts.host) && r.pattern.matches_in(path, form)) {
+    for r in set.candidates(path, form).filter(|r| r.host_ok(facts.host) && r.pattern.matches_in(path, form)) {
         if r.method_ok(facts.method) {
             return Outcome::Serves(&r.processing);
         }
@@ -301,7 +385,9 @@ fn outcome<'s>(set: &'s PolicySet, facts: &RequestFacts<'_>, path: &str, form: F
 /// The methods the rules claiming the path list, for `Allow`.
 fn allowed_methods(set: &PolicySet, facts: &RequestFacts<'_>) -> String {
     let mut methods: Vec<&str> = Vec::new();
-    for r in set.routes.iter().filter(|r| r.host_ok(facts.host) && r.pattern.matches(facts.path)) {
+    for r in
+        set.candidates(facts.path, Form::Canonical).filter(|r| r.host_ok(facts.host) && r.pattern.matches(facts.path))
+    {
         for m in r.methods.iter().flatten() {
             methods.push(m.as_str());
             if *m == Method::GET {
@@ -427,16 +513,16 @@ mod tests {
         let canteen = processing("cantine", "inscription");
         let civil = processing("etat-civil", "delivrance");
         let roads = processing("voirie", "signalement");
-        let set = PolicySet {
-            activities: Vec::new(),
-            routes: vec![
+        let set = PolicySet::new(
+            Vec::new(),
+            vec![
                 rule(None, "/cantine/*", None, &canteen),
                 rule(None, "/api/inscriptions", Some(&[Method::GET, Method::POST]), &canteen),
                 rule(None, "/etat-civil/*", None, &civil),
                 rule(Some("voirie.mairie.fr"), "/*", None, &roads),
             ],
-            public_routes: vec!["accueil".into()],
-        };
+            vec!["accueil".into()],
+        );
         let p = |a: &Arc<Processing>| Decision::Processing(a.clone());
         let cases: [(&str, Option<&str>, &str, Method, Decision); 9] = [
             ("cantine", None, "/cantine", Method::GET, p(&canteen)),
@@ -459,16 +545,16 @@ mod tests {
         let canteen = processing("cantine", "inscription");
         let civil = processing("etat-civil", "delivrance");
         let other = processing("autre", "x");
-        let set = PolicySet {
-            activities: Vec::new(),
-            routes: vec![
+        let set = PolicySet::new(
+            Vec::new(),
+            vec![
                 rule(None, "/cantine/*", None, &canteen),
                 rule(None, "/api/inscriptions", Some(&[Method::GET, Method::POST]), &canteen),
                 rule(None, "/démarches/*", None, &civil),
                 rule(None, "/public/secret", None, &other),
             ],
-            public_routes: vec!["accueil".into()],
-        };
+            vec!["accueil".into()],
+        );
         (set, canteen, civil, other)
     }
 
@@ -641,6 +727,42 @@ mod tests {
         }
     }
 
+    /// The rules a linear scan would find, in order: what the index must reproduce.
+    fn linear<'s>(set: &'s PolicySet, path: &str, form: Form) -> Vec<&'s CompiledRoute> {
+        set.routes().iter().filter(|r| r.pattern.matches_in(path, form)).collect()
+    }
+
+    proptest::proptest! {
+        /// The compiled matcher finds exactly the rules a scan of every rule finds, in the
+        /// same order, for both forms, whatever the rules start with (fixed segment in any
+        /// case, parameter, nothing) and whatever the path.
+        #[test]
+        fn the_index_finds_what_a_scan_finds(
+            patterns in proptest::collection::vec("(/(ab|AB|Ab|x|[{]p[}]|ac)){0,3}(/[*])?", 1..12),
+            paths in proptest::collection::vec("(/(ab|AB|aB|x|y|ac)){0,4}/?", 1..12),
+        ) {
+            let target = processing("cible", "x");
+            let routes: Vec<CompiledRoute> = patterns
+                .iter()
+                .map(|p| if p.is_empty() { "/" } else { p.as_str() })
+                .filter_map(|p| PathPattern::parse(p).ok())
+                .map(|pattern| CompiledRoute { host: None, pattern, methods: None, processing: target.clone() })
+                .collect();
+            let set = PolicySet::new(Vec::new(), routes, Vec::new());
+            for path in paths.iter().map(|p| if p.is_empty() { "/" } else { p.as_str() }) {
+                for form in [Form::Canonical, Form::Folded] {
+                    let indexed: Vec<_> =
+                        set.candidates(path, form).filter(|r| r.pattern.matches_in(path, form)).collect();
+                    let scanned = linear(&set, path, form);
+                    proptest::prop_assert_eq!(indexed.len(), scanned.len(), "{} {:?}", path, form);
+                    for (a, b) in indexed.iter().zip(&scanned) {
+                        proptest::prop_assert!(std::ptr::eq(*a, *b), "{} {:?}: other order", path, form);
+                    }
+                }
+            }
+        }
+    }
+
     proptest::proptest! {
         /// Every spelling that a modelled stack serves as a claimed path is matched to the
         /// claiming activity or refused, never passed as unclaimed.
@@ -651,11 +773,11 @@ mod tests {
         ) {
             let claimed = format!("/{}", segments.join("/"));
             let target = processing("cible", "x");
-            let set = PolicySet {
-                activities: Vec::new(),
-                routes: vec![rule(None, &claimed, None, &target)],
-                public_routes: vec!["accueil".into()],
-            };
+            let set = PolicySet::new(
+                Vec::new(),
+                vec![rule(None, &claimed, None, &target)],
+                vec!["accueil".into()],
+            );
             let mut raw = claimed.clone();
             for (kind, at) in edits {
                 raw = respell(&raw, kind, at);

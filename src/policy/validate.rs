@@ -48,11 +48,11 @@ pub fn validate(
     }
     let mut activities: Vec<Arc<ActivityFile>> = parsed.iter().map(|p| Arc::new(p.activity.clone())).collect();
     activities.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(PolicySet {
+    Ok(PolicySet::new(
         activities,
-        routes: compiled.into_iter().map(|(_, r, _)| r).collect(),
-        public_routes: settings.iter().filter(|r| r.no_personal_data).map(|r| Arc::from(r.name.as_str())).collect(),
-    })
+        compiled.into_iter().map(|(_, r, _)| r).collect(),
+        settings.iter().filter(|r| r.no_personal_data).map(|r| Arc::from(r.name.as_str())).collect(),
+    ))
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -542,7 +542,7 @@ mod tests {
             .replace("[[fields]]\nname = \"nom\"\ncategory = \"c\"\nin = [\"form\"]\nprotection = \"encrypt\"\n", "");
         let file = crate::policy::SourceFile { name: "a.toml".into(), text: without_fields };
         let set = load(&PolicySource::Memory(vec![file]), &RouteTable::default(), &[]).unwrap();
-        let r = set.routes.first().unwrap();
+        let r = set.routes().first().unwrap();
         assert!(r.processing.fields.is_empty());
     }
 

@@ -81,7 +81,7 @@ pub fn route_of(app: &App, set: &PolicySet, activity: &ActivityFile) -> Option<S
     if let Some(r) = &activity.rights_route {
         return Some(r.clone());
     }
-    let rule = set.routes.iter().find(|r| *r.processing.activity == *activity.id)?;
+    let rule = set.routes().iter().find(|r| *r.processing.activity == *activity.id)?;
     let sample = rule.pattern.sample_path();
     let hosts = std::iter::once(rule.host.as_deref()).chain(app.proxy.routes().iter().map(|r| r.host.as_deref()));
     hosts.filter_map(|h| app.proxy.routes().find(h, &sample)).map(|r| r.name.to_string()).next()

@@ -94,7 +94,7 @@ async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
 
 #[tokio::test]
 #[cfg_attr(not(guichet_pg_tests), ignore = "PostgreSQL store test: set TEST_DATABASE_URL to run it")]
-async fn withdrawals_and_logouts_reach_other_instances_by_notification() {
+async fn postgres_withdrawals_and_logouts_reach_other_instances_by_notification() {
     let mock = MockProvider::start().await;
     let (a, b, _keys) = two_instances(&mock).await;
     eventually("B listens", async || heard(&b, "resync") >= 1).await;
@@ -117,7 +117,7 @@ async fn withdrawals_and_logouts_reach_other_instances_by_notification() {
 
 #[tokio::test]
 #[cfg_attr(not(guichet_pg_tests), ignore = "PostgreSQL store test: set TEST_DATABASE_URL to run it")]
-async fn a_lost_notification_connection_is_reestablished() {
+async fn postgres_a_lost_notification_connection_is_reestablished() {
     let mock = MockProvider::start().await;
     let (a, b, _keys) = two_instances(&mock).await;
     eventually("both listen", async || heard(&a, "resync") >= 1 && heard(&b, "resync") >= 1).await;

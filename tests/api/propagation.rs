@@ -459,7 +459,7 @@ on_both_stores!(
 /// the application exactly once.
 #[tokio::test]
 #[cfg_attr(not(guichet_pg_tests), ignore = "PostgreSQL store test: set TEST_DATABASE_URL to run it")]
-async fn two_instances_on_one_store_deliver_each_request_once() {
+async fn postgres_two_instances_on_one_store_deliver_each_request_once() {
     let s = setup(Backend::Postgres, Mode::AnswerNow, "").await;
     let (mock, keys) = (&s.mock, &s.keys);
     let rights_addr = s.rights_addr;
