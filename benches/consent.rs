@@ -14,6 +14,9 @@
 //! touching the store, or the bench stops. The cache is trusted for 1 s, so it is warmed again
 //! (untimed) every `CHUNK` calls.
 //!
+//! - `consent_ledger/*/citizens_N`: the same cached call, and a read from the store, with
+//!   10 000 and 1 000 000 other citizens in the ledger (issue 18, item 3: flat).
+//!
 //! Run: `cargo bench --bench consent`. Record results in docs/performance.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -176,5 +179,48 @@ fn consent_check(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, consent_check);
+/// Adds ledger rows for `n` other citizens (one consent each), straight into the store's
+/// table: only their number matters here, and the journal would take minutes to write them.
+/// Sequence numbers far above the journal's own.
+fn other_citizens(f: &Fixture, from: u64, n: u64) {
+    let url = format!("sqlite://{}", f._dir.path().join("guichet.db").display());
+    f.rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let sql = format!(
+            "WITH RECURSIVE i(n) AS (SELECT {from} UNION ALL SELECT n + 1 FROM i WHERE n < {last}) \
+             INSERT INTO consent_event (seq, subject, activity, purpose, given, at_us, body, hash) \
+             SELECT 1000000000 + n, printf('autre-%d', n), '{ACTIVITY}', '{PURPOSE}', 1, 0, '{{}}', 'x' FROM i",
+            last = from + n - 1
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+        pool.close().await;
+    });
+}
+
+/// The consent check with 10 000 and 1 000 000 other citizens in the ledger: from the cache
+/// (a map lookup: flat) and from the store (`reload`, one indexed read: logarithmic).
+fn ledger_scaling(c: &mut Criterion) {
+    let f = fixture();
+    let mut g = c.benchmark_group("consent_ledger");
+    let mut seeded = 0u64;
+    for n in [10_000u64, 1_000_000] {
+        other_citizens(&f, seeded + 1, n - seeded);
+        seeded = n;
+        f.warm();
+        g.bench_function(format!("cached_state/citizens_{n}"), |b| {
+            b.iter_custom(|iters| {
+                f.timed(iters, || {
+                    let s = f.app.consent.state(black_box(&f.subject), ACTIVITY, PURPOSE, &f.notice_version);
+                    black_box(s.now_or_never().expect("the consent state left the cache").unwrap());
+                })
+            })
+        });
+        g.bench_function(format!("reload_from_store/citizens_{n}"), |b| {
+            b.iter(|| f.rt.block_on(f.app.consent.reload(black_box(&f.subject))).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, consent_check, ledger_scaling);
 criterion_main!(benches);
