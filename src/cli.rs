@@ -383,6 +383,9 @@ fn policy_check(path: Option<PathBuf>, args: &PolicyArgs) -> ExitCode {
     match set.and_then(|set| checked_bindings(&v, set)) {
         Some(set) => {
             let _ = writeln!(std::io::stdout(), "policies are valid ({} processing activities).", set.activities.len());
+            for w in policy::bindings::warnings(&set) {
+                let _ = writeln!(std::io::stdout(), "warning: {w}");
+            }
             ExitCode::SUCCESS
         }
         None => ExitCode::FAILURE,

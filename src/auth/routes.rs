@@ -25,7 +25,7 @@ use crate::app::{App, AppState};
 use crate::audit::{Actor, ActorKind, AuditEvent, Ident, Operation};
 use crate::clock::random_hex;
 use crate::error::GatewayError;
-use crate::pages::Chrome;
+use crate::pages::{AGENT_SPACE_PATH, Chrome, HOME_PATH, PRIVACY_CENTRE_PATH};
 use crate::routing::acr_level;
 use crate::store::{PendingLogin, StoreError};
 
@@ -110,7 +110,7 @@ async fn start_citizen(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    start_kind(&app.auth, Kind::Citizen, &headers, &q).await
+    start_kind(&app.auth, Kind::Citizen, &headers, &q, citizen_landing(&app, &headers)).await
 }
 
 async fn start_agent(
@@ -118,13 +118,33 @@ async fn start_agent(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    start_kind(&app.auth, Kind::Agent, &headers, &q).await
+    start_kind(&app.auth, Kind::Agent, &headers, &q, AGENT_SPACE_PATH).await
 }
 
-async fn start_kind(auth: &Auth, kind: Kind, headers: &HeaderMap, q: &HashMap<String, String>) -> Response {
+/// Where a citizen's sign-in without `retour` lands: the home page when a route serves `/`
+/// on this host, else "Mes données" (the gateway serves no home page of its own).
+fn citizen_landing(app: &App, headers: &HeaderMap) -> &'static str {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(|h| {
+        // Without the port, as the route table compares hosts (IPv6 literals keep their brackets).
+        match h.rfind(':') {
+            Some(i) if !h[i..].contains(']') => &h[..i],
+            _ => h,
+        }
+    });
+    if app.proxy.routes().find(host, HOME_PATH).is_some() { HOME_PATH } else { PRIVACY_CENTRE_PATH }
+}
+
+/// Starts a sign-in of `kind`, coming back to `retour` (a same-origin path) or to `landing`.
+async fn start_kind(
+    auth: &Auth,
+    kind: Kind,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    landing: &str,
+) -> Response {
     let return_to = q.get("retour").and_then(|r| safe_return_path(r));
     let needed = q.get("niveau").and_then(|n| acr_level(n));
-    match start(auth, kind, headers, return_to.as_deref().unwrap_or("/"), needed.unwrap_or(1)).await {
+    match start(auth, kind, headers, return_to.as_deref().unwrap_or(landing), needed.unwrap_or(1)).await {
         Ok(resp) => resp,
         Err(e) => fail(kind, &e, Retry { return_to, acr: needed }),
     }

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use super::engine::PolicySet;
-use super::model::ActivityFile;
+use super::model::{ActivityFile, Protection};
 use crate::config::{ClientAddress, Problem, RouteSettings, SourceMap};
 use crate::routing::RouteTable;
 
@@ -61,6 +61,24 @@ pub fn undecided_strict(set: &PolicySet) -> Vec<String> {
                  query parameters refused) or, for an application not yet checked, `strict = false`",
                 a.id
             )
+        })
+        .collect()
+}
+
+/// What `guichet policy check` warns about without refusing the set: an encrypted field
+/// without a `label` cannot be offered on the citizen's rectification screen
+/// (`rights::rectification::correctable`), so a correction of it waits for an agent.
+pub fn warnings(set: &PolicySet) -> Vec<String> {
+    set.activities
+        .iter()
+        .flat_map(|a| {
+            a.fields.iter().filter(|f| f.protection == Protection::Encrypt && f.label.is_none()).map(|f| {
+                format!(
+                    "activity `{}`, field `{}`: encrypted but without `label`, so citizens cannot correct it \
+                     online; add `label = \"…\"` (what citizens call it, in plain French)",
+                    a.id, f.name
+                )
+            })
         })
         .collect()
 }

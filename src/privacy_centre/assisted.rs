@@ -11,6 +11,7 @@
 //! follows it with the printed reference. Requests are filed through `App::rights`, as the
 //! agents' JSON API files them (`rights::agent_api`), never through the store.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use askama::Template;
@@ -21,7 +22,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::procedure::{Explained, covers_all, explained};
+use super::procedure::{Correctable, Explained, Offline, correctable, correction, covers_all, explained, offline};
 use super::{RightLink, link, offered_rights, right_of_slug};
 use crate::app::{App, AppState};
 use crate::audit::{Actor, ActorKind, Ident};
@@ -62,22 +63,43 @@ const CHANNELS: [(&str, Channel, &str); 2] =
 /// made on their consent page, so only after they signed in.
 const CODE_ONLY_ACR: &str = "one_time_code";
 
-/// The form of screens 1 and 2 (screen 2 carries it in hidden fields).
-#[derive(Debug, Default, Deserialize)]
+/// The form of screens 1 and 2 (screen 2 carries it in hidden fields), read as pairs since
+/// the corrected values' names (`corriger_<field>`) come from the policy.
+#[derive(Debug, Default)]
 struct AssistedForm {
     jeton: Option<String>,
-    #[serde(default)]
     droit: String,
-    #[serde(default)]
     activite: String,
-    #[serde(default)]
     canal: String,
-    #[serde(default)]
     code: String,
-    #[serde(default)]
     piece: String,
     /// Set by screen 2's "back" button: screen 1 again, filled in.
     modifier: Option<String>,
+    /// A rectification: the corrected values typed on screen 2, by field name.
+    corrections: BTreeMap<String, String>,
+}
+
+impl AssistedForm {
+    fn of(pairs: Vec<(String, String)>) -> Self {
+        let mut f = Self::default();
+        for (k, v) in pairs {
+            match k.as_str() {
+                "jeton" => f.jeton = Some(v),
+                "droit" => f.droit = v,
+                "activite" => f.activite = v,
+                "canal" => f.canal = v,
+                "code" => f.code = v,
+                "piece" => f.piece = v,
+                "modifier" => f.modifier = Some(v),
+                _ => {
+                    if let Some((name, value)) = correction(&k, &v) {
+                        f.corrections.insert(name, value);
+                    }
+                }
+            }
+        }
+        f
+    }
 }
 
 /// The form once checked.
@@ -121,6 +143,15 @@ struct ConfirmPage<'a> {
     f: &'a AssistedForm,
     c: &'a Checked,
     due: String,
+    /// A rectification for a citizen with an online account: the fields the agent may type
+    /// the corrected values into (as on the citizen's own screen 2), with what was typed.
+    inputs: &'a [Correctable],
+    /// A rectification: what cannot be corrected from this screen.
+    offline: Option<Offline>,
+    /// A rectification for a citizen without an online account: nothing is typed here.
+    no_account: bool,
+    /// What to fix before confirming again.
+    message: Option<&'static str>,
 }
 
 #[derive(Template)]
@@ -240,7 +271,8 @@ fn check(app: &App, f: &AssistedForm) -> Result<Checked, &'static str> {
 
 /// Screen 1's POST: screen 2 when the form is complete, screen 1 again otherwise. Nothing is
 /// recorded and the code is not used yet.
-async fn review(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<AssistedForm>) -> Response {
+async fn review(State(app): State<AppState>, headers: HeaderMap, Form(pairs): Form<Vec<(String, String)>>) -> Response {
+    let f = AssistedForm::of(pairs);
     let (session, _) = match posting_agent(&app, &headers, &f).await {
         Ok(a) => a,
         Err(r) => return r,
@@ -252,23 +284,51 @@ async fn review(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<A
         Ok(c) => c,
         Err(message) => return form_page(&app, &session, &f, Some(message)),
     };
+    confirm_page(&app, &session, &f, &c, None)
+}
+
+/// The fields screen 2 offers for `c`: a rectification's correctable fields, when the citizen
+/// has an online account (their code), so the values can be sealed for them.
+fn offered_fields(app: &App, f: &AssistedForm, c: &Checked) -> Vec<Correctable> {
+    if c.right != Right::Rectification || c.code.is_none() {
+        return Vec::new();
+    }
+    correctable(app, c.activity.as_deref(), &f.corrections)
+}
+
+/// Screen 2, possibly again with what to fix and the values already typed.
+fn confirm_page(
+    app: &App,
+    session: &Session,
+    f: &AssistedForm,
+    c: &Checked,
+    message: Option<&'static str>,
+) -> Response {
     let today = paris_date(app.clock.now());
-    let csrf = app.auth.csrf_token(&session);
-    let chrome = app.auth.chrome(Some(&session));
+    let csrf = app.auth.csrf_token(session);
+    let chrome = app.auth.chrome(Some(session));
+    let rectification = c.right == Right::Rectification;
+    let fields = offered_fields(app, f, c);
     let page = ConfirmPage {
         chrome: &chrome,
         csrf: &csrf,
         right: link(c.right),
         e: explained(c.right),
-        f: &f,
-        c: &c,
+        f,
+        c,
         due: french_date(Deadline::new(today).due_on(today)),
+        inputs: &fields,
+        offline: if rectification && c.code.is_some() { offline(app, c.activity.as_deref()) } else { None },
+        no_account: rectification && c.code.is_none(),
+        message,
     };
-    own_page(&app.auth, StatusCode::OK, &page, &chrome)
+    let status = if message.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    own_page(&app.auth, status, &page, &chrome)
 }
 
 /// Screen 2's POST: the code (if any) is used up, the request filed, then screen 3.
-async fn file(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<AssistedForm>) -> Response {
+async fn file(State(app): State<AppState>, headers: HeaderMap, Form(pairs): Form<Vec<(String, String)>>) -> Response {
+    let f = AssistedForm::of(pairs);
     let (session, role) = match posting_agent(&app, &headers, &f).await {
         Ok(a) => a,
         Err(r) => return r,
@@ -277,6 +337,14 @@ async fn file(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<Ass
         Ok(c) => c,
         Err(message) => return form_page(&app, &session, &f, Some(message)),
     };
+    // A rectification whose screen offered fields needs at least one corrected value; only
+    // the offered ones are kept. Checked before the code is used up.
+    let fields = offered_fields(&app, &f, &c);
+    let mut f = f;
+    f.corrections.retain(|name, _| fields.iter().any(|c| c.name == *name));
+    if !fields.is_empty() && f.corrections.is_empty() {
+        return confirm_page(&app, &session, &f, &c, Some("Écrivez au moins une information à corriger."));
+    }
     let subject = match subject_of(&app, c.code.as_deref()).await {
         Ok(Some(s)) => s,
         Ok(None) => {
@@ -302,6 +370,13 @@ async fn file(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<Ass
         Ok(r) => crate::rights::agent_api::start_assisted(&app, r).await,
         Err(e) => Err(e),
     };
+    if let (Ok(r), false) = (&created, f.corrections.is_empty()) {
+        // Sealed for the citizen and sent with the request, as on their own screen; the
+        // values never reach the logs.
+        if let Err(e) = crate::rights::rectification::correct(&app, r, &f.corrections).await {
+            return e.respond(true, None, Some("the corrections of an assisted rectification were refused".into()));
+        }
+    }
     match created {
         Ok(r) => {
             crate::notify::rights_received(&app, &r, None).await;

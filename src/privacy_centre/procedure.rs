@@ -107,17 +107,51 @@ struct ConfirmPage<'a> {
     fields: &'a [Correctable],
     /// What to fix before confirming again.
     message: Option<&'static str>,
+    /// Rectification: what cannot be corrected on this page, and where to go instead.
+    offline: Option<Offline>,
+}
+
+/// The fields a rectification screen cannot take (`pass` fields, fields without a label, or
+/// every field when the service has no rights endpoint), and where to write instead.
+pub(super) struct Offline {
+    /// Their labels, when the policy gives one.
+    pub(super) labels: Vec<String>,
+    /// Some have no label: "other information".
+    pub(super) unnamed: bool,
+    /// The controller's postal address, from the policy.
+    pub(super) address: String,
+}
+
+/// What `activity` does not let a citizen correct online; `None` when everything can be.
+pub(super) fn offline(app: &App, activity: Option<&str>) -> Option<Offline> {
+    let set = app.policies.load();
+    let a = set.activity(activity?)?;
+    let (labels, unnamed) = crate::rights::rectification::not_correctable(a);
+    let nothing_online = crate::rights::rectification::correctable(a).is_empty();
+    (nothing_online || !labels.is_empty() || unnamed).then(|| Offline {
+        labels: labels.into_iter().map(str::to_owned).collect(),
+        unnamed,
+        address: a.controller.address.clone(),
+    })
 }
 
 /// A field the rectification screen offers: its name, its label, the value typed (if any).
-struct Correctable {
-    name: String,
-    label: String,
-    value: String,
+pub(super) struct Correctable {
+    pub(super) name: String,
+    pub(super) label: String,
+    pub(super) value: String,
 }
 
 /// Form names of the corrected values: `corriger_<field>`.
 const CORRECT_PREFIX: &str = "corriger_";
+
+/// A corrected value posted as `corriger_<field>`: the field's name and the value, trimmed;
+/// `None` for another name or an empty value.
+pub(super) fn correction(key: &str, value: &str) -> Option<(String, String)> {
+    let value = value.trim();
+    let name = key.strip_prefix(CORRECT_PREFIX)?;
+    (!value.is_empty()).then(|| (name.to_owned(), value.to_owned()))
+}
 
 #[derive(Template)]
 #[template(path = "privacy_centre/request.html")]
@@ -176,9 +210,8 @@ impl FileForm {
                 "jeton" => f.jeton = Some(v),
                 "activite" => f.activite = Some(v),
                 _ => {
-                    let value = v.trim();
-                    if let (Some(name), false) = (k.strip_prefix(CORRECT_PREFIX), value.is_empty()) {
-                        f.corrections.insert(name.to_owned(), value.to_owned());
+                    if let Some((name, value)) = correction(&k, &v) {
+                        f.corrections.insert(name, value);
                     }
                 }
             }
@@ -213,7 +246,7 @@ pub(super) fn covers_all(right: Right) -> bool {
 }
 
 /// The fields `activity` lets a citizen correct online, with the values `typed`.
-fn correctable(
+pub(super) fn correctable(
     app: &App,
     activity: Option<&str>,
     typed: &std::collections::BTreeMap<String, String>,
@@ -304,7 +337,9 @@ fn confirm_page(
     let due = french_date(Deadline::new(today).due_on(today));
     let csrf = app.auth.csrf_token(session);
     let chrome = app.auth.chrome(Some(session));
-    let fields = if right == Right::Rectification { correctable(app, activity.as_deref(), typed) } else { Vec::new() };
+    let rectification = right == Right::Rectification;
+    let fields = if rectification { correctable(app, activity.as_deref(), typed) } else { Vec::new() };
+    let offline = if rectification { offline(app, activity.as_deref()) } else { None };
     let page = ConfirmPage {
         chrome: &chrome,
         right: link(right),
@@ -316,6 +351,7 @@ fn confirm_page(
         csrf: &csrf,
         fields: &fields,
         message,
+        offline,
     };
     let status = if message.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     own_page(&app.auth, status, &page, &chrome)

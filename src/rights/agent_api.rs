@@ -143,8 +143,10 @@ async fn create_assisted(
 }
 
 /// Starts an assisted request like an online one, under the pseudonyms recorded when the
-/// citizen asked for their code. A code made before they were recorded leaves the request
-/// `received`, for a handler to take on (journaled as received already).
+/// citizen asked for their code. Without them (a citizen without an online account, or a
+/// code made before they were recorded) each application's part becomes a task done by hand
+/// in the handlers' queue (`propagation::start_by_hand`): the applications do not know the
+/// citizen under any pseudonym the gateway could send.
 pub(crate) async fn start_assisted(
     app: &App,
     r: super::service::RightsRequest,
@@ -152,8 +154,8 @@ pub(crate) async fn start_assisted(
     match app.rights.subjects_of(&r.subject).await? {
         Some(subjects) => super::propagation::start(app, &r, &subjects).await,
         None => {
-            tracing::warn!(request = %r.id, "rights: no pseudonyms recorded for an assisted request; not propagated");
-            Ok(r)
+            tracing::info!(request = %r.id, "rights: no pseudonyms for an assisted request; tasks done by hand");
+            super::propagation::start_by_hand(app, &r).await
         }
     }
 }

@@ -199,7 +199,11 @@ pub async fn run(app: &App, command: RightsCommand, out: &mut dyn Write) -> anyh
             (vec![super::ops::close_task(app, &id, &activity, outcome, &answer, &by).await?], out)
         }
     };
-    let views: Vec<HandlerView> = requests.iter().map(|r| handler_view_on(today, r)).collect();
+    let mut views: Vec<HandlerView> = requests.iter().map(|r| handler_view_on(today, r)).collect();
+    // One request's detail: what the applications answered when its restriction was lifted.
+    if let ([r], [v], false) = (requests.as_slice(), views.as_mut_slice(), list) {
+        v.lifted = super::dpo_api::lifted_views(app, r).await?;
+    }
     if output.json {
         let json = match views.as_slice() {
             [one] if !list => serde_json::to_string_pretty(one)?,
@@ -237,6 +241,10 @@ fn write_details(out: &mut dyn Write, v: &HandlerView) -> std::io::Result<()> {
     }
     for e in &v.extensions {
         writeln!(out, "extended: {} month(s), notice sent on {}: {}", e.months, e.notice_sent_on, e.reason)?;
+    }
+    for l in &v.lifted {
+        let at = l.answered_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        writeln!(out, "restriction lifted, {} answered: {} ({at})", l.activity, l.status)?;
     }
     match &v.request.answer {
         Some(Answer::Done { summary }) => writeln!(out, "answer: {summary}")?,

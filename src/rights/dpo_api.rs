@@ -53,6 +53,34 @@ pub struct HandlerView {
     pub paused: bool,
     pub days_left: i64,
     pub extensions: Vec<ExtensionView>,
+    /// A lifted restriction: what each application answered to the `restriction_lifted`
+    /// notice (the detail of one request only; absent from lists).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lifted: Vec<LiftedView>,
+}
+
+/// An application's answer to a `restriction_lifted` notice (kept as proof it was told).
+#[derive(Debug, Serialize)]
+pub struct LiftedView {
+    pub activity: String,
+    /// `completed`, `refused`, `pending` or `in_progress`.
+    pub status: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub answered_at: time::OffsetDateTime,
+}
+
+/// The answers to `r`'s `restriction_lifted` notices, for its detail.
+pub async fn lifted_views(app: &App, r: &RightsRequest) -> Result<Vec<LiftedView>, RightsError> {
+    if r.right != super::request::Right::Restriction {
+        return Ok(Vec::new());
+    }
+    let answers = app.rights.lifted_answers(&r.id).await?;
+    Ok(answers
+        .into_iter()
+        .filter_map(|(activity, status, at)| {
+            Some(LiftedView { activity, status, answered_at: crate::audit::event::from_micros(at)? })
+        })
+        .collect())
 }
 
 /// How identity was established, flattened for the API (`method` + `acr` or `document`).
@@ -99,6 +127,7 @@ pub fn handler_view_on(today: Date, r: &RightsRequest) -> HandlerView {
                 notice_sent_on: e.notice_sent_on.to_string(),
             })
             .collect(),
+        lifted: Vec::new(),
     }
 }
 
@@ -151,7 +180,16 @@ async fn show(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<St
     if let Err(r) = handler(&app, &headers).await {
         return r;
     }
-    answer(&app, app.rights.get(&id).await)
+    let r = match app.rights.get(&id).await {
+        Ok(r) => r,
+        Err(e) => return rights_problem(&e),
+    };
+    let mut view = handler_view(&app, &r);
+    match lifted_views(&app, &r).await {
+        Ok(lifted) => view.lifted = lifted,
+        Err(e) => return rights_problem(&e),
+    }
+    Json(view).into_response()
 }
 
 async fn start(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {

@@ -92,6 +92,27 @@ pub fn route_of(app: &App, set: &PolicySet, activity: &ActivityFile) -> Option<S
 /// and moves the request to `waiting_on_applications` (or `completed` when nothing is left).
 /// Objections wait for an authorised agent's decision and are not started here.
 pub async fn start(app: &App, request: &RightsRequest, subjects: &Subjects) -> Result<RightsRequest, RightsError> {
+    start_with(app, request, Some(subjects)).await
+}
+
+/// Why an activity's part of a request without pseudonyms is done by hand (plain French,
+/// for the handler).
+pub const NO_PSEUDONYMS: &str = "Usager sans compte en ligne : l'application ne le connaît pas sous un pseudonyme. \
+Retrouvez ses données avec la pièce vue au guichet, puis traitez la demande à la main.";
+
+/// Starts a request the gateway cannot name to the applications: a citizen without an online
+/// account identified at the counter (or by a code made before pseudonyms were recorded).
+/// Each activity in scope becomes a task done by hand ([`NO_PSEUDONYMS`]), in the handlers'
+/// queue with the others; the request waits for them and completes when they are closed.
+pub async fn start_by_hand(app: &App, request: &RightsRequest) -> Result<RightsRequest, RightsError> {
+    start_with(app, request, None).await
+}
+
+async fn start_with(
+    app: &App,
+    request: &RightsRequest,
+    subjects: Option<&Subjects>,
+) -> Result<RightsRequest, RightsError> {
     if request.status != Status::Received || request.right == Right::Objection {
         return Ok(request.clone());
     }
@@ -102,29 +123,35 @@ pub async fn start(app: &App, request: &RightsRequest, subjects: &Subjects) -> R
         let route = route_of(app, &set, activity);
         let endpoint = activity.rights_endpoint.is_some() && route.is_some();
         let waits_for_corrections = request.right == Right::Rectification;
+        let reason = match (subjects, endpoint) {
+            (None, _) => Some(NO_PSEUDONYMS.to_owned()),
+            (Some(_), false) => Some("Pas de point de contact pour les droits : à traiter à la main.".to_owned()),
+            (Some(_), true) => None,
+        };
         let row = PropagationRow {
             request_id: request.id.clone(),
             activity: activity.id.clone(),
-            app_subject: route.as_ref().and_then(|r| subjects.routes.get(r).cloned()),
+            app_subject: subjects.zip(route.as_ref()).and_then(|(s, r)| s.routes.get(r).cloned()),
             route,
-            field_subject: Some(subjects.field.clone()),
-            state: match (endpoint, waits_for_corrections) {
+            field_subject: subjects.map(|s| s.field.clone()),
+            state: match (endpoint && subjects.is_some(), waits_for_corrections) {
                 (true, false) => "sending",
                 (true, true) => AWAITING_CORRECTIONS,
                 (false, _) => "manual",
             }
             .to_owned(),
             status: None,
-            reason: (!endpoint).then(|| "Pas de point de contact pour les droits : à traiter à la main.".to_owned()),
+            reason,
             records: None,
             corrections: None,
             created_at_us: now,
             answered_at_us: None,
         };
         app.rights.add_target(&row).await?;
-        match request.right {
-            Right::Erasure => super::erasure::erase(app, &subjects.field, &activity.id).await?,
-            Right::Restriction => super::restriction::restrict(app, &subjects.field, &activity.id).await?,
+        // The gateway's own part (keys, marks) is under the field subject: none without one.
+        match (request.right, subjects) {
+            (Right::Erasure, Some(s)) => super::erasure::erase(app, &s.field, &activity.id).await?,
+            (Right::Restriction, Some(s)) => super::restriction::restrict(app, &s.field, &activity.id).await?,
             _ => {}
         }
         if row.state == "sending" {

@@ -105,6 +105,15 @@ pub fn correctable(activity: &ActivityFile) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// The fields of `activity` a citizen cannot correct online ([`correctable`] leaves them out):
+/// the labels of those the policy names, and whether some have no label at all.
+pub fn not_correctable(activity: &ActivityFile) -> (Vec<&str>, bool) {
+    let online = correctable(activity);
+    let offline = activity.fields.iter().filter(|f| !online.iter().any(|(name, _)| *name == f.name));
+    let (labelled, unnamed): (Vec<_>, Vec<_>) = offline.partition(|f| f.label.is_some());
+    (labelled.iter().filter_map(|f| f.label.as_deref()).collect(), !unnamed.is_empty())
+}
+
 /// Gives a rectification request its corrected values: each is sealed (or pseudonymised) as
 /// the proxy seals that field, stored sealed with the request's target, and the request is
 /// queued for the application's rights endpoint. The caller has checked `request` is the

@@ -341,6 +341,18 @@ impl RightsService {
         Ok(self.store.rights_apps().lifted_answer(request_id, activity).await?)
     }
 
+    /// What each application told of the end of `request_id`'s restriction answered to that
+    /// `restriction_lifted` notice: (activity, status, time in µs), in the targets' order.
+    pub async fn lifted_answers(&self, request_id: &str) -> Result<Vec<(String, String, i64)>, RightsError> {
+        let mut answers = Vec::new();
+        for t in self.targets(request_id).await? {
+            if let Some((status, at)) = self.lifted_answer(request_id, &t.activity).await? {
+                answers.push((t.activity, status, at));
+            }
+        }
+        Ok(answers)
+    }
+
     pub async fn targets(&self, request_id: &str) -> Result<Vec<PropagationRow>, RightsError> {
         Ok(self.store.rights_apps().of_request(request_id).await?)
     }

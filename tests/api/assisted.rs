@@ -113,6 +113,87 @@ async fn a_citizen_without_an_account_files_at_the_counter(backend: Backend) {
     // An access request at the counter: its data print from the receipt.
     let receipt = text(get(&p.app, Some(&p.counter), r.headers()["location"].to_str().unwrap()).await, 200).await;
     assert!(receipt.contains(&format!("/.guichet/api/v1/rights/{}/impression", open[0].id)), "{receipt}");
+
+    // Like any request it goes to each application: the applications know no pseudonym of
+    // a citizen without an account, so each part is a task done by hand in the handlers'
+    // queue, and the request waits for it instead of staying "received".
+    let id = open[0].id.clone();
+    assert_eq!(open[0].status, Status::WaitingOnApplications);
+    let targets = p.app.state.rights.targets(&id).await.unwrap();
+    assert_eq!(targets.iter().map(|t| t.activity.as_str()).collect::<Vec<_>>(), ["lettre-information"]);
+    for t in &targets {
+        assert_eq!(t.state, "manual");
+        assert_eq!(t.reason.as_deref(), Some(guichet::rights::propagation::NO_PSEUDONYMS));
+        assert!(t.app_subject.is_none() && t.field_subject.is_none(), "no pseudonym made up: {t:?}");
+    }
+    let tasks = p.app.state.rights.manual_tasks().await.unwrap();
+    assert!(tasks.iter().any(|t| t.request_id == id), "in the handlers' tasks");
+    // The handler closes it: the request completes, like any other.
+    let by = guichet::rights::propagation::system();
+    let done = guichet::rights::ops::TaskOutcome::Completed;
+    let answer = "Vos données vous ont été remises au guichet.";
+    guichet::rights::ops::close_task(&p.app.state, &id, "lettre-information", done, answer, &by).await.unwrap();
+    assert_eq!(p.app.state.rights.get(&id).await.unwrap().status, Status::Completed);
+    // A rectification for them takes no values on screen 2: the service corrects by hand.
+    let two = post(&p.app, &p.counter, FORM, &fields(&t, "rectification", "counter", "passeport", "")).await;
+    let two = text(two, 200).await;
+    assert!(!two.contains("corriger_"), "{two}");
+    assert!(two.contains("pas de compte en ligne"), "{two}");
+}
+
+/// An agent files a rectification at the counter with the corrected value the citizen gives:
+/// typed on screen 2 by the field's label, sealed for the citizen as on their own screen,
+/// sent to the application with the request, which records the counter and the agent.
+async fn an_agent_types_the_corrected_values_of_a_rectification(backend: Backend) {
+    const CLEAR: &str = "angela.au.guichet.k7@example.fr";
+    let d = crate::rights_ops::desk(backend, Mode::AnswerNow, |b| b).await;
+    let p = &d.p;
+    let angela = citizen(&p.app, &p.citizens, "sub-angela").await;
+    let code = code_of(&p.app, &angela).await;
+    let t = token(&text(get(&p.app, Some(&p.counter), FORM).await, 200).await);
+    // Screen 2: the field by its label, an input for the value.
+    let two = text(
+        post(&p.app, &p.counter, FORM, &fields(&t, "rectification", "counter", "carte-identite", &code)).await,
+        200,
+    )
+    .await;
+    assert!(two.contains("<label for=\"corriger-email\">Adresse e-mail</label>"), "{two}");
+    assert!(two.contains("name=\"corriger_email\""), "{two}");
+    let t = token(&two);
+    // Nothing typed: screen 2 again, nothing filed, and the code is not used up.
+    let mut empty = fields(&t, "rectification", "counter", "carte-identite", &code);
+    empty.push(("corriger_email", "  "));
+    let again = text(post(&p.app, &p.counter, CONFIRM, &empty).await, 422).await;
+    assert!(again.contains("Écrivez au moins une information à corriger") && again.contains("Étape 2 sur 3"));
+    assert!(p.app.state.rights.open().await.unwrap().is_empty(), "nothing was filed");
+    // Typed, with a name the screen did not offer (ignored).
+    let mut typed = fields(&t, "rectification", "counter", "carte-identite", &code);
+    typed.extend([("corriger_email", CLEAR), ("corriger_shoe_size", "38")]);
+    let r = post(&p.app, &p.counter, CONFIRM, &typed).await;
+    assert_eq!(r.status(), 303);
+    let receipt = r.headers()["location"].to_str().unwrap().to_owned();
+    let id = receipt.split('?').next().unwrap().rsplit('/').next().unwrap().to_owned();
+    assert!(text(get(&p.app, Some(&p.counter), &receipt).await, 200).await.contains("Étape 3 sur 3"));
+    wait_for(&p.app, &id, Status::Completed).await;
+    let request = p.app.state.rights.get(&id).await.unwrap();
+    assert_eq!((request.right, request.channel), (Right::Rectification, Channel::Counter));
+    assert_eq!(request.agent.as_deref(), Some("agent:agent-sub"));
+    // The application got the value sealed, under the citizen's key, and nothing else.
+    let received = d.rights_app.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["type"], "rectification");
+    let sent = received[0]["corrections"].as_object().unwrap();
+    assert_eq!(sent.keys().collect::<Vec<_>>(), ["email"], "only the offered field");
+    let sealed = sent["email"].as_str().unwrap();
+    assert!(sealed.starts_with("gch2.") && !received[0].to_string().contains(CLEAR), "{sealed}");
+    let vault = p.app.state.crypto.as_ref().unwrap();
+    let (subject, activity) = vault.owner_of(sealed).await.unwrap().unwrap();
+    let target = p.app.state.rights.target(&id, "lettre-information").await.unwrap().unwrap();
+    assert_eq!(Some(subject.as_str()), target.field_subject.as_deref(), "sealed for Angela");
+    let ctx = guichet::crypto::FieldContext { activity: &activity, field: "email", subject: &subject };
+    assert_eq!(vault.open(&ctx, sealed).await.unwrap().as_str(), CLEAR);
+    let bytes = crate::at_rest::store_bytes(&p.app).await;
+    assert!(!bytes.windows(CLEAR.len()).any(|w| w == CLEAR.as_bytes()), "the value is in the store in clear");
 }
 
 async fn on_the_phone_the_code_alone_identifies_the_citizen(backend: Backend) {
@@ -224,6 +305,7 @@ async fn the_last_screen_gives_the_date_while_the_application_has_not_answered(b
 on_both_stores!(
     assisted_mode_files_a_counter_request_in_three_screens,
     a_citizen_without_an_account_files_at_the_counter,
+    an_agent_types_the_corrected_values_of_a_rectification,
     on_the_phone_the_code_alone_identifies_the_citizen,
     only_agents_with_an_assisted_role_use_the_pages,
     the_last_screen_offers_the_download_once_the_application_answered,

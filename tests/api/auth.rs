@@ -819,7 +819,18 @@ pub fn agent_info(siret: &str, email: &str) -> Value {
 }
 
 pub async fn agent_sign_in(app: &TestApp, mock: &MockProvider, info: Value, cookies: &str) -> reqwest::Response {
-    let r = app.get("/.guichet/agent/connexion?retour=/agents").await;
+    agent_sign_in_at(app, mock, "/.guichet/agent/connexion?retour=/agents", info, cookies).await
+}
+
+/// An agent's whole sign-in started at `start_path`. Returns the callback response.
+pub async fn agent_sign_in_at(
+    app: &TestApp,
+    mock: &MockProvider,
+    start_path: &str,
+    info: Value,
+    cookies: &str,
+) -> reqwest::Response {
+    let r = app.get(start_path).await;
     assert_eq!(r.status(), 303);
     let url = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
     let params: HashMap<String, String> = url.query_pairs().into_owned().collect();

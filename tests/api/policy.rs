@@ -72,6 +72,44 @@ async fn an_invalid_policy_set_stops_the_start() {
     assert!(stderr.contains("add `legal_reference`"), "{stderr}");
 }
 
+/// An encrypted field without `label` cannot be offered on the citizen's rectification screen:
+/// `guichet policy check` says so as a warning, and the set stays valid.
+#[test]
+fn policy_check_warns_about_an_encrypted_field_without_a_label() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(root.join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let check = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
+            .args(["policy", "check", "--config"])
+            .arg(root.join("guichet.example.toml"))
+            .arg("--dir")
+            .arg(dir.path())
+            .env_remove("GUICHET_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let warning = "activity `cantine`, field `diet`: encrypted but without `label`";
+    let out = check();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(warning), "the shipped canteen labels `diet`");
+    let cantine = dir.path().join("cantine.toml");
+    let text = std::fs::read_to_string(&cantine).unwrap();
+    let unlabelled = text.replacen("label = \"Régime alimentaire de l'enfant\"\n", "", 1);
+    assert_ne!(unlabelled, text);
+    std::fs::write(&cantine, unlabelled).unwrap();
+    let out = check();
+    assert!(out.status.success(), "a warning, not an error: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("warning: {warning}")), "{stdout}");
+    assert!(stdout.contains("policies are valid"), "{stdout}");
+}
+
 #[tokio::test]
 async fn reload_applies_a_valid_set_and_refuses_an_invalid_one_under_load() {
     let app = app_with_canteen().await;

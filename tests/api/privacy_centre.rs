@@ -6,12 +6,13 @@
 
 use guichet::audit::{Actor, ActorKind, AuditEvent, Ident, Operation, Outcome};
 use guichet::clock::Clock;
+use guichet::config::RouteAccess;
 use guichet::policy::falc;
 use guichet::rights::request::{Channel, Right, Status};
 
 use crate::auth::{SESSION, cookie, sign_in_at};
 use crate::consent::{builder, citizen, post, token};
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, route, spawn_app};
 use crate::oidc_mock::MockProvider;
 use crate::on_both_stores;
 
@@ -78,6 +79,30 @@ async fn the_hub_sends_to_sign_in_and_the_sign_in_comes_back_to_it() {
     )
     .await;
     assert_eq!(location(&back), "/.guichet/mes-donnees/droits/effacement?activite=lettre-information");
+}
+
+/// Without a return address, a sign-in lands on the person's own space: an agent on "Espace
+/// agent", a citizen on the home page when an application serves `/`, else on "Mes données".
+#[tokio::test]
+async fn a_sign_in_without_a_return_address_lands_on_the_persons_space() {
+    let mock = MockProvider::start().await;
+    let agents = MockProvider::start().await;
+    // An application serves `/`: the citizen lands there, the agent on their space.
+    let app = builder(&mock, Backend::Sqlite).with_agent_provider(agents.issuer()).start().await;
+    let back = sign_in_at(&app, &mock, "/.guichet/connexion", "sub-angela").await;
+    assert_eq!(location(&back), "/");
+    let info = crate::auth::agent_info("21750001600019", "lucie@mairie.example.fr");
+    let back = crate::auth::agent_sign_in_at(&app, &agents, "/.guichet/agent/connexion", info.clone(), "").await;
+    assert_eq!(back.status(), 303);
+    assert_eq!(location(&back), "/.guichet/agent/");
+    // A return address still wins.
+    let back = crate::auth::agent_sign_in_at(&app, &agents, "/.guichet/agent/connexion?retour=/agents", info, "").await;
+    assert_eq!(location(&back), "/agents");
+    // Nothing serves `/`: the citizen lands on "Mes données", not on a "no such page" error.
+    let app = builder(&mock, Backend::Sqlite).without_default_route().start().await;
+    assert_eq!(get(&app, None, "/").await.status(), 404, "no route serves `/`");
+    let back = sign_in_at(&app, &mock, "/.guichet/connexion", "sub-angela").await;
+    assert_eq!(location(&back), HUB);
 }
 
 #[tokio::test]
@@ -401,6 +426,56 @@ async fn a_rectification_sends_the_corrected_fields_sealed(backend: Backend) {
 }
 
 on_both_stores!(a_rectification_sends_the_corrected_fields_sealed);
+
+/// The newsletter's policy with a `pass` field ("Commune") and an encrypted field without a
+/// label, `rights_endpoint` kept or dropped.
+fn newsletter_with_offline_fields(endpoint: bool) -> String {
+    let extra = "[[fields]]\nname = \"town\"\nlabel = \"Commune\"\ncategory = \"contact\"\nin = [\"form\"]\n\
+                 protection = \"pass\"\n\n[[fields]]\nname = \"internal_ref\"\ncategory = \"contact\"\n\
+                 in = [\"form\"]\nprotection = \"encrypt\"\n\n[[recipients]]";
+    let policy = include_str!("../../policies/lettre-information.toml").replacen("[[recipients]]", extra, 1);
+    if endpoint { policy } else { policy.replacen("rights_endpoint = \"/droits\"", "", 1) }
+}
+
+/// "Corriger", screen 2: the fields that cannot be corrected online are named (the `pass`
+/// field by its label, the unlabelled one as "other information"), with where to go instead;
+/// a service without a rights endpoint says that nothing is typed here.
+#[tokio::test]
+async fn the_rectification_screen_says_what_cannot_be_corrected_online() {
+    let mock = MockProvider::start().await;
+    let start = |policy: String| {
+        spawn_app().with_citizen_provider(mock.issuer()).with_policies(&[("lettre.toml", &policy)]).with(|s, up| {
+            let mut lettre = route("lettre", "/lettre-information", &format!("http://{up}"));
+            lettre.access = RouteAccess::Citizen;
+            lettre.no_personal_data = false;
+            s.routes.push(lettre);
+        })
+    };
+    let confirm = "/.guichet/mes-donnees/droits/rectification/confirmer?activite=lettre-information";
+    let address = "Mairie de Démoville, 1 place de la Mairie, 99999 Démoville";
+
+    let app = start(newsletter_with_offline_fields(true)).start().await;
+    let angela = citizen(&app, &mock, "sub-angela").await;
+    let two = page(&app, &angela, confirm).await;
+    assert!(two.contains("name=\"corriger_email\""), "the sealed, labelled field is offered");
+    assert!(!two.contains("corriger_town") && !two.contains("corriger_internal_ref"), "{two}");
+    let offline = two.split("id=\"pas-en-ligne\"").nth(1).expect("a section on what is not corrected online");
+    assert!(offline.contains("<li>Commune</li>"), "{offline}");
+    assert!(offline.contains("d'autres informations"), "{offline}");
+    assert!(!offline.contains("internal_ref"), "a field's technical name is never shown");
+    assert!(offline.contains("venez à l'accueil de la mairie") && offline.contains(address), "{offline}");
+
+    // Without a rights endpoint nothing is typed here; the page says who follows up.
+    let app = start(newsletter_with_offline_fields(false)).start().await;
+    let angela = citizen(&app, &mock, "sub-angela").await;
+    let two = page(&app, &angela, confirm).await;
+    assert!(!two.contains("corriger_"), "{two}");
+    assert!(two.contains("la correction ne s'écrit pas sur cette page"), "{two}");
+    // Other rights do not show it.
+    let erase =
+        page(&app, &angela, "/.guichet/mes-donnees/droits/effacement/confirmer?activite=lettre-information").await;
+    assert!(!erase.contains("pas-en-ligne"));
+}
 
 /// The `href`s of the header's account menu.
 fn header_links(html: &str) -> Vec<String> {

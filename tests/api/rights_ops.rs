@@ -126,11 +126,48 @@ async fn handlers_lift_a_restriction_and_the_application_is_told(backend: Backen
     let entries = journal(&d.p.app, &id).await;
     let lifted = entries.iter().find(|e| e["operation"]["stage"] == "restriction_lifted").expect("journaled");
     assert_eq!(lifted["role"], "dpo");
+    // The request's detail shows what the application answered to the notice.
+    wait_lifted_answer(&d.p.app, &id).await;
+    let r =
+        d.p.app.client.get(d.p.app.url(&format!("{QUEUE}/{id}"))).header("cookie", format!("{SESSION}={}", d.p.dpo));
+    let detail: Value = r.send().await.unwrap().json().await.unwrap();
+    check_documented("get", "/.guichet/api/v1/rights/queue/{id}", 200, "application/json", &detail);
+    assert_eq!(detail["lifted"][0]["activity"], ACTIVITY, "{detail}");
+    assert_eq!(detail["lifted"][0]["status"], "completed", "{detail}");
+    assert!(detail["lifted"][0]["answered_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{detail}");
+    // Lists leave it out; another request's detail has none.
+    let list: Value =
+        d.p.app
+            .client
+            .get(d.p.app.url(QUEUE))
+            .header("cookie", format!("{SESSION}={}", d.p.dpo))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert!(list["requests"].as_array().unwrap().iter().all(|r| r.get("lifted").is_none()), "{list}");
+    let r =
+        d.p.app.client.get(d.p.app.url(&format!("{QUEUE}/{other}"))).header("cookie", format!("{SESSION}={}", d.p.dpo));
+    assert!(r.send().await.unwrap().json::<Value>().await.unwrap().get("lifted").is_none());
     // Lifted twice: nothing more to lift, the application is not told again.
     let again = post_json(&d.p.app, Some(&d.p.dpo), &lift, &json!({})).await;
     assert_eq!(again.json::<Value>().await.unwrap()["lifted"], 0);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(d.rights_app.received().len(), 2);
+}
+
+/// Waits (at most 10 s) until the application's answer to `id`'s `restriction_lifted`
+/// notice is kept.
+async fn wait_lifted_answer(app: &TestApp, id: &str) {
+    for _ in 0..200 {
+        if app.state.rights.lifted_answer(id, ACTIVITY).await.unwrap().is_some() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no answer to the restriction_lifted notice of {id}");
 }
 
 async fn handlers_close_a_task_done_by_hand_and_the_request_completes(backend: Backend) {
@@ -374,6 +411,15 @@ mod command_line {
         let (code, _, err) = guichet(&conf, &["rights", "lift", &access]).await;
         assert_eq!(code, Some(1));
         assert!(err.contains("only a restriction request"), "{err}");
+        // `show` gives the application's answer to the notice (kept here as the delivery job
+        // keeps a 4xx; the delivery itself is `handlers_lift_a_restriction_…`'s).
+        d.p.app.state.rights.record_lifted(&restriction, ACTIVITY, "refused").await.unwrap();
+        let (code, out, err) = guichet(&conf, &["rights", "show", &restriction]).await;
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains(&format!("restriction lifted, {ACTIVITY} answered: refused")), "{out}");
+        let (_, out, _) = guichet(&conf, &["rights", "show", &restriction, "--json"]).await;
+        let shown: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(shown["lifted"][0]["status"], "refused", "{shown}");
 
         let (code, out, _) = guichet(&conf, &["rights", "task", "list"]).await;
         assert_eq!(code, Some(0));

@@ -174,21 +174,33 @@ async function auditShown(page, width, shot) {
   assert.ok(!overflow, `${page.url()} scrolls sideways at ${width} px`);
 }
 
-test('an agent files a right with a citizen at the counter in three screens', async () => {
-  // Angela asks for a code on her consent page and reads it out.
+/** Angela asks for a code on her consent page: that page, and the code she reads out. */
+async function angelasCode() {
   const mine = await angela.newPage();
   await mine.goto(`${demo.base}/.guichet/consentement/`);
   await Promise.all([mine.waitForURL(/consentement/), mine.getByRole('button', { name: "Obtenir un code pour l'agent" }).click()]);
-  const code = (await mine.locator('#code-agent').innerText()).trim();
-  assert.match(code, /\w/);
-  // The counter agent signs in and opens the assisted mode.
+  return { mine, code: (await mine.locator('#code-agent').innerText()).trim() };
+}
+
+/** The counter agent (Claire MOREAU) signs in from `path`, JavaScript off, and lands on
+ * `landing`: the context and its page. */
+async function counterAgentAt(path, landing = path) {
   const counter = await browser.newContext({ javaScriptEnabled: false, locale: 'fr-FR' });
   const page = await counter.newPage();
-  await page.goto(`${demo.base}/.guichet/guichet-agent/`);
+  await page.goto(`${demo.base}${path}`);
   await Promise.all([
-    page.waitForURL((u) => u.pathname === '/.guichet/guichet-agent/'),
+    page.waitForURL((u) => u.pathname === landing),
     page.getByRole('button', { name: /Claire MOREAU/ }).click(),
   ]);
+  return { counter, page };
+}
+
+test('an agent files a right with a citizen at the counter in three screens', async () => {
+  // Angela asks for a code on her consent page and reads it out.
+  const { mine, code } = await angelasCode();
+  assert.match(code, /\w/);
+  // The counter agent signs in and opens the assisted mode.
+  const { counter, page } = await counterAgentAt('/.guichet/guichet-agent/');
   let screens = 1;
   assert.match(await page.locator('body').innerText(), /Étape 1 sur 3/);
   assert.equal(await page.locator('script').count(), 0, 'no JavaScript');
@@ -305,6 +317,11 @@ for (const [slug, activity] of RIGHTS) {
     if (slug === 'rectification') {
       // The fields by the policy's labels; the new value typed in.
       assert.equal(await page.getByLabel("Régime alimentaire de l'enfant").count(), 1);
+      // What cannot be corrected here (the school, a `pass` field) is named, with where to go.
+      const offline = await page.locator('#pas-en-ligne ~ ul').first().innerText();
+      assert.match(offline, /École/);
+      assert.equal(await page.getByLabel('École').count(), 0, 'no input for a field not sealed');
+      assert.match(await page.locator('body').innerText(), /venez à l'accueil de la mairie/);
       await page.getByLabel('Adresse e-mail du parent').fill('parent.nouveau@example.fr');
     }
     await Promise.all([page.waitForURL(/demandes\/DR-/), page.getByRole('button', { name: 'Je confirme ma demande' }).click()]);
@@ -321,14 +338,44 @@ for (const [slug, activity] of RIGHTS) {
   });
 }
 
+test('an agent types the corrected value of a rectification at the counter', async () => {
+  const { mine, code } = await angelasCode();
+  const { counter, page } = await counterAgentAt('/.guichet/guichet-agent/');
+  let screens = 1;
+  await page.getByLabel('Corriger mes données').check();
+  await page.getByLabel('Pour quel service ?').selectOption({ label: 'Inscription à la cantine scolaire' });
+  await page.getByLabel('Au guichet').check();
+  await page.getByLabel("Carte d'identité").check();
+  await page.getByLabel(/Code lu par l'usager/).fill(code);
+  await Promise.all([page.waitForLoadState(), page.getByRole('button', { name: 'Continuer' }).click()]);
+  screens += 1;
+  assert.match(await page.locator('body').innerText(), /Étape 2 sur 3/);
+  // The same fields as on the citizen's own screen, by their labels; the school is named apart.
+  await page.getByLabel('Adresse e-mail du parent').fill('parent.guichet@example.fr');
+  assert.match(await page.locator('#pas-en-ligne ~ ul').first().innerText(), /École/);
+  await auditShown(page, 1280, 'assisted-rectification-2-{w}.png');
+  await auditShown(page, 320, 'assisted-rectification-2-{w}.png');
+  await Promise.all([page.waitForURL(/guichet-agent\/demandes\/DR-/), page.getByRole('button', { name: 'Enregistrer la demande' }).click()]);
+  screens += 1;
+  assert.match(await page.locator('body').innerText(), /Étape 3 sur 3/);
+  const reference = (await page.locator('.reference').innerText()).trim();
+  assert.ok(screens <= 3, `${screens} screens`);
+  await counter.close();
+  await mine.goto(`${demo.base}${HUB}`);
+  const row = await mine.locator('tr', { hasText: reference }).innerText();
+  assert.match(row, /Au guichet/);
+  assert.match(row, /Corriger/);
+  await mine.close();
+});
+
+test('an agent signing in without a return address lands on "Espace agent"', async () => {
+  const { counter, page } = await counterAgentAt('/.guichet/agent/connexion', '/.guichet/agent/');
+  assert.match(await page.locator('h1').innerText(), /Espace agent/);
+  await counter.close();
+});
+
 test('a counter agent finds the assisted mode by clicking, from "Espace agent"', async () => {
-  const counter = await browser.newContext({ javaScriptEnabled: false, locale: 'fr-FR' });
-  const page = await counter.newPage();
-  await page.goto(`${demo.base}/.guichet/agent/`);
-  await Promise.all([
-    page.waitForURL((u) => u.pathname === '/.guichet/agent/'),
-    page.getByRole('button', { name: /Claire MOREAU/ }).click(),
-  ]);
+  const { counter, page } = await counterAgentAt('/.guichet/agent/');
   // The header leads agents to their space, not to the citizens' "Mes données".
   const menu = page.getByRole('navigation', { name: 'Menu du compte' });
   assert.equal(await menu.getByRole('link', { name: 'Espace agent' }).count(), 1);
