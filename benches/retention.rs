@@ -18,35 +18,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use guichet::app::{AppState, Application, Deps};
-use guichet::clock::{Clock as _, SystemClock, SystemRandom};
-use guichet::config::{KeysSettings, Loaded};
+use guichet::app::AppState;
+use guichet::clock::{Clock as _, SystemClock};
 use guichet::crypto::token::FieldContext;
-use guichet::policy::PolicySource;
 use guichet::retention::run::{Options, run, today};
-use secrecy::SecretString;
 
-async fn gateway(dir: &std::path::Path) -> AppState {
-    let mut loaded = Loaded::defaults();
-    let s = &mut loaded.settings;
-    s.data_dir = dir.to_owned();
-    s.server.listen = "127.0.0.1:0".parse().unwrap();
-    s.admin.enabled = false;
-    s.server.public_url = Some("http://127.0.0.1".into());
-    s.routes.extend(guichet::demo::demo_routes("http://127.0.0.1:9").into_iter().filter(|r| r.name != "back-office"));
-    let mut keys = KeysSettings::at(dir.join("keyring.age"));
-    keys.identity_file = Some(dir.join("keyring-identity.txt"));
-    guichet::crypto::admin::init(&keys, &SystemRandom::new(), SystemClock.now(), &mut std::io::sink()).unwrap();
-    s.keys = Some(keys);
-    let mut config = loaded.validate().unwrap();
-    config.store_url = SecretString::from(format!("sqlite://{}", dir.join("guichet.db").display()));
-    let deps = Deps { clock: Arc::new(SystemClock), random: Arc::new(SystemRandom::new()) };
-    let source = PolicySource::DirOrEmbedded(dir.join("no-policies-here"));
-    Application::build_with_policies(config, deps, source).await.unwrap().state()
-}
+mod common;
 
 /// (VmHWM, VmRSS) of this process, in MiB.
 fn memory() -> (f64, f64) {
@@ -131,7 +110,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     rt.block_on(async {
-        let app = gateway(dir.path()).await;
+        let app = common::gateway(dir.path(), "http://127.0.0.1:9").await;
         let t = Instant::now();
         let due = seed(&app, &dir.path().join("guichet.db"), citizens).await;
         println!("retention/seed: {} records ({due} due), {} keys in {:.1} s", citizens * 2, citizens * 2, secs(t.elapsed()));
