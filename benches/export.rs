@@ -22,19 +22,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
-use guichet::app::{AppState, Application, Deps};
+use guichet::app::AppState;
 use guichet::audit::{Actor, ActorKind, Ident};
 use guichet::auth::session::{Kind, NewSession, Session};
-use guichet::clock::{Clock as _, SystemClock, SystemRandom};
-use guichet::config::{KeysSettings, Loaded, ProviderSettings};
 use guichet::crypto::token::FieldContext;
-use guichet::policy::PolicySource;
 use guichet::policy::model::Protection;
 use guichet::rights::contract::{AppAnswer, AppStatus};
 use guichet::rights::export::{AnswerSource, Answers, Owner};
 use guichet::rights::request::{Channel, IdentityProof, Right};
 use guichet::rights::service::{By, NewRequest, RightsRequest};
-use secrecy::SecretString;
 use serde_json::{Value, json};
 
 /// Records per activity, each with every encrypted field of the activity.
@@ -70,31 +66,8 @@ async fn slow_application() -> std::net::SocketAddr {
     addr
 }
 
-async fn gateway(dir: &std::path::Path, upstream: &str) -> AppState {
-    let mut loaded = Loaded::defaults();
-    let s = &mut loaded.settings;
-    s.data_dir = dir.to_owned();
-    s.server.listen = "127.0.0.1:0".parse().unwrap();
-    s.admin.enabled = false;
-    s.server.public_url = Some("http://127.0.0.1".into());
-    // Never contacted: the session is created directly, as the sign-in callback would.
-    s.auth.citizen = Some(ProviderSettings::new(
-        "http://127.0.0.1:9/unused",
-        "bench",
-        SecretString::from("bench-client-secret-0123456789"),
-    ));
-    // The demo's routes but its agents' back-office (no agent provider here).
-    s.routes.extend(guichet::demo::demo_routes(upstream).into_iter().filter(|r| r.name != "back-office"));
-    let mut keys = KeysSettings::at(dir.join("keyring.age"));
-    keys.identity_file = Some(dir.join("keyring-identity.txt"));
-    guichet::crypto::admin::init(&keys, &SystemRandom::new(), SystemClock.now(), &mut std::io::sink()).unwrap();
-    s.keys = Some(keys);
-    let mut config = loaded.validate().unwrap();
-    config.store_url = SecretString::from(format!("sqlite://{}", dir.join("guichet.db").display()));
-    let deps = Deps { clock: Arc::new(SystemClock), random: Arc::new(SystemRandom::new()) };
-    let source = PolicySource::DirOrEmbedded(dir.join("no-policies-here"));
-    Application::build_with_policies(config, deps, source).await.unwrap().state()
-}
+mod common;
+use common::gateway;
 
 /// Every activity's application answering with [`RECORDS`] records of sealed values.
 async fn answers(app: &AppState, field_subject: &str) -> Answers {

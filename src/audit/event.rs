@@ -218,6 +218,10 @@ pub enum Operation {
         /// runs with none read as before.
         #[serde(default, skip_serializing_if = "is_zero")]
         overdue: u64,
+        /// The elimination lists (bordereaux) this run's records were put on, by reference.
+        /// Written only when there are some, so entries of runs with none read as before.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        elimination_lists: Vec<Ident>,
     },
     /// Values in intermediate archive shown to an agent, with the typed reason they gave.
     ArchiveReveal {

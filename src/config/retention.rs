@@ -40,13 +40,27 @@ pub struct OwnDataDurations {
     /// Jobs that failed for good, kept for review, counted from their last attempt.
     #[serde(with = "humantime_serde")]
     pub dead_jobs: Duration,
+    /// Notices to citizens once sent (or found undeliverable), counted from then.
+    #[serde(with = "humantime_serde")]
+    pub notice_message: Duration,
+    /// A citizen's contact address once they have no activity left, counted from their
+    /// last activity (address given or confirmed, request on an activity's routes, rights
+    /// request); never while a notice to them is still to send.
+    #[serde(with = "humantime_serde")]
+    pub notify_contact: Duration,
 }
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 impl Default for OwnDataDurations {
     fn default() -> Self {
-        Self { exports_after_ready: 7 * DAY, finished_jobs: 30 * DAY, dead_jobs: 365 * DAY }
+        Self {
+            exports_after_ready: 7 * DAY,
+            finished_jobs: 30 * DAY,
+            dead_jobs: 365 * DAY,
+            notice_message: 365 * DAY,
+            notify_contact: 3 * 365 * DAY,
+        }
     }
 }
 

@@ -223,7 +223,14 @@ async fn journal_retention_run(
     }
     let run = ident(&format!("RUN-{}", crate::audit::event::to_micros(at)))?;
     let digest = ident(&crate::consent::sha256_hex(&run.to_string()))?;
-    let operation = Operation::RetentionRun { run, lines, records_sha256: digest, skipped_holds: overdue, overdue };
+    let operation = Operation::RetentionRun {
+        run,
+        lines,
+        records_sha256: digest,
+        skipped_holds: overdue,
+        overdue,
+        elimination_lists: Vec::new(),
+    };
     app.audit.record(AuditEvent::system(operation, at)).await?;
     Ok(())
 }

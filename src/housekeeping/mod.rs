@@ -33,6 +33,10 @@ pub enum Kind {
     Exports,
     FinishedJobs,
     DeadJobs,
+    /// Notices to citizens, once sent or undeliverable.
+    NoticeMessages,
+    /// Contact addresses of citizens with no activity left.
+    NotifyContacts,
 }
 
 /// How many records of one kind a purge deleted (counts only: no ids).
@@ -48,13 +52,37 @@ pub async fn purge_own_data(
     d: &OwnDataDurations,
     now: OffsetDateTime,
 ) -> Result<Vec<Purged>, StoreError> {
+    own_data(store, d, now, false).await
+}
+
+/// What [`purge_own_data`] would delete at `now`, counted per kind; changes nothing.
+pub async fn plan_own_data(
+    store: &Store,
+    d: &OwnDataDurations,
+    now: OffsetDateTime,
+) -> Result<Vec<Purged>, StoreError> {
+    own_data(store, d, now, true).await
+}
+
+async fn own_data(
+    store: &Store,
+    d: &OwnDataDurations,
+    now: OffsetDateTime,
+    dry: bool,
+) -> Result<Vec<Purged>, StoreError> {
     let now_us = micros(now);
     let before = |keep: Duration| now_us.saturating_sub(i64::try_from(keep.as_micros()).unwrap_or(i64::MAX));
+    let (notify, jobs) = (store.notify(), store.jobs());
     Ok(vec![
-        Purged { kind: Kind::ConsentCodes, count: store.consent().purge_expired_codes(now_us).await? },
-        Purged { kind: Kind::Exports, count: store.exports().purge_made_before(before(d.exports_after_ready)).await? },
-        Purged { kind: Kind::FinishedJobs, count: store.jobs().purge_done(before(d.finished_jobs)).await? },
-        Purged { kind: Kind::DeadJobs, count: store.jobs().purge_dead(before(d.dead_jobs)).await? },
+        Purged { kind: Kind::ConsentCodes, count: store.consent().purge_expired_codes(now_us, dry).await? },
+        Purged {
+            kind: Kind::Exports,
+            count: store.exports().purge_made_before(before(d.exports_after_ready), dry).await?,
+        },
+        Purged { kind: Kind::FinishedJobs, count: jobs.purge_done(before(d.finished_jobs), dry).await? },
+        Purged { kind: Kind::DeadJobs, count: jobs.purge_dead(before(d.dead_jobs), dry).await? },
+        Purged { kind: Kind::NoticeMessages, count: notify.purge_settled_before(before(d.notice_message), dry).await? },
+        Purged { kind: Kind::NotifyContacts, count: notify.purge_idle_contacts(before(d.notify_contact), dry).await? },
     ])
 }
 
@@ -70,6 +98,8 @@ impl Kind {
             Self::Exports => "exports",
             Self::FinishedJobs => "finished_jobs",
             Self::DeadJobs => "dead_jobs",
+            Self::NoticeMessages => "notice_messages",
+            Self::NotifyContacts => "notify_contacts",
         }
     }
 }

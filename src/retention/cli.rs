@@ -22,8 +22,8 @@ pub enum RetentionCommand {
     #[command(subcommand)]
     Hold(HoldCommand),
     /// Delete the gateway's own records whose duration has passed (`[retention.own_data]`),
-    /// now, as the daily job does; journaled with the counts.
-    OwnData,
+    /// now, as the daily job does; journaled with the counts. `--plan`: counts only.
+    OwnData(OwnDataArgs),
     /// Elimination lists (bordereaux d'élimination) for the archivist's visa.
     #[command(subcommand)]
     Eliminations(EliminationCommand),
@@ -62,6 +62,13 @@ pub enum EliminationCommand {
         #[arg(long)]
         line: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct OwnDataArgs {
+    /// Dry run: what would be deleted now, counted per kind; nothing is deleted or journaled.
+    #[arg(long)]
+    pub plan: bool,
 }
 
 #[derive(Debug, Args)]
@@ -118,7 +125,7 @@ pub async fn run(mut config: Validated, command: RetentionCommand) -> anyhow::Re
             print_report(&mut out, &report, false)
         }
         RetentionCommand::Hold(h) => hold(&app, h, &mut out).await,
-        RetentionCommand::OwnData => own_data(&app, &mut out).await,
+        RetentionCommand::OwnData(a) => own_data(&app, a.plan, &mut out).await,
         RetentionCommand::Eliminations(e) => eliminations(&app, e, &mut out).await,
     };
     // Queued jobs (telling applications, notices) run in `serve`; the journal is flushed here.
@@ -155,9 +162,14 @@ fn print_report(out: &mut impl Write, r: &Report, dry: bool) -> anyhow::Result<(
     Ok(())
 }
 
-async fn own_data(app: &crate::app::App, out: &mut impl Write) -> anyhow::Result<()> {
-    let purged = crate::housekeeping::purge_and_journal(app).await?;
-    writeln!(out, "{:<16} {:>8}", "kind", "deleted")?;
+async fn own_data(app: &crate::app::App, plan: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let purged = if plan {
+        let d = &app.settings.retention.own_data;
+        crate::housekeeping::plan_own_data(&app.store, d, app.clock.now()).await?
+    } else {
+        crate::housekeeping::purge_and_journal(app).await?
+    };
+    writeln!(out, "{:<16} {:>8}", "kind", if plan { "would delete" } else { "deleted" })?;
     for p in purged {
         writeln!(out, "{:<16} {:>8}", p.kind.name(), p.count)?;
     }

@@ -258,6 +258,7 @@ pub async fn destroy_approved(app: &App, run_id: &str) -> Result<u64, RetentionE
     Ok(destroyed)
 }
 
+/// A day as archives services expect it on a bordereau: ISO 8601, `YYYY-MM-DD`, in Paris.
 fn day(us: i64) -> String {
     super::date_of(us).map(|d| d.to_string()).unwrap_or_default()
 }

@@ -165,9 +165,10 @@ impl RetentionService {
     }
 }
 
-/// A stored microsecond time as a UTC date.
+/// A stored microsecond time as a date in Europe/Paris: the day durations count in (as
+/// `run::today`), and the day the bordereau and the pages show.
 pub fn date_of(us: i64) -> Option<Date> {
-    crate::audit::event::from_micros(us).map(|t| t.date())
+    crate::audit::event::from_micros(us).map(crate::clock::paris_date)
 }
 
 /// Journals a hold set or lifted by the DPO (the reason stays in the store: it is free text).

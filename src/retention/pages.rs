@@ -12,7 +12,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use serde::Deserialize;
 
 use super::elimination::{self, Bordereau, DecisionError, EliminationList};
 use crate::app::{App, AppState};
@@ -38,9 +39,12 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{p}/{{reference}}/bordereau.ods"), get(bordereau_ods))
         .route(API_PATH, get(api_list))
         .route("/.guichet/api/v1/retention/eliminations/{reference}", get(api_show))
+        .route("/.guichet/api/v1/retention/eliminations/{reference}/visa", post(api_visa))
+        .route("/.guichet/api/v1/retention/eliminations/{reference}/refuse", post(api_refuse))
 }
 
-/// The read-only JSON API (docs/openapi.json), for the archivist's session.
+/// The JSON API (docs/openapi.json), for the archivist's session: the lists read, and the
+/// visa and refusals written through the same service calls as the page and the CLI.
 pub const API_PATH: &str = "/.guichet/api/v1/retention/eliminations";
 
 /// The signed-in archivist.
@@ -359,7 +363,12 @@ async fn api_show(State(app): State<AppState>, Path(reference): Path<String>, re
         Ok(found) => found,
         Err(r) => return r,
     };
-    let b = elimination::bordereau(&app, &list);
+    axum::Json(list_body(&app, &list)).into_response()
+}
+
+/// A list as the API gives it: the list, its groups (the bordereau) and its lines.
+fn list_body(app: &App, list: &EliminationList) -> serde_json::Value {
+    let b = elimination::bordereau(app, list);
     let groups: Vec<serde_json::Value> = b
         .groups
         .iter()
@@ -389,5 +398,96 @@ async fn api_show(State(app): State<AppState>, Path(reference): Path<String>, re
         o.insert("groups".to_owned(), groups.into());
         o.insert("lines".to_owned(), lines.into());
     }
-    axum::Json(body).into_response()
+    body
+}
+
+/// `POST …/{reference}/visa` body: the archives service's own reference, optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VisaBody {
+    #[serde(default)]
+    visa_reference: Option<String>,
+}
+
+/// `POST …/{reference}/refuse` body: the reason, and one line (its record hash) or, without
+/// it, every line not decided yet.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefuseBody {
+    reason: String,
+    #[serde(default)]
+    line: Option<String>,
+}
+
+/// A decision through the API: JSON only (a cross-site form cannot send it, so no CSRF token
+/// is needed, as for the other JSON writes), then the archivist's gate (403 journaled), then
+/// the body. The decision itself is journaled by `elimination::visa` / `refuse`.
+async fn api_decision<B: serde::de::DeserializeOwned>(
+    app: &App,
+    req: Request,
+) -> Result<(Archivist, B, Option<String>), Response> {
+    let rid = request_id(&req);
+    if !crate::rights::api::is_json(req.headers()) {
+        return Err(GatewayError::BadRequest("this call takes application/json").respond(false, rid.as_deref(), None));
+    }
+    let who = archivist(app, req.headers(), PAGE_SHOW, rid.as_deref()).await?;
+    let bad = || GatewayError::BadRequest("the body must be the JSON documented for this call");
+    let bytes = axum::body::to_bytes(req.into_body(), 16 * 1024)
+        .await
+        .map_err(|_| bad().respond(false, rid.as_deref(), None))?;
+    let body = serde_json::from_slice::<B>(&bytes).map_err(|_| bad().respond(false, rid.as_deref(), None))?;
+    Ok((who, body, rid))
+}
+
+fn decision_problem(e: &DecisionError, rid: Option<&str>) -> Response {
+    let error = match e {
+        DecisionError::UnknownList => GatewayError::NotFound,
+        DecisionError::UnknownLine => {
+            GatewayError::Unprocessable("this line is not on this list, or is already decided")
+        }
+        DecisionError::AlreadyDecided => GatewayError::Conflict("the list already has its visa"),
+        DecisionError::NoReason => GatewayError::Unprocessable("a refusal needs a reason"),
+        DecisionError::Retention(_) => GatewayError::StoreUnavailable,
+    };
+    error.respond(false, rid, Some(e.to_string()))
+}
+
+/// The list after a decision, with how many lines it decided under `counted`.
+async fn decided(app: &App, reference: &str, counted: &str, n: usize, rid: Option<&str>) -> Response {
+    match app.retention.elimination_list(reference).await {
+        Ok(Some(list)) => {
+            let mut body = list_body(app, &list);
+            if let Some(o) = body.as_object_mut() {
+                o.insert(counted.to_owned(), n.into());
+            }
+            axum::Json(body).into_response()
+        }
+        Ok(None) => GatewayError::NotFound.respond(false, rid, None),
+        Err(e) => GatewayError::StoreUnavailable.respond(false, rid, Some(e.to_string())),
+    }
+}
+
+async fn api_visa(State(app): State<AppState>, Path(reference): Path<String>, req: Request) -> Response {
+    let (who, body, rid) = match api_decision::<VisaBody>(&app, req).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let agent = who.reader.actor.id.as_str().to_owned();
+    match elimination::visa(&app, &reference, &agent, body.visa_reference.as_deref()).await {
+        Ok(n) => decided(&app, &reference, "approved", n, rid.as_deref()).await,
+        Err(e) => decision_problem(&e, rid.as_deref()),
+    }
+}
+
+async fn api_refuse(State(app): State<AppState>, Path(reference): Path<String>, req: Request) -> Response {
+    let (who, body, rid) = match api_decision::<RefuseBody>(&app, req).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let agent = who.reader.actor.id.as_str().to_owned();
+    let line = body.line.as_deref().filter(|l| !l.is_empty());
+    match elimination::refuse(&app, &reference, line, &agent, &body.reason).await {
+        Ok(n) => decided(&app, &reference, "refused", n, rid.as_deref()).await,
+        Err(e) => decision_problem(&e, rid.as_deref()),
+    }
 }

@@ -159,6 +159,15 @@ pub fn ends(rule: &Rule, c: &Clocks) -> Option<(Date, Date)> {
     Some((active_end, final_on))
 }
 
+/// Whether `record` is past its end of life on `today` and still under way (active or in
+/// intermediate archive): the overdue count, whatever keeps it (a hold, a failed action, the
+/// notice before deletion still running). Records waiting for the archivist's visa are not
+/// overdue: they wait on the elimination list, counted there.
+pub fn past_end(rule: &Rule, record: &Record, today: Date) -> bool {
+    matches!(record.phase, Phase::Active | Phase::Intermediate)
+        && ends(rule, &record.clocks).is_some_and(|(_, final_on)| today >= final_on)
+}
+
 /// The one action due on `record` today, if any.
 pub fn plan(rule: &Rule, record: &Record, today: Date) -> Option<Action> {
     if !matches!(record.phase, Phase::Active | Phase::Intermediate) {
@@ -313,5 +322,21 @@ mod tests {
         r.then = RetentionEnd::ArchiveReview;
         rec.noticed_for = None;
         assert_eq!(plan(&r, &rec, date!(2026 - 03 - 01)), Some(Action::ArchiveReview), "no notice for archives");
+    }
+
+    #[test]
+    fn a_record_waiting_on_its_notice_past_its_end_is_overdue() {
+        let mut r = rule("1 year", RetentionStart::Collection, None, RetentionEnd::Destroy);
+        r.notice_before = Some(Period::parse("30 days").unwrap());
+        let mut rec = record(Phase::Active, date!(2025 - 01 - 01));
+        assert!(!past_end(&r, &rec, date!(2025 - 12 - 31)), "the day before its end");
+        assert!(past_end(&r, &rec, date!(2026 - 01 - 01)), "on its end, the notice not sent");
+        rec.noticed_for = Some(date!(2026 - 03 - 31));
+        assert_eq!(plan(&r, &rec, date!(2026 - 03 - 01)), None, "waiting for the announced date");
+        assert!(past_end(&r, &rec, date!(2026 - 03 - 01)), "overdue all the same");
+        rec.phase = Phase::Review;
+        assert!(!past_end(&r, &rec, date!(2026 - 03 - 01)), "the archivist's list counts it");
+        rec.phase = Phase::Ended;
+        assert!(!past_end(&r, &rec, date!(2040 - 01 - 01)));
     }
 }

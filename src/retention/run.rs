@@ -181,28 +181,36 @@ where
                 continue;
             };
             let record = Record { phase, clocks: clocks(row), noticed_for: noticed_for(row) };
+            // Past its end of life: overdue unless this run ends it, whatever holds it back
+            // (a hold, a failed action, or the notice the policy promises still running).
+            let past_end = planner::past_end(&rule, &record, opts.today);
             let Some(action) = planner::plan(&rule, &record, opts.today) else {
                 report.count(row, "none");
+                report.overdue += u64::from(past_end);
                 continue;
             };
-            let end = !matches!(action, Action::Notice { .. } | Action::ToIntermediate);
+            let ends_it = !matches!(action, Action::Notice { .. } | Action::ToIntermediate);
             if let Some(why) = hold_on(app, row).await? {
                 tracing::debug!(why, "retention: a record under a hold is skipped");
                 report.count(row, "held");
                 report.skipped_holds += 1;
-                report.overdue += u64::from(end);
+                report.overdue += u64::from(past_end);
                 continue;
             }
             report.count(row, action.as_str());
             if opts.dry_run {
+                report.overdue += u64::from(past_end && !ends_it);
                 continue;
             }
             match act(app, run_id, row, action).await {
-                Ok(true) => report.acted += 1,
+                Ok(true) => {
+                    report.acted += 1;
+                    report.overdue += u64::from(past_end && !ends_it);
+                }
                 Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, action = action.as_str(), "retention: an action failed; the next run tries again");
-                    report.overdue += u64::from(end);
+                    report.overdue += u64::from(past_end);
                 }
             }
         }
@@ -343,12 +351,27 @@ async fn journal(app: &App, run_id: &str, report: &Report) -> Result<(), Retenti
         });
     }
     let joined: Vec<String> = items.iter().map(|i| format!("{}:{}", i.record_hash, i.step)).collect();
+    // The lists the journaled steps put records on: this run's, and a killed run's it finishes.
+    let runs: std::collections::BTreeSet<&str> = items
+        .iter()
+        .filter(|i| i.action == Action::ArchiveReview.as_str())
+        .map(|i| i.run_id.as_str())
+        .chain(std::iter::once(run_id))
+        .collect();
+    let mut elimination_lists = Vec::new();
+    for list in store.lists().await? {
+        if runs.contains(list.run_id.as_str()) {
+            elimination_lists.push(ident(&list.reference)?);
+        }
+    }
+    elimination_lists.sort();
     let operation = Operation::RetentionRun {
         run: ident(run_id)?,
         lines,
         records_sha256: ident(&crate::consent::sha256_hex(&joined.join("\n")))?,
         skipped_holds: report.skipped_holds,
         overdue: report.overdue,
+        elimination_lists,
     };
     app.audit.append_sync(AuditEvent::system(operation, app.clock.now())).await.map_err(|_| RetentionError::Journal)?;
     store.journaled(&items).await?;

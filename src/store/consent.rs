@@ -120,9 +120,7 @@ impl<'a> ConsentRepo<'a> {
     }
 
     /// Deletes the one-time codes expired at `now_us` (never used); returns how many.
-    pub async fn purge_expired_codes(&self, now_us: i64) -> Result<u64, StoreError> {
-        let sql = "DELETE FROM consent_code WHERE expires_at_us < $1";
-        let n = with_pool!(self.store.db(), p => sqlx::query(sql).bind(now_us).execute(p).await?.rows_affected());
-        Ok(n)
+    pub async fn purge_expired_codes(&self, now_us: i64, dry: bool) -> Result<u64, StoreError> {
+        self.store.delete_or_count("FROM consent_code WHERE expires_at_us < $1", now_us, dry).await
     }
 }

@@ -91,9 +91,7 @@ impl<'a> ExportsRepo<'a> {
 
     /// Deletes the exports made (ready) before `before_us`, whatever their link's expiry;
     /// returns how many.
-    pub async fn purge_made_before(&self, before_us: i64) -> Result<u64, StoreError> {
-        let sql = "DELETE FROM rights_export WHERE created_at_us < $1";
-        let n = with_pool!(self.store.db(), p => sqlx::query(sql).bind(before_us).execute(p).await?.rows_affected());
-        Ok(n)
+    pub async fn purge_made_before(&self, before_us: i64, dry: bool) -> Result<u64, StoreError> {
+        self.store.delete_or_count("FROM rights_export WHERE created_at_us < $1", before_us, dry).await
     }
 }

@@ -144,17 +144,13 @@ impl<'a> JobsRepo<'a> {
     }
 
     /// Deletes finished jobs last touched before `before_us` (dead ones are kept for review).
-    pub async fn purge_done(&self, before_us: i64) -> Result<u64, StoreError> {
-        let sql = "DELETE FROM job WHERE status = 'done' AND updated_at_us < $1";
-        let n = with_pool!(self.store.db(), p => sqlx::query(sql).bind(before_us).execute(p).await?.rows_affected());
-        Ok(n)
+    pub async fn purge_done(&self, before_us: i64, dry: bool) -> Result<u64, StoreError> {
+        self.store.delete_or_count("FROM job WHERE status = 'done' AND updated_at_us < $1", before_us, dry).await
     }
 
     /// Deletes dead jobs (attempts exhausted) last touched before `before_us`, once they
     /// have been kept long enough for review; returns how many.
-    pub async fn purge_dead(&self, before_us: i64) -> Result<u64, StoreError> {
-        let sql = "DELETE FROM job WHERE status = 'dead' AND updated_at_us < $1";
-        let n = with_pool!(self.store.db(), p => sqlx::query(sql).bind(before_us).execute(p).await?.rows_affected());
-        Ok(n)
+    pub async fn purge_dead(&self, before_us: i64, dry: bool) -> Result<u64, StoreError> {
+        self.store.delete_or_count("FROM job WHERE status = 'dead' AND updated_at_us < $1", before_us, dry).await
     }
 }

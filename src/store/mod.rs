@@ -334,6 +334,25 @@ impl Store {
         ExportsRepo::new(self)
     }
 
+    /// Deletes the rows `from_where` (`FROM … WHERE …`, with `$1` the one bound time) selects
+    /// and returns how many, or, when `dry`, only counts them: the own-data purge and its plan
+    /// share each query.
+    pub(crate) async fn delete_or_count(
+        &self,
+        from_where: &'static str,
+        at_us: i64,
+        dry: bool,
+    ) -> Result<u64, StoreError> {
+        if dry {
+            let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) {from_where}"));
+            let n: i64 = with_pool!(self.db(), p => sqlx::query_scalar(sql).bind(at_us).fetch_one(p).await?);
+            return Ok(u64::try_from(n).unwrap_or(0));
+        }
+        let sql = sqlx::AssertSqlSafe(format!("DELETE {from_where}"));
+        let n = with_pool!(self.db(), p => sqlx::query(sql).bind(at_us).execute(p).await?.rows_affected());
+        Ok(n)
+    }
+
     pub fn notify(&self) -> NotifyRepo<'_> {
         NotifyRepo::new(self)
     }

@@ -54,6 +54,30 @@ impl<'a> NotifyRepo<'a> {
         Ok(n > 0)
     }
 
+    /// Deletes notices settled (sent or undeliverable) before `before_us`; a queued one stays.
+    /// With `dry`, only counts them.
+    pub async fn purge_settled_before(&self, before_us: i64, dry: bool) -> Result<u64, StoreError> {
+        let from = "FROM notice_message WHERE status <> 'queued' AND COALESCE(sent_at_us, created_at_us) < $1";
+        self.store.delete_or_count(from, before_us, dry).await
+    }
+
+    /// Deletes the addresses of citizens with no activity left since `before_us`: the address
+    /// unchanged since, no record of theirs still under way (active or in intermediate archive)
+    /// nor used since, no rights request open or changed since, no notice still to send. With
+    /// `dry`, only counts them.
+    pub async fn purge_idle_contacts(&self, before_us: i64, dry: bool) -> Result<u64, StoreError> {
+        let from = "FROM notify_contact WHERE updated_at_us < $1 \
+            AND NOT EXISTS (SELECT 1 FROM retention_record r WHERE r.consent_subject = notify_contact.subject \
+                AND (r.phase IN ('active', 'intermediate') \
+                     OR COALESCE(r.last_activity_at_us, r.collected_at_us) >= $1)) \
+            AND NOT EXISTS (SELECT 1 FROM rights_request q WHERE q.subject = notify_contact.subject \
+                AND (q.status NOT IN ('completed', 'partly_completed', 'refused', 'cancelled') \
+                     OR q.updated_at_us >= $1)) \
+            AND NOT EXISTS (SELECT 1 FROM notice_message m WHERE m.subject = notify_contact.subject \
+                AND m.status = 'queued')";
+        self.store.delete_or_count(from, before_us, dry).await
+    }
+
     /// Inserts a queued notice; one with the same id already there is kept. Returns whether
     /// a row was inserted.
     pub async fn insert(&self, n: &NoticeRow) -> Result<bool, StoreError> {

@@ -94,7 +94,90 @@ async fn each_kind_is_purged_only_after_its_duration(backend: Backend) {
     assert_eq!(count(&purged, Kind::DeadJobs), 1);
 }
 
-crate::on_both_stores!(each_kind_is_purged_only_after_its_duration);
+crate::on_both_stores!(each_kind_is_purged_only_after_its_duration, notices_and_idle_contacts_go_after_their_duration);
+
+fn notice(id: &str, subject: &str, status: &str, at: time::OffsetDateTime) -> guichet::store::NoticeRow {
+    guichet::store::NoticeRow {
+        id: id.into(),
+        subject: subject.into(),
+        kind: "request_received".into(),
+        notice: "{}".into(),
+        status: status.into(),
+        created_at_us: us(at),
+        sent_at_us: (status != "queued").then(|| us(at)),
+    }
+}
+
+fn record(subject: &str, phase: &str, at: time::OffsetDateTime) -> guichet::store::RetentionRow {
+    guichet::store::RetentionRow {
+        subject: format!("field-{subject}"),
+        activity: "lettre-information".into(),
+        category: "contact".into(),
+        consent_subject: Some(subject.into()),
+        route: None,
+        app_subject: None,
+        collected_at_us: us(at),
+        last_activity_at_us: Some(us(at)),
+        event_at_us: None,
+        withdrawn_at_us: None,
+        phase: phase.into(),
+        phase_since_us: us(at),
+        end_action: None,
+        notice_deletion_on: None,
+    }
+}
+
+/// Notices go a year after they were sent (a queued one never); a contact address goes
+/// three years after the citizen's last activity, and never while a record of theirs is
+/// still under way, a rights request is open or a notice is still to send.
+async fn notices_and_idle_contacts_go_after_their_duration(backend: Backend) {
+    let s = Setup::new(backend).await;
+    let store = s.store().await;
+    let d = OwnDataDurations::default();
+    let notify = store.notify();
+    notify.insert(&notice("sent", "idle", "sent", T0)).await.unwrap();
+    notify.insert(&notice("undeliverable", "idle", "undeliverable", T0)).await.unwrap();
+    notify.insert(&notice("queued", "waiting", "queued", T0)).await.unwrap();
+    for subject in ["idle", "waiting", "live", "asking", "recent"] {
+        notify.set_contact(subject, "adresse@example.fr", "given", us(T0)).await.unwrap();
+    }
+    // `live` still has a record under way; `recent` was active a year ago; `idle` and `recent`
+    // have records that ended.
+    store.retention().seen(&record("live", "active", T0)).await.unwrap();
+    store.retention().seen(&record("idle", "ended", T0)).await.unwrap();
+    store.retention().seen(&record("recent", "ended", T0 + Duration::days(365 * 2))).await.unwrap();
+    crate::helpers::raw_sql(
+        &s.url,
+        &format!(
+            "INSERT INTO rights_request (id, subject, activity, right_kind, channel, agent, identity, status, \
+             received_at_us, received_on, paused_days, paused_since, extensions, answer, updated_at_us) VALUES \
+             ('DR-TEST-0001', 'asking', NULL, 'access', 'online', NULL, '{{}}', 'received', {t}, '2026-11-28', 0, \
+             NULL, '[]', NULL, {t})",
+            t = us(T0)
+        ),
+    )
+    .await;
+
+    let purged = purge_own_data(&store, &d, T0 + Duration::days(364)).await.unwrap();
+    assert_eq!((count(&purged, Kind::NoticeMessages), count(&purged, Kind::NotifyContacts)), (0, 0), "{purged:?}");
+    let purged = purge_own_data(&store, &d, T0 + Duration::days(366)).await.unwrap();
+    assert_eq!(count(&purged, Kind::NoticeMessages), 2, "sent and undeliverable, a year after");
+    assert!(notify.get("sent").await.unwrap().is_none());
+    assert!(notify.get("queued").await.unwrap().is_some(), "a notice still to send was deleted");
+    assert_eq!(count(&purged, Kind::NotifyContacts), 0, "addresses are kept three years");
+
+    let purged = purge_own_data(&store, &d, T0 + Duration::days(3 * 365 + 1)).await.unwrap();
+    assert_eq!(count(&purged, Kind::NotifyContacts), 1, "{purged:?}");
+    assert!(notify.contact("idle").await.unwrap().is_none(), "no activity left: the address goes");
+    for kept in ["waiting", "live", "asking", "recent"] {
+        assert!(notify.contact(kept).await.unwrap().is_some(), "{kept}'s address was deleted");
+    }
+    // `recent`'s last activity was two years after T0: three years after that, it goes too.
+    let purged = purge_own_data(&store, &d, T0 + Duration::days(5 * 365 + 2)).await.unwrap();
+    assert_eq!(count(&purged, Kind::NotifyContacts), 1, "{purged:?}");
+    assert!(notify.contact("recent").await.unwrap().is_none());
+    assert!(notify.contact("live").await.unwrap().is_some(), "a citizen with a record under way keeps it");
+}
 
 /// The daily purge as a job: a serving gateway queues each day's purge by itself (with the
 /// retention scheduler); the runner runs it once, deletes what is due with the durations of
@@ -148,6 +231,46 @@ async fn the_own_data_command_purges_now_and_prints_the_counts() {
     let line = out.lines().find(|l| l.starts_with("dead_jobs")).unwrap_or_default();
     assert_eq!(line.split_whitespace().last(), Some("1"), "{out}");
     assert!(app.state.store.jobs().get("dead-long-ago").await.unwrap().is_none());
+}
+
+/// `guichet retention own-data --plan` counts what the purge would delete, per kind, and
+/// deletes and journals nothing; without `--plan` the same records go, and the counts of the
+/// new kinds (notices, contact addresses) are journaled.
+#[tokio::test]
+async fn the_own_data_plan_counts_per_kind_and_deletes_nothing() {
+    let app = crate::helpers::spawn_app().start().await;
+    wait_done(&app, T0).await; // the serving gateway's own purge of the day is over
+    let long_ago = guichet::clock::Clock::now(&guichet::clock::SystemClock) - Duration::days(4 * 365);
+    let store = &app.state.store;
+    store.jobs().insert(&job("dead-long-ago", "dead", long_ago)).await.unwrap();
+    store.notify().insert(&notice("sent-long-ago", "idle", "sent", long_ago)).await.unwrap();
+    store.notify().set_contact("idle", "adresse@example.fr", "given", us(long_ago)).await.unwrap();
+    let purges = "SELECT COUNT(*) FROM audit_entry WHERE operation = 'own_data_purge'";
+    app.state.audit.flush().await.unwrap();
+    let before = crate::retention::count(&app.store_url, purges).await;
+
+    let out = crate::helpers::admin_command(&app, &["retention", "own-data", "--plan"]).await;
+    let counted = |out: &str, kind: &str| {
+        let line = out.lines().find(|l| l.starts_with(kind)).unwrap_or_default().to_owned();
+        line.split_whitespace().last().unwrap_or_default().to_owned()
+    };
+    assert!(out.contains("would delete"), "{out}");
+    for kind in ["dead_jobs", "notice_messages", "notify_contacts"] {
+        assert_eq!(counted(&out, kind), "1", "{kind}: {out}");
+    }
+    assert!(store.jobs().get("dead-long-ago").await.unwrap().is_some(), "a plan deleted a job");
+    assert!(store.notify().get("sent-long-ago").await.unwrap().is_some(), "a plan deleted a notice");
+    assert!(store.notify().contact("idle").await.unwrap().is_some(), "a plan deleted an address");
+    assert_eq!(crate::retention::count(&app.store_url, purges).await, before, "a plan is not journaled");
+
+    let out = crate::helpers::admin_command(&app, &["retention", "own-data"]).await;
+    assert_eq!(counted(&out, "notify_contacts"), "1", "{out}");
+    assert!(store.notify().contact("idle").await.unwrap().is_none());
+    assert!(store.notify().get("sent-long-ago").await.unwrap().is_none());
+    let journaled = "SELECT COUNT(*) FROM audit_entry WHERE operation = 'own_data_purge' \
+                     AND body LIKE '%\"count\":1,\"kind\":\"notice_messages\"%' \
+                     AND body LIKE '%\"count\":1,\"kind\":\"notify_contacts\"%'";
+    assert_eq!(crate::retention::count(&app.store_url, journaled).await, 1, "the counts are journaled");
 }
 
 /// `[retention.own_data]` refuses a key it does not know, naming it and its line.

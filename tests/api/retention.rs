@@ -592,6 +592,15 @@ async fn archive_review_lines_are_destroyed_only_after_the_visa_and_refused_ones
     assert_eq!(pending.len(), 1, "one list per run and producing service: {pending:?}");
     let reference = pending[0].reference.clone();
     assert!(reference.starts_with("BE-"), "{reference}");
+    // The run's evidence names the list it produced; the runs that produced none name none.
+    let naming = format!(
+        "SELECT COUNT(*) FROM audit_entry WHERE operation = 'retention_run' \
+         AND body LIKE '%\"run\":\"{}\"%' AND body LIKE '%\"elimination_lists\":[\"{reference}\"]%'",
+        report.run_id
+    );
+    assert_eq!(count(&s.app.store_url, &naming).await, 1, "the run's journal entry names its list");
+    let any = "SELECT COUNT(*) FROM audit_entry WHERE operation = 'retention_run' AND body LIKE '%elimination_lists%'";
+    assert_eq!(count(&s.app.store_url, any).await, 1, "only the run that produced a list names one");
     assert_eq!(pending[0].producing_service, "Service de la communication");
     let list = retention.elimination_list(&reference).await.unwrap().unwrap();
     assert_eq!(list.lines.len(), 2);
@@ -907,4 +916,126 @@ async fn the_archivist_decides_through_the_command_line(backend: Backend) {
     let shown = guichet(&["retention", "eliminations", "show", &reference]);
     assert_eq!(shown.matches("approved\tdestroyed").count(), 2, "{shown}");
     assert!(shown.contains(&format!("{line}\tessai\tc\trefused\n")), "{shown}");
+}
+
+on_both_stores!(a_record_past_its_end_waiting_on_its_notice_is_overdue);
+
+/// Issue 16: a record past its end of life counts as overdue whatever keeps it, the notice
+/// the policy promises included. The address's end is 2027-11-28; a run that missed the
+/// notice window announces a later date, and until then the record is overdue, in the report,
+/// the journal and the metric.
+async fn a_record_past_its_end_waiting_on_its_notice_is_overdue(backend: Backend) {
+    let s = setup(backend, THREE_ENDS).await;
+    let (_, _) = active_citizen(&s.app, &s.mock, "sub-angela").await;
+    records(&s.app, 3).await;
+    let report = run_on(&s.app, date!(2027 - 10 - 01)).await;
+    assert_eq!(report.overdue, 0, "before its end: {report:?}");
+    let report = run_on(&s.app, date!(2028 - 01 - 15)).await;
+    assert_eq!(report.lines.get(&line("contact", "active", "notice")), Some(&1), "{report:?}");
+    assert_eq!(report.overdue, 1, "past its end, the notice only now sent: {report:?}");
+    let report = run_on(&s.app, date!(2028 - 01 - 20)).await;
+    assert_eq!(report.acted, 0, "{report:?}");
+    assert_eq!(report.overdue, 1, "waiting for the announced date, still overdue: {report:?}");
+    let journaled =
+        "SELECT COUNT(*) FROM audit_entry WHERE operation = 'retention_run' AND body LIKE '%\"overdue\":1%'";
+    assert_eq!(count(&s.app.store_url, journaled).await, 2, "the two runs past its end journal it, not the first");
+    assert_eq!(s.app.state.metrics.retention.overdue.get(), 1, "the metric too");
+    // On the announced date (30 days after the notice) the address is destroyed.
+    let report = run_on(&s.app, date!(2028 - 02 - 14)).await;
+    assert_eq!(report.lines.get(&line("contact", "active", "destroy")), Some(&1), "{report:?}");
+    assert_eq!(report.overdue, 0, "{report:?}");
+}
+
+fn line(category: &str, phase: &str, action: &str) -> (String, String, String, String) {
+    ("lettre-information".to_owned(), category.to_owned(), phase.to_owned(), action.to_owned())
+}
+
+on_both_stores!(the_archivist_decides_through_the_json_api);
+
+/// The visa and refusals through the JSON API: the same service calls as the page and the
+/// command line. Another agent gets 403 (journaled) and decides nothing; a form post (what a
+/// cross-site page could send) is refused; a refusal needs a reason; the decisions are
+/// journaled; a second visa is a conflict. The answers are the ones docs/openapi.json states.
+async fn the_archivist_decides_through_the_json_api(backend: Backend) {
+    use crate::openapi::checked;
+    let (s, agents, reference) = with_a_list(backend).await;
+    let api = "/.guichet/api/v1/retention/eliminations";
+    let (visa, refuse) = (format!("{api}/{reference}/visa"), format!("{api}/{reference}/refuse"));
+    let (visa_doc, refuse_doc) = (format!("{api}/{{reference}}/visa"), format!("{api}/{{reference}}/refuse"));
+    let post = |session: Option<String>, path: String, content_type: &'static str, body: String| {
+        let mut r = s.app.client.post(s.app.url(&path)).header("content-type", content_type).body(body);
+        if let Some(session) = session {
+            r = r.header("cookie", format!("{SESSION}={session}"));
+        }
+        r.send()
+    };
+    let json_post = |session: &str, path: &str, body: Value| {
+        post(Some(session.to_owned()), path.to_owned(), "application/json", body.to_string())
+    };
+    let undecided = || async {
+        let list = s.app.state.retention.elimination_list(&reference).await.unwrap().unwrap();
+        list.lines.iter().filter(|l| l.decision.is_none()).count()
+    };
+
+    // No session, another agent, a form: nothing decided.
+    let r = post(None, visa.clone(), "application/json", "{}".to_owned()).await.unwrap();
+    assert_eq!(checked("post", &visa_doc, r).await.status(), 401);
+    let clerk = agent_session(&s.app, &agents, "21750001600019", "x@mairie.example.fr").await;
+    let r = json_post(&clerk, &visa, json!({})).await.unwrap();
+    assert_eq!(checked("post", &visa_doc, r).await.status(), 403);
+    let r = json_post(&clerk, &refuse, json!({ "reason": "Pas moi" })).await.unwrap();
+    assert_eq!(checked("post", &refuse_doc, r).await.status(), 403);
+    s.app.state.audit.flush().await.unwrap();
+    let denied = "SELECT COUNT(*) FROM audit_entry WHERE body LIKE '%\"archives.list\"%' AND body LIKE '%denied%'";
+    assert_eq!(count(&s.app.store_url, denied).await, 2, "each refusal of access is journaled");
+    let anne = agent_session(&s.app, &agents, "11111111111111", "a.dubois@archives.example.fr").await;
+    let form = post(Some(anne.clone()), visa.clone(), "application/x-www-form-urlencoded", "visa_reference=x".into());
+    assert_eq!(checked("post", &visa_doc, form.await.unwrap()).await.status(), 400, "a form cannot decide");
+    assert_eq!(undecided().await, 2, "nothing decided yet");
+    assert!(s.app.state.retention.pending_elimination_lists().await.unwrap().len() == 1);
+
+    // The archivist: a refusal needs a reason and a line of this list.
+    let list = s.app.state.retention.elimination_list(&reference).await.unwrap().unwrap();
+    let line = list.lines[0].record_hash.clone();
+    let r = json_post(&anne, &refuse, json!({ "reason": " ", "line": line })).await.unwrap();
+    assert_eq!(checked("post", &refuse_doc, r).await.status(), 422);
+    let r = json_post(&anne, &refuse, json!({ "reason": "Intérêt", "line": "0000" })).await.unwrap();
+    assert_eq!(checked("post", &refuse_doc, r).await.status(), 422);
+    let r = json_post(&anne, &refuse, json!({ "reason": "Intérêt", "lines": [] })).await.unwrap();
+    assert_eq!(checked("post", &refuse_doc, r).await.status(), 400, "unknown members are refused");
+    assert_eq!(undecided().await, 2);
+
+    let r = json_post(&anne, &refuse, json!({ "reason": "Intérêt historique", "line": line })).await.unwrap();
+    let r = checked("post", &refuse_doc, r).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["refused"], 1, "{v}");
+    let refused = v["lines"].as_array().unwrap().iter().find(|l| l["record_hash"] == line.as_str()).unwrap();
+    assert_eq!(
+        (refused["decision"].as_str(), refused["reason"].as_str()),
+        (Some("refused"), Some("Intérêt historique"))
+    );
+    let subject = &list.lines[0].subject;
+    assert_eq!(phase_of(&all_rows(&s.app, subject).await, "identite"), "kept", "a refused line is kept for good");
+
+    let r =
+        checked("post", &visa_doc, json_post(&anne, &visa, json!({ "visa_reference": "AD-2029-9" })).await.unwrap())
+            .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!((v["approved"].as_u64(), v["visa"]["reference"].as_str()), (Some(1), Some("AD-2029-9")), "{v}");
+    assert!(s.app.state.retention.pending_elimination_lists().await.unwrap().is_empty());
+    let again = json_post(&anne, &visa, json!({})).await.unwrap();
+    assert_eq!(checked("post", &visa_doc, again).await.status(), 409, "a list has one visa");
+    let late = json_post(&anne, &refuse, json!({ "reason": "Trop tard" })).await.unwrap();
+    assert_eq!(checked("post", &refuse_doc, late).await.status(), 409, "no refusal after the visa");
+    let unknown = json_post(&anne, &format!("{api}/BE-inconnu/visa"), json!({})).await.unwrap();
+    assert_eq!(checked("post", &visa_doc, unknown).await.status(), 404);
+
+    let url = &s.app.store_url;
+    let decisions = "SELECT COUNT(*) FROM audit_entry WHERE operation = 'dpo_action' AND body LIKE '%elimination_%'";
+    assert_eq!(count(url, decisions).await, 2, "the refusal and the visa are journaled, once each");
+    // The approved line is destroyed by the next run, the refused one never.
+    assert_eq!(run_on(&s.app, date!(2029 - 12 - 01)).await.eliminated, 1);
+    assert_eq!(phase_of(&all_rows(&s.app, subject).await, "identite"), "kept");
 }

@@ -1,0 +1,39 @@
+//! The gateway as `serve` builds it, for the benches (`mod common;`): SQLite in `dir`, the
+//! demo's routes (without its agents' back-office) towards `upstream`, a citizen provider
+//! never contacted, a real keyring, and the embedded example policies.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use guichet::app::{AppState, Application, Deps};
+use guichet::clock::{Clock as _, SystemClock, SystemRandom};
+use guichet::config::{KeysSettings, Loaded, ProviderSettings};
+use guichet::policy::PolicySource;
+use secrecy::SecretString;
+
+pub async fn gateway(dir: &std::path::Path, upstream: &str) -> AppState {
+    let mut loaded = Loaded::defaults();
+    let s = &mut loaded.settings;
+    s.data_dir = dir.to_owned();
+    s.server.listen = "127.0.0.1:0".parse().unwrap();
+    s.admin.enabled = false;
+    s.server.public_url = Some("http://127.0.0.1".into());
+    // Never contacted: the session is created directly, as the sign-in callback would.
+    s.auth.citizen = Some(ProviderSettings::new(
+        "http://127.0.0.1:9/unused",
+        "bench",
+        SecretString::from("bench-client-secret-0123456789"),
+    ));
+    // The demo's routes but its agents' back-office (no agent provider here).
+    s.routes.extend(guichet::demo::demo_routes(upstream).into_iter().filter(|r| r.name != "back-office"));
+    let mut keys = KeysSettings::at(dir.join("keyring.age"));
+    keys.identity_file = Some(dir.join("keyring-identity.txt"));
+    guichet::crypto::admin::init(&keys, &SystemRandom::new(), SystemClock.now(), &mut std::io::sink()).unwrap();
+    s.keys = Some(keys);
+    let mut config = loaded.validate().unwrap();
+    config.store_url = SecretString::from(format!("sqlite://{}", dir.join("guichet.db").display()));
+    let deps = Deps { clock: Arc::new(SystemClock), random: Arc::new(SystemRandom::new()) };
+    let source = PolicySource::DirOrEmbedded(dir.join("no-policies-here"));
+    Application::build_with_policies(config, deps, source).await.unwrap().state()
+}
