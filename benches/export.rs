@@ -237,6 +237,7 @@ fn main() {
         let owner = Owner {
             subject: subject.clone(),
             field_subject: Some(field_subject),
+            sectors: guichet::rights::export::session_sectors(&app, &session),
             claims: Some(session.claims.clone()),
         };
         if runs("creations") {

@@ -32,6 +32,7 @@ use self::pseudonym::Pseudonyms;
 use self::session::{Kind, RevokeTarget, Session, SessionError, SessionService};
 use crate::clock::{Clock, Random, random_hex};
 use crate::config::{AuthSettings, Validated};
+use crate::policy::Sector;
 use crate::routing::Route;
 use crate::store::Store;
 
@@ -267,6 +268,42 @@ impl Auth {
     /// Derived once per session object, like the consent subject.
     pub fn field_subject<'s>(&self, session: &'s Session) -> &'s str {
         session.derived.field_subject.get_or_init(|| self.pseudonyms.for_route(session, FIELD_PSEUDONYM_CONTEXT))
+    }
+
+    /// The subject that owns `session`'s person's encrypted fields in activities of `sector`
+    /// (data keys, tokens' associated data, restriction marks, retention records, reveals in
+    /// the journal): a keyed HMAC over the provider account and the sector, so two sectors'
+    /// records share no id. `general` is [`Auth::field_subject`] itself (the v1 id), so records
+    /// made before sectors existed stay readable (docs/cryptography.md, "Sector pseudonyms").
+    pub fn field_subject_in<'s>(&self, session: &'s Session, sector: Sector) -> &'s str {
+        match (sector, session.derived.sector_fields.get(sector.index())) {
+            (Sector::General, _) | (_, None) => self.field_subject(session),
+            (_, Some(cell)) => cell.get_or_init(|| {
+                self.pseudonyms.for_route(session, &format!("{FIELD_PSEUDONYM_CONTEXT}/{}", sector.as_str()))
+            }),
+        }
+    }
+
+    /// The citizen's pseudonym in the consent ledger for activities of `sector`; `general` is
+    /// [`Auth::consent_subject`], the gateway-wide id rights requests and notices use.
+    pub fn consent_subject_in<'s>(&self, session: &'s Session, sector: Sector) -> &'s str {
+        match (sector, session.derived.sector_consents.get(sector.index())) {
+            (Sector::General, _) | (_, None) => self.consent_subject(session),
+            (_, Some(cell)) => cell.get_or_init(|| {
+                self.pseudonyms.for_route(session, &format!("{CONSENT_PSEUDONYM_CONTEXT}/{}", sector.as_str()))
+            }),
+        }
+    }
+
+    /// Every field subject of `session`'s person, one per sector ([`Sector::ALL`] order):
+    /// what the citizen's own pages read to show all their records.
+    pub fn field_subjects(&self, session: &Session) -> Vec<(Sector, String)> {
+        Sector::ALL.into_iter().map(|s| (s, self.field_subject_in(session, s).to_owned())).collect()
+    }
+
+    /// Every consent subject of `session`'s person, one per sector.
+    pub fn consent_subjects(&self, session: &Session) -> Vec<(Sector, String)> {
+        Sector::ALL.into_iter().map(|s| (s, self.consent_subject_in(session, s).to_owned())).collect()
     }
 
     /// `session`'s person as the journal names a reader: an agent by their agent id, a citizen

@@ -85,6 +85,10 @@ pub struct Session {
 pub struct Derived {
     pub(crate) consent_subject: OnceLock<String>,
     pub(crate) field_subject: OnceLock<String>,
+    /// Per-sector field and consent subjects, indexed by `Sector::index` (`general` unused:
+    /// it is the two above).
+    pub(crate) sector_fields: [OnceLock<String>; crate::policy::Sector::ALL.len()],
+    pub(crate) sector_consents: [OnceLock<String>; crate::policy::Sector::ALL.len()],
 }
 
 impl PartialEq for Derived {

@@ -183,16 +183,34 @@ async fn render_citizen_page(
     code: Option<&str>,
     done: Option<&str>,
 ) -> Response {
-    let subject = app.auth.consent_subject(session);
     let set = app.policies.load();
     let result = async {
-        let rows = app.consent.history(subject).await?;
-        let events = app.consent.reload(subject).await?;
+        // One consent subject per sector: the page reads them all, so the citizen sees every
+        // consent whatever its sector (docs/cryptography.md, "Sector pseudonyms").
+        let mut rows = Vec::new();
+        let mut events = Vec::new();
+        for (_, subject) in app.auth.consent_subjects(session) {
+            rows.extend(app.consent.history(&subject).await?);
+            events.push(app.consent.reload(&subject).await?);
+        }
+        rows.sort_by_key(|r| r.seq);
         let now = app.clock.now();
         let purposes: Vec<PurposeView> = consent_purposes(&set.activities)
             .into_iter()
             .map(|p| {
-                let st = super::state::current(&events, &p.activity.id, &p.purpose, &p.notice_version, now);
+                let of = |s: crate::policy::Sector| events.get(s.index()).map_or(&[][..], |e| &e[..]);
+                let mut st =
+                    super::state::current(of(p.activity.sector), &p.activity.id, &p.purpose, &p.notice_version, now);
+                if st == ConsentState::Never {
+                    // Given before the activity had a sector: under the v1 (`general`) subject.
+                    st = super::state::current(
+                        of(crate::policy::Sector::General),
+                        &p.activity.id,
+                        &p.purpose,
+                        &p.notice_version,
+                        now,
+                    );
+                }
                 let decl = p.activity.purposes.iter().find(|d| d.id == p.purpose);
                 let last = rows.iter().rev().find(|r| r.activity == p.activity.id && r.purpose == p.purpose);
                 PurposeView {
@@ -269,7 +287,7 @@ async fn choose(
     let Some(purpose) = find_purpose(&set.activities, &f.activite, &f.finalite) else {
         return GatewayError::BadRequest("unknown purpose").respond(true, None, None);
     };
-    let subject = app.auth.consent_subject(&session);
+    let subject = app.auth.consent_subject_in(&session, purpose.activity.sector);
     let by = Recorder {
         actor: Actor {
             kind: ActorKind::Citizen,
@@ -307,9 +325,9 @@ async fn own_event(
         Ok(None) => return Err(GatewayError::Forbidden("sign in first").respond(true, None, None)),
         Err(r) => return Err(r),
     };
-    let subject = app.auth.consent_subject(&session);
+    let mine = app.auth.consent_subjects(&session);
     match app.store.consent().event(seq).await {
-        Ok(Some(r)) if r.subject == subject => Ok((session.clone(), r)),
+        Ok(Some(r)) if mine.iter().any(|(_, s)| *s == r.subject) => Ok((session.clone(), r)),
         Ok(_) => Err(GatewayError::NotFound.respond(true, None, None)),
         Err(e) => Err(error_page(&e.into())),
     }
@@ -529,6 +547,12 @@ async fn agent_record(
             return GatewayError::StoreUnavailable.respond(true, None, None);
         }
     };
+    // The consent subject of the purpose's sector, recorded with the code; a code made before
+    // sectors existed only knows the v1 (`general`) subject.
+    let subject = who
+        .as_ref()
+        .and_then(|w| w.subjects.consent_in(purpose.activity.sector))
+        .map_or(subject.clone(), str::to_owned);
     match record_change(&app, &subject, who.as_ref(), &purpose, given, by).await {
         Ok(_) => {
             let msg = if given { "L'accord est enregistré." } else { "Le retrait est enregistré." };

@@ -180,6 +180,8 @@ pub struct Processing {
     pub header: HeaderValue,
     /// Undeclared body members and query parameters are refused (the activity's `strict`).
     pub strict: bool,
+    /// The activity's sector: which of the citizen's pseudonyms own its fields and consents.
+    pub sector: super::Sector,
 }
 
 /// One compiled activity route.
@@ -449,6 +451,7 @@ mod tests {
             fields: Arc::from(Vec::new()),
             header: HeaderValue::from_str(&format!("{activity}/{purpose}")).unwrap(),
             strict: false,
+            sector: crate::policy::Sector::General,
         })
     }
 

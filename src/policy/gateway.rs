@@ -146,6 +146,7 @@ pub fn activity(set: &PolicySet, settings: &Settings) -> ActivityFile {
         restriction_visible_to: Vec::new(),
         notice: Default::default(),
         strict: None,
+        sector: super::Sector::General,
     }
 }
 

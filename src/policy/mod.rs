@@ -12,6 +12,7 @@ pub mod notice;
 pub mod pages;
 pub mod register;
 pub mod retention_class;
+pub mod sector;
 pub mod validate;
 
 use std::fmt;
@@ -19,6 +20,7 @@ use std::fmt;
 pub use engine::{Decision, PolicySet, Processing, RequestFacts, decide};
 pub use load::{PolicySource, SourceFile, load};
 pub use retention_class::retention_class;
+pub use sector::Sector;
 
 /// One thing wrong with the policies, located in its file when possible.
 #[derive(Debug, Clone, PartialEq, Eq)]

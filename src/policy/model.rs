@@ -63,6 +63,10 @@ pub struct ActivityFile {
     /// off, and `guichet policy check` asks for it (docs/policies.md).
     #[serde(default)]
     pub strict: Option<bool>,
+    /// The sector (`etat_civil`, `social`, `scolaire`, `elections`, `voirie`, `general`):
+    /// the citizen's pseudonyms inside the gateway are derived per sector. Absent: `general`.
+    #[serde(default)]
+    pub sector: super::Sector,
     /// `[notice]`: options of the citizen notice (Art. 13), e.g. its easy-to-read version.
     #[serde(default)]
     pub notice: NoticeOptions,

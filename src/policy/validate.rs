@@ -334,6 +334,7 @@ fn compile_routes(p: &Parsed, problems: &mut Vec<PolicyProblem>) -> Vec<(Compile
                 fields: fields.clone(),
                 header,
                 strict: a.is_strict(),
+                sector: a.sector,
             }))
         })
         .collect();
@@ -465,6 +466,7 @@ mod tests {
     fn each_rule_has_a_failing_fixture_with_its_message() {
         let cases = [
             ("unknown-key", "a.toml:6:1: unknown field `colour`"),
+            ("unknown-sector", "a.toml:6:10: unknown variant `fiscalite`, expected one of `general`, `etat_civil`"),
             ("version", "a.toml:2:1: version 2 is not supported"),
             ("one-basis", "a.toml:19:1: purpose `p` has 2 legal bases (public_task, consent)"),
             ("no-basis", "a.toml:16:1: purpose `p` has no legal basis"),

@@ -169,11 +169,20 @@ async fn hub(State(app): State<AppState>, headers: HeaderMap, uri: Uri) -> Respo
 
 async fn hub_page(app: &App, session: &Session) -> Result<Response, String> {
     let consent_subject = app.auth.consent_subject(session);
-    let field_subject = app.auth.field_subject(session);
     let set = app.policies.load();
-    let history = app.consent.history(consent_subject).await.map_err(|e| e.to_string())?;
+    // The citizen's consents and reveals are under one pseudonym per sector: read them all
+    // (docs/cryptography.md, "Sector pseudonyms"); requests are under the gateway-wide one.
+    let mut history = Vec::new();
+    for (_, subject) in app.auth.consent_subjects(session) {
+        history.extend(app.consent.history(&subject).await.map_err(|e| e.to_string())?);
+    }
+    history.sort_by_key(|r| r.seq);
     let requests = app.rights.of_subject(consent_subject).await.map_err(|e| e.to_string())?;
-    let reveals = app.audit.reveals_of(field_subject).await.map_err(|e| e.to_string())?;
+    let mut reveals = Vec::new();
+    for (_, subject) in app.auth.field_subjects(session) {
+        reveals.extend(app.audit.reveals_of(&subject).await.map_err(|e| e.to_string())?);
+    }
+    reveals.sort_by_key(|r| r.at);
     let name_of = |id: &str| set.activity(id).map_or_else(|| id.to_owned(), |a| a.name.clone());
 
     let mut consents: Vec<ConsentLine> = Vec::new();

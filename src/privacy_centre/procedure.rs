@@ -487,6 +487,7 @@ async fn download(State(app): State<AppState>, headers: HeaderMap, uri: Uri, Pat
     let owner = crate::rights::export::Owner {
         subject,
         field_subject: Some(app.auth.field_subject(&session).to_owned()),
+        sectors: crate::rights::export::session_sectors(&app, &session),
         claims: Some(session.claims.clone()),
     };
     let archive = match app.exports.prepare(&app, &r, &owner, &session, &by).await {

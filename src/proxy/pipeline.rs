@@ -243,13 +243,14 @@ impl Proxy {
         else {
             return;
         };
-        let field = auth.field_subject(session);
+        let field = auth.field_subject_in(session, p.sector);
         let now = r.clock.now();
         if !r.recorder.first_today(field, &p.activity, crate::clock::paris_date(now)) {
             return;
         }
         r.recorder.record(crate::retention::record::Seen {
             field_subject: field.to_owned(),
+            // The gateway-wide id: the retention run looks up pending rights requests by it.
             consent_subject: auth.consent_subject(session).to_owned(),
             route: route.name.to_string(),
             app_subject: auth.route_subject(session, &route.name),
@@ -335,11 +336,17 @@ impl Proxy {
         };
         let set = self.policies.load();
         let version = set.activity(&p.activity).and_then(|a| a.consent.as_ref()).map_or("", |c| c.version.as_str());
-        let subject = auth.consent_subject(session);
-        let state = consent.state(subject, &p.activity, &p.purpose, version).await.map_err(|e| {
+        let unavailable = |e: crate::consent::ConsentError| {
             tracing::warn!(error = %e, "cannot read the consent ledger");
             ProxyError::Access(GatewayError::StoreUnavailable, "consent ledger unavailable")
-        })?;
+        };
+        let subject = auth.consent_subject_in(session, p.sector);
+        let mut state = consent.state(subject, &p.activity, &p.purpose, version).await.map_err(unavailable)?;
+        if state == crate::consent::State::Never && p.sector != crate::policy::Sector::General {
+            // Given before the activity had a sector: under the v1 (`general`) id, still read.
+            let legacy = auth.consent_subject(session);
+            state = consent.state(legacy, &p.activity, &p.purpose, version).await.map_err(unavailable)?;
+        }
         if state.allows() {
             return Ok(());
         }
@@ -361,7 +368,7 @@ impl Proxy {
             return Ok(());
         };
         let (Some(auth), Some(rights)) = (&self.auth, &self.rights) else { return Ok(()) };
-        let subject = auth.field_subject(session);
+        let subject = auth.field_subject_in(session, p.sector);
         match rights.is_marked(subject, &p.activity, crate::rights::restriction::RESTRICTED).await {
             Ok(false) => Ok(()),
             Ok(true) => Err(ProxyError::Access(GatewayError::Restricted, "processing restricted (Art. 18)")),
@@ -395,7 +402,7 @@ impl Proxy {
             return Ok(req);
         }
         let owner = match (&ctx.identity, &self.auth) {
-            (Identity::Citizen(s), Some(auth)) => Owner::Citizen(auth.field_subject(s).to_owned()),
+            (Identity::Citizen(s), Some(auth)) => Owner::Citizen(auth.field_subject_in(s, p.sector).to_owned()),
             (Identity::Agent(_), _) => Owner::Agent,
             _ => Owner::Anonymous,
         };
@@ -471,7 +478,13 @@ impl Proxy {
         };
         let vault = self.fields.vault.clone()?;
         let viewer = match (&ctx.identity, &self.auth) {
-            (Identity::Citizen(s), Some(auth)) => Viewer::Citizen(auth.field_subject(s).to_owned()),
+            (Identity::Citizen(s), Some(auth)) => {
+                let mut mine = vec![auth.field_subject_in(s, p.sector).to_owned()];
+                if p.sector != crate::policy::Sector::General {
+                    mine.push(auth.field_subject(s).to_owned());
+                }
+                Viewer::Citizen(mine)
+            }
             (Identity::Agent(s), _) => {
                 Viewer::Agent { id: crate::consent::pages::agent_ident(s), roles: s.roles.clone() }
             }

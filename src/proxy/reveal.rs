@@ -39,8 +39,10 @@ const HEADER_KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remov
 /// Who is looking at the response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Viewer {
-    /// A citizen, by their field pseudonym (`Auth::field_subject`).
-    Citizen(String),
+    /// A citizen, by their field pseudonyms for the activity's sector
+    /// (`Auth::field_subject_in`) and, when the sector is not `general`, their v1 (`general`)
+    /// one, which owns what was sealed before the activity had a sector.
+    Citizen(Vec<String>),
     /// An agent, by journal id, with their roles.
     Agent {
         id: String,
@@ -233,7 +235,7 @@ impl Revealer {
     async fn archive_verdict(&mut self, subject: &str, field: &Field) -> Verdict {
         let Some(archive) = self.archive.as_mut() else { return Verdict::Open };
         let (own, roles) = match &self.viewer {
-            Viewer::Citizen(me) => (Some(me == subject), &[][..]),
+            Viewer::Citizen(mine) => (Some(mine.iter().any(|m| m == subject)), &[][..]),
             Viewer::Agent { roles, .. } => (None, roles.as_slice()),
             Viewer::Anonymous => (Some(false), &[][..]),
         };
@@ -242,7 +244,7 @@ impl Revealer {
 
     fn may_see(&self, subject: &str, field: &Field) -> bool {
         match &self.viewer {
-            Viewer::Citizen(me) => me == subject,
+            Viewer::Citizen(mine) => mine.iter().any(|m| m == subject),
             Viewer::Agent { roles, .. } => roles.iter().any(|r| field.visible_to.contains(r)),
             Viewer::Anonymous => false,
         }

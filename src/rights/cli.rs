@@ -89,6 +89,13 @@ pub enum RightsCommand {
     /// Tasks an agent does by hand ("à traiter à la main").
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Show the citizen's pseudonym in each sector, from the pseudonyms recorded with their
+    /// request: the one way to join a citizen's sectors, journaled on the request.
+    Link {
+        id: String,
+        #[command(flatten)]
+        out: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +187,17 @@ pub async fn run(app: &App, command: RightsCommand, out: &mut dyn Write) -> anyh
             let n = super::ops::lift(app, &id, &by).await?;
             writeln!(out, "{n} activit{} lifted.", if n == 1 { "y" } else { "ies" })?;
             (vec![service.get(&id).await?], output)
+        }
+        RightsCommand::Link { id, out: output } => {
+            let ids = super::sectors::link(app, &id, &by).await?;
+            if output.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({ "sectors": ids }))?)?;
+            } else {
+                for s in ids {
+                    writeln!(out, "{}  field {}  consent {}", s.sector, s.field, s.consent)?;
+                }
+            }
+            return Ok(());
         }
         RightsCommand::Task(TaskCommand::List) => {
             let tasks: Vec<_> = service.manual_tasks().await?.iter().map(task_view).collect();

@@ -131,19 +131,24 @@ impl ConsentChanger {
 /// the retention clocks, and, when the activity's policy says so, schedules an erasure.
 /// Giving consent again lifts the mark.
 pub async fn after_consent_change(app: &App, who: &ConsentChanger, activity: &str, purpose: &str, given: bool) {
-    let field = who.subjects.field.as_str();
+    let sector = app.policies.load().activity(activity).map(|a| a.sector).unwrap_or_default();
+    let field = who.subjects.field_in(sector);
     let kind = format!("withdrawn:{purpose}");
-    let marked = if given {
-        app.rights.unmark(field, activity, &kind).await.map(drop)
-    } else {
-        app.rights.mark(field, activity, &kind).await
-    };
-    if let Err(e) = marked {
-        tracing::warn!(error = %e, "cannot record a consent withdrawal mark");
-    }
-    // A withdrawal starts the activity's retention clocks (docs/retention.md, "Triggers").
-    if !given && let Err(e) = app.retention.withdrawn(field, activity).await {
-        tracing::warn!(error = %e, "cannot record a consent withdrawal for retention");
+    // The sector's field subject and, for records sealed before the activity had a sector,
+    // the v1 one (`Subjects::fields_for`).
+    for owner in who.subjects.fields_for(sector) {
+        let marked = if given {
+            app.rights.unmark(owner, activity, &kind).await.map(drop)
+        } else {
+            app.rights.mark(owner, activity, &kind).await
+        };
+        if let Err(e) = marked {
+            tracing::warn!(error = %e, "cannot record a consent withdrawal mark");
+        }
+        // A withdrawal starts the activity's retention clocks (docs/retention.md, "Triggers").
+        if !given && let Err(e) = app.retention.withdrawn(owner, activity).await {
+            tracing::warn!(error = %e, "cannot record a consent withdrawal for retention");
+        }
     }
     let erase = app.policies.load().activity(activity).is_some_and(|a| a.erase_on_withdrawal);
     if given || !erase {

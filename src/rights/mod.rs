@@ -19,4 +19,5 @@ pub mod rectification;
 pub mod request;
 pub mod restriction;
 pub mod rules;
+pub mod sectors;
 pub mod service;

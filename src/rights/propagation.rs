@@ -19,8 +19,8 @@ use crate::app::App;
 use crate::audit::Actor;
 use crate::auth::session::Session;
 use crate::jobs::{Handler, JobError, NewJob};
-use crate::policy::PolicySet;
 use crate::policy::model::ActivityFile;
+use crate::policy::{PolicySet, Sector};
 use crate::store::{JobRow, PropagationRow};
 
 pub const KIND: &str = "rights.propagate";
@@ -35,18 +35,67 @@ const REQUEST_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// The pseudonyms a request is carried under: the field subject (owner of the data keys)
 /// and, per configured route, the pseudonym that route's application knows. Computed from
 /// the citizen's session when the request is filed, since neither can be derived from the
-/// consent subject afterwards.
+/// consent subject afterwards. `field` is the `general` sector's (v1) field subject;
+/// `sectors` holds the other sectors' field and consent subjects (docs/cryptography.md,
+/// "Sector pseudonyms"): kept with the request, the one place where the citizen's sectors
+/// are joined, because the citizen filed a request that reaches them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subjects {
     pub field: String,
     pub routes: BTreeMap<String, String>,
+    #[serde(default)]
+    pub sectors: BTreeMap<String, SectorSubjects>,
+}
+
+/// A citizen's pseudonyms inside one sector.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectorSubjects {
+    pub field: String,
+    pub consent: String,
 }
 
 impl Subjects {
     pub fn of(app: &App, session: &Session) -> Self {
         let routes =
             app.proxy.routes().iter().map(|r| (r.name.to_string(), app.auth.route_subject(session, &r.name))).collect();
-        Self { field: app.auth.field_subject(session).to_owned(), routes }
+        let sectors = Sector::ALL
+            .into_iter()
+            .filter(|s| *s != Sector::General)
+            .map(|s| {
+                let ids = SectorSubjects {
+                    field: app.auth.field_subject_in(session, s).to_owned(),
+                    consent: app.auth.consent_subject_in(session, s).to_owned(),
+                };
+                (s.as_str().to_owned(), ids)
+            })
+            .collect();
+        Self { field: app.auth.field_subject(session).to_owned(), routes, sectors }
+    }
+
+    /// The field subject that owns new records in `sector` (the v1 one for `general`, or when
+    /// the sector's was not recorded: requests filed before sectors existed).
+    pub fn field_in(&self, sector: Sector) -> &str {
+        self.sectors.get(sector.as_str()).map_or(self.field.as_str(), |s| s.field.as_str())
+    }
+
+    /// Every field subject that may own records of an activity in `sector`: the sector's and
+    /// the v1 one (records sealed before the activity had a sector), without repeats.
+    pub fn fields_for(&self, sector: Sector) -> Vec<&str> {
+        let mut out = vec![self.field_in(sector)];
+        if out.first() != Some(&self.field.as_str()) {
+            out.push(self.field.as_str());
+        }
+        out
+    }
+
+    /// Every field subject of the citizen, `general` first.
+    pub fn all_fields(&self) -> Vec<&str> {
+        std::iter::once(self.field.as_str()).chain(self.sectors.values().map(|s| s.field.as_str())).collect()
+    }
+
+    /// The consent subject of `sector`, when recorded; `general` is the request's own subject.
+    pub fn consent_in(&self, sector: Sector) -> Option<&str> {
+        self.sectors.get(sector.as_str()).map(|s| s.consent.as_str())
     }
 }
 
@@ -133,7 +182,7 @@ async fn start_with(
             activity: activity.id.clone(),
             app_subject: subjects.zip(route.as_ref()).and_then(|(s, r)| s.routes.get(r).cloned()),
             route,
-            field_subject: subjects.map(|s| s.field.clone()),
+            field_subject: subjects.map(|s| s.field_in(activity.sector).to_owned()),
             state: match (endpoint && subjects.is_some(), waits_for_corrections) {
                 (true, false) => "sending",
                 (true, true) => AWAITING_CORRECTIONS,
@@ -148,10 +197,19 @@ async fn start_with(
             answered_at_us: None,
         };
         app.rights.add_target(&row).await?;
-        // The gateway's own part (keys, marks) is under the field subject: none without one.
-        match (request.right, subjects) {
-            (Right::Erasure, Some(s)) => super::erasure::erase(app, &s.field, &activity.id).await?,
-            (Right::Restriction, Some(s)) => super::restriction::restrict(app, &s.field, &activity.id).await?,
+        // The gateway's own part (keys, marks) is under the field subjects: none without them.
+        let fields = subjects.map(|s| s.fields_for(activity.sector)).into_iter().flatten();
+        match request.right {
+            Right::Erasure => {
+                for field in fields {
+                    super::erasure::erase(app, field, &activity.id).await?;
+                }
+            }
+            Right::Restriction => {
+                for field in fields {
+                    super::restriction::restrict(app, field, &activity.id).await?;
+                }
+            }
             _ => {}
         }
         if row.state == "sending" {

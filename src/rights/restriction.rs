@@ -26,10 +26,17 @@ pub async fn lift(app: &App, request_id: &str, by: &By) -> Result<usize, RightsE
     if request.right != Right::Restriction {
         return Err(RightsError::NotFound);
     }
+    // The v1 (`general`) field subject was marked too where the activity has a sector
+    // (`Subjects::fields_for`): records sealed before the sector existed are restricted as well.
+    let legacy = app.rights.subjects_of(&request.subject).await?.map(|s| s.field);
     let mut lifted = 0;
     for t in app.rights.targets(request_id).await? {
         let Some(subject) = t.field_subject.as_deref() else { continue };
-        if !app.rights.unmark(subject, &t.activity, RESTRICTED).await? {
+        let mut removed = app.rights.unmark(subject, &t.activity, RESTRICTED).await?;
+        if let Some(v1) = legacy.as_deref().filter(|v1| *v1 != subject) {
+            removed |= app.rights.unmark(v1, &t.activity, RESTRICTED).await?;
+        }
+        if !removed {
             continue;
         }
         lifted += 1;

@@ -362,15 +362,19 @@ impl RightsService {
     pub async fn remember_subjects(&self, subject: &str, s: &super::propagation::Subjects) -> Result<(), RightsError> {
         let now = crate::audit::event::to_micros(self.clock.now());
         let routes = to_json(&s.routes)?;
-        Ok(self.store.rights_subjects().put(subject, &s.field, &routes, now).await?)
+        let sectors = to_json(&s.sectors)?;
+        Ok(self.store.rights_subjects().put(subject, &s.field, &routes, &sectors, now).await?)
     }
 
     /// The pseudonyms recorded for `subject` when they last signed in to the rights API or
     /// asked for a counter code; `None` if they never did.
     pub async fn subjects_of(&self, subject: &str) -> Result<Option<super::propagation::Subjects>, RightsError> {
-        let Some((field, routes)) = self.store.rights_subjects().get(subject).await? else { return Ok(None) };
+        let Some((field, routes, sectors)) = self.store.rights_subjects().get(subject).await? else {
+            return Ok(None);
+        };
         let routes = serde_json::from_str(&routes).map_err(|_| RightsError::Corrupt)?;
-        Ok(Some(super::propagation::Subjects { field, routes }))
+        let sectors = serde_json::from_str(&sectors).map_err(|_| RightsError::Corrupt)?;
+        Ok(Some(super::propagation::Subjects { field, routes, sectors }))
     }
 
     /// Per-activity work an agent must do by hand ("à traiter à la main"), oldest first: the

@@ -44,6 +44,7 @@ mod retention_keys;
 mod rights;
 mod rights_agent;
 mod rights_ops;
+mod sectors;
 mod spellings;
 mod stacks;
 mod store;

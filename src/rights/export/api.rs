@@ -69,6 +69,7 @@ async fn create(State(app): State<AppState>, headers: HeaderMap, Path(id): Path<
     let owner = Owner {
         subject: c.subject.clone(),
         field_subject: Some(app.auth.field_subject(&c.session).to_owned()),
+        sectors: super::session_sectors(&app, &c.session),
         claims: Some(c.session.claims.clone()),
     };
     match app.exports.prepare(&app, &request, &owner, &c.session, &c.by).await {
@@ -144,6 +145,7 @@ async fn printable(app: &App, request: &RightsRequest, by: &By) -> Result<String
     let owner = Owner {
         subject: request.subject.clone(),
         field_subject: app.exports.field_subject_of(request).await?,
+        sectors: super::recorded_sectors(app, request).await?,
         claims: None,
     };
     let export = app.exports.build(app, request, &owner).await?;

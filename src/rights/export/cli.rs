@@ -42,6 +42,7 @@ pub async fn run(config: Validated, args: &ExportArgs) -> anyhow::Result<()> {
     let owner = Owner {
         subject: request.subject.clone(),
         field_subject: app.exports.field_subject_of(&request).await?,
+        sectors: super::recorded_sectors(&app, &request).await?,
         claims: None,
     };
     bar.inc(1);

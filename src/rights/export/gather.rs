@@ -17,6 +17,7 @@ use crate::clock::in_paris;
 use crate::policy::model::ActivityFile;
 use crate::policy::notice::Notice;
 use crate::rights::contract::{AppAnswer, AppStatus};
+use crate::rights::propagation::SectorSubjects;
 use crate::rights::service::{Answer, RightsRequest};
 
 /// Whose export it is.
@@ -26,8 +27,22 @@ pub struct Owner {
     pub subject: String,
     /// The subject owning the citizen's encrypted fields; without it no value is opened.
     pub field_subject: Option<String>,
+    /// The citizen's field and consent subjects in the sectors other than `general`, so the
+    /// export reaches every sector's records (docs/cryptography.md, "Sector pseudonyms").
+    pub sectors: Vec<SectorSubjects>,
     /// The identity claims of the citizen's live session, when the export is made for them.
     pub claims: Option<BTreeMap<String, String>>,
+}
+
+impl Owner {
+    /// Every subject that may own the citizen's sealed values: the v1 (`general`) field
+    /// subject and each sector's. Empty: no value is opened.
+    pub fn field_subjects(&self) -> Vec<&str> {
+        match &self.field_subject {
+            None => Vec::new(),
+            Some(v1) => std::iter::once(v1.as_str()).chain(self.sectors.iter().map(|s| s.field.as_str())).collect(),
+        }
+    }
 }
 
 // Pseudonyms link requests and claims are personal data: never in a log line.
@@ -56,7 +71,7 @@ pub async fn gather(
         generated_at_fr,
         identity: identity(owner),
         sign_ins: journal.iter().filter_map(sign_in).collect(),
-        consents: consents(app, &owner.subject).await?,
+        consents: consents(app, owner).await?,
         reveals: journal.iter().filter_map(reveal).collect(),
         rights_requests: requests(app, &owner.subject).await?,
         activities: activities(app, request, owner, answers).await,
@@ -101,6 +116,10 @@ async fn journal_of(app: &App, owner: &Owner) -> Result<Vec<AuditEvent>, ExportE
     if let Some(field) = owner.field_subject.as_deref().filter(|f| *f != owner.subject) {
         rows.extend(app.store.audit().entries_of_subject(field).await?);
     }
+    for s in &owner.sectors {
+        rows.extend(app.store.audit().entries_of_subject(&s.field).await?);
+        rows.extend(app.store.audit().entries_of_subject(&s.consent).await?);
+    }
     rows.sort_by_key(|r| r.seq);
     rows.iter().map(|r| serde_json::from_str(&r.body).map_err(|_| ExportError::Corrupt)).collect()
 }
@@ -125,8 +144,12 @@ fn reveal(e: &AuditEvent) -> Option<RevealEntry> {
     })
 }
 
-async fn consents(app: &App, subject: &str) -> Result<Vec<ConsentEntry>, ExportError> {
-    let rows = app.consent.history(subject).await?;
+async fn consents(app: &App, owner: &Owner) -> Result<Vec<ConsentEntry>, ExportError> {
+    let mut rows = app.consent.history(&owner.subject).await?;
+    for s in &owner.sectors {
+        rows.extend(app.consent.history(&s.consent).await?);
+    }
+    rows.sort_by_key(|r| r.seq);
     let set = app.policies.load();
     Ok(rows
         .iter()
@@ -212,8 +235,7 @@ async fn application(app: &App, a: &ActivityFile, owner: &Owner, answer: Option<
         lines: Vec::new(),
     };
     if let Some(records) = answer.filter(|x| x.status == AppStatus::Completed).and_then(|x| x.records.as_ref()) {
-        let (opened, unreadable) =
-            open_records(app.crypto.as_deref(), a, owner.field_subject.as_deref(), records).await;
+        let (opened, unreadable) = open_records(app.crypto.as_deref(), a, &owner.field_subjects(), records).await;
         application.lines = lines(&opened);
         application.records = Some(opened);
         application.unreadable_values = unreadable;

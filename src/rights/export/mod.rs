@@ -23,6 +23,7 @@ use crate::auth::session::Session;
 use crate::clock::{Clock, Random};
 use crate::consent::{ConsentError, sha256_hex};
 use crate::rights::contract::AppAnswer;
+use crate::rights::propagation::SectorSubjects;
 use crate::rights::request::{Right, Status};
 use crate::rights::service::{By, RightsError, RightsRequest};
 use crate::store::{ExportRow, Store, StoreError};
@@ -217,6 +218,25 @@ impl Exports {
     pub async fn field_subject_of(&self, request: &RightsRequest) -> Result<Option<String>, ExportError> {
         Ok(self.store.exports().field_subject_of(&request.subject).await?)
     }
+}
+
+/// The citizen's per-sector subjects, as recorded with their requests' pseudonyms
+/// (`rights_subject`): what the command line and the counter have without a session.
+pub async fn recorded_sectors(app: &App, request: &RightsRequest) -> Result<Vec<SectorSubjects>, ExportError> {
+    let recorded = app.rights.subjects_of(&request.subject).await?;
+    Ok(recorded.map(|s| s.sectors.into_values().collect()).unwrap_or_default())
+}
+
+/// The per-sector subjects of `session`'s citizen, derived from the session.
+pub fn session_sectors(app: &App, session: &Session) -> Vec<SectorSubjects> {
+    crate::policy::Sector::ALL
+        .into_iter()
+        .filter(|s| *s != crate::policy::Sector::General)
+        .map(|s| SectorSubjects {
+            field: app.auth.field_subject_in(session, s).to_owned(),
+            consent: app.auth.consent_subject_in(session, s).to_owned(),
+        })
+        .collect()
 }
 
 fn to_us(t: OffsetDateTime) -> i64 {

@@ -19,7 +19,7 @@ pub const UNREADABLE: &str = "[valeur illisible]";
 pub async fn open_records(
     vault: Option<&Vault>,
     activity: &ActivityFile,
-    field_subject: Option<&str>,
+    owners: &[&str],
     records: &Value,
 ) -> (Value, u32) {
     let mut tokens = Vec::new();
@@ -29,9 +29,9 @@ pub async fn open_records(
         if opened.contains_key(&token) {
             continue;
         }
-        let value = match (vault, field_subject) {
-            (Some(vault), Some(subject)) => open_one(vault, activity, subject, &token).await,
-            _ => None,
+        let value = match vault {
+            Some(vault) => open_one(vault, activity, owners, &token).await,
+            None => None,
         };
         opened.insert(token, value);
     }
@@ -60,12 +60,14 @@ fn rewrite(v: &Value, opened: &HashMap<String, Option<String>>) -> Value {
     }
 }
 
-/// The clear value of `token` if it is `subject`'s, in `activity`.
-async fn open_one(vault: &Vault, activity: &ActivityFile, subject: &str, token: &str) -> Option<String> {
+/// The clear value of `token` if one of `owners` (the citizen's field subjects) owns it, in
+/// `activity`.
+async fn open_one(vault: &Vault, activity: &ActivityFile, owners: &[&str], token: &str) -> Option<String> {
     let (owner, owner_activity) = vault.owner_of(token).await.ok()??;
-    if owner != subject || owner_activity != activity.id {
+    if !owners.contains(&owner.as_str()) || owner_activity != activity.id {
         return None;
     }
+    let subject = owner.as_str();
     for field in activity.fields.iter().filter(|f| f.protection == Protection::Encrypt) {
         let ctx = FieldContext { activity: &activity.id, field: &field.name, subject };
         if let Ok(value) = vault.open(&ctx, token).await {
