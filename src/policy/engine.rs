@@ -178,6 +178,11 @@ pub struct Processing {
     pub header: HeaderValue,
     /// Undeclared body members and query parameters are refused (the activity's `strict`).
     pub strict: bool,
+    /// Anonymous requests' encrypted fields are sealed under their record's own key (the
+    /// activity's `anonymous = "sealed"`) instead of sending the sender to sign in.
+    pub anonymous_sealed: bool,
+    /// Agent roles that may enter the encrypted fields for their assisted citizen.
+    pub assisted_entry: Arc<[String]>,
 }
 
 /// One compiled activity route.
@@ -363,6 +368,8 @@ mod tests {
             fields: Arc::from(Vec::new()),
             header: HeaderValue::from_str(&format!("{activity}/{purpose}")).unwrap(),
             strict: false,
+            anonymous_sealed: false,
+            assisted_entry: Arc::from(Vec::new()),
         })
     }
 

@@ -146,6 +146,8 @@ pub fn activity(set: &PolicySet, settings: &Settings) -> ActivityFile {
         restriction_visible_to: Vec::new(),
         notice: Default::default(),
         strict: None,
+        anonymous: Default::default(),
+        assisted_entry: Vec::new(),
     }
 }
 

@@ -89,6 +89,16 @@ pub enum RightsCommand {
     /// Tasks an agent does by hand ("à traiter à la main").
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Shred an anonymous record's sealed fields (activity `anonymous = "sealed"`): destroys
+    /// its data key, so its values show as "[donnée protégée]" everywhere. Journaled.
+    EraseRecord {
+        /// The record id the application received (`X-Guichet-Record`, `anonyme:…`), or one
+        /// of the record's tokens (`gch2.…`).
+        target: String,
+        /// The processing activity (policy id); needed with a record id.
+        #[arg(long)]
+        activity: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +190,11 @@ pub async fn run(app: &App, command: RightsCommand, out: &mut dyn Write) -> anyh
             let n = super::ops::lift(app, &id, &by).await?;
             writeln!(out, "{n} activit{} lifted.", if n == 1 { "y" } else { "ies" })?;
             (vec![service.get(&id).await?], output)
+        }
+        RightsCommand::EraseRecord { target, activity } => {
+            let done = super::erasure::erase_record(app, &target, activity.as_deref()).await?;
+            writeln!(out, "record {} of {}: {} data key(s) destroyed.", done.record, done.activity, done.keys)?;
+            return Ok(());
         }
         RightsCommand::Task(TaskCommand::List) => {
             let tasks: Vec<_> = service.manual_tasks().await?.iter().map(task_view).collect();
