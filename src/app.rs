@@ -226,6 +226,7 @@ impl Application {
             transform_max_bytes: s.keys.as_ref().map_or(DEFAULT_TRANSFORM_MAX_BYTES, |k| k.transform_max_bytes),
             audit: Some(audit.clone()),
             clock: deps.clock.clone(),
+            random: deps.random.clone(),
         })
         .with_hsts(s.server.tls.as_ref().map(|t| server::redirect::hsts_value(t.hsts_max_age)));
         let tls = match &s.server.tls {

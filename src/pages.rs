@@ -45,6 +45,10 @@ pub const AGENT_SPACE_PATH: &str = "/.guichet/agent/";
 pub const ASSISTED_PATH: &str = "/.guichet/guichet-agent/";
 /// Screen 2 of the assisted mode posts here to file the request.
 pub const ASSISTED_CONFIRM_PATH: &str = "/.guichet/guichet-agent/confirmer";
+/// Assisted entry: the agent chooses the citizen whose fields they enter (`auth::counter`).
+pub const ASSISTED_ENTRY_PATH: &str = "/.guichet/guichet-agent/usager";
+/// Posted to end the assisted entry's choice.
+pub const ASSISTED_ENTRY_END_PATH: &str = "/.guichet/guichet-agent/usager/fin";
 /// Followed by a request's reference: the assisted mode's printable receipt.
 pub const ASSISTED_REQUEST_PREFIX: &str = "/.guichet/guichet-agent/demandes/";
 /// The stylesheet of the bar inserted into applications' pages (`proxy::bar`).

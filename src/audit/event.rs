@@ -228,6 +228,12 @@ pub enum Operation {
         fields: Vec<Ident>,
         reason: Ident,
     },
+    /// Personal fields an agent entered for the citizen they assist (`subject`), sealed under
+    /// that citizen's key: the field names and the channel, never the values.
+    AssistedEntry {
+        fields: Vec<Ident>,
+        channel: Channel,
+    },
     /// The gateway's own records deleted once their duration passed: counts per kind only.
     OwnDataPurge {
         lines: Vec<PurgeCount>,
@@ -274,6 +280,7 @@ impl Operation {
             Self::Read { .. } => "read",
             Self::RetentionRun { .. } => "retention_run",
             Self::ArchiveReveal { .. } => "archive_reveal",
+            Self::AssistedEntry { .. } => "assisted_entry",
             Self::OwnDataPurge { .. } => "own_data_purge",
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod assertion;
 pub mod claims;
+pub mod counter;
 pub mod duties;
 pub mod gate;
 pub mod http;
@@ -619,7 +620,7 @@ pub fn strip_own_cookies(headers: &mut HeaderMap, session_cookie: &str) {
         .map(str::trim)
         .filter(|pair| {
             let name = pair.split_once('=').map_or(*pair, |(k, _)| k);
-            name != session_cookie && !pending::is_login_cookie(name)
+            name != session_cookie && name != counter::ASSISTED_COOKIE && !pending::is_login_cookie(name)
         })
         .collect();
     if kept.is_empty() {
@@ -655,6 +656,7 @@ const RETURNABLE_OWN_PAGES: &[&str] = &[
     crate::dpo::SUPERVISION_PATH,
     crate::pages::DPO_INCIDENTS_PATH,
     crate::pages::ASSISTED_PATH,
+    crate::pages::ASSISTED_ENTRY_PATH,
     crate::pages::AGENT_SPACE_PATH,
     crate::dpo::conservation::DPO_CONSERVATION_PATH,
     crate::retention::pages::ARCHIVES_HOME,

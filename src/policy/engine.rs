@@ -182,6 +182,11 @@ pub struct Processing {
     pub strict: bool,
     /// The activity's sector: which of the citizen's pseudonyms own its fields and consents.
     pub sector: super::Sector,
+    /// Anonymous requests' encrypted fields are sealed under their record's own key (the
+    /// activity's `anonymous = "sealed"`) instead of sending the sender to sign in.
+    pub anonymous_sealed: bool,
+    /// Agent roles that may enter the encrypted fields for their assisted citizen.
+    pub assisted_entry: Arc<[String]>,
 }
 
 /// One compiled activity route.
@@ -452,6 +457,8 @@ mod tests {
             header: HeaderValue::from_str(&format!("{activity}/{purpose}")).unwrap(),
             strict: false,
             sector: crate::policy::Sector::General,
+            anonymous_sealed: false,
+            assisted_entry: Arc::from(Vec::new()),
         })
     }
 

@@ -147,6 +147,8 @@ pub fn activity(set: &PolicySet, settings: &Settings) -> ActivityFile {
         notice: Default::default(),
         strict: None,
         sector: super::Sector::General,
+        anonymous: Default::default(),
+        assisted_entry: Vec::new(),
     }
 }
 

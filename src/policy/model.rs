@@ -70,6 +70,35 @@ pub struct ActivityFile {
     /// `[notice]`: options of the citizen notice (Art. 13), e.g. its easy-to-read version.
     #[serde(default)]
     pub notice: NoticeOptions,
+    /// What an anonymous request carrying an encrypted field gets: `sign_in` (the default: it
+    /// is sent to sign in first) or `sealed` (the values are sealed under a fresh key of the
+    /// request's own record, never linked to a person; docs/policies.md, "Anonymous forms").
+    #[serde(default, skip_serializing_if = "AnonymousFields::is_sign_in")]
+    pub anonymous: AnonymousFields,
+    /// Agent roles that may enter the declared fields for a citizen met at the counter or on
+    /// the phone (the assisted citizen they selected): the values are sealed under that
+    /// citizen's key. Empty: agents cannot send encrypted fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assisted_entry: Vec<String>,
+}
+
+/// `anonymous` of a policy file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnonymousFields {
+    /// Encrypted fields need a signed-in citizen: anonymous senders are sent to sign in.
+    #[default]
+    SignIn,
+    /// Encrypted fields of an anonymous request are sealed under a key of its own record.
+    Sealed,
+}
+
+impl AnonymousFields {
+    /// The default: left out of the serialised policy, so that the version digest of a
+    /// policy without the key stays what it was (`consent::policy_version`).
+    pub fn is_sign_in(&self) -> bool {
+        *self == Self::SignIn
+    }
 }
 
 impl ActivityFile {

@@ -9,7 +9,8 @@ use http::{HeaderValue, Method};
 use super::engine::{CompiledRoute, PathPattern, PolicySet, Processing};
 use super::load::Parsed;
 use super::model::{
-    ActivityFile, BasisChoice, ControllerKind, FieldLocation, LegalBasis, POLICY_VERSION, RetentionEnd, RetentionStart,
+    ActivityFile, AnonymousFields, BasisChoice, ControllerKind, FieldLocation, LegalBasis, POLICY_VERSION,
+    RetentionEnd, RetentionStart,
 };
 use super::notice::Period;
 use super::{PolicyError, PolicyProblem};
@@ -77,7 +78,58 @@ fn check_activity(p: &Parsed, problems: &mut Vec<PolicyProblem>) {
     check_categories(p, problems);
     check_fields(p, problems);
     check_rights_keys(p, problems);
+    check_entry_keys(p, problems);
     check_falc(p, problems);
+}
+
+/// `anonymous = "sealed"` and `assisted_entry`: who may send encrypted fields without being
+/// the signed-in citizen they belong to (docs/policies.md, "Anonymous forms and assisted entry").
+fn check_entry_keys(p: &Parsed, problems: &mut Vec<PolicyProblem>) {
+    use super::model::{Direction, Protection};
+    let a = &p.activity;
+    let encrypted: Vec<&super::model::Field> =
+        a.fields.iter().filter(|f| f.protection == Protection::Encrypt && f.direction != Direction::Response).collect();
+    if a.anonymous == AnonymousFields::Sealed {
+        if encrypted.is_empty() {
+            problems.push(p.problem(
+                "anonymous",
+                "`anonymous = \"sealed\"` needs an encrypted request field: without one there is nothing to seal",
+            ));
+        }
+        for f in encrypted.iter().filter(|f| f.visible_to.is_empty()) {
+            problems.push(p.problem(
+                "anonymous",
+                format!(
+                    "field `{}`: with `anonymous = \"sealed\"` an anonymous record is read only by the roles in \
+                     `visible_to` (its sender has no account to read it back): name at least one role",
+                    f.name
+                ),
+            ));
+        }
+        let consent = a.purposes.iter().any(|x| matches!(x.legal_basis, Some(BasisChoice::One(LegalBasis::Consent))));
+        if consent {
+            problems.push(p.problem(
+                "anonymous",
+                "`anonymous = \"sealed\"` cannot serve a purpose resting on consent: an anonymous sender gives none",
+            ));
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, role) in a.assisted_entry.iter().enumerate() {
+        let bad = role.trim().is_empty() || role.trim() != role || role.chars().any(char::is_control);
+        if bad || !seen.insert(role.as_str()) {
+            problems.push(p.problem(
+                &format!("assisted_entry[{i}]"),
+                format!("`{role}` is not a role name (empty, spaces around it, or given twice)"),
+            ));
+        }
+    }
+    if !a.assisted_entry.is_empty() && encrypted.is_empty() {
+        problems.push(p.problem(
+            "assisted_entry",
+            "`assisted_entry` needs an encrypted request field: the other fields need no citizen's key",
+        ));
+    }
 }
 
 /// The easy-to-read notice keeps to the FALC rules the citizen pages keep to.
@@ -313,6 +365,7 @@ fn check_fields(p: &Parsed, problems: &mut Vec<PolicyProblem>) {
 fn compile_routes(p: &Parsed, problems: &mut Vec<PolicyProblem>) -> Vec<(CompiledRoute, String)> {
     let a = &p.activity;
     let fields: Arc<[super::model::Field]> = Arc::from(a.fields.clone());
+    let assisted_entry: Arc<[String]> = Arc::from(a.assisted_entry.clone());
     for f in fields.iter() {
         f.set_class(super::retention_class(a, &f.category));
     }
@@ -335,6 +388,8 @@ fn compile_routes(p: &Parsed, problems: &mut Vec<PolicyProblem>) -> Vec<(Compile
                 header,
                 strict: a.is_strict(),
                 sector: a.sector,
+                anonymous_sealed: a.anonymous == AnonymousFields::Sealed,
+                assisted_entry: assisted_entry.clone(),
             }))
         })
         .collect();
@@ -481,6 +536,8 @@ mod tests {
             ("route-pattern", "`*` may only be the last segment"),
             ("route-overlap", "no route may be claimed by two activities"),
             ("duplicate-id", "the activity id `essai` is already used"),
+            ("anonymous-sealed", "field `nom`: with `anonymous = \"sealed\"` an anonymous record is read only by"),
+            ("assisted-entry", "`accueil` is not a role name (empty, spaces around it, or given twice)"),
         ];
         for (rule, expected) in cases {
             let shown = check(rule, &[]);
@@ -534,6 +591,33 @@ mod tests {
         let fine = newsletter.replace(endpoint, &format!("{endpoint}\nerase_on_withdrawal = true"));
         let files = vec![crate::policy::SourceFile { name: "a.toml".into(), text: fine }];
         assert!(load(&PolicySource::Memory(files), &RouteTable::default(), &[]).is_ok());
+    }
+
+    /// `anonymous` and `assisted_entry`: the shipped voirie policy uses both; a sealed record
+    /// nobody could read, a consent purpose, an unknown value, no encrypted field — refused.
+    #[test]
+    fn the_entry_keys_are_checked() {
+        let voirie = include_str!("../../policies/voirie.toml");
+        let newsletter = include_str!("../../policies/lettre-information.toml");
+        let sealed = "anonymous = \"sealed\"";
+        assert!(voirie.contains(sealed) && voirie.contains("assisted_entry = [\"accueil\"]"));
+        let with_sealed = |text: &str| text.replacen("version = 1\n", &format!("version = 1\n{sealed}\n"), 1);
+        let cases = [
+            (voirie.replace(sealed, "anonymous = \"parfois\""), "unknown variant `parfois`"),
+            (voirie.replace("visible_to = [\"agent-voirie\"]\n", ""), "field `reporter_name`: with `anonymous"),
+            (with_sealed(newsletter), "cannot serve a purpose resting on consent"),
+            (voirie.replace("protection = \"encrypt\"", "protection = \"pass\""), "needs an encrypted request field"),
+        ];
+        for (text, expected) in cases {
+            let files = vec![crate::policy::SourceFile { name: "a.toml".into(), text }];
+            let err = load(&PolicySource::Memory(files), &RouteTable::default(), &[]).unwrap_err().to_string();
+            assert!(err.contains(expected), "expected `{expected}` in:\n{err}");
+        }
+        let files = vec![crate::policy::SourceFile { name: "a.toml".into(), text: voirie.to_owned() }];
+        let set = load(&PolicySource::Memory(files), &RouteTable::default(), &[]).unwrap();
+        let a = set.activity("voirie").unwrap();
+        assert_eq!(a.anonymous, super::super::model::AnonymousFields::Sealed);
+        assert_eq!(a.assisted_entry, ["accueil"]);
     }
 
     #[test]

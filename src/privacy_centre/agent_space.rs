@@ -28,6 +28,8 @@ pub fn routes() -> Router<AppState> {
 struct AgentSpacePage<'a> {
     chrome: &'a Chrome,
     roles: PageRoles,
+    /// Enters declared fields for a citizen (`assisted_entry`).
+    entry: bool,
 }
 
 async fn show(State(app): State<AppState>, headers: HeaderMap) -> Response {
@@ -44,6 +46,7 @@ async fn show(State(app): State<AppState>, headers: HeaderMap) -> Response {
         }
     };
     let chrome = app.auth.chrome(Some(&session));
-    let page = AgentSpacePage { chrome: &chrome, roles: chrome.roles };
+    let entry = super::assisted_entry::may_enter(&app, &session);
+    let page = AgentSpacePage { chrome: &chrome, roles: chrome.roles, entry };
     own_page(&app.auth, StatusCode::OK, &page, &chrome)
 }

@@ -9,6 +9,7 @@
 mod accessibility;
 mod agent_space;
 mod assisted;
+pub mod assisted_entry;
 mod procedure;
 
 use std::collections::BTreeSet;
@@ -40,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .merge(procedure::routes())
         .merge(accessibility::routes())
         .merge(assisted::routes())
+        .merge(assisted_entry::routes())
         .merge(agent_space::routes())
         .route(crate::pages::BAR_STYLESHEET_PATH, get(bar_stylesheet))
 }

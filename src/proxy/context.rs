@@ -66,6 +66,9 @@ pub struct RequestContext {
     pub decision: Option<Decision>,
     /// The request asked to switch protocols (WebSocket…).
     pub upgrade: bool,
+    /// The record id an anonymous request's encrypted fields were sealed under (activity
+    /// `anonymous = "sealed"`), sent upstream as `X-Guichet-Record`.
+    pub record: Option<String>,
 }
 
 impl RequestContext {
@@ -82,6 +85,7 @@ impl RequestContext {
             identity: Identity::Anonymous,
             decision: None,
             upgrade: false,
+            record: None,
         }
     }
 

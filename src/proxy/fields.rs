@@ -43,10 +43,21 @@ const TOO_MANY_PAIRS: &str = "the query or form has more than 1000 fields";
 pub enum Owner {
     /// A signed-in citizen, by their field pseudonym (`Auth::field_subject`).
     Citizen(String),
-    /// An agent: encrypted fields are keyed to a citizen, whom an agent request does not name.
+    /// An anonymous request on an activity with `anonymous = "sealed"`: its own record, by a
+    /// random id ([`RECORD_PREFIX`]) linked to no person, under a key of its own.
+    Record(String),
+    /// An agent entering fields for the citizen they assist (`auth::counter`), with a role
+    /// the activity's `assisted_entry` lists: that citizen's field pseudonym.
+    Assisted(String),
+    /// An agent without an assisted citizen or without the role: encrypted fields are keyed
+    /// to a citizen, whom their request does not name.
     Agent,
     Anonymous,
 }
+
+/// How the record ids of anonymous sealed requests start (so a shred meant for a record can
+/// never reach a citizen's keys).
+pub const RECORD_PREFIX: &str = "anonyme:";
 
 /// Everything the protect phase needs for one request.
 pub struct Protector<'a> {
@@ -65,21 +76,38 @@ pub struct Protector<'a> {
 }
 
 /// The data keys one request seals with: one per retention class met (a request carries
-/// values of a few categories, so a short list searched in order).
+/// values of a few categories, so a short list searched in order), and the names of the
+/// fields sealed (for the journal of assisted entries).
 #[derive(Debug, Default)]
-pub struct SealingKeys(std::sync::Mutex<Vec<SealingKey>>);
+pub struct SealingKeys {
+    keys: std::sync::Mutex<Vec<SealingKey>>,
+    sealed: std::sync::Mutex<Vec<String>>,
+}
 
 impl SealingKeys {
     /// Seals with the request's key of `class`; `None` when it was not looked up yet.
     fn seal(&self, class: &str, ctx: &FieldContext<'_>, value: &str) -> Result<Option<String>, CryptoError> {
-        let keys = self.0.lock().map_err(|_| CryptoError::CachePoisoned)?;
+        let keys = self.keys.lock().map_err(|_| CryptoError::CachePoisoned)?;
         keys.iter().find(|k| k.class() == class).map(|k| k.seal(ctx, value)).transpose()
     }
 
     fn keep(&self, key: SealingKey) {
-        if let Ok(mut keys) = self.0.lock() {
+        if let Ok(mut keys) = self.keys.lock() {
             keys.push(key);
         }
+    }
+
+    fn note(&self, field: &str) -> Result<(), CryptoError> {
+        let mut sealed = self.sealed.lock().map_err(|_| CryptoError::CachePoisoned)?;
+        if !sealed.iter().any(|f| f == field) {
+            sealed.push(field.to_owned());
+        }
+        Ok(())
+    }
+
+    /// The names of the fields sealed so far, each once, in the order first met.
+    pub fn sealed_fields(&self) -> Vec<String> {
+        self.sealed.lock().map(|s| s.clone()).unwrap_or_default()
     }
 }
 
@@ -171,10 +199,11 @@ impl Protector<'_> {
             Protection::Pseudonymize => Ok(vault()?.pseudonymize(self.activity, &field.name, value)),
             Protection::Encrypt => {
                 let subject = match &self.owner {
-                    Owner::Citizen(s) => s.as_str(),
+                    Owner::Citizen(s) | Owner::Record(s) | Owner::Assisted(s) => s.as_str(),
                     Owner::Agent => {
                         let e = GatewayError::Forbidden(
-                            "encrypted personal fields can only be sent by the citizen they belong to",
+                            "encrypted personal fields can only be sent by the citizen they belong to, or by an \
+                             agent allowed to enter them for the citizen they assist",
                         );
                         return Err(refuse(e, "agent sent an encrypted field"));
                     }
@@ -188,6 +217,7 @@ impl Protector<'_> {
                 // shredded when its retention ends while the others stay readable.
                 let ctx = FieldContext { activity: self.activity, field: &field.name, subject };
                 let class = field.retention_class();
+                self.sealing_keys.note(&field.name).map_err(crypto_error)?;
                 if let Some(token) = self.sealing_keys.seal(class, &ctx, value).map_err(crypto_error)? {
                     return Ok(token);
                 }
@@ -642,6 +672,8 @@ pub struct FieldSettings {
     /// Where reveals to agents are journaled.
     pub audit: Option<Arc<crate::audit::Audit>>,
     pub clock: Arc<dyn crate::clock::Clock>,
+    /// Record ids of anonymous sealed requests.
+    pub random: Arc<dyn crate::clock::Random>,
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ use crate::server::{ConnMeta, RequestId};
 
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 static X_GUICHET_PURPOSE: header::HeaderName = header::HeaderName::from_static("x-guichet-purpose");
+static X_GUICHET_RECORD: header::HeaderName = header::HeaderName::from_static("x-guichet-record");
 
 /// Why a path an application could read as another claimed address is refused.
 const AMBIGUOUS_PATH: &str = "the application could read this path as another address (encoded separators, \
@@ -99,6 +100,7 @@ impl Proxy {
             transform_max_bytes: DEFAULT_TRANSFORM_MAX_BYTES,
             audit: None,
             clock: Arc::new(crate::clock::SystemClock),
+            random: Arc::new(crate::clock::SystemRandom::new()),
         };
         Self {
             routes,
@@ -384,7 +386,7 @@ impl Proxy {
     /// bodies still streaming.
     async fn protect(
         &self,
-        ctx: &RequestContext,
+        ctx: &mut RequestContext,
         route: &Route,
         req: Request<Body>,
     ) -> Result<Request<Body>, ProxyError> {
@@ -401,9 +403,19 @@ impl Proxy {
         if fields.is_empty() {
             return Ok(req);
         }
+        let mut assisted = None;
         let owner = match (&ctx.identity, &self.auth) {
             (Identity::Citizen(s), Some(auth)) => Owner::Citizen(auth.field_subject_in(s, p.sector).to_owned()),
-            (Identity::Agent(_), _) => Owner::Agent,
+            (Identity::Agent(s), Some(auth)) => match assisted_citizen(p, auth, s, req.headers()) {
+                Some(c) => {
+                    let owner = Owner::Assisted(c.field_subject.clone());
+                    assisted = Some((s.clone(), c));
+                    owner
+                }
+                None => Owner::Agent,
+            },
+            (Identity::Agent(_), None) => Owner::Agent,
+            _ if p.anonymous_sealed => Owner::Record(self.new_record_id()?),
             _ => Owner::Anonymous,
         };
         let protector = Protector {
@@ -415,7 +427,67 @@ impl Proxy {
             return_to: ctx.return_to(req.uri()),
             sealing_keys: Default::default(),
         };
-        protector.protect(&fields, req).await
+        let req = protector.protect(&fields, req).await?;
+        let sealed = protector.sealing_keys.sealed_fields();
+        if sealed.is_empty() {
+            return Ok(req);
+        }
+        match (protector.owner, assisted) {
+            (Owner::Record(id), _) => ctx.record = Some(id),
+            (Owner::Assisted(_), Some((agent, citizen))) => {
+                // An entry for a citizen that cannot be journaled is not forwarded.
+                self.journal_assisted_entry(ctx, p, &agent, &citizen, sealed).await?;
+            }
+            _ => {}
+        }
+        Ok(req)
+    }
+
+    /// A fresh record id for an anonymous request's sealed fields: 128 random bits, linked
+    /// to nothing (`proxy::fields::RECORD_PREFIX`).
+    fn new_record_id(&self) -> Result<String, ProxyError> {
+        let hex = crate::clock::random_hex::<16>(self.fields.random.as_ref()).map_err(|_| {
+            ProxyError::Fields(GatewayError::ProtectionUnavailable, "no randomness for an anonymous record id")
+        })?;
+        Ok(format!("{}{hex}", fields::RECORD_PREFIX))
+    }
+
+    /// Journals the fields an agent entered for the citizen they assist, with the channel
+    /// (synchronously: nothing is forwarded unless it is recorded).
+    async fn journal_assisted_entry(
+        &self,
+        ctx: &RequestContext,
+        p: &policy::Processing,
+        agent: &crate::auth::session::Session,
+        citizen: &crate::auth::counter::AssistedCitizen,
+        sealed: Vec<String>,
+    ) -> Result<(), ProxyError> {
+        use crate::audit::{Actor, ActorKind, AuditEvent, Ident, Operation, Outcome};
+        let unjournaled = |why: &'static str| ProxyError::Fields(GatewayError::StoreUnavailable, why);
+        let audit = self.fields.audit.as_ref().ok_or_else(|| unjournaled("no journal for an assisted entry"))?;
+        let role = agent.roles.iter().find(|r| p.assisted_entry.contains(r)).cloned().unwrap_or_default();
+        let fields: Result<Vec<Ident>, _> = sealed.into_iter().map(Ident::new).collect();
+        let (Ok(id), Ok(role), Ok(fields), Ok(subject)) = (
+            Ident::new(crate::consent::pages::agent_ident(agent)),
+            Ident::new(role),
+            fields,
+            Ident::new(citizen.field_subject.clone()),
+        ) else {
+            return Err(unjournaled("an assisted entry's identifiers are not journal-safe"));
+        };
+        let mut event =
+            AuditEvent::system(Operation::AssistedEntry { fields, channel: citizen.channel }, self.fields.clock.now());
+        event.actor = Actor { kind: ActorKind::Agent, id };
+        event.role = role;
+        event.activity = Ident::new(p.activity.to_string()).ok();
+        event.purpose = Ident::new(p.purpose.to_string()).ok();
+        event.subject = Some(subject);
+        event.outcome = Outcome::Success;
+        event.request_id = Ident::new(ctx.request_id.to_string()).ok();
+        audit.append_sync(event).await.map(drop).map_err(|e| {
+            tracing::warn!(error = %e, "an assisted entry was refused: it could not be journaled");
+            unjournaled("assisted entry not journaled")
+        })
     }
 
     /// Strict mode (`proxy::strict`): a query parameter or body member no field declares
@@ -541,6 +613,11 @@ impl Proxy {
         // Only after the strip: a client cannot choose the purpose the upstream sees.
         if let Some(p) = ctx.decision.as_ref().and_then(Decision::processing) {
             h.insert(&X_GUICHET_PURPOSE, p.header.clone());
+        }
+        // The anonymous record the sealed fields belong to: the application keeps it with the
+        // record, so that the DPO can shred that record's key (`guichet keys shred-record`).
+        if let Some(record) = ctx.record.as_deref().and_then(|r| HeaderValue::from_str(r).ok()) {
+            h.insert(&X_GUICHET_RECORD, record);
         }
         self.add_identity(ctx, route, h)?;
         // The gateway already answered `Expect: 100-continue` to the client.
@@ -823,6 +900,20 @@ fn merge_cookies(h: &mut http::HeaderMap) {
     if let Ok(v) = HeaderValue::from_bytes(&joined) {
         h.insert(header::COOKIE, v);
     }
+}
+
+/// The citizen `agent` assists, when the activity lets one of the agent's roles enter its
+/// fields for them (`assisted_entry`) and a selection is in force (`auth::counter`).
+fn assisted_citizen(
+    p: &policy::Processing,
+    auth: &crate::auth::Auth,
+    agent: &crate::auth::session::Session,
+    headers: &http::HeaderMap,
+) -> Option<crate::auth::counter::AssistedCitizen> {
+    if !agent.roles.iter().any(|r| p.assisted_entry.contains(r)) {
+        return None;
+    }
+    auth.assisted_citizen(headers, agent)
 }
 
 #[cfg(test)]

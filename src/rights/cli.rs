@@ -96,6 +96,16 @@ pub enum RightsCommand {
         #[command(flatten)]
         out: Output,
     },
+    /// Shred an anonymous record's sealed fields (activity `anonymous = "sealed"`): destroys
+    /// its data key, so its values show as "[donnée protégée]" everywhere. Journaled.
+    EraseRecord {
+        /// The record id the application received (`X-Guichet-Record`, `anonyme:…`), or one
+        /// of the record's tokens (`gch2.…`).
+        target: String,
+        /// The processing activity (policy id); needed with a record id.
+        #[arg(long)]
+        activity: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,6 +207,11 @@ pub async fn run(app: &App, command: RightsCommand, out: &mut dyn Write) -> anyh
                     writeln!(out, "{}  field {}  consent {}", s.sector, s.field, s.consent)?;
                 }
             }
+            return Ok(());
+        }
+        RightsCommand::EraseRecord { target, activity } => {
+            let done = super::erasure::erase_record(app, &target, activity.as_deref()).await?;
+            writeln!(out, "record {} of {}: {} data key(s) destroyed.", done.record, done.activity, done.keys)?;
             return Ok(());
         }
         RightsCommand::Task(TaskCommand::List) => {

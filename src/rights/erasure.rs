@@ -44,6 +44,65 @@ pub async fn erase_at_gateway(app: &App, field_subject: &str, activity: &str) ->
     app.rights.clear_marks(field_subject, activity).await
 }
 
+/// What [`erase_record`] destroyed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordErased {
+    pub record: String,
+    pub activity: String,
+    /// Data keys destroyed (0: already shredded, or nothing was ever sealed for it).
+    pub keys: usize,
+}
+
+/// Crypto-shredding of one anonymous record (activity `anonymous = "sealed"`): `target` is
+/// the record id the application was sent (`X-Guichet-Record`) with its `activity`, or any
+/// token of the record (which names both). Only record ids are accepted: this path never
+/// reaches a citizen's keys (their erasure is a rights request). Journaled like an erasure's
+/// shred. Idempotent.
+pub async fn erase_record(app: &App, target: &str, activity: Option<&str>) -> Result<RecordErased, RecordError> {
+    let vault = app.crypto.as_ref().ok_or(RecordError::NoKeys)?;
+    let (record, activity) = if crate::crypto::token::parse(target).is_ok() {
+        let (subject, of) = vault.owner_of(target).await.map_err(|_| RecordError::Shred)?.ok_or(RecordError::Gone)?;
+        if activity.is_some_and(|a| a != of) {
+            return Err(RecordError::OtherActivity);
+        }
+        (subject, of)
+    } else {
+        (target.to_owned(), activity.ok_or(RecordError::ActivityMissing)?.to_owned())
+    };
+    if !record.starts_with(crate::proxy::fields::RECORD_PREFIX) {
+        return Err(RecordError::NotARecord);
+    }
+    let shredded = vault.shred(&record, &activity).await.map_err(|e| {
+        tracing::error!(error = %e, activity, "cannot destroy the data key of an anonymous record");
+        RecordError::Shred
+    })?;
+    let mut keys = 0;
+    if let crate::crypto::vault::Shredded::Destroyed { key_ids } = shredded {
+        for key_id in &key_ids {
+            journal_shred(app, &record, &activity, key_id).await;
+        }
+        keys = key_ids.len();
+    }
+    Ok(RecordErased { record, activity, keys })
+}
+
+/// Why an anonymous record could not be shredded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("the configuration has no `[keys]`: nothing is sealed")]
+    NoKeys,
+    #[error("this token's key no longer exists (already shredded?) or is unknown")]
+    Gone,
+    #[error("give the activity (--activity) with a record id")]
+    ActivityMissing,
+    #[error("the token belongs to another activity than the one given")]
+    OtherActivity,
+    #[error("not an anonymous record (ids start with `anonyme:`): a citizen's data is erased by a rights request")]
+    NotARecord,
+    #[error("the data key could not be destroyed")]
+    Shred,
+}
+
 /// A granted erasure of (`field_subject`, `activity`): each retention record of the pair is
 /// ended through the one "forget" operation retention uses (R29), so no run later acts on a
 /// category that is gone and the register counts it as destroyed; then every data key of the

@@ -6,6 +6,7 @@
 mod helpers;
 mod oidc_mock;
 
+mod anonymous;
 mod assisted;
 mod at_rest;
 mod audit;
