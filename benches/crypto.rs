@@ -9,7 +9,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-mod support;
+mod common;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use guichet::clock::SystemRandom;
@@ -154,8 +154,8 @@ fn protect_phase(c: &mut Criterion) {
     use guichet::proxy::fields::{Owner, Protector};
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let vault = support::bench_vault(&rt, dir.path());
-    let fields: Vec<Field> = FIELDS.iter().map(|f| support::encrypted(f)).collect();
+    let vault = common::bench_vault(&rt, dir.path());
+    let fields: Vec<Field> = FIELDS.iter().map(|f| common::encrypted(f)).collect();
     let refs: Vec<&Field> = fields.iter().collect();
     // One protector per request, as the proxy builds it (its data key is looked up once).
     let protector = || Protector {
@@ -189,7 +189,7 @@ fn protect_phase(c: &mut Criterion) {
 fn shred(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let vault = support::bench_vault(&rt, dir.path());
+    let vault = common::bench_vault(&rt, dir.path());
     let mut g = c.benchmark_group("shred");
     g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
     let mut next = 0u64;

@@ -18,7 +18,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-mod support;
+mod common;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use guichet::canonical::path;
@@ -118,7 +118,7 @@ fn body_of(size: usize) -> bytes::Bytes {
 fn protect_scaling(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let vault = support::bench_vault(&rt, dir.path());
+    let vault = common::bench_vault(&rt, dir.path());
     let protector = || Protector {
         vault: Some(&vault),
         activity: "service",
@@ -131,7 +131,7 @@ fn protect_scaling(c: &mut Criterion) {
     let mut g = c.benchmark_group("protect");
     g.sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
     for n_fields in [10usize, 100, 1_000] {
-        let fields: Vec<Field> = (0..n_fields).map(|i| support::encrypted(&format!("champ_{i}"))).collect();
+        let fields: Vec<Field> = (0..n_fields).map(|i| common::encrypted(&format!("champ_{i}"))).collect();
         let refs: Vec<&Field> = fields.iter().collect();
         for (label, size) in [("2KiB", 2 << 10), ("64KiB", 64 << 10), ("1MiB", 1 << 20)] {
             let body = body_of(size);

@@ -1,6 +1,7 @@
 //! The gateway as `serve` builds it, for the benches (`mod common;`): SQLite in `dir`, the
 //! demo's routes (without its agents' back-office) towards `upstream`, a citizen provider
-//! never contacted, a real keyring, and the embedded example policies.
+//! never contacted, a real keyring, and the embedded example policies. Also the vault and
+//! field fixtures of the benches that run the real protect phase (`crypto`, `scaling`).
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -9,7 +10,10 @@ use std::sync::Arc;
 use guichet::app::{AppState, Application, Deps};
 use guichet::clock::{Clock as _, SystemClock, SystemRandom};
 use guichet::config::{KeysSettings, Loaded, ProviderSettings};
+use guichet::crypto::{Keyring, Vault};
 use guichet::policy::PolicySource;
+use guichet::policy::model::{Direction, Field, FieldLocation, Protection};
+use guichet::store::{Store, StoreOptions};
 use secrecy::SecretString;
 
 pub async fn gateway(dir: &std::path::Path, upstream: &str) -> AppState {
@@ -36,4 +40,35 @@ pub async fn gateway(dir: &std::path::Path, upstream: &str) -> AppState {
     let deps = Deps { clock: Arc::new(SystemClock), random: Arc::new(SystemRandom::new()) };
     let source = PolicySource::DirOrEmbedded(dir.join("no-policies-here"));
     Application::build_with_policies(config, deps, source).await.unwrap().state()
+}
+
+/// A vault on a fresh SQLite store in `dir`, with a new in-memory keyring.
+pub fn bench_vault(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Vault {
+    rt.block_on(async {
+        let url = secrecy::SecretString::from(format!("sqlite://{}", dir.join("bench.db").display()));
+        let store = Store::connect(&url, &StoreOptions::default()).await.unwrap();
+        store.migrate().await.unwrap();
+        let mut keys = KeysSettings::at(dir.join("keyring.age"));
+        keys.tombstones_file = Some(dir.join("tombstones"));
+        let keyring = Keyring::generate(&SystemRandom::new(), SystemClock.now()).unwrap();
+        Vault::new(keyring, store, &keys, Arc::new(SystemClock), Arc::new(SystemRandom::new()))
+    })
+}
+
+/// A JSON body field declared `encrypt`, as a policy file compiles it.
+pub fn encrypted(name: &str) -> Field {
+    Field {
+        name: name.to_owned(),
+        category: "identite".into(),
+        locations: vec![FieldLocation::Json],
+        json_pointer: None,
+        direction: Direction::Request,
+        protection: Protection::Encrypt,
+        label: None,
+        visible_to: Vec::new(),
+        searchable: false,
+        compiled_pointer: Default::default(),
+        compiled_name: Default::default(),
+        compiled_class: Default::default(),
+    }
 }
