@@ -396,6 +396,8 @@ pub struct RequestLine {
     pub soon: bool,
     pub open: bool,
     pub can_start: bool,
+    /// A lifted restriction: what each application answered to the notice, in words.
+    pub lifted: Vec<String>,
 }
 
 fn request_line(r: &RightsRequest, today: Date) -> RequestLine {
@@ -412,7 +414,37 @@ fn request_line(r: &RightsRequest, today: Date) -> RequestLine {
         soon: stats::due_this_week(r, today) && !r.status.is_final(),
         open: !r.status.is_final(),
         can_start: r.status == Status::Received,
+        lifted: Vec::new(),
     }
+}
+
+/// The cards of `requests`, each lifted restriction with its applications' answers.
+async fn cards(app: &App, requests: &[RightsRequest], today: Date) -> Result<Vec<RequestLine>, RightsError> {
+    let mut lines = Vec::with_capacity(requests.len());
+    for r in requests {
+        let mut line = request_line(r, today);
+        line.lifted = lifted_lines(app, r).await?;
+        lines.push(line);
+    }
+    Ok(lines)
+}
+
+/// What each application answered when `r`'s restriction was lifted, for its card.
+async fn lifted_lines(app: &App, r: &RightsRequest) -> Result<Vec<String>, RightsError> {
+    let set = app.policies.load();
+    let views = crate::rights::dpo_api::lifted_views(app, r).await?;
+    Ok(views
+        .iter()
+        .map(|v| {
+            let name = set.activity(&v.activity).map_or(v.activity.as_str(), |a| a.name.as_str());
+            let what = match v.status.as_str() {
+                "completed" => "l'application a appliqué la fin du gel",
+                "refused" => "l'application a refusé l'avis de fin du gel",
+                _ => "l'application traite encore l'avis de fin du gel",
+            };
+            format!("{name} : {what} ({}).", crate::pages::french_time(v.answered_at))
+        })
+        .collect())
 }
 
 impl export::Cells for RequestLine {
@@ -457,13 +489,18 @@ async fn requests(State(app): State<AppState>, headers: HeaderMap, Query(q): Que
         Ok(s) => s,
         Err(e) => return fail(&headers, &e),
     };
-    let lines = match request_lines(&app, &q).await {
-        Ok(l) => l.lines(paris_date(app.clock.now())),
+    let requests = match request_lines(&app, &q).await {
+        Ok(r) => r,
         Err(e) => return internal(&headers, e),
     };
+    let today = paris_date(app.clock.now());
     if let Some(format) = Format::parse(q.format.as_deref()) {
-        return export_or(&headers, &requests_table(&lines), format);
+        return export_or(&headers, &requests_table(&requests.lines(today)), format);
     }
+    let lines = match cards(&app, &requests, today).await {
+        Ok(l) => l,
+        Err(e) => return internal(&headers, e),
+    };
     requests_page(&app, &session, &q, &lines, None, StatusCode::OK)
 }
 
@@ -599,7 +636,11 @@ async fn act_on_request(
     };
     let q = RequestsQuery::default();
     let lines = match request_lines(&app, &q).await {
-        Ok(l) => l.lines(today),
+        Ok(requests) => cards(&app, &requests, today).await,
+        Err(e) => Err(e),
+    };
+    let lines = match lines {
+        Ok(l) => l,
         Err(e) => return internal(&headers, e),
     };
     requests_page(&app, &session, &q, &lines, Some(message), status)

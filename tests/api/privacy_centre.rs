@@ -470,7 +470,7 @@ async fn the_rectification_screen_says_what_cannot_be_corrected_online() {
     let angela = citizen(&app, &mock, "sub-angela").await;
     let two = page(&app, &angela, confirm).await;
     assert!(!two.contains("corriger_"), "{two}");
-    assert!(two.contains("la correction ne s'écrit pas sur cette page"), "{two}");
+    assert!(two.contains("la correction ne s'écrit pas sur cette page") && two.contains(address), "{two}");
     // Other rights do not show it.
     let erase =
         page(&app, &angela, "/.guichet/mes-donnees/droits/effacement/confirmer?activite=lettre-information").await;

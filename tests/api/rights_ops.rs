@@ -151,6 +151,16 @@ async fn handlers_lift_a_restriction_and_the_application_is_told(backend: Backen
     let r =
         d.p.app.client.get(d.p.app.url(&format!("{QUEUE}/{other}"))).header("cookie", format!("{SESSION}={}", d.p.dpo));
     assert!(r.send().await.unwrap().json::<Value>().await.unwrap().get("lifted").is_none());
+    // So does its card on the DPO's page of requests.
+    let page = d.p.app.client.get(d.p.app.url("/.guichet/dpo/demandes?statut=toutes")).header("accept", "text/html");
+    let page = page.header("cookie", format!("{SESSION}={}", d.p.dpo)).send().await.unwrap().text().await.unwrap();
+    let card = page.split("<section").find(|c| c.contains(&format!("id=\"d-{id}\""))).expect("the request's card");
+    assert!(
+        card.contains("<li>Fin du gel : Lettre d&#39;information municipale : l&#39;application a appliqué"),
+        "{card}"
+    );
+    let other_card = page.split("<section").find(|c| c.contains(&format!("id=\"d-{other}\""))).unwrap();
+    assert!(!other_card.contains("Fin du gel"), "{other_card}");
     // Lifted twice: nothing more to lift, the application is not told again.
     let again = post_json(&d.p.app, Some(&d.p.dpo), &lift, &json!({})).await;
     assert_eq!(again.json::<Value>().await.unwrap()["lifted"], 0);
