@@ -863,10 +863,26 @@ async fn prove(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<Pr
     } else {
         f.pseudonyme.trim().to_owned()
     };
+    // A code stands for the citizen's gateway-wide subject; the purpose's consents are under
+    // their subject for the activity's sector, recorded with the code (docs/policies.md,
+    // "Sectors"), and, for consents given before the activity had a sector, the v1 one.
+    let mut subjects = vec![subject.clone()];
+    if by_code {
+        let sector = app.policies.load().activity(activity).map(|a| a.sector).unwrap_or_default();
+        match app.rights.subjects_of(&subject).await {
+            Ok(recorded) => {
+                if let Some(id) = recorded.as_ref().and_then(|r| r.consent_in(sector)) {
+                    subjects.insert(0, id.to_owned());
+                }
+            }
+            Err(e) => return internal(&headers, e),
+        }
+    }
+    let Some(subject) = subjects.first().cloned() else { return internal(&headers, "no subject") };
     if let Err(e) = journal_dpo_action(&app, &session, "consent_proof", Some(&subject), Outcome::Success).await {
         return internal(&headers, e);
     }
-    match proof(&app, &subject, activity, purpose, date, by_code).await {
+    match proof(&app, &subjects, activity, purpose, date, by_code).await {
         Ok(p) => answer(Some(p), None, StatusCode::OK),
         Err(e) => internal(&headers, e),
     }
@@ -890,16 +906,23 @@ async fn journal_dpo_action(
     Ok(())
 }
 
+/// The proof for the first of `subjects` (the one shown), from the consent events of all of
+/// them in ledger order.
 async fn proof(
     app: &App,
-    subject: &str,
+    subjects: &[String],
     activity: &str,
     purpose: &str,
     date: Date,
     looked_up_by_code: bool,
 ) -> anyhow::Result<Proof> {
     let end = crate::audit::event::to_micros(paris_midnight(date.next_day().unwrap_or(date)));
-    let rows = app.consent.proof(subject).await?;
+    let subject = subjects.first().map_or("", String::as_str);
+    let mut rows = Vec::new();
+    for s in subjects {
+        rows.extend(app.consent.proof(s).await?);
+    }
+    rows.sort_by_key(|(r, _)| r.row.seq);
     let checkpoints = app.audit.checkpoints().await?;
     let set = app.policies.load();
     let current = crate::consent::find_purpose(&set.activities, activity, purpose);

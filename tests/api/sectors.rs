@@ -49,6 +49,11 @@ struct Setup {
 
 /// A gateway with the three activities, each on its own route to one recording application.
 async fn setup(backend: Backend, sectors: [&'static str; 3]) -> Setup {
+    setup_with_agents(backend, sectors, None).await
+}
+
+/// Like `setup`, with agents signing in at `agents`; those at `dpo.example.fr` are DPOs.
+async fn setup_with_agents(backend: Backend, sectors: [&'static str; 3], agents: Option<&MockProvider>) -> Setup {
     let recorder = Recorder::default();
     let up = recorder.start().await;
     let mock = MockProvider::start().await;
@@ -63,10 +68,18 @@ async fn setup(backend: Backend, sectors: [&'static str; 3]) -> Setup {
         .map(|((id, _, name), sector)| (format!("{id}.toml"), policy(id, sector, name, rights)))
         .collect();
     let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
-    let app = spawn_app()
-        .backend(backend)
-        .with_citizen_provider(mock.issuer())
-        .with_policies(&files)
+    let mut builder = spawn_app().backend(backend).with_citizen_provider(mock.issuer()).with_policies(&files);
+    if let Some(agents) = agents {
+        builder = builder.with_agent_provider(agents.issuer()).with(|s, _| {
+            s.auth.agent_roles.push(guichet::config::RoleRule {
+                role: "dpo".into(),
+                siret: vec![],
+                email_domains: vec!["dpo.example.fr".into()],
+                uids: vec![],
+            });
+        });
+    }
+    let app = builder
         .with(move |s, _| {
             for (id, _, _) in ACTIVITIES {
                 let mut r = route(id, &format!("/{id}"), &format!("http://{up}"));
@@ -293,7 +306,50 @@ async fn an_activity_given_a_sector_keeps_its_earlier_records_readable(backend: 
     assert!(!opens(&s.app, &after).await, "the sector key is shredded");
 }
 
+async fn the_dpo_proves_a_sector_consent_from_the_citizens_code(backend: Backend) {
+    let agents = MockProvider::start().await;
+    let s = setup_with_agents(backend, ["general", "scolaire", "scolaire"], Some(&agents)).await;
+    let angela = citizen(&s.app, &s.mock, "sub-angela").await;
+    give_consent(&s.app, &angela, "lettre-ecole").await;
+    let code = crate::rights_agent::code_of(&s.app, &angela).await;
+
+    let r = crate::auth::agent_sign_in(
+        &s.app,
+        &agents,
+        crate::auth::agent_info("21750001600019", "delegue@dpo.example.fr"),
+        "",
+    )
+    .await;
+    let dpo = crate::auth::cookie(&r, SESSION).unwrap();
+    let page = s
+        .app
+        .client
+        .get(s.app.url("/.guichet/dpo/consentements"))
+        .header("cookie", format!("{SESSION}={dpo}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let jeton = token(&page.text().await.unwrap());
+    let today = guichet::clock::paris_date(s.app.state.clock.now()).to_string();
+    let form = [
+        ("jeton", jeton.as_str()),
+        ("pseudonyme", ""),
+        ("code", code.as_str()),
+        ("finalite", "lettre-ecole/envoi"),
+        ("date", today.as_str()),
+    ];
+    let r = post(&s.app, &dpo, "/.guichet/dpo/consentements/preuve", &form).await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("avait donné son accord pour lettre-ecole / envoi"),
+        "the school sector's consent is found: {html}"
+    );
+}
+
 on_both_stores!(
+    the_dpo_proves_a_sector_consent_from_the_citizens_code,
     two_sectors_share_no_id_and_one_sector_shares_its_ids,
     a_request_on_all_activities_reaches_every_sector_and_the_dpo_join_is_journaled,
     an_activity_given_a_sector_keeps_its_earlier_records_readable,
