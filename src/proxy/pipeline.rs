@@ -415,7 +415,7 @@ impl Proxy {
                 None => Owner::Agent,
             },
             (Identity::Agent(_), None) => Owner::Agent,
-            _ if p.anonymous_sealed => Owner::Record(self.new_record_id()?),
+            (Identity::Anonymous, _) if p.anonymous_sealed => Owner::Record(self.new_record_id()?),
             _ => Owner::Anonymous,
         };
         let protector = Protector {

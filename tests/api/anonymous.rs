@@ -53,6 +53,11 @@ impl Reports {
 }
 
 async fn keep(State(r): State<Reports>, req: Request) -> Response {
+    let cookies = req.headers().get("cookie").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    if cookies.contains(ASSISTED_COOKIE) || cookies.contains(SESSION) {
+        // The gateway's own cookies never reach an application.
+        return (http::StatusCode::IM_A_TEAPOT, "cookie leaked").into_response();
+    }
     let record = req.headers().get("x-guichet-record").map(|v| v.to_str().unwrap().to_owned());
     let post = req.method() == http::Method::POST;
     let bytes = axum::body::to_bytes(req.into_body(), usize::MAX).await.unwrap();
