@@ -327,13 +327,34 @@ pub fn record_hash(key: &RecordKey) -> String {
 }
 
 /// The run's journal entry: every step not yet journaled (this run's, and a killed run's),
-/// counted per activity, category and action, with the holds skipped.
+/// counted per activity, category and action, with the holds skipped. The steps are read page
+/// by page and hashed as they come, so the evidence of a run over a million records takes the
+/// memory of one page.
 async fn journal(app: &App, run_id: &str, report: &Report) -> Result<(), RetentionError> {
     let store = app.retention.store();
-    let items = store.unjournaled().await?;
+    let page = i64::from(app.settings.retention.batch);
     let mut counts: BTreeMap<(String, String, String), u64> = BTreeMap::new();
-    for i in &items {
-        *counts.entry((i.activity.clone(), i.category.clone(), i.action.clone())).or_default() += 1;
+    // The lists the journaled steps put records on: this run's, and a killed run's it finishes.
+    let mut runs: std::collections::BTreeSet<String> = std::collections::BTreeSet::from([run_id.to_owned()]);
+    // SHA-256 over "hash:step" lines joined by "\n", in the evidence's order.
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut last: Option<RunItemRow> = None;
+    let mut first = true;
+    loop {
+        let items = store.unjournaled_page(last.as_ref(), page).await?;
+        let Some(end) = items.last().cloned() else { break };
+        for i in &items {
+            *counts.entry((i.activity.clone(), i.category.clone(), i.action.clone())).or_default() += 1;
+            if i.action == Action::ArchiveReview.as_str() {
+                runs.insert(i.run_id.clone());
+            }
+            if !first {
+                digest.update(b"\n");
+            }
+            first = false;
+            digest.update(format!("{}:{}", i.record_hash, i.step).as_bytes());
+        }
+        last = Some(end);
     }
     for ((activity, category, _, action), n) in &report.lines {
         if action == "held" {
@@ -350,17 +371,9 @@ async fn journal(app: &App, run_id: &str, report: &Report) -> Result<(), Retenti
             count,
         });
     }
-    let joined: Vec<String> = items.iter().map(|i| format!("{}:{}", i.record_hash, i.step)).collect();
-    // The lists the journaled steps put records on: this run's, and a killed run's it finishes.
-    let runs: std::collections::BTreeSet<&str> = items
-        .iter()
-        .filter(|i| i.action == Action::ArchiveReview.as_str())
-        .map(|i| i.run_id.as_str())
-        .chain(std::iter::once(run_id))
-        .collect();
     let mut elimination_lists = Vec::new();
     for list in store.lists().await? {
-        if runs.contains(list.run_id.as_str()) {
+        if runs.contains(&list.run_id) {
             elimination_lists.push(ident(&list.reference)?);
         }
     }
@@ -368,13 +381,15 @@ async fn journal(app: &App, run_id: &str, report: &Report) -> Result<(), Retenti
     let operation = Operation::RetentionRun {
         run: ident(run_id)?,
         lines,
-        records_sha256: ident(&crate::consent::sha256_hex(&joined.join("\n")))?,
+        records_sha256: ident(&crate::clock::hex(digest.finish().as_ref()))?,
         skipped_holds: report.skipped_holds,
         overdue: report.overdue,
         elimination_lists,
     };
     app.audit.append_sync(AuditEvent::system(operation, app.clock.now())).await.map_err(|_| RetentionError::Journal)?;
-    store.journaled(&items).await?;
+    if let Some(last) = &last {
+        store.journaled_up_to(last).await?;
+    }
     Ok(())
 }
 

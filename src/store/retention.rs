@@ -296,22 +296,42 @@ impl<'a> RetentionRepo<'a> {
         Ok(())
     }
 
-    /// Steps not yet in a journal entry (those of this run, and of a run killed before its
-    /// evidence was written).
-    pub async fn unjournaled(&self) -> Result<Vec<RunItemRow>, StoreError> {
-        let sql = "SELECT record_hash, step, run_id, activity, category, action, at_us FROM retention_run_item \
-                   WHERE journaled = 0 ORDER BY activity, category, action, record_hash";
-        let rows = with_pool!(self.store.db(), p => sqlx::query_as(sql).fetch_all(p).await?);
+    /// Up to `limit` steps not yet journaled after `after`, in the evidence's order (activity,
+    /// category, action, record hash, step): a run's evidence is read page by page.
+    pub async fn unjournaled_page(
+        &self,
+        after: Option<&RunItemRow>,
+        limit: i64,
+    ) -> Result<Vec<RunItemRow>, StoreError> {
+        let base = "SELECT record_hash, step, run_id, activity, category, action, at_us FROM retention_run_item \
+                    WHERE journaled = 0";
+        let order = "ORDER BY activity, category, action, record_hash, step LIMIT";
+        let rows = match after {
+            None => {
+                let sql = sqlx::AssertSqlSafe(format!("{base} {order} $1"));
+                with_pool!(self.store.db(), p => sqlx::query_as(sql).bind(limit).fetch_all(p).await?)
+            }
+            Some(a) => {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "{base} AND (activity, category, action, record_hash, step) > ($1, $2, $3, $4, $5) {order} $6"
+                ));
+                with_pool!(self.store.db(), p => sqlx::query_as(sql)
+                    .bind(&a.activity).bind(&a.category).bind(&a.action).bind(&a.record_hash).bind(&a.step)
+                    .bind(limit).fetch_all(p).await?)
+            }
+        };
         Ok(rows)
     }
 
-    pub async fn journaled(&self, items: &[RunItemRow]) -> Result<(), StoreError> {
-        for i in items {
-            let sql = "UPDATE retention_run_item SET journaled = 1 WHERE record_hash = $1 AND step = $2";
-            with_pool!(self.store.db(), p => sqlx::query(sql)
-                .bind(&i.record_hash).bind(&i.step).execute(p).await.map(drop)?);
-        }
-        Ok(())
+    /// Marks journaled, in one statement, every step not yet journaled up to `last` in the
+    /// order of [`Self::unjournaled_page`] (the steps a run's journal entry counted).
+    pub async fn journaled_up_to(&self, last: &RunItemRow) -> Result<u64, StoreError> {
+        let sql = "UPDATE retention_run_item SET journaled = 1 WHERE journaled = 0 \
+                   AND (activity, category, action, record_hash, step) <= ($1, $2, $3, $4, $5)";
+        let n = with_pool!(self.store.db(), p => sqlx::query(sql)
+            .bind(&last.activity).bind(&last.category).bind(&last.action).bind(&last.record_hash).bind(&last.step)
+            .execute(p).await?.rows_affected());
+        Ok(n)
     }
 
     /// Every step taken, for the evidence of one run.
