@@ -20,15 +20,29 @@ pub const SELECTION_LIFETIME: time::Duration = time::Duration::hours(1);
 /// The associated data's column name of the sealed selection.
 const COLUMN: &str = "assisted-citizen";
 
-/// The assisted citizen, by the pseudonym that owns their encrypted fields.
+/// The assisted citizen, by the pseudonyms that own their encrypted fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssistedCitizen {
-    /// The citizen's field subject (`Auth::field_subject`), as their counter code recorded it.
+    /// The citizen's field subject (`Auth::field_subject`, sector `general`), as their counter
+    /// code recorded it.
     pub field_subject: String,
+    /// Their field subject in each other sector (`Auth::field_subject_in`), by sector slug, as
+    /// recorded with the code; a sector missing here (a code made before sectors) falls back
+    /// to `field_subject`, as the citizen's own requests do.
+    #[serde(default)]
+    pub sector_fields: std::collections::BTreeMap<String, String>,
     /// Counter or phone.
     pub channel: Channel,
     /// Micro-seconds since the epoch after which the selection is void.
     pub expires_us: i64,
+}
+
+impl AssistedCitizen {
+    /// The subject that owns the fields the agent enters in an activity of `sector`: the one
+    /// the citizen's own requests in that sector seal under.
+    pub fn field_subject_in(&self, sector: crate::policy::Sector) -> &str {
+        self.sector_fields.get(sector.as_str()).map_or(self.field_subject.as_str(), String::as_str)
+    }
 }
 
 impl Auth {

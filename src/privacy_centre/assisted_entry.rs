@@ -151,8 +151,8 @@ async fn choose(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<C
             return GatewayError::StoreUnavailable.respond(true, None, None);
         }
     };
-    let field_subject = match app.rights.subjects_of(&consent_subject).await {
-        Ok(Some(s)) => s.field,
+    let subjects = match app.rights.subjects_of(&consent_subject).await {
+        Ok(Some(s)) => s,
         Ok(None) => {
             let message = "Ce code ne marche pas : il est faux, déjà utilisé ou trop ancien. Demandez un nouveau code.";
             return page(&app, &headers, &session, Some(message), false);
@@ -162,7 +162,13 @@ async fn choose(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<C
             return GatewayError::StoreUnavailable.respond(true, None, None);
         }
     };
-    let citizen = AssistedCitizen { field_subject, channel, expires_us: app.auth.assisted_until() };
+    let sector_fields = subjects.sectors.into_iter().map(|(sector, ids)| (sector, ids.field)).collect();
+    let citizen = AssistedCitizen {
+        field_subject: subjects.field,
+        sector_fields,
+        channel,
+        expires_us: app.auth.assisted_until(),
+    };
     let Some(cookie) = app.auth.select_assisted(&headers, &session, &citizen) else {
         return GatewayError::Internal.respond(true, None, Some("cannot seal the assisted citizen".into()));
     };

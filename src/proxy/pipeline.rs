@@ -408,7 +408,7 @@ impl Proxy {
             (Identity::Citizen(s), Some(auth)) => Owner::Citizen(auth.field_subject_in(s, p.sector).to_owned()),
             (Identity::Agent(s), Some(auth)) => match assisted_citizen(p, auth, s, req.headers()) {
                 Some(c) => {
-                    let owner = Owner::Assisted(c.field_subject.clone());
+                    let owner = Owner::Assisted(c.field_subject_in(p.sector).to_owned());
                     assisted = Some((s.clone(), c));
                     owner
                 }
@@ -471,7 +471,7 @@ impl Proxy {
             Ident::new(crate::consent::pages::agent_ident(agent)),
             Ident::new(role),
             fields,
-            Ident::new(citizen.field_subject.clone()),
+            Ident::new(citizen.field_subject_in(p.sector).to_owned()),
         ) else {
             return Err(unjournaled("an assisted entry's identifiers are not journal-safe"));
         };

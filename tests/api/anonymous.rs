@@ -297,7 +297,9 @@ async fn agents_enter_fields_for_the_citizen_they_assist(backend: Backend) {
     headers.insert("cookie", session(&jeanne).parse().unwrap());
     let auth = &s.app.state.auth;
     let citizen = auth.identify(&headers).await.unwrap().unwrap();
-    let field_subject = auth.field_subject(&citizen).to_owned();
+    // The voirie sector's subject: the one Jeanne's own reports seal under (policies/voirie.toml).
+    let field_subject = auth.field_subject_in(&citizen, guichet::policy::Sector::Voirie).to_owned();
+    assert_ne!(field_subject, auth.field_subject(&citizen), "a sector of its own");
     let vault = s.app.state.crypto.clone().unwrap();
     assert_eq!(vault.owner_of(&token).await.unwrap(), Some((field_subject.clone(), "voirie".to_owned())));
     // Jeanne sees her values; the agent who typed them does not (no `visible_to` role).
