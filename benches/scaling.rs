@@ -103,13 +103,14 @@ fn body_of(size: usize) -> bytes::Bytes {
     for i in 0..10 {
         obj.insert(format!("champ_{i}"), serde_json::json!(format!("valeur personnelle numéro {i}")));
     }
-    let filler = "une valeur qui n'est pas personnelle, répétée pour la taille du corps";
+    // Long ordinary values: a 1 MiB body stays under the gateway's 10 000 JSON items.
+    let filler = "une valeur qui n'est pas personnelle, répétée pour la taille du corps. ".repeat(3);
     let mut i = 0;
     let mut len = serde_json::to_string(&obj).unwrap().len();
     while len < size {
         let key = format!("ordinaire_{i}");
         len += key.len() + filler.len() + 6;
-        obj.insert(key, serde_json::json!(filler));
+        obj.insert(key, serde_json::json!(filler.as_str()));
         i += 1;
     }
     bytes::Bytes::from(serde_json::to_vec(&obj).unwrap())
