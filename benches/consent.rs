@@ -26,13 +26,15 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt as _;
 use guichet::app::{AppState, Application, Deps};
 use guichet::audit::{Actor, ActorKind, Channel, Ident, IdentityCheck};
 use guichet::auth::session::{Kind, NewSession, Session};
 use guichet::clock::{SystemClock, SystemRandom};
-use guichet::config::{Loaded, ProviderSettings, RouteAccess, RouteSettings};
+use guichet::config::{RouteAccess, RouteSettings};
 use guichet::consent::{Recorder, State, find_purpose};
 use guichet::policy::load::SourceFile;
 use guichet::policy::{PolicySource, RequestFacts};
@@ -59,18 +61,8 @@ fn fixture() -> Fixture {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut loaded = Loaded::defaults();
+    let mut loaded = common::settings(dir.path());
     let s = &mut loaded.settings;
-    s.data_dir = dir.path().to_owned();
-    s.server.listen = "127.0.0.1:0".parse().unwrap();
-    s.admin.enabled = false;
-    s.server.public_url = Some("http://127.0.0.1".into());
-    // Never contacted: the session is created directly, as the sign-in callback would.
-    s.auth.citizen = Some(ProviderSettings::new(
-        "http://127.0.0.1:9/unused",
-        "bench",
-        SecretString::from("bench-client-secret-0123456789"),
-    ));
     let mut lettre = RouteSettings::new("lettre", "/lettre-information", "http://127.0.0.1:9");
     lettre.access = RouteAccess::Citizen;
     s.routes.push(lettre);

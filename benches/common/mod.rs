@@ -16,19 +16,26 @@ use guichet::policy::model::{Direction, Field, FieldLocation, Protection};
 use guichet::store::{Store, StoreOptions};
 use secrecy::SecretString;
 
-pub async fn gateway(dir: &std::path::Path, upstream: &str) -> AppState {
+/// Settings of a gateway in `dir` with a citizen provider that is never contacted (sessions
+/// are created directly, as the sign-in callback would), no admin listener, and no route.
+pub fn settings(dir: &std::path::Path) -> Loaded {
     let mut loaded = Loaded::defaults();
     let s = &mut loaded.settings;
     s.data_dir = dir.to_owned();
     s.server.listen = "127.0.0.1:0".parse().unwrap();
     s.admin.enabled = false;
     s.server.public_url = Some("http://127.0.0.1".into());
-    // Never contacted: the session is created directly, as the sign-in callback would.
     s.auth.citizen = Some(ProviderSettings::new(
         "http://127.0.0.1:9/unused",
         "bench",
         SecretString::from("bench-client-secret-0123456789"),
     ));
+    loaded
+}
+
+pub async fn gateway(dir: &std::path::Path, upstream: &str) -> AppState {
+    let mut loaded = settings(dir);
+    let s = &mut loaded.settings;
     // The demo's routes but its agents' back-office (no agent provider here).
     s.routes.extend(guichet::demo::demo_routes(upstream).into_iter().filter(|r| r.name != "back-office"));
     let mut keys = KeysSettings::at(dir.join("keyring.age"));

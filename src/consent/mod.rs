@@ -99,6 +99,26 @@ impl ConsentService {
         Self { store, clock, cache: Mutex::new(HashMap::new()), verifier, rejected }
     }
 
+    /// [`ConsentService::state`] in a sector: under the sector's `subject`, else (never given
+    /// there) under `earlier`, the v1 subject consents given before the activity had a sector
+    /// were recorded under (`state::current_in_sector`).
+    pub async fn state_in_sector(
+        &self,
+        subject: &str,
+        earlier: Option<&str>,
+        activity: &str,
+        purpose: &str,
+        notice_version: &str,
+    ) -> Result<State, ConsentError> {
+        let state = self.state(subject, activity, purpose, notice_version).await?;
+        match earlier {
+            Some(earlier) if state == State::Never && earlier != subject => {
+                self.state(earlier, activity, purpose, notice_version).await
+            }
+            _ => Ok(state),
+        }
+    }
+
     /// The state of (`activity`, `purpose`) for `subject` against the notice version in force:
     /// from the cache while it is fresh, else from the store.
     pub async fn state(

@@ -199,18 +199,14 @@ async fn render_citizen_page(
             .into_iter()
             .map(|p| {
                 let of = |s: crate::policy::Sector| events.get(s.index()).map_or(&[][..], |e| &e[..]);
-                let mut st =
-                    super::state::current(of(p.activity.sector), &p.activity.id, &p.purpose, &p.notice_version, now);
-                if st == ConsentState::Never {
-                    // Given before the activity had a sector: under the v1 (`general`) subject.
-                    st = super::state::current(
-                        of(crate::policy::Sector::General),
-                        &p.activity.id,
-                        &p.purpose,
-                        &p.notice_version,
-                        now,
-                    );
-                }
+                let st = super::state::current_in_sector(
+                    of(p.activity.sector),
+                    Some(of(crate::policy::Sector::General)),
+                    &p.activity.id,
+                    &p.purpose,
+                    &p.notice_version,
+                    now,
+                );
                 let decl = p.activity.purposes.iter().find(|d| d.id == p.purpose);
                 let last = rows.iter().rev().find(|r| r.activity == p.activity.id && r.purpose == p.purpose);
                 PurposeView {

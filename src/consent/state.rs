@@ -66,6 +66,23 @@ pub fn current(events: &[Event], activity: &str, purpose: &str, notice_version: 
     State::Never
 }
 
+/// The state of an activity in a sector: from the sector's events, else (never given there)
+/// from `earlier`, the v1 (`general`) subject's events, where consents given before the
+/// activity had a sector stay (docs/cryptography.md, "Sector pseudonyms").
+pub fn current_in_sector(
+    events: &[Event],
+    earlier: Option<&[Event]>,
+    activity: &str,
+    purpose: &str,
+    notice_version: &str,
+    now: OffsetDateTime,
+) -> State {
+    match (current(events, activity, purpose, notice_version, now), earlier) {
+        (State::Never, Some(earlier)) => current(earlier, activity, purpose, notice_version, now),
+        (state, _) => state,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

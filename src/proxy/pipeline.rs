@@ -343,12 +343,9 @@ impl Proxy {
             ProxyError::Access(GatewayError::StoreUnavailable, "consent ledger unavailable")
         };
         let subject = auth.consent_subject_in(session, p.sector);
-        let mut state = consent.state(subject, &p.activity, &p.purpose, version).await.map_err(unavailable)?;
-        if state == crate::consent::State::Never && p.sector != crate::policy::Sector::General {
-            // Given before the activity had a sector: under the v1 (`general`) id, still read.
-            let legacy = auth.consent_subject(session);
-            state = consent.state(legacy, &p.activity, &p.purpose, version).await.map_err(unavailable)?;
-        }
+        let earlier = Some(auth.consent_subject(session));
+        let state =
+            consent.state_in_sector(subject, earlier, &p.activity, &p.purpose, version).await.map_err(unavailable)?;
         if state.allows() {
             return Ok(());
         }
@@ -615,7 +612,7 @@ impl Proxy {
             h.insert(&X_GUICHET_PURPOSE, p.header.clone());
         }
         // The anonymous record the sealed fields belong to: the application keeps it with the
-        // record, so that the DPO can shred that record's key (`guichet keys shred-record`).
+        // record, so that the DPO can shred that record's key (`guichet rights erase-record`).
         if let Some(record) = ctx.record.as_deref().and_then(|r| HeaderValue::from_str(r).ok()) {
             h.insert(&X_GUICHET_RECORD, record);
         }

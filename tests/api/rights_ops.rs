@@ -128,32 +128,20 @@ async fn handlers_lift_a_restriction_and_the_application_is_told(backend: Backen
     assert_eq!(lifted["role"], "dpo");
     // The request's detail shows what the application answered to the notice.
     wait_lifted_answer(&d.p.app, &id).await;
-    let r =
-        d.p.app.client.get(d.p.app.url(&format!("{QUEUE}/{id}"))).header("cookie", format!("{SESSION}={}", d.p.dpo));
-    let detail: Value = r.send().await.unwrap().json().await.unwrap();
+    let as_dpo = |path: &str| d.p.app.client.get(d.p.app.url(path)).header("cookie", format!("{SESSION}={}", d.p.dpo));
+    let detail: Value = as_dpo(&format!("{QUEUE}/{id}")).send().await.unwrap().json().await.unwrap();
     check_documented("get", "/.guichet/api/v1/rights/queue/{id}", 200, "application/json", &detail);
     assert_eq!(detail["lifted"][0]["activity"], ACTIVITY, "{detail}");
     assert_eq!(detail["lifted"][0]["status"], "completed", "{detail}");
     assert!(detail["lifted"][0]["answered_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{detail}");
     // Lists leave it out; another request's detail has none.
-    let list: Value =
-        d.p.app
-            .client
-            .get(d.p.app.url(QUEUE))
-            .header("cookie", format!("{SESSION}={}", d.p.dpo))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let list: Value = as_dpo(QUEUE).send().await.unwrap().json().await.unwrap();
     assert!(list["requests"].as_array().unwrap().iter().all(|r| r.get("lifted").is_none()), "{list}");
-    let r =
-        d.p.app.client.get(d.p.app.url(&format!("{QUEUE}/{other}"))).header("cookie", format!("{SESSION}={}", d.p.dpo));
-    assert!(r.send().await.unwrap().json::<Value>().await.unwrap().get("lifted").is_none());
+    let other_detail: Value = as_dpo(&format!("{QUEUE}/{other}")).send().await.unwrap().json().await.unwrap();
+    assert!(other_detail.get("lifted").is_none());
     // So does its card on the DPO's page of requests.
-    let page = d.p.app.client.get(d.p.app.url("/.guichet/dpo/demandes?statut=toutes")).header("accept", "text/html");
-    let page = page.header("cookie", format!("{SESSION}={}", d.p.dpo)).send().await.unwrap().text().await.unwrap();
+    let page = as_dpo("/.guichet/dpo/demandes?statut=toutes").header("accept", "text/html");
+    let page = page.send().await.unwrap().text().await.unwrap();
     let card = page.split("<section").find(|c| c.contains(&format!("id=\"d-{id}\""))).expect("the request's card");
     assert!(
         card.contains("<li>Fin du gel : Lettre d&#39;information municipale : l&#39;application a appliqué"),
