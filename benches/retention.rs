@@ -69,11 +69,11 @@ async fn seed(app: &AppState, db: &std::path::Path, citizens: u64) -> u64 {
     let last = i64::try_from(citizens).unwrap() - 1;
     let mut tx = pool.begin().await.unwrap();
     sqlx::query(
-        "INSERT INTO retention_record (subject, activity, category, consent_subject, route, app_subject, \
+        "INSERT INTO retention_record (subject, activity, category, route, app_subject, \
          collected_at_us, last_activity_at_us, event_at_us, withdrawn_at_us, phase, phase_since_us, end_action, \
          notice_deletion_on) \
          WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
-         SELECT printf('bench-%07d', i), 'voirie', c.category, printf('consent-%07d', i), 'voirie', \
+         SELECT printf('bench-%07d', i), 'voirie', c.category, 'voirie', \
                 printf('app-%07d', i), ?2, ?2, CASE WHEN i % 5 = 0 THEN ?3 ELSE NULL END, NULL, 'active', ?2, \
                 NULL, NULL \
          FROM n, (SELECT 'contact' AS category UNION ALL SELECT 'signalement') AS c",

@@ -117,25 +117,33 @@ impl Audit {
         }
     }
 
-    /// Every reveal of `subject`'s values, oldest first: when, to which role, for which
-    /// activity and purpose, which fields. Never the agent's id: the citizen sees roles.
+    /// Every reveal of `subject`'s values, and every entry an agent made for them (assisted
+    /// entry, `entered` set), oldest first: when, to which role, for which activity and
+    /// purpose, which fields. Never the agent's id: the citizen sees roles.
     pub async fn reveals_of(&self, subject: &str) -> Result<Vec<Reveal>, AuditError> {
-        let rows =
-            self.store.audit().entries_of_subject_named(subject, Operation::Reveal { fields: Vec::new() }.name()).await;
-        let rows = rows.map_err(|e| AuditError::Store(Arc::new(e)))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let event: AuditEvent = serde_json::from_str(&row.body)?;
-            let Operation::Reveal { fields } = event.operation else { continue };
-            out.push(Reveal {
-                at: event.at,
-                agent: event.actor.kind == ActorKind::Agent,
-                role: event.role.to_string(),
-                activity: event.activity.map(String::from),
-                purpose: event.purpose.map(String::from),
-                fields: fields.into_iter().map(String::from).collect(),
-            });
+        let mut out = Vec::new();
+        let names = [Operation::Reveal { fields: Vec::new() }.name(), "assisted_entry"];
+        for name in names {
+            let rows = self.store.audit().entries_of_subject_named(subject, name).await;
+            for row in rows.map_err(|e| AuditError::Store(Arc::new(e)))? {
+                let event: AuditEvent = serde_json::from_str(&row.body)?;
+                let (fields, entered) = match event.operation {
+                    Operation::Reveal { fields } => (fields, None),
+                    Operation::AssistedEntry { fields, channel } => (fields, Some(channel)),
+                    _ => continue,
+                };
+                out.push(Reveal {
+                    at: event.at,
+                    agent: event.actor.kind == ActorKind::Agent,
+                    role: event.role.to_string(),
+                    activity: event.activity.map(String::from),
+                    purpose: event.purpose.map(String::from),
+                    fields: fields.into_iter().map(String::from).collect(),
+                    entered,
+                });
+            }
         }
+        out.sort_by_key(|r| r.at);
         Ok(out)
     }
 
@@ -224,6 +232,9 @@ pub struct Reveal {
     pub activity: Option<String>,
     pub purpose: Option<String>,
     pub fields: Vec<String>,
+    /// An agent entered these fields for the citizen (assisted entry), by this channel; `None`
+    /// for a reveal.
+    pub entered: Option<event::Channel>,
 }
 
 fn pending(event: &AuditEvent) -> Result<sink::Pending, AuditError> {

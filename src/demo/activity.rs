@@ -118,7 +118,6 @@ async fn seed_elimination_list(app: &App, dice: &mut Dice, now: OffsetDateTime) 
         let age = Duration::days(400 + i64::try_from(dice.next(300))?);
         let seen = crate::retention::record::Seen {
             field_subject: format!("demo_acte_{n:02}"),
-            consent_subject: format!("demo_demandeur_{n:02}"),
             route: "etat-civil".to_owned(),
             app_subject: format!("demo_dossier_{n:02}"),
             activity: activity.to_owned(),

@@ -93,6 +93,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let _ = writeln!(out, "  Citizen pages: {url}cantine, {url}etat-civil (sign in with a test citizen)");
     let _ = writeln!(
         out,
+        "  Without signing in: {url}voirie/signalements/ (name and e-mail sealed under the report's own key)"
+    );
+    let _ = writeln!(
+        out,
         "  Newsletter (asks for consent): {url}lettre-information/ — your consents: {url}.guichet/consentement/"
     );
     let _ =
@@ -162,7 +166,10 @@ pub fn demo_routes(upstream: &str) -> Vec<RouteSettings> {
         demo_route("lettre-information", "/lettre-information", upstream, RouteAccess::Citizen, Vec::new());
     // Its bare page shows the gateway's bar (docs/privacy-centre.md).
     lettre.privacy_bar = true;
-    vec![accueil, cantine, etat_civil, api, back_office, lettre]
+    // Street-issue reports (policies/voirie.toml, `anonymous = "sealed"`): no sign-in needed;
+    // the reporter's name and e-mail are sealed under the report's own record.
+    let voirie = demo_route("voirie", "/voirie", upstream, RouteAccess::Public, Vec::new());
+    vec![accueil, cantine, etat_civil, api, back_office, lettre, voirie]
 }
 
 /// The demo's keyring, in its data directory, created on first run. A real installation
@@ -311,5 +318,9 @@ mod tests {
         assert!(matches!(decide("back-office", "/recu/cantine"), Decision::Processing(p) if &*p.activity == "cantine"));
         assert!(matches!(decide("lettre-information", "/lettre-information/"),
             Decision::Processing(p) if p.consent_required));
+        // Street-issue reports: anonymous senders' fields sealed under their record.
+        assert!(matches!(decide("voirie", "/voirie/signalements/"),
+            Decision::Processing(p) if p.anonymous_sealed && &*p.activity == "voirie"));
+        assert_eq!(decide("api", "/api/signalements"), Decision::Deny);
     }
 }

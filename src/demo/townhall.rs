@@ -66,6 +66,7 @@ fn build(state: AppState) -> Router {
         .route("/droits", axum::routing::post(rights::answer))
         .merge(service_routes::<CanteenRegistration>())
         .merge(service_routes::<CertificateRequest>())
+        .merge(service_routes::<StreetReport>())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(Arc::new(state))
@@ -258,6 +259,7 @@ enum Section {
     Home,
     Canteen,
     CivilStatus,
+    Roads,
     Received,
     /// Error pages: no menu entry is current.
     Other,
@@ -457,6 +459,66 @@ impl Kind for CertificateRequest {
     }
 }
 
+/// A street-issue report (policies/voirie.toml): anyone may send one without signing in; the
+/// gateway seals the reporter's name and e-mail under a key of the report itself and sends the
+/// record id (`X-Guichet-Record`) shown on the record page.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+struct StreetReport {
+    location: String,
+    description: String,
+    reporter_name: String,
+    reporter_email: String,
+}
+
+impl Kind for StreetReport {
+    const SERVICE: ServiceSpec = ServiceSpec {
+        path: "/voirie/signalements/",
+        record_route: "/voirie/signalements/{id}",
+        // Under the `api` route, which no activity claims for reports: refused by the gateway.
+        api_path: "/api/signalements",
+        section: Section::Roads,
+        form_title: "Signaler un problème dans la rue",
+        intro: &[
+            "Un trou, une lampe cassée, des déchets ? Dites-le à la mairie.",
+            "Vous n'avez pas besoin de vous connecter.",
+            "Votre nom et votre e-mail sont facultatifs. Ils restent protégés.",
+        ],
+        submit_label: "Envoyer le signalement",
+        record_noun: "Signalement",
+        confirmation: "Le signalement est enregistré",
+        list_title: "Signalements sur la voirie",
+        empty_list: "Aucun signalement pour le moment.",
+        again_label: "Faire un autre signalement",
+        notice_activity: "voirie",
+    };
+
+    const FIELDS: &'static [FieldSpec] = &[
+        FieldSpec::new("location", "Lieu du problème", Control::Text).hint("Par exemple : 12 rue des Lilas."),
+        FieldSpec::new("description", "Description du problème", Control::LongText),
+        FieldSpec::new("reporter_name", "Votre nom", Control::Text).optional().autocomplete("name"),
+        FieldSpec::new("reporter_email", "Votre adresse e-mail", Control::Email)
+            .hint("Pour vous dire quand c'est réparé. Exemple : prenom.nom@exemple.fr")
+            .autocomplete("email")
+            .optional(),
+    ];
+
+    fn value_of(&self, name: &str) -> Option<&str> {
+        let value = match name {
+            "location" => &self.location,
+            "description" => &self.description,
+            "reporter_name" => &self.reporter_name,
+            "reporter_email" => &self.reporter_email,
+            _ => return None,
+        };
+        Some(value)
+    }
+
+    fn store(state: &AppState) -> &Mutex<Store<Self>> {
+        &state.street_reports
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Storage
 // ---------------------------------------------------------------------------------------------
@@ -518,6 +580,7 @@ impl<K: Clone> Store<K> {
 struct AppState {
     canteen: Mutex<Store<CanteenRegistration>>,
     civil_status: Mutex<Store<CertificateRequest>>,
+    street_reports: Mutex<Store<StreetReport>>,
     /// The rights endpoint, when the gateway's address is known.
     rights: Option<rights::Endpoint>,
 }
@@ -568,7 +631,7 @@ impl<'a> RecordView<'a> {
 }
 
 fn record_href<K: Kind>(id: u64) -> String {
-    format!("{}/{id}", K::SERVICE.path)
+    format!("{}/{id}", K::SERVICE.path.trim_end_matches('/'))
 }
 
 #[derive(Template)]
@@ -708,7 +771,8 @@ async fn show_record<K: Kind>(
 async fn received(State(state): State<SharedState>, headers: HeaderMap) -> Response {
     let canteen = lock(&state.canteen).newest_first();
     let civil_status = lock(&state.civil_status).newest_first();
-    let lists = vec![record_list(&canteen), record_list(&civil_status)];
+    let street_reports = lock(&state.street_reports).newest_first();
+    let lists = vec![record_list(&canteen), record_list(&civil_status), record_list(&street_reports)];
     let page = Page::new("Ce que l'application a reçu", Section::Received, &headers);
     render_html(StatusCode::OK, &ReceivedPage { page, lists, max_records: MAX_RECORDS_PER_KIND })
 }

@@ -26,10 +26,13 @@ use crate::clock::{in_paris, paris_date};
 use crate::error::{GatewayError, wants_html};
 use crate::pages::{Chrome, french_date, french_time};
 use crate::rights::request::{Channel, Refusal, RefusalGround, Right, Status};
-use crate::rights::service::{RightsError, RightsRequest, parse_date};
+use crate::rights::sectors::LinkReason;
+use crate::rights::service::{By, RightsError, RightsRequest, parse_date};
 
 /// The breach register, built beside this console (the `incidents` module).
 const DPO_INCIDENTS_PATH: &str = "/.guichet/dpo/incidents";
+/// Where the DPO shreds an anonymous record (the rights queue's last form).
+const DPO_ERASE_RECORD_PATH: &str = "/.guichet/dpo/enregistrements-anonymes";
 /// How many months the overview's trends cover.
 const MONTHS_SHOWN: usize = 6;
 /// Most journal entries one page or export lists (narrow the dates for more).
@@ -40,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route(DPO_PATH, get(overview))
         .route(DPO_REQUESTS_PATH, get(requests))
         .route("/.guichet/dpo/demandes/{id}", post(act_on_request))
+        .route(DPO_ERASE_RECORD_PATH, post(erase_anonymous_record))
         .route(DPO_CONSENTS_PATH, get(consents))
         .route("/.guichet/dpo/consentements/preuve", post(prove))
         .route(DPO_JOURNAL_PATH, get(journal))
@@ -482,6 +486,20 @@ struct RequestsPage<'a> {
     retard: bool,
     query: String,
     message: Option<String>,
+    /// The closed list of reasons to join a citizen's sectors: (value, French name).
+    link_reasons: Vec<(&'static str, &'static str)>,
+    /// The citizen's pseudonyms in each sector, after the DPO joined them.
+    linked: Option<Linked>,
+    /// The activities taking anonymous sealed records: (id, name), for the erase form.
+    anonymous: Vec<(String, String)>,
+}
+
+/// The result of joining a request's citizen's sectors, as the queue shows it.
+pub struct Linked {
+    pub id: String,
+    pub reason: &'static str,
+    /// (sector's French name, field subject, consent subject).
+    pub rows: Vec<(&'static str, String, String)>,
 }
 
 async fn requests(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<RequestsQuery>) -> Response {
@@ -501,7 +519,7 @@ async fn requests(State(app): State<AppState>, headers: HeaderMap, Query(q): Que
         Ok(l) => l,
         Err(e) => return internal(&headers, e),
     };
-    requests_page(&app, &session, &q, &lines, None, StatusCode::OK)
+    requests_page(&app, &session, &q, &lines, (None, None), StatusCode::OK)
 }
 
 fn requests_page(
@@ -509,7 +527,7 @@ fn requests_page(
     session: &Session,
     q: &RequestsQuery,
     lines: &[RequestLine],
-    message: Option<String>,
+    (message, linked): (Option<String>, Option<Linked>),
     status: StatusCode,
 ) -> Response {
     let droit = q.droit.clone().unwrap_or_default();
@@ -528,6 +546,16 @@ fn requests_page(
         retard,
         query,
         message,
+        link_reasons: LinkReason::ALL.iter().map(|r| (r.as_str(), r.french())).collect(),
+        linked,
+        anonymous: app
+            .policies
+            .load()
+            .activities
+            .iter()
+            .filter(|a| a.anonymous == crate::policy::model::AnonymousFields::Sealed)
+            .map(|a| (a.id.clone(), a.name.clone()))
+            .collect(),
     };
     show(app, session, status, &page)
 }
@@ -577,6 +605,9 @@ struct ActionForm {
     motif: Option<String>,
     #[serde(default)]
     partiel: Option<String>,
+    /// Why the DPO joins the citizen's sectors (`relier`): one of [`LinkReason`].
+    #[serde(default)]
+    raison: Option<String>,
 }
 
 async fn act_on_request(
@@ -598,6 +629,9 @@ async fn act_on_request(
     };
     let motif = f.motif.clone().unwrap_or_default().trim().to_owned();
     let today = paris_date(app.clock.now());
+    if f.action == "relier" {
+        return link_sectors(&app, &session, &headers, &id, f.raison.as_deref(), &by).await;
+    }
     let result = match f.action.as_str() {
         "prendre" => app.rights.advance(&id, Status::InProgress, None, &by).await,
         "prolonger" if motif.is_empty() => {
@@ -634,16 +668,119 @@ async fn act_on_request(
         ),
         Err(e) => return internal(&headers, e),
     };
+    queue_after(&app, &session, &headers, (Some(message), None), status).await
+}
+
+/// The open requests' queue again, after an action, with what it did.
+async fn queue_after(
+    app: &App,
+    session: &Session,
+    headers: &HeaderMap,
+    shown: (Option<String>, Option<Linked>),
+    status: StatusCode,
+) -> Response {
+    let today = paris_date(app.clock.now());
     let q = RequestsQuery::default();
-    let lines = match request_lines(&app, &q).await {
-        Ok(requests) => cards(&app, &requests, today).await,
+    let lines = match request_lines(app, &q).await {
+        Ok(requests) => cards(app, &requests, today).await,
         Err(e) => Err(e),
     };
-    let lines = match lines {
-        Ok(l) => l,
-        Err(e) => return internal(&headers, e),
+    match lines {
+        Ok(l) => requests_page(app, session, &q, &l, shown, status),
+        Err(e) => internal(headers, e),
+    }
+}
+
+/// The DPO joins the sectors of request `id`'s citizen, for a reason of the closed list
+/// (required): the same journaled step as `guichet rights link`.
+async fn link_sectors(
+    app: &App,
+    session: &Session,
+    headers: &HeaderMap,
+    id: &str,
+    reason: Option<&str>,
+    by: &By,
+) -> Response {
+    let Some(reason) = reason.and_then(LinkReason::parse) else {
+        let message = "Choisissez la raison avant de relier les secteurs.".to_owned();
+        return queue_after(app, session, headers, (Some(message), None), StatusCode::UNPROCESSABLE_ENTITY).await;
     };
-    requests_page(&app, &session, &q, &lines, Some(message), status)
+    let (message, linked, status) = match crate::rights::sectors::link(app, id, reason, by).await {
+        Ok(ids) => {
+            let rows = ids.into_iter().map(|s| (s.sector.label(), s.field, s.consent)).collect();
+            let message = format!("Secteurs reliés pour la demande {id}. Cette action est notée au journal.");
+            (message, Some(Linked { id: id.to_owned(), reason: reason.french(), rows }), StatusCode::OK)
+        }
+        Err(RightsError::NotFound) => (
+            "Aucun pseudonyme n'est enregistré pour cette demande : les secteurs ne peuvent pas être reliés."
+                .to_owned(),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        Err(e) => return internal(headers, e),
+    };
+    queue_after(app, session, headers, (Some(message), linked), status).await
+}
+
+/// The DPO shreds one anonymous record.
+#[derive(Debug, Deserialize)]
+struct EraseRecordForm {
+    jeton: Option<String>,
+    /// The record id the application was sent (`anonyme:…`) or one of its tokens.
+    #[serde(default)]
+    enregistrement: String,
+    /// The activity, needed with a record id (a token names it).
+    #[serde(default)]
+    activite: String,
+    /// Why, from the closed list ([`LinkReason`]).
+    #[serde(default)]
+    raison: String,
+}
+
+/// Shreds an anonymous record's sealed fields (`rights::erasure::erase_record`, as
+/// `guichet rights erase-record` does), for a reason of the closed list, journaled as the
+/// DPO's action `erase_record:<reason>` on the record (the key's destruction is journaled too).
+async fn erase_anonymous_record(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<EraseRecordForm>,
+) -> Response {
+    use crate::rights::erasure::RecordError;
+    let session = match dpo_session(&app, &headers, DPO_REQUESTS_PATH).await {
+        Ok(s) => s,
+        Err(e) => return fail(&headers, &e),
+    };
+    if !f.jeton.as_deref().is_some_and(|t| app.auth.csrf_ok(&session, t)) {
+        return fail(&headers, &GatewayError::Forbidden("the form is out of date; reload the page"));
+    }
+    let unprocessable = |m: &str| (m.to_owned(), StatusCode::UNPROCESSABLE_ENTITY);
+    let target = f.enregistrement.trim();
+    let activity = Some(f.activite.trim()).filter(|a| !a.is_empty());
+    let (message, status) = match LinkReason::parse(&f.raison) {
+        None => unprocessable("Choisissez la raison avant d'effacer."),
+        Some(_) if target.is_empty() => unprocessable("Écrivez l'identifiant de l'enregistrement ou un de ses jetons."),
+        Some(reason) => match crate::rights::erasure::erase_record(&app, target, activity).await {
+            Ok(done) => {
+                let action = format!("erase_record:{}", reason.as_str());
+                if let Err(e) = journal_dpo_action(&app, &session, &action, Some(&done.record), Outcome::Success).await
+                {
+                    return internal(&headers, e);
+                }
+                let what = if done.keys == 0 { "était déjà effacé" } else { "est effacé" };
+                (format!("L'enregistrement {} {what}. Cette action est notée au journal.", done.record), StatusCode::OK)
+            }
+            Err(RecordError::NotARecord) => unprocessable(
+                "Ce n'est pas un enregistrement anonyme. Les données d'une personne s'effacent par une demande de droits.",
+            ),
+            Err(RecordError::ActivityMissing) => unprocessable("Choisissez le service de cet enregistrement."),
+            Err(RecordError::OtherActivity) => unprocessable("Ce jeton appartient à un autre service."),
+            Err(RecordError::Gone) => {
+                ("Aucune clé pour ce jeton : il est déjà effacé, ou inconnu.".to_owned(), StatusCode::NOT_FOUND)
+            }
+            Err(e @ (RecordError::NoKeys | RecordError::Shred)) => return internal(&headers, e),
+        },
+    };
+    queue_after(&app, &session, &headers, (Some(message), None), status).await
 }
 
 // ---------------------------------------------------------------------------------------

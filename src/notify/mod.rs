@@ -412,6 +412,13 @@ pub async fn consent_receipt(app: &App, session: &Session, purpose: &ConsentPurp
     let subject = app.auth.consent_subject(session);
     if let Ok(Some(a)) = address_of(session, None) {
         log_failure(app.notify.remember(subject, &a).await, "remember the address");
+        // With an address to reach them, the citizen's pseudonyms are recorded, so that a
+        // retention record (which names only its sector's pseudonym) finds whom to tell
+        // before a deletion (docs/cryptography.md, "Sector pseudonyms").
+        let subjects = crate::rights::propagation::Subjects::of(app, session);
+        if let Err(e) = app.rights.remember_subjects(subject, &subjects).await {
+            tracing::warn!(error = %e, "cannot record the pseudonyms for retention notices");
+        }
     }
     let described = purpose.activity.purposes.iter().find(|p| p.id == purpose.purpose);
     let notice = Notice::ConsentReceipt {

@@ -152,6 +152,8 @@ pub struct Notice {
     pub activity: String,
     pub title: String,
     pub description: String,
+    /// The sector's French name ("État civil"), `None` for an activity in no named sector.
+    pub sector: Option<&'static str>,
     pub controller: String,
     pub controller_address: String,
     pub controller_contact: String,
@@ -200,6 +202,7 @@ impl Notice {
             activity: a.id.clone(),
             title: a.name.clone(),
             description: a.description.clone(),
+            sector: (a.sector != super::Sector::General).then(|| a.sector.label()),
             controller: a.controller.organisation.clone(),
             controller_address: a.controller.address.clone(),
             controller_contact: a.controller.contact.clone(),

@@ -1,7 +1,9 @@
 //! The record of processing activities (Art. 30(1)), generated from the policy files: as JSON,
 //! CSV, HTML (the DPO page), ODS (the CNIL spreadsheet model) and a CNIL PIA export.
 //!
-//! Each entry holds exactly the fields of Art. 30(1) (a)–(g), labelled as in the CNIL model.
+//! Each entry holds the fields of Art. 30(1) (a)–(g), labelled as in the CNIL model, and the
+//! activity's sector (docs/policies.md, "Sectors"): the DPO sees which activities share the
+//! citizen's pseudonyms inside the gateway.
 
 use askama::Template;
 use serde::Serialize;
@@ -10,10 +12,12 @@ use super::engine::PolicySet;
 use super::model::ActivityFile;
 use super::notice::{Period, basis_of};
 
-/// Labels of the CNIL model, in the order of Art. 30(1); every output uses these.
-pub const COLUMNS: [&str; 12] = [
+/// Labels of the CNIL model, in the order of Art. 30(1), with the sector after the name;
+/// every output uses these.
+pub const COLUMNS: [&str; 13] = [
     "Référence",
     "Nom du traitement",
+    "Secteur",
     "Responsable du traitement (a)",
     "Délégué à la protection des données (a)",
     "Responsables conjoints et représentant (a)",
@@ -31,6 +35,8 @@ pub const COLUMNS: [&str; 12] = [
 pub struct Entry {
     pub reference: String,
     pub nom: String,
+    /// The sector's French name ("État civil"; "Général" for an activity without one).
+    pub secteur: String,
     pub responsable: Vec<String>,
     pub delegue: Vec<String>,
     pub responsables_conjoints_et_representant: Vec<String>,
@@ -52,6 +58,7 @@ impl Entry {
         Self {
             reference: a.id.clone(),
             nom: a.name.clone(),
+            secteur: a.sector.label().to_owned(),
             responsable: vec![c.organisation.clone(), c.address.clone(), c.contact.clone()],
             delegue: vec![a.dpo.name.clone(), a.dpo.contact.clone()],
             responsables_conjoints_et_representant: joint,
@@ -111,10 +118,11 @@ impl Entry {
     }
 
     /// The values in the order of [`COLUMNS`].
-    pub fn cells(&self) -> [Vec<String>; 12] {
+    pub fn cells(&self) -> [Vec<String>; 13] {
         [
             vec![self.reference.clone()],
             vec![self.nom.clone()],
+            vec![self.secteur.clone()],
             self.responsable.clone(),
             self.delegue.clone(),
             self.responsables_conjoints_et_representant.clone(),
@@ -205,9 +213,11 @@ pub fn to_ods(set: &PolicySet) -> Result<Vec<u8>, RegisterError> {
     first.set_value(3, 1, dpo);
     first.set_value(5, 0, "Référence");
     first.set_value(5, 1, "Activités de traitement");
+    first.set_value(5, 2, "Secteur");
     for (row, e) in (6u32..).zip(&entries) {
         first.set_value(row, 0, e.reference.as_str());
         first.set_value(row, 1, e.nom.as_str());
+        first.set_value(row, 2, e.secteur.as_str());
     }
     wb.push_sheet(first);
     for e in &entries {

@@ -214,9 +214,18 @@ async fn hub_page(app: &App, session: &Session) -> Result<Response, String> {
                 } else {
                     format!("Traitement automatique : {}", r.role)
                 },
-                purpose: activity
-                    .and_then(|a| a.purposes.iter().find(|p| Some(&p.id) == r.purpose.as_ref()))
-                    .map_or_else(|| r.purpose.clone().unwrap_or_default(), |p| p.description.clone()),
+                purpose: {
+                    let purpose = activity
+                        .and_then(|a| a.purposes.iter().find(|p| Some(&p.id) == r.purpose.as_ref()))
+                        .map_or_else(|| r.purpose.clone().unwrap_or_default(), |p| p.description.clone());
+                    match r.entered {
+                        Some(channel) => format!(
+                            "L'agent a saisi vos données pour vous ({}). {purpose}",
+                            channel_words(channel).to_lowercase()
+                        ),
+                        None => purpose,
+                    }
+                },
                 what: fields_in_words(activity, &r.fields),
             }
         })

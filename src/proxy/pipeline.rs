@@ -251,14 +251,35 @@ impl Proxy {
             return;
         }
         r.recorder.record(crate::retention::record::Seen {
+            // The sector's pseudonym only: the record must not join the citizen's sectors.
             field_subject: field.to_owned(),
-            // The gateway-wide id: the retention run looks up pending rights requests by it.
-            consent_subject: auth.consent_subject(session).to_owned(),
             route: route.name.to_string(),
             app_subject: auth.route_subject(session, &route.name),
             activity: p.activity.to_string(),
             at_us: crate::audit::event::to_micros(now),
         });
+    }
+
+    /// An anonymous record's retention clock: its categories start now, under the record id
+    /// (which is also what the application knows it by, `X-Guichet-Record`), so retention
+    /// destroys or anonymises its sealed values at their declared end like a citizen's.
+    /// Written before the request goes on (a record is seen once: a dropped fact would never
+    /// come again); a record whose clock cannot be written is not forwarded.
+    async fn note_record(&self, route: &Route, p: &policy::Processing, record: &str) -> Result<(), ProxyError> {
+        let Some(r) = &self.retention else { return Ok(()) };
+        let mut categories: Vec<String> = p.fields.iter().map(|f| f.category.clone()).collect();
+        categories.sort();
+        categories.dedup();
+        let seen = crate::retention::record::Seen {
+            field_subject: record.to_owned(),
+            route: route.name.to_string(),
+            app_subject: record.to_owned(),
+            activity: p.activity.to_string(),
+            at_us: crate::audit::event::to_micros(r.clock.now()),
+        };
+        r.service.seen(&seen, &categories).await.map_err(|_| {
+            ProxyError::Fields(GatewayError::StoreUnavailable, "cannot start an anonymous record's retention clock")
+        })
     }
 
     /// Phase 1: is this a request we can read and may forward at all?
@@ -430,7 +451,10 @@ impl Proxy {
             return Ok(req);
         }
         match (protector.owner, assisted) {
-            (Owner::Record(id), _) => ctx.record = Some(id),
+            (Owner::Record(id), _) => {
+                self.note_record(route, p, &id).await?;
+                ctx.record = Some(id);
+            }
             (Owner::Assisted(_), Some((agent, citizen))) => {
                 // An entry for a citizen that cannot be journaled is not forwarded.
                 self.journal_assisted_entry(ctx, p, &agent, &citizen, sealed).await?;

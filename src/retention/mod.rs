@@ -79,7 +79,6 @@ impl RetentionService {
                 subject: seen.field_subject.clone(),
                 activity: seen.activity.clone(),
                 category: category.clone(),
-                consent_subject: Some(seen.consent_subject.clone()),
                 route: Some(seen.route.clone()),
                 app_subject: Some(seen.app_subject.clone()),
                 collected_at_us: seen.at_us,

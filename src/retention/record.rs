@@ -18,11 +18,11 @@ const QUEUE: usize = 10_000;
 /// The writer gathers facts for at most this long before writing them.
 const GATHER: Duration = Duration::from_millis(200);
 
-/// One citizen's request on one activity's routes, by pseudonyms only.
+/// One citizen's request on one activity's routes, by pseudonyms only: the field subject of
+/// the activity's sector (nothing gateway-wide, which would join the citizen's sectors).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
     pub field_subject: String,
-    pub consent_subject: String,
     /// The route that served it, and the pseudonym its application knows.
     pub route: String,
     pub app_subject: String,

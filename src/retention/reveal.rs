@@ -17,7 +17,8 @@ use crate::policy::model::ActivityFile;
 /// `X-Guichet-*` header).
 pub const REASON_HEADER: &str = "x-guichet-archive-reason";
 
-/// Why an agent opens archived values: a closed list, so that the journal can say it.
+/// Why an agent opens archived values, or the DPO joins a citizen's sectors
+/// (`rights::sectors::link`): a closed list, so that the journal can say it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArchiveReason {
     /// A dispute or court case (contentieux).
@@ -42,12 +43,26 @@ impl ArchiveReason {
             Self::LegalObligation => "legal_obligation",
         }
     }
+
+    /// The reason named `s` (its `as_str`), if it is one of the list.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s.trim())
+    }
+
+    /// Its French name, as the console's lists show it.
+    pub fn french(self) -> &'static str {
+        match self {
+            Self::Litigation => "Contentieux ou procédure en justice",
+            Self::Inspection => "Contrôle (CNIL, audit)",
+            Self::SubjectRequest => "Demande de la personne",
+            Self::LegalObligation => "Obligation prévue par un texte",
+        }
+    }
 }
 
 /// The reason a request gives, when it is one of the list.
 pub fn reason_of(headers: &HeaderMap) -> Option<ArchiveReason> {
-    let given = headers.get(REASON_HEADER)?.to_str().ok()?.trim();
-    ArchiveReason::ALL.into_iter().find(|r| r.as_str() == given)
+    ArchiveReason::parse(headers.get(REASON_HEADER)?.to_str().ok()?)
 }
 
 /// What a viewer gets for one value.

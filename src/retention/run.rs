@@ -245,13 +245,9 @@ async fn hold_on(app: &App, row: &RetentionRow) -> Result<Option<&'static str>, 
     if crate::rights::restriction::is_restricted(app, &row.subject, &row.activity).await? {
         return Ok(Some("restriction"));
     }
-    let Some(consent_subject) = &row.consent_subject else { return Ok(None) };
-    let pending = app.rights.of_subject(consent_subject).await?.into_iter().any(|r| {
-        use crate::rights::request::Right;
-        matches!(r.right, Right::Restriction | Right::Objection)
-            && !r.status.is_final()
-            && r.activity.as_deref().is_none_or(|a| a == row.activity)
-    });
+    // Found through the rights subjects the citizen recorded, by the sector's pseudonym: the
+    // record carries no gateway-wide id that would join the citizen's sectors.
+    let pending = app.rights.pending_restriction_for_field(&row.subject, &row.activity).await?;
     Ok(pending.then_some("rights_request"))
 }
 
@@ -301,8 +297,10 @@ async fn take(
             store.advance(key, &row.phase, Phase::Intermediate.as_str(), None, now).await?
         }
         Action::Notice { deletion_on } => {
-            if let Some(subject) = &row.consent_subject {
-                crate::notify::retention_notice(app, subject, &row.activity, deletion_on).await;
+            // The citizen to tell, by the sector's pseudonym; nobody to tell when they never
+            // recorded their pseudonyms (no request, code nor address: no way to reach them).
+            if let Some(subject) = app.rights.subject_of_field(&row.subject).await? {
+                crate::notify::retention_notice(app, &subject, &row.activity, deletion_on).await;
             }
             store.noticed(key, &deletion_on.to_string()).await?
         }

@@ -90,9 +90,14 @@ pub enum RightsCommand {
     #[command(subcommand)]
     Task(TaskCommand),
     /// Show the citizen's pseudonym in each sector, from the pseudonyms recorded with their
-    /// request: the one way to join a citizen's sectors, journaled on the request.
+    /// request: the one way to join a citizen's sectors, journaled on the request with its
+    /// reason.
     Link {
         id: String,
+        /// Why the sectors are joined: litigation, inspection, subject_request or
+        /// legal_obligation.
+        #[arg(long, value_parser = parse_link_reason)]
+        reason: super::sectors::LinkReason,
         #[command(flatten)]
         out: Output,
     },
@@ -144,6 +149,13 @@ pub enum Ground {
     UnfoundedOrExcessive,
     /// The right does not apply to the activity's legal basis; give `--article`.
     NotApplicable,
+}
+
+fn parse_link_reason(s: &str) -> Result<super::sectors::LinkReason, String> {
+    super::sectors::LinkReason::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = super::sectors::LinkReason::ALL.iter().map(|r| r.as_str()).collect();
+        format!("one of: {}", names.join(", "))
+    })
 }
 
 /// Runs one command, writing its result to `out`.
@@ -198,8 +210,8 @@ pub async fn run(app: &App, command: RightsCommand, out: &mut dyn Write) -> anyh
             writeln!(out, "{n} activit{} lifted.", if n == 1 { "y" } else { "ies" })?;
             (vec![service.get(&id).await?], output)
         }
-        RightsCommand::Link { id, out: output } => {
-            let ids = super::sectors::link(app, &id, &by).await?;
+        RightsCommand::Link { id, reason, out: output } => {
+            let ids = super::sectors::link(app, &id, reason, &by).await?;
             if output.json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({ "sectors": ids }))?)?;
             } else {

@@ -3,11 +3,13 @@
 //! pseudonym per sector, and nothing in the store links two of them except the pseudonyms
 //! recorded when the citizen filed a rights request or asked for a counter code
 //! (`rights_subject`). `link` reads those for one request and journals the step
-//! (`sectors_linked`) on the request, so every join is explicit and traceable.
+//! (`sectors_linked:<reason>`) on the request, so every join is explicit, traceable and
+//! justified. Reached by `guichet rights link` and the DPO console's rights queue.
 
 use super::service::{By, RightsError};
 use crate::app::App;
 use crate::policy::Sector;
+pub use crate::retention::reveal::ArchiveReason as LinkReason;
 
 /// A citizen's pseudonyms in one sector, as `link` shows them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -20,9 +22,9 @@ pub struct SectorIds {
 }
 
 /// The per-sector pseudonyms of the citizen of request `id`, `general` first, journaled as
-/// the request's step `sectors_linked` by `by`. `NotFound` when the request has no recorded
-/// pseudonyms (filed before they were recorded, or for a citizen without an account).
-pub async fn link(app: &App, id: &str, by: &By) -> Result<Vec<SectorIds>, RightsError> {
+/// the request's step `sectors_linked:<reason>` by `by`. `NotFound` when the request has no
+/// recorded pseudonyms (filed before they were recorded, or for a citizen without an account).
+pub async fn link(app: &App, id: &str, reason: LinkReason, by: &By) -> Result<Vec<SectorIds>, RightsError> {
     let request = app.rights.get(id).await?;
     let subjects = app.rights.subjects_of(&request.subject).await?.ok_or(RightsError::NotFound)?;
     let ids = Sector::ALL
@@ -33,6 +35,6 @@ pub async fn link(app: &App, id: &str, by: &By) -> Result<Vec<SectorIds>, Rights
             consent: subjects.consent_in(sector).unwrap_or(&request.subject).to_owned(),
         })
         .collect();
-    app.rights.journal_step(&request, "sectors_linked", by).await?;
+    app.rights.journal_step(&request, &format!("sectors_linked:{}", reason.as_str()), by).await?;
     Ok(ids)
 }

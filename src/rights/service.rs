@@ -363,7 +363,29 @@ impl RightsService {
         let now = crate::audit::event::to_micros(self.clock.now());
         let routes = to_json(&s.routes)?;
         let sectors = to_json(&s.sectors)?;
-        Ok(self.store.rights_subjects().put(subject, &s.field, &routes, &sectors, now).await?)
+        let fields = s.all_fields();
+        Ok(self.store.rights_subjects().put(subject, &s.field, &routes, &sectors, &fields, now).await?)
+    }
+
+    /// The gateway-wide subject (what requests and notices name) of the citizen who owns
+    /// `field`, a field subject of any sector, when that citizen recorded their pseudonyms
+    /// (rights request, counter code, address for e-mails): the per-sector lookup through which
+    /// retention finds pending requests and the citizen to tell, so that its records carry
+    /// only the sector's pseudonym.
+    pub async fn subject_of_field(&self, field: &str) -> Result<Option<String>, RightsError> {
+        Ok(self.store.rights_subjects().subject_of_field(field).await?)
+    }
+
+    /// Whether a restriction or objection request about `activity` is still being decided for
+    /// the citizen who owns `field` (a field subject of the activity's sector): Art. 18(1)(d).
+    pub async fn pending_restriction_for_field(&self, field: &str, activity: &str) -> Result<bool, RightsError> {
+        let Some(subject) = self.subject_of_field(field).await? else { return Ok(false) };
+        Ok(self.of_subject(&subject).await?.into_iter().any(|r| {
+            use super::request::Right;
+            matches!(r.right, Right::Restriction | Right::Objection)
+                && !r.status.is_final()
+                && r.activity.as_deref().is_none_or(|a| a == activity)
+        }))
     }
 
     /// The pseudonyms recorded for `subject` when they last signed in to the rights API or

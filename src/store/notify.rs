@@ -67,7 +67,8 @@ impl<'a> NotifyRepo<'a> {
     /// `dry`, only counts them.
     pub async fn purge_idle_contacts(&self, before_us: i64, dry: bool) -> Result<u64, StoreError> {
         let from = "FROM notify_contact WHERE updated_at_us < $1 \
-            AND NOT EXISTS (SELECT 1 FROM retention_record r WHERE r.consent_subject = notify_contact.subject \
+            AND NOT EXISTS (SELECT 1 FROM retention_record r JOIN rights_subject_field f \
+                ON f.field_subject = r.subject WHERE f.subject = notify_contact.subject \
                 AND (r.phase IN ('active', 'intermediate') \
                      OR COALESCE(r.last_activity_at_us, r.collected_at_us) >= $1)) \
             AND NOT EXISTS (SELECT 1 FROM rights_request q WHERE q.subject = notify_contact.subject \

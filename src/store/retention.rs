@@ -12,7 +12,6 @@ pub struct RetentionRow {
     pub subject: String,
     pub activity: String,
     pub category: String,
-    pub consent_subject: Option<String>,
     pub route: Option<String>,
     pub app_subject: Option<String>,
     pub collected_at_us: i64,
@@ -25,7 +24,7 @@ pub struct RetentionRow {
     pub notice_deletion_on: Option<String>,
 }
 
-const COLUMNS: &str = "subject, activity, category, consent_subject, route, app_subject, collected_at_us, \
+const COLUMNS: &str = "subject, activity, category, route, app_subject, collected_at_us, \
                        last_activity_at_us, event_at_us, withdrawn_at_us, phase, phase_since_us, end_action, \
                        notice_deletion_on";
 
@@ -109,16 +108,15 @@ impl<'a> RetentionRepo<'a> {
     /// Records that the citizen used the activity at `at_us` (first use: the collection date).
     pub async fn seen(&self, r: &RetentionRow) -> Result<(), StoreError> {
         let sql = format!(
-            "INSERT INTO retention_record ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-             $14) ON CONFLICT (subject, activity, category) DO UPDATE SET \
+            "INSERT INTO retention_record ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (subject, activity, category) DO UPDATE SET \
              last_activity_at_us = excluded.last_activity_at_us, \
              route = COALESCE(retention_record.route, excluded.route), \
-             app_subject = COALESCE(retention_record.app_subject, excluded.app_subject), \
-             consent_subject = COALESCE(retention_record.consent_subject, excluded.consent_subject) \
+             app_subject = COALESCE(retention_record.app_subject, excluded.app_subject) \
              WHERE retention_record.phase = 'active'"
         );
         with_pool!(self.store.db(), p => sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&r.subject).bind(&r.activity).bind(&r.category).bind(&r.consent_subject).bind(&r.route)
+            .bind(&r.subject).bind(&r.activity).bind(&r.category).bind(&r.route)
             .bind(&r.app_subject).bind(r.collected_at_us).bind(r.last_activity_at_us).bind(r.event_at_us)
             .bind(r.withdrawn_at_us).bind(&r.phase).bind(r.phase_since_us).bind(&r.end_action)
             .bind(&r.notice_deletion_on)
@@ -223,10 +221,9 @@ impl<'a> RetentionRepo<'a> {
         Ok(n > 0)
     }
 
-    /// Drops the links from the record to the citizen: the application's pseudonym and the
-    /// consent subject.
+    /// Drops the link from the record to the citizen the application knows: its pseudonym.
     pub async fn unlink(&self, key: &RecordKey) -> Result<(), StoreError> {
-        let sql = "UPDATE retention_record SET app_subject = NULL, consent_subject = NULL \
+        let sql = "UPDATE retention_record SET app_subject = NULL \
                    WHERE subject = $1 AND activity = $2 AND category = $3";
         with_pool!(self.store.db(), p => sqlx::query(sql)
             .bind(&key.0).bind(&key.1).bind(&key.2).execute(p).await.map(drop)?);

@@ -81,6 +81,8 @@ struct Setup {
     accueil2: String,
     /// No role at all.
     other: String,
+    /// The DPO.
+    dpo: String,
     _keys: (TempDir, KeysSettings),
 }
 
@@ -104,7 +106,9 @@ async fn setup(backend: Backend, policy: &str) -> Setup {
             voirie.access = RouteAccess::Public;
             voirie.no_personal_data = false;
             s.routes.push(voirie);
-            for (role, uids) in [("agent-voirie", vec!["hugo"]), ("accueil", vec!["claire", "claude"])] {
+            for (role, uids) in
+                [("agent-voirie", vec!["hugo"]), ("accueil", vec!["claire", "claude"]), ("dpo", vec!["nadia"])]
+            {
                 s.auth.agent_roles.push(RoleRule {
                     role: role.into(),
                     siret: vec![],
@@ -129,7 +133,8 @@ async fn setup(backend: Backend, policy: &str) -> Setup {
     let accueil = sign_in("claire").await;
     let accueil2 = sign_in("claude").await;
     let other = sign_in("paul").await;
-    Setup { app, citizens, reports, voirie, accueil, accueil2, other, _keys: (dir, keys) }
+    let dpo = sign_in("nadia").await;
+    Setup { app, citizens, reports, voirie, accueil, accueil2, other, dpo, _keys: (dir, keys) }
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {
@@ -268,10 +273,14 @@ async fn agents_enter_fields_for_the_citizen_they_assist(backend: Backend) {
     let jeanne =
         cookie(&sign_in_at(&s.app, &s.citizens, "/.guichet/connexion?retour=/prive", "sub-jeanne").await, SESSION)
             .unwrap();
-    // The page is reached by clicking from the agents' landing page.
-    assert!(
-        page_of(&s, &session(&s.accueil), "/.guichet/agent/").await.contains("href=\"/.guichet/guichet-agent/usager\"")
-    );
+    // The page is reached by clicking from the agents' landing page, whose card only agents
+    // with an `assisted_entry` role see.
+    let card = "href=\"/.guichet/guichet-agent/usager\"";
+    assert!(page_of(&s, &session(&s.accueil), "/.guichet/agent/").await.contains(card));
+    for (who, agent) in [("agent-voirie", &s.voirie), ("no role", &s.other)] {
+        let landing = page_of(&s, &session(agent), "/.guichet/agent/").await;
+        assert!(!landing.contains(card) && !landing.contains("Saisir pour un usager"), "{who}: {landing}");
+    }
 
     // No citizen chosen yet: the entry is refused, nothing forwarded.
     let r = send(&s, http::Method::POST, "/voirie/signalements/", &session(&s.accueil), Some(report())).await;
@@ -314,6 +323,15 @@ async fn agents_enter_fields_for_the_citizen_they_assist(backend: Backend) {
     assert_eq!(channel, Channel::Phone);
     let names: Vec<&str> = fields.iter().map(|f| f.as_str()).collect();
     assert_eq!(names, ["reporter_name", "reporter_email"]);
+    // Jeanne sees the entry in "who saw my data": the service, the role, the channel, the
+    // date, never the agent's name.
+    let hub = page_of(&s, &session(&jeanne), "/.guichet/mes-donnees/").await;
+    let at = hub.find("id=\"consultations\"").expect("the section");
+    let seen = hub[at..].replace("&#x27;", "'");
+    assert!(seen.contains("L'agent a saisi vos données pour vous (par téléphone)."), "{seen}");
+    assert!(seen.contains("Agent : accueil"), "{seen}");
+    assert!(seen.contains("Signalement d'un problème sur la voirie"), "{seen}");
+    assert!(!seen.contains("claire"), "never the agent's name: {seen}");
 
     // The choice is bound to the agent's session: another agent replaying it gets nothing.
     let stolen = format!("{}; {ASSISTED_COOKIE}={chosen}", session(&s.accueil2));
@@ -346,7 +364,97 @@ async fn code_of_voirie(s: &Setup, citizen: &str) -> String {
     code_of(&s.app, citizen).await
 }
 
+/// Retention reaches anonymous records: a report's record gets its categories' clocks when it
+/// is sealed (under the record id, which is what the application knows), and a run past the
+/// declared end shreds its values, so they show as the placeholder.
+async fn retention_shreds_an_anonymous_record_at_its_declared_end(backend: Backend) {
+    // The clocks start at the report (the shipped policy waits for the case to be closed).
+    let policy = VOIRIE.replace("from = \"case_closed\"", "from = \"collection\"");
+    assert_ne!(policy, VOIRIE);
+    let s = setup(backend, &policy).await;
+    let r = send(&s, http::Method::POST, "/voirie/signalements/", "", Some(report())).await;
+    assert_eq!(r.status(), 200);
+    let record = s.reports.posted().last().unwrap().0.clone().expect("a record");
+    let rows = s.app.state.retention.records(&record, "voirie").await.unwrap();
+    let categories: Vec<&str> = rows.iter().map(|r| r.category.as_str()).collect();
+    assert_eq!(categories, ["contact", "signalement"], "{rows:?}");
+    assert!(rows.iter().all(|r| r.phase == "active" && r.app_subject.as_deref() == Some(record.as_str())));
+    assert!(page(&s, &session(&s.voirie)).await.contains("Jeanne Dupont"));
+
+    let today = guichet::clock::paris_date(s.app.state.clock.now());
+    let after = |months: i64| guichet::retention::run::Options {
+        today: today + time::Duration::days(months * 31),
+        dry_run: false,
+    };
+    let run = guichet::retention::run::run;
+    assert_eq!(run(&s.app.state, after(5), &|_| {}).await.unwrap().acted, 0, "not before the end");
+    assert!(page(&s, &session(&s.voirie)).await.contains("Jeanne Dupont"));
+    assert_eq!(run(&s.app.state, after(7), &|_| {}).await.unwrap().acted, 1, "the contact's six months are over");
+    let shown = page(&s, &session(&s.voirie)).await;
+    assert!(!shown.contains("Dupont") && shown.contains(PLACEHOLDER), "after the run: {shown}");
+    let rows = s.app.state.retention.records(&record, "voirie").await.unwrap();
+    let phase = |c: &str| rows.iter().find(|r| r.category == c).unwrap().phase.clone();
+    assert_eq!((phase("contact"), phase("signalement")), ("ended".to_owned(), "active".to_owned()));
+}
+
+/// The DPO shreds an anonymous record from the console (the rights queue's last form): a
+/// reason from the list is required, the form is CSRF-checked, only the DPO may, a citizen's
+/// key is out of reach; the shred is journaled as the DPO's action with the reason.
+async fn the_dpo_erases_an_anonymous_record_from_the_console(backend: Backend) {
+    const QUEUE: &str = "/.guichet/dpo/demandes";
+    const ERASE: &str = "/.guichet/dpo/enregistrements-anonymes";
+    let s = setup(backend, VOIRIE).await;
+    send(&s, http::Method::POST, "/voirie/signalements/", "", Some(report())).await;
+    let record = s.reports.posted().last().unwrap().0.clone().expect("a record");
+    assert!(page(&s, &session(&s.voirie)).await.contains("Jeanne Dupont"));
+
+    let queue = page_of(&s, &session(&s.dpo), QUEUE).await;
+    assert!(
+        queue.contains("Effacer un enregistrement anonyme")
+            && queue.contains("action=\"/.guichet/dpo/enregistrements-anonymes\""),
+        "{queue}"
+    );
+    let jeton = token(&queue);
+    let erase = |cookies: String, pairs: Vec<(&'static str, String)>| {
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        let s = &s;
+        async move { send(s, http::Method::POST, ERASE, &cookies, Some(body)).await }
+    };
+    let with = |raison: &str, target: &str| {
+        vec![
+            ("jeton", jeton.clone()),
+            ("enregistrement", target.to_owned()),
+            ("activite", "voirie".to_owned()),
+            ("raison", raison.to_owned()),
+        ]
+    };
+    // Refused: no reason, no token, not the DPO, not an anonymous record. Nothing is shredded.
+    assert_eq!(erase(session(&s.dpo), with("", &record)).await.status(), 422);
+    let mut no_token = with("subject_request", &record);
+    no_token.remove(0);
+    assert_eq!(erase(session(&s.dpo), no_token).await.status(), 403);
+    assert_eq!(erase(session(&s.accueil), with("subject_request", &record)).await.status(), 403);
+    assert_eq!(erase(session(&s.dpo), with("subject_request", "citoyen-1")).await.status(), 422);
+    assert!(page(&s, &session(&s.voirie)).await.contains("Jeanne Dupont"), "nothing shredded yet");
+
+    let r = erase(session(&s.dpo), with("subject_request", &record)).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("est effacé"));
+    let shown = page(&s, &session(&s.voirie)).await;
+    assert!(!shown.contains("Dupont") && shown.contains(PLACEHOLDER), "{shown}");
+    s.app.state.audit.flush().await.unwrap();
+    let (_, entry) = s.app.state.audit.last_named("dpo_action").await.unwrap().expect("journaled");
+    assert!(
+        matches!(&entry.operation, Operation::DpoAction { action } if action.as_str() == "erase_record:subject_request"),
+        "{entry:?}"
+    );
+    assert_eq!(entry.subject.unwrap().as_str(), record);
+    assert_eq!(entry.role.as_str(), "dpo");
+}
+
 on_both_stores!(
+    the_dpo_erases_an_anonymous_record_from_the_console,
+    retention_shreds_an_anonymous_record_at_its_declared_end,
     anonymous_reports_are_sealed_under_their_own_record,
     without_the_option_anonymous_senders_still_sign_in_first,
     agents_enter_fields_for_the_citizen_they_assist,

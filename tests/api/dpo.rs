@@ -503,7 +503,6 @@ fn retention_row(subject: &str, category: &str, closed: time::OffsetDateTime) ->
         subject: subject.into(),
         activity: "cantine".into(),
         category: category.into(),
-        consent_subject: None,
         route: None,
         app_subject: None,
         collected_at_us: closed,

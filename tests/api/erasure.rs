@@ -138,8 +138,20 @@ async fn an_erasure_makes_the_citizens_tokens_unreadable_and_tells_the_applicati
     assert!(!s.app.state.consent.history(&consent_subject).await.unwrap().is_empty());
 }
 
+/// The newsletter in a sector other than `general`: its pseudonyms inside the gateway are the
+/// sector's (docs/cryptography.md, "Sector pseudonyms").
+const SCHOOL: &str = "sector = \"scolaire\"";
+
 async fn a_restriction_stops_writes_before_the_application_until_lifted(backend: Backend) {
-    let (s, recorder) = setup(backend, "").await;
+    restriction_stops_writes_until_lifted(backend, "").await;
+}
+
+async fn in_a_sector_a_restriction_stops_writes_before_the_application(backend: Backend) {
+    restriction_stops_writes_until_lifted(backend, SCHOOL).await;
+}
+
+async fn restriction_stops_writes_until_lifted(backend: Backend, policy_extra: &str) {
+    let (s, recorder) = setup(backend, policy_extra).await;
     let (angela, _) = signed_in_subscriber(&s, &recorder, "sub-angela", "angela@example.fr").await;
     let (bruno, _) = signed_in_subscriber(&s, &recorder, "sub-bruno", "bruno@example.fr").await;
     let id = file(&s.app, &angela, "restriction").await;
@@ -218,7 +230,15 @@ async fn reveal(app: &TestApp, tokens: &[&str]) -> Vec<Value> {
 }
 
 async fn the_reveal_api_stops_once_consent_is_withdrawn(backend: Backend) {
-    let (s, recorder) = setup(backend, "").await;
+    reveal_stops_on_withdrawal(backend, "").await;
+}
+
+async fn in_a_sector_the_reveal_api_stops_once_consent_is_withdrawn(backend: Backend) {
+    reveal_stops_on_withdrawal(backend, SCHOOL).await;
+}
+
+async fn reveal_stops_on_withdrawal(backend: Backend, policy_extra: &str) {
+    let (s, recorder) = setup(backend, policy_extra).await;
     let (angela, a) = signed_in_subscriber(&s, &recorder, "sub-angela", "angela@example.fr").await;
     let (_bruno, b) = signed_in_subscriber(&s, &recorder, "sub-bruno", "bruno@example.fr").await;
     assert_eq!(reveal(&s.app, &[&a, &b]).await, [json!("angela@example.fr"), json!("bruno@example.fr")]);
@@ -266,8 +286,16 @@ async fn at_the_counter(s: &Setup, agents: &MockProvider, citizen: &str, choice:
 /// A withdrawal recorded by an agent at the counter stops the batch reveal API for that
 /// citizen at once, as an online one does; giving consent again at the counter restores it.
 async fn a_withdrawal_at_the_counter_stops_the_reveal_api(backend: Backend) {
+    counter_withdrawal_stops_the_reveal_api(backend, "").await;
+}
+
+async fn in_a_sector_a_withdrawal_at_the_counter_stops_the_reveal_api(backend: Backend) {
+    counter_withdrawal_stops_the_reveal_api(backend, SCHOOL).await;
+}
+
+async fn counter_withdrawal_stops_the_reveal_api(backend: Backend, policy_extra: &str) {
     let agents = MockProvider::start().await;
-    let (s, recorder) = setup_with_agents(backend, "", Some(&agents), false).await;
+    let (s, recorder) = setup_with_agents(backend, policy_extra, Some(&agents), false).await;
     let (angela, a) = signed_in_subscriber(&s, &recorder, "sub-angela", "angela@example.fr").await;
     let (_bruno, b) = signed_in_subscriber(&s, &recorder, "sub-bruno", "bruno@example.fr").await;
     assert_eq!(reveal(&s.app, &[&a, &b]).await, [json!("angela@example.fr"), json!("bruno@example.fr")]);
@@ -277,6 +305,34 @@ async fn a_withdrawal_at_the_counter_stops_the_reveal_api(backend: Backend) {
     assert!(opens(&s.app, &a).await);
     at_the_counter(&s, &agents, &angela, "donner").await;
     assert_eq!(reveal(&s.app, &[&a]).await, [json!("angela@example.fr")]);
+}
+
+/// In a sector other than `general`, a consent an agent records at the counter is the sector's:
+/// recorded under the citizen's consent subject of that sector (never the gateway-wide one),
+/// and the proxy lets the citizen's requests through on it.
+async fn in_a_sector_a_consent_given_at_the_counter_opens_the_service(backend: Backend) {
+    let agents = MockProvider::start().await;
+    let (s, recorder) = setup_with_agents(backend, SCHOOL, Some(&agents), false).await;
+    let angela = citizen(&s.app, &s.mock, "sub-angela").await;
+    let hits = recorder.hits();
+    let (status, _) = subscribe(&s.app, &recorder, &angela, "angela@example.fr").await;
+    assert_ne!(status, 200, "no consent yet");
+    assert_eq!(recorder.hits(), hits, "the application saw nothing");
+
+    at_the_counter(&s, &agents, &angela, "donner").await;
+    let (status, token) = subscribe(&s.app, &recorder, &angela, "angela@example.fr").await;
+    assert_eq!(status, 200, "the consent given at the counter counts");
+    assert!(opens(&s.app, &token.unwrap()).await);
+
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("cookie", format!("{SESSION}={angela}").parse().unwrap());
+    let session = s.app.state.auth.identify(&headers).await.unwrap().unwrap();
+    let school = s.app.state.auth.consent_subject_in(&session, guichet::policy::Sector::Scolaire).to_owned();
+    let everywhere = s.app.state.auth.consent_subject(&session).to_owned();
+    assert_ne!(school, everywhere);
+    let events = s.app.state.store.consent().events_between(0, i64::MAX).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].subject, school, "recorded under the sector's consent subject");
 }
 
 /// Where the policy says so, a withdrawal at the counter files an erasure on the citizen's
@@ -370,4 +426,8 @@ on_both_stores!(
     a_restriction_stops_writes_before_the_application_until_lifted,
     a_withdrawal_erases_where_the_policy_says_so,
     the_reveal_api_stops_once_consent_is_withdrawn,
+    in_a_sector_a_restriction_stops_writes_before_the_application,
+    in_a_sector_the_reveal_api_stops_once_consent_is_withdrawn,
+    in_a_sector_a_withdrawal_at_the_counter_stops_the_reveal_api,
+    in_a_sector_a_consent_given_at_the_counter_opens_the_service,
 );

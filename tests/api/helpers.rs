@@ -605,6 +605,38 @@ pub async fn raw_sql(url: &SecretString, sql: &str) {
     }
 }
 
+/// Every row `sql` returns, as (column name, text value) pairs: the text columns only
+/// (NULLs and other types are left out), as someone reading a copy of the store would see them.
+pub async fn text_rows(url: &SecretString, sql: &str) -> Vec<Vec<(String, String)>> {
+    use secrecy::ExposeSecret;
+    let url = url.expose_secret();
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        rows.iter().map(texts).collect()
+    } else {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        rows.iter().map(texts).collect()
+    }
+}
+
+fn texts<R>(r: &R) -> Vec<(String, String)>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    use sqlx::Column as _;
+    r.columns()
+        .iter()
+        .filter_map(|c| r.try_get::<Option<String>, _>(c.ordinal()).ok().flatten().map(|v| (c.name().to_owned(), v)))
+        .collect()
+}
+
 /// Runs `sql` as an intruder with SQL access to the store would: through the bypass the
 /// retention path uses, which the append-only triggers let pass (anyone who can write SQL can
 /// open it; what catches such edits is `audit verify` and the signatures).

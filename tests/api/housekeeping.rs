@@ -113,7 +113,6 @@ fn record(subject: &str, phase: &str, at: time::OffsetDateTime) -> guichet::stor
         subject: format!("field-{subject}"),
         activity: "lettre-information".into(),
         category: "contact".into(),
-        consent_subject: Some(subject.into()),
         route: None,
         app_subject: None,
         collected_at_us: us(at),
@@ -143,6 +142,11 @@ async fn notices_and_idle_contacts_go_after_their_duration(backend: Backend) {
     }
     // `live` still has a record under way; `recent` was active a year ago; `idle` and `recent`
     // have records that ended.
+    // Their records name only their sector's pseudonym; the citizens recorded their own.
+    for subject in ["live", "idle", "recent"] {
+        let field = format!("field-{subject}");
+        store.rights_subjects().put(subject, &field, "{}", "{}", &[field.as_str()], us(T0)).await.unwrap();
+    }
     store.retention().seen(&record("live", "active", T0)).await.unwrap();
     store.retention().seen(&record("idle", "ended", T0)).await.unwrap();
     store.retention().seen(&record("recent", "ended", T0 + Duration::days(365 * 2))).await.unwrap();

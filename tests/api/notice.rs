@@ -26,6 +26,8 @@ async fn the_notice_is_accessible_french_html_with_plain_retention() {
     assert!(html.contains("La loi nous oblige à le faire (Code électoral"), "{html}");
     assert!(html.contains("CNIL"));
     assert!(html.contains("dpo@demoville.example"));
+    // The sector, by its French name, and what it means for the citizen.
+    assert!(html.contains("Ce service fait partie du domaine « Élections »."), "{html}");
 }
 
 #[tokio::test]
@@ -51,5 +53,12 @@ async fn the_notice_is_json_on_request_and_the_index_lists_every_activity() {
     let index = app.get("/.guichet/informations").await.text().await.unwrap();
     assert!(index.contains("/.guichet/informations/liste-electorale"));
     assert!(index.contains("/.guichet/informations/lettre-information"));
+    // Each service's sector in the list; the newsletter is in no named sector.
+    assert!(index.contains("Inscription sur la liste électorale</a> (domaine « Élections »)"), "{index}");
+    assert!(index.contains("Lettre d&#x27;information municipale</a></li>") || index.contains("municipale</a></li>"));
+    assert_eq!(by_suffix["sector"], serde_json::Value::Null);
+    let elections: serde_json::Value =
+        app.get("/.guichet/informations/liste-electorale.json").await.json().await.unwrap();
+    assert_eq!(elections["sector"], "Élections");
     assert_eq!(app.get("/.guichet/informations/inconnu").await.status(), 404);
 }

@@ -186,7 +186,13 @@ pub fn gateway(
     keys: &KeysSettings,
     secret_file: std::path::PathBuf,
 ) -> TestAppBuilder {
-    let policy = NEWSLETTER.replacen(
+    // An extra `sector = …` replaces the newsletter's own (`general`).
+    let base = if policy_extra.contains("sector = ") {
+        NEWSLETTER.replacen("sector = \"general\"\n", "", 1)
+    } else {
+        NEWSLETTER.to_owned()
+    };
+    let policy = base.replacen(
         "rights_endpoint = \"/droits\"",
         &format!("rights_endpoint = \"http://{rights_addr}/droits\"\n{policy_extra}"),
         1,

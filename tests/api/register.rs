@@ -39,7 +39,13 @@ fn the_register_has_exactly_the_fields_of_article_30() {
     assert_eq!(entries.len(), 7);
     assert_eq!(entries[6]["reference"], "passerelle-guichet");
     let keys: Vec<&str> = entries[0].as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys.len(), 12, "{keys:?}");
+    // Art. 30(1) (a)–(g) with the reference and name, and the sector.
+    assert_eq!(keys.len(), 13, "{keys:?}");
+    let sector_of = |r: &str| entries.iter().find(|e| e["reference"] == r).unwrap()["secteur"].clone();
+    assert_eq!(sector_of("etat-civil"), "État civil");
+    assert_eq!(sector_of("cantine"), "Scolaire");
+    assert_eq!(sector_of("lettre-information"), "Général");
+    assert_eq!(sector_of("passerelle-guichet"), "Général");
 }
 
 #[test]
@@ -72,6 +78,9 @@ fn ods_and_pia_exports_are_produced() {
         (0u32..30).filter_map(|row| cantine.value(row, 0).as_str_opt().map(str::to_owned)).collect();
     assert!(labels.iter().any(|l| l.contains("Finalité")), "{labels:?}");
     assert!(labels.iter().any(|l| l.contains("effacement")), "{labels:?}");
+    assert_eq!(cantine.value(2, 0).as_str_opt(), Some("Secteur"));
+    assert_eq!(cantine.value(2, 1).as_str_opt(), Some("Scolaire"));
+    assert_eq!(index.value(5, 2).as_str_opt(), Some("Secteur"));
     let pia: serde_json::Value = serde_json::from_slice(&register("pia")).unwrap();
     let first = &pia.as_array().unwrap()[0];
     let refs: Vec<u64> =

@@ -266,11 +266,14 @@ on_both_stores!(
 
 async fn each_phase_and_each_end_action_happen_on_their_day(backend: Backend) {
     let s = setup(backend, THREE_ENDS).await;
-    let (_, pseudonym) = active_citizen(&s.app, &s.mock, "sub-angela").await;
+    let (session, pseudonym) = active_citizen(&s.app, &s.mock, "sub-angela").await;
     let rows = records(&s.app, 3).await;
     assert!(rows.iter().all(|r| r.phase == "active" && r.app_subject.as_deref() == Some(&*pseudonym)), "{rows:?}");
     let subject = rows[0].subject.clone();
-    let consent_subject = rows[0].consent_subject.clone().unwrap();
+    // The record names only the sector's pseudonym: the citizen is found to be told through
+    // the pseudonyms they recorded (here with a counter code).
+    crate::rights_agent::code_of(&s.app, &session).await;
+    let consent_subject = s.app.state.rights.subject_of_field(&subject).await.unwrap().expect("recorded");
 
     // 2026-11-28 + 1 year = 2027-11-28; the notice is due 30 days before.
     assert_eq!(run_on(&s.app, date!(2027 - 10 - 28)).await.acted, 0, "nothing before the notice window");
@@ -531,9 +534,9 @@ no_personal_data = true
         &url,
         &format!(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
-             INSERT INTO retention_record (subject, activity, category, consent_subject, route, app_subject, \
+             INSERT INTO retention_record (subject, activity, category, route, app_subject, \
              collected_at_us, phase, phase_since_us) \
-             SELECT 's' || i, 'essai', 'c', NULL, 'app', 'p' || i, 0, 'active', 0 FROM n"
+             SELECT 's' || i, 'essai', 'c', 'app', 'p' || i, 0, 'active', 0 FROM n"
         ),
     )
     .await;
@@ -881,9 +884,9 @@ async fn the_archivist_decides_through_the_command_line(backend: Backend) {
     guichet(&["migrate"]);
     crate::helpers::raw_sql(
         &url,
-        "INSERT INTO retention_record (subject, activity, category, consent_subject, route, app_subject, \
-         collected_at_us, phase, phase_since_us) VALUES ('s1', 'essai', 'c', NULL, 'app', 'p1', 0, 'active', 0), \
-         ('s2', 'essai', 'c', NULL, 'app', 'p2', 0, 'active', 0), ('s3', 'essai', 'c', NULL, 'app', 'p3', 0, 'active', 0)",
+        "INSERT INTO retention_record (subject, activity, category, route, app_subject, \
+         collected_at_us, phase, phase_since_us) VALUES ('s1', 'essai', 'c', 'app', 'p1', 0, 'active', 0), \
+         ('s2', 'essai', 'c', 'app', 'p2', 0, 'active', 0), ('s3', 'essai', 'c', 'app', 'p3', 0, 'active', 0)",
     )
     .await;
     guichet(&["retention", "run"]);

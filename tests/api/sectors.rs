@@ -257,7 +257,8 @@ async fn a_request_on_all_activities_reaches_every_sector_and_the_dpo_join_is_jo
         role: guichet::audit::Ident::new("dpo").unwrap(),
     };
     let before = linked_steps(&s.app).await;
-    let ids = guichet::rights::sectors::link(&s.app.state, &id, &by).await.unwrap();
+    let reason = guichet::rights::sectors::LinkReason::Inspection;
+    let ids = guichet::rights::sectors::link(&s.app.state, &id, reason, &by).await.unwrap();
     let school = ids.iter().find(|i| i.sector == Sector::Scolaire).unwrap();
     assert_eq!(school.field, school_owner, "the join finds the school's field owner");
     let general = ids.iter().find(|i| i.sector == Sector::General).unwrap();
@@ -265,11 +266,11 @@ async fn a_request_on_all_activities_reaches_every_sector_and_the_dpo_join_is_jo
     assert_eq!(linked_steps(&s.app).await, before + 1, "the join is journaled");
 }
 
-/// How many `sectors_linked` steps the journal holds.
+/// How many `sectors_linked` steps the journal holds (each names its reason).
 async fn linked_steps(app: &TestApp) -> usize {
     app.state.audit.flush().await.unwrap();
     let entries = app.state.store.audit().entries_after(0, 100_000).await.unwrap();
-    entries.iter().filter(|e| e.body.contains("\"sectors_linked\"")).count()
+    entries.iter().filter(|e| e.body.contains("\"sectors_linked:")).count()
 }
 
 async fn an_activity_given_a_sector_keeps_its_earlier_records_readable(backend: Backend) {
@@ -306,6 +307,48 @@ async fn an_activity_given_a_sector_keeps_its_earlier_records_readable(backend: 
     assert!(!opens(&s.app, &after).await, "the sector key is shredded");
 }
 
+/// A value sealed under the v1 id before the activity got a sector is corrected: the corrected
+/// value goes to the application sealed under the sector's owner (as new values are), opens for
+/// the citizen, and the earlier value still opens until the application replaces it.
+async fn a_value_sealed_before_the_sector_is_corrected_under_the_sectors_owner(backend: Backend) {
+    let s = setup(backend, ["general", "general", "general"]).await;
+    let angela = citizen(&s.app, &s.mock, "sub-angela").await;
+    give_consent(&s.app, &angela, "lettre-ecole").await;
+    let before = subscribe(&s, &angela, "lettre-ecole", "angela@avant.example").await;
+    let v1 = owner(&s.app, &before).await;
+    let dir = &s.app.policies_dir;
+    let text = std::fs::read_to_string(dir.join("lettre-ecole.toml")).unwrap();
+    std::fs::write(dir.join("lettre-ecole.toml"), text.replace("sector = \"general\"", "sector = \"scolaire\""))
+        .unwrap();
+    s.app.state.reload_policies().unwrap();
+
+    let r = post_json(&s.app, &angela, API, &json!({ "right": "rectification", "activity": "lettre-ecole" })).await;
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let path = format!("{API}/{id}/corrections");
+    let body = json!({ "fields": { "email": "angela@corrigee.example" } });
+    let mut sent = false;
+    for _ in 0..200 {
+        if post_json(&s.app, &angela, &path, &body).await.status() == 200 {
+            sent = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(sent, "the request never waited for its corrections");
+    crate::propagation::wait_for(&s.app, &id, Status::Completed).await;
+    let claims = s.rights_app.received().into_iter().find(|c| c["type"] == "rectification").unwrap();
+    let corrected = claims["corrections"]["email"].as_str().unwrap().to_owned();
+
+    let sector_owner = owner(&s.app, &subscribe(&s, &angela, "lettre-ecole", "angela@apres.example").await).await;
+    assert_ne!(sector_owner, v1);
+    assert_eq!(owner(&s.app, &corrected).await, sector_owner, "sealed under the sector's owner");
+    let vault = s.app.state.crypto.as_ref().unwrap();
+    let ctx = FieldContext { activity: "lettre-ecole", field: "email", subject: &sector_owner };
+    assert_eq!(vault.open(&ctx, &corrected).await.unwrap().as_str(), "angela@corrigee.example");
+    assert!(opens(&s.app, &before).await, "the value sealed under the v1 id still opens");
+}
+
 async fn the_dpo_proves_a_sector_consent_from_the_citizens_code(backend: Backend) {
     let agents = MockProvider::start().await;
     let s = setup_with_agents(backend, ["general", "scolaire", "scolaire"], Some(&agents)).await;
@@ -313,14 +356,7 @@ async fn the_dpo_proves_a_sector_consent_from_the_citizens_code(backend: Backend
     give_consent(&s.app, &angela, "lettre-ecole").await;
     let code = crate::rights_agent::code_of(&s.app, &angela).await;
 
-    let r = crate::auth::agent_sign_in(
-        &s.app,
-        &agents,
-        crate::auth::agent_info("21750001600019", "delegue@dpo.example.fr"),
-        "",
-    )
-    .await;
-    let dpo = crate::auth::cookie(&r, SESSION).unwrap();
+    let dpo = dpo_signs_in(&s.app, &agents).await;
     let page = s
         .app
         .client
@@ -348,7 +384,161 @@ async fn the_dpo_proves_a_sector_consent_from_the_citizens_code(backend: Backend
     );
 }
 
+/// The DPO's session cookie, signed in at `agents`.
+async fn dpo_signs_in(app: &TestApp, agents: &MockProvider) -> String {
+    let info = crate::auth::agent_info("21750001600019", "delegue@dpo.example.fr");
+    let r = crate::auth::agent_sign_in(app, agents, info, "").await;
+    crate::auth::cookie(&r, SESSION).unwrap()
+}
+
+async fn the_dpo_joins_a_requests_sectors_from_the_queue_with_a_reason(backend: Backend) {
+    let agents = MockProvider::start().await;
+    let s = setup_with_agents(backend, ["general", "scolaire", "scolaire"], Some(&agents)).await;
+    let angela = citizen(&s.app, &s.mock, "sub-angela").await;
+    give_consent(&s.app, &angela, "lettre-ecole").await;
+    let school_owner = owner(&s.app, &subscribe(&s, &angela, "lettre-ecole", "angela@ecole.example").await).await;
+    let r = post_json(&s.app, &angela, API, &json!({ "right": "access" })).await;
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+
+    // The queue's card offers the join, reached by clicking from the list of requests.
+    let dpo = dpo_signs_in(&s.app, &agents).await;
+    let page = s
+        .app
+        .client
+        .get(s.app.url("/.guichet/dpo/demandes?statut=toutes"))
+        .header("cookie", format!("{SESSION}={dpo}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("Relier les secteurs de la personne") && page.contains("value=\"inspection\""), "{page}");
+    let jeton = token(&page);
+    let action = format!("/.guichet/dpo/demandes/{id}");
+    let before = linked_steps(&s.app).await;
+
+    // Without a reason, without the form's token, or as someone else: nothing is joined.
+    let r = post(&s.app, &dpo, &action, &[("jeton", jeton.as_str()), ("action", "relier"), ("raison", "")]).await;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Choisissez la raison") && !html.contains(&school_owner), "{html}");
+    let r = post(&s.app, &dpo, &action, &[("action", "relier"), ("raison", "inspection")]).await;
+    assert_eq!(r.status(), 403);
+    let r =
+        post(&s.app, &angela, &action, &[("jeton", jeton.as_str()), ("action", "relier"), ("raison", "inspection")])
+            .await;
+    assert_ne!(r.status(), 200);
+    assert!(!r.text().await.unwrap().contains(&school_owner));
+    assert_eq!(linked_steps(&s.app).await, before, "no join, nothing journaled");
+
+    // With a reason: each sector's pseudonyms, and the step journaled with the DPO and the reason.
+    let r =
+        post(&s.app, &dpo, &action, &[("jeton", jeton.as_str()), ("action", "relier"), ("raison", "inspection")]).await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("id=\"secteurs-relies\"") && html.contains(&school_owner), "{html}");
+    assert!(html.contains("Scolaire") && html.contains("Contrôle (CNIL, audit)"), "{html}");
+    assert_eq!(linked_steps(&s.app).await, before + 1);
+    let entries = s.app.state.store.audit().entries_after(0, 100_000).await.unwrap();
+    let step = entries.iter().rev().find(|e| e.body.contains("sectors_linked:inspection")).expect("the step");
+    let body: Value = serde_json::from_str(&step.body).unwrap();
+    assert_eq!(body["actor"]["kind"], "agent", "{body}");
+    assert_eq!(body["role"], "dpo", "{body}");
+    assert_eq!(body["request_id"], id.as_str(), "{body}");
+}
+
+/// The signed-in citizen's gateway-wide subject (what requests and notices name).
+async fn consent_subject(app: &TestApp, session: &str) -> String {
+    let mut h = axum::http::HeaderMap::new();
+    h.insert("cookie", format!("{SESSION}={session}").parse().unwrap());
+    let s = app.state.auth.identify(&h).await.unwrap().unwrap();
+    app.state.auth.consent_subject(&s).to_owned()
+}
+
+/// Every retention record, as its text columns, once the background writer stored `n`.
+async fn retention_rows(app: &TestApp, n: usize) -> Vec<Vec<(String, String)>> {
+    for _ in 0..200 {
+        let rows = crate::helpers::text_rows(&app.store_url, "SELECT * FROM retention_record").await;
+        if rows.len() >= n {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the gateway never recorded {n} retention records");
+}
+
+async fn retention_records_name_only_their_sectors_pseudonym(backend: Backend) {
+    let (s, angela, _) = subscribed_everywhere(backend).await;
+    let rows = retention_rows(&s.app, 3).await;
+    let value = |row: &[(String, String)], column: &str| row.iter().find(|(c, _)| c == column).map(|(_, v)| v.clone());
+    // Every id a record of `activity` holds: each text column but the activity's own names.
+    let ids_of = |activity: &str| -> BTreeSet<String> {
+        let named = ["activity", "category", "route", "phase", "end_action", "notice_deletion_on"];
+        rows.iter()
+            .filter(|r| value(r, "activity").as_deref() == Some(activity))
+            .flat_map(|r| r.iter().filter(|(c, _)| !named.contains(&c.as_str())).map(|(_, v)| v.clone()))
+            .collect()
+    };
+    let (general, school, canteen) = (ids_of("lettre-information"), ids_of("lettre-ecole"), ids_of("lettre-cantine"));
+    assert!(!general.is_empty() && !school.is_empty(), "{rows:?}");
+    assert!(general.is_disjoint(&school), "a record of each sector, no id in common: {general:?} {school:?}");
+    let subject =
+        |a: &str| rows.iter().find(|r| value(r, "activity").as_deref() == Some(a)).and_then(|r| value(r, "subject"));
+    assert_eq!(subject("lettre-ecole"), subject("lettre-cantine"), "one sector, one owner");
+    assert_ne!(subject("lettre-ecole"), subject("lettre-information"));
+    assert!(canteen.contains(&subject("lettre-ecole").unwrap()));
+    // The gateway-wide id that joins sectors is in no column of any record.
+    let everywhere = consent_subject(&s.app, &angela).await;
+    assert!(rows.iter().flatten().all(|(c, v)| *v != everywhere && c != "consent_subject"), "{rows:?}");
+}
+
+async fn a_pending_restriction_in_a_sector_holds_that_activitys_records_only(backend: Backend) {
+    use guichet::rights::request::{Channel, IdentityProof, Right};
+    let (s, angela, _) = subscribed_everywhere(backend).await;
+    retention_rows(&s.app, 3).await;
+    // Every citizen unsubscribed a month ago: each address is due for destruction.
+    let now = s.app.state.clock.now();
+    let month_ago = guichet::audit::event::to_micros(now - time::Duration::days(30));
+    crate::helpers::raw_sql(&s.app.store_url, &format!("UPDATE retention_record SET event_at_us = {month_ago}")).await;
+    // Angela records her pseudonyms (a counter code), then asks that the school's letter keep
+    // her data while her request is decided (Art. 18(1)(d)).
+    crate::rights_agent::code_of(&s.app, &angela).await;
+    let subject = consent_subject(&s.app, &angela).await;
+    let new = guichet::rights::service::NewRequest {
+        subject: subject.clone(),
+        activity: Some("lettre-ecole".into()),
+        right: Right::Restriction,
+        channel: Channel::Online,
+        agent: None,
+        identity: IdentityProof::SignIn { acr: "eidas2".into() },
+    };
+    let by = guichet::rights::service::By {
+        actor: guichet::audit::Actor {
+            kind: guichet::audit::ActorKind::Citizen,
+            id: guichet::audit::Ident::new(subject.as_str()).unwrap(),
+        },
+        role: guichet::audit::Ident::new("citizen").unwrap(),
+    };
+    let policies = s.app.state.policies.load_full();
+    s.app.state.rights.create(&policies, new, &by).await.unwrap();
+
+    let today = guichet::clock::paris_date(now);
+    let options = guichet::retention::run::Options { today, dry_run: true };
+    let plan = guichet::retention::run::run(&s.app.state, options, &|_| {}).await.unwrap();
+    let line = |a: &str, action: &str| {
+        plan.lines.get(&(a.to_owned(), "contact".to_owned(), "active".to_owned(), action.to_owned())).copied()
+    };
+    assert_eq!(line("lettre-ecole", "held"), Some(1), "found by the school's pseudonym: {plan:?}");
+    assert_eq!(line("lettre-cantine", "destroy"), Some(1), "{plan:?}");
+    assert_eq!(line("lettre-information", "destroy"), Some(1), "{plan:?}");
+}
+
 on_both_stores!(
+    a_value_sealed_before_the_sector_is_corrected_under_the_sectors_owner,
+    the_dpo_joins_a_requests_sectors_from_the_queue_with_a_reason,
+    retention_records_name_only_their_sectors_pseudonym,
+    a_pending_restriction_in_a_sector_holds_that_activitys_records_only,
     the_dpo_proves_a_sector_consent_from_the_citizens_code,
     two_sectors_share_no_id_and_one_sector_shares_its_ids,
     a_request_on_all_activities_reaches_every_sector_and_the_dpo_join_is_journaled,

@@ -393,3 +393,57 @@ test('a counter agent finds the assisted mode by clicking, from "Espace agent"',
   assert.match(await page.locator('body').innerText(), /Étape 1 sur 3/);
   await counter.close();
 });
+
+test('"Saisir pour un usager": the agent enters a street report for Angela; the application gets tokens; Angela sees the entry', async () => {
+  const { mine, code } = await angelasCode();
+  await mine.close();
+  // The counter agent (role `accueil`) reaches the page by clicking from "Espace agent".
+  const { counter, page } = await counterAgentAt('/.guichet/agent/');
+  await Promise.all([
+    page.waitForURL((u) => u.pathname === '/.guichet/guichet-agent/usager'),
+    page.getByRole('link', { name: 'Saisir pour un usager' }).click(),
+  ]);
+  assert.equal(await page.locator('script').count(), 0, 'no JavaScript');
+  await audit(page.url(), 1280, counter, 'assisted-entry-{w}.png');
+  await audit(page.url(), 320, counter, 'assisted-entry-{w}.png');
+  await page.getByLabel('Au guichet').check();
+  await page.getByLabel("Code lu par l'usager").fill(code);
+  await Promise.all([page.waitForLoadState(), page.getByRole('button', { name: 'Choisir cet usager' }).click()]);
+  assert.match(await page.locator('#usager-choisi').innerText(), /Au guichet/);
+  await audit(page.url(), 320, counter, 'assisted-entry-chosen-{w}.png');
+  // The service's form, filled for Angela.
+  await page.goto(`${demo.base}/voirie/signalements/`);
+  await page.getByLabel('Lieu du problème').fill('12 rue des Lilas');
+  await page.getByLabel('Description du problème').fill('Lampadaire cassé');
+  await page.getByLabel('Votre nom').fill('Angela Dubois');
+  await page.getByLabel('Votre adresse e-mail').fill('angela.dubois@example.fr');
+  await Promise.all([
+    page.waitForURL(/\/voirie\/signalements\/\d+$/),
+    page.getByRole('button', { name: 'Envoyer le signalement' }).click(),
+  ]);
+  const shown = await page.locator('body').innerText();
+  assert.match(shown, /Lampadaire cassé/, 'the fields the policy passes in clear');
+  assert.doesNotMatch(shown, /Angela Dubois|angela\.dubois@/, 'the agent does not see what they typed once sealed');
+  assert.match(shown, /\[donnée protégée\]/);
+  await counter.close();
+  // The application stored tokens, never the values (its diagnostic page, not revealed).
+  const clerk = await browser.newContext({ javaScriptEnabled: false, locale: 'fr-FR' });
+  const list = await clerk.newPage();
+  await list.goto(`${demo.base}/recu`);
+  await Promise.all([list.waitForURL((u) => u.pathname === '/recu'), list.getByRole('button', { name: /Lucie MARTIN/ }).click()]);
+  const stored = await list.locator('body').innerText();
+  assert.match(stored, /Signalements sur la voirie/);
+  assert.match(stored, /gch2\./, 'the application received tokens');
+  assert.doesNotMatch(stored, /Angela Dubois|angela\.dubois@/);
+  await clerk.close();
+  // Angela sees the entry in "who saw my data": service, role, channel, date; never the agent.
+  const hub = await angela.newPage();
+  await hub.goto(`${demo.base}${HUB}`);
+  const seen = await hub.locator('table', { hasText: 'Quelles données' }).innerText();
+  assert.match(seen, /L'agent a saisi vos données pour vous \(au guichet\)/);
+  assert.match(seen, /Agent : accueil/);
+  assert.match(seen, /voirie/i);
+  assert.match(seen, /\d{1,2} [a-zéû]+ \d{4} à \d{1,2} h \d{2}/, 'a French local date');
+  assert.doesNotMatch(seen, /Claire|MOREAU/);
+  await hub.close();
+});
