@@ -327,7 +327,7 @@ async fn agents_enter_fields_for_the_citizen_they_assist(backend: Backend) {
     // date, never the agent's name.
     let hub = page_of(&s, &session(&jeanne), "/.guichet/mes-donnees/").await;
     let at = hub.find("id=\"consultations\"").expect("the section");
-    let seen = hub[at..].replace("&#x27;", "'");
+    let seen = hub[at..].replace("&#39;", "'");
     assert!(seen.contains("L'agent a saisi vos données pour vous (par téléphone)."), "{seen}");
     assert!(seen.contains("Agent : accueil"), "{seen}");
     assert!(seen.contains("Signalement d'un problème sur la voirie"), "{seen}");
