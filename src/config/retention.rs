@@ -48,6 +48,11 @@ pub struct OwnDataDurations {
     /// request); never while a notice to them is still to send.
     #[serde(with = "humantime_serde")]
     pub notify_contact: Duration,
+    /// A rights request's file (the request, the applications' answers, its exports) once
+    /// the request is closed, counted from its closing; a restriction request is kept while
+    /// the restriction it set is in force.
+    #[serde(with = "humantime_serde")]
+    pub rights_requests: Duration,
 }
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -60,6 +65,8 @@ impl Default for OwnDataDurations {
             dead_jobs: 365 * DAY,
             notice_message: 365 * DAY,
             notify_contact: 3 * 365 * DAY,
+            // The civil limitation period, 5 years (Code civil, art. 2224), with its leap day.
+            rights_requests: 1826 * DAY,
         }
     }
 }

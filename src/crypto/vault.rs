@@ -658,9 +658,31 @@ impl Vault {
         self.destroy(rows.into_iter().collect()).await
     }
 
+    /// Crypto-shredding of many retention classes at once (a retention run's batch): each
+    /// (subject, activity, class) as [`Vault::shred_class`], but the tombstones of the whole
+    /// batch are appended to the file with one fsync and the keys deleted in one store
+    /// transaction with one new shred generation. One result per owner, in order.
+    pub async fn shred_classes(&self, owners: &[(&str, &str, &str)]) -> Result<Vec<Shredded>, CryptoError> {
+        let mut rows = Vec::with_capacity(owners.len());
+        let mut found = Vec::with_capacity(owners.len());
+        for (subject, activity, class) in owners {
+            check_name(subject)?;
+            check_name(activity)?;
+            check_name(class)?;
+            let row = self.store.keys().find_by_owner(subject, activity, class).await?;
+            found.push(row.as_ref().map(|r| r.key_id.clone()));
+            rows.extend(row);
+        }
+        self.destroy(rows).await?;
+        Ok(found
+            .into_iter()
+            .map(|k| k.map_or(Shredded::NoKey, |id| Shredded::Destroyed { key_ids: vec![id] }))
+            .collect())
+    }
+
     /// Destroys `rows`. The tombstones (key id and activity only) go first to the file outside
-    /// the store, then to the store in the same transaction as each deletion (with a new shred
-    /// generation), so a crash in between is finished by `reconcile`.
+    /// the store (one append, one fsync), then to the store in one transaction with the
+    /// deletions and a new shred generation, so a crash in between is finished by `reconcile`.
     async fn destroy(&self, rows: Vec<DataKeyRow>) -> Result<Shredded, CryptoError> {
         if rows.is_empty() {
             return Ok(Shredded::NoKey);
@@ -672,8 +694,8 @@ impl Vault {
             .collect();
         append_tombstones(&self.tombstones, &ts).await?;
         self.mark_destroyed(ts.iter().map(|t| t.key_id.as_str()));
+        self.store.keys().shred_many(&ts, &self.new_generation()?).await?;
         for t in &ts {
-            self.store.keys().shred(t, &self.new_generation()?).await?;
             self.evict(&t.key_id);
             tracing::info!(activity = %t.activity, key_id = %t.key_id, "data key destroyed");
         }

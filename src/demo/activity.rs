@@ -102,7 +102,60 @@ async fn seed(app: &App, now: OffsetDateTime) -> anyhow::Result<()> {
         }
     }
     seed_elimination_list(app, &mut dice, now).await?;
+    seed_retention_records(app, now).await?;
     app.audit.flush().await?;
+    Ok(())
+}
+
+/// The day the banner proposes for `guichet demo retention plan --date`: a year on, when
+/// every record [`seed_retention_records`] makes has something due.
+pub fn plan_day(today: time::Date) -> time::Date {
+    today.saturating_add(Duration::days(366))
+}
+
+/// Citizens' records at different points of their retention clocks, none due today (so the
+/// demo's own runs leave them), all due by [`plan_day`]: the plan on a simulated day shows
+/// each end action. Recorded through the retention service as the gateway records a request
+/// and an application's "case closed" event.
+async fn seed_retention_records(app: &App, now: OffsetDateTime) -> anyhow::Result<()> {
+    use crate::policy::model::RetentionStart;
+    let set = app.policies.load();
+    let ago = |days: i64| crate::audit::event::to_micros(now - Duration::days(days));
+    // (activity, route, records, days since the first is seen, days between two).
+    let seeded =
+        [("voirie", "api", 6, 30, 40), ("cantine", "cantine", 4, 30, 40), ("ccas-rendez-vous", "api", 4, 400, 60)];
+    for (activity, route, count, first, step) in seeded {
+        let Some(policy) = set.activity(activity) else { continue };
+        let categories: Vec<String> = policy.categories.iter().map(|c| c.id.clone()).collect();
+        let closing: Vec<String> = policy
+            .categories
+            .iter()
+            .filter(|c| c.retention.as_ref().is_some_and(|r| r.from == RetentionStart::CaseClosed))
+            .map(|c| c.id.clone())
+            .collect();
+        for n in 0..count {
+            let seen = crate::retention::record::Seen {
+                field_subject: format!("demo_{activity}_{n:02}"),
+                consent_subject: format!("demo_usager_{activity}_{n:02}"),
+                route: route.to_owned(),
+                app_subject: format!("demo_dossier_{activity}_{n:02}"),
+                activity: activity.to_owned(),
+                at_us: ago(first + step * n),
+            };
+            app.retention.seen(&seen, &categories).await?;
+            if !closing.is_empty() {
+                let closed = crate::retention::ReportedEvent {
+                    route: route.to_owned(),
+                    event_id: format!("demo-{activity}-{n:02}-clos"),
+                    activity: activity.to_owned(),
+                    event: "case_closed".to_owned(),
+                    subject: seen.app_subject.clone(),
+                    occurred_at_us: ago(10 + 15 * n),
+                };
+                app.retention.report(&closed, &closing).await?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -31,6 +31,19 @@ pub struct DemoOptions {
     /// Where the demo keeps its store; created when missing.
     #[arg(long, default_value = "guichet-demo-data")]
     pub data_dir: PathBuf,
+    /// Instead of serving: a command on the demo's data, e.g. `guichet demo retention plan
+    /// --date 2027-09-01` (the retention plan on a simulated day).
+    #[command(subcommand)]
+    pub command: Option<DemoCommand>,
+}
+
+/// What `guichet demo` can do on its data besides serving it.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum DemoCommand {
+    /// `guichet retention …` on the demo's store and policies (plan with `--date`, run,
+    /// elimination lists…); the demo's months of activity are seeded first if missing.
+    #[command(subcommand)]
+    Retention(crate::retention::cli::RetentionCommand),
 }
 
 pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
@@ -66,6 +79,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     // finds them covered a few seconds after the first start.
     s.audit.checkpoint_every = std::time::Duration::from_secs(10);
     let config = loaded.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    // `./policies` when it exists (edit it and see the reload), else the embedded examples.
+    let source = PolicySource::DirOrEmbedded(config.settings.policy.dir.clone());
+    if let Some(DemoCommand::Retention(command)) = opts.command.clone() {
+        let application = crate::retention::cli::build(config, deps, source).await?;
+        activity::seed_if_empty(&application.state()).await?;
+        return crate::retention::cli::execute(&application.state(), command).await;
+    }
     // Request logs go to a file, so the banner stays readable (it says where).
     let log_path = opts.data_dir.join(LOG_FILE);
     let log_file = std::fs::OpenOptions::new()
@@ -74,8 +94,6 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         .open(&log_path)
         .with_context(|| format!("cannot open the log file {}", log_path.display()))?;
     telemetry::init_to_file(&config.settings.log, log_file);
-    // `./policies` when it exists (edit it and see the reload), else the embedded examples.
-    let source = PolicySource::DirOrEmbedded(config.settings.policy.dir.clone());
     let app = Application::build_with_policies(config, deps, source).await?;
     // Seeded beside serving, so the demo answers at once; the console fills in within seconds.
     let seeded = app.state();
@@ -111,6 +129,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let _ = writeln!(
         out,
         "  Elimination lists: {url}.guichet/archives/ (sign in as Anne DUBOIS, archivist; one list waits for a visa)"
+    );
+    let _ = writeln!(
+        out,
+        "  Retention plan on a simulated day (another terminal): guichet demo --data-dir {} retention plan --date {}",
+        opts.data_dir.display(),
+        activity::plan_day(crate::clock::paris_date(app.state().clock.now()))
     );
     let _ = writeln!(out, "  Supervision: {url}.guichet/pilotage/ (sign in as Élise MOREAU, elected official)");
     let _ = writeln!(out, "  Demonstration identity provider: {}", idp.citizen_issuer);

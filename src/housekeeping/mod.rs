@@ -37,6 +37,8 @@ pub enum Kind {
     NoticeMessages,
     /// Contact addresses of citizens with no activity left.
     NotifyContacts,
+    /// Files of closed rights requests (request, applications' answers, exports).
+    RightsRequests,
 }
 
 /// How many records of one kind a purge deleted (counts only: no ids).
@@ -83,6 +85,10 @@ async fn own_data(
         Purged { kind: Kind::DeadJobs, count: jobs.purge_dead(before(d.dead_jobs), dry).await? },
         Purged { kind: Kind::NoticeMessages, count: notify.purge_settled_before(before(d.notice_message), dry).await? },
         Purged { kind: Kind::NotifyContacts, count: notify.purge_idle_contacts(before(d.notify_contact), dry).await? },
+        Purged {
+            kind: Kind::RightsRequests,
+            count: store.rights().purge_closed_before(before(d.rights_requests), dry).await?,
+        },
     ])
 }
 
@@ -100,6 +106,7 @@ impl Kind {
             Self::DeadJobs => "dead_jobs",
             Self::NoticeMessages => "notice_messages",
             Self::NotifyContacts => "notify_contacts",
+            Self::RightsRequests => "rights_requests",
         }
     }
 }

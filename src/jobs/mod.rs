@@ -170,10 +170,33 @@ impl Jobs {
 
     /// Queues a job; returns its id, or the existing job's id when its dedup key is known.
     pub async fn enqueue(&self, job: NewJob) -> Result<String, JobsError> {
+        let row = self.row(&job)?;
+        let id = row.id.clone();
+        let repo = self.store.jobs();
+        if repo.insert(&row).await? {
+            self.wake.notify_one();
+            return Ok(id);
+        }
+        let key = job.dedup_key.unwrap_or_default();
+        Ok(repo.by_dedup_key(&key).await?.map_or(id, |existing| existing.id))
+    }
+
+    /// Enqueues many jobs in one store transaction (a retention run's batch), each
+    /// deduplicated by its key as [`Jobs::enqueue`]; returns how many were new.
+    pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<usize, JobsError> {
+        let rows = jobs.iter().map(|j| self.row(j)).collect::<Result<Vec<_>, _>>()?;
+        let inserted = self.store.jobs().insert_many(&rows).await?.into_iter().filter(|new| *new).count();
+        if inserted > 0 {
+            self.wake.notify_one();
+        }
+        Ok(inserted)
+    }
+
+    fn row(&self, job: &NewJob) -> Result<JobRow, JobsError> {
         let now = micros(self.clock.now());
         let id = random_hex::<16>(self.random.as_ref()).map_err(|_| JobsError::Random)?;
-        let row = JobRow {
-            id: id.clone(),
+        Ok(JobRow {
+            id,
             kind: job.kind.to_owned(),
             dedup_key: job.dedup_key.clone(),
             payload: job.payload.to_string(),
@@ -186,14 +209,7 @@ impl Jobs {
             last_error: None,
             created_at_us: now,
             updated_at_us: now,
-        };
-        let repo = self.store.jobs();
-        if repo.insert(&row).await? {
-            self.wake.notify_one();
-            return Ok(id);
-        }
-        let key = job.dedup_key.unwrap_or_default();
-        Ok(repo.by_dedup_key(&key).await?.map_or(id, |existing| existing.id))
+        })
     }
 
     /// Claims and runs one due job; `None` when nothing is due.

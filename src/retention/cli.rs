@@ -12,7 +12,7 @@ use super::run::{Options, Report};
 use crate::app::{Application, Deps};
 use crate::config::Validated;
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum RetentionCommand {
     /// What a run would do (dry run): counts per activity, category, phase and action.
     Plan(DateArg),
@@ -29,7 +29,7 @@ pub enum RetentionCommand {
     Eliminations(EliminationCommand),
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum EliminationCommand {
     /// Every list: reference, producing service, lines, visa.
     List,
@@ -64,21 +64,21 @@ pub enum EliminationCommand {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct OwnDataArgs {
     /// Dry run: what would be deleted now, counted per kind; nothing is deleted or journaled.
     #[arg(long)]
     pub plan: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct DateArg {
     /// Plan or run as of this day (YYYY-MM-DD) instead of today.
     #[arg(long, value_name = "DATE")]
     pub date: Option<String>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum HoldCommand {
     Add {
         /// The citizen's field pseudonym (as in the journal).
@@ -99,12 +99,26 @@ pub enum HoldCommand {
     List,
 }
 
-pub async fn run(mut config: Validated, command: RetentionCommand) -> anyhow::Result<()> {
-    // The services of `serve`, without its listeners: nothing is served.
+pub async fn run(config: Validated, command: RetentionCommand) -> anyhow::Result<()> {
+    let source = crate::policy::PolicySource::Dir(config.settings.policy.dir.clone());
+    let application = build(config, Deps::default(), source).await?;
+    execute(&application.state(), command).await
+}
+
+/// The services of `serve`, without its listeners: nothing is served.
+pub async fn build(
+    mut config: Validated,
+    deps: Deps,
+    source: crate::policy::PolicySource,
+) -> anyhow::Result<Application> {
     config.settings.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     config.settings.admin.enabled = false;
-    let application = Application::build(config, Deps::default()).await?;
-    let app = application.state();
+    Application::build_with_policies(config, deps, source).await
+}
+
+/// Runs one command on a built gateway (`guichet retention …`, `guichet demo retention …`).
+pub async fn execute(app: &crate::app::AppState, command: RetentionCommand) -> anyhow::Result<()> {
+    let app = app.clone();
     let mut out = std::io::stdout();
     let result = match command {
         RetentionCommand::Plan(d) => {

@@ -39,6 +39,8 @@ pub enum RetentionError {
     Shred,
     #[error("cannot write the journal")]
     Journal,
+    #[error("the random number generator failed")]
+    Random,
     #[error(transparent)]
     Rights(#[from] crate::rights::service::RightsError),
     #[error(transparent)]

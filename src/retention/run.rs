@@ -6,7 +6,7 @@
 //! notice already recorded change nothing). One run at a time across instances: a lease in
 //! the store, renewed at each batch. The evidence is one journal entry per run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use time::Date;
 
@@ -42,44 +42,85 @@ pub async fn forget(
     category: &str,
     reason: &str,
 ) -> Result<Forgotten, RetentionError> {
-    let rows = app.retention.records(field_subject, activity).await?;
+    let key: RecordKey = (field_subject.to_owned(), activity.to_owned(), category.to_owned());
+    let mut done = forget_many(app, std::slice::from_ref(&key), reason).await?;
+    done.pop().ok_or(RetentionError::Shred)
+}
+
+/// [`forget`] for a batch of records (a run's page), with the same outcome as forgetting them
+/// one after the other: the categories ended in the batch count as ended for each other. The
+/// class keys of the whole batch are shredded together (one tombstone append, one store
+/// transaction) and the records ended in one transaction. One result per key, in order.
+pub async fn forget_many(app: &App, keys: &[RecordKey], reason: &str) -> Result<Vec<Forgotten>, RetentionError> {
     let set = app.policies.load();
-    let policy = set.activity(activity);
-    let class_of = |c: &str| policy.map(|a| crate::policy::retention_class(a, c));
-    let declared: Vec<String> = policy.map(|a| a.categories.iter().map(|c| c.id.clone()).collect()).unwrap_or_default();
-    let live: Vec<&String> = declared
-        .iter()
-        .filter(|c| c.as_str() != category)
-        .filter(|c| rows.iter().any(|r| r.category == **c && r.phase != Phase::Ended.as_str()))
-        .collect();
-    let class = class_of(category);
-    let class_shared = live.iter().any(|c| class_of(c) == class);
-    let shredded = if live.is_empty() {
-        crate::rights::erasure::erase_at_gateway(app, field_subject, activity)
-            .await
-            .map_err(|_| RetentionError::Shred)?;
-        true
-    } else if let (Some(class), false, Some(vault)) = (class, class_shared, &app.crypto) {
-        let shredded = vault.shred_class(field_subject, activity, &class).await.map_err(|_| RetentionError::Shred)?;
-        if let crate::crypto::vault::Shredded::Destroyed { key_ids } = shredded {
-            for key_id in &key_ids {
-                crate::rights::erasure::journal_shred(app, field_subject, activity, key_id).await;
+    let ending: HashSet<&RecordKey> = keys.iter().collect();
+    let mut whole: Vec<(&str, &str)> = Vec::new();
+    let mut classes: Vec<(&str, &str, String)> = Vec::new();
+    let mut shredded = Vec::with_capacity(keys.len());
+    let mut live_rows: Vec<(RecordKey, String)> = Vec::new();
+    let mut ended_rows: Vec<&RecordKey> = Vec::new();
+    for key in keys {
+        let (subject, activity, category) = (key.0.as_str(), key.1.as_str(), key.2.as_str());
+        let rows = app.retention.records(subject, activity).await?;
+        let policy = set.activity(activity);
+        let class_of = |c: &str| policy.map(|a| crate::policy::retention_class(a, c));
+        let is_live = |c: &str| {
+            let other = (key.0.clone(), key.1.clone(), c.to_owned());
+            rows.iter().any(|r| r.category == c && r.phase != Phase::Ended.as_str()) && !ending.contains(&other)
+        };
+        let live: Vec<&str> = policy
+            .map(|a| a.categories.iter().map(|c| c.id.as_str()).filter(|c| *c != category && is_live(c)).collect())
+            .unwrap_or_default();
+        let class = class_of(category);
+        let class_shared = live.iter().any(|c| class_of(c) == class);
+        shredded.push(if live.is_empty() {
+            if !whole.contains(&(subject, activity)) {
+                whole.push((subject, activity));
+            }
+            true
+        } else if let (Some(class), false, Some(_)) = (class, class_shared, &app.crypto) {
+            if !classes.iter().any(|(s, a, c)| (*s, *a, c) == (subject, activity, &class)) {
+                classes.push((subject, activity, class));
+            }
+            true
+        } else {
+            false
+        });
+        match rows.iter().find(|r| r.category == category && r.phase != Phase::Ended.as_str()) {
+            Some(row) => live_rows.push((key.clone(), row.phase.clone())),
+            None => ended_rows.push(key),
+        }
+    }
+    for (subject, activity) in &whole {
+        crate::rights::erasure::erase_at_gateway(app, subject, activity).await.map_err(|_| RetentionError::Shred)?;
+    }
+    if let (Some(vault), false) = (&app.crypto, classes.is_empty()) {
+        let owners: Vec<(&str, &str, &str)> = classes.iter().map(|(s, a, c)| (*s, *a, c.as_str())).collect();
+        let done = vault.shred_classes(&owners).await.map_err(|_| RetentionError::Shred)?;
+        for ((subject, activity, _), shredded) in owners.iter().zip(done) {
+            if let crate::crypto::vault::Shredded::Destroyed { key_ids } = shredded {
+                for key_id in &key_ids {
+                    crate::rights::erasure::journal_shred(app, subject, activity, key_id).await;
+                }
             }
         }
-        true
-    } else {
-        false
-    };
-    let key: RecordKey = (field_subject.to_owned(), activity.to_owned(), category.to_owned());
-    let store = app.retention.store();
-    store.unlink(&key).await?;
-    let mut ended_now = false;
-    if let Some(row) = rows.iter().find(|r| r.category == category && r.phase != Phase::Ended.as_str()) {
-        let now = crate::audit::event::to_micros(app.clock.now());
-        ended_now = store.advance(&key, &row.phase, Phase::Ended.as_str(), Some("destroy"), now).await?;
     }
-    tracing::debug!(reason, shredded, "retention: a category was forgotten");
-    Ok(Forgotten { shredded, ended_now })
+    let store = app.retention.store();
+    for key in ended_rows {
+        store.unlink(key).await?;
+    }
+    let now = crate::audit::event::to_micros(app.clock.now());
+    let moved = store.end_many(&live_rows, Phase::Ended.as_str(), "destroy", now).await?;
+    let mut ended_now: HashMap<&RecordKey, bool> = HashMap::new();
+    for ((key, _), moved) in live_rows.iter().zip(moved) {
+        ended_now.insert(key, moved);
+    }
+    tracing::debug!(reason, records = keys.len(), "retention: categories were forgotten");
+    Ok(keys
+        .iter()
+        .zip(shredded)
+        .map(|(key, shredded)| Forgotten { shredded, ended_now: ended_now.get(key).copied().unwrap_or(false) })
+        .collect())
 }
 
 /// How a run is asked for.
@@ -115,7 +156,7 @@ impl Report {
 
 /// Runs (or plans) retention over every record; `progress` gets the records read so far.
 pub async fn run(app: &App, opts: Options, progress: &(dyn Fn(u64) + Sync)) -> Result<Report, RetentionError> {
-    let run_id = format!("RUN-{}", crate::audit::event::to_micros(app.clock.now()));
+    let run_id = run_id(app)?;
     let settings = &app.settings.retention;
     let lease_us = i64::try_from(settings.lease.as_micros()).unwrap_or(i64::MAX);
     let holder = format!("{}:{run_id}", app.jobs.instance());
@@ -150,6 +191,14 @@ pub async fn run(app: &App, opts: Options, progress: &(dyn Fn(u64) + Sync)) -> R
     Ok(report)
 }
 
+/// A run's id: `RUN-<micros>-<8 random hex>`. The time orders runs for a reader; the random
+/// part (the injected `Random`) keeps two runs apart when they start in the same microsecond
+/// (a frozen test clock, two instances planning at once).
+pub fn run_id(app: &App) -> Result<String, RetentionError> {
+    let suffix = crate::clock::random_hex::<4>(app.random.as_ref()).map_err(|_| RetentionError::Random)?;
+    Ok(format!("RUN-{}-{suffix}", crate::audit::event::to_micros(app.clock.now())))
+}
+
 async fn walk<F, Fut>(
     app: &App,
     opts: Options,
@@ -169,6 +218,9 @@ where
         let Some(last) = rows.last() else { return Ok(()) };
         after = Some((last.subject.clone(), last.activity.clone(), last.category.clone()));
         let set = app.policies.load_full();
+        // Destroy and anonymise, the actions a large run is made of, are taken for the whole
+        // page at once at its end (`act_batch`); the others one by one.
+        let mut ends: Vec<Due<'_>> = Vec::new();
         for row in &rows {
             report.records += 1;
             let rule = set
@@ -202,6 +254,10 @@ where
                 report.overdue += u64::from(past_end && !ends_it);
                 continue;
             }
+            if matches!(action, Action::Destroy | Action::Anonymise) {
+                ends.push(Due { row, action, past_end });
+                continue;
+            }
             match act(app, run_id, row, action).await {
                 Ok(true) => {
                     report.acted += 1;
@@ -214,6 +270,7 @@ where
                 }
             }
         }
+        act_batch(app, run_id, &ends, report).await?;
         progress(report.records);
         if !opts.dry_run && !renew().await? {
             // Another instance took the lease over (ours ran out): stop here, it goes on.
@@ -251,12 +308,17 @@ async fn hold_on(app: &App, row: &RetentionRow) -> Result<Option<&'static str>, 
     Ok(pending.then_some("rights_request"))
 }
 
-/// Takes one action; true when this call moved the record (false: another run did first).
-async fn act(app: &App, run_id: &str, row: &RetentionRow, action: Action) -> Result<bool, RetentionError> {
+/// A record whose end (destroy or anonymise) is taken with its page's batch.
+struct Due<'a> {
+    row: &'a RetentionRow,
+    action: Action,
+    past_end: bool,
+}
+
+/// The step a run writes for an action on a record (its evidence).
+fn step(run_id: &str, row: &RetentionRow, action: Action, now: i64) -> RunItemRow {
     let key: RecordKey = (row.subject.clone(), row.activity.clone(), row.category.clone());
-    let store = app.retention.store();
-    let now = crate::audit::event::to_micros(app.clock.now());
-    let item = RunItemRow {
+    RunItemRow {
         record_hash: record_hash(&key),
         step: action.as_str().to_owned(),
         run_id: run_id.to_owned(),
@@ -264,7 +326,69 @@ async fn act(app: &App, run_id: &str, row: &RetentionRow, action: Action) -> Res
         category: row.category.clone(),
         action: action.as_str().to_owned(),
         at_us: now,
-    };
+    }
+}
+
+/// Ends a page's records: the steps of the whole batch written first in one transaction (as
+/// `act` does for one record, so a run killed in between leaves them in the evidence and the
+/// next run completes the actions, writing no step twice), then the applications told in one
+/// transaction, the class keys shredded together (one tombstone append, one store
+/// transaction) and the records ended in one transaction. When the batch fails, its new steps
+/// are taken back and its records stay for the next run (counted overdue when past their end).
+async fn act_batch(app: &App, run_id: &str, due: &[Due<'_>], report: &mut Report) -> Result<(), RetentionError> {
+    if due.is_empty() {
+        return Ok(());
+    }
+    let store = app.retention.store();
+    let now = crate::audit::event::to_micros(app.clock.now());
+    let steps: Vec<RunItemRow> = due.iter().map(|d| step(run_id, d.row, d.action, now)).collect();
+    let written = store.items(&steps).await?;
+    match end_batch(app, due, now).await {
+        Ok(moved) => {
+            report.acted += moved.iter().filter(|m| **m).count() as u64;
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, records = due.len(), "retention: a batch of actions failed; the next run tries again");
+            report.overdue += due.iter().filter(|d| d.past_end).count() as u64;
+            let taken_back: Vec<(String, String)> = steps
+                .into_iter()
+                .zip(written)
+                .filter(|(_, written)| *written)
+                .map(|(s, _)| (s.record_hash, s.step))
+                .collect();
+            Ok(store.drop_items(&taken_back).await?)
+        }
+    }
+}
+
+/// The actions of [`act_batch`]; for each record, true when this call moved it.
+async fn end_batch(app: &App, due: &[Due<'_>], now: i64) -> Result<Vec<bool>, RetentionError> {
+    let of = |action: Action| due.iter().filter(move |d| d.action == action).map(|d| d.row).collect::<Vec<_>>();
+    let key = |row: &RetentionRow| (row.subject.clone(), row.activity.clone(), row.category.clone());
+    let (destroys, anonymises) = (of(Action::Destroy), of(Action::Anonymise));
+    let mut moved: HashMap<RecordKey, bool> = HashMap::new();
+    if !destroys.is_empty() {
+        super::tell::enqueue_many(app, &destroys, RequestType::Erasure).await?;
+        let keys: Vec<RecordKey> = destroys.iter().map(|r| key(r)).collect();
+        let forgotten = forget_many(app, &keys, "retention").await?;
+        moved.extend(keys.into_iter().zip(forgotten.into_iter().map(|f| f.ended_now)));
+    }
+    if !anonymises.is_empty() {
+        super::tell::enqueue_many(app, &anonymises, RequestType::Anonymisation).await?;
+        let records: Vec<(RecordKey, String)> = anonymises.iter().map(|r| (key(r), r.phase.clone())).collect();
+        let ended = app.retention.store().end_many(&records, Phase::Ended.as_str(), "anonymise", now).await?;
+        moved.extend(records.into_iter().map(|(k, _)| k).zip(ended));
+    }
+    Ok(due.iter().map(|d| moved.get(&key(d.row)).copied().unwrap_or(false)).collect())
+}
+
+/// Takes one action; true when this call moved the record (false: another run did first).
+async fn act(app: &App, run_id: &str, row: &RetentionRow, action: Action) -> Result<bool, RetentionError> {
+    let key: RecordKey = (row.subject.clone(), row.activity.clone(), row.category.clone());
+    let store = app.retention.store();
+    let now = crate::audit::event::to_micros(app.clock.now());
+    let item = step(run_id, row, action, now);
     // Written before the action, so a run killed between the two leaves the step in the
     // evidence and the next run completes the action (the step is not written twice); written
     // even when another run moved the record first, so a killed run's work is in the evidence
@@ -304,14 +428,9 @@ async fn take(
             }
             store.noticed(key, &deletion_on.to_string()).await?
         }
-        Action::Destroy => {
-            super::tell::enqueue(app, row, RequestType::Erasure).await?;
-            forget(app, &row.subject, &row.activity, &row.category, "retention").await?.ended_now
-        }
-        Action::Anonymise => {
-            super::tell::enqueue(app, row, RequestType::Anonymisation).await?;
-            store.unlink(key).await?;
-            store.advance(key, &row.phase, Phase::Ended.as_str(), Some("anonymise"), now).await?
+        Action::Destroy | Action::Anonymise => {
+            let due = [Due { row, action, past_end: false }];
+            end_batch(app, &due, now).await?.first().copied().unwrap_or(false)
         }
         Action::ArchiveReview => super::elimination::propose(app, run_id, row).await?,
     };

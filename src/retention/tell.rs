@@ -42,9 +42,27 @@ pub fn reference(row: &RetentionRow, kind: RequestType) -> String {
 /// Queues the message for the record's application; nothing when the activity has no rights
 /// endpoint or the gateway never learned the application's pseudonym.
 pub async fn enqueue(app: &App, row: &RetentionRow, kind: RequestType) -> Result<bool, crate::jobs::JobsError> {
+    let Some(job) = job(app, row, kind)? else { return Ok(false) };
+    app.jobs.enqueue(job).await?;
+    Ok(true)
+}
+
+/// Queues the messages of a run's batch in one store transaction, each as [`enqueue`].
+pub async fn enqueue_many(app: &App, rows: &[&RetentionRow], kind: RequestType) -> Result<(), crate::jobs::JobsError> {
+    let mut jobs = Vec::new();
+    for row in rows {
+        jobs.extend(job(app, row, kind)?);
+    }
+    app.jobs.enqueue_many(&jobs).await?;
+    Ok(())
+}
+
+/// The job telling the record's application, deduplicated per (record, type); `None` when
+/// the application cannot be told.
+fn job(app: &App, row: &RetentionRow, kind: RequestType) -> Result<Option<NewJob>, crate::jobs::JobsError> {
     let has_endpoint = app.policies.load().activity(&row.activity).is_some_and(|a| a.rights_endpoint.is_some());
     let (true, Some(route), Some(app_subject)) = (has_endpoint, row.route.clone(), row.app_subject.clone()) else {
-        return Ok(false);
+        return Ok(None);
     };
     let reference = reference(row, kind);
     let tell = Tell {
@@ -56,9 +74,7 @@ pub async fn enqueue(app: &App, row: &RetentionRow, kind: RequestType) -> Result
         kind,
         at_us: crate::audit::event::to_micros(app.clock.now()),
     };
-    let job = NewJob::new(KIND, &tell)?.dedup(format!("{KIND}:{reference}"));
-    app.jobs.enqueue(job).await?;
-    Ok(true)
+    Ok(Some(NewJob::new(KIND, &tell)?.dedup(format!("{KIND}:{reference}"))))
 }
 
 pub struct TellApplication {

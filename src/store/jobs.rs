@@ -61,6 +61,33 @@ impl<'a> JobsRepo<'a> {
         Ok(n > 0)
     }
 
+    /// Inserts many jobs in one transaction, each as [`JobsRepo::insert`]; for each, true
+    /// when inserted (false: its deduplication key was taken).
+    pub async fn insert_many(&self, jobs: &[JobRow]) -> Result<Vec<bool>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "INSERT INTO job ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (dedup_key) DO NOTHING"
+        );
+        let inserted = with_pool!(self.store.db(), p => {
+            let mut tx = p.begin().await?;
+            let mut inserted = Vec::with_capacity(jobs.len());
+            for j in jobs {
+                let n = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(&j.id).bind(&j.kind).bind(&j.dedup_key).bind(&j.payload).bind(&j.status)
+                    .bind(j.attempts).bind(j.max_attempts).bind(j.run_at_us).bind(&j.locked_by)
+                    .bind(j.locked_until_us).bind(&j.last_error).bind(j.created_at_us).bind(j.updated_at_us)
+                    .execute(&mut *tx).await?.rows_affected();
+                inserted.push(n > 0);
+            }
+            tx.commit().await?;
+            inserted
+        });
+        Ok(inserted)
+    }
+
     /// Claims the job due first among `kinds`: queued and due, or running under a lease that
     /// ran out. The claim counts one attempt.
     pub async fn claim(

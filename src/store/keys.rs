@@ -115,6 +115,33 @@ impl<'a> Keys<'a> {
         Ok(n > 0)
     }
 
+    /// Destroys many keys in one transaction (a retention run's batch): each tombstone
+    /// inserted and its key deleted as [`KeysRepo::shred`] does, and one new shred generation
+    /// when any key was deleted. Returns how many keys were deleted.
+    pub async fn shred_many(&self, ts: &[Tombstone], generation: &str) -> Result<u64, StoreError> {
+        let Some(first) = ts.first() else { return Ok(0) };
+        let ins = "INSERT INTO guichet_key_tombstones (key_id, activity, shredded_at) VALUES ($1, $2, $3) \
+                   ON CONFLICT (key_id) DO NOTHING";
+        let del = "DELETE FROM guichet_data_keys WHERE key_id = $1";
+        let bump = "INSERT INTO guichet_meta (key, value, updated_at) VALUES ($1, $2, $3) \
+                    ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
+        let n = with_pool!(self.store.db(), p => {
+            let mut tx = p.begin().await?;
+            let mut n = 0;
+            for t in ts {
+                sqlx::query(ins).bind(&t.key_id).bind(&t.activity).bind(t.shredded_at).execute(&mut *tx).await?;
+                n += sqlx::query(del).bind(&t.key_id).execute(&mut *tx).await?.rows_affected();
+            }
+            if n > 0 {
+                sqlx::query(bump).bind(SHRED_GENERATION).bind(generation).bind(first.shredded_at)
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            n
+        });
+        Ok(n)
+    }
+
     /// The current shred generation: changes (to a random value) with every destroyed key, and
     /// with any restore of an older store. `None` before the first shred.
     pub async fn shred_generation(&self) -> Result<Option<String>, StoreError> {

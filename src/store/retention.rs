@@ -286,6 +286,78 @@ impl<'a> RetentionRepo<'a> {
         Ok(n > 0)
     }
 
+    /// Writes a batch of steps in one transaction; for each, true when written now (false:
+    /// a killed run wrote it already).
+    pub async fn items(&self, items: &[RunItemRow]) -> Result<Vec<bool>, StoreError> {
+        let sql = "INSERT INTO retention_run_item (record_hash, step, run_id, activity, category, action, at_us) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (record_hash, step) DO NOTHING";
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let written = with_pool!(self.store.db(), p => {
+            let mut tx = p.begin().await?;
+            let mut written = Vec::with_capacity(items.len());
+            for i in items {
+                let n = sqlx::query(sql)
+                    .bind(&i.record_hash).bind(&i.step).bind(&i.run_id).bind(&i.activity).bind(&i.category)
+                    .bind(&i.action).bind(i.at_us).execute(&mut *tx).await?.rows_affected();
+                written.push(n > 0);
+            }
+            tx.commit().await?;
+            written
+        });
+        Ok(written)
+    }
+
+    /// Takes back, in one transaction, steps written before their actions when the actions
+    /// failed (not journaled yet).
+    pub async fn drop_items(&self, steps: &[(String, String)]) -> Result<(), StoreError> {
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let sql = "DELETE FROM retention_run_item WHERE record_hash = $1 AND step = $2 AND journaled = 0";
+        with_pool!(self.store.db(), p => {
+            let mut tx = p.begin().await?;
+            for (hash, step) in steps {
+                sqlx::query(sql).bind(hash).bind(step).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Ends a batch of records in one transaction: each unlinked from the citizen (as
+    /// [`RetentionRepo::unlink`]) and moved from the phase read to `to` with `end_action`
+    /// (as [`RetentionRepo::advance`]); for each, true when this call moved it.
+    pub async fn end_many(
+        &self,
+        records: &[(RecordKey, String)],
+        to: &str,
+        end_action: &str,
+        at_us: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let unlink = "UPDATE retention_record SET app_subject = NULL, consent_subject = NULL \
+                      WHERE subject = $1 AND activity = $2 AND category = $3";
+        let advance = "UPDATE retention_record SET phase = $1, phase_since_us = $2, end_action = $3 \
+                       WHERE subject = $4 AND activity = $5 AND category = $6 AND phase = $7";
+        let moved = with_pool!(self.store.db(), p => {
+            let mut tx = p.begin().await?;
+            let mut moved = Vec::with_capacity(records.len());
+            for (key, from) in records {
+                sqlx::query(unlink).bind(&key.0).bind(&key.1).bind(&key.2).execute(&mut *tx).await?;
+                let n = sqlx::query(advance).bind(to).bind(at_us).bind(end_action).bind(&key.0).bind(&key.1).bind(&key.2)
+                    .bind(from).execute(&mut *tx).await?.rows_affected();
+                moved.push(n > 0);
+            }
+            tx.commit().await?;
+            moved
+        });
+        Ok(moved)
+    }
+
     /// Takes back a step written before its action, when the action failed (not journaled yet).
     pub async fn drop_item(&self, record_hash: &str, step: &str) -> Result<(), StoreError> {
         let sql = "DELETE FROM retention_run_item WHERE record_hash = $1 AND step = $2 AND journaled = 0";

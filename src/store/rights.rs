@@ -48,6 +48,38 @@ impl<'a> RightsRepo<'a> {
         Ok(())
     }
 
+    /// Deletes (or, `dry`, counts) the files of rights requests closed before `before_us`:
+    /// the request, what each application answered, and its exports, in one transaction.
+    /// Closed: a final status (completed, partly completed, refused, cancelled), counted
+    /// from its last change. A restriction request is kept while a restriction it set is in
+    /// force (its mark is still there): lifting it needs the file. Returns the requests.
+    pub async fn purge_closed_before(&self, before_us: i64, dry: bool) -> Result<u64, StoreError> {
+        const CLOSED: &str = "FROM rights_request r WHERE r.status IN ('completed', 'partly_completed', 'refused', \
+            'cancelled') AND r.updated_at_us < $1 AND NOT EXISTS (SELECT 1 FROM rights_propagation p \
+            JOIN rights_mark m ON m.subject = p.field_subject AND m.activity = p.activity AND m.kind = 'restricted' \
+            WHERE p.request_id = r.id AND r.right_kind = 'restriction')";
+        if dry {
+            return self.store.delete_or_count(CLOSED, before_us, true).await;
+        }
+        let ids = sqlx::AssertSqlSafe(format!("SELECT r.id {CLOSED}"));
+        let n = with_pool!(self.store.db(), p => {
+            let mut tx = p.begin().await?;
+            let ids: Vec<String> = sqlx::query_scalar(ids).bind(before_us).fetch_all(&mut *tx).await?;
+            for id in &ids {
+                for sql in [
+                    "DELETE FROM rights_propagation WHERE request_id = $1",
+                    "DELETE FROM rights_export WHERE request_id = $1",
+                    "DELETE FROM rights_request WHERE id = $1",
+                ] {
+                    sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+            ids.len()
+        });
+        Ok(u64::try_from(n).unwrap_or(u64::MAX))
+    }
+
     pub async fn get(&self, id: &str) -> Result<Option<RightsRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM rights_request WHERE id = $1");
         let row = with_pool!(self.store.db(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(p).await?);

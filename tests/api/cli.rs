@@ -309,11 +309,18 @@ async fn the_demo_banner_stays_readable_and_says_where_the_logs_go() {
         let status = client.get(format!("http://{listen}{path}")).send().await.map(|r| r.status().as_u16());
         assert_eq!(status.ok(), Some(200), "{path}");
     }
+    // The months of activity are seeded beside serving: wait for them (at most 5 minutes).
+    let log_file = dir.path().join("guichet.log");
+    for _ in 0..3000 {
+        if std::fs::read_to_string(&log_file).is_ok_and(|l| l.contains("activity seeded")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     child.kill().unwrap();
     let rest: String = lines.map_while(Result::ok).collect::<Vec<_>>().join("\n");
     let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
     child.wait().unwrap();
-    let log_file = dir.path().join("guichet.log");
     assert!(banner.contains(&format!("Request logs: {}", log_file.display())), "{banner}");
     assert!(banner.contains("/.guichet/guichet-agent/"), "the counter is in the banner: {banner}");
     for out in [&banner, &rest, &stderr] {
@@ -322,4 +329,23 @@ async fn the_demo_banner_stays_readable_and_says_where_the_logs_go() {
     }
     let log = std::fs::read_to_string(&log_file).unwrap();
     assert!(log.lines().filter(|l| l.contains("request") && l.contains("status=200")).count() >= 3, "{log}");
+    // The banner's retention plan command, run as written: the plan on the simulated day
+    // shows the demo's records ended, and nothing changes.
+    let command = banner.lines().find(|l| l.contains("retention plan --date")).expect("the banner's plan command");
+    let args: Vec<&str> = command.split_once("guichet demo ").unwrap().1.split_whitespace().collect();
+    let plan = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
+            .arg("demo")
+            .args(&args)
+            .env_remove("GUICHET_CONFIG")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = plan();
+    let has = |activity: &str, action: &str| out.lines().any(|l| l.starts_with(activity) && l.contains(action));
+    assert!(has("voirie", "destroy") && has("voirie", "anonymise") && has("cantine", "archive_review"), "{out}");
+    assert!(out.contains("would act on"), "{out}");
+    assert_eq!(plan(), out, "a plan changes nothing");
 }

@@ -647,7 +647,44 @@ async fn the_demo_seeds_monthly_retention_runs(backend: Backend) {
     assert!(reg.lines.iter().any(|l| l.last_run.is_some() && l.counts.destroyed > 0), "{:?}", reg.lines);
 }
 
+/// The demo's seeded store has records whose clocks run: nothing is due today (the demo's own
+/// runs leave them), and the plan on the day the banner proposes shows the end actions.
+async fn the_demo_store_gives_a_plan_on_a_simulated_day(backend: Backend) {
+    use guichet::retention::run::{Options, run, today};
+    let app = spawn_app()
+        .backend(backend)
+        .with_policies(&[("cantine.toml", include_str!("../../policies/cantine.toml"))])
+        .start()
+        .await;
+    assert!(guichet::demo::activity::seed_if_empty(&app.state).await.unwrap());
+    let plan = |day| run(&app.state, Options { today: day, dry_run: true }, &|_| {});
+    let now = plan(today(&app.state)).await.unwrap();
+    let due_now: u64 = now
+        .lines
+        .iter()
+        .filter(|((a, ..), _)| a == "cantine")
+        .filter(|((.., action), _)| action != "none")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(due_now, 0, "nothing due today: {:?}", now.lines);
+    let later = plan(guichet::demo::activity::plan_day(today(&app.state))).await.unwrap();
+    let count = |category: &str, action: &str| {
+        later
+            .lines
+            .iter()
+            .filter(|((a, c, _, x), _)| a == "cantine" && c == category && x == action)
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    };
+    assert_eq!(count("contact-parent", "destroy"), 4, "{:?}", later.lines);
+    assert_eq!(count("identite-enfant", "archive_review"), 4, "{:?}", later.lines);
+    // A plan changes nothing.
+    let again = plan(guichet::demo::activity::plan_day(today(&app.state))).await.unwrap();
+    assert_eq!(again.lines, later.lines);
+}
+
 on_both_stores!(
+    the_demo_store_gives_a_plan_on_a_simulated_day,
     the_demo_seeds_monthly_retention_runs,
     the_conservation_register_counts_each_category_and_run,
     every_page_and_export_is_for_the_dpo_only,

@@ -94,7 +94,116 @@ async fn each_kind_is_purged_only_after_its_duration(backend: Backend) {
     assert_eq!(count(&purged, Kind::DeadJobs), 1);
 }
 
-crate::on_both_stores!(each_kind_is_purged_only_after_its_duration, notices_and_idle_contacts_go_after_their_duration);
+crate::on_both_stores!(
+    each_kind_is_purged_only_after_its_duration,
+    notices_and_idle_contacts_go_after_their_duration,
+    closed_rights_requests_go_five_years_after_closing
+);
+
+fn request(id: &str, right: &str, status: &str, closed: time::OffsetDateTime) -> guichet::store::RightsRow {
+    guichet::store::RightsRow {
+        id: id.into(),
+        subject: format!("subject-{id}"),
+        activity: Some("cantine".into()),
+        right_kind: right.into(),
+        channel: "online".into(),
+        agent: None,
+        identity: "{}".into(),
+        status: status.into(),
+        received_at_us: us(closed - Duration::days(20)),
+        received_on: "2026-11-08".into(),
+        paused_days: 0,
+        paused_since: None,
+        extensions: "[]".into(),
+        answer: None,
+        updated_at_us: us(closed),
+    }
+}
+
+fn answer(request_id: &str, field_subject: &str) -> guichet::store::PropagationRow {
+    guichet::store::PropagationRow {
+        request_id: request_id.into(),
+        activity: "cantine".into(),
+        route: Some("cantine".into()),
+        app_subject: Some("app-subject".into()),
+        field_subject: Some(field_subject.into()),
+        state: "answered".into(),
+        status: Some("completed".into()),
+        reason: None,
+        records: None,
+        corrections: None,
+        created_at_us: us(T0),
+        answered_at_us: Some(us(T0)),
+    }
+}
+
+/// A closed rights request's file (the request, the application's answer, its export) goes
+/// five years after closing, not a day before; an open request never; a restriction request
+/// not while the restriction it set is in force, and after it is lifted.
+async fn closed_rights_requests_go_five_years_after_closing(backend: Backend) {
+    let s = Setup::new(backend).await;
+    let store = s.store().await;
+    let d = OwnDataDurations::default();
+    for r in [
+        request("DR-CLOSED", "access", "completed", T0),
+        request("DR-REFUSED", "erasure", "refused", T0),
+        request("DR-OPEN", "access", "in_progress", T0),
+        request("DR-RESTRICT", "restriction", "completed", T0),
+    ] {
+        store.rights().insert(&r).await.unwrap();
+    }
+    store.rights_apps().insert(&answer("DR-CLOSED", "field-closed")).await.unwrap();
+    store.rights_apps().insert(&answer("DR-RESTRICT", "field-restricted")).await.unwrap();
+    store.rights_apps().mark("field-restricted", "cantine", "restricted", us(T0)).await.unwrap();
+    let export = ExportRow {
+        id: "export-closed".into(),
+        request_id: "DR-CLOSED".into(),
+        subject: "subject-DR-CLOSED".into(),
+        field_subject: None,
+        session_hash: "session-hash".into(),
+        token_hash: "token-closed".into(),
+        sealed: vec![1],
+        created_at_us: us(T0),
+        expires_at_us: us(T0 + Duration::days(3000)),
+        downloads: 0,
+    };
+    store.exports().insert(&export).await.unwrap();
+    let ids = || async {
+        let mut ids = Vec::new();
+        for id in ["DR-CLOSED", "DR-REFUSED", "DR-OPEN", "DR-RESTRICT"] {
+            if store.rights().get(id).await.unwrap().is_some() {
+                ids.push(id);
+            }
+        }
+        ids
+    };
+
+    // Exports go after 7 days anyway; the files stay for five years.
+    let purged = purge_own_data(&store, &d, T0 + Duration::days(1825)).await.unwrap();
+    assert_eq!(count(&purged, Kind::RightsRequests), 0, "{purged:?}");
+    assert_eq!(ids().await, ["DR-CLOSED", "DR-REFUSED", "DR-OPEN", "DR-RESTRICT"]);
+    store
+        .exports()
+        .insert(&ExportRow { id: "export-late".into(), token_hash: "token-late".into(), ..export })
+        .await
+        .unwrap();
+    let later = T0 + Duration::days(1827);
+    let planned = guichet::housekeeping::plan_own_data(&store, &d, later).await.unwrap();
+    assert_eq!(count(&planned, Kind::RightsRequests), 2, "{planned:?}");
+    assert_eq!(ids().await.len(), 4, "a plan deletes nothing");
+    let purged = purge_own_data(&store, &d, later).await.unwrap();
+    assert_eq!(count(&purged, Kind::RightsRequests), 2, "{purged:?}");
+    assert_eq!(ids().await, ["DR-OPEN", "DR-RESTRICT"], "open, or a restriction in force");
+    assert!(store.rights_apps().of_request("DR-CLOSED").await.unwrap().is_empty(), "the answer went with it");
+    assert!(store.exports().by_token_hash("token-late").await.unwrap().is_none(), "the export went with it");
+    assert_eq!(store.rights_apps().of_request("DR-RESTRICT").await.unwrap().len(), 1);
+
+    // Lifted: the restriction request's file goes at the next purge.
+    assert!(store.rights_apps().unmark("field-restricted", "cantine", "restricted").await.unwrap());
+    let purged = purge_own_data(&store, &d, later).await.unwrap();
+    assert_eq!(count(&purged, Kind::RightsRequests), 1, "{purged:?}");
+    assert_eq!(ids().await, ["DR-OPEN"]);
+}
 
 fn notice(id: &str, subject: &str, status: &str, at: time::OffsetDateTime) -> guichet::store::NoticeRow {
     guichet::store::NoticeRow {
@@ -249,6 +358,8 @@ async fn the_own_data_plan_counts_per_kind_and_deletes_nothing() {
     store.jobs().insert(&job("dead-long-ago", "dead", long_ago)).await.unwrap();
     store.notify().insert(&notice("sent-long-ago", "idle", "sent", long_ago)).await.unwrap();
     store.notify().set_contact("idle", "adresse@example.fr", "given", us(long_ago)).await.unwrap();
+    let six_years_ago = long_ago - Duration::days(2 * 365);
+    store.rights().insert(&request("DR-LONG-AGO", "access", "completed", six_years_ago)).await.unwrap();
     let purges = "SELECT COUNT(*) FROM audit_entry WHERE operation = 'own_data_purge'";
     app.state.audit.flush().await.unwrap();
     let before = crate::retention::count(&app.store_url, purges).await;
@@ -259,20 +370,23 @@ async fn the_own_data_plan_counts_per_kind_and_deletes_nothing() {
         line.split_whitespace().last().unwrap_or_default().to_owned()
     };
     assert!(out.contains("would delete"), "{out}");
-    for kind in ["dead_jobs", "notice_messages", "notify_contacts"] {
+    for kind in ["dead_jobs", "notice_messages", "notify_contacts", "rights_requests"] {
         assert_eq!(counted(&out, kind), "1", "{kind}: {out}");
     }
     assert!(store.jobs().get("dead-long-ago").await.unwrap().is_some(), "a plan deleted a job");
     assert!(store.notify().get("sent-long-ago").await.unwrap().is_some(), "a plan deleted a notice");
     assert!(store.notify().contact("idle").await.unwrap().is_some(), "a plan deleted an address");
+    assert!(store.rights().get("DR-LONG-AGO").await.unwrap().is_some(), "a plan deleted a request's file");
     assert_eq!(crate::retention::count(&app.store_url, purges).await, before, "a plan is not journaled");
 
     let out = crate::helpers::admin_command(&app, &["retention", "own-data"]).await;
     assert_eq!(counted(&out, "notify_contacts"), "1", "{out}");
     assert!(store.notify().contact("idle").await.unwrap().is_none());
     assert!(store.notify().get("sent-long-ago").await.unwrap().is_none());
+    assert!(store.rights().get("DR-LONG-AGO").await.unwrap().is_none());
     let journaled = "SELECT COUNT(*) FROM audit_entry WHERE operation = 'own_data_purge' \
                      AND body LIKE '%\"count\":1,\"kind\":\"notice_messages\"%' \
+                     AND body LIKE '%\"count\":1,\"kind\":\"rights_requests\"%' \
                      AND body LIKE '%\"count\":1,\"kind\":\"notify_contacts\"%'";
     assert_eq!(crate::retention::count(&app.store_url, journaled).await, 1, "the counts are journaled");
 }
