@@ -273,6 +273,13 @@ impl ConsentService {
         Ok(())
     }
 
+    /// The subject a one-time code stands for, the code staying usable (a screen that only
+    /// looks ahead, before the code is used for good).
+    pub async fn code_subject(&self, code: &str) -> Result<Option<String>, ConsentError> {
+        let now = crate::audit::event::to_micros(self.clock.now());
+        Ok(self.store.consent().code_subject(&sha256_hex(&normalise_code(code)), now).await?)
+    }
+
     /// The subject a one-time code stands for; the code is used up either way.
     pub async fn redeem_code(&self, code: &str) -> Result<Option<String>, ConsentError> {
         let now = crate::audit::event::to_micros(self.clock.now());

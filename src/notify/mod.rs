@@ -34,6 +34,11 @@ use crate::store::{JobRow, NoticeRow, Store, StoreError};
 
 /// The job kind that sends one message.
 pub const SEND_JOB: &str = "notify.send";
+/// How long "your data is ready" waits before it is sent: a citizen still on the page sees
+/// the download there (the export was ready at once), and the message is then not sent.
+pub const EXPORT_READY_DELAY: time::Duration = time::Duration::minutes(10);
+/// The status of a notice the citizen no longer needs: they saw what it would tell.
+pub const SEEN: &str = "seen";
 /// The recipient id of the DPO's alerts: its address is `notify.dpo_address`, never stored.
 pub const DPO_SUBJECT: &str = "guichet:dpo";
 
@@ -47,6 +52,9 @@ pub enum Notice {
     DeadlineExtended { reference: String, reason: String, due_on: Date },
     /// The answer can be read in the privacy centre or asked for at the counter.
     AnswerReady { reference: String },
+    /// The data an access or portability request asked for can be downloaded: sent when the
+    /// export became ready after the citizen left, not when they saw it ready (`export_ready`).
+    ExportReady { reference: String },
     /// Data about the citizen will be deleted at the end of its retention period.
     Retention { activity: String, deletion_on: Date },
     /// A consent was given or withdrawn (a copy of the receipt).
@@ -63,6 +71,7 @@ impl Notice {
             Self::RequestReceived { .. } => "request_received",
             Self::DeadlineExtended { .. } => "deadline_extended",
             Self::AnswerReady { .. } => "answer_ready",
+            Self::ExportReady { .. } => "export_ready",
             Self::Retention { .. } => "retention",
             Self::ConsentReceipt { .. } => "consent_receipt",
             Self::DpoAlert { .. } => "dpo_alert",
@@ -72,7 +81,9 @@ impl Notice {
     /// What makes two notices the same event (one message per event and citizen).
     fn event_key(&self) -> String {
         match self {
-            Self::RequestReceived { reference, .. } | Self::AnswerReady { reference } => reference.clone(),
+            Self::RequestReceived { reference, .. }
+            | Self::AnswerReady { reference }
+            | Self::ExportReady { reference } => reference.clone(),
             Self::DeadlineExtended { reference, due_on, .. } => format!("{reference}/{due_on}"),
             Self::Retention { activity, deletion_on } => format!("{activity}/{deletion_on}"),
             Self::ConsentReceipt { receipt, .. } => receipt.to_string(),
@@ -256,6 +267,17 @@ impl NotifyService {
     /// Records a notice for `subject` and, when they gave an address and a relay is set up,
     /// queues its sending. Calling it again for the same event changes nothing.
     pub async fn enqueue(&self, notice: &Notice, subject: &str) -> Result<Queued, NotifyError> {
+        self.enqueue_after(notice, subject, None).await
+    }
+
+    /// [`enqueue`](Self::enqueue), the e-mail going out `delay` from now at the earliest; a
+    /// notice [`dismiss`](Self::dismiss)ed meanwhile is not sent.
+    pub async fn enqueue_after(
+        &self,
+        notice: &Notice,
+        subject: &str,
+        delay: Option<time::Duration>,
+    ) -> Result<Queued, NotifyError> {
         let id = message_id(subject, notice);
         let row = NoticeRow {
             id: id.clone(),
@@ -271,9 +293,32 @@ impl NotifyService {
         if !self.settings.delivers() || !self.has_address(subject).await? {
             return Ok(Queued::ByLetter { message: id });
         }
-        let job = NewJob::new(SEND_JOB, SendPayload { message: id.clone() })?.dedup(format!("{SEND_JOB}/{id}"));
+        let mut job = NewJob::new(SEND_JOB, SendPayload { message: id.clone() })?.dedup(format!("{SEND_JOB}/{id}"));
+        if let Some(delay) = delay {
+            job = job.not_before(self.clock.now() + delay);
+        }
         let job = self.jobs.enqueue(job).await?;
         Ok(Queued::Email { message: id, job })
+    }
+
+    /// Marks `notice` as no longer needed for `subject` (they saw what it would tell): a
+    /// message not sent yet is never sent, and one recorded later for the same event neither.
+    pub async fn dismiss(&self, notice: &Notice, subject: &str) -> Result<(), NotifyError> {
+        let now = micros(self.clock.now());
+        let row = NoticeRow {
+            id: message_id(subject, notice),
+            subject: subject.to_owned(),
+            kind: notice.kind().to_owned(),
+            notice: serde_json::to_string(notice).map_err(|_| NotifyError::Encode)?,
+            status: SEEN.to_owned(),
+            created_at_us: now,
+            sent_at_us: Some(now),
+        };
+        let repo = self.store.notify();
+        if !repo.insert(&row).await? {
+            repo.settle(&row.id, SEEN, now).await?;
+        }
+        Ok(())
     }
 
     /// A citizen's notices, newest first.
@@ -369,10 +414,16 @@ impl Handler for SendHandler {
 // They never fail their caller: the event is recorded already; a notice that cannot be
 // queued is logged (without personal data) for an operator.
 
+/// Remembers the address `subject`'s notices go to. Call it before the request is sent to
+/// the applications: one that answers at once is told before the request's receipt is sent.
+pub async fn remember_address(app: &App, subject: &str, address: &Address) {
+    log_failure(app.notify.remember(subject, address).await, "remember the address");
+}
+
 /// A rights request was filed: remembers the citizen's address (if any) and sends the receipt.
 pub async fn rights_received(app: &App, request: &RightsRequest, address: Option<Address>) {
     if let Some(a) = &address {
-        log_failure(app.notify.remember(&request.subject, a).await, "remember the address");
+        remember_address(app, &request.subject, a).await;
     }
     let today = paris_date(app.clock.now());
     let notice = Notice::RequestReceived {
@@ -389,6 +440,22 @@ pub async fn rights_extended(app: &App, request: &RightsRequest) {
     let reason = request.deadline.extensions().last().map(|e| e.reason.clone()).unwrap_or_default();
     let notice = Notice::DeadlineExtended { reference: request.id.clone(), reason, due_on: request.due_on(today) };
     log_failure(app.notify.enqueue(&notice, &request.subject).await, "queue the extension notice");
+}
+
+/// The data of an access or portability request can be downloaded. Sent after
+/// [`EXPORT_READY_DELAY`], unless the citizen saw the download meanwhile ([`export_seen`]):
+/// an export ready while the citizen waits needs no message.
+pub async fn export_ready(app: &App, request: &RightsRequest) {
+    let notice = Notice::ExportReady { reference: request.id.clone() };
+    let queued = app.notify.enqueue_after(&notice, &request.subject, Some(EXPORT_READY_DELAY)).await;
+    log_failure(queued, "queue the export notice");
+}
+
+/// The citizen saw that their data is ready (the last screen of the procedure, or a
+/// download): "your data is ready" is not sent.
+pub async fn export_seen(app: &App, request: &RightsRequest) {
+    let notice = Notice::ExportReady { reference: request.id.clone() };
+    log_failure(app.notify.dismiss(&notice, &request.subject).await, "dismiss the export notice");
 }
 
 /// The answer to a request can be read.

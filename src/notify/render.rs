@@ -8,6 +8,7 @@ use time::{Date, OffsetDateTime};
 use super::Notice;
 use crate::clock::in_paris;
 use crate::config::NotifySettings;
+use crate::pages::REQUEST_PREFIX;
 
 /// A message ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +67,7 @@ pub fn subject(notice: &Notice) -> &'static str {
         Notice::RequestReceived { .. } => "Votre demande a bien été reçue",
         Notice::DeadlineExtended { .. } => "Votre demande prend plus de temps",
         Notice::AnswerReady { .. } => "La réponse à votre demande est prête",
+        Notice::ExportReady { .. } => "Vos données sont prêtes",
         Notice::Retention { .. } => "Des informations vont être effacées",
         Notice::ConsentReceipt { .. } => "Votre choix est bien enregistré",
         Notice::DpoAlert { .. } => "Alerte de la passerelle : une action est attendue",
@@ -93,6 +95,10 @@ fn view<'a>(notice: &'a Notice, commune: &'a str, link_base: &str) -> View<'a> {
             (v.reference, v.reason, v.when) = (reference, reason.into(), french_date(*due_on));
         }
         Notice::AnswerReady { reference } => v.reference = reference,
+        Notice::ExportReady { reference } => {
+            v.reference = reference;
+            v.link = format!("{link_base}{REQUEST_PREFIX}{reference}");
+        }
         Notice::Retention { activity, deletion_on } => (v.activity, v.when) = (activity, french_date(*deletion_on)),
         Notice::ConsentReceipt { activity, purpose, given, at, .. } => {
             (v.activity, v.purpose, v.given, v.when) = (activity, purpose, *given, french_date_time(*at));

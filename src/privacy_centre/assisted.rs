@@ -112,6 +112,9 @@ struct Checked {
     document: Option<DocumentKind>,
     document_label: &'static str,
     code: Option<String>,
+    /// A code whose citizen has no pseudonyms recorded (made before they were): the request
+    /// is done by hand, like one without a code, and screen 2 takes no corrected values.
+    by_hand: bool,
 }
 
 struct Pick {
@@ -131,6 +134,8 @@ struct FormPage<'a> {
     channels: &'a [Pick],
     documents: &'a [Pick],
     code: &'a str,
+    /// The corrected values typed on screen 2, kept when the agent comes back to screen 1.
+    corrections: &'a BTreeMap<String, String>,
 }
 
 #[derive(Template)]
@@ -150,6 +155,9 @@ struct ConfirmPage<'a> {
     offline: Option<Offline>,
     /// A rectification for a citizen without an online account: nothing is typed here.
     no_account: bool,
+    /// A rectification with a code made before pseudonyms were recorded: nothing is typed
+    /// here either, the service corrects by hand.
+    old_code: bool,
     /// What to fix before confirming again.
     message: Option<&'static str>,
 }
@@ -228,6 +236,7 @@ fn form_page(app: &App, session: &Session, f: &AssistedForm, message: Option<&st
         channels: &channels,
         documents: &documents,
         code: &f.code,
+        corrections: &f.corrections,
     };
     let status = if message.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     own_page(&app.auth, status, &page, &chrome)
@@ -266,7 +275,33 @@ fn check(app: &App, f: &AssistedForm) -> Result<Checked, &'static str> {
     if code.is_none() && channel == Channel::Phone {
         return Err("Par téléphone, demandez le code affiché sur la page de l'usager.");
     }
-    Ok(Checked { right, activity, service, channel, channel_label, document, document_label, code })
+    Ok(Checked { right, activity, service, channel, channel_label, document, document_label, code, by_hand: false })
+}
+
+/// Whether `c`'s code stands for a citizen whose pseudonyms were not recorded (a code made
+/// before they were): the code is looked at, not used up. A wrong code is not one: the
+/// confirmation says so when it tries to use it.
+async fn made_by_hand(app: &App, c: &Checked) -> Result<bool, Response> {
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::warn!(error = %e, "cannot read a one-time code's citizen");
+        GatewayError::StoreUnavailable.respond(true, None, None)
+    };
+    let Some(code) = c.code.as_deref() else { return Ok(false) };
+    let Some(subject) = app.consent.code_subject(code).await.map_err(|e| unavailable(&e))? else {
+        return Ok(false);
+    };
+    Ok(app.rights.subjects_of(&subject).await.map_err(|e| unavailable(&e))?.is_none())
+}
+
+/// [`check`], then [`made_by_hand`].
+async fn checked(app: &App, f: &AssistedForm) -> Result<Result<Checked, &'static str>, Response> {
+    match check(app, f) {
+        Ok(mut c) => {
+            c.by_hand = made_by_hand(app, &c).await?;
+            Ok(Ok(c))
+        }
+        Err(message) => Ok(Err(message)),
+    }
 }
 
 /// Screen 1's POST: screen 2 when the form is complete, screen 1 again otherwise. Nothing is
@@ -280,17 +315,19 @@ async fn review(State(app): State<AppState>, headers: HeaderMap, Form(pairs): Fo
     if f.modifier.is_some() {
         return form_page(&app, &session, &f, None);
     }
-    let c = match check(&app, &f) {
-        Ok(c) => c,
-        Err(message) => return form_page(&app, &session, &f, Some(message)),
+    let c = match checked(&app, &f).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(message)) => return form_page(&app, &session, &f, Some(message)),
+        Err(r) => return r,
     };
     confirm_page(&app, &session, &f, &c, None)
 }
 
 /// The fields screen 2 offers for `c`: a rectification's correctable fields, when the citizen
-/// has an online account (their code), so the values can be sealed for them.
+/// has an online account (their code) with pseudonyms recorded, so the values can be sealed
+/// for them and sent under the pseudonym the application knows.
 fn offered_fields(app: &App, f: &AssistedForm, c: &Checked) -> Vec<Correctable> {
-    if c.right != Right::Rectification || c.code.is_none() {
+    if c.right != Right::Rectification || c.code.is_none() || c.by_hand {
         return Vec::new();
     }
     correctable(app, c.activity.as_deref(), &f.corrections)
@@ -318,8 +355,13 @@ fn confirm_page(
         c,
         due: french_date(Deadline::new(today).due_on(today)),
         inputs: &fields,
-        offline: if rectification && c.code.is_some() { offline(app, c.activity.as_deref()) } else { None },
+        offline: if rectification && c.code.is_some() && !c.by_hand {
+            offline(app, c.activity.as_deref())
+        } else {
+            None
+        },
         no_account: rectification && c.code.is_none(),
+        old_code: rectification && c.by_hand,
         message,
     };
     let status = if message.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
@@ -333,9 +375,10 @@ async fn file(State(app): State<AppState>, headers: HeaderMap, Form(pairs): Form
         Ok(a) => a,
         Err(r) => return r,
     };
-    let c = match check(&app, &f) {
-        Ok(c) => c,
-        Err(message) => return form_page(&app, &session, &f, Some(message)),
+    let c = match checked(&app, &f).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(message)) => return form_page(&app, &session, &f, Some(message)),
+        Err(r) => return r,
     };
     // A rectification whose screen offered fields needs at least one corrected value; only
     // the offered ones are kept. Checked before the code is used up.

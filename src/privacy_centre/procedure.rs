@@ -109,6 +109,8 @@ struct ConfirmPage<'a> {
     message: Option<&'static str>,
     /// Rectification: what cannot be corrected on this page, and where to go instead.
     offline: Option<Offline>,
+    /// Rectification: the date of the application's answer the current values come from.
+    current_on: Option<String>,
 }
 
 /// The fields a rectification screen cannot take (`pass` fields, fields without a label, or
@@ -135,11 +137,13 @@ pub(super) fn offline(app: &App, activity: Option<&str>) -> Option<Offline> {
     })
 }
 
-/// A field the rectification screen offers: its name, its label, the value typed (if any).
+/// A field the rectification screen offers: its name, its label, the value typed (if any),
+/// and what the application last said it holds (the citizen's screen only).
 pub(super) struct Correctable {
     pub(super) name: String,
     pub(super) label: String,
     pub(super) value: String,
+    pub(super) current: Vec<String>,
 }
 
 /// Form names of the corrected values: `corriger_<field>`.
@@ -259,6 +263,7 @@ pub(super) fn correctable(
             name: name.to_owned(),
             label: label.to_owned(),
             value: typed.get(name).cloned().unwrap_or_default(),
+            current: Vec::new(),
         })
         .collect()
 }
@@ -306,11 +311,11 @@ async fn confirm(
         Err(r) => return r,
     };
     let Some(right) = right_of_slug(&slug) else { return not_found() };
-    confirm_page(&app, &session, right, q.activite, &Default::default(), None)
+    confirm_page(&app, &session, right, q.activite, &Default::default(), None).await
 }
 
 /// Screen 2, possibly again with what to fix and the values already typed.
-fn confirm_page(
+async fn confirm_page(
     app: &App,
     session: &crate::auth::session::Session,
     right: Right,
@@ -338,8 +343,12 @@ fn confirm_page(
     let csrf = app.auth.csrf_token(session);
     let chrome = app.auth.chrome(Some(session));
     let rectification = right == Right::Rectification;
-    let fields = if rectification { correctable(app, activity.as_deref(), typed) } else { Vec::new() };
+    let mut fields = if rectification { correctable(app, activity.as_deref(), typed) } else { Vec::new() };
     let offline = if rectification { offline(app, activity.as_deref()) } else { None };
+    let current_on = match (fields.is_empty(), activity.as_deref()) {
+        (false, Some(id)) => with_current_values(app, session, id, &mut fields).await,
+        _ => None,
+    };
     let page = ConfirmPage {
         chrome: &chrome,
         right: link(right),
@@ -352,9 +361,31 @@ fn confirm_page(
         fields: &fields,
         message,
         offline,
+        current_on,
     };
     let status = if message.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     own_page(&app.auth, status, &page, &chrome)
+}
+
+/// Fills each field's current value from the application's answer to the citizen's latest
+/// access request covering `activity` (`rights::rectification::current_values`); returns that
+/// answer's date in words, `None` when no answer is kept (the screen then links the access
+/// procedure, where the citizen sees what is recorded).
+async fn with_current_values(
+    app: &App,
+    session: &crate::auth::session::Session,
+    activity: &str,
+    fields: &mut [Correctable],
+) -> Option<String> {
+    let set = app.policies.load();
+    let a = set.activity(activity)?;
+    let owners = [app.auth.field_subject_in(session, a.sector), app.auth.field_subject(session)];
+    let subject = app.auth.consent_subject(session);
+    let mut current = crate::rights::rectification::current_values(app, subject, &owners, a).await;
+    for f in fields.iter_mut() {
+        f.current = current.values.remove(&f.name).unwrap_or_default();
+    }
+    current.answered_at.map(|at| french_date(crate::clock::in_paris(at).date()))
 }
 
 /// The confirmation's POST: files the request (online, identified by the sign-in), then
@@ -388,7 +419,7 @@ async fn file(
     f.corrections.retain(|name, _| fields.iter().any(|c| c.name == *name));
     if offered && f.corrections.is_empty() {
         let message = Some("Écrivez au moins une information à corriger.");
-        return confirm_page(&app, &session, right, f.activite, &f.corrections, message);
+        return confirm_page(&app, &session, right, f.activite, &f.corrections, message).await;
     }
     let subject = app.auth.consent_subject(&session).to_owned();
     let (Ok(id), Ok(role)) = (Ident::new(subject.as_str()), Ident::new("citizen")) else {
@@ -407,8 +438,17 @@ async fn file(
     // As the citizen's JSON API does: the applications are asked at once (an export can then
     // be ready while the citizen waits), and the citizen gets the "received" notice.
     let subjects = crate::rights::propagation::Subjects::of(&app, &session);
+    // An erasure of everything forgets the contact address: recording it would undo that.
+    let everything = new.right == Right::Erasure && new.activity.is_none();
+    let address = crate::notify::address_of(&session, None).ok().flatten().filter(|_| !everything);
     let created = match app.rights.create(&policies, new, &by).await {
-        Ok(r) => crate::rights::propagation::start(&app, &r, &subjects).await,
+        Ok(r) => {
+            // Before the applications are asked: an answer at once finds the address.
+            if let Some(a) = &address {
+                crate::notify::remember_address(&app, &r.subject, a).await;
+            }
+            crate::rights::propagation::start(&app, &r, &subjects).await
+        }
         Err(e) => Err(e),
     };
     if let (Ok(r), true) = (&created, offered) {
@@ -419,7 +459,7 @@ async fn file(
     }
     match created {
         Ok(r) => {
-            crate::notify::rights_received(&app, &r, crate::notify::address_of(&session, None).ok().flatten()).await;
+            crate::notify::rights_received(&app, &r, None).await;
             redirect(&format!("{REQUEST_PREFIX}{}?nouvelle=1", r.id))
         }
         Err(RightsError::UnknownActivity) => GatewayError::NotFound.respond(true, None, None),
@@ -448,6 +488,11 @@ async fn receipt(
     };
     let service = super::service_name(&app, r.activity.as_deref());
     let today = paris_date(app.clock.now());
+    let export = export_state(&r, today);
+    if let Some(ExportState::Ready { .. }) = export {
+        // The citizen sees the download here: no message needs to tell them.
+        crate::notify::export_seen(&app, &r).await;
+    }
     let chrome = app.auth.chrome(Some(&session));
     let page = RequestPage {
         chrome: &chrome,
@@ -459,7 +504,7 @@ async fn receipt(
         due: french_date(r.due_on(today)),
         status: r.status.french(),
         answer: r.answer.as_ref().map(super::answer_words),
-        export: export_state(&r, today),
+        export,
     };
     own_page(&app.auth, StatusCode::OK, &page, &chrome)
 }

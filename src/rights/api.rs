@@ -145,17 +145,22 @@ async fn create(
     if let Err(e) = app.rights.remember_subjects(&new.subject, &subjects).await {
         return rights_problem(&e);
     }
+    // An erasure of everything forgets the contact address: recording it would undo that.
+    let everything = new.right == super::request::Right::Erasure && new.activity.is_none();
+    let address = if everything { None } else { address };
     let created = match app.rights.create(&policies, new, &by).await {
-        Ok(r) => super::propagation::start(&app, &r, &subjects).await,
+        Ok(r) => {
+            // Before the applications are asked: an answer at once finds the address.
+            if let Some(a) = &address {
+                crate::notify::remember_address(&app, &r.subject, a).await;
+            }
+            super::propagation::start(&app, &r, &subjects).await
+        }
         Err(e) => Err(e),
     };
     match created {
         Ok(r) => {
-            // An erasure of everything has just forgotten the contact address: recording it
-            // again for the receipt would undo that.
-            let everything = r.right == super::request::Right::Erasure && r.activity.is_none();
-            let address = if everything { None } else { address };
-            crate::notify::rights_received(&app, &r, address).await;
+            crate::notify::rights_received(&app, &r, None).await;
             super::ops::tell_if_answered(&app, &r).await;
             (StatusCode::CREATED, Json(view(&app, &r))).into_response()
         }

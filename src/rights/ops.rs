@@ -18,10 +18,16 @@ pub enum TaskOutcome {
 }
 
 /// Tells the citizen their answer can be read, when `r` has one (completed, partly
-/// completed, refused). Calling it again for the same request sends nothing more.
+/// completed, refused): for an access or portability request done, "your data is ready"
+/// (not sent if they see it ready first, `notify::export_ready`); otherwise "the answer is
+/// ready". Calling it again for the same request sends nothing more.
 pub async fn tell_if_answered(app: &App, r: &RightsRequest) {
-    if matches!(r.status, Status::Completed | Status::PartlyCompleted | Status::Refused) {
-        crate::notify::answer_ready(app, r).await;
+    match r.status {
+        Status::Completed | Status::PartlyCompleted if super::export::Exports::check(r).is_ok() => {
+            crate::notify::export_ready(app, r).await;
+        }
+        Status::Completed | Status::PartlyCompleted | Status::Refused => crate::notify::answer_ready(app, r).await,
+        _ => {}
     }
 }
 

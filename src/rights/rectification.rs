@@ -189,3 +189,78 @@ async fn send(
     app.rights.set_corrections(id, activity, &json).await?;
     super::propagation::enqueue(app, id, activity, false).await
 }
+
+/// What the application last said it holds for a citizen's correctable fields: the values it
+/// sent back in its answer to the citizen's latest access or portability request covering
+/// the activity, opened for that citizen (`owners`, their field subjects), by field name.
+#[derive(Debug, Default)]
+pub struct CurrentValues {
+    /// When the application answered; `None` when no such answer is kept.
+    pub answered_at: Option<time::OffsetDateTime>,
+    pub values: BTreeMap<String, Vec<String>>,
+}
+
+/// The [`CurrentValues`] of `subject`'s (consent subject) data in `activity`. A token opens
+/// only if one of `owners` owns it in this activity, and only under the field it was sealed
+/// for, so a value is shown beside its own field and nobody else's value is shown. Values the
+/// gateway pseudonymises cannot be shown (they do not open).
+pub async fn current_values(app: &App, subject: &str, owners: &[&str], activity: &ActivityFile) -> CurrentValues {
+    let mut out = CurrentValues::default();
+    let Some(vault) = app.crypto.as_deref() else { return out };
+    let Some((answered_at_us, records)) = latest_records(app, subject, &activity.id).await else { return out };
+    out.answered_at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(answered_at_us) * 1000).ok();
+    let fields: Vec<&str> = correctable(activity)
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| activity.fields.iter().any(|f| f.name == *name && f.protection == Protection::Encrypt))
+        .collect();
+    let mut tokens = Vec::new();
+    collect_strings(&records, &mut tokens);
+    for token in tokens.iter().flat_map(|s| crate::crypto::scan::find_tokens(s)) {
+        let Ok(Some((owner, owner_activity))) = vault.owner_of(token).await else { continue };
+        if owner_activity != activity.id || !owners.contains(&owner.as_str()) {
+            continue;
+        }
+        for field in &fields {
+            let ctx = FieldContext { activity: &activity.id, field, subject: &owner };
+            if let Ok(value) = vault.open(&ctx, token).await {
+                let seen = out.values.entry((*field).to_owned()).or_default();
+                if !seen.iter().any(|v| v.as_str() == value.as_str()) {
+                    seen.push(value.to_string());
+                }
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// The records of the application's latest completed answer to an access or portability
+/// request of `subject` covering `activity`, with when it answered.
+async fn latest_records(app: &App, subject: &str, activity: &str) -> Option<(i64, Value)> {
+    let requests = app.rights.of_subject(subject).await.ok()?;
+    let mut best: Option<(i64, Value)> = None;
+    for r in requests.iter().filter(|r| matches!(r.right, Right::Access | Right::Portability)) {
+        if r.activity.as_deref().is_some_and(|a| a != activity) {
+            continue;
+        }
+        let Ok(Some(t)) = app.rights.target(&r.id, activity).await else { continue };
+        let (Some("completed"), Some(records), Some(at)) = (t.status.as_deref(), t.records, t.answered_at_us) else {
+            continue;
+        };
+        let Ok(records) = serde_json::from_str::<Value>(&records) else { continue };
+        if best.as_ref().is_none_or(|(b, _)| at > *b) {
+            best = Some((at, records));
+        }
+    }
+    best
+}
+
+fn collect_strings<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
+    match v {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
+        Value::Object(map) => map.values().for_each(|i| collect_strings(i, out)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}

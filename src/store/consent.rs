@@ -111,6 +111,14 @@ impl<'a> ConsentRepo<'a> {
         Ok(())
     }
 
+    /// The subject of a code that exists and has not expired at `now_us`, without using it up.
+    pub async fn code_subject(&self, code_hash: &str, now_us: i64) -> Result<Option<String>, StoreError> {
+        let subject = with_pool!(self.store.db(), p => sqlx::query_scalar(
+            "SELECT subject FROM consent_code WHERE code_hash = $1 AND expires_at_us >= $2")
+            .bind(code_hash).bind(now_us).fetch_optional(p).await?);
+        Ok(subject)
+    }
+
     /// Takes a code once: returns its subject when it exists and has not expired at `now_us`.
     pub async fn take_code(&self, code_hash: &str, now_us: i64) -> Result<Option<String>, StoreError> {
         let row: Option<(String, i64)> = with_pool!(self.store.db(), p => sqlx::query_as(

@@ -16,7 +16,7 @@ use crate::rights_agent::{code_of, parties};
 const FORM: &str = "/.guichet/guichet-agent/";
 const CONFIRM: &str = "/.guichet/guichet-agent/confirmer";
 
-async fn get(app: &TestApp, session: Option<&str>, path: &str) -> reqwest::Response {
+pub(crate) async fn get(app: &TestApp, session: Option<&str>, path: &str) -> reqwest::Response {
     let mut r = app.client.get(app.url(path)).header("accept", "text/html");
     if let Some(s) = session {
         r = r.header("cookie", format!("{SESSION}={s}"));
@@ -24,7 +24,7 @@ async fn get(app: &TestApp, session: Option<&str>, path: &str) -> reqwest::Respo
     r.send().await.unwrap()
 }
 
-async fn text(r: reqwest::Response, status: u16) -> String {
+pub(crate) async fn text(r: reqwest::Response, status: u16) -> String {
     assert_eq!(r.status(), status, "{:?}", r.headers().get("location"));
     r.text().await.unwrap()
 }
@@ -248,7 +248,7 @@ async fn only_agents_with_an_assisted_role_use_the_pages(backend: Backend) {
 }
 
 /// Files `right` on the newsletter through the citizen's procedure; the receipt's path.
-async fn through_the_procedure(app: &TestApp, session: &str, right: &str) -> String {
+pub(crate) async fn through_the_procedure(app: &TestApp, session: &str, right: &str) -> String {
     let confirm = format!("/.guichet/mes-donnees/droits/{right}/confirmer?activite=lettre-information");
     let t = token(&text(get(app, Some(session), &confirm).await, 200).await);
     let form = [("jeton", t.as_str()), ("activite", "lettre-information")];
@@ -302,7 +302,136 @@ async fn the_last_screen_gives_the_date_while_the_application_has_not_answered(b
     assert_eq!(get(&s.app, Some(&angela), &format!("{receipt}/telecharger")).await.status(), 404);
 }
 
+/// The session behind a citizen's cookie.
+pub(crate) async fn session_of(app: &TestApp, cookie: &str) -> std::sync::Arc<guichet::auth::session::Session> {
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("cookie", format!("{SESSION}={cookie}").parse().unwrap());
+    app.state.auth.identify(&headers).await.unwrap().unwrap()
+}
+
+/// `value` sealed for the newsletter's `email` field of the citizen behind `cookie`, as the
+/// proxy seals it when she subscribes.
+async fn sealed_email(app: &TestApp, cookie: &str, value: &str) -> String {
+    let session = session_of(app, cookie).await;
+    let sector = app.state.policies.load().activity("lettre-information").unwrap().sector;
+    let subject = app.state.auth.field_subject_in(&session, sector).to_owned();
+    let ctx = guichet::crypto::FieldContext { activity: "lettre-information", field: "email", subject: &subject };
+    app.state.crypto.as_ref().unwrap().seal(&ctx, value).await.unwrap()
+}
+
+/// The correction screen shows what the application holds, from its answer to the citizen's
+/// latest access request: her value beside its field, never another citizen's; without such
+/// an answer, it links the access procedure instead.
+async fn the_correction_screen_shows_what_the_application_last_sent(backend: Backend) {
+    const SCREEN: &str = "/.guichet/mes-donnees/droits/rectification/confirmer?activite=lettre-information";
+    let s = setup(backend, Mode::AnswerNow, "rights_route = \"lettre\"").await;
+    let angela = citizen(&s.app, &s.mock, "sub-angela").await;
+    let pseudonym = crate::propagation::pseudonym_seen_by_app(&s.app, &angela).await;
+    let bruno = citizen(&s.app, &s.mock, "sub-bruno").await;
+
+    // No access answer yet: the screen says where to see what is recorded.
+    let before = text(get(&s.app, Some(&angela), SCREEN).await, 200).await;
+    assert!(
+        before.contains("href=\"/.guichet/mes-donnees/droits/acces/confirmer?activite=lettre-information\""),
+        "{before}"
+    );
+    assert!(!before.contains("Noté par le service"), "{before}");
+
+    // The application keeps her address, and (wrongly) a value of Bruno's under her pseudonym.
+    let hers = sealed_email(&s.app, &angela, "angela.ancienne.q3@example.fr").await;
+    let his = sealed_email(&s.app, &bruno, "bruno.canari.q3@example.fr").await;
+    s.rights_app.keep(&pseudonym, serde_json::json!({ "abonnement": { "email": hers, "autre": his } }));
+    let receipt = through_the_procedure(&s.app, &angela, "acces").await;
+    let id = receipt.rsplit('/').next().unwrap().to_owned();
+    wait_for(&s.app, &id, Status::Completed).await;
+
+    let after = text(get(&s.app, Some(&angela), SCREEN).await, 200).await;
+    assert!(after.contains("Noté par le service : <strong>angela.ancienne.q3@example.fr</strong>"), "{after}");
+    assert!(after.contains("d'après sa réponse du"), "{after}");
+    assert!(!after.contains("bruno.canari.q3"), "another citizen's value is shown: {after}");
+    assert!(!after.contains("gch2."), "{after}");
+    // Bruno, who asked for nothing, sees none of it.
+    let his_screen = text(get(&s.app, Some(&bruno), SCREEN).await, 200).await;
+    assert!(!his_screen.contains("angela.ancienne.q3") && !his_screen.contains("Noté par le service"));
+}
+
+/// A code made before the gateway recorded pseudonyms with codes: screen 2 of a rectification
+/// takes no values and says the service corrects by hand; the request is filed and waits for
+/// the handler's task, instead of ending on an error page.
+async fn a_rectification_with_a_code_made_before_pseudonyms_is_done_by_hand(backend: Backend) {
+    let d = crate::rights_ops::desk(backend, Mode::AnswerNow, |b| b).await;
+    let p = &d.p;
+    let angela = citizen(&p.app, &p.citizens, "sub-angela").await;
+    let session = session_of(&p.app, &angela).await;
+    let subject = p.app.state.auth.consent_subject(&session).to_owned();
+    assert!(p.app.state.rights.subjects_of(&subject).await.unwrap().is_none(), "no pseudonyms recorded");
+    p.app.state.consent.new_code(&subject, "OLD7CODE", time::Duration::hours(1)).await.unwrap();
+    let t = token(&text(get(&p.app, Some(&p.counter), FORM).await, 200).await);
+    let form = fields(&t, "rectification", "counter", "carte-identite", "OLD7CODE");
+    let two = text(post(&p.app, &p.counter, FORM, &form).await, 200).await;
+    assert!(two.contains("Étape 2 sur 3"), "{two}");
+    assert!(!two.contains("corriger_"), "no value inputs: {two}");
+    assert!(two.contains("Le service la traite à la main"), "{two}");
+    // Looking at the code did not use it up: the confirmation files the request.
+    let t = token(&two);
+    let mut typed = fields(&t, "rectification", "counter", "carte-identite", "OLD7CODE");
+    typed.push(("corriger_email", "jamais.envoyee.q4@example.fr"));
+    let r = post(&p.app, &p.counter, CONFIRM, &typed).await;
+    assert_eq!(r.status(), 303, "not an error page");
+    let receipt = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(text(get(&p.app, Some(&p.counter), &receipt).await, 200).await.contains("Étape 3 sur 3"));
+    let id = receipt.split('?').next().unwrap().rsplit('/').next().unwrap().to_owned();
+    let request = p.app.state.rights.get(&id).await.unwrap();
+    assert_eq!(
+        (request.right, request.channel, request.subject.as_str()),
+        (Right::Rectification, Channel::Counter, subject.as_str())
+    );
+    assert_eq!(request.status, Status::WaitingOnApplications);
+    let target = p.app.state.rights.target(&id, "lettre-information").await.unwrap().unwrap();
+    assert_eq!(target.state, "manual");
+    assert_eq!(target.reason.as_deref(), Some(guichet::rights::propagation::NO_PSEUDONYMS));
+    assert!(target.corrections.is_none(), "nothing typed was kept");
+    assert!(d.rights_app.received().is_empty(), "nothing sent under a made-up pseudonym");
+    let bytes = crate::at_rest::store_bytes(&p.app).await;
+    let clear = b"jamais.envoyee.q4";
+    assert!(!bytes.windows(clear.len()).any(|w| w == clear), "the typed value is in the store");
+}
+
+/// Screen 2's "back" keeps what the agent typed: screen 1 carries the values, and screen 2
+/// shows them again in their inputs.
+async fn going_back_from_screen_two_keeps_the_typed_values(backend: Backend) {
+    let d = crate::rights_ops::desk(backend, Mode::AnswerNow, |b| b).await;
+    let p = &d.p;
+    let angela = citizen(&p.app, &p.citizens, "sub-angela").await;
+    let code = code_of(&p.app, &angela).await;
+    let t = token(&text(get(&p.app, Some(&p.counter), FORM).await, 200).await);
+    let two = text(
+        post(&p.app, &p.counter, FORM, &fields(&t, "rectification", "counter", "carte-identite", &code)).await,
+        200,
+    )
+    .await;
+    // The back button is in the same form as the inputs (no JavaScript needed).
+    let form = two.split("<form").find(|f| f.contains("action=\"/.guichet/guichet-agent/confirmer\"")).unwrap();
+    assert!(form.contains("name=\"corriger_email\"") && form.contains("formaction=\"/.guichet/guichet-agent/\""));
+    let t = token(&two);
+    let mut back = fields(&t, "rectification", "counter", "carte-identite", &code);
+    back.extend([("corriger_email", "retour.q5@example.fr"), ("modifier", "1")]);
+    let one = text(post(&p.app, &p.counter, FORM, &back).await, 200).await;
+    assert!(one.contains("Étape 1 sur 3"), "{one}");
+    assert!(one.contains("name=\"corriger_email\" value=\"retour.q5@example.fr\""), "{one}");
+    assert!(p.app.state.rights.open().await.unwrap().is_empty(), "nothing filed");
+    // Forward again: the value is in its input.
+    let t = token(&one);
+    let mut again = fields(&t, "rectification", "counter", "carte-identite", &code);
+    again.push(("corriger_email", "retour.q5@example.fr"));
+    let two = text(post(&p.app, &p.counter, FORM, &again).await, 200).await;
+    assert!(two.contains("name=\"corriger_email\" value=\"retour.q5@example.fr\""), "{two}");
+}
+
 on_both_stores!(
+    the_correction_screen_shows_what_the_application_last_sent,
+    a_rectification_with_a_code_made_before_pseudonyms_is_done_by_hand,
+    going_back_from_screen_two_keeps_the_typed_values,
     assisted_mode_files_a_counter_request_in_three_screens,
     a_citizen_without_an_account_files_at_the_counter,
     an_agent_types_the_corrected_values_of_a_rectification,

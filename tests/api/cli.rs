@@ -125,7 +125,7 @@ pub(crate) mod rights {
     use secrecy::ExposeSecret;
     use serde_json::Value;
 
-    use super::{guichet, stderr};
+    use super::stderr;
     use crate::helpers::{Backend, TestApp, fresh_store_url, spawn_app};
     use crate::on_both_stores;
 
@@ -171,14 +171,29 @@ pub(crate) mod rights {
         app.state.rights.create(&app.state.policies.load(), new, &by).await.unwrap().id
     }
 
-    fn ok(args: &[&str], conf: &str) -> String {
-        let out = guichet(&[args, &["--config", conf]].concat());
+    /// Runs the binary without blocking the test's runtime (a gateway on it keeps running),
+    /// and fails as a hang when it has not ended within a minute.
+    pub(crate) async fn guichet_within_a_minute(args: &[&str]) -> std::process::Output {
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
+            .args(args)
+            .env_remove("GUICHET_CONFIG")
+            .env_remove("GUICHET_LOG")
+            .kill_on_drop(true)
+            .output();
+        tokio::time::timeout(std::time::Duration::from_secs(60), child)
+            .await
+            .unwrap_or_else(|_| panic!("`guichet {args:?}` hung"))
+            .unwrap()
+    }
+
+    async fn ok(args: &[&str], conf: &str) -> String {
+        let out = guichet_within_a_minute(&[args, &["--config", conf]].concat()).await;
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
         String::from_utf8(out.stdout).unwrap()
     }
 
-    fn refused(args: &[&str], conf: &str, why: &str) {
-        let out = guichet(&[args, &["--config", conf]].concat());
+    async fn refused(args: &[&str], conf: &str, why: &str) {
+        let out = guichet_within_a_minute(&[args, &["--config", conf]].concat()).await;
         assert_eq!(out.status.code(), Some(1), "{args:?} must fail");
         assert!(stderr(&out).contains(why), "{args:?}: {}", stderr(&out));
     }
@@ -191,42 +206,49 @@ pub(crate) mod rights {
         let earlier = file(&app, "sub_bruno", Right::Access).await;
         app.clock.advance(time::Duration::minutes(1));
         let second = file(&app, "sub_bruno", Right::Rectification).await;
-        // The gateway stops: on SQLite, its background writes would lock the command line out.
+        // The gateway stops, and the test waits until it has: dropping it and sleeping a
+        // moment left it, now and then, in the middle of its last journal write when this
+        // thread then blocked on a command (the gateway runs on this test's runtime), so the
+        // write's lock on the journal's head was never released and `rights extend`, the first
+        // command to journal, waited for it for ever (the "extend hang", on PostgreSQL).
         let url = app.store_url.clone();
-        app.state.audit.flush().await.unwrap();
-        drop(app);
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        app.stop().await;
 
-        let table = ok(&["rights", "list"], &conf);
+        let table = ok(&["rights", "list"], &conf).await;
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("REFERENCE") && lines[0].contains("DUE"), "{table}");
         assert!(lines[1].starts_with(&first) && lines[3].starts_with(&second), "oldest first: {table}");
-        let list: Value = serde_json::from_str(&ok(&["rights", "list", "--json"], &conf)).unwrap();
+        let list: Value = serde_json::from_str(&ok(&["rights", "list", "--json"], &conf).await).unwrap();
         assert_eq!(list["requests"].as_array().unwrap().len(), 3);
         let mine: Value =
-            serde_json::from_str(&ok(&["rights", "list", "--subject", "sub_angela", "--json"], &conf)).unwrap();
+            serde_json::from_str(&ok(&["rights", "list", "--subject", "sub_angela", "--json"], &conf).await).unwrap();
         assert_eq!(mine["requests"][0]["id"], first.as_str());
 
-        let shown: Value = serde_json::from_str(&ok(&["rights", "show", &first, "--json"], &conf)).unwrap();
+        let shown: Value = serde_json::from_str(&ok(&["rights", "show", &first, "--json"], &conf).await).unwrap();
         assert_eq!((shown["status"].as_str(), shown["overdue"].as_bool()), (Some("received"), Some(false)));
-        assert!(ok(&["rights", "show", &first], &conf).contains("identity: sign-in (eidas1)"));
+        assert!(ok(&["rights", "show", &first], &conf).await.contains("identity: sign-in (eidas1)"));
 
-        let extended: Value = serde_json::from_str(&ok(
-            &["rights", "extend", &first, "--months", "2", "--reason", "Cinq services concernés", "--json"],
-            &conf,
-        ))
+        let extended: Value = serde_json::from_str(
+            &ok(&["rights", "extend", &first, "--months", "2", "--reason", "Cinq services concernés", "--json"], &conf)
+                .await,
+        )
         .unwrap();
         assert_eq!(extended["extensions"][0]["months"], 2);
-        let three = guichet(&["rights", "extend", &second, "--months", "3", "--reason", "x", "--config", &conf]);
+        let three = guichet_within_a_minute(&[
+            "rights", "extend", &second, "--months", "3", "--reason", "x", "--config", &conf,
+        ])
+        .await;
         assert_eq!(three.status.code(), Some(2), "more than two months is a usage error");
-        refused(&["rights", "extend", &first, "--months", "1", "--reason", "Encore"], &conf, "at most two in all");
+        refused(&["rights", "extend", &first, "--months", "1", "--reason", "Encore"], &conf, "at most two in all")
+            .await;
 
-        refused(&["rights", "refuse", &second, "--reason", " "], &conf, "a refusal needs its reason");
+        refused(&["rights", "refuse", &second, "--reason", " "], &conf, "a refusal needs its reason").await;
         refused(
             &["rights", "refuse", &second, "--ground", "unfounded-or-excessive", "--reason", "Répétée"],
             &conf,
             "must link the earlier requests",
-        );
+        )
+        .await;
         let r = ok(
             &[
                 "rights",
@@ -240,21 +262,22 @@ pub(crate) mod rights {
                 "Répétée",
             ],
             &conf,
-        );
+        )
+        .await;
         assert!(r.contains("refused: Répétée"), "{r}");
 
-        refused(&["rights", "complete", &first, "--summary", " "], &conf, "summary");
-        let done: Value = serde_json::from_str(&ok(
-            &["rights", "complete", &first, "--summary", "Vos données sont jointes.", "--partly", "--json"],
-            &conf,
-        ))
+        refused(&["rights", "complete", &first, "--summary", " "], &conf, "summary").await;
+        let done: Value = serde_json::from_str(
+            &ok(&["rights", "complete", &first, "--summary", "Vos données sont jointes.", "--partly", "--json"], &conf)
+                .await,
+        )
         .unwrap();
         assert_eq!(
             (done["status"].as_str(), done["answer"]["summary"].as_str()),
             (Some("partly_completed"), Some("Vos données sont jointes."))
         );
-        refused(&["rights", "show", "DR-0000-0000"], &conf, "no such request");
-        assert_eq!(ok(&["rights", "list"], &conf).lines().count(), 2, "one open request left");
+        refused(&["rights", "show", "DR-0000-0000"], &conf, "no such request").await;
+        assert_eq!(ok(&["rights", "list"], &conf).await.lines().count(), 2, "one open request left");
 
         // Journaled with the operator as actor.
         let store = guichet::store::Store::connect(&url, &guichet::store::StoreOptions::default()).await.unwrap();

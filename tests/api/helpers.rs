@@ -95,6 +95,8 @@ pub struct TestApp {
     /// The store this instance uses (to start another instance on it).
     pub store_url: SecretString,
     shutdown: watch::Sender<bool>,
+    /// The serving task (`run_until_stopped`), to wait for a complete stop.
+    serving: Option<tokio::task::JoinHandle<()>>,
     _dir: TempDir,
 }
 
@@ -202,9 +204,9 @@ impl TestAppBuilder {
         if self.policy_watch {
             guichet::app::spawn_policy_reloader(state.clone(), shutdown.subscribe());
         }
-        tokio::spawn(app.run_until_stopped());
+        let serving = Some(tokio::spawn(app.run_until_stopped()));
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        TestApp { clock, addr, admin, state, upstream, client, policies_dir, store_url, shutdown, _dir: dir }
+        TestApp { clock, addr, admin, state, upstream, client, policies_dir, store_url, shutdown, serving, _dir: dir }
     }
 }
 
@@ -278,6 +280,20 @@ pub fn route(name: &str, prefix: &str, upstream: &str) -> RouteSettings {
 }
 
 impl TestApp {
+    /// Stops the gateway and waits until it has (its journal committed and its writer
+    /// stopped, its jobs ended): nothing of it holds a lock on the store afterwards. Dropping
+    /// it only asks it to stop; a test that then blocks its thread freezes the stopping
+    /// gateway, on the test's own runtime, in the middle of whatever it was writing.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(serving) = self.serving.take() {
+            tokio::time::timeout(Duration::from_secs(30), serving)
+                .await
+                .expect("the gateway did not stop within 30 s")
+                .unwrap();
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

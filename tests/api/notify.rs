@@ -187,6 +187,7 @@ fn every_kind(n: i64) -> Vec<Notice> {
             at: datetime!(2027-03-01 09:30 UTC),
             receipt: 40 + n,
         },
+        Notice::ExportReady { reference: format!("DR-7K3M-Q9X{n}") },
     ]
 }
 
@@ -200,8 +201,8 @@ async fn each_notice_kind_arrives_in_french_with_both_bodies(backend: Backend) {
         assert_eq!(tried(&app, &job, 1).await.status, "done");
     }
 
-    let got = smtp.wait_for(5).await;
-    assert_eq!(got.len(), 5);
+    let got = smtp.wait_for(6).await;
+    assert_eq!(got.len(), 6);
     let subjects: HashSet<&str> = got.iter().map(|m| m["subject"].as_str().unwrap()).collect();
     let expected: HashSet<&str> = [
         "Votre demande a bien été reçue",
@@ -209,6 +210,7 @@ async fn each_notice_kind_arrives_in_french_with_both_bodies(backend: Backend) {
         "La réponse à votre demande est prête",
         "Des informations vont être effacées",
         "Votre choix est bien enregistré",
+        "Vos données sont prêtes",
     ]
     .into();
     assert_eq!(subjects, expected);
@@ -244,8 +246,12 @@ async fn each_notice_kind_arrives_in_french_with_both_bodies(backend: Backend) {
     // 09:30 UTC on 1 March is 10:30 in Paris (winter time).
     assert!(consent.contains("Vous avez dit oui") && consent.contains("1er mars 2027 à 10 h 30"), "{consent}");
 
+    let ready = by_subject("Vos données sont prêtes");
+    assert!(ready.contains("DR-7K3M-Q9X1") && ready.contains("Télécharger mes données"), "{ready}");
+    assert!(ready.contains("/.guichet/mes-donnees/demandes/DR-7K3M-Q9X1"), "{ready}");
+
     let rows = app.state.notify.of_subject(SUBJECT).await.unwrap();
-    assert_eq!(rows.len(), 5);
+    assert_eq!(rows.len(), 6);
     assert!(rows.iter().all(|r| r.status == "sent" && r.sent_at_us.is_some()), "{rows:?}");
     for r in &rows {
         assert!(!r.notice.contains(ADDRESS), "the address is stored in a notice: {}", r.notice);

@@ -263,12 +263,15 @@ async fn the_citizen_is_told_of_an_extension_and_of_each_answer(backend: Backend
     assert_eq!(r.status(), 201);
     let first = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     wait_for(&d.p.app, &first, Status::Completed).await;
+    // "Your data is ready" waits a little (a citizen still on the page needs none); the API
+    // client did not look at it, so it goes out then.
+    d.p.app.clock.advance(guichet::notify::EXPORT_READY_DELAY);
     let got = messages(&d.p.app, &smtp, 2).await;
     let subjects: Vec<&str> = got.iter().map(|m| m["subject"].as_str().unwrap()).collect();
     assert_eq!(got.len(), 2, "{subjects:?}");
     assert!(subjects.contains(&"Votre demande a bien été reçue"), "{subjects:?}");
-    assert!(subjects.contains(&"La réponse à votre demande est prête"), "{subjects:?}");
-    let ready = got.iter().find(|m| m["subject"] == "La réponse à votre demande est prête").unwrap();
+    assert!(subjects.contains(&"Vos données sont prêtes"), "{subjects:?}");
+    let ready = got.iter().find(|m| m["subject"] == "Vos données sont prêtes").unwrap();
     assert!(ready["text"].as_str().unwrap().contains(&first));
     assert_eq!(ready["rcpt_tos"], json!([ADDRESS]));
 
@@ -303,6 +306,93 @@ async fn the_citizen_is_told_of_an_extension_and_of_each_answer(backend: Backend
 
 with_smtp_on_both_stores!(the_citizen_is_told_of_an_extension_and_of_each_answer);
 
+/// The "ready" messages about the real SMTP server: `(subject, text)` of each "Vos données sont
+/// prêtes" received.
+fn data_ready(smtp: &SmtpServer) -> Vec<String> {
+    smtp.received()
+        .into_iter()
+        .filter(|m| m["subject"] == "Vos données sont prêtes")
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Runs the jobs due now a few times (the send jobs of notices due).
+async fn run_jobs(app: &TestApp) {
+    for _ in 0..5 {
+        app.state.jobs.run_due(20).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// "Your data is ready" (its own notice, not "the answer is ready") reaches a citizen whose
+/// export became ready after she left the procedure, with the reference and where to
+/// download; a citizen who saw the export ready on the last screen gets no such message.
+async fn data_ready_is_sent_when_the_export_comes_after_the_citizen_left(backend: Backend) {
+    const ADDRESS: &str = "angela.prete@exemple.fr";
+    let relay = crate::helpers::free_port();
+    let smtp = SmtpServer::start(relay, None).await;
+    let d = desk(backend, Mode::Accept, |b| b.with(move |s, _| relay_settings(s, relay))).await;
+    let app = &d.p.app;
+    let angela = citizen(app, &d.p.citizens, "sub-angela").await;
+    pseudonym_seen_by_app(app, &angela).await;
+    let session = crate::assisted::session_of(app, &angela).await;
+    let subject = app.state.auth.consent_subject(&session).to_owned();
+    let address = guichet::notify::Address::parse(ADDRESS, guichet::notify::Source::Given).unwrap();
+    app.state.notify.remember(&subject, &address).await.unwrap();
+
+    // The application answers later: she reads "ready by <date>" and leaves.
+    let receipt = crate::assisted::through_the_procedure(app, &angela, "acces").await;
+    let later = receipt.rsplit('/').next().unwrap().to_owned();
+    wait_received(&d.rights_app, 1).await;
+    wait_for(app, &later, Status::WaitingOnApplications).await;
+    let page =
+        crate::assisted::text(crate::assisted::get(app, Some(&angela), &format!("{receipt}?nouvelle=1")).await, 200)
+            .await;
+    assert!(page.contains("Nous vous envoyons un message"), "{page}");
+    let answer = guichet::rights::contract::AppAnswer {
+        request_id: format!("{later}.{ACTIVITY}"),
+        status: guichet::rights::contract::AppStatus::Completed,
+        reason: None,
+        records: Some(json!({})),
+    };
+    guichet::rights::propagation::record(&app.state, &later, ACTIVITY, &answer).await.unwrap();
+    assert_eq!(app.state.rights.get(&later).await.unwrap().status, Status::Completed);
+    run_jobs(app).await;
+    assert!(data_ready(&smtp).is_empty(), "not before the short wait");
+    app.clock.advance(guichet::notify::EXPORT_READY_DELAY);
+    run_jobs(app).await;
+    let ready = data_ready(&smtp);
+    assert_eq!(ready.len(), 1, "{ready:?}");
+    assert!(ready[0].contains(&later), "{}", ready[0]);
+    assert!(ready[0].contains(&format!("/.guichet/mes-donnees/demandes/{later}")), "{}", ready[0]);
+    assert!(ready[0].contains("Télécharger mes données"), "{}", ready[0]);
+    let sent = smtp.received();
+    let m = sent.iter().find(|m| m["subject"] == "Vos données sont prêtes").unwrap();
+    assert_eq!(m["rcpt_tos"], json!([ADDRESS]));
+    assert!(m["html"].as_str().unwrap().contains(&later));
+    // Not "the answer is ready" as well: one message for one event.
+    assert!(sent.iter().all(|m| m["subject"] != "La réponse à votre demande est prête"));
+
+    // The application answers at once: she sees "ready" on the last screen, no message.
+    d.rights_app.set_mode(Mode::AnswerNow);
+    let receipt = crate::assisted::through_the_procedure(app, &angela, "acces").await;
+    let instant = receipt.rsplit('/').next().unwrap().to_owned();
+    wait_for(app, &instant, Status::Completed).await;
+    let page =
+        crate::assisted::text(crate::assisted::get(app, Some(&angela), &format!("{receipt}?nouvelle=1")).await, 200)
+            .await;
+    assert!(page.contains("Vos données sont prêtes"), "{page}");
+    app.clock.advance(guichet::notify::EXPORT_READY_DELAY + time::Duration::minutes(1));
+    run_jobs(app).await;
+    assert_eq!(data_ready(&smtp).len(), 1, "no message for the export she saw ready");
+    let rows = app.state.notify.of_subject(&subject).await.unwrap();
+    let seen: Vec<_> = rows.iter().filter(|r| r.kind == "export_ready").map(|r| r.status.as_str()).collect();
+    assert_eq!(seen.len(), 2, "{rows:?}");
+    assert!(seen.contains(&guichet::notify::SEEN) && seen.contains(&"sent"), "{seen:?}");
+}
+
+with_smtp_on_both_stores!(data_ready_is_sent_when_the_export_comes_after_the_citizen_left);
+
 mod command_line {
     //! `guichet rights …` through the real binary on the store of a gateway that keeps
     //! serving and writing meanwhile: no "database is locked", no hang on a store whose
@@ -324,17 +414,7 @@ mod command_line {
 
     /// Runs the real binary on `conf`; a run that does not end within a minute is a hang.
     async fn guichet(conf: &str, args: &[&str]) -> (Option<i32>, String, String) {
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_guichet"))
-            .args(args)
-            .args(["--config", conf])
-            .env_remove("GUICHET_CONFIG")
-            .env_remove("GUICHET_LOG")
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(60), child)
-            .await
-            .unwrap_or_else(|_| panic!("`guichet {args:?}` hung"))
-            .unwrap();
+        let out = crate::cli::rights::guichet_within_a_minute(&[args, &["--config", conf]].concat()).await;
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         (out.status.code(), text(&out.stdout), text(&out.stderr))
     }
@@ -409,9 +489,14 @@ mod command_line {
         let (code, _, err) = guichet(&conf, &["rights", "lift", &access]).await;
         assert_eq!(code, Some(1));
         assert!(err.contains("only a restriction request"), "{err}");
-        // `show` gives the application's answer to the notice (kept here as the delivery job
-        // keeps a 4xx; the delivery itself is `handlers_lift_a_restriction_…`'s).
-        d.p.app.state.rights.record_lifted(&restriction, ACTIVITY, "refused").await.unwrap();
+        // The command queued the notice for the application, as the API does; the serving
+        // gateway's job runner delivers it once due. The command line stamped it with the
+        // real time, ahead of this gateway's frozen clock: move the clock past it.
+        d.p.app.clock.advance(time::Duration::minutes(2));
+        super::wait_lifted_answer(&d.p.app, &restriction).await;
+        let told = d.rights_app.received();
+        assert!(told.iter().any(|c| c["type"] == "restriction_lifted"), "{told:?}");
+        // `show` gives the application's answer to the notice (this one refuses with a 400).
         let (code, out, err) = guichet(&conf, &["rights", "show", &restriction]).await;
         assert_eq!(code, Some(0), "{err}");
         assert!(out.contains(&format!("restriction lifted, {ACTIVITY} answered: refused")), "{out}");

@@ -368,6 +368,30 @@ test('an agent types the corrected value of a rectification at the counter', asy
   await mine.close();
 });
 
+test('an agent goes back from screen 2 and keeps the typed value', async () => {
+  const { mine, code } = await angelasCode();
+  await mine.close();
+  const { counter, page } = await counterAgentAt('/.guichet/guichet-agent/');
+  await page.getByLabel('Corriger mes données').check();
+  await page.getByLabel('Pour quel service ?').selectOption({ label: 'Inscription à la cantine scolaire' });
+  await page.getByLabel('Au guichet').check();
+  await page.getByLabel("Carte d'identité").check();
+  await page.getByLabel(/Code lu par l'usager/).fill(code);
+  await Promise.all([page.waitForLoadState(), page.getByRole('button', { name: 'Continuer' }).click()]);
+  await page.getByText('Étape 2 sur 3').waitFor();
+  await page.getByLabel('Adresse e-mail du parent').fill('parent.retour@example.fr');
+  await Promise.all([page.waitForLoadState(), page.getByRole('button', { name: "Revenir à l'étape 1" }).click()]);
+  await page.getByText('Étape 1 sur 3').waitFor();
+  // Screen 1 as the agent left it.
+  assert.ok(await page.getByLabel('Corriger mes données').isChecked());
+  assert.equal(await page.getByLabel(/Code lu par l'usager/).inputValue(), code);
+  await Promise.all([page.waitForLoadState(), page.getByRole('button', { name: 'Continuer' }).click()]);
+  await page.getByText('Étape 2 sur 3').waitFor();
+  // The value typed before going back is still in its input.
+  assert.equal(await page.getByLabel('Adresse e-mail du parent').inputValue(), 'parent.retour@example.fr');
+  await counter.close();
+});
+
 test('an agent signing in without a return address lands on "Espace agent"', async () => {
   const { counter, page } = await counterAgentAt('/.guichet/agent/connexion', '/.guichet/agent/');
   assert.match(await page.locator('h1').innerText(), /Espace agent/);

@@ -180,7 +180,8 @@ impl Exports {
             })
             .await?;
         journal(app, request, "export_ready", by).await?;
-        crate::notify::answer_ready(app, request).await;
+        // The citizen is getting the data now: "your data is ready" would come too late.
+        crate::notify::export_seen(app, request).await;
         let pending = export
             .activities
             .iter()
