@@ -111,3 +111,40 @@ test("the archivist's elimination lists are axe-clean, without JavaScript, and t
   await list.close();
   await archivist.close();
 });
+
+/** axe on the HTML `page` shows (a POST's answer cannot be loaded again by address), at `width` px. */
+async function auditShown(page, width) {
+  const html = await page.content();
+  const js = await browser.newContext({ locale: 'fr-FR', bypassCSP: true, viewport: { width, height: 900 } });
+  const probe = await js.newPage();
+  await probe.goto(`${demo.base}/.guichet/health/live`);
+  await probe.setContent(html);
+  const violations = await accessibilityViolations(probe);
+  const overflow = await probe.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+  await js.close();
+  assert.deepEqual(violations, [], `${page.url()} (as shown) at ${width} px:\n${describe(violations)}`);
+  assert.ok(!overflow, `${page.url()} scrolls sideways at ${width} px`);
+}
+
+test("the DPO's sector join and anonymous-record erase work without JavaScript and their answers are axe-clean", async () => {
+  const page = await dpo.newPage();
+  await page.goto(`${demo.base}/.guichet/dpo/demandes?statut=toutes`);
+  // A request's card: the join needs a reason from the list.
+  await page.locator('summary', { hasText: 'Relier les secteurs de la personne' }).first().click();
+  const form = page.locator('form', { hasText: 'Relier les secteurs' }).first();
+  await form.getByLabel('Raison').selectOption('inspection');
+  await Promise.all([page.waitForLoadState(), form.getByRole('button', { name: 'Relier les secteurs' }).click()]);
+  assert.match(await page.locator('[role="status"]').first().innerText(), /Secteurs reliés|ne peuvent pas être reliés/);
+  await auditShown(page, 1280);
+  await auditShown(page, 320);
+  // The anonymous record form, at the bottom of the queue: refused for what is not a record.
+  await page.goto(`${demo.base}/.guichet/dpo/demandes`);
+  const erase = page.locator('form', { hasText: 'Effacer un enregistrement anonyme' });
+  await erase.getByLabel(/Identifiant de l'enregistrement/).fill('citoyen-1');
+  await erase.getByLabel('Service').selectOption('voirie');
+  await erase.getByLabel('Raison').selectOption('subject_request');
+  await Promise.all([page.waitForLoadState(), erase.getByRole('button', { name: "Effacer l'enregistrement" }).click()]);
+  assert.match(await page.locator('[role="status"]').first().innerText(), /pas un enregistrement anonyme/);
+  await auditShown(page, 320);
+  await page.close();
+});
