@@ -207,10 +207,10 @@ pub(crate) mod rights {
         app.clock.advance(time::Duration::minutes(1));
         let second = file(&app, "sub_bruno", Right::Rectification).await;
         // The gateway stops, and the test waits until it has: dropping it and sleeping a
-        // moment left it, now and then, in the middle of its last journal write when this
-        // thread then blocked on a command (the gateway runs on this test's runtime), so the
-        // write's lock on the journal's head was never released and `rights extend`, the first
-        // command to journal, waited for it for ever (the "extend hang", on PostgreSQL).
+        // moment could leave it in the middle of its last journal write when this thread then
+        // blocked on a command (the gateway runs on this test's runtime), the write's lock on
+        // the journal's head never released, and `rights extend`, the first command to
+        // journal, waiting for it for ever (the likely "extend hang", docs/rights.md).
         let url = app.store_url.clone();
         app.stop().await;
 
