@@ -484,6 +484,33 @@ mod tests {
     }
 
     #[test]
+    fn the_index_refuses_on_the_first_path_in_order_as_a_comparison_with_each_would() {
+        // The first path (in declaration order) that a member breaks gives the refusal.
+        assert_eq!(texts(r#"{"nom":1}"#, &["/Nom", "/nom"]), Err(OTHER_SPELLING));
+        assert_eq!(texts(r#"{"nom":1}"#, &["/nom", "/Nom"]), Err(OTHER_SPELLING));
+        assert_eq!(texts(r#"{"nom":1}"#, &["/*", "/NOM"]), Err(OBJECT_WHERE_ARRAY));
+        assert_eq!(texts(r#"{"nom":1}"#, &["/NOM", "/*"]), Err(OTHER_SPELLING));
+        assert_eq!(texts(r#"{"x":1}"#, &["/nom", "/*"]), Err(OBJECT_WHERE_ARRAY), "a star refuses any member");
+        // Paths sharing a name at one depth, reached through different objects.
+        assert_eq!(
+            texts(r#"{"a":{"nom":"A"},"b":{"nom":"B","NOM":"C"}}"#, &["/a/nom", "/b/x"]).unwrap(),
+            [(0, r#""A""#.to_owned())],
+            "only the paths that reach an object count there"
+        );
+        assert_eq!(texts(r#"{"a":{"nom":"A"},"b":{"NOM":"B"}}"#, &["/a/nom", "/b/nom"]), Err(OTHER_SPELLING));
+        // Names longer than the length mask, and non-ASCII names, are still found and refused.
+        let long = "n".repeat(70);
+        let pointer = format!("/{long}");
+        let doc = format!(r#"{{"{long}":"v","{}":"w"}}"#, long.to_uppercase());
+        assert_eq!(texts(&doc, &[pointer.as_str()]), Err(OTHER_SPELLING));
+        assert_eq!(texts(&format!(r#"{{"{long}":"v"}}"#), &[pointer.as_str()]).unwrap().len(), 1);
+        assert_eq!(texts(r#"{"prénom":"v"}"#, &["/prénom"]).unwrap().len(), 1);
+        assert_eq!(texts(r#"{"ssn":"v"}"#, &["/ſsn"]), Err(OTHER_SPELLING), "an ASCII member folding to it");
+        // Members of a length no declared name has pass untouched.
+        assert_eq!(texts(r#"{"champ_ordinaire":"x","nom":"D"}"#, &["/nom"]).unwrap(), [(0, r#""D""#.to_owned())]);
+    }
+
+    #[test]
     fn an_object_where_the_path_declares_an_array_is_refused() {
         let kids = &["/kids/*/nom"];
         assert_eq!(texts(r#"{"kids": {"0": {"nom": "A"}, "1": {"nom": "B"}}}"#, kids), Err(OBJECT_WHERE_ARRAY));
