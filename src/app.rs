@@ -300,7 +300,7 @@ impl Application {
         let s = &self.app.settings.server;
         let limits = ConnLimits {
             max_header_bytes: s.max_header_bytes,
-            header_read_timeout: Duration::from_secs(30),
+            header_read_timeout: s.keepalive_timeout,
             tls_handshake_timeout: Duration::from_secs(10),
         };
         let grace = s.shutdown_grace;

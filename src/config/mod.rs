@@ -254,6 +254,11 @@ pub struct ServerSettings {
     /// How long in-flight requests may take to finish on shutdown.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long an HTTP/1 client connection may wait for the complete head of its next
+    /// request (idle keep-alive, and the first request after the connection opens) before it
+    /// is closed. nginx's `keepalive_timeout` default.
+    #[serde(default = "default_keepalive_timeout", with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
     /// The address citizens type, e.g. `https://demarches.mairie.example.fr` (no path). Sign-in
     /// redirect URIs are built from it; required when a sign-in provider is configured.
     #[serde(default)]
@@ -736,6 +741,10 @@ fn default_max_header_bytes() -> usize {
 fn default_max_body_bytes() -> u64 {
     10 * 1024 * 1024
 }
+fn default_keepalive_timeout() -> Duration {
+    Duration::from_secs(75)
+}
+
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(30)
 }

@@ -41,6 +41,9 @@ pub(super) fn validate(loaded: &Loaded) -> Result<Validated, ConfigError> {
     if s.server.max_body_bytes == 0 {
         problems.push(src.problem("server.max_body_bytes", "must be at least 1"));
     }
+    if s.server.keepalive_timeout.is_zero() {
+        problems.push(src.problem("server.keepalive_timeout", "must be longer than zero"));
+    }
     if s.admin.enabled && s.admin.listen.port() != 0 && s.admin.listen == s.server.listen {
         problems.push(src.problem("admin.listen", "must differ from server.listen"));
     }

@@ -99,7 +99,7 @@ impl Entry {
 pub struct SealingKey {
     entry: Entry,
     schedule: super::aead::SealKey,
-    random: BufferedRandom,
+    random: Arc<BufferedRandom>,
 }
 
 impl std::fmt::Debug for SealingKey {
@@ -116,7 +116,7 @@ impl SealingKey {
         }
         // Subject and activity were checked when the key was looked up; they are equal.
         check_name(ctx.field)?;
-        Ok(token::seal(&self.schedule, self.entry.key_ref(), ctx, value, &self.random)?)
+        Ok(token::seal(&self.schedule, self.entry.key_ref(), ctx, value, self.random.as_ref())?)
     }
 
     /// The retention class this key seals.
@@ -125,14 +125,16 @@ impl SealingKey {
     }
 }
 
-/// Random bytes read from the system in blocks rather than one system call per nonce. The
-/// bytes are the same system randomness, each handed out once; the block is wiped on drop.
+/// Random bytes read from the system in blocks rather than one system call per nonce (or per
+/// request): one block per vault, shared by every request's seals. The bytes are the same
+/// system randomness, each handed out once and wiped as it is; the block is wiped on drop.
+/// Only nonces come from it, and nonces are no secret (each token carries its own).
 struct BufferedRandom {
     source: Arc<dyn Random>,
     block: std::sync::Mutex<(Zeroizing<[u8; RANDOM_BLOCK]>, usize)>,
 }
 
-const RANDOM_BLOCK: usize = 256;
+const RANDOM_BLOCK: usize = 4096;
 
 impl std::fmt::Debug for BufferedRandom {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -294,6 +296,8 @@ pub struct Vault {
     destroyed: Mutex<HashSet<String>>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
+    /// The nonces of every seal, read from `random` a block at a time.
+    nonces: Arc<BufferedRandom>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -336,6 +340,7 @@ impl Vault {
             tombstones: settings.tombstones_path(),
             destroyed: Mutex::new(HashSet::new()),
             clock,
+            nonces: Arc::new(BufferedRandom::new(random.clone())),
             random,
         }
     }
@@ -368,7 +373,7 @@ impl Vault {
         check_name(class)?;
         let entry = self.key_for_owner(subject, activity, class).await?;
         let schedule = super::aead::SealKey::new(&entry.key).map_err(token::TokenError::from)?;
-        Ok(SealingKey { entry, schedule, random: BufferedRandom::new(self.random.clone()) })
+        Ok(SealingKey { entry, schedule, random: self.nonces.clone() })
     }
 
     /// Opens a token in `ctx` (`gch2.` under its class key, `gch1.` under the activity's

@@ -105,7 +105,8 @@ impl SealingKeys {
         Ok(())
     }
 
-    /// The names of the fields sealed so far, each once, in the order first met.
+    /// The names of the fields sealed so far, each once, in the order first met; always
+    /// empty for a citizen's own fields (nothing needs them).
     pub fn sealed_fields(&self) -> Vec<String> {
         self.sealed.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -217,16 +218,26 @@ impl Protector<'_> {
                 // shredded when its retention ends while the others stay readable.
                 let ctx = FieldContext { activity: self.activity, field: &field.name, subject };
                 let class = field.retention_class();
-                self.sealing_keys.note(&field.name).map_err(crypto_error)?;
+                if !matches!(self.owner, Owner::Citizen(_)) {
+                    // Only a record's id and an assisted entry's journal need them.
+                    self.sealing_keys.note(&field.name).map_err(crypto_error)?;
+                }
                 if let Some(token) = self.sealing_keys.seal(class, &ctx, value).map_err(crypto_error)? {
                     return Ok(token);
                 }
-                let key = vault()?.sealing_key(subject, self.activity, class).await.map_err(crypto_error)?;
-                let token = key.seal(&ctx, value).map_err(crypto_error)?;
-                self.sealing_keys.keep(key);
-                Ok(token)
+                // The key's lookup waits on the cache or the store: a large future, boxed so that
+                // this one stays small (it is created and moved once per value).
+                Box::pin(self.seal_with_new_key(&ctx, class, value)).await
             }
         }
+    }
+
+    /// Looks up the request's key of `class` (once per request and class), then seals.
+    async fn seal_with_new_key(&self, ctx: &FieldContext<'_>, class: &str, value: &str) -> Result<String, ProxyError> {
+        let key = self.vault()?.sealing_key(ctx.subject, self.activity, class).await.map_err(crypto_error)?;
+        let token = key.seal(ctx, value).map_err(crypto_error)?;
+        self.sealing_keys.keep(key);
+        Ok(token)
     }
 
     async fn protect_query(&self, fields: &[&Field], parts: &mut Parts) -> Result<(), ProxyError> {

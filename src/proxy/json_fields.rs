@@ -84,7 +84,9 @@ pub const OTHER_SPELLING: ShapeError = "a personal field was sent under another 
 
 /// Every value each path reaches in the valid JSON document `doc`, in document order.
 pub fn find(doc: &[u8], paths: &[&[String]]) -> Result<Vec<Found>, ScanError> {
-    let mut s = Scanner { doc, paths, pos: 0, found: Vec::new(), cursors: Vec::new(), open: Vec::new(), items: 0 };
+    let index = Index::new(paths);
+    let mut s =
+        Scanner { doc, paths, index, pos: 0, found: Vec::new(), cursors: Vec::new(), open: Vec::new(), items: 0 };
     s.cursors.extend((0..paths.len()).map(|path| Cursor { path, depth: 0 }));
     s.value(0)?;
     while let Some(top) = s.open.last().cloned() {
@@ -109,6 +111,78 @@ pub fn find(doc: &[u8], paths: &[&[String]]) -> Result<Vec<Found>, ScanError> {
     Ok(s.found)
 }
 
+/// The declared paths' segments by depth, each under its folded name
+/// (`canonical::names::fold`): a member finds the paths it matches, or spells otherwise, with
+/// one search instead of a comparison with every path going through its object.
+struct Index<'p> {
+    levels: Vec<Level<'p>>,
+}
+
+#[derive(Default)]
+struct Level<'p> {
+    /// (folded segment, path), sorted: the paths sharing a folded name are side by side, in
+    /// path order.
+    names: Vec<(Cow<'p, str>, usize)>,
+    /// The paths whose segment at this depth is `*`, in order.
+    stars: Vec<usize>,
+    /// Bit `n` set when a folded name here is ASCII and `n` bytes long (`n` < 64), and
+    /// `long` when one is longer: an ASCII member name of another length matches none, and
+    /// costs no lookup (the usual case for the members no field declares).
+    ascii_lengths: u64,
+    long: bool,
+}
+
+impl<'p> Index<'p> {
+    fn new(paths: &[&'p [String]]) -> Self {
+        let mut levels: Vec<Level<'p>> = Vec::new();
+        for (path, segments) in paths.iter().enumerate() {
+            for (depth, seg) in segments.iter().enumerate() {
+                if levels.len() <= depth {
+                    levels.resize_with(depth + 1, Level::default);
+                }
+                let Some(level) = levels.get_mut(depth) else { continue };
+                if seg == "*" {
+                    level.stars.push(path);
+                } else {
+                    let folded = crate::canonical::names::fold(seg);
+                    if folded.is_ascii() {
+                        match u32::try_from(folded.len()).ok().and_then(|n| 1u64.checked_shl(n)) {
+                            Some(bit) => level.ascii_lengths |= bit,
+                            None => level.long = true,
+                        }
+                    }
+                    level.names.push((folded, path));
+                }
+            }
+        }
+        for level in &mut levels {
+            level.names.sort_unstable();
+        }
+        Self { levels }
+    }
+
+    /// The paths whose segment at `depth` folds to `folded`, in path order.
+    fn named(&self, depth: usize, folded: &str) -> impl Iterator<Item = usize> {
+        let names = self.levels.get(depth).map_or(&[][..], |l| l.names.as_slice());
+        let start = names.partition_point(|(n, _)| &**n < folded);
+        names.get(start..).unwrap_or_default().iter().take_while(move |(n, _)| &**n == folded).map(|&(_, p)| p)
+    }
+
+    /// False when no path's segment at `depth` can be the plain ASCII name of `len` bytes
+    /// in any letter case.
+    fn may_name_ascii(&self, depth: usize, len: usize) -> bool {
+        let Some(level) = self.levels.get(depth) else { return false };
+        match u32::try_from(len).ok().and_then(|n| 1u64.checked_shl(n)) {
+            Some(bit) => level.ascii_lengths & bit != 0,
+            None => level.long,
+        }
+    }
+
+    fn stars(&self, depth: usize) -> &[usize] {
+        self.levels.get(depth).map_or(&[][..], |l| l.stars.as_slice())
+    }
+}
+
 /// How far one path has matched on the way down to the current value.
 #[derive(Debug, Clone, Copy)]
 struct Cursor {
@@ -130,6 +204,7 @@ struct Open {
 struct Scanner<'a, 'p> {
     doc: &'a [u8],
     paths: &'p [&'p [String]],
+    index: Index<'p>,
     pos: usize,
     found: Vec<Found>,
     /// The cursors of every open container, then those of the value being read, as a stack:
@@ -214,27 +289,52 @@ impl Scanner<'_, '_> {
         }
     }
 
-    /// Reads a member's name and colon, pushing the cursors that go on into its value.
+    /// Reads a member's name and colon, pushing the cursors that go on into its value. The
+    /// cursors of an object all have the same depth and are in path order: the member looks
+    /// its folded name up once in the index, then checks which of the paths found reach this
+    /// object. The first path (in order) that is a `*` or spells the name otherwise refuses
+    /// the document, as comparing the member with each cursor in turn would.
     fn member(&mut self, outer: Range<usize>) -> Result<(), ScanError> {
         let key_start = self.pos;
         let escaped = self.string();
-        let key = self.doc.get(key_start + 1..self.pos.saturating_sub(1)).unwrap_or_default();
-        let plain_ascii = !escaped && key.is_ascii();
-        for i in outer {
-            let Some(c) = self.cursor(i) else { continue };
-            let Some(seg) = self.segment(c) else { continue };
-            if seg == "*" {
-                // PHP's `json_decode` and Rails read an object as a list (docs/cryptography.md).
-                return Err(OBJECT_WHERE_ARRAY.into());
-            }
-            if member_is(key, escaped, seg) {
-                self.cursors.push(Cursor { path: c.path, depth: c.depth + 1 });
-            } else if member_is_other_case(key, plain_ascii, escaped, seg) {
-                return Err(OTHER_SPELLING.into());
-            }
-        }
+        let doc = self.doc;
+        let key = doc.get(key_start + 1..self.pos.saturating_sub(1)).unwrap_or_default();
         self.skip_ws();
         self.pos += 1; // the colon
+        let here = self.cursors.get(outer.clone()).unwrap_or_default();
+        let Some(depth) = here.first().map(|c| c.depth) else { return Ok(()) };
+        let reaches = |path: usize| here.binary_search_by_key(&path, |c| c.path).is_ok();
+        // PHP's `json_decode` and Rails read an object as a list (docs/cryptography.md).
+        let mut refusal =
+            self.index.stars(depth).iter().copied().find(|&p| reaches(p)).map(|p| (p, OBJECT_WHERE_ARRAY));
+        if !escaped && key.is_ascii() && !self.index.may_name_ascii(depth, key.len()) {
+            return refusal.map_or(Ok(()), |(_, e)| Err(e.into()));
+        }
+        let name = if escaped {
+            let Some(name) = decode_string(key) else { return refusal.map_or(Ok(()), |(_, e)| Err(e.into())) };
+            Cow::Owned(name)
+        } else {
+            let Ok(name) = std::str::from_utf8(key) else { return refusal.map_or(Ok(()), |(_, e)| Err(e.into())) };
+            Cow::Borrowed(name)
+        };
+        let folded = crate::canonical::names::fold(&name);
+        let pushed = self.cursors.len();
+        for path in self.index.named(depth, &folded) {
+            let here = self.cursors.get(outer.clone()).unwrap_or_default();
+            if here.binary_search_by_key(&path, |c| c.path).is_err() {
+                continue;
+            }
+            let exact = self.paths.get(path).and_then(|p| p.get(depth)).is_some_and(|seg| *seg == *name);
+            if exact {
+                self.cursors.push(Cursor { path, depth: depth + 1 });
+            } else if refusal.is_none_or(|(first, _)| path < first) {
+                refusal = Some((path, OTHER_SPELLING));
+            }
+        }
+        if let Some((_, e)) = refusal {
+            self.cursors.truncate(pushed);
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -311,26 +411,6 @@ impl Scanner<'_, '_> {
     }
 }
 
-/// Whether the member name as sent (between its quotes) is `segment`.
-fn member_is(raw: &[u8], escaped: bool, segment: &str) -> bool {
-    if !escaped {
-        return raw == segment.as_bytes();
-    }
-    decode_string(raw).is_some_and(|name| name == segment)
-}
-
-/// Checked for every member against every path going through its object: the usual case
-/// (plain ASCII on both sides) compares lengths first and decodes nothing.
-fn member_is_other_case(raw: &[u8], plain_ascii: bool, escaped: bool, segment: &str) -> bool {
-    if plain_ascii && segment.is_ascii() {
-        return raw.len() == segment.len() && raw.eq_ignore_ascii_case(segment.as_bytes());
-    }
-    if !escaped {
-        return std::str::from_utf8(raw).is_ok_and(|name| other_case(name, segment));
-    }
-    decode_string(raw).is_some_and(|name| other_case(&name, segment))
-}
-
 /// True when `name` is `declared` in another letter case or compatibility form: JSON binders
 /// that ignore case (ASP.NET's default, Go's, with Unicode folding) would fill the declared
 /// field with it, in clear (`canonical::names::fold`).
@@ -359,8 +439,15 @@ pub fn splice(doc: &[u8], found: &[Found], tokens: &[String]) -> Vec<u8> {
     let mut copied = 0;
     for (f, token) in found.iter().zip(tokens) {
         out.extend_from_slice(doc.get(copied..f.span.start).unwrap_or_default());
-        // Writing a string into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut out, token);
+        if token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+            // A token's characters (base64url, dots) need no escape in a JSON string.
+            out.push(b'"');
+            out.extend_from_slice(token.as_bytes());
+            out.push(b'"');
+        } else {
+            // Writing a string into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, token);
+        }
         copied = f.span.end;
     }
     out.extend_from_slice(doc.get(copied..).unwrap_or_default());
@@ -394,6 +481,33 @@ mod tests {
         );
         assert!(!other_case("nom", "nom") && !other_case("nomme", "nom"));
         assert_eq!(texts(r#"{"ſsn":"x"}"#, &["/ssn"]), Err(OTHER_SPELLING), "Go folds the long s");
+    }
+
+    #[test]
+    fn the_index_refuses_on_the_first_path_in_order_as_a_comparison_with_each_would() {
+        // The first path (in declaration order) that a member breaks gives the refusal.
+        assert_eq!(texts(r#"{"nom":1}"#, &["/Nom", "/nom"]), Err(OTHER_SPELLING));
+        assert_eq!(texts(r#"{"nom":1}"#, &["/nom", "/Nom"]), Err(OTHER_SPELLING));
+        assert_eq!(texts(r#"{"nom":1}"#, &["/*", "/NOM"]), Err(OBJECT_WHERE_ARRAY));
+        assert_eq!(texts(r#"{"nom":1}"#, &["/NOM", "/*"]), Err(OTHER_SPELLING));
+        assert_eq!(texts(r#"{"x":1}"#, &["/nom", "/*"]), Err(OBJECT_WHERE_ARRAY), "a star refuses any member");
+        // Paths sharing a name at one depth, reached through different objects.
+        assert_eq!(
+            texts(r#"{"a":{"nom":"A"},"b":{"nom":"B","NOM":"C"}}"#, &["/a/nom", "/b/x"]).unwrap(),
+            [(0, r#""A""#.to_owned())],
+            "only the paths that reach an object count there"
+        );
+        assert_eq!(texts(r#"{"a":{"nom":"A"},"b":{"NOM":"B"}}"#, &["/a/nom", "/b/nom"]), Err(OTHER_SPELLING));
+        // Names longer than the length mask, and non-ASCII names, are still found and refused.
+        let long = "n".repeat(70);
+        let pointer = format!("/{long}");
+        let doc = format!(r#"{{"{long}":"v","{}":"w"}}"#, long.to_uppercase());
+        assert_eq!(texts(&doc, &[pointer.as_str()]), Err(OTHER_SPELLING));
+        assert_eq!(texts(&format!(r#"{{"{long}":"v"}}"#), &[pointer.as_str()]).unwrap().len(), 1);
+        assert_eq!(texts(r#"{"prénom":"v"}"#, &["/prénom"]).unwrap().len(), 1);
+        assert_eq!(texts(r#"{"ssn":"v"}"#, &["/ſsn"]), Err(OTHER_SPELLING), "an ASCII member folding to it");
+        // Members of a length no declared name has pass untouched.
+        assert_eq!(texts(r#"{"champ_ordinaire":"x","nom":"D"}"#, &["/nom"]).unwrap(), [(0, r#""D""#.to_owned())]);
     }
 
     #[test]

@@ -436,13 +436,15 @@ impl Proxy {
             (Identity::Anonymous, _) if p.anonymous_sealed => Owner::Record(self.new_record_id()?),
             _ => Owner::Anonymous,
         };
+        // Only an anonymous sender is sent to sign in.
+        let return_to = if matches!(owner, Owner::Anonymous) { ctx.return_to(req.uri()) } else { String::new() };
         let protector = Protector {
             vault: self.fields.vault.as_deref(),
             activity: &p.activity,
             owner,
             max_bytes: route.max_body_bytes.min(self.fields.transform_max_bytes),
             idle: route.timeouts.idle_body,
-            return_to: ctx.return_to(req.uri()),
+            return_to,
             sealing_keys: Default::default(),
         };
         let req = protector.protect(&fields, req).await?;

@@ -132,20 +132,24 @@ impl Revealer {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let frames = http_body_util::BodyDataStream::new(body);
-        let state = (self, frames, StreamScanner::new(), Writer::new(kind), false);
-        let stream =
-            futures_util::stream::unfold(state, |(mut r, mut frames, mut scanner, mut writer, ended)| async move {
-                if ended {
-                    return None;
-                }
-                let (pieces, ended) = match frames.next().await {
-                    Some(Ok(chunk)) => (owned_pieces(|mut out| scanner.push(&chunk, &mut out)), false),
-                    Some(Err(e)) => return Some((Err(e.into()), (r, frames, scanner, writer, true))),
-                    None => (owned_pieces(|mut out| scanner.finish(&mut out)), true),
-                };
-                let out = r.render(pieces, &mut writer, ended).await;
-                Some((Ok::<_, Box<dyn std::error::Error + Send + Sync>>(out), (r, frames, scanner, writer, ended)))
-            });
+        // Boxed: the stream moves its state in and out of each step, a pointer is cheap to move.
+        let state = Box::new(BodyState { r: self, frames, scanner: StreamScanner::new(), writer: Writer::new(kind) });
+        let stream = futures_util::stream::unfold(Some(state), |state| async move {
+            let mut s = state?;
+            let (pieces, ended) = match s.frames.next().await {
+                Some(Ok(chunk)) => (owned_pieces(|mut out| s.scanner.push(&chunk, &mut out)), false),
+                Some(Err(e)) => return Some((Err(e.into()), None)),
+                None => (owned_pieces(|mut out| s.scanner.finish(&mut out)), true),
+            };
+            let st = &mut *s;
+            let out = if pieces.iter().any(|p| matches!(p, Owned::Token(_))) {
+                // Opening tokens waits on the vault: a large future, boxed only when needed.
+                Box::pin(st.r.render(pieces, &mut st.writer, ended)).await
+            } else {
+                text_only(pieces, &mut st.writer, ended)
+            };
+            Some((Ok::<_, Box<dyn std::error::Error + Send + Sync>>(out), (!ended).then_some(s)))
+        });
         Body::from_stream(stream)
     }
 
@@ -308,6 +312,28 @@ fn has_token_prefix(value: &[u8]) -> bool {
 enum Owned {
     Text(Vec<u8>),
     Token(String),
+}
+
+/// What [`Revealer::body`] keeps between chunks.
+struct BodyState<B> {
+    r: Revealer,
+    frames: http_body_util::BodyDataStream<B>,
+    scanner: StreamScanner,
+    writer: Writer,
+}
+
+/// [`Revealer::render`] for pieces without a token: nothing to wait for.
+fn text_only(pieces: Vec<Owned>, writer: &mut Writer, last: bool) -> Bytes {
+    let mut out = Vec::new();
+    for p in pieces {
+        if let Owned::Text(t) = p {
+            writer.text(&t, &mut out);
+        }
+    }
+    if last {
+        writer.finish(&mut out);
+    }
+    Bytes::from(out)
 }
 
 fn owned_pieces(scan: impl FnOnce(&mut dyn FnMut(Piece<'_>))) -> Vec<Owned> {

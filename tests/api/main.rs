@@ -26,6 +26,7 @@ mod incidents;
 mod instances;
 mod interop;
 mod jobs;
+mod keepalive;
 mod keys;
 mod limits;
 mod logging;
