@@ -136,7 +136,6 @@ async fn seed_retention_records(app: &App, now: OffsetDateTime) -> anyhow::Resul
         for n in 0..count {
             let seen = crate::retention::record::Seen {
                 field_subject: format!("demo_{activity}_{n:02}"),
-                consent_subject: format!("demo_usager_{activity}_{n:02}"),
                 route: route.to_owned(),
                 app_subject: format!("demo_dossier_{activity}_{n:02}"),
                 activity: activity.to_owned(),
