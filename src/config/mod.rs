@@ -256,7 +256,7 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// How long an HTTP/1 client connection may wait for the complete head of its next
     /// request (idle keep-alive, and the first request after the connection opens) before it
-    /// is closed. nginx's `keepalive_timeout` default.
+    /// is closed. 30 s: what the gateway allowed a slow head before it was configurable.
     #[serde(default = "default_keepalive_timeout", with = "humantime_serde")]
     pub keepalive_timeout: Duration,
     /// The address citizens type, e.g. `https://demarches.mairie.example.fr` (no path). Sign-in
@@ -742,7 +742,7 @@ fn default_max_body_bytes() -> u64 {
     10 * 1024 * 1024
 }
 fn default_keepalive_timeout() -> Duration {
-    Duration::from_secs(75)
+    Duration::from_secs(30)
 }
 
 fn default_shutdown_grace() -> Duration {

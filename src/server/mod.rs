@@ -101,8 +101,18 @@ pub async fn serve<F: Front>(
                 let builder = builder.clone();
                 match tls.clone() {
                     None => {
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc).into_owned();
-                        spawn_conn(graceful.watch(conn));
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            // hyper's head timer starts once the auto builder has read the first
+                            // bytes (to tell HTTP/1 from HTTP/2): without this wait, a connection
+                            // that never sends a byte would hold its slot for ever.
+                            let sent = tokio::time::timeout(limits.header_read_timeout, tcp.readable()).await;
+                            if !matches!(sent, Ok(Ok(()))) {
+                                tracing::debug!("connection closed: no request head in time");
+                                return;
+                            }
+                            serve_conn(&builder, tcp, svc, watcher).await;
+                        });
                     }
                     Some(acceptor) => {
                         let watcher = graceful.watcher();
@@ -111,7 +121,7 @@ pub async fn serve<F: Front>(
                                 tracing::debug!("TLS handshake failed or timed out");
                                 return;
                             };
-                            serve_tls_conn(&builder, stream, svc, watcher).await;
+                            serve_conn(&builder, stream, svc, watcher).await;
                         });
                     }
                 }
@@ -125,7 +135,7 @@ pub async fn serve<F: Front>(
     }
 }
 
-async fn serve_tls_conn<S>(
+async fn serve_conn<S>(
     builder: &Builder<TokioExecutor>,
     stream: S,
     svc: impl hyper::service::Service<
@@ -144,18 +154,6 @@ async fn serve_tls_conn<S>(
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(error = %e, "connection ended with an error");
     }
-}
-
-fn spawn_conn<F, E>(conn: F)
-where
-    F: std::future::Future<Output = Result<(), E>> + Send + 'static,
-    E: std::fmt::Display,
-{
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "connection ended with an error");
-        }
-    });
 }
 
 fn http_builder(limits: ConnLimits) -> Builder<TokioExecutor> {

@@ -41,10 +41,19 @@ async fn keepalive_idle_connection_is_closed_after_the_configured_timeout() {
     let mut s = TcpStream::connect(app.addr).await.unwrap();
     s.write_all(GET).await.unwrap();
     assert!(response(&mut s).await.starts_with("HTTP/1.1 200"));
-    // Far longer than the timeout, far shorter than the 75 s default: closed by the setting.
+    // Far longer than the timeout, shorter than the 30 s default: closed by the setting.
     assert!(closed_within(&mut s, Duration::from_secs(20)).await, "the idle connection stays open");
-    // Not covered: a connection that never sends a byte. hyper-util's auto builder waits for
-    // the first bytes to choose HTTP/1 or HTTP/2 before the HTTP/1 timer exists (docs/proxy.md).
+}
+
+#[tokio::test]
+async fn keepalive_a_connection_that_sends_nothing_is_closed_after_the_timeout() {
+    let app = spawn_app().with(|s, _| s.server.keepalive_timeout = Duration::from_millis(500)).start().await;
+    let mut silent = TcpStream::connect(app.addr).await.unwrap();
+    assert!(closed_within(&mut silent, Duration::from_secs(20)).await, "a silent connection stays open");
+    // A connection that speaks in time is served as before.
+    let mut s = TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(GET).await.unwrap();
+    assert!(response(&mut s).await.starts_with("HTTP/1.1 200"));
 }
 
 #[tokio::test]
