@@ -108,7 +108,7 @@ async fn seed(app: &App, now: OffsetDateTime) -> anyhow::Result<()> {
 }
 
 /// The day the banner proposes for `guichet demo retention plan --date`: a year on, when
-/// every record [`seed_retention_records`] makes has something due.
+/// every record `seed_retention_records` makes has something due.
 pub fn plan_day(today: time::Date) -> time::Date {
     today.saturating_add(Duration::days(366))
 }

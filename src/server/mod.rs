@@ -106,8 +106,9 @@ pub async fn serve<F: Front>(
                             // hyper's head timer starts once the auto builder has read the first
                             // bytes (to tell HTTP/1 from HTTP/2): without this wait, a connection
                             // that never sends a byte would hold its slot for ever.
-                            let sent = tokio::time::timeout(limits.header_read_timeout, tcp.readable()).await;
-                            if !matches!(sent, Ok(Ok(()))) {
+                            let mut first = [0u8; 1];
+                            let sent = tokio::time::timeout(limits.header_read_timeout, tcp.peek(&mut first)).await;
+                            if !matches!(sent, Ok(Ok(1..))) {
                                 tracing::debug!("connection closed: no request head in time");
                                 return;
                             }

@@ -116,7 +116,7 @@ impl<'a> Keys<'a> {
     }
 
     /// Destroys many keys in one transaction (a retention run's batch): each tombstone
-    /// inserted and its key deleted as [`KeysRepo::shred`] does, and one new shred generation
+    /// inserted and its key deleted as `shred` does, and one new shred generation
     /// when any key was deleted. Returns how many keys were deleted.
     pub async fn shred_many(&self, ts: &[Tombstone], generation: &str) -> Result<u64, StoreError> {
         let Some(first) = ts.first() else { return Ok(0) };

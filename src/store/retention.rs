@@ -339,7 +339,7 @@ impl<'a> RetentionRepo<'a> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let unlink = "UPDATE retention_record SET app_subject = NULL, consent_subject = NULL \
+        let unlink = "UPDATE retention_record SET app_subject = NULL \
                       WHERE subject = $1 AND activity = $2 AND category = $3";
         let advance = "UPDATE retention_record SET phase = $1, phase_since_us = $2, end_action = $3 \
                        WHERE subject = $4 AND activity = $5 AND category = $6 AND phase = $7";

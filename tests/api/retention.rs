@@ -1049,7 +1049,8 @@ on_both_stores!(two_runs_under_a_frozen_clock_have_distinct_ids);
 /// The test clock does not move between the two runs: their ids (and so their journal
 /// entries) are still told apart, by the injected random part.
 async fn two_runs_under_a_frozen_clock_have_distinct_ids(backend: Backend) {
-    let app = spawn_app().backend(backend).start().await;
+    // No scheduled run racing the two for the lease.
+    let app = spawn_app().backend(backend).with(|s, _| s.retention.run_every = Duration::ZERO).start().await;
     let (first, second) = (run_on(&app, date!(2030 - 01 - 01)).await, run_on(&app, date!(2030 - 01 - 01)).await);
     assert!(first.run_id.starts_with("RUN-") && second.run_id.starts_with("RUN-"), "{first:?}");
     assert_ne!(first.run_id, second.run_id, "two runs in the same microsecond");
