@@ -4,6 +4,7 @@
 //! pseudonymous ids, never values.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
@@ -560,6 +561,20 @@ fn requests_page(
     show(app, session, status, &page)
 }
 
+/// The DPO's session for a form they posted, once its CSRF token `jeton` checks out.
+async fn dpo_form_session(
+    app: &App,
+    headers: &HeaderMap,
+    return_to: &str,
+    jeton: Option<&str>,
+) -> Result<Arc<Session>, GatewayError> {
+    let session = dpo_session(app, headers, return_to).await?;
+    if !jeton.is_some_and(|t| app.auth.csrf_ok(&session, t)) {
+        return Err(GatewayError::Forbidden("the form is out of date; reload the page"));
+    }
+    Ok(session)
+}
+
 fn percent(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
@@ -616,13 +631,10 @@ async fn act_on_request(
     Path(id): Path<String>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let session = match dpo_session(&app, &headers, DPO_REQUESTS_PATH).await {
+    let session = match dpo_form_session(&app, &headers, DPO_REQUESTS_PATH, f.jeton.as_deref()).await {
         Ok(s) => s,
         Err(e) => return fail(&headers, &e),
     };
-    if !f.jeton.as_deref().is_some_and(|t| app.auth.csrf_ok(&session, t)) {
-        return fail(&headers, &GatewayError::Forbidden("the form is out of date; reload the page"));
-    }
     let by = match by_dpo(&app, &session) {
         Ok(b) => b,
         Err(e) => return fail(&headers, &e),
@@ -746,13 +758,10 @@ async fn erase_anonymous_record(
     Form(f): Form<EraseRecordForm>,
 ) -> Response {
     use crate::rights::erasure::RecordError;
-    let session = match dpo_session(&app, &headers, DPO_REQUESTS_PATH).await {
+    let session = match dpo_form_session(&app, &headers, DPO_REQUESTS_PATH, f.jeton.as_deref()).await {
         Ok(s) => s,
         Err(e) => return fail(&headers, &e),
     };
-    if !f.jeton.as_deref().is_some_and(|t| app.auth.csrf_ok(&session, t)) {
-        return fail(&headers, &GatewayError::Forbidden("the form is out of date; reload the page"));
-    }
     let unprocessable = |m: &str| (m.to_owned(), StatusCode::UNPROCESSABLE_ENTITY);
     let target = f.enregistrement.trim();
     let activity = Some(f.activite.trim()).filter(|a| !a.is_empty());
@@ -964,13 +973,10 @@ struct ProveForm {
 }
 
 async fn prove(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<ProveForm>) -> Response {
-    let session = match dpo_session(&app, &headers, DPO_CONSENTS_PATH).await {
+    let session = match dpo_form_session(&app, &headers, DPO_CONSENTS_PATH, f.jeton.as_deref()).await {
         Ok(s) => s,
         Err(e) => return fail(&headers, &e),
     };
-    if !f.jeton.as_deref().is_some_and(|t| app.auth.csrf_ok(&session, t)) {
-        return fail(&headers, &GatewayError::Forbidden("the form is out of date; reload the page"));
-    }
     let q = ConsentsQuery { finalite: Some(f.finalite.clone()), ..ConsentsQuery::default() };
     let lines = match consent_lines(&app, &q).await {
         Ok(l) => l,
@@ -1281,13 +1287,10 @@ struct VerifyForm {
 }
 
 async fn verify_now(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<VerifyForm>) -> Response {
-    let session = match dpo_session(&app, &headers, DPO_JOURNAL_PATH).await {
+    let session = match dpo_form_session(&app, &headers, DPO_JOURNAL_PATH, f.jeton.as_deref()).await {
         Ok(s) => s,
         Err(e) => return fail(&headers, &e),
     };
-    if !f.jeton.as_deref().is_some_and(|t| app.auth.csrf_ok(&session, t)) {
-        return fail(&headers, &GatewayError::Forbidden("the form is out of date; reload the page"));
-    }
     // Everything queued is in the store before the walk, so the new entries are checked too.
     if let Err(e) = app.audit.flush().await {
         return internal(&headers, e);

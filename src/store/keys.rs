@@ -96,23 +96,7 @@ impl<'a> Keys<'a> {
     /// was deleted. When one was, the same transaction sets the shred generation to
     /// `generation` (a fresh random marker), which every instance polls to drop its cached keys.
     pub async fn shred(&self, t: &Tombstone, generation: &str) -> Result<bool, StoreError> {
-        let ins = "INSERT INTO guichet_key_tombstones (key_id, activity, shredded_at) VALUES ($1, $2, $3) \
-                   ON CONFLICT (key_id) DO NOTHING";
-        let del = "DELETE FROM guichet_data_keys WHERE key_id = $1";
-        let bump = "INSERT INTO guichet_meta (key, value, updated_at) VALUES ($1, $2, $3) \
-                    ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
-        let n = with_pool!(self.store.db(), p => {
-            let mut tx = p.begin().await?;
-            sqlx::query(ins).bind(&t.key_id).bind(&t.activity).bind(t.shredded_at).execute(&mut *tx).await?;
-            let n = sqlx::query(del).bind(&t.key_id).execute(&mut *tx).await?.rows_affected();
-            if n > 0 {
-                sqlx::query(bump).bind(SHRED_GENERATION).bind(generation).bind(t.shredded_at)
-                    .execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            n
-        });
-        Ok(n > 0)
+        Ok(self.shred_many(std::slice::from_ref(t), generation).await? > 0)
     }
 
     /// Destroys many keys in one transaction (a retention run's batch): each tombstone

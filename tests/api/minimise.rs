@@ -376,6 +376,7 @@ async fn tls_app(c: &TestCert, redirect: Option<std::net::SocketAddr>, hsts_rout
 }
 
 fn insecure_client() -> reqwest::Client {
+    crate::helpers::init();
     reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .redirect(reqwest::redirect::Policy::none())

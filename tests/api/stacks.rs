@@ -232,6 +232,7 @@ async fn declared_fields_reach_the_application_pseudonymised(kind: Kind) {
 #[tokio::test]
 #[cfg_attr(not(guichet_php_tests), ignore = "real-stack test: install php-cli (Debian) to run it")]
 async fn without_the_gateway_php_binds_look_alikes_of_reserved_headers() {
+    crate::helpers::init();
     let stack = Stack::start(Kind::Php).await;
     let client = reqwest::Client::new();
     let r = client.get(stack.url("/")).header("X_Guichet_Subject", "forged").header("X.Guichet.Purpose", "p").send();
