@@ -51,6 +51,9 @@ pub const ASSISTED_ENTRY_PATH: &str = "/.guichet/guichet-agent/usager";
 pub const ASSISTED_ENTRY_END_PATH: &str = "/.guichet/guichet-agent/usager/fin";
 /// Followed by a request's reference: the assisted mode's printable receipt.
 pub const ASSISTED_REQUEST_PREFIX: &str = "/.guichet/guichet-agent/demandes/";
+/// The notices waiting for a letter, for an agent of the assisted mode to print and post;
+/// followed by a message id (the printable letter), and `/envoyee` (posted).
+pub const LETTERS_PATH: &str = "/.guichet/agent/courriers/";
 /// The stylesheet of the bar inserted into applications' pages (`proxy::bar`).
 pub const BAR_STYLESHEET_PATH: &str = "/.guichet/barre.css";
 

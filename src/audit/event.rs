@@ -228,6 +228,11 @@ pub enum Operation {
         fields: Vec<Ident>,
         reason: Ident,
     },
+    /// An agent printed and posted the letter of a notice for a citizen without e-mail
+    /// (`kind`: the notice's kind; `record_ref`: `notice:<message id>`).
+    LetterPosted {
+        kind: Ident,
+    },
     /// Personal fields an agent entered for the citizen they assist (`subject`), sealed under
     /// that citizen's key: the field names and the channel, never the values.
     AssistedEntry {
@@ -281,6 +286,7 @@ impl Operation {
             Self::RetentionRun { .. } => "retention_run",
             Self::ArchiveReveal { .. } => "archive_reveal",
             Self::AssistedEntry { .. } => "assisted_entry",
+            Self::LetterPosted { .. } => "letter_posted",
             Self::OwnDataPurge { .. } => "own_data_purge",
         }
     }

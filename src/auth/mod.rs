@@ -658,6 +658,7 @@ const RETURNABLE_OWN_PAGES: &[&str] = &[
     crate::pages::ASSISTED_PATH,
     crate::pages::ASSISTED_ENTRY_PATH,
     crate::pages::AGENT_SPACE_PATH,
+    crate::pages::LETTERS_PATH,
     crate::dpo::conservation::DPO_CONSERVATION_PATH,
     crate::retention::pages::ARCHIVES_HOME,
 ];

@@ -42,6 +42,25 @@ pub const SEEN: &str = "seen";
 /// The recipient id of the DPO's alerts: its address is `notify.dpo_address`, never stored.
 pub const DPO_SUBJECT: &str = "guichet:dpo";
 
+/// The status of a notice an agent printed and posted as a letter.
+pub const POSTED: &str = "posted";
+/// The kinds a citizen without e-mail gets by letter. Not consent receipts (the signed
+/// receipt and its printable version are on the consent page, or handed over at the counter),
+/// nor the DPO's alerts.
+const LETTER_KINDS: [&str; 5] = ["request_received", "deadline_extended", "answer_ready", "export_ready", "retention"];
+
+/// A notice waiting for an agent to print and post its letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingLetter {
+    /// The message id (a digest: it names neither the citizen nor the event).
+    pub id: String,
+    /// The citizen's pseudonymous subject.
+    pub subject: String,
+    pub notice: Notice,
+    /// When the notice was recorded.
+    pub created_at: OffsetDateTime,
+}
+
 /// What a citizen is told. Labels are stored as shown, so a message sent again reads the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -335,6 +354,39 @@ impl NotifyService {
     pub fn letter(&self, notice: &Notice, postal_address: &[String]) -> String {
         let today = paris_date(self.clock.now());
         render::letter(notice, &self.settings, &self.link_base, postal_address, today)
+    }
+
+    /// The notices waiting for a letter, oldest first: no e-mail could carry them (no address,
+    /// no mail channel, or the address erased before sending). "Your data is ready" waits
+    /// [`EXPORT_READY_DELAY`] first, as the e-mail does: a citizen still on the page saw it.
+    pub async fn waiting_letters(&self) -> Result<Vec<WaitingLetter>, NotifyError> {
+        let now = self.clock.now();
+        let rows = self.store.notify().waiting_letters(&LETTER_KINDS).await?;
+        let letters = rows.into_iter().filter_map(|row| {
+            let Ok(notice) = serde_json::from_str::<Notice>(&row.notice) else {
+                tracing::warn!(message = %row.id, "a stored notice is unreadable; no letter for it");
+                return None;
+            };
+            let created_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.created_at_us) * 1000).ok()?;
+            let due = match notice {
+                Notice::ExportReady { .. } => created_at + EXPORT_READY_DELAY,
+                _ => created_at,
+            };
+            (due <= now).then_some(WaitingLetter { id: row.id, subject: row.subject, notice, created_at })
+        });
+        Ok(letters.collect())
+    }
+
+    /// The notice `id` if it is waiting for a letter.
+    pub async fn waiting_letter(&self, id: &str) -> Result<Option<WaitingLetter>, NotifyError> {
+        Ok(self.waiting_letters().await?.into_iter().find(|l| l.id == id))
+    }
+
+    /// Records that the letter of `letter` was posted: it leaves the list, and no e-mail is
+    /// sent for it later. False when it was no longer waiting (posted by another agent).
+    pub async fn letter_posted(&self, letter: &WaitingLetter) -> Result<bool, NotifyError> {
+        let now = micros(self.clock.now());
+        Ok(self.store.notify().settle_letter(&letter.id, POSTED, now).await?)
     }
 
     /// Sends one queued message (the `notify.send` job). A message already sent is not sent again.

@@ -33,6 +33,7 @@ use crate::consent::pages::agent_ident;
 use crate::error::{GatewayError, sign_in_url};
 use crate::pages::{ASSISTED_CONFIRM_PATH, ASSISTED_PATH, ASSISTED_REQUEST_PREFIX, Chrome, french_date, redirect};
 use crate::rights::deadline::Deadline;
+use crate::rights::propagation::Subjects;
 use crate::rights::request::{Channel, DocumentKind, IdentityProof, Right};
 use crate::rights::service::{By, NewRequest, RightsError};
 
@@ -58,6 +59,10 @@ const DOCUMENTS: [(&str, Option<DocumentKind>, &str); 6] = [
 /// team through the API).
 const CHANNELS: [(&str, Channel, &str); 2] =
     [("counter", Channel::Counter, "Au guichet"), ("phone", Channel::Phone, "Par téléphone")];
+
+/// The purpose journaled with the values an agent sees on screen 2 of a rectification: the
+/// citizen's hub says it in words ("who saw my data").
+pub(super) const RECTIFICATION_PURPOSE: &str = "correction-au-guichet";
 
 /// Recorded as the identity proof when the citizen's code alone identified them: the code is
 /// made on their consent page, so only after they signed in.
@@ -115,6 +120,9 @@ struct Checked {
     /// A code whose citizen has no pseudonyms recorded (made before they were): the request
     /// is done by hand, like one without a code, and screen 2 takes no corrected values.
     by_hand: bool,
+    /// The citizen behind the code, when their pseudonyms are recorded: their subject and
+    /// pseudonyms (what the application last sent them is read under these).
+    citizen: Option<(String, Subjects)>,
 }
 
 struct Pick {
@@ -160,6 +168,10 @@ struct ConfirmPage<'a> {
     old_code: bool,
     /// What to fix before confirming again.
     message: Option<&'static str>,
+    /// A rectification: the date of the application's answer the current values come from.
+    current_on: Option<String>,
+    /// Some current values are hidden: the agent's role may not see those fields.
+    hidden: bool,
 }
 
 #[derive(Template)]
@@ -186,16 +198,29 @@ struct ReceiptQuery {
 
 /// The signed-in agent holding an assisted role, with that role; or where to send them.
 async fn assisting_agent(app: &App, headers: &HeaderMap) -> Result<(Arc<Session>, String), Response> {
+    assisting_agent_at(app, headers, ASSISTED_PATH).await
+}
+
+/// [`assisting_agent`] for a page of the assisted mode at `here`, where the sign-in comes
+/// back to. An agent without the role is refused (403), the refusal journaled.
+pub(super) async fn assisting_agent_at(
+    app: &App,
+    headers: &HeaderMap,
+    here: &str,
+) -> Result<(Arc<Session>, String), Response> {
     match app.auth.identify(headers).await {
         Ok(Some(s)) if s.kind == Kind::Agent => {
             let role = s.roles.iter().find(|r| app.settings.rights.assisted_roles.contains(r)).cloned();
             match role {
                 Some(role) => Ok((s, role)),
-                None => Err(GatewayError::Forbidden("the agent has no role allowing to file rights requests")
-                    .respond(true, None, None)),
+                None => {
+                    crate::auth::gate::denied(app, &s, here, "page:assisted", None).await;
+                    Err(GatewayError::Forbidden("the agent has no role allowing to file rights requests")
+                        .respond(true, None, None))
+                }
             }
         }
-        Ok(_) => Err(redirect(&sign_in_url(true, None, Some(ASSISTED_PATH)))),
+        Ok(_) => Err(redirect(&sign_in_url(true, None, Some(here)))),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the session");
             Err(GatewayError::StoreUnavailable.respond(true, None, None))
@@ -275,29 +300,46 @@ fn check(app: &App, f: &AssistedForm) -> Result<Checked, &'static str> {
     if code.is_none() && channel == Channel::Phone {
         return Err("Par téléphone, demandez le code affiché sur la page de l'usager.");
     }
-    Ok(Checked { right, activity, service, channel, channel_label, document, document_label, code, by_hand: false })
+    Ok(Checked {
+        right,
+        activity,
+        service,
+        channel,
+        channel_label,
+        document,
+        document_label,
+        code,
+        by_hand: false,
+        citizen: None,
+    })
 }
 
-/// Whether `c`'s code stands for a citizen whose pseudonyms were not recorded (a code made
-/// before they were): the code is looked at, not used up. A wrong code is not one: the
-/// confirmation says so when it tries to use it.
-async fn made_by_hand(app: &App, c: &Checked) -> Result<bool, Response> {
+/// The citizen behind `c`'s code, with their recorded pseudonyms (`None` for a code made
+/// before they were recorded): the code is looked at, not used up. A wrong code gives `None`:
+/// the confirmation says so when it tries to use it.
+async fn code_citizen(app: &App, c: &Checked) -> Result<Option<(String, Option<Subjects>)>, Response> {
     let unavailable = |e: &dyn std::fmt::Display| {
         tracing::warn!(error = %e, "cannot read a one-time code's citizen");
         GatewayError::StoreUnavailable.respond(true, None, None)
     };
-    let Some(code) = c.code.as_deref() else { return Ok(false) };
+    let Some(code) = c.code.as_deref() else { return Ok(None) };
     let Some(subject) = app.consent.code_subject(code).await.map_err(|e| unavailable(&e))? else {
-        return Ok(false);
+        return Ok(None);
     };
-    Ok(app.rights.subjects_of(&subject).await.map_err(|e| unavailable(&e))?.is_none())
+    let subjects = app.rights.subjects_of(&subject).await.map_err(|e| unavailable(&e))?;
+    Ok(Some((subject, subjects)))
 }
 
-/// [`check`], then [`made_by_hand`].
+/// [`check`], then who the code stands for: a code whose citizen has no pseudonyms recorded
+/// is done by hand.
 async fn checked(app: &App, f: &AssistedForm) -> Result<Result<Checked, &'static str>, Response> {
     match check(app, f) {
         Ok(mut c) => {
-            c.by_hand = made_by_hand(app, &c).await?;
+            match code_citizen(app, &c).await? {
+                Some((subject, Some(subjects))) => c.citizen = Some((subject, subjects)),
+                Some((_, None)) => c.by_hand = true,
+                None => {}
+            }
             Ok(Ok(c))
         }
         Err(message) => Ok(Err(message)),
@@ -320,7 +362,7 @@ async fn review(State(app): State<AppState>, headers: HeaderMap, Form(pairs): Fo
         Ok(Err(message)) => return form_page(&app, &session, &f, Some(message)),
         Err(r) => return r,
     };
-    confirm_page(&app, &session, &f, &c, None)
+    confirm_page(&app, &session, &f, &c, None).await
 }
 
 /// The fields screen 2 offers for `c`: a rectification's correctable fields, when the citizen
@@ -334,7 +376,7 @@ fn offered_fields(app: &App, f: &AssistedForm, c: &Checked) -> Vec<Correctable> 
 }
 
 /// Screen 2, possibly again with what to fix and the values already typed.
-fn confirm_page(
+async fn confirm_page(
     app: &App,
     session: &Session,
     f: &AssistedForm,
@@ -345,7 +387,13 @@ fn confirm_page(
     let csrf = app.auth.csrf_token(session);
     let chrome = app.auth.chrome(Some(session));
     let rectification = c.right == Right::Rectification;
-    let fields = offered_fields(app, f, c);
+    let mut fields = offered_fields(app, f, c);
+    let shown = match (&c.citizen, c.activity.as_deref(), fields.is_empty()) {
+        (Some((subject, subjects)), Some(activity), false) => {
+            with_current_values(app, session, subject, subjects, activity, &mut fields).await
+        }
+        _ => Shown::default(),
+    };
     let page = ConfirmPage {
         chrome: &chrome,
         csrf: &csrf,
@@ -363,9 +411,105 @@ fn confirm_page(
         no_account: rectification && c.code.is_none(),
         old_code: rectification && c.by_hand,
         message,
+        current_on: shown.answered_on,
+        hidden: shown.hidden,
     };
     let status = if message.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     own_page(&app.auth, status, &page, &chrome)
+}
+
+/// What screen 2 of a rectification shows of the application's last answer.
+#[derive(Default)]
+struct Shown {
+    /// The answer's date in words; `None` when no answer is kept.
+    answered_on: Option<String>,
+    /// Some values were replaced by the placeholder.
+    hidden: bool,
+}
+
+/// Fills each field's current value, as the citizen's own screen 2 does, from the
+/// application's answer to the citizen's latest access request
+/// (`rights::rectification::current_values`), under the pseudonyms recorded with their code.
+/// A value is shown only when one of the agent's roles may see its field (`visible_to`, as
+/// for a reveal in an application's page), else the placeholder; the values shown are
+/// journaled as a reveal to this agent, so the citizen sees it in "who saw my data".
+async fn with_current_values(
+    app: &App,
+    session: &Session,
+    subject: &str,
+    subjects: &Subjects,
+    activity: &str,
+    fields: &mut [Correctable],
+) -> Shown {
+    let set = app.policies.load();
+    let Some(a) = set.activity(activity) else { return Shown::default() };
+    let owners = subjects.fields_for(a.sector);
+    let mut current = crate::rights::rectification::current_values(app, subject, &owners, a).await;
+    let mut shown = Shown {
+        answered_on: current.answered_at.map(|at| french_date(crate::clock::in_paris(at).date())),
+        hidden: false,
+    };
+    let mut revealed = Vec::new();
+    for f in fields.iter_mut() {
+        let values = current.values.remove(&f.name).unwrap_or_default();
+        if values.is_empty() {
+            continue;
+        }
+        let visible_to = a.fields.iter().find(|x| x.name == f.name).map(|x| x.visible_to.as_slice()).unwrap_or(&[]);
+        match session.roles.iter().find(|r| visible_to.contains(r)) {
+            Some(role) => {
+                revealed.push((f.name.clone(), role.clone()));
+                f.current = values;
+            }
+            None => {
+                shown.hidden = true;
+                f.current = vec![crate::proxy::reveal::PLACEHOLDER.to_owned()];
+            }
+        }
+    }
+    if !revealed.is_empty() && !journal_reveal(app, session, subjects.field_in(a.sector), activity, &revealed).await {
+        // A reveal that cannot be journaled does not happen (as in `proxy::reveal`).
+        for f in fields.iter_mut().filter(|f| revealed.iter().any(|(name, _)| *name == f.name)) {
+            f.current = vec![crate::proxy::reveal::PLACEHOLDER.to_owned()];
+        }
+        shown.hidden = true;
+    }
+    shown
+}
+
+/// Journals the values of `fields` (name, the role that may see it) shown to the agent on
+/// screen 2 of a rectification, under the citizen's field pseudonym `owner`, with the purpose
+/// [`RECTIFICATION_PURPOSE`]. False when it could not be journaled.
+async fn journal_reveal(
+    app: &App,
+    session: &Session,
+    owner: &str,
+    activity: &str,
+    fields: &[(String, String)],
+) -> bool {
+    use crate::audit::{AuditEvent, Operation, Outcome};
+    let names: Result<Vec<Ident>, _> = fields.iter().map(|(name, _)| Ident::new(name.as_str())).collect();
+    let role = fields.first().map(|(_, role)| role.as_str()).unwrap_or_default();
+    let (Ok(names), Ok(agent), Ok(role), Ok(owner), Ok(activity)) =
+        (names, Ident::new(agent_ident(session)), Ident::new(role), Ident::new(owner), Ident::new(activity))
+    else {
+        tracing::warn!("a reveal on the rectification screen was refused: an identifier is not journal-safe");
+        return false;
+    };
+    let mut event = AuditEvent::system(Operation::Reveal { fields: names }, app.clock.now());
+    event.actor = Actor { kind: ActorKind::Agent, id: agent };
+    event.role = role;
+    event.activity = Some(activity);
+    event.purpose = Ident::new(RECTIFICATION_PURPOSE).ok();
+    event.subject = Some(owner);
+    event.outcome = Outcome::Success;
+    match app.audit.append_sync(event).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "a reveal on the rectification screen was refused: it could not be journaled");
+            false
+        }
+    }
 }
 
 /// Screen 2's POST: the code (if any) is used up, the request filed, then screen 3.
@@ -386,7 +530,7 @@ async fn file(State(app): State<AppState>, headers: HeaderMap, Form(pairs): Form
     let mut f = f;
     f.corrections.retain(|name, _| fields.iter().any(|c| c.name == *name));
     if !fields.is_empty() && f.corrections.is_empty() {
-        return confirm_page(&app, &session, &f, &c, Some("Écrivez au moins une information à corriger."));
+        return confirm_page(&app, &session, &f, &c, Some("Écrivez au moins une information à corriger.")).await;
     }
     let subject = match subject_of(&app, c.code.as_deref()).await {
         Ok(Some(s)) => s,

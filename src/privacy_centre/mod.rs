@@ -10,6 +10,7 @@ mod accessibility;
 mod agent_space;
 mod assisted;
 pub mod assisted_entry;
+mod letters;
 mod procedure;
 
 use std::collections::BTreeSet;
@@ -43,6 +44,7 @@ pub fn routes() -> Router<AppState> {
         .merge(assisted::routes())
         .merge(assisted_entry::routes())
         .merge(agent_space::routes())
+        .merge(letters::routes())
         .route(crate::pages::BAR_STYLESHEET_PATH, get(bar_stylesheet))
 }
 
@@ -215,9 +217,15 @@ async fn hub_page(app: &App, session: &Session) -> Result<Response, String> {
                     format!("Traitement automatique : {}", r.role)
                 },
                 purpose: {
-                    let purpose = activity
-                        .and_then(|a| a.purposes.iter().find(|p| Some(&p.id) == r.purpose.as_ref()))
-                        .map_or_else(|| r.purpose.clone().unwrap_or_default(), |p| p.description.clone());
+                    let purpose = match r.purpose.as_deref() {
+                        // Not a purpose of the policy: the agent read the value to correct it with them.
+                        Some(assisted::RECTIFICATION_PURPOSE) => {
+                            "Corriger vos données avec vous, à votre demande.".to_owned()
+                        }
+                        _ => activity
+                            .and_then(|a| a.purposes.iter().find(|p| Some(&p.id) == r.purpose.as_ref()))
+                            .map_or_else(|| r.purpose.clone().unwrap_or_default(), |p| p.description.clone()),
+                    };
                     match r.entered {
                         Some(channel) => format!(
                             "L'agent a saisi vos données pour vous ({}). {purpose}",

@@ -105,6 +105,30 @@ impl<'a> NotifyRepo<'a> {
         Ok(rows)
     }
 
+    /// Notices waiting for a letter, oldest first: queued without a sending job (the citizen
+    /// had no address, or no mail channel is configured), or left undeliverable (the address
+    /// was erased before sending). Only `kinds`, the kinds sent by letter.
+    pub async fn waiting_letters(&self, kinds: &[&str]) -> Result<Vec<NoticeRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM notice_message WHERE status = 'undeliverable' OR (status = 'queued' \
+             AND NOT EXISTS (SELECT 1 FROM job j WHERE j.dedup_key = 'notify.send/' || notice_message.id)) \
+             ORDER BY created_at_us, id"
+        );
+        let rows: Vec<NoticeRow> =
+            with_pool!(self.store.db(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(p).await?);
+        Ok(rows.into_iter().filter(|r| kinds.contains(&r.kind.as_str())).collect())
+    }
+
+    /// Marks a notice waiting for a letter as `status` (the letter was posted). Returns whether
+    /// it was waiting: a notice sent meanwhile, or posted by another agent, is left as it is.
+    pub async fn settle_letter(&self, id: &str, status: &str, at_us: i64) -> Result<bool, StoreError> {
+        let sql = "UPDATE notice_message SET status = $1, sent_at_us = $2 \
+                   WHERE id = $3 AND status IN ('queued', 'undeliverable')";
+        let n = with_pool!(self.store.db(), p => sqlx::query(sql).bind(status).bind(at_us).bind(id)
+            .execute(p).await?.rows_affected());
+        Ok(n > 0)
+    }
+
     /// Moves a queued notice to `status` (`sent` or `undeliverable`).
     pub async fn settle(&self, id: &str, status: &str, at_us: i64) -> Result<(), StoreError> {
         let sql = "UPDATE notice_message SET status = $1, sent_at_us = $2 WHERE id = $3 AND status = 'queued'";

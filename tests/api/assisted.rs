@@ -355,6 +355,85 @@ async fn the_correction_screen_shows_what_the_application_last_sent(backend: Bac
     assert!(!his_screen.contains("angela.ancienne.q3") && !his_screen.contains("Noté par le service"));
 }
 
+/// The agent's rectification screen 2 shows what the application last sent, as the citizen's
+/// own screen does, but only to an agent whose role may see the field (`visible_to`): the
+/// counter agent without it sees the placeholder. A value shown is journaled as a reveal, and
+/// the citizen's "who saw my data" lists it.
+async fn the_agents_correction_screen_shows_the_current_value_to_roles_that_may_see_it(backend: Backend) {
+    const VALUE: &str = "angela.ancienne.q6@example.fr";
+    let d = crate::rights_ops::desk(backend, Mode::AnswerNow, |b| {
+        b.with(|s, _| {
+            s.auth.agent_roles.push(guichet::config::RoleRule {
+                role: "service-communication".into(),
+                siret: vec![],
+                email_domains: vec![],
+                uids: vec!["comm-1".into()],
+            })
+        })
+    })
+    .await;
+    let p = &d.p;
+    let mut info = crate::auth::agent_info("21750001600019", "emma@mairie.example.fr");
+    info["uid"] = serde_json::json!("comm-1");
+    let r = crate::auth::agent_sign_in(&p.app, &p.agents, info, "").await;
+    let communication = crate::auth::cookie(&r, SESSION).unwrap();
+    let angela = citizen(&p.app, &p.citizens, "sub-angela").await;
+    let pseudonym = crate::propagation::pseudonym_seen_by_app(&p.app, &angela).await;
+    let bruno = citizen(&p.app, &p.citizens, "sub-bruno").await;
+    let code = code_of(&p.app, &angela).await;
+    let screen_two = |agent: String| {
+        let (app, code) = (&p.app, code.clone());
+        async move {
+            let t = token(&text(get(app, Some(&agent), FORM).await, 200).await);
+            let form = fields(&t, "rectification", "counter", "carte-identite", &code);
+            text(post(app, &agent, FORM, &form).await, 200).await
+        }
+    };
+
+    // No access answer yet: nothing to show, and the screen says so.
+    let before = screen_two(communication.clone()).await;
+    assert!(before.contains("Le service n&#39;a pas encore dit") || before.contains("Le service n'a pas encore dit"));
+    assert!(!before.contains("Noté par le service"), "{before}");
+
+    let hers = sealed_email(&p.app, &angela, VALUE).await;
+    let his = sealed_email(&p.app, &bruno, "bruno.canari.q6@example.fr").await;
+    d.rights_app.keep(&pseudonym, serde_json::json!({ "abonnement": { "email": hers, "autre": his } }));
+    let receipt = through_the_procedure(&p.app, &angela, "acces").await;
+    wait_for(&p.app, receipt.rsplit('/').next().unwrap(), Status::Completed).await;
+
+    // The counter agent (`etat-civil`, not in the field's `visible_to`): the placeholder.
+    let counter = screen_two(p.counter.clone()).await;
+    assert!(counter.contains("Noté par le service : <strong>[donnée protégée]</strong>"), "{counter}");
+    assert!(counter.contains("Votre rôle ne permet pas de voir"), "{counter}");
+    assert!(!counter.contains(VALUE) && !counter.contains("gch2."), "{counter}");
+    // The communication service's agent sees her value, never Bruno's.
+    let shown = screen_two(communication.clone()).await;
+    assert!(shown.contains(&format!("Noté par le service : <strong>{VALUE}</strong>")), "{shown}");
+    assert!(shown.contains("d&#39;après sa réponse du") || shown.contains("d'après sa réponse du"), "{shown}");
+    assert!(!shown.contains("bruno.canari.q6") && !shown.contains("[donnée protégée]"), "{shown}");
+
+    // Journaled as a reveal to that agent only, under her field pseudonym, and on her hub.
+    let journal = crate::incidents::journal(&p.app).await;
+    let reveals: Vec<_> = journal.iter().filter(|e| e["operation"]["type"] == "reveal").collect();
+    assert_eq!(reveals.len(), 1, "{reveals:?}");
+    let e = reveals[0];
+    assert_eq!(e["operation"]["fields"], serde_json::json!(["email"]));
+    assert_eq!(
+        (e["role"].as_str(), e["purpose"].as_str()),
+        (Some("service-communication"), Some("correction-au-guichet"))
+    );
+    assert_eq!(e["activity"], "lettre-information");
+    let session = session_of(&p.app, &angela).await;
+    assert_eq!(e["subject"], p.app.state.auth.field_subject(&session));
+    let hub = text(get(&p.app, Some(&angela), "/.guichet/mes-donnees/").await, 200).await;
+    assert!(hub.contains("Corriger vos données avec vous"), "{hub}");
+    assert!(
+        !text(get(&p.app, Some(&bruno), "/.guichet/mes-donnees/").await, 200)
+            .await
+            .contains("Corriger vos données avec vous")
+    );
+}
+
 /// A code made before the gateway recorded pseudonyms with codes: screen 2 of a rectification
 /// takes no values and says the service corrects by hand; the request is filed and waits for
 /// the handler's task, instead of ending on an error page.
@@ -430,6 +509,7 @@ async fn going_back_from_screen_two_keeps_the_typed_values(backend: Backend) {
 
 on_both_stores!(
     the_correction_screen_shows_what_the_application_last_sent,
+    the_agents_correction_screen_shows_the_current_value_to_roles_that_may_see_it,
     a_rectification_with_a_code_made_before_pseudonyms_is_done_by_hand,
     going_back_from_screen_two_keeps_the_typed_values,
     assisted_mode_files_a_counter_request_in_three_screens,

@@ -28,6 +28,7 @@ mod interop;
 mod jobs;
 mod keepalive;
 mod keys;
+mod letters;
 mod limits;
 mod logging;
 mod metrics;

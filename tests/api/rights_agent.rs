@@ -23,6 +23,8 @@ pub(crate) struct Parties {
     pub dpo: String,
     /// An agent of another organisation, with no role.
     pub outsider: String,
+    /// The agents' identity provider, to sign in more agents.
+    pub agents: MockProvider,
 }
 
 /// The newsletter activity, citizen and agent providers, `etat-civil` allowed to file for
@@ -66,7 +68,7 @@ pub(crate) async fn parties_from(base: TestAppBuilder, citizens: MockProvider) -
     dpo_info["uid"] = json!("dpo-1");
     let dpo = sign_in(dpo_info).await;
     let outsider = sign_in(agent_info("11111111111111", "x@ailleurs.example.fr")).await;
-    Parties { app, citizens, counter, dpo, outsider }
+    Parties { app, citizens, counter, dpo, outsider, agents }
 }
 
 pub(crate) async fn post_json(app: &TestApp, session: Option<&str>, path: &str, body: &Value) -> reqwest::Response {

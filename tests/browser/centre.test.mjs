@@ -418,6 +418,51 @@ test('a counter agent finds the assisted mode by clicking, from "Espace agent"',
   await counter.close();
 });
 
+test('a counter agent prints the letter of a citizen without e-mail and marks it sent, by clicking', async () => {
+  // A citizen without an online account files at the counter: no e-mail, so a letter.
+  const { counter, page } = await counterAgentAt('/.guichet/agent/');
+  await Promise.all([
+    page.waitForURL((u) => u.pathname === '/.guichet/guichet-agent/'),
+    page.getByRole('link', { name: 'Faire une demande avec un usager' }).click(),
+  ]);
+  await page.getByLabel('Effacer mes données').check();
+  await page.getByLabel('Pour quel service ?').selectOption({ label: "Lettre d'information municipale" });
+  await page.getByLabel('Au guichet').check();
+  await page.getByLabel('Passeport').check();
+  await Promise.all([page.waitForLoadState(), page.getByRole('button', { name: 'Continuer' }).click()]);
+  await Promise.all([page.waitForURL(/guichet-agent\/demandes\/DR-/), page.getByRole('button', { name: 'Enregistrer la demande' }).click()]);
+  const reference = (await page.locator('.reference').innerText()).trim();
+  assert.match(reference, /^DR-/);
+  // From any gateway page: "Espace agent", then "Lettres à envoyer".
+  const menu = page.getByRole('navigation', { name: 'Menu du compte' });
+  await Promise.all([page.waitForURL((u) => u.pathname === '/.guichet/agent/'), menu.getByRole('link', { name: 'Espace agent' }).click()]);
+  await Promise.all([
+    page.waitForURL((u) => u.pathname === '/.guichet/agent/courriers/'),
+    page.getByRole('link', { name: 'Lettres à envoyer' }).click(),
+  ]);
+  assert.equal(await page.locator('script').count(), 0, 'no JavaScript');
+  const row = page.locator('tr', { hasText: reference });
+  assert.match(await row.innerText(), /Votre demande a bien été reçue/);
+  assert.match(await row.innerText(), /\d{1,2} [a-zéû]+ \d{4} à \d{1,2} h \d{2}/, 'a French local date');
+  await audit(page.url(), 1280, counter, 'letters-{w}.png');
+  await audit(page.url(), 320, counter, 'letters-{w}.png');
+  // The printable letter: the reference, and the address block left blank to write by hand.
+  await Promise.all([page.waitForURL(/\/agent\/courriers\/[0-9a-f]+$/), row.getByRole('link', { name: 'Imprimer la lettre' }).click()]);
+  assert.match(await page.locator('main').innerText(), new RegExp(reference));
+  assert.equal((await page.locator('address.to').innerText()).trim(), '');
+  await audit(page.url(), 1280, counter, 'letter-{w}.png');
+  await audit(page.url(), 320, counter, 'letter-{w}.png');
+  // Posted: "Lettre envoyée", and it leaves the list.
+  await page.goBack();
+  await Promise.all([
+    page.waitForURL((u) => u.search === '?envoyee=1'),
+    page.locator('tr', { hasText: reference }).getByRole('button', { name: 'Lettre envoyée' }).click(),
+  ]);
+  assert.match(await page.locator('body').innerText(), /la lettre est envoyée/);
+  assert.equal(await page.locator('tr', { hasText: reference }).count(), 0);
+  await counter.close();
+});
+
 test('"Saisir pour un usager": the agent enters a street report for Angela; the application gets tokens; Angela sees the entry', async () => {
   const { mine, code } = await angelasCode();
   await mine.close();
