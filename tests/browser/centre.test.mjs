@@ -441,7 +441,7 @@ test('a counter agent prints the letter of a citizen without e-mail and marks it
     page.getByRole('link', { name: 'Lettres à envoyer' }).click(),
   ]);
   assert.equal(await page.locator('script').count(), 0, 'no JavaScript');
-  const row = page.locator('tr', { hasText: reference });
+  const row = page.locator('li.carte', { hasText: reference });
   assert.match(await row.innerText(), /Votre demande a bien été reçue/);
   assert.match(await row.innerText(), /\d{1,2} [a-zéû]+ \d{4} à \d{1,2} h \d{2}/, 'a French local date');
   await audit(page.url(), 1280, counter, 'letters-{w}.png');
@@ -456,10 +456,10 @@ test('a counter agent prints the letter of a citizen without e-mail and marks it
   await page.goBack();
   await Promise.all([
     page.waitForURL((u) => u.search === '?envoyee=1'),
-    page.locator('tr', { hasText: reference }).getByRole('button', { name: 'Lettre envoyée' }).click(),
+    page.locator('li.carte', { hasText: reference }).getByRole('button', { name: 'Lettre envoyée' }).click(),
   ]);
   assert.match(await page.locator('body').innerText(), /la lettre est envoyée/);
-  assert.equal(await page.locator('tr', { hasText: reference }).count(), 0);
+  assert.equal(await page.locator('li.carte', { hasText: reference }).count(), 0);
   await counter.close();
 });
 
