@@ -357,7 +357,7 @@ impl NotifyService {
     }
 
     /// The notices waiting for a letter, oldest first: no e-mail could carry them (no address,
-    /// no mail channel, or the address erased before sending). "Your data is ready" waits
+    /// no mail channel, the address erased before sending, or a sending job that gave up). "Your data is ready" waits
     /// [`EXPORT_READY_DELAY`] first, as the e-mail does: a citizen still on the page saw it.
     pub async fn waiting_letters(&self) -> Result<Vec<WaitingLetter>, NotifyError> {
         let now = self.clock.now();

@@ -111,7 +111,8 @@ impl<'a> NotifyRepo<'a> {
     pub async fn waiting_letters(&self, kinds: &[&str]) -> Result<Vec<NoticeRow>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM notice_message WHERE status = 'undeliverable' OR (status = 'queued' \
-             AND NOT EXISTS (SELECT 1 FROM job j WHERE j.dedup_key = 'notify.send/' || notice_message.id)) \
+             AND NOT EXISTS (SELECT 1 FROM job j WHERE j.dedup_key = 'notify.send/' || notice_message.id \
+             AND j.status <> 'dead')) \
              ORDER BY created_at_us, id"
         );
         let rows: Vec<NoticeRow> =

@@ -130,3 +130,41 @@ async fn a_notice_for_a_citizen_without_email_is_printed_and_posted(backend: Bac
 }
 
 on_both_stores!(a_notice_for_a_citizen_without_email_is_printed_and_posted);
+
+/// An e-mail the relay never took (its sending job dead after its last attempt) did not reach
+/// the citizen: the notice is offered as a letter instead. While its job is still trying, it
+/// is not (the e-mail may yet go).
+async fn an_email_that_never_went_is_offered_as_a_letter(backend: Backend) {
+    // A relay nobody listens on: every attempt fails.
+    let relay = crate::helpers::free_port();
+    let p = parties_with(backend, move |b| {
+        b.with(move |s, _| {
+            s.notify.smtp_host = Some("127.0.0.1".into());
+            s.notify.smtp_port = relay.port();
+            s.notify.allow_plain_on_loopback = true;
+        })
+    })
+    .await;
+    let (notify, jobs) = (&p.app.state.notify, &p.app.state.jobs);
+    let subject = "sub_relais_muet";
+    notify.remember(subject, &Address::parse("relais.muet.l2@exemple.fr", Source::Given).unwrap()).await.unwrap();
+    let notice = Notice::AnswerReady { reference: "DR-MUET-0001".into() };
+    let Queued::Email { job, .. } = notify.enqueue(&notice, subject).await.unwrap() else {
+        panic!("an address and a relay: the notice goes by e-mail")
+    };
+    let list = || async { text(get(&p.app, Some(&p.counter), LETTERS).await, 200).await };
+    jobs.run_due(10).await.unwrap();
+    assert_ne!(jobs.get(&job).await.unwrap().unwrap().status, "dead");
+    assert!(!list().await.contains("DR-MUET-0001"), "still being tried: no letter yet");
+    for _ in 0..40 {
+        if jobs.get(&job).await.unwrap().unwrap().status == "dead" {
+            break;
+        }
+        p.app.clock.advance(time::Duration::days(1));
+        jobs.run_due(10).await.unwrap();
+    }
+    assert_eq!(jobs.get(&job).await.unwrap().unwrap().status, "dead");
+    assert!(list().await.contains("DR-MUET-0001"), "the relay gave up: a letter is the way left");
+}
+
+on_both_stores!(an_email_that_never_went_is_offered_as_a_letter);
