@@ -220,6 +220,9 @@ async fn callback(app: &App, kind: Kind, headers: &HeaderMap, q: &HashMap<String
     let mut resp = match finish(auth, kind, bound.is_some(), q, &mut retry, &duties).await {
         Ok((cookie, return_to, session, dpo_dropped)) => {
             journal(app, &session, Operation::SignIn { acr: Ident::new(session.acr.clone()).ok() }).await;
+            if session.kind == Kind::Citizen {
+                crate::rights::propagation::refresh_recorded(app, &session).await;
+            }
             if dpo_dropped {
                 journal_dpo_dropped(app, &session, &duties.dpo_role).await;
             }

@@ -134,10 +134,11 @@ async fn seed_retention_records(app: &App, now: OffsetDateTime) -> anyhow::Resul
             .map(|c| c.id.clone())
             .collect();
         for n in 0..count {
+            let app_subject = format!("demo_dossier_{activity}_{n:02}");
             let seen = crate::retention::record::Seen {
                 field_subject: format!("demo_{activity}_{n:02}"),
                 route: route.to_owned(),
-                app_subject: format!("demo_dossier_{activity}_{n:02}"),
+                app_subject: Some(app_subject.clone()),
                 activity: activity.to_owned(),
                 at_us: ago(first + step * n),
             };
@@ -148,7 +149,7 @@ async fn seed_retention_records(app: &App, now: OffsetDateTime) -> anyhow::Resul
                     event_id: format!("demo-{activity}-{n:02}-clos"),
                     activity: activity.to_owned(),
                     event: "case_closed".to_owned(),
-                    subject: seen.app_subject.clone(),
+                    subject: app_subject,
                     occurred_at_us: ago(10 + 15 * n),
                 };
                 app.retention.report(&closed, &closing).await?;
@@ -171,7 +172,7 @@ async fn seed_elimination_list(app: &App, dice: &mut Dice, now: OffsetDateTime) 
         let seen = crate::retention::record::Seen {
             field_subject: format!("demo_acte_{n:02}"),
             route: "etat-civil".to_owned(),
-            app_subject: format!("demo_dossier_{n:02}"),
+            app_subject: Some(format!("demo_dossier_{n:02}")),
             activity: activity.to_owned(),
             at_us: crate::audit::event::to_micros(now - age),
         };

@@ -178,6 +178,16 @@ pub fn demo_routes(upstream: &str) -> Vec<RouteSettings> {
     );
     let mut api = demo_route("api", "/api", upstream, RouteAccess::Citizen, claims(&["given_name", "family_name"]));
     api.api = true;
+    // The civil registry's API is in another sector than the canteen's (`/api/inscriptions`):
+    // its own route, so that no application receives one pseudonym for both (docs/policies.md).
+    let mut api_etat_civil = demo_route(
+        "api-etat-civil",
+        "/api/demandes",
+        upstream,
+        RouteAccess::Citizen,
+        claims(&["given_name", "family_name"]),
+    );
+    api_etat_civil.api = true;
     // The demo's "what the application received" page, for agents. It lists stored records, so
     // calling it "no personal data" is a demo compromise (docs/policies.md).
     let mut back_office =
@@ -193,7 +203,7 @@ pub fn demo_routes(upstream: &str) -> Vec<RouteSettings> {
     // Street-issue reports (policies/voirie.toml, `anonymous = "sealed"`): no sign-in needed;
     // the reporter's name and e-mail are sealed under the report's own record.
     let voirie = demo_route("voirie", "/voirie", upstream, RouteAccess::Public, Vec::new());
-    vec![accueil, cantine, etat_civil, api, back_office, lettre, voirie]
+    vec![accueil, cantine, etat_civil, api, api_etat_civil, back_office, lettre, voirie]
 }
 
 /// The demo's keyring, in its data directory, created on first run. A real installation
@@ -334,7 +344,10 @@ mod tests {
             policy::decide(&set, &RequestFacts { route, host: None, path, method: &http::Method::POST })
         };
         assert!(matches!(decide("cantine", "/cantine"), Decision::Processing(p) if &*p.activity == "cantine"));
-        assert!(matches!(decide("api", "/api/demandes"), Decision::Processing(p) if &*p.activity == "etat-civil"));
+        assert!(matches!(decide("api", "/api/inscriptions"), Decision::Processing(p) if &*p.activity == "cantine"));
+        assert!(
+            matches!(decide("api-etat-civil", "/api/demandes"), Decision::Processing(p) if &*p.activity == "etat-civil")
+        );
         assert_eq!(decide("api", "/api/echo"), Decision::Deny);
         assert_eq!(decide("accueil", "/"), Decision::Public);
         assert_eq!(decide("back-office", "/recu"), Decision::Public);

@@ -44,6 +44,7 @@ pub fn validate(
     }
     check_overlaps(parsed, &compiled, &mut problems);
     check_coverage(&compiled, routes, settings, origin, &mut problems);
+    check_route_sectors(parsed, &compiled, routes, &mut problems);
     if !problems.is_empty() {
         return Err(PolicyError { problems });
     }
@@ -469,21 +470,9 @@ fn check_coverage(
     origin: &str,
     problems: &mut Vec<PolicyProblem>,
 ) {
-    let hosts: Vec<Option<&str>> =
-        std::iter::once(None).chain(routes.iter().filter_map(|r| r.host.as_deref()).map(Some)).collect();
-    let mut reached: HashSet<&str> = HashSet::new();
-    for (_, rule, _) in compiled {
-        let sample = rule.pattern.sample_path();
-        let tried: Vec<Option<&str>> = match &rule.host {
-            Some(h) => vec![Some(&**h)],
-            None => hosts.clone(),
-        };
-        for h in tried {
-            if let Some(r) = routes.find(h, &sample) {
-                reached.insert(&*r.name);
-            }
-        }
-    }
+    let hosts = route_hosts(routes);
+    let reached: HashSet<&str> =
+        compiled.iter().flat_map(|(_, rule, _)| reached_routes(rule, routes, &hosts)).map(|r| &*r.name).collect();
     for (i, r) in settings.iter().enumerate() {
         if !r.no_personal_data && !reached.contains(r.name.as_str()) {
             problems.push(PolicyProblem {
@@ -495,6 +484,71 @@ fn check_coverage(
                     r.name
                 ),
             });
+        }
+    }
+}
+
+/// The hosts a rule without its own host is tried on: none, and each route's host.
+fn route_hosts(routes: &RouteTable) -> Vec<Option<&str>> {
+    std::iter::once(None).chain(routes.iter().filter_map(|r| r.host.as_deref()).map(Some)).collect()
+}
+
+/// The configured routes an activity rule reaches: where the route table sends the rule's
+/// fixed part, on the rule's host or, for a rule without one, on any host.
+fn reached_routes<'t>(
+    rule: &CompiledRoute,
+    routes: &'t RouteTable,
+    hosts: &[Option<&str>],
+) -> Vec<&'t Arc<crate::routing::Route>> {
+    let sample = rule.pattern.sample_path();
+    let tried: Vec<Option<&str>> = match &rule.host {
+        Some(h) => vec![Some(&**h)],
+        None => hosts.to_vec(),
+    };
+    tried.into_iter().filter_map(|h| routes.find(h, &sample)).collect()
+}
+
+/// One application, one sector: a route that sends the citizen's pseudonym (`access`
+/// `citizen` or `agent`) may not be reached by activities of two sectors, or its application
+/// would receive one `X-Guichet-Subject` for both and could join the citizen's sectors
+/// (docs/policies.md, "Sectors"). Public routes send no pseudonym and keep none in retention
+/// records, so several sectors may share them (a portal at `/`).
+fn check_route_sectors(
+    parsed: &[Parsed],
+    compiled: &[(usize, CompiledRoute, String)],
+    routes: &RouteTable,
+    problems: &mut Vec<PolicyProblem>,
+) {
+    use crate::config::RouteAccess;
+    let hosts = route_hosts(routes);
+    // Per route and sector, the first rule (file, key) reaching it, in file order.
+    let mut seen: Vec<(&str, super::Sector, usize, &str)> = Vec::new();
+    for (i, rule, key) in compiled {
+        let sector = rule.processing.sector;
+        for route in reached_routes(rule, routes, &hosts) {
+            let known = seen.iter().any(|(name, s, ..)| *name == &*route.name && *s == sector);
+            if route.access == RouteAccess::Public || known {
+                continue;
+            }
+            let other = seen.iter().find(|(name, ..)| *name == &*route.name).copied();
+            seen.push((&route.name, sector, *i, key));
+            let Some((_, other, j, other_key)) = other else { continue };
+            let (Some(this), Some(that)) = (parsed.get(*i), parsed.get(j)) else { continue };
+            problems.push(this.problem(
+                &format!("{key}.path"),
+                format!(
+                    "the route `{}` would serve the sectors `{}` (activity `{}`, {}:{}) and `{}` (activity `{}`): \
+                     its application would receive one pseudonym for both and could join them; give each sector \
+                     its own route in the configuration",
+                    route.name,
+                    other.as_str(),
+                    that.activity.id,
+                    that.name,
+                    that.index.locate(&format!("{other_key}.path")).0,
+                    sector.as_str(),
+                    this.activity.id,
+                ),
+            ));
         }
     }
 }
@@ -555,6 +609,33 @@ mod tests {
             "{shown}"
         );
         assert!(!shown.contains("`essai`") && !shown.contains("`accueil`"), "{shown}");
+    }
+
+    /// A route sending pseudonyms, reached by two sectors' activities, is refused with both
+    /// sectors, both activities and where the first one claims it; a public route, or one
+    /// route per sector, is not.
+    #[test]
+    fn a_route_sending_pseudonyms_serves_one_sector() {
+        use crate::config::RouteAccess;
+        let citizen =
+            |name: &str, prefix: &str| RouteSettings { access: RouteAccess::Citizen, ..route(name, prefix, false) };
+        let shown = check("route-sectors", &[citizen("essai", "/essai")]);
+        let expected = [
+            "b.toml:38:1: the route `essai` would serve the sectors `scolaire` (activity `essai`, ",
+            "a.toml:38) and `social` (activity `autre`)",
+        ];
+        assert!(expected.iter().all(|e| shown.contains(e)), "{shown}");
+        assert_eq!(shown.matches("would serve the sectors").count(), 1, "said once: {shown}");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policies/route-sectors");
+        let fine = |routes: &[RouteSettings]| {
+            let table = RouteTable::compile(routes, 1024).unwrap();
+            load(&PolicySource::Dir(dir.clone()), &table, routes).map(|_| ())
+        };
+        assert!(fine(&[route("essai", "/essai", false)]).is_ok(), "a public route sends no pseudonym");
+        let apart = [citizen("ecole", "/essai/ecole"), citizen("ccas", "/essai/ccas")];
+        assert!(fine(&apart).is_ok(), "one route per sector");
+        let agents = RouteSettings { access: RouteAccess::Agent, ..route("essai", "/essai", false) };
+        assert!(fine(&[agents]).is_err(), "an agents' route sends pseudonyms too");
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! their field pseudonym). The choice is a cookie sealed under the agent's session
 //! (`auth::counter`); while it lasts, the declared fields the agent sends to that activity's
 //! application are sealed under the citizen's key, each entry journaled with the channel
-//! (`proxy::pipeline`, phase `protect`). "Terminer" ends it.
+//! (`proxy::pipeline`, phase `protect`). Once a citizen is chosen, the page links each form of
+//! those services the agent can open (`entry_forms`). "Terminer" ends it.
+
+use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
@@ -19,8 +22,11 @@ use crate::audit::Channel;
 use crate::auth::counter::AssistedCitizen;
 use crate::auth::routes::own_page;
 use crate::auth::session::{Kind, Session};
+use crate::config::RouteAccess;
 use crate::error::{GatewayError, sign_in_url};
 use crate::pages::{ASSISTED_ENTRY_END_PATH, ASSISTED_ENTRY_PATH, Chrome, french_time, redirect};
+use crate::policy::model::{ActivityFile, Direction, Protection, RouteRule};
+use crate::routing::Route;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route(ASSISTED_ENTRY_PATH, get(show).post(choose)).route(ASSISTED_ENTRY_END_PATH, post(end))
@@ -55,6 +61,14 @@ struct EntryPage<'a> {
     just_chosen: bool,
     /// The services whose fields the agent may enter.
     services: &'a [String],
+    /// Their forms, linked once a citizen is chosen.
+    forms: &'a [FormLink],
+}
+
+/// A service's form the agent opens for the chosen citizen.
+struct FormLink {
+    service: String,
+    href: String,
 }
 
 /// True when `session` holds a role some active activity lets enter fields for a citizen.
@@ -64,15 +78,63 @@ pub fn may_enter(app: &App, session: &Session) -> bool {
 
 /// The names of the activities whose `assisted_entry` lists one of the agent's roles.
 fn entry_services(app: &App, session: &Session) -> Vec<String> {
+    entry_activities(app, session).iter().map(|a| a.name.clone()).collect()
+}
+
+/// The activities whose `assisted_entry` lists one of the agent's roles.
+fn entry_activities(app: &App, session: &Session) -> Vec<Arc<ActivityFile>> {
     if session.kind != Kind::Agent {
         return Vec::new();
     }
     let set = app.policies.load();
-    set.activities
+    set.activities.iter().filter(|a| a.assisted_entry.iter().any(|r| session.roles.contains(r))).cloned().collect()
+}
+
+/// The forms the agent may open for the chosen citizen: for each activity whose encrypted
+/// fields they may enter, every rule a browser opens (`form_path`) on a route that is not an
+/// API and that the agent may use (a citizens' route refuses agents, so entering there is
+/// impossible).
+fn entry_forms(app: &App, session: &Session) -> Vec<FormLink> {
+    let routes = app.proxy.routes();
+    entry_activities(app, session)
         .iter()
-        .filter(|a| a.assisted_entry.iter().any(|r| session.roles.contains(r)))
-        .map(|a| a.name.clone())
+        .filter(|a| a.fields.iter().any(|f| f.protection == Protection::Encrypt && f.direction != Direction::Response))
+        .flat_map(|a| {
+            a.routes
+                .iter()
+                .filter_map(form_path)
+                .filter(|path| routes.find(None, path).is_some_and(|r| agent_may_open(r, session)))
+                .map(|href| FormLink { service: a.name.clone(), href })
+        })
         .collect()
+}
+
+/// Where a browser opens a rule's form: its path, `/prefix/` for `/prefix/*`. None for a rule
+/// without GET, with a `{param}` (no one address) or with a host of its own (the assisted
+/// citizen's cookie is the gateway's host's only).
+fn form_path(rule: &RouteRule) -> Option<String> {
+    let get = rule.methods.as_ref().is_none_or(|m| m.iter().any(|m| m.eq_ignore_ascii_case("GET")));
+    if !get || rule.host.is_some() || rule.path.contains('{') {
+        return None;
+    }
+    Some(rule.path.strip_suffix('*').unwrap_or(&rule.path).to_owned())
+}
+
+/// Whether the proxy lets this agent through `route` (`proxy::pipeline::authorize`), to a page.
+fn agent_may_open(route: &Route, session: &Session) -> bool {
+    let roles = || {
+        if route.roles.is_empty() {
+            !session.roles.is_empty()
+        } else {
+            session.roles.iter().any(|r| route.roles.contains(r))
+        }
+    };
+    !route.api
+        && match route.access {
+            RouteAccess::Public => true,
+            RouteAccess::Agent => roles(),
+            RouteAccess::Citizen => false,
+        }
 }
 
 /// The signed-in agent allowed to enter fields, or where to send them.
@@ -106,7 +168,9 @@ fn page(app: &App, headers: &HeaderMap, session: &Session, message: Option<&str>
     let csrf = app.auth.csrf_token(session);
     let chrome = app.auth.chrome(Some(session));
     let services = entry_services(app, session);
-    let page = EntryPage { chrome: &chrome, csrf: &csrf, message, current, just_chosen, services: &services };
+    let forms = if current.is_some() { entry_forms(app, session) } else { Vec::new() };
+    let page =
+        EntryPage { chrome: &chrome, csrf: &csrf, message, current, just_chosen, services: &services, forms: &forms };
     let status = if message.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     own_page(&app.auth, status, &page, &chrome)
 }
@@ -188,4 +252,34 @@ async fn end(State(app): State<AppState>, headers: HeaderMap, Form(f): Form<Choo
     let mut r = redirect(ASSISTED_ENTRY_PATH);
     r.headers_mut().append(header::SET_COOKIE, app.auth.end_assisted());
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(path: &str, methods: Option<&[&str]>, host: Option<&str>) -> RouteRule {
+        RouteRule {
+            host: host.map(str::to_owned),
+            path: path.to_owned(),
+            methods: methods.map(|m| m.iter().map(|s| (*s).to_owned()).collect()),
+            purpose: None,
+        }
+    }
+
+    /// A form is an address a browser opens: a prefix rule's prefix, an exact path; not a
+    /// rule without GET, with a parameter or with a host of its own.
+    #[test]
+    fn a_rules_form_is_where_a_browser_opens_it() {
+        let cases = [
+            (rule("/voirie/signalements/*", None, None), Some("/voirie/signalements/")),
+            (rule("/inscription", Some(&["get", "POST"]), None), Some("/inscription")),
+            (rule("/inscription", Some(&["POST"]), None), None),
+            (rule("/dossiers/{id}", None, None), None),
+            (rule("/voirie/*", None, Some("voirie.mairie.example")), None),
+        ];
+        for (r, expected) in cases {
+            assert_eq!(form_path(&r).as_deref(), expected, "{}", r.path);
+        }
+    }
 }

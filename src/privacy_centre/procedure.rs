@@ -438,6 +438,11 @@ async fn file(
     // As the citizen's JSON API does: the applications are asked at once (an export can then
     // be ready while the citizen waits), and the citizen gets the "received" notice.
     let subjects = crate::rights::propagation::Subjects::of(&app, &session);
+    // Recorded with the request, as the JSON API does: the DPO's console, the command line,
+    // the counter and retention reach the request's sectors through them afterwards.
+    if let Err(e) = app.rights.remember_subjects(&new.subject, &subjects).await {
+        return GatewayError::StoreUnavailable.respond(true, None, Some(e.to_string()));
+    }
     // An erasure of everything forgets the contact address: recording it would undo that.
     let everything = new.right == Right::Erasure && new.activity.is_none();
     let address = crate::notify::address_of(&session, None).ok().flatten().filter(|_| !everything);

@@ -254,7 +254,9 @@ impl Proxy {
             // The sector's pseudonym only: the record must not join the citizen's sectors.
             field_subject: field.to_owned(),
             route: route.name.to_string(),
-            app_subject: auth.route_subject(session, &route.name),
+            // A public route's application never receives the pseudonym (`add_identity`):
+            // keeping it would only join the sectors that share the route.
+            app_subject: (route.access != RouteAccess::Public).then(|| auth.route_subject(session, &route.name)),
             activity: p.activity.to_string(),
             at_us: crate::audit::event::to_micros(now),
         });
@@ -273,7 +275,7 @@ impl Proxy {
         let seen = crate::retention::record::Seen {
             field_subject: record.to_owned(),
             route: route.name.to_string(),
-            app_subject: record.to_owned(),
+            app_subject: Some(record.to_owned()),
             activity: p.activity.to_string(),
             at_us: crate::audit::event::to_micros(r.clock.now()),
         };

@@ -82,7 +82,7 @@ impl RetentionService {
                 activity: seen.activity.clone(),
                 category: category.clone(),
                 route: Some(seen.route.clone()),
-                app_subject: Some(seen.app_subject.clone()),
+                app_subject: seen.app_subject.clone(),
                 collected_at_us: seen.at_us,
                 last_activity_at_us: Some(seen.at_us),
                 event_at_us: None,

@@ -23,9 +23,10 @@ const GATHER: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
     pub field_subject: String,
-    /// The route that served it, and the pseudonym its application knows.
+    /// The route that served it, and the pseudonym its application knows: none on a public
+    /// route, whose application receives no pseudonym (so several sectors may share it).
     pub route: String,
-    pub app_subject: String,
+    pub app_subject: Option<String>,
     pub activity: String,
     pub at_us: i64,
 }

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::dpo_api::{HandlerView, handler_view_on, task_view};
 use super::ops::TaskOutcome;
 use super::request::{Refusal, RefusalGround, Status};
-use super::service::{Answer, By, parse_date};
+use super::service::{Answer, By, RightsError, parse_date};
 use crate::app::App;
 use crate::audit::{Actor, ActorKind, Ident};
 use crate::clock::paris_date;
@@ -211,7 +211,16 @@ pub async fn run(app: &App, command: RightsCommand, out: &mut dyn Write) -> anyh
             (vec![service.get(&id).await?], output)
         }
         RightsCommand::Link { id, reason, out: output } => {
-            let ids = super::sectors::link(app, &id, reason, &by).await?;
+            // The request exists (else "no such request"); `NotFound` from the join then means
+            // its citizen recorded no pseudonyms, which the operator must be told as such.
+            service.get(&id).await?;
+            let ids = match super::sectors::link(app, &id, reason, &by).await {
+                Err(RightsError::NotFound) => anyhow::bail!(
+                    "the citizen of {id} recorded no pseudonyms (no online account, or a request older than them): \
+                     their sectors cannot be joined"
+                ),
+                other => other?,
+            };
             if output.json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({ "sectors": ids }))?)?;
             } else {

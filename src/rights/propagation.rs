@@ -99,6 +99,26 @@ impl Subjects {
     }
 }
 
+/// Keeps the pseudonyms a citizen recorded current, at each sign-in: a row recorded earlier
+/// (rights request, counter code, address for e-mails) that lacks ids derived now is
+/// rewritten. A row written before sectors existed holds no sector's ids, and a sector's
+/// records can only be made in a session, so after this no record under a sector id is out
+/// of reach of the citizen's requests, of the DPO's join or of retention's lookups
+/// (docs/cryptography.md, "Migration"). No row is created here: only the citizen's own act
+/// records one.
+pub async fn refresh_recorded(app: &App, session: &Session) {
+    let subject = app.auth.consent_subject(session);
+    let fresh = Subjects::of(app, session);
+    let outcome = match app.rights.subjects_of(subject).await {
+        Ok(Some(recorded)) if recorded != fresh => app.rights.remember_subjects(subject, &fresh).await,
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = outcome {
+        tracing::warn!(error = %e, "cannot bring the recorded pseudonyms up to date at sign-in");
+    }
+}
+
 /// The job's payload: which (request, activity) to deliver; everything else is in the store.
 #[derive(Debug, Serialize, Deserialize)]
 struct Payload {

@@ -293,8 +293,17 @@ async fn agents_enter_fields_for_the_citizen_they_assist(backend: Backend) {
     let chosen = cookie(&r, ASSISTED_COOKIE).expect("the choice, sealed in a cookie");
     assert!(!chosen.contains("jeanne"));
     let cookies = format!("{}; {ASSISTED_COOKIE}={chosen}", session(&s.accueil));
-    assert!(page_of(&s, &cookies, CHOOSE).await.contains("Par téléphone"));
+    let chosen_page = page_of(&s, &cookies, CHOOSE).await;
+    assert!(chosen_page.contains("Par téléphone"));
+    // The service's form is one click away, and opens for the agent (a public route).
+    let forms = chosen_page.split("id=\"formulaires\"").nth(1).expect("the forms").split("</ul>").next().unwrap();
+    let link = "<li><a href=\"/voirie/signalements/\">Signalement d&#39;un problème sur la voirie</a></li>";
+    assert!(forms.contains(link), "{forms}");
+    assert_eq!(forms.matches("<a ").count(), 1, "{forms}");
+    assert!(!page_of(&s, &session(&s.accueil), CHOOSE).await.contains("id=\"formulaires\""), "no citizen, no form");
+    page_of(&s, &cookies, "/voirie/signalements/").await;
 
+    // Sent from that form: sealed under the citizen's key, with the channel journaled.
     let r = send(&s, http::Method::POST, "/voirie/signalements/", &cookies, Some(report())).await;
     assert_eq!(r.status(), 200);
     let (record, body) = s.reports.posted().last().unwrap().clone();

@@ -141,22 +141,27 @@ async fn a_citizen_without_an_account_files_at_the_counter(backend: Backend) {
     assert!(two.contains("pas de compte en ligne"), "{two}");
 }
 
-/// An agent files a rectification at the counter with the corrected value the citizen gives:
-/// typed on screen 2 by the field's label, sealed for the citizen as on their own screen,
-/// sent to the application with the request, which records the counter and the agent.
-async fn an_agent_types_the_corrected_values_of_a_rectification(backend: Backend) {
-    const CLEAR: &str = "angela.au.guichet.k7@example.fr";
+/// A desk whose application answers at once, the counter code Angela (signed in) reads out,
+/// and the counter agent's screen 2 of a rectification for her (checked on her identity card).
+async fn rectification_screen_two(backend: Backend) -> (crate::rights_ops::Desk, String, String) {
     let d = crate::rights_ops::desk(backend, Mode::AnswerNow, |b| b).await;
     let p = &d.p;
     let angela = citizen(&p.app, &p.citizens, "sub-angela").await;
     let code = code_of(&p.app, &angela).await;
     let t = token(&text(get(&p.app, Some(&p.counter), FORM).await, 200).await);
+    let form = fields(&t, "rectification", "counter", "carte-identite", &code);
+    let two = text(post(&p.app, &p.counter, FORM, &form).await, 200).await;
+    (d, code, two)
+}
+
+/// An agent files a rectification at the counter with the corrected value the citizen gives:
+/// typed on screen 2 by the field's label, sealed for the citizen as on their own screen,
+/// sent to the application with the request, which records the counter and the agent.
+async fn an_agent_types_the_corrected_values_of_a_rectification(backend: Backend) {
+    const CLEAR: &str = "angela.au.guichet.k7@example.fr";
+    let (d, code, two) = rectification_screen_two(backend).await;
+    let p = &d.p;
     // Screen 2: the field by its label, an input for the value.
-    let two = text(
-        post(&p.app, &p.counter, FORM, &fields(&t, "rectification", "counter", "carte-identite", &code)).await,
-        200,
-    )
-    .await;
     assert!(two.contains("<label for=\"corriger-email\">Adresse e-mail</label>"), "{two}");
     assert!(two.contains("name=\"corriger_email\""), "{two}");
     let t = token(&two);
@@ -479,16 +484,8 @@ async fn a_rectification_with_a_code_made_before_pseudonyms_is_done_by_hand(back
 /// Screen 2's "back" keeps what the agent typed: screen 1 carries the values, and screen 2
 /// shows them again in their inputs.
 async fn going_back_from_screen_two_keeps_the_typed_values(backend: Backend) {
-    let d = crate::rights_ops::desk(backend, Mode::AnswerNow, |b| b).await;
+    let (d, code, two) = rectification_screen_two(backend).await;
     let p = &d.p;
-    let angela = citizen(&p.app, &p.citizens, "sub-angela").await;
-    let code = code_of(&p.app, &angela).await;
-    let t = token(&text(get(&p.app, Some(&p.counter), FORM).await, 200).await);
-    let two = text(
-        post(&p.app, &p.counter, FORM, &fields(&t, "rectification", "counter", "carte-identite", &code)).await,
-        200,
-    )
-    .await;
     // The back button is in the same form as the inputs (no JavaScript needed).
     let form = two.split("<form").find(|f| f.contains("action=\"/.guichet/guichet-agent/confirmer\"")).unwrap();
     assert!(form.contains("name=\"corriger_email\"") && form.contains("formaction=\"/.guichet/guichet-agent/\""));

@@ -85,6 +85,49 @@ fn a_wrong_legal_basis_names_the_valid_ones() {
     assert!(!err.contains("untagged"), "{err}");
 }
 
+/// One application, one sector: `guichet policy check` refuses a configured route that sends
+/// pseudonyms and is reached by two sectors' activities (the canteen's and the civil
+/// registry's APIs under one `/api`), naming the route, both sectors and where; the same
+/// policies pass once each API has its own route.
+#[test]
+fn check_refuses_a_route_serving_two_sectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(policies.join("cantine.toml"), CANTINE).unwrap();
+    std::fs::write(policies.join("etat-civil.toml"), include_str!("../../policies/etat-civil.toml")).unwrap();
+    let route = |name: &str, prefix: &str| {
+        format!(
+            "[[routes]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\nupstream = \"http://127.0.0.1:9\"\n\
+             access = \"citizen\"\napi = true\n"
+        )
+    };
+    let check = |routes: &str| {
+        let file = dir.path().join("guichet.toml");
+        let toml = format!(
+            "version = 1\ndata_dir = {:?}\n\n[server]\npublic_url = \"https://mairie.example\"\n\n\
+             [auth.citizen]\nissuer = \"https://idp.example.fr/api/v2\"\nclient_id = \"guichet\"\n\
+             client_secret = \"secret-de-test\"\n\n[[routes]]\nname = \"portail\"\npath_prefix = \"/\"\n\
+             upstream = \"http://127.0.0.1:9\"\nno_personal_data = true\n\n{routes}",
+            dir.path().display().to_string()
+        );
+        std::fs::write(&file, toml).unwrap();
+        guichet(&["policy", "check", "--config", file.to_str().unwrap(), "--dir", policies.to_str().unwrap()])
+    };
+    let out = check(&route("api", "/api"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("etat-civil.toml:")
+            && err.contains("the route `api` would serve the sectors `scolaire` (activity `cantine`, ")
+            && err.contains("cantine.toml:135) and `etat_civil` (activity `etat-civil`)"),
+        "{err}"
+    );
+    let apart = format!("{}\n{}", route("api", "/api"), route("api-demandes", "/api/demandes"));
+    let out = check(&apart);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 #[test]
 fn audit_verify_on_a_wrong_data_directory_creates_nothing_and_says_so_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -292,7 +335,71 @@ pub(crate) mod rights {
         assert!(by_operator.iter().all(|b| b["actor"]["kind"] == "system" && b["role"] == "operator"));
     }
 
-    on_both_stores!(operators_read_and_answer_the_queue);
+    /// `guichet rights link`: the DPO's join of a citizen's sectors needs a reason from the
+    /// closed list (the refusal names the allowed ones), shows each sector's pseudonyms
+    /// recorded with the request, and journals `sectors_linked:<reason>` with the operator.
+    async fn the_sector_join_from_the_command_line_needs_a_listed_reason(backend: Backend) {
+        use guichet::rights::propagation::{SectorSubjects, Subjects};
+        let dir = tempfile::tempdir().unwrap();
+        let (app, conf) = gateway(backend, dir.path()).await;
+        let recorded = Subjects {
+            field: "champ-general".into(),
+            routes: Default::default(),
+            sectors: [(
+                "scolaire".to_owned(),
+                SectorSubjects { field: "champ-ecole".into(), consent: "accord-ecole".into() },
+            )]
+            .into(),
+        };
+        app.state.rights.remember_subjects("sub_angela", &recorded).await.unwrap();
+        let id = file(&app, "sub_angela", Right::Access).await;
+        let without = file(&app, "sub_bruno", Right::Access).await;
+        let url = app.store_url.clone();
+        app.stop().await;
+
+        // No reason, or one outside the list: a usage error naming the allowed values.
+        let out = guichet_within_a_minute(&["rights", "link", &id, "--config", &conf]).await;
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains("--reason"), "{}", stderr(&out));
+        let out = guichet_within_a_minute(&["rights", "link", &id, "--reason", "curiosite", "--config", &conf]).await;
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("one of: litigation, inspection, subject_request, legal_obligation"), "{err}");
+        // A citizen who recorded no pseudonyms: said as such, not "no such request".
+        refused(&["rights", "link", &without, "--reason", "inspection"], &conf, "recorded no pseudonyms").await;
+
+        let store = guichet::store::Store::connect(&url, &guichet::store::StoreOptions::default()).await.unwrap();
+        let linked = || async {
+            let entries = store.audit().entries_after(0, 10_000).await.unwrap();
+            entries
+                .iter()
+                .map(|e| serde_json::from_str::<Value>(&e.body).unwrap())
+                .filter(|b| b["operation"]["stage"].as_str().is_some_and(|s| s.starts_with("sectors_linked:")))
+                .collect::<Vec<_>>()
+        };
+        assert!(linked().await.is_empty(), "a refused join journals nothing");
+
+        // With a listed reason: every sector's pseudonyms, the step journaled on the request.
+        let shown: Value =
+            serde_json::from_str(&ok(&["rights", "link", &id, "--reason", "litigation", "--json"], &conf).await)
+                .unwrap();
+        let sectors = shown["sectors"].as_array().unwrap();
+        let school = sectors.iter().find(|s| s["sector"] == "scolaire").expect("the school sector");
+        assert_eq!((school["field"].as_str(), school["consent"].as_str()), (Some("champ-ecole"), Some("accord-ecole")));
+        let general = sectors.iter().find(|s| s["sector"] == "general").expect("the general sector");
+        assert_eq!(
+            (general["field"].as_str(), general["consent"].as_str()),
+            (Some("champ-general"), Some("sub_angela"))
+        );
+        let table = ok(&["rights", "link", &id, "--reason", "inspection"], &conf).await;
+        assert!(table.lines().any(|l| l.starts_with("scolaire") && l.contains("champ-ecole")), "{table}");
+        let steps = linked().await;
+        let stages: Vec<&str> = steps.iter().map(|b| b["operation"]["stage"].as_str().unwrap()).collect();
+        assert_eq!(stages, ["sectors_linked:litigation", "sectors_linked:inspection"]);
+        assert!(steps.iter().all(|b| b["request_id"] == id.as_str() && b["actor"]["id"] == "operator"), "{steps:?}");
+    }
+
+    on_both_stores!(operators_read_and_answer_the_queue, the_sector_join_from_the_command_line_needs_a_listed_reason);
 }
 
 /// `guichet demo` keeps its terminal for the banner: the request log lines go to the file the

@@ -67,6 +67,11 @@ async fn setup(backend: Backend) -> Setup {
             lettre.access = guichet::config::RouteAccess::Citizen;
             lettre.no_personal_data = false;
             s.routes.push(lettre);
+            // The civil registry's API apart from the canteen's (`/api`): one route, one sector.
+            let mut demandes = route("api-demandes", "/api/demandes", &format!("http://{up}"));
+            demandes.access = guichet::config::RouteAccess::Citizen;
+            demandes.api = true;
+            s.routes.push(demandes);
         })
         .start()
         .await;

@@ -135,6 +135,8 @@ async fn a_right_takes_three_screens_and_files_an_online_request(backend: Backen
     let forged = post(&app, &s, "/.guichet/mes-donnees/droits/effacement", &[("activite", "lettre-information")]).await;
     assert_eq!(forged.status(), 403);
     assert!(app.state.rights.of_subject(&subject).await.unwrap().is_empty());
+    // Signing in records no pseudonyms: only the citizen's own act (a request…) does.
+    assert_eq!(app.state.rights.subjects_of(&subject).await.unwrap(), None);
 
     let t = token(&two);
     let filed =
@@ -154,6 +156,10 @@ async fn a_right_takes_three_screens_and_files_an_online_request(backend: Backen
     assert!(matches!(r.status, Status::WaitingOnApplications | Status::Completed), "{:?}", r.status);
     assert_eq!(r.activity.as_deref(), Some("lettre-information"));
     assert!(three.contains(&format!("<p class=\"reference\">{}</p>", r.id)), "the reference is on the receipt");
+    // Its pseudonyms are recorded with it, as the JSON API does: the DPO's join, the command
+    // line and retention reach the citizen's sectors through them.
+    let recorded = app.state.rights.subjects_of(&subject).await.unwrap().expect("the pseudonyms are recorded");
+    assert_eq!(recorded.sectors.len(), guichet::policy::Sector::ALL.len() - 1, "{recorded:?}");
 
     // The hub lists it with its status and due date, and offers only the rights that apply:
     // objection does not apply to a consent (withdrawing does).

@@ -7,10 +7,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use guichet::audit::{Actor, ActorKind, Ident};
 use guichet::config::RouteAccess;
 use guichet::crypto::FieldContext;
 use guichet::policy::Sector;
-use guichet::rights::request::Status;
+use guichet::rights::request::{Channel, IdentityProof, Right, Status};
+use guichet::rights::service::{By, NewRequest, RightsRequest};
 use serde_json::{Value, json};
 
 use crate::auth::SESSION;
@@ -176,6 +178,44 @@ async fn subscribed_everywhere(backend: Backend) -> (Setup, String, Vec<String>)
     (s, angela, tokens)
 }
 
+/// Every activity in `general` (before sectors); Angela consents to the school's letter and
+/// subscribes: the setup, her session, the token stored and its owner (her v1 field subject).
+async fn subscribed_before_the_sector(backend: Backend) -> (Setup, String, String, String) {
+    let s = setup(backend, ["general", "general", "general"]).await;
+    let angela = citizen(&s.app, &s.mock, "sub-angela").await;
+    give_consent(&s.app, &angela, "lettre-ecole").await;
+    let before = subscribe(&s, &angela, "lettre-ecole", "angela@avant.example").await;
+    let v1 = owner(&s.app, &before).await;
+    (s, angela, before, v1)
+}
+
+/// Gives `lettre-ecole` the `scolaire` sector (it was in `general`) and reloads the policies,
+/// as the DPO would.
+fn into_the_school_sector(app: &TestApp) {
+    let file = app.policies_dir.join("lettre-ecole.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("sector = \"general\"", "sector = \"scolaire\"")).unwrap();
+    app.state.reload_policies().unwrap();
+}
+
+/// Files `right` on `activity` online for the citizen whose gateway-wide subject is `subject`,
+/// without starting it.
+async fn file_online(app: &TestApp, subject: &str, activity: &str, right: Right) -> RightsRequest {
+    let new = NewRequest {
+        subject: subject.to_owned(),
+        activity: Some(activity.into()),
+        right,
+        channel: Channel::Online,
+        agent: None,
+        identity: IdentityProof::SignIn { acr: "eidas2".into() },
+    };
+    let by = By {
+        actor: Actor { kind: ActorKind::Citizen, id: Ident::new(subject).unwrap() },
+        role: Ident::new("citizen").unwrap(),
+    };
+    app.state.rights.create(&app.state.policies.load_full(), new, &by).await.unwrap()
+}
+
 async fn two_sectors_share_no_id_and_one_sector_shares_its_ids(backend: Backend) {
     let (s, angela, tokens) = subscribed_everywhere(backend).await;
     let [general, school, canteen] = [&tokens[0], &tokens[1], &tokens[2]];
@@ -214,16 +254,7 @@ async fn two_sectors_share_no_id_and_one_sector_shares_its_ids(backend: Backend)
     // The citizen's own pages see every sector: both consents given, every service listed.
     let page = consent_page(&s.app, &angela).await;
     assert_eq!(page.matches("Accord donné").count(), 3, "{page}");
-    let hub = s
-        .app
-        .client
-        .get(s.app.url("/.guichet/mes-donnees/"))
-        .header("cookie", format!("{SESSION}={angela}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(hub.status(), 200);
-    let hub = hub.text().await.unwrap();
+    let hub = page_of(&s.app, &angela, "/.guichet/mes-donnees/").await;
     for (id, _, _) in ACTIVITIES {
         assert!(hub.contains(&format!("id=\"service-{id}\"")), "Mes données lists {id} among my services:\n{hub}");
     }
@@ -249,12 +280,9 @@ async fn a_request_on_all_activities_reaches_every_sector_and_the_dpo_join_is_jo
     assert_eq!(told.len(), 3, "{told:?}");
 
     // The DPO's join: the sector ids of the request's citizen, journaled as a step.
-    let by = guichet::rights::service::By {
-        actor: guichet::audit::Actor {
-            kind: guichet::audit::ActorKind::Agent,
-            id: guichet::audit::Ident::new("nadia").unwrap(),
-        },
-        role: guichet::audit::Ident::new("dpo").unwrap(),
+    let by = By {
+        actor: Actor { kind: ActorKind::Agent, id: Ident::new("nadia").unwrap() },
+        role: Ident::new("dpo").unwrap(),
     };
     let before = linked_steps(&s.app).await;
     let reason = guichet::rights::sectors::LinkReason::Inspection;
@@ -274,19 +302,10 @@ async fn linked_steps(app: &TestApp) -> usize {
 }
 
 async fn an_activity_given_a_sector_keeps_its_earlier_records_readable(backend: Backend) {
-    // Before: every activity in `general`.
-    let s = setup(backend, ["general", "general", "general"]).await;
-    let angela = citizen(&s.app, &s.mock, "sub-angela").await;
-    give_consent(&s.app, &angela, "lettre-ecole").await;
-    let before = subscribe(&s, &angela, "lettre-ecole", "angela@avant.example").await;
-    let v1 = owner(&s.app, &before).await;
+    let (s, angela, before, v1) = subscribed_before_the_sector(backend).await;
 
     // The DPO gives the activity a sector; the policies are reloaded.
-    let dir = &s.app.policies_dir;
-    let text = std::fs::read_to_string(dir.join("lettre-ecole.toml")).unwrap();
-    std::fs::write(dir.join("lettre-ecole.toml"), text.replace("sector = \"general\"", "sector = \"scolaire\""))
-        .unwrap();
-    s.app.state.reload_policies().unwrap();
+    into_the_school_sector(&s.app);
     let set = s.app.state.policies.load();
     assert_eq!(set.activity("lettre-ecole").unwrap().sector, Sector::Scolaire);
 
@@ -311,16 +330,8 @@ async fn an_activity_given_a_sector_keeps_its_earlier_records_readable(backend: 
 /// value goes to the application sealed under the sector's owner (as new values are), opens for
 /// the citizen, and the earlier value still opens until the application replaces it.
 async fn a_value_sealed_before_the_sector_is_corrected_under_the_sectors_owner(backend: Backend) {
-    let s = setup(backend, ["general", "general", "general"]).await;
-    let angela = citizen(&s.app, &s.mock, "sub-angela").await;
-    give_consent(&s.app, &angela, "lettre-ecole").await;
-    let before = subscribe(&s, &angela, "lettre-ecole", "angela@avant.example").await;
-    let v1 = owner(&s.app, &before).await;
-    let dir = &s.app.policies_dir;
-    let text = std::fs::read_to_string(dir.join("lettre-ecole.toml")).unwrap();
-    std::fs::write(dir.join("lettre-ecole.toml"), text.replace("sector = \"general\"", "sector = \"scolaire\""))
-        .unwrap();
-    s.app.state.reload_policies().unwrap();
+    let (s, angela, before, v1) = subscribed_before_the_sector(backend).await;
+    into_the_school_sector(&s.app);
 
     let r = post_json(&s.app, &angela, API, &json!({ "right": "rectification", "activity": "lettre-ecole" })).await;
     assert_eq!(r.status(), 201);
@@ -357,16 +368,7 @@ async fn the_dpo_proves_a_sector_consent_from_the_citizens_code(backend: Backend
     let code = crate::rights_agent::code_of(&s.app, &angela).await;
 
     let dpo = dpo_signs_in(&s.app, &agents).await;
-    let page = s
-        .app
-        .client
-        .get(s.app.url("/.guichet/dpo/consentements"))
-        .header("cookie", format!("{SESSION}={dpo}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200);
-    let jeton = token(&page.text().await.unwrap());
+    let jeton = token(&page_of(&s.app, &dpo, "/.guichet/dpo/consentements").await);
     let today = guichet::clock::paris_date(s.app.state.clock.now()).to_string();
     let form = [
         ("jeton", jeton.as_str()),
@@ -382,6 +384,13 @@ async fn the_dpo_proves_a_sector_consent_from_the_citizens_code(backend: Backend
         html.contains("avait donné son accord pour lettre-ecole / envoi"),
         "the school sector's consent is found: {html}"
     );
+}
+
+/// The page at `path` as the holder of `session` sees it (200).
+async fn page_of(app: &TestApp, session: &str, path: &str) -> String {
+    let r = app.client.get(app.url(path)).header("cookie", format!("{SESSION}={session}")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.text().await.unwrap()
 }
 
 /// The DPO's session cookie, signed in at `agents`.
@@ -403,16 +412,7 @@ async fn the_dpo_joins_a_requests_sectors_from_the_queue_with_a_reason(backend: 
 
     // The queue's card offers the join, reached by clicking from the list of requests.
     let dpo = dpo_signs_in(&s.app, &agents).await;
-    let page = s
-        .app
-        .client
-        .get(s.app.url("/.guichet/dpo/demandes?statut=toutes"))
-        .header("cookie", format!("{SESSION}={dpo}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200);
-    let page = page.text().await.unwrap();
+    let page = page_of(&s.app, &dpo, "/.guichet/dpo/demandes?statut=toutes").await;
     assert!(page.contains("Relier les secteurs de la personne") && page.contains("value=\"inspection\""), "{page}");
     let jeton = token(&page);
     let action = format!("/.guichet/dpo/demandes/{id}");
@@ -494,7 +494,6 @@ async fn retention_records_name_only_their_sectors_pseudonym(backend: Backend) {
 }
 
 async fn a_pending_restriction_in_a_sector_holds_that_activitys_records_only(backend: Backend) {
-    use guichet::rights::request::{Channel, IdentityProof, Right};
     let (s, angela, _) = subscribed_everywhere(backend).await;
     retention_rows(&s.app, 3).await;
     // Every citizen unsubscribed a month ago: each address is due for destruction.
@@ -505,23 +504,7 @@ async fn a_pending_restriction_in_a_sector_holds_that_activitys_records_only(bac
     // her data while her request is decided (Art. 18(1)(d)).
     crate::rights_agent::code_of(&s.app, &angela).await;
     let subject = consent_subject(&s.app, &angela).await;
-    let new = guichet::rights::service::NewRequest {
-        subject: subject.clone(),
-        activity: Some("lettre-ecole".into()),
-        right: Right::Restriction,
-        channel: Channel::Online,
-        agent: None,
-        identity: IdentityProof::SignIn { acr: "eidas2".into() },
-    };
-    let by = guichet::rights::service::By {
-        actor: guichet::audit::Actor {
-            kind: guichet::audit::ActorKind::Citizen,
-            id: guichet::audit::Ident::new(subject.as_str()).unwrap(),
-        },
-        role: guichet::audit::Ident::new("citizen").unwrap(),
-    };
-    let policies = s.app.state.policies.load_full();
-    s.app.state.rights.create(&policies, new, &by).await.unwrap();
+    file_online(&s.app, &subject, "lettre-ecole", Right::Restriction).await;
 
     let today = guichet::clock::paris_date(now);
     let options = guichet::retention::run::Options { today, dry_run: true };
@@ -534,7 +517,44 @@ async fn a_pending_restriction_in_a_sector_holds_that_activitys_records_only(bac
     assert_eq!(line("lettre-information", "destroy"), Some(1), "{plan:?}");
 }
 
+/// Pseudonyms recorded before sectors existed (the row the earlier version wrote: the v1
+/// field subject only) are completed at the citizen's next sign-in, and only then (sector
+/// records are made in a session): a request served with the recorded ids, as at the counter
+/// or from the command line, then reaches the values sealed under the v1 id and under the
+/// sector's, and retention finds the citizen from the sector's id.
+async fn pseudonyms_recorded_before_sectors_are_completed_at_the_next_sign_in(backend: Backend) {
+    let (s, angela, before, v1) = subscribed_before_the_sector(backend).await;
+    crate::rights_agent::code_of(&s.app, &angela).await;
+    let subject = consent_subject(&s.app, &angela).await;
+    crate::helpers::raw_sql(&s.app.store_url, "UPDATE rights_subject SET sectors = '{}'").await;
+    let others = format!("DELETE FROM rights_subject_field WHERE field_subject <> '{v1}'");
+    crate::helpers::raw_sql(&s.app.store_url, &others).await;
+
+    // The activity gets a sector; the session opened before seals new values under its id.
+    into_the_school_sector(&s.app);
+    let after = subscribe(&s, &angela, "lettre-ecole", "angela@apres.example").await;
+    let school = owner(&s.app, &after).await;
+    assert_ne!(school, v1);
+    let rights = &s.app.state.rights;
+    let recorded = rights.subjects_of(&subject).await.unwrap().unwrap();
+    assert_eq!(recorded.fields_for(Sector::Scolaire), [v1.as_str()], "the old row knows no sector");
+    assert_eq!(rights.subject_of_field(&school).await.unwrap(), None);
+
+    // The next sign-in brings the row up to date.
+    citizen(&s.app, &s.mock, "sub-angela").await;
+    let recorded = rights.subjects_of(&subject).await.unwrap().unwrap();
+    assert_eq!(recorded.fields_for(Sector::Scolaire), [school.as_str(), v1.as_str()]);
+    assert_eq!(rights.subject_of_field(&school).await.unwrap().as_deref(), Some(subject.as_str()));
+
+    // An erasure served with the recorded ids shreds both values.
+    let request = file_online(&s.app, &subject, "lettre-ecole", Right::Erasure).await;
+    guichet::rights::propagation::start(&s.app.state, &request, &recorded).await.unwrap();
+    assert!(!opens(&s.app, &before).await, "the value sealed under the v1 id is shredded");
+    assert!(!opens(&s.app, &after).await, "the value sealed under the sector's id is shredded");
+}
+
 on_both_stores!(
+    pseudonyms_recorded_before_sectors_are_completed_at_the_next_sign_in,
     a_value_sealed_before_the_sector_is_corrected_under_the_sectors_owner,
     the_dpo_joins_a_requests_sectors_from_the_queue_with_a_reason,
     retention_records_name_only_their_sectors_pseudonym,

@@ -480,8 +480,11 @@ test('"Saisir pour un usager": the agent enters a street report for Angela; the 
   await Promise.all([page.waitForLoadState(), page.getByRole('button', { name: 'Choisir cet usager' }).click()]);
   assert.match(await page.locator('#usager-choisi').innerText(), /Au guichet/);
   await audit(page.url(), 320, counter, 'assisted-entry-chosen-{w}.png');
-  // The service's form, filled for Angela.
-  await page.goto(`${demo.base}/voirie/signalements/`);
+  // The service's form, reached by clicking from the card, filled for Angela.
+  await Promise.all([
+    page.waitForURL((u) => u.pathname === '/voirie/signalements/'),
+    page.locator('#formulaires').getByRole('link', { name: "Signalement d'un problème sur la voirie" }).click(),
+  ]);
   await page.getByLabel('Lieu du problème').fill('12 rue des Lilas');
   await page.getByLabel('Description du problème').fill('Lampadaire cassé');
   await page.getByLabel('Votre nom').fill('Angela Dubois');
