@@ -205,7 +205,13 @@ impl TestAppBuilder {
             guichet::app::spawn_policy_reloader(state.clone(), shutdown.subscribe());
         }
         let serving = Some(tokio::spawn(app.run_until_stopped()));
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        // Idle connections are dropped well before the gateway's keep-alive timeout (30 s): a
+        // connection reused just as the server closes it would fail a test for nothing.
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
         TestApp { clock, addr, admin, state, upstream, client, policies_dir, store_url, shutdown, serving, _dir: dir }
     }
 }
