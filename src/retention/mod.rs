@@ -15,6 +15,7 @@ pub mod reveal;
 pub mod run;
 pub mod tell;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use time::Date;
@@ -159,6 +160,31 @@ impl RetentionService {
 
     pub async fn held(&self, subject: &str, activity: &str) -> Result<bool, RetentionError> {
         Ok(self.store.retention().held(subject, activity).await?)
+    }
+
+    /// The (subject, activity) pairs among `keys` under a DPO hold, in one read (a run's page).
+    pub async fn held_among(&self, keys: &[(&str, &str)]) -> Result<HashSet<(String, String)>, RetentionError> {
+        let subjects: Vec<&str> = keys.iter().map(|(s, _)| *s).collect();
+        let wanted: HashSet<&(&str, &str)> = keys.iter().collect();
+        let held = self.store.retention().held_among(&subjects).await?;
+        Ok(held.into_iter().filter(|(s, a)| wanted.contains(&(s.as_str(), a.as_str()))).collect())
+    }
+
+    /// [`RetentionService::records`] for each (subject, activity) among `keys`, in one read;
+    /// a pair without records is absent.
+    pub async fn records_of_many(
+        &self,
+        keys: &[(&str, &str)],
+    ) -> Result<HashMap<(String, String), Vec<RetentionRow>>, RetentionError> {
+        let subjects: Vec<&str> = keys.iter().map(|(s, _)| *s).collect();
+        let wanted: HashSet<&(&str, &str)> = keys.iter().collect();
+        let mut out: HashMap<(String, String), Vec<RetentionRow>> = HashMap::new();
+        for row in self.store.retention().of_subjects(&subjects).await? {
+            if wanted.contains(&(row.subject.as_str(), row.activity.as_str())) {
+                out.entry((row.subject.clone(), row.activity.clone())).or_default().push(row);
+            }
+        }
+        Ok(out)
     }
 
     pub(crate) fn store(&self) -> crate::store::RetentionRepo<'_> {

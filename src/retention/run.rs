@@ -59,9 +59,11 @@ pub async fn forget_many(app: &App, keys: &[RecordKey], reason: &str) -> Result<
     let mut shredded = Vec::with_capacity(keys.len());
     let mut live_rows: Vec<(RecordKey, String)> = Vec::new();
     let mut ended_rows: Vec<&RecordKey> = Vec::new();
+    let pairs: Vec<(&str, &str)> = keys.iter().map(|k| (k.0.as_str(), k.1.as_str())).collect();
+    let records = app.retention.records_of_many(&pairs).await?;
     for key in keys {
         let (subject, activity, category) = (key.0.as_str(), key.1.as_str(), key.2.as_str());
-        let rows = app.retention.records(subject, activity).await?;
+        let rows: &[RetentionRow] = records.get(&(key.0.clone(), key.1.clone())).map_or(&[], Vec::as_slice);
         let policy = set.activity(activity);
         let class_of = |c: &str| policy.map(|a| crate::policy::retention_class(a, c));
         let is_live = |c: &str| {
@@ -217,32 +219,16 @@ where
         let rows = app.retention.page(after.as_ref(), batch).await?;
         let Some(last) = rows.last() else { return Ok(()) };
         after = Some((last.subject.clone(), last.activity.clone(), last.category.clone()));
-        let set = app.policies.load_full();
+        let planned = plan_page(app, &rows, opts.today, report);
+        // The holds of the page's records with something due, in one read per kind of hold.
+        let due: Vec<&RetentionRow> = planned.iter().map(|p| p.row).collect();
+        let holds = Holds::of(app, &due).await?;
         // Destroy and anonymise, the actions a large run is made of, are taken for the whole
         // page at once at its end (`act_batch`); the others one by one.
         let mut ends: Vec<Due<'_>> = Vec::new();
-        for row in &rows {
-            report.records += 1;
-            let rule = set
-                .activity(&row.activity)
-                .and_then(|a| a.categories.iter().find(|c| c.id == row.category))
-                .and_then(|c| c.retention.as_ref())
-                .and_then(Rule::of);
-            let (Some(rule), Some(phase)) = (rule, Phase::parse(&row.phase)) else {
-                report.count(row, "no_rule");
-                continue;
-            };
-            let record = Record { phase, clocks: clocks(row), noticed_for: noticed_for(row) };
-            // Past its end of life: overdue unless this run ends it, whatever holds it back
-            // (a hold, a failed action, or the notice the policy promises still running).
-            let past_end = planner::past_end(&rule, &record, opts.today);
-            let Some(action) = planner::plan(&rule, &record, opts.today) else {
-                report.count(row, "none");
-                report.overdue += u64::from(past_end);
-                continue;
-            };
+        for Due { row, action, past_end } in planned {
             let ends_it = !matches!(action, Action::Notice { .. } | Action::ToIntermediate);
-            if let Some(why) = hold_on(app, row).await? {
+            if let Some(why) = holds.on(row) {
                 tracing::debug!(why, "retention: a record under a hold is skipped");
                 report.count(row, "held");
                 report.skipped_holds += 1;
@@ -279,6 +265,37 @@ where
     }
 }
 
+/// Plans a page: the records with an action due, in order; the others are counted in
+/// `report` (no rule, nothing due, overdue) and go no further.
+fn plan_page<'a>(app: &App, rows: &'a [RetentionRow], today: Date, report: &mut Report) -> Vec<Due<'a>> {
+    let set = app.policies.load_full();
+    let mut due = Vec::new();
+    for row in rows {
+        report.records += 1;
+        let rule = set
+            .activity(&row.activity)
+            .and_then(|a| a.categories.iter().find(|c| c.id == row.category))
+            .and_then(|c| c.retention.as_ref())
+            .and_then(Rule::of);
+        let (Some(rule), Some(phase)) = (rule, Phase::parse(&row.phase)) else {
+            report.count(row, "no_rule");
+            continue;
+        };
+        let record = Record { phase, clocks: clocks(row), noticed_for: noticed_for(row) };
+        // Past its end of life: overdue unless this run ends it, whatever holds it back
+        // (a hold, a failed action, or the notice the policy promises still running).
+        let past_end = planner::past_end(&rule, &record, today);
+        match planner::plan(&rule, &record, today) {
+            Some(action) => due.push(Due { row, action, past_end }),
+            None => {
+                report.count(row, "none");
+                report.overdue += u64::from(past_end);
+            }
+        }
+    }
+    due
+}
+
 pub(crate) fn clocks(row: &RetentionRow) -> Clocks {
     Clocks {
         collected_on: date_of(row.collected_at_us),
@@ -293,22 +310,38 @@ pub(crate) fn noticed_for(row: &RetentionRow) -> Option<Date> {
     row.notice_deletion_on.as_deref().and_then(|d| Date::parse(d, format).ok())
 }
 
-/// Why a record must not be acted on now, if it must not: a DPO hold, a restriction in
-/// force, or a restriction or objection request still being decided (Art. 18(1)(d)).
-async fn hold_on(app: &App, row: &RetentionRow) -> Result<Option<&'static str>, RetentionError> {
-    if app.retention.held(&row.subject, &row.activity).await? {
-        return Ok(Some("dpo_hold"));
-    }
-    if crate::rights::restriction::is_restricted(app, &row.subject, &row.activity).await? {
-        return Ok(Some("restriction"));
-    }
-    // Found through the rights subjects the citizen recorded, by the sector's pseudonym: the
-    // record carries no gateway-wide id that would join the citizen's sectors.
-    let pending = app.rights.pending_restriction_for_field(&row.subject, &row.activity).await?;
-    Ok(pending.then_some("rights_request"))
+/// What keeps a page's records from being acted on now, read for the whole page at once:
+/// DPO holds, restrictions in force, and restriction or objection requests still being decided
+/// (Art. 18(1)(d)), each as the (subject, activity) pairs it holds.
+struct Holds {
+    dpo: HashSet<(String, String)>,
+    restricted: HashSet<(String, String)>,
+    pending: HashSet<(String, String)>,
 }
 
-/// A record whose end (destroy or anonymise) is taken with its page's batch.
+impl Holds {
+    async fn of(app: &App, rows: &[&RetentionRow]) -> Result<Self, RetentionError> {
+        let pairs: Vec<(&str, &str)> = rows.iter().map(|r| (r.subject.as_str(), r.activity.as_str())).collect();
+        Ok(Self {
+            dpo: app.retention.held_among(&pairs).await?,
+            restricted: crate::rights::restriction::restricted_among(app, &pairs).await?,
+            // Found through the rights subjects the citizen recorded, by the sector's
+            // pseudonym: the record carries no gateway-wide id that would join the citizen's
+            // sectors.
+            pending: app.rights.pending_restrictions_among(&pairs).await?,
+        })
+    }
+
+    /// Why `row` must not be acted on now, if it must not.
+    fn on(&self, row: &RetentionRow) -> Option<&'static str> {
+        let pair = (row.subject.clone(), row.activity.clone());
+        [(&self.dpo, "dpo_hold"), (&self.restricted, "restriction"), (&self.pending, "rights_request")]
+            .into_iter()
+            .find_map(|(held, why)| held.contains(&pair).then_some(why))
+    }
+}
+
+/// A record with an action due; for destroy and anonymise, taken with its page's batch.
 struct Due<'a> {
     row: &'a RetentionRow,
     action: Action,

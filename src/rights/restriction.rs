@@ -19,6 +19,14 @@ pub async fn is_restricted(app: &App, field_subject: &str, activity: &str) -> Re
     app.rights.is_marked(field_subject, activity, RESTRICTED).await
 }
 
+/// The (field subject, activity) pairs among `keys` restricted now, in one read.
+pub async fn restricted_among(
+    app: &App,
+    keys: &[(&str, &str)],
+) -> Result<std::collections::HashSet<(String, String)>, RightsError> {
+    app.rights.marked_among(keys, RESTRICTED).await
+}
+
 /// Lifts the restrictions a restriction request put in place and tells each application.
 /// Returns how many activities were lifted.
 pub async fn lift(app: &App, request_id: &str, by: &By) -> Result<usize, RightsError> {

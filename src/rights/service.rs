@@ -388,6 +388,52 @@ impl RightsService {
         }))
     }
 
+    /// [`RightsService::pending_restriction_for_field`] for many (field subject, activity)
+    /// pairs (a retention run's page): the pairs with such a request pending. One read for the
+    /// field subjects, then one per citizen who recorded their pseudonyms.
+    pub async fn pending_restrictions_among(
+        &self,
+        keys: &[(&str, &str)],
+    ) -> Result<std::collections::HashSet<(String, String)>, RightsError> {
+        use super::request::Right;
+        let fields: Vec<&str> = keys.iter().map(|(f, _)| *f).collect();
+        let owners: std::collections::HashMap<String, String> =
+            self.store.rights_subjects().subjects_of_fields(&fields).await?.into_iter().collect();
+        let mut pending: std::collections::HashMap<&str, Vec<Option<String>>> = std::collections::HashMap::new();
+        for subject in owners.values() {
+            if pending.contains_key(subject.as_str()) {
+                continue;
+            }
+            let open = self
+                .of_subject(subject)
+                .await?
+                .into_iter()
+                .filter(|r| matches!(r.right, Right::Restriction | Right::Objection) && !r.status.is_final());
+            pending.insert(subject, open.map(|r| r.activity).collect());
+        }
+        Ok(keys
+            .iter()
+            .filter(|(field, activity)| {
+                let requests = owners.get(*field).and_then(|s| pending.get(s.as_str()));
+                requests.is_some_and(|rs| rs.iter().any(|a| a.as_deref().is_none_or(|a| a == *activity)))
+            })
+            .map(|(f, a)| ((*f).to_owned(), (*a).to_owned()))
+            .collect())
+    }
+
+    /// The marks of `kind` among (field subject, activity) pairs, read from the store in one
+    /// query (a retention run's page; the per-pair cache is for the request path).
+    pub async fn marked_among(
+        &self,
+        keys: &[(&str, &str)],
+        kind: &str,
+    ) -> Result<std::collections::HashSet<(String, String)>, RightsError> {
+        let subjects: Vec<&str> = keys.iter().map(|(s, _)| *s).collect();
+        let wanted: std::collections::HashSet<&(&str, &str)> = keys.iter().collect();
+        let marked = self.store.rights_apps().marked_among(&subjects, kind).await?;
+        Ok(marked.into_iter().filter(|(s, a)| wanted.contains(&(s.as_str(), a.as_str()))).collect())
+    }
+
     /// The pseudonyms recorded for `subject` when they last signed in to the rights API or
     /// asked for a counter code; `None` if they never did.
     pub async fn subjects_of(&self, subject: &str) -> Result<Option<super::propagation::Subjects>, RightsError> {

@@ -66,6 +66,13 @@ impl<'a> Keys<'a> {
         Ok(row)
     }
 
+    /// Every key of `subjects`, whatever the activity and class (a batch of shreds finds its
+    /// keys in one read).
+    pub async fn find_of_subjects(&self, subjects: &[&str]) -> Result<Vec<DataKeyRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM guichet_data_keys WHERE subject IN ({{in}})");
+        super::fetch_in(self.store.db(), &sql, &[], subjects).await
+    }
+
     /// Every key of (subject, activity): the legacy key and one per retention class in use.
     pub async fn find_all_of(&self, subject: &str, activity: &str) -> Result<Vec<DataKeyRow>, StoreError> {
         let sql =

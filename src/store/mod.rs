@@ -111,6 +111,39 @@ pub enum Db {
     Postgres(PgPool),
 }
 
+/// The most values one `IN (…)` list binds: far under SQLite's (32 766) and PostgreSQL's
+/// (65 535) limits on bind parameters, and a page of a retention run at the default batch.
+const IN_LIST_MAX: usize = 500;
+
+/// Rows of `sql` where `{in}` stands for an `IN` list of `values`, bound after the `lead`
+/// values (`$1`… are the lead ones): the reads a batch makes for all its keys at once instead
+/// of one query per key. Each value is bound once (repeats dropped), at most [`IN_LIST_MAX`]
+/// per query; no query when `values` is empty.
+async fn fetch_in<T>(db: &Db, sql: &str, lead: &[&str], values: &[&str]) -> Result<Vec<T>, StoreError>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin,
+{
+    let mut values = values.to_vec();
+    values.sort_unstable();
+    values.dedup();
+    let mut out = Vec::new();
+    for chunk in values.chunks(IN_LIST_MAX) {
+        let list: Vec<String> = (lead.len() + 1..=lead.len() + chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = sql.replace("{in}", &list.join(", "));
+        with_pool!(db, p => {
+            let mut q = sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql));
+            for v in lead.iter().chain(chunk) {
+                q = q.bind(*v);
+            }
+            out.extend(q.fetch_all(p).await?);
+        });
+    }
+    Ok(out)
+}
+
 /// Connection pool occupancy, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolState {

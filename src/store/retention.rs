@@ -259,6 +259,18 @@ impl<'a> RetentionRepo<'a> {
         Ok(n > 0)
     }
 
+    /// The holds on `subjects` (a run's page), whatever the activity: (subject, activity).
+    pub async fn held_among(&self, subjects: &[&str]) -> Result<Vec<(String, String)>, StoreError> {
+        let sql = "SELECT subject, activity FROM retention_hold WHERE subject IN ({in})";
+        super::fetch_in(self.store.db(), sql, &[], subjects).await
+    }
+
+    /// Every record of `subjects`, whatever the activity and phase (a run's batch of ends).
+    pub async fn of_subjects(&self, subjects: &[&str]) -> Result<Vec<RetentionRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM retention_record WHERE subject IN ({{in}})");
+        super::fetch_in(self.store.db(), &sql, &[], subjects).await
+    }
+
     /// Takes (or renews) the lease `name` for `holder` until `until_us`, unless another holder
     /// has it beyond `now_us`; returns whether `holder` has it now.
     pub async fn lease(&self, name: &str, holder: &str, until_us: i64, now_us: i64) -> Result<bool, StoreError> {

@@ -137,6 +137,12 @@ impl<'a> RightsAppsRepo<'a> {
         Ok(())
     }
 
+    /// The marks of `kind` on `subjects`, whatever the activity: (subject, activity).
+    pub async fn marked_among(&self, subjects: &[&str], kind: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let sql = "SELECT subject, activity FROM rights_mark WHERE kind = $1 AND subject IN ({in})";
+        super::fetch_in(self.store.db(), sql, &[kind], subjects).await
+    }
+
     pub async fn is_marked(&self, subject: &str, activity: &str, kind: &str) -> Result<bool, StoreError> {
         let sql = "SELECT COUNT(*) FROM rights_mark WHERE subject = $1 AND activity = $2 AND kind = $3";
         let n: i64 = with_pool!(self.store.db(), p => sqlx::query_scalar(sql)

@@ -54,6 +54,13 @@ impl<'a> RightsSubjectsRepo<'a> {
         Ok(row.map(|(s,)| s))
     }
 
+    /// [`RightsSubjectsRepo::subject_of_field`] for many field subjects at once: (field
+    /// subject, gateway-wide subject) for those recorded.
+    pub async fn subjects_of_fields(&self, fields: &[&str]) -> Result<Vec<(String, String)>, StoreError> {
+        let sql = "SELECT field_subject, subject FROM rights_subject_field WHERE field_subject IN ({in})";
+        super::fetch_in(self.store.db(), sql, &[], fields).await
+    }
+
     /// `subject`'s field subject, per-route pseudonyms (JSON) and per-sector pseudonyms
     /// (JSON), if recorded.
     pub async fn get(&self, subject: &str) -> Result<Option<(String, String, String)>, StoreError> {
