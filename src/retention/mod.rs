@@ -136,6 +136,11 @@ impl RetentionService {
         Ok(rows.into_iter().filter_map(|r| Phase::parse(&r.phase).map(|p| (r.category, p))).collect())
     }
 
+    /// Lets the store fold the writes of the pages acted on so far (`Store::checkpoint`).
+    pub async fn checkpoint(&self) -> Result<(), RetentionError> {
+        Ok(self.store.checkpoint().await?)
+    }
+
     pub async fn page(&self, after: Option<&RecordKey>, limit: i64) -> Result<Vec<RetentionRow>, RetentionError> {
         Ok(self.store.retention().page(after, limit).await?)
     }

@@ -215,7 +215,10 @@ where
 {
     let batch = i64::from(app.settings.retention.batch);
     let mut after: Option<RecordKey> = None;
-    loop {
+    for pages in 1u64.. {
+        if !opts.dry_run && pages % CHECKPOINT_EVERY_PAGES == 0 {
+            app.retention.checkpoint().await?;
+        }
         let rows = app.retention.page(after.as_ref(), batch).await?;
         let Some(last) = rows.last() else { return Ok(()) };
         after = Some((last.subject.clone(), last.activity.clone(), last.category.clone()));
@@ -263,7 +266,11 @@ where
             return Err(RetentionError::Busy);
         }
     }
+    Ok(())
 }
+
+/// How many pages a run acts on between two checkpoints of the store's write-ahead log.
+const CHECKPOINT_EVERY_PAGES: u64 = 16;
 
 /// Plans a page: the records with an action due, in order; the others are counted in
 /// `report` (no rule, nothing due, overdue) and go no further.
