@@ -173,11 +173,14 @@ impl<'a> RetentionRepo<'a> {
     }
 
     /// Up to `limit` records still under way (not ended nor kept) after `after`, in key order.
+    /// The row-value comparison is a range on the primary key in both engines (SQLite planned
+    /// the equivalent `OR` of three terms as a scan from the first record: each page read the
+    /// table again up to itself).
     pub async fn page(&self, after: Option<&RecordKey>, limit: i64) -> Result<Vec<RetentionRow>, StoreError> {
         let (s, a, c) = after.cloned().unwrap_or_default();
         let sql = format!(
             "SELECT {COLUMNS} FROM retention_record WHERE phase IN ('active', 'intermediate', 'review') \
-             AND (subject > $1 OR (subject = $1 AND activity > $2) OR (subject = $1 AND activity = $2 AND category > $3)) \
+             AND (subject, activity, category) > ($1, $2, $3) \
              ORDER BY subject, activity, category LIMIT $4"
         );
         let rows = with_pool!(self.store.db(), p => sqlx::query_as(sqlx::AssertSqlSafe(sql))
