@@ -15,6 +15,7 @@ use crate::proxy::upstream::codec::{Decoded, parse_head};
 /// document, in order, and reads as text.
 pub fn json_fields(data: &[u8]) {
     const PATHS: [&str; 5] = ["/nom", "/enfants/*/prénom", "/a/0/b", "/*", "/x~1y/~0"];
+    json_grammar(data);
     if !is_json(data) {
         return;
     }
@@ -27,6 +28,20 @@ pub fn json_fields(data: &[u8]) {
         assert!(f.path < PATHS.len());
         assert!(json_fields::clear_text(data, f).is_some(), "unreadable value {f:?}");
         end = f.span.end;
+    }
+}
+
+/// The scanner checks the JSON grammar itself (no other pass reads the body first): on UTF-8
+/// text, it accepts exactly what `serde_json` accepts, within its limits on depth and size.
+pub fn json_grammar(data: &[u8]) {
+    if std::str::from_utf8(data).is_err() {
+        return;
+    }
+    let serde_accepts = serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok();
+    match json_fields::find(data, &[]) {
+        Ok(_) => assert!(serde_accepts, "the scanner accepted what is not JSON"),
+        Err(json_fields::ScanError::Malformed) => assert!(!serde_accepts, "the scanner refused JSON"),
+        Err(_) => {}
     }
 }
 
@@ -297,6 +312,32 @@ mod tests {
             let text = written(&doc, pretty, escape_names);
             let pointers: Vec<&str> = pointers.iter().map(String::as_str).collect();
             json_rewrite(text.as_bytes(), &pointers);
+        }
+
+        #[test]
+        fn the_scanner_reads_the_json_grammar_as_serde_json_does(
+            doc in json(),
+            pretty in any::<bool>(),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), prop::sample::select(vec![
+                "", "\"", "\\", ",", ":", "{", "}", "[", "]", "-", "0", "1", ".", "e", "+", "t", "n", "\u{1}", " ",
+                "\\u00", "x", "\u{0}", "\u{feff}",
+            ])), 0..3),
+        ) {
+            let mut text = written(&doc, pretty, false);
+            for (at, piece) in edits {
+                let mut i = at.index(text.len() + 1);
+                while !text.is_char_boundary(i) {
+                    i -= 1;
+                }
+                if piece.is_empty() {
+                    if let Some(c) = text[i..].chars().next() {
+                        text.replace_range(i..i + c.len_utf8(), "");
+                    }
+                } else {
+                    text.insert_str(i, piece);
+                }
+            }
+            json_grammar(text.as_bytes());
         }
 
         #[test]

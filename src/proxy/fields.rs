@@ -127,6 +127,7 @@ fn over_limit(why: &'static str) -> ProxyError {
 fn scan_refusal(e: json_fields::ScanError) -> ProxyError {
     match e {
         json_fields::ScanError::Shape(why) => shape(why),
+        json_fields::ScanError::Malformed => shape(e.reason()),
         over => over_limit(over.reason()),
     }
 }
@@ -331,10 +332,8 @@ impl Protector<'_> {
         let fields: Vec<&Field> =
             fields.iter().copied().filter(|f| f.locations.contains(&FieldLocation::Json)).collect();
         let malformed = || shape("the JSON body is malformed");
-        // The scanner trusts the grammar: the whole body is checked first. `IgnoredAny` reads
-        // it with a loop (no recursion, and no depth limit either: the scan enforces it).
+        // The scanner checks the grammar as it goes, on text known to be UTF-8.
         std::str::from_utf8(bytes).map_err(|_| malformed())?;
-        serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|_| malformed())?;
         let paths = fields
             .iter()
             .map(|f| f.json_segments().ok_or_else(|| shape("a declared JSON pointer is invalid")))

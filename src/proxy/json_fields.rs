@@ -2,8 +2,9 @@
 //! that the protect phase can replace them and copy every other byte unchanged: no tree is
 //! built, members keep their order and spacing, and nothing is re-serialised.
 //!
-//! The document must already be known valid (UTF-8, and JSON as `serde_json` reads it): the
-//! scanner relies on that and does not check the grammar again. Paths follow
+//! The document must already be known valid UTF-8; the scanner checks the JSON grammar
+//! (RFC 8259, as `serde_json` reads it: the property tests and the fuzz target compare the
+//! two) in the same pass that finds the values, so a body is read once. Paths follow
 //! `fields::find_targets`: a member name, `*` for every element of an array, or an element's
 //! index. Members whose name is written with escapes (`"\u006eom"`) are matched by their
 //! decoded name, and a member sent twice is reached twice, so neither spelling nor repetition
@@ -52,6 +53,8 @@ pub enum ScanError {
     TooDeep,
     /// More than [`MAX_ITEMS`] members and elements.
     TooManyItems,
+    /// Not JSON.
+    Malformed,
 }
 
 impl ScanError {
@@ -61,6 +64,7 @@ impl ScanError {
             Self::Shape(why) => why,
             Self::TooDeep => "the JSON body is nested more than 64 levels deep",
             Self::TooManyItems => "the JSON body has more than 10000 members and elements",
+            Self::Malformed => "the JSON body is malformed",
         }
     }
 }
@@ -82,7 +86,8 @@ pub const OBJECT_WHERE_ARRAY: ShapeError = "an object where the declared path ex
 /// Same message as for form and query data (`fields`).
 pub const OTHER_SPELLING: ShapeError = "a personal field was sent under another spelling of its name";
 
-/// Every value each path reaches in the valid JSON document `doc`, in document order.
+/// Every value each path reaches in the JSON document `doc` (valid UTF-8), in document order;
+/// [`ScanError::Malformed`] when it is not JSON.
 pub fn find(doc: &[u8], paths: &[&[String]]) -> Result<Vec<Found>, ScanError> {
     let index = Index::new(paths);
     let mut s =
@@ -92,9 +97,12 @@ pub fn find(doc: &[u8], paths: &[&[String]]) -> Result<Vec<Found>, ScanError> {
     while let Some(top) = s.open.last().cloned() {
         // The cursors of the container's previous member or element are done with.
         s.cursors.truncate(top.cursors.end);
-        if !s.next_item(top.close) {
+        if !s.next_item(top.close, !top.started)? {
             s.open.pop();
             continue;
+        }
+        if let Some(open) = s.open.last_mut() {
+            open.started = true;
         }
         s.items += 1;
         if s.items > MAX_ITEMS {
@@ -107,6 +115,10 @@ pub fn find(doc: &[u8], paths: &[&[String]]) -> Result<Vec<Found>, ScanError> {
             s.element(top.cursors)?;
         }
         s.value(inner)?;
+    }
+    s.skip_ws();
+    if s.pos != doc.len() {
+        return Err(ScanError::Malformed);
     }
     Ok(s.found)
 }
@@ -199,6 +211,8 @@ struct Open {
     cursors: Range<usize>,
     /// The index of the next element (arrays).
     index: usize,
+    /// A member or element was read (a comma must come before the next).
+    started: bool,
 }
 
 struct Scanner<'a, 'p> {
@@ -255,11 +269,11 @@ impl Scanner<'_, '_> {
                 }
                 self.pos += 1;
                 let close = if open == b'{' { b'}' } else { b']' };
-                self.open.push(Open { close, cursors: from..self.cursors.len(), index: 0 });
+                self.open.push(Open { close, cursors: from..self.cursors.len(), index: 0, started: false });
                 Ok(())
             }
             b'"' => {
-                let escaped = self.string();
+                let escaped = self.string()?;
                 if going_on {
                     return Err(PLAIN_WHERE_CONTAINER.into());
                 }
@@ -269,11 +283,15 @@ impl Scanner<'_, '_> {
             }
             b'n' => {
                 // `null`: nothing to protect, and no path is broken by it.
-                self.pos += 4;
-                Ok(())
+                self.word(b"null")
             }
-            _ => {
-                self.literal();
+            first => {
+                match first {
+                    b't' => self.word(b"true")?,
+                    b'f' => self.word(b"false")?,
+                    b'-' | b'0'..=b'9' => self.number()?,
+                    _ => return Err(ScanError::Malformed),
+                }
                 if going_on {
                     return Err(PLAIN_WHERE_CONTAINER.into());
                 }
@@ -296,11 +314,17 @@ impl Scanner<'_, '_> {
     /// the document, as comparing the member with each cursor in turn would.
     fn member(&mut self, outer: Range<usize>) -> Result<(), ScanError> {
         let key_start = self.pos;
-        let escaped = self.string();
+        if self.peek() != b'"' {
+            return Err(ScanError::Malformed);
+        }
+        let escaped = self.string()?;
         let doc = self.doc;
         let key = doc.get(key_start + 1..self.pos.saturating_sub(1)).unwrap_or_default();
         self.skip_ws();
-        self.pos += 1; // the colon
+        if self.peek() != b':' {
+            return Err(ScanError::Malformed);
+        }
+        self.pos += 1;
         let here = self.cursors.get(outer.clone()).unwrap_or_default();
         let Some(depth) = here.first().map(|c| c.depth) else { return Ok(()) };
         let reaches = |path: usize| here.binary_search_by_key(&path, |c| c.path).is_ok();
@@ -366,48 +390,101 @@ impl Scanner<'_, '_> {
         Ok(())
     }
 
-    /// Moves to the next member or element; false (past `close`) at the end of the container.
-    fn next_item(&mut self, close: u8) -> bool {
-        loop {
-            self.skip_ws();
-            match self.peek() {
-                b',' => self.pos += 1,
-                b if b == close || b == 0 => {
-                    self.pos += 1;
-                    return false;
-                }
-                _ => return true,
-            }
+    /// Moves to the next member or element (after its comma); false (past `close`) at the
+    /// end of the container. `first`: nothing was read in the container yet.
+    fn next_item(&mut self, close: u8, first: bool) -> Result<bool, ScanError> {
+        self.skip_ws();
+        let next = self.peek();
+        if next == close && self.pos < self.doc.len() {
+            self.pos += 1;
+            return Ok(false);
         }
+        if first {
+            return Ok(true);
+        }
+        if next != b',' {
+            return Err(ScanError::Malformed);
+        }
+        self.pos += 1;
+        self.skip_ws();
+        Ok(true)
     }
 
     /// Moves past the string at `pos`; true when it holds an escape. Searches for the next
-    /// quote or backslash rather than matching byte by byte.
-    fn string(&mut self) -> bool {
+    /// quote, backslash or control character rather than matching byte by byte; every escape
+    /// must be one of JSON's.
+    fn string(&mut self) -> Result<bool, ScanError> {
         let mut at = self.pos + 1;
         let mut escaped = false;
-        while let Some(rest) = self.doc.get(at..) {
-            match rest.iter().position(|&b| b == b'"' || b == b'\\') {
-                Some(off) if rest.get(off) == Some(&b'"') => {
+        loop {
+            let rest = self.doc.get(at..).unwrap_or_default();
+            let off = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).ok_or(ScanError::Malformed)?;
+            match rest.get(off) {
+                Some(b'"') => {
                     self.pos = at + off + 1;
-                    return escaped;
+                    return Ok(escaped);
                 }
-                Some(off) => {
+                Some(b'\\') => {
                     escaped = true;
-                    at += off + 2;
+                    at += off + 1 + escape_len(rest.get(off + 1..).unwrap_or_default())?;
                 }
-                None => break,
+                _ => return Err(ScanError::Malformed),
             }
         }
-        self.pos = self.doc.len();
-        escaped
     }
 
-    /// Moves past a number, `true` or `false`.
-    fn literal(&mut self) {
-        let rest = self.doc.get(self.pos..).unwrap_or_default();
-        let len = rest.iter().position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'));
-        self.pos += len.unwrap_or(rest.len());
+    /// Moves past `word` (`true`, `false`, `null`), which must be there.
+    fn word(&mut self, word: &[u8]) -> Result<(), ScanError> {
+        if !self.doc.get(self.pos..).unwrap_or_default().starts_with(word) {
+            return Err(ScanError::Malformed);
+        }
+        self.pos += word.len();
+        Ok(())
+    }
+
+    /// Moves past a number: `-`? (`0` | [1-9][0-9]*) (`.` [0-9]+)? ([eE] [+-]? [0-9]+)?
+    fn number(&mut self) -> Result<(), ScanError> {
+        if self.peek() == b'-' {
+            self.pos += 1;
+        }
+        match self.peek() {
+            b'0' => self.pos += 1,
+            b'1'..=b'9' => self.digits(),
+            _ => return Err(ScanError::Malformed),
+        }
+        if self.peek() == b'.' {
+            self.pos += 1;
+            self.some_digits()?;
+        }
+        if matches!(self.peek(), b'e' | b'E') {
+            self.pos += 1;
+            if matches!(self.peek(), b'+' | b'-') {
+                self.pos += 1;
+            }
+            self.some_digits()?;
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_ascii_digit() {
+            self.pos += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Result<(), ScanError> {
+        let start = self.pos;
+        self.digits();
+        if self.pos == start { Err(ScanError::Malformed) } else { Ok(()) }
+    }
+}
+
+/// The length of the escape after a backslash (`n`, `u00e9`, …); refused unless JSON's.
+fn escape_len(after: &[u8]) -> Result<usize, ScanError> {
+    match after.first() {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(1),
+        Some(b'u') if after.get(1..5).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => Ok(5),
+        _ => Err(ScanError::Malformed),
     }
 }
 
@@ -439,7 +516,7 @@ pub fn splice(doc: &[u8], found: &[Found], tokens: &[String]) -> Vec<u8> {
     let mut copied = 0;
     for (f, token) in found.iter().zip(tokens) {
         out.extend_from_slice(doc.get(copied..f.span.start).unwrap_or_default());
-        if token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        if needs_no_escape(token.as_bytes()) {
             // A token's characters (base64url, dots) need no escape in a JSON string.
             out.push(b'"');
             out.extend_from_slice(token.as_bytes());
@@ -452,6 +529,12 @@ pub fn splice(doc: &[u8], found: &[Found], tokens: &[String]) -> Vec<u8> {
     }
     out.extend_from_slice(doc.get(copied..).unwrap_or_default());
     out
+}
+
+/// True when every byte is a token's (base64url or a dot): such text goes between quotes as
+/// it is. Without an early exit, so that the compiler can check many bytes at once.
+fn needs_no_escape(text: &[u8]) -> bool {
+    text.iter().fold(true, |ok, &b| ok & (b.is_ascii_alphanumeric() | (b == b'.') | (b == b'_') | (b == b'-')))
 }
 
 /// The text of a string with escapes, given the bytes between its quotes.
@@ -528,6 +611,65 @@ mod tests {
         let segs: Vec<Vec<String>> = pointers.iter().map(|p| pointer_segments(p).unwrap()).collect();
         let paths: Vec<&[String]> = segs.iter().map(Vec::as_slice).collect();
         find(doc.as_bytes(), &paths)
+    }
+
+    #[test]
+    fn what_is_not_json_is_refused_in_the_same_pass() {
+        for doc in [
+            "",
+            "   ",
+            "[",
+            "]",
+            "{",
+            "[1,]",
+            "{\"a\":1,}",
+            "[,1]",
+            "[1,,2]",
+            "[1 2]",
+            "{\"a\" 1}",
+            "{\"a\":}",
+            "{\"a\":1 \"b\":2}",
+            "{1:2}",
+            "{\"a\"}",
+            "tru",
+            "nul",
+            "nulll",
+            "True",
+            "01",
+            "1.",
+            "1e",
+            "1e+",
+            "-",
+            "+1",
+            ".5",
+            "\"\u{1}\"",
+            "\"\\q\"",
+            "\"\\u12\"",
+            "\"abc",
+            "{} x",
+            "[]]",
+            "\u{feff}[]",
+            "[\"a\"\u{0}]",
+            "NaN",
+        ] {
+            assert_eq!(scan(doc, &[]), Err(ScanError::Malformed), "{doc:?}");
+            assert!(scan(doc, &["/nom"]).is_err(), "{doc:?}");
+            assert!(serde_json::from_str::<serde::de::IgnoredAny>(doc).is_err(), "serde_json agrees: {doc:?}");
+        }
+        for doc in [
+            "[]",
+            "{}",
+            " [ 1 , 2 ] ",
+            "-0.5e+3",
+            "0",
+            "1E9",
+            "\"\\u00e9\\n\\/\"",
+            "{\"a\":[true,false,null]}",
+            "{\"nom\" : \"Dupont\" }",
+            "\n\t{\"x\":{}}\r\n",
+        ] {
+            assert!(scan(doc, &[]).is_ok(), "{doc:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Bytes in: listeners, TLS termination, HTTP/1.1 and HTTP/2 connections, graceful shutdown.
 
+pub mod lanes;
 pub mod middleware;
 pub mod openapi;
 pub mod redirect;
@@ -99,10 +100,26 @@ pub async fn serve<F: Front>(
                 let meta = ConnMeta { peer, tls: tls.is_some() };
                 let svc = service(front.clone(), meta);
                 let builder = builder.clone();
-                match tls.clone() {
-                    None => {
-                        let watcher = graceful.watcher();
-                        tokio::spawn(async move {
+                // The connection leaves this runtime's reactor: its lane's drives it.
+                let tcp = match tcp.into_std() {
+                    Ok(tcp) => tcp,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot hand the connection to a lane");
+                        continue;
+                    }
+                };
+                let watcher = graceful.watcher();
+                let tls = tls.clone();
+                spawn_conn(async move {
+                    let tcp = match tokio::net::TcpStream::from_std(tcp) {
+                        Ok(tcp) => tcp,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "cannot serve the connection on its lane");
+                            return;
+                        }
+                    };
+                    match tls {
+                        None => {
                             // hyper's head timer starts once the auto builder has read the first
                             // bytes (to tell HTTP/1 from HTTP/2): without this wait, a connection
                             // that never sends a byte would hold its slot for ever.
@@ -113,19 +130,16 @@ pub async fn serve<F: Front>(
                                 return;
                             }
                             serve_conn(&builder, tcp, svc, watcher).await;
-                        });
-                    }
-                    Some(acceptor) => {
-                        let watcher = graceful.watcher();
-                        tokio::spawn(async move {
+                        }
+                        Some(acceptor) => {
                             let Ok(Ok(stream)) = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp)).await else {
                                 tracing::debug!("TLS handshake failed or timed out");
                                 return;
                             };
                             serve_conn(&builder, stream, svc, watcher).await;
-                        });
+                        }
                     }
-                }
+                });
             }
             () = &mut stop => break,
         }
@@ -133,6 +147,16 @@ pub async fn serve<F: Front>(
     drop(listener);
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("shutdown grace period over; closing remaining connections");
+    }
+}
+
+/// Serves one connection on a lane (`lanes`), or as a task of this runtime without lanes.
+fn spawn_conn(serve: impl std::future::Future<Output = ()> + Send + 'static) {
+    match lanes::get() {
+        Some(lanes) => lanes.spawn(serve),
+        None => {
+            tokio::spawn(serve);
+        }
     }
 }
 

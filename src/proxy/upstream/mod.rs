@@ -102,11 +102,17 @@ impl Upstreams {
 /// One route's connector and idle connections.
 pub struct Pool {
     connector: Connector,
-    // Boxed on purpose: a connection is handed between the pool, a request and its
-    // response body, and each hand-over should move a pointer.
-    #[allow(clippy::vec_box)]
-    idle: Mutex<Vec<Box<Conn>>>,
+    /// One idle list per serving lane (`server::lanes`), and one last for every other
+    /// thread: a connection's socket is driven by the reactor of the lane that opened it, so
+    /// it serves that lane's requests only (a wake-up from another thread would cost what
+    /// lanes save).
+    idle: Box<[Idle]>,
 }
+
+// Boxed on purpose: a connection is handed between the pool, a request and its response
+// body, and each hand-over should move a pointer.
+#[allow(clippy::vec_box)]
+type Idle = Mutex<Vec<Box<Conn>>>;
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -123,12 +129,20 @@ struct Conn {
 
 impl Pool {
     fn for_route(route: &Route) -> Result<Self, TlsError> {
-        Ok(Self { connector: Connector::for_route(route)?, idle: Mutex::new(Vec::new()) })
+        let lists = crate::server::lanes::count() + 1;
+        let idle = (0..lists).map(|_| Mutex::new(Vec::new())).collect();
+        Ok(Self { connector: Connector::for_route(route)?, idle })
     }
 
     /// Idle connections now (for tests and diagnostics).
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.idle.iter().map(|l| l.lock().unwrap_or_else(PoisonError::into_inner).len()).sum()
+    }
+
+    /// The idle list of the calling thread's lane (the last one outside lanes).
+    fn idle_here(&self) -> Option<&Idle> {
+        let last = self.idle.len().checked_sub(1)?;
+        self.idle.get(crate::server::lanes::current().unwrap_or(last).min(last))
     }
 
     /// Sends the request and waits for the response head. The connection travels with the
@@ -215,7 +229,7 @@ impl Pool {
     fn checkout(&self) -> Option<Box<Conn>> {
         let now = Instant::now();
         loop {
-            let mut conn = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop()?;
+            let mut conn = self.idle_here()?.lock().unwrap_or_else(PoisonError::into_inner).pop()?;
             if now.duration_since(conn.idle_since) > POOL_IDLE {
                 continue;
             }
@@ -227,7 +241,8 @@ impl Pool {
 
     fn checkin(&self, mut conn: Box<Conn>) {
         conn.idle_since = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(idle) = self.idle_here() else { return };
+        let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < POOL_MAX_IDLE {
             idle.push(conn);
         }
