@@ -418,7 +418,7 @@ impl Scanner<'_, '_> {
         let mut escaped = false;
         loop {
             let rest = self.doc.get(at..).unwrap_or_default();
-            let off = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).ok_or(ScanError::Malformed)?;
+            let off = string_stop(rest).ok_or(ScanError::Malformed)?;
             match rest.get(off) {
                 Some(b'"') => {
                     self.pos = at + off + 1;
@@ -477,6 +477,27 @@ impl Scanner<'_, '_> {
         self.digits();
         if self.pos == start { Err(ScanError::Malformed) } else { Ok(()) }
     }
+}
+
+/// The first quote, backslash or control character in `text`: eight bytes at a time while
+/// none is in them (strings are most of a body's bytes), then byte by byte.
+fn string_stop(text: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Non-zero exactly when some byte of `x` is below `n` (n <= 128).
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS != 0;
+    let has = |x: u64, b: u8| below(x ^ (ONES * u64::from(b)), 1);
+    let mut start = 0;
+    for chunk in text.chunks_exact(8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else { break };
+        let x = u64::from_le_bytes(word);
+        if below(x, 0x20) || has(x, b'"') || has(x, b'\\') {
+            break;
+        }
+        start += 8;
+    }
+    let off = text.get(start..)?.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    Some(start + off)
 }
 
 /// The length of the escape after a backslash (`n`, `u00e9`, …); refused unless JSON's.
@@ -611,6 +632,22 @@ mod tests {
         let segs: Vec<Vec<String>> = pointers.iter().map(|p| pointer_segments(p).unwrap()).collect();
         let paths: Vec<&[String]> = segs.iter().map(Vec::as_slice).collect();
         find(doc.as_bytes(), &paths)
+    }
+
+    #[test]
+    fn a_string_ends_at_the_first_quote_backslash_or_control_character_wherever_it_is() {
+        for len in 0..40 {
+            for stop in [b'"', b'\\', 0x00, 0x1f] {
+                let mut text = "aé€z0123".repeat(8).into_bytes();
+                text.truncate(len);
+                let expected = text.len();
+                text.push(stop);
+                text.extend_from_slice(b"tail\"");
+                assert_eq!(string_stop(&text), Some(expected), "{len} {stop}");
+            }
+        }
+        assert_eq!(string_stop(b"no end here, even after 16 bytes"), None);
+        assert_eq!(string_stop(b" !#[]~\x7f"), None, "the bytes around the stops");
     }
 
     #[test]
