@@ -134,7 +134,9 @@ fn scan_refusal(e: json_fields::ScanError) -> ProxyError {
 
 /// The declared fields the request side must transform (`pass` fields need nothing).
 pub fn request_fields(fields: &[Field]) -> Vec<&Field> {
-    fields.iter().filter(|f| f.direction != Direction::Response && f.protection != Protection::Pass).collect()
+    let mut out = Vec::with_capacity(fields.len());
+    out.extend(fields.iter().filter(|f| f.direction != Direction::Response && f.protection != Protection::Pass));
+    out
 }
 
 fn located(fields: &[&Field], at: FieldLocation) -> bool {
@@ -329,15 +331,16 @@ impl Protector<'_> {
     /// instead, which puts each blind index beside its value and overwrites a
     /// `<name>_index` member the client sent.
     async fn protect_json(&self, fields: &[&Field], bytes: &Bytes) -> Result<Bytes, ProxyError> {
-        let fields: Vec<&Field> =
-            fields.iter().copied().filter(|f| f.locations.contains(&FieldLocation::Json)).collect();
+        let mut json = Vec::with_capacity(fields.len());
+        json.extend(fields.iter().copied().filter(|f| f.locations.contains(&FieldLocation::Json)));
+        let fields = json;
         let malformed = || shape("the JSON body is malformed");
         // The scanner checks the grammar as it goes, on text known to be UTF-8.
         std::str::from_utf8(bytes).map_err(|_| malformed())?;
-        let paths = fields
-            .iter()
-            .map(|f| f.json_segments().ok_or_else(|| shape("a declared JSON pointer is invalid")))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut paths = Vec::with_capacity(fields.len());
+        for f in &fields {
+            paths.push(f.json_segments().ok_or_else(|| shape("a declared JSON pointer is invalid"))?);
+        }
         // The scan runs for the tree walk too: it bounds depth and size before any tree is
         // built (or dropped, which recurses as deep as the tree).
         let found = json_fields::find(bytes, &paths).map_err(scan_refusal)?;

@@ -91,7 +91,17 @@ pub const OTHER_SPELLING: ShapeError = "a personal field was sent under another 
 pub fn find(doc: &[u8], paths: &[&[String]]) -> Result<Vec<Found>, ScanError> {
     let index = Index::new(paths);
     let mut s =
-        Scanner { doc, paths, index, pos: 0, found: Vec::new(), cursors: Vec::new(), open: Vec::new(), items: 0 };
+        // Room for what an ordinary form needs, so that none of them grows while scanning.
+        Scanner {
+            doc,
+            paths,
+            index,
+            pos: 0,
+            found: Vec::with_capacity(paths.len()),
+            cursors: Vec::with_capacity(2 * paths.len()),
+            open: Vec::with_capacity(8),
+            items: 0,
+        };
     s.cursors.extend((0..paths.len()).map(|path| Cursor { path, depth: 0 }));
     s.value(0)?;
     while let Some(top) = s.open.last().cloned() {
