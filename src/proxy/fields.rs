@@ -336,7 +336,7 @@ impl Protector<'_> {
         let fields = json;
         let malformed = || shape("the JSON body is malformed");
         // The scanner checks the grammar as it goes, on text known to be UTF-8.
-        std::str::from_utf8(bytes).map_err(|_| malformed())?;
+        let text = std::str::from_utf8(bytes).map_err(|_| malformed())?;
         let mut paths = Vec::with_capacity(fields.len());
         for f in &fields {
             paths.push(f.json_segments().ok_or_else(|| shape("a declared JSON pointer is invalid"))?);
@@ -353,7 +353,7 @@ impl Protector<'_> {
         let mut tokens = Vec::with_capacity(found.len());
         for f in &found {
             let field = fields.get(f.path).ok_or_else(malformed)?;
-            let clear = json_fields::clear_text(bytes, f).ok_or_else(malformed)?;
+            let clear = json_fields::clear_text(text, f).ok_or_else(malformed)?;
             tokens.push(self.value(field, &clear).await?);
         }
         Ok(Bytes::from(json_fields::splice(bytes, &found, &tokens)))

@@ -489,20 +489,22 @@ impl Scanner<'_, '_> {
     }
 }
 
-/// The first quote, backslash or control character in `text`: eight bytes at a time while
-/// none is in them (strings are most of a body's bytes), then byte by byte.
+/// The first quote, backslash or control character in `text`: eight bytes at a time (strings
+/// are most of a body's bytes), the last few byte by byte.
 fn string_stop(text: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // Non-zero exactly when some byte of `x` is below `n` (n <= 128).
-    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS != 0;
-    let has = |x: u64, b: u8| below(x ^ (ONES * u64::from(b)), 1);
+    // The high bit of each byte of `x` below `n` (n <= 128). A borrow can flag bytes above a
+    // flagged one, never below: the lowest flag is exact.
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS;
+    let equal = |x: u64, b: u8| below(x ^ (ONES * u64::from(b)), 1);
     let mut start = 0;
     for chunk in text.chunks_exact(8) {
         let Ok(word) = <[u8; 8]>::try_from(chunk) else { break };
         let x = u64::from_le_bytes(word);
-        if below(x, 0x20) || has(x, b'"') || has(x, b'\\') {
-            break;
+        let stops = below(x, 0x20) | equal(x, b'"') | equal(x, b'\\');
+        if stops != 0 {
+            return Some(start + (stops.trailing_zeros() / 8) as usize);
         }
         start += 8;
     }
@@ -529,14 +531,16 @@ pub fn other_case(name: &str, declared: &str) -> bool {
     crate::canonical::names::same_member_otherwise_spelled(name, declared)
 }
 
-/// The text to protect of a value found in `doc`: a string's text, or a literal as sent.
-pub fn clear_text<'d>(doc: &'d [u8], f: &Found) -> Option<Cow<'d, str>> {
+/// The text to protect of a value found in `doc` (the document as text, checked once): a
+/// string's text, or a literal as sent. Values start and end at ASCII bytes, so taking them
+/// from the text checks nothing again.
+pub fn clear_text<'d>(doc: &'d str, f: &Found) -> Option<Cow<'d, str>> {
     let raw = doc.get(f.span.clone())?;
     let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
     Some(match f.kind {
-        Kind::PlainString => Cow::Borrowed(std::str::from_utf8(inner).ok()?),
-        Kind::EscapedString => Cow::Owned(decode_string(inner)?),
-        Kind::Literal => Cow::Borrowed(std::str::from_utf8(raw).ok()?),
+        Kind::PlainString => Cow::Borrowed(inner),
+        Kind::EscapedString => Cow::Owned(decode_string(inner.as_bytes())?),
+        Kind::Literal => Cow::Borrowed(raw),
     })
 }
 
@@ -658,6 +662,13 @@ mod tests {
         }
         assert_eq!(string_stop(b"no end here, even after 16 bytes"), None);
         assert_eq!(string_stop(b" !#[]~\x7f"), None, "the bytes around the stops");
+        let others: Vec<u8> = (0x20..=0xff).filter(|b| *b != b'"' && *b != b'\\').collect();
+        assert_eq!(string_stop(&others), None, "no other byte stops a string");
+        for at in 0..others.len() {
+            let mut text = others.clone();
+            text.insert(at, b'"');
+            assert_eq!(string_stop(&text), Some(at));
+        }
     }
 
     #[test]
