@@ -269,6 +269,7 @@ async fn the_citizen_is_told_of_an_extension_and_of_each_answer(backend: Backend
     assert_eq!(messages(&d.p.app, &smtp, 1).await.len(), 1);
     let subject = d.p.app.state.rights.get(&first).await.unwrap().subject;
     wait_notice(&d.p.app, &subject, "export_ready").await;
+    no_job_running(&d.p.app).await;
     d.p.app.clock.advance(guichet::notify::EXPORT_READY_DELAY);
     let got = messages(&d.p.app, &smtp, 2).await;
     let subjects: Vec<&str> = got.iter().map(|m| m["subject"].as_str().unwrap()).collect();
@@ -321,6 +322,17 @@ fn data_ready(smtp: &SmtpServer) -> Vec<String> {
 }
 
 /// Waits (at most 10 s) until a notice of `kind` is recorded for `subject`.
+/// Waits until no job is being run (by the gateway's own loop or the test): a message can
+/// reach the relay before its job is marked done, and moving the clock past the job's lease
+/// then would let the next runner send it again (at-least-once delivery, as designed).
+async fn no_job_running(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.state.jobs.counts().await.unwrap().running > 0 {
+        assert!(Instant::now() < deadline, "a job still runs after 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn wait_notice(app: &TestApp, subject: &str, kind: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !app.state.notify.of_subject(subject).await.unwrap().iter().any(|n| n.kind == kind) {
@@ -382,6 +394,7 @@ async fn data_ready_is_sent_when_the_export_comes_after_the_citizen_left(backend
     assert_eq!(app.state.rights.get(&later).await.unwrap().status, Status::Completed);
     run_jobs(app).await;
     assert!(data_ready(&smtp).is_empty(), "not before the short wait");
+    no_job_running(app).await;
     app.clock.advance(guichet::notify::EXPORT_READY_DELAY);
     let ready = data_ready_after(app, &smtp, 1).await;
     assert_eq!(ready.len(), 1, "{ready:?}");
@@ -404,6 +417,7 @@ async fn data_ready_is_sent_when_the_export_comes_after_the_citizen_left(backend
         crate::assisted::text(crate::assisted::get(app, Some(&angela), &format!("{receipt}?nouvelle=1")).await, 200)
             .await;
     assert!(page.contains("Vos données sont prêtes"), "{page}");
+    no_job_running(app).await;
     app.clock.advance(guichet::notify::EXPORT_READY_DELAY + time::Duration::minutes(1));
     run_jobs(app).await;
     assert_eq!(data_ready(&smtp).len(), 1, "no message for the export she saw ready");
