@@ -157,10 +157,12 @@ fn protect_phase(c: &mut Criterion) {
     let vault = common::bench_vault(&rt, dir.path());
     let fields: Vec<Field> = FIELDS.iter().map(|f| common::encrypted(f)).collect();
     let refs: Vec<&Field> = fields.iter().collect();
+    let paths = common::json_paths(&refs);
     // One protector per request, as the proxy builds it (its data key is looked up once).
     let protector = || Protector {
         vault: Some(&vault),
         activity: "inscription-scolaire",
+        json_paths: Some(&paths),
         owner: Owner::Citizen("sub-0123456789abcdef".into()),
         max_bytes: 1 << 20,
         idle: Duration::from_secs(60),

@@ -120,20 +120,22 @@ fn protect_scaling(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let vault = common::bench_vault(&rt, dir.path());
-    let protector = || Protector {
-        vault: Some(&vault),
-        activity: "service",
-        owner: Owner::Citizen("sub-0123456789abcdef".into()),
-        max_bytes: 2 << 20,
-        idle: Duration::from_secs(60),
-        return_to: "/".into(),
-        sealing_keys: Default::default(),
-    };
     let mut g = c.benchmark_group("protect");
     g.sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
     for n_fields in [10usize, 100, 1_000] {
         let fields: Vec<Field> = (0..n_fields).map(|i| common::encrypted(&format!("champ_{i}"))).collect();
         let refs: Vec<&Field> = fields.iter().collect();
+        let paths = common::json_paths(&refs);
+        let protector = || Protector {
+            vault: Some(&vault),
+            activity: "service",
+            json_paths: Some(&paths),
+            owner: Owner::Citizen("sub-0123456789abcdef".into()),
+            max_bytes: 2 << 20,
+            idle: Duration::from_secs(60),
+            return_to: "/".into(),
+            sealing_keys: Default::default(),
+        };
         for (label, size) in [("2KiB", 2 << 10), ("64KiB", 64 << 10), ("1MiB", 1 << 20)] {
             let body = body_of(size);
             let request = || {

@@ -63,6 +63,12 @@ pub fn bench_vault(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Vault
 }
 
 /// A JSON body field declared `encrypt`, as a policy file compiles it.
+/// The declared JSON paths of `fields`, compiled as the policy does once per activity.
+pub fn json_paths(fields: &[&Field]) -> guichet::proxy::json_fields::Paths {
+    let segments: Vec<&[String]> = fields.iter().map(|f| f.json_segments().unwrap()).collect();
+    guichet::proxy::json_fields::Paths::new(&segments)
+}
+
 pub fn encrypted(name: &str) -> Field {
     Field {
         name: name.to_owned(),

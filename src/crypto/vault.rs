@@ -375,6 +375,28 @@ impl Vault {
         check_name(activity)?;
         check_name(class)?;
         let entry = self.key_for_owner(subject, activity, class).await?;
+        self.sealing_key_of(entry)
+    }
+
+    /// [`Vault::sealing_key`] when the cache can answer at once (the usual case after a
+    /// citizen's first request); `None` when the store must be read. No future is built:
+    /// the store lookup's is large, and moving it costs more than the cached answer.
+    pub fn cached_sealing_key(
+        &self,
+        subject: &str,
+        activity: &str,
+        class: &str,
+    ) -> Result<Option<SealingKey>, CryptoError> {
+        check_name(subject)?;
+        check_name(activity)?;
+        check_name(class)?;
+        if self.trusted_epoch().is_none() {
+            return Ok(None);
+        }
+        self.cached_owner(subject, activity, class).map(|e| self.sealing_key_of(e)).transpose()
+    }
+
+    fn sealing_key_of(&self, entry: Entry) -> Result<SealingKey, CryptoError> {
         let schedule = super::aead::SealKey::new(&entry.key).map_err(token::TokenError::from)?;
         Ok(SealingKey { entry, schedule, random: self.nonces.clone() })
     }

@@ -187,6 +187,30 @@ pub struct Processing {
     pub anonymous_sealed: bool,
     /// Agent roles that may enter the encrypted fields for their assisted citizen.
     pub assisted_entry: Arc<[String]>,
+    /// The request fields' JSON paths, compiled on first use ([`Processing::json_paths`]).
+    pub compiled_json: super::model::Derived<Option<crate::proxy::json_fields::Paths>>,
+}
+
+impl Processing {
+    /// The fields the request side transforms (`pass` fields and response-only fields
+    /// need nothing), in declaration order.
+    pub fn request_fields(&self) -> impl Iterator<Item = &super::model::Field> {
+        self.fields.iter().filter(|f| {
+            f.direction != super::model::Direction::Response && f.protection != super::model::Protection::Pass
+        })
+    }
+
+    /// The JSON paths of the request fields declared in JSON bodies, in their order, compiled
+    /// once for every request of the activity; `None` when a declared pointer is invalid.
+    pub fn json_paths(&self) -> Option<&crate::proxy::json_fields::Paths> {
+        self.compiled_json
+            .get_or_init(|| {
+                let json = self.request_fields().filter(|f| f.locations.contains(&super::model::FieldLocation::Json));
+                let segments: Option<Vec<&[String]>> = json.map(super::model::Field::json_segments).collect();
+                segments.map(|s| crate::proxy::json_fields::Paths::new(&s))
+            })
+            .as_ref()
+    }
 }
 
 /// One compiled activity route.
@@ -459,6 +483,7 @@ mod tests {
             sector: crate::policy::Sector::General,
             anonymous_sealed: false,
             assisted_entry: Arc::from(Vec::new()),
+            compiled_json: Default::default(),
         })
     }
 

@@ -417,6 +417,12 @@ pub struct Field {
 #[derive(Debug, Clone, Default)]
 pub struct Derived<T>(std::sync::OnceLock<T>);
 
+impl<T> Derived<T> {
+    pub fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {
+        self.0.get_or_init(f)
+    }
+}
+
 impl<T> PartialEq for Derived<T> {
     fn eq(&self, _: &Self) -> bool {
         true

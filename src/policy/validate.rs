@@ -391,6 +391,7 @@ fn compile_routes(p: &Parsed, problems: &mut Vec<PolicyProblem>) -> Vec<(Compile
                 sector: a.sector,
                 anonymous_sealed: a.anonymous == AnonymousFields::Sealed,
                 assisted_entry: assisted_entry.clone(),
+                compiled_json: Default::default(),
             }))
         })
         .collect();

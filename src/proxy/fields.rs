@@ -29,7 +29,7 @@ use crate::canonical::names;
 use crate::crypto::token::TokenError;
 use crate::crypto::{CryptoError, FieldContext, SealingKey, Vault};
 use crate::error::GatewayError;
-use crate::policy::model::{Direction, Field, FieldLocation, Protection};
+use crate::policy::model::{Field, FieldLocation, Protection};
 
 /// `keys.transform_max_bytes` by default (and without a `[keys]` section).
 pub const DEFAULT_TRANSFORM_MAX_BYTES: u64 = 1024 * 1024;
@@ -63,6 +63,9 @@ pub const RECORD_PREFIX: &str = "anonyme:";
 pub struct Protector<'a> {
     pub vault: Option<&'a Vault>,
     pub activity: &'a str,
+    /// The JSON paths of the request fields declared in JSON bodies, in their order
+    /// (`Processing::json_paths`); `None` when a declared pointer is invalid.
+    pub json_paths: Option<&'a json_fields::Paths>,
     pub owner: Owner,
     /// The body limit of this request's transform: the smaller of the route's body limit and
     /// `keys.transform_max_bytes`.
@@ -130,13 +133,6 @@ fn scan_refusal(e: json_fields::ScanError) -> ProxyError {
         json_fields::ScanError::Malformed => shape(e.reason()),
         over => over_limit(over.reason()),
     }
-}
-
-/// The declared fields the request side must transform (`pass` fields need nothing).
-pub fn request_fields(fields: &[Field]) -> Vec<&Field> {
-    let mut out = Vec::with_capacity(fields.len());
-    out.extend(fields.iter().filter(|f| f.direction != Direction::Response && f.protection != Protection::Pass));
-    out
 }
 
 fn located(fields: &[&Field], at: FieldLocation) -> bool {
@@ -228,19 +224,19 @@ impl Protector<'_> {
                 if let Some(token) = self.sealing_keys.seal(class, &ctx, value).map_err(crypto_error)? {
                     return Ok(token);
                 }
-                // The key's lookup waits on the cache or the store: a large future, boxed so that
-                // this one stays small (it is created and moved once per value).
-                Box::pin(self.seal_with_new_key(&ctx, class, value)).await
+                // The request's key of `class`, looked up once per request and class: from the
+                // cache without waiting when it can, else from the store, whose large future is
+                // boxed so that this one stays small (it is created and moved once per value).
+                let vault = self.vault()?;
+                let key = match vault.cached_sealing_key(subject, self.activity, class).map_err(crypto_error)? {
+                    Some(key) => key,
+                    None => Box::pin(vault.sealing_key(subject, self.activity, class)).await.map_err(crypto_error)?,
+                };
+                let token = key.seal(&ctx, value).map_err(crypto_error)?;
+                self.sealing_keys.keep(key);
+                Ok(token)
             }
         }
-    }
-
-    /// Looks up the request's key of `class` (once per request and class), then seals.
-    async fn seal_with_new_key(&self, ctx: &FieldContext<'_>, class: &str, value: &str) -> Result<String, ProxyError> {
-        let key = self.vault()?.sealing_key(ctx.subject, self.activity, class).await.map_err(crypto_error)?;
-        let token = key.seal(ctx, value).map_err(crypto_error)?;
-        self.sealing_keys.keep(key);
-        Ok(token)
     }
 
     async fn protect_query(&self, fields: &[&Field], parts: &mut Parts) -> Result<(), ProxyError> {
@@ -337,13 +333,10 @@ impl Protector<'_> {
         let malformed = || shape("the JSON body is malformed");
         // The scanner checks the grammar as it goes, on text known to be UTF-8.
         let text = std::str::from_utf8(bytes).map_err(|_| malformed())?;
-        let mut paths = Vec::with_capacity(fields.len());
-        for f in &fields {
-            paths.push(f.json_segments().ok_or_else(|| shape("a declared JSON pointer is invalid"))?);
-        }
+        let paths = self.json_paths.ok_or_else(|| shape("a declared JSON pointer is invalid"))?;
         // The scan runs for the tree walk too: it bounds depth and size before any tree is
         // built (or dropped, which recurses as deep as the tree).
-        let found = json_fields::find(bytes, &paths).map_err(scan_refusal)?;
+        let found = json_fields::find_in(bytes, paths).map_err(scan_refusal)?;
         if fields.iter().any(|f| f.searchable) {
             return self.protect_json_tree(&fields, bytes).await;
         }

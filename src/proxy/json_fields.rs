@@ -89,7 +89,27 @@ pub const OTHER_SPELLING: ShapeError = "a personal field was sent under another 
 /// Every value each path reaches in the JSON document `doc` (valid UTF-8), in document order;
 /// [`ScanError::Malformed`] when it is not JSON.
 pub fn find(doc: &[u8], paths: &[&[String]]) -> Result<Vec<Found>, ScanError> {
-    let index = Index::new(paths);
+    find_in(doc, &Paths::new(paths))
+}
+
+/// Declared paths compiled for [`find_in`]: their segments, and the index a member looks its
+/// name up in. Built once per activity (`policy::Processing::json_paths`), not per request.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    segments: Vec<Vec<String>>,
+    index: Index,
+}
+
+impl Paths {
+    pub fn new(paths: &[&[String]]) -> Self {
+        Self { segments: paths.iter().map(|p| p.to_vec()).collect(), index: Index::new(paths) }
+    }
+}
+
+/// [`find`] with paths compiled beforehand.
+pub fn find_in(doc: &[u8], paths: &Paths) -> Result<Vec<Found>, ScanError> {
+    let index = &paths.index;
+    let paths = paths.segments.as_slice();
     let mut s =
         // Room for what an ordinary form needs, so that none of them grows while scanning.
         Scanner {
@@ -136,15 +156,16 @@ pub fn find(doc: &[u8], paths: &[&[String]]) -> Result<Vec<Found>, ScanError> {
 /// The declared paths' segments by depth, each under its folded name
 /// (`canonical::names::fold`): a member finds the paths it matches, or spells otherwise, with
 /// one search instead of a comparison with every path going through its object.
-struct Index<'p> {
-    levels: Vec<Level<'p>>,
+#[derive(Debug, Clone)]
+struct Index {
+    levels: Vec<Level>,
 }
 
-#[derive(Default)]
-struct Level<'p> {
-    /// (folded segment, path), sorted: the paths sharing a folded name are side by side, in
-    /// path order.
-    names: Vec<(Cow<'p, str>, usize)>,
+#[derive(Debug, Clone, Default)]
+struct Level {
+    /// (folded segment, path), sorted by length, then name, then path: the paths sharing a
+    /// folded name are side by side, in path order.
+    names: Vec<(Box<str>, usize)>,
     /// The paths whose segment at this depth is `*`, in order.
     stars: Vec<usize>,
     /// Bit `n` set when a folded name here is ASCII and `n` bytes long (`n` < 64), and
@@ -154,9 +175,9 @@ struct Level<'p> {
     long: bool,
 }
 
-impl<'p> Index<'p> {
-    fn new(paths: &[&'p [String]]) -> Self {
-        let mut levels: Vec<Level<'p>> = Vec::new();
+impl Index {
+    fn new(paths: &[&[String]]) -> Self {
+        let mut levels: Vec<Level> = Vec::new();
         for (path, segments) in paths.iter().enumerate() {
             for (depth, seg) in segments.iter().enumerate() {
                 if levels.len() <= depth {
@@ -173,12 +194,12 @@ impl<'p> Index<'p> {
                             None => level.long = true,
                         }
                     }
-                    level.names.push((folded, path));
+                    level.names.push((folded.into(), path));
                 }
             }
         }
         for level in &mut levels {
-            level.names.sort_unstable();
+            level.names.sort_unstable_by(|(a, pa), (b, pb)| by_length(a, b).then(pa.cmp(pb)));
         }
         Self { levels }
     }
@@ -186,8 +207,8 @@ impl<'p> Index<'p> {
     /// The paths whose segment at `depth` folds to `folded`, in path order.
     fn named(&self, depth: usize, folded: &str) -> impl Iterator<Item = usize> {
         let names = self.levels.get(depth).map_or(&[][..], |l| l.names.as_slice());
-        let start = names.partition_point(|(n, _)| &**n < folded);
-        names.get(start..).unwrap_or_default().iter().take_while(move |(n, _)| &**n == folded).map(|&(_, p)| p)
+        let start = names.partition_point(|(n, _)| by_length(n, folded).is_lt());
+        names.get(start..).unwrap_or_default().iter().take_while(move |(n, _)| **n == *folded).map(|&(_, p)| p)
     }
 
     /// False when no path's segment at `depth` can be the plain ASCII name of `len` bytes
@@ -203,6 +224,11 @@ impl<'p> Index<'p> {
     fn stars(&self, depth: usize) -> &[usize] {
         self.levels.get(depth).map_or(&[][..], |l| l.stars.as_slice())
     }
+}
+
+/// Names ordered by length first: most comparisons of a search end on the lengths.
+fn by_length(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
 /// How far one path has matched on the way down to the current value.
@@ -227,8 +253,8 @@ struct Open {
 
 struct Scanner<'a, 'p> {
     doc: &'a [u8],
-    paths: &'p [&'p [String]],
-    index: Index<'p>,
+    paths: &'p [Vec<String>],
+    index: &'p Index,
     pos: usize,
     found: Vec<Found>,
     /// The cursors of every open container, then those of the value being read, as a stack:

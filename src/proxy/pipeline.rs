@@ -205,7 +205,9 @@ impl Proxy {
         let route = self.route(ctx, req.uri())?;
         self.identify(ctx, req.headers()).await?;
         if let Err(e) = authorize(ctx, &route, req.uri()) {
-            self.journal_refusal(ctx, &route, &e).await;
+            // Boxed: a refusal's journal entry waits on the journal, and its future would
+            // otherwise make every request's larger.
+            Box::pin(self.journal_refusal(ctx, &route, &e)).await;
             return Err(e);
         }
         self.decide(ctx, &req)?;
@@ -229,8 +231,9 @@ impl Proxy {
         let client_upgrade = out.client_upgrade;
         let mut resp = forward(pool, &route, out.request, out.body_sent, client_upgrade.is_some()).await?;
         let mut revealer = self.revealer(ctx, archive_reason);
-        if let Some(r) = revealer.as_mut() {
-            // Boxed like the other phases that only some activities need.
+        if let Some(r) = revealer.as_mut().filter(|_| Revealer::headers_hold_tokens(resp.headers())) {
+            // Boxed like the other phases that only some responses need: its future is large
+            // (it may wait on the vault), and most responses carry no token in their headers.
             Box::pin(r.headers(resp.headers_mut())).await;
         }
         let bar = route.privacy_bar.then(|| super::bar::html(!matches!(ctx.identity, Identity::Anonymous)));
@@ -419,7 +422,7 @@ impl Proxy {
             // The reveal phase reads response text: ask the upstream not to compress it.
             req.headers_mut().remove(header::ACCEPT_ENCODING);
         }
-        let fields = fields::request_fields(&p.fields);
+        let fields: Vec<_> = p.request_fields().collect();
         if fields.is_empty() {
             return Ok(req);
         }
@@ -443,6 +446,7 @@ impl Proxy {
         let protector = Protector {
             vault: self.fields.vault.as_deref(),
             activity: &p.activity,
+            json_paths: p.json_paths(),
             owner,
             max_bytes: route.max_body_bytes.min(self.fields.transform_max_bytes),
             idle: route.timeouts.idle_body,
@@ -590,7 +594,9 @@ impl Proxy {
         let f = &self.fields;
         let set = self.policies.load();
         let activity = set.activity(&p.activity);
-        let restricted_roles = activity.map(|a| a.restriction_visible_to.clone());
+        // Restrictions (Art. 18) limit what agents see; a citizen sees their own values.
+        let restricted_roles =
+            activity.filter(|_| matches!(viewer, Viewer::Agent { .. })).map(|a| a.restriction_visible_to.clone());
         let archive = activity.and_then(|a| Some((self.retention.as_ref()?, a)));
         let archive =
             archive.map(|(r, a)| crate::retention::reveal::ArchiveCheck::new(r.service.clone(), a, archive_reason));

@@ -153,6 +153,12 @@ impl Revealer {
         Body::from_stream(stream)
     }
 
+    /// Whether any response header holds a token: only then is [`Revealer::headers`] worth
+    /// its future (opening tokens waits on the vault, whose futures are large).
+    pub fn headers_hold_tokens(headers: &HeaderMap) -> bool {
+        headers.values().any(|v| has_token_prefix(v.as_bytes()))
+    }
+
     /// Tokens in the response's headers (a `Location` or a custom header carrying one),
     /// revealed or masked as in the body, written percent-encoded.
     pub async fn headers(&mut self, headers: &mut HeaderMap) {

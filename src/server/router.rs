@@ -30,7 +30,9 @@ impl Public {
 impl super::Front for Public {
     async fn call(self, req: Request, conn: ConnMeta) -> Response {
         if routing::is_reserved(req.uri().path()) {
-            return super::Front::call(self.own, req, conn).await;
+            // Boxed: the router's future is larger than the proxy's, and every request's
+            // future is as large as its largest branch (it is moved into hyper's box).
+            return Box::pin(super::Front::call(self.own, req, conn)).await;
         }
         let app = &self.app;
         super::middleware::observed(app, req, conn, |req, id| app.proxy.handle(req, conn, id)).await

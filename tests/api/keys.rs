@@ -113,6 +113,36 @@ async fn a_request_sealing_key_seals_only_for_its_owner_with_fresh_nonces(backen
 
 crate::on_both_stores!(a_request_sealing_key_seals_only_for_its_owner_with_fresh_nonces);
 
+/// The protect phase asks the cache first, without waiting: it answers only with a key the
+/// cache holds, under the same shred rules as the store lookup, and never with a key that
+/// another instance destroyed once this one read the shred generation.
+async fn the_cached_sealing_key_answers_only_from_the_cache_and_never_with_a_shredded_key(backend: Backend) {
+    let s = Setup::new(backend).await;
+    let (a, b) = (s.vault().await, s.vault().await);
+    let class = guichet::crypto::DEFAULT_CLASS;
+    let cached = |v: &guichet::crypto::Vault| v.cached_sealing_key("sub-1", "inscription-scolaire", class).unwrap();
+    assert!(cached(&b).is_none(), "nothing looked up yet: the store must be read");
+    let looked_up = b.sealing_key("sub-1", "inscription-scolaire", class).await.unwrap();
+    let first = looked_up.seal(&ctx("sub-1", "nom"), "Dupont").unwrap();
+    let from_cache = cached(&b).expect("the key is cached now");
+    let second = from_cache.seal(&ctx("sub-1", "nom"), "Dupont").unwrap();
+    assert_eq!(first.split('.').nth(1), second.split('.').nth(1), "the same data key");
+    assert_eq!(b.open(&ctx("sub-1", "nom"), &second).await.unwrap().as_str(), "Dupont");
+    assert!(matches!(from_cache.seal(&ctx("sub-2", "nom"), "Martin"), Err(CryptoError::WrongOwner)));
+    assert!(b.cached_sealing_key("", "inscription-scolaire", class).is_err(), "names are checked as before");
+
+    a.shred("sub-1", "inscription-scolaire").await.unwrap();
+    assert!(b.check_shreds().await.unwrap());
+    assert!(cached(&b).is_none(), "the destroyed key left the cache");
+    let renewed = b.sealing_key("sub-1", "inscription-scolaire", class).await.unwrap();
+    let third = renewed.seal(&ctx("sub-1", "nom"), "Dupont").unwrap();
+    assert_ne!(third.split('.').nth(1), first.split('.').nth(1), "a new key after the shred");
+    let again = cached(&b).expect("the new key is cached");
+    assert_eq!(again.seal(&ctx("sub-1", "nom"), "Dupont").unwrap().split('.').nth(1), third.split('.').nth(1));
+}
+
+crate::on_both_stores!(the_cached_sealing_key_answers_only_from_the_cache_and_never_with_a_shredded_key);
+
 /// A copy of the store's key tables, and putting it back (what restoring a backup does).
 enum Backup {
     Sqlite(std::path::PathBuf),
