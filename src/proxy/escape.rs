@@ -437,8 +437,9 @@ struct Csv {
     quote_held: bool,
     /// At the start of the text, how many bytes of a UTF-8 byte order mark were seen.
     bom: Option<usize>,
-    /// The placeholder in the response's charset.
-    placeholder: Vec<u8>,
+    /// The response's charset, for the placeholder (encoded when needed: most responses
+    /// never need it, and every response of a revealing route builds a writer).
+    charset: Charset,
 }
 
 const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
@@ -471,7 +472,7 @@ impl Csv {
             held: Vec::new(),
             quote_held: false,
             bom: Some(0),
-            placeholder: encode(crate::proxy::reveal::PLACEHOLDER, charset),
+            charset,
         }
     }
 
@@ -599,7 +600,7 @@ impl Csv {
             Field::Closed | Field::QuoteSeen => {
                 // Outside any field a value could not be quoted: the placeholder (plain
                 // ASCII-safe text, no delimiter, no quote) is written instead.
-                out.extend_from_slice(&self.placeholder);
+                out.extend_from_slice(&encode(crate::proxy::reveal::PLACEHOLDER, self.charset));
             }
         }
         self.empty = false;
