@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::FutureExt as _;
 use tokio::runtime::Handle;
+use tracing::instrument::WithSubscriber as _;
 
 thread_local! {
     /// The lane this thread runs, `None` on every other thread.
@@ -117,7 +118,14 @@ impl Lanes {
         // A combinator, not an `async` block awaiting `serve`: such a block would keep the
         // connection's future twice in the task (once captured, once being polled), about
         // 8 KiB more per connection.
-        lane.handle.spawn(serve.map(move |()| drop(open)));
+        if crate::telemetry::installed() {
+            lane.handle.spawn(serve.map(move |()| drop(open)));
+        } else {
+            // Embedded without the process's own logging (tests): the connection logs to
+            // the subscriber of the code that started the server. Not in `serve`: setting a
+            // scoped subscriber at every poll would cost every request.
+            lane.handle.spawn(serve.with_current_subscriber().map(move |()| drop(open)));
+        }
     }
 
     /// Connections now open on each lane (for tests and diagnostics).
