@@ -151,24 +151,13 @@ fn reveal(c: &mut Criterion) {
 /// of forwarding.
 fn protect_phase(c: &mut Criterion) {
     use guichet::policy::model::Field;
-    use guichet::proxy::fields::{Owner, Protector};
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let vault = common::bench_vault(&rt, dir.path());
     let fields: Vec<Field> = FIELDS.iter().map(|f| common::encrypted(f)).collect();
     let refs: Vec<&Field> = fields.iter().collect();
     let paths = common::json_paths(&refs);
-    // One protector per request, as the proxy builds it (its data key is looked up once).
-    let protector = || Protector {
-        vault: Some(&vault),
-        activity: "inscription-scolaire",
-        json_paths: Some(&paths),
-        owner: Owner::Citizen("sub-0123456789abcdef".into()),
-        max_bytes: 1 << 20,
-        idle: Duration::from_secs(60),
-        return_to: "/".into(),
-        sealing_keys: Default::default(),
-    };
+    let protector = || common::protector(&vault, "inscription-scolaire", &paths, 1 << 20);
     let body = bytes::Bytes::from(form_json());
     let request = || {
         http::Request::post("/inscriptions")

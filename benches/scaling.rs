@@ -29,7 +29,6 @@ use guichet::crypto::{aead, scan};
 use guichet::policy::load::{SourceFile, load};
 use guichet::policy::model::Field;
 use guichet::policy::{Decision, PolicySource, RequestFacts, decide};
-use guichet::proxy::fields::{Owner, Protector};
 use guichet::routing::RouteTable;
 use http::Method;
 
@@ -126,16 +125,7 @@ fn protect_scaling(c: &mut Criterion) {
         let fields: Vec<Field> = (0..n_fields).map(|i| common::encrypted(&format!("champ_{i}"))).collect();
         let refs: Vec<&Field> = fields.iter().collect();
         let paths = common::json_paths(&refs);
-        let protector = || Protector {
-            vault: Some(&vault),
-            activity: "service",
-            json_paths: Some(&paths),
-            owner: Owner::Citizen("sub-0123456789abcdef".into()),
-            max_bytes: 2 << 20,
-            idle: Duration::from_secs(60),
-            return_to: "/".into(),
-            sealing_keys: Default::default(),
-        };
+        let protector = || common::protector(&vault, "service", &paths, 2 << 20);
         for (label, size) in [("2KiB", 2 << 10), ("64KiB", 64 << 10), ("1MiB", 1 << 20)] {
             let body = body_of(size);
             let request = || {

@@ -62,13 +62,33 @@ pub fn bench_vault(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Vault
     })
 }
 
-/// A JSON body field declared `encrypt`, as a policy file compiles it.
 /// The declared JSON paths of `fields`, compiled as the policy does once per activity.
 pub fn json_paths(fields: &[&Field]) -> guichet::proxy::json_fields::Paths {
     let segments: Vec<&[String]> = fields.iter().map(|f| f.json_segments().unwrap()).collect();
     guichet::proxy::json_fields::Paths::new(&segments)
 }
 
+/// One citizen's protect phase for `activity`, as the proxy builds it per request (its data
+/// key is looked up once).
+pub fn protector<'a>(
+    vault: &'a Vault,
+    activity: &'a str,
+    paths: &'a guichet::proxy::json_fields::Paths,
+    max_bytes: u64,
+) -> guichet::proxy::fields::Protector<'a> {
+    guichet::proxy::fields::Protector {
+        vault: Some(vault),
+        activity,
+        json_paths: Some(paths),
+        owner: guichet::proxy::fields::Owner::Citizen("sub-0123456789abcdef".into()),
+        max_bytes,
+        idle: std::time::Duration::from_secs(60),
+        return_to: "/".into(),
+        sealing_keys: Default::default(),
+    }
+}
+
+/// A JSON body field declared `encrypt`, as a policy file compiles it.
 pub fn encrypted(name: &str) -> Field {
     Field {
         name: name.to_owned(),

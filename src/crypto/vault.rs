@@ -313,6 +313,12 @@ fn check_name(s: &str) -> Result<(), CryptoError> {
     if s.is_empty() || s.chars().any(char::is_control) { Err(CryptoError::InvalidName) } else { Ok(()) }
 }
 
+fn check_owner(subject: &str, activity: &str, class: &str) -> Result<(), CryptoError> {
+    check_name(subject)?;
+    check_name(activity)?;
+    check_name(class)
+}
+
 fn check_ctx(ctx: &FieldContext<'_>) -> Result<(), CryptoError> {
     check_name(ctx.activity)?;
     check_name(ctx.field)?;
@@ -371,9 +377,7 @@ impl Vault {
     /// The data key of (subject, activity, class), created on first use, to seal the values of
     /// one request in that class with one cache lookup and one system call for their nonces.
     pub async fn sealing_key(&self, subject: &str, activity: &str, class: &str) -> Result<SealingKey, CryptoError> {
-        check_name(subject)?;
-        check_name(activity)?;
-        check_name(class)?;
+        check_owner(subject, activity, class)?;
         let entry = self.key_for_owner(subject, activity, class).await?;
         self.sealing_key_of(entry)
     }
@@ -387,9 +391,7 @@ impl Vault {
         activity: &str,
         class: &str,
     ) -> Result<Option<SealingKey>, CryptoError> {
-        check_name(subject)?;
-        check_name(activity)?;
-        check_name(class)?;
+        check_owner(subject, activity, class)?;
         if self.trusted_epoch().is_none() {
             return Ok(None);
         }
@@ -681,9 +683,7 @@ impl Vault {
     /// The activity's legacy key (`gch1.` tokens, sealed before classes existed) is not
     /// touched: it ends with the activity ([`Vault::shred`], see docs/cryptography.md).
     pub async fn shred_class(&self, subject: &str, activity: &str, class: &str) -> Result<Shredded, CryptoError> {
-        check_name(subject)?;
-        check_name(activity)?;
-        check_name(class)?;
+        check_owner(subject, activity, class)?;
         let rows = self.store.keys().find_by_owner(subject, activity, class).await?;
         self.destroy(rows.into_iter().collect()).await
     }
@@ -695,9 +695,7 @@ impl Vault {
     /// whole batch. One result per owner, in order.
     pub async fn shred_classes(&self, owners: &[(&str, &str, &str)]) -> Result<Vec<Shredded>, CryptoError> {
         for (subject, activity, class) in owners {
-            check_name(subject)?;
-            check_name(activity)?;
-            check_name(class)?;
+            check_owner(subject, activity, class)?;
         }
         let subjects: Vec<&str> = owners.iter().map(|(s, _, _)| *s).collect();
         let mut by_owner: HashMap<(String, String, String), DataKeyRow> = HashMap::new();

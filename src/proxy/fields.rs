@@ -334,6 +334,10 @@ impl Protector<'_> {
         // The scanner checks the grammar as it goes, on text known to be UTF-8.
         let text = std::str::from_utf8(bytes).map_err(|_| malformed())?;
         let paths = self.json_paths.ok_or_else(|| shape("a declared JSON pointer is invalid"))?;
+        // A found value names its field by position: the compiled paths must be these fields'.
+        if paths.len() != fields.len() {
+            return Err(ProxyError::Internal("compiled JSON paths do not match the declared fields".into()));
+        }
         // The scan runs for the tree walk too: it bounds depth and size before any tree is
         // built (or dropped, which recurses as deep as the tree).
         let found = json_fields::find_in(bytes, paths).map_err(scan_refusal)?;

@@ -104,6 +104,15 @@ impl Paths {
     pub fn new(paths: &[&[String]]) -> Self {
         Self { segments: paths.iter().map(|p| p.to_vec()).collect(), index: Index::new(paths) }
     }
+
+    /// How many paths: [`Found::path`] indexes them.
+    pub fn len(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
 }
 
 /// [`find`] with paths compiled beforehand.
