@@ -6,7 +6,8 @@
 //! (subject, activity) and seal a handful of fields per request, and KEKs wrap one data key
 //! per pair, so both stay many orders of magnitude below (see `docs/cryptography.md`).
 
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+pub use ring::aead::NONCE_LEN;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use zeroize::Zeroizing;
 
 use super::secret::Key256;
@@ -53,12 +54,19 @@ impl SealKey {
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext);
         let body = out.get_mut(NONCE_LEN..).ok_or(AeadError::Unreadable)?;
+        let tag = self.seal_in_place(nonce, aad, body)?;
+        out.extend_from_slice(&tag);
+        Ok(out)
+    }
+
+    /// Encrypts `body` in place under `nonce` (which the caller drew at random and keeps in
+    /// front of it) bound to `aad`; returns the tag to write behind it.
+    pub fn seal_in_place(&self, nonce: [u8; NONCE_LEN], aad: &[u8], body: &mut [u8]) -> Result<[u8; 16], AeadError> {
         let tag = self
             .0
             .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), body)
             .map_err(|_| AeadError::Unreadable)?;
-        out.extend_from_slice(tag.as_ref());
-        Ok(out)
+        <[u8; 16]>::try_from(tag.as_ref()).map_err(|_| AeadError::Unreadable)
     }
 }
 

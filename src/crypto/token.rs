@@ -165,22 +165,39 @@ pub struct KeyRef<'a> {
     pub class: Option<&'a str>,
 }
 
-fn associated_data(key: KeyRef<'_>, ctx: &FieldContext<'_>) -> Vec<u8> {
-    let version: &[u8] = if key.class.is_some() { b"gch2" } else { b"gch1" };
-    let parts = [
-        Some(version),
-        Some(key.id.as_str().as_bytes()),
-        Some(ctx.activity.as_bytes()),
-        key.class.map(str::as_bytes),
-        Some(ctx.field.as_bytes()),
-        Some(ctx.subject.as_bytes()),
-    ];
-    // Sized once: a subject alone is 64 bytes, and growing the buffer was a tenth of a seal.
-    let mut aad = Vec::with_capacity(parts.iter().flatten().map(|p| 4 + p.len()).sum());
-    for part in parts.into_iter().flatten() {
-        push_framed(&mut aad, part);
+/// The associated data of one key's tokens up to the field: format, key id, activity and
+/// class, framed. Built once per key and request; each seal then adds only the field and the
+/// subject (the order the tokens already issued were sealed with).
+#[derive(Debug, Clone)]
+pub struct Binding {
+    prefix: Vec<u8>,
+    classed: bool,
+}
+
+impl Binding {
+    pub fn new(key: KeyRef<'_>, activity: &str) -> Self {
+        let version: &[u8] = if key.class.is_some() { b"gch2" } else { b"gch1" };
+        let parts =
+            [Some(version), Some(key.id.as_str().as_bytes()), Some(activity.as_bytes()), key.class.map(str::as_bytes)];
+        let mut prefix = Vec::with_capacity(parts.iter().flatten().map(|p| 4 + p.len()).sum());
+        for part in parts.into_iter().flatten() {
+            push_framed(&mut prefix, part);
+        }
+        Self { prefix, classed: key.class.is_some() }
     }
-    aad
+
+    /// Appends the whole associated data of `field` of `subject` to `buf`.
+    fn write(&self, field: &str, subject: &str, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(&self.prefix);
+        push_framed(buf, field.as_bytes());
+        push_framed(buf, subject.as_bytes());
+    }
+
+    fn associated_data(&self, ctx: &FieldContext<'_>) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(self.prefix.len() + 8 + ctx.field.len() + ctx.subject.len());
+        self.write(ctx.field, ctx.subject, &mut aad);
+        aad
+    }
 }
 
 /// Seals `value` for `ctx` under the data key whose schedule is `key` (built once for the
@@ -193,26 +210,76 @@ pub fn seal(
     value: &str,
     rng: &dyn Random,
 ) -> Result<String, TokenError> {
-    use base64::Engine as _;
+    let mut token = Vec::with_capacity(token_len(value.len()));
+    seal_into(key, key_ref, &Binding::new(key_ref, ctx.activity), ctx, value, rng, &mut token)?;
+    String::from_utf8(token).map_err(|_| TokenError::Malformed)
+}
+
+/// Length of the token of a value of `len` bytes.
+pub const fn token_len(len: usize) -> usize {
+    PREFIX.len() + KEY_ID_LEN + 1 + b64_len(aead::OVERHEAD + len)
+}
+
+/// [`seal`], appending the token to `out` (a request body being rewritten) instead of
+/// allocating it: the nonce and value are written there, sealed in place with the associated
+/// data laid out behind them, then replaced by their base64. `binding` must be `key_ref`'s in
+/// `ctx`'s activity. On an error, `out` is cut back to what it held.
+pub fn seal_into(
+    key: &aead::SealKey,
+    key_ref: KeyRef<'_>,
+    binding: &Binding,
+    ctx: &FieldContext<'_>,
+    value: &str,
+    rng: &dyn Random,
+    out: &mut Vec<u8>,
+) -> Result<(), TokenError> {
     if value.len() > MAX_VALUE_BYTES {
         return Err(TokenError::TooLong);
     }
-    let sealed = key.seal(&associated_data(key_ref, ctx), value.as_bytes(), rng)?;
-    let prefix = if key_ref.class.is_some() { PREFIX } else { LEGACY_PREFIX };
-    let mut token = Vec::with_capacity(PREFIX.len() + KEY_ID_LEN + 1 + b64_len(sealed.len()));
-    token.extend_from_slice(prefix.as_bytes());
-    token.extend_from_slice(key_ref.id.as_str().as_bytes());
-    token.push(b'.');
-    // Encoded in place: `encode_string` goes through a zeroed 1 KiB buffer and a copy, a
-    // fifth of a seal for a field's few bytes.
-    let start = token.len();
-    token.resize(start + b64_len(sealed.len()), 0);
-    let out = token.get_mut(start..).unwrap_or_default();
-    let written = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode_slice(&sealed, out)
-        .map_err(|_| TokenError::Malformed)?;
-    token.truncate(start + written);
-    String::from_utf8(token).map_err(|_| TokenError::Malformed)
+    if binding.classed != key_ref.class.is_some() {
+        return Err(TokenError::Malformed);
+    }
+    let start = out.len();
+    out.reserve(token_len(value.len()) + binding.prefix.len() + 8 + ctx.field.len() + ctx.subject.len());
+    let written = (|| -> Result<(), TokenError> {
+        use base64::Engine as _;
+        out.extend_from_slice(if binding.classed { PREFIX } else { LEGACY_PREFIX }.as_bytes());
+        out.extend_from_slice(key_ref.id.as_str().as_bytes());
+        out.push(b'.');
+        let raw_start = out.len();
+        let mut nonce = [0u8; aead::NONCE_LEN];
+        rng.fill(&mut nonce).map_err(TokenError::Random)?;
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(value.as_bytes());
+        let aad_start = out.len();
+        binding.write(ctx.field, ctx.subject, out);
+        let (sealed, aad) = out
+            .get_mut(raw_start..)
+            .and_then(|b| b.split_at_mut_checked(aad_start - raw_start))
+            .ok_or(TokenError::Malformed)?;
+        let body = sealed.get_mut(aead::NONCE_LEN..).unwrap_or_default();
+        let tag = key.seal_in_place(nonce, aad, body)?;
+        out.truncate(aad_start);
+        out.extend_from_slice(&tag);
+        // The raw bytes are followed by their base64, which then moves over them.
+        let raw_end = out.len();
+        let encoded = b64_len(raw_end - raw_start);
+        out.resize(raw_end + encoded, 0);
+        let (raw, text) = out
+            .get_mut(raw_start..)
+            .and_then(|b| b.split_at_mut_checked(raw_end - raw_start))
+            .ok_or(TokenError::Malformed)?;
+        let written = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode_slice(raw, text)
+            .map_err(|_| TokenError::Malformed)?;
+        out.copy_within(raw_end..raw_end + written, raw_start);
+        out.truncate(raw_start + written);
+        Ok(())
+    })();
+    if written.is_err() {
+        out.truncate(start);
+    }
+    written
 }
 
 /// Opens a parsed token in `ctx` with its data key, of retention class `class` (`None`: the
@@ -228,7 +295,7 @@ pub fn open(
     }
     let sealed = unb64(parsed.sealed).ok_or(TokenError::Malformed)?;
     let key_ref = KeyRef { id: &parsed.key_id, class };
-    let plain = aead::open(key, &associated_data(key_ref, ctx), &sealed)?;
+    let plain = aead::open(key, &Binding::new(key_ref, ctx.activity).associated_data(ctx), &sealed)?;
     let text = std::str::from_utf8(&plain).map_err(|_| TokenError::Unreadable)?;
     Ok(Zeroizing::new(text.to_owned()))
 }
@@ -328,6 +395,40 @@ mod tests {
         assert_eq!(max.len(), MAX_TOKEN_LEN);
         let empty = seal(&sk, kr, &CTX, "", &rng).unwrap();
         assert_eq!(open(&key, CLASS, &parse(&empty).unwrap(), &CTX).unwrap().as_str(), "");
+    }
+
+    #[test]
+    fn a_token_sealed_into_a_buffer_follows_what_it_held_and_opens() {
+        let rng = SystemRandom::new();
+        let key = Key256::generate(&rng).unwrap();
+        let kid = KeyId::generate(&rng).unwrap();
+        let kr = KeyRef { id: &kid, class: CLASS };
+        let sk = aead::SealKey::new(&key).unwrap();
+        let binding = Binding::new(kr, CTX.activity);
+        let mut out = b"{\"nom\":\"".to_vec();
+        seal_into(&sk, kr, &binding, &CTX, "Dupont", &rng, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let token = text.strip_prefix("{\"nom\":\"").expect("what the buffer held stays in front");
+        assert_eq!(token.len(), token_len("Dupont".len()));
+        assert!(!token.contains("Dupont"));
+        assert_eq!(open(&key, CLASS, &parse(token).unwrap(), &CTX).unwrap().as_str(), "Dupont");
+    }
+
+    #[test]
+    fn a_seal_into_a_buffer_that_fails_leaves_the_buffer_as_it_was() {
+        let rng = SystemRandom::new();
+        let key = Key256::generate(&rng).unwrap();
+        let kid = KeyId::generate(&rng).unwrap();
+        let kr = KeyRef { id: &kid, class: CLASS };
+        let sk = aead::SealKey::new(&key).unwrap();
+        let mut out = b"before".to_vec();
+        let long = "x".repeat(MAX_VALUE_BYTES + 1);
+        let binding = Binding::new(kr, CTX.activity);
+        assert!(matches!(seal_into(&sk, kr, &binding, &CTX, &long, &rng, &mut out), Err(TokenError::TooLong)));
+        // A binding laid out for the legacy format does not seal a classed key's token.
+        let legacy = Binding::new(KeyRef { id: &kid, class: None }, CTX.activity);
+        assert!(seal_into(&sk, kr, &legacy, &CTX, "Dupont", &rng, &mut out).is_err());
+        assert_eq!(out, b"before");
     }
 
     #[test]

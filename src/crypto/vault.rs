@@ -99,6 +99,8 @@ impl Entry {
 pub struct SealingKey {
     entry: Entry,
     schedule: super::aead::SealKey,
+    /// The associated data its tokens share, laid out once for the request's seals.
+    binding: token::Binding,
     random: Arc<BufferedRandom>,
 }
 
@@ -111,12 +113,20 @@ impl std::fmt::Debug for SealingKey {
 impl SealingKey {
     /// Seals `value` in `ctx`, which must name this key's subject and activity.
     pub fn seal(&self, ctx: &FieldContext<'_>, value: &str) -> Result<String, CryptoError> {
+        let mut token = Vec::with_capacity(token::token_len(value.len()));
+        self.seal_into(ctx, value, &mut token)?;
+        String::from_utf8(token).map_err(|_| CryptoError::Token(TokenError::Malformed))
+    }
+
+    /// [`Self::seal`], appending the token to `out` (the body being rewritten).
+    pub fn seal_into(&self, ctx: &FieldContext<'_>, value: &str, out: &mut Vec<u8>) -> Result<(), CryptoError> {
         if ctx.subject != self.entry.subject || ctx.activity != self.entry.activity {
             return Err(CryptoError::WrongOwner);
         }
         // Subject and activity were checked when the key was looked up; they are equal.
         check_name(ctx.field)?;
-        Ok(token::seal(&self.schedule, self.entry.key_ref(), ctx, value, self.random.as_ref())?)
+        let key_ref = self.entry.key_ref();
+        Ok(token::seal_into(&self.schedule, key_ref, &self.binding, ctx, value, self.random.as_ref(), out)?)
     }
 
     /// The retention class this key seals.
@@ -310,7 +320,9 @@ impl std::fmt::Debug for Vault {
 }
 
 fn check_name(s: &str) -> Result<(), CryptoError> {
-    if s.is_empty() || s.chars().any(char::is_control) { Err(CryptoError::InvalidName) } else { Ok(()) }
+    // Names are ASCII in practice: their bytes are checked without decoding characters.
+    let control = if s.is_ascii() { s.bytes().any(|b| b.is_ascii_control()) } else { s.chars().any(char::is_control) };
+    if s.is_empty() || control { Err(CryptoError::InvalidName) } else { Ok(()) }
 }
 
 fn check_owner(subject: &str, activity: &str, class: &str) -> Result<(), CryptoError> {
@@ -400,7 +412,8 @@ impl Vault {
 
     fn sealing_key_of(&self, entry: Entry) -> Result<SealingKey, CryptoError> {
         let schedule = super::aead::SealKey::new(&entry.key).map_err(token::TokenError::from)?;
-        Ok(SealingKey { entry, schedule, random: self.nonces.clone() })
+        let binding = token::Binding::new(entry.key_ref(), &entry.activity);
+        Ok(SealingKey { entry, schedule, binding, random: self.nonces.clone() })
     }
 
     /// Opens a token in `ctx` (`gch2.` under its class key, `gch1.` under the activity's

@@ -26,7 +26,7 @@ use super::body::{BodyError, GuardedBody};
 use super::error::ProxyError;
 use super::json_fields;
 use crate::canonical::names;
-use crate::crypto::token::TokenError;
+use crate::crypto::token::{self, TokenError};
 use crate::crypto::{CryptoError, FieldContext, SealingKey, Vault};
 use crate::error::GatewayError;
 use crate::policy::model::{Field, FieldLocation, Protection};
@@ -37,6 +37,9 @@ pub const DEFAULT_TRANSFORM_MAX_BYTES: u64 = 1024 * 1024;
 /// The most `name=value` pairs read from one query or form body (PHP's `max_input_vars`).
 pub const MAX_PAIRS: usize = 1000;
 const TOO_MANY_PAIRS: &str = "the query or form has more than 1000 fields";
+/// The value length a rewritten JSON body's room is sized for (names, dates, addresses): a
+/// longer value only grows the buffer once.
+const TYPICAL_VALUE_BYTES: usize = 48;
 
 /// Who the encrypted values belong to, as the identify phase found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,10 +91,18 @@ pub struct SealingKeys {
 }
 
 impl SealingKeys {
-    /// Seals with the request's key of `class`; `None` when it was not looked up yet.
-    fn seal(&self, class: &str, ctx: &FieldContext<'_>, value: &str) -> Result<Option<String>, CryptoError> {
+    /// Seals into `out` with the request's key of `class`; false when it was not looked up yet.
+    fn seal_into(
+        &self,
+        class: &str,
+        ctx: &FieldContext<'_>,
+        value: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, CryptoError> {
         let keys = self.keys.lock().map_err(|_| CryptoError::CachePoisoned)?;
-        keys.iter().find(|k| k.class() == class).map(|k| k.seal(ctx, value)).transpose()
+        let Some(key) = keys.iter().find(|k| k.class() == class) else { return Ok(false) };
+        key.seal_into(ctx, value, out)?;
+        Ok(true)
     }
 
     fn keep(&self, key: SealingKey) {
@@ -190,53 +201,71 @@ impl Protector<'_> {
     /// nothing but its blankness, and the application's own "required field" check must see
     /// it (docs/cryptography.md).
     async fn value(&self, field: &Field, value: &str) -> Result<String, ProxyError> {
-        let vault = || self.vault();
         if is_blank(value) {
             return Ok(value.to_owned());
         }
         match field.protection {
             Protection::Pass => Ok(value.to_owned()),
-            Protection::Pseudonymize => Ok(vault()?.pseudonymize(self.activity, &field.name, value)),
+            Protection::Pseudonymize => Ok(self.vault()?.pseudonymize(self.activity, &field.name, value)),
             Protection::Encrypt => {
-                let subject = match &self.owner {
-                    Owner::Citizen(s) | Owner::Record(s) | Owner::Assisted(s) => s.as_str(),
-                    Owner::Agent => {
-                        let e = GatewayError::Forbidden(
-                            "encrypted personal fields can only be sent by the citizen they belong to, or by an \
-                             agent allowed to enter them for the citizen they assist",
-                        );
-                        return Err(refuse(e, "agent sent an encrypted field"));
-                    }
-                    Owner::Anonymous => {
-                        let e =
-                            GatewayError::SignInRequired { agent: false, acr: None, return_to: self.return_to.clone() };
-                        return Err(refuse(e, "anonymous request carries an encrypted field"));
-                    }
-                };
-                // Each value under its category's retention class key, so one category can be
-                // shredded when its retention ends while the others stay readable.
-                let ctx = FieldContext { activity: self.activity, field: &field.name, subject };
-                let class = field.retention_class();
-                if !matches!(self.owner, Owner::Citizen(_)) {
-                    // Only a record's id and an assisted entry's journal need them.
-                    self.sealing_keys.note(&field.name).map_err(crypto_error)?;
-                }
-                if let Some(token) = self.sealing_keys.seal(class, &ctx, value).map_err(crypto_error)? {
-                    return Ok(token);
-                }
-                // The request's key of `class`, looked up once per request and class: from the
-                // cache without waiting when it can, else from the store, whose large future is
-                // boxed so that this one stays small (it is created and moved once per value).
-                let vault = self.vault()?;
-                let key = match vault.cached_sealing_key(subject, self.activity, class).map_err(crypto_error)? {
-                    Some(key) => key,
-                    None => Box::pin(vault.sealing_key(subject, self.activity, class)).await.map_err(crypto_error)?,
-                };
-                let token = key.seal(&ctx, value).map_err(crypto_error)?;
-                self.sealing_keys.keep(key);
-                Ok(token)
+                let mut token = Vec::with_capacity(token::token_len(value.len()));
+                self.seal_into(field, value, &mut token).await?;
+                String::from_utf8(token).map_err(|_| ProxyError::Internal("a token is not text".into()))
             }
         }
+    }
+
+    /// Writes the protected form of one value of `field` into a JSON document being
+    /// rewritten, as a JSON string; a token is sealed straight into it.
+    async fn write_json_value(&self, field: &Field, value: &str, out: &mut Vec<u8>) -> Result<(), ProxyError> {
+        if matches!(field.protection, Protection::Encrypt) && !is_blank(value) {
+            out.push(b'"');
+            self.seal_into(field, value, out).await?;
+            out.push(b'"');
+            return Ok(());
+        }
+        json_fields::write_string(out, &self.value(field, value).await?);
+        Ok(())
+    }
+
+    /// Seals a (non-blank) value of `field` for the request's owner, appending its token to `out`.
+    async fn seal_into(&self, field: &Field, value: &str, out: &mut Vec<u8>) -> Result<(), ProxyError> {
+        let subject = match &self.owner {
+            Owner::Citizen(s) | Owner::Record(s) | Owner::Assisted(s) => s.as_str(),
+            Owner::Agent => {
+                let e = GatewayError::Forbidden(
+                    "encrypted personal fields can only be sent by the citizen they belong to, or by an agent \
+                     allowed to enter them for the citizen they assist",
+                );
+                return Err(refuse(e, "agent sent an encrypted field"));
+            }
+            Owner::Anonymous => {
+                let e = GatewayError::SignInRequired { agent: false, acr: None, return_to: self.return_to.clone() };
+                return Err(refuse(e, "anonymous request carries an encrypted field"));
+            }
+        };
+        // Each value under its category's retention class key, so one category can be
+        // shredded when its retention ends while the others stay readable.
+        let ctx = FieldContext { activity: self.activity, field: &field.name, subject };
+        let class = field.retention_class();
+        if !matches!(self.owner, Owner::Citizen(_)) {
+            // Only a record's id and an assisted entry's journal need them.
+            self.sealing_keys.note(&field.name).map_err(crypto_error)?;
+        }
+        if self.sealing_keys.seal_into(class, &ctx, value, out).map_err(crypto_error)? {
+            return Ok(());
+        }
+        // The request's key of `class`, looked up once per request and class: from the
+        // cache without waiting when it can, else from the store, whose large future is
+        // boxed so that this one stays small (it is created and moved once per value).
+        let vault = self.vault()?;
+        let key = match vault.cached_sealing_key(subject, self.activity, class).map_err(crypto_error)? {
+            Some(key) => key,
+            None => Box::pin(vault.sealing_key(subject, self.activity, class)).await.map_err(crypto_error)?,
+        };
+        key.seal_into(&ctx, value, out).map_err(crypto_error)?;
+        self.sealing_keys.keep(key);
+        Ok(())
     }
 
     async fn protect_query(&self, fields: &[&Field], parts: &mut Parts) -> Result<(), ProxyError> {
@@ -347,13 +376,14 @@ impl Protector<'_> {
         if found.is_empty() {
             return Ok(bytes.clone());
         }
-        let mut tokens = Vec::with_capacity(found.len());
+        let room = found.len() * token::token_len(TYPICAL_VALUE_BYTES);
+        let mut out = json_fields::Splice::new(bytes, room);
         for f in &found {
             let field = fields.get(f.path).ok_or_else(malformed)?;
             let clear = json_fields::clear_text(text, f).ok_or_else(malformed)?;
-            tokens.push(self.value(field, &clear).await?);
+            self.write_json_value(field, &clear, out.replace(f)).await?;
         }
-        Ok(Bytes::from(json_fields::splice(bytes, &found, &tokens)))
+        Ok(Bytes::from(out.finish()))
     }
 
     /// The tree walk: parse, replace, put indexes beside, serialise again.

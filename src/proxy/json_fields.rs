@@ -582,23 +582,54 @@ pub fn clear_text<'d>(doc: &'d str, f: &Found) -> Option<Cow<'d, str>> {
 /// `doc` with each found value replaced by the JSON string of its token (`tokens[i]` for
 /// `found[i]`), every other byte copied as sent.
 pub fn splice(doc: &[u8], found: &[Found], tokens: &[String]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(doc.len() + tokens.iter().map(|t| t.len() + 2).sum::<usize>());
-    let mut copied = 0;
+    let mut out = Splice::new(doc, tokens.iter().map(|t| t.len() + 2).sum());
     for (f, token) in found.iter().zip(tokens) {
-        out.extend_from_slice(doc.get(copied..f.span.start).unwrap_or_default());
-        if needs_no_escape(token.as_bytes()) {
-            // A token's characters (base64url, dots) need no escape in a JSON string.
-            out.push(b'"');
-            out.extend_from_slice(token.as_bytes());
-            out.push(b'"');
-        } else {
-            // Writing a string into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut out, token);
-        }
-        copied = f.span.end;
+        write_string(out.replace(f), token);
     }
-    out.extend_from_slice(doc.get(copied..).unwrap_or_default());
-    out
+    out.finish()
+}
+
+/// A document being rewritten: the bytes between the values replaced are copied as sent, and
+/// each replacement is written by the caller straight into the output (a token is sealed
+/// there, not built apart and copied).
+pub struct Splice<'d> {
+    doc: &'d [u8],
+    out: Vec<u8>,
+    copied: usize,
+}
+
+impl<'d> Splice<'d> {
+    /// `room`: the bytes the replacements are expected to add.
+    pub fn new(doc: &'d [u8], room: usize) -> Self {
+        Self { doc, out: Vec::with_capacity(doc.len() + room), copied: 0 }
+    }
+
+    /// Copies the document up to `f`'s value (found values come in document order) and
+    /// skips the value: the output returned is where its replacement, a JSON value, goes.
+    pub fn replace(&mut self, f: &Found) -> &mut Vec<u8> {
+        self.out.extend_from_slice(self.doc.get(self.copied..f.span.start).unwrap_or_default());
+        self.copied = self.copied.max(f.span.end);
+        &mut self.out
+    }
+
+    /// The rewritten document: the rest copied.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out.extend_from_slice(self.doc.get(self.copied..).unwrap_or_default());
+        self.out
+    }
+}
+
+/// Writes `text` as a JSON string.
+pub fn write_string(out: &mut Vec<u8>, text: &str) {
+    if needs_no_escape(text.as_bytes()) {
+        // A token's characters (base64url, dots) need no escape in a JSON string.
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
+    }
 }
 
 /// True when every byte is a token's (base64url or a dot): such text goes between quotes as
