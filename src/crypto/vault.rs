@@ -320,8 +320,10 @@ impl std::fmt::Debug for Vault {
 }
 
 fn check_name(s: &str) -> Result<(), CryptoError> {
-    // Names are ASCII in practice: their bytes are checked without decoding characters.
-    let control = if s.is_ascii() { s.bytes().any(|b| b.is_ascii_control()) } else { s.chars().any(char::is_control) };
+    // Names are printable ASCII in practice: one pass over the bytes, without an early exit
+    // so that it checks many at once, and characters decoded only when a byte is not that.
+    let unusual = s.bytes().fold(false, |seen, b| seen | (b < 0x20) | (b >= 0x7f));
+    let control = unusual && s.chars().any(char::is_control);
     if s.is_empty() || control { Err(CryptoError::InvalidName) } else { Ok(()) }
 }
 
@@ -1005,4 +1007,19 @@ fn parse_tombstone(line: &str) -> Option<Tombstone> {
     }
     let shredded_at = OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()?;
     Some(Tombstone { key_id: key_id.to_string(), activity: activity.to_owned(), shredded_at })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_with_a_control_character_are_refused_whatever_their_alphabet() {
+        for bad in ["", "a\nb", "nom\u{7f}", "\u{0}", "pr\u{e9}nom\u{85}", "\u{9f}"] {
+            assert!(matches!(check_name(bad), Err(CryptoError::InvalidName)), "{bad:?}");
+        }
+        for good in ["nom", "date_naissance", "pr\u{e9}nom", "r-0123456789abcdef", "\u{a0}x", "~"] {
+            assert!(check_name(good).is_ok(), "{good:?}");
+        }
+    }
 }
