@@ -322,7 +322,7 @@ impl std::fmt::Debug for Vault {
 fn check_name(s: &str) -> Result<(), CryptoError> {
     // Names are printable ASCII in practice: one pass over the bytes, without an early exit
     // so that it checks many at once, and characters decoded only when a byte is not that.
-    let unusual = s.bytes().fold(false, |seen, b| seen | (b < 0x20) | (b >= 0x7f));
+    let unusual = s.bytes().fold(false, |seen, b| seen | !(0x20..0x7f).contains(&b));
     let control = unusual && s.chars().any(char::is_control);
     if s.is_empty() || control { Err(CryptoError::InvalidName) } else { Ok(()) }
 }
