@@ -171,7 +171,8 @@ impl Auth {
             random.clone(),
             a.session_idle_timeout,
             a.session_absolute_timeout,
-        );
+        )
+        .context("cannot draw the session cache's key")?;
         Ok(Self {
             settings: a.clone(),
             sessions,
