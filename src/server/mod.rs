@@ -1,5 +1,6 @@
 //! Bytes in: listeners, TLS termination, HTTP/1.1 and HTTP/2 connections, graceful shutdown.
 
+pub mod idle;
 pub mod lanes;
 pub mod middleware;
 pub mod openapi;
@@ -16,6 +17,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
+use idle::{Activity, TrackedBody};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -43,6 +45,8 @@ pub struct ConnLimits {
     /// Configured `server.max_header_bytes`; the wire parser gets headroom above it so the
     /// receive phase can answer 431 with a proper body.
     pub max_header_bytes: usize,
+    /// How long a connection may wait for its next request head (`server.keepalive_timeout`):
+    /// from its opening (after the TLS handshake) or the end of its last response.
     pub header_read_timeout: Duration,
     pub tls_handshake_timeout: Duration,
 }
@@ -98,7 +102,7 @@ pub async fn serve<F: Front>(
                 };
                 let _ = tcp.set_nodelay(true);
                 let meta = ConnMeta { peer, tls: tls.is_some() };
-                let svc = service(front.clone(), meta);
+                let front = front.clone();
                 let builder = builder.clone();
                 // The connection leaves this runtime's reactor: its lane's drives it.
                 let tcp = match tcp.into_std() {
@@ -118,25 +122,17 @@ pub async fn serve<F: Front>(
                             return;
                         }
                     };
+                    let conn = Conn { builder: &builder, front, meta, watcher, wait: limits.header_read_timeout };
                     match tls {
-                        None => {
-                            // hyper's head timer starts once the auto builder has read the first
-                            // bytes (to tell HTTP/1 from HTTP/2): without this wait, a connection
-                            // that never sends a byte would hold its slot for ever.
-                            let mut first = [0u8; 1];
-                            let sent = tokio::time::timeout(limits.header_read_timeout, tcp.peek(&mut first)).await;
-                            if !matches!(sent, Ok(Ok(1..))) {
-                                tracing::debug!("connection closed: no request head in time");
-                                return;
-                            }
-                            serve_conn(&builder, tcp, svc, watcher).await;
-                        }
+                        // No wait for the first bytes here: the connection's watchdog counts
+                        // the time the auto builder waits for them (to tell HTTP/1 from HTTP/2).
+                        None => conn.serve(tcp).await,
                         Some(acceptor) => {
                             let Ok(Ok(stream)) = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp)).await else {
                                 tracing::debug!("TLS handshake failed or timed out");
                                 return;
                             };
-                            serve_conn(&builder, stream, svc, watcher).await;
+                            conn.serve(stream).await;
                         }
                     }
                 });
@@ -160,35 +156,40 @@ fn spawn_conn(serve: impl std::future::Future<Output = ()> + Send + 'static) {
     }
 }
 
-async fn serve_conn<S>(
-    builder: &Builder<TokioExecutor>,
-    stream: S,
-    svc: impl hyper::service::Service<
-        http::Request<Incoming>,
-        Response = axum::response::Response,
-        Error = Infallible,
-        Future: Send + 'static,
-    > + Send
-    + Clone
-    + 'static,
+/// One accepted connection and what serving it takes.
+struct Conn<'a, F> {
+    builder: &'a Builder<TokioExecutor>,
+    front: F,
+    meta: ConnMeta,
     watcher: hyper_util::server::graceful::Watcher,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
-        tracing::debug!(error = %e, "connection ended with an error");
+    /// How long it may wait for a request (`ConnLimits::header_read_timeout`).
+    wait: Duration,
+}
+
+impl<F: Front> Conn<'_, F> {
+    /// Serves HTTP on `stream` until the client leaves, the server shuts down, or the
+    /// connection waits for a request longer than allowed.
+    async fn serve<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Activity::new();
+        let svc = service(self.front, self.meta, activity.clone());
+        let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+        match idle::close_when_idle(self.watcher.watch(conn.into_owned()), &activity, self.wait).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
+            None => tracing::debug!("connection closed: no request head in time"),
+        }
     }
 }
 
 fn http_builder(limits: ConnLimits) -> Builder<TokioExecutor> {
     let mut b = Builder::new(TokioExecutor::new());
     let wire_limit = (limits.max_header_bytes + 16 * 1024).max(8192);
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(wire_limit)
-        .keep_alive(true);
+    // No timer and no head timeout of hyper's: it would arm a timer for every request head.
+    // The connection's watchdog (`idle`) counts the same wait, once per connection.
+    b.http1().header_read_timeout(None).max_buf_size(wire_limit).keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(wire_limit).unwrap_or(u32::MAX))
@@ -196,21 +197,24 @@ fn http_builder(limits: ConnLimits) -> Builder<TokioExecutor> {
     b
 }
 
-/// The front as a hyper service, with the connection's facts added to each request.
+/// The front as a hyper service, with the connection's facts added to each request and each
+/// request counted in flight, for the connection's watchdog, until its response has ended.
 fn service<F: Front>(
     front: F,
     meta: ConnMeta,
+    activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
     http::Request<Incoming>,
-    Response = axum::response::Response,
+    Response = http::Response<TrackedBody>,
     Error = Infallible,
     Future: Send + 'static,
 > + Clone
 + Send
 + 'static {
     hyper::service::service_fn(move |req: http::Request<Incoming>| {
+        let busy = activity.busy();
         // Boxed once here, the request's future is a pointer that hyper can move around.
         let resp = Box::pin(front.clone().call(req.map(axum::body::Body::new), meta));
-        async move { Ok::<_, Infallible>(resp.await) }
+        async move { Ok::<_, Infallible>(resp.await.map(|body| TrackedBody::new(body, busy))) }
     })
 }

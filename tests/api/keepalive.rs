@@ -1,6 +1,7 @@
 //! Idle keep-alive connections (`server.keepalive_timeout`, docs/configuration.md): a client
-//! connection that waits for its next request longer than the timeout is closed, and one that
-//! keeps sending requests, or waits on a slow answer, is not.
+//! connection that waits for its next request longer than the timeout is closed (idle, silent,
+//! or trickling its head), over HTTP/1 and HTTP/2, and one that keeps sending requests, waits
+//! on a slow answer, or receives a long streamed answer, is not.
 
 use std::time::Duration;
 
@@ -69,39 +70,114 @@ async fn keepalive_connection_in_use_is_not_closed() {
     assert_eq!(app.upstream.hits(), 8);
 }
 
-#[tokio::test]
-async fn keepalive_timeout_does_not_cut_a_request_waiting_for_a_slow_upstream() {
-    // An upstream that answers 3 s after the head arrives: three times the gateway's timeout.
+/// A bare HTTP/1.1 upstream that answers every request head with `script`: each piece written
+/// after its delay. Its base URL.
+async fn scripted_upstream(script: Vec<(Duration, &'static [u8])>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut conn, _)) = listener.accept().await {
+            let script = script.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 while let Some(n) = read_head(&mut conn, &mut buf).await {
                     buf.drain(..n);
-                    tokio::time::sleep(Duration::from_secs(3)).await;
-                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow";
-                    if conn.write_all(answer).await.is_err() {
-                        return;
+                    for (delay, piece) in &script {
+                        tokio::time::sleep(*delay).await;
+                        if conn.write_all(piece).await.is_err() {
+                            return;
+                        }
                     }
                 }
             });
         }
     });
-    let base = format!("http://{upstream}");
-    let app = spawn_app()
+    format!("http://{upstream}")
+}
+
+/// An upstream that answers 3 s after the head arrives: three times the gateway's timeout.
+async fn slow_upstream() -> String {
+    scripted_upstream(vec![(Duration::from_secs(3), b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")]).await
+}
+
+/// A gateway with a 1 s keep-alive timeout whose only route leads to `upstream`.
+async fn gateway_before(upstream: String) -> crate::helpers::TestApp {
+    spawn_app()
         .without_default_route()
         .with(move |s, _| {
             s.server.keepalive_timeout = Duration::from_secs(1);
-            s.routes.push(crate::helpers::route("special", "/", &base));
+            s.routes.push(crate::helpers::route("special", "/", &upstream));
         })
         .start()
-        .await;
+        .await
+}
+
+#[tokio::test]
+async fn keepalive_timeout_does_not_cut_a_request_waiting_for_a_slow_upstream() {
+    let app = gateway_before(slow_upstream().await).await;
     let mut s = TcpStream::connect(app.addr).await.unwrap();
     s.write_all(GET).await.unwrap();
     assert!(response(&mut s).await.starts_with("HTTP/1.1 200"), "the slow answer arrives");
     // And the connection is still usable afterwards.
     s.write_all(GET).await.unwrap();
     assert!(response(&mut s).await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn keepalive_timeout_does_not_cut_a_response_streamed_over_longer_than_it() {
+    // Ten chunks 300 ms apart: 3 s of body against the gateway's 1 s timeout.
+    let mut script = vec![(Duration::ZERO, &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"[..])];
+    script.extend((0..10).map(|_| (Duration::from_millis(300), &b"5\r\nchunk\r\n"[..])));
+    script.push((Duration::ZERO, b"0\r\n\r\n"));
+    let app = gateway_before(scripted_upstream(script).await).await;
+    let resp = app.get("/stream").await;
+    assert_eq!(resp.status(), 200);
+    let body = resp.bytes().await.expect("the streamed answer was cut");
+    assert_eq!(&body[..], "chunk".repeat(10).as_bytes());
+}
+
+#[tokio::test]
+async fn keepalive_a_head_sent_too_slowly_is_cut_and_never_forwarded() {
+    let app = spawn_app().with(|s, _| s.server.keepalive_timeout = Duration::from_secs(1)).start().await;
+    let (mut from_gateway, mut to_gateway) = TcpStream::connect(app.addr).await.unwrap().into_split();
+    // One byte every 200 ms: the whole head would take 30 s, far longer than the timeout,
+    // although the client is never silent for long.
+    let head = format!("GET /hello HTTP/1.1\r\nHost: gateway.test\r\nX-Pad: {}\r\n\r\n", "a".repeat(100));
+    let trickle = tokio::spawn(async move {
+        for byte in head.into_bytes() {
+            if to_gateway.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut byte = [0u8; 1];
+    let end = tokio::time::timeout(Duration::from_secs(20), from_gateway.read(&mut byte)).await;
+    assert!(matches!(end, Ok(Ok(0) | Err(_))), "the trickled connection was not closed: {end:?}");
+    assert!(!trickle.is_finished(), "closed only once the whole head had arrived");
+    trickle.abort();
+    assert_eq!(app.upstream.hits(), 0, "a trickled head reached the upstream");
+}
+
+#[tokio::test]
+async fn keepalive_http2_streams_in_flight_are_not_cut_and_the_idle_connection_is_closed() {
+    let app = gateway_before(slow_upstream().await).await;
+    let tcp = TcpStream::connect(app.addr).await.unwrap();
+    let io = hyper_util::rt::TokioIo::new(tcp);
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await.expect("h2 handshake");
+    let driven = tokio::spawn(conn);
+    // Two streams at once, each waiting three timeouts for the slow upstream.
+    let get =
+        || http::Request::get("http://gateway.test/slow").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+    let mut second = send.clone();
+    let (a, b) = tokio::join!(send.send_request(get()), second.send_request(get()));
+    for resp in [a, b] {
+        assert_eq!(resp.expect("the stream was cut").status(), 200);
+    }
+    // Then nothing: the gateway closes the connection (before, HTTP/2 had no idle limit).
+    let ended = tokio::time::timeout(Duration::from_secs(20), driven).await;
+    assert!(ended.is_ok(), "the idle HTTP/2 connection stays open");
+    // Held until here: the client closes a connection nobody can send on any more.
+    drop((send, second));
 }
