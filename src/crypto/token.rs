@@ -397,13 +397,19 @@ mod tests {
         assert_eq!(open(&key, CLASS, &parse(&empty).unwrap(), &CTX).unwrap().as_str(), "");
     }
 
-    #[test]
-    fn a_token_sealed_into_a_buffer_follows_what_it_held_and_opens() {
+    /// A random data key with its schedule and key id, and the randomness that made them.
+    fn fresh_key() -> (SystemRandom, Key256, KeyId, aead::SealKey) {
         let rng = SystemRandom::new();
         let key = Key256::generate(&rng).unwrap();
         let kid = KeyId::generate(&rng).unwrap();
-        let kr = KeyRef { id: &kid, class: CLASS };
         let sk = aead::SealKey::new(&key).unwrap();
+        (rng, key, kid, sk)
+    }
+
+    #[test]
+    fn a_token_sealed_into_a_buffer_follows_what_it_held_and_opens() {
+        let (rng, key, kid, sk) = fresh_key();
+        let kr = KeyRef { id: &kid, class: CLASS };
         let binding = Binding::new(kr, CTX.activity);
         let mut out = b"{\"nom\":\"".to_vec();
         seal_into(&sk, kr, &binding, &CTX, "Dupont", &rng, &mut out).unwrap();
@@ -416,11 +422,8 @@ mod tests {
 
     #[test]
     fn a_seal_into_a_buffer_that_fails_leaves_the_buffer_as_it_was() {
-        let rng = SystemRandom::new();
-        let key = Key256::generate(&rng).unwrap();
-        let kid = KeyId::generate(&rng).unwrap();
+        let (rng, key, kid, sk) = fresh_key();
         let kr = KeyRef { id: &kid, class: CLASS };
-        let sk = aead::SealKey::new(&key).unwrap();
         let mut out = b"before".to_vec();
         let long = "x".repeat(MAX_VALUE_BYTES + 1);
         let binding = Binding::new(kr, CTX.activity);
