@@ -422,7 +422,7 @@ mod tests {
 
     #[test]
     fn a_seal_into_a_buffer_that_fails_leaves_the_buffer_as_it_was() {
-        let (rng, key, kid, sk) = fresh_key();
+        let (rng, _, kid, sk) = fresh_key();
         let kr = KeyRef { id: &kid, class: CLASS };
         let mut out = b"before".to_vec();
         let long = "x".repeat(MAX_VALUE_BYTES + 1);
