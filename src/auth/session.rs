@@ -6,8 +6,9 @@
 //!
 //! The cache is keyed by a keyed 128-bit SipHash-1-3 of the cookie value under a random key
 //! drawn once per [`SessionService`], not by the SHA-256: a hit costs ~400 instructions (hash
-//! and map) instead of ~4 600 (docs/performance.md). Each entry keeps its session's SHA-256 (`id_hash`,
-//! what the store and other instances' notices name) and a second map finds an entry by it.
+//! and map) instead of ~4 600 (docs/performance.md). Each entry keeps its session's SHA-256
+//! (`id_hash`, what the store and other instances' notices name) and a second map finds an
+//! entry by it.
 //!
 //! At rest, a session's identity claims and ID token are sealed under a key derived from the
 //! cookie value (`auth::sealed`), and an ended session's row is deleted: the store never
