@@ -78,6 +78,9 @@ pub struct PoolLabels {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// Tells this registry's handles apart in the per-thread cache of [`Metrics::record_request`]
+    /// (addresses can be reused once a registry is dropped; ids are not).
+    id: u64,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
@@ -120,12 +123,68 @@ impl Default for Metrics {
     }
 }
 
+/// The handles a thread's last few requests counted into: a request like one of them (the usual
+/// case on a busy route) counts without hashing its labels or taking the families' read lock.
+struct Recent {
+    metrics: u64,
+    route: Arc<str>,
+    method: &'static str,
+    status: u16,
+    requests: Counter,
+    latency: Histogram,
+}
+
+impl Recent {
+    fn count(&self, seconds: f64) {
+        self.requests.inc();
+        self.latency.observe(seconds);
+    }
+}
+
+/// How many label sets each thread keeps handles for.
+const RECENT: usize = 4;
+
+thread_local! {
+    static RECENT_HANDLES: std::cell::RefCell<(usize, [Option<Recent>; RECENT])> =
+        const { std::cell::RefCell::new((0, [None, None, None, None])) };
+}
+
+static NEXT_METRICS_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl Metrics {
     /// Counts one answered request and observes its latency.
     pub fn record_request(&self, route: &Arc<str>, method: &http::Method, status: u16, elapsed: std::time::Duration) {
-        let labels = RequestLabels { route: Label(route.clone()), method: method_label(method), status };
-        self.requests.get_or_create(&labels).inc();
-        self.latency.get_or_create(&RouteLabels { route: Label(route.clone()) }).observe(elapsed.as_secs_f64());
+        let method = method_label(method);
+        let seconds = elapsed.as_secs_f64();
+        let same = |r: &Recent| r.metrics == self.id && r.status == status && r.method == method && *r.route == **route;
+        let counted = RECENT_HANDLES.with_borrow(|(_, recent)| {
+            let hit = recent.iter().flatten().find(|r| same(r));
+            if let Some(r) = hit {
+                r.count(seconds);
+            }
+            hit.is_some()
+        });
+        if counted {
+            return;
+        }
+        let recent = Recent {
+            metrics: self.id,
+            route: route.clone(),
+            method,
+            status,
+            requests: self
+                .requests
+                .get_or_create(&RequestLabels { route: Label(route.clone()), method, status })
+                .clone(),
+            latency: self.latency.get_or_create(&RouteLabels { route: Label(route.clone()) }).clone(),
+        };
+        recent.count(seconds);
+        RECENT_HANDLES.with_borrow_mut(|(next, slots)| {
+            if let Some(slot) = slots.get_mut(*next % RECENT) {
+                *slot = Some(recent);
+            }
+            *next = next.wrapping_add(1);
+        });
     }
 
     pub fn new() -> Self {
@@ -195,6 +254,7 @@ impl Metrics {
         let retention = crate::retention::metrics::RetentionMetrics::register(&mut registry);
         Self {
             registry,
+            id: NEXT_METRICS_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             requests,
             latency,
             upstream_errors,
@@ -218,5 +278,67 @@ impl Metrics {
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn requests_line(m: &Metrics, route: &str, method: &str, status: u16) -> Option<String> {
+        let text = m.encode(PoolState { size: 0, idle: 0 });
+        let key = format!("guichet_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&key).map(str::to_owned))
+    }
+
+    fn latency_count(m: &Metrics, route: &str) -> Option<String> {
+        let text = m.encode(PoolState { size: 0, idle: 0 });
+        let key = format!("guichet_http_request_duration_seconds_count{{route=\"{route}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&key).map(str::to_owned))
+    }
+
+    #[test]
+    fn repeated_requests_are_all_counted() {
+        let m = Metrics::new();
+        let route: Arc<str> = Arc::from("demarches");
+        for _ in 0..3 {
+            m.record_request(&route, &http::Method::GET, 200, Duration::from_micros(300));
+        }
+        // Another Arc with the same name (a reloaded route table) counts in the same series.
+        m.record_request(&Arc::from("demarches"), &http::Method::GET, 200, Duration::from_micros(300));
+        assert_eq!(requests_line(&m, "demarches", "GET", 200).as_deref(), Some("4"));
+        assert_eq!(latency_count(&m, "demarches").as_deref(), Some("4"));
+    }
+
+    #[test]
+    fn two_registries_on_one_thread_keep_their_own_counts() {
+        let first = Metrics::new();
+        let second = Metrics::new();
+        let route: Arc<str> = Arc::from("formulaire");
+        first.record_request(&route, &http::Method::POST, 201, Duration::ZERO);
+        first.record_request(&route, &http::Method::POST, 201, Duration::ZERO);
+        second.record_request(&route, &http::Method::POST, 201, Duration::ZERO);
+        assert_eq!(requests_line(&first, "formulaire", "POST", 201).as_deref(), Some("2"));
+        assert_eq!(requests_line(&second, "formulaire", "POST", 201).as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn more_label_sets_than_remembered_are_each_counted() {
+        let m = Metrics::new();
+        let route: Arc<str> = Arc::from("compte");
+        let statuses = [200, 201, 204, 302, 400, 404, 500];
+        for _ in 0..3 {
+            for status in statuses {
+                m.record_request(&route, &http::Method::GET, status, Duration::ZERO);
+            }
+        }
+        m.record_request(&route, &http::Method::HEAD, 200, Duration::ZERO);
+        for status in statuses {
+            assert_eq!(requests_line(&m, "compte", "GET", status).as_deref(), Some("3"), "status {status}");
+        }
+        assert_eq!(requests_line(&m, "compte", "HEAD", 200).as_deref(), Some("1"));
+        assert_eq!(latency_count(&m, "compte").as_deref(), Some("22"));
     }
 }

@@ -266,6 +266,9 @@ pub struct PolicySet {
     /// Names of configured routes declared `no_personal_data`.
     pub public_routes: Vec<Arc<str>>,
     index: RouteIndex,
+    /// Positions in `activities`, ordered by activity id: finding an activity costs the same
+    /// with ten activities or a thousand (the reveal phase looks one up on every response).
+    by_id: Vec<usize>,
 }
 
 impl PolicySet {
@@ -273,11 +276,28 @@ impl PolicySet {
     /// costs the same with ten activities or a thousand.
     pub fn new(activities: Vec<Arc<ActivityFile>>, routes: Vec<CompiledRoute>, public_routes: Vec<Arc<str>>) -> Self {
         let index = RouteIndex::build(&routes);
-        Self { activities, routes, public_routes, index }
+        let mut by_id: Vec<usize> = (0..activities.len()).collect();
+        by_id.sort_by(|&a, &b| {
+            let id = |i: usize| activities.get(i).map(|a| a.id.as_str());
+            id(a).cmp(&id(b))
+        });
+        Self { activities, routes, public_routes, index, by_id }
     }
 
     pub fn activity(&self, id: &str) -> Option<&Arc<ActivityFile>> {
-        self.activities.iter().find(|a| a.id == id)
+        let at = |i: &usize| self.activities.get(*i);
+        let found = self
+            .by_id
+            .binary_search_by(|i| at(i).map(|a| a.id.as_str()).cmp(&Some(id)))
+            .ok()
+            .and_then(|n| self.by_id.get(n))
+            .and_then(at);
+        match found {
+            Some(a) => Some(a),
+            // An activity added after `new` (the register's own entry) is not in the order.
+            None if self.by_id.len() != self.activities.len() => self.activities.iter().find(|a| a.id == id),
+            None => None,
+        }
     }
 
     /// Every activity rule, in declaration order.
@@ -517,6 +537,27 @@ mod tests {
         for (pattern, path, expected) in cases {
             assert_eq!(PathPattern::parse(pattern).unwrap().matches(path), expected, "{pattern} vs {path}");
         }
+    }
+
+    #[test]
+    fn activities_are_found_by_id_in_any_order_and_after_an_addition() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/cantine.toml")).unwrap();
+        let named = |id: &str| {
+            let mut a: ActivityFile = toml::from_str(&text).unwrap();
+            a.id = id.to_owned();
+            Arc::new(a)
+        };
+        let ids = ["voirie", "cantine", "urbanisme", "etat-civil", "bibliotheque"];
+        let mut set = PolicySet::new(ids.iter().map(|id| named(id)).collect(), Vec::new(), Vec::new());
+        for id in ids {
+            assert_eq!(set.activity(id).map(|a| a.id.as_str()), Some(id));
+        }
+        assert!(set.activity("piscine").is_none());
+        assert!(set.activity("").is_none());
+        // The register adds the gateway's own activity after the set was built.
+        set.activities.push(named("passerelle-guichet"));
+        assert_eq!(set.activity("passerelle-guichet").map(|a| a.id.as_str()), Some("passerelle-guichet"));
+        assert_eq!(set.activity("cantine").map(|a| a.id.as_str()), Some("cantine"));
     }
 
     #[test]

@@ -598,8 +598,8 @@ impl Proxy {
         let restricted_roles =
             activity.filter(|_| matches!(viewer, Viewer::Agent { .. })).map(|a| a.restriction_visible_to.clone());
         let archive = activity.and_then(|a| Some((self.retention.as_ref()?, a)));
-        let archive =
-            archive.map(|(r, a)| crate::retention::reveal::ArchiveCheck::new(r.service.clone(), a, archive_reason));
+        let archive = archive
+            .map(|(r, a)| crate::retention::reveal::ArchiveCheck::new(r.service.clone(), a.clone(), archive_reason));
         let revealer = Revealer::new(vault, f.audit.clone(), f.clock.clone(), p, viewer, ctx.request_id.clone());
         let revealer = match (&self.rights, restricted_roles) {
             (Some(rights), Some(roles)) => revealer.with_restrictions(rights.clone(), roles),

@@ -76,23 +76,19 @@ pub enum Verdict {
     Placeholder,
 }
 
-/// Per response: the archive roles of each category and the phases read so far.
+/// Per response: the activity (its categories' archive roles) and the phases read so far.
+/// Built for every response of a route with fields, most of which hold no token: it copies
+/// nothing until a token is revealed.
 pub struct ArchiveCheck {
     service: Arc<RetentionService>,
-    roles: HashMap<String, Vec<String>>,
+    activity: Arc<ActivityFile>,
     reason: Option<ArchiveReason>,
     phases: HashMap<String, Option<Vec<(String, Phase)>>>,
-    activity: String,
 }
 
 impl ArchiveCheck {
-    pub fn new(service: Arc<RetentionService>, activity: &ActivityFile, reason: Option<ArchiveReason>) -> Self {
-        let roles = activity
-            .categories
-            .iter()
-            .map(|c| (c.id.clone(), c.retention.as_ref().map(|r| r.archive_visible_to.clone()).unwrap_or_default()))
-            .collect();
-        Self { service, roles, reason, phases: HashMap::new(), activity: activity.id.clone() }
+    pub fn new(service: Arc<RetentionService>, activity: Arc<ActivityFile>, reason: Option<ArchiveReason>) -> Self {
+        Self { service, activity, reason, phases: HashMap::new() }
     }
 
     /// The verdict for a value of `category` owned by `subject`, for a citizen (`Some(own)`:
@@ -105,7 +101,7 @@ impl ArchiveCheck {
         agent_roles: &[String],
     ) -> Verdict {
         if !self.phases.contains_key(subject) {
-            let read = self.service.phases(subject, &self.activity).await;
+            let read = self.service.phases(subject, &self.activity.id).await;
             if let Err(e) = &read {
                 tracing::warn!(error = %e, "cannot read retention phases; the placeholder is shown");
             }
@@ -113,9 +109,14 @@ impl ArchiveCheck {
         }
         let Some(Some(phases)) = self.phases.get(subject) else { return Verdict::Placeholder };
         let phase = phases.iter().find(|(c, _)| c == category).map(|(_, p)| *p);
-        let allowed = self.roles.get(category).map(Vec::as_slice).unwrap_or_default();
-        decide(phase, allowed, own, agent_roles, self.reason)
+        decide(phase, archive_roles(&self.activity, category), own, agent_roles, self.reason)
     }
+}
+
+/// The roles that may see archived values of `category` (none when it has no rule).
+fn archive_roles<'a>(activity: &'a ActivityFile, category: &str) -> &'a [String] {
+    let category = activity.categories.iter().find(|c| c.id == category);
+    category.and_then(|c| c.retention.as_ref()).map_or(&[][..], |r| r.archive_visible_to.as_slice())
 }
 
 /// The rule, pure: `own` is `Some` for a citizen (whether the value is theirs), `None` for
@@ -179,6 +180,20 @@ mod tests {
                 "{phase:?} {own:?} {roles:?} {reason:?}"
             );
         }
+    }
+
+    #[test]
+    fn archive_roles_are_the_category_rule_s() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/policies/retention-archive/a.toml");
+        let mut a: ActivityFile = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(archive_roles(&a, "c"), ["archives".to_owned()]);
+        assert!(archive_roles(&a, "unknown").is_empty());
+        if let Some(r) = a.categories.first_mut().and_then(|c| c.retention.as_mut()) {
+            r.archive_visible_to = vec!["archiviste".into(), "juriste".into()];
+        }
+        assert_eq!(archive_roles(&a, "c"), ["archiviste".to_owned(), "juriste".to_owned()]);
+        a.categories.first_mut().unwrap().retention = None;
+        assert!(archive_roles(&a, "c").is_empty());
     }
 
     #[test]
