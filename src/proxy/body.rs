@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -23,8 +22,7 @@ pub enum BodyError {
     Inner(BoxError),
 }
 
-/// Wraps a body with an optional byte limit, an idle timeout, and a signal sent once the
-/// whole body has been read (so the response-head timeout starts after the upload).
+/// Wraps a body with an optional byte limit and an idle timeout.
 pub struct GuardedBody<B> {
     inner: B,
     limit: Option<u64>,
@@ -33,18 +31,11 @@ pub struct GuardedBody<B> {
     /// Armed only when the inner body makes us wait: most bodies are ready at once, and a
     /// timer per body would cost a timer-wheel registration on every response.
     deadline: Option<Pin<Box<Sleep>>>,
-    done: Option<oneshot::Sender<()>>,
 }
 
 impl<B> GuardedBody<B> {
-    pub fn new(inner: B, limit: Option<u64>, idle: Duration, done: Option<oneshot::Sender<()>>) -> Self {
-        Self { inner, limit, seen: 0, idle, deadline: None, done }
-    }
-
-    fn finish(&mut self) {
-        if let Some(tx) = self.done.take() {
-            let _ = tx.send(());
-        }
+    pub fn new(inner: B, limit: Option<u64>, idle: Duration) -> Self {
+        Self { inner, limit, seen: 0, idle, deadline: None }
     }
 }
 
@@ -72,10 +63,7 @@ where
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Inner(e.into())))),
-            Poll::Ready(None) => {
-                this.finish();
-                Poll::Ready(None)
-            }
+            Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 let idle = this.idle;
                 let deadline = this.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
@@ -112,12 +100,10 @@ mod tests {
     use http_body_util::{BodyExt, Full};
 
     #[tokio::test]
-    async fn limit_is_enforced_and_completion_signalled() {
-        let (tx, rx) = oneshot::channel();
-        let ok = GuardedBody::new(Full::new(Bytes::from_static(b"abc")), Some(3), Duration::from_secs(1), Some(tx));
+    async fn limit_is_enforced() {
+        let ok = GuardedBody::new(Full::new(Bytes::from_static(b"abc")), Some(3), Duration::from_secs(1));
         assert_eq!(ok.collect().await.unwrap().to_bytes(), "abc");
-        assert!(rx.await.is_ok());
-        let big = GuardedBody::new(Full::new(Bytes::from_static(b"abcd")), Some(3), Duration::from_secs(1), None);
+        let big = GuardedBody::new(Full::new(Bytes::from_static(b"abcd")), Some(3), Duration::from_secs(1));
         assert!(matches!(big.collect().await, Err(BodyError::TooLarge { limit: 3 })));
     }
 
@@ -125,7 +111,7 @@ mod tests {
     async fn idle_body_times_out() {
         let (_tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
         let stream = http_body_util::StreamBody::new(tokio_stream_from(rx));
-        let body = GuardedBody::new(stream, None, Duration::from_secs(5), None);
+        let body = GuardedBody::new(stream, None, Duration::from_secs(5));
         assert!(matches!(body.collect().await, Err(BodyError::Idle(_))));
     }
 

@@ -443,7 +443,7 @@ pub async fn buffer(
         return Err(ProxyError::BodyTooLarge { limit: max_bytes });
     }
     let limit = usize::try_from(max_bytes).unwrap_or(usize::MAX);
-    let guarded = GuardedBody::new(body, None, idle, None);
+    let guarded = GuardedBody::new(body, None, idle);
     match Limited::new(guarded, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::BodyTooLarge { limit: max_bytes }),

@@ -19,7 +19,6 @@ use http::{Method, Request, StatusCode, Uri, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use ipnet::IpNet;
-use tokio::sync::oneshot;
 
 use super::body::{BodyError, GuardedBody, find_body_error};
 use super::context::{Decision, Identity, RequestContext};
@@ -83,7 +82,6 @@ struct RetentionHooks {
 struct Outbound {
     request: Request<Body>,
     client_upgrade: Option<OnUpgrade>,
-    body_sent: Option<oneshot::Receiver<()>>,
 }
 
 impl Proxy {
@@ -229,7 +227,7 @@ impl Proxy {
         let req = if has_fields { Box::pin(self.protect(ctx, &route, req)).await? } else { req };
         let out = self.upstream_request(ctx, &route, req)?;
         let client_upgrade = out.client_upgrade;
-        let mut resp = forward(pool, &route, out.request, out.body_sent, client_upgrade.is_some()).await?;
+        let mut resp = forward(pool, &route, out.request, client_upgrade.is_some()).await?;
         let mut revealer = self.revealer(ctx, archive_reason);
         if let Some(r) = revealer.as_mut().filter(|_| Revealer::headers_hold_tokens(resp.headers())) {
             // Boxed like the other phases that only some responses need: its future is large
@@ -666,16 +664,12 @@ impl Proxy {
             h.insert(&X_REQUEST_ID, v.clone());
         }
         h.insert(header::HOST, route.upstream.host_header.clone());
-        let (body, body_sent) = if http_body::Body::is_end_stream(&body) {
-            (Body::empty(), None)
+        let body = if http_body::Body::is_end_stream(&body) {
+            Body::empty()
         } else {
-            let (tx, rx) = oneshot::channel();
-            (
-                Body::new(GuardedBody::new(body, Some(route.max_body_bytes), route.timeouts.idle_body, Some(tx))),
-                Some(rx),
-            )
+            Body::new(GuardedBody::new(body, Some(route.max_body_bytes), route.timeouts.idle_body))
         };
-        Ok(Outbound { request: Request::from_parts(parts, body), client_upgrade, body_sent })
+        Ok(Outbound { request: Request::from_parts(parts, body), client_upgrade })
     }
 
     /// Phase 3: who is asking, from the session cookie (cache first, store when stale).
@@ -754,33 +748,24 @@ fn authorize(ctx: &mut RequestContext, route: &Route, uri: &Uri) -> Result<(), P
     }
 }
 
-/// Phase 6: send and wait for the response head. The head timeout starts once the request
-/// body has been sent, so a slow upload is governed by the idle timeout alone.
+/// Phase 6: send and wait for the response head. The pool enforces the route's response-head
+/// timeout from the moment the request has been written, so a slow upload is governed by the
+/// body's idle timeout alone (`upstream::Pool::send`).
 async fn forward(
     pool: &Arc<Pool>,
     route: &Route,
     req: Request<Body>,
-    body_sent: Option<oneshot::Receiver<()>>,
     upgrade: bool,
 ) -> Result<Response<PooledBody>, ProxyError> {
-    let limit = route.timeouts.response_headers;
-    let head_deadline = async move {
-        if let Some(rx) = body_sent
-            && rx.await.is_err()
-        {
-            // The body failed; the request future reports why.
-            std::future::pending::<()>().await;
-        }
-        tokio::time::sleep(limit).await;
-    };
-    let exchange = async {
-        // Upgrades are rare and their future is large: boxed, so as not to grow every request's.
-        if upgrade { Box::pin(pool.send_upgrade(req)).await } else { pool.send(req).await }
-    };
-    tokio::select! {
-        r = exchange => r.map_err(classify),
-        () = head_deadline => Err(ProxyError::ResponseTimeout),
+    if upgrade {
+        // Rare, and its future is large: boxed, so as not to grow every request's.
+        let limit = route.timeouts.response_headers;
+        return match Box::pin(tokio::time::timeout(limit, pool.send_upgrade(req))).await {
+            Ok(answer) => answer.map_err(classify),
+            Err(_) => Err(ProxyError::ResponseTimeout),
+        };
     }
+    pool.send(req).await.map_err(classify)
 }
 
 /// Phase 7: the response as the client will see it.
@@ -803,7 +788,7 @@ fn response_filter(
     }
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, false);
-    let body = GuardedBody::new(body, None, route.timeouts.idle_body, None);
+    let body = GuardedBody::new(body, None, route.timeouts.idle_body);
     // Only routes that reveal or show the bar look at the content type.
     let bar = bar.filter(|_| super::bar::is_html(&parts.headers));
     let body = match revealer.and_then(|r| Some((r, TextKind::of(&parts.headers)?))) {
@@ -850,6 +835,7 @@ fn classify(e: UpstreamError) -> ProxyError {
         UpstreamError::Connect(inner) if has_timed_out(&**inner) => ProxyError::ConnectTimeout,
         UpstreamError::Connect(_) => ProxyError::Connect(error_chain(&e)),
         UpstreamError::Exchange(_) => ProxyError::Exchange(error_chain(&e)),
+        UpstreamError::HeadTimeout => ProxyError::ResponseTimeout,
     }
 }
 

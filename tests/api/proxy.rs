@@ -191,6 +191,45 @@ async fn a_slow_upstream_is_a_504() {
     assert_eq!(body["type"], "urn:guichet:problem:upstream-timeout");
 }
 
+/// The response-head timeout starts once the request has been written: an upload slower than
+/// it (but never idle for long) reaches the application whole.
+#[tokio::test]
+async fn a_slow_upload_is_not_cut_by_the_response_head_timeout() {
+    let app = spawn_app().with(|s, _| s.routes[0].timeouts.response_headers = Duration::from_millis(300)).start().await;
+    let chunks = futures_util::stream::unfold(0u8, |n| async move {
+        if n == 5 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'a'; 1000])), n + 1))
+    });
+    let resp = app.client.post(app.url("/count")).body(reqwest::Body::wrap_stream(chunks)).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "an upload of 750 ms was cut by a 300 ms response-head timeout");
+    let counted: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(counted["bytes"], 5000);
+}
+
+/// Each pooled connection keeps one response-head timer, moved on for every request: it must
+/// still fire for a slow answer after fast ones, after the connection sat idle past a
+/// deadline, and never for the fast requests around it.
+#[tokio::test]
+async fn the_response_head_timeout_holds_for_every_request_on_a_pooled_connection() {
+    let app = spawn_app().with(|s, _| s.routes[0].timeouts.response_headers = Duration::from_millis(300)).start().await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/echo").await.status(), 200);
+    }
+    // Idle in the pool past the last request's deadline: its timer comes due unobserved.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.get("/echo").await.status(), 200, "a stale deadline failed a fast request");
+    let started = std::time::Instant::now();
+    let resp = app.get("/slow").await;
+    assert_eq!(resp.status(), 504);
+    assert!(started.elapsed() < Duration::from_secs(5), "the timeout did not fire on a reused connection");
+    for _ in 0..3 {
+        assert_eq!(app.get("/echo").await.status(), 200, "a request after the timeout failed");
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_upstream_connect_times_out_as_504() {
     // 192.0.2.0/24 (TEST-NET-1) is never routed; with no network here the connect either hangs

@@ -77,6 +77,9 @@ pub enum UpstreamError {
     /// upstream's answer was not HTTP/1.1 as the gateway reads it.
     #[error("upstream exchange failed")]
     Exchange(#[source] BoxError),
+    /// No response head within the route's `timeouts.response_headers` of the request's end.
+    #[error("the upstream sent no response head in time")]
+    HeadTimeout,
 }
 
 /// The pools of every route, by route name.
@@ -107,6 +110,9 @@ pub struct Pool {
     /// it serves that lane's requests only (a wake-up from another thread would cost what
     /// lanes save).
     idle: Box<[Idle]>,
+    /// The route's `timeouts.response_headers`: how long the upstream has to answer once the
+    /// request has been written.
+    head_timeout: Duration,
 }
 
 // Boxed on purpose: a connection is handed between the pool, a request and its response
@@ -125,13 +131,33 @@ struct Conn {
     io: Io,
     buf: BytesMut,
     idle_since: Instant,
+    /// The response-head deadline of the request on the connection, made once and moved on
+    /// for each request: pushing a registered timer later is one atomic operation, where a
+    /// timer per request was a registration and a removal in the runtime's timer wheel (about
+    /// 950 instructions per request). When the timer comes due with no request waiting (the
+    /// connection idle in the pool), it wakes the task of the last request for nothing, and
+    /// the next request registers it again.
+    head_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Conn {
+    /// Starts the response-head deadline: `limit` from now.
+    fn arm_head_deadline(&mut self, limit: Duration) {
+        let now = tokio::time::Instant::now();
+        // A limit too large to add is no limit (as `tokio::time::sleep` treats it).
+        let at = now.checked_add(limit).unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+        match &mut self.head_deadline {
+            Some(timer) => timer.as_mut().reset(at),
+            None => self.head_deadline = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+    }
 }
 
 impl Pool {
     fn for_route(route: &Route) -> Result<Self, TlsError> {
         let lists = crate::server::lanes::count() + 1;
         let idle = (0..lists).map(|_| Mutex::new(Vec::new())).collect();
-        Ok(Self { connector: Connector::for_route(route)?, idle })
+        Ok(Self { connector: Connector::for_route(route)?, idle, head_timeout: route.timeouts.response_headers })
     }
 
     /// Idle connections now (for tests and diagnostics).
@@ -145,7 +171,9 @@ impl Pool {
         self.idle.get(crate::server::lanes::current().unwrap_or(last).min(last))
     }
 
-    /// Sends the request and waits for the response head. The connection travels with the
+    /// Sends the request and waits for the response head, at most the route's response-head
+    /// timeout once the request has been written (a slow upload is governed by the body's
+    /// idle timeout alone). The connection travels with the
     /// response body and comes back to the pool when that body has been read to the end.
     /// A request goes again on a new connection when a pooled one turns out closed before
     /// any of it was written, or, for an idempotent request without a body (RFC 9110
@@ -188,7 +216,12 @@ impl Pool {
 
     async fn connect(&self) -> Result<Box<Conn>, UpstreamError> {
         let io = self.connector.connect().await?;
-        Ok(Box::new(Conn { io, buf: BytesMut::with_capacity(READ_CHUNK), idle_since: Instant::now() }))
+        Ok(Box::new(Conn {
+            io,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            idle_since: Instant::now(),
+            head_deadline: None,
+        }))
     }
 
     /// Writes the request and reads the response head on `conn`, both in this task: the
@@ -200,17 +233,27 @@ impl Pool {
         mut out: Outgoing,
         reused: bool,
     ) -> Result<Response<PooledBody>, Exchange> {
-        let Conn { io, buf, .. } = &mut *conn;
+        let limit = self.head_timeout;
         let mut sent = false;
         let head = poll_fn(|cx| {
             if !sent {
-                match out.poll_send(io, cx) {
-                    Poll::Ready(Ok(())) => sent = true,
+                match out.poll_send(&mut conn.io, cx) {
+                    Poll::Ready(Ok(())) => {
+                        sent = true;
+                        conn.arm_head_deadline(limit);
+                    }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(Failure::Send(e))),
                     Poll::Pending => {}
                 }
             }
-            poll_head(io, buf, &out.method, cx)
+            let Conn { io, buf, head_deadline, .. } = &mut *conn;
+            match poll_head(io, buf, &out.method, cx) {
+                Poll::Pending if sent => match head_deadline.as_mut().map(|t| t.as_mut().poll(cx)) {
+                    Some(Poll::Ready(())) => Poll::Ready(Err(Failure::HeadTimeout)),
+                    _ => Poll::Pending,
+                },
+                other => other,
+            }
         })
         .await;
         let head = match head {
@@ -305,6 +348,8 @@ enum Failure {
     Closed,
     Read(io::Error),
     Protocol(CodecError),
+    /// No response head in time (`Pool::head_timeout`).
+    HeadTimeout,
 }
 
 enum SendError {
@@ -472,7 +517,7 @@ impl Outgoing {
         let retryable = match &failure {
             Failure::Send(SendError::Io(_)) => true,
             Failure::Closed | Failure::Read(_) => nothing_read,
-            Failure::Send(_) | Failure::Protocol(_) => false,
+            Failure::Send(_) | Failure::Protocol(_) | Failure::HeadTimeout => false,
         };
         // Nothing left: what was gathered is still pending, and goes as it is.
         if reused && retryable && !self.wrote {
@@ -486,13 +531,14 @@ impl Outgoing {
             self.pending = VecDeque::from([self.head.clone()]);
             return Exchange::Retry(Box::new(self));
         }
-        Exchange::Failed(UpstreamError::Exchange(match failure {
-            Failure::Send(SendError::Io(e)) | Failure::Read(e) => e.into(),
-            Failure::Send(SendError::Body(e)) => e.into(),
-            Failure::Send(SendError::Framing(why)) => why.into(),
-            Failure::Closed => CodecError::Incomplete.into(),
-            Failure::Protocol(e) => e.into(),
-        }))
+        Exchange::Failed(match failure {
+            Failure::HeadTimeout => UpstreamError::HeadTimeout,
+            Failure::Send(SendError::Io(e)) | Failure::Read(e) => UpstreamError::Exchange(e.into()),
+            Failure::Send(SendError::Body(e)) => UpstreamError::Exchange(e.into()),
+            Failure::Send(SendError::Framing(why)) => UpstreamError::Exchange(why.into()),
+            Failure::Closed => UpstreamError::Exchange(CodecError::Incomplete.into()),
+            Failure::Protocol(e) => UpstreamError::Exchange(e.into()),
+        })
     }
 }
 
