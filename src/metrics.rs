@@ -125,6 +125,8 @@ impl Default for Metrics {
 
 /// The handles a thread's last few requests counted into: a request like one of them (the usual
 /// case on a busy route) counts without hashing its labels or taking the families' read lock.
+/// Sound because the request families never remove a series: a remembered handle stays the one
+/// the registry exports.
 struct Recent {
     metrics: u64,
     route: Arc<str>,

@@ -135,8 +135,8 @@ struct Conn {
     /// for each request: pushing a registered timer later is one atomic operation, where a
     /// timer per request was a registration and a removal in the runtime's timer wheel (about
     /// 950 instructions per request). When the timer comes due with no request waiting (the
-    /// connection idle in the pool), it wakes the task of the last request for nothing, and
-    /// the next request registers it again.
+    /// connection idle in the pool), it wakes the task of the last request for nothing (whose
+    /// waker it held until then), and the next request registers it again.
     head_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
@@ -173,8 +173,8 @@ impl Pool {
 
     /// Sends the request and waits for the response head, at most the route's response-head
     /// timeout once the request has been written (a slow upload is governed by the body's
-    /// idle timeout alone). The connection travels with the
-    /// response body and comes back to the pool when that body has been read to the end.
+    /// idle timeout alone). The connection travels with the response body and comes back to
+    /// the pool when that body has been read to the end.
     /// A request goes again on a new connection when a pooled one turns out closed before
     /// any of it was written, or, for an idempotent request without a body (RFC 9110
     /// §9.2.2), when the pooled connection closed before any byte of an answer.
