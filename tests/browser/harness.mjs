@@ -35,8 +35,20 @@ export async function freePorts(n) {
   }
 }
 
-/** Starts `guichet demo` and resolves once its liveness probe answers. */
+/** Starts `guichet demo` and resolves once its liveness probe answers. A port chosen free can
+ * be taken by another process (another test's client socket) before the demo binds it: the
+ * demo then exits at once saying so, and is started again on other ports. */
 export async function startDemo() {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startDemoOnce();
+    } catch (e) {
+      if (!e.portTaken || attempt === 5) throw e;
+    }
+  }
+}
+
+async function startDemoOnce() {
   const [port, adminPort] = await freePorts(2);
   const dataDir = mkdtempSync(join(tmpdir(), 'guichet-browser-'));
   const child = spawn(
@@ -50,7 +62,11 @@ export async function startDemo() {
   const base = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 15000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`guichet demo exited early:\n${output}`);
+    if (child.exitCode !== null) {
+      const e = new Error(`guichet demo exited early:\n${output}`);
+      e.portTaken = output.includes('Address already in use');
+      throw e;
+    }
     try {
       const r = await fetch(`${base}/.guichet/health/live`);
       if (r.ok) break;
