@@ -499,8 +499,24 @@ impl GatewayProcess {
         Self::start_with(dir, upstream, log_level, "").await
     }
 
-    /// Like [`start`](Self::start), with `extra` TOML (sections and routes) appended.
+    /// Like [`start`](Self::start), with `extra` TOML (sections and routes) appended. A port
+    /// chosen free can be taken by another test's socket before the gateway binds it: the
+    /// gateway then exits saying so, and starts again on another port.
     pub async fn start_with(dir: &FsPath, upstream: SocketAddr, log_level: &str, extra: &str) -> Self {
+        for _ in 1..5 {
+            let mut gw = Self::spawn(dir, upstream, log_level, extra);
+            match gw.until_live().await {
+                Ok(()) => return gw,
+                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) => panic!("the gateway exited before answering:\n{log}"),
+            }
+        }
+        let mut gw = Self::spawn(dir, upstream, log_level, extra);
+        gw.wait_until_live().await;
+        gw
+    }
+
+    fn spawn(dir: &FsPath, upstream: SocketAddr, log_level: &str, extra: &str) -> Self {
         let addr = free_port();
         let config = dir.join("guichet.toml");
         let data_dir = dir.join("data");
@@ -550,23 +566,28 @@ no_personal_data = true
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut gw = Self { child, addr, log_path };
-        gw.wait_until_live().await;
-        gw
+        Self { child, addr, log_path }
     }
 
     pub async fn wait_until_live(&mut self) {
+        if let Err(log) = self.until_live().await {
+            panic!("the gateway exited before answering:\n{log}");
+        }
+    }
+
+    /// Waits for the liveness probe; `Err` with the process's log when it exited first.
+    async fn until_live(&mut self) -> Result<(), String> {
         let client = reqwest::Client::new();
         let url = format!("http://{}/.guichet/health/live", self.addr);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("the gateway exited before answering: {status}");
+            if self.child.try_wait().unwrap().is_some() {
+                return Err(self.log());
             }
             if let Ok(r) = client.get(&url).timeout(Duration::from_secs(1)).send().await
                 && r.status().is_success()
             {
-                return;
+                return Ok(());
             }
             assert!(Instant::now() < deadline, "the gateway did not answer {url} within 10 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
