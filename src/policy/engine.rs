@@ -259,16 +259,17 @@ impl CompiledRoute {
 /// A validated set of activities: what enforcement, the register and the notices read.
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
-    /// Activities in id order.
+    /// Activities in the order they were loaded. Read-only after [`PolicySet::new`], which
+    /// indexes them by id; [`PolicySet::with_activity`] adds one.
     pub activities: Vec<Arc<ActivityFile>>,
     /// Read-only after [`PolicySet::new`]: the matcher's index points into it.
     routes: Vec<CompiledRoute>,
     /// Names of configured routes declared `no_personal_data`.
     pub public_routes: Vec<Arc<str>>,
     index: RouteIndex,
-    /// Positions in `activities`, ordered by activity id: finding an activity costs the same
-    /// with ten activities or a thousand (the reveal phase looks one up on every response).
-    by_id: Vec<usize>,
+    /// The activities ordered by id: finding one costs the same with ten activities or a
+    /// thousand (the reveal phase looks one up on every response of a route with fields).
+    by_id: Vec<Arc<ActivityFile>>,
 }
 
 impl PolicySet {
@@ -276,28 +277,22 @@ impl PolicySet {
     /// costs the same with ten activities or a thousand.
     pub fn new(activities: Vec<Arc<ActivityFile>>, routes: Vec<CompiledRoute>, public_routes: Vec<Arc<str>>) -> Self {
         let index = RouteIndex::build(&routes);
-        let mut by_id: Vec<usize> = (0..activities.len()).collect();
-        by_id.sort_by(|&a, &b| {
-            let id = |i: usize| activities.get(i).map(|a| a.id.as_str());
-            id(a).cmp(&id(b))
-        });
+        let mut by_id = activities.clone();
+        by_id.sort_by(|a, b| a.id.cmp(&b.id));
         Self { activities, routes, public_routes, index, by_id }
     }
 
+    /// This set with `activity` added (the register's entry for the gateway itself), indexed
+    /// like the others.
+    pub fn with_activity(&self, activity: Arc<ActivityFile>) -> Self {
+        let mut activities = self.activities.clone();
+        activities.push(activity);
+        Self::new(activities, self.routes.clone(), self.public_routes.clone())
+    }
+
     pub fn activity(&self, id: &str) -> Option<&Arc<ActivityFile>> {
-        let at = |i: &usize| self.activities.get(*i);
-        let found = self
-            .by_id
-            .binary_search_by(|i| at(i).map(|a| a.id.as_str()).cmp(&Some(id)))
-            .ok()
-            .and_then(|n| self.by_id.get(n))
-            .and_then(at);
-        match found {
-            Some(a) => Some(a),
-            // An activity added after `new` (the register's own entry) is not in the order.
-            None if self.by_id.len() != self.activities.len() => self.activities.iter().find(|a| a.id == id),
-            None => None,
-        }
+        let at = self.by_id.binary_search_by(|a| a.id.as_str().cmp(id)).ok()?;
+        self.by_id.get(at)
     }
 
     /// Every activity rule, in declaration order.
@@ -548,14 +543,14 @@ mod tests {
             Arc::new(a)
         };
         let ids = ["voirie", "cantine", "urbanisme", "etat-civil", "bibliotheque"];
-        let mut set = PolicySet::new(ids.iter().map(|id| named(id)).collect(), Vec::new(), Vec::new());
+        let set = PolicySet::new(ids.iter().map(|id| named(id)).collect(), Vec::new(), Vec::new());
         for id in ids {
             assert_eq!(set.activity(id).map(|a| a.id.as_str()), Some(id));
         }
         assert!(set.activity("piscine").is_none());
         assert!(set.activity("").is_none());
-        // The register adds the gateway's own activity after the set was built.
-        set.activities.push(named("passerelle-guichet"));
+        // The register adds the gateway's own activity to a built set.
+        let set = set.with_activity(named("passerelle-guichet"));
         assert_eq!(set.activity("passerelle-guichet").map(|a| a.id.as_str()), Some("passerelle-guichet"));
         assert_eq!(set.activity("cantine").map(|a| a.id.as_str()), Some("cantine"));
     }

@@ -22,9 +22,7 @@ const MONTH: u64 = 2_630_016;
 
 /// `set` with the gateway's own activity added, for the register only.
 pub fn register_set(set: &PolicySet, settings: &Settings) -> PolicySet {
-    let mut with = set.clone();
-    with.activities.push(Arc::new(activity(set, settings)));
-    with
+    set.with_activity(Arc::new(activity(set, settings)))
 }
 
 /// The gateway's processing as an activity. The controller and the DPO are those of the town

@@ -503,17 +503,15 @@ impl GatewayProcess {
     /// chosen free can be taken by another test's socket before the gateway binds it: the
     /// gateway then exits saying so, and starts again on another port.
     pub async fn start_with(dir: &FsPath, upstream: SocketAddr, log_level: &str, extra: &str) -> Self {
-        for _ in 1..5 {
+        let mut attempt = 1;
+        loop {
             let mut gw = Self::spawn(dir, upstream, log_level, extra);
             match gw.until_live().await {
                 Ok(()) => return gw,
-                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) if attempt < 5 && log.contains("Address already in use") => attempt += 1,
                 Err(log) => panic!("the gateway exited before answering:\n{log}"),
             }
         }
-        let mut gw = Self::spawn(dir, upstream, log_level, extra);
-        gw.wait_until_live().await;
-        gw
     }
 
     fn spawn(dir: &FsPath, upstream: SocketAddr, log_level: &str, extra: &str) -> Self {
