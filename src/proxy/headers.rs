@@ -25,12 +25,12 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 
 /// True when `Connection` lists `token` (in any case, in any of its values).
 pub fn connection_has_token(headers: &HeaderMap, token: &str) -> bool {
+    // On bytes: every upstream response is asked whether it closes its connection, and a
+    // string split and check cost more than the rest of that answer's header work.
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .any(|v| v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes())))
 }
 
 /// Removes hop-by-hop headers: `Connection` and every header it names, `Keep-Alive`, `TE`,
@@ -50,11 +50,13 @@ pub struct Strip {
     pub reserved: bool,
     /// `Forwarded` and `X-Forwarded-*`, when they come from a peer that is not trusted.
     pub forwarded: bool,
+    /// `Host` and `X-Request-Id`, which the gateway then writes itself ([`Added`]).
+    pub replaced: bool,
 }
 
 impl Default for Strip {
     fn default() -> Self {
-        Self { hop_by_hop: true, keep_upgrade: false, reserved: false, forwarded: false }
+        Self { hop_by_hop: true, keep_upgrade: false, reserved: false, forwarded: false, replaced: false }
     }
 }
 
@@ -68,6 +70,7 @@ pub fn strip(headers: &mut HeaderMap, what: Strip) {
         (what.hop_by_hop && (is_hop_by_hop(n) || named.contains(name)))
             || (what.reserved && names::is_reserved_header(n))
             || (what.forwarded && is_forwarding(n))
+            || (what.replaced && is_replaced(n))
     };
     // Collected first (a map cannot be changed while its names are read), without allocating
     // for the few that most messages carry (an upstream's `Connection: keep-alive`).
@@ -121,6 +124,89 @@ fn is_forwarding(name: &str) -> bool {
     }
 }
 
+/// The names the gateway writes itself on every request upstream. Exact names only: `Host`
+/// has no other spelling an application reads as the host, and `X-Request-Id` is no claim.
+fn is_replaced(name: &str) -> bool {
+    match name.len() {
+        4 => name == "host",
+        12 => name == "x-request-id",
+        _ => false,
+    }
+}
+
+/// Header lines the gateway adds to a request on its way upstream, written straight into
+/// the request head after the request line (`upstream::codec::encode_head`) instead of being
+/// inserted into the request's map: a map insertion hashes the name and may grow the map,
+/// and the head is written from the map anyway. Only names the strip has removed from the
+/// request go here (the reserved `X-Guichet-*`, the forwarding headers from an untrusted
+/// peer, `Host`, `X-Request-Id`), so no name is sent twice.
+#[derive(Debug, Default)]
+pub struct Added {
+    lines: Vec<u8>,
+}
+
+impl Added {
+    pub fn new() -> Self {
+        Self { lines: Vec::with_capacity(256) }
+    }
+
+    /// Adds `name: value`; the value is a header value already (no CR, LF or other control).
+    pub fn push(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.push_line(name, value.as_bytes());
+    }
+
+    fn push_line(&mut self, name: &HeaderName, value: &[u8]) {
+        self.lines.extend_from_slice(name.as_str().as_bytes());
+        self.lines.extend_from_slice(b": ");
+        self.lines.extend_from_slice(value);
+        self.lines.extend_from_slice(b"\r\n");
+    }
+
+    /// The lines, each ending in CRLF.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.lines
+    }
+
+    /// The same headers set in `headers` (a protocol upgrade goes through hyper's client,
+    /// which writes its head from the map).
+    pub fn apply_to(&self, headers: &mut HeaderMap) {
+        for line in self.lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+            let (name, value) = line.split_at(colon);
+            let value = value.get(1..).unwrap_or_default().trim_ascii();
+            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+                headers.append(n, v);
+            }
+        }
+    }
+}
+
+/// Where the gateway sets its own headers: straight into the upstream head ([`Added`]), or
+/// into a map (a trusted proxy's chain, tests).
+pub trait SetHeader {
+    /// Sets `name` to `value`, skipped when `value` is no valid header value (a host or
+    /// address the gateway could not check, as `HeaderValue::from_str` refuses it).
+    fn set(&mut self, name: &HeaderName, value: &str);
+}
+
+impl SetHeader for HeaderMap {
+    fn set(&mut self, name: &HeaderName, value: &str) {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.insert(name, v);
+        }
+    }
+}
+
+impl SetHeader for Added {
+    fn set(&mut self, name: &HeaderName, value: &str) {
+        // What `HeaderValue::from_str` accepts: visible ASCII, space and tab.
+        if value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+            self.push_line(name, value.as_bytes());
+        }
+    }
+}
+
 /// What the gateway knows about the client side of the hop.
 #[derive(Debug, Clone, Copy)]
 pub struct Hop<'a> {
@@ -139,6 +225,30 @@ pub fn is_trusted(peer: SocketAddr, trusted: &[IpNet]) -> bool {
 /// are kept and extended; from anyone else they must already be gone (the proxy removes them
 /// with [`strip`], in the same pass as the hop-by-hop headers), so nothing is looked up.
 pub fn add_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, from_trusted: bool) {
+    if !from_trusted {
+        write_forwarded(headers, hop);
+        return;
+    }
+    let (ip, element) = forwarded_for(hop);
+    let proto = if hop.tls { "https" } else { "http" };
+    append_list(headers, &X_FORWARDED_FOR, ip);
+    set_if_absent(headers, &X_FORWARDED_PROTO, proto);
+    set_if_absent(headers, &X_FORWARDED_HOST, hop.host);
+    append_list(headers, &header::FORWARDED, element);
+}
+
+/// [`add_forwarded`] for a peer that is not trusted: its forwarding headers are gone (the
+/// strip), the gateway's are the only ones.
+pub fn write_forwarded(out: &mut impl SetHeader, hop: Hop<'_>) {
+    let (ip, element) = forwarded_for(hop);
+    out.set(&X_FORWARDED_FOR, &ip);
+    out.set(&header::FORWARDED, &element);
+    out.set(&X_FORWARDED_PROTO, if hop.tls { "https" } else { "http" });
+    out.set(&X_FORWARDED_HOST, hop.host);
+}
+
+/// The peer's address as `X-Forwarded-For` writes it, and this hop's `Forwarded` element.
+fn forwarded_for(hop: Hop<'_>) -> (String, String) {
     let peer_ip = canonical_ip(hop.peer.ip());
     let proto = if hop.tls { "https" } else { "http" };
     let mut ip = String::with_capacity(40);
@@ -149,22 +259,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, from_trusted: bool) 
     element.push_str(proto);
     element.push_str(";host=");
     push_quoted_if_needed(&mut element, hop.host);
-    if from_trusted {
-        append_list(headers, &X_FORWARDED_FOR, ip);
-        set_if_absent(headers, &X_FORWARDED_PROTO, proto);
-        set_if_absent(headers, &X_FORWARDED_HOST, hop.host);
-        append_list(headers, &header::FORWARDED, element);
-    } else {
-        for (name, value) in [(&X_FORWARDED_FOR, ip), (&header::FORWARDED, element)] {
-            if let Some(v) = shared_value(value) {
-                headers.insert(name, v);
-            }
-        }
-        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-        if let Ok(v) = HeaderValue::from_str(hop.host) {
-            headers.insert(&X_FORWARDED_HOST, v);
-        }
-    }
+    (ip, element)
 }
 
 /// The client as the first trusted proxy saw it, read before the forwarding headers go: the
@@ -223,7 +318,7 @@ pub fn truncate(ip: IpAddr) -> IpAddr {
 /// Sets the forwarding headers for a route that sends `none` or a `truncated` address: one
 /// hop, from the client (as `origin` tells, behind a trusted proxy) to the gateway, so no
 /// address of the chain survives. Call after [`strip`] removed every incoming one.
-pub fn add_forwarded_minimised(headers: &mut HeaderMap, hop: Hop<'_>, origin: Option<&ClientOrigin>, truncated: bool) {
+pub fn add_forwarded_minimised(out: &mut impl SetHeader, hop: Hop<'_>, origin: Option<&ClientOrigin>, truncated: bool) {
     let proto = origin.and_then(|o| o.proto).unwrap_or(if hop.tls { "https" } else { "http" });
     let host = origin.and_then(|o| o.host.as_deref()).unwrap_or(hop.host);
     let mut element = String::with_capacity(48 + host.len());
@@ -233,21 +328,15 @@ pub fn add_forwarded_minimised(headers: &mut HeaderMap, hop: Hop<'_>, origin: Op
         push_ip(&mut text, ip);
         push_for(&mut element, ip, &text);
         element.push(';');
-        if let Some(v) = shared_value(text) {
-            headers.insert(&X_FORWARDED_FOR, v);
-        }
+        out.set(&X_FORWARDED_FOR, &text);
     }
     element.push_str("proto=");
     element.push_str(proto);
     element.push_str(";host=");
     push_quoted_if_needed(&mut element, host);
-    if let Some(v) = shared_value(element) {
-        headers.insert(header::FORWARDED, v);
-    }
-    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    if let Ok(v) = HeaderValue::from_str(host) {
-        headers.insert(&X_FORWARDED_HOST, v);
-    }
+    out.set(&header::FORWARDED, &element);
+    out.set(&X_FORWARDED_PROTO, proto);
+    out.set(&X_FORWARDED_HOST, host);
 }
 
 /// `for=<ip>` of a `Forwarded` element, an IPv6 address bracketed and quoted (RFC 7239 §6).
@@ -419,7 +508,7 @@ mod tests {
             ("x_guichetx", "kept"),
             ("x_forwarded_forx", "kept"),
         ]);
-        strip(&mut h, Strip { hop_by_hop: false, keep_upgrade: false, reserved: true, forwarded: true });
+        strip(&mut h, Strip { hop_by_hop: false, reserved: true, forwarded: true, ..Strip::default() });
         let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, ["x_forwarded_forx", "x_guichetx"]);
@@ -461,11 +550,41 @@ mod tests {
             ("forwarded", "for=6.6.6.6"),
             ("x-forwarded-host", "evil"),
             ("x-forwarded-proto", "https"),
+            ("host", "evil.example"),
+            ("x-request-id", "chosen-by-the-client"),
             ("accept", "*/*"),
+            ("x-request-idx", "kept"),
         ]);
-        strip(&mut h, Strip { hop_by_hop: true, keep_upgrade: false, reserved: true, forwarded: true });
-        assert_eq!(h.len(), 1, "{h:?}");
-        assert!(h.contains_key("accept"));
+        strip(&mut h, Strip { hop_by_hop: true, keep_upgrade: false, reserved: true, forwarded: true, replaced: true });
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-request-idx"]);
+    }
+
+    #[test]
+    fn added_lines_hold_only_valid_values_and_read_back_as_the_same_headers() {
+        let mut added = Added::new();
+        added.push(&header::HOST, &HeaderValue::from_static("app:8080"));
+        added.set(&X_FORWARDED_HOST, "mairie.fr");
+        // A value no header may hold is skipped, never written (it would split the head).
+        added.set(&X_FORWARDED_PROTO, "https\r\nx-guichet-subject: forged");
+        added.set(&header::FORWARDED, "for=\u{7f}");
+        assert_eq!(added.as_bytes(), b"host: app:8080\r\nx-forwarded-host: mairie.fr\r\n");
+        let mut h = map(&[("accept", "*/*")]);
+        added.apply_to(&mut h);
+        assert_eq!(h.len(), 3);
+        assert_eq!(h["host"], "app:8080");
+        assert_eq!(h["x-forwarded-host"], "mairie.fr");
+    }
+
+    #[test]
+    fn connection_tokens_are_found_in_any_case_and_list_position() {
+        let h = map(&[("connection", "keep-alive"), ("connection", "TE,  Close ")]);
+        assert!(connection_has_token(&h, "close"));
+        assert!(connection_has_token(&h, "keep-alive"));
+        assert!(!connection_has_token(&h, "upgrade"));
+        assert!(!connection_has_token(&map(&[("connection", "closed")]), "close"));
+        assert!(!connection_has_token(&HeaderMap::new(), "close"));
     }
 
     #[test]

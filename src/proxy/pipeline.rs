@@ -81,6 +81,8 @@ struct RetentionHooks {
 /// A request ready to go upstream, with what the later phases need to finish it.
 struct Outbound {
     request: Request<Body>,
+    /// The gateway's own headers, written straight into the upstream head.
+    added: headers::Added,
     client_upgrade: Option<OnUpgrade>,
 }
 
@@ -227,7 +229,7 @@ impl Proxy {
         let req = if has_fields { Box::pin(self.protect(ctx, &route, req)).await? } else { req };
         let out = self.upstream_request(ctx, &route, req)?;
         let client_upgrade = out.client_upgrade;
-        let mut resp = forward(pool, &route, out.request, client_upgrade.is_some()).await?;
+        let mut resp = forward(pool, &route, out.request, &out.added, client_upgrade.is_some()).await?;
         let mut revealer = self.revealer(ctx, archive_reason);
         if let Some(r) = revealer.as_mut().filter(|_| Revealer::headers_hold_tokens(resp.headers())) {
             // Boxed like the other phases that only some responses need: its future is large
@@ -634,21 +636,28 @@ impl Proxy {
         let keep_chain = trusted && full;
         headers::strip(
             h,
-            Strip { hop_by_hop: true, keep_upgrade: ctx.upgrade, reserved: true, forwarded: !keep_chain },
+            Strip {
+                hop_by_hop: true,
+                keep_upgrade: ctx.upgrade,
+                reserved: true,
+                forwarded: !keep_chain,
+                replaced: true,
+            },
         );
-        // Room for what the gateway adds (forwarding, request id, purpose): one growth of the
-        // map instead of several.
-        h.reserve(8);
-        // Only after the strip: a client cannot choose the purpose the upstream sees.
+        // Only after the strip, which removed every name written here: a client can choose
+        // neither the purpose, the record, the identity, the host nor the request id that
+        // the upstream sees, and none goes twice.
+        let mut added = headers::Added::new();
+        added.push(&header::HOST, &route.upstream.host_header);
         if let Some(p) = ctx.decision.as_ref().and_then(Decision::processing) {
-            h.insert(&X_GUICHET_PURPOSE, p.header.clone());
+            added.push(&X_GUICHET_PURPOSE, &p.header);
         }
         // The anonymous record the sealed fields belong to: the application keeps it with the
         // record, so that the DPO can shred that record's key (`guichet rights erase-record`).
         if let Some(record) = ctx.record.as_deref().and_then(|r| HeaderValue::from_str(r).ok()) {
-            h.insert(&X_GUICHET_RECORD, record);
+            added.push(&X_GUICHET_RECORD, &record);
         }
-        self.add_identity(ctx, route, h)?;
+        self.add_identity(ctx, route, &mut added)?;
         // The gateway already answered `Expect: 100-continue` to the client.
         h.remove(header::EXPECT);
         merge_cookies(h);
@@ -657,19 +666,21 @@ impl Proxy {
         }
         let hop = Hop { peer: ctx.peer, tls: ctx.tls, host: &ctx.host };
         match route.client_address {
-            ClientAddress::Full => headers::add_forwarded(h, hop, keep_chain),
-            mode => headers::add_forwarded_minimised(h, hop, origin.as_ref(), mode == ClientAddress::Truncated),
+            ClientAddress::Full if keep_chain => headers::add_forwarded(h, hop, true),
+            ClientAddress::Full => headers::write_forwarded(&mut added, hop),
+            mode => {
+                headers::add_forwarded_minimised(&mut added, hop, origin.as_ref(), mode == ClientAddress::Truncated)
+            }
         }
         if let Some(v) = &ctx.request_id_header {
-            h.insert(&X_REQUEST_ID, v.clone());
+            added.push(&X_REQUEST_ID, v);
         }
-        h.insert(header::HOST, route.upstream.host_header.clone());
         let body = if http_body::Body::is_end_stream(&body) {
             Body::empty()
         } else {
             Body::new(GuardedBody::new(body, Some(route.max_body_bytes), route.timeouts.idle_body))
         };
-        Ok(Outbound { request: Request::from_parts(parts, body), client_upgrade })
+        Ok(Outbound { request: Request::from_parts(parts, body), added, client_upgrade })
     }
 
     /// Phase 3: who is asking, from the session cookie (cache first, store when stale).
@@ -692,14 +703,14 @@ impl Proxy {
     /// Adds `X-Guichet-Subject`, the allowed `X-Guichet-Claim-*` and `X-Guichet-Assertion`
     /// on protected routes (public routes learn nothing about who is asking). Runs after
     /// `headers::strip`, so nothing a client sent under these names survives.
-    fn add_identity(&self, ctx: &RequestContext, route: &Route, h: &mut http::HeaderMap) -> Result<(), ProxyError> {
+    fn add_identity(&self, ctx: &RequestContext, route: &Route, added: &mut headers::Added) -> Result<(), ProxyError> {
         let (Some(auth), Some(session)) = (&self.auth, ctx.identity.session()) else { return Ok(()) };
         if route.access == RouteAccess::Public {
             return Ok(());
         }
         let identity = auth.identity_headers(session, route).map_err(|e| ProxyError::Internal(e.to_string()))?;
         for (name, value) in &identity.headers {
-            h.insert(name.clone(), value.clone());
+            added.push(name, value);
         }
         Ok(())
     }
@@ -754,10 +765,13 @@ fn authorize(ctx: &mut RequestContext, route: &Route, uri: &Uri) -> Result<(), P
 async fn forward(
     pool: &Arc<Pool>,
     route: &Route,
-    req: Request<Body>,
+    mut req: Request<Body>,
+    added: &headers::Added,
     upgrade: bool,
 ) -> Result<Response<PooledBody>, ProxyError> {
     if upgrade {
+        // hyper's client writes the head from the map.
+        added.apply_to(req.headers_mut());
         // Rare, and its future is large: boxed, so as not to grow every request's.
         let limit = route.timeouts.response_headers;
         return match Box::pin(tokio::time::timeout(limit, pool.send_upgrade(req))).await {
@@ -765,7 +779,7 @@ async fn forward(
             Err(_) => Err(ProxyError::ResponseTimeout),
         };
     }
-    pool.send(req).await.map_err(classify)
+    pool.send(req, added.as_bytes()).await.map_err(classify)
 }
 
 /// Phase 7: the response as the client will see it.

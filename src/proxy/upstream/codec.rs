@@ -75,14 +75,24 @@ fn expects_body(method: &Method) -> bool {
     matches!(*method, Method::POST | Method::PUT | Method::PATCH)
 }
 
-/// Writes the request head. `headers` must not hold `Content-Length` or `Transfer-Encoding`
-/// (the framing is written from `framing`); values are already free of CR and LF
-/// (`HeaderValue` refuses them), so nothing here can split the request.
-pub fn encode_head(method: &Method, target: &str, headers: &HeaderMap, framing: RequestFraming, out: &mut Vec<u8>) {
+/// Writes the request head: the gateway's own header lines (`added`, each ending in CRLF,
+/// `proxy::headers::Added`) first, then the request's. `headers` must not hold
+/// `Content-Length` or `Transfer-Encoding` (the framing is written from `framing`); values
+/// are already free of CR and LF (`HeaderValue` refuses them, `Added` writes only such
+/// values), so nothing here can split the request.
+pub fn encode_head(
+    method: &Method,
+    target: &str,
+    added: &[u8],
+    headers: &HeaderMap,
+    framing: RequestFraming,
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    out.extend_from_slice(added);
     for (name, value) in headers {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
@@ -414,13 +424,13 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("host", HeaderValue::from_static("app"));
         let mut out = Vec::new();
-        encode_head(&Method::GET, "/a?b=1", &h, RequestFraming::Empty, &mut out);
+        encode_head(&Method::GET, "/a?b=1", b"", &h, RequestFraming::Empty, &mut out);
         assert_eq!(out, b"GET /a?b=1 HTTP/1.1\r\nhost: app\r\n\r\n");
         out.clear();
-        encode_head(&Method::POST, "/", &h, RequestFraming::Length(1234567), &mut out);
-        assert_eq!(out, b"POST / HTTP/1.1\r\nhost: app\r\ncontent-length: 1234567\r\n\r\n");
+        encode_head(&Method::POST, "/", b"x-request-id: 7\r\n", &h, RequestFraming::Length(1234567), &mut out);
+        assert_eq!(out, b"POST / HTTP/1.1\r\nx-request-id: 7\r\nhost: app\r\ncontent-length: 1234567\r\n\r\n");
         out.clear();
-        encode_head(&Method::PUT, "/", &HeaderMap::new(), RequestFraming::Chunked, &mut out);
+        encode_head(&Method::PUT, "/", b"", &HeaderMap::new(), RequestFraming::Chunked, &mut out);
         assert_eq!(out, b"PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
         assert_eq!(RequestFraming::of(&Method::GET, Some(0), false), RequestFraming::Empty);
         assert_eq!(RequestFraming::of(&Method::GET, Some(0), true), RequestFraming::Length(0));

@@ -178,8 +178,13 @@ impl Pool {
     /// A request goes again on a new connection when a pooled one turns out closed before
     /// any of it was written, or, for an idempotent request without a body (RFC 9110
     /// §9.2.2), when the pooled connection closed before any byte of an answer.
-    pub async fn send(self: &Arc<Self>, req: Request<Body>) -> Result<Response<PooledBody>, UpstreamError> {
-        let mut out = Outgoing::new(req);
+    /// `added`: the gateway's own header lines, written first (`proxy::headers::Added`).
+    pub async fn send(
+        self: &Arc<Self>,
+        req: Request<Body>,
+        added: &[u8],
+    ) -> Result<Response<PooledBody>, UpstreamError> {
+        let mut out = Outgoing::new(req, added);
         while let Some(conn) = self.checkout() {
             match self.exchange(conn, out, true).await {
                 Ok(resp) => return Ok(resp),
@@ -373,7 +378,7 @@ struct Outgoing {
 }
 
 impl Outgoing {
-    fn new(req: Request<Body>) -> Self {
+    fn new(req: Request<Body>, added: &[u8]) -> Self {
         let (mut parts, body) = req.into_parts();
         // The framing is the body's, written by `encode_head`; the client's was hop-by-hop.
         let had_length = parts.headers.remove(CONTENT_LENGTH).is_some();
@@ -381,8 +386,8 @@ impl Outgoing {
         let exact = if body.is_end_stream() { Some(0) } else { body.size_hint().exact() };
         let framing = RequestFraming::of(&parts.method, exact, had_length);
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut head = Vec::with_capacity(256 + parts.headers.len() * 48);
-        codec::encode_head(&parts.method, target, &parts.headers, framing, &mut head);
+        let mut head = Vec::with_capacity(256 + added.len() + parts.headers.len() * 48);
+        codec::encode_head(&parts.method, target, added, &parts.headers, framing, &mut head);
         let head = Bytes::from(head);
         let body = framing.has_body().then_some(body);
         Self {
