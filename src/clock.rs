@@ -91,6 +91,16 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Lowercase hex of `bytes` into `out`, two digits per byte (as far as `out` reaches).
+pub fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        for (slot, nibble) in pair.iter_mut().zip([b >> 4, b & 0x0f]) {
+            *slot = DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0');
+        }
+    }
+}
+
 /// Appends the lowercase hex of `bytes` to `out`.
 pub fn push_hex(out: &mut String, bytes: &[u8]) {
     fn digit(n: u8) -> char {
@@ -162,5 +172,9 @@ mod tests {
     fn hex_is_lowercase_and_twice_as_long() {
         assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
         assert_eq!(random_hex::<16>(&SystemRandom::new()).unwrap().len(), 32);
+        let bytes: Vec<u8> = (0..=255).collect();
+        let mut out = vec![0u8; 512];
+        hex_into(&mut out, &bytes);
+        assert_eq!(String::from_utf8(out).unwrap(), hex(&bytes));
     }
 }

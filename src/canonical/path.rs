@@ -339,9 +339,13 @@ fn path_infos(path: &str) -> impl Iterator<Item = &str> {
 /// after a script (`PATH_INFO`: PHP front controllers, CGI, Apache's `AcceptPathInfo`), and
 /// the path without its last extension (Rails formats, Spring's suffix patterns).
 pub fn file_readings(path: &str) -> impl Iterator<Item = &str> {
+    // Every reading comes from a segment naming a file, which holds a dot; most paths have
+    // none, and this runs on every request: such a path is not split at all.
+    let readings = if path.as_bytes().contains(&b'.') { usize::MAX } else { 0 };
     std::iter::once(path)
         .chain(path_infos(path))
         .flat_map(move |p| [(p.len() != path.len()).then_some(p), without_extension(p)].into_iter().flatten())
+        .take(readings)
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use http::header::HeaderName;
 use tracing::Instrument;
 
 use crate::app::AppState;
-use crate::clock::random_hex;
 use crate::error::ErrorCause;
 use crate::server::ConnMeta;
 
@@ -72,7 +71,7 @@ where
     let started = Instant::now();
     // The same rule as for `Forwarded`: an id is taken only from a trusted proxy.
     let trusted = crate::proxy::headers::is_trusted(conn.peer, &app.settings.server.trusted_proxies);
-    let id: Arc<str> = match incoming_id(&req).filter(|_| trusted) {
+    let id: Arc<str> = match trusted.then(|| incoming_id(&req)).flatten() {
         Some(id) => Arc::from(id),
         None => app.request_ids.next(),
     };
@@ -109,22 +108,29 @@ fn unmatched() -> Arc<str> {
 /// system call per request; they are references for support, not secrets.
 #[derive(Debug)]
 pub struct RequestIds {
-    prefix: String,
+    /// 8 random bytes in hex.
+    prefix: [u8; 16],
     counter: std::sync::atomic::AtomicU64,
 }
 
 impl RequestIds {
     pub fn new(random: &dyn crate::clock::Random) -> Result<Self, crate::clock::RandomError> {
-        Ok(Self { prefix: random_hex::<8>(random)?, counter: std::sync::atomic::AtomicU64::new(0) })
+        let mut bytes = [0u8; 8];
+        random.fill(&mut bytes)?;
+        let mut prefix = [0u8; 16];
+        crate::clock::hex_into(&mut prefix, &bytes);
+        Ok(Self { prefix, counter: std::sync::atomic::AtomicU64::new(0) })
     }
 
     pub fn next(&self) -> Arc<str> {
         let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut id = String::with_capacity(self.prefix.len() + 16);
-        id.push_str(&self.prefix);
-        // Not `format!`: this runs on every request.
-        crate::clock::push_hex(&mut id, &n.to_be_bytes());
-        Arc::from(id)
+        // Laid out on the stack and copied once into the shared string: this runs on every
+        // request.
+        let mut id = [0u8; 32];
+        let (prefix, count) = id.split_at_mut(16);
+        prefix.copy_from_slice(&self.prefix);
+        crate::clock::hex_into(count, &n.to_be_bytes());
+        Arc::from(std::str::from_utf8(&id).unwrap_or("-"))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Bytes in: listeners, TLS termination, HTTP/1.1 and HTTP/2 connections, graceful shutdown.
 
+pub mod drain;
 pub mod idle;
 pub mod lanes;
 pub mod middleware;
@@ -16,7 +17,6 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use idle::{Activity, TrackedBody};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -83,7 +83,7 @@ pub async fn serve<F: Front>(
     grace: Duration,
 ) {
     let builder = Arc::new(http_builder(limits));
-    let graceful = GracefulShutdown::new();
+    let graceful = drain::Drain::new();
     let stop = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
@@ -161,7 +161,7 @@ struct Conn<'a, F> {
     builder: &'a Builder<TokioExecutor>,
     front: F,
     meta: ConnMeta,
-    watcher: hyper_util::server::graceful::Watcher,
+    watcher: drain::Watcher,
     /// How long it may wait for a request (`ConnLimits::header_read_timeout`).
     wait: Duration,
 }

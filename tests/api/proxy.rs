@@ -209,6 +209,44 @@ async fn a_slow_upload_is_not_cut_by_the_response_head_timeout() {
     assert_eq!(counted["bytes"], 5000);
 }
 
+/// Stopping: idle keep-alive connections are closed at once, a request in flight is served to
+/// its end (within the grace period), then its connection closes too.
+#[tokio::test]
+async fn stopping_closes_idle_connections_at_once_and_lets_requests_in_flight_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().start().await;
+    let mut idle = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    idle.write_all(b"POST /count HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"}") {
+        let n = idle.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before answering: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(buf.get(..n).unwrap());
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+
+    let chunks = futures_util::stream::unfold(0u8, |n| async move {
+        if n == 5 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'a'; 1000])), n + 1))
+    });
+    let upload = tokio::spawn(app.client.post(app.url("/count")).body(reqwest::Body::wrap_stream(chunks)).send());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = tokio::spawn(app.stop());
+
+    let n = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf)).await.unwrap().unwrap_or(0);
+    assert_eq!(n, 0, "the idle connection was not closed");
+    assert!(!upload.is_finished(), "the idle connection was closed only after the upload, at the grace's end");
+    let resp = upload.await.unwrap().expect("the upload in flight was cut");
+    assert_eq!(resp.status(), 200);
+    let counted: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(counted["bytes"], 5000);
+    stopping.await.unwrap();
+}
+
 /// Each pooled connection keeps one response-head timer, moved on for every request: it must
 /// still fire for a slow answer after fast ones, after the connection sat idle past a
 /// deadline, and never for the fast requests around it.
