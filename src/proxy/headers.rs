@@ -63,11 +63,10 @@ impl Default for Strip {
 /// Removes, in one pass over the names, every header `what` asks for. A request carrying none
 /// of them (the usual case) costs one scan and no allocation.
 pub fn strip(headers: &mut HeaderMap, what: Strip) {
-    let named = if what.hop_by_hop { connection_named(headers) } else { Vec::new() };
     let upgrade = if what.hop_by_hop && what.keep_upgrade { headers.get(header::UPGRADE).cloned() } else { None };
     let doomed = |name: &HeaderName| {
         let n = name.as_str();
-        (what.hop_by_hop && (is_hop_by_hop(n) || named.contains(name)))
+        (what.hop_by_hop && is_hop_by_hop(n))
             || (what.reserved && names::is_reserved_header(n))
             || (what.forwarded && is_forwarding(n))
             || (what.replaced && is_replaced(n))
@@ -76,11 +75,17 @@ pub fn strip(headers: &mut HeaderMap, what: Strip) {
     // for the few that most messages carry (an upstream's `Connection: keep-alive`).
     let mut few: [Option<HeaderName>; 4] = Default::default();
     let mut more = Vec::new();
+    let mut connection = false;
     for (i, name) in headers.keys().filter(|n| doomed(n)).enumerate() {
+        connection |= name == header::CONNECTION;
         match few.get_mut(i) {
             Some(slot) => *slot = Some(name.clone()),
             None => more.push(name.clone()),
         }
+    }
+    // The names `Connection` lists are hop-by-hop too; looked up only when it is there.
+    if connection {
+        more.extend(connection_named(headers));
     }
     for name in few.iter().flatten().chain(&more) {
         headers.remove(name);
