@@ -12,8 +12,6 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
-use crate::proxy::headers::connection_has_token;
-
 /// The most headers an upstream response may carry.
 const MAX_HEADERS: usize = 128;
 
@@ -149,9 +147,18 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method, upgrade: bool) -> Result<
             continue;
         }
         let http10 = parsed.version == Some(0);
+        let connection = ConnectionOptions::of(parsed.headers);
+        // `Connection` and `Keep-Alive` are hop-by-hop: when `Connection` holds only the usual
+        // options (nginx's `keep-alive` on every answer), both are left out of the map here
+        // instead of being added, then found and removed by the response's strip. Otherwise
+        // (names listed, an upgrade) the strip removes what it must.
+        let skip = |name: &str| {
+            connection.plain && (name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("keep-alive"))
+        };
         let names: Vec<(HeaderName, usize, usize)> = parsed
             .headers
             .iter()
+            .filter(|h| !skip(h.name))
             .map(|h| Ok((HeaderName::from_bytes(h.name.as_bytes())?, offset(buf, h.value)?, h.value.len())))
             .collect::<Result<_, CodecError>>()?;
         let head = buf.split_to(len).freeze();
@@ -165,7 +172,30 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method, upgrade: bool) -> Result<
             let value = head.slice(start..start + len);
             headers.append(name, HeaderValue::from_maybe_shared(value).map_err(|_| CodecError::Header)?);
         }
-        return finish_head(status, headers, method, http10).map(Some);
+        return finish_head(status, headers, method, http10 || connection.close).map(Some);
+    }
+}
+
+/// What a response's `Connection` headers say, read from the parsed head.
+struct ConnectionOptions {
+    /// `close` is among its options.
+    close: bool,
+    /// It holds no option but `keep-alive` and `close` (or there is none).
+    plain: bool,
+}
+
+impl ConnectionOptions {
+    fn of(headers: &[httparse::Header<'_>]) -> Self {
+        let mut options = Self { close: false, plain: true };
+        let values = headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection"));
+        for token in values.flat_map(|h| h.value.split(|&b| b == b',')).map(<[u8]>::trim_ascii) {
+            if token.eq_ignore_ascii_case(b"close") {
+                options.close = true;
+            } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                options.plain = false;
+            }
+        }
+        options
     }
 }
 
@@ -184,8 +214,9 @@ impl From<http::header::InvalidHeaderName> for CodecError {
     }
 }
 
-fn finish_head(status: StatusCode, mut headers: HeaderMap, method: &Method, http10: bool) -> Result<Head, CodecError> {
-    let mut reusable = !http10 && !connection_has_token(&headers, "close");
+/// `closes`: the answer is HTTP/1.0 or its `Connection` says `close`.
+fn finish_head(status: StatusCode, mut headers: HeaderMap, method: &Method, closes: bool) -> Result<Head, CodecError> {
+    let mut reusable = !closes;
     let no_body = *method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
@@ -450,6 +481,27 @@ mod tests {
         assert!(h.reusable);
         assert_eq!(&buf[..], b"hello", "the body stays in the buffer");
         assert!(head("HTTP/1.1 200 OK\r\nContent-").unwrap().is_none(), "partial");
+    }
+
+    #[test]
+    fn connection_options_decide_reuse_and_the_plain_ones_stay_out_of_the_map() {
+        let raw = "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n";
+        let h = head(raw).unwrap().unwrap();
+        assert!(h.reusable);
+        assert!(!h.headers.contains_key("connection") && !h.headers.contains_key("keep-alive"), "{:?}", h.headers);
+        let h = head("HTTP/1.1 200 OK\r\nconnection: Keep-Alive, CLOSE\r\nContent-Length: 0\r\n\r\n").unwrap().unwrap();
+        assert!(!h.reusable, "an answer saying close was reused");
+        assert!(!h.headers.contains_key("connection"));
+        assert!(
+            !head("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n").unwrap().unwrap().reusable
+        );
+        // Names listed in Connection: everything stays for the strip, which removes them all.
+        let raw = "HTTP/1.1 200 OK\r\nX-Secret: 1\r\nConnection: close, X-Secret\r\nContent-Length: 0\r\n\r\n";
+        let mut h = head(raw).unwrap().unwrap();
+        assert!(!h.reusable);
+        assert!(h.headers.contains_key("connection") && h.headers.contains_key("x-secret"));
+        crate::proxy::headers::strip_hop_by_hop(&mut h.headers, false);
+        assert!(!h.headers.contains_key("x-secret") && !h.headers.contains_key("connection"));
     }
 
     #[test]
