@@ -361,7 +361,7 @@ impl Protector<'_> {
         let fields = json;
         let malformed = || shape("the JSON body is malformed");
         // The scanner checks the grammar as it goes, on text known to be UTF-8.
-        let text = std::str::from_utf8(bytes).map_err(|_| malformed())?;
+        let text = simdutf8::basic::from_utf8(bytes).map_err(|_| malformed())?;
         let paths = self.json_paths.ok_or_else(|| shape("a declared JSON pointer is invalid"))?;
         // A found value names its field by position: the compiled paths must be these fields'.
         if paths.len() != fields.len() {
@@ -464,7 +464,7 @@ pub struct Pair<'f> {
 /// carries; refused when ambiguous, over [`MAX_PAIRS`], or carrying a declared field under
 /// another spelling.
 pub fn read_pairs<'f>(fields: &[&'f Field], at: FieldLocation, bytes: &[u8]) -> Result<Vec<Pair<'f>>, ProxyError> {
-    std::str::from_utf8(bytes).map_err(|_| shape("URL-encoded data is not valid UTF-8"))?;
+    simdutf8::basic::from_utf8(bytes).map_err(|_| shape("URL-encoded data is not valid UTF-8"))?;
     if bytes.contains(&b';') {
         // Some frameworks split pairs on `;` too: `a=1;name=Dupont` would reach them as a
         // `name` the gateway never saw. Browsers always encode it (`%3B`).

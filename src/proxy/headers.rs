@@ -155,6 +155,11 @@ impl Added {
         Self { lines: Vec::with_capacity(256) }
     }
 
+    /// Room for `additional` more bytes of lines.
+    pub fn reserve(&mut self, additional: usize) {
+        self.lines.reserve(additional);
+    }
+
     /// Adds `name: value`; the value is a header value already (no CR, LF or other control).
     pub fn push(&mut self, name: &HeaderName, value: &HeaderValue) {
         self.push_line(name, value.as_bytes());

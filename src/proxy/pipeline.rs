@@ -709,6 +709,8 @@ impl Proxy {
             return Ok(());
         }
         let identity = auth.identity_headers(session, route).map_err(|e| ProxyError::Internal(e.to_string()))?;
+        // Sized once: the assertion alone is longer than the lines' first allocation.
+        added.reserve(identity.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum());
         for (name, value) in &identity.headers {
             added.push(name, value);
         }
