@@ -25,12 +25,22 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 
 /// True when `Connection` lists `token` (in any case, in any of its values).
 pub fn connection_has_token(headers: &HeaderMap, token: &str) -> bool {
-    // On bytes: every upstream response is asked whether it closes its connection, and a
-    // string split and check cost more than the rest of that answer's header work.
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .any(|v| v.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes())))
+        .flat_map(|v| list_items(v.as_bytes()))
+        .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// The items of a comma-separated header value (`Connection: keep-alive, close`), trimmed,
+/// empty ones skipped; on bytes, since this runs on most requests and answers.
+pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|t| !t.is_empty())
+}
+
+/// A `Connection` option that names no header (RFC 9110 §7.6.1).
+pub fn is_connection_option(token: &[u8]) -> bool {
+    ["keep-alive", "close", "upgrade"].iter().any(|o| token.eq_ignore_ascii_case(o.as_bytes()))
 }
 
 /// Removes hop-by-hop headers: `Connection` and every header it names, `Keep-Alive`, `TE`,
@@ -103,11 +113,8 @@ fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| {
-            !t.is_empty() && !["keep-alive", "close", "upgrade"].iter().any(|o| t.eq_ignore_ascii_case(o.as_bytes()))
-        })
+        .flat_map(|v| list_items(v.as_bytes()))
+        .filter(|t| !is_connection_option(t))
         .filter_map(|t| HeaderName::from_bytes(t).ok())
         .collect()
 }

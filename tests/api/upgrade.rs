@@ -63,6 +63,9 @@ async fn websocket_upgrade_headers_reach_the_upstream_but_reserved_headers_do_no
     assert!(!got.headers.contains_key("x-guichet-subject"), "a client-sent X-Guichet-Subject reached the upstream");
     assert!(!got.headers.contains_key("x-guichet-roles"), "a client-sent X-Guichet-Roles reached the upstream");
     assert!(h("forwarded").is_some_and(|f| f.contains("proto=http")));
+    // The gateway's own lines reach hyper's client on this path too, each once.
+    assert_eq!(h("host"), Some(app.upstream.addr.to_string()));
+    assert_eq!(got.headers.get_all("x-request-id").iter().count(), 1);
     ws.close(None).await.unwrap();
 }
 

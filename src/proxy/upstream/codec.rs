@@ -12,6 +12,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
+use crate::proxy::headers::list_items;
+
 /// The most headers an upstream response may carry.
 const MAX_HEADERS: usize = 128;
 
@@ -188,10 +190,10 @@ impl ConnectionOptions {
     fn of(headers: &[httparse::Header<'_>]) -> Self {
         let mut options = Self { close: false, plain: true };
         let values = headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection"));
-        for token in values.flat_map(|h| h.value.split(|&b| b == b',')).map(<[u8]>::trim_ascii) {
+        for token in values.flat_map(|h| list_items(h.value)) {
             if token.eq_ignore_ascii_case(b"close") {
                 options.close = true;
-            } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+            } else if !token.eq_ignore_ascii_case(b"keep-alive") {
                 options.plain = false;
             }
         }
