@@ -242,7 +242,6 @@ pub fn seal_into(
     let start = out.len();
     out.reserve(token_len(value.len()) + binding.prefix.len() + 8 + ctx.field.len() + ctx.subject.len());
     let written = (|| -> Result<(), TokenError> {
-        use base64::Engine as _;
         out.extend_from_slice(if binding.classed { PREFIX } else { LEGACY_PREFIX }.as_bytes());
         out.extend_from_slice(key_ref.id.as_str().as_bytes());
         out.push(b'.');
@@ -263,15 +262,13 @@ pub fn seal_into(
         out.extend_from_slice(&tag);
         // The raw bytes are followed by their base64, which then moves over them.
         let raw_end = out.len();
-        let encoded = b64_len(raw_end - raw_start);
+        let encoded = super::B64.encoded_length(raw_end - raw_start);
         out.resize(raw_end + encoded, 0);
         let (raw, text) = out
             .get_mut(raw_start..)
             .and_then(|b| b.split_at_mut_checked(raw_end - raw_start))
             .ok_or(TokenError::Malformed)?;
-        let written = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode_slice(raw, text)
-            .map_err(|_| TokenError::Malformed)?;
+        let written = super::B64.encode(raw, base64_simd::Out::from_slice(text)).len();
         out.copy_within(raw_end..raw_end + written, raw_start);
         out.truncate(raw_start + written);
         Ok(())
