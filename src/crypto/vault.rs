@@ -71,8 +71,9 @@ pub const DEFAULT_CLASS: &str = "default";
 /// the `gch1.` tokens sealed under it and never seals again.
 pub const LEGACY_CLASS: &str = "";
 
-/// An unwrapped data key with who it belongs to, as cached.
-#[derive(Clone)]
+/// An unwrapped data key with who it belongs to, as cached: shared (`Arc`) between the cache
+/// and the requests using it, so a lookup copies no key and no name; its bytes are wiped when
+/// the last holder drops it.
 struct Entry {
     key_id: KeyId,
     subject: String,
@@ -97,7 +98,7 @@ impl Entry {
 /// One (subject, activity, retention class) data key, held for the length of one request (never cached
 /// beyond it: a shred elsewhere reaches the next request through the vault's cache rules).
 pub struct SealingKey {
-    entry: Entry,
+    entry: Arc<Entry>,
     schedule: super::aead::SealKey,
     /// The associated data its tokens share, laid out once for the request's seals.
     binding: token::Binding,
@@ -195,8 +196,9 @@ pub const SHRED_VISIBLE_WITHIN: Duration = Duration::from_secs(2);
 /// Unwrapped keys by key id, and key ids by owner. Both bounded; evicted keys are zeroized
 /// when dropped (`Key256`).
 struct Cache {
-    by_id: LruCache<String, Entry>,
-    by_owner: LruCache<(String, String, String), String>,
+    by_id: LruCache<String, Arc<Entry>>,
+    /// Key ids by [`owner_key`].
+    by_owner: LruCache<Vec<u8>, String>,
     /// The shred generation last read from the store (`Some(None)`: read, no shred yet).
     generation: Option<Option<String>>,
     /// When the last successful read of the generation started.
@@ -333,6 +335,16 @@ fn check_owner(subject: &str, activity: &str, class: &str) -> Result<(), CryptoE
     check_name(class)
 }
 
+/// The cache's key for (subject, activity, class): the three names framed, so no two owners
+/// share one whatever characters they hold.
+fn owner_key(subject: &str, activity: &str, class: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(12 + subject.len() + activity.len() + class.len());
+    for part in [subject, activity, class] {
+        super::push_framed(&mut key, part.as_bytes());
+    }
+    key
+}
+
 fn check_ctx(ctx: &FieldContext<'_>) -> Result<(), CryptoError> {
     check_name(ctx.activity)?;
     check_name(ctx.field)?;
@@ -412,7 +424,7 @@ impl Vault {
         self.cached_owner(subject, activity, class).map(|e| self.sealing_key_of(e)).transpose()
     }
 
-    fn sealing_key_of(&self, entry: Entry) -> Result<SealingKey, CryptoError> {
+    fn sealing_key_of(&self, entry: Arc<Entry>) -> Result<SealingKey, CryptoError> {
         let schedule = super::aead::SealKey::new(&entry.key).map_err(token::TokenError::from)?;
         let binding = token::Binding::new(entry.key_ref(), &entry.activity);
         Ok(SealingKey { entry, schedule, binding, random: self.nonces.clone() })
@@ -432,7 +444,7 @@ impl Vault {
     /// key still exists.
     pub async fn class_of(&self, tok: &str) -> Result<Option<String>, CryptoError> {
         let parsed = token::parse(tok)?;
-        Ok(self.key_by_id(&parsed.key_id).await?.map(|e| e.class))
+        Ok(self.key_by_id(&parsed.key_id).await?.map(|e| e.class.clone()))
     }
 
     /// The classes (subject, activity) has a key for, [`LEGACY_CLASS`] included when the
@@ -446,7 +458,7 @@ impl Vault {
     /// the policy, which of the activity's fields to try and whether the viewer may see it.
     pub async fn owner_of(&self, tok: &str) -> Result<Option<(String, String)>, CryptoError> {
         let parsed = token::parse(tok)?;
-        Ok(self.key_by_id(&parsed.key_id).await?.map(|e| (e.subject, e.activity)))
+        Ok(self.key_by_id(&parsed.key_id).await?.map(|e| (e.subject.clone(), e.activity.clone())))
     }
 
     /// The irreversible pseudonym of a value (HMAC-SHA-256 under the pseudonymize key).
@@ -460,8 +472,7 @@ impl Vault {
     }
 
     /// The cached data key of (subject, activity, class), from the store or newly created.
-    /// Returned as a clone whose bytes are zeroized when the caller drops it.
-    async fn key_for_owner(&self, subject: &str, activity: &str, class: &str) -> Result<Entry, CryptoError> {
+    async fn key_for_owner(&self, subject: &str, activity: &str, class: &str) -> Result<Arc<Entry>, CryptoError> {
         let epoch = self.trust_cache().await?;
         if let Some(e) = self.cached_owner(subject, activity, class) {
             return Ok(e);
@@ -478,7 +489,7 @@ impl Vault {
         self.remember(&row, epoch)
     }
 
-    async fn key_by_id(&self, key_id: &KeyId) -> Result<Option<Entry>, CryptoError> {
+    async fn key_by_id(&self, key_id: &KeyId) -> Result<Option<Arc<Entry>>, CryptoError> {
         let epoch = self.trust_cache().await?;
         if let Some(e) = self.cached_id(key_id.as_str()) {
             return Ok(Some(e));
@@ -636,17 +647,17 @@ impl Vault {
 
     /// Unwraps a stored row and caches it, unless the cache was emptied since `epoch` (when
     /// the row was read): then a shred may have destroyed it meanwhile, and it is used once.
-    fn remember(&self, row: &DataKeyRow, epoch: u64) -> Result<Entry, CryptoError> {
+    fn remember(&self, row: &DataKeyRow, epoch: u64) -> Result<Arc<Entry>, CryptoError> {
         if self.is_destroyed(&row.key_id) {
             return Err(CryptoError::KeyGone);
         }
-        let e = self.unwrap_row(row)?;
+        let e = Arc::new(self.unwrap_row(row)?);
         if let Ok(mut c) = self.cache.lock()
             && c.epoch == epoch
             && c.trusted()
         {
-            c.by_owner.put((e.subject.clone(), e.activity.clone(), e.class.clone()), row.key_id.clone());
-            c.by_id.put(row.key_id.clone(), e.clone());
+            c.by_owner.put(owner_key(&e.subject, &e.activity, &e.class), row.key_id.clone());
+            c.by_id.put(row.key_id.clone(), Arc::clone(&e));
         }
         Ok(e)
     }
@@ -655,9 +666,9 @@ impl Vault {
         self.clock.now() - e.loaded_at < self.ttl
     }
 
-    fn cached_id(&self, key_id: &str) -> Option<Entry> {
+    fn cached_id(&self, key_id: &str) -> Option<Arc<Entry>> {
         let mut c = self.cache.lock().ok()?;
-        let e = c.by_id.get(key_id)?.clone();
+        let e = Arc::clone(c.by_id.get(key_id)?);
         if self.fresh(&e) {
             Some(e)
         } else {
@@ -666,19 +677,24 @@ impl Vault {
         }
     }
 
-    fn cached_owner(&self, subject: &str, activity: &str, class: &str) -> Option<Entry> {
-        let key_id = {
-            let mut c = self.cache.lock().ok()?;
-            c.by_owner.get(&(subject.to_owned(), activity.to_owned(), class.to_owned()))?.clone()
-        };
-        self.cached_id(&key_id)
+    fn cached_owner(&self, subject: &str, activity: &str, class: &str) -> Option<Arc<Entry>> {
+        let owner = owner_key(subject, activity, class);
+        let mut c = self.cache.lock().ok()?;
+        let key_id = c.by_owner.get(owner.as_slice())?.clone();
+        let e = Arc::clone(c.by_id.get(&key_id)?);
+        if self.fresh(&e) {
+            Some(e)
+        } else {
+            c.by_id.pop(&key_id);
+            None
+        }
     }
 
     fn evict(&self, key_id: &str) {
         if let Ok(mut c) = self.cache.lock()
             && let Some(e) = c.by_id.pop(key_id)
         {
-            c.by_owner.pop(&(e.subject.clone(), e.activity.clone(), e.class.clone()));
+            c.by_owner.pop(owner_key(&e.subject, &e.activity, &e.class).as_slice());
         }
     }
 
@@ -1012,6 +1028,13 @@ fn parse_tombstone(line: &str) -> Option<Tombstone> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_two_owners_share_a_cache_key() {
+        let owners = [("ab", "c", "d"), ("a", "bc", "d"), ("a", "b", "cd"), ("abc", "", "d"), ("", "abc", "d")];
+        let keys: std::collections::HashSet<Vec<u8>> = owners.iter().map(|(s, a, c)| owner_key(s, a, c)).collect();
+        assert_eq!(keys.len(), owners.len());
+    }
 
     #[test]
     fn names_with_a_control_character_are_refused_whatever_their_alphabet() {
