@@ -500,10 +500,13 @@ pub enum BodyKind {
 impl BodyKind {
     pub fn of(headers: &http::HeaderMap) -> Option<Self> {
         let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        if essence == "application/json" || essence.ends_with("+json") {
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        let json_suffix = essence.len().checked_sub(5).and_then(|at| essence.get(at..));
+        if essence.eq_ignore_ascii_case("application/json")
+            || json_suffix.is_some_and(|s| s.eq_ignore_ascii_case("+json"))
+        {
             Some(Self::Json)
-        } else if essence == "application/x-www-form-urlencoded" {
+        } else if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
             Some(Self::Form)
         } else {
             None
@@ -798,5 +801,16 @@ mod tests {
         assert_eq!(BodyKind::of(&h), Some(BodyKind::Form));
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("multipart/form-data; boundary=x"));
         assert_eq!(BodyKind::of(&h), None);
+        // Media types are case-insensitive (RFC 9110 §8.3.1).
+        for json in ["Application/JSON", " application/Problem+JSON ;charset=utf-8", "+json"] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(json));
+            assert_eq!(BodyKind::of(&h), Some(BodyKind::Json), "{json}");
+        }
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("APPLICATION/X-WWW-FORM-URLENCODED"));
+        assert_eq!(BodyKind::of(&h), Some(BodyKind::Form));
+        for other in ["json", "application/jsonx", "text/plain", ""] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(other));
+            assert_eq!(BodyKind::of(&h), None, "{other}");
+        }
     }
 }
