@@ -1,6 +1,6 @@
 //! Crypto micro-benchmarks for issue 5 (item 9): per-field seal/open, the JSON transform
-//! stand-in (2 KiB, 10 fields), the reveal scan of a 100 KiB HTML page with 50 tokens, and
-//! crypto-shredding a subject with 100 and with 100 000 tokens.
+//! stand-in (2 KiB, 10 fields), the reveal scan of a 100 KiB HTML page with 50 tokens, a token
+//! tried against ten fields, and crypto-shredding a subject with 100 and with 100 000 tokens.
 //!
 //! Run: `cargo bench --bench crypto`. Record results in docs/performance.md.
 
@@ -208,6 +208,40 @@ fn shred(c: &mut Criterion) {
 /// Seals `n` tokens for the pair. The first one creates the key on the bench's runtime; the
 /// rest (cache hits) are sealed on another thread, so the CPU burst of the set-up does not
 /// make the scheduler delay the measured thread's wake-ups after its fsyncs.
+/// Opening a token whose field is not known, as the reveal phase and the rights pages do:
+/// the activity's ten encrypted fields tried in turn, the token belonging to the last. Each
+/// try through `Vault::open` finds, decodes and schedules the key again; `Vault::openable`
+/// does it once per token.
+fn reveal_tries(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let vault = common::bench_vault(&rt, dir.path());
+    let last = FIELDS[FIELDS.len() - 1];
+    let tok = rt.block_on(vault.seal(&ctx(last), "FR76 3000 6000 0112 3456 7890 189")).unwrap();
+    let mut g = c.benchmark_group("reveal");
+    g.bench_function("tries_10_fields_vault_open_each", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                for f in FIELDS {
+                    if let Ok(v) = vault.open(&ctx(f), black_box(&tok)).await {
+                        return v.len();
+                    }
+                }
+                0
+            })
+        })
+    });
+    g.bench_function("tries_10_fields_openable", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let openable = vault.openable(black_box(&tok)).await.unwrap().unwrap();
+                FIELDS.iter().find_map(|f| openable.open(&ctx(f)).ok()).map_or(0, |v| v.len())
+            })
+        })
+    });
+    g.finish();
+}
+
 fn seal_many(rt: &tokio::runtime::Runtime, vault: &Vault, c: &FieldContext<'_>, n: usize) -> Vec<String> {
     let first = rt.block_on(vault.seal(c, "Dupont")).unwrap();
     let rest = std::thread::scope(|s| {
@@ -227,5 +261,5 @@ fn seal_many(rt: &tokio::runtime::Runtime, vault: &Vault, c: &FieldContext<'_>, 
     std::iter::once(first).chain(rest).collect()
 }
 
-criterion_group!(benches, per_field, transform, protect_phase, reveal, shred);
+criterion_group!(benches, per_field, transform, protect_phase, reveal, reveal_tries, shred);
 criterion_main!(benches);

@@ -37,8 +37,9 @@ pub fn seal(k: &Key256, aad: &[u8], plaintext: &[u8], rng: &dyn Random) -> Resul
 }
 
 /// A data key with its AES key schedule built, for the seals of one request (the protect
-/// phase seals every declared field of a body with the same key). It lives no longer than
-/// the request; the raw key stays in zeroizing memory (`ring` does not promise to wipe a schedule).
+/// phase seals every declared field of a body with the same key) or the tries of one token
+/// (a reader tries it against each field it may belong to). It lives no longer than that;
+/// the raw key stays in zeroizing memory (`ring` does not promise to wipe a schedule).
 pub struct SealKey(LessSafeKey);
 
 impl SealKey {
@@ -72,12 +73,19 @@ impl SealKey {
 
 /// Opens what `seal` produced with the same key and `aad`.
 pub fn open(k: &Key256, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, AeadError> {
-    let (nonce, body) = sealed.split_at_checked(NONCE_LEN).ok_or(AeadError::Unreadable)?;
-    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| AeadError::Unreadable)?;
-    let mut buf = Zeroizing::new(body.to_vec());
-    let plain_len = key(k)?.open_in_place(nonce, Aad::from(aad), &mut buf).map_err(|_| AeadError::Unreadable)?.len();
-    buf.truncate(plain_len);
-    Ok(buf)
+    SealKey::new(k)?.open(aad, sealed)
+}
+
+impl SealKey {
+    /// As [`open`], with the schedule already built.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, AeadError> {
+        let (nonce, body) = sealed.split_at_checked(NONCE_LEN).ok_or(AeadError::Unreadable)?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| AeadError::Unreadable)?;
+        let mut buf = Zeroizing::new(body.to_vec());
+        let plain_len = self.0.open_in_place(nonce, Aad::from(aad), &mut buf).map_err(|_| AeadError::Unreadable)?.len();
+        buf.truncate(plain_len);
+        Ok(buf)
+    }
 }
 
 #[cfg(test)]

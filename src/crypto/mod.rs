@@ -26,7 +26,7 @@ pub mod vault;
 
 pub use keyring::{KeyError, Keyring};
 pub use token::FieldContext;
-pub use vault::{CryptoError, DEFAULT_CLASS, LEGACY_CLASS, SealingKey, Vault};
+pub use vault::{CryptoError, DEFAULT_CLASS, LEGACY_CLASS, OpenableToken, SealingKey, Vault};
 
 /// Appends `bytes` preceded by its length (u32, big-endian), so that concatenated fields of
 /// associated data or MAC input can never be confused (`"ab" + "c"` ≠ `"a" + "bc"`).

@@ -287,12 +287,40 @@ pub fn open(
     parsed: &Parsed<'_>,
     ctx: &FieldContext<'_>,
 ) -> Result<Zeroizing<String>, TokenError> {
-    if class.is_some() != (parsed.format == Format::Classed) {
+    open_decoded(&aead::SealKey::new(key)?, class, &decode(parsed)?, ctx)
+}
+
+/// A token's sealed bytes decoded from base64, once for several tries (a reader that does
+/// not know a token's field tries it against each field it may belong to).
+pub struct Decoded {
+    format: Format,
+    key_id: KeyId,
+    sealed: Vec<u8>,
+}
+
+impl Decoded {
+    pub fn key_id(&self) -> &KeyId {
+        &self.key_id
+    }
+}
+
+pub fn decode(parsed: &Parsed<'_>) -> Result<Decoded, TokenError> {
+    let sealed = unb64(parsed.sealed).ok_or(TokenError::Malformed)?;
+    Ok(Decoded { format: parsed.format, key_id: parsed.key_id.clone(), sealed })
+}
+
+/// [`open`] with the token decoded and the key's schedule built beforehand.
+pub fn open_decoded(
+    key: &aead::SealKey,
+    class: Option<&str>,
+    token: &Decoded,
+    ctx: &FieldContext<'_>,
+) -> Result<Zeroizing<String>, TokenError> {
+    if class.is_some() != (token.format == Format::Classed) {
         return Err(TokenError::Unreadable);
     }
-    let sealed = unb64(parsed.sealed).ok_or(TokenError::Malformed)?;
-    let key_ref = KeyRef { id: &parsed.key_id, class };
-    let plain = aead::open(key, &Binding::new(key_ref, ctx.activity).associated_data(ctx), &sealed)?;
+    let key_ref = KeyRef { id: &token.key_id, class };
+    let plain = key.open(&Binding::new(key_ref, ctx.activity).associated_data(ctx), &token.sealed)?;
     let text = std::str::from_utf8(&plain).map_err(|_| TokenError::Unreadable)?;
     Ok(Zeroizing::new(text.to_owned()))
 }

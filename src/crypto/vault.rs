@@ -136,6 +136,37 @@ impl SealingKey {
     }
 }
 
+/// A token with its key, ready for tries ([`Vault::openable`]).
+pub struct OpenableToken {
+    token: token::Decoded,
+    entry: Arc<Entry>,
+    schedule: super::aead::SealKey,
+}
+
+impl std::fmt::Debug for OpenableToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenableToken").field("key_id", &self.token.key_id().as_str()).finish_non_exhaustive()
+    }
+}
+
+impl OpenableToken {
+    /// Whose data the token holds: the pseudonymous subject and the activity of its key.
+    pub fn subject(&self) -> &str {
+        &self.entry.subject
+    }
+
+    pub fn activity(&self) -> &str {
+        &self.entry.activity
+    }
+
+    /// Opens the token in `ctx`; fails when it was sealed for another field, subject or
+    /// activity, or altered.
+    pub fn open(&self, ctx: &FieldContext<'_>) -> Result<Zeroizing<String>, CryptoError> {
+        check_ctx(ctx)?;
+        Ok(token::open_decoded(&self.schedule, self.entry.class_of_tokens(), &self.token, ctx)?)
+    }
+}
+
 /// Random bytes read from the system in blocks rather than one system call per nonce (or per
 /// request): one block per vault, shared by every request's seals. The bytes are the same
 /// system randomness, each handed out once and wiped as it is; the block is wiped on drop.
@@ -435,9 +466,18 @@ impl Vault {
     /// altered, or its key was shredded.
     pub async fn open(&self, ctx: &FieldContext<'_>, tok: &str) -> Result<Zeroizing<String>, CryptoError> {
         check_ctx(ctx)?;
+        self.openable(tok).await?.ok_or(CryptoError::KeyGone)?.open(ctx)
+    }
+
+    /// A token made ready to be tried against the fields it may belong to: parsed, decoded,
+    /// its key found and scheduled once (a token does not name its field: a reader tries the
+    /// activity's encrypted fields in turn). `None` when its key no longer exists (shredded,
+    /// or never ours). Keep it no longer than the reading of this token.
+    pub async fn openable(&self, tok: &str) -> Result<Option<OpenableToken>, CryptoError> {
         let parsed = token::parse(tok)?;
-        let e = self.key_by_id(&parsed.key_id).await?.ok_or(CryptoError::KeyGone)?;
-        Ok(token::open(&e.key, e.class_of_tokens(), &parsed, ctx)?)
+        let Some(entry) = self.key_by_id(&parsed.key_id).await? else { return Ok(None) };
+        let schedule = super::aead::SealKey::new(&entry.key).map_err(TokenError::from)?;
+        Ok(Some(OpenableToken { token: token::decode(&parsed)?, entry, schedule }))
     }
 
     /// The retention class of a token's key ([`LEGACY_CLASS`] for a `gch1.` token), when the

@@ -217,26 +217,27 @@ impl Revealer {
     /// The clear value, when this viewer may see it. Unknown, shredded or foreign tokens,
     /// and any failure, give `None`: the placeholder is the safe answer.
     async fn reveal(&mut self, token: &str) -> Option<Zeroizing<String>> {
-        let (subject, activity) = self.vault.owner_of(token).await.ok()??;
-        if activity != *self.processing.activity {
+        let openable = self.vault.openable(token).await.ok()??;
+        let (subject, activity) = (openable.subject(), openable.activity());
+        if activity != &*self.processing.activity {
             return None;
         }
-        if !self.restriction_allows(&subject).await {
+        if !self.restriction_allows(subject).await {
             return None;
         }
         let processing = self.processing.clone();
         let candidates = processing.fields.iter().filter(|f| f.protection == Protection::Encrypt);
         for field in candidates {
-            let verdict = self.archive_verdict(&subject, field).await;
+            let verdict = self.archive_verdict(subject, field).await;
             match &verdict {
                 Verdict::Placeholder => continue,
-                Verdict::Open if !self.may_see(&subject, field) => continue,
+                Verdict::Open if !self.may_see(subject, field) => continue,
                 _ => {}
             }
-            let ctx = FieldContext { activity: &activity, field: &field.name, subject: &subject };
-            if let Ok(value) = self.vault.open(&ctx, token).await {
+            let ctx = FieldContext { activity, field: &field.name, subject };
+            if let Ok(value) = openable.open(&ctx) {
                 // A reveal to an agent that cannot be journaled does not happen.
-                return self.journal(&subject, field, &verdict).await.then_some(value);
+                return self.journal(subject, field, &verdict).await.then_some(value);
             }
         }
         None

@@ -217,13 +217,13 @@ pub async fn current_values(app: &App, subject: &str, owners: &[&str], activity:
     let mut tokens = Vec::new();
     collect_strings(&records, &mut tokens);
     for token in tokens.iter().flat_map(|s| crate::crypto::scan::find_tokens(s)) {
-        let Ok(Some((owner, owner_activity))) = vault.owner_of(token).await else { continue };
-        if owner_activity != activity.id || !owners.contains(&owner.as_str()) {
+        let Ok(Some(openable)) = vault.openable(token).await else { continue };
+        if openable.activity() != activity.id || !owners.contains(&openable.subject()) {
             continue;
         }
         for field in &fields {
-            let ctx = FieldContext { activity: &activity.id, field, subject: &owner };
-            if let Ok(value) = vault.open(&ctx, token).await {
+            let ctx = FieldContext { activity: &activity.id, field, subject: openable.subject() };
+            if let Ok(value) = openable.open(&ctx) {
                 let seen = out.values.entry((*field).to_owned()).or_default();
                 if !seen.iter().any(|v| v.as_str() == value.as_str()) {
                     seen.push(value.to_string());

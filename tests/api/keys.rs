@@ -71,6 +71,21 @@ async fn fields_seal_open_and_shred(backend: Backend) {
     assert!(v.open(&ctx("sub-2", "nom"), &nom).await.is_err(), "copied to another citizen");
     let owner = v.owner_of(&nom).await.unwrap().unwrap();
     assert_eq!(owner, ("sub-1".to_owned(), "inscription-scolaire".to_owned()));
+    // A token tried against the fields it may belong to, found and keyed once: it opens in
+    // its own field and subject only, whatever was tried before.
+    let openable = v.openable(&nom).await.unwrap().unwrap();
+    assert_eq!((openable.subject(), openable.activity()), ("sub-1", "inscription-scolaire"));
+    assert!(openable.open(&ctx("sub-1", "prenom")).is_err(), "another field");
+    assert!(openable.open(&ctx("sub-2", "nom")).is_err(), "another citizen");
+    assert_eq!(openable.open(&ctx("sub-1", "nom")).unwrap().as_str(), "Dupont");
+    assert!(v.openable("gch2.not-a-token").await.is_err());
+    let mut altered = nom.clone().into_bytes();
+    if let Some(last) = altered.last_mut() {
+        *last = if *last == b'A' { b'B' } else { b'A' };
+    }
+    let altered = String::from_utf8(altered).unwrap();
+    let tried = v.openable(&altered).await;
+    assert!(tried.is_err() || tried.unwrap().is_some_and(|o| o.open(&ctx("sub-1", "nom")).is_err()), "altered");
 
     // A second instance (fresh cache) reads the same keys from the store.
     let v2 = s.vault().await;
@@ -78,6 +93,7 @@ async fn fields_seal_open_and_shred(backend: Backend) {
 
     assert!(matches!(v.shred("sub-1", "inscription-scolaire").await.unwrap(), Shredded::Destroyed { .. }));
     assert!(matches!(v.open(&ctx("sub-1", "nom"), &nom).await, Err(CryptoError::KeyGone)));
+    assert!(v.openable(&nom).await.unwrap().is_none(), "a shredded key opens nothing");
     assert_eq!(v.open(&ctx("sub-2", "nom"), &other).await.unwrap().as_str(), "Martin");
     assert_eq!(v.shred("sub-1", "inscription-scolaire").await.unwrap(), Shredded::NoKey);
     // Coming back later gives a new key; the old tokens stay dead.

@@ -63,14 +63,14 @@ fn rewrite(v: &Value, opened: &HashMap<String, Option<String>>) -> Value {
 /// The clear value of `token` if one of `owners` (the citizen's field subjects) owns it, in
 /// `activity`.
 async fn open_one(vault: &Vault, activity: &ActivityFile, owners: &[&str], token: &str) -> Option<String> {
-    let (owner, owner_activity) = vault.owner_of(token).await.ok()??;
-    if !owners.contains(&owner.as_str()) || owner_activity != activity.id {
+    let openable = vault.openable(token).await.ok()??;
+    if !owners.contains(&openable.subject()) || openable.activity() != activity.id {
         return None;
     }
-    let subject = owner.as_str();
+    let subject = openable.subject();
     for field in activity.fields.iter().filter(|f| f.protection == Protection::Encrypt) {
         let ctx = FieldContext { activity: &activity.id, field: &field.name, subject };
-        if let Ok(value) = vault.open(&ctx, token).await {
+        if let Ok(value) = openable.open(&ctx) {
             return Some(value.to_string());
         }
     }
