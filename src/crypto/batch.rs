@@ -121,12 +121,13 @@ async fn reveal(State(app): State<AppState>, headers: HeaderMap, body: axum::bod
     let mut values = Vec::with_capacity(req.items.len());
     let mut by_subject: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for item in &req.items {
-        let value = match vault.owner_of(&item.token).await {
-            Ok(Some((subject, activity))) if activity == client.activity => {
-                let gone = match hidden.get(&subject) {
+        let value = match vault.openable(&item.token).await {
+            Ok(Some(openable)) if openable.activity() == client.activity => {
+                let (subject, activity) = (openable.subject(), openable.activity());
+                let gone = match hidden.get(subject) {
                     Some(g) => *g,
-                    None => match any_mark(&app, &subject, &activity, &marks).await {
-                        Ok(g) => *hidden.entry(subject.clone()).or_insert(g),
+                    None => match any_mark(&app, subject, activity, &marks).await {
+                        Ok(g) => *hidden.entry(subject.to_owned()).or_insert(g),
                         Err(e) => {
                             tracing::warn!(error = %e, "batch reveal: withdrawals or restrictions unavailable");
                             return problem(&GatewayError::StoreUnavailable, "withdrawals unavailable");
@@ -137,10 +138,10 @@ async fn reveal(State(app): State<AppState>, headers: HeaderMap, body: axum::bod
                     values.push(Revealed { token: item.token.clone(), value: None });
                     continue;
                 }
-                let ctx = FieldContext { activity: &activity, field: &item.field, subject: &subject };
-                let opened = vault.open(&ctx, &item.token).await.ok().map(|v| v.to_string());
+                let ctx = FieldContext { activity, field: &item.field, subject };
+                let opened = openable.open(&ctx).ok().map(|v| v.to_string());
                 if opened.is_some() {
-                    by_subject.entry(subject).or_default().insert(item.field.clone());
+                    by_subject.entry(subject.to_owned()).or_default().insert(item.field.clone());
                 }
                 opened
             }
