@@ -35,6 +35,13 @@ where
     }
 }
 
+/// A boxed connection (what the server watches, so that its state is not moved around).
+impl<C: Graceful + ?Sized> Graceful for Pin<Box<C>> {
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        Pin::get_mut(self).as_mut().graceful_shutdown();
+    }
+}
+
 /// The server's side: tells every watched connection to finish, then waits for them.
 #[derive(Debug)]
 pub struct Drain {

@@ -102,8 +102,7 @@ pub async fn serve<F: Front>(
                 };
                 let _ = tcp.set_nodelay(true);
                 let meta = ConnMeta { peer, tls: tls.is_some() };
-                let front = front.clone();
-                let builder = builder.clone();
+                let (front, builder) = (front.clone(), builder.clone());
                 // The connection leaves this runtime's reactor: its lane's drives it.
                 let tcp = match tcp.into_std() {
                     Ok(tcp) => tcp,
@@ -112,30 +111,8 @@ pub async fn serve<F: Front>(
                         continue;
                     }
                 };
-                let watcher = graceful.watcher();
-                let tls = tls.clone();
-                spawn_conn(async move {
-                    let tcp = match tokio::net::TcpStream::from_std(tcp) {
-                        Ok(tcp) => tcp,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "cannot serve the connection on its lane");
-                            return;
-                        }
-                    };
-                    let conn = Conn { builder: &builder, front, meta, watcher, wait: limits.header_read_timeout };
-                    match tls {
-                        // No wait for the first bytes here: the connection's watchdog counts
-                        // the time the auto builder waits for them (to tell HTTP/1 from HTTP/2).
-                        None => conn.serve(tcp).await,
-                        Some(acceptor) => {
-                            let Ok(Ok(stream)) = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp)).await else {
-                                tracing::debug!("TLS handshake failed or timed out");
-                                return;
-                            };
-                            conn.serve(stream).await;
-                        }
-                    }
-                });
+                let conn = Accepted { builder, front, meta, watcher: graceful.watcher(), limits };
+                spawn_conn(conn.serve(tcp, tls.clone()));
             }
             () = &mut stop => break,
         }
@@ -152,6 +129,59 @@ fn spawn_conn(serve: impl std::future::Future<Output = ()> + Send + 'static) {
         Some(lanes) => lanes.spawn(serve),
         None => {
             tokio::spawn(serve);
+        }
+    }
+}
+
+/// A connection just accepted, before it reaches its lane.
+struct Accepted<F> {
+    builder: Arc<Builder<TokioExecutor>>,
+    front: F,
+    meta: ConnMeta,
+    watcher: drain::Watcher,
+    limits: ConnLimits,
+}
+
+impl<F: Front> Accepted<F> {
+    /// Serves the connection on the lane that polls the returned future: the TLS handshake
+    /// first when the listener has TLS, then HTTP.
+    ///
+    /// The future lives as long as the connection, idle keep-alive ones included, so it is
+    /// kept small (docs/performance.md, "Memory per idle connection"): the HTTP connection is
+    /// boxed in [`Conn::serve`], and the TLS branch is boxed here so that a plain connection
+    /// does not carry room for a handshake it never does.
+    async fn serve(self, tcp: std::net::TcpStream, tls: Option<TlsAcceptor>) {
+        // Registered here, with the reactor of the lane that polls this future.
+        let tcp = match tokio::net::TcpStream::from_std(tcp) {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot serve the connection on its lane");
+                return;
+            }
+        };
+        let limits = self.limits;
+        let conn = Conn {
+            builder: &self.builder,
+            front: self.front,
+            meta: self.meta,
+            watcher: self.watcher,
+            wait: limits.header_read_timeout,
+        };
+        match tls {
+            // No wait for the first bytes here: the connection's watchdog counts the time the
+            // auto builder waits for them (to tell HTTP/1 from HTTP/2).
+            None => conn.serve(tcp).await,
+            Some(acceptor) => {
+                Box::pin(async move {
+                    let Ok(Ok(stream)) = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp)).await
+                    else {
+                        tracing::debug!("TLS handshake failed or timed out");
+                        return;
+                    };
+                    conn.serve(stream).await;
+                })
+                .await
+            }
         }
     }
 }
@@ -175,8 +205,10 @@ impl<F: Front> Conn<'_, F> {
     {
         let activity = Activity::new();
         let svc = service(self.front, self.meta, activity.clone());
-        let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-        match idle::close_when_idle(self.watcher.watch(conn.into_owned()), &activity, self.wait).await {
+        // Boxed: the layers around it (shutdown, watchdog) then hold a pointer, not a copy each
+        // of its 1.5 KiB of state.
+        let conn = Box::pin(self.builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned());
+        match idle::close_when_idle(self.watcher.watch(conn), &activity, self.wait).await {
             Some(Ok(())) => {}
             Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
             None => tracing::debug!("connection closed: no request head in time"),
@@ -217,4 +249,39 @@ fn service<F: Front>(
         let resp = Box::pin(front.clone().call(req.map(axum::body::Body::new), meta));
         async move { Ok::<_, Infallible>(resp.await.map(|body| TrackedBody::new(body, busy))) }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> ConnLimits {
+        ConnLimits {
+            max_header_bytes: 16 * 1024,
+            header_read_timeout: Duration::from_secs(30),
+            tls_handshake_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// An idle keep-alive connection keeps its task's future for as long as it stays open, and
+    /// a town's browsers keep thousands open: the future must not carry copies of the HTTP
+    /// connection's state (once 13 KiB for 1.5 KiB of state: docs/performance.md).
+    #[tokio::test]
+    async fn an_accepted_connection_waits_in_a_small_future() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (tcp, peer) = listener.accept().unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let graceful = drain::Drain::new();
+        let accepted = Accepted {
+            builder: Arc::new(http_builder(limits())),
+            front: Router::new(),
+            meta: ConnMeta { peer, tls: false },
+            watcher: graceful.watcher(),
+            limits: limits(),
+        };
+        let serving = accepted.serve(tcp, None);
+        assert!(std::mem::size_of_val(&serving) <= 2048, "{} bytes", std::mem::size_of_val(&serving));
+        drop(client);
+    }
 }
