@@ -594,10 +594,24 @@ no_personal_data = true
 
     /// Peak resident memory of the gateway process so far, in bytes.
     pub fn peak_rss(&self) -> u64 {
+        self.status_kib("VmHWM") * 1024
+    }
+
+    /// Resident memory of the gateway process now, in bytes.
+    pub fn rss(&self) -> u64 {
+        self.status_kib("VmRSS") * 1024
+    }
+
+    /// A line of `/proc/<pid>/status`, the text after `key:`.
+    pub fn status(&self, key: &str) -> String {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("no VmHWM in /proc/<pid>/status");
-        let kb: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().unwrap();
-        kb * 1024
+        let prefix = format!("{key}:");
+        let line = status.lines().find(|l| l.starts_with(&prefix));
+        line.unwrap_or_else(|| panic!("no {key} in /proc/<pid>/status")).trim_start_matches(&prefix).trim().to_owned()
+    }
+
+    fn status_kib(&self, key: &str) -> u64 {
+        self.status(key).trim_end_matches("kB").trim().parse().unwrap()
     }
 
     /// Everything the process has logged so far.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::helpers::{read_head, spawn_app};
+use crate::helpers::{GatewayProcess, TestUpstream, init, read_head, spawn_app};
 
 const GET: &[u8] = b"GET /hello HTTP/1.1\r\nHost: gateway.test\r\n\r\n";
 
@@ -180,4 +180,43 @@ async fn keepalive_http2_streams_in_flight_are_not_cut_and_the_idle_connection_i
     assert!(ended.is_ok(), "the idle HTTP/2 connection stays open");
     // Held until here: the client closes a connection nobody can send on any more.
     drop((send, second));
+}
+
+/// What an idle keep-alive connection costs the real binary: a town's browsers keep thousands
+/// open. 16.8 KiB each once the connection's task held its state once and the allocator no
+/// longer asked for huge pages, 39.5 KiB before (docs/performance.md, session 19); the bound
+/// leaves room for allocator pages, not for either regression.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_idle_connections_cost_the_real_binary_little_memory() {
+    const CLIENTS: usize = 1000;
+    const MAX_KIB_EACH: u64 = 24;
+    init();
+    let upstream = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = GatewayProcess::start(dir.path(), upstream.addr, "warn").await;
+    assert_eq!(gw.status("THP_enabled"), "0", "transparent huge pages are still on for the gateway");
+    let mut warm = Vec::new();
+    for _ in 0..20 {
+        warm.push(idle_after_one_get(gw.addr).await);
+    }
+    let before = gw.rss();
+    let mut idle = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        idle.push(idle_after_one_get(gw.addr).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let each = gw.rss().saturating_sub(before) / 1024 / CLIENTS as u64;
+    assert!(each <= MAX_KIB_EACH, "{each} KiB per idle keep-alive connection (at most {MAX_KIB_EACH})");
+    // Still open and served: the memory is not saved by dropping them.
+    let last = idle.last_mut().unwrap();
+    last.write_all(GET).await.unwrap();
+    assert!(response(last).await.starts_with("HTTP/1.1 200"));
+}
+
+/// A connection to `addr` that made one GET and now waits, kept open.
+async fn idle_after_one_get(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(GET).await.unwrap();
+    assert!(response(&mut s).await.starts_with("HTTP/1.1 200"));
+    s
 }
