@@ -560,6 +560,7 @@ no_personal_data = true
             .stdin(Stdio::null())
             .env_remove("GUICHET_LOG")
             .env_remove("RUST_LOG")
+            .env_remove("MIMALLOC_ALLOW_THP")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
