@@ -102,7 +102,8 @@ pub async fn serve<F: Front>(
                 };
                 let _ = tcp.set_nodelay(true);
                 let meta = ConnMeta { peer, tls: tls.is_some() };
-                let (front, builder) = (front.clone(), builder.clone());
+                let front = front.clone();
+                let builder = builder.clone();
                 // The connection leaves this runtime's reactor: its lane's drives it.
                 let tcp = match tcp.into_std() {
                     Ok(tcp) => tcp,
@@ -111,8 +112,8 @@ pub async fn serve<F: Front>(
                         continue;
                     }
                 };
-                let conn = Accepted { builder, front, meta, watcher: graceful.watcher(), limits };
-                spawn_conn(conn.serve(tcp, tls.clone()));
+                let conn = Conn { builder, front, meta, watcher: graceful.watcher(), limits };
+                spawn_conn(conn.serve_accepted(tcp, tls.clone()));
             }
             () = &mut stop => break,
         }
@@ -133,8 +134,8 @@ fn spawn_conn(serve: impl std::future::Future<Output = ()> + Send + 'static) {
     }
 }
 
-/// A connection just accepted, before it reaches its lane.
-struct Accepted<F> {
+/// One accepted connection and what serving it takes.
+struct Conn<F> {
     builder: Arc<Builder<TokioExecutor>>,
     front: F,
     meta: ConnMeta,
@@ -142,15 +143,15 @@ struct Accepted<F> {
     limits: ConnLimits,
 }
 
-impl<F: Front> Accepted<F> {
+impl<F: Front> Conn<F> {
     /// Serves the connection on the lane that polls the returned future: the TLS handshake
     /// first when the listener has TLS, then HTTP.
     ///
     /// The future lives as long as the connection, idle keep-alive ones included, so it is
-    /// kept small (docs/performance.md, "Memory per idle connection"): the HTTP connection is
-    /// boxed in [`Conn::serve`], and the TLS branch is boxed here so that a plain connection
-    /// does not carry room for a handshake it never does.
-    async fn serve(self, tcp: std::net::TcpStream, tls: Option<TlsAcceptor>) {
+    /// kept small (docs/performance.md, "What changed the numbers (session 19)"): the HTTP
+    /// connection is boxed in [`Conn::serve`], and the TLS branch is boxed here so that a
+    /// plain connection does not carry room for a handshake it never does.
+    async fn serve_accepted(self, tcp: std::net::TcpStream, tls: Option<TlsAcceptor>) {
         // Registered here, with the reactor of the lane that polls this future.
         let tcp = match tokio::net::TcpStream::from_std(tcp) {
             Ok(tcp) => tcp,
@@ -159,44 +160,24 @@ impl<F: Front> Accepted<F> {
                 return;
             }
         };
-        let limits = self.limits;
-        let conn = Conn {
-            builder: &self.builder,
-            front: self.front,
-            meta: self.meta,
-            watcher: self.watcher,
-            wait: limits.header_read_timeout,
-        };
         match tls {
             // No wait for the first bytes here: the connection's watchdog counts the time the
             // auto builder waits for them (to tell HTTP/1 from HTTP/2).
-            None => conn.serve(tcp).await,
+            None => self.serve(tcp).await,
             Some(acceptor) => {
                 Box::pin(async move {
-                    let Ok(Ok(stream)) = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp)).await
-                    else {
+                    let handshake = tokio::time::timeout(self.limits.tls_handshake_timeout, acceptor.accept(tcp));
+                    let Ok(Ok(stream)) = handshake.await else {
                         tracing::debug!("TLS handshake failed or timed out");
                         return;
                     };
-                    conn.serve(stream).await;
+                    self.serve(stream).await;
                 })
                 .await
             }
         }
     }
-}
 
-/// One accepted connection and what serving it takes.
-struct Conn<'a, F> {
-    builder: &'a Builder<TokioExecutor>,
-    front: F,
-    meta: ConnMeta,
-    watcher: drain::Watcher,
-    /// How long it may wait for a request (`ConnLimits::header_read_timeout`).
-    wait: Duration,
-}
-
-impl<F: Front> Conn<'_, F> {
     /// Serves HTTP on `stream` until the client leaves, the server shuts down, or the
     /// connection waits for a request longer than allowed.
     async fn serve<S>(self, stream: S)
@@ -208,7 +189,7 @@ impl<F: Front> Conn<'_, F> {
         // Boxed: the layers around it (shutdown, watchdog) then hold a pointer, not a copy each
         // of its 1.5 KiB of state.
         let conn = Box::pin(self.builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned());
-        match idle::close_when_idle(self.watcher.watch(conn), &activity, self.wait).await {
+        match idle::close_when_idle(self.watcher.watch(conn), &activity, self.limits.header_read_timeout).await {
             Some(Ok(())) => {}
             Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
             None => tracing::debug!("connection closed: no request head in time"),
@@ -273,14 +254,14 @@ mod tests {
         let (tcp, peer) = listener.accept().unwrap();
         tcp.set_nonblocking(true).unwrap();
         let graceful = drain::Drain::new();
-        let accepted = Accepted {
+        let accepted = Conn {
             builder: Arc::new(http_builder(limits())),
             front: Router::new(),
             meta: ConnMeta { peer, tls: false },
             watcher: graceful.watcher(),
             limits: limits(),
         };
-        let serving = accepted.serve(tcp, None);
+        let serving = accepted.serve_accepted(tcp, None);
         assert!(std::mem::size_of_val(&serving) <= 2048, "{} bytes", std::mem::size_of_val(&serving));
         drop(client);
     }
