@@ -98,7 +98,8 @@ impl Audit {
         done.await.map_err(|_| AuditError::Closed)?
     }
 
-    /// Returns once everything queued before the call is committed (or given up).
+    /// Returns once everything queued before the call is committed (or given up), and the
+    /// checkpoint that is due, if one is, written: the journal then verifies at once.
     pub async fn flush(&self) -> Result<(), AuditError> {
         let (w, done) = oneshot::channel();
         self.tx.send(sink::Command::Flush(w)).await.map_err(|_| AuditError::Closed)?;

@@ -346,6 +346,23 @@ async fn deleting_every_checkpoint_is_detected(backend: Backend) {
     assert_eq!(j.broken_all(time::Duration::minutes(11)).await, Break::Uncovered { seq: 1 });
 }
 
+/// Entries committed long ago and covered by no checkpoint yet (the writer's tick follows the
+/// wall clock; the journal's clock moved nine hours): a flush writes the checkpoint that is
+/// due, so what verifies next (the alerts' check, the DPO's page) finds the journal intact.
+async fn a_flush_writes_the_checkpoint_that_is_due(backend: Backend) {
+    let j = Journal::start(backend, 1000).await;
+    j.append(3).await;
+    j.clock.advance(time::Duration::hours(9));
+    assert_eq!(j.broken_all(time::Duration::ZERO).await, Break::Uncovered { seq: 2 }, "the first entry's checkpoint");
+    j.audit.flush().await.unwrap();
+    let report = j.verify_all(time::Duration::ZERO).await;
+    assert!(report.is_intact(), "{}", report.summary());
+    assert_eq!((report.checkpoints, report.witnessed), (2, Some(2)), "{}", report.summary());
+    // Flushed again at once: nothing is due, nothing is written.
+    j.audit.flush().await.unwrap();
+    assert_eq!(j.verify_all(time::Duration::ZERO).await.checkpoints, 2);
+}
+
 async fn a_checkpoint_differing_from_the_witness_is_detected(backend: Backend) {
     let j = Journal::start(backend, 10).await;
     j.append(25).await;
@@ -424,6 +441,7 @@ crate::on_both_stores!(
     audit_verify_with_the_binary_checks_the_witness,
     deleting_the_last_checkpoints_is_detected,
     deleting_every_checkpoint_is_detected,
+    a_flush_writes_the_checkpoint_that_is_due,
     a_checkpoint_differing_from_the_witness_is_detected,
     the_database_refuses_edits_of_the_journal_outside_retention,
 );
