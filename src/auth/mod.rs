@@ -233,10 +233,25 @@ impl Auth {
 
     /// The session named by the request's cookie, if live.
     pub async fn identify(&self, headers: &HeaderMap) -> Result<Option<Arc<Session>>, session::SessionError> {
-        match cookie_value(headers, &self.settings.cookie_name) {
+        match self.session_cookie(headers) {
             Some(v) => self.sessions.resolve(v).await,
             None => Ok(None),
         }
+    }
+
+    /// The value of the request's session cookie, if it carries one.
+    pub fn session_cookie<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        cookie_value(headers, &self.settings.cookie_name)
+    }
+
+    /// The live session behind a session cookie's value at `now`
+    /// ([`session::SessionService::resolve_at`]).
+    pub async fn resolve_at(
+        &self,
+        cookie: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Arc<Session>>, session::SessionError> {
+        self.sessions.resolve_at(cookie, now).await
     }
 
     /// Ends the sessions an operator names: all, or one person's, known by the provider's
@@ -403,9 +418,13 @@ impl Auth {
     }
 
     /// `X-Guichet-Subject`, `X-Guichet-Claim-*` and `X-Guichet-Assertion` for `session` on
-    /// `route`, from the cache while the assertion has more than 30 s left.
-    pub fn identity_headers(&self, session: &Session, route: &Route) -> Result<Arc<IdentityHeaders>, jose::JwsError> {
-        let now = self.clock.now();
+    /// `route` at `now`, from the cache while the assertion has more than 30 s left.
+    pub fn identity_headers(
+        &self,
+        session: &Session,
+        route: &Route,
+        now: OffsetDateTime,
+    ) -> Result<Arc<IdentityHeaders>, jose::JwsError> {
         let cache_key = (session.id_hash.clone(), route.name.clone());
         if let Some(h) = self.assertions.lock().ok().and_then(|c| c.get(&cache_key).cloned())
             && h.expires_at - now > ASSERTION_RENEW_BEFORE
@@ -597,9 +616,14 @@ pub fn encode_claim_value(v: &str) -> String {
     if plain { v.to_owned() } else { format!("{ENCODED_VALUE_PREFIX}{}", utf8_percent_encode(v, ATTR_CHAR)) }
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
+/// The value of cookie `name` in the request's `Cookie` headers: the first pair, among those
+/// [`cookie_pairs`] reads, whose name is `name` (which holds no `=`).
 pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    cookie_pairs(headers).find(|(k, _)| *k == name).map(|(_, v)| v)
+    // Read on every signed-in request: each pair is tested where it lies, without splitting
+    // it first (a header that is not visible ASCII is skipped whole, as `cookie_pairs` does).
+    headers.get_all(::http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|header| {
+        header.split(';').find_map(|pair| pair.trim_matches([' ', '\t']).strip_prefix(name)?.strip_prefix('='))
+    })
 }
 
 /// Every (name, value) of the request's `Cookie` headers, in the order the browser sent them.
@@ -782,5 +806,32 @@ mod tests {
         strip_own_cookies(&mut h, "__Host-s");
         assert_eq!(h[::http::header::COOKIE], "a=1; b=2");
         assert_eq!(cookie_value(&h, "b"), Some("2"));
+    }
+
+    #[test]
+    fn a_cookie_is_found_as_the_pairs_read_it() {
+        let headers = [
+            &["s=1"][..],
+            &["a=1; s=2; s=3"],
+            &["sx=1; xs=2; s =3; s"],
+            &[" \t s=v=w \t ;b=2"],
+            &["a=1", "s=second header"],
+            &["s=", "s=later"],
+            &["a=\u{e9}; s=1", "s=from the ascii header"],
+            &["a", ";;", "b=2"],
+        ];
+        for values in headers {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(::http::header::COOKIE, HeaderValue::from_bytes(v.as_bytes()).unwrap());
+            }
+            for name in ["s", "a", "b", "sx", "x"] {
+                let expected = cookie_pairs(&h).find(|(k, _)| *k == name).map(|(_, v)| v);
+                assert_eq!(cookie_value(&h, name), expected, "{values:?} {name}");
+            }
+        }
+        let mut h = HeaderMap::new();
+        h.append(::http::header::COOKIE, HeaderValue::from_static(" \t s=v=w \t ;b=2"));
+        assert_eq!(cookie_value(&h, "s"), Some("v=w"), "spaces and tabs around a pair are not its value's");
     }
 }

@@ -365,11 +365,20 @@ impl SessionService {
     /// activity, at most once per a quarter of the idle timeout (capped at one minute). A hit
     /// computes no SHA-256: the entry holds its session's `id_hash`.
     pub async fn resolve(&self, cookie_value: &str) -> Result<Option<Arc<Session>>, SessionError> {
+        self.resolve_at(cookie_value, self.clock.now()).await
+    }
+
+    /// [`Self::resolve`] at `now`, the request's time read by its caller (the proxy reads
+    /// the clock once per request).
+    pub async fn resolve_at(
+        &self,
+        cookie_value: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Arc<Session>>, SessionError> {
         if !well_formed(cookie_value) {
             return Ok(None);
         }
         let key = self.cookies.key_of(cookie_value);
-        let now = self.clock.now();
         let entry = match self.cached(key) {
             Some(c) if c.checked.elapsed() < REVALIDATE_AFTER => c,
             _ => match self.load(cookie_value, key).await? {

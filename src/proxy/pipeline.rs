@@ -249,8 +249,8 @@ impl Proxy {
             return;
         };
         let field = auth.field_subject_in(session, p.sector);
-        let now = r.clock.now();
-        if !r.recorder.first_today(field, &p.activity, crate::clock::paris_date(now)) {
+        let now = ctx.now.unwrap_or_else(|| r.clock.now());
+        if !r.recorder.first_today(field, &p.activity, now) {
             return;
         }
         r.recorder.record(crate::retention::record::Seen {
@@ -687,7 +687,10 @@ impl Proxy {
     async fn identify(&self, ctx: &mut RequestContext, headers: &http::HeaderMap) -> Result<(), ProxyError> {
         ctx.identity = Identity::Anonymous;
         let Some(auth) = &self.auth else { return Ok(()) };
-        let session = auth.identify(headers).await.map_err(|e| {
+        let Some(cookie) = auth.session_cookie(headers) else { return Ok(()) };
+        let now = self.fields.clock.now();
+        ctx.now = Some(now);
+        let session = auth.resolve_at(cookie, now).await.map_err(|e| {
             tracing::warn!(error = %e, "cannot read the session");
             ProxyError::Access(GatewayError::StoreUnavailable, "session store unavailable")
         })?;
@@ -708,7 +711,8 @@ impl Proxy {
         if route.access == RouteAccess::Public {
             return Ok(());
         }
-        let identity = auth.identity_headers(session, route).map_err(|e| ProxyError::Internal(e.to_string()))?;
+        let now = ctx.now.unwrap_or_else(|| self.fields.clock.now());
+        let identity = auth.identity_headers(session, route, now).map_err(|e| ProxyError::Internal(e.to_string()))?;
         // Sized once: the assertion alone is longer than the lines' first allocation.
         added.reserve(identity.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum());
         for (name, value) in &identity.headers {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use time::Date;
+use time::{Date, OffsetDateTime};
 use tokio::sync::mpsc;
 
 use crate::app::App;
@@ -35,10 +35,32 @@ pub struct Seen {
 pub struct Recorder {
     tx: mpsc::Sender<Seen>,
     rx: Mutex<Option<mpsc::Receiver<Seen>>>,
+    recent: Mutex<Recent>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+#[derive(Debug, Default)]
+struct Recent {
     /// The day each (field subject, activity), by hash, was last forwarded: no allocation
     /// on the request path.
-    recent: Mutex<HashMap<u64, Date>>,
-    hasher: std::collections::hash_map::RandomState,
+    days: HashMap<u64, Date>,
+    /// The last UTC hour asked about and its date in French local time: Paris's offset is
+    /// a whole number of hours, so the date only changes on the hour.
+    hour: Option<(i64, Date)>,
+}
+
+impl Recent {
+    fn today(&mut self, now: OffsetDateTime) -> Date {
+        let hour = now.unix_timestamp().div_euclid(3600);
+        match self.hour {
+            Some((h, date)) if h == hour => date,
+            _ => {
+                let date = crate::clock::paris_date(now);
+                self.hour = Some((hour, date));
+                date
+            }
+        }
+    }
 }
 
 impl Default for Recorder {
@@ -50,22 +72,24 @@ impl Default for Recorder {
 impl Recorder {
     pub fn new() -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        Self { tx, rx: Mutex::new(Some(rx)), recent: Mutex::new(HashMap::new()), hasher: Default::default() }
+        Self { tx, rx: Mutex::new(Some(rx)), recent: Mutex::new(Recent::default()), hasher: Default::default() }
     }
 
-    /// Whether (subject, activity) still needs recording `today`; remembers that it will be.
-    pub fn first_today(&self, field_subject: &str, activity: &str, today: Date) -> bool {
+    /// Whether (subject, activity) still needs recording on `now`'s day in French local
+    /// time; remembers that it will be.
+    pub fn first_today(&self, field_subject: &str, activity: &str, now: OffsetDateTime) -> bool {
         use std::hash::BuildHasher as _;
         let key = self.hasher.hash_one((field_subject, activity));
         let Ok(mut recent) = self.recent.lock() else { return false };
-        if recent.get(&key) == Some(&today) {
+        let today = recent.today(now);
+        if recent.days.get(&key) == Some(&today) {
             return false;
         }
-        if recent.len() >= QUEUE * 10 {
+        if recent.days.len() >= QUEUE * 10 {
             // A new day, or a very busy one: start again rather than grow without bound.
-            recent.clear();
+            recent.days.clear();
         }
-        recent.insert(key, today);
+        recent.days.insert(key, today);
         true
     }
 
@@ -107,5 +131,42 @@ pub async fn write(app: &App, batch: &[Seen]) {
         if let Err(e) = app.retention.seen(seen, &categories).await {
             tracing::warn!(error = %e, "retention: cannot record a citizen's last activity");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn a_day_is_a_day_in_french_local_time() {
+        let r = Recorder::new();
+        // Winter (UTC+1): 22:59 UTC is still the 10th in Paris, 23:00 UTC the 11th.
+        assert!(r.first_today("s", "a", datetime!(2026-01-10 22:00:00 UTC)));
+        assert!(!r.first_today("s", "a", datetime!(2026-01-10 22:59:59 UTC)), "same Paris day, same hour");
+        assert!(r.first_today("s", "a", datetime!(2026-01-10 23:00:00 UTC)), "midnight in Paris");
+        assert!(!r.first_today("s", "a", datetime!(2026-01-11 22:59:59 UTC)));
+        // Summer (UTC+2): the day turns at 22:00 UTC.
+        assert!(r.first_today("s", "a", datetime!(2026-07-10 21:59:59 UTC)));
+        assert!(r.first_today("s", "a", datetime!(2026-07-10 22:00:00 UTC)), "midnight in Paris, summer time");
+        assert!(!r.first_today("s", "a", datetime!(2026-07-11 12:00:00 UTC)));
+        // Other subjects and activities are counted apart.
+        assert!(r.first_today("t", "a", datetime!(2026-07-11 12:00:00 UTC)));
+        assert!(r.first_today("s", "b", datetime!(2026-07-11 12:00:00 UTC)));
+    }
+
+    #[test]
+    fn the_date_changes_with_the_summer_time_switch() {
+        let r = Recorder::new();
+        // 2026-03-29: Paris moves from UTC+1 to UTC+2 at 01:00 UTC; the day starts at 23:00
+        // UTC on the 28th and the next at 22:00 UTC on the 29th.
+        assert!(r.first_today("s", "a", datetime!(2026-03-28 23:30:00 UTC)));
+        assert!(!r.first_today("s", "a", datetime!(2026-03-29 21:59:59 UTC)));
+        assert!(r.first_today("s", "a", datetime!(2026-03-29 22:00:00 UTC)));
+        // 2026-10-25: back to UTC+1 at 01:00 UTC; that day ends at 23:00 UTC.
+        assert!(r.first_today("s", "a", datetime!(2026-10-24 22:00:00 UTC)));
+        assert!(!r.first_today("s", "a", datetime!(2026-10-25 22:59:59 UTC)));
+        assert!(r.first_today("s", "a", datetime!(2026-10-25 23:00:00 UTC)));
     }
 }
