@@ -21,8 +21,8 @@ pub fn json_fields(data: &[u8]) {
     }
     let segments: Vec<Vec<String>> = PATHS.iter().filter_map(|p| pointer_segments(p)).collect();
     let paths: Vec<&[String]> = segments.iter().map(Vec::as_slice).collect();
-    let Ok(found) = json_fields::find(data, &paths) else { return };
     let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(found) = json_fields::find(text, &paths) else { return };
     let mut end = 0;
     for f in &found {
         assert!(f.span.start >= end && f.span.start < f.span.end && f.span.end <= data.len(), "{f:?}");
@@ -35,11 +35,9 @@ pub fn json_fields(data: &[u8]) {
 /// The scanner checks the JSON grammar itself (no other pass reads the body first): on UTF-8
 /// text, it accepts exactly what `serde_json` accepts, within its limits on depth and size.
 pub fn json_grammar(data: &[u8]) {
-    if std::str::from_utf8(data).is_err() {
-        return;
-    }
+    let Ok(text) = std::str::from_utf8(data) else { return };
     let serde_accepts = serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok();
-    match json_fields::find(data, &[]) {
+    match json_fields::find(text, &[]) {
         Ok(_) => assert!(serde_accepts, "the scanner accepted what is not JSON"),
         Err(json_fields::ScanError::Malformed) => assert!(!serde_accepts, "the scanner refused JSON"),
         Err(_) => {}
@@ -55,15 +53,14 @@ pub fn json_rewrite(doc: &[u8], pointers: &[&str]) {
     }
     let segments: Vec<Vec<String>> = pointers.iter().filter_map(|p| pointer_segments(p)).collect();
     let paths: Vec<&[String]> = segments.iter().map(Vec::as_slice).collect();
-    let Ok(found) = json_fields::find(doc, &paths) else { return };
+    let Ok(text) = std::str::from_utf8(doc) else { return };
+    let Ok(found) = json_fields::find(text, &paths) else { return };
     // A mark no input holds: longer than its longest run of `Z`.
     let mark = "Z".repeat(longest_run(doc, b'Z') + 1);
     let tokens: Vec<String> = (0..found.len()).map(|i| format!("gch1.{mark}{i}")).collect();
     let clears: Vec<String> = found
         .iter()
-        .map(|f| {
-            std::str::from_utf8(doc).ok().and_then(|text| json_fields::clear_text(text, f)).map(|c| c.into_owned())
-        })
+        .map(|f| json_fields::clear_text(text, f).map(|c| c.into_owned()))
         .collect::<Option<_>>()
         .unwrap_or_default();
     assert_eq!(clears.len(), found.len(), "a found value is unreadable");

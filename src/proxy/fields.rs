@@ -369,7 +369,7 @@ impl Protector<'_> {
         }
         // The scan runs for the tree walk too: it bounds depth and size before any tree is
         // built (or dropped, which recurses as deep as the tree).
-        let found = json_fields::find_in(bytes, paths).map_err(scan_refusal)?;
+        let found = json_fields::find_in(text, paths).map_err(scan_refusal)?;
         if fields.iter().any(|f| f.searchable) {
             return self.protect_json_tree(&fields, bytes).await;
         }

@@ -2,7 +2,7 @@
 //! that the protect phase can replace them and copy every other byte unchanged: no tree is
 //! built, members keep their order and spacing, and nothing is re-serialised.
 //!
-//! The document must already be known valid UTF-8; the scanner checks the JSON grammar
+//! The document is text (valid UTF-8, checked by the caller); the scanner checks the JSON grammar
 //! (RFC 8259, as `serde_json` reads it: the property tests and the fuzz target compare the
 //! two) in the same pass that finds the values, so a body is read once. Paths follow
 //! `fields::find_targets`: a member name, `*` for every element of an array, or an element's
@@ -86,9 +86,9 @@ pub const OBJECT_WHERE_ARRAY: ShapeError = "an object where the declared path ex
 /// Same message as for form and query data (`fields`).
 pub const OTHER_SPELLING: ShapeError = "a personal field was sent under another spelling of its name";
 
-/// Every value each path reaches in the JSON document `doc` (valid UTF-8), in document order;
+/// Every value each path reaches in the JSON document `doc`, in document order;
 /// [`ScanError::Malformed`] when it is not JSON.
-pub fn find(doc: &[u8], paths: &[&[String]]) -> Result<Vec<Found>, ScanError> {
+pub fn find(doc: &str, paths: &[&[String]]) -> Result<Vec<Found>, ScanError> {
     find_in(doc, &Paths::new(paths))
 }
 
@@ -116,12 +116,14 @@ impl Paths {
 }
 
 /// [`find`] with paths compiled beforehand.
-pub fn find_in(doc: &[u8], paths: &Paths) -> Result<Vec<Found>, ScanError> {
+pub fn find_in(text: &str, paths: &Paths) -> Result<Vec<Found>, ScanError> {
     let index = &paths.index;
     let paths = paths.segments.as_slice();
+    let doc = text.as_bytes();
     let mut s =
         // Room for what an ordinary form needs, so that none of them grows while scanning.
         Scanner {
+            text,
             doc,
             paths,
             index,
@@ -261,6 +263,8 @@ struct Open {
 }
 
 struct Scanner<'a, 'p> {
+    /// The document, and the same as bytes (what the scan reads).
+    text: &'a str,
     doc: &'a [u8],
     paths: &'p [Vec<String>],
     index: &'p Index,
@@ -364,7 +368,8 @@ impl Scanner<'_, '_> {
         }
         let escaped = self.string()?;
         let doc = self.doc;
-        let key = doc.get(key_start + 1..self.pos.saturating_sub(1)).unwrap_or_default();
+        let key_range = key_start + 1..self.pos.saturating_sub(1);
+        let key = doc.get(key_range.clone()).unwrap_or_default();
         self.skip_ws();
         if self.peek() != b':' {
             return Err(ScanError::Malformed);
@@ -380,12 +385,12 @@ impl Scanner<'_, '_> {
             return refusal.map_or(Ok(()), |(_, e)| Err(e.into()));
         }
         let name = if escaped {
-            let Some(name) = decode_string(key) else { return refusal.map_or(Ok(()), |(_, e)| Err(e.into())) };
-            Cow::Owned(name)
+            decode_string(key).map(Cow::Owned)
         } else {
-            let Ok(name) = std::str::from_utf8(key) else { return refusal.map_or(Ok(()), |(_, e)| Err(e.into())) };
-            Cow::Borrowed(name)
+            // Between two quotes of the text: already known UTF-8.
+            self.text.get(key_range).map(Cow::Borrowed)
         };
+        let Some(name) = name else { return refusal.map_or(Ok(()), |(_, e)| Err(e.into())) };
         let folded = crate::canonical::names::fold(&name);
         let pushed = self.cursors.len();
         for path in self.index.named(depth, &folded) {
@@ -711,7 +716,7 @@ mod tests {
     fn scan(doc: &str, pointers: &[&str]) -> Result<Vec<Found>, ScanError> {
         let segs: Vec<Vec<String>> = pointers.iter().map(|p| pointer_segments(p).unwrap()).collect();
         let paths: Vec<&[String]> = segs.iter().map(Vec::as_slice).collect();
-        find(doc.as_bytes(), &paths)
+        find(doc, &paths)
     }
 
     #[test]
