@@ -244,16 +244,6 @@ impl Auth {
         cookie_value(headers, &self.settings.cookie_name)
     }
 
-    /// The live session behind a session cookie's value at `now`
-    /// ([`session::SessionService::resolve_at`]).
-    pub async fn resolve_at(
-        &self,
-        cookie: &str,
-        now: OffsetDateTime,
-    ) -> Result<Option<Arc<Session>>, session::SessionError> {
-        self.sessions.resolve_at(cookie, now).await
-    }
-
     /// Ends the sessions an operator names: all, or one person's, known by the provider's
     /// `sub` or by the pseudonym an upstream received on any of `routes` (an application's
     /// staff only ever see the pseudonym). Other instances notice within
@@ -616,33 +606,34 @@ pub fn encode_claim_value(v: &str) -> String {
     if plain { v.to_owned() } else { format!("{ENCODED_VALUE_PREFIX}{}", utf8_percent_encode(v, ATTR_CHAR)) }
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers: the first pair, among those
-/// [`cookie_pairs`] reads, whose name is `name` (which holds no `=`).
+/// The value of cookie `name` (which holds no `=`) in the request's `Cookie` headers: the
+/// first of [`cookie_pairs`] so named.
 pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    // Read on every signed-in request: each pair is tested where it lies, without splitting
-    // it first (a header that is not visible ASCII is skipped whole, as `cookie_pairs` does).
-    headers.get_all(::http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|header| {
-        header.split(';').find_map(|pair| pair.trim_matches([' ', '\t']).strip_prefix(name)?.strip_prefix('='))
-    })
+    // Read on every signed-in request: each pair is tested where it lies, not split first.
+    cookie_headers(headers).find_map(|h| pairs_in(h).find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')))
 }
 
 /// Every (name, value) of the request's `Cookie` headers, in the order the browser sent them.
 pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    headers
-        .get_all(::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
+    cookie_headers(headers).flat_map(pairs_in).filter_map(|pair| pair.split_once('='))
+}
+
+/// The request's `Cookie` headers that are visible ASCII; any other is skipped whole.
+fn cookie_headers(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers.get_all(::http::header::COOKIE).iter().filter_map(|v| v.to_str().ok())
+}
+
+/// The pairs of one `Cookie` header, without the spaces and tabs around them (the only
+/// whitespace a visible-ASCII header can hold).
+fn pairs_in(header: &str) -> impl Iterator<Item = &str> {
+    header.split(';').map(|pair| pair.trim_matches([' ', '\t']))
 }
 
 /// Removes the gateway's own cookies from what goes upstream: an application must never see
 /// (and so never leak) a session id.
 pub fn strip_own_cookies(headers: &mut HeaderMap, session_cookie: &str) {
     let Some(v) = headers.get(::http::header::COOKIE).and_then(|v| v.to_str().ok()) else { return };
-    let kept: Vec<&str> = v
-        .split(';')
-        .map(str::trim)
+    let kept: Vec<&str> = pairs_in(v)
         .filter(|pair| {
             let name = pair.split_once('=').map_or(*pair, |(k, _)| k);
             name != session_cookie && name != counter::ASSISTED_COOKIE && !pending::is_login_cookie(name)

@@ -94,6 +94,11 @@ impl RequestContext {
         }
     }
 
+    /// The request's wall-clock time: [`Self::now`] when it was read, else `clock`'s now.
+    pub fn now_or(&self, clock: &dyn crate::clock::Clock) -> time::OffsetDateTime {
+        self.now.unwrap_or_else(|| clock.now())
+    }
+
     /// The path every phase matches and forwards: the canonical path of `uri`'s.
     pub fn path<'a>(&'a self, uri: &'a http::Uri) -> &'a str {
         self.canonical_path.as_deref().unwrap_or_else(|| uri.path())

@@ -249,7 +249,7 @@ impl Proxy {
             return;
         };
         let field = auth.field_subject_in(session, p.sector);
-        let now = ctx.now.unwrap_or_else(|| r.clock.now());
+        let now = ctx.now_or(r.clock.as_ref());
         if !r.recorder.first_today(field, &p.activity, now) {
             return;
         }
@@ -690,7 +690,7 @@ impl Proxy {
         let Some(cookie) = auth.session_cookie(headers) else { return Ok(()) };
         let now = self.fields.clock.now();
         ctx.now = Some(now);
-        let session = auth.resolve_at(cookie, now).await.map_err(|e| {
+        let session = auth.sessions.resolve_at(cookie, now).await.map_err(|e| {
             tracing::warn!(error = %e, "cannot read the session");
             ProxyError::Access(GatewayError::StoreUnavailable, "session store unavailable")
         })?;
@@ -711,8 +711,9 @@ impl Proxy {
         if route.access == RouteAccess::Public {
             return Ok(());
         }
-        let now = ctx.now.unwrap_or_else(|| self.fields.clock.now());
-        let identity = auth.identity_headers(session, route, now).map_err(|e| ProxyError::Internal(e.to_string()))?;
+        let identity = auth
+            .identity_headers(session, route, ctx.now_or(self.fields.clock.as_ref()))
+            .map_err(|e| ProxyError::Internal(e.to_string()))?;
         // Sized once: the assertion alone is longer than the lines' first allocation.
         added.reserve(identity.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum());
         for (name, value) in &identity.headers {
