@@ -603,6 +603,22 @@ no_personal_data = true
         self.status_kib("VmRSS") * 1024
     }
 
+    /// Resident memory once it has stopped moving (three equal readings 100 ms apart, or the
+    /// last reading after 3 s): the gateway's own start-up work, slower while other tests run,
+    /// must not count as the cost of what a test measures.
+    pub async fn settled_rss(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut last = self.rss();
+        let mut same = 0;
+        while same < 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = self.rss();
+            same = if now == last { same + 1 } else { 0 };
+            last = now;
+        }
+        last
+    }
+
     /// A line of `/proc/<pid>/status`, the text after `key:`.
     pub fn status(&self, key: &str) -> String {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();

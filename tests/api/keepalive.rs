@@ -184,13 +184,15 @@ async fn keepalive_http2_streams_in_flight_are_not_cut_and_the_idle_connection_i
 
 /// What an idle keep-alive connection costs the real binary: a town's browsers keep thousands
 /// open. 16.8 KiB each once the connection's task held its state once and the allocator no
-/// longer asked for huge pages, 39.5 KiB before (docs/performance.md, session 19); the bound
-/// leaves room for allocator pages, not for either regression.
+/// longer asked for huge pages, 39.5 KiB before (docs/performance.md, session 19). Here 16 KiB
+/// on a quiet machine and up to 22 while the other tests run (the allocator's pages then
+/// spread over both lanes); the bound leaves room for that, not for the state copied again
+/// (about 27). Huge pages are checked apart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalive_idle_connections_cost_the_real_binary_little_memory() {
     // Few enough for a default limit of 1 024 open files in the test process.
     const CLIENTS: usize = 400;
-    const MAX_KIB_EACH: u64 = 21;
+    const MAX_KIB_EACH: u64 = 24;
     init();
     let upstream = TestUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -201,13 +203,12 @@ async fn keepalive_idle_connections_cost_the_real_binary_little_memory() {
     for _ in 0..20 {
         warm.push(idle_after_one_get(gw.addr).await);
     }
-    let before = gw.rss();
+    let before = gw.settled_rss().await;
     let mut idle = Vec::with_capacity(CLIENTS);
     for _ in 0..CLIENTS {
         idle.push(idle_after_one_get(gw.addr).await);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let each = gw.rss().saturating_sub(before) / 1024 / CLIENTS as u64;
+    let each = gw.settled_rss().await.saturating_sub(before) / 1024 / CLIENTS as u64;
     assert!(each <= MAX_KIB_EACH, "{each} KiB per idle keep-alive connection (at most {MAX_KIB_EACH})");
     // Still open and served: the memory is not saved by dropping them.
     let last = idle.last_mut().unwrap();
