@@ -185,9 +185,9 @@ async fn keepalive_http2_streams_in_flight_are_not_cut_and_the_idle_connection_i
 /// What an idle keep-alive connection costs the real binary: a town's browsers keep thousands
 /// open. 16.8 KiB each once the connection's task held its state once and the allocator no
 /// longer asked for huge pages, 39.5 KiB before (docs/performance.md, session 19). Here 16 KiB
-/// on a quiet machine and up to 22 while the other tests run (the allocator's pages then
-/// spread over both lanes); the bound leaves room for that, not for the state copied again
-/// (about 27). Huge pages are checked apart.
+/// on a quiet machine, 22 once while the other tests ran (cause not pinned down; readings now
+/// wait for the memory to settle); the bound leaves room for that, not for the state copied
+/// again (about 27). Huge pages are checked apart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalive_idle_connections_cost_the_real_binary_little_memory() {
     // Few enough for a default limit of 1 024 open files in the test process.
