@@ -275,11 +275,13 @@ async fn witness(
     coverage: Option<(i64, Duration)>,
     report: &mut Report,
 ) -> Result<Option<Break>, VerifyError> {
-    let in_store = store.audit().checkpoints().await?;
+    // The file first: a checkpoint reaches it only after its commit, so one signed between the
+    // two reads is in the store and not yet witnessed (young, allowed), never the reverse.
     let owned = path.to_owned();
     let read = tokio::task::spawn_blocking(move || super::witness::read(&owned))
         .await
         .map_err(|e| LineFileError::Io { path: path.to_owned(), source: std::io::Error::other(e) })??;
+    let in_store = store.audit().checkpoints().await?;
     let Some(witnessed) = read else {
         return Ok((!in_store.is_empty()).then(|| Break::WitnessMissing { path: path.display().to_string() }));
     };
@@ -296,15 +298,12 @@ fn compare_witness(
     if let Some((&number, _)) = witnessed.iter().find(|(_, v)| v.len() > 1) {
         return Some(Break::WitnessConflict { number });
     }
-    let now_us = coverage.map(|(now, _)| now);
-    let grace =
-        coverage.map_or(0, |(_, every)| i64::try_from((every + COVERAGE_GRACE).as_micros()).unwrap_or(i64::MAX));
     let mut same = 0;
     for cp in in_store {
         match witnessed.get(&cp.number).and_then(|v| v.first()) {
             Some(w) if w == cp => same += 1,
             Some(_) => return Some(Break::WitnessDiffers { number: cp.number }),
-            None if now_us.is_some_and(|now| now.saturating_sub(cp.at_us) <= grace) => {}
+            None if may_wait_for_witness(cp, coverage) => {}
             None => return Some(Break::NotWitnessed { number: cp.number }),
         }
     }
@@ -315,6 +314,15 @@ fn compare_witness(
     }
     *count = Some(same);
     None
+}
+
+/// A checkpoint younger than the interval plus [`COVERAGE_GRACE`] (with `coverage`, which
+/// gives now and the interval): its witness line may not be written yet.
+fn may_wait_for_witness(cp: &CheckpointRow, coverage: Option<(i64, Duration)>) -> bool {
+    coverage.is_some_and(|(now_us, every)| {
+        let grace = i64::try_from((every + COVERAGE_GRACE).as_micros()).unwrap_or(i64::MAX);
+        now_us.saturating_sub(cp.at_us) <= grace
+    })
 }
 
 impl Walk<'_> {
