@@ -154,6 +154,9 @@ struct Walk<'a> {
     expected: i64,
     entries: u64,
     checked_checkpoints: u64,
+    /// The first entry found after the head read at the start: committed since, or inserted;
+    /// the head read again after the walk tells which.
+    beyond: Option<i64>,
 }
 
 /// The chain, its checkpoints and the consent ledger (no coverage or witness check).
@@ -217,8 +220,12 @@ async fn walk_chain_once(
         consent_entries: BTreeSet::new(),
         entries: 0,
         checked_checkpoints: 0,
+        beyond: None,
     };
     let mut broken = walk.run(store).await?;
+    if broken.is_none() {
+        broken = walk.committed_since(store).await?;
+    }
     if broken.is_none()
         && let (Some((now_us, every)), Some((seq, oldest_us))) = (coverage, walk.uncovered)
     {
@@ -339,9 +346,31 @@ impl Walk<'_> {
                 if let Err(b) = self.entry(row) {
                     return Ok(Some(b));
                 }
+                if self.beyond.is_some() {
+                    return Ok(self.finish().err());
+                }
             }
         }
         Ok(self.finish().err())
+    }
+
+    /// What was found after the head read at the start (an entry, a checkpoint) must be under
+    /// the head read now: a writer commits an entry or checkpoint with the head that counts
+    /// it, an intruder's insertion leaves the head behind it.
+    async fn committed_since(&self, store: &Store) -> Result<Option<Break>, StoreError> {
+        let later = self.checkpoints.clone().next();
+        if self.beyond.is_none() && later.is_none() {
+            return Ok(None);
+        }
+        let now = store.audit().head().await?;
+        if let Some(seq) = self.beyond.filter(|&seq| seq > now.seq) {
+            return Ok(Some(Break::BeyondHead { seq, head: now.seq }));
+        }
+        Ok(self
+            .checkpoints
+            .clone()
+            .find(|cp| cp.seq > now.seq || cp.number > now.checkpoint_number)
+            .map(|cp| Break::CheckpointOrphan { number: cp.number, seq: cp.seq }))
     }
 
     /// Without pruning the chain starts at genesis; after it, at a checkpoint that must be
@@ -365,7 +394,8 @@ impl Walk<'_> {
             return Err(Break::Gap { after: self.expected - 1 });
         }
         if row.seq > self.head.seq {
-            return Err(Break::BeyondHead { seq: row.seq, head: self.head.seq });
+            self.beyond = Some(row.seq);
+            return Ok(());
         }
         self.checkpoints_before(row.seq)?;
         let hash = chain::next_hash(&self.prev, row.seq, &row.body);
@@ -388,7 +418,9 @@ impl Walk<'_> {
 
     /// Checks the checkpoints at `seq`, which the chain has just reached.
     fn next_checkpoints_at(&mut self, seq: i64) -> Result<(), Break> {
-        while let Some(cp) = self.checkpoints.next_if(|cp| cp.seq == seq) {
+        // A checkpoint numbered after the head's was signed since the head was read.
+        let counted = self.head.checkpoint_number;
+        while let Some(cp) = self.checkpoints.next_if(|cp| cp.seq == seq && cp.number <= counted) {
             self.checkpoint(&cp)?;
         }
         Ok(())
@@ -432,7 +464,10 @@ impl Walk<'_> {
         if last < self.head.seq {
             return Err(Break::MissingTail { last, head: self.head.seq });
         }
-        if let Some(cp) = self.checkpoints.peek() {
+        // Those signed since the head was read are left for `committed_since`.
+        if let Some(cp) =
+            self.checkpoints.peek().filter(|cp| cp.seq <= self.head.seq && cp.number <= self.head.checkpoint_number)
+        {
             return Err(Break::CheckpointOrphan { number: cp.number, seq: cp.seq });
         }
         if chain::hash_hex(&self.prev) != self.head.hash {

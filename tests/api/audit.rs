@@ -439,7 +439,33 @@ async fn audit_verify_with_the_binary_checks_the_witness(backend: Backend) {
     assert!(stdout.contains("audit journal BROKEN: checkpoint 2: in the witness but not in the store"), "{stdout}");
 }
 
+/// A gateway keeps appending and signing checkpoints while `verify` runs (the DPO's "verify
+/// now", the alerts' check): an entry or checkpoint committed between verify's reads must not
+/// look inserted or deleted. Here every entry is checkpointed, and the verifications interleave
+/// with the appends.
+async fn a_journal_verified_while_it_is_appended_is_intact(backend: Backend) {
+    let j = Journal::start(backend, 1).await;
+    j.append(1).await;
+    let appending = j.append(300);
+    let verifying = async {
+        let mut reports = Vec::new();
+        for _ in 0..40 {
+            reports.push(j.verify_all(time::Duration::ZERO).await);
+            tokio::task::yield_now().await;
+        }
+        reports
+    };
+    let ((), reports) = tokio::join!(appending, verifying);
+    for report in &reports {
+        assert!(report.is_intact(), "{}", report.summary());
+    }
+    // The verifications did run between appends, not all before or after them.
+    let heads: BTreeSet<i64> = reports.iter().map(|r| r.head_seq).collect();
+    assert!(heads.len() > 2, "verified at {heads:?}");
+}
+
 crate::on_both_stores!(
+    a_journal_verified_while_it_is_appended_is_intact,
     audit_verify_with_the_binary_checks_the_witness,
     deleting_the_last_checkpoints_is_detected,
     deleting_every_checkpoint_is_detected,
