@@ -228,11 +228,9 @@ async fn walk_chain_once(
     }
     if broken.is_none()
         && let (Some((now_us, every)), Some((seq, oldest_us))) = (coverage, walk.uncovered)
+        && now_us.saturating_sub(oldest_us) > allowed_age_us(every)
     {
-        let allowed = i64::try_from((every + COVERAGE_GRACE).as_micros()).unwrap_or(i64::MAX);
-        if now_us.saturating_sub(oldest_us) > allowed {
-            broken = Some(Break::Uncovered { seq });
-        }
+        broken = Some(Break::Uncovered { seq });
     }
     let report = Report {
         anchor_seq: walk.head.anchor_seq,
@@ -326,10 +324,13 @@ fn compare_witness(
 /// A checkpoint younger than the interval plus [`COVERAGE_GRACE`] (with `coverage`, which
 /// gives now and the interval): its witness line may not be written yet.
 fn may_wait_for_witness(cp: &CheckpointRow, coverage: Option<(i64, Duration)>) -> bool {
-    coverage.is_some_and(|(now_us, every)| {
-        let grace = i64::try_from((every + COVERAGE_GRACE).as_micros()).unwrap_or(i64::MAX);
-        now_us.saturating_sub(cp.at_us) <= grace
-    })
+    coverage.is_some_and(|(now_us, every)| now_us.saturating_sub(cp.at_us) <= allowed_age_us(every))
+}
+
+/// How old, in microseconds, an entry may be without a checkpoint covering it, or a checkpoint
+/// without its witness line: the checkpoint interval plus [`COVERAGE_GRACE`].
+fn allowed_age_us(every: Duration) -> i64 {
+    i64::try_from((every + COVERAGE_GRACE).as_micros()).unwrap_or(i64::MAX)
 }
 
 impl Walk<'_> {
@@ -357,18 +358,17 @@ impl Walk<'_> {
     /// What was found after the head read at the start (an entry, a checkpoint) must be under
     /// the head read now: a writer commits an entry or checkpoint with the head that counts
     /// it, an intruder's insertion leaves the head behind it.
-    async fn committed_since(&self, store: &Store) -> Result<Option<Break>, StoreError> {
-        let later = self.checkpoints.clone().next();
-        if self.beyond.is_none() && later.is_none() {
+    async fn committed_since(&mut self, store: &Store) -> Result<Option<Break>, StoreError> {
+        let later: Vec<CheckpointRow> = self.checkpoints.by_ref().collect();
+        if self.beyond.is_none() && later.is_empty() {
             return Ok(None);
         }
         let now = store.audit().head().await?;
         if let Some(seq) = self.beyond.filter(|&seq| seq > now.seq) {
             return Ok(Some(Break::BeyondHead { seq, head: now.seq }));
         }
-        Ok(self
-            .checkpoints
-            .clone()
+        Ok(later
+            .iter()
             .find(|cp| cp.seq > now.seq || cp.number > now.checkpoint_number)
             .map(|cp| Break::CheckpointOrphan { number: cp.number, seq: cp.seq }))
     }
