@@ -37,6 +37,7 @@ mod notice;
 mod notify;
 mod openapi;
 mod paths;
+mod pgo;
 mod policy;
 mod privacy_centre;
 mod propagation;
