@@ -446,10 +446,16 @@ async fn audit_verify_with_the_binary_checks_the_witness(backend: Backend) {
 async fn a_journal_verified_while_it_is_appended_is_intact(backend: Backend) {
     let j = Journal::start(backend, 1).await;
     j.append(1).await;
-    let appending = j.append(300);
+    let done = std::cell::Cell::new(false);
+    let appending = async {
+        j.append(300).await;
+        done.set(true);
+    };
     let verifying = async {
         let mut reports = Vec::new();
-        for _ in 0..40 {
+        // Until the appends are over (at least forty times), so that the verifications
+        // interleave with them however fast either runs on the machine.
+        while !done.get() || reports.len() < 40 {
             reports.push(j.verify_all(time::Duration::ZERO).await);
             tokio::task::yield_now().await;
         }
