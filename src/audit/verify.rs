@@ -67,6 +67,13 @@ pub enum Break {
     CheckpointMismatch { number: i64, seq: i64 },
     #[error("checkpoint {number}: refers to entry {seq}, which is missing")]
     CheckpointOrphan { number: i64, seq: i64 },
+    /// Found past the head (its entry, or its number) while the head stayed where it was: no
+    /// writer committed it.
+    #[error(
+        "checkpoint {number}: at entry {seq}, past the journal head (entry {head_seq}, checkpoint \
+         {head_number}) (inserted checkpoint)"
+    )]
+    CheckpointBeyondHead { number: i64, seq: i64, head_seq: i64, head_number: i64 },
     #[error("checkpoint {after} is followed by checkpoint {next} (deleted checkpoint)")]
     CheckpointGap { after: i64, next: i64 },
     #[error("anchor: entry {seq} is not a signed checkpoint (pruning forged)")]
@@ -367,10 +374,14 @@ impl Walk<'_> {
         if let Some(seq) = self.beyond.filter(|&seq| seq > now.seq) {
             return Ok(Some(Break::BeyondHead { seq, head: now.seq }));
         }
-        Ok(later
-            .iter()
-            .find(|cp| cp.seq > now.seq || cp.number > now.checkpoint_number)
-            .map(|cp| Break::CheckpointOrphan { number: cp.number, seq: cp.seq }))
+        Ok(later.iter().find(|cp| cp.seq > now.seq || cp.number > now.checkpoint_number).map(|cp| {
+            Break::CheckpointBeyondHead {
+                number: cp.number,
+                seq: cp.seq,
+                head_seq: now.seq,
+                head_number: now.checkpoint_number,
+            }
+        }))
     }
 
     /// Without pruning the chain starts at genesis; after it, at a checkpoint that must be

@@ -220,7 +220,7 @@ async fn a_tampered_checkpoint_signature_is_detected(backend: Backend) {
 /// Checkpoints copied in beyond an idle head: one past its last entry, one numbered past the
 /// head's count at its last entry. Nothing is appending, so neither can have been committed
 /// since the head was read.
-async fn a_checkpoint_inserted_beyond_an_idle_head_is_an_orphan(backend: Backend) {
+async fn a_checkpoint_inserted_beyond_an_idle_head_is_detected(backend: Backend) {
     let j = Journal::start(backend, 10).await;
     j.append(25).await;
     let head = j.store.audit().head().await.unwrap();
@@ -233,15 +233,27 @@ async fn a_checkpoint_inserted_beyond_an_idle_head_is_an_orphan(backend: Backend
     };
     let past_seq = (head.checkpoint_number + 1, head.seq + 3);
     j.sql(&copy(past_seq.0, past_seq.1)).await;
-    assert_eq!(j.broken().await, Break::CheckpointOrphan { number: past_seq.0, seq: past_seq.1 });
+    let beyond = |(number, seq): (i64, i64)| Break::CheckpointBeyondHead {
+        number,
+        seq,
+        head_seq: head.seq,
+        head_number: head.checkpoint_number,
+    };
+    assert_eq!(j.broken().await, beyond(past_seq));
 
     j.sql(&format!("DELETE FROM audit_checkpoint WHERE number = {}", past_seq.0)).await;
     assert!(j.verify().await.is_intact(), "the copy removed, the journal is whole again");
     let past_count = (head.checkpoint_number + 1, head.seq);
     j.sql(&copy(past_count.0, past_count.1)).await;
     let b = j.broken().await;
-    assert_eq!(b, Break::CheckpointOrphan { number: past_count.0, seq: past_count.1 });
-    assert_eq!(b.to_string(), format!("checkpoint {}: refers to entry {}, which is missing", past_count.0, head.seq));
+    assert_eq!(b, beyond(past_count));
+    assert_eq!(
+        b.to_string(),
+        format!(
+            "checkpoint {}: at entry {}, past the journal head (entry {}, checkpoint {}) (inserted checkpoint)",
+            past_count.0, head.seq, head.seq, head.checkpoint_number
+        )
+    );
 }
 
 async fn a_checkpoint_signed_with_another_key_is_refused(backend: Backend) {
@@ -752,7 +764,7 @@ crate::on_both_stores!(
     a_forged_entry_with_the_chain_recomputed_is_caught_by_a_checkpoint,
     reordered_entries_are_detected,
     a_tampered_checkpoint_signature_is_detected,
-    a_checkpoint_inserted_beyond_an_idle_head_is_an_orphan,
+    a_checkpoint_inserted_beyond_an_idle_head_is_detected,
     a_checkpoint_signed_with_another_key_is_refused,
     pruning_keeps_the_rest_of_the_chain_verifiable,
     two_writers_appending_at_once_form_one_chain,
