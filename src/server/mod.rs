@@ -3,6 +3,7 @@
 pub mod drain;
 pub mod idle;
 pub mod lanes;
+pub mod linger;
 pub mod middleware;
 pub mod openapi;
 pub mod redirect;
@@ -211,7 +212,8 @@ fn http_builder(limits: ConnLimits) -> Builder<TokioExecutor> {
 }
 
 /// The front as a hyper service, with the connection's facts added to each request and each
-/// request counted in flight, for the connection's watchdog, until its response has ended.
+/// request counted in flight, for the connection's watchdog, until its response has ended. An
+/// HTTP/1 body answered before its end is read to its end afterwards (`linger`).
 fn service<F: Front>(
     front: F,
     meta: ConnMeta,
@@ -226,8 +228,13 @@ fn service<F: Front>(
 + 'static {
     hyper::service::service_fn(move |req: http::Request<Incoming>| {
         let busy = activity.busy();
+        let req = if req.version() == http::Version::HTTP_2 {
+            req.map(axum::body::Body::new)
+        } else {
+            req.map(|body| axum::body::Body::new(linger::Lingering::new(body)))
+        };
         // Boxed once here, the request's future is a pointer that hyper can move around.
-        let resp = Box::pin(front.clone().call(req.map(axum::body::Body::new), meta));
+        let resp = Box::pin(front.clone().call(req, meta));
         async move { Ok::<_, Infallible>(resp.await.map(|body| TrackedBody::new(body, busy))) }
     })
 }

@@ -139,6 +139,31 @@ async fn declared_content_length_over_the_limit_is_refused_before_reaching_the_u
 }
 
 #[tokio::test]
+async fn a_client_still_sending_a_refused_body_reads_the_413() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().with(|s, _| s.routes[0].max_body_bytes = Some(MIB)).start().await;
+
+    // The gateway answers on the declared length, before reading the body. A client that
+    // sends all of it before reading (reqwest does, many browsers do for uploads) must still
+    // be able to send it and read the answer: the gateway reads and discards the rest
+    // (lingering close) instead of closing under the client's writes.
+    let (mut rd, mut wr) = tokio::net::TcpStream::connect(app.addr).await.unwrap().into_split();
+    let head = format!("POST /count HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n", app.addr, 2 * MIB);
+    wr.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    for i in 0..(2 * MIB / (64 * 1024)) {
+        // Pauses let the answer, and a close of the gateway's, reach the client in between.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Err(e) = wr.write_all(&chunk).await {
+            panic!("write {i} of the body failed ({e}): the gateway closed the connection under it");
+        }
+    }
+    let answer = answer_head(&mut rd).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(app.upstream.hits(), 0, "nothing of the refused body reaches the upstream");
+}
+
+#[tokio::test]
 async fn stalled_response_body_is_cut_by_the_idle_timeout() {
     let app = spawn_app().with(|s, _| s.routes[0].timeouts.idle_body = Duration::from_millis(300)).start().await;
     let started = Instant::now();
